@@ -1,0 +1,246 @@
+//! Per-key changes: what a time's consolidated updates mean for one primary key.
+//!
+//! The sink operator gathers the updates of one time, consolidates them, and groups them by key.
+//! Each key then holds at most one retraction and one insertion ([`Change`]); anything else —
+//! two insertions, two retractions, a multiplicity above one — is a [`Violation`] of the declared
+//! primary key, handled by the [`ViolationPolicy`].
+//!
+//! [`changes_from_updates`] is the pure core of that step, separate from timely so that it can
+//! be tested and benchmarked alone.
+
+use std::fmt;
+
+/// The change of one key at one time: the value retracted (`before`) and inserted (`after`).
+///
+/// `before: None, after: Some` is an insert, `Some, None` a delete, `Some, Some` an update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change<K, V> {
+    /// The primary key.
+    pub key: K,
+    /// The value the key held before this time, if any.
+    pub before: Option<V>,
+    /// The value the key holds after this time, if any.
+    pub after: Option<V>,
+}
+
+impl<K, V> Change<K, V> {
+    /// The kind of change.
+    pub fn kind(&self) -> ChangeKind {
+        match (&self.before, &self.after) {
+            (None, Some(_)) => ChangeKind::Insert,
+            (Some(_), None) => ChangeKind::Delete,
+            _ => ChangeKind::Update,
+        }
+    }
+}
+
+/// Insert, update or delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// A new key.
+    Insert,
+    /// A key whose value changed.
+    Update,
+    /// A key that went away.
+    Delete,
+}
+
+/// Updates of one key at one time that do not form a single change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation<K, V> {
+    /// The key.
+    pub key: K,
+    /// The key's consolidated updates at that time (value, diff), none of them zero.
+    pub updates: Vec<(V, isize)>,
+}
+
+impl<K: fmt::Debug, V> fmt::Display for Violation<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inserts: isize = self.updates.iter().filter(|u| u.1 > 0).map(|u| u.1).sum();
+        let deletes: isize = -self
+            .updates
+            .iter()
+            .filter(|u| u.1 < 0)
+            .map(|u| u.1)
+            .sum::<isize>();
+        write!(
+            f,
+            "key {:?} has {inserts} insertion(s) and {deletes} retraction(s) at one time",
+            self.key
+        )
+    }
+}
+
+/// What the sink does when a key's updates at a time are not a single change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ViolationPolicy {
+    /// Report an error and stop delivering (the default).
+    #[default]
+    Fail,
+    /// Drop that key's updates at that time, count them and log them.
+    Skip,
+    /// Route the offending updates to the sink's dead-letter collection.
+    DeadLetter,
+}
+
+/// Consolidates one time's updates and groups them by key into changes and violations.
+///
+/// `updates` is left empty (its allocation is kept for reuse). Changes come out in key order.
+///
+/// ```
+/// use differential_sinks_operators::{changes_from_updates, Change};
+/// let mut updates = vec![((1, "a"), -1), ((1, "b"), 1), ((2, "x"), 1), ((2, "x"), -1), ((3, "c"), 2)];
+/// let (mut changes, mut violations) = (Vec::new(), Vec::new());
+/// changes_from_updates(&mut updates, &mut changes, &mut violations);
+/// assert_eq!(changes, vec![Change { key: 1, before: Some("a"), after: Some("b") }]);
+/// assert_eq!(violations.len(), 1); // key 3 was inserted twice
+/// ```
+pub fn changes_from_updates<K: Ord, V: Ord>(
+    updates: &mut Vec<((K, V), isize)>,
+    changes: &mut Vec<Change<K, V>>,
+    violations: &mut Vec<Violation<K, V>>,
+) {
+    differential_dataflow::consolidation::consolidate(updates);
+    let mut iter = updates.drain(..).peekable();
+    while let Some(((key, value), diff)) = iter.next() {
+        // Common case: a lone update of this key.
+        let same_key_next = iter.peek().is_some_and(|((k, _), _)| *k == key);
+        if !same_key_next {
+            match diff {
+                1 => changes.push(Change {
+                    key,
+                    before: None,
+                    after: Some(value),
+                }),
+                -1 => changes.push(Change {
+                    key,
+                    before: Some(value),
+                    after: None,
+                }),
+                _ => violations.push(Violation {
+                    key,
+                    updates: vec![(value, diff)],
+                }),
+            }
+            continue;
+        }
+        let mut group = vec![(value, diff)];
+        while iter.peek().is_some_and(|((k, _), _)| *k == key) {
+            let ((_, v), d) = iter.next().expect("peeked");
+            group.push((v, d));
+        }
+        if group.len() == 2 {
+            let (a, b) = (&group[0], &group[1]);
+            let pair = match (a.1, b.1) {
+                (-1, 1) => Some((0, 1)),
+                (1, -1) => Some((1, 0)),
+                _ => None,
+            };
+            if let Some((before_ix, _)) = pair {
+                let mut g = group.into_iter();
+                let (first, second) = (g.next().expect("two"), g.next().expect("two"));
+                let (before, after) = if before_ix == 0 {
+                    (first.0, second.0)
+                } else {
+                    (second.0, first.0)
+                };
+                changes.push(Change {
+                    key,
+                    before: Some(before),
+                    after: Some(after),
+                });
+                continue;
+            }
+        }
+        violations.push(Violation {
+            key,
+            updates: group,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        mut updates: Vec<((u32, &'static str), isize)>,
+    ) -> (
+        Vec<Change<u32, &'static str>>,
+        Vec<Violation<u32, &'static str>>,
+    ) {
+        let (mut c, mut v) = (Vec::new(), Vec::new());
+        changes_from_updates(&mut updates, &mut c, &mut v);
+        assert!(updates.is_empty());
+        (c, v)
+    }
+
+    #[test]
+    fn insert_delete_update_cancel() {
+        let (c, v) = run(vec![
+            ((1, "a"), 1),
+            ((2, "b"), -1),
+            ((3, "c"), -1),
+            ((3, "d"), 1),
+            ((4, "e"), 1),
+            ((4, "e"), -1),
+        ]);
+        assert!(v.is_empty());
+        assert_eq!(
+            c,
+            vec![
+                Change {
+                    key: 1,
+                    before: None,
+                    after: Some("a")
+                },
+                Change {
+                    key: 2,
+                    before: Some("b"),
+                    after: None
+                },
+                Change {
+                    key: 3,
+                    before: Some("c"),
+                    after: Some("d")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn update_where_new_value_sorts_first() {
+        let (c, _) = run(vec![((3, "z"), -1), ((3, "a"), 1)]);
+        assert_eq!(
+            c,
+            vec![Change {
+                key: 3,
+                before: Some("z"),
+                after: Some("a")
+            }]
+        );
+    }
+
+    #[test]
+    fn violations() {
+        let (c, v) = run(vec![
+            ((1, "a"), 1),
+            ((1, "b"), 1),
+            ((2, "x"), -2),
+            ((3, "p"), -1),
+            ((3, "q"), -1),
+            ((4, "r"), 1),
+            ((4, "s"), -1),
+            ((4, "t"), 1),
+        ]);
+        assert!(c.is_empty());
+        assert_eq!(
+            v.iter().map(|v| v.key).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert_eq!(
+            v[0].to_string(),
+            "key 1 has 2 insertion(s) and 0 retraction(s) at one time"
+        );
+    }
+}

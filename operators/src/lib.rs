@@ -1,0 +1,86 @@
+//! Timely/differential glue for `differential-sinks`: routing, buffering and the commit protocol.
+//!
+//! This crate knows timely and differential dataflow and nothing about any target system. Its one
+//! operator, [`SinkExt::sink_with`] (and [`SinkExt::sink_coordinated`] for targets where one commit
+//! must cover all workers), takes a collection of `(V, T, ±1)` updates and
+//!
+//! * routes each update to the worker that owns its primary key ([`route_hash`]);
+//! * buffers updates by time and, once the input frontier passes a time, consolidates them into
+//!   one [`Change`] per key (`before`, `after`) — or a [`Violation`] of the key, handled by the
+//!   [`ViolationPolicy`] — and hands them to a [`SinkWriter`] in time order;
+//! * commits on a cadence ([`CommitPolicy`]), telling the writer which frontier becomes durable;
+//! * on start, asks the writer which frontier an earlier run committed and drops updates before
+//!   it, so a restarted dataflow delivers each change once;
+//! * returns a stream whose frontier is the committed frontier, to `probe()`.
+//!
+//! The writer contract is in [`writer`]; the pure consolidation step is [`changes_from_updates`].
+
+#![warn(missing_docs)]
+
+pub mod change;
+pub mod metrics;
+pub mod route;
+pub mod sink;
+pub mod time;
+pub mod writer;
+
+pub use change::{changes_from_updates, Change, ChangeKind, Violation, ViolationPolicy};
+pub use metrics::{MetricsSnapshot, SinkMetrics};
+pub use route::{route_hash, StableHasher};
+pub use sink::{CommitPolicy, Committed, SinkConfig, SinkExt, SinkHandle, SinkOutput};
+pub use time::{Frontier, SinkTime};
+pub use writer::{
+    resolve_resume, Committer, CoordinatedWriter, Prepared, SinkWriter, WorkerContext,
+    WorkerProgress,
+};
+
+/// Failures the operator itself detects; writers' error types convert from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OperatorError {
+    /// A key's updates at one time were not a single insert, update or delete, and the policy is
+    /// to fail.
+    KeyViolation {
+        /// The sink.
+        sink: String,
+        /// The time of the updates.
+        time: String,
+        /// Which key and what it received.
+        detail: String,
+    },
+    /// The input's first time lies beyond the frontier an earlier run committed: the updates in
+    /// between were compacted into later times and cannot be told apart from delivered ones.
+    ResumeGap {
+        /// The sink.
+        sink: String,
+        /// The frontier the target holds.
+        committed: String,
+        /// The input's frontier when the sink started.
+        input_starts: String,
+    },
+    /// The recorded progress cannot be resumed safely (e.g. a different number of workers).
+    ResumeConflict {
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for OperatorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OperatorError::KeyViolation { sink, time, detail } => write!(
+                f,
+                "sink `{sink}`: primary key violation at time {time}: {detail}; declare a key that is unique in the \
+                 collection, or set the violation policy to skip or dead-letter"
+            ),
+            OperatorError::ResumeGap { sink, committed, input_starts } => write!(
+                f,
+                "sink `{sink}`: the target already holds every change before {committed}, but the input starts at \
+                 {input_starts}; the changes in between cannot be told apart from delivered ones. Replay the input \
+                 from a time at or before {committed}, or write to a fresh target"
+            ),
+            OperatorError::ResumeConflict { message } => write!(f, "cannot resume: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for OperatorError {}

@@ -1,0 +1,72 @@
+//! Counters a sink keeps, shared by all workers of a process.
+//!
+//! Every update the operator receives is accounted for: delivered as part of a change, dropped
+//! because an earlier run already committed its time, cancelled by consolidation, or caught as a
+//! key violation (failed, skipped or dead-lettered). Nothing is dropped without a count.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters for one sink; clone the `Arc` into every worker to aggregate a process.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    /// Updates received by the sink operator.
+    pub updates_in: AtomicU64,
+    /// Updates dropped because their time was before the frontier committed by an earlier run.
+    pub updates_already_committed: AtomicU64,
+    /// Changes handed to writers (inserts + updates + deletes).
+    pub changes_out: AtomicU64,
+    /// Commits made (per worker, or by the coordinator).
+    pub commits: AtomicU64,
+    /// Key violations that failed the sink.
+    pub violations_failed: AtomicU64,
+    /// Key violations skipped by policy.
+    pub violations_skipped: AtomicU64,
+    /// Key violations routed to the dead-letter output.
+    pub violations_dead_lettered: AtomicU64,
+    /// Workers that stopped with an error.
+    pub errors: AtomicU64,
+}
+
+/// A plain copy of [`SinkMetrics`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// See [`SinkMetrics::updates_in`].
+    pub updates_in: u64,
+    /// See [`SinkMetrics::updates_already_committed`].
+    pub updates_already_committed: u64,
+    /// See [`SinkMetrics::changes_out`].
+    pub changes_out: u64,
+    /// See [`SinkMetrics::commits`].
+    pub commits: u64,
+    /// See [`SinkMetrics::violations_failed`].
+    pub violations_failed: u64,
+    /// See [`SinkMetrics::violations_skipped`].
+    pub violations_skipped: u64,
+    /// See [`SinkMetrics::violations_dead_lettered`].
+    pub violations_dead_lettered: u64,
+    /// See [`SinkMetrics::errors`].
+    pub errors: u64,
+}
+
+impl SinkMetrics {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            updates_in: r(&self.updates_in),
+            updates_already_committed: r(&self.updates_already_committed),
+            changes_out: r(&self.changes_out),
+            commits: r(&self.commits),
+            violations_failed: r(&self.violations_failed),
+            violations_skipped: r(&self.violations_skipped),
+            violations_dead_lettered: r(&self.violations_dead_lettered),
+            errors: r(&self.errors),
+        }
+    }
+}

@@ -1,0 +1,772 @@
+//! The sink operator: from a collection's updates to per-key changes, commits and a committed
+//! frontier.
+//!
+//! ```text
+//!  collection (V, T, ±1)
+//!        │  map: key = key_fn(&V)                      (on the producing worker)
+//!        │  exchange by route_hash(key)                (one worker owns each key)
+//!        ▼
+//!  ┌────────────────────── Sink operator (every worker) ───────────────────────┐
+//!  │ drop updates at times < resume frontier (read once from the writer)       │
+//!  │ buffer by time; when the input frontier passes t:                         │
+//!  │   consolidate t's updates, group by key → changes / key violations        │
+//!  │   writer.write(t, changes)                       (times in order)         │
+//!  │ commit cadence (changes / elapsed time / input end):                      │
+//!  │   independent:  writer.commit(upper)  → emit Committed, downgrade cap     │
+//!  │   coordinated:  writer.prepare(upper) → emit Prepared to worker 0         │
+//!  └───────────────┬───────────────────────────────────────┬───────────────────┘
+//!                  │ committed / prepared                   │ dead letters (V, T, ±n)
+//!                  ▼                                        ▼
+//!     (coordinated only) Committer on worker 0:      a collection the user can sink
+//!       committer.commit(all tokens, every worker's frontier) → emit Committed
+//! ```
+//!
+//! The committed stream's capability is held at the committed frontier, so `probe()` on it tells
+//! exactly which times are durable in the target. When a writer fails, the operator records the
+//! error in the [`SinkHandle`], stops delivering and releases its capabilities: the probe then
+//! advances, so a caller waiting on it must check [`SinkHandle::error`] (or use
+//! [`SinkHandle::step_until_committed`], which does).
+
+use crate::change::{changes_from_updates, Change, Violation, ViolationPolicy};
+use crate::metrics::SinkMetrics;
+use crate::route::route_hash;
+use crate::time::{Frontier, SinkTime};
+use crate::writer::{Committer, CoordinatedWriter, Prepared, SinkWriter, WorkerContext};
+use crate::OperatorError;
+use differential_dataflow::collection::AsCollection;
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+use timely::ExchangeData;
+
+/// When a worker commits what it has written.
+///
+/// A commit happens once the input frontier has passed at least one new time and either
+/// `max_changes` changes are waiting or `interval` has elapsed since the last commit; the end of
+/// the input always commits. The default (`interval` zero) commits at every frontier advance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitPolicy {
+    /// Commit as soon as this many changes are written but uncommitted.
+    pub max_changes: Option<u64>,
+    /// Commit when this much time has passed since the previous commit.
+    pub interval: Duration,
+}
+
+impl Default for CommitPolicy {
+    fn default() -> Self {
+        CommitPolicy {
+            max_changes: None,
+            interval: Duration::ZERO,
+        }
+    }
+}
+
+/// The operator's settings.
+#[derive(Clone, Debug)]
+pub struct SinkConfig {
+    /// The sink's name (in operator names, logs, errors and progress records).
+    pub name: String,
+    /// The commit cadence.
+    pub commit: CommitPolicy,
+    /// What to do with key violations.
+    pub violations: ViolationPolicy,
+    /// Counters, shared by all workers that hold a clone.
+    pub metrics: Arc<SinkMetrics>,
+}
+
+impl SinkConfig {
+    /// Defaults for a sink called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        SinkConfig {
+            name: name.into(),
+            commit: CommitPolicy::default(),
+            violations: ViolationPolicy::default(),
+            metrics: Arc::new(SinkMetrics::default()),
+        }
+    }
+}
+
+/// A record of one commit on the committed stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed<T> {
+    /// The worker that committed (the coordinator is worker 0).
+    pub worker: usize,
+    /// Every time before this frontier is durable (for that worker; for all, when coordinated).
+    pub upper: Frontier<T>,
+    /// Changes made durable by this commit.
+    pub changes: u64,
+}
+
+struct HandleState<T, E> {
+    committed: Frontier<T>,
+    error: Option<E>,
+}
+
+/// This worker's view of a sink: its committed frontier and the error that stopped it, if any.
+pub struct SinkHandle<T, E> {
+    state: Rc<RefCell<HandleState<T, E>>>,
+}
+
+impl<T, E> Clone for SinkHandle<T, E> {
+    fn clone(&self) -> Self {
+        SinkHandle {
+            state: Rc::clone(&self.state),
+        }
+    }
+}
+
+impl<T: SinkTime, E> SinkHandle<T, E> {
+    fn new() -> Self {
+        SinkHandle {
+            state: Rc::new(RefCell::new(HandleState {
+                committed: Frontier::minimum(),
+                error: None,
+            })),
+        }
+    }
+    /// The frontier this worker (or, coordinated, the coordinator) has committed.
+    pub fn committed(&self) -> Frontier<T> {
+        self.state.borrow().committed
+    }
+    /// True once the sink stopped with an error.
+    pub fn is_failed(&self) -> bool {
+        self.state.borrow().error.is_some()
+    }
+    /// Takes the error that stopped the sink on this worker.
+    pub fn take_error(&self) -> Option<E> {
+        self.state.borrow_mut().error.take()
+    }
+    /// Runs `f` on the error, if any.
+    pub fn error<R>(&self, f: impl FnOnce(&E) -> R) -> Option<R> {
+        self.state.borrow().error.as_ref().map(f)
+    }
+    fn fail(&self, e: E) {
+        let mut s = self.state.borrow_mut();
+        if s.error.is_none() {
+            s.error = Some(e);
+        }
+    }
+    fn set_committed(&self, f: Frontier<T>) {
+        self.state.borrow_mut().committed = f;
+    }
+
+    /// Steps `worker` until the probe shows every time before `upper` committed by all workers,
+    /// or this worker's sink failed (its error is returned).
+    pub fn step_until_committed(
+        &self,
+        worker: &mut timely::worker::Worker,
+        probe: &timely::dataflow::ProbeHandle<T>,
+        upper: &T,
+    ) -> Result<(), E> {
+        while probe.less_than(upper) && !self.is_failed() {
+            worker.step();
+        }
+        match self.take_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the sink operator returns.
+pub struct SinkOutput<'scope, T: SinkTime, V: Clone + 'static, E> {
+    /// One record per commit; its frontier is the committed frontier (probe it).
+    pub committed: Stream<'scope, T, Vec<Committed<T>>>,
+    /// Updates routed aside by the dead-letter policy, as a collection.
+    pub dead_letters: VecCollection<'scope, T, V, isize>,
+    /// This worker's handle on the sink's state.
+    pub handle: SinkHandle<T, E>,
+}
+
+/// Sink operators on differential collections.
+pub trait SinkExt<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> {
+    /// Delivers the collection through `writer`, one writer per worker, each committing itself.
+    ///
+    /// ```
+    /// use differential_sinks_operators::{SinkExt, SinkConfig, SinkWriter, Change, Frontier, WorkerContext, OperatorError};
+    /// use differential_dataflow::input::Input;
+    /// use timely::dataflow::operators::probe::Probe;
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// // A writer that keeps the latest value per key.
+    /// struct MapWriter(Arc<Mutex<std::collections::BTreeMap<u32, String>>>);
+    /// impl SinkWriter<u32, (u32, String), u64> for MapWriter {
+    ///     type Error = OperatorError;
+    ///     fn resume(&mut self, _: WorkerContext) -> Result<Frontier<u64>, OperatorError> { Ok(Frontier::minimum()) }
+    ///     fn write(&mut self, _t: &u64, changes: &mut Vec<Change<u32, (u32, String)>>) -> Result<(), OperatorError> {
+    ///         let mut map = self.0.lock().unwrap();
+    ///         for c in changes.drain(..) {
+    ///             match c.after { Some((_, v)) => { map.insert(c.key, v); } None => { map.remove(&c.key); } }
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///     fn commit(&mut self, _upper: &Frontier<u64>) -> Result<(), OperatorError> { Ok(()) }
+    /// }
+    ///
+    /// let map = Arc::new(Mutex::new(Default::default()));
+    /// let map2 = map.clone();
+    /// timely::execute_directly(move |worker| {
+    ///     let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+    ///         let (input, rows) = scope.new_collection::<(u32, String), isize>();
+    ///         let out = rows.sink_with(SinkConfig::new("demo"), |row: &(u32, String)| row.0, MapWriter(map2));
+    ///         let (probe, _) = out.committed.probe();
+    ///         (input, probe, out.handle)
+    ///     });
+    ///     input.insert((1, "a".into()));
+    ///     input.advance_to(1);
+    ///     input.remove((1, "a".into()));
+    ///     input.insert((1, "b".into()));
+    ///     input.advance_to(2);
+    ///     input.flush();
+    ///     handle.step_until_committed(worker, &probe, &2).unwrap();
+    /// });
+    /// assert_eq!(map.lock().unwrap().get(&1).map(String::as_str), Some("b"));
+    /// ```
+    fn sink_with<K, KF, W>(
+        self,
+        config: SinkConfig,
+        key_fn: KF,
+        writer: W,
+    ) -> SinkOutput<'scope, T, V, W::Error>
+    where
+        K: ExchangeData + Ord + Hash + Clone + Debug,
+        KF: Fn(&V) -> K + 'static,
+        W: SinkWriter<K, V, T>;
+
+    /// Delivers the collection through per-worker `writer`s whose work one committer on worker 0
+    /// makes durable in a single commit per round (a lakehouse snapshot). `make_committer` runs on
+    /// worker 0 only.
+    fn sink_coordinated<K, KF, W, C, MC>(
+        self,
+        config: SinkConfig,
+        key_fn: KF,
+        writer: W,
+        make_committer: MC,
+    ) -> SinkOutput<'scope, T, V, W::Error>
+    where
+        K: ExchangeData + Ord + Hash + Clone + Debug,
+        KF: Fn(&V) -> K + 'static,
+        W: CoordinatedWriter<K, V, T>,
+        C: Committer<W::Prepared, T, Error = W::Error>,
+        MC: FnOnce() -> Result<C, W::Error> + 'static;
+}
+
+/// How a worker finishes a round: commit itself, or prepare for the coordinator.
+trait Finish<K, V, T, W: SinkWriter<K, V, T>> {
+    type Out: ExchangeData + Clone;
+    fn finish(
+        &mut self,
+        writer: &mut W,
+        upper: &Frontier<T>,
+        changes: u64,
+        worker: usize,
+    ) -> Result<Self::Out, W::Error>;
+    /// True when finishing makes the data durable (the handle's committed frontier moves).
+    const DURABLE: bool;
+}
+
+struct Independent;
+impl<K, V, T: SinkTime, W: SinkWriter<K, V, T>> Finish<K, V, T, W> for Independent {
+    type Out = Committed<T>;
+    const DURABLE: bool = true;
+    fn finish(
+        &mut self,
+        writer: &mut W,
+        upper: &Frontier<T>,
+        changes: u64,
+        worker: usize,
+    ) -> Result<Committed<T>, W::Error> {
+        writer.commit(upper)?;
+        Ok(Committed {
+            worker,
+            upper: *upper,
+            changes,
+        })
+    }
+}
+
+struct Coordinated;
+impl<K, V, T: SinkTime, W: CoordinatedWriter<K, V, T>> Finish<K, V, T, W> for Coordinated {
+    type Out = PreparedRound<W::Prepared, T>;
+    const DURABLE: bool = false;
+    fn finish(
+        &mut self,
+        writer: &mut W,
+        upper: &Frontier<T>,
+        changes: u64,
+        worker: usize,
+    ) -> Result<Self::Out, W::Error> {
+        let token = writer.prepare(upper)?;
+        Ok(PreparedRound {
+            prepared: Prepared {
+                worker,
+                upper: *upper,
+                token,
+            },
+            changes,
+        })
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "P: Serialize, T: Serialize",
+    deserialize = "P: serde::de::DeserializeOwned, T: serde::de::DeserializeOwned"
+))]
+struct PreparedRound<P, T> {
+    prepared: Prepared<P, T>,
+    changes: u64,
+}
+
+impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V>
+    for VecCollection<'scope, T, V, isize>
+{
+    fn sink_with<K, KF, W>(
+        self,
+        config: SinkConfig,
+        key_fn: KF,
+        writer: W,
+    ) -> SinkOutput<'scope, T, V, W::Error>
+    where
+        K: ExchangeData + Ord + Hash + Clone + Debug,
+        KF: Fn(&V) -> K + 'static,
+        W: SinkWriter<K, V, T>,
+    {
+        let handle = SinkHandle::new();
+        let (committed, dead_letters) =
+            worker_operator(self, &config, key_fn, writer, Independent, handle.clone());
+        SinkOutput {
+            committed,
+            dead_letters,
+            handle,
+        }
+    }
+
+    fn sink_coordinated<K, KF, W, C, MC>(
+        self,
+        config: SinkConfig,
+        key_fn: KF,
+        writer: W,
+        make_committer: MC,
+    ) -> SinkOutput<'scope, T, V, W::Error>
+    where
+        K: ExchangeData + Ord + Hash + Clone + Debug,
+        KF: Fn(&V) -> K + 'static,
+        W: CoordinatedWriter<K, V, T>,
+        C: Committer<W::Prepared, T, Error = W::Error>,
+        MC: FnOnce() -> Result<C, W::Error> + 'static,
+    {
+        let handle = SinkHandle::new();
+        let (prepared, dead_letters) =
+            worker_operator(self, &config, key_fn, writer, Coordinated, handle.clone());
+        let committed = committer_operator(prepared, &config, make_committer, handle.clone());
+        SinkOutput {
+            committed,
+            dead_letters,
+            handle,
+        }
+    }
+}
+
+/// The worker operator's two capabilities: progress (committed/prepared) and dead letters.
+struct Caps<T: SinkTime> {
+    progress: Option<Capability<T>>,
+    dead: Option<Capability<T>>,
+}
+
+impl<T: SinkTime> Caps<T> {
+    fn new(caps: Vec<Capability<T>>) -> Self {
+        let mut it = caps.into_iter();
+        Caps {
+            progress: it.next(),
+            dead: it.next(),
+        }
+    }
+    fn clear(&mut self) {
+        self.progress = None;
+        self.dead = None;
+    }
+    fn downgrade(&mut self, f: &Frontier<T>) {
+        self.downgrade_progress(f);
+        self.downgrade_dead(f);
+    }
+    fn downgrade_progress(&mut self, f: &Frontier<T>) {
+        match (f.time(), self.progress.as_mut()) {
+            (Some(t), Some(c)) => c.downgrade(t),
+            (None, _) => self.progress = None,
+            _ => {}
+        }
+    }
+    fn downgrade_dead(&mut self, f: &Frontier<T>) {
+        match (f.time(), self.dead.as_mut()) {
+            (Some(t), Some(c)) => c.downgrade(t),
+            (None, _) => self.dead = None,
+            _ => {}
+        }
+    }
+}
+
+/// Per-worker state of the sink operator between activations.
+struct WorkerState<K, V, T> {
+    resume: Frontier<T>,
+    first_schedule: bool,
+    /// Updates of times not yet complete, by time.
+    pending: BTreeMap<T, Vec<((K, V), isize)>>,
+    /// Every time before this has been written.
+    written: Frontier<T>,
+    /// Every time before this is finished (committed or prepared).
+    finished: Frontier<T>,
+    changes_since_finish: u64,
+    last_finish: Instant,
+    changes: Vec<Change<K, V>>,
+    violations: Vec<Violation<K, V>>,
+    failed: bool,
+}
+
+fn worker_operator<'scope, T, V, K, KF, W, F>(
+    collection: VecCollection<'scope, T, V, isize>,
+    config: &SinkConfig,
+    key_fn: KF,
+    mut writer: W,
+    mut finisher: F,
+    handle: SinkHandle<T, W::Error>,
+) -> (
+    Stream<'scope, T, Vec<F::Out>>,
+    VecCollection<'scope, T, V, isize>,
+)
+where
+    T: SinkTime,
+    V: ExchangeData + Ord + Clone,
+    K: ExchangeData + Ord + Hash + Clone + Debug,
+    KF: Fn(&V) -> K + 'static,
+    W: SinkWriter<K, V, T>,
+    F: Finish<K, V, T, W> + 'static,
+{
+    let scope = collection.inner.scope();
+    let ctx = WorkerContext {
+        index: scope.index(),
+        peers: scope.peers(),
+    };
+    let keyed = collection.map(move |v| (key_fn(&v), v));
+
+    let mut builder = OperatorBuilder::new(format!("Sink({})", config.name), scope.clone());
+    let mut input = builder.new_input(
+        keyed.inner,
+        Exchange::new(|u: &((K, V), T, isize)| route_hash(&u.0 .0)),
+    );
+    let (out0, stream0) = builder.new_output::<Vec<F::Out>>();
+    let (out1, stream1) = builder.new_output::<Vec<(V, T, isize)>>();
+    let mut out0 = OutputBuilder::from(out0);
+    let mut out1 = OutputBuilder::from(out1);
+    let activator = scope.activator_for(builder.operator_info().address);
+
+    let metrics = Arc::clone(&config.metrics);
+    let policy = config.commit.clone();
+    let violations_policy = config.violations;
+    let name = config.name.clone();
+
+    builder.build(move |caps| {
+        let mut caps = Caps::new(caps);
+        let mut st = WorkerState {
+            resume: Frontier::minimum(),
+            first_schedule: true,
+            pending: BTreeMap::new(),
+            written: Frontier::minimum(),
+            finished: Frontier::minimum(),
+            changes_since_finish: 0,
+            last_finish: Instant::now(),
+            changes: Vec::new(),
+            violations: Vec::new(),
+            failed: false,
+        };
+        match writer.resume(ctx) {
+            Ok(f) => {
+                st.resume = f;
+                st.written = f;
+                st.finished = f;
+                if F::DURABLE {
+                    handle.set_committed(f);
+                }
+                caps.downgrade(&f);
+            }
+            Err(e) => {
+                tracing::error!(sink = %name, worker = ctx.index, error = %e, "sink failed to read its committed frontier");
+                st.failed = true;
+                handle.fail(e);
+                SinkMetrics::add(&metrics.errors, 1);
+                caps.clear();
+            }
+        }
+
+        move |frontiers| {
+            let frontier = Frontier::from_antichain(frontiers[0].frontier());
+            if st.failed {
+                input.for_each(|_, data| data.clear());
+                return;
+            }
+            let fail = |st: &mut WorkerState<K, V, T>, caps: &mut Caps<T>, e: W::Error| {
+                tracing::error!(sink = %name, worker = ctx.index, error = %e, "sink stopped");
+                handle.fail(e);
+                SinkMetrics::add(&metrics.errors, 1);
+                st.failed = true;
+                st.pending.clear();
+                caps.clear();
+            };
+
+            if std::mem::take(&mut st.first_schedule) && st.resume > Frontier::minimum() && !frontier.is_complete() && frontier > st.resume {
+                let e = OperatorError::ResumeGap {
+                    sink: name.clone(),
+                    committed: format!("{:?}", st.resume),
+                    input_starts: format!("{frontier:?}"),
+                };
+                fail(&mut st, &mut caps, e.into());
+                return;
+            }
+
+            // Stash input by time, dropping what an earlier run committed.
+            let (mut received, mut dropped) = (0u64, 0u64);
+            input.for_each(|_cap, data| {
+                received += data.len() as u64;
+                for (kv, t, r) in data.drain(..) {
+                    if st.resume.is_beyond(&t) {
+                        dropped += 1;
+                    } else {
+                        st.pending.entry(t).or_default().push((kv, r));
+                    }
+                }
+            });
+            SinkMetrics::add(&metrics.updates_in, received);
+            SinkMetrics::add(&metrics.updates_already_committed, dropped);
+
+            // Write every complete time, in order.
+            while let Some(entry) = st.pending.first_entry() {
+                let t = *entry.key();
+                if !frontier.is_beyond(&t) {
+                    break;
+                }
+                let mut updates = entry.remove();
+                changes_from_updates(&mut updates, &mut st.changes, &mut st.violations);
+                if !st.violations.is_empty() {
+                    let n = st.violations.len() as u64;
+                    match violations_policy {
+                        ViolationPolicy::Fail => {
+                            SinkMetrics::add(&metrics.violations_failed, n);
+                            let v = &st.violations[0];
+                            let e = OperatorError::KeyViolation { sink: name.clone(), time: format!("{t:?}"), detail: v.to_string() };
+                            fail(&mut st, &mut caps, e.into());
+                            return;
+                        }
+                        ViolationPolicy::Skip => {
+                            SinkMetrics::add(&metrics.violations_skipped, n);
+                            for v in st.violations.drain(..) {
+                                tracing::warn!(sink = %name, time = ?t, "skipped: {v}");
+                            }
+                        }
+                        ViolationPolicy::DeadLetter => {
+                            SinkMetrics::add(&metrics.violations_dead_lettered, n);
+                            let cap = caps.dead.as_ref().expect("dead-letter capability held while running").delayed(&t);
+                            let mut out = out1.activate();
+                            let mut session = out.session(&cap);
+                            for v in st.violations.drain(..) {
+                                for (value, diff) in v.updates {
+                                    session.give((value, t, diff));
+                                }
+                            }
+                        }
+                    }
+                }
+                let n = st.changes.len() as u64;
+                if n > 0 {
+                    if let Err(e) = writer.write(&t, &mut st.changes) {
+                        fail(&mut st, &mut caps, e);
+                        return;
+                    }
+                    st.changes.clear();
+                    SinkMetrics::add(&metrics.changes_out, n);
+                    st.changes_since_finish += n;
+                }
+            }
+            if frontier > st.written {
+                st.written = frontier;
+                caps.downgrade_dead(&frontier);
+            }
+
+            // Commit (or prepare) per the cadence.
+            if st.written > st.finished {
+                let due = st.written.is_complete()
+                    || policy.max_changes.is_some_and(|m| st.changes_since_finish >= m)
+                    || st.last_finish.elapsed() >= policy.interval;
+                if due {
+                    let upper = st.written;
+                    match finisher.finish(&mut writer, &upper, st.changes_since_finish, ctx.index) {
+                        Ok(out) => {
+                            let mut o = out0.activate();
+                            o.session(caps.progress.as_ref().expect("progress capability held while running")).give(out);
+                            drop(o);
+                            if F::DURABLE {
+                                SinkMetrics::add(&metrics.commits, 1);
+                                handle.set_committed(upper);
+                            }
+                            st.finished = upper;
+                            st.changes_since_finish = 0;
+                            st.last_finish = Instant::now();
+                            caps.downgrade_progress(&upper);
+                        }
+                        Err(e) => {
+                            fail(&mut st, &mut caps, e);
+                            return;
+                        }
+                    }
+                } else {
+                    activator.activate_after(policy.interval.saturating_sub(st.last_finish.elapsed()));
+                }
+            } else if frontier.is_complete() {
+                caps.clear();
+            }
+        }
+    });
+
+    (stream0, stream1.as_collection())
+}
+
+fn committer_operator<'scope, T, P, C, MC, E>(
+    prepared: Stream<'scope, T, Vec<PreparedRound<P, T>>>,
+    config: &SinkConfig,
+    make_committer: MC,
+    handle: SinkHandle<T, E>,
+) -> Stream<'scope, T, Vec<Committed<T>>>
+where
+    T: SinkTime,
+    P: ExchangeData + Clone,
+    E: From<OperatorError> + std::fmt::Display + 'static,
+    C: Committer<P, T, Error = E>,
+    MC: FnOnce() -> Result<C, E> + 'static,
+{
+    let scope = prepared.scope();
+    let (index, peers) = (scope.index(), scope.peers());
+    let mut builder = OperatorBuilder::new(format!("SinkCommit({})", config.name), scope.clone());
+    let mut input = builder.new_input(prepared, Exchange::new(|_: &PreparedRound<P, T>| 0));
+    let (out, stream) = builder.new_output::<Vec<Committed<T>>>();
+    let mut out = OutputBuilder::from(out);
+    let metrics = Arc::clone(&config.metrics);
+    let name = config.name.clone();
+
+    builder.build(move |caps| {
+        let mut cap = caps.into_iter().next();
+        let mut committer = None;
+        let mut frontiers: Vec<Frontier<T>> = vec![Frontier::minimum(); peers];
+        let fail = |handle: &SinkHandle<T, E>, e: E| {
+            tracing::error!(sink = %name, error = %e, "sink coordinator stopped");
+            SinkMetrics::add(&metrics.errors, 1);
+            handle.fail(e);
+        };
+        if index != 0 {
+            // Only worker 0 commits; the probe sees its capability through progress tracking.
+            cap = None;
+        } else {
+            match make_committer().and_then(|mut c| c.resume(peers).map(|f| (c, f))) {
+                Ok((c, recorded)) => {
+                    if !recorded.is_empty() {
+                        frontiers = recorded;
+                    }
+                    let min = frontiers
+                        .iter()
+                        .min()
+                        .copied()
+                        .unwrap_or_else(Frontier::minimum);
+                    handle.set_committed(min);
+                    match min.time() {
+                        Some(t) => cap.as_mut().expect("fresh").downgrade(t),
+                        None => cap = None,
+                    }
+                    committer = Some(c);
+                }
+                Err(e) => {
+                    fail(&handle, e);
+                    cap = None;
+                }
+            }
+        }
+        let mut pending: Vec<Prepared<P, T>> = Vec::new();
+        let mut pending_changes = 0u64;
+        let mut failed = committer.is_none();
+
+        move |frontiers_in| {
+            let input_frontier = Frontier::from_antichain(frontiers_in[0].frontier());
+            input.for_each(|_, data| {
+                for round in data.drain(..) {
+                    pending_changes += round.changes;
+                    pending.push(round.prepared);
+                }
+            });
+            if failed {
+                pending.clear();
+                return;
+            }
+            let Some(c) = committer.as_mut() else { return };
+            let all_present = (0..peers).all(|w| pending.iter().any(|p| p.worker == w));
+            if !pending.is_empty()
+                && (all_present
+                    || input_frontier.is_complete()
+                    || input_frontier
+                        > frontiers
+                            .iter()
+                            .min()
+                            .copied()
+                            .unwrap_or_else(Frontier::minimum))
+            {
+                let mut next = frontiers.clone();
+                for p in &pending {
+                    next[p.worker] = next[p.worker].max(p.upper);
+                }
+                let batch = std::mem::take(&mut pending);
+                match c.commit(batch, &next) {
+                    Ok(()) => {
+                        frontiers = next;
+                        SinkMetrics::add(&metrics.commits, 1);
+                        let min = frontiers
+                            .iter()
+                            .min()
+                            .copied()
+                            .unwrap_or_else(Frontier::minimum);
+                        handle.set_committed(min);
+                        if let Some(cap_ref) = cap.as_mut() {
+                            out.activate().session(&*cap_ref).give(Committed {
+                                worker: 0,
+                                upper: min,
+                                changes: pending_changes,
+                            });
+                            pending_changes = 0;
+                            match min.time() {
+                                Some(t) => cap_ref.downgrade(t),
+                                None => cap = None,
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(sink = %name, error = %e, "sink coordinator stopped");
+                        SinkMetrics::add(&metrics.errors, 1);
+                        handle.fail(e);
+                        failed = true;
+                        cap = None;
+                    }
+                }
+            }
+            if input_frontier.is_complete() && pending.is_empty() {
+                cap = None;
+            }
+        }
+    });
+    stream
+}
