@@ -1,1 +1,52 @@
-pub fn x() {}
+//! # differential-sinks
+//!
+//! Sink operators that deliver the output of timely/differential dataflow programs to the
+//! systems people run, as append-only, upsert or Debezium records keyed by a declared primary
+//! key, committed as the dataflow's frontier advances — exactly once wherever the target allows.
+//!
+//! ```text
+//!  Collection<(V, T, ±1)> ──► operators: route by key, consolidate per time, commit cadence
+//!                                │ per-key changes {key, before, after}
+//!                                ▼
+//!                        envelope (append-only / upsert / Debezium) ──► encode (JSON, …)
+//!                                │ records
+//!                                ▼
+//!                        connectors/<name>: write, commit(frontier) atomically with the data
+//! ```
+//!
+//! * [`SinkSpec`] — what to deliver where: built in code or parsed from RisingWave-style options.
+//! * [`SinkCollection::sink`] — ends a collection in the sink; `probe()` the returned stream to
+//!   know what is durable.
+//! * [`envelope`], [`encode`], [`key`] — the pure parts, separately tested and benchmarked.
+//! * [`connectors`] — one module per target, each behind its cargo feature.
+//! * The `dsink` binary replays a JSON-lines change log into any sink.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod connectors;
+pub mod delivery;
+pub mod encode;
+pub mod envelope;
+pub mod error;
+pub mod key;
+pub mod options;
+pub mod record;
+pub mod schema;
+pub mod sink;
+
+pub use config::{SinkSpec, SinkSpecBuilder};
+pub use connectors::{ConnectorConfig, RecordWriter};
+pub use envelope::Format;
+pub use error::{Error, ErrorKind, Result};
+pub use options::Options;
+pub use record::{Record, RecordBatch};
+pub use schema::{ColumnType, Schema};
+pub use sink::{Row, SinkCollection};
+
+/// The dataflow side, re-exported.
+pub use differential_sinks_operators as operators;
+pub use differential_sinks_operators::{
+    Change, CommitPolicy, Committed, Frontier, MetricsSnapshot, SinkHandle, SinkMetrics,
+    SinkOutput, SinkTime, ViolationPolicy,
+};

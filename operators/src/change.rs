@@ -159,6 +159,54 @@ pub fn changes_from_updates<K: Ord, V: Ord>(
     }
 }
 
+/// Consolidates one time's updates of a sink without a primary key: every unit of multiplicity
+/// is its own change (`+n` → n inserts, `−n` → n deletes). `K` identifies the row itself.
+///
+/// ```
+/// use differential_sinks_operators::changes_from_unkeyed_updates;
+/// let mut updates = vec![(("r1", 1), 2), (("r2", 2), 1), (("r2", 2), -1), (("r3", 3), -1)];
+/// let mut changes = Vec::new();
+/// changes_from_unkeyed_updates(&mut updates, &mut changes);
+/// assert_eq!(changes.iter().filter(|c| c.after.is_some()).count(), 2);
+/// assert_eq!(changes.iter().filter(|c| c.before.is_some()).count(), 1);
+/// ```
+pub fn changes_from_unkeyed_updates<K: Ord + Clone, V: Ord + Clone>(
+    updates: &mut Vec<((K, V), isize)>,
+    changes: &mut Vec<Change<K, V>>,
+) {
+    differential_dataflow::consolidation::consolidate(updates);
+    for ((key, value), diff) in updates.drain(..) {
+        for _ in 1..diff.unsigned_abs() {
+            changes.push(if diff > 0 {
+                Change {
+                    key: key.clone(),
+                    before: None,
+                    after: Some(value.clone()),
+                }
+            } else {
+                Change {
+                    key: key.clone(),
+                    before: Some(value.clone()),
+                    after: None,
+                }
+            });
+        }
+        changes.push(if diff > 0 {
+            Change {
+                key,
+                before: None,
+                after: Some(value),
+            }
+        } else {
+            Change {
+                key,
+                before: Some(value),
+                after: None,
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

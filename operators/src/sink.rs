@@ -27,7 +27,9 @@
 //! advances, so a caller waiting on it must check [`SinkHandle::error`] (or use
 //! [`SinkHandle::step_until_committed`], which does).
 
-use crate::change::{changes_from_updates, Change, Violation, ViolationPolicy};
+use crate::change::{
+    changes_from_unkeyed_updates, changes_from_updates, Change, Violation, ViolationPolicy,
+};
 use crate::metrics::SinkMetrics;
 use crate::route::route_hash;
 use crate::time::{Frontier, SinkTime};
@@ -81,6 +83,9 @@ pub struct SinkConfig {
     pub commit: CommitPolicy,
     /// What to do with key violations.
     pub violations: ViolationPolicy,
+    /// Whether the key is a primary key. When false (an append-only sink without a key), the key
+    /// identifies the whole row and a multiplicity of `n` is delivered as `n` changes.
+    pub keyed: bool,
     /// Counters, shared by all workers that hold a clone.
     pub metrics: Arc<SinkMetrics>,
 }
@@ -92,6 +97,7 @@ impl SinkConfig {
             name: name.into(),
             commit: CommitPolicy::default(),
             violations: ViolationPolicy::default(),
+            keyed: true,
             metrics: Arc::new(SinkMetrics::default()),
         }
     }
@@ -474,6 +480,7 @@ where
     let metrics = Arc::clone(&config.metrics);
     let policy = config.commit.clone();
     let violations_policy = config.violations;
+    let keyed = config.keyed;
     let name = config.name.clone();
 
     builder.build(move |caps| {
@@ -556,7 +563,11 @@ where
                     break;
                 }
                 let mut updates = entry.remove();
-                changes_from_updates(&mut updates, &mut st.changes, &mut st.violations);
+                if keyed {
+                    changes_from_updates(&mut updates, &mut st.changes, &mut st.violations);
+                } else {
+                    changes_from_unkeyed_updates(&mut updates, &mut st.changes);
+                }
                 if !st.violations.is_empty() {
                     let n = st.violations.len() as u64;
                     match violations_policy {

@@ -50,6 +50,19 @@ pub trait SinkWriter<K, V, T>: 'static {
     fn commit(&mut self, upper: &Frontier<T>) -> Result<(), Self::Error>;
 }
 
+impl<K, V, T, W: SinkWriter<K, V, T> + ?Sized> SinkWriter<K, V, T> for Box<W> {
+    type Error = W::Error;
+    fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>, Self::Error> {
+        (**self).resume(ctx)
+    }
+    fn write(&mut self, time: &T, changes: &mut Vec<Change<K, V>>) -> Result<(), Self::Error> {
+        (**self).write(time, changes)
+    }
+    fn commit(&mut self, upper: &Frontier<T>) -> Result<(), Self::Error> {
+        (**self).commit(upper)
+    }
+}
+
 /// A writer whose commits are made for all workers at once by a [`Committer`] on worker 0.
 pub trait CoordinatedWriter<K, V, T>: SinkWriter<K, V, T> {
     /// What this worker hands the committer for one frontier (e.g. the data files it wrote).
@@ -89,70 +102,122 @@ pub trait Committer<P, T>: 'static {
 }
 
 /// What a target recorded about one worker's progress.
+///
+/// A *generation* is a run of the sink with a fixed number of workers; a restart with another
+/// worker count starts the next generation from a `base` frontier that every worker of the
+/// previous generation had reached.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerProgress<T> {
     /// The worker's index when it committed.
     pub worker: usize,
-    /// The number of workers of that run.
+    /// The number of workers of that generation.
     pub peers: usize,
-    /// The frontier it committed.
+    /// The generation.
+    pub generation: u64,
+    /// The frontier the generation started from.
+    pub base: Frontier<T>,
+    /// The frontier this worker committed.
     pub frontier: Frontier<T>,
 }
 
-/// The shared rule for where a worker resumes, given the progress a target recorded.
+/// Where a worker resumes, and what it must record with its commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumePoint<T> {
+    /// Drop updates before this frontier.
+    pub frontier: Frontier<T>,
+    /// The generation this run belongs to.
+    pub generation: u64,
+    /// The frontier this generation started from.
+    pub base: Frontier<T>,
+}
+
+impl<T: timely::progress::Timestamp + Ord + Clone> ResumePoint<T> {
+    /// The progress record for a commit of `frontier` by `ctx`'s worker.
+    pub fn record(&self, ctx: WorkerContext, frontier: Frontier<T>) -> WorkerProgress<T> {
+        WorkerProgress {
+            worker: ctx.index,
+            peers: ctx.peers,
+            generation: self.generation,
+            base: self.base.clone(),
+            frontier,
+        }
+    }
+}
+
+/// The shared rule for where a worker resumes, given the progress records a target holds.
 ///
-/// * Nothing recorded: start from the beginning.
-/// * Same number of workers: keys are routed as before, so each worker resumes from its own record.
-/// * A different number: keys move between workers, which is only safe if every old worker
-///   committed the same frontier (they resume from it); otherwise the restart is refused, since
-///   any choice would duplicate or lose some key's changes.
+/// * Nothing recorded: start from the beginning, generation 0.
+/// * The latest generation had as many workers as now: keys are routed as before, so each worker
+///   resumes from its own record (or the generation's base, if it never committed).
+/// * A different number: keys move between workers, which is only safe if every worker of the
+///   latest generation reached the same frontier; the new generation starts there. Otherwise the
+///   restart is refused, since any choice would duplicate or lose some key's changes.
 ///
 /// ```
-/// use differential_sinks_operators::{resolve_resume, Frontier, WorkerProgress};
-/// let rec = |worker, frontier| WorkerProgress { worker, peers: 2, frontier: Frontier::at(frontier) };
-/// assert_eq!(resolve_resume::<u64>(&[rec(0, 5), rec(1, 7)], 1, 2).unwrap(), Frontier::at(7));
-/// assert_eq!(resolve_resume::<u64>(&[rec(0, 7), rec(1, 7)], 0, 4).unwrap(), Frontier::at(7));
-/// assert!(resolve_resume::<u64>(&[rec(0, 5), rec(1, 7)], 0, 4).is_err());
+/// use differential_sinks_operators::{resolve_resume, Frontier, WorkerContext, WorkerProgress};
+/// let rec = |worker, f| WorkerProgress { worker, peers: 2, generation: 0, base: Frontier::minimum(), frontier: Frontier::at(f) };
+/// let ctx = |index, peers| WorkerContext { index, peers };
+/// assert_eq!(resolve_resume::<u64>(&[rec(0, 5), rec(1, 7)], ctx(1, 2)).unwrap().frontier, Frontier::at(7));
+/// let grown = resolve_resume::<u64>(&[rec(0, 7), rec(1, 7)], ctx(0, 4)).unwrap();
+/// assert_eq!((grown.frontier, grown.generation), (Frontier::at(7), 1));
+/// assert!(resolve_resume::<u64>(&[rec(0, 5), rec(1, 7)], ctx(0, 4)).is_err());
 /// ```
-pub fn resolve_resume<T: timely::progress::Timestamp + Ord>(
+pub fn resolve_resume<T: timely::progress::Timestamp + Ord + Clone>(
     records: &[WorkerProgress<T>],
-    worker: usize,
-    peers: usize,
-) -> Result<Frontier<T>, crate::OperatorError> {
-    let Some(first) = records.first() else {
-        return Ok(Frontier::minimum());
+    ctx: WorkerContext,
+) -> Result<ResumePoint<T>, crate::OperatorError> {
+    let Some(generation) = records.iter().map(|r| r.generation).max() else {
+        return Ok(ResumePoint {
+            frontier: Frontier::minimum(),
+            generation: 0,
+            base: Frontier::minimum(),
+        });
     };
-    let old_peers = first.peers;
-    if records.iter().any(|r| r.peers != old_peers) {
+    let latest: Vec<&WorkerProgress<T>> = records
+        .iter()
+        .filter(|r| r.generation == generation)
+        .collect();
+    let (old_peers, base) = (latest[0].peers, latest[0].base.clone());
+    if latest
+        .iter()
+        .any(|r| r.peers != old_peers || r.base != base)
+    {
         return Err(crate::OperatorError::ResumeConflict {
-            message: "the recorded progress mixes runs with different worker counts".into(),
+            message: format!("the progress records of generation {generation} disagree on the worker count or base frontier"),
         });
     }
-    if old_peers == peers {
-        return Ok(records
+    let of = |w: usize| {
+        latest
             .iter()
-            .find(|r| r.worker == worker)
+            .find(|r| r.worker == w)
             .map(|r| r.frontier.clone())
-            .unwrap_or_else(Frontier::minimum));
+            .unwrap_or_else(|| base.clone())
+    };
+    if old_peers == ctx.peers {
+        return Ok(ResumePoint {
+            frontier: of(ctx.index),
+            generation,
+            base,
+        });
     }
-    let mut frontiers: Vec<_> = (0..old_peers)
-        .map(|w| {
-            records
-                .iter()
-                .find(|r| r.worker == w)
-                .map(|r| r.frontier.clone())
-                .unwrap_or_else(Frontier::minimum)
-        })
-        .collect();
+    let mut frontiers: Vec<Frontier<T>> = (0..old_peers).map(of).collect();
+    frontiers.sort();
     frontiers.dedup();
     if frontiers.len() == 1 {
-        Ok(frontiers.pop().expect("one"))
+        let f = frontiers.pop().expect("one");
+        Ok(ResumePoint {
+            frontier: f.clone(),
+            generation: generation + 1,
+            base: f,
+        })
     } else {
         Err(crate::OperatorError::ResumeConflict {
             message: format!(
-                "the sink was committed by {old_peers} workers at different frontiers and is now run with {peers}; \
+                "the sink was committed by {old_peers} workers at different frontiers ({}) and is now run with {}; \
                  restart it with {old_peers} workers until they reach a common frontier (for example after the input ends), \
-                 or write to a fresh target"
+                 or write to a fresh target",
+                frontiers.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", "),
+                ctx.peers
             ),
         })
     }

@@ -1,0 +1,326 @@
+//! Sink configuration: a typed builder, and the RisingWave-style options map that parses into it.
+//!
+//! Common options (every connector):
+//!
+//! | option | values | meaning |
+//! |---|---|---|
+//! | `connector` | `file`, `memory`, … | the target system (each behind its cargo feature) |
+//! | `type` | `append-only`, `upsert`, `debezium` | the sink format |
+//! | `primary_key` | `col1,col2` | the key columns (required for `upsert`/`debezium` unless the target has keys of its own) |
+//! | `force_append_only` | `true`/`false` | with `append-only`: drop deletes, turn updates into inserts |
+//! | `key.encode` | `json` (default), `text` | how keys are encoded |
+//! | `key.delimiter` | text, default `,` | separator of composite text keys |
+//! | `debezium.tombstone` | `true`/`false` (default) | follow each Debezium delete with a tombstone |
+//! | `schemas.enable` | `true`/`false` (default) | Debezium in Kafka Connect's `{schema, payload}` form (needs a schema) |
+//! | `violation` | `fail` (default), `skip`, `dead-letter` | what to do with primary-key violations |
+//! | `commit.interval.ms` | integer | commit at most this often (default: at every frontier advance) |
+//! | `commit.max_changes` | integer | commit as soon as this many changes wait |
+//! | `sink.name` | text | the sink's name (default `sink`); it names progress records |
+//!
+//! Every remaining key belongs to the connector; a key no layer takes is refused.
+
+use crate::connectors::ConnectorConfig;
+use crate::envelope::Format;
+use crate::error::{Error, Result};
+use crate::key::KeyEncoding;
+use crate::options::Options;
+use crate::schema::Schema;
+use differential_sinks_operators::{CommitPolicy, SinkMetrics, ViolationPolicy};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A validated sink definition: format, key, encodings, cadence and the connector's settings.
+#[derive(Clone, Debug)]
+pub struct SinkSpec {
+    pub(crate) name: String,
+    pub(crate) format: Format,
+    pub(crate) primary_key: Option<Vec<String>>,
+    pub(crate) key_by_function: bool,
+    pub(crate) key_encoding: KeyEncoding,
+    pub(crate) schema: Option<Schema>,
+    pub(crate) connect_schema: bool,
+    pub(crate) violations: ViolationPolicy,
+    pub(crate) commit: CommitPolicy,
+    pub(crate) connector: ConnectorConfig,
+    pub(crate) metrics: Arc<SinkMetrics>,
+}
+
+impl SinkSpec {
+    /// Starts a typed builder for a sink called `name` writing to `connector`.
+    pub fn builder(
+        name: impl Into<String>,
+        connector: impl Into<ConnectorConfig>,
+    ) -> SinkSpecBuilder {
+        SinkSpecBuilder {
+            spec: SinkSpec {
+                name: name.into(),
+                format: Format::AppendOnly { force: false },
+                primary_key: None,
+                key_by_function: false,
+                key_encoding: KeyEncoding::Json,
+                schema: None,
+                connect_schema: false,
+                violations: ViolationPolicy::Fail,
+                commit: CommitPolicy::default(),
+                connector: connector.into(),
+                metrics: Arc::new(SinkMetrics::default()),
+            },
+        }
+    }
+
+    /// Parses a RisingWave-style options map (see the [module docs](self)).
+    ///
+    /// ```
+    /// use differential_sinks::{Options, SinkSpec};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let opts = Options::parse_pairs([
+    ///     "connector=file".to_string(), format!("path={}", dir.path().display()),
+    ///     "type=upsert".into(), "primary_key=id".into(),
+    /// ]).unwrap();
+    /// let spec = SinkSpec::from_options(opts).unwrap();
+    /// assert_eq!(spec.primary_key().unwrap(), ["id"]);
+    ///
+    /// let err = SinkSpec::from_options(Options::parse_pairs(["connector=file", "type=upsert", "path=/tmp/x"]).unwrap()).unwrap_err();
+    /// assert!(err.to_string().contains("primary_key"));
+    /// ```
+    pub fn from_options(mut opts: Options) -> Result<SinkSpec> {
+        let connector_name =
+            opts.require("connector", "which system to write to, e.g. connector=file")?;
+        let name = opts.take("sink.name").unwrap_or_else(|| "sink".to_string());
+        let format_name =
+            opts.require("type", "the sink format: append-only, upsert or debezium")?;
+        let force = opts.take_bool("force_append_only")?;
+        let tombstone = opts.take_bool("debezium.tombstone")?;
+        let format = match format_name.as_str() {
+            "append-only" | "append_only" => Format::AppendOnly { force: force.unwrap_or(false) },
+            "upsert" => Format::Upsert,
+            "debezium" => Format::Debezium { tombstone_after_delete: tombstone.unwrap_or(false) },
+            other => {
+                return Err(Error::config(format!(
+                    "option `type` = `{other}` is not a sink format: use append-only, upsert or debezium"
+                )))
+            }
+        };
+        if force.is_some() && !matches!(format, Format::AppendOnly { .. }) {
+            return Err(Error::config(format!(
+                "option `force_append_only` only applies to `type = append-only`, not `{format_name}`: remove it"
+            )));
+        }
+        if tombstone.is_some() && !matches!(format, Format::Debezium { .. }) {
+            return Err(Error::config(
+                "option `debezium.tombstone` only applies to `type = debezium`: remove it",
+            ));
+        }
+        let primary_key = opts.take("primary_key").map(|s| split_columns(&s));
+        let key_encoding = match opts.take("key.encode").as_deref() {
+            None | Some("json") => KeyEncoding::Json,
+            Some("text") => KeyEncoding::Text {
+                delimiter: opts.take("key.delimiter").unwrap_or_else(|| ",".into()),
+            },
+            Some(other) => {
+                return Err(Error::config(format!(
+                    "option `key.encode` = `{other}`: use json or text"
+                )))
+            }
+        };
+        if key_encoding == KeyEncoding::Json && opts.get("key.delimiter").is_some() {
+            return Err(Error::config(
+                "option `key.delimiter` needs `key.encode = text`",
+            ));
+        }
+        let connect_schema = opts.take_bool("schemas.enable")?.unwrap_or(false);
+        let violations = match opts.take("violation").as_deref() {
+            None | Some("fail") => ViolationPolicy::Fail,
+            Some("skip") => ViolationPolicy::Skip,
+            Some("dead-letter") | Some("dead_letter") => ViolationPolicy::DeadLetter,
+            Some(other) => {
+                return Err(Error::config(format!(
+                    "option `violation` = `{other}`: use fail, skip or dead-letter"
+                )))
+            }
+        };
+        let mut commit = CommitPolicy::default();
+        if let Some(ms) = opts.take_parsed::<u64>("commit.interval.ms", "milliseconds")? {
+            commit.interval = Duration::from_millis(ms);
+        }
+        commit.max_changes = opts.take_parsed::<u64>("commit.max_changes", "a count of changes")?;
+        let connector = ConnectorConfig::from_options(&connector_name, &mut opts)?;
+        opts.finish(&connector_name)?;
+        let mut b = SinkSpec::builder(name, connector)
+            .format(format)
+            .key_encoding(key_encoding);
+        if let Some(pk) = primary_key {
+            b = b.primary_key(pk);
+        }
+        b.spec.connect_schema = connect_schema;
+        b.spec.violations = violations;
+        b.spec.commit = commit;
+        b.build()
+    }
+
+    /// The sink's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The format.
+    pub fn format(&self) -> &Format {
+        &self.format
+    }
+    /// The declared primary key columns.
+    pub fn primary_key(&self) -> Option<&[String]> {
+        self.primary_key.as_deref()
+    }
+    /// The connector's configuration.
+    pub fn connector(&self) -> &ConnectorConfig {
+        &self.connector
+    }
+    /// The counters every worker of this process updates.
+    pub fn metrics(&self) -> &Arc<SinkMetrics> {
+        &self.metrics
+    }
+    /// The declared schema.
+    pub fn schema(&self) -> Option<&Schema> {
+        self.schema.as_ref()
+    }
+    /// The key encoding.
+    pub fn key_encoding(&self) -> &KeyEncoding {
+        &self.key_encoding
+    }
+    /// The commit cadence.
+    pub fn commit_policy(&self) -> &CommitPolicy {
+        &self.commit
+    }
+}
+
+/// Builds a [`SinkSpec`]; [`build`](Self::build) validates it.
+#[derive(Clone, Debug)]
+pub struct SinkSpecBuilder {
+    spec: SinkSpec,
+}
+
+impl SinkSpecBuilder {
+    /// The format (default: append-only).
+    pub fn format(mut self, format: Format) -> Self {
+        self.spec.format = format;
+        self
+    }
+    /// Upsert format.
+    pub fn upsert(self) -> Self {
+        self.format(Format::Upsert)
+    }
+    /// Debezium format.
+    pub fn debezium(self) -> Self {
+        self.format(Format::Debezium {
+            tombstone_after_delete: false,
+        })
+    }
+    /// Append-only format; `force` drops deletes and turns updates into inserts.
+    pub fn append_only(self, force: bool) -> Self {
+        self.format(Format::AppendOnly { force })
+    }
+    /// The primary key columns.
+    pub fn primary_key<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
+        self.spec.primary_key = Some(columns.into_iter().map(Into::into).collect());
+        self
+    }
+    /// Declares that the key comes from a key function
+    /// ([`SinkCollection::sink_keyed_by`](crate::SinkCollection::sink_keyed_by)) instead of columns.
+    pub fn key_by_function(mut self) -> Self {
+        self.spec.key_by_function = true;
+        self
+    }
+    /// The key encoding (default JSON).
+    pub fn key_encoding(mut self, encoding: KeyEncoding) -> Self {
+        self.spec.key_encoding = encoding;
+        self
+    }
+    /// The row schema, for targets and encodings that need column types.
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.spec.schema = Some(schema);
+        self
+    }
+    /// Debezium events in Kafka Connect's `{schema, payload}` form (needs [`schema`](Self::schema)).
+    pub fn connect_schema(mut self, on: bool) -> Self {
+        self.spec.connect_schema = on;
+        self
+    }
+    /// The key-violation policy (default: fail).
+    pub fn violations(mut self, policy: ViolationPolicy) -> Self {
+        self.spec.violations = policy;
+        self
+    }
+    /// The commit cadence.
+    pub fn commit(mut self, policy: CommitPolicy) -> Self {
+        self.spec.commit = policy;
+        self
+    }
+    /// Share counters with other sinks or a progress display.
+    pub fn metrics(mut self, metrics: Arc<SinkMetrics>) -> Self {
+        self.spec.metrics = metrics;
+        self
+    }
+
+    /// Validates the combination and returns the spec.
+    pub fn build(self) -> Result<SinkSpec> {
+        let s = self.spec;
+        if s.name.is_empty() {
+            return Err(Error::config("the sink name (`sink.name`) is empty"));
+        }
+        if let Some(pk) = &s.primary_key {
+            crate::key::KeyColumns::new(pk.clone(), s.key_encoding.clone())?;
+            if let Some(schema) = &s.schema {
+                for c in pk {
+                    if schema.column(c).is_none() {
+                        return Err(Error::schema(format!(
+                            "`primary_key` column `{c}` is not in the schema ({}); fix the column name",
+                            schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                        )));
+                    }
+                }
+            }
+        }
+        if s.key_by_function && s.primary_key.is_some() {
+            return Err(Error::config(
+                "declare the key either by `primary_key` columns or by a key function, not both",
+            ));
+        }
+        if s.format.is_keyed()
+            && s.primary_key.is_none()
+            && !s.key_by_function
+            && !s.connector.has_own_keys()
+        {
+            return Err(Error::config(format!(
+                "`type = {}` needs a primary key and the `{}` sink has no keys of its own: set `primary_key = 'col1,col2'` \
+                 (or use a key function), or use `type = append-only`",
+                s.format.name(),
+                s.connector.name()
+            )));
+        }
+        if s.connect_schema {
+            if !matches!(s.format, Format::Debezium { .. }) {
+                return Err(Error::config(
+                    "option `schemas.enable` applies to `type = debezium` only: remove it",
+                ));
+            }
+            if s.schema.is_none() {
+                return Err(Error::config(
+                    "option `schemas.enable = true` needs the row schema: declare it (SinkSpecBuilder::schema, or dsink --schema)",
+                ));
+            }
+        }
+        if s.violations == ViolationPolicy::DeadLetter && s.primary_key.is_none() {
+            return Err(Error::config(
+                "option `violation = dead-letter` needs a `primary_key` to violate: declare one",
+            ));
+        }
+        s.connector.validate(&s)?;
+        Ok(s)
+    }
+}
+
+pub(crate) fn split_columns(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect()
+}

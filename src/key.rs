@@ -1,0 +1,420 @@
+//! Primary keys: which columns identify a row, and how the key is encoded.
+//!
+//! A key is declared by column (field) names or by a key function. Either way it is encoded once,
+//! when the update enters the sink, into [`Key`] bytes in the sink's key encoding: JSON
+//! (`{"id":7,"region":"eu"}`, the columns in declared order) or text (`7` / `7,eu` with a
+//! delimiter). Those bytes are what routes the update to a worker, what groups a key's updates,
+//! and what a message-oriented target receives as the message key — so a key is never encoded
+//! twice.
+//!
+//! Column extraction runs the row's `serde::Serialize` implementation through a serializer that
+//! records only the named top-level fields, so any struct or map row works without extra traits.
+
+use crate::error::{Error, Result};
+use serde::ser::{self, Impossible, Serialize};
+use std::fmt;
+
+/// An encoded primary key. Equal keys have equal bytes.
+///
+/// A row whose key could not be extracted (a missing or null key column) yields an invalid key
+/// carrying the reason; the sink stops with that reason when it meets it, losing nothing silently.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Key {
+    bytes: Vec<u8>,
+    invalid: bool,
+}
+
+impl Key {
+    /// A key from already encoded bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Key {
+            bytes,
+            invalid: false,
+        }
+    }
+    fn invalid(reason: String) -> Self {
+        Key {
+            bytes: reason.into_bytes(),
+            invalid: true,
+        }
+    }
+    /// The encoded key, or why the row has none.
+    pub fn bytes(&self) -> Result<&[u8]> {
+        if self.invalid {
+            Err(Error::schema(
+                String::from_utf8_lossy(&self.bytes).into_owned(),
+            ))
+        } else {
+            Ok(&self.bytes)
+        }
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.invalid {
+            write!(f, "<invalid key: {}>", String::from_utf8_lossy(&self.bytes))
+        } else {
+            write!(f, "{}", String::from_utf8_lossy(&self.bytes))
+        }
+    }
+}
+
+/// How keys are encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyEncoding {
+    /// A JSON object of the key columns (or the JSON value a key function returns).
+    Json,
+    /// The key columns' values as text, joined by `delimiter`; strings unquoted.
+    Text {
+        /// Separator between columns of a composite key.
+        delimiter: String,
+    },
+}
+
+impl Default for KeyEncoding {
+    fn default() -> Self {
+        KeyEncoding::Json
+    }
+}
+
+/// Extracts and encodes the primary key columns of rows.
+#[derive(Clone, Debug)]
+pub struct KeyColumns {
+    columns: Vec<String>,
+    /// `{"a":` then `,"b":` …: the JSON text before each column's value.
+    json_prefixes: Vec<Vec<u8>>,
+    encoding: KeyEncoding,
+}
+
+impl KeyColumns {
+    /// Keys made of `columns`, in that order.
+    pub fn new(columns: Vec<String>, encoding: KeyEncoding) -> Result<Self> {
+        if columns.is_empty() {
+            return Err(Error::config("`primary_key` names no column"));
+        }
+        for (i, c) in columns.iter().enumerate() {
+            if c.is_empty() {
+                return Err(Error::config("`primary_key` has an empty column name"));
+            }
+            if columns[..i].contains(c) {
+                return Err(Error::config(format!(
+                    "`primary_key` names column `{c}` twice"
+                )));
+            }
+        }
+        let json_prefixes = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut p = if i == 0 { b"{".to_vec() } else { b",".to_vec() };
+                serde_json::to_writer(&mut p, c).expect("string encodes");
+                p.push(b':');
+                p
+            })
+            .collect();
+        Ok(KeyColumns {
+            columns,
+            json_prefixes,
+            encoding,
+        })
+    }
+
+    /// The key columns.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Extracts the key of `row`.
+    ///
+    /// ```
+    /// use differential_sinks::key::{KeyColumns, KeyEncoding};
+    /// #[derive(serde::Serialize)]
+    /// struct Order { id: u64, region: &'static str, total: f64 }
+    /// let row = Order { id: 7, region: "eu", total: 9.5 };
+    /// let json = KeyColumns::new(vec!["id".into(), "region".into()], KeyEncoding::Json).unwrap();
+    /// assert_eq!(json.extract(&row).bytes().unwrap(), br#"{"id":7,"region":"eu"}"#);
+    /// let text = KeyColumns::new(vec!["id".into(), "region".into()], KeyEncoding::Text { delimiter: ",".into() }).unwrap();
+    /// assert_eq!(text.extract(&row).bytes().unwrap(), b"7,eu");
+    /// ```
+    pub fn extract<V: Serialize + ?Sized>(&self, row: &V) -> Key {
+        let mut slots: Vec<Option<Vec<u8>>> = vec![None; self.columns.len()];
+        if let Err(e) = row.serialize(Capture {
+            columns: &self.columns,
+            slots: &mut slots,
+        }) {
+            return Key::invalid(e.0);
+        }
+        let mut out = Vec::with_capacity(32);
+        for (i, slot) in slots.iter().enumerate() {
+            let Some(v) = slot else {
+                return Key::invalid(format!(
+                    "the row has no primary key column `{}`; check `primary_key` against the row's fields",
+                    self.columns[i]
+                ));
+            };
+            if v.as_slice() == b"null" {
+                return Key::invalid(format!("primary key column `{}` is null", self.columns[i]));
+            }
+            match &self.encoding {
+                KeyEncoding::Json => {
+                    out.extend_from_slice(&self.json_prefixes[i]);
+                    out.extend_from_slice(v);
+                }
+                KeyEncoding::Text { delimiter } => {
+                    if i > 0 {
+                        out.extend_from_slice(delimiter.as_bytes());
+                    }
+                    if v.first() == Some(&b'"') {
+                        match serde_json::from_slice::<String>(v) {
+                            Ok(s) => out.extend_from_slice(s.as_bytes()),
+                            Err(e) => {
+                                return Key::invalid(format!(
+                                    "key column `{}`: {e}",
+                                    self.columns[i]
+                                ))
+                            }
+                        }
+                    } else {
+                        out.extend_from_slice(v);
+                    }
+                }
+            }
+        }
+        if self.encoding == KeyEncoding::Json {
+            out.push(b'}');
+        }
+        Key::from_bytes(out)
+    }
+}
+
+/// Encodes the value a key function returned.
+pub fn encode_key_value<K: Serialize + ?Sized>(key: &K, encoding: &KeyEncoding) -> Key {
+    match encoding {
+        KeyEncoding::Json => match serde_json::to_vec(key) {
+            Ok(b) => Key::from_bytes(b),
+            Err(e) => Key::invalid(format!("the key function's value cannot be encoded: {e}")),
+        },
+        KeyEncoding::Text { .. } => match serde_json::to_value(key) {
+            Ok(serde_json::Value::String(s)) => Key::from_bytes(s.into_bytes()),
+            Ok(serde_json::Value::Null) => Key::invalid("the key function returned null".into()),
+            Ok(v) => Key::from_bytes(v.to_string().into_bytes()),
+            Err(e) => Key::invalid(format!("the key function's value cannot be encoded: {e}")),
+        },
+    }
+}
+
+#[derive(Debug)]
+struct CaptureError(String);
+impl fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for CaptureError {}
+impl ser::Error for CaptureError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        CaptureError(msg.to_string())
+    }
+}
+
+fn not_a_record<T>(what: &str) -> std::result::Result<T, CaptureError> {
+    Err(CaptureError(format!(
+        "a row serializes as {what}, not as a struct or map, so it has no named columns; declare the key with a key function instead"
+    )))
+}
+
+struct Capture<'a> {
+    columns: &'a [String],
+    slots: &'a mut Vec<Option<Vec<u8>>>,
+}
+
+impl Capture<'_> {
+    fn store<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> std::result::Result<(), CaptureError> {
+        if let Some(i) = self.columns.iter().position(|c| c == name) {
+            let mut buf = Vec::with_capacity(16);
+            serde_json::to_writer(&mut buf, value)
+                .map_err(|e| CaptureError(format!("key column `{name}`: {e}")))?;
+            self.slots[i] = Some(buf);
+        }
+        Ok(())
+    }
+}
+
+struct CaptureStruct<'a>(Capture<'a>);
+struct CaptureMap<'a> {
+    inner: Capture<'a>,
+    key: Option<String>,
+}
+
+macro_rules! reject {
+    ($($f:ident($($t:ty),*) => $what:expr;)*) => {$(
+        fn $f(self, $(_: $t),*) -> std::result::Result<Self::Ok, Self::Error> { not_a_record($what) }
+    )*};
+}
+
+impl<'a> ser::Serializer for Capture<'a> {
+    type Ok = ();
+    type Error = CaptureError;
+    type SerializeSeq = Impossible<(), CaptureError>;
+    type SerializeTuple = Impossible<(), CaptureError>;
+    type SerializeTupleStruct = Impossible<(), CaptureError>;
+    type SerializeTupleVariant = Impossible<(), CaptureError>;
+    type SerializeMap = CaptureMap<'a>;
+    type SerializeStruct = CaptureStruct<'a>;
+    type SerializeStructVariant = Impossible<(), CaptureError>;
+
+    reject! {
+        serialize_bool(bool) => "a boolean";
+        serialize_i8(i8) => "a number"; serialize_i16(i16) => "a number"; serialize_i32(i32) => "a number";
+        serialize_i64(i64) => "a number"; serialize_u8(u8) => "a number"; serialize_u16(u16) => "a number";
+        serialize_u32(u32) => "a number"; serialize_u64(u64) => "a number"; serialize_f32(f32) => "a number";
+        serialize_f64(f64) => "a number"; serialize_char(char) => "a character"; serialize_str(&str) => "a string";
+        serialize_bytes(&[u8]) => "bytes"; serialize_none() => "null"; serialize_unit() => "unit";
+        serialize_unit_struct(&'static str) => "a unit struct";
+        serialize_unit_variant(&'static str, u32, &'static str) => "an enum variant";
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> std::result::Result<(), CaptureError> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> std::result::Result<(), CaptureError> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> std::result::Result<(), CaptureError> {
+        not_a_record("an enum variant")
+    }
+    fn serialize_seq(
+        self,
+        _: Option<usize>,
+    ) -> std::result::Result<Self::SerializeSeq, CaptureError> {
+        not_a_record("a sequence")
+    }
+    fn serialize_tuple(self, _: usize) -> std::result::Result<Self::SerializeTuple, CaptureError> {
+        not_a_record("a tuple")
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeTupleStruct, CaptureError> {
+        not_a_record("a tuple struct")
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeTupleVariant, CaptureError> {
+        not_a_record("an enum variant")
+    }
+    fn serialize_map(
+        self,
+        _: Option<usize>,
+    ) -> std::result::Result<Self::SerializeMap, CaptureError> {
+        Ok(CaptureMap {
+            inner: self,
+            key: None,
+        })
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeStruct, CaptureError> {
+        Ok(CaptureStruct(self))
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeStructVariant, CaptureError> {
+        not_a_record("an enum variant")
+    }
+}
+
+impl ser::SerializeStruct for CaptureStruct<'_> {
+    type Ok = ();
+    type Error = CaptureError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        value: &T,
+    ) -> std::result::Result<(), CaptureError> {
+        self.0.store(name, value)
+    }
+    fn end(self) -> std::result::Result<(), CaptureError> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for CaptureMap<'_> {
+    type Ok = ();
+    type Error = CaptureError;
+    fn serialize_key<T: Serialize + ?Sized>(
+        &mut self,
+        key: &T,
+    ) -> std::result::Result<(), CaptureError> {
+        match serde_json::to_value(key) {
+            Ok(serde_json::Value::String(s)) => {
+                self.key = Some(s);
+                Ok(())
+            }
+            _ => not_a_record("a map with non-string keys"),
+        }
+    }
+    fn serialize_value<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> std::result::Result<(), CaptureError> {
+        let key = self.key.take().unwrap_or_default();
+        self.inner.store(&key, value)
+    }
+    fn end(self) -> std::result::Result<(), CaptureError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn map_rows_and_errors() {
+        let k = KeyColumns::new(vec!["b".into(), "a".into()], KeyEncoding::Json).unwrap();
+        let row = json!({"a": 1, "b": "x\"y", "c": [1, 2]});
+        assert_eq!(k.extract(&row).bytes().unwrap(), br#"{"b":"x\"y","a":1}"#);
+        let missing = k.extract(&json!({"a": 1}));
+        assert!(missing
+            .bytes()
+            .unwrap_err()
+            .to_string()
+            .contains("no primary key column `b`"));
+        let null = k.extract(&json!({"a": 1, "b": null}));
+        assert!(null.bytes().unwrap_err().to_string().contains("is null"));
+        assert!(k.extract(&(1, 2)).bytes().is_err());
+    }
+
+    #[test]
+    fn config_errors() {
+        assert!(KeyColumns::new(vec![], KeyEncoding::Json).is_err());
+        assert!(KeyColumns::new(vec!["a".into(), "a".into()], KeyEncoding::Json).is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! The public entry point: end a differential collection in a sink.
+//!
+//! [`SinkCollection::sink`] takes a validated [`SinkSpec`], opens this worker's writer for the
+//! spec's connector, and builds the sink operator with the spec's key, format and cadence. It
+//! returns the operator's [`SinkOutput`]: a stream to `probe()` for the committed frontier, the
+//! dead-letter collection, and a handle with the error that stopped the sink, if any.
+
+use crate::config::SinkSpec;
+use crate::error::{Error, Result};
+use crate::key::{encode_key_value, Key, KeyColumns, KeyEncoding};
+use differential_dataflow::VecCollection;
+use differential_sinks_operators::{SinkConfig, SinkExt, SinkOutput, SinkTime, WorkerContext};
+use serde::Serialize;
+use timely::ExchangeData;
+
+/// What a row type needs to be sunk: serializable (for encoding and key extraction), exchangeable
+/// between workers, and ordered (for consolidation).
+pub trait Row: Serialize + ExchangeData + Ord + Clone + 'static {}
+impl<V: Serialize + ExchangeData + Ord + Clone + 'static> Row for V {}
+
+/// Sinks on differential collections.
+pub trait SinkCollection<'scope, T: SinkTime, V: Row> {
+    /// Delivers the collection as `spec` says, keyed by its `primary_key` columns (or, for an
+    /// append-only sink without a key, by the whole row).
+    ///
+    /// ```
+    /// use differential_sinks::{SinkCollection, SinkSpec, connectors::file::{FileConfig, read_committed}};
+    /// use differential_dataflow::input::Input;
+    /// use timely::dataflow::operators::probe::Probe;
+    ///
+    /// #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+    /// struct Total { customer: String, amount: i64 }
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let spec = SinkSpec::builder("totals", FileConfig::new(dir.path())).upsert().primary_key(["customer"]).build().unwrap();
+    /// timely::execute_directly(move |worker| {
+    ///     let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+    ///         let (input, totals) = scope.new_collection::<Total, isize>();
+    ///         let out = totals.sink(&spec).unwrap();
+    ///         let (probe, _) = out.committed.probe();
+    ///         (input, probe, out.handle)
+    ///     });
+    ///     input.insert(Total { customer: "ada".into(), amount: 5 });
+    ///     input.advance_to(1);
+    ///     input.remove(Total { customer: "ada".into(), amount: 5 });
+    ///     input.insert(Total { customer: "ada".into(), amount: 8 });
+    ///     input.advance_to(2);
+    ///     input.flush();
+    ///     handle.step_until_committed(worker, &probe, &2).unwrap();
+    /// });
+    /// let lines = read_committed(dir.path()).unwrap();
+    /// assert_eq!(lines.last().unwrap()["value"]["amount"], 8);
+    /// ```
+    fn sink(self, spec: &SinkSpec) -> Result<SinkOutput<'scope, T, V, Error>>;
+
+    /// Like [`sink`](Self::sink), with the key computed by `key_fn` (encoded in the spec's key
+    /// encoding). The spec must be built with
+    /// [`key_by_function`](crate::SinkSpecBuilder::key_by_function).
+    fn sink_keyed_by<K, F>(
+        self,
+        spec: &SinkSpec,
+        key_fn: F,
+    ) -> Result<SinkOutput<'scope, T, V, Error>>
+    where
+        K: Serialize,
+        F: Fn(&V) -> K + 'static;
+}
+
+fn operator_config(spec: &SinkSpec, keyed: bool) -> SinkConfig {
+    SinkConfig {
+        name: spec.name.clone(),
+        commit: spec.commit.clone(),
+        violations: spec.violations,
+        keyed,
+        metrics: std::sync::Arc::clone(&spec.metrics),
+    }
+}
+
+impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V>
+    for VecCollection<'scope, T, V, isize>
+{
+    fn sink(self, spec: &SinkSpec) -> Result<SinkOutput<'scope, T, V, Error>> {
+        if spec.key_by_function {
+            return Err(Error::config(format!(
+                "sink `{}` was declared keyed by a function: call sink_keyed_by with the key function",
+                spec.name
+            )));
+        }
+        let scope = self.inner.scope();
+        let ctx = WorkerContext {
+            index: scope.index(),
+            peers: scope.peers(),
+        };
+        let writer = spec.connector.open_writer::<V, T>(spec, ctx)?;
+        match &spec.primary_key {
+            Some(columns) => {
+                let columns = KeyColumns::new(columns.clone(), spec.key_encoding.clone())?;
+                Ok(self.sink_with(
+                    operator_config(spec, true),
+                    move |row: &V| columns.extract(row),
+                    writer,
+                ))
+            }
+            None => {
+                // No key: the row's JSON identifies it (and is reused as the encoded value).
+                let key_of = |row: &V| encode_key_value(row, &KeyEncoding::Json);
+                Ok(self.sink_with(operator_config(spec, false), key_of, writer))
+            }
+        }
+    }
+
+    fn sink_keyed_by<K, F>(
+        self,
+        spec: &SinkSpec,
+        key_fn: F,
+    ) -> Result<SinkOutput<'scope, T, V, Error>>
+    where
+        K: Serialize,
+        F: Fn(&V) -> K + 'static,
+    {
+        if !spec.key_by_function {
+            return Err(Error::config(format!(
+                "sink `{}` takes its key from `primary_key`: build the spec with key_by_function() to use a key function",
+                spec.name
+            )));
+        }
+        let scope = self.inner.scope();
+        let ctx = WorkerContext {
+            index: scope.index(),
+            peers: scope.peers(),
+        };
+        let writer = spec.connector.open_writer::<V, T>(spec, ctx)?;
+        let encoding = spec.key_encoding.clone();
+        let key_of = move |row: &V| -> Key { encode_key_value(&key_fn(row), &encoding) };
+        Ok(self.sink_with(operator_config(spec, true), key_of, writer))
+    }
+}
