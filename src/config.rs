@@ -83,7 +83,12 @@ impl SinkSpec {
     /// let err = SinkSpec::from_options(Options::parse_pairs(["connector=file", "type=upsert", "path=/tmp/x"]).unwrap()).unwrap_err();
     /// assert!(err.to_string().contains("primary_key"));
     /// ```
-    pub fn from_options(mut opts: Options) -> Result<SinkSpec> {
+    pub fn from_options(opts: Options) -> Result<SinkSpec> {
+        Self::from_options_with_schema(opts, None)
+    }
+
+    /// Like [`from_options`](Self::from_options), with the row schema declared alongside.
+    pub fn from_options_with_schema(mut opts: Options, schema: Option<Schema>) -> Result<SinkSpec> {
         let connector_name =
             opts.require("connector", "which system to write to, e.g. connector=file")?;
         let name = opts.take("sink.name").unwrap_or_else(|| "sink".to_string());
@@ -153,6 +158,7 @@ impl SinkSpec {
             b = b.primary_key(pk);
         }
         b.spec.connect_schema = connect_schema;
+        b.spec.schema = schema;
         b.spec.violations = violations;
         b.spec.commit = commit;
         b.build()

@@ -15,6 +15,10 @@ pub struct SinkMetrics {
     pub updates_already_committed: AtomicU64,
     /// Changes handed to writers (inserts + updates + deletes).
     pub changes_out: AtomicU64,
+    /// Records handed to the target by connectors (a change may become 0, 1 or 2 records).
+    pub records_out: AtomicU64,
+    /// Encoded bytes (keys + values) handed to the target by connectors.
+    pub bytes_out: AtomicU64,
     /// Commits made (per worker, or by the coordinator).
     pub commits: AtomicU64,
     /// Key violations that failed the sink.
@@ -36,6 +40,10 @@ pub struct MetricsSnapshot {
     pub updates_already_committed: u64,
     /// See [`SinkMetrics::changes_out`].
     pub changes_out: u64,
+    /// See [`SinkMetrics::records_out`].
+    pub records_out: u64,
+    /// See [`SinkMetrics::bytes_out`].
+    pub bytes_out: u64,
     /// See [`SinkMetrics::commits`].
     pub commits: u64,
     /// See [`SinkMetrics::violations_failed`].
@@ -49,7 +57,8 @@ pub struct MetricsSnapshot {
 }
 
 impl SinkMetrics {
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    /// Adds `n` to `counter`.
+    pub fn add(counter: &AtomicU64, n: u64) {
         if n > 0 {
             counter.fetch_add(n, Ordering::Relaxed);
         }
@@ -62,6 +71,8 @@ impl SinkMetrics {
             updates_in: r(&self.updates_in),
             updates_already_committed: r(&self.updates_already_committed),
             changes_out: r(&self.changes_out),
+            records_out: r(&self.records_out),
+            bytes_out: r(&self.bytes_out),
             commits: r(&self.commits),
             violations_failed: r(&self.violations_failed),
             violations_skipped: r(&self.violations_skipped),

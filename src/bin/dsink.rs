@@ -1,1 +1,346 @@
-fn main() {}
+//! `dsink`: replay a change log into any sink, and generate change logs to replay.
+//!
+//! ```text
+//! dsink --input changes.jsonl --with connector=file --with path=out --with type=upsert --with primary_key=id
+//! dsink generate --keys 1000 --updates 100000 --times 100 > changes.jsonl
+//! ```
+//!
+//! Input lines are `{"time": <u64>, "diff": <±n>, "row": {...}}` with non-decreasing times. With
+//! several workers every worker reads the file and takes every n-th line; stdin is read by worker 0.
+//! The sink options are the RisingWave-style keys of `--with`; `--schema` declares column types.
+
+use clap::{Args, Parser, Subcommand};
+use differential_dataflow::input::Input;
+use differential_sinks::{JsonRow, Options, Schema, SinkCollection, SinkSpec};
+use serde::Deserialize;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::probe::Probe;
+
+#[derive(Parser, Debug)]
+#[command(name = "dsink", version, about = "Replay a change log into a differential-sinks sink", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a random change log (inserts, updates, deletes of keyed rows) to stdout.
+    Generate(GenArgs),
+}
+
+#[derive(Args, Debug, Default)]
+struct RunArgs {
+    /// The change log: a file of JSON lines, or `-` for stdin.
+    #[arg(long, short, default_value = "-")]
+    input: String,
+    /// A sink option `key=value` (repeatable), e.g. `--with connector=file`.
+    #[arg(long = "with", short = 'w', value_name = "KEY=VALUE")]
+    with: Vec<String>,
+    /// Column types `name:type,…` (`!` after a type: not null); rows are checked against it.
+    #[arg(long)]
+    schema: Option<String>,
+    /// Worker threads in this process.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Processes in a timely cluster (all started with the same arguments but --process).
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// This process's index in the cluster.
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// A file with one `host:port` per process, for a cluster.
+    #[arg(long)]
+    hostfile: Option<String>,
+    /// Progress display: auto (when stderr is a terminal), always or never.
+    #[arg(long, default_value = "auto")]
+    progress: String,
+    /// Print the closing summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct GenArgs {
+    /// Distinct keys.
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Updates (lines) to write.
+    #[arg(long, default_value_t = 10_000)]
+    updates: u64,
+    /// Logical times to spread them over (at least 1).
+    #[arg(long, default_value_t = 10)]
+    times: u64,
+    /// Approximate size of a row's JSON in bytes.
+    #[arg(long, default_value_t = 100)]
+    row_bytes: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    time: u64,
+    diff: isize,
+    row: serde_json::Value,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Generate(g)) => generate(&g),
+        None => run(cli.run),
+    };
+    if let Err(e) = result {
+        eprintln!("dsink: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let mut opts = Options::parse_pairs(&args.with).map_err(|e| e.to_string())?;
+    if opts.get("connector").is_none() {
+        opts.set("connector", "file");
+    }
+    let schema = args.schema.as_deref().map(Schema::parse).transpose().map_err(|e| e.to_string())?;
+    // Validate everything before starting workers: configuration errors surface here.
+    let spec = SinkSpec::from_options_with_schema(opts, schema.clone()).map_err(|e| e.to_string())?;
+    if args.input != "-" && !std::path::Path::new(&args.input).is_file() {
+        return Err(format!("--input {}: no such file", args.input));
+    }
+    let mut timely_args = vec!["-w".to_string(), args.workers.max(1).to_string()];
+    if args.processes > 1 {
+        let hostfile = args.hostfile.clone().ok_or("--processes > 1 needs --hostfile")?;
+        timely_args.extend(["-n".into(), args.processes.to_string(), "-p".into(), args.process.to_string(), "-h".into(), hostfile]);
+    }
+    let show_progress = match args.progress.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => std::io::stderr().is_terminal() && !args.json,
+    };
+    let metrics = Arc::clone(spec.metrics());
+    let rows_in = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let input_path = args.input.clone();
+    let (spec2, rows2, schema2) = (spec.clone(), Arc::clone(&rows_in), schema.clone());
+
+    let guards = timely::execute_from_args(timely_args.into_iter(), move |worker| -> Result<(), String> {
+        replay(worker, &spec2, &input_path, schema2.as_ref(), &rows2, show_progress)
+    })?;
+    let mut errors = Vec::new();
+    for r in guards.join() {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(e),
+            Err(e) => errors.push(format!("a worker panicked: {e}")),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let m = metrics.snapshot();
+    let rows = rows_in.load(Ordering::Relaxed);
+    let rate = rows as f64 / secs.max(1e-9);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "rows_in": rows, "changes_out": m.changes_out, "records_out": m.records_out, "bytes_out": m.bytes_out,
+                "commits": m.commits, "seconds": secs, "rows_per_second": rate,
+                "updates_already_committed": m.updates_already_committed,
+                "violations_skipped": m.violations_skipped, "violations_dead_lettered": m.violations_dead_lettered,
+                "errors": errors,
+            })
+        );
+    } else {
+        eprintln!(
+            "dsink: {rows} rows in, {} changes, {} records out ({:.1} MB), {} commits, {secs:.2} s, {rate:.0} rows/s{}",
+            m.changes_out,
+            m.records_out,
+            m.bytes_out as f64 / 1e6,
+            m.commits,
+            if m.updates_already_committed > 0 {
+                format!(", {} already committed by an earlier run", m.updates_already_committed)
+            } else {
+                String::new()
+            }
+        );
+    }
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn replay(
+    worker: &mut timely::worker::Worker,
+    spec: &SinkSpec,
+    path: &str,
+    schema: Option<&Schema>,
+    rows_in: &AtomicU64,
+    show_progress: bool,
+) -> Result<(), String> {
+    let (index, peers) = (worker.index(), worker.peers());
+    let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+        let (input, rows) = scope.new_collection::<JsonRow, isize>();
+        let out = rows.sink(spec).map_err(|e| e.to_string())?;
+        let (probe, _) = out.committed.probe();
+        Ok::<_, String>((input, probe, out.handle))
+    })?;
+
+    let reader: Box<dyn BufRead> = if path == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?))
+    };
+    let read_all = path != "-" || index == 0;
+    let bar = (show_progress && index == 0).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("template"));
+        b
+    });
+    let mut last_draw = Instant::now();
+    let started = Instant::now();
+    let mut last_time = 0u64;
+    let mut since_step = 0usize;
+    if read_all {
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.map_err(|e| format!("{path}: {e}"))?;
+            if path != "-" && n % peers != index {
+                continue;
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            let l: Line = serde_json::from_str(&line).map_err(|e| {
+                format!("{path}:{}: not a change-log line ({{\"time\":…,\"diff\":…,\"row\":{{…}}}}): {e}", n + 1)
+            })?;
+            if l.time < last_time {
+                return Err(format!("{path}:{}: time {} goes back (the previous line had {last_time}); times must not decrease", n + 1, l.time));
+            }
+            if let Some(s) = schema {
+                s.check_json(&l.row).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+            }
+            if *input.time() < l.time {
+                input.advance_to(l.time);
+            }
+            last_time = l.time;
+            input.update(JsonRow(l.row), l.diff);
+            rows_in.fetch_add(1, Ordering::Relaxed);
+            since_step += 1;
+            if since_step >= 4096 {
+                since_step = 0;
+                input.flush();
+                worker.step();
+                if handle.is_failed() {
+                    break;
+                }
+                if let Some(b) = &bar {
+                    if last_draw.elapsed() > Duration::from_millis(200) {
+                        last_draw = Instant::now();
+                        draw(b, spec, rows_in, started);
+                    }
+                }
+            }
+        }
+    }
+    input.close();
+    while !probe.done() && !handle.is_failed() {
+        worker.step();
+        if let Some(b) = &bar {
+            if last_draw.elapsed() > Duration::from_millis(200) {
+                last_draw = Instant::now();
+                draw(b, spec, rows_in, started);
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    match handle.take_error() {
+        Some(e) => Err(format!("sink `{}` (worker {index}): {e}", spec.name())),
+        None => Ok(()),
+    }
+}
+
+fn draw(bar: &indicatif::ProgressBar, spec: &SinkSpec, rows_in: &AtomicU64, started: Instant) {
+    let m = spec.metrics().snapshot();
+    let rows = rows_in.load(Ordering::Relaxed);
+    bar.set_message(format!(
+        "{rows} rows in, {} records out, {} commits, {:.0} rows/s",
+        m.records_out,
+        m.commits,
+        rows as f64 / started.elapsed().as_secs_f64().max(1e-9)
+    ));
+    bar.tick();
+}
+
+fn generate(g: &GenArgs) -> Result<(), String> {
+    if g.keys == 0 || g.times == 0 {
+        return Err("--keys and --times must be at least 1".into());
+    }
+    let mut rng = g.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut state: std::collections::HashMap<u64, serde_json::Value> = Default::default();
+    let per_time = g.updates.div_ceil(g.times).max(1);
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, out.lock());
+    let mut written = 0u64;
+    let mut version = 0u64;
+    let pad_len = g.row_bytes.saturating_sub(60);
+    for time in 0..g.times {
+        let mut touched = std::collections::HashSet::new();
+        let mut n = 0;
+        let mut attempts = 0;
+        while n < per_time && written < g.updates && attempts < per_time * 4 {
+            attempts += 1;
+            let key = next() % g.keys;
+            if !touched.insert(key) {
+                continue;
+            }
+            version += 1;
+            let row = |v: u64, next: &mut dyn FnMut() -> u64| {
+                let mut note: String = String::with_capacity(pad_len);
+                while note.len() < pad_len {
+                    note.push((b'a' + (next() % 26) as u8) as char);
+                }
+                serde_json::json!({"id": key, "name": format!("customer-{key}"), "amount": (v * 7919) % 100_000, "note": note})
+            };
+            let lines: Vec<(isize, serde_json::Value)> = match state.get(&key).cloned() {
+                None => {
+                    let r = row(version, &mut next);
+                    state.insert(key, r.clone());
+                    vec![(1, r)]
+                }
+                Some(old) if next() % 4 == 0 => {
+                    state.remove(&key);
+                    vec![(-1, old)]
+                }
+                Some(old) => {
+                    let r = row(version, &mut next);
+                    state.insert(key, r.clone());
+                    vec![(-1, old), (1, r)]
+                }
+            };
+            for (diff, r) in lines {
+                if written >= g.updates {
+                    break;
+                }
+                serde_json::to_writer(&mut out, &serde_json::json!({"time": time, "diff": diff, "row": r})).map_err(|e| e.to_string())?;
+                out.write_all(b"\n").map_err(|e| e.to_string())?;
+                written += 1;
+                n += 1;
+            }
+        }
+    }
+    out.flush().map_err(|e| e.to_string())
+}

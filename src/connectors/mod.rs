@@ -132,6 +132,7 @@ pub struct EnvelopeWriter<W, V> {
     keyed: bool,
     encoder: JsonEncoder,
     batch: RecordBatch,
+    metrics: std::sync::Arc<differential_sinks_operators::SinkMetrics>,
     _row: PhantomData<fn(&V)>,
 }
 
@@ -149,6 +150,7 @@ impl<W: RecordWriter, V: Serialize> EnvelopeWriter<W, V> {
             keyed: spec.primary_key.is_some() || spec.key_by_function,
             encoder: JsonEncoder::new(&spec.name, schema),
             batch: RecordBatch::default(),
+            metrics: std::sync::Arc::clone(&spec.metrics),
             _row: PhantomData,
         }
     }
@@ -217,7 +219,10 @@ impl<W: RecordWriter, V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T>
 
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
         self.encode(time.to_u64(), changes)?;
-        self.inner.write(&self.batch)
+        self.inner.write(&self.batch)?;
+        differential_sinks_operators::SinkMetrics::add(&self.metrics.records_out, self.batch.len() as u64);
+        differential_sinks_operators::SinkMetrics::add(&self.metrics.bytes_out, self.batch.bytes() as u64);
+        Ok(())
     }
 
     fn commit(&mut self, upper: &Frontier<T>) -> Result<()> {

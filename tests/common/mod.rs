@@ -1,0 +1,118 @@
+//! Shared pieces of the integration tests: change histories and the reference model.
+//!
+//! The reference is computed from the history alone (consolidating updates by time), never from
+//! what the sink did, so a test compares the target against an independent answer.
+
+#![allow(dead_code)]
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The row type of the property tests: `k` is the primary key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Row {
+    pub k: u32,
+    pub v: u32,
+    pub s: String,
+}
+
+/// A small deterministic generator (xorshift), so histories derive from a proptest seed.
+pub struct Rng(u64);
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A keyed change history: at each time, some keys are inserted, updated or deleted, each key at
+/// most once per time (so the collection always has at most one row per key). Updates come as
+/// `(row, time, diff)`; an update is a retraction and an insertion at the same time.
+pub fn keyed_history(seed: u64, keys: u32, times: u64, per_time: usize) -> Vec<(Row, u64, isize)> {
+    let mut rng = Rng::new(seed);
+    let mut state: BTreeMap<u32, Row> = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut version = 0;
+    for t in 0..times {
+        let mut touched = std::collections::BTreeSet::new();
+        for _ in 0..per_time {
+            let k = rng.below(keys as u64) as u32;
+            if !touched.insert(k) {
+                continue;
+            }
+            version += 1;
+            let fresh = Row { k, v: version, s: ["α", "b\"q", "c\\d", "日本", ""][rng.below(5) as usize].to_string() };
+            match state.get(&k).cloned() {
+                None => {
+                    out.push((fresh.clone(), t, 1));
+                    state.insert(k, fresh);
+                }
+                Some(old) if rng.below(3) == 0 => {
+                    out.push((old, t, -1));
+                    state.remove(&k);
+                }
+                Some(old) => {
+                    out.push((old, t, -1));
+                    out.push((fresh.clone(), t, 1));
+                    state.insert(k, fresh);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The collection's state (key → row) after consolidating every update before `upper`.
+pub fn state_before(history: &[(Row, u64, isize)], upper: u64) -> BTreeMap<u32, Row> {
+    let mut counts: BTreeMap<Row, isize> = BTreeMap::new();
+    for (row, t, d) in history {
+        if *t < upper {
+            *counts.entry(row.clone()).or_default() += d;
+        }
+    }
+    let mut state = BTreeMap::new();
+    for (row, c) in counts {
+        assert!(c == 0 || c == 1, "history is not keyed: {row:?} has count {c}");
+        if c == 1 {
+            assert!(state.insert(row.k, row.clone()).is_none(), "two rows for key {}", row.k);
+        }
+    }
+    state
+}
+
+/// The changes the history implies, as `(time, key) → (before, after)`, computed by diffing the
+/// state before and after each time.
+pub fn expected_changes(history: &[(Row, u64, isize)]) -> BTreeMap<(u64, u32), (Option<Row>, Option<Row>)> {
+    let times: std::collections::BTreeSet<u64> = history.iter().map(|h| h.1).collect();
+    let mut out = BTreeMap::new();
+    for t in times {
+        let (a, b) = (state_before(history, t), state_before(history, t + 1));
+        let keys: std::collections::BTreeSet<u32> = a.keys().chain(b.keys()).copied().collect();
+        for k in keys {
+            let (x, y) = (a.get(&k).cloned(), b.get(&k).cloned());
+            if x != y {
+                out.insert((t, k), (x, y));
+            }
+        }
+    }
+    out
+}
+
+/// The primary key `k` read back from an encoded JSON key.
+pub fn key_of(key: &[u8]) -> u32 {
+    let v: serde_json::Value = serde_json::from_slice(key).expect("key is JSON");
+    v["k"].as_u64().expect("key has k") as u32
+}
+
+/// A row read back from JSON.
+pub fn row_of(value: &[u8]) -> Row {
+    serde_json::from_slice(value).expect("value is a row")
+}
