@@ -41,8 +41,12 @@ fn cmp_values(a: &Value, b: &Value) -> Ordering {
                 // Mixed or fractional: order by value, ties (1 vs 1.0) by text so that the order
                 // agrees with equality.
                 _ => {
-                    let (fx, fy) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
-                    fx.total_cmp(&fy).then_with(|| x.to_string().cmp(&y.to_string()))
+                    let (fx, fy) = (
+                        x.as_f64().unwrap_or(f64::NAN),
+                        y.as_f64().unwrap_or(f64::NAN),
+                    );
+                    fx.total_cmp(&fy)
+                        .then_with(|| x.to_string().cmp(&y.to_string()))
                 }
             },
         },
@@ -101,7 +105,9 @@ impl<'de> Deserialize<'de> for JsonRow {
             Value::deserialize(d).map(JsonRow)
         } else {
             let s = String::deserialize(d)?;
-            serde_json::from_str(&s).map(JsonRow).map_err(serde::de::Error::custom)
+            serde_json::from_str(&s)
+                .map(JsonRow)
+                .map_err(serde::de::Error::custom)
         }
     }
 }
@@ -113,7 +119,18 @@ mod tests {
 
     #[test]
     fn order_agrees_with_equality() {
-        let vals = [json!(null), json!(true), json!(1), json!(1.0), json!(-2), json!(u64::MAX), json!("a"), json!([1]), json!({"a": 1, "b": 2}), json!({"b": 2, "a": 1})];
+        let vals = [
+            json!(null),
+            json!(true),
+            json!(1),
+            json!(1.0),
+            json!(-2),
+            json!(u64::MAX),
+            json!("a"),
+            json!([1]),
+            json!({"a": 1, "b": 2}),
+            json!({"b": 2, "a": 1}),
+        ];
         for a in &vals {
             for b in &vals {
                 let (ra, rb) = (JsonRow(a.clone()), JsonRow(b.clone()));

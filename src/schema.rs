@@ -199,10 +199,14 @@ impl Schema {
     /// ```
     pub fn check_json(&self, row: &serde_json::Value) -> Result<()> {
         use serde_json::Value;
-        let obj = row.as_object().ok_or_else(|| Error::schema("the row is not a JSON object"))?;
+        let obj = row
+            .as_object()
+            .ok_or_else(|| Error::schema("the row is not a JSON object"))?;
         for key in obj.keys() {
             if self.column(key).is_none() {
-                return Err(Error::schema(format!("the row has column `{key}`, which the schema does not name")));
+                return Err(Error::schema(format!(
+                    "the row has column `{key}`, which the schema does not name"
+                )));
             }
         }
         for c in &self.columns {
@@ -211,21 +215,31 @@ impl Schema {
                 if c.nullable {
                     continue;
                 }
-                return Err(Error::schema(format!("column `{}` is not nullable but the row has no value for it", c.name)));
+                return Err(Error::schema(format!(
+                    "column `{}` is not nullable but the row has no value for it",
+                    c.name
+                )));
             }
             let ok = match c.ty {
                 ColumnType::Boolean => v.is_boolean(),
                 ColumnType::Int32 => v.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
                 ColumnType::Int64 => v.is_i64(),
                 ColumnType::Float32 | ColumnType::Float64 => v.is_number(),
-                ColumnType::Decimal { .. } => v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok()),
+                ColumnType::Decimal { .. } => {
+                    v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok())
+                }
                 ColumnType::String | ColumnType::Bytes => v.is_string(),
-                ColumnType::Date => v.as_str().is_some_and(|s| s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-'),
+                ColumnType::Date => v.as_str().is_some_and(|s| {
+                    s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-'
+                }),
                 ColumnType::Timestamp | ColumnType::Timestamptz => v.is_string() || v.is_i64(),
                 ColumnType::Json => true,
             };
             if !ok {
-                return Err(Error::schema(format!("column `{}` should be {} but the row has {v}", c.name, c.ty)));
+                return Err(Error::schema(format!(
+                    "column `{}` should be {} but the row has {v}",
+                    c.name, c.ty
+                )));
             }
         }
         Ok(())

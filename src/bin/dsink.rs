@@ -20,7 +20,12 @@ use std::time::{Duration, Instant};
 use timely::dataflow::operators::probe::Probe;
 
 #[derive(Parser, Debug)]
-#[command(name = "dsink", version, about = "Replay a change log into a differential-sinks sink", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "dsink",
+    version,
+    about = "Replay a change log into a differential-sinks sink",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -108,16 +113,32 @@ fn run(args: RunArgs) -> Result<(), String> {
     if opts.get("connector").is_none() {
         opts.set("connector", "file");
     }
-    let schema = args.schema.as_deref().map(Schema::parse).transpose().map_err(|e| e.to_string())?;
+    let schema = args
+        .schema
+        .as_deref()
+        .map(Schema::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     // Validate everything before starting workers: configuration errors surface here.
-    let spec = SinkSpec::from_options_with_schema(opts, schema.clone()).map_err(|e| e.to_string())?;
+    let spec =
+        SinkSpec::from_options_with_schema(opts, schema.clone()).map_err(|e| e.to_string())?;
     if args.input != "-" && !std::path::Path::new(&args.input).is_file() {
         return Err(format!("--input {}: no such file", args.input));
     }
     let mut timely_args = vec!["-w".to_string(), args.workers.max(1).to_string()];
     if args.processes > 1 {
-        let hostfile = args.hostfile.clone().ok_or("--processes > 1 needs --hostfile")?;
-        timely_args.extend(["-n".into(), args.processes.to_string(), "-p".into(), args.process.to_string(), "-h".into(), hostfile]);
+        let hostfile = args
+            .hostfile
+            .clone()
+            .ok_or("--processes > 1 needs --hostfile")?;
+        timely_args.extend([
+            "-n".into(),
+            args.processes.to_string(),
+            "-p".into(),
+            args.process.to_string(),
+            "-h".into(),
+            hostfile,
+        ]);
     }
     let show_progress = match args.progress.as_str() {
         "always" => true,
@@ -130,9 +151,19 @@ fn run(args: RunArgs) -> Result<(), String> {
     let input_path = args.input.clone();
     let (spec2, rows2, schema2) = (spec.clone(), Arc::clone(&rows_in), schema.clone());
 
-    let guards = timely::execute_from_args(timely_args.into_iter(), move |worker| -> Result<(), String> {
-        replay(worker, &spec2, &input_path, schema2.as_ref(), &rows2, show_progress)
-    })?;
+    let guards = timely::execute_from_args(
+        timely_args.into_iter(),
+        move |worker| -> Result<(), String> {
+            replay(
+                worker,
+                &spec2,
+                &input_path,
+                schema2.as_ref(),
+                &rows2,
+                show_progress,
+            )
+        },
+    )?;
     let mut errors = Vec::new();
     for r in guards.join() {
         match r {
@@ -195,12 +226,18 @@ fn replay(
     let reader: Box<dyn BufRead> = if path == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
-        Box::new(BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?))
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?,
+        ))
     };
     let read_all = path != "-" || index == 0;
     let bar = (show_progress && index == 0).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
-        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("template"));
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .expect("template"),
+        );
         b
     });
     let mut last_draw = Instant::now();
@@ -223,7 +260,8 @@ fn replay(
                 return Err(format!("{path}:{}: time {} goes back (the previous line had {last_time}); times must not decrease", n + 1, l.time));
             }
             if let Some(s) = schema {
-                s.check_json(&l.row).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+                s.check_json(&l.row)
+                    .map_err(|e| format!("{path}:{}: {e}", n + 1))?;
             }
             if *input.time() < l.time {
                 input.advance_to(l.time);
@@ -335,7 +373,11 @@ fn generate(g: &GenArgs) -> Result<(), String> {
                 if written >= g.updates {
                     break;
                 }
-                serde_json::to_writer(&mut out, &serde_json::json!({"time": time, "diff": diff, "row": r})).map_err(|e| e.to_string())?;
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({"time": time, "diff": diff, "row": r}),
+                )
+                .map_err(|e| e.to_string())?;
                 out.write_all(b"\n").map_err(|e| e.to_string())?;
                 written += 1;
                 n += 1;

@@ -220,8 +220,14 @@ impl<W: RecordWriter, V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T>
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
         self.encode(time.to_u64(), changes)?;
         self.inner.write(&self.batch)?;
-        differential_sinks_operators::SinkMetrics::add(&self.metrics.records_out, self.batch.len() as u64);
-        differential_sinks_operators::SinkMetrics::add(&self.metrics.bytes_out, self.batch.bytes() as u64);
+        differential_sinks_operators::SinkMetrics::add(
+            &self.metrics.records_out,
+            self.batch.len() as u64,
+        );
+        differential_sinks_operators::SinkMetrics::add(
+            &self.metrics.bytes_out,
+            self.batch.bytes() as u64,
+        );
         Ok(())
     }
 
