@@ -223,15 +223,9 @@ fn replay(
         Ok::<_, String>((input, probe, out.handle))
     })?;
 
-    let reader: Box<dyn BufRead> = if path == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        Box::new(BufReader::with_capacity(
-            1 << 20,
-            std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?,
-        ))
-    };
-    let read_all = path != "-" || index == 0;
+    // A reader thread hands this worker its lines in chunks over a bounded channel, so the worker
+    // keeps stepping (committing on its cadence) while the input is idle, e.g. a slow pipe.
+    let lines = spawn_reader(path, index, peers)?;
     let bar = (show_progress && index == 0).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.set_style(
@@ -244,15 +238,21 @@ fn replay(
     let started = Instant::now();
     let mut last_time = 0u64;
     let mut since_step = 0usize;
-    if read_all {
-        for (n, line) in reader.lines().enumerate() {
-            let line = line.map_err(|e| format!("{path}: {e}"))?;
-            if path != "-" && n % peers != index {
-                continue;
+    loop {
+        let chunk = match lines.try_recv() {
+            Ok(chunk) => chunk,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                input.flush();
+                worker.step();
+                match lines.recv_timeout(Duration::from_millis(5)) {
+                    Ok(chunk) => chunk,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
             }
-            if line.trim().is_empty() {
-                continue;
-            }
+        };
+        for (n, line) in chunk? {
             let l: Line = serde_json::from_str(&line).map_err(|e| {
                 format!("{path}:{}: not a change-log line ({{\"time\":…,\"diff\":…,\"row\":{{…}}}}): {e}", n + 1)
             })?;
@@ -270,19 +270,19 @@ fn replay(
             input.update(JsonRow(l.row), l.diff);
             rows_in.fetch_add(1, Ordering::Relaxed);
             since_step += 1;
-            if since_step >= 4096 {
-                since_step = 0;
-                input.flush();
-                worker.step();
-                if handle.is_failed() {
-                    break;
-                }
-                if let Some(b) = &bar {
-                    if last_draw.elapsed() > Duration::from_millis(200) {
-                        last_draw = Instant::now();
-                        draw(b, spec, rows_in, started);
-                    }
-                }
+        }
+        if since_step >= 4096 {
+            since_step = 0;
+            input.flush();
+            worker.step();
+        }
+        if handle.is_failed() {
+            break;
+        }
+        if let Some(b) = &bar {
+            if last_draw.elapsed() > Duration::from_millis(200) {
+                last_draw = Instant::now();
+                draw(b, spec, rows_in, started);
             }
         }
     }
@@ -302,6 +302,84 @@ fn replay(
     match handle.take_error() {
         Some(e) => Err(format!("sink `{}` (worker {index}): {e}", spec.name())),
         None => Ok(()),
+    }
+}
+
+type Chunk = Result<Vec<(usize, String)>, String>;
+
+/// Reads `path` (or stdin, on worker 0 only) on a thread, keeping every `peers`-th line from
+/// `index` of a file, and sends them in chunks; the channel is bounded, so reading waits for the
+/// dataflow.
+fn spawn_reader(
+    path: &str,
+    index: usize,
+    peers: usize,
+) -> Result<crossbeam_channel::Receiver<Chunk>, String> {
+    let (tx, rx) = crossbeam_channel::bounded::<Chunk>(16);
+    let stride = if path == "-" { 1 } else { peers };
+    let name = format!("dsink-read-{index}");
+    let spawn = |f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(f)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    if path == "-" {
+        if index == 0 {
+            spawn(Box::new(move || {
+                read_lines(BufReader::new(std::io::stdin()), "-".into(), 0, 1, tx)
+            }))?;
+        }
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+        let path = path.to_string();
+        spawn(Box::new(move || {
+            read_lines(
+                BufReader::with_capacity(1 << 20, file),
+                path,
+                index % stride,
+                stride,
+                tx,
+            )
+        }))?;
+    }
+    Ok(rx)
+}
+
+fn read_lines<R: std::io::Read>(
+    mut reader: BufReader<R>,
+    path: String,
+    keep: usize,
+    stride: usize,
+    tx: crossbeam_channel::Sender<Chunk>,
+) {
+    let mut chunk = Vec::with_capacity(1024);
+    let mut line = String::new();
+    let mut n = 0usize;
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = tx.send(Err(format!("{path}: {e}")));
+                return;
+            }
+        }
+        if n % stride == keep && !line.trim().is_empty() {
+            chunk.push((n, line.trim_end().to_string()));
+        }
+        n += 1;
+        // Hand over full chunks, and partial ones whenever the next read may wait (a slow pipe).
+        if chunk.len() >= 1024 || (!chunk.is_empty() && reader.buffer().is_empty()) {
+            if tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(Ok(chunk));
     }
 }
 
