@@ -105,13 +105,13 @@ fn killed_mid_stream_then_restarted_delivers_each_change_once() {
     let log = dir.path().join("log.jsonl");
     write_log(&log, &history);
 
-    // First run: fed slowly through a pipe, committing every 40 changes; killed once it has
+    // First run: fed slowly through a pipe, committing every 10 changes; killed once it has
     // committed something and holds written-but-uncommitted data.
     let mut child = dsink()
         .args(upsert_opts(&out))
         .args([
             "--with",
-            "commit.max_changes=40",
+            "commit.max_changes=10",
             "--with",
             "commit.interval.ms=3600000",
             "--workers",
