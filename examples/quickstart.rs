@@ -80,9 +80,15 @@ fn reference(upto: usize) -> BTreeMap<u32, Total> {
     }
     let mut totals = BTreeMap::new();
     for (c, _) in customers.iter().filter(|(_, n)| **n > 0) {
-        let mine: Vec<&Order> = orders.iter().filter(|(o, n)| **n > 0 && o.customer_id == c.id).map(|(o, _)| o).collect();
+        let mine: Vec<&Order> =
+            orders.iter().filter(|(o, n)| **n > 0 && o.customer_id == c.id).map(|(o, _)| o).collect();
         if !mine.is_empty() {
-            let t = Total { customer_id: c.id, name: c.name.clone(), orders: mine.len() as u64, cents: mine.iter().map(|o| o.cents).sum() };
+            let t = Total {
+                customer_id: c.id,
+                name: c.name.clone(),
+                orders: mine.len() as u64,
+                cents: mine.iter().map(|o| o.cents).sum(),
+            };
             totals.insert(c.id, t);
         }
     }
@@ -150,7 +156,13 @@ fn main() {
                 let (got, want) = (replay(&out2), reference(i + 1));
                 println!("after round {next}: the file sink holds {} customer totals", got.len());
                 for t in got.values() {
-                    println!("  customer {:>2} {:<10} {} orders {:>8.2}", t.customer_id, t.name, t.orders, t.cents as f64 / 100.0);
+                    println!(
+                        "  customer {:>2} {:<10} {} orders {:>8.2}",
+                        t.customer_id,
+                        t.name,
+                        t.orders,
+                        t.cents as f64 / 100.0
+                    );
                 }
                 assert_eq!(got, want, "the committed output differs from the totals computed from the inputs");
             }
@@ -160,5 +172,8 @@ fn main() {
     for r in guards.join() {
         r.expect("worker finished");
     }
-    println!("OK: after every round, the committed file output equals the totals computed from the inputs ({})", out.display());
+    println!(
+        "OK: after every round, the committed file output equals the totals computed from the inputs ({})",
+        out.display()
+    );
 }

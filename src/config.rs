@@ -47,10 +47,7 @@ pub struct SinkSpec {
 
 impl SinkSpec {
     /// Starts a typed builder for a sink called `name` writing to `connector`.
-    pub fn builder(
-        name: impl Into<String>,
-        connector: impl Into<ConnectorConfig>,
-    ) -> SinkSpecBuilder {
+    pub fn builder(name: impl Into<String>, connector: impl Into<ConnectorConfig>) -> SinkSpecBuilder {
         SinkSpecBuilder {
             spec: SinkSpec {
                 name: name.into(),
@@ -89,11 +86,9 @@ impl SinkSpec {
 
     /// Like [`from_options`](Self::from_options), with the row schema declared alongside.
     pub fn from_options_with_schema(mut opts: Options, schema: Option<Schema>) -> Result<SinkSpec> {
-        let connector_name =
-            opts.require("connector", "which system to write to, e.g. connector=file")?;
+        let connector_name = opts.require("connector", "which system to write to, e.g. connector=file")?;
         let name = opts.take("sink.name").unwrap_or_else(|| "sink".to_string());
-        let format_name =
-            opts.require("type", "the sink format: append-only, upsert or debezium")?;
+        let format_name = opts.require("type", "the sink format: append-only, upsert or debezium")?;
         let force = opts.take_bool("force_append_only")?;
         let tombstone = opts.take_bool("debezium.tombstone")?;
         let format = match format_name.as_str() {
@@ -112,26 +107,16 @@ impl SinkSpec {
             )));
         }
         if tombstone.is_some() && !matches!(format, Format::Debezium { .. }) {
-            return Err(Error::config(
-                "option `debezium.tombstone` only applies to `type = debezium`: remove it",
-            ));
+            return Err(Error::config("option `debezium.tombstone` only applies to `type = debezium`: remove it"));
         }
         let primary_key = opts.take("primary_key").map(|s| split_columns(&s));
         let key_encoding = match opts.take("key.encode").as_deref() {
             None | Some("json") => KeyEncoding::Json,
-            Some("text") => KeyEncoding::Text {
-                delimiter: opts.take("key.delimiter").unwrap_or_else(|| ",".into()),
-            },
-            Some(other) => {
-                return Err(Error::config(format!(
-                    "option `key.encode` = `{other}`: use json or text"
-                )))
-            }
+            Some("text") => KeyEncoding::Text { delimiter: opts.take("key.delimiter").unwrap_or_else(|| ",".into()) },
+            Some(other) => return Err(Error::config(format!("option `key.encode` = `{other}`: use json or text"))),
         };
         if key_encoding == KeyEncoding::Json && opts.get("key.delimiter").is_some() {
-            return Err(Error::config(
-                "option `key.delimiter` needs `key.encode = text`",
-            ));
+            return Err(Error::config("option `key.delimiter` needs `key.encode = text`"));
         }
         let connect_schema = opts.take_bool("schemas.enable")?.unwrap_or(false);
         let violations = match opts.take("violation").as_deref() {
@@ -139,9 +124,7 @@ impl SinkSpec {
             Some("skip") => ViolationPolicy::Skip,
             Some("dead-letter") | Some("dead_letter") => ViolationPolicy::DeadLetter,
             Some(other) => {
-                return Err(Error::config(format!(
-                    "option `violation` = `{other}`: use fail, skip or dead-letter"
-                )))
+                return Err(Error::config(format!("option `violation` = `{other}`: use fail, skip or dead-letter")))
             }
         };
         let mut commit = CommitPolicy::default();
@@ -151,9 +134,7 @@ impl SinkSpec {
         commit.max_changes = opts.take_parsed::<u64>("commit.max_changes", "a count of changes")?;
         let connector = ConnectorConfig::from_options(&connector_name, &mut opts)?;
         opts.finish(&connector_name)?;
-        let mut b = SinkSpec::builder(name, connector)
-            .format(format)
-            .key_encoding(key_encoding);
+        let mut b = SinkSpec::builder(name, connector).format(format).key_encoding(key_encoding);
         if let Some(pk) = primary_key {
             b = b.primary_key(pk);
         }
@@ -216,9 +197,7 @@ impl SinkSpecBuilder {
     }
     /// Debezium format.
     pub fn debezium(self) -> Self {
-        self.format(Format::Debezium {
-            tombstone_after_delete: false,
-        })
+        self.format(Format::Debezium { tombstone_after_delete: false })
     }
     /// Append-only format; `force` drops deletes and turns updates into inserts.
     pub fn append_only(self, force: bool) -> Self {
@@ -290,11 +269,7 @@ impl SinkSpecBuilder {
                 "declare the key either by `primary_key` columns or by a key function, not both",
             ));
         }
-        if s.format.is_keyed()
-            && s.primary_key.is_none()
-            && !s.key_by_function
-            && !s.connector.has_own_keys()
-        {
+        if s.format.is_keyed() && s.primary_key.is_none() && !s.key_by_function && !s.connector.has_own_keys() {
             return Err(Error::config(format!(
                 "`type = {}` needs a primary key and the `{}` sink has no keys of its own: set `primary_key = 'col1,col2'` \
                  (or use a key function), or use `type = append-only`",
@@ -304,9 +279,7 @@ impl SinkSpecBuilder {
         }
         if s.connect_schema {
             if !matches!(s.format, Format::Debezium { .. }) {
-                return Err(Error::config(
-                    "option `schemas.enable` applies to `type = debezium` only: remove it",
-                ));
+                return Err(Error::config("option `schemas.enable` applies to `type = debezium` only: remove it"));
             }
             if s.schema.is_none() {
                 return Err(Error::config(
@@ -325,8 +298,5 @@ impl SinkSpecBuilder {
 }
 
 pub(crate) fn split_columns(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(|c| c.trim().to_string())
-        .filter(|c| !c.is_empty())
-        .collect()
+    s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
 }

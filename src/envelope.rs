@@ -102,11 +102,7 @@ impl Format {
     /// assert_eq!(out, vec![Emission::Debezium { op: Op::Delete, before: Some(&"a"), after: None }, Emission::Tombstone]);
     /// ```
     #[inline]
-    pub fn emit<'a, K: Debug, V>(
-        &self,
-        change: &'a Change<K, V>,
-        mut emit: impl FnMut(Emission<'a, V>),
-    ) -> Result<()> {
+    pub fn emit<'a, K: Debug, V>(&self, change: &'a Change<K, V>, mut emit: impl FnMut(Emission<'a, V>)) -> Result<()> {
         match self {
             Format::Upsert => match &change.after {
                 Some(row) => emit(Emission::Row { op: if change.before.is_some() { Op::Update } else { Op::Create }, row }),
@@ -158,21 +154,9 @@ mod tests {
 
     #[test]
     fn table() {
-        let ins = Change {
-            key: 1,
-            before: None,
-            after: Some("v"),
-        };
-        let upd = Change {
-            key: 1,
-            before: Some("v"),
-            after: Some("w"),
-        };
-        let del = Change {
-            key: 1,
-            before: Some("v"),
-            after: None,
-        };
+        let ins = Change { key: 1, before: None, after: Some("v") };
+        let upd = Change { key: 1, before: Some("v"), after: Some("w") };
+        let del = Change { key: 1, before: Some("v"), after: None };
         let up = Format::Upsert;
         assert_eq!(run(&up, &ins).unwrap(), ["Row { op: Create, row: \"v\" }"]);
         assert_eq!(run(&up, &upd).unwrap(), ["Row { op: Update, row: \"w\" }"]);
@@ -182,18 +166,10 @@ mod tests {
         assert_eq!(run(&ao, &upd).unwrap_err().kind(), ErrorKind::AppendOnly);
         assert_eq!(run(&ao, &del).unwrap_err().kind(), ErrorKind::AppendOnly);
         let forced = Format::AppendOnly { force: true };
-        assert_eq!(
-            run(&forced, &upd).unwrap(),
-            ["Row { op: Create, row: \"w\" }"]
-        );
+        assert_eq!(run(&forced, &upd).unwrap(), ["Row { op: Create, row: \"w\" }"]);
         assert!(run(&forced, &del).unwrap().is_empty());
-        let dbz = Format::Debezium {
-            tombstone_after_delete: false,
-        };
-        assert_eq!(
-            run(&dbz, &upd).unwrap(),
-            ["Debezium { op: Update, before: Some(\"v\"), after: Some(\"w\") }"]
-        );
+        let dbz = Format::Debezium { tombstone_after_delete: false };
+        assert_eq!(run(&dbz, &upd).unwrap(), ["Debezium { op: Update, before: Some(\"v\"), after: Some(\"w\") }"]);
         assert_eq!(run(&dbz, &del).unwrap().len(), 1);
     }
 }

@@ -46,11 +46,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            source: None,
-        }
+        Error { kind, message: message.into(), source: None }
     }
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -102,20 +98,13 @@ impl fmt::Display for Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Error {{ kind: {:?}, message: {:?} }}",
-            self.kind,
-            self.to_string()
-        )
+        write!(f, "Error {{ kind: {:?}, message: {:?} }}", self.kind, self.to_string())
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+        self.source.as_ref().map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -123,9 +112,7 @@ impl From<OperatorError> for Error {
     fn from(e: OperatorError) -> Self {
         let kind = match &e {
             OperatorError::KeyViolation { .. } => ErrorKind::KeyViolation,
-            OperatorError::ResumeGap { .. } | OperatorError::ResumeConflict { .. } => {
-                ErrorKind::Resume
-            }
+            OperatorError::ResumeGap { .. } | OperatorError::ResumeConflict { .. } => ErrorKind::Resume,
         };
         Error::new(kind, e.to_string())
     }

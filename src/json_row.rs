@@ -41,12 +41,8 @@ fn cmp_values(a: &Value, b: &Value) -> Ordering {
                 // Mixed or fractional: order by value, ties (1 vs 1.0) by text so that the order
                 // agrees with equality.
                 _ => {
-                    let (fx, fy) = (
-                        x.as_f64().unwrap_or(f64::NAN),
-                        y.as_f64().unwrap_or(f64::NAN),
-                    );
-                    fx.total_cmp(&fy)
-                        .then_with(|| x.to_string().cmp(&y.to_string()))
+                    let (fx, fy) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+                    fx.total_cmp(&fy).then_with(|| x.to_string().cmp(&y.to_string()))
                 }
             },
         },
@@ -105,9 +101,7 @@ impl<'de> Deserialize<'de> for JsonRow {
             Value::deserialize(d).map(JsonRow)
         } else {
             let s = String::deserialize(d)?;
-            serde_json::from_str(&s)
-                .map(JsonRow)
-                .map_err(serde::de::Error::custom)
+            serde_json::from_str(&s).map(JsonRow).map_err(serde::de::Error::custom)
         }
     }
 }

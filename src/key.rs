@@ -18,32 +18,49 @@ use std::fmt;
 ///
 /// A row whose key could not be extracted (a missing or null key column) yields an invalid key
 /// carrying the reason; the sink stops with that reason when it meets it, losing nothing silently.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+///
+/// A key carries a stable 64-bit hash of its bytes, computed once: it routes the key to its
+/// worker (via `Hash`, which feeds only this value) and orders keys cheaply (`Ord` compares the
+/// hash first, then the bytes), which is all consolidation needs.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Key {
+    hash: u64,
     bytes: Vec<u8>,
     invalid: bool,
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// 64-bit FNV-1a: stable across processes and builds.
+fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 impl Key {
     /// A key from already encoded bytes.
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Key {
-            bytes,
-            invalid: false,
-        }
+        Key { hash: stable_hash(&bytes), bytes, invalid: false }
     }
     fn invalid(reason: String) -> Self {
-        Key {
-            bytes: reason.into_bytes(),
-            invalid: true,
-        }
+        Key { hash: 0, bytes: reason.into_bytes(), invalid: true }
+    }
+    /// The key's stable hash.
+    pub fn stable_hash(&self) -> u64 {
+        self.hash
     }
     /// The encoded key, or why the row has none.
     pub fn bytes(&self) -> Result<&[u8]> {
         if self.invalid {
-            Err(Error::schema(
-                String::from_utf8_lossy(&self.bytes).into_owned(),
-            ))
+            Err(Error::schema(String::from_utf8_lossy(&self.bytes).into_owned()))
         } else {
             Ok(&self.bytes)
         }
@@ -98,9 +115,7 @@ impl KeyColumns {
                 return Err(Error::config("`primary_key` has an empty column name"));
             }
             if columns[..i].contains(c) {
-                return Err(Error::config(format!(
-                    "`primary_key` names column `{c}` twice"
-                )));
+                return Err(Error::config(format!("`primary_key` names column `{c}` twice")));
             }
         }
         let json_prefixes = columns
@@ -113,11 +128,7 @@ impl KeyColumns {
                 p
             })
             .collect();
-        Ok(KeyColumns {
-            columns,
-            json_prefixes,
-            encoding,
-        })
+        Ok(KeyColumns { columns, json_prefixes, encoding })
     }
 
     /// The key columns.
@@ -138,53 +149,48 @@ impl KeyColumns {
     /// assert_eq!(text.extract(&row).bytes().unwrap(), b"7,eu");
     /// ```
     pub fn extract<V: Serialize + ?Sized>(&self, row: &V) -> Key {
-        let mut slots: Vec<Option<Vec<u8>>> = vec![None; self.columns.len()];
-        if let Err(e) = row.serialize(Capture {
-            columns: &self.columns,
-            slots: &mut slots,
-        }) {
+        let mut cap =
+            Capture { keys: self, next: 0, out: Vec::with_capacity(16 + 8 * self.columns.len()), pending: Vec::new() };
+        if let Err(e) = row.serialize(&mut cap) {
             return Key::invalid(e.0);
         }
-        let mut out = Vec::with_capacity(32);
-        for (i, slot) in slots.iter().enumerate() {
-            let Some(v) = slot else {
-                return Key::invalid(format!(
-                    "the row has no primary key column `{}`; check `primary_key` against the row's fields",
-                    self.columns[i]
-                ));
-            };
-            if v.as_slice() == b"null" {
-                return Key::invalid(format!("primary key column `{}` is null", self.columns[i]));
-            }
-            match &self.encoding {
-                KeyEncoding::Json => {
-                    out.extend_from_slice(&self.json_prefixes[i]);
-                    out.extend_from_slice(v);
-                }
-                KeyEncoding::Text { delimiter } => {
-                    if i > 0 {
-                        out.extend_from_slice(delimiter.as_bytes());
-                    }
-                    if v.first() == Some(&b'"') {
-                        match serde_json::from_slice::<String>(v) {
-                            Ok(s) => out.extend_from_slice(s.as_bytes()),
-                            Err(e) => {
-                                return Key::invalid(format!(
-                                    "key column `{}`: {e}",
-                                    self.columns[i]
-                                ))
-                            }
-                        }
-                    } else {
-                        out.extend_from_slice(v);
-                    }
-                }
-            }
+        if cap.next < self.columns.len() {
+            return Key::invalid(format!(
+                "the row has no primary key column `{}`; check `primary_key` against the row's fields",
+                self.columns[cap.next]
+            ));
         }
+        let mut out = cap.out;
         if self.encoding == KeyEncoding::Json {
             out.push(b'}');
         }
         Key::from_bytes(out)
+    }
+
+    /// Appends column `i`'s JSON-encoded value to `out` in the key encoding.
+    fn append(&self, i: usize, value: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), CaptureError> {
+        if value == b"null" {
+            return Err(CaptureError(format!("primary key column `{}` is null", self.columns[i])));
+        }
+        match &self.encoding {
+            KeyEncoding::Json => {
+                out.extend_from_slice(&self.json_prefixes[i]);
+                out.extend_from_slice(value);
+            }
+            KeyEncoding::Text { delimiter } => {
+                if i > 0 {
+                    out.extend_from_slice(delimiter.as_bytes());
+                }
+                if value.first() == Some(&b'"') {
+                    let s: String = serde_json::from_slice(value)
+                        .map_err(|e| CaptureError(format!("key column `{}`: {e}", self.columns[i])))?;
+                    out.extend_from_slice(s.as_bytes());
+                } else {
+                    out.extend_from_slice(value);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -224,30 +230,51 @@ fn not_a_record<T>(what: &str) -> std::result::Result<T, CaptureError> {
     )))
 }
 
+/// Records the key columns while a row serializes. Columns met in declared order (the usual
+/// case) are encoded straight into `out`; others wait in `pending` until their turn.
 struct Capture<'a> {
-    columns: &'a [String],
-    slots: &'a mut Vec<Option<Vec<u8>>>,
+    keys: &'a KeyColumns,
+    next: usize,
+    out: Vec<u8>,
+    pending: Vec<(usize, Vec<u8>)>,
 }
 
 impl Capture<'_> {
-    fn store<T: Serialize + ?Sized>(
-        &mut self,
-        name: &str,
-        value: &T,
-    ) -> std::result::Result<(), CaptureError> {
-        if let Some(i) = self.columns.iter().position(|c| c == name) {
+    fn store<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> std::result::Result<(), CaptureError> {
+        let Some(i) = self.keys.columns.iter().position(|c| c == name) else { return Ok(()) };
+        let enc_err = |e: serde_json::Error| CaptureError(format!("key column `{name}`: {e}"));
+        if i == self.next && self.keys.encoding == KeyEncoding::Json {
+            let p = &self.keys.json_prefixes[i];
+            self.out.extend_from_slice(p);
+            let start = self.out.len();
+            serde_json::to_writer(&mut self.out, value).map_err(enc_err)?;
+            if &self.out[start..] == b"null" {
+                return Err(CaptureError(format!("primary key column `{name}` is null")));
+            }
+        } else if i >= self.next {
             let mut buf = Vec::with_capacity(16);
-            serde_json::to_writer(&mut buf, value)
-                .map_err(|e| CaptureError(format!("key column `{name}`: {e}")))?;
-            self.slots[i] = Some(buf);
+            serde_json::to_writer(&mut buf, value).map_err(enc_err)?;
+            if i != self.next {
+                self.pending.push((i, buf));
+                return Ok(());
+            }
+            self.keys.append(i, &buf, &mut self.out)?;
+        } else {
+            return Err(CaptureError(format!("the row has column `{name}` twice")));
+        }
+        self.next += 1;
+        while let Some(p) = self.pending.iter().position(|(j, _)| *j == self.next) {
+            let (j, buf) = self.pending.swap_remove(p);
+            self.keys.append(j, &buf, &mut self.out)?;
+            self.next += 1;
         }
         Ok(())
     }
 }
 
-struct CaptureStruct<'a>(Capture<'a>);
-struct CaptureMap<'a> {
-    inner: Capture<'a>,
+struct CaptureStruct<'a, 'b>(&'b mut Capture<'a>);
+struct CaptureMap<'a, 'b> {
+    inner: &'b mut Capture<'a>,
     key: Option<String>,
 }
 
@@ -257,15 +284,15 @@ macro_rules! reject {
     )*};
 }
 
-impl<'a> ser::Serializer for Capture<'a> {
+impl<'a, 'b> ser::Serializer for &'b mut Capture<'a> {
     type Ok = ();
     type Error = CaptureError;
     type SerializeSeq = Impossible<(), CaptureError>;
     type SerializeTuple = Impossible<(), CaptureError>;
     type SerializeTupleStruct = Impossible<(), CaptureError>;
     type SerializeTupleVariant = Impossible<(), CaptureError>;
-    type SerializeMap = CaptureMap<'a>;
-    type SerializeStruct = CaptureStruct<'a>;
+    type SerializeMap = CaptureMap<'a, 'b>;
+    type SerializeStruct = CaptureStruct<'a, 'b>;
     type SerializeStructVariant = Impossible<(), CaptureError>;
 
     reject! {
@@ -297,10 +324,7 @@ impl<'a> ser::Serializer for Capture<'a> {
     ) -> std::result::Result<(), CaptureError> {
         not_a_record("an enum variant")
     }
-    fn serialize_seq(
-        self,
-        _: Option<usize>,
-    ) -> std::result::Result<Self::SerializeSeq, CaptureError> {
+    fn serialize_seq(self, _: Option<usize>) -> std::result::Result<Self::SerializeSeq, CaptureError> {
         not_a_record("a sequence")
     }
     fn serialize_tuple(self, _: usize) -> std::result::Result<Self::SerializeTuple, CaptureError> {
@@ -322,20 +346,10 @@ impl<'a> ser::Serializer for Capture<'a> {
     ) -> std::result::Result<Self::SerializeTupleVariant, CaptureError> {
         not_a_record("an enum variant")
     }
-    fn serialize_map(
-        self,
-        _: Option<usize>,
-    ) -> std::result::Result<Self::SerializeMap, CaptureError> {
-        Ok(CaptureMap {
-            inner: self,
-            key: None,
-        })
+    fn serialize_map(self, _: Option<usize>) -> std::result::Result<Self::SerializeMap, CaptureError> {
+        Ok(CaptureMap { inner: self, key: None })
     }
-    fn serialize_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeStruct, CaptureError> {
+    fn serialize_struct(self, _: &'static str, _: usize) -> std::result::Result<Self::SerializeStruct, CaptureError> {
         Ok(CaptureStruct(self))
     }
     fn serialize_struct_variant(
@@ -349,7 +363,7 @@ impl<'a> ser::Serializer for Capture<'a> {
     }
 }
 
-impl ser::SerializeStruct for CaptureStruct<'_> {
+impl ser::SerializeStruct for CaptureStruct<'_, '_> {
     type Ok = ();
     type Error = CaptureError;
     fn serialize_field<T: Serialize + ?Sized>(
@@ -364,13 +378,10 @@ impl ser::SerializeStruct for CaptureStruct<'_> {
     }
 }
 
-impl ser::SerializeMap for CaptureMap<'_> {
+impl ser::SerializeMap for CaptureMap<'_, '_> {
     type Ok = ();
     type Error = CaptureError;
-    fn serialize_key<T: Serialize + ?Sized>(
-        &mut self,
-        key: &T,
-    ) -> std::result::Result<(), CaptureError> {
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> std::result::Result<(), CaptureError> {
         match serde_json::to_value(key) {
             Ok(serde_json::Value::String(s)) => {
                 self.key = Some(s);
@@ -379,10 +390,7 @@ impl ser::SerializeMap for CaptureMap<'_> {
             _ => not_a_record("a map with non-string keys"),
         }
     }
-    fn serialize_value<T: Serialize + ?Sized>(
-        &mut self,
-        value: &T,
-    ) -> std::result::Result<(), CaptureError> {
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> std::result::Result<(), CaptureError> {
         let key = self.key.take().unwrap_or_default();
         self.inner.store(&key, value)
     }
@@ -402,11 +410,7 @@ mod tests {
         let row = json!({"a": 1, "b": "x\"y", "c": [1, 2]});
         assert_eq!(k.extract(&row).bytes().unwrap(), br#"{"b":"x\"y","a":1}"#);
         let missing = k.extract(&json!({"a": 1}));
-        assert!(missing
-            .bytes()
-            .unwrap_err()
-            .to_string()
-            .contains("no primary key column `b`"));
+        assert!(missing.bytes().unwrap_err().to_string().contains("no primary key column `b`"));
         let null = k.extract(&json!({"a": 1, "b": null}));
         assert!(null.bytes().unwrap_err().to_string().contains("is null"));
         assert!(k.extract(&(1, 2)).bytes().is_err());

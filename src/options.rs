@@ -19,19 +19,9 @@ pub struct Options {
 /// True for option keys whose values must never be printed.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        "credential",
-        "sasl.jaas",
-        "ssl.key",
-        "private",
-        "access_key",
-        "access.key",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
+    ["password", "secret", "token", "credential", "sasl.jaas", "ssl.key", "private", "access_key", "access.key"]
+        .iter()
+        .any(|s| k.contains(s))
 }
 
 impl fmt::Debug for Options {
@@ -50,13 +40,7 @@ impl fmt::Debug for Options {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Options {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Options {
-            map: iter
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-            known: Vec::new(),
-        }
+        Options { map: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), known: Vec::new() }
     }
 }
 
@@ -80,9 +64,8 @@ impl Options {
         let mut o = Options::new();
         for p in pairs {
             let p = p.as_ref();
-            let (k, v) = p.split_once('=').ok_or_else(|| {
-                Error::config(format!("option `{p}` is not of the form key=value"))
-            })?;
+            let (k, v) =
+                p.split_once('=').ok_or_else(|| Error::config(format!("option `{p}` is not of the form key=value")))?;
             let k = k.trim();
             if k.is_empty() {
                 return Err(Error::config(format!("option `{p}` has an empty key")));
@@ -122,11 +105,10 @@ impl Options {
     pub fn take_parsed<T: FromStr>(&mut self, key: &str, expected: &str) -> Result<Option<T>> {
         match self.take(key) {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| {
-                Error::config(format!(
-                    "option `{key}` = `{v}` is not valid: expected {expected}"
-                ))
-            }),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| Error::config(format!("option `{key}` = `{v}` is not valid: expected {expected}"))),
         }
     }
 
@@ -137,12 +119,7 @@ impl Options {
 
     /// Consumes every key starting with `prefix`, returned without the prefix.
     pub fn take_prefixed(&mut self, prefix: &str) -> BTreeMap<String, String> {
-        let keys: Vec<String> = self
-            .map
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect();
+        let keys: Vec<String> = self.map.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
         self.known.push(format!("{prefix}*"));
         keys.into_iter()
             .map(|k| {
@@ -162,12 +139,8 @@ impl Options {
         let Some(key) = self.map.keys().next() else {
             return Ok(());
         };
-        let best = self
-            .known
-            .iter()
-            .map(|k| (edit_distance(k, key), k))
-            .filter(|(d, k)| *d <= 3.max(k.len() / 3))
-            .min();
+        let best =
+            self.known.iter().map(|k| (edit_distance(k, key), k)).filter(|(d, k)| *d <= 3.max(k.len() / 3)).min();
         let hint = match best {
             Some((_, k)) => format!("; did you mean `{k}`?"),
             None => String::new(),

@@ -36,11 +36,7 @@ pub struct RecordBatch {
 impl RecordBatch {
     /// An empty batch for `time`.
     pub fn new(time: u64) -> Self {
-        RecordBatch {
-            time,
-            buf: Vec::new(),
-            meta: Vec::new(),
-        }
+        RecordBatch { time, buf: Vec::new(), meta: Vec::new() }
     }
 
     /// Empties the batch for reuse at `time`, keeping its allocations.
@@ -81,15 +77,9 @@ impl RecordBatch {
         };
         if self.buf.len() > u32::MAX as usize {
             self.buf.truncate(k0);
-            return Err(crate::Error::encode(
-                "a batch of one time exceeds 4 GiB of encoded records",
-            ));
+            return Err(crate::Error::encode("a batch of one time exceeds 4 GiB of encoded records"));
         }
-        self.meta.push(Meta {
-            key: (k0 as u32, k1 as u32),
-            value,
-            op,
-        });
+        self.meta.push(Meta { key: (k0 as u32, k1 as u32), value, op });
         Ok(())
     }
 

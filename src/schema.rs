@@ -157,11 +157,9 @@ impl Schema {
         }
         parts.push(&spec[start..]);
         for part in parts.into_iter().map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, ty) = part.split_once(':').ok_or_else(|| {
-                Error::config(format!(
-                    "schema entry `{part}` is not of the form name:type"
-                ))
-            })?;
+            let (name, ty) = part
+                .split_once(':')
+                .ok_or_else(|| Error::config(format!("schema entry `{part}` is not of the form name:type")))?;
             let (ty, nullable) = match ty.trim().strip_suffix('!') {
                 Some(t) => (t, false),
                 None => (ty.trim().strip_suffix('?').unwrap_or(ty.trim()), true),
@@ -170,11 +168,7 @@ impl Schema {
             if columns.iter().any(|c| c.name == name) {
                 return Err(Error::config(format!("schema names column `{name}` twice")));
             }
-            columns.push(Column {
-                name,
-                ty: ty.parse()?,
-                nullable,
-            });
+            columns.push(Column { name, ty: ty.parse()?, nullable });
         }
         if columns.is_empty() {
             return Err(Error::config("the schema names no column"));
@@ -199,14 +193,10 @@ impl Schema {
     /// ```
     pub fn check_json(&self, row: &serde_json::Value) -> Result<()> {
         use serde_json::Value;
-        let obj = row
-            .as_object()
-            .ok_or_else(|| Error::schema("the row is not a JSON object"))?;
+        let obj = row.as_object().ok_or_else(|| Error::schema("the row is not a JSON object"))?;
         for key in obj.keys() {
             if self.column(key).is_none() {
-                return Err(Error::schema(format!(
-                    "the row has column `{key}`, which the schema does not name"
-                )));
+                return Err(Error::schema(format!("the row has column `{key}`, which the schema does not name")));
             }
         }
         for c in &self.columns {
@@ -225,21 +215,16 @@ impl Schema {
                 ColumnType::Int32 => v.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
                 ColumnType::Int64 => v.is_i64(),
                 ColumnType::Float32 | ColumnType::Float64 => v.is_number(),
-                ColumnType::Decimal { .. } => {
-                    v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok())
-                }
+                ColumnType::Decimal { .. } => v.is_number() || v.as_str().is_some_and(|s| s.parse::<f64>().is_ok()),
                 ColumnType::String | ColumnType::Bytes => v.is_string(),
-                ColumnType::Date => v.as_str().is_some_and(|s| {
-                    s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-'
-                }),
+                ColumnType::Date => {
+                    v.as_str().is_some_and(|s| s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-')
+                }
                 ColumnType::Timestamp | ColumnType::Timestamptz => v.is_string() || v.is_i64(),
                 ColumnType::Json => true,
             };
             if !ok {
-                return Err(Error::schema(format!(
-                    "column `{}` should be {} but the row has {v}",
-                    c.name, c.ty
-                )));
+                return Err(Error::schema(format!("column `{}` should be {} but the row has {v}", c.name, c.ty)));
             }
         }
         Ok(())

@@ -56,11 +56,7 @@ pub trait SinkCollection<'scope, T: SinkTime, V: Row> {
     /// Like [`sink`](Self::sink), with the key computed by `key_fn` (encoded in the spec's key
     /// encoding). The spec must be built with
     /// [`key_by_function`](crate::SinkSpecBuilder::key_by_function).
-    fn sink_keyed_by<K, F>(
-        self,
-        spec: &SinkSpec,
-        key_fn: F,
-    ) -> Result<SinkOutput<'scope, T, V, Error>>
+    fn sink_keyed_by<K, F>(self, spec: &SinkSpec, key_fn: F) -> Result<SinkOutput<'scope, T, V, Error>>
     where
         K: Serialize,
         F: Fn(&V) -> K + 'static;
@@ -76,9 +72,7 @@ fn operator_config(spec: &SinkSpec, keyed: bool) -> SinkConfig {
     }
 }
 
-impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V>
-    for VecCollection<'scope, T, V, isize>
-{
+impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection<'scope, T, V, isize> {
     fn sink(self, spec: &SinkSpec) -> Result<SinkOutput<'scope, T, V, Error>> {
         if spec.key_by_function {
             return Err(Error::config(format!(
@@ -87,19 +81,12 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V>
             )));
         }
         let scope = self.inner.scope();
-        let ctx = WorkerContext {
-            index: scope.index(),
-            peers: scope.peers(),
-        };
+        let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
         let writer = spec.connector.open_writer::<V, T>(spec, ctx)?;
         match &spec.primary_key {
             Some(columns) => {
                 let columns = KeyColumns::new(columns.clone(), spec.key_encoding.clone())?;
-                Ok(self.sink_with(
-                    operator_config(spec, true),
-                    move |row: &V| columns.extract(row),
-                    writer,
-                ))
+                Ok(self.sink_with(operator_config(spec, true), move |row: &V| columns.extract(row), writer))
             }
             None => {
                 // No key: the row's JSON identifies it (and is reused as the encoded value).
@@ -109,11 +96,7 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V>
         }
     }
 
-    fn sink_keyed_by<K, F>(
-        self,
-        spec: &SinkSpec,
-        key_fn: F,
-    ) -> Result<SinkOutput<'scope, T, V, Error>>
+    fn sink_keyed_by<K, F>(self, spec: &SinkSpec, key_fn: F) -> Result<SinkOutput<'scope, T, V, Error>>
     where
         K: Serialize,
         F: Fn(&V) -> K + 'static,
@@ -125,10 +108,7 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V>
             )));
         }
         let scope = self.inner.scope();
-        let ctx = WorkerContext {
-            index: scope.index(),
-            peers: scope.peers(),
-        };
+        let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
         let writer = spec.connector.open_writer::<V, T>(spec, ctx)?;
         let encoding = spec.key_encoding.clone();
         let key_of = move |row: &V| -> Key { encode_key_value(&key_fn(row), &encoding) };

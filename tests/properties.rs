@@ -8,9 +8,7 @@ use common::{expected_changes, key_of, keyed_history, row_of, state_before, Rng,
 use differential_dataflow::input::Input;
 use differential_sinks::connectors::memory::{MemoryTarget, StoredRecord};
 use differential_sinks::envelope::Op;
-use differential_sinks::{
-    CommitPolicy, ErrorKind, Format, SinkCollection, SinkSpec, ViolationPolicy,
-};
+use differential_sinks::{CommitPolicy, ErrorKind, Format, SinkCollection, SinkSpec, ViolationPolicy};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -50,9 +48,7 @@ fn run(
         let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, rows) = scope.new_collection::<Row, isize>();
             let out = rows.sink(&spec).expect("sink builds");
-            out.dead_letters
-                .inner
-                .inspect(move |u| dead.lock().unwrap().push(u.clone()));
+            out.dead_letters.inner.inspect(move |u| dead.lock().unwrap().push(u.clone()));
             let (probe, _) = out.committed.probe();
             (input, probe, out.handle)
         });
@@ -101,12 +97,7 @@ fn spec(target: &Arc<MemoryTarget>, format: Format, pk: bool, drive: &Drive) -> 
     if pk {
         b = b.primary_key(["k"]);
     }
-    b.commit(CommitPolicy {
-        max_changes: drive.max_changes,
-        interval: Duration::ZERO,
-    })
-    .build()
-    .unwrap()
+    b.commit(CommitPolicy { max_changes: drive.max_changes, interval: Duration::ZERO }).build().unwrap()
 }
 
 /// Replays upsert records (commit order, which is time order per key) into key → row.
@@ -129,16 +120,8 @@ fn replay_upsert(records: &[StoredRecord]) -> BTreeMap<u32, Row> {
 }
 
 fn drive_strategy() -> impl Strategy<Value = Drive> {
-    (
-        prop_oneof![Just(1usize), Just(2), Just(4)],
-        prop::collection::vec(0u8..3, 0..16),
-        prop::option::of(1u64..8),
-    )
-        .prop_map(|(peers, pattern, max_changes)| Drive {
-            peers,
-            pattern,
-            max_changes,
-        })
+    (prop_oneof![Just(1usize), Just(2), Just(4)], prop::collection::vec(0u8..3, 0..16), prop::option::of(1u64..8))
+        .prop_map(|(peers, pattern, max_changes)| Drive { peers, pattern, max_changes })
 }
 
 proptest! {
@@ -261,15 +244,7 @@ fn violating_history() -> (Vec<(Row, u64, isize)>, u32) {
     let mut history = keyed_history(7, 10, 5, 6);
     // Key 99 is inserted twice at the last time: a primary-key violation.
     for v in [1, 2] {
-        history.push((
-            Row {
-                k: 99,
-                v,
-                s: "dup".into(),
-            },
-            4,
-            1,
-        ));
+        history.push((Row { k: 99, v, s: "dup".into() }, 4, 1));
     }
     (history, 99)
 }
@@ -278,69 +253,31 @@ fn violating_history() -> (Vec<(Row, u64, isize)>, u32) {
 fn key_violation_fails_by_default() {
     let (history, _) = violating_history();
     let target = MemoryTarget::new();
-    let drive = Drive {
-        peers: 2,
-        pattern: vec![],
-        max_changes: None,
-    };
-    let (err, _) = run(
-        &history,
-        &spec(&target, Format::Upsert, true, &drive),
-        &drive,
-        None,
-    );
+    let drive = Drive { peers: 2, pattern: vec![], max_changes: None };
+    let (err, _) = run(&history, &spec(&target, Format::Upsert, true, &drive), &drive, None);
     let err = err.expect("the sink must fail");
     assert_eq!(err.kind(), ErrorKind::KeyViolation);
-    assert!(
-        err.to_string().contains("{\"k\":99}") && err.to_string().contains("2 insertion"),
-        "{err}"
-    );
-    assert!(
-        target.records().iter().all(|r| key_of(&r.key) != 99),
-        "the violating key is never delivered"
-    );
+    assert!(err.to_string().contains("{\"k\":99}") && err.to_string().contains("2 insertion"), "{err}");
+    assert!(target.records().iter().all(|r| key_of(&r.key) != 99), "the violating key is never delivered");
     // The failed worker committed nothing of the violating time (other workers may have).
-    let past_violation = target
-        .progress()
-        .iter()
-        .filter(|p| p.frontier.is_beyond(&4))
-        .count();
-    assert!(
-        past_violation < 2,
-        "one worker stopped before committing time 4: {:?}",
-        target.progress()
-    );
+    let past_violation = target.progress().iter().filter(|p| p.frontier.is_beyond(&4)).count();
+    assert!(past_violation < 2, "one worker stopped before committing time 4: {:?}", target.progress());
 }
 
 #[test]
 fn key_violation_skip_and_dead_letter() {
     let (history, bad) = violating_history();
     let clean: Vec<_> = history.iter().filter(|h| h.0.k != bad).cloned().collect();
-    for (policy, peers) in [
-        (ViolationPolicy::Skip, 1),
-        (ViolationPolicy::DeadLetter, 2),
-        (ViolationPolicy::DeadLetter, 4),
-    ] {
+    for (policy, peers) in
+        [(ViolationPolicy::Skip, 1), (ViolationPolicy::DeadLetter, 2), (ViolationPolicy::DeadLetter, 4)]
+    {
         let target = MemoryTarget::new();
-        let drive = Drive {
-            peers,
-            pattern: vec![2; 5],
-            max_changes: None,
-        };
-        let s = SinkSpec::builder("v", target.clone())
-            .upsert()
-            .primary_key(["k"])
-            .violations(policy)
-            .build()
-            .unwrap();
+        let drive = Drive { peers, pattern: vec![2; 5], max_changes: None };
+        let s = SinkSpec::builder("v", target.clone()).upsert().primary_key(["k"]).violations(policy).build().unwrap();
         let metrics = s.metrics().clone();
         let (err, dead) = run(&history, &s, &drive, None);
         assert!(err.is_none(), "{err:?}");
-        assert_eq!(
-            replay_upsert(&target.records()),
-            state_before(&clean, u64::MAX),
-            "{policy:?}"
-        );
+        assert_eq!(replay_upsert(&target.records()), state_before(&clean, u64::MAX), "{policy:?}");
         let m = metrics.snapshot();
         match policy {
             ViolationPolicy::Skip => {
@@ -362,22 +299,10 @@ fn key_violation_skip_and_dead_letter() {
 #[test]
 fn append_only_refuses_retractions_unless_forced() {
     let history = keyed_history(3, 5, 4, 5);
-    assert!(
-        history.iter().any(|h| h.2 < 0),
-        "the history must retract something"
-    );
+    assert!(history.iter().any(|h| h.2 < 0), "the history must retract something");
     let target = MemoryTarget::new();
-    let drive = Drive {
-        peers: 2,
-        pattern: vec![],
-        max_changes: None,
-    };
-    let (err, _) = run(
-        &history,
-        &spec(&target, Format::AppendOnly { force: false }, true, &drive),
-        &drive,
-        None,
-    );
+    let drive = Drive { peers: 2, pattern: vec![], max_changes: None };
+    let (err, _) = run(&history, &spec(&target, Format::AppendOnly { force: false }, true, &drive), &drive, None);
     let err = err.expect("refused");
     assert_eq!(err.kind(), ErrorKind::AppendOnly);
     assert!(err.to_string().contains("force_append_only"), "{err}");
@@ -388,16 +313,8 @@ fn restart_with_another_worker_count_is_refused_or_exact() {
     let history = keyed_history(11, 20, 6, 8);
     // Finished run on 2 workers: every worker reached the same (complete) frontier, so 4 may resume.
     let target = MemoryTarget::new();
-    let two = Drive {
-        peers: 2,
-        pattern: vec![2; 6],
-        max_changes: None,
-    };
-    let four = Drive {
-        peers: 4,
-        pattern: vec![2; 6],
-        max_changes: None,
-    };
+    let two = Drive { peers: 2, pattern: vec![2; 6], max_changes: None };
+    let four = Drive { peers: 4, pattern: vec![2; 6], max_changes: None };
     let s = spec(&target, Format::Upsert, true, &two);
     assert!(run(&history, &s, &two, None).0.is_none());
     let before = target.records().len();
@@ -421,8 +338,5 @@ fn restart_with_another_worker_count_is_refused_or_exact() {
     }
     // Resuming with the original count completes exactly.
     assert!(run(&history, &s, &two, None).0.is_none());
-    assert_eq!(
-        replay_upsert(&target.records()),
-        state_before(&history, u64::MAX)
-    );
+    assert_eq!(replay_upsert(&target.records()), state_before(&history, u64::MAX));
 }

@@ -57,17 +57,8 @@ pub struct Violation<K, V> {
 impl<K: fmt::Debug, V> fmt::Display for Violation<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inserts: isize = self.updates.iter().filter(|u| u.1 > 0).map(|u| u.1).sum();
-        let deletes: isize = -self
-            .updates
-            .iter()
-            .filter(|u| u.1 < 0)
-            .map(|u| u.1)
-            .sum::<isize>();
-        write!(
-            f,
-            "key {:?} has {inserts} insertion(s) and {deletes} retraction(s) at one time",
-            self.key
-        )
+        let deletes: isize = -self.updates.iter().filter(|u| u.1 < 0).map(|u| u.1).sum::<isize>();
+        write!(f, "key {:?} has {inserts} insertion(s) and {deletes} retraction(s) at one time", self.key)
     }
 }
 
@@ -83,9 +74,55 @@ pub enum ViolationPolicy {
     DeadLetter,
 }
 
+/// Orders one time's updates so that equal `(key, value)` pairs are adjacent and a key's pairs
+/// form one run: by the key's routing hash (sorting 16-byte `(hash, index)` pairs and permuting
+/// the updates in place, so each large update moves about twice instead of at every step of a
+/// comparison sort), then by `(key, value)` within the rare runs of equal hash.
+fn order_by_key<K: Ord + std::hash::Hash, V: Ord>(updates: &mut [((K, V), isize)]) {
+    let n = updates.len();
+    if n < 2 {
+        return;
+    }
+    let mut perm: Vec<(u64, u32)> =
+        updates.iter().enumerate().map(|(i, ((k, _), _))| (crate::route::route_hash(k), i as u32)).collect();
+    perm.sort_unstable();
+    // Runs of equal hash: remember them before `perm` is consumed below.
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=n {
+        if i == n || perm[i].0 != perm[start].0 {
+            if i - start > 1 {
+                runs.push(start..i);
+            }
+            start = i;
+        }
+    }
+    // Apply the permutation in place: position `k` receives the update at `perm[k].1`.
+    const DONE: u32 = u32::MAX;
+    for i in 0..n {
+        if perm[i].1 == DONE {
+            continue;
+        }
+        let mut cur = i;
+        loop {
+            let src = perm[cur].1 as usize;
+            perm[cur].1 = DONE;
+            if src == i {
+                break;
+            }
+            updates.swap(cur, src);
+            cur = src;
+        }
+    }
+    for run in runs {
+        updates[run].sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+}
+
 /// Consolidates one time's updates and groups them by key into changes and violations.
 ///
-/// `updates` is left empty (its allocation is kept for reuse). Changes come out in key order.
+/// `updates` is left empty (its allocation is kept for reuse). Changes come out grouped by key,
+/// in an order fixed by the keys' routing hashes.
 ///
 /// ```
 /// use differential_sinks_operators::{changes_from_updates, Change};
@@ -95,32 +132,23 @@ pub enum ViolationPolicy {
 /// assert_eq!(changes, vec![Change { key: 1, before: Some("a"), after: Some("b") }]);
 /// assert_eq!(violations.len(), 1); // key 3 was inserted twice
 /// ```
-pub fn changes_from_updates<K: Ord, V: Ord>(
+pub fn changes_from_updates<K: Ord + std::hash::Hash, V: Ord>(
     updates: &mut Vec<((K, V), isize)>,
     changes: &mut Vec<Change<K, V>>,
     violations: &mut Vec<Violation<K, V>>,
 ) {
-    differential_dataflow::consolidation::consolidate(updates);
-    let mut iter = updates.drain(..).peekable();
+    order_by_key(updates);
+    // Merge adjacent equal (key, value) pairs, dropping those that cancel.
+    let mut merged = Consolidated { inner: updates.drain(..).peekable() };
+    let mut iter = std::iter::from_fn(move || merged.next()).peekable();
     while let Some(((key, value), diff)) = iter.next() {
         // Common case: a lone update of this key.
         let same_key_next = iter.peek().is_some_and(|((k, _), _)| *k == key);
         if !same_key_next {
             match diff {
-                1 => changes.push(Change {
-                    key,
-                    before: None,
-                    after: Some(value),
-                }),
-                -1 => changes.push(Change {
-                    key,
-                    before: Some(value),
-                    after: None,
-                }),
-                _ => violations.push(Violation {
-                    key,
-                    updates: vec![(value, diff)],
-                }),
+                1 => changes.push(Change { key, before: None, after: Some(value) }),
+                -1 => changes.push(Change { key, before: Some(value), after: None }),
+                _ => violations.push(Violation { key, updates: vec![(value, diff)] }),
             }
             continue;
         }
@@ -129,33 +157,33 @@ pub fn changes_from_updates<K: Ord, V: Ord>(
             let ((_, v), d) = iter.next().expect("peeked");
             group.push((v, d));
         }
-        if group.len() == 2 {
-            let (a, b) = (&group[0], &group[1]);
-            let pair = match (a.1, b.1) {
-                (-1, 1) => Some((0, 1)),
-                (1, -1) => Some((1, 0)),
-                _ => None,
-            };
-            if let Some((before_ix, _)) = pair {
-                let mut g = group.into_iter();
-                let (first, second) = (g.next().expect("two"), g.next().expect("two"));
-                let (before, after) = if before_ix == 0 {
-                    (first.0, second.0)
-                } else {
-                    (second.0, first.0)
-                };
-                changes.push(Change {
-                    key,
-                    before: Some(before),
-                    after: Some(after),
-                });
-                continue;
+        if group.len() == 2 && group[0].1 * group[1].1 == -1 {
+            let mut g = group.into_iter();
+            let (first, second) = (g.next().expect("two"), g.next().expect("two"));
+            let (before, after) = if first.1 == -1 { (first.0, second.0) } else { (second.0, first.0) };
+            changes.push(Change { key, before: Some(before), after: Some(after) });
+            continue;
+        }
+        violations.push(Violation { key, updates: group });
+    }
+}
+
+/// Merges adjacent equal `(key, value)` updates of an ordered stream, skipping cancelled ones.
+struct Consolidated<I: Iterator> {
+    inner: std::iter::Peekable<I>,
+}
+
+impl<K: Eq, V: Eq, I: Iterator<Item = ((K, V), isize)>> Consolidated<I> {
+    fn next(&mut self) -> Option<((K, V), isize)> {
+        loop {
+            let (kv, mut diff) = self.inner.next()?;
+            while self.inner.peek().is_some_and(|(other, _)| *other == kv) {
+                diff += self.inner.next().expect("peeked").1;
+            }
+            if diff != 0 {
+                return Some((kv, diff));
             }
         }
-        violations.push(Violation {
-            key,
-            updates: group,
-        });
     }
 }
 
@@ -178,31 +206,15 @@ pub fn changes_from_unkeyed_updates<K: Ord + Clone, V: Ord + Clone>(
     for ((key, value), diff) in updates.drain(..) {
         for _ in 1..diff.unsigned_abs() {
             changes.push(if diff > 0 {
-                Change {
-                    key: key.clone(),
-                    before: None,
-                    after: Some(value.clone()),
-                }
+                Change { key: key.clone(), before: None, after: Some(value.clone()) }
             } else {
-                Change {
-                    key: key.clone(),
-                    before: Some(value.clone()),
-                    after: None,
-                }
+                Change { key: key.clone(), before: Some(value.clone()), after: None }
             });
         }
         changes.push(if diff > 0 {
-            Change {
-                key,
-                before: None,
-                after: Some(value),
-            }
+            Change { key, before: None, after: Some(value) }
         } else {
-            Change {
-                key,
-                before: Some(value),
-                after: None,
-            }
+            Change { key, before: Some(value), after: None }
         });
     }
 }
@@ -213,45 +225,26 @@ mod tests {
 
     fn run(
         mut updates: Vec<((u32, &'static str), isize)>,
-    ) -> (
-        Vec<Change<u32, &'static str>>,
-        Vec<Violation<u32, &'static str>>,
-    ) {
+    ) -> (Vec<Change<u32, &'static str>>, Vec<Violation<u32, &'static str>>) {
         let (mut c, mut v) = (Vec::new(), Vec::new());
         changes_from_updates(&mut updates, &mut c, &mut v);
         assert!(updates.is_empty());
+        c.sort_by_key(|c| c.key);
+        v.sort_by_key(|v| v.key);
         (c, v)
     }
 
     #[test]
     fn insert_delete_update_cancel() {
-        let (c, v) = run(vec![
-            ((1, "a"), 1),
-            ((2, "b"), -1),
-            ((3, "c"), -1),
-            ((3, "d"), 1),
-            ((4, "e"), 1),
-            ((4, "e"), -1),
-        ]);
+        let (c, v) =
+            run(vec![((1, "a"), 1), ((2, "b"), -1), ((3, "c"), -1), ((3, "d"), 1), ((4, "e"), 1), ((4, "e"), -1)]);
         assert!(v.is_empty());
         assert_eq!(
             c,
             vec![
-                Change {
-                    key: 1,
-                    before: None,
-                    after: Some("a")
-                },
-                Change {
-                    key: 2,
-                    before: Some("b"),
-                    after: None
-                },
-                Change {
-                    key: 3,
-                    before: Some("c"),
-                    after: Some("d")
-                },
+                Change { key: 1, before: None, after: Some("a") },
+                Change { key: 2, before: Some("b"), after: None },
+                Change { key: 3, before: Some("c"), after: Some("d") },
             ]
         );
     }
@@ -259,14 +252,7 @@ mod tests {
     #[test]
     fn update_where_new_value_sorts_first() {
         let (c, _) = run(vec![((3, "z"), -1), ((3, "a"), 1)]);
-        assert_eq!(
-            c,
-            vec![Change {
-                key: 3,
-                before: Some("z"),
-                after: Some("a")
-            }]
-        );
+        assert_eq!(c, vec![Change { key: 3, before: Some("z"), after: Some("a") }]);
     }
 
     #[test]
@@ -282,13 +268,44 @@ mod tests {
             ((4, "t"), 1),
         ]);
         assert!(c.is_empty());
-        assert_eq!(
-            v.iter().map(|v| v.key).collect::<Vec<_>>(),
-            vec![1, 2, 3, 4]
-        );
-        assert_eq!(
-            v[0].to_string(),
-            "key 1 has 2 insertion(s) and 0 retraction(s) at one time"
-        );
+        assert_eq!(v.iter().map(|v| v.key).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(v[0].to_string(), "key 1 has 2 insertion(s) and 0 retraction(s) at one time");
+    }
+
+    /// The hash-ordered grouping agrees with a plain sort-based consolidation on random input,
+    /// including colliding and interleaved keys.
+    #[test]
+    fn agrees_with_sorting() {
+        let mut seed = 12345u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200 {
+            let n = (next() % 40) as usize;
+            let updates: Vec<((u8, u8), isize)> =
+                (0..n).map(|_| (((next() % 6) as u8, (next() % 3) as u8), [1, -1, 2][(next() % 3) as usize])).collect();
+            let mut reference = updates.clone();
+            differential_dataflow::consolidation::consolidate(&mut reference);
+            let (mut c, mut v) = (Vec::new(), Vec::new());
+            changes_from_updates(&mut updates.clone(), &mut c, &mut v);
+            // Rebuild the consolidated updates from changes and violations and compare.
+            let mut rebuilt: Vec<((u8, u8), isize)> = Vec::new();
+            for ch in c {
+                if let Some(b) = ch.before {
+                    rebuilt.push(((ch.key, b), -1));
+                }
+                if let Some(a) = ch.after {
+                    rebuilt.push(((ch.key, a), 1));
+                }
+            }
+            for vi in v {
+                rebuilt.extend(vi.updates.into_iter().map(|(val, d)| ((vi.key, val), d)));
+            }
+            rebuilt.sort();
+            assert_eq!(rebuilt, reference);
+        }
     }
 }

@@ -24,17 +24,13 @@ pub mod sink;
 pub mod time;
 pub mod writer;
 
-pub use change::{
-    changes_from_unkeyed_updates, changes_from_updates, Change, ChangeKind, Violation,
-    ViolationPolicy,
-};
+pub use change::{changes_from_unkeyed_updates, changes_from_updates, Change, ChangeKind, Violation, ViolationPolicy};
 pub use metrics::{MetricsSnapshot, SinkMetrics};
 pub use route::{route_hash, StableHasher};
 pub use sink::{CommitPolicy, Committed, SinkConfig, SinkExt, SinkHandle, SinkOutput};
 pub use time::{Frontier, SinkTime};
 pub use writer::{
-    resolve_resume, Committer, CoordinatedWriter, Prepared, ResumePoint, SinkWriter, WorkerContext,
-    WorkerProgress,
+    resolve_resume, Committer, CoordinatedWriter, Prepared, ResumePoint, SinkWriter, WorkerContext, WorkerProgress,
 };
 
 /// Failures the operator itself detects; writers' error types convert from it.

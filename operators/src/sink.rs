@@ -27,9 +27,7 @@
 //! advances, so a caller waiting on it must check [`SinkHandle::error`] (or use
 //! [`SinkHandle::step_until_committed`], which does).
 
-use crate::change::{
-    changes_from_unkeyed_updates, changes_from_updates, Change, Violation, ViolationPolicy,
-};
+use crate::change::{changes_from_unkeyed_updates, changes_from_updates, Change, Violation, ViolationPolicy};
 use crate::metrics::SinkMetrics;
 use crate::route::route_hash;
 use crate::time::{Frontier, SinkTime};
@@ -67,10 +65,7 @@ pub struct CommitPolicy {
 
 impl Default for CommitPolicy {
     fn default() -> Self {
-        CommitPolicy {
-            max_changes: None,
-            interval: Duration::ZERO,
-        }
+        CommitPolicy { max_changes: None, interval: Duration::ZERO }
     }
 }
 
@@ -126,20 +121,13 @@ pub struct SinkHandle<T, E> {
 
 impl<T, E> Clone for SinkHandle<T, E> {
     fn clone(&self) -> Self {
-        SinkHandle {
-            state: Rc::clone(&self.state),
-        }
+        SinkHandle { state: Rc::clone(&self.state) }
     }
 }
 
 impl<T: SinkTime, E> SinkHandle<T, E> {
     fn new() -> Self {
-        SinkHandle {
-            state: Rc::new(RefCell::new(HandleState {
-                committed: Frontier::minimum(),
-                error: None,
-            })),
-        }
+        SinkHandle { state: Rc::new(RefCell::new(HandleState { committed: Frontier::minimum(), error: None })) }
     }
     /// The frontier this worker (or, coordinated, the coordinator) has committed.
     pub fn committed(&self) -> Frontier<T> {
@@ -239,12 +227,7 @@ pub trait SinkExt<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> {
     /// });
     /// assert_eq!(map.lock().unwrap().get(&1).map(String::as_str), Some("b"));
     /// ```
-    fn sink_with<K, KF, W>(
-        self,
-        config: SinkConfig,
-        key_fn: KF,
-        writer: W,
-    ) -> SinkOutput<'scope, T, V, W::Error>
+    fn sink_with<K, KF, W>(self, config: SinkConfig, key_fn: KF, writer: W) -> SinkOutput<'scope, T, V, W::Error>
     where
         K: ExchangeData + Ord + Hash + Clone + Debug,
         KF: Fn(&V) -> K + 'static,
@@ -294,11 +277,7 @@ impl<K, V, T: SinkTime, W: SinkWriter<K, V, T>> Finish<K, V, T, W> for Independe
         worker: usize,
     ) -> Result<Committed<T>, W::Error> {
         writer.commit(upper)?;
-        Ok(Committed {
-            worker,
-            upper: *upper,
-            changes,
-        })
+        Ok(Committed { worker, upper: *upper, changes })
     }
 }
 
@@ -314,14 +293,7 @@ impl<K, V, T: SinkTime, W: CoordinatedWriter<K, V, T>> Finish<K, V, T, W> for Co
         worker: usize,
     ) -> Result<Self::Out, W::Error> {
         let token = writer.prepare(upper)?;
-        Ok(PreparedRound {
-            prepared: Prepared {
-                worker,
-                upper: *upper,
-                token,
-            },
-            changes,
-        })
+        Ok(PreparedRound { prepared: Prepared { worker, upper: *upper, token }, changes })
     }
 }
 
@@ -335,28 +307,16 @@ struct PreparedRound<P, T> {
     changes: u64,
 }
 
-impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V>
-    for VecCollection<'scope, T, V, isize>
-{
-    fn sink_with<K, KF, W>(
-        self,
-        config: SinkConfig,
-        key_fn: KF,
-        writer: W,
-    ) -> SinkOutput<'scope, T, V, W::Error>
+impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> for VecCollection<'scope, T, V, isize> {
+    fn sink_with<K, KF, W>(self, config: SinkConfig, key_fn: KF, writer: W) -> SinkOutput<'scope, T, V, W::Error>
     where
         K: ExchangeData + Ord + Hash + Clone + Debug,
         KF: Fn(&V) -> K + 'static,
         W: SinkWriter<K, V, T>,
     {
         let handle = SinkHandle::new();
-        let (committed, dead_letters) =
-            worker_operator(self, &config, key_fn, writer, Independent, handle.clone());
-        SinkOutput {
-            committed,
-            dead_letters,
-            handle,
-        }
+        let (committed, dead_letters) = worker_operator(self, &config, key_fn, writer, Independent, handle.clone());
+        SinkOutput { committed, dead_letters, handle }
     }
 
     fn sink_coordinated<K, KF, W, C, MC>(
@@ -374,14 +334,9 @@ impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V>
         MC: FnOnce() -> Result<C, W::Error> + 'static,
     {
         let handle = SinkHandle::new();
-        let (prepared, dead_letters) =
-            worker_operator(self, &config, key_fn, writer, Coordinated, handle.clone());
+        let (prepared, dead_letters) = worker_operator(self, &config, key_fn, writer, Coordinated, handle.clone());
         let committed = committer_operator(prepared, &config, make_committer, handle.clone());
-        SinkOutput {
-            committed,
-            dead_letters,
-            handle,
-        }
+        SinkOutput { committed, dead_letters, handle }
     }
 }
 
@@ -394,10 +349,7 @@ struct Caps<T: SinkTime> {
 impl<T: SinkTime> Caps<T> {
     fn new(caps: Vec<Capability<T>>) -> Self {
         let mut it = caps.into_iter();
-        Caps {
-            progress: it.next(),
-            dead: it.next(),
-        }
+        Caps { progress: it.next(), dead: it.next() }
     }
     fn clear(&mut self) {
         self.progress = None;
@@ -447,10 +399,7 @@ fn worker_operator<'scope, T, V, K, KF, W, F>(
     mut writer: W,
     mut finisher: F,
     handle: SinkHandle<T, W::Error>,
-) -> (
-    Stream<'scope, T, Vec<F::Out>>,
-    VecCollection<'scope, T, V, isize>,
-)
+) -> (Stream<'scope, T, Vec<F::Out>>, VecCollection<'scope, T, V, isize>)
 where
     T: SinkTime,
     V: ExchangeData + Ord + Clone,
@@ -460,17 +409,11 @@ where
     F: Finish<K, V, T, W> + 'static,
 {
     let scope = collection.inner.scope();
-    let ctx = WorkerContext {
-        index: scope.index(),
-        peers: scope.peers(),
-    };
+    let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
     let keyed = collection.map(move |v| (key_fn(&v), v));
 
     let mut builder = OperatorBuilder::new(format!("Sink({})", config.name), scope.clone());
-    let mut input = builder.new_input(
-        keyed.inner,
-        Exchange::new(|u: &((K, V), T, isize)| route_hash(&u.0 .0)),
-    );
+    let mut input = builder.new_input(keyed.inner, Exchange::new(|u: &((K, V), T, isize)| route_hash(&u.0 .0)));
     let (out0, stream0) = builder.new_output::<Vec<F::Out>>();
     let (out1, stream1) = builder.new_output::<Vec<(V, T, isize)>>();
     let mut out0 = OutputBuilder::from(out0);
@@ -691,11 +634,7 @@ where
                     if !recorded.is_empty() {
                         frontiers = recorded;
                     }
-                    let min = frontiers
-                        .iter()
-                        .min()
-                        .copied()
-                        .unwrap_or_else(Frontier::minimum);
+                    let min = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
                     handle.set_committed(min);
                     match min.time() {
                         Some(t) => cap.as_mut().expect("fresh").downgrade(t),
@@ -730,12 +669,7 @@ where
             if !pending.is_empty()
                 && (all_present
                     || input_frontier.is_complete()
-                    || input_frontier
-                        > frontiers
-                            .iter()
-                            .min()
-                            .copied()
-                            .unwrap_or_else(Frontier::minimum))
+                    || input_frontier > frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum))
             {
                 let mut next = frontiers.clone();
                 for p in &pending {
@@ -746,11 +680,7 @@ where
                     Ok(()) => {
                         frontiers = next;
                         SinkMetrics::add(&metrics.commits, 1);
-                        let min = frontiers
-                            .iter()
-                            .min()
-                            .copied()
-                            .unwrap_or_else(Frontier::minimum);
+                        let min = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
                         handle.set_committed(min);
                         if let Some(cap_ref) = cap.as_mut() {
                             out.activate().session(&*cap_ref).give(Committed {

@@ -16,9 +16,7 @@ use timely::progress::Timestamp;
 /// A totally ordered logical time with a lossless `u64` form.
 ///
 /// Implemented for `u64`, `u32` and `usize`, the timestamps of outer dataflow scopes.
-pub trait SinkTime:
-    Timestamp + TotalOrder + timely::ExchangeData + std::hash::Hash + Copy + Send + Sync
-{
+pub trait SinkTime: Timestamp + TotalOrder + timely::ExchangeData + std::hash::Hash + Copy + Send + Sync {
     /// The time as a `u64` (for progress records, versions and headers).
     fn to_u64(&self) -> u64;
     /// The time from its `u64` form; `None` if out of range for this type.
@@ -54,17 +52,11 @@ pub struct Frontier<T> {
 impl<T> Frontier<T> {
     /// Every time before `time` is complete.
     pub fn at(time: T) -> Self {
-        Frontier {
-            complete: false,
-            time: Some(time),
-        }
+        Frontier { complete: false, time: Some(time) }
     }
     /// Every time is complete: the input has ended.
     pub fn complete() -> Self {
-        Frontier {
-            complete: true,
-            time: None,
-        }
+        Frontier { complete: true, time: None }
     }
     /// The least time still to come, or `None` when complete.
     pub fn time(&self) -> Option<&T> {

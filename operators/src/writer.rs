@@ -94,11 +94,7 @@ pub trait Committer<P, T>: 'static {
 
     /// Commits `prepared` (possibly from several workers and several frontiers each) in one
     /// atomic step, recording `frontiers`, every worker's frontier after this commit.
-    fn commit(
-        &mut self,
-        prepared: Vec<Prepared<P, T>>,
-        frontiers: &[Frontier<T>],
-    ) -> Result<(), Self::Error>;
+    fn commit(&mut self, prepared: Vec<Prepared<P, T>>, frontiers: &[Frontier<T>]) -> Result<(), Self::Error>;
 }
 
 /// What a target recorded about one worker's progress.
@@ -167,49 +163,28 @@ pub fn resolve_resume<T: timely::progress::Timestamp + Ord + Clone>(
     ctx: WorkerContext,
 ) -> Result<ResumePoint<T>, crate::OperatorError> {
     let Some(generation) = records.iter().map(|r| r.generation).max() else {
-        return Ok(ResumePoint {
-            frontier: Frontier::minimum(),
-            generation: 0,
-            base: Frontier::minimum(),
-        });
+        return Ok(ResumePoint { frontier: Frontier::minimum(), generation: 0, base: Frontier::minimum() });
     };
-    let latest: Vec<&WorkerProgress<T>> = records
-        .iter()
-        .filter(|r| r.generation == generation)
-        .collect();
+    let latest: Vec<&WorkerProgress<T>> = records.iter().filter(|r| r.generation == generation).collect();
     let (old_peers, base) = (latest[0].peers, latest[0].base.clone());
-    if latest
-        .iter()
-        .any(|r| r.peers != old_peers || r.base != base)
-    {
+    if latest.iter().any(|r| r.peers != old_peers || r.base != base) {
         return Err(crate::OperatorError::ResumeConflict {
-            message: format!("the progress records of generation {generation} disagree on the worker count or base frontier"),
+            message: format!(
+                "the progress records of generation {generation} disagree on the worker count or base frontier"
+            ),
         });
     }
-    let of = |w: usize| {
-        latest
-            .iter()
-            .find(|r| r.worker == w)
-            .map(|r| r.frontier.clone())
-            .unwrap_or_else(|| base.clone())
-    };
+    let of =
+        |w: usize| latest.iter().find(|r| r.worker == w).map(|r| r.frontier.clone()).unwrap_or_else(|| base.clone());
     if old_peers == ctx.peers {
-        return Ok(ResumePoint {
-            frontier: of(ctx.index),
-            generation,
-            base,
-        });
+        return Ok(ResumePoint { frontier: of(ctx.index), generation, base });
     }
     let mut frontiers: Vec<Frontier<T>> = (0..old_peers).map(of).collect();
     frontiers.sort();
     frontiers.dedup();
     if frontiers.len() == 1 {
         let f = frontiers.pop().expect("one");
-        Ok(ResumePoint {
-            frontier: f.clone(),
-            generation: generation + 1,
-            base: f,
-        })
+        Ok(ResumePoint { frontier: f.clone(), generation: generation + 1, base: f })
     } else {
         Err(crate::OperatorError::ResumeConflict {
             message: format!(

@@ -113,24 +113,15 @@ fn run(args: RunArgs) -> Result<(), String> {
     if opts.get("connector").is_none() {
         opts.set("connector", "file");
     }
-    let schema = args
-        .schema
-        .as_deref()
-        .map(Schema::parse)
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    let schema = args.schema.as_deref().map(Schema::parse).transpose().map_err(|e| e.to_string())?;
     // Validate everything before starting workers: configuration errors surface here.
-    let spec =
-        SinkSpec::from_options_with_schema(opts, schema.clone()).map_err(|e| e.to_string())?;
+    let spec = SinkSpec::from_options_with_schema(opts, schema.clone()).map_err(|e| e.to_string())?;
     if args.input != "-" && !std::path::Path::new(&args.input).is_file() {
         return Err(format!("--input {}: no such file", args.input));
     }
     let mut timely_args = vec!["-w".to_string(), args.workers.max(1).to_string()];
     if args.processes > 1 {
-        let hostfile = args
-            .hostfile
-            .clone()
-            .ok_or("--processes > 1 needs --hostfile")?;
+        let hostfile = args.hostfile.clone().ok_or("--processes > 1 needs --hostfile")?;
         timely_args.extend([
             "-n".into(),
             args.processes.to_string(),
@@ -151,19 +142,9 @@ fn run(args: RunArgs) -> Result<(), String> {
     let input_path = args.input.clone();
     let (spec2, rows2, schema2) = (spec.clone(), Arc::clone(&rows_in), schema.clone());
 
-    let guards = timely::execute_from_args(
-        timely_args.into_iter(),
-        move |worker| -> Result<(), String> {
-            replay(
-                worker,
-                &spec2,
-                &input_path,
-                schema2.as_ref(),
-                &rows2,
-                show_progress,
-            )
-        },
-    )?;
+    let guards = timely::execute_from_args(timely_args.into_iter(), move |worker| -> Result<(), String> {
+        replay(worker, &spec2, &input_path, schema2.as_ref(), &rows2, show_progress)
+    })?;
     let mut errors = Vec::new();
     for r in guards.join() {
         match r {
@@ -228,10 +209,7 @@ fn replay(
     let lines = spawn_reader(path, index, peers)?;
     let bar = (show_progress && index == 0).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-                .expect("template"),
-        );
+        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("template"));
         b
     });
     let mut last_draw = Instant::now();
@@ -257,11 +235,14 @@ fn replay(
                 format!("{path}:{}: not a change-log line ({{\"time\":…,\"diff\":…,\"row\":{{…}}}}): {e}", n + 1)
             })?;
             if l.time < last_time {
-                return Err(format!("{path}:{}: time {} goes back (the previous line had {last_time}); times must not decrease", n + 1, l.time));
+                return Err(format!(
+                    "{path}:{}: time {} goes back (the previous line had {last_time}); times must not decrease",
+                    n + 1,
+                    l.time
+                ));
             }
             if let Some(s) = schema {
-                s.check_json(&l.row)
-                    .map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+                s.check_json(&l.row).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
             }
             if *input.time() < l.time {
                 input.advance_to(l.time);
@@ -310,39 +291,21 @@ type Chunk = Result<Vec<(usize, String)>, String>;
 /// Reads `path` (or stdin, on worker 0 only) on a thread, keeping every `peers`-th line from
 /// `index` of a file, and sends them in chunks; the channel is bounded, so reading waits for the
 /// dataflow.
-fn spawn_reader(
-    path: &str,
-    index: usize,
-    peers: usize,
-) -> Result<crossbeam_channel::Receiver<Chunk>, String> {
+fn spawn_reader(path: &str, index: usize, peers: usize) -> Result<crossbeam_channel::Receiver<Chunk>, String> {
     let (tx, rx) = crossbeam_channel::bounded::<Chunk>(16);
     let stride = if path == "-" { 1 } else { peers };
     let name = format!("dsink-read-{index}");
     let spawn = |f: Box<dyn FnOnce() + Send>| {
-        std::thread::Builder::new()
-            .name(name.clone())
-            .spawn(f)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        std::thread::Builder::new().name(name.clone()).spawn(f).map(|_| ()).map_err(|e| e.to_string())
     };
     if path == "-" {
         if index == 0 {
-            spawn(Box::new(move || {
-                read_lines(BufReader::new(std::io::stdin()), "-".into(), 0, 1, tx)
-            }))?;
+            spawn(Box::new(move || read_lines(BufReader::new(std::io::stdin()), "-".into(), 0, 1, tx)))?;
         }
     } else {
         let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
         let path = path.to_string();
-        spawn(Box::new(move || {
-            read_lines(
-                BufReader::with_capacity(1 << 20, file),
-                path,
-                index % stride,
-                stride,
-                tx,
-            )
-        }))?;
+        spawn(Box::new(move || read_lines(BufReader::with_capacity(1 << 20, file), path, index % stride, stride, tx)))?;
     }
     Ok(rx)
 }
@@ -451,11 +414,8 @@ fn generate(g: &GenArgs) -> Result<(), String> {
                 if written >= g.updates {
                     break;
                 }
-                serde_json::to_writer(
-                    &mut out,
-                    &serde_json::json!({"time": time, "diff": diff, "row": r}),
-                )
-                .map_err(|e| e.to_string())?;
+                serde_json::to_writer(&mut out, &serde_json::json!({"time": time, "diff": diff, "row": r}))
+                    .map_err(|e| e.to_string())?;
                 out.write_all(b"\n").map_err(|e| e.to_string())?;
                 written += 1;
                 n += 1;

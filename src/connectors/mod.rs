@@ -55,9 +55,7 @@ impl ConnectorConfig {
             #[cfg(feature = "file")]
             "file" => Ok(ConnectorConfig::File(file::FileConfig::from_options(opts)?)),
             #[cfg(feature = "test-utils")]
-            "memory" => Ok(ConnectorConfig::Memory(memory::MemoryConfig::from_options(
-                opts,
-            )?)),
+            "memory" => Ok(ConnectorConfig::Memory(memory::MemoryConfig::from_options(opts)?)),
             other => Err(Error::config(format!(
                 "option `connector` = `{other}` is not available in this build (available: {}); \
                  enable the cargo feature of the same name",
@@ -101,15 +99,9 @@ impl ConnectorConfig {
         let _ = ctx;
         match self {
             #[cfg(feature = "file")]
-            ConnectorConfig::File(c) => Ok(Box::new(EnvelopeWriter::new(
-                spec,
-                file::FileWriter::open(c, spec, ctx)?,
-            ))),
+            ConnectorConfig::File(c) => Ok(Box::new(EnvelopeWriter::new(spec, file::FileWriter::open(c, spec, ctx)?))),
             #[cfg(feature = "test-utils")]
-            ConnectorConfig::Memory(c) => Ok(Box::new(EnvelopeWriter::new(
-                spec,
-                c.target().writer(spec.name()),
-            ))),
+            ConnectorConfig::Memory(c) => Ok(Box::new(EnvelopeWriter::new(spec, c.target().writer(spec.name())))),
         }
     }
 }
@@ -139,11 +131,7 @@ pub struct EnvelopeWriter<W, V> {
 impl<W: RecordWriter, V: Serialize> EnvelopeWriter<W, V> {
     /// Wraps `inner` with `spec`'s format and encoding.
     pub fn new(spec: &SinkSpec, inner: W) -> Self {
-        let schema = if spec.connect_schema {
-            spec.schema.as_ref()
-        } else {
-            None
-        };
+        let schema = if spec.connect_schema { spec.schema.as_ref() } else { None };
         EnvelopeWriter {
             inner,
             format: spec.format.clone(),
@@ -159,8 +147,7 @@ impl<W: RecordWriter, V: Serialize> EnvelopeWriter<W, V> {
     pub fn encode(&mut self, time: u64, changes: &[Change<Key, V>]) -> Result<&RecordBatch> {
         self.batch.reset(time);
         let ts_ms = now_millis();
-        let (format, encoder, batch, keyed) =
-            (&self.format, &self.encoder, &mut self.batch, self.keyed);
+        let (format, encoder, batch, keyed) = (&self.format, &self.encoder, &mut self.batch, self.keyed);
         for change in changes {
             let key = change.key.bytes()?;
             let mut failed = None;
@@ -169,9 +156,7 @@ impl<W: RecordWriter, V: Serialize> EnvelopeWriter<W, V> {
                     return;
                 }
                 let r = match &emission {
-                    Emission::Tombstone => {
-                        batch.push::<fn(&mut Vec<u8>) -> Result<()>>(key, None, Op::Delete)
-                    }
+                    Emission::Tombstone => batch.push::<fn(&mut Vec<u8>) -> Result<()>>(key, None, Op::Delete),
                     // Without a key, the key bytes are the row's JSON: reuse them as the value.
                     Emission::Row { op, .. } if !keyed => batch.push(
                         b"",
@@ -183,11 +168,7 @@ impl<W: RecordWriter, V: Serialize> EnvelopeWriter<W, V> {
                     ),
                     Emission::Row { op, .. } | Emission::Debezium { op, .. } => {
                         let op = *op;
-                        batch.push(
-                            key,
-                            Some(|out: &mut Vec<u8>| encoder.emission(&emission, time, ts_ms, out)),
-                            op,
-                        )
+                        batch.push(key, Some(|out: &mut Vec<u8>| encoder.emission(&emission, time, ts_ms, out)), op)
                     }
                 };
                 if let Err(e) = r {
@@ -202,9 +183,7 @@ impl<W: RecordWriter, V: Serialize> EnvelopeWriter<W, V> {
     }
 }
 
-impl<W: RecordWriter, V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T>
-    for EnvelopeWriter<W, V>
-{
+impl<W: RecordWriter, V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for EnvelopeWriter<W, V> {
     type Error = Error;
 
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>> {
@@ -220,14 +199,8 @@ impl<W: RecordWriter, V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T>
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
         self.encode(time.to_u64(), changes)?;
         self.inner.write(&self.batch)?;
-        differential_sinks_operators::SinkMetrics::add(
-            &self.metrics.records_out,
-            self.batch.len() as u64,
-        );
-        differential_sinks_operators::SinkMetrics::add(
-            &self.metrics.bytes_out,
-            self.batch.bytes() as u64,
-        );
+        differential_sinks_operators::SinkMetrics::add(&self.metrics.records_out, self.batch.len() as u64);
+        differential_sinks_operators::SinkMetrics::add(&self.metrics.bytes_out, self.batch.bytes() as u64);
         Ok(())
     }
 

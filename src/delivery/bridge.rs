@@ -78,9 +78,11 @@ impl Bridge {
                             }
                             Command::Commit(upper, reply) => {
                                 let r = if failed {
-                                    Err(fail.lock().expect("failure slot").take().unwrap_or_else(
-                                        || Error::new(ErrorKind::Fatal, "an earlier write failed"),
-                                    ))
+                                    Err(fail
+                                        .lock()
+                                        .expect("failure slot")
+                                        .take()
+                                        .unwrap_or_else(|| Error::new(ErrorKind::Fatal, "an earlier write failed")))
                                 } else {
                                     writer.commit(upper).await
                                 };
@@ -91,13 +93,7 @@ impl Bridge {
                 })
             })
             .map_err(|e| Error::io("starting the sink's delivery thread", e))?;
-        Ok(Bridge {
-            commands: Some(tx),
-            recycled: recycle_rx,
-            failure,
-            thread: Some(thread),
-            name: name.to_string(),
-        })
+        Ok(Bridge { commands: Some(tx), recycled: recycle_rx, failure, thread: Some(thread), name: name.to_string() })
     }
 
     fn send(&self, cmd: Command) -> Result<()> {
@@ -105,12 +101,7 @@ impl Bridge {
             .as_ref()
             .expect("open until dropped")
             .send(cmd)
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::Fatal,
-                    format!("sink `{}`: the delivery thread stopped", self.name),
-                )
-            })
+            .map_err(|_| Error::new(ErrorKind::Fatal, format!("sink `{}`: the delivery thread stopped", self.name)))
     }
 
     fn check(&self) -> Result<()> {
@@ -123,12 +114,8 @@ impl Bridge {
     fn call<R>(&self, make: impl FnOnce(Sender<Result<R>>) -> Command) -> Result<R> {
         let (tx, rx) = bounded(1);
         self.send(make(tx))?;
-        rx.recv().map_err(|_| {
-            Error::new(
-                ErrorKind::Fatal,
-                format!("sink `{}`: the delivery thread stopped", self.name),
-            )
-        })?
+        rx.recv()
+            .map_err(|_| Error::new(ErrorKind::Fatal, format!("sink `{}`: the delivery thread stopped", self.name)))?
     }
 }
 
@@ -207,16 +194,7 @@ mod tests {
     fn backpressure_blocks_at_capacity() {
         let seen = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let mut bridge = Bridge::spawn(
-            "t",
-            2,
-            Slow {
-                seen: seen.clone(),
-                gate: gate.clone(),
-                fail_at: None,
-            },
-        )
-        .unwrap();
+        let mut bridge = Bridge::spawn("t", 2, Slow { seen: seen.clone(), gate: gate.clone(), fail_at: None }).unwrap();
         bridge.resume(WorkerContext { index: 0, peers: 1 }).unwrap();
         let (done_tx, done_rx) = bounded(16);
         let b = batch();
@@ -230,10 +208,7 @@ mod tests {
         });
         // With the target stalled, one batch is in the writer and two wait: the fourth write blocks.
         let mut accepted = 0;
-        while done_rx
-            .recv_timeout(std::time::Duration::from_millis(300))
-            .is_ok()
-        {
+        while done_rx.recv_timeout(std::time::Duration::from_millis(300)).is_ok() {
             accepted += 1;
         }
         assert_eq!(accepted, 3, "writes beyond the bound must block");
@@ -245,16 +220,8 @@ mod tests {
     #[test]
     fn write_failure_surfaces_at_commit() {
         let gate = Arc::new(tokio::sync::Semaphore::new(100));
-        let mut bridge = Bridge::spawn(
-            "t",
-            4,
-            Slow {
-                seen: Arc::new(AtomicUsize::new(0)),
-                gate,
-                fail_at: Some(2),
-            },
-        )
-        .unwrap();
+        let mut bridge =
+            Bridge::spawn("t", 4, Slow { seen: Arc::new(AtomicUsize::new(0)), gate, fail_at: Some(2) }).unwrap();
         bridge.resume(WorkerContext { index: 0, peers: 1 }).unwrap();
         let b = batch();
         for _ in 0..3 {

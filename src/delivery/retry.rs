@@ -39,13 +39,7 @@ impl Backoff {
     /// Starts a sequence.
     pub fn new(policy: RetryPolicy) -> Self {
         let seed = Instant::now().elapsed().as_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15;
-        Backoff {
-            next: policy.initial,
-            policy,
-            started: Instant::now(),
-            attempts: 0,
-            seed,
-        }
+        Backoff { next: policy.initial, policy, started: Instant::now(), attempts: 0, seed }
     }
 
     /// The delay before the next attempt, or `None` once the deadline has passed.
@@ -82,11 +76,7 @@ impl Backoff {
 
 /// Runs `op` until it succeeds, fails with a non-retriable error, or the policy's deadline
 /// passes (then the last error is returned, saying how often it was tried).
-pub fn retry_blocking<T>(
-    policy: &RetryPolicy,
-    what: &str,
-    mut op: impl FnMut() -> Result<T>,
-) -> Result<T> {
+pub fn retry_blocking<T>(policy: &RetryPolicy, what: &str, mut op: impl FnMut() -> Result<T>) -> Result<T> {
     let mut backoff = Backoff::new(policy.clone());
     loop {
         match op() {
@@ -126,10 +116,7 @@ where
 }
 
 fn gave_up(e: Error, what: &str, attempts: u32) -> Error {
-    Error::new(
-        e.kind(),
-        format!("{what}: still failing after {} attempts: {e}", attempts + 1),
-    )
+    Error::new(e.kind(), format!("{what}: still failing after {} attempts: {e}", attempts + 1))
 }
 
 #[cfg(test)]
@@ -171,8 +158,7 @@ mod tests {
             max_delay: Duration::from_millis(2),
             deadline: Duration::from_millis(20),
         };
-        let e = retry_blocking::<()>(&p, "send", || Err(Error::new(ErrorKind::Retriable, "down")))
-            .unwrap_err();
+        let e = retry_blocking::<()>(&p, "send", || Err(Error::new(ErrorKind::Retriable, "down"))).unwrap_err();
         assert!(e.to_string().contains("still failing after"), "{e}");
     }
 }

@@ -28,22 +28,17 @@ impl JsonEncoder {
         source_prefix.extend_from_slice(br#","ts":"#);
         let connect_prefix = connect_schema.map(|s| {
             let mut p = br#"{"schema":"#.to_vec();
-            serde_json::to_writer(&mut p, &connect_envelope_schema(sink_name, s))
-                .expect("json encodes");
+            serde_json::to_writer(&mut p, &connect_envelope_schema(sink_name, s)).expect("json encodes");
             p.extend_from_slice(br#","payload":"#);
             p
         });
-        JsonEncoder {
-            source_prefix,
-            connect_prefix,
-        }
+        JsonEncoder { source_prefix, connect_prefix }
     }
 
     /// Writes `row` as JSON.
     #[inline]
     pub fn row<V: Serialize + ?Sized>(&self, row: &V, out: &mut Vec<u8>) -> Result<()> {
-        serde_json::to_writer(out, row)
-            .map_err(|e| Error::encode(format!("a row cannot be encoded as JSON: {e}")))
+        serde_json::to_writer(out, row).map_err(|e| Error::encode(format!("a row cannot be encoded as JSON: {e}")))
     }
 
     /// Writes the value of `emission` (which must not be a tombstone).
@@ -57,9 +52,7 @@ impl JsonEncoder {
     ) -> Result<()> {
         match emission {
             Emission::Row { row, .. } => self.row(*row, out),
-            Emission::Debezium { op, before, after } => {
-                self.debezium(*op, *before, *after, time, ts_ms, out)
-            }
+            Emission::Debezium { op, before, after } => self.debezium(*op, *before, *after, time, ts_ms, out),
             Emission::Tombstone => Err(Error::encode("a tombstone has no value to encode")),
         }
     }
@@ -126,7 +119,8 @@ fn connect_fields(schema: &Schema) -> serde_json::Value {
             match c.ty {
                 ColumnType::Decimal { precision, scale } => {
                     f["name"] = "differential_sinks.Decimal".into();
-                    f["parameters"] = serde_json::json!({ "precision": precision.to_string(), "scale": scale.to_string() });
+                    f["parameters"] =
+                        serde_json::json!({ "precision": precision.to_string(), "scale": scale.to_string() });
                 }
                 ColumnType::Date => f["name"] = "io.debezium.time.Date".into(),
                 ColumnType::Timestamp => f["name"] = "io.debezium.time.Timestamp".into(),
@@ -170,15 +164,7 @@ mod tests {
         let schema: Schema = "id:int64!,name:string".parse().unwrap();
         let enc = JsonEncoder::new("s", Some(&schema));
         let mut out = Vec::new();
-        enc.debezium(
-            Op::Create,
-            None,
-            Some(&serde_json::json!({"id": 1, "name": "a"})),
-            3,
-            9,
-            &mut out,
-        )
-        .unwrap();
+        enc.debezium(Op::Create, None, Some(&serde_json::json!({"id": 1, "name": "a"})), 3, 9, &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["payload"]["after"]["name"], "a");
         assert_eq!(v["payload"]["before"], serde_json::Value::Null);

@@ -11,8 +11,5 @@ pub use json::JsonEncoder;
 
 /// Wall-clock milliseconds since the Unix epoch (Debezium's `ts_ms`).
 pub fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -49,11 +49,8 @@ pub fn keyed_history(seed: u64, keys: u32, times: u64, per_time: usize) -> Vec<(
                 continue;
             }
             version += 1;
-            let fresh = Row {
-                k,
-                v: version,
-                s: ["α", "b\"q", "c\\d", "日本", ""][rng.below(5) as usize].to_string(),
-            };
+            let fresh =
+                Row { k, v: version, s: ["α", "b\"q", "c\\d", "日本", ""][rng.below(5) as usize].to_string() };
             match state.get(&k).cloned() {
                 None => {
                     out.push((fresh.clone(), t, 1));
@@ -84,16 +81,9 @@ pub fn state_before(history: &[(Row, u64, isize)], upper: u64) -> BTreeMap<u32, 
     }
     let mut state = BTreeMap::new();
     for (row, c) in counts {
-        assert!(
-            c == 0 || c == 1,
-            "history is not keyed: {row:?} has count {c}"
-        );
+        assert!(c == 0 || c == 1, "history is not keyed: {row:?} has count {c}");
         if c == 1 {
-            assert!(
-                state.insert(row.k, row.clone()).is_none(),
-                "two rows for key {}",
-                row.k
-            );
+            assert!(state.insert(row.k, row.clone()).is_none(), "two rows for key {}", row.k);
         }
     }
     state
@@ -101,9 +91,7 @@ pub fn state_before(history: &[(Row, u64, isize)], upper: u64) -> BTreeMap<u32, 
 
 /// The changes the history implies, as `(time, key) → (before, after)`, computed by diffing the
 /// state before and after each time.
-pub fn expected_changes(
-    history: &[(Row, u64, isize)],
-) -> BTreeMap<(u64, u32), (Option<Row>, Option<Row>)> {
+pub fn expected_changes(history: &[(Row, u64, isize)]) -> BTreeMap<(u64, u32), (Option<Row>, Option<Row>)> {
     let times: std::collections::BTreeSet<u64> = history.iter().map(|h| h.1).collect();
     let mut out = BTreeMap::new();
     for t in times {

@@ -16,10 +16,7 @@ pub struct FileConfig {
 impl FileConfig {
     /// Writes into `path`, syncing at each commit.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileConfig {
-            path: path.into(),
-            fsync: true,
-        }
+        FileConfig { path: path.into(), fsync: true }
     }
     /// Whether to sync at each commit (default true; false trades durability for speed).
     pub fn fsync(mut self, on: bool) -> Self {
@@ -27,20 +24,11 @@ impl FileConfig {
         self
     }
     pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
-        let path = opts.require(
-            "path",
-            "the output directory of the file sink, e.g. path=/tmp/out",
-        )?;
+        let path = opts.require("path", "the output directory of the file sink, e.g. path=/tmp/out")?;
         let fsync = opts.take_bool("file.fsync")?.unwrap_or(true);
-        let c = FileConfig {
-            path: path.into(),
-            fsync,
-        };
+        let c = FileConfig { path: path.into(), fsync };
         if c.path.exists() && !c.path.is_dir() {
-            return Err(Error::config(format!(
-                "option `path` = `{}` is a file, not a directory",
-                c.path.display()
-            )));
+            return Err(Error::config(format!("option `path` = `{}` is a file, not a directory", c.path.display())));
         }
         Ok(c)
     }

@@ -6,9 +6,7 @@ use crate::connectors::RecordWriter;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::KeyEncoding;
 use crate::record::RecordBatch;
-use differential_sinks_operators::{
-    resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress,
-};
+use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -45,8 +43,7 @@ fn read_manifests(dir: &Path) -> Result<Vec<Manifest>> {
         let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("manifest-") && name.ends_with(".json") {
-            let bytes =
-                fs::read(entry.path()).map_err(|e| Error::io(format!("reading {name}"), e))?;
+            let bytes = fs::read(entry.path()).map_err(|e| Error::io(format!("reading {name}"), e))?;
             let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
                 Error::new(
                     ErrorKind::Resume,
@@ -70,11 +67,9 @@ pub fn read_committed(dir: impl AsRef<Path>) -> Result<Vec<serde_json::Value>> {
     let mut out = Vec::new();
     for m in read_manifests(dir)? {
         for seq in 1..=m.last_seq {
-            let path =
-                dir.join("data")
-                    .join(data_name(m.progress.worker, m.progress.generation, seq));
-            let f = File::open(&path)
-                .map_err(|e| Error::io(format!("opening committed file {}", path.display()), e))?;
+            let path = dir.join("data").join(data_name(m.progress.worker, m.progress.generation, seq));
+            let f =
+                File::open(&path).map_err(|e| Error::io(format!("opening committed file {}", path.display()), e))?;
             for line in BufReader::new(f).lines() {
                 let line = line.map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
                 out.push(
@@ -105,8 +100,7 @@ impl FileWriter {
     /// Opens a writer (creating the directory).
     pub fn open(config: &FileConfig, spec: &SinkSpec, _ctx: WorkerContext) -> Result<Self> {
         let data = config.path.join("data");
-        fs::create_dir_all(&data)
-            .map_err(|e| Error::io(format!("creating {}", data.display()), e))?;
+        fs::create_dir_all(&data).map_err(|e| Error::io(format!("creating {}", data.display()), e))?;
         Ok(FileWriter {
             dir: config.path.clone(),
             sink: spec.name().to_string(),
@@ -133,12 +127,8 @@ impl FileWriter {
 
 impl RecordWriter for FileWriter {
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>> {
-        let manifests: Vec<Manifest> = read_manifests(&self.dir)?
-            .into_iter()
-            .filter(|m| m.sink == self.sink)
-            .collect();
-        let records: Vec<WorkerProgress<u64>> =
-            manifests.iter().map(|m| m.progress.clone()).collect();
+        let manifests: Vec<Manifest> = read_manifests(&self.dir)?.into_iter().filter(|m| m.sink == self.sink).collect();
+        let records: Vec<WorkerProgress<u64>> = manifests.iter().map(|m| m.progress.clone()).collect();
         let point = resolve_resume(&records, ctx)?;
         self.last_seq = manifests
             .iter()
@@ -147,9 +137,7 @@ impl RecordWriter for FileWriter {
         // Remove what a crash left behind: temporary files and data files past the manifest.
         let prefix = format!("w{}-g{}-", ctx.index, point.generation);
         let data = self.dir.join("data");
-        for entry in
-            fs::read_dir(&data).map_err(|e| Error::io(format!("listing {}", data.display()), e))?
-        {
+        for entry in fs::read_dir(&data).map_err(|e| Error::io(format!("listing {}", data.display()), e))? {
             let entry = entry.map_err(|e| Error::io("listing data files", e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(rest) = name.strip_prefix(&prefix) else {
@@ -158,8 +146,7 @@ impl RecordWriter for FileWriter {
             let seq = rest.split('.').next().and_then(|s| s.parse::<u64>().ok());
             if name.ends_with(".tmp") || seq.is_some_and(|s| s > self.last_seq) {
                 tracing::info!(sink = %self.sink, file = %name, "removing uncommitted file left by an earlier run");
-                fs::remove_file(entry.path())
-                    .map_err(|e| Error::io(format!("removing {name}"), e))?;
+                fs::remove_file(entry.path()).map_err(|e| Error::io(format!("removing {name}"), e))?;
             }
         }
         let frontier = point.frontier;
@@ -169,20 +156,15 @@ impl RecordWriter for FileWriter {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let ctx = self
-            .ctx
-            .ok_or_else(|| Error::config("write before resume"))?;
+        let ctx = self.ctx.ok_or_else(|| Error::config("write before resume"))?;
         if batch.is_empty() {
             return Ok(());
         }
         if self.open.is_none() {
             let generation = self.resume.as_ref().map_or(0, |r| r.generation);
-            let path = self.dir.join("data").join(format!(
-                "{}.tmp",
-                data_name(ctx.index, generation, self.last_seq + 1)
-            ));
-            let f = File::create(&path)
-                .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+            let path =
+                self.dir.join("data").join(format!("{}.tmp", data_name(ctx.index, generation, self.last_seq + 1)));
+            let f = File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
             self.open = Some((path, BufWriter::with_capacity(1 << 20, f)));
         }
         let (path, w) = self.open.as_mut().expect("opened above");
@@ -195,8 +177,7 @@ impl RecordWriter for FileWriter {
                 line.extend_from_slice(time.as_bytes());
                 line.extend_from_slice(br#","key":"#);
                 if self.text_keys {
-                    serde_json::to_writer(&mut *line, &String::from_utf8_lossy(r.key))
-                        .expect("string encodes");
+                    serde_json::to_writer(&mut *line, &String::from_utf8_lossy(r.key)).expect("string encodes");
                 } else {
                     line.extend_from_slice(r.key);
                 }
@@ -209,8 +190,7 @@ impl RecordWriter for FileWriter {
                 continue;
             }
             line.push(b'\n');
-            w.write_all(line)
-                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            w.write_all(line).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         }
         Ok(())
     }
@@ -220,37 +200,26 @@ impl RecordWriter for FileWriter {
             return Err(Error::config("commit before resume"));
         };
         if let Some((tmp, w)) = self.open.take() {
-            let f = w
-                .into_inner()
-                .map_err(|e| Error::io(format!("flushing {}", tmp.display()), e.into_error()))?;
+            let f = w.into_inner().map_err(|e| Error::io(format!("flushing {}", tmp.display()), e.into_error()))?;
             if self.fsync {
-                f.sync_all()
-                    .map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
+                f.sync_all().map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
             }
             let done = tmp.with_extension("");
-            fs::rename(&tmp, &done)
-                .map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
+            fs::rename(&tmp, &done).map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
             self.last_seq += 1;
             self.sync_dir(&self.dir.join("data"))?;
         }
-        let manifest = Manifest {
-            sink: self.sink.clone(),
-            progress: point.record(ctx, upper),
-            last_seq: self.last_seq,
-        };
+        let manifest =
+            Manifest { sink: self.sink.clone(), progress: point.record(ctx, upper), last_seq: self.last_seq };
         let name = manifest_name(ctx.index, point.generation);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest encodes");
-        let mut f =
-            File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        f.write_all(&bytes)
-            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        let mut f = File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        f.write_all(&bytes).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
         if self.fsync {
-            f.sync_all()
-                .map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
+            f.sync_all().map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
         }
-        fs::rename(&tmp, self.dir.join(&name))
-            .map_err(|e| Error::io(format!("committing {name}"), e))?;
+        fs::rename(&tmp, self.dir.join(&name)).map_err(|e| Error::io(format!("committing {name}"), e))?;
         self.sync_dir(&self.dir)
     }
 }

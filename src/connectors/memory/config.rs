@@ -18,9 +18,7 @@ impl MemoryConfig {
     }
     pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
         let name = opts.take("memory.name").unwrap_or_else(|| "default".into());
-        Ok(MemoryConfig {
-            target: MemoryTarget::named(&name),
-        })
+        Ok(MemoryConfig { target: MemoryTarget::named(&name) })
     }
     /// The target.
     pub fn target(&self) -> &Arc<MemoryTarget> {

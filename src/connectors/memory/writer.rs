@@ -4,9 +4,7 @@ use crate::connectors::RecordWriter;
 use crate::envelope::Op;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::RecordBatch;
-use differential_sinks_operators::{
-    resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress,
-};
+use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -52,24 +50,12 @@ impl MemoryTarget {
 
     /// The target called `name` in this process, created on first use.
     pub fn named(name: &str) -> Arc<Self> {
-        Arc::clone(
-            registry()
-                .lock()
-                .expect("registry")
-                .entry(name.to_string())
-                .or_default(),
-        )
+        Arc::clone(registry().lock().expect("registry").entry(name.to_string()).or_default())
     }
 
     /// A writer for one worker.
     pub fn writer(self: &Arc<Self>, sink: &str) -> MemoryWriter {
-        MemoryWriter {
-            target: Arc::clone(self),
-            sink: sink.to_string(),
-            ctx: None,
-            resume: None,
-            staged: Vec::new(),
-        }
+        MemoryWriter { target: Arc::clone(self), sink: sink.to_string(), ctx: None, resume: None, staged: Vec::new() }
     }
 
     /// Every committed record, in commit order.
@@ -138,15 +124,11 @@ impl RecordWriter for MemoryWriter {
         let mut s = self.target.state.lock().expect("state");
         if s.fail_after.is_some_and(|n| s.commits >= n) {
             self.staged.clear();
-            return Err(Error::new(
-                ErrorKind::Fatal,
-                format!("sink `{}`: injected commit failure", self.sink),
-            ));
+            return Err(Error::new(ErrorKind::Fatal, format!("sink `{}`: injected commit failure", self.sink)));
         }
         s.records.append(&mut self.staged);
         let record: WorkerProgress<u64> = point.record(ctx, upper);
-        s.progress
-            .retain(|p| !(p.generation == record.generation && p.worker == record.worker));
+        s.progress.retain(|p| !(p.generation == record.generation && p.worker == record.worker));
         s.progress.push(record);
         s.commits += 1;
         Ok(())
