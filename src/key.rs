@@ -78,21 +78,16 @@ impl fmt::Debug for Key {
 }
 
 /// How keys are encoded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum KeyEncoding {
     /// A JSON object of the key columns (or the JSON value a key function returns).
+    #[default]
     Json,
     /// The key columns' values as text, joined by `delimiter`; strings unquoted.
     Text {
         /// Separator between columns of a composite key.
         delimiter: String,
     },
-}
-
-impl Default for KeyEncoding {
-    fn default() -> Self {
-        KeyEncoding::Json
-    }
 }
 
 /// Extracts and encodes the primary key columns of rows.

@@ -375,12 +375,18 @@ impl<T: SinkTime> Caps<T> {
     }
 }
 
+/// One time's buffered updates, keyed.
+type Updates<K, V> = Vec<((K, V), isize)>;
+
+/// The worker operator's two output streams: progress records and dead letters.
+type WorkerStreams<'scope, T, O, V> = (Stream<'scope, T, Vec<O>>, VecCollection<'scope, T, V, isize>);
+
 /// Per-worker state of the sink operator between activations.
 struct WorkerState<K, V, T> {
     resume: Frontier<T>,
     first_schedule: bool,
     /// Updates of times not yet complete, by time.
-    pending: BTreeMap<T, Vec<((K, V), isize)>>,
+    pending: BTreeMap<T, Updates<K, V>>,
     /// Every time before this has been written.
     written: Frontier<T>,
     /// Every time before this is finished (committed or prepared).
@@ -399,7 +405,7 @@ fn worker_operator<'scope, T, V, K, KF, W, F>(
     mut writer: W,
     mut finisher: F,
     handle: SinkHandle<T, W::Error>,
-) -> (Stream<'scope, T, Vec<F::Out>>, VecCollection<'scope, T, V, isize>)
+) -> WorkerStreams<'scope, T, F::Out, V>
 where
     T: SinkTime,
     V: ExchangeData + Ord + Clone,
@@ -412,7 +418,7 @@ where
     let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
     let keyed = collection.map(move |v| (key_fn(&v), v));
 
-    let mut builder = OperatorBuilder::new(format!("Sink({})", config.name), scope.clone());
+    let mut builder = OperatorBuilder::new(format!("Sink({})", config.name), scope);
     let mut input = builder.new_input(keyed.inner, Exchange::new(|u: &((K, V), T, isize)| route_hash(&u.0 .0)));
     let (out0, stream0) = builder.new_output::<Vec<F::Out>>();
     let (out1, stream1) = builder.new_output::<Vec<(V, T, isize)>>();
@@ -577,10 +583,7 @@ where
                             st.last_finish = Instant::now();
                             caps.downgrade_progress(&upper);
                         }
-                        Err(e) => {
-                            fail(&mut st, &mut caps, e);
-                            return;
-                        }
+                        Err(e) => fail(&mut st, &mut caps, e),
                     }
                 } else {
                     activator.activate_after(policy.interval.saturating_sub(st.last_finish.elapsed()));
@@ -609,7 +612,7 @@ where
 {
     let scope = prepared.scope();
     let (index, peers) = (scope.index(), scope.peers());
-    let mut builder = OperatorBuilder::new(format!("SinkCommit({})", config.name), scope.clone());
+    let mut builder = OperatorBuilder::new(format!("SinkCommit({})", config.name), scope);
     let mut input = builder.new_input(prepared, Exchange::new(|_: &PreparedRound<P, T>| 0));
     let (out, stream) = builder.new_output::<Vec<Committed<T>>>();
     let mut out = OutputBuilder::from(out);

@@ -335,10 +335,9 @@ fn read_lines<R: std::io::Read>(
         }
         n += 1;
         // Hand over full chunks, and partial ones whenever the next read may wait (a slow pipe).
-        if chunk.len() >= 1024 || (!chunk.is_empty() && reader.buffer().is_empty()) {
-            if tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
-                return;
-            }
+        let hand_over = chunk.len() >= 1024 || (!chunk.is_empty() && reader.buffer().is_empty());
+        if hand_over && tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
+            return;
         }
     }
     if !chunk.is_empty() {
