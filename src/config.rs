@@ -43,6 +43,7 @@ pub struct SinkSpec {
     pub(crate) commit: CommitPolicy,
     pub(crate) connector: ConnectorConfig,
     pub(crate) metrics: Arc<SinkMetrics>,
+    pub(crate) input_starts_at: Option<u64>,
 }
 
 impl SinkSpec {
@@ -61,6 +62,7 @@ impl SinkSpec {
                 commit: CommitPolicy::default(),
                 connector: connector.into(),
                 metrics: Arc::new(SinkMetrics::default()),
+                input_starts_at: None,
             },
         }
     }
@@ -237,6 +239,12 @@ impl SinkSpecBuilder {
     /// The commit cadence.
     pub fn commit(mut self, policy: CommitPolicy) -> Self {
         self.spec.commit = policy;
+        self
+    }
+    /// Declares that the input's history starts at `time` (a snapshot restored at that time)
+    /// rather than at the beginning; see [`SinkConfig::input_starts_at`](differential_sinks_operators::SinkConfig).
+    pub fn input_starts_at(mut self, time: u64) -> Self {
+        self.spec.input_starts_at = Some(time);
         self
     }
     /// Share counters with other sinks or a progress display.

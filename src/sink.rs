@@ -68,6 +68,7 @@ fn operator_config(spec: &SinkSpec, keyed: bool) -> SinkConfig {
         commit: spec.commit.clone(),
         violations: spec.violations,
         keyed,
+        input_starts_at: spec.input_starts_at,
         metrics: std::sync::Arc::clone(&spec.metrics),
     }
 }

@@ -340,3 +340,68 @@ fn restart_with_another_worker_count_is_refused_or_exact() {
     assert!(run(&history, &s, &two, None).0.is_none());
     assert_eq!(replay_upsert(&target.records()), state_before(&history, u64::MAX));
 }
+
+#[test]
+fn input_starting_beyond_the_committed_frontier_is_refused() {
+    let history = keyed_history(21, 10, 6, 5);
+    let target = MemoryTarget::new();
+    let drive = Drive { peers: 1, pattern: vec![2; 6], max_changes: None };
+    let s = spec(&target, Format::Upsert, true, &drive);
+    // Commit up to frontier 3 only (times 0..3), leaving the sink open.
+    let early: Vec<_> = history.iter().filter(|h| h.1 < 3).cloned().collect();
+    let s2 = s.clone();
+    timely::execute_directly(move |worker| {
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&s2).unwrap();
+            (input, out.committed.probe().0, out.handle)
+        });
+        for (row, t, d) in early {
+            input.advance_to(t);
+            input.update(row, d);
+        }
+        input.advance_to(3);
+        input.flush();
+        handle.step_until_committed(worker, &probe, &3).unwrap();
+        let index = worker.installed_dataflows()[0];
+        worker.drop_dataflow(index);
+    });
+    assert_eq!(target.progress()[0].frontier, differential_sinks::Frontier::at(3));
+    // A second run over an input restored from a snapshot at time 5 cannot tell delivered from
+    // undelivered changes: refused at start.
+    let s3 = SinkSpec::builder("props", target.clone()).upsert().primary_key(["k"]).input_starts_at(5).build().unwrap();
+    let err = timely::execute_directly(move |worker| {
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&s3).unwrap();
+            (input, out.committed.probe().0, out.handle)
+        });
+        input.advance_to(5);
+        input.insert(Row { k: 1, v: 1, s: String::new() });
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        handle.take_error()
+    });
+    let err = err.expect("refused");
+    assert_eq!(err.kind(), ErrorKind::Resume);
+    assert!(err.to_string().contains("input starts at [5]"), "{err}");
+    // Declared at or before the committed frontier, the same restart is fine.
+    let s4 = SinkSpec::builder("props", target.clone()).upsert().primary_key(["k"]).input_starts_at(3).build().unwrap();
+    let ok = timely::execute_directly(move |worker| {
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&s4).unwrap();
+            (input, out.committed.probe().0, out.handle)
+        });
+        input.advance_to(3);
+        input.insert(Row { k: 100, v: 1, s: String::new() });
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        handle.take_error()
+    });
+    assert!(ok.is_none(), "{ok:?}");
+}

@@ -223,9 +223,9 @@ pub fn changes_from_unkeyed_updates<K: Ord + Clone, V: Ord + Clone>(
 mod tests {
     use super::*;
 
-    fn run(
-        mut updates: Vec<((u32, &'static str), isize)>,
-    ) -> (Vec<Change<u32, &'static str>>, Vec<Violation<u32, &'static str>>) {
+    type Outcome = (Vec<Change<u32, &'static str>>, Vec<Violation<u32, &'static str>>);
+
+    fn run(mut updates: Vec<((u32, &'static str), isize)>) -> Outcome {
         let (mut c, mut v) = (Vec::new(), Vec::new());
         changes_from_updates(&mut updates, &mut c, &mut v);
         assert!(updates.is_empty());

@@ -83,6 +83,11 @@ pub struct SinkConfig {
     pub keyed: bool,
     /// Counters, shared by all workers that hold a clone.
     pub metrics: Arc<SinkMetrics>,
+    /// The time the input's history starts at, if not the beginning: an input restored from a
+    /// snapshot taken at time `s` has every earlier change folded into `s`. A restart whose
+    /// committed frontier lies before `s` is refused, since delivered and undelivered changes
+    /// are mixed in the snapshot. `None` declares that the input replays from the beginning.
+    pub input_starts_at: Option<u64>,
 }
 
 impl SinkConfig {
@@ -93,6 +98,7 @@ impl SinkConfig {
             commit: CommitPolicy::default(),
             violations: ViolationPolicy::default(),
             keyed: true,
+            input_starts_at: None,
             metrics: Arc::new(SinkMetrics::default()),
         }
     }
@@ -384,7 +390,8 @@ type WorkerStreams<'scope, T, O, V> = (Stream<'scope, T, Vec<O>>, VecCollection<
 /// Per-worker state of the sink operator between activations.
 struct WorkerState<K, V, T> {
     resume: Frontier<T>,
-    first_schedule: bool,
+    /// Updates before this time contradict the declared start of the input.
+    input_start: Option<T>,
     /// Updates of times not yet complete, by time.
     pending: BTreeMap<T, Updates<K, V>>,
     /// Every time before this has been written.
@@ -430,13 +437,14 @@ where
     let policy = config.commit.clone();
     let violations_policy = config.violations;
     let keyed = config.keyed;
+    let input_starts_at = config.input_starts_at.and_then(T::from_u64);
     let name = config.name.clone();
 
     builder.build(move |caps| {
         let mut caps = Caps::new(caps);
         let mut st = WorkerState {
             resume: Frontier::minimum(),
-            first_schedule: true,
+            input_start: None,
             pending: BTreeMap::new(),
             written: Frontier::minimum(),
             finished: Frontier::minimum(),
@@ -446,7 +454,19 @@ where
             violations: Vec::new(),
             failed: false,
         };
-        match writer.resume(ctx) {
+        let resumed = writer.resume(ctx).and_then(|f| match input_starts_at {
+            // An input restored from a snapshot at time s folds every change before s into s:
+            // if s lies beyond the committed frontier, delivered and undelivered changes mix.
+            Some(s) if f > Frontier::minimum() && Frontier::at(s) > f => Err(OperatorError::ResumeGap {
+                sink: name.clone(),
+                committed: format!("{f:?}"),
+                input_starts: format!("{:?}", Frontier::at(s)),
+            }
+            .into()),
+            _ => Ok(f),
+        });
+        st.input_start = input_starts_at;
+        match resumed {
             Ok(f) => {
                 st.resume = f;
                 st.written = f;
@@ -480,21 +500,15 @@ where
                 caps.clear();
             };
 
-            if std::mem::take(&mut st.first_schedule) && st.resume > Frontier::minimum() && !frontier.is_complete() && frontier > st.resume {
-                let e = OperatorError::ResumeGap {
-                    sink: name.clone(),
-                    committed: format!("{:?}", st.resume),
-                    input_starts: format!("{frontier:?}"),
-                };
-                fail(&mut st, &mut caps, e.into());
-                return;
-            }
-
             // Stash input by time, dropping what an earlier run committed.
             let (mut received, mut dropped) = (0u64, 0u64);
+            let mut early = None;
             input.for_each(|_cap, data| {
                 received += data.len() as u64;
                 for (kv, t, r) in data.drain(..) {
+                    if st.input_start.is_some_and(|s| t < s) {
+                        early = Some(t);
+                    }
                     if st.resume.is_beyond(&t) {
                         dropped += 1;
                     } else {
@@ -502,6 +516,13 @@ where
                     }
                 }
             });
+            if let (Some(t), Some(s)) = (early, st.input_start) {
+                let e = OperatorError::ResumeConflict {
+                    message: format!("sink `{name}`: the input was declared to start at {s:?} but has an update at {t:?}"),
+                };
+                fail(&mut st, &mut caps, e.into());
+                return;
+            }
             SinkMetrics::add(&metrics.updates_in, received);
             SinkMetrics::add(&metrics.updates_already_committed, dropped);
 

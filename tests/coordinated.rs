@@ -1,0 +1,214 @@
+//! The coordinated commit mode (one commit for all workers, as lakehouse tables need) and key
+//! functions, against the reference model.
+
+mod common;
+
+use common::{keyed_history, state_before, Row};
+use differential_dataflow::input::Input;
+use differential_sinks::operators::{
+    resolve_resume, Change, Committer, CoordinatedWriter, Frontier, OperatorError, Prepared, SinkConfig, SinkExt,
+    SinkWriter, WorkerContext, WorkerProgress,
+};
+use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use timely::dataflow::operators::probe::Probe;
+
+/// A table that, like a lakehouse catalog, only changes by whole commits of prepared files.
+#[derive(Default)]
+struct Table {
+    /// key → row, as committed.
+    rows: BTreeMap<u32, Row>,
+    /// Every worker's frontier, recorded with each commit.
+    progress: Vec<WorkerProgress<u64>>,
+    commits: Vec<usize>,
+    fail_commit: Option<usize>,
+}
+
+/// Per-worker writer: "files" are the changes written since the last prepare.
+struct FileWriter {
+    file: Vec<(u32, Option<Row>)>,
+    table: Arc<Mutex<Table>>,
+}
+
+impl SinkWriter<u32, Row, u64> for FileWriter {
+    type Error = OperatorError;
+    fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>, OperatorError> {
+        Ok(resolve_resume(&self.table.lock().unwrap().progress, ctx)?.frontier)
+    }
+    fn write(&mut self, _t: &u64, changes: &mut Vec<Change<u32, Row>>) -> Result<(), OperatorError> {
+        self.file.extend(changes.drain(..).map(|c| (c.key, c.after)));
+        Ok(())
+    }
+    fn commit(&mut self, _: &Frontier<u64>) -> Result<(), OperatorError> {
+        unreachable!("coordinated writers never commit themselves")
+    }
+}
+
+impl CoordinatedWriter<u32, Row, u64> for FileWriter {
+    type Prepared = Vec<(u32, Option<Row>)>;
+    fn prepare(&mut self, _upper: &Frontier<u64>) -> Result<Self::Prepared, OperatorError> {
+        Ok(std::mem::take(&mut self.file))
+    }
+}
+
+struct TableCommitter(Arc<Mutex<Table>>);
+
+impl Committer<Vec<(u32, Option<Row>)>, u64> for TableCommitter {
+    type Error = OperatorError;
+    fn resume(&mut self, peers: usize) -> Result<Vec<Frontier<u64>>, OperatorError> {
+        let t = self.0.lock().unwrap();
+        (0..peers).map(|index| Ok(resolve_resume(&t.progress, WorkerContext { index, peers })?.frontier)).collect()
+    }
+    fn commit(
+        &mut self,
+        prepared: Vec<Prepared<Vec<(u32, Option<Row>)>, u64>>,
+        frontiers: &[Frontier<u64>],
+    ) -> Result<(), OperatorError> {
+        let mut t = self.0.lock().unwrap();
+        if t.fail_commit == Some(t.commits.len()) {
+            return Err(OperatorError::ResumeConflict { message: "injected commit failure".into() });
+        }
+        // A worker's tokens arrive in order; apply them in that order (keys belong to one worker).
+        let files = prepared.len();
+        for p in prepared {
+            for (k, row) in p.token {
+                match row {
+                    Some(r) => t.rows.insert(k, r),
+                    None => t.rows.remove(&k),
+                };
+            }
+        }
+        let peers = frontiers.len();
+        t.progress = frontiers
+            .iter()
+            .enumerate()
+            .map(|(worker, f)| WorkerProgress { worker, peers, generation: 0, base: Frontier::minimum(), frontier: *f })
+            .collect();
+        t.commits.push(files);
+        Ok(())
+    }
+}
+
+fn run_coordinated(history: &[(Row, u64, isize)], table: &Arc<Mutex<Table>>, peers: usize) -> Vec<String> {
+    let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
+    let (history, table) = (Arc::new(history.to_vec()), table.clone());
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let e2 = errors.clone();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let t2 = table.clone();
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let mut config = SinkConfig::new("coordinated");
+            config.commit = CommitPolicy::default();
+            let writer = FileWriter { file: Vec::new(), table: t2.clone() };
+            let out = rows.sink_coordinated(config, |r: &Row| r.k, writer, move || Ok(TableCommitter(t2)));
+            let (probe, _) = out.committed.probe();
+            (input, probe, out.handle)
+        });
+        for t in 0..times {
+            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
+                if i % peers == index {
+                    input.update(row.clone(), *d);
+                }
+            }
+            input.advance_to(t + 1);
+            input.flush();
+            if t % 2 == 0 {
+                // Every worker waits for the coordinator's commit of this time.
+                if let Err(e) = handle.step_until_committed(worker, &probe, &(t + 1)) {
+                    e2.lock().unwrap().push(e.to_string());
+                    return;
+                }
+                if index == 0 {
+                    // The table holds exactly the state at the committed frontier (which may be
+                    // beyond t + 1 when an earlier run got further).
+                    let committed = handle.committed();
+                    let upper = committed.time().copied().unwrap_or(u64::MAX);
+                    assert!(upper > t);
+                    let got = table.lock().unwrap().rows.clone();
+                    assert_eq!(got, state_before(&history, upper), "table at frontier {upper}");
+                }
+            }
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        if let Some(e) = handle.take_error() {
+            e2.lock().unwrap().push(e.to_string());
+        }
+    })
+    .unwrap();
+    let e = errors.lock().unwrap().clone();
+    e
+}
+
+#[test]
+fn one_commit_covers_all_workers() {
+    for peers in [1, 2, 4] {
+        let history = keyed_history(peers as u64, 30, 8, 12);
+        let table = Arc::new(Mutex::new(Table::default()));
+        let errors = run_coordinated(&history, &table, peers);
+        assert!(errors.is_empty(), "{errors:?}");
+        let t = table.lock().unwrap();
+        assert_eq!(t.rows, state_before(&history, u64::MAX));
+        assert!(t.progress.iter().all(|p| p.frontier.is_complete()), "{:?}", t.progress);
+        // Coordinated commits gather several workers' files: fewer commits than worker-rounds.
+        assert!(t.commits.iter().any(|files| *files >= peers.min(2)), "{:?}", t.commits);
+    }
+}
+
+#[test]
+fn a_failed_coordinated_commit_resumes_exactly() {
+    let history = keyed_history(5, 30, 8, 12);
+    let table = Arc::new(Mutex::new(Table { fail_commit: Some(2), ..Table::default() }));
+    let errors = run_coordinated(&history, &table, 2);
+    assert!(errors.iter().any(|e| e.contains("injected")), "{errors:?}");
+    let partial = table.lock().unwrap().progress.clone();
+    assert!(partial.iter().all(|p| !p.frontier.is_complete()));
+    table.lock().unwrap().fail_commit = None;
+    let errors = run_coordinated(&history, &table, 2);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(table.lock().unwrap().rows, state_before(&history, u64::MAX));
+}
+
+#[test]
+fn key_function_keys_the_sink() {
+    use differential_sinks::connectors::memory::MemoryTarget;
+    let history = keyed_history(3, 20, 6, 8);
+    let target = MemoryTarget::new();
+    let spec = SinkSpec::builder("by_fn", target.clone()).upsert().key_by_function().build().unwrap();
+    assert!(SinkSpec::builder("x", target.clone()).upsert().build().is_err(), "upsert without any key is refused");
+    let h2 = history.clone();
+    timely::execute(timely::Config::process(2), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            assert!(rows.clone().sink(&spec).is_err(), "a key-function spec refuses column keys");
+            let out = rows.sink_keyed_by(&spec, |r: &Row| r.k).unwrap();
+            (input, out.committed.probe().0)
+        });
+        for (i, (row, t, d)) in h2.iter().enumerate() {
+            if i % peers == index {
+                input.advance_to(*t);
+                input.update(row.clone(), *d);
+            }
+        }
+        input.close();
+        while !probe.done() {
+            worker.step();
+        }
+    })
+    .unwrap();
+    let mut state = BTreeMap::new();
+    for r in target.records() {
+        let k: u32 = serde_json::from_slice(&r.key).unwrap();
+        match r.value {
+            Some(v) => state.insert(k, serde_json::from_slice::<Row>(&v).unwrap()),
+            None => state.remove(&k),
+        };
+    }
+    assert_eq!(state, state_before(&history, u64::MAX));
+}
