@@ -66,6 +66,17 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    g.bench_function("raw_sonic_rs", |b| {
+        let mut buf = Vec::with_capacity(N * 128);
+        b.iter(|| {
+            buf.clear();
+            for r in &rows {
+                sonic_rs::to_writer(&mut buf, r).unwrap();
+            }
+            black_box(buf.len())
+        })
+    });
+
     g.bench_function("key_extract_json", |b| {
         b.iter(|| rows.iter().map(|r| keys.extract(r)).fold(0u64, |a, k| a ^ k.stable_hash()))
     });

@@ -25,9 +25,12 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Key {
     hash: u64,
-    bytes: Vec<u8>,
+    /// Short keys (the common case) live inline, without an allocation per update.
+    bytes: KeyBytes,
     invalid: bool,
 }
+
+type KeyBytes = smallvec::SmallVec<[u8; 24]>;
 
 impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
@@ -46,12 +49,15 @@ fn stable_hash(bytes: &[u8]) -> u64 {
 }
 
 impl Key {
-    /// A key from already encoded bytes.
-    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+    fn from_small(bytes: KeyBytes) -> Self {
         Key { hash: stable_hash(&bytes), bytes, invalid: false }
     }
+    /// A key from already encoded bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Key { hash: stable_hash(&bytes), bytes: smallvec::SmallVec::from_vec(bytes), invalid: false }
+    }
     fn invalid(reason: String) -> Self {
-        Key { hash: 0, bytes: reason.into_bytes(), invalid: true }
+        Key { hash: 0, bytes: smallvec::SmallVec::from_vec(reason.into_bytes()), invalid: true }
     }
     /// The key's stable hash.
     pub fn stable_hash(&self) -> u64 {
@@ -144,8 +150,7 @@ impl KeyColumns {
     /// assert_eq!(text.extract(&row).bytes().unwrap(), b"7,eu");
     /// ```
     pub fn extract<V: Serialize + ?Sized>(&self, row: &V) -> Key {
-        let mut cap =
-            Capture { keys: self, next: 0, out: Vec::with_capacity(16 + 8 * self.columns.len()), pending: Vec::new() };
+        let mut cap = Capture { keys: self, next: 0, out: KeyBytes::new(), pending: Vec::new() };
         if let Err(e) = row.serialize(&mut cap) {
             return Key::invalid(e.0);
         }
@@ -159,11 +164,11 @@ impl KeyColumns {
         if self.encoding == KeyEncoding::Json {
             out.push(b'}');
         }
-        Key::from_bytes(out)
+        Key::from_small(out)
     }
 
     /// Appends column `i`'s JSON-encoded value to `out` in the key encoding.
-    fn append(&self, i: usize, value: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), CaptureError> {
+    fn append(&self, i: usize, value: &[u8], out: &mut KeyBytes) -> std::result::Result<(), CaptureError> {
         if value == b"null" {
             return Err(CaptureError(format!("primary key column `{}` is null", self.columns[i])));
         }
@@ -230,7 +235,7 @@ fn not_a_record<T>(what: &str) -> std::result::Result<T, CaptureError> {
 struct Capture<'a> {
     keys: &'a KeyColumns,
     next: usize,
-    out: Vec<u8>,
+    out: KeyBytes,
     pending: Vec<(usize, Vec<u8>)>,
 }
 

@@ -38,7 +38,7 @@ impl JsonEncoder {
     /// Writes `row` as JSON.
     #[inline]
     pub fn row<V: Serialize + ?Sized>(&self, row: &V, out: &mut Vec<u8>) -> Result<()> {
-        serde_json::to_writer(out, row).map_err(|e| Error::encode(format!("a row cannot be encoded as JSON: {e}")))
+        encode_json(row, out)
     }
 
     /// Writes the value of `emission` (which must not be a tombstone).
@@ -110,6 +110,15 @@ fn itoa(v: u64) -> String {
     v.to_string()
 }
 
+/// Appends `value` as JSON to `out`.
+///
+/// Uses `sonic-rs`'s serializer: the same JSON as `serde_json` for serde data, about a third
+/// faster on typical rows (`benches/pipeline.rs`, `raw_serde_json` vs `raw_sonic_rs`).
+#[inline]
+pub fn encode_json<V: Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -> Result<()> {
+    sonic_rs::to_writer(out, value).map_err(|e| Error::encode(format!("a row cannot be encoded as JSON: {e}")))
+}
+
 fn connect_fields(schema: &Schema) -> serde_json::Value {
     schema
         .columns
@@ -158,6 +167,32 @@ pub fn connect_envelope_schema(sink_name: &str, schema: &Schema) -> serde_json::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Serialize, Debug)]
+    struct Mixed {
+        i: i64,
+        u: u64,
+        f: f64,
+        s: String,
+        b: bool,
+        o: Option<f32>,
+        v: Vec<u16>,
+    }
+
+    proptest! {
+        /// The fast encoder writes exactly what serde_json writes.
+        #[test]
+        fn same_bytes_as_serde_json(i in any::<i64>(), u in any::<u64>(), f in -1e300f64..1e300, s in "\\PC*|[\\x00-\\x1f\"\\\\]*", b in any::<bool>(), o in prop::option::of(any::<f32>().prop_filter("finite", |x| x.is_finite())), v in prop::collection::vec(any::<u16>(), 0..4)) {
+            let row = Mixed { i, u, f, s, b, o, v };
+            let mut ours = Vec::new();
+            encode_json(&row, &mut ours).unwrap();
+            let theirs = serde_json::to_vec(&row).unwrap();
+            let (a, b): (serde_json::Value, serde_json::Value) = (serde_json::from_slice(&ours).unwrap(), serde_json::from_slice(&theirs).unwrap());
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+        }
+    }
 
     #[test]
     fn connect_form_wraps_payload() {
