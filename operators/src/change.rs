@@ -138,51 +138,61 @@ pub fn changes_from_updates<K: Ord + std::hash::Hash, V: Ord>(
     violations: &mut Vec<Violation<K, V>>,
 ) {
     order_by_key(updates);
-    // Merge adjacent equal (key, value) pairs, dropping those that cancel.
-    let mut merged = Consolidated { inner: updates.drain(..).peekable() };
-    let mut iter = std::iter::from_fn(move || merged.next()).peekable();
-    while let Some(((key, value), diff)) = iter.next() {
-        // Common case: a lone update of this key.
-        let same_key_next = iter.peek().is_some_and(|((k, _), _)| *k == key);
-        if !same_key_next {
+    // First pass, by reference: where each key's run ends.
+    let n = updates.len();
+    let mut ends: Vec<u32> = Vec::new();
+    for i in 1..=n {
+        if i == n || updates[i].0 .0 != updates[i - 1].0 .0 {
+            ends.push(i as u32);
+        }
+    }
+    changes.reserve(ends.len());
+    // Second pass: move each run out once.
+    let mut drain = updates.drain(..);
+    let mut start = 0u32;
+    for end in ends {
+        let len = (end - start) as usize;
+        start = end;
+        if len == 1 {
+            // The common case: one update of the key.
+            let ((key, value), diff) = drain.next().expect("counted");
             match diff {
                 1 => changes.push(Change { key, before: None, after: Some(value) }),
                 -1 => changes.push(Change { key, before: Some(value), after: None }),
+                0 => {}
                 _ => violations.push(Violation { key, updates: vec![(value, diff)] }),
             }
             continue;
         }
-        let mut group = vec![(value, diff)];
-        while iter.peek().is_some_and(|((k, _), _)| *k == key) {
-            let ((_, v), d) = iter.next().expect("peeked");
-            group.push((v, d));
-        }
-        if group.len() == 2 && group[0].1 * group[1].1 == -1 {
-            let mut g = group.into_iter();
-            let (first, second) = (g.next().expect("two"), g.next().expect("two"));
-            let (before, after) = if first.1 == -1 { (first.0, second.0) } else { (second.0, first.0) };
-            changes.push(Change { key, before: Some(before), after: Some(after) });
-            continue;
-        }
-        violations.push(Violation { key, updates: group });
-    }
-}
-
-/// Merges adjacent equal `(key, value)` updates of an ordered stream, skipping cancelled ones.
-struct Consolidated<I: Iterator> {
-    inner: std::iter::Peekable<I>,
-}
-
-impl<K: Eq, V: Eq, I: Iterator<Item = ((K, V), isize)>> Consolidated<I> {
-    fn next(&mut self) -> Option<((K, V), isize)> {
-        loop {
-            let (kv, mut diff) = self.inner.next()?;
-            while self.inner.peek().is_some_and(|(other, _)| *other == kv) {
-                diff += self.inner.next().expect("peeked").1;
+        // Several updates of one key, ordered by value: merge equal values, drop cancelled ones.
+        let mut key = None;
+        let mut group: Vec<(V, isize)> = Vec::with_capacity(len);
+        for ((k, v), d) in drain.by_ref().take(len) {
+            key.get_or_insert(k);
+            match group.last_mut() {
+                Some((last, total)) if *last == v => *total += d,
+                _ => group.push((v, d)),
             }
-            if diff != 0 {
-                return Some((kv, diff));
+        }
+        group.retain(|(_, d)| *d != 0);
+        let key = key.expect("a run has a key");
+        match group.len() {
+            0 => {}
+            1 if group[0].1 == 1 || group[0].1 == -1 => {
+                let (value, diff) = group.pop().expect("one");
+                changes.push(if diff == 1 {
+                    Change { key, before: None, after: Some(value) }
+                } else {
+                    Change { key, before: Some(value), after: None }
+                });
             }
+            2 if group[0].1 * group[1].1 == -1 => {
+                let mut g = group.into_iter();
+                let (first, second) = (g.next().expect("two"), g.next().expect("two"));
+                let (before, after) = if first.1 == -1 { (first.0, second.0) } else { (second.0, first.0) };
+                changes.push(Change { key, before: Some(before), after: Some(after) });
+            }
+            _ => violations.push(Violation { key, updates: group }),
         }
     }
 }

@@ -505,15 +505,33 @@ where
             let mut early = None;
             input.for_each(|_cap, data| {
                 received += data.len() as u64;
+                // Updates come in runs of one time: keep that time's buffer out of the map while
+                // filling it, instead of a map lookup per update.
+                let mut current: Option<(T, Updates<K, V>)> = None;
+                let hint = data.len();
                 for (kv, t, r) in data.drain(..) {
                     if st.input_start.is_some_and(|s| t < s) {
                         early = Some(t);
                     }
                     if st.resume.is_beyond(&t) {
                         dropped += 1;
-                    } else {
-                        st.pending.entry(t).or_default().push((kv, r));
+                        continue;
                     }
+                    match &mut current {
+                        Some((ct, buffer)) if *ct == t => buffer.push((kv, r)),
+                        _ => {
+                            if let Some((ct, buffer)) = current.take() {
+                                st.pending.insert(ct, buffer);
+                            }
+                            let mut buffer = st.pending.remove(&t).unwrap_or_default();
+                            buffer.reserve(hint);
+                            buffer.push((kv, r));
+                            current = Some((t, buffer));
+                        }
+                    }
+                }
+                if let Some((ct, buffer)) = current {
+                    st.pending.insert(ct, buffer);
                 }
             });
             if let (Some(t), Some(s)) = (early, st.input_start) {
