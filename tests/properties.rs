@@ -405,3 +405,30 @@ fn input_starting_beyond_the_committed_frontier_is_refused() {
     });
     assert!(ok.is_none(), "{ok:?}");
 }
+
+#[test]
+fn a_large_time_is_delivered_in_chunks_exactly() {
+    // 40 000 inserts at time 0, then 40 000 updates and some deletes at time 1: both times are
+    // larger than one write chunk.
+    let mut history = Vec::new();
+    for k in 0..40_000u32 {
+        history.push((Row { k, v: 0, s: "x".into() }, 0, 1));
+    }
+    for k in 0..40_000u32 {
+        history.push((Row { k, v: 0, s: "x".into() }, 1, -1));
+        if k % 10 != 0 {
+            history.push((Row { k, v: 1, s: "y".into() }, 1, 1));
+        }
+    }
+    for format in [Format::Upsert, Format::Debezium { tombstone_after_delete: false }] {
+        let target = MemoryTarget::new();
+        let drive = Drive { peers: 2, pattern: vec![2, 2], max_changes: None };
+        let (err, _) = run(&history, &spec(&target, format.clone(), true, &drive), &drive, None);
+        assert!(err.is_none(), "{err:?}");
+        let records = target.records();
+        assert_eq!(records.len(), 80_000, "{format:?}: one record per change");
+        if format == Format::Upsert {
+            assert_eq!(replay_upsert(&records), state_before(&history, u64::MAX));
+        }
+    }
+}

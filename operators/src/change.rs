@@ -78,7 +78,7 @@ pub enum ViolationPolicy {
 /// form one run: by the key's routing hash (sorting 16-byte `(hash, index)` pairs and permuting
 /// the updates in place, so each large update moves about twice instead of at every step of a
 /// comparison sort), then by `(key, value)` within the rare runs of equal hash.
-fn order_by_key<K: Ord + std::hash::Hash, V: Ord>(updates: &mut [((K, V), isize)]) {
+pub fn order_by_key<K: Ord + std::hash::Hash, V: Ord>(updates: &mut [((K, V), isize)]) {
     let n = updates.len();
     if n < 2 {
         return;
@@ -138,17 +138,39 @@ pub fn changes_from_updates<K: Ord + std::hash::Hash, V: Ord>(
     violations: &mut Vec<Violation<K, V>>,
 ) {
     order_by_key(updates);
+    changes_from_ordered(updates, 0, changes, violations);
+}
+
+/// Where a chunk of at most about `max` updates at the end of `updates` (ordered by
+/// [`order_by_key`]) may start without splitting a key's run.
+pub fn chunk_start<K: Eq, V>(updates: &[((K, V), isize)], max: usize) -> usize {
+    let mut start = updates.len().saturating_sub(max.max(1));
+    while start > 0 && updates[start].0 .0 == updates[start - 1].0 .0 {
+        start -= 1;
+    }
+    start
+}
+
+/// Turns `updates[from..]`, ordered by [`order_by_key`] and starting at a key boundary, into
+/// changes and violations, removing them from `updates`. Taking chunks from the end (see
+/// [`chunk_start`]) lets a large time be delivered piecewise without moving the rest.
+pub fn changes_from_ordered<K: Eq, V: Eq>(
+    updates: &mut Vec<((K, V), isize)>,
+    from: usize,
+    changes: &mut Vec<Change<K, V>>,
+    violations: &mut Vec<Violation<K, V>>,
+) {
     // First pass, by reference: where each key's run ends.
     let n = updates.len();
     let mut ends: Vec<u32> = Vec::new();
-    for i in 1..=n {
+    for i in from + 1..=n {
         if i == n || updates[i].0 .0 != updates[i - 1].0 .0 {
-            ends.push(i as u32);
+            ends.push((i - from) as u32);
         }
     }
     changes.reserve(ends.len());
     // Second pass: move each run out once.
-    let mut drain = updates.drain(..);
+    let mut drain = updates.drain(from..);
     let mut start = 0u32;
     for end in ends {
         let len = (end - start) as usize;
@@ -280,6 +302,35 @@ mod tests {
         assert!(c.is_empty());
         assert_eq!(v.iter().map(|v| v.key).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
         assert_eq!(v[0].to_string(), "key 1 has 2 insertion(s) and 0 retraction(s) at one time");
+    }
+
+    /// Taking chunks from the end at key boundaries yields the same changes as one pass.
+    #[test]
+    fn chunks_agree_with_one_pass() {
+        let mut updates: Vec<((u32, u32), isize)> = Vec::new();
+        for k in 0..500u32 {
+            updates.push(((k, k), -1));
+            updates.push(((k, k + 1), 1));
+            if k % 7 == 0 {
+                updates.push(((k, k + 2), 1)); // a violation
+            }
+        }
+        let (mut whole, mut whole_v) = (Vec::new(), Vec::new());
+        changes_from_updates(&mut updates.clone(), &mut whole, &mut whole_v);
+        order_by_key(&mut updates);
+        let (mut parts, mut parts_v) = (Vec::new(), Vec::new());
+        while !updates.is_empty() {
+            let from = chunk_start(&updates, 37);
+            assert!(from == 0 || updates[from].0 .0 != updates[from - 1].0 .0, "a key is split");
+            changes_from_ordered(&mut updates, from, &mut parts, &mut parts_v);
+        }
+        for v in [&mut whole, &mut parts] {
+            v.sort_by_key(|c| c.key);
+        }
+        whole_v.sort_by_key(|v| v.key);
+        parts_v.sort_by_key(|v| v.key);
+        assert_eq!(whole, parts);
+        assert_eq!(whole_v, parts_v);
     }
 
     /// The hash-ordered grouping agrees with a plain sort-based consolidation on random input,

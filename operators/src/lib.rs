@@ -24,7 +24,10 @@ pub mod sink;
 pub mod time;
 pub mod writer;
 
-pub use change::{changes_from_unkeyed_updates, changes_from_updates, Change, ChangeKind, Violation, ViolationPolicy};
+pub use change::{
+    changes_from_ordered, changes_from_unkeyed_updates, changes_from_updates, chunk_start, order_by_key, Change,
+    ChangeKind, Violation, ViolationPolicy,
+};
 pub use metrics::{MetricsSnapshot, SinkMetrics};
 pub use route::{route_hash, StableHasher};
 pub use sink::{CommitPolicy, Committed, SinkConfig, SinkExt, SinkHandle, SinkOutput};

@@ -27,7 +27,9 @@
 //! advances, so a caller waiting on it must check [`SinkHandle::error`] (or use
 //! [`SinkHandle::step_until_committed`], which does).
 
-use crate::change::{changes_from_unkeyed_updates, changes_from_updates, Change, Violation, ViolationPolicy};
+use crate::change::{
+    changes_from_ordered, changes_from_unkeyed_updates, chunk_start, order_by_key, Change, Violation, ViolationPolicy,
+};
 use crate::metrics::SinkMetrics;
 use crate::route::route_hash;
 use crate::time::{Frontier, SinkTime};
@@ -381,6 +383,9 @@ impl<T: SinkTime> Caps<T> {
     }
 }
 
+/// At most about this many changes are handed to a writer in one call.
+const WRITE_CHUNK: usize = 16 * 1024;
+
 /// One time's buffered updates, keyed.
 type Updates<K, V> = Vec<((K, V), isize)>;
 
@@ -552,48 +557,65 @@ where
                 }
                 let mut updates = entry.remove();
                 if keyed {
-                    changes_from_updates(&mut updates, &mut st.changes, &mut st.violations);
+                    order_by_key(&mut updates);
                 } else {
-                    changes_from_unkeyed_updates(&mut updates, &mut st.changes);
+                    differential_dataflow::consolidation::consolidate(&mut updates);
                 }
-                if !st.violations.is_empty() {
-                    let n = st.violations.len() as u64;
-                    match violations_policy {
-                        ViolationPolicy::Fail => {
-                            SinkMetrics::add(&metrics.violations_failed, n);
-                            let v = &st.violations[0];
-                            let e = OperatorError::KeyViolation { sink: name.clone(), time: format!("{t:?}"), detail: v.to_string() };
-                            fail(&mut st, &mut caps, e.into());
-                            return;
-                        }
-                        ViolationPolicy::Skip => {
-                            SinkMetrics::add(&metrics.violations_skipped, n);
-                            for v in st.violations.drain(..) {
-                                tracing::warn!(sink = %name, time = ?t, "skipped: {v}");
+                // Deliver a large time in chunks taken from the end, so neither the changes nor
+                // a writer's encoded batch ever hold the whole time at once.
+                while !updates.is_empty() {
+                    if keyed {
+                        let from = chunk_start(&updates, WRITE_CHUNK);
+                        changes_from_ordered(&mut updates, from, &mut st.changes, &mut st.violations);
+                    } else {
+                        let from = updates.len().saturating_sub(WRITE_CHUNK);
+                        let mut tail = updates.split_off(from);
+                        changes_from_unkeyed_updates(&mut tail, &mut st.changes);
+                    }
+                    if !st.violations.is_empty() {
+                        let n = st.violations.len() as u64;
+                        match violations_policy {
+                            ViolationPolicy::Fail => {
+                                SinkMetrics::add(&metrics.violations_failed, n);
+                                let v = &st.violations[0];
+                                let e = OperatorError::KeyViolation {
+                                    sink: name.clone(),
+                                    time: format!("{t:?}"),
+                                    detail: v.to_string(),
+                                };
+                                fail(&mut st, &mut caps, e.into());
+                                return;
                             }
-                        }
-                        ViolationPolicy::DeadLetter => {
-                            SinkMetrics::add(&metrics.violations_dead_lettered, n);
-                            let cap = caps.dead.as_ref().expect("dead-letter capability held while running").delayed(&t);
-                            let mut out = out1.activate();
-                            let mut session = out.session(&cap);
-                            for v in st.violations.drain(..) {
-                                for (value, diff) in v.updates {
-                                    session.give((value, t, diff));
+                            ViolationPolicy::Skip => {
+                                SinkMetrics::add(&metrics.violations_skipped, n);
+                                for v in st.violations.drain(..) {
+                                    tracing::warn!(sink = %name, time = ?t, "skipped: {v}");
+                                }
+                            }
+                            ViolationPolicy::DeadLetter => {
+                                SinkMetrics::add(&metrics.violations_dead_lettered, n);
+                                let cap =
+                                    caps.dead.as_ref().expect("dead-letter capability held while running").delayed(&t);
+                                let mut out = out1.activate();
+                                let mut session = out.session(&cap);
+                                for v in st.violations.drain(..) {
+                                    for (value, diff) in v.updates {
+                                        session.give((value, t, diff));
+                                    }
                                 }
                             }
                         }
                     }
-                }
-                let n = st.changes.len() as u64;
-                if n > 0 {
-                    if let Err(e) = writer.write(&t, &mut st.changes) {
-                        fail(&mut st, &mut caps, e);
-                        return;
+                    let n = st.changes.len() as u64;
+                    if n > 0 {
+                        if let Err(e) = writer.write(&t, &mut st.changes) {
+                            fail(&mut st, &mut caps, e);
+                            return;
+                        }
+                        st.changes.clear();
+                        SinkMetrics::add(&metrics.changes_out, n);
+                        st.changes_since_finish += n;
                     }
-                    st.changes.clear();
-                    SinkMetrics::add(&metrics.changes_out, n);
-                    st.changes_since_finish += n;
                 }
             }
             if frontier > st.written {

@@ -5,8 +5,10 @@
 //!
 //! 1. [`resume`](SinkWriter::resume) once, before any data: the frontier this worker already made
 //!    durable in an earlier run. The operator drops every update at a time before it.
-//! 2. [`write`](SinkWriter::write) once per complete time, in time order, with that time's
-//!    changes. A writer may send them at once or buffer them; nothing is durable yet.
+//! 2. [`write`](SinkWriter::write) for each complete time, in time order, with that time's
+//!    changes — in one call, or for a large time in several consecutive calls of at most a few
+//!    thousand changes each (a key's change is never split). A writer may send them at once or
+//!    buffer them; nothing is durable yet.
 //! 3. [`commit`](SinkWriter::commit) with a frontier `upper`: everything written so far, i.e. every
 //!    time before `upper`, must become durable **atomically with a record of `upper`** — that
 //!    record is what `resume` reads back. Several times may share one commit.
@@ -43,7 +45,8 @@ pub trait SinkWriter<K, V, T>: 'static {
     /// The frontier this worker already committed in an earlier run (`Frontier::minimum()` if none).
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>, Self::Error>;
 
-    /// Delivers the changes of one complete `time`. The writer may drain `changes`.
+    /// Delivers changes of one complete `time` (all of them, or the next chunk of them). The
+    /// writer may drain `changes`.
     fn write(&mut self, time: &T, changes: &mut Vec<Change<K, V>>) -> Result<(), Self::Error>;
 
     /// Makes every change written so far durable together with `upper`.

@@ -87,6 +87,9 @@ struct GenArgs {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Write a snapshot instead: `--updates` inserts of distinct keys, all at time 0.
+    #[arg(long)]
+    snapshot: bool,
 }
 
 #[derive(Deserialize)]
@@ -368,13 +371,29 @@ fn generate(g: &GenArgs) -> Result<(), String> {
         rng ^= rng << 17;
         rng
     };
+    let pad_len = g.row_bytes.saturating_sub(60);
+    if g.snapshot {
+        let out = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, out.lock());
+        let mut note = String::with_capacity(pad_len);
+        for key in 0..g.updates {
+            note.clear();
+            while note.len() < pad_len {
+                note.push((b'a' + (next() % 26) as u8) as char);
+            }
+            let row = serde_json::json!({"id": key, "name": format!("customer-{key}"), "amount": (key * 7919) % 100_000, "note": note});
+            serde_json::to_writer(&mut out, &serde_json::json!({"time": 0, "diff": 1, "row": row}))
+                .map_err(|e| e.to_string())?;
+            out.write_all(b"\n").map_err(|e| e.to_string())?;
+        }
+        return out.flush().map_err(|e| e.to_string());
+    }
     let mut state: std::collections::HashMap<u64, serde_json::Value> = Default::default();
     let per_time = g.updates.div_ceil(g.times).max(1);
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, out.lock());
     let mut written = 0u64;
     let mut version = 0u64;
-    let pad_len = g.row_bytes.saturating_sub(60);
     for time in 0..g.times {
         let mut touched = std::collections::HashSet::new();
         let mut n = 0;

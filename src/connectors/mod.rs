@@ -111,7 +111,8 @@ impl ConnectorConfig {
 pub trait RecordWriter: 'static {
     /// The frontier this worker committed in an earlier run.
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>>;
-    /// Delivers one time's records (in key order).
+    /// Delivers records of one time: all of them, or the next chunk of them (a time's records may
+    /// come in several consecutive calls; a key's records are never split).
     fn write(&mut self, batch: &RecordBatch) -> Result<()>;
     /// Makes everything written durable together with `upper`.
     fn commit(&mut self, upper: Frontier<u64>) -> Result<()>;
