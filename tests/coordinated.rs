@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{keyed_history, state_before, Row};
+use common::{feed_time, keyed_history, state_before, Row};
 use differential_dataflow::input::Input;
 use differential_sinks::operators::{
     resolve_resume, Change, Committer, CoordinatedWriter, Frontier, OperatorError, Prepared, SinkConfig, SinkExt,
@@ -108,13 +108,7 @@ fn run_coordinated(history: &[(Row, u64, isize)], table: &Arc<Mutex<Table>>, pee
             (input, probe, out.handle)
         });
         for t in 0..times {
-            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
-                if i % peers == index {
-                    input.update(row.clone(), *d);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
+            feed_time(&mut input, &history, t, index, peers);
             if t % 2 == 0 {
                 // Every worker waits for the coordinator's commit of this time.
                 if let Err(e) = handle.step_until_committed(worker, &probe, &(t + 1)) {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{expected_changes, key_of, keyed_history, row_of, state_before, Rng, Row};
+use common::{expected_changes, feed_time, key_of, keyed_history, row_of, state_before, Rng, Row};
 use differential_dataflow::input::Input;
 use differential_sinks::connectors::memory::{MemoryTarget, StoredRecord};
 use differential_sinks::envelope::Op;
@@ -53,13 +53,7 @@ fn run(
             (input, probe, out.handle)
         });
         for t in 0..times {
-            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
-                if i % peers == index {
-                    input.update(row.clone(), *d);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
+            feed_time(&mut input, &history, t, index, peers);
             match drive2.pattern.get(t as usize).copied().unwrap_or(0) % 3 {
                 1 => {
                     for _ in 0..3 {
