@@ -61,6 +61,14 @@ pub fn classify(e: tokio_postgres::Error, what: &str) -> Error {
     Error::new(kind, msg).with_source(e)
 }
 
+fn is_unique_violation(e: &Error) -> bool {
+    use std::error::Error as _;
+    e.source()
+        .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
+        .and_then(|e| e.code())
+        == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
 /// True for errors caused by the data of some row (constraint violations, bad values).
 pub fn is_data_error(e: &Error) -> bool {
     use std::error::Error as _;
@@ -327,17 +335,37 @@ impl PgConn {
     ) -> Result<()> {
         let chunk = chunk.max(1);
         let deletes: Vec<usize> = batch.rows_of(RowOp::Delete).collect();
-        let upserts: Vec<usize> = batch.rows_of(RowOp::Upsert).collect();
         let appends: Vec<usize> = batch.rows_of(RowOp::Append).collect();
         for part in deletes.chunks(chunk) {
             self.delete(t, batch, part).await?;
         }
-        if !upserts.is_empty() {
-            if t.pg_upsert == PgUpsertMethod::Copy && !single {
-                self.upsert_copy(t, batch, &upserts).await?;
-            } else {
-                for part in upserts.chunks(chunk) {
-                    self.insert_unnest(t, batch, part, true).await?;
+        if single {
+            let upserts: Vec<usize> = batch.rows_of(RowOp::Upsert).collect();
+            for part in upserts.chunks(chunk) {
+                self.insert_unnest(t, batch, part, true).await?;
+            }
+        } else {
+            let updates: Vec<usize> = batch.upserts(false).collect();
+            self.upsert(t, batch, &updates, chunk).await?;
+            // Keys new to the collection in this commit go in by COPY, the fastest path; should
+            // the table hold one already (rows written by someone else), the COPY is undone and
+            // those rows take the upsert path.
+            let fresh: Vec<usize> = batch.upserts(true).collect();
+            if !fresh.is_empty() {
+                self.exec("SAVEPOINT dsink_fresh").await?;
+                let sql = format!(
+                    "COPY {}.{} ({}) FROM STDIN",
+                    q(&t.schema),
+                    q(&t.table),
+                    column_list(t)
+                );
+                match self.copy(&sql, t, batch, &fresh).await {
+                    Ok(()) => self.exec("RELEASE SAVEPOINT dsink_fresh").await?,
+                    Err(e) if is_unique_violation(&e) => {
+                        self.exec("ROLLBACK TO SAVEPOINT dsink_fresh").await?;
+                        self.upsert(t, batch, &fresh, chunk).await?;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -351,6 +379,26 @@ impl PgConn {
                 let sql = format!("COPY {}.{} ({cols}) FROM STDIN", q(&t.schema), q(&t.table));
                 self.copy(&sql, t, batch, &appends).await?;
             }
+        }
+        Ok(())
+    }
+
+    async fn exec(&self, sql: &str) -> Result<()> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| classify(e, sql))
+    }
+
+    async fn upsert(&mut self, t: &Target, batch: &Batch, rows: &[usize], chunk: usize) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if t.pg_upsert == PgUpsertMethod::Copy {
+            return self.upsert_copy(t, batch, rows).await;
+        }
+        for part in rows.chunks(chunk) {
+            self.insert_unnest(t, batch, part, true).await?;
         }
         Ok(())
     }

@@ -40,6 +40,10 @@ pub struct PendingRow {
     pub key: Key,
     /// Index of its first cell in [`Batch::cells`].
     pub first: u32,
+    /// An upsert of a key the collection did not hold before this commit (its first change in
+    /// the commit was an insert): the table should not hold it either, so a plain insert will do
+    /// (a conflict falls back to the upsert).
+    pub fresh: bool,
 }
 
 /// Everything written since the last commit: for upserts only the last change of each key.
@@ -59,6 +63,15 @@ impl Batch {
             .iter()
             .enumerate()
             .filter(move |(_, r)| r.op == op)
+            .map(|(i, _)| i)
+    }
+
+    /// Indices of the upserts of keys new in this commit (`fresh`) or not.
+    pub fn upserts(&self, fresh: bool) -> impl Iterator<Item = usize> + '_ {
+        self.rows
+            .iter()
+            .enumerate()
+            .filter(move |(_, r)| r.op == RowOp::Upsert && r.fresh == fresh)
             .map(|(i, _)| i)
     }
 
@@ -100,6 +113,7 @@ impl Batch {
             op: r.op,
             key: r.key.clone(),
             first: 0,
+            fresh: false,
         });
         b
     }
@@ -502,12 +516,18 @@ impl<V: Serialize> JdbcWriter<V> {
                 };
                 match batch.index.get(&key) {
                     Some(&i) => {
+                        // `fresh` stays as the key's first change in the commit set it.
                         batch.rows[i].op = op;
                         batch.rows[i].first = first;
                     }
                     None => {
                         batch.index.insert(key.clone(), batch.rows.len());
-                        batch.rows.push(PendingRow { op, key, first });
+                        batch.rows.push(PendingRow {
+                            op,
+                            key,
+                            first,
+                            fresh: change.before.is_none(),
+                        });
                     }
                 }
             }
@@ -531,6 +551,7 @@ impl<V: Serialize> JdbcWriter<V> {
                         op: RowOp::Append,
                         key,
                         first,
+                        fresh: false,
                     });
                 }
             }
@@ -602,7 +623,12 @@ impl<V: Serialize> JdbcWriter<V> {
                         }
                     }
                     Err(e) => {
-                        let conn = conn_slot.as_mut().expect("a fatal error keeps the session");
+                        let Some(conn) = conn_slot.as_mut() else {
+                            return Err(Error::new(
+                                e.kind(),
+                                format!("sink `{sink}`: {e}"),
+                            ));
+                        };
                         if conn.is_data_error(&e) {
                             if let Some((key, row_err)) = conn.find_refused(&target, batch).await {
                                 return Err(Error::new(
