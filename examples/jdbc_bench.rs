@@ -332,7 +332,10 @@ fn bench(db: Db, url: &str, args: &Args) {
     let methods: &[(PgUpsertMethod, &str)] = if db == Db::Pg {
         &[
             (PgUpsertMethod::Unnest, "sink upsert (unnest), insert pass"),
-            (PgUpsertMethod::Copy, "sink upsert (COPY + merge), insert pass"),
+            (
+                PgUpsertMethod::Copy,
+                "sink upsert (COPY + merge), insert pass",
+            ),
         ]
     } else {
         &[(PgUpsertMethod::Unnest, "sink upsert, insert pass")]

@@ -75,10 +75,7 @@ impl Sql {
                         .await
                         .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
                     tokio::spawn(conn);
-                    client
-                        .batch_execute("SET TIME ZONE 'UTC'")
-                        .await
-                        .unwrap();
+                    client.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
                     client
                 });
                 Sql {
@@ -136,19 +133,15 @@ impl Sql {
                     .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
                     .into_iter()
                     .filter_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                            (0..r.len())
-                                .map(|i| r.get(i).map(str::to_string))
-                                .collect(),
-                        ),
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                        }
                         _ => None,
                     })
                     .collect(),
                 (_, Some(c)) => {
-                    let rows: Vec<mysql_async::Row> = c
-                        .query(sql)
-                        .await
-                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    let rows: Vec<mysql_async::Row> =
+                        c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
                     rows.into_iter()
                         .map(|r| {
                             r.unwrap()
@@ -195,11 +188,13 @@ fn create_row_table(sql: &mut Sql, db: Db, name: &str, pk: bool) {
 }
 
 fn config(db: Db, table: &str) -> JdbcConfig {
-    JdbcConfig::new(&db.url(), table).unwrap().retry(RetryPolicy {
-        initial: Duration::from_millis(20),
-        max_delay: Duration::from_millis(500),
-        deadline: Duration::from_secs(30),
-    })
+    JdbcConfig::new(&db.url(), table)
+        .unwrap()
+        .retry(RetryPolicy {
+            initial: Duration::from_millis(20),
+            max_delay: Duration::from_millis(500),
+            deadline: Duration::from_secs(30),
+        })
 }
 
 /// The table's rows, by key.
@@ -281,8 +276,13 @@ fn run(
     e
 }
 
-fn check_upsert_history(db: Db, seed: u64, keys: u32, times: u64, per_time: usize, peers: usize, max_changes: Option<u64>, method: PgUpsertMethod) {
-    let history = keyed_history(seed, keys, times, per_time);
+fn check_upsert_history(
+    db: Db,
+    history: Vec<(Row, u64, isize)>,
+    peers: usize,
+    max_changes: Option<u64>,
+    method: PgUpsertMethod,
+) {
     let mut sql = Sql::connect(db);
     let table = table_name("prop");
     create_row_table(&mut sql, db, &table, true);
@@ -297,12 +297,22 @@ fn check_upsert_history(db: Db, seed: u64, keys: u32, times: u64, per_time: usiz
         .unwrap();
     let err = run(&history, &[spec], peers);
     assert!(err.is_none(), "{err:?}");
-    assert_eq!(read_rows(&mut sql, &table), state_before(&history, u64::MAX));
+    assert_eq!(
+        read_rows(&mut sql, &table),
+        state_before(&history, u64::MAX)
+    );
     let progress = sql.rows(&format!(
         "SELECT worker, frontier FROM dsink_progress WHERE sink_name = 'prop' AND target LIKE '%.{table}' ORDER BY worker"
     ));
-    assert_eq!(progress.len(), peers, "one progress row per worker: {progress:?}");
-    assert!(progress.iter().all(|r| r[1].is_none()), "every worker committed the complete frontier: {progress:?}");
+    assert_eq!(
+        progress.len(),
+        peers,
+        "one progress row per worker: {progress:?}"
+    );
+    assert!(
+        progress.iter().all(|r| r[1].is_none()),
+        "every worker committed the complete frontier: {progress:?}"
+    );
     sql.exec(&format!("DROP TABLE {table}"));
 }
 
@@ -315,7 +325,7 @@ proptest! {
         peers in prop_oneof![Just(1usize), Just(2), Just(4)], max_changes in prop::option::of(1u64..30), copy in any::<bool>()
     ) {
         let method = if copy { PgUpsertMethod::Copy } else { PgUpsertMethod::Unnest };
-        check_upsert_history(Db::Pg, seed, keys, times, per_time, peers, max_changes, method);
+        check_upsert_history(Db::Pg, keyed_history(seed, keys, times, per_time), peers, max_changes, method);
     }
 
     #[test]
@@ -323,7 +333,7 @@ proptest! {
         seed in any::<u64>(), keys in 1u32..40, times in 1u64..10, per_time in 0usize..20,
         peers in prop_oneof![Just(1usize), Just(2), Just(4)], max_changes in prop::option::of(1u64..30)
     ) {
-        check_upsert_history(Db::My, seed, keys, times, per_time, peers, max_changes, PgUpsertMethod::Unnest);
+        check_upsert_history(Db::My, keyed_history(seed, keys, times, per_time), peers, max_changes, PgUpsertMethod::Unnest);
     }
 }
 
@@ -336,7 +346,10 @@ fn foreign_rows_are_upserted(db: Db) {
     create_row_table(&mut sql, db, &table, true);
     sql.exec(&format!(
         "INSERT INTO {table} (k, v, s) VALUES {}",
-        (0..60).map(|k| format!("({k}, 0, 'foreign')")).collect::<Vec<_>>().join(", ")
+        (0..60)
+            .map(|k| format!("({k}, 0, 'foreign')"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     let spec = SinkSpec::builder("foreign", config(db, &table))
         .upsert()
@@ -348,7 +361,14 @@ fn foreign_rows_are_upserted(db: Db) {
     let touched: std::collections::BTreeSet<u32> = history.iter().map(|h| h.0.k).collect();
     let mut want = state_before(&history, u64::MAX);
     for k in (0..60).filter(|k| !touched.contains(k)) {
-        want.insert(k, Row { k, v: 0, s: "foreign".into() });
+        want.insert(
+            k,
+            Row {
+                k,
+                v: 0,
+                s: "foreign".into(),
+            },
+        );
     }
     assert_eq!(read_rows(&mut sql, &table), want);
     sql.exec(&format!("DROP TABLE {table}"));
@@ -427,22 +447,50 @@ fn primary_key_rules(db: Db) {
     // Rule 1: an upsert sink must declare the key, and it must be the table's.
     let e = build(&keyed, Format::Upsert, None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
-    assert!(e.to_string().contains(&keyed) && e.to_string().contains("primary_key = 'a,b'"), "{e}");
+    assert!(
+        e.to_string().contains(&keyed) && e.to_string().contains("primary_key = 'a,b'"),
+        "{e}"
+    );
     let e = build(&keyed, Format::Upsert, Some(&["a"])).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Schema, "{e}");
-    assert!(e.to_string().contains(&keyed) && e.to_string().contains("(a,b)"), "{e}");
+    assert!(
+        e.to_string().contains(&keyed) && e.to_string().contains("(a,b)"),
+        "{e}"
+    );
     build(&keyed, Format::Upsert, Some(&["b", "a"])).expect("the table's key, in any order");
     // Rule 2: a table without a key takes no upsert sink, but an append-only one.
     let e = build(&unkeyed, Format::Upsert, Some(&["a"])).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Schema, "{e}");
-    assert!(e.to_string().contains(&unkeyed) && e.to_string().contains("no primary key") && e.to_string().contains("append-only"), "{e}");
+    assert!(
+        e.to_string().contains(&unkeyed)
+            && e.to_string().contains("no primary key")
+            && e.to_string().contains("append-only"),
+        "{e}"
+    );
     build(&unkeyed, Format::AppendOnly { force: false }, None).expect("append-only without a key");
-    build(&keyed, Format::AppendOnly { force: true }, Some(&["a", "b"])).expect("append-only into a keyed table");
+    build(
+        &keyed,
+        Format::AppendOnly { force: true },
+        Some(&["a", "b"]),
+    )
+    .expect("append-only into a keyed table");
     // Debezium has no meaning for a table.
-    let e = build(&keyed, Format::Debezium { tombstone_after_delete: false }, Some(&["a", "b"])).unwrap_err();
+    let e = build(
+        &keyed,
+        Format::Debezium {
+            tombstone_after_delete: false,
+        },
+        Some(&["a", "b"]),
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     // A missing table.
-    let e = build("no_such_table_here", Format::AppendOnly { force: false }, None).unwrap_err();
+    let e = build(
+        "no_such_table_here",
+        Format::AppendOnly { force: false },
+        None,
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Schema, "{e}");
     assert!(e.to_string().contains("no_such_table_here"), "{e}");
     // Schemas: a column the table lacks, an incompatible type, an uncovered NOT NULL column.
@@ -455,10 +503,16 @@ fn primary_key_rules(db: Db) {
     };
     let e = with_schema("a:int32!,b:int32!,zz:string").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Schema);
-    assert!(e.to_string().contains("`zz`") && e.to_string().contains(&keyed), "{e}");
+    assert!(
+        e.to_string().contains("`zz`") && e.to_string().contains(&keyed),
+        "{e}"
+    );
     let e = with_schema("a:int32!,b:int32!,c:timestamp").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Schema);
-    assert!(e.to_string().contains("`c`") && e.to_string().contains("timestamp"), "{e}");
+    assert!(
+        e.to_string().contains("`c`") && e.to_string().contains("timestamp"),
+        "{e}"
+    );
     with_schema("a:int32!,b:int64!,c:string").expect("compatible schema");
     with_schema("a:int32!,b:int64!").expect("c is nullable, so the rows may leave it out");
     sql.exec(&format!("DROP TABLE {keyed}"));
@@ -477,7 +531,10 @@ fn mysql_primary_key_rules() {
 
 /// Runs JSON rows (a map per row, as `dsink` reads them) into `spec` on one worker, all at time 0
 /// unless the row says `"@time"`.
-fn run_json(rows: Vec<(serde_json::Value, u64, isize)>, spec: &SinkSpec) -> Option<differential_sinks::Error> {
+fn run_json(
+    rows: Vec<(serde_json::Value, u64, isize)>,
+    spec: &SinkSpec,
+) -> Option<differential_sinks::Error> {
     let spec = spec.clone();
     let rows = Arc::new(Mutex::new(rows));
     let err = Arc::new(Mutex::new(None));
@@ -537,7 +594,8 @@ fn types_round_trip(db: Db) {
         "f": 0.1, "big": u64::MAX
     });
     let nulls = json!({"id": 2, "n": null, "ts": null, "tn": null, "d": null, "j": null, "s": null, "b": null, "bin": null, "f": null, "big": null});
-    let sparse = json!({"id": 3, "s": "", "j": "just a string", "ts": 1_700_000_000_123_456i64, "n": -0.5});
+    let sparse =
+        json!({"id": 3, "s": "", "j": "just a string", "ts": 1_700_000_000_123_456i64, "n": -0.5});
     let err = run_json(vec![(full, 0, 1), (nulls, 0, 1), (sparse, 0, 1)], &spec);
     assert!(err.is_none(), "{err:?}");
     let select = match db {
@@ -554,20 +612,37 @@ fn types_round_trip(db: Db) {
     let rows = sql.rows(&select);
     assert_eq!(rows.len(), 3, "{rows:?}");
     let r = &rows[0];
-    assert_eq!(r[1].as_deref(), Some("1234567890123456789012345678.123456789012"));
+    assert_eq!(
+        r[1].as_deref(),
+        Some("1234567890123456789012345678.123456789012")
+    );
     assert_eq!(r[2].as_deref(), Some("2024-02-29 22:59:58.123456"));
     assert_eq!(r[3].as_deref(), Some("1999-12-31 23:59:59"));
     assert_eq!(r[4].as_deref(), Some("2024-02-29"));
     let j: serde_json::Value = serde_json::from_str(r[5].as_deref().unwrap()).unwrap();
     assert_eq!(j, json!({"a": [1, 2.5, null, "ü"], "b": {"c": true}}));
-    assert_eq!(r[6].as_deref(), Some("ünïcödé ✓ 日本語 🎉 'quote' \"dq\" back\\slash tab\t nl\n"));
-    assert!(matches!(r[7].as_deref(), Some("true") | Some("1")), "{:?}", r[7]);
+    assert_eq!(
+        r[6].as_deref(),
+        Some("ünïcödé ✓ 日本語 🎉 'quote' \"dq\" back\\slash tab\t nl\n")
+    );
+    assert!(
+        matches!(r[7].as_deref(), Some("true") | Some("1")),
+        "{:?}",
+        r[7]
+    );
     assert_eq!(r[8].as_deref(), Some("deadbeef"));
     assert_eq!(r[9].as_deref(), Some("0.1"));
     assert_eq!(r[10].as_deref(), Some("18446744073709551615"));
-    assert!(rows[1][1..].iter().all(Option::is_none), "NULLs stay NULL: {:?}", rows[1]);
+    assert!(
+        rows[1][1..].iter().all(Option::is_none),
+        "NULLs stay NULL: {:?}",
+        rows[1]
+    );
     let r = &rows[2];
-    assert_eq!(r[1].as_deref().map(|s| s.trim_end_matches('0')), Some("-0.5"));
+    assert_eq!(
+        r[1].as_deref().map(|s| s.trim_end_matches('0')),
+        Some("-0.5")
+    );
     assert_eq!(r[2].as_deref(), Some("2023-11-14 22:13:20.123456"));
     let j: serde_json::Value = serde_json::from_str(r[5].as_deref().unwrap()).unwrap();
     assert_eq!(j, json!("just a string"));
@@ -602,16 +677,30 @@ fn refused_row_names_its_key(db: Db) {
         .collect();
     let e = run_json(rows, &spec).expect("the check constraint stops the sink");
     assert_eq!(e.kind(), ErrorKind::Fatal, "{e}");
-    assert!(e.to_string().contains("{\"id\":37}"), "the message names the key: {e}");
+    assert!(
+        e.to_string().contains("{\"id\":37}"),
+        "the message names the key: {e}"
+    );
     let n = sql.rows(&format!("SELECT count(*) FROM {table}"));
-    assert_eq!(n[0][0].as_deref(), Some("0"), "nothing of the refused commit is applied");
+    assert_eq!(
+        n[0][0].as_deref(),
+        Some("0"),
+        "nothing of the refused commit is applied"
+    );
     // A value the column cannot take.
     let e = run_json(vec![(json!({"id": 5, "qty": "many"}), 0, 1)], &spec).expect("refused");
     assert!(e.to_string().contains("{\"id\":5}"), "{e}");
     // A field the table has no column for.
-    let e = run_json(vec![(json!({"id": 6, "qty": 1, "colour": "red"}), 0, 1)], &spec).expect("refused");
+    let e = run_json(
+        vec![(json!({"id": 6, "qty": 1, "colour": "red"}), 0, 1)],
+        &spec,
+    )
+    .expect("refused");
     assert_eq!(e.kind(), ErrorKind::Schema);
-    assert!(e.to_string().contains("`colour`") && e.to_string().contains(&table), "{e}");
+    assert!(
+        e.to_string().contains("`colour`") && e.to_string().contains(&table),
+        "{e}"
+    );
     sql.exec(&format!("DROP TABLE {table}"));
 }
 
@@ -658,8 +747,11 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
     let crash_at = times / 2;
     let pending_at_crash = Arc::new(Mutex::new(Vec::new()));
     {
-        let (history, specs, pending_at_crash) =
-            (Arc::new(history.clone()), specs.clone(), pending_at_crash.clone());
+        let (history, specs, pending_at_crash) = (
+            Arc::new(history.clone()),
+            specs.clone(),
+            pending_at_crash.clone(),
+        );
         timely::execute(timely::Config::process(peers), move |worker| {
             let (index, peers) = (worker.index(), worker.peers());
             let id = worker.next_dataflow_index();
@@ -728,10 +820,20 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
     let progress = sql.rows(&format!(
         "SELECT count(*) FROM dsink_progress WHERE target LIKE '%.{app}' OR target LIKE '%.{up}'"
     ));
-    assert_ne!(progress[0][0].as_deref(), Some("0"), "the first run committed something");
+    assert_ne!(
+        progress[0][0].as_deref(),
+        Some("0"),
+        "the first run committed something"
+    );
     let partial = read_all_rows(&mut sql, &app).len();
-    let all_after = expected_changes(&history).values().filter(|c| c.1.is_some()).count();
-    assert!(partial < all_after, "the first run stopped before the end ({partial} of {all_after})");
+    let all_after = expected_changes(&history)
+        .values()
+        .filter(|c| c.1.is_some())
+        .count();
+    assert!(
+        partial < all_after,
+        "the first run stopped before the end ({partial} of {all_after})"
+    );
     // Second run over the same input, to the end.
     let err = run(&history, &specs, peers);
     assert!(err.is_none(), "{err:?}");
@@ -741,7 +843,11 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
         .filter_map(|(_, after)| after)
         .collect();
     want.sort();
-    assert_eq!(read_all_rows(&mut sql, &app), want, "each change appended exactly once");
+    assert_eq!(
+        read_all_rows(&mut sql, &app),
+        want,
+        "each change appended exactly once"
+    );
     for t in [&up, &app] {
         let p = sql.rows(&format!(
             "SELECT worker, frontier FROM dsink_progress WHERE target LIKE '%.{t}' ORDER BY worker"
@@ -795,7 +901,10 @@ fn options_and_redaction(db: Db) {
     ])
     .unwrap();
     let e = SinkSpec::from_options(bad).unwrap_err();
-    assert!(!e.to_string().contains("hunter2") && !format!("{e:?}").contains("hunter2"), "{e:?}");
+    assert!(
+        !e.to_string().contains("hunter2") && !format!("{e:?}").contains("hunter2"),
+        "{e:?}"
+    );
     sql.exec(&format!("DROP TABLE {table}"));
 }
 
@@ -815,10 +924,24 @@ fn dsink_replays_into(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("changes.jsonl");
     let gen = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
-        .args(["generate", "--keys", "300", "--updates", "3000", "--times", "30", "--row-bytes", "80"])
+        .args([
+            "generate",
+            "--keys",
+            "300",
+            "--updates",
+            "3000",
+            "--times",
+            "30",
+            "--row-bytes",
+            "80",
+        ])
         .output()
         .unwrap();
-    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
     std::fs::write(&log, &gen.stdout).unwrap();
     // The state the log describes, computed from the log alone.
     let mut state: BTreeMap<u64, serde_json::Value> = BTreeMap::new();
@@ -839,28 +962,71 @@ fn dsink_replays_into(db: Db) {
     ));
     for workers in ["1", "2"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
-            .args(["--input", log.to_str().unwrap(), "--workers", workers, "--progress", "never"])
-            .args(["--with", "connector=jdbc", "--with", &format!("jdbc.url={}", db.url())])
-            .args(["--with", &format!("table.name={table}"), "--with", "type=upsert", "--with", "primary_key=id"])
-            .args(["--with", &format!("sink.name=dsink-{workers}"), "--with", "commit.max_changes=100"])
+            .args([
+                "--input",
+                log.to_str().unwrap(),
+                "--workers",
+                workers,
+                "--progress",
+                "never",
+            ])
+            .args([
+                "--with",
+                "connector=jdbc",
+                "--with",
+                &format!("jdbc.url={}", db.url()),
+            ])
+            .args([
+                "--with",
+                &format!("table.name={table}"),
+                "--with",
+                "type=upsert",
+                "--with",
+                "primary_key=id",
+            ])
+            .args([
+                "--with",
+                &format!("sink.name=dsink-{workers}"),
+                "--with",
+                "commit.max_changes=100",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
-        let rows = sql.rows(&format!("SELECT id, name, amount, note FROM {table} ORDER BY id"));
+        assert!(
+            out.status.success(),
+            "dsink failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = sql.rows(&format!(
+            "SELECT id, name, amount, note FROM {table} ORDER BY id"
+        ));
         assert_eq!(rows.len(), state.len());
         for r in rows {
             let id: u64 = r[0].as_ref().unwrap().parse().unwrap();
             let want = &state[&id];
             assert_eq!(r[1].as_deref(), want["name"].as_str());
-            assert_eq!(r[2].as_ref().unwrap().parse::<u64>().unwrap(), want["amount"].as_u64().unwrap());
+            assert_eq!(
+                r[2].as_ref().unwrap().parse::<u64>().unwrap(),
+                want["amount"].as_u64().unwrap()
+            );
             assert_eq!(r[3].as_deref(), want["note"].as_str());
         }
     }
     // A configuration error surfaces before any worker starts, naming the table's key.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
         .args(["--input", log.to_str().unwrap()])
-        .args(["--with", "connector=jdbc", "--with", &format!("jdbc.url={}", db.url())])
-        .args(["--with", &format!("table.name={table}"), "--with", "type=upsert"])
+        .args([
+            "--with",
+            "connector=jdbc",
+            "--with",
+            &format!("jdbc.url={}", db.url()),
+        ])
+        .args([
+            "--with",
+            &format!("table.name={table}"),
+            "--with",
+            "type=upsert",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

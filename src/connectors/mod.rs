@@ -37,7 +37,7 @@ pub enum ConnectorConfig {
     Memory(memory::MemoryConfig),
     /// A PostgreSQL / MySQL / MariaDB / TiDB table (`connector = jdbc`).
     #[cfg(feature = "jdbc")]
-    Jdbc(jdbc::JdbcConfig),
+    Jdbc(Box<jdbc::JdbcConfig>),
 }
 
 /// The connectors this build knows, for error messages.
@@ -67,7 +67,9 @@ impl ConnectorConfig {
                 opts,
             )?)),
             #[cfg(feature = "jdbc")]
-            "jdbc" => Ok(ConnectorConfig::Jdbc(jdbc::JdbcConfig::from_options(opts)?)),
+            "jdbc" => Ok(ConnectorConfig::Jdbc(Box::new(
+                jdbc::JdbcConfig::from_options(opts)?,
+            ))),
             other => Err(Error::config(format!(
                 "option `connector` = `{other}` is not available in this build (available: {}); \
                  enable the cargo feature of the same name",

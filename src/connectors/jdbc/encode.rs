@@ -282,7 +282,14 @@ pub fn mysql_datetime(s: &str) -> Option<String> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     let mut i = 19;
     let mut frac = "";
     if b.get(i) == Some(&b'.') {
@@ -302,7 +309,10 @@ pub fn mysql_datetime(s: &str) -> Option<String> {
             let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
             let (hh, mm) = match digits.len() {
                 2 => (digits.parse::<i64>().ok()?, 0),
-                4 => (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?),
+                4 => (
+                    digits[..2].parse::<i64>().ok()?,
+                    digits[2..].parse::<i64>().ok()?,
+                ),
                 _ => return None,
             };
             Some(sign * (hh * 3600 + mm * 60))
@@ -368,14 +378,17 @@ impl ValueSer<'_> {
                     .map_err(|e| EncErr(e.to_string()))?;
             }
             (ColKind::Bytes, d) => {
-                let bytes = base64_decode(s)
-                    .ok_or_else(|| EncErr(format!("`{s}` is not base64, as a bytes column needs")))?;
+                let bytes = base64_decode(s).ok_or_else(|| {
+                    EncErr(format!("`{s}` is not base64, as a bytes column needs"))
+                })?;
                 push_hex(self.text, &bytes, d);
             }
-            (ColKind::Timestamp | ColKind::Timestamptz, Dialect::Mysql) => match mysql_datetime(s) {
-                Some(t) => self.text.push_str(&t),
-                None => self.text.push_str(s),
-            },
+            (ColKind::Timestamp | ColKind::Timestamptz, Dialect::Mysql) => {
+                match mysql_datetime(s) {
+                    Some(t) => self.text.push_str(&t),
+                    None => self.text.push_str(s),
+                }
+            }
             _ => self.text.push_str(s),
         }
         Ok(true)

@@ -43,18 +43,21 @@
 //! [`encode`] for the rendering rules (NULLs, numerics of any size, timestamps, JSON, bytes).
 //!
 //! A commit may span several times. An upsert sink keeps, per key, only the key's last change in
-//! the commit: a delete, or the final row. The commit's deletes run before its upserts (so a
+//! the commit: a delete, or the final row. The commit's deletes run first, then the updates of
+//! keys the table holds, then the inserts of keys new to the collection in this commit (so a
 //! unique secondary index sees a freed value before it is reused). Statements:
 //!
 //! | | PostgreSQL | MySQL / MariaDB / TiDB |
 //! |---|---|---|
 //! | delete | `DELETE … USING unnest($1::text[], …)` | `DELETE … WHERE key IN (?, …)` |
-//! | upsert | `INSERT … SELECT … FROM unnest($1::text[], …) ON CONFLICT (key) DO UPDATE` (`DO NOTHING` when every column is in the key), or `COPY` into a temporary table and `INSERT … SELECT … ON CONFLICT` (`jdbc.postgres.upsert = copy`) | multi-row `INSERT … ON DUPLICATE KEY UPDATE` |
+//! | update (key held before the commit) | `COPY` into a temporary table, then `INSERT … SELECT … ON CONFLICT (key) DO UPDATE` (`DO NOTHING` when every column is in the key); or `INSERT … SELECT … FROM unnest($1::text[], …) ON CONFLICT …` with `jdbc.postgres.upsert = unnest` | multi-row `INSERT … ON DUPLICATE KEY UPDATE` |
+//! | insert (key new in the commit) | `COPY` straight into the table under a savepoint; if the table holds one of the keys already (rows someone else wrote), back to the savepoint and the update path | as the update |
 //! | append | `COPY … FROM STDIN` | multi-row `INSERT` |
 //!
-//! `jdbc.batch.size` rows go in one statement (PostgreSQL default 50 000, MySQL 2 000, capped by
-//! MySQL's 65 535 placeholders). `examples/jdbc_bench.rs` compares the paths; `unnest` measured
-//! faster than the staging table for upserts on PostgreSQL 15 here, so it is the default.
+//! Why: on PostgreSQL 15 here `INSERT … ON CONFLICT` costs about twice a plain insert, so keys new
+//! to the collection skip it; for updates the staging table measured 10–25 % faster than
+//! `unnest` (`examples/jdbc_bench.rs`). `jdbc.batch.size` rows go in one statement (PostgreSQL
+//! default 50 000, MySQL 2 000, capped by MySQL's 65 535 placeholders).
 //!
 //! # Exactly once
 //!
@@ -95,7 +98,7 @@
 //! | `schema.name` | PostgreSQL schema (default `public`) or MySQL database (default: the URL's) |
 //! | `type`, `primary_key`, `force_append_only` | as for every sink; see the rules above |
 //! | `jdbc.batch.size` | rows per statement |
-//! | `jdbc.postgres.upsert` | `unnest` (default) or `copy` |
+//! | `jdbc.postgres.upsert` | `copy` (default) or `unnest`: how updates reach PostgreSQL |
 //! | `jdbc.progress.table` | the progress table's name (default `dsink_progress`) |
 //! | `jdbc.connect.timeout.ms` | connection timeout (default 10 000) |
 //! | `jdbc.transaction.timeout.ms` | one commit attempt's limit (default 300 000) |
@@ -117,5 +120,5 @@ mod writer;
 
 pub use catalog::{ColKind, TableColumn, TableInfo};
 pub use config::{redact_url, Dialect, JdbcConfig, PgUpsertMethod, Secret, TlsMode};
-pub use writer::{describe_table, JdbcWriter};
 pub(crate) use writer::validate;
+pub use writer::{describe_table, JdbcWriter};

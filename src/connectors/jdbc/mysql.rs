@@ -34,9 +34,9 @@ pub fn classify(e: mysql_async::Error, what: &str) -> Error {
         mysql_async::Error::Server(s) if RETRIABLE.contains(&s.code) => ErrorKind::Retriable,
         mysql_async::Error::Server(_) => ErrorKind::Fatal,
         mysql_async::Error::Url(_) => ErrorKind::Config,
-        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) | mysql_async::Error::Other(_) => {
-            ErrorKind::Retriable
-        }
+        mysql_async::Error::Io(_)
+        | mysql_async::Error::Driver(_)
+        | mysql_async::Error::Other(_) => ErrorKind::Retriable,
     };
     Error::new(kind, format!("{what}: {e}")).with_source(e)
 }
@@ -100,7 +100,15 @@ impl MyConn {
     pub async fn table_info(&mut self, schema: &str, table: &str) -> Result<TableInfo> {
         let qualified = format!("{schema}.{table}");
         let what = format!("reading the columns of table {qualified}");
-        type ColRow = (String, String, String, String, Option<String>, String, String);
+        type ColRow = (
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            String,
+        );
         let rows: Vec<ColRow> = self
             .c()
             .exec(
@@ -182,7 +190,10 @@ impl MyConn {
         self.c().query_drop(sql).await.map_err(|e| {
             classify(
                 e,
-                &format!("creating the progress table {}.{}", t.schema, t.progress_table),
+                &format!(
+                    "creating the progress table {}.{}",
+                    t.schema, t.progress_table
+                ),
             )
         })
     }

@@ -1,6 +1,6 @@
 //! PostgreSQL: catalog queries, the progress table, and one commit as one transaction
-//! (deletes through `unnest` arrays, upserts through `unnest` or a `COPY`-filled staging table,
-//! appends through `COPY`).
+//! (deletes through `unnest` arrays, updates through a `COPY`-filled staging table or `unnest`
+//! arrays, inserts of new keys and appends through `COPY`).
 
 use super::catalog::{pg_kind, quote, TableColumn, TableInfo};
 use super::config::{JdbcConfig, PgUpsertMethod, TlsMode};
@@ -206,7 +206,10 @@ impl PgConn {
             }
             Err(e) => Err(classify(
                 e,
-                &format!("creating the progress table {}.{}", t.schema, t.progress_table),
+                &format!(
+                    "creating the progress table {}.{}",
+                    t.schema, t.progress_table
+                ),
             )),
         }
     }
@@ -317,7 +320,15 @@ impl PgConn {
         self.client
             .execute(
                 &upsert,
-                &[&t.sink, &t.qualified, &gen, &worker, &peers, &base, &frontier],
+                &[
+                    &t.sink,
+                    &t.qualified,
+                    &gen,
+                    &worker,
+                    &peers,
+                    &base,
+                    &frontier,
+                ],
             )
             .await
             .map_err(|e| classify(e, "recording the sink's progress"))?;
@@ -363,7 +374,10 @@ impl PgConn {
                     Ok(()) => self.exec("RELEASE SAVEPOINT dsink_fresh").await?,
                     Err(e) if is_unique_violation(&e) => {
                         self.exec("ROLLBACK TO SAVEPOINT dsink_fresh").await?;
-                        self.upsert(t, batch, &fresh, chunk).await?;
+                        // Not through the staging table: it still holds this commit's updates.
+                        for part in fresh.chunks(chunk) {
+                            self.insert_unnest(t, batch, part, true).await?;
+                        }
                     }
                     Err(e) => return Err(e),
                 }
@@ -390,7 +404,13 @@ impl PgConn {
             .map_err(|e| classify(e, sql))
     }
 
-    async fn upsert(&mut self, t: &Target, batch: &Batch, rows: &[usize], chunk: usize) -> Result<()> {
+    async fn upsert(
+        &mut self,
+        t: &Target,
+        batch: &Batch,
+        rows: &[usize],
+        chunk: usize,
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -407,15 +427,14 @@ impl PgConn {
         let n = t.pk.len();
         let aliases: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
         let params: Vec<String> = (0..n).map(|i| format!("${}::text[]", i + 1)).collect();
-        let cond: Vec<String> = t
-            .pk
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| {
-                let col = &t.columns[c];
-                format!("t.{} = d.c{i}::{}", q(&col.name), col.cast_type)
-            })
-            .collect();
+        let cond: Vec<String> =
+            t.pk.iter()
+                .enumerate()
+                .map(|(i, &c)| {
+                    let col = &t.columns[c];
+                    format!("t.{} = d.c{i}::{}", q(&col.name), col.cast_type)
+                })
+                .collect();
         let sql = format!(
             "DELETE FROM {}.{} AS t USING unnest({}) AS d({}) WHERE {}",
             q(&t.schema),
@@ -459,7 +478,11 @@ impl PgConn {
             select.join(", "),
             params.join(", "),
             aliases.join(", "),
-            if upsert { on_conflict(t) } else { String::new() }
+            if upsert {
+                on_conflict(t)
+            } else {
+                String::new()
+            }
         );
         let stmt = self.statement(&sql, &vec![Type::TEXT_ARRAY; n]).await?;
         let arrays = batch.column_arrays(rows, n);

@@ -12,8 +12,7 @@ use crate::envelope::Format;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use differential_sinks_operators::{
-    resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter,
-    WorkerContext,
+    resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -489,12 +488,20 @@ impl<V: Serialize> JdbcWriter<V> {
             .as_mut()
             .ok_or_else(|| Error::config("the database writer was used before resume"))?;
         let batch = &mut self.batch;
-        let table = &self.target.as_ref().expect("set with the encoder").qualified;
+        let table = &self
+            .target
+            .as_ref()
+            .expect("set with the encoder")
+            .qualified;
         let key = change.key;
         let with_key = |e: Error, key: &Key| {
             Error::new(
                 e.kind(),
-                format!("sink `{}`, table {table}, key {key:?}: {}", self.spec.name(), e.message()),
+                format!(
+                    "sink `{}`, table {table}, key {key:?}: {}",
+                    self.spec.name(),
+                    e.message()
+                ),
             )
         };
         match self.mode {
