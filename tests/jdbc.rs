@@ -1044,3 +1044,73 @@ fn postgres_dsink_replays_a_change_log() {
 fn mysql_dsink_replays_a_change_log() {
     dsink_replays_into(Db::My);
 }
+
+/// The sink's session is terminated by the server after every commit: the next commit finds the
+/// connection gone, reconnects and retries the whole transaction, and the table still equals the
+/// reference. (PostgreSQL only: its sessions carry the sink's name in `application_name`, so the
+/// test can end exactly those and no other test's.)
+#[test]
+fn postgres_connection_loss_is_retried() {
+    let db = Db::Pg;
+    let history = keyed_history(5, 30, 8, 10);
+    let times = history.iter().map(|h| h.1 + 1).max().unwrap();
+    let mut sql = Sql::connect(db);
+    let table = table_name("kill");
+    create_row_table(&mut sql, db, &table, true);
+    let sink = format!("kill-{table}");
+    let spec = SinkSpec::builder(sink.clone(), config(db, &table))
+        .upsert()
+        .primary_key(["k"])
+        .build()
+        .unwrap();
+    let app = format!("dsink {sink}");
+    let (history2, killed) = (history.clone(), Arc::new(Mutex::new(Vec::<String>::new())));
+    let killed2 = killed.clone();
+    timely::execute_directly(move |worker| {
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            (input, out.committed.probe().0, out.handle)
+        });
+        let mut admin = Sql::connect(Db::Pg);
+        for t in 0..times {
+            for (row, _, d) in history2.iter().filter(|h| h.1 == t) {
+                input.update(row.clone(), *d);
+            }
+            input.advance_to(t + 1);
+            input.flush();
+            handle
+                .step_until_committed(worker, &probe, &(t + 1))
+                .expect("the sink rides out the lost session");
+            let live = admin.rows(&format!(
+                "SELECT pid::text FROM pg_stat_activity WHERE application_name = '{app}'"
+            ));
+            let mut killed = killed2.lock().unwrap();
+            for pid in live.into_iter().map(|r| r[0].clone().unwrap()) {
+                assert!(
+                    !killed.contains(&pid),
+                    "the session {pid} was ended, yet committed"
+                );
+                // Waits (up to 10 s) until the session is gone.
+                let ended = admin.rows(&format!("SELECT pg_terminate_backend({pid}, 10000)"));
+                assert_eq!(ended[0][0].as_deref(), Some("t"));
+                killed.push(pid);
+            }
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        assert!(handle.take_error().is_none());
+    });
+    assert!(
+        killed.lock().unwrap().len() as u64 >= times,
+        "a session was ended after every commit: {:?}",
+        killed.lock().unwrap()
+    );
+    assert_eq!(
+        read_rows(&mut sql, &table),
+        state_before(&history, u64::MAX)
+    );
+    sql.exec(&format!("DROP TABLE {table}"));
+}

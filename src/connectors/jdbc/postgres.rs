@@ -79,14 +79,14 @@ pub fn is_data_error(e: &Error) -> bool {
 }
 
 impl PgConn {
-    /// Connects, with the session in UTC.
-    pub async fn connect(c: &JdbcConfig) -> Result<PgConn> {
+    /// Connects, with the session in UTC, named `application_name` (shown in `pg_stat_activity`).
+    pub async fn connect(c: &JdbcConfig, application_name: &str) -> Result<PgConn> {
         let mut pc = tokio_postgres::Config::new();
         pc.host(&c.host)
             .port(c.port)
             .user(&c.user)
             .connect_timeout(c.connect_timeout)
-            .application_name("differential-sinks")
+            .application_name(application_name)
             .ssl_mode(match c.tls {
                 TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
                 TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,

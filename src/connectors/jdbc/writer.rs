@@ -200,10 +200,17 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// Connects to the configured server.
-    pub async fn connect(c: &JdbcConfig) -> Result<Conn> {
+    /// Connects to the configured server for sink `sink`.
+    pub async fn connect(c: &JdbcConfig, sink: &str) -> Result<Conn> {
         Ok(match c.dialect {
-            Dialect::Postgres => Conn::Pg(PgConn::connect(c).await?),
+            Dialect::Postgres => {
+                // PostgreSQL keeps 63 bytes of the name.
+                let mut name = format!("dsink {sink}");
+                while name.len() > 63 {
+                    name.pop();
+                }
+                Conn::Pg(PgConn::connect(c, &name).await?)
+            }
             Dialect::Mysql => Conn::My(MyConn::connect(c).await?),
         })
     }
@@ -336,7 +343,7 @@ pub(crate) fn validate(config: &JdbcConfig, spec: &SinkSpec) -> Result<()> {
     }
     let schema = config.schema_name()?;
     block_on_fresh(async {
-        let mut conn = Conn::connect(config).await?;
+        let mut conn = Conn::connect(config, spec.name()).await?;
         let info = conn.table_info(&schema, &config.table).await;
         conn.close().await;
         catalog::check(config, spec, &info?)
@@ -418,7 +425,7 @@ impl<V: Serialize> JdbcWriter<V> {
             let mut backoff = Backoff::new(config.retry.clone());
             loop {
                 let r = async {
-                    let mut c = Conn::connect(config).await?;
+                    let mut c = Conn::connect(config, spec.name()).await?;
                     let info = c.table_info(&schema, &config.table).await?;
                     Ok::<_, Error>((c, info))
                 }
@@ -586,7 +593,7 @@ impl<V: Serialize> JdbcWriter<V> {
             loop {
                 let attempt = async {
                     if conn_slot.as_ref().is_none_or(Conn::is_closed) {
-                        *conn_slot = Some(Conn::connect(config).await?);
+                        *conn_slot = Some(Conn::connect(config, &sink).await?);
                     }
                     let conn = conn_slot.as_mut().expect("connected above");
                     tokio::time::timeout(
@@ -714,7 +721,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for JdbcWriter<V
 pub fn describe_table(config: &JdbcConfig) -> Result<TableInfo> {
     let schema = config.schema_name()?;
     block_on_fresh(async {
-        let mut conn = Conn::connect(config).await?;
+        let mut conn = Conn::connect(config, "describe").await?;
         let info = conn.table_info(&schema, &config.table).await;
         conn.close().await;
         info
