@@ -13,7 +13,7 @@
 //! | integer | timestamp | microseconds since the Unix epoch, as a UTC timestamp |
 //! | string | json / jsonb | the JSON string (`"abc"` is stored as the JSON text `"abc"`) |
 //! | string | bytea / blob | base64, decoded |
-//! | string | MySQL datetime / timestamp | RFC 3339 text, converted to UTC `YYYY-MM-DD HH:MM:SS.ffffff` |
+//! | string | timestamp without zone; MySQL datetime / timestamp | RFC 3339 text with an offset is converted to UTC `YYYY-MM-DD HH:MM:SS.ffffff` (PostgreSQL would drop the offset); text without one is kept |
 //! | string | anything else | the string |
 //! | array / object | json, text | its JSON text |
 
@@ -274,9 +274,9 @@ pub fn push_micros(text: &mut String, micros: i64) {
     );
 }
 
-/// Converts RFC 3339 / ISO 8601 text to the UTC `YYYY-MM-DD HH:MM:SS[.f]` MySQL takes. Text
-/// without a zone is kept as it is (with `T` turned into a space).
-pub fn mysql_datetime(s: &str) -> Option<String> {
+/// Converts RFC 3339 / ISO 8601 text to UTC `YYYY-MM-DD HH:MM:SS[.f]`, as MySQL's datetime and
+/// PostgreSQL's `timestamp` take it. Text without a zone is kept (with `T` turned into a space).
+pub fn utc_datetime(s: &str) -> Option<String> {
     let b = s.as_bytes();
     if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
         return None;
@@ -383,12 +383,11 @@ impl ValueSer<'_> {
                 })?;
                 push_hex(self.text, &bytes, d);
             }
-            (ColKind::Timestamp | ColKind::Timestamptz, Dialect::Mysql) => {
-                match mysql_datetime(s) {
-                    Some(t) => self.text.push_str(&t),
-                    None => self.text.push_str(s),
-                }
-            }
+            (ColKind::Timestamp | ColKind::Timestamptz, Dialect::Mysql)
+            | (ColKind::Timestamp, Dialect::Postgres) => match utc_datetime(s) {
+                Some(t) => self.text.push_str(&t),
+                None => self.text.push_str(s),
+            },
             _ => self.text.push_str(s),
         }
         Ok(true)
@@ -765,15 +764,15 @@ mod tests {
         push_micros(&mut s, -1);
         assert_eq!(s, "1969-12-31 23:59:59.999999");
         assert_eq!(
-            mysql_datetime("2024-01-01T00:00:00.5Z").unwrap(),
+            utc_datetime("2024-01-01T00:00:00.5Z").unwrap(),
             "2024-01-01 00:00:00.5"
         );
         assert_eq!(
-            mysql_datetime("2024-01-01 00:00:00").unwrap(),
+            utc_datetime("2024-01-01 00:00:00").unwrap(),
             "2024-01-01 00:00:00"
         );
         assert_eq!(
-            mysql_datetime("2024-01-01T00:00:00-0130").unwrap(),
+            utc_datetime("2024-01-01T00:00:00-0130").unwrap(),
             "2024-01-01 01:30:00"
         );
     }
