@@ -50,14 +50,17 @@
 //! | | PostgreSQL | MySQL / MariaDB / TiDB |
 //! |---|---|---|
 //! | delete | `DELETE … USING unnest($1::text[], …)` | `DELETE … WHERE key IN (?, …)` |
-//! | update (key held before the commit) | `COPY` into a temporary table, then `INSERT … SELECT … ON CONFLICT (key) DO UPDATE` (`DO NOTHING` when every column is in the key); or `INSERT … SELECT … FROM unnest($1::text[], …) ON CONFLICT …` with `jdbc.postgres.upsert = unnest` | multi-row `INSERT … ON DUPLICATE KEY UPDATE` |
+//! | update (key held before the commit) | `INSERT … SELECT … FROM unnest($1::text[], …) ON CONFLICT (key) DO UPDATE` (`DO NOTHING` when every column is in the key); or, with `jdbc.postgres.upsert = copy`, `COPY` into a temporary table and `INSERT … SELECT … ON CONFLICT` from it | multi-row `INSERT … ON DUPLICATE KEY UPDATE` |
 //! | insert (key new in the commit) | `COPY` straight into the table under a savepoint; if the table holds one of the keys already (rows someone else wrote), back to the savepoint and the update path | as the update |
 //! | append | `COPY … FROM STDIN` | multi-row `INSERT` |
 //!
-//! Why: on PostgreSQL 15 here `INSERT … ON CONFLICT` costs about twice a plain insert, so keys new
-//! to the collection skip it; for updates the staging table measured 10–25 % faster than
-//! `unnest` (`examples/jdbc_bench.rs`). `jdbc.batch.size` rows go in one statement (PostgreSQL
-//! default 50 000, MySQL 2 000, capped by MySQL's 65 535 placeholders).
+//! Why: on PostgreSQL 15 here `INSERT … ON CONFLICT` costs about twice a plain insert (and
+//! `COPY` is the fastest plain insert), so keys new to the collection skip it: the upsert sink's
+//! insert pass ran at 0.6–0.9× raw `COPY` in `examples/jdbc_bench.rs`, where it ran at 0.3× while
+//! every row went through `ON CONFLICT`. For updates, `unnest` and the staging table measured
+//! within each other's noise (each won some runs); `unnest` is the default as it needs no
+//! temporary table. `jdbc.batch.size` rows go in one statement (PostgreSQL default 50 000, MySQL
+//! 2 000, capped by MySQL's 65 535 placeholders).
 //!
 //! # Exactly once
 //!
@@ -98,7 +101,7 @@
 //! | `schema.name` | PostgreSQL schema (default `public`) or MySQL database (default: the URL's) |
 //! | `type`, `primary_key`, `force_append_only` | as for every sink; see the rules above |
 //! | `jdbc.batch.size` | rows per statement |
-//! | `jdbc.postgres.upsert` | `copy` (default) or `unnest`: how updates reach PostgreSQL |
+//! | `jdbc.postgres.upsert` | `unnest` (default) or `copy`: how updates reach PostgreSQL |
 //! | `jdbc.progress.table` | the progress table's name (default `dsink_progress`) |
 //! | `jdbc.connect.timeout.ms` | connection timeout (default 10 000) |
 //! | `jdbc.transaction.timeout.ms` | one commit attempt's limit (default 300 000) |
