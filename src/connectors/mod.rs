@@ -20,6 +20,8 @@ use std::marker::PhantomData;
 
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "jdbc")]
+pub mod jdbc;
 #[cfg(feature = "test-utils")]
 pub mod memory;
 
@@ -33,6 +35,9 @@ pub enum ConnectorConfig {
     /// An in-memory target for tests (`connector = memory`).
     #[cfg(feature = "test-utils")]
     Memory(memory::MemoryConfig),
+    /// A PostgreSQL / MySQL / MariaDB / TiDB table (`connector = jdbc`).
+    #[cfg(feature = "jdbc")]
+    Jdbc(Box<jdbc::JdbcConfig>),
 }
 
 /// The connectors this build knows, for error messages.
@@ -43,6 +48,9 @@ pub fn available() -> Vec<&'static str> {
     }
     if cfg!(feature = "test-utils") {
         v.push("memory");
+    }
+    if cfg!(feature = "jdbc") {
+        v.push("jdbc");
     }
     v
 }
@@ -56,6 +64,8 @@ impl ConnectorConfig {
             "file" => Ok(ConnectorConfig::File(file::FileConfig::from_options(opts)?)),
             #[cfg(feature = "test-utils")]
             "memory" => Ok(ConnectorConfig::Memory(memory::MemoryConfig::from_options(opts)?)),
+            #[cfg(feature = "jdbc")]
+            "jdbc" => Ok(ConnectorConfig::Jdbc(Box::new(jdbc::JdbcConfig::from_options(opts)?))),
             other => Err(Error::config(format!(
                 "option `connector` = `{other}` is not available in this build (available: {}); \
                  enable the cargo feature of the same name",
@@ -71,19 +81,28 @@ impl ConnectorConfig {
             ConnectorConfig::File(_) => "file",
             #[cfg(feature = "test-utils")]
             ConnectorConfig::Memory(_) => "memory",
+            #[cfg(feature = "jdbc")]
+            ConnectorConfig::Jdbc(_) => "jdbc",
         }
     }
 
     /// True if the target defines keys itself (a table's primary key), so a keyed format may
     /// take them from there instead of a declared `primary_key`.
     pub fn has_own_keys(&self) -> bool {
-        false
+        // A table has a primary key; the jdbc connector checks the declared key against it and
+        // names the table's key in its error when `primary_key` is missing.
+        cfg!(feature = "jdbc") && self.name() == "jdbc"
     }
 
     /// Connector-specific checks of the whole spec, at creation.
     pub(crate) fn validate(&self, spec: &SinkSpec) -> Result<()> {
         let _ = spec;
-        Ok(())
+        match self {
+            #[cfg(feature = "jdbc")]
+            ConnectorConfig::Jdbc(c) => jdbc::validate(c, spec),
+            #[allow(unreachable_patterns)]
+            _ => Ok(()),
+        }
     }
 
     /// Opens this worker's writer.
@@ -102,6 +121,8 @@ impl ConnectorConfig {
             ConnectorConfig::File(c) => Ok(Box::new(EnvelopeWriter::new(spec, file::FileWriter::open(c, spec, ctx)?))),
             #[cfg(feature = "test-utils")]
             ConnectorConfig::Memory(c) => Ok(Box::new(EnvelopeWriter::new(spec, c.target().writer(spec.name())))),
+            #[cfg(feature = "jdbc")]
+            ConnectorConfig::Jdbc(c) => Ok(Box::new(jdbc::JdbcWriter::<V>::open(c, spec)?)),
         }
     }
 }

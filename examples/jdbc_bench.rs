@@ -1,0 +1,357 @@
+//! Throughput of the `jdbc` sink against plain client baselines, on PostgreSQL and MySQL.
+//!
+//! ```text
+//! cargo run --release --features jdbc --example jdbc_bench -- [--rows 200000] [--times 10] [--workers 1] [--slow-rows 20000]
+//! ```
+//!
+//! Reads `DSINK_POSTGRES_URL` and `DSINK_MYSQL_URL` (either may be missing; that database is then
+//! skipped). Every case writes the same rows — `(id bigint primary key, name, amount, note)`,
+//! about 100 bytes each — into a fresh table, and prints rows/s and the ratio to the baseline:
+//!
+//! * `COPY` (PostgreSQL) / multi-row `INSERT` of 2 000 rows (MySQL): the client's bulk path,
+//!   rows formatted and sent in one transaction — the ceiling;
+//! * row-at-a-time `INSERT … ON CONFLICT` / `ON DUPLICATE KEY UPDATE`, one prepared statement per
+//!   row in one transaction (`--slow-rows` rows, as it is slow);
+//! * the sink, through a dataflow: upsert (each path), an update pass over the filled table
+//!   (a retraction and an insertion per key), and append-only. Its time includes the dataflow
+//!   (routing, consolidation, key extraction) and one commit per logical time. The update pass is
+//!   a second sink over the filled table whose every row replaces an existing one.
+
+use differential_dataflow::input::Input;
+use differential_sinks::connectors::jdbc::{JdbcConfig, PgUpsertMethod};
+use differential_sinks::{SinkCollection, SinkSpec};
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+use timely::dataflow::operators::probe::Probe;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Order {
+    id: u64,
+    name: String,
+    amount: i64,
+    note: String,
+}
+
+fn rows(n: u64, version: i64) -> Vec<Order> {
+    (0..n)
+        .map(|i| Order {
+            id: i,
+            name: format!("customer-{i}"),
+            amount: (i as i64 * 7919 + version) % 100_000,
+            note: format!("note {version} {:0>56}", i * 31),
+        })
+        .collect()
+}
+
+struct Args {
+    rows: u64,
+    times: u64,
+    workers: usize,
+    slow_rows: u64,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args { rows: 200_000, times: 10, workers: 1, slow_rows: 20_000 };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let v = argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
+        match (argv[i].as_str(), v) {
+            ("--rows", Some(v)) => a.rows = v,
+            ("--times", Some(v)) => a.times = v.max(1),
+            ("--workers", Some(v)) => a.workers = v.max(1) as usize,
+            ("--slow-rows", Some(v)) => a.slow_rows = v,
+            (other, _) => {
+                eprintln!("unknown or incomplete argument `{other}`; see the header of examples/jdbc_bench.rs");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Db {
+    Pg,
+    My,
+}
+
+fn ddl(db: Db, table: &str) -> String {
+    match db {
+        Db::Pg => format!(
+            "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id bigint PRIMARY KEY, name text NOT NULL, amount bigint, note text)"
+        ),
+        Db::My => format!(
+            "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id bigint PRIMARY KEY, name varchar(64) NOT NULL, amount bigint, note varchar(200))"
+        ),
+    }
+}
+
+struct Client {
+    rt: tokio::runtime::Runtime,
+    pg: Option<tokio_postgres::Client>,
+    my: Option<mysql_async::Conn>,
+}
+
+impl Client {
+    fn new(db: Db, url: &str) -> Client {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (pg, my) = rt.block_on(async {
+            match db {
+                Db::Pg => {
+                    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+                    tokio::spawn(conn);
+                    (Some(c), None)
+                }
+                Db::My => (
+                    None,
+                    Some(mysql_async::Conn::new(mysql_async::Opts::from_url(url).unwrap()).await.expect("connect")),
+                ),
+            }
+        });
+        Client { rt, pg, my }
+    }
+
+    fn exec(&mut self, sql: &str) {
+        let (rt, pg, my) = (&self.rt, &self.pg, &mut self.my);
+        rt.block_on(async {
+            if let Some(c) = pg {
+                c.batch_execute(sql).await.expect(sql);
+            }
+            if let Some(c) = my {
+                for s in sql.split("; ") {
+                    c.query_drop(s).await.expect(s);
+                }
+            }
+        })
+    }
+
+    fn count(&mut self, table: &str) -> u64 {
+        let (rt, pg, my) = (&self.rt, &self.pg, &mut self.my);
+        rt.block_on(async {
+            let sql = format!("SELECT count(*) FROM {table}");
+            if let Some(c) = pg {
+                return c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) as u64;
+            }
+            let c = my.as_mut().unwrap();
+            c.query_first::<u64, _>(sql).await.unwrap().unwrap()
+        })
+    }
+
+    /// The bulk baseline: COPY (PostgreSQL) or multi-row INSERTs (MySQL), one transaction.
+    fn bulk(&mut self, table: &str, rows: &[Order]) {
+        let (rt, pg, my) = (&self.rt, &self.pg, &mut self.my);
+        rt.block_on(async {
+            if let Some(c) = pg {
+                use futures_util::SinkExt;
+                c.batch_execute("BEGIN").await.unwrap();
+                let sink = c
+                    .copy_in::<_, bytes::Bytes>(&format!("COPY {table} (id, name, amount, note) FROM STDIN"))
+                    .await
+                    .unwrap();
+                futures_util::pin_mut!(sink);
+                let mut buf = Vec::with_capacity(1 << 20);
+                for r in rows {
+                    use std::io::Write;
+                    writeln!(buf, "{}\t{}\t{}\t{}", r.id, r.name, r.amount, r.note).unwrap();
+                    if buf.len() > 1 << 20 {
+                        sink.send(bytes::Bytes::from(std::mem::take(&mut buf))).await.unwrap();
+                    }
+                }
+                sink.send(bytes::Bytes::from(buf)).await.unwrap();
+                sink.finish().await.unwrap();
+                c.batch_execute("COMMIT").await.unwrap();
+            }
+            if let Some(c) = my {
+                c.query_drop("START TRANSACTION").await.unwrap();
+                for chunk in rows.chunks(2000) {
+                    let sql = format!(
+                        "INSERT INTO {table} (id, name, amount, note) VALUES {}",
+                        vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
+                    );
+                    let params: Vec<mysql_async::Value> = chunk
+                        .iter()
+                        .flat_map(|r| [r.id.into(), r.name.as_str().into(), r.amount.into(), r.note.as_str().into()])
+                        .collect();
+                    c.exec_drop(sql, params).await.unwrap();
+                }
+                c.query_drop("COMMIT").await.unwrap();
+            }
+        })
+    }
+
+    /// The row-at-a-time baseline: one prepared upsert per row, one transaction.
+    fn row_at_a_time(&mut self, table: &str, rows: &[Order]) {
+        let (rt, pg, my) = (&self.rt, &self.pg, &mut self.my);
+        rt.block_on(async {
+            if let Some(c) = pg {
+                c.batch_execute("BEGIN").await.unwrap();
+                let st = c
+                    .prepare(&format!(
+                        "INSERT INTO {table} (id, name, amount, note) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE \
+                         SET name = EXCLUDED.name, amount = EXCLUDED.amount, note = EXCLUDED.note"
+                    ))
+                    .await
+                    .unwrap();
+                for r in rows {
+                    c.execute(&st, &[&(r.id as i64), &r.name, &r.amount, &r.note])
+                        .await
+                        .unwrap();
+                }
+                c.batch_execute("COMMIT").await.unwrap();
+            }
+            if let Some(c) = my {
+                c.query_drop("START TRANSACTION").await.unwrap();
+                let st = c
+                    .prep(format!(
+                        "INSERT INTO {table} (id, name, amount, note) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+                         name = VALUES(name), amount = VALUES(amount), note = VALUES(note)"
+                    ))
+                    .await
+                    .unwrap();
+                for r in rows {
+                    c.exec_drop(&st, (r.id, r.name.as_str(), r.amount, r.note.as_str()))
+                        .await
+                        .unwrap();
+                }
+                c.query_drop("COMMIT").await.unwrap();
+            }
+        })
+    }
+}
+
+/// Runs `updates` through a sink of `spec` on `workers` workers, spread over `times` times,
+/// and returns the seconds until every worker committed.
+fn run_sink(spec: &SinkSpec, updates: &[(Order, isize)], times: u64, workers: usize) -> f64 {
+    let updates = std::sync::Arc::new(updates.to_vec());
+    let spec = spec.clone();
+    let started = Instant::now();
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Order, isize>();
+            let out = rows.sink(&spec).expect("sink");
+            (input, out.committed.probe().0, out.handle)
+        });
+        let per_time = updates.len().div_ceil(times as usize).max(1);
+        for (t, chunk) in updates.chunks(per_time).enumerate() {
+            for (i, (row, d)) in chunk.iter().enumerate() {
+                if i % peers == index {
+                    input.update(row.clone(), *d);
+                }
+            }
+            input.advance_to(t as u64 + 1);
+            input.flush();
+            worker.step();
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        if let Some(e) = handle.take_error() {
+            panic!("sink failed: {e}");
+        }
+    })
+    .expect("timely");
+    started.elapsed().as_secs_f64()
+}
+
+fn report(name: &str, rows: u64, secs: f64, baseline: Option<f64>) -> f64 {
+    let rate = rows as f64 / secs;
+    match baseline {
+        Some(b) => println!("  {name:<44} {rows:>8} rows {secs:>8.3} s {rate:>12.0} rows/s  {:>6.2}x", rate / b),
+        None => println!("  {name:<44} {rows:>8} rows {secs:>8.3} s {rate:>12.0} rows/s"),
+    }
+    rate
+}
+
+fn bench(db: Db, url: &str, args: &Args) {
+    let name = if db == Db::Pg { "PostgreSQL" } else { "MySQL" };
+    println!("{name}: {} rows, {} times, {} worker(s)", args.rows, args.times, args.workers);
+    let table = "dsink_bench";
+    let mut c = Client::new(db, url);
+    let data = rows(args.rows, 1);
+    let inserts: Vec<(Order, isize)> = data.iter().map(|r| (r.clone(), 1)).collect();
+
+    c.exec(&ddl(db, table));
+    let t = Instant::now();
+    c.bulk(table, &data);
+    let bulk_secs = t.elapsed().as_secs_f64();
+    assert_eq!(c.count(table), args.rows);
+    let bulk_name = if db == Db::Pg { "COPY (baseline)" } else { "multi-row INSERT, 2000 rows (baseline)" };
+    let bulk = report(bulk_name, args.rows, bulk_secs, None);
+
+    c.exec(&ddl(db, table));
+    let slow = &data[..args.slow_rows.min(args.rows) as usize];
+    let t = Instant::now();
+    c.row_at_a_time(table, slow);
+    let slow_rate = report("row-at-a-time INSERT … upsert", slow.len() as u64, t.elapsed().as_secs_f64(), Some(bulk));
+
+    let methods: &[(PgUpsertMethod, &str)] = if db == Db::Pg {
+        &[
+            (PgUpsertMethod::Unnest, "sink upsert (unnest), insert pass"),
+            (PgUpsertMethod::Copy, "sink upsert (COPY + merge), insert pass"),
+        ]
+    } else {
+        &[(PgUpsertMethod::Unnest, "sink upsert, insert pass")]
+    };
+    let mut best = 0f64;
+    for (i, (method, label)) in methods.iter().enumerate() {
+        c.exec(&ddl(db, table));
+        let config = JdbcConfig::new(url, table).unwrap().pg_upsert(*method);
+        let spec = SinkSpec::builder(format!("bench-{i}"), config).upsert().primary_key(["id"]).build().unwrap();
+        c.exec(&format!("DELETE FROM dsink_progress WHERE sink_name = 'bench-{i}'"));
+        let secs = run_sink(&spec, &inserts, args.times, args.workers);
+        assert_eq!(c.count(table), args.rows);
+        let rate = report(label, args.rows, secs, Some(bulk));
+        best = best.max(rate);
+        // Update pass: a second sink over the filled table; every row replaces an existing one.
+        let updated: Vec<(Order, isize)> = rows(args.rows, 2).into_iter().map(|r| (r, 1)).collect();
+        let spec2 = SinkSpec::builder(format!("bench-{i}-u"), spec.connector().clone())
+            .upsert()
+            .primary_key(["id"])
+            .build()
+            .unwrap();
+        c.exec(&format!("DELETE FROM dsink_progress WHERE sink_name = 'bench-{i}-u'"));
+        let secs = run_sink(&spec2, &updated, args.times, args.workers);
+        report(&label.replace("insert pass", "update pass"), args.rows, secs, Some(bulk));
+    }
+
+    c.exec(&ddl(db, table));
+    let config = JdbcConfig::new(url, table).unwrap();
+    let spec = SinkSpec::builder("bench-append", config).append_only(false).build().unwrap();
+    c.exec("DELETE FROM dsink_progress WHERE sink_name = 'bench-append'");
+    let secs = run_sink(&spec, &inserts, args.times, args.workers);
+    assert_eq!(c.count(table), args.rows);
+    report("sink append-only", args.rows, secs, Some(bulk));
+
+    println!(
+        "  => {name} upsert sink: {:.2}x the bulk baseline (target >= 0.5), {:.1}x row-at-a-time (target >= 10)\n",
+        best / bulk,
+        best / slow_rate
+    );
+    c.exec(&format!("DROP TABLE {table}"));
+    if let Some(m) = c.my.take() {
+        let _ = c.rt.block_on(m.disconnect());
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let mut any = false;
+    for (db, var) in [(Db::Pg, "DSINK_POSTGRES_URL"), (Db::My, "DSINK_MYSQL_URL")] {
+        match std::env::var(var) {
+            Ok(url) => {
+                any = true;
+                bench(db, &url, &args);
+            }
+            Err(_) => println!("{var} is not set: skipping"),
+        }
+    }
+    if !any {
+        eprintln!("set DSINK_POSTGRES_URL and/or DSINK_MYSQL_URL (scripts/services start postgres mariadb)");
+        std::process::exit(2);
+    }
+}

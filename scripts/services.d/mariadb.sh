@@ -1,0 +1,32 @@
+# MariaDB (Debian's mariadb-server), speaking the MySQL protocol, for the `jdbc` connector's
+# MySQL / TiDB tests. Port 53306, 127.0.0.1 only, data under $DSINK_SERVICES_DIR/mariadb; the
+# database `dsink` is created for the tests. Root has no password over TCP.
+MARIADB_PORT=53306
+
+mariadb_install() {
+  apt_install mariadb-server
+}
+
+mariadb_start() {
+  local d="$DSINK_SERVICES_DIR/mariadb"
+  mkdir -p "$d"
+  if [[ ! -d "$d/data/mysql" ]]; then
+    mariadb-install-db --no-defaults --datadir="$d/data" --user=root \
+      --auth-root-authentication-method=normal --skip-test-db >"$DSINK_SERVICES_DIR/mariadb.log" 2>&1 \
+      || { log "mariadb-install-db failed:"; tail -n 40 "$DSINK_SERVICES_DIR/mariadb.log" >&2; return 1; }
+  fi
+  local pid
+  pid=$(run_bg mariadb mariadbd --no-defaults --datadir="$d/data" --user=root \
+    --bind-address=127.0.0.1 --port="$MARIADB_PORT" --socket="$d/s.sock" --pid-file="$d/pid" \
+    --log-error="$d/err.log" --skip-log-bin --innodb-buffer-pool-size=128M \
+    --innodb-flush-log-at-trx-commit=2 --max-connections=300 --character-set-server=utf8mb4 \
+    --collation-server=utf8mb4_bin)
+  wait_port 127.0.0.1 "$MARIADB_PORT" 60 mariadb "$pid" \
+    || { tail -n 40 "$d/err.log" >&2 || true; return 1; }
+  mariadb --no-defaults --protocol=socket --socket="$d/s.sock" -uroot \
+    -e "CREATE DATABASE IF NOT EXISTS dsink CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" >&2
+}
+
+mariadb_env() {
+  echo "DSINK_MYSQL_URL=mysql://root@127.0.0.1:$MARIADB_PORT/dsink"
+}

@@ -1,0 +1,462 @@
+//! Options of the database connector: the connection URL (password kept out of every printout),
+//! the target table, batching, timeouts and retries.
+
+use crate::delivery::RetryPolicy;
+use crate::error::{Error, Result};
+use crate::options::Options;
+use std::fmt;
+use std::time::Duration;
+
+/// Which wire protocol and SQL dialect the URL selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// PostgreSQL (`postgres://`, `postgresql://`, `jdbc:postgresql://`).
+    Postgres,
+    /// MySQL, MariaDB and TiDB (`mysql://`, `mariadb://`, `jdbc:mysql://`, `jdbc:mariadb://`).
+    Mysql,
+}
+
+impl Dialect {
+    /// The dialect's name, as in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::Mysql => "MySQL",
+        }
+    }
+}
+
+/// How a PostgreSQL upsert sink moves a commit's rows into the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PgUpsertMethod {
+    /// `INSERT … SELECT … FROM unnest($1::text[], …) ON CONFLICT …`: one array per column, one
+    /// statement per `jdbc.batch.size` rows (the default: as fast as `Copy` within the noise of
+    /// `examples/jdbc_bench.rs`, and it needs no temporary table).
+    Unnest,
+    /// `COPY` into a temporary staging table, then `INSERT … SELECT … ON CONFLICT …` from it.
+    Copy,
+}
+
+/// A secret string: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// TLS use, from `sslmode` / `ssl-mode` in the URL or `jdbc.ssl.mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS if the server offers it; this build has no TLS, so plain TCP.
+    Prefer,
+}
+
+/// Where and how the database connector writes.
+#[derive(Clone)]
+pub struct JdbcConfig {
+    /// The protocol.
+    pub dialect: Dialect,
+    /// Server host name or address.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// The user.
+    pub user: String,
+    /// The password, if any.
+    pub password: Option<Secret>,
+    /// The database (PostgreSQL: the database to connect to; MySQL: the default schema).
+    pub database: Option<String>,
+    /// The schema that holds the table (PostgreSQL default `public`; MySQL: the database).
+    pub schema: Option<String>,
+    /// The target table.
+    pub table: String,
+    /// The table that records each worker's committed frontier.
+    pub progress_table: String,
+    /// Rows per statement.
+    pub batch_size: usize,
+    /// How long a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// How long one commit attempt (the whole transaction) may take before it is abandoned and
+    /// retried on a new connection.
+    pub transaction_timeout: Duration,
+    /// Retries of connection losses, deadlocks and serialization failures.
+    pub retry: RetryPolicy,
+    /// PostgreSQL upsert path.
+    pub pg_upsert: PgUpsertMethod,
+    /// TLS.
+    pub tls: TlsMode,
+}
+
+impl fmt::Debug for JdbcConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JdbcConfig")
+            .field("url", &self.redacted_url())
+            .field("schema", &self.schema)
+            .field("table", &self.table)
+            .field("progress_table", &self.progress_table)
+            .field("batch_size", &self.batch_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("transaction_timeout", &self.transaction_timeout)
+            .field("retry", &self.retry)
+            .field("pg_upsert", &self.pg_upsert)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+fn percent_decode(s: &str, what: &str) -> Result<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(v) => {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                None => return Err(Error::config(format!("option `jdbc.url`: bad percent escape in the {what}"))),
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| Error::config(format!("option `jdbc.url`: the {what} is not UTF-8")))
+}
+
+fn parse_tls(value: &str, dialect: Dialect) -> Result<TlsMode> {
+    match value.to_ascii_lowercase().as_str() {
+        "disable" | "disabled" | "false" => Ok(TlsMode::Disable),
+        "allow" | "prefer" | "preferred" => Ok(TlsMode::Prefer),
+        other => Err(Error::config(format!(
+            "TLS mode `{other}` for {}: this build connects without TLS (sslmode disable or prefer); \
+             reach the server through a TLS tunnel on the local host, or set sslmode=disable",
+            dialect.name()
+        ))),
+    }
+}
+
+impl JdbcConfig {
+    /// A configuration for `url` (see the module docs for the accepted forms) and `table`, with
+    /// the defaults of every other option.
+    ///
+    /// ```
+    /// use differential_sinks::connectors::jdbc::JdbcConfig;
+    /// let c = JdbcConfig::new("postgres://app:s3cret@db.local:5433/shop?sslmode=disable", "orders").unwrap();
+    /// assert_eq!((c.host.as_str(), c.port, c.database.as_deref()), ("db.local", 5433, Some("shop")));
+    /// assert!(!format!("{c:?}").contains("s3cret"));
+    /// ```
+    pub fn new(url: &str, table: impl Into<String>) -> Result<Self> {
+        let mut c = JdbcConfig {
+            dialect: Dialect::Postgres,
+            host: String::new(),
+            port: 0,
+            user: String::new(),
+            password: None,
+            database: None,
+            schema: None,
+            table: table.into(),
+            progress_table: "dsink_progress".into(),
+            batch_size: 0,
+            connect_timeout: Duration::from_secs(10),
+            transaction_timeout: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
+            pg_upsert: PgUpsertMethod::Unnest,
+            tls: TlsMode::Disable,
+        };
+        c.parse_url(url)?;
+        if c.table.is_empty() {
+            return Err(Error::config("option `table.name` is required: the table to write"));
+        }
+        Ok(c)
+    }
+
+    fn parse_url(&mut self, url: &str) -> Result<()> {
+        let bad = |why: &str| {
+            Error::config(format!(
+                "option `jdbc.url` ({}) {why}; expected postgres://user:password@host:port/database or \
+                 mysql://user:password@host:port/database (a `jdbc:` prefix is accepted)",
+                redact_url(url)
+            ))
+        };
+        let rest = url.strip_prefix("jdbc:").unwrap_or(url);
+        let (scheme, rest) = rest.split_once("://").ok_or_else(|| bad("has no scheme"))?;
+        self.dialect = match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Dialect::Postgres,
+            "mysql" | "mariadb" | "tidb" => Dialect::Mysql,
+            other => return Err(bad(&format!("has scheme `{other}`, which is not supported"))),
+        };
+        let (before_query, query) = match rest.split_once('?') {
+            Some((a, q)) => (a, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, path) = match before_query.split_once('/') {
+            Some((a, p)) => (a, p),
+            None => (before_query, ""),
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        if let Some(u) = userinfo {
+            let (user, pass) = match u.split_once(':') {
+                Some((a, b)) => (a, Some(b)),
+                None => (u, None),
+            };
+            self.user = percent_decode(user, "user")?;
+            self.password = pass.map(|p| percent_decode(p, "password").map(Secret)).transpose()?;
+        }
+        let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+            let (h, p) = h.split_once(']').ok_or_else(|| bad("has an unclosed `[`"))?;
+            (h.to_string(), p.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (hostport.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("names no host"));
+        }
+        self.host = host;
+        self.port = match port {
+            Some(p) => p.parse().map_err(|_| bad(&format!("has port `{p}`, which is not a number")))?,
+            None => match self.dialect {
+                Dialect::Postgres => 5432,
+                Dialect::Mysql => 3306,
+            },
+        };
+        if !path.is_empty() {
+            self.database = Some(percent_decode(path, "database")?);
+        }
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v, k)?;
+            match k {
+                "user" => self.user = v,
+                "password" => self.password = Some(Secret(v)),
+                "sslmode" | "ssl-mode" | "sslMode" => self.tls = parse_tls(&v, self.dialect)?,
+                "connect_timeout" | "connectTimeout" => {
+                    let secs: u64 =
+                        v.parse().map_err(|_| bad(&format!("has connect_timeout `{v}`, not a number of seconds")))?;
+                    self.connect_timeout = Duration::from_secs(secs);
+                }
+                "currentSchema" | "search_path" => self.schema = Some(v),
+                other => {
+                    return Err(bad(&format!(
+                        "has parameter `{other}`, which is not supported (supported: user, password, sslmode, \
+                         connect_timeout, currentSchema)"
+                    )))
+                }
+            }
+        }
+        if self.user.is_empty() {
+            self.user = match self.dialect {
+                Dialect::Postgres => "postgres".into(),
+                Dialect::Mysql => "root".into(),
+            };
+        }
+        Ok(())
+    }
+
+    /// The URL with the password replaced, for messages and logs.
+    pub fn redacted_url(&self) -> String {
+        let scheme = match self.dialect {
+            Dialect::Postgres => "postgres",
+            Dialect::Mysql => "mysql",
+        };
+        let pass = if self.password.is_some() { ":<redacted>" } else { "" };
+        format!("{scheme}://{}{pass}@{}:{}/{}", self.user, self.host, self.port, self.database.as_deref().unwrap_or(""))
+    }
+
+    /// The schema (PostgreSQL) or database (MySQL) that holds the table.
+    pub fn schema_name(&self) -> Result<String> {
+        match (&self.schema, self.dialect) {
+            (Some(s), _) => Ok(s.clone()),
+            (None, Dialect::Postgres) => Ok("public".into()),
+            (None, Dialect::Mysql) => self.database.clone().ok_or_else(|| {
+                Error::config(format!(
+                    "the MySQL URL {} names no database and `schema.name` is not set: say which database holds table `{}`",
+                    self.redacted_url(),
+                    self.table
+                ))
+            }),
+        }
+    }
+
+    /// `schema.table`, as in messages and progress records.
+    pub fn qualified_table(&self) -> String {
+        format!("{}.{}", self.schema_name().unwrap_or_else(|_| "?".into()), self.table)
+    }
+
+    /// Rows per statement (0 = the dialect's default).
+    pub fn rows_per_statement(&self) -> usize {
+        match (self.batch_size, self.dialect) {
+            (0, Dialect::Postgres) => 50_000,
+            (0, Dialect::Mysql) => 2_000,
+            (n, _) => n,
+        }
+    }
+
+    /// Sets the schema.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// Sets rows per statement.
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows;
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the PostgreSQL upsert path.
+    pub fn pg_upsert(mut self, method: PgUpsertMethod) -> Self {
+        self.pg_upsert = method;
+        self
+    }
+
+    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+        let url = opts.require(
+            "jdbc.url",
+            "the database URL, e.g. jdbc.url=postgres://user@host:5432/db or mysql://user@host:3306/db",
+        )?;
+        let table = opts.require("table.name", "the table to write, e.g. table.name=orders")?;
+        let mut c = JdbcConfig::new(&url, table)?;
+        if let Some(u) = opts.take("user") {
+            c.user = u;
+        }
+        if let Some(p) = opts.take("password") {
+            c.password = Some(Secret(p));
+        }
+        if let Some(s) = opts.take("schema.name") {
+            c.schema = Some(s);
+        }
+        if let Some(t) = opts.take("jdbc.progress.table") {
+            c.progress_table = t;
+        }
+        if let Some(n) = opts.take_parsed::<usize>("jdbc.batch.size", "a number of rows")? {
+            c.batch_size = n;
+        }
+        let ms = |o: &mut Options, k: &str| o.take_parsed::<u64>(k, "milliseconds");
+        if let Some(v) = ms(opts, "jdbc.connect.timeout.ms")? {
+            c.connect_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = ms(opts, "jdbc.transaction.timeout.ms")? {
+            c.transaction_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = ms(opts, "jdbc.retry.initial.ms")? {
+            c.retry.initial = Duration::from_millis(v);
+        }
+        if let Some(v) = ms(opts, "jdbc.retry.max.ms")? {
+            c.retry.max_delay = Duration::from_millis(v);
+        }
+        if let Some(v) = ms(opts, "jdbc.retry.deadline.ms")? {
+            c.retry.deadline = Duration::from_millis(v);
+        }
+        if let Some(m) = opts.take("jdbc.ssl.mode") {
+            c.tls = parse_tls(&m, c.dialect)?;
+        }
+        if let Some(m) = opts.take("jdbc.postgres.upsert") {
+            c.pg_upsert = match m.as_str() {
+                "unnest" => PgUpsertMethod::Unnest,
+                "copy" => PgUpsertMethod::Copy,
+                other => {
+                    return Err(Error::config(format!("option `jdbc.postgres.upsert` = `{other}`: use unnest or copy")))
+                }
+            };
+        }
+        if c.table.contains('.') && c.schema.is_none() {
+            return Err(Error::config(format!(
+                "option `table.name` = `{}` contains a dot: put the schema in `schema.name` and the bare table name in `table.name`",
+                c.table
+            )));
+        }
+        Ok(c)
+    }
+}
+
+/// `url` with any password replaced by `<redacted>`.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = url.find("://") {
+        let auth_start = scheme_end + 3;
+        let auth_end = url[auth_start..].find('/').map_or(url.len(), |i| auth_start + i);
+        if let Some(at) = url[auth_start..auth_end].rfind('@') {
+            let userinfo = &url[auth_start..auth_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out = format!("{}:<redacted>{}", &url[..auth_start + colon], &url[auth_start + at..]);
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if crate::options::is_secret_key(k) => format!("{k}=<redacted>"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out = format!("{base}{}", query.join("&"));
+    }
+    out
+}
+
+impl From<JdbcConfig> for crate::connectors::ConnectorConfig {
+    fn from(c: JdbcConfig) -> Self {
+        crate::connectors::ConnectorConfig::Jdbc(Box::new(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let c = JdbcConfig::new("jdbc:mysql://u:p%40ss@h/db?sslmode=prefer", "t").unwrap();
+        assert_eq!(c.dialect, Dialect::Mysql);
+        assert_eq!(c.port, 3306);
+        assert_eq!(c.password.as_ref().unwrap().expose(), "p@ss");
+        assert_eq!(c.tls, TlsMode::Prefer);
+        assert_eq!(c.schema_name().unwrap(), "db");
+        let d = format!("{c:?}");
+        assert!(!d.contains("p@ss") && !d.contains("p%40ss"), "{d}");
+        let c = JdbcConfig::new("postgresql://[::1]:6000/x?user=me&password=pw", "t").unwrap();
+        assert_eq!((c.host.as_str(), c.port, c.user.as_str()), ("::1", 6000, "me"));
+        assert!(!format!("{c:?}").contains("pw"));
+        let e = JdbcConfig::new("postgres://h/db?sslmode=require", "t").unwrap_err();
+        assert!(e.to_string().contains("without TLS"), "{e}");
+        let e = JdbcConfig::new("oracle://u:secret@h/db", "t").unwrap_err();
+        assert!(!e.to_string().contains("secret") && e.to_string().contains("oracle"), "{e}");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:1/db?password=x&sslmode=disable"),
+            "postgres://u:<redacted>@h:1/db?password=<redacted>&sslmode=disable"
+        );
+    }
+}

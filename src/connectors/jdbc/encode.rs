@@ -1,0 +1,728 @@
+//! From rows to column values: a serde serializer that takes a row's top-level fields (a struct or
+//! a map, such as [`JsonRow`](crate::JsonRow)) straight into text cells, one per written column,
+//! rendered for the column's type and the dialect.
+//!
+//! Every value travels as text and the server parses it into the column's type, so numerics keep
+//! every digit, and timestamps, JSON and enums need no client-side type code. The rules:
+//!
+//! | row value | column | cell |
+//! |---|---|---|
+//! | null / missing field | any | SQL NULL |
+//! | boolean | boolean, integer | `t`/`f` (PostgreSQL), `1`/`0` (MySQL) |
+//! | number | any | its decimal text (integers exact; `NaN`, `Infinity` for PostgreSQL floats) |
+//! | integer | timestamp | microseconds since the Unix epoch, as a UTC timestamp |
+//! | string | json / jsonb | the JSON string (`"abc"` is stored as the JSON text `"abc"`) |
+//! | string | bytea / blob | base64, decoded |
+//! | string | timestamp without zone; MySQL datetime / timestamp | RFC 3339 text with an offset is converted to UTC `YYYY-MM-DD HH:MM:SS.ffffff` (PostgreSQL would drop the offset); text without one is kept |
+//! | string | anything else | the string |
+//! | array / object | json, text | its JSON text |
+
+use super::catalog::{ColKind, TableColumn};
+use super::config::Dialect;
+use crate::error::{Error, Result};
+use serde::ser::{self, Impossible, Serialize};
+use std::fmt::{self, Write as _};
+
+/// A cell that is SQL NULL.
+pub const NULL: (u32, u32) = (u32::MAX, 0);
+
+/// Text cells of many rows, back to back.
+#[derive(Clone, Debug, Default)]
+pub struct Cells {
+    /// All cell text.
+    pub text: String,
+    /// `(start, end)` into `text`, or [`NULL`].
+    pub ranges: Vec<(u32, u32)>,
+}
+
+impl Cells {
+    /// Cell `i`, `None` for NULL.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let (s, e) = self.ranges[i];
+        if s == u32::MAX {
+            None
+        } else {
+            Some(&self.text[s as usize..e as usize])
+        }
+    }
+    /// Forgets every cell, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.ranges.clear();
+    }
+}
+
+/// Encodes rows into [`Cells`] for a fixed list of columns.
+#[derive(Clone, Debug)]
+pub struct RowEncoder {
+    dialect: Dialect,
+    names: Vec<String>,
+    kinds: Vec<ColKind>,
+    table: String,
+    slots: Vec<(u32, u32)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct EncErr(pub String);
+impl fmt::Display for EncErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for EncErr {}
+impl ser::Error for EncErr {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        EncErr(msg.to_string())
+    }
+}
+
+/// The sentinel a value serializer returns for arrays and objects, before writing anything.
+const COMPOUND: &str = "\u{0}compound";
+
+impl RowEncoder {
+    /// An encoder for `columns` of `table` (for messages).
+    pub fn new(dialect: Dialect, table: &str, columns: &[TableColumn]) -> Self {
+        RowEncoder {
+            dialect,
+            names: columns.iter().map(|c| c.name.clone()).collect(),
+            kinds: columns.iter().map(|c| c.kind).collect(),
+            table: table.to_string(),
+            slots: vec![NULL; columns.len()],
+        }
+    }
+
+    /// The column names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Appends the cells of `row` for the columns `pick` (indices into this encoder's columns),
+    /// in that order. With `strict`, a field that names no column is an error.
+    pub fn encode<V: Serialize + ?Sized>(
+        &mut self,
+        row: &V,
+        pick: Option<&[usize]>,
+        strict: bool,
+        out: &mut Cells,
+    ) -> Result<()> {
+        for s in self.slots.iter_mut() {
+            *s = NULL;
+        }
+        let mut cap = Capture { enc: self, text: &mut out.text, strict, key: None };
+        row.serialize(&mut cap).map_err(|e| Error::schema(e.0))?;
+        match pick {
+            Some(p) => out.ranges.extend(p.iter().map(|&i| self.slots[i])),
+            None => out.ranges.extend_from_slice(&self.slots),
+        }
+        Ok(())
+    }
+
+    fn field<T: Serialize + ?Sized>(
+        &mut self,
+        text: &mut String,
+        name: &str,
+        value: &T,
+        strict: bool,
+    ) -> std::result::Result<(), EncErr> {
+        let Some(i) = self.names.iter().position(|n| n == name) else {
+            if strict {
+                return Err(EncErr(format!(
+                    "the row has field `{name}`, which table {} has no column for (its columns: {}); add the column \
+                     to the table, or declare a schema without it",
+                    self.table,
+                    self.names.join(", ")
+                )));
+            }
+            return Ok(());
+        };
+        let kind = self.kinds[i];
+        let start = text.len();
+        if start > u32::MAX as usize - (1 << 24) {
+            return Err(EncErr(
+                "a commit holds more than 4 GB of cell text: commit more often (commit.max_changes)".into(),
+            ));
+        }
+        let r = value.serialize(ValueSer { text, kind, dialect: self.dialect });
+        self.slots[i] = match r {
+            Ok(true) => (start as u32, text.len() as u32),
+            Ok(false) => NULL,
+            Err(e) if e.0 == COMPOUND => {
+                text.truncate(start);
+                let v = serde_json::to_value(value).map_err(|e| EncErr(e.to_string()))?;
+                match (kind, &v) {
+                    (ColKind::Bytes, serde_json::Value::Array(items)) => {
+                        let bytes: Option<Vec<u8>> =
+                            items.iter().map(|x| x.as_u64().and_then(|b| u8::try_from(b).ok())).collect();
+                        let bytes =
+                            bytes.ok_or_else(|| EncErr(format!("column `{name}` takes bytes, but the row has {v}")))?;
+                        push_hex(text, &bytes, self.dialect);
+                    }
+                    _ => {
+                        serde_json::to_writer(unsafe_string_writer(text), &v).map_err(|e| EncErr(e.to_string()))?;
+                    }
+                }
+                (start as u32, text.len() as u32)
+            }
+            Err(e) => return Err(EncErr(format!("column `{name}`: {}", e.0))),
+        };
+        Ok(())
+    }
+}
+
+/// A `std::io::Write` over a `String` that receives only UTF-8 (serde_json writes UTF-8).
+fn unsafe_string_writer(s: &mut String) -> impl std::io::Write + '_ {
+    struct W<'a>(&'a mut String);
+    impl std::io::Write for W<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            match std::str::from_utf8(buf) {
+                Ok(s) => {
+                    self.0.push_str(s);
+                    Ok(buf.len())
+                }
+                Err(_) => Err(std::io::Error::other("not UTF-8")),
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    W(s)
+}
+
+fn push_hex(text: &mut String, bytes: &[u8], dialect: Dialect) {
+    if dialect == Dialect::Postgres {
+        text.push_str("\\x");
+    }
+    for b in bytes {
+        let _ = write!(text, "{b:02x}");
+    }
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' | b'\n' | b'\r' => continue,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Writes `micros` since the Unix epoch as `YYYY-MM-DD HH:MM:SS.ffffff` (UTC).
+pub fn push_micros(text: &mut String, micros: i64) {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let _ = write!(text, "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:06}", sod / 3600, sod / 60 % 60, sod % 60);
+}
+
+/// Converts RFC 3339 / ISO 8601 text to UTC `YYYY-MM-DD HH:MM:SS[.f]`, as MySQL's datetime and
+/// PostgreSQL's `timestamp` take it. Text without a zone is kept (with `T` turned into a space).
+pub fn utc_datetime(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut i = 19;
+    let mut frac = "";
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        frac = &s[start..i];
+    }
+    let zone = &s[i..];
+    let offset_secs = match zone {
+        "" => None,
+        "Z" | "z" | "+00" | "+00:00" | "-00:00" | "+0000" => Some(0),
+        z if z.starts_with('+') || z.starts_with('-') => {
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
+            let (hh, mm) = match digits.len() {
+                2 => (digits.parse::<i64>().ok()?, 0),
+                4 => (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?),
+                _ => return None,
+            };
+            Some(sign * (hh * 3600 + mm * 60))
+        }
+        _ => return None,
+    };
+    let mut out = String::with_capacity(26);
+    let (y, mo, d, h, mi, sec) = match offset_secs {
+        None | Some(0) => (y, mo, d, h, mi, sec),
+        Some(off) => {
+            let t = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - off;
+            let (days, sod) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+            let (y, mo, d) = civil_from_days(days);
+            (y, mo, d, sod / 3600, sod / 60 % 60, sod % 60)
+        }
+    };
+    let _ = write!(out, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{sec:02}");
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(&frac[..frac.len().min(6)]);
+    }
+    Some(out)
+}
+
+/// Serializes one field's value into text; `Ok(false)` for NULL.
+struct ValueSer<'a> {
+    text: &'a mut String,
+    kind: ColKind,
+    dialect: Dialect,
+}
+
+impl ValueSer<'_> {
+    fn int(self, v: impl fmt::Display + Into<i128>) -> std::result::Result<bool, EncErr> {
+        let wide: i128 = v.into();
+        match self.kind {
+            ColKind::Timestamp | ColKind::Timestamptz => {
+                let m = i64::try_from(wide).map_err(|_| EncErr(format!("timestamp {wide} µs is out of range")))?;
+                push_micros(self.text, m);
+            }
+            _ => {
+                let _ = write!(self.text, "{wide}");
+            }
+        }
+        Ok(true)
+    }
+    fn float(self, v: f64) -> std::result::Result<bool, EncErr> {
+        if v.is_finite() {
+            let _ = write!(self.text, "{v}");
+        } else if v.is_nan() {
+            self.text.push_str("NaN");
+        } else if v > 0.0 {
+            self.text.push_str("Infinity");
+        } else {
+            self.text.push_str("-Infinity");
+        }
+        Ok(true)
+    }
+    fn string(self, s: &str) -> std::result::Result<bool, EncErr> {
+        match (self.kind, self.dialect) {
+            (ColKind::Json, _) => {
+                serde_json::to_writer(unsafe_string_writer(self.text), s).map_err(|e| EncErr(e.to_string()))?;
+            }
+            (ColKind::Bytes, d) => {
+                let bytes =
+                    base64_decode(s).ok_or_else(|| EncErr(format!("`{s}` is not base64, as a bytes column needs")))?;
+                push_hex(self.text, &bytes, d);
+            }
+            (ColKind::Timestamp | ColKind::Timestamptz, Dialect::Mysql) | (ColKind::Timestamp, Dialect::Postgres) => {
+                match utc_datetime(s) {
+                    Some(t) => self.text.push_str(&t),
+                    None => self.text.push_str(s),
+                }
+            }
+            _ => self.text.push_str(s),
+        }
+        Ok(true)
+    }
+}
+
+macro_rules! compound {
+    ($($f:ident($($a:ty),*) -> $r:ty;)*) => {$(
+        fn $f(self, $(_: $a),*) -> std::result::Result<$r, EncErr> { Err(EncErr(COMPOUND.into())) }
+    )*};
+}
+
+impl ser::Serializer for ValueSer<'_> {
+    type Ok = bool;
+    type Error = EncErr;
+    type SerializeSeq = Impossible<bool, EncErr>;
+    type SerializeTuple = Impossible<bool, EncErr>;
+    type SerializeTupleStruct = Impossible<bool, EncErr>;
+    type SerializeTupleVariant = Impossible<bool, EncErr>;
+    type SerializeMap = Impossible<bool, EncErr>;
+    type SerializeStruct = Impossible<bool, EncErr>;
+    type SerializeStructVariant = Impossible<bool, EncErr>;
+
+    fn serialize_bool(self, v: bool) -> std::result::Result<bool, EncErr> {
+        let s = match (self.kind, self.dialect, v) {
+            (ColKind::Json | ColKind::Text, _, v) => {
+                if v {
+                    "true"
+                } else {
+                    "false"
+                }
+            }
+            (_, Dialect::Mysql, v) | (ColKind::Int | ColKind::Numeric, Dialect::Postgres, v) => {
+                if v {
+                    "1"
+                } else {
+                    "0"
+                }
+            }
+            (_, Dialect::Postgres, v) => {
+                if v {
+                    "t"
+                } else {
+                    "f"
+                }
+            }
+        };
+        self.text.push_str(s);
+        Ok(true)
+    }
+    fn serialize_i8(self, v: i8) -> std::result::Result<bool, EncErr> {
+        self.int(v)
+    }
+    fn serialize_i16(self, v: i16) -> std::result::Result<bool, EncErr> {
+        self.int(v)
+    }
+    fn serialize_i32(self, v: i32) -> std::result::Result<bool, EncErr> {
+        self.int(v)
+    }
+    fn serialize_i64(self, v: i64) -> std::result::Result<bool, EncErr> {
+        self.int(v)
+    }
+    fn serialize_i128(self, v: i128) -> std::result::Result<bool, EncErr> {
+        self.int(v)
+    }
+    fn serialize_u8(self, v: u8) -> std::result::Result<bool, EncErr> {
+        self.int(v)
+    }
+    fn serialize_u16(self, v: u16) -> std::result::Result<bool, EncErr> {
+        self.int(v)
+    }
+    fn serialize_u32(self, v: u32) -> std::result::Result<bool, EncErr> {
+        self.int(v)
+    }
+    fn serialize_u64(self, v: u64) -> std::result::Result<bool, EncErr> {
+        self.int(v)
+    }
+    fn serialize_u128(self, v: u128) -> std::result::Result<bool, EncErr> {
+        let _ = write!(self.text, "{v}");
+        Ok(true)
+    }
+    fn serialize_f32(self, v: f32) -> std::result::Result<bool, EncErr> {
+        // Through the shortest decimal form of the f32, so 0.1f32 stays 0.1.
+        let s = v.to_string();
+        if v.is_finite() {
+            self.text.push_str(&s);
+            Ok(true)
+        } else {
+            self.float(v as f64)
+        }
+    }
+    fn serialize_f64(self, v: f64) -> std::result::Result<bool, EncErr> {
+        self.float(v)
+    }
+    fn serialize_char(self, v: char) -> std::result::Result<bool, EncErr> {
+        self.string(v.encode_utf8(&mut [0; 4]))
+    }
+    fn serialize_str(self, v: &str) -> std::result::Result<bool, EncErr> {
+        self.string(v)
+    }
+    fn serialize_bytes(self, v: &[u8]) -> std::result::Result<bool, EncErr> {
+        push_hex(self.text, v, self.dialect);
+        Ok(true)
+    }
+    fn serialize_none(self) -> std::result::Result<bool, EncErr> {
+        Ok(false)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> std::result::Result<bool, EncErr> {
+        v.serialize(self)
+    }
+    fn serialize_unit(self) -> std::result::Result<bool, EncErr> {
+        Ok(false)
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> std::result::Result<bool, EncErr> {
+        Ok(false)
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> std::result::Result<bool, EncErr> {
+        self.string(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> std::result::Result<bool, EncErr> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> std::result::Result<bool, EncErr> {
+        Err(EncErr(COMPOUND.into()))
+    }
+    compound! {
+        serialize_seq(Option<usize>) -> Self::SerializeSeq;
+        serialize_tuple(usize) -> Self::SerializeTuple;
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
+        serialize_map(Option<usize>) -> Self::SerializeMap;
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
+    }
+}
+
+/// The row-level serializer: accepts a struct or a map and hands each field to the encoder.
+struct Capture<'a> {
+    enc: &'a mut RowEncoder,
+    text: &'a mut String,
+    strict: bool,
+    key: Option<String>,
+}
+
+fn not_a_record<T>(what: &str) -> std::result::Result<T, EncErr> {
+    Err(EncErr(format!("a row serializes as {what}, not as a struct or map, so it has no named columns for a table")))
+}
+
+macro_rules! reject {
+    ($($f:ident($($t:ty),*) => $what:expr;)*) => {$(
+        fn $f(self, $(_: $t),*) -> std::result::Result<(), EncErr> { not_a_record($what) }
+    )*};
+}
+
+impl<'a, 'b> ser::Serializer for &'b mut Capture<'a> {
+    type Ok = ();
+    type Error = EncErr;
+    type SerializeSeq = Impossible<(), EncErr>;
+    type SerializeTuple = Impossible<(), EncErr>;
+    type SerializeTupleStruct = Impossible<(), EncErr>;
+    type SerializeTupleVariant = Impossible<(), EncErr>;
+    type SerializeMap = Self;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Impossible<(), EncErr>;
+
+    reject! {
+        serialize_bool(bool) => "a boolean";
+        serialize_i8(i8) => "a number"; serialize_i16(i16) => "a number"; serialize_i32(i32) => "a number";
+        serialize_i64(i64) => "a number"; serialize_u8(u8) => "a number"; serialize_u16(u16) => "a number";
+        serialize_u32(u32) => "a number"; serialize_u64(u64) => "a number"; serialize_f32(f32) => "a number";
+        serialize_f64(f64) => "a number"; serialize_char(char) => "a character"; serialize_str(&str) => "a string";
+        serialize_bytes(&[u8]) => "bytes"; serialize_none() => "null"; serialize_unit() => "unit";
+        serialize_unit_struct(&'static str) => "a unit struct";
+        serialize_unit_variant(&'static str, u32, &'static str) => "an enum variant";
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> std::result::Result<(), EncErr> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> std::result::Result<(), EncErr> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> std::result::Result<(), EncErr> {
+        not_a_record("an enum variant")
+    }
+    fn serialize_seq(self, _: Option<usize>) -> std::result::Result<Self::SerializeSeq, EncErr> {
+        not_a_record("a sequence")
+    }
+    fn serialize_tuple(self, _: usize) -> std::result::Result<Self::SerializeTuple, EncErr> {
+        not_a_record("a tuple")
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeTupleStruct, EncErr> {
+        not_a_record("a tuple struct")
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeTupleVariant, EncErr> {
+        not_a_record("an enum variant")
+    }
+    fn serialize_map(self, _: Option<usize>) -> std::result::Result<Self::SerializeMap, EncErr> {
+        Ok(self)
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> std::result::Result<Self::SerializeStruct, EncErr> {
+        Ok(self)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> std::result::Result<Self::SerializeStructVariant, EncErr> {
+        not_a_record("an enum variant")
+    }
+}
+
+impl ser::SerializeStruct for &mut Capture<'_> {
+    type Ok = ();
+    type Error = EncErr;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        value: &T,
+    ) -> std::result::Result<(), EncErr> {
+        self.enc.field(self.text, name, value, self.strict)
+    }
+    fn end(self) -> std::result::Result<(), EncErr> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for &mut Capture<'_> {
+    type Ok = ();
+    type Error = EncErr;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> std::result::Result<(), EncErr> {
+        match serde_json::to_value(key) {
+            Ok(serde_json::Value::String(s)) => {
+                self.key = Some(s);
+                Ok(())
+            }
+            _ => not_a_record("a map with non-string keys"),
+        }
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> std::result::Result<(), EncErr> {
+        let key = self.key.take().unwrap_or_default();
+        self.enc.field(self.text, &key, value, self.strict)
+    }
+    fn end(self) -> std::result::Result<(), EncErr> {
+        Ok(())
+    }
+}
+
+/// Appends `s` to `out` escaped for PostgreSQL's `COPY … FROM STDIN` text format.
+#[inline]
+pub fn copy_escape(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    if !b.iter().any(|c| matches!(c, b'\\' | b'\t' | b'\n' | b'\r')) {
+        out.extend_from_slice(b);
+        return;
+    }
+    for &c in b {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn col(name: &str, kind: ColKind) -> TableColumn {
+        TableColumn {
+            name: name.into(),
+            sql_type: String::new(),
+            cast_type: String::new(),
+            kind,
+            nullable: true,
+            has_default: false,
+            generated: false,
+        }
+    }
+
+    #[test]
+    fn cells_by_kind() {
+        let cols = [
+            col("id", ColKind::Int),
+            col("ok", ColKind::Bool),
+            col("j", ColKind::Json),
+            col("ts", ColKind::Timestamptz),
+            col("b", ColKind::Bytes),
+            col("n", ColKind::Text),
+        ];
+        let row = json!({"id": 7, "ok": true, "j": {"a": [1, "x"]}, "ts": "2024-03-01T01:30:00+02:00", "b": "AQI=", "n": null});
+        let mut cells = Cells::default();
+        let mut pg = RowEncoder::new(Dialect::Postgres, "t", &cols);
+        pg.encode(&row, None, true, &mut cells).unwrap();
+        let got: Vec<Option<&str>> = (0..6).map(|i| cells.get(i)).collect();
+        assert_eq!(
+            got,
+            [Some("7"), Some("t"), Some(r#"{"a":[1,"x"]}"#), Some("2024-03-01T01:30:00+02:00"), Some("\\x0102"), None]
+        );
+        let mut my = RowEncoder::new(Dialect::Mysql, "t", &cols);
+        cells.clear();
+        my.encode(&row, Some(&[1, 3, 4]), true, &mut cells).unwrap();
+        assert_eq!(cells.get(0), Some("1"));
+        assert_eq!(cells.get(1), Some("2024-02-29 23:30:00"));
+        assert_eq!(cells.get(2), Some("0102"));
+        let e = pg.encode(&json!({"id": 1, "zzz": 2}), None, true, &mut cells).unwrap_err();
+        assert!(e.to_string().contains("`zzz`"), "{e}");
+    }
+
+    #[test]
+    fn micros_and_datetimes() {
+        let mut s = String::new();
+        push_micros(&mut s, 1_700_000_000_123_456);
+        assert_eq!(s, "2023-11-14 22:13:20.123456");
+        s.clear();
+        push_micros(&mut s, -1);
+        assert_eq!(s, "1969-12-31 23:59:59.999999");
+        assert_eq!(utc_datetime("2024-01-01T00:00:00.5Z").unwrap(), "2024-01-01 00:00:00.5");
+        assert_eq!(utc_datetime("2024-01-01 00:00:00").unwrap(), "2024-01-01 00:00:00");
+        assert_eq!(utc_datetime("2024-01-01T00:00:00-0130").unwrap(), "2024-01-01 01:30:00");
+    }
+
+    #[test]
+    fn copy_escaping() {
+        let mut out = Vec::new();
+        copy_escape(&mut out, "a\tb\\c\nd");
+        assert_eq!(out, b"a\\tb\\\\c\\nd");
+    }
+}

@@ -1,0 +1,856 @@
+//! The `jdbc` connector against real servers: PostgreSQL (`DSINK_POSTGRES_URL`) and MariaDB
+//! (`DSINK_MYSQL_URL`), as `scripts/services start postgres mariadb` provides them.
+//!
+//! Every check reads the table back with its own `SELECT` and compares it with the reference
+//! model of `common` (the collection's state computed from the history alone). A missing server
+//! variable fails the test: none passes without its server.
+
+#![cfg(feature = "jdbc")]
+
+mod common;
+
+use common::{expected_changes, keyed_history, state_before, Rng, Row};
+use differential_dataflow::input::Input;
+use differential_sinks::connectors::jdbc::{JdbcConfig, PgUpsertMethod};
+use differential_sinks::delivery::RetryPolicy;
+use differential_sinks::{CommitPolicy, ErrorKind, Format, JsonRow, Options, Schema, SinkCollection, SinkSpec};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use timely::dataflow::operators::probe::Probe;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Db {
+    Pg,
+    My,
+}
+
+impl Db {
+    fn url(self) -> String {
+        let var = match self {
+            Db::Pg => "DSINK_POSTGRES_URL",
+            Db::My => "DSINK_MYSQL_URL",
+        };
+        std::env::var(var).unwrap_or_else(|_| {
+            panic!(
+                "{var} is not set: start the servers with `scripts/services start postgres mariadb` and \
+                 `source $DSINK_SERVICES_DIR/env` (see scripts/services)"
+            )
+        })
+    }
+}
+
+/// A unique table name per test process and call.
+fn table_name(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A plain SQL session for setting up tables and reading them back, independent of the sink.
+struct Sql {
+    rt: tokio::runtime::Runtime,
+    pg: Option<tokio_postgres::Client>,
+    my: Option<mysql_async::Conn>,
+}
+
+impl Sql {
+    fn connect(db: Db) -> Sql {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let url = db.url();
+        match db {
+            Db::Pg => {
+                let client = rt.block_on(async {
+                    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+                    tokio::spawn(conn);
+                    client.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
+                    client
+                });
+                Sql { rt, pg: Some(client), my: None }
+            }
+            Db::My => {
+                let conn = rt.block_on(async {
+                    let opts = mysql_async::Opts::from_url(&url).unwrap();
+                    let mut c =
+                        mysql_async::Conn::new(opts).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+                    use mysql_async::prelude::Queryable;
+                    c.query_drop("SET time_zone = '+00:00'").await.unwrap();
+                    c
+                });
+                Sql { rt, pg: None, my: Some(conn) }
+            }
+        }
+    }
+
+    fn exec(&mut self, sql: &str) {
+        use mysql_async::prelude::Queryable;
+        let (rt, pg, my) = (&self.rt, &self.pg, &mut self.my);
+        rt.block_on(async {
+            match (pg, my) {
+                (Some(c), _) => c.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")),
+                (_, Some(c)) => c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")),
+                _ => unreachable!(),
+            }
+        })
+    }
+
+    /// Rows as text (NULL → None).
+    fn rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
+        use mysql_async::prelude::Queryable;
+        let (rt, pg, my) = (&self.rt, &self.pg, &mut self.my);
+        rt.block_on(async {
+            match (pg, my) {
+                (Some(c), _) => c
+                    .simple_query(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                (_, Some(c)) => {
+                    let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    rows.into_iter()
+                        .map(|r| {
+                            r.unwrap()
+                                .into_iter()
+                                .map(|v| match v {
+                                    mysql_async::Value::NULL => None,
+                                    mysql_async::Value::Bytes(b) => Some(String::from_utf8(b).unwrap()),
+                                    other => Some(other.as_sql(true)),
+                                })
+                                .collect()
+                        })
+                        .collect()
+                }
+                _ => unreachable!(),
+            }
+        })
+    }
+}
+
+impl Drop for Sql {
+    fn drop(&mut self) {
+        if let Some(c) = self.my.take() {
+            let _ = self.rt.block_on(c.disconnect());
+        }
+    }
+}
+
+fn text_type(db: Db) -> &'static str {
+    match db {
+        Db::Pg => "text",
+        Db::My => "varchar(200)",
+    }
+}
+
+/// Creates the property tests' table `(k int primary key, v bigint, s text)` (or without a key).
+fn create_row_table(sql: &mut Sql, db: Db, name: &str, pk: bool) {
+    let key = if pk { " PRIMARY KEY" } else { " NOT NULL" };
+    sql.exec(&format!("CREATE TABLE {name} (k integer{key}, v bigint NOT NULL, s {} NOT NULL)", text_type(db)));
+}
+
+fn config(db: Db, table: &str) -> JdbcConfig {
+    JdbcConfig::new(&db.url(), table).unwrap().retry(RetryPolicy {
+        initial: Duration::from_millis(20),
+        max_delay: Duration::from_millis(500),
+        deadline: Duration::from_secs(30),
+    })
+}
+
+/// The table's rows, by key.
+fn read_rows(sql: &mut Sql, table: &str) -> BTreeMap<u32, Row> {
+    let mut out = BTreeMap::new();
+    for r in sql.rows(&format!("SELECT k, v, s FROM {table} ORDER BY k")) {
+        let row = Row {
+            k: r[0].as_ref().unwrap().parse().unwrap(),
+            v: r[1].as_ref().unwrap().parse().unwrap(),
+            s: r[2].clone().unwrap(),
+        };
+        assert!(out.insert(row.k, row).is_none(), "key twice in {table}");
+    }
+    out
+}
+
+/// Every row of the table (with duplicates), sorted.
+fn read_all_rows(sql: &mut Sql, table: &str) -> Vec<Row> {
+    let mut out: Vec<Row> = sql
+        .rows(&format!("SELECT k, v, s FROM {table}"))
+        .into_iter()
+        .map(|r| Row {
+            k: r[0].as_ref().unwrap().parse().unwrap(),
+            v: r[1].as_ref().unwrap().parse().unwrap(),
+            s: r[2].clone().unwrap(),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Runs `history` into the sinks `specs` on `peers` workers (each worker feeds every peers-th
+/// update), stepping to completion. Returns the first sink error.
+fn run(history: &[(Row, u64, isize)], specs: &[SinkSpec], peers: usize) -> Option<differential_sinks::Error> {
+    let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
+    let history = Arc::new(history.to_vec());
+    let specs = specs.to_vec();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let errors2 = errors.clone();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let (mut input, probes, handles) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let mut probes = Vec::new();
+            let mut handles = Vec::new();
+            for s in &specs {
+                let out = rows.clone().sink(s).expect("sink builds");
+                probes.push(out.committed.probe().0);
+                handles.push(out.handle);
+            }
+            (input, probes, handles)
+        });
+        for t in 0..times {
+            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
+                if i % peers == index {
+                    input.update(row.clone(), *d);
+                }
+            }
+            input.advance_to(t + 1);
+            input.flush();
+            worker.step();
+        }
+        input.close();
+        while probes.iter().any(|p| !p.done()) && !handles.iter().any(|h| h.is_failed()) {
+            worker.step();
+        }
+        for h in &handles {
+            if let Some(e) = h.take_error() {
+                errors2.lock().unwrap().push(e);
+            }
+        }
+    })
+    .expect("timely runs");
+    let e = errors.lock().unwrap().drain(..).next();
+    e
+}
+
+fn check_upsert_history(
+    db: Db,
+    history: Vec<(Row, u64, isize)>,
+    peers: usize,
+    max_changes: Option<u64>,
+    method: PgUpsertMethod,
+) {
+    let mut sql = Sql::connect(db);
+    let table = table_name("prop");
+    create_row_table(&mut sql, db, &table, true);
+    let spec = SinkSpec::builder("prop", config(db, &table).pg_upsert(method).batch_size(7))
+        .upsert()
+        .primary_key(["k"])
+        .commit(CommitPolicy { max_changes, interval: Duration::ZERO })
+        .build()
+        .unwrap();
+    let err = run(&history, &[spec], peers);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(read_rows(&mut sql, &table), state_before(&history, u64::MAX));
+    let progress = sql.rows(&format!(
+        "SELECT worker, frontier FROM dsink_progress WHERE sink_name = 'prop' AND target LIKE '%.{table}' ORDER BY worker"
+    ));
+    assert_eq!(progress.len(), peers, "one progress row per worker: {progress:?}");
+    assert!(progress.iter().all(|r| r[1].is_none()), "every worker committed the complete frontier: {progress:?}");
+    sql.exec(&format!("DROP TABLE {table}"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, max_shrink_iters: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn postgres_upsert_equals_the_reference(
+        seed in any::<u64>(), keys in 1u32..40, times in 1u64..10, per_time in 0usize..20,
+        peers in prop_oneof![Just(1usize), Just(2), Just(4)], max_changes in prop::option::of(1u64..30), copy in any::<bool>()
+    ) {
+        let method = if copy { PgUpsertMethod::Copy } else { PgUpsertMethod::Unnest };
+        check_upsert_history(Db::Pg, keyed_history(seed, keys, times, per_time), peers, max_changes, method);
+    }
+
+    #[test]
+    fn mysql_upsert_equals_the_reference(
+        seed in any::<u64>(), keys in 1u32..40, times in 1u64..10, per_time in 0usize..20,
+        peers in prop_oneof![Just(1usize), Just(2), Just(4)], max_changes in prop::option::of(1u64..30)
+    ) {
+        check_upsert_history(Db::My, keyed_history(seed, keys, times, per_time), peers, max_changes, PgUpsertMethod::Unnest);
+    }
+}
+
+/// Rows the table already holds (written by someone else) are replaced, not refused, when the
+/// collection inserts their keys: the sink's fast path for new keys falls back to the upsert.
+fn foreign_rows_are_upserted(db: Db) {
+    let history = keyed_history(99, 40, 6, 15);
+    let mut sql = Sql::connect(db);
+    let table = table_name("foreign");
+    create_row_table(&mut sql, db, &table, true);
+    sql.exec(&format!(
+        "INSERT INTO {table} (k, v, s) VALUES {}",
+        (0..60).map(|k| format!("({k}, 0, 'foreign')")).collect::<Vec<_>>().join(", ")
+    ));
+    let spec = SinkSpec::builder("foreign", config(db, &table)).upsert().primary_key(["k"]).build().unwrap();
+    let err = run(&history, &[spec], 2);
+    assert!(err.is_none(), "{err:?}");
+    let touched: std::collections::BTreeSet<u32> = history.iter().map(|h| h.0.k).collect();
+    let mut want = state_before(&history, u64::MAX);
+    for k in (0..60).filter(|k| !touched.contains(k)) {
+        want.insert(k, Row { k, v: 0, s: "foreign".into() });
+    }
+    assert_eq!(read_rows(&mut sql, &table), want);
+    sql.exec(&format!("DROP TABLE {table}"));
+}
+
+#[test]
+fn postgres_foreign_rows_are_upserted() {
+    foreign_rows_are_upserted(Db::Pg);
+}
+
+#[test]
+fn mysql_foreign_rows_are_upserted() {
+    foreign_rows_are_upserted(Db::My);
+}
+
+fn append_only_duplicates(db: Db) {
+    let mut rng = Rng::new(42);
+    // Insert-only, with identical rows: a table without a key holds each copy.
+    let history: Vec<(Row, u64, isize)> = (0..120)
+        .map(|_| (Row { k: rng.below(10) as u32, v: rng.below(3) as u32, s: "日本\t\\\n\"".into() }, rng.below(8), 1))
+        .collect();
+    let mut sql = Sql::connect(db);
+    let table = table_name("app");
+    create_row_table(&mut sql, db, &table, false);
+    let spec = SinkSpec::builder("app", config(db, &table)).append_only(false).build().unwrap();
+    let err = run(&history, &[spec], 2);
+    assert!(err.is_none(), "{err:?}");
+    let mut want: Vec<Row> = history.iter().map(|h| h.0.clone()).collect();
+    want.sort();
+    assert_eq!(read_all_rows(&mut sql, &table), want);
+    sql.exec(&format!("DROP TABLE {table}"));
+}
+
+#[test]
+fn postgres_append_only_keeps_every_copy() {
+    append_only_duplicates(Db::Pg);
+}
+
+#[test]
+fn mysql_append_only_keeps_every_copy() {
+    append_only_duplicates(Db::My);
+}
+
+fn primary_key_rules(db: Db) {
+    let mut sql = Sql::connect(db);
+    let keyed = table_name("pkr");
+    let unkeyed = table_name("pkr");
+    sql.exec(&format!(
+        "CREATE TABLE {keyed} (a integer NOT NULL, b integer NOT NULL, c {} , PRIMARY KEY (a, b))",
+        text_type(db)
+    ));
+    sql.exec(&format!("CREATE TABLE {unkeyed} (a integer, b integer, c {})", text_type(db)));
+    let build = |table: &str, format: Format, pk: Option<&[&str]>| {
+        let mut b = SinkSpec::builder("rules", config(db, table)).format(format);
+        if let Some(pk) = pk {
+            b = b.primary_key(pk.iter().copied());
+        }
+        b.build()
+    };
+    // Rule 1: an upsert sink must declare the key, and it must be the table's.
+    let e = build(&keyed, Format::Upsert, None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains(&keyed) && e.to_string().contains("primary_key = 'a,b'"), "{e}");
+    let e = build(&keyed, Format::Upsert, Some(&["a"])).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Schema, "{e}");
+    assert!(e.to_string().contains(&keyed) && e.to_string().contains("(a,b)"), "{e}");
+    build(&keyed, Format::Upsert, Some(&["b", "a"])).expect("the table's key, in any order");
+    // Rule 2: a table without a key takes no upsert sink, but an append-only one.
+    let e = build(&unkeyed, Format::Upsert, Some(&["a"])).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Schema, "{e}");
+    assert!(
+        e.to_string().contains(&unkeyed)
+            && e.to_string().contains("no primary key")
+            && e.to_string().contains("append-only"),
+        "{e}"
+    );
+    build(&unkeyed, Format::AppendOnly { force: false }, None).expect("append-only without a key");
+    build(&keyed, Format::AppendOnly { force: true }, Some(&["a", "b"])).expect("append-only into a keyed table");
+    // Debezium has no meaning for a table.
+    let e = build(&keyed, Format::Debezium { tombstone_after_delete: false }, Some(&["a", "b"])).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    // A missing table.
+    let e = build("no_such_table_here", Format::AppendOnly { force: false }, None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Schema, "{e}");
+    assert!(e.to_string().contains("no_such_table_here"), "{e}");
+    // Schemas: a column the table lacks, an incompatible type, an uncovered NOT NULL column.
+    let with_schema = |s: &str| {
+        SinkSpec::builder("rules", config(db, &keyed))
+            .upsert()
+            .primary_key(["a", "b"])
+            .schema(s.parse::<Schema>().unwrap())
+            .build()
+    };
+    let e = with_schema("a:int32!,b:int32!,zz:string").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Schema);
+    assert!(e.to_string().contains("`zz`") && e.to_string().contains(&keyed), "{e}");
+    let e = with_schema("a:int32!,b:int32!,c:timestamp").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Schema);
+    assert!(e.to_string().contains("`c`") && e.to_string().contains("timestamp"), "{e}");
+    with_schema("a:int32!,b:int64!,c:string").expect("compatible schema");
+    with_schema("a:int32!,b:int64!").expect("c is nullable, so the rows may leave it out");
+    sql.exec(&format!("DROP TABLE {keyed}"));
+    sql.exec(&format!("DROP TABLE {unkeyed}"));
+}
+
+#[test]
+fn postgres_primary_key_rules() {
+    primary_key_rules(Db::Pg);
+}
+
+#[test]
+fn mysql_primary_key_rules() {
+    primary_key_rules(Db::My);
+}
+
+/// Runs JSON rows (a map per row, as `dsink` reads them) into `spec` on one worker, all at time 0
+/// unless the row says `"@time"`.
+fn run_json(rows: Vec<(serde_json::Value, u64, isize)>, spec: &SinkSpec) -> Option<differential_sinks::Error> {
+    let spec = spec.clone();
+    let rows = Arc::new(Mutex::new(rows));
+    let err = Arc::new(Mutex::new(None));
+    let err2 = err.clone();
+    timely::execute_directly(move |worker| {
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<JsonRow, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            (input, out.committed.probe().0, out.handle)
+        });
+        let rows = std::mem::take(&mut *rows.lock().unwrap());
+        let mut times: Vec<u64> = rows.iter().map(|r| r.1).collect();
+        times.sort();
+        times.dedup();
+        for t in times {
+            if *input.time() < t {
+                input.advance_to(t);
+            }
+            for (r, _, d) in rows.iter().filter(|r| r.1 == t) {
+                input.update(JsonRow(r.clone()), *d);
+            }
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        *err2.lock().unwrap() = handle.take_error();
+    });
+    let e = err.lock().unwrap().take();
+    e
+}
+
+fn types_round_trip(db: Db) {
+    use serde_json::json;
+    let mut sql = Sql::connect(db);
+    let table = table_name("types");
+    let ddl = match db {
+        Db::Pg => format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, n numeric(40,12), ts timestamptz, tn timestamp, d date, \
+             j jsonb, s text, b boolean, bin bytea, f double precision, big numeric(20,0))"
+        ),
+        Db::My => format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, n decimal(40,12), ts timestamp(6) NULL, tn datetime(6), d date, \
+             j json, s varchar(100), b boolean, bin varbinary(20), f double, big decimal(20,0))"
+        ),
+    };
+    sql.exec(&ddl);
+    let spec = SinkSpec::builder("types", config(db, &table)).upsert().primary_key(["id"]).build().unwrap();
+    let full = json!({
+        "id": 1, "n": "1234567890123456789012345678.123456789012", "ts": "2024-02-29T23:59:58.123456+01:00",
+        "tn": "2000-01-01T01:59:59+02:00", "d": "2024-02-29", "j": {"a": [1, 2.5, null, "ü"], "b": {"c": true}},
+        "s": "ünïcödé ✓ 日本語 🎉 'quote' \"dq\" back\\slash tab\t nl\n", "b": true, "bin": "3q2+7w==",
+        "f": 0.1, "big": u64::MAX
+    });
+    let nulls = json!({"id": 2, "n": null, "ts": null, "tn": null, "d": null, "j": null, "s": null, "b": null, "bin": null, "f": null, "big": null});
+    let sparse = json!({"id": 3, "s": "", "j": "just a string", "ts": 1_700_000_000_123_456i64, "n": -0.5});
+    let err = run_json(vec![(full, 0, 1), (nulls, 0, 1), (sparse, 0, 1)], &spec);
+    assert!(err.is_none(), "{err:?}");
+    let select = match db {
+        Db::Pg => format!(
+            "SELECT id::text, n::text, to_char(ts, 'YYYY-MM-DD HH24:MI:SS.US'), to_char(tn, 'YYYY-MM-DD HH24:MI:SS'), d::text, \
+             j::text, s, b::text, encode(bin, 'hex'), f::text, big::text FROM {table} ORDER BY id"
+        ),
+        Db::My => format!(
+            "SELECT CAST(id AS CHAR), CAST(n AS CHAR), DATE_FORMAT(ts, '%Y-%m-%d %H:%i:%s.%f'), DATE_FORMAT(tn, '%Y-%m-%d %H:%i:%s'), \
+             CAST(d AS CHAR), CAST(j AS CHAR), s, CAST(b AS CHAR), LOWER(HEX(bin)), CAST(f AS CHAR), CAST(big AS CHAR) \
+             FROM {table} ORDER BY id"
+        ),
+    };
+    let rows = sql.rows(&select);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(r[1].as_deref(), Some("1234567890123456789012345678.123456789012"));
+    assert_eq!(r[2].as_deref(), Some("2024-02-29 22:59:58.123456"));
+    assert_eq!(r[3].as_deref(), Some("1999-12-31 23:59:59"));
+    assert_eq!(r[4].as_deref(), Some("2024-02-29"));
+    let j: serde_json::Value = serde_json::from_str(r[5].as_deref().unwrap()).unwrap();
+    assert_eq!(j, json!({"a": [1, 2.5, null, "ü"], "b": {"c": true}}));
+    assert_eq!(r[6].as_deref(), Some("ünïcödé ✓ 日本語 🎉 'quote' \"dq\" back\\slash tab\t nl\n"));
+    assert!(matches!(r[7].as_deref(), Some("true") | Some("1")), "{:?}", r[7]);
+    assert_eq!(r[8].as_deref(), Some("deadbeef"));
+    assert_eq!(r[9].as_deref(), Some("0.1"));
+    assert_eq!(r[10].as_deref(), Some("18446744073709551615"));
+    assert!(rows[1][1..].iter().all(Option::is_none), "NULLs stay NULL: {:?}", rows[1]);
+    let r = &rows[2];
+    assert_eq!(r[1].as_deref().map(|s| s.trim_end_matches('0')), Some("-0.5"));
+    assert_eq!(r[2].as_deref(), Some("2023-11-14 22:13:20.123456"));
+    let j: serde_json::Value = serde_json::from_str(r[5].as_deref().unwrap()).unwrap();
+    assert_eq!(j, json!("just a string"));
+    assert_eq!(r[6].as_deref(), Some(""));
+    sql.exec(&format!("DROP TABLE {table}"));
+}
+
+#[test]
+fn postgres_types_round_trip() {
+    types_round_trip(Db::Pg);
+}
+
+#[test]
+fn mysql_types_round_trip() {
+    types_round_trip(Db::My);
+}
+
+fn refused_row_names_its_key(db: Db) {
+    use serde_json::json;
+    let mut sql = Sql::connect(db);
+    let table = table_name("refuse");
+    sql.exec(&format!("CREATE TABLE {table} (id integer PRIMARY KEY, qty integer NOT NULL CHECK (qty >= 0))"));
+    let spec = SinkSpec::builder("refuse", config(db, &table)).upsert().primary_key(["id"]).build().unwrap();
+    let rows: Vec<_> = (0..50).map(|i| (json!({"id": i, "qty": if i == 37 { -1 } else { i }}), 0, 1)).collect();
+    let e = run_json(rows, &spec).expect("the check constraint stops the sink");
+    assert_eq!(e.kind(), ErrorKind::Fatal, "{e}");
+    assert!(e.to_string().contains("{\"id\":37}"), "the message names the key: {e}");
+    let n = sql.rows(&format!("SELECT count(*) FROM {table}"));
+    assert_eq!(n[0][0].as_deref(), Some("0"), "nothing of the refused commit is applied");
+    // A value the column cannot take.
+    let e = run_json(vec![(json!({"id": 5, "qty": "many"}), 0, 1)], &spec).expect("refused");
+    assert!(e.to_string().contains("{\"id\":5}"), "{e}");
+    // A field the table has no column for.
+    let e = run_json(vec![(json!({"id": 6, "qty": 1, "colour": "red"}), 0, 1)], &spec).expect("refused");
+    assert_eq!(e.kind(), ErrorKind::Schema);
+    assert!(e.to_string().contains("`colour`") && e.to_string().contains(&table), "{e}");
+    sql.exec(&format!("DROP TABLE {table}"));
+}
+
+#[test]
+fn postgres_refused_row_names_its_key() {
+    refused_row_names_its_key(Db::Pg);
+}
+
+#[test]
+fn mysql_refused_row_names_its_key() {
+    refused_row_names_its_key(Db::My);
+}
+
+/// A dataflow stopped after some commits, with changes written to the sink but not committed,
+/// then run again over the same input: the upsert table equals the reference, and the
+/// append-only table (where a change applied twice would show as a second row) holds each change
+/// once.
+fn exactly_once_across_a_crash(db: Db, peers: usize) {
+    let history = keyed_history(7 + peers as u64, 30, 24, 12);
+    let times = history.iter().map(|h| h.1 + 1).max().unwrap();
+    let mut sql = Sql::connect(db);
+    let (up, app) = (table_name("eo_up"), table_name("eo_app"));
+    create_row_table(&mut sql, db, &up, true);
+    create_row_table(&mut sql, db, &app, false);
+    // Commits only when 15 changes wait, so a worker usually holds written, uncommitted changes.
+    let cadence = CommitPolicy { max_changes: Some(15), interval: Duration::from_secs(3600) };
+    let specs = vec![
+        SinkSpec::builder("eo-up", config(db, &up))
+            .upsert()
+            .primary_key(["k"])
+            .commit(cadence.clone())
+            .build()
+            .unwrap(),
+        SinkSpec::builder("eo-app", config(db, &app))
+            .append_only(true)
+            .primary_key(["k"])
+            .commit(cadence)
+            .build()
+            .unwrap(),
+    ];
+    let crash_at = times / 2;
+    let pending_at_crash = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (history, specs, pending_at_crash) = (Arc::new(history.clone()), specs.clone(), pending_at_crash.clone());
+        timely::execute(timely::Config::process(peers), move |worker| {
+            let (index, peers) = (worker.index(), worker.peers());
+            let id = worker.next_dataflow_index();
+            let committed: Vec<Arc<AtomicU64>> = specs.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+            let (mut input, written, handles) = worker.dataflow::<u64, _, _>(|scope| {
+                use timely::dataflow::operators::Inspect;
+                let (input, rows) = scope.new_collection::<Row, isize>();
+                let mut written = Vec::new();
+                let mut handles = Vec::new();
+                for (s, c) in specs.iter().zip(&committed) {
+                    let out = rows.clone().sink(s).expect("sink builds");
+                    let c = c.clone();
+                    out.committed.inspect(move |r| {
+                        c.fetch_add(r.changes, Ordering::Relaxed);
+                    });
+                    // The dead-letter stream's frontier is the sink's written frontier.
+                    written.push(out.dead_letters.inner.probe().0);
+                    handles.push(out.handle);
+                }
+                (input, written, handles)
+            });
+            let mut t = 0;
+            loop {
+                for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
+                    if i % peers == index {
+                        input.update(row.clone(), *d);
+                    }
+                }
+                t += 1;
+                input.advance_to(t);
+                input.flush();
+                while written.iter().any(|p| p.less_than(&t)) {
+                    assert!(handles.iter().all(|h| !h.is_failed()));
+                    worker.step();
+                }
+                // Written but not committed, per sink (one worker: the counters are its own).
+                let pending: Vec<u64> = specs
+                    .iter()
+                    .zip(&committed)
+                    .map(|(s, c)| s.metrics().snapshot().changes_out - c.load(Ordering::Relaxed))
+                    .collect();
+                let stop = if peers == 1 { t >= crash_at && pending.iter().all(|p| *p > 0) } else { t >= crash_at };
+                if stop || t + 1 >= times {
+                    if index == 0 {
+                        *pending_at_crash.lock().unwrap() = pending;
+                    }
+                    break;
+                }
+            }
+            worker.drop_dataflow(id);
+        })
+        .expect("timely runs");
+    }
+    if peers == 1 {
+        let pending = pending_at_crash.lock().unwrap().clone();
+        assert!(
+            pending.iter().all(|p| *p > 0),
+            "the first run stopped with changes written but not committed: {pending:?}"
+        );
+    }
+    let progress =
+        sql.rows(&format!("SELECT count(*) FROM dsink_progress WHERE target LIKE '%.{app}' OR target LIKE '%.{up}'"));
+    assert_ne!(progress[0][0].as_deref(), Some("0"), "the first run committed something");
+    let partial = read_all_rows(&mut sql, &app).len();
+    let all_after = expected_changes(&history).values().filter(|c| c.1.is_some()).count();
+    assert!(partial < all_after, "the first run stopped before the end ({partial} of {all_after})");
+    // Second run over the same input, to the end.
+    let err = run(&history, &specs, peers);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(read_rows(&mut sql, &up), state_before(&history, u64::MAX));
+    let mut want: Vec<Row> = expected_changes(&history).into_values().filter_map(|(_, after)| after).collect();
+    want.sort();
+    assert_eq!(read_all_rows(&mut sql, &app), want, "each change appended exactly once");
+    for t in [&up, &app] {
+        let p =
+            sql.rows(&format!("SELECT worker, frontier FROM dsink_progress WHERE target LIKE '%.{t}' ORDER BY worker"));
+        assert_eq!(p.len(), peers, "one progress row per worker: {p:?}");
+        assert!(p.iter().all(|r| r[1].is_none()), "{p:?}");
+    }
+    sql.exec(&format!("DROP TABLE {up}"));
+    sql.exec(&format!("DROP TABLE {app}"));
+}
+
+#[test]
+fn postgres_exactly_once_across_a_crash() {
+    exactly_once_across_a_crash(Db::Pg, 1);
+    exactly_once_across_a_crash(Db::Pg, 3);
+}
+
+#[test]
+fn mysql_exactly_once_across_a_crash() {
+    exactly_once_across_a_crash(Db::My, 1);
+    exactly_once_across_a_crash(Db::My, 3);
+}
+
+fn options_and_redaction(db: Db) {
+    let mut sql = Sql::connect(db);
+    let table = table_name("opts");
+    create_row_table(&mut sql, db, &table, true);
+    let opts = Options::parse_pairs([
+        "connector=jdbc".to_string(),
+        format!("jdbc.url={}", db.url()),
+        format!("table.name={table}"),
+        "type=upsert".into(),
+        "primary_key=k".into(),
+        "password=hunter2-secret".into(),
+        "jdbc.batch.size=100".into(),
+    ])
+    .unwrap();
+    let shown = format!("{opts:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    // Trust authentication accepts any password here; what matters is that none is printed.
+    match SinkSpec::from_options(opts) {
+        Ok(spec) => assert!(!format!("{spec:?}").contains("hunter2"), "{spec:?}"),
+        Err(e) => assert!(!e.to_string().contains("hunter2"), "{e}"),
+    }
+    let bad = Options::parse_pairs([
+        "connector=jdbc".to_string(),
+        "jdbc.url=postgres://u:hunter2@127.0.0.1:1/x".into(),
+        format!("table.name={table}"),
+        "type=append-only".into(),
+        "jdbc.connect.timeout.ms=500".into(),
+    ])
+    .unwrap();
+    let e = SinkSpec::from_options(bad).unwrap_err();
+    assert!(!e.to_string().contains("hunter2") && !format!("{e:?}").contains("hunter2"), "{e:?}");
+    sql.exec(&format!("DROP TABLE {table}"));
+}
+
+#[test]
+fn postgres_options_and_redaction() {
+    options_and_redaction(Db::Pg);
+}
+
+#[test]
+fn mysql_options_and_redaction() {
+    options_and_redaction(Db::My);
+}
+
+/// `dsink` reaches the connector through its options: a generated change log replayed into a
+/// table equals the state the log describes.
+fn dsink_replays_into(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("changes.jsonl");
+    let gen = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
+        .args(["generate", "--keys", "300", "--updates", "3000", "--times", "30", "--row-bytes", "80"])
+        .output()
+        .unwrap();
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    std::fs::write(&log, &gen.stdout).unwrap();
+    // The state the log describes, computed from the log alone.
+    let mut state: BTreeMap<u64, serde_json::Value> = BTreeMap::new();
+    for line in String::from_utf8(gen.stdout).unwrap().lines() {
+        let l: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = l["row"]["id"].as_u64().unwrap();
+        if l["diff"].as_i64().unwrap() > 0 {
+            state.insert(id, l["row"].clone());
+        } else {
+            state.remove(&id);
+        }
+    }
+    let mut sql = Sql::connect(db);
+    let table = table_name("dsink");
+    sql.exec(&format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, name varchar(64) NOT NULL, amount bigint, note {})",
+        text_type(db)
+    ));
+    for workers in ["1", "2"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
+            .args(["--input", log.to_str().unwrap(), "--workers", workers, "--progress", "never"])
+            .args(["--with", "connector=jdbc", "--with", &format!("jdbc.url={}", db.url())])
+            .args(["--with", &format!("table.name={table}"), "--with", "type=upsert", "--with", "primary_key=id"])
+            .args(["--with", &format!("sink.name=dsink-{workers}"), "--with", "commit.max_changes=100"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
+        let rows = sql.rows(&format!("SELECT id, name, amount, note FROM {table} ORDER BY id"));
+        assert_eq!(rows.len(), state.len());
+        for r in rows {
+            let id: u64 = r[0].as_ref().unwrap().parse().unwrap();
+            let want = &state[&id];
+            assert_eq!(r[1].as_deref(), want["name"].as_str());
+            assert_eq!(r[2].as_ref().unwrap().parse::<u64>().unwrap(), want["amount"].as_u64().unwrap());
+            assert_eq!(r[3].as_deref(), want["note"].as_str());
+        }
+    }
+    // A configuration error surfaces before any worker starts, naming the table's key.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
+        .args(["--input", log.to_str().unwrap()])
+        .args(["--with", "connector=jdbc", "--with", &format!("jdbc.url={}", db.url())])
+        .args(["--with", &format!("table.name={table}"), "--with", "type=upsert"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("primary_key = 'id'"), "{err}");
+    sql.exec(&format!("DROP TABLE {table}"));
+}
+
+#[test]
+fn postgres_dsink_replays_a_change_log() {
+    dsink_replays_into(Db::Pg);
+}
+
+#[test]
+fn mysql_dsink_replays_a_change_log() {
+    dsink_replays_into(Db::My);
+}
+
+/// The sink's session is terminated by the server after every commit: the next commit finds the
+/// connection gone, reconnects and retries the whole transaction, and the table still equals the
+/// reference. (PostgreSQL only: its sessions carry the sink's name in `application_name`, so the
+/// test can end exactly those and no other test's.)
+#[test]
+fn postgres_connection_loss_is_retried() {
+    let db = Db::Pg;
+    let history = keyed_history(5, 30, 8, 10);
+    let times = history.iter().map(|h| h.1 + 1).max().unwrap();
+    let mut sql = Sql::connect(db);
+    let table = table_name("kill");
+    create_row_table(&mut sql, db, &table, true);
+    let sink = format!("kill-{table}");
+    let spec = SinkSpec::builder(sink.clone(), config(db, &table)).upsert().primary_key(["k"]).build().unwrap();
+    let app = format!("dsink {sink}");
+    let (history2, killed) = (history.clone(), Arc::new(Mutex::new(Vec::<String>::new())));
+    let killed2 = killed.clone();
+    timely::execute_directly(move |worker| {
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            (input, out.committed.probe().0, out.handle)
+        });
+        let mut admin = Sql::connect(Db::Pg);
+        for t in 0..times {
+            for (row, _, d) in history2.iter().filter(|h| h.1 == t) {
+                input.update(row.clone(), *d);
+            }
+            input.advance_to(t + 1);
+            input.flush();
+            handle.step_until_committed(worker, &probe, &(t + 1)).expect("the sink rides out the lost session");
+            let live = admin.rows(&format!("SELECT pid::text FROM pg_stat_activity WHERE application_name = '{app}'"));
+            let mut killed = killed2.lock().unwrap();
+            for pid in live.into_iter().map(|r| r[0].clone().unwrap()) {
+                assert!(!killed.contains(&pid), "the session {pid} was ended, yet committed");
+                // Waits (up to 10 s) until the session is gone.
+                let ended = admin.rows(&format!("SELECT pg_terminate_backend({pid}, 10000)"));
+                assert_eq!(ended[0][0].as_deref(), Some("t"));
+                killed.push(pid);
+            }
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        assert!(handle.take_error().is_none());
+    });
+    assert!(
+        killed.lock().unwrap().len() as u64 >= times,
+        "a session was ended after every commit: {:?}",
+        killed.lock().unwrap()
+    );
+    assert_eq!(read_rows(&mut sql, &table), state_before(&history, u64::MAX));
+    sql.exec(&format!("DROP TABLE {table}"));
+}
