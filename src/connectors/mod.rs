@@ -38,6 +38,72 @@ pub enum ConnectorConfig {
     /// A PostgreSQL / MySQL / MariaDB / TiDB table (`connector = jdbc`).
     #[cfg(feature = "jdbc")]
     Jdbc(Box<jdbc::JdbcConfig>),
+    /// A target of the application's own: any [`RecordWriter`], one per worker, with the
+    /// library's formats, encodings, routing and commit protocol (built in code only).
+    Custom(CustomConnector),
+}
+
+/// Makes one [`RecordWriter`] per worker for [`ConnectorConfig::Custom`].
+pub type WriterFactory = dyn Fn(WorkerContext) -> Result<Box<dyn RecordWriter>> + Send + Sync;
+
+/// A user-supplied target: a name (for messages) and a per-worker writer factory.
+#[derive(Clone)]
+pub struct CustomConnector {
+    name: &'static str,
+    factory: std::sync::Arc<WriterFactory>,
+}
+
+impl CustomConnector {
+    /// A target called `name` whose writers `factory` makes.
+    ///
+    /// ```
+    /// use differential_sinks::connectors::{CustomConnector, RecordWriter};
+    /// use differential_sinks::operators::{Frontier, WorkerContext};
+    /// use differential_sinks::{RecordBatch, SinkSpec};
+    ///
+    /// struct Stdout;
+    /// impl RecordWriter for Stdout {
+    ///     fn resume(&mut self, _: WorkerContext) -> differential_sinks::Result<Frontier<u64>> { Ok(Frontier::minimum()) }
+    ///     fn write(&mut self, batch: &RecordBatch) -> differential_sinks::Result<()> {
+    ///         for r in batch.iter() { println!("{}", String::from_utf8_lossy(r.value.unwrap_or(b"null"))); }
+    ///         Ok(())
+    ///     }
+    ///     fn commit(&mut self, _: Frontier<u64>) -> differential_sinks::Result<()> { Ok(()) }
+    /// }
+    /// let target = CustomConnector::new("stdout", |_ctx| Ok(Box::new(Stdout) as Box<dyn RecordWriter>));
+    /// let spec = SinkSpec::builder("print", target).upsert().primary_key(["id"]).build().unwrap();
+    /// assert_eq!(spec.connector().name(), "stdout");
+    /// ```
+    pub fn new<F>(name: &'static str, factory: F) -> Self
+    where
+        F: Fn(WorkerContext) -> Result<Box<dyn RecordWriter>> + Send + Sync + 'static,
+    {
+        CustomConnector { name, factory: std::sync::Arc::new(factory) }
+    }
+}
+
+impl std::fmt::Debug for CustomConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CustomConnector({})", self.name)
+    }
+}
+
+impl From<CustomConnector> for ConnectorConfig {
+    fn from(c: CustomConnector) -> Self {
+        ConnectorConfig::Custom(c)
+    }
+}
+
+impl RecordWriter for Box<dyn RecordWriter> {
+    fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>> {
+        (**self).resume(ctx)
+    }
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        (**self).write(batch)
+    }
+    fn commit(&mut self, upper: Frontier<u64>) -> Result<()> {
+        (**self).commit(upper)
+    }
 }
 
 /// The connectors this build knows, for error messages.
@@ -83,6 +149,7 @@ impl ConnectorConfig {
             ConnectorConfig::Memory(_) => "memory",
             #[cfg(feature = "jdbc")]
             ConnectorConfig::Jdbc(_) => "jdbc",
+            ConnectorConfig::Custom(ref c) => c.name,
         }
     }
 
@@ -115,7 +182,6 @@ impl ConnectorConfig {
         V: Serialize + 'static,
         T: SinkTime,
     {
-        let _ = ctx;
         match self {
             #[cfg(feature = "file")]
             ConnectorConfig::File(c) => Ok(Box::new(EnvelopeWriter::new(spec, file::FileWriter::open(c, spec, ctx)?))),
@@ -123,6 +189,7 @@ impl ConnectorConfig {
             ConnectorConfig::Memory(c) => Ok(Box::new(EnvelopeWriter::new(spec, c.target().writer(spec.name())))),
             #[cfg(feature = "jdbc")]
             ConnectorConfig::Jdbc(c) => Ok(Box::new(jdbc::JdbcWriter::<V>::open(c, spec)?)),
+            ConnectorConfig::Custom(c) => Ok(Box::new(EnvelopeWriter::new(spec, (c.factory)(ctx)?))),
         }
     }
 }
