@@ -18,8 +18,18 @@ use differential_sinks_operators::{Change, Frontier, SinkTime, SinkWriter, Worke
 use serde::Serialize;
 use std::marker::PhantomData;
 
+#[cfg(feature = "cassandra")]
+pub mod cassandra;
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
+#[cfg(feature = "doris")]
+pub mod doris;
+#[cfg(feature = "elasticsearch")]
+pub mod elasticsearch;
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(any(feature = "clickhouse", feature = "elasticsearch", feature = "doris"))]
+pub mod http;
 #[cfg(feature = "test-utils")]
 pub mod memory;
 
@@ -33,6 +43,18 @@ pub enum ConnectorConfig {
     /// An in-memory target for tests (`connector = memory`).
     #[cfg(feature = "test-utils")]
     Memory(memory::MemoryConfig),
+    /// A ClickHouse MergeTree table over HTTP (`connector = clickhouse`).
+    #[cfg(feature = "clickhouse")]
+    ClickHouse(clickhouse::ClickHouseConfig),
+    /// An Elasticsearch / OpenSearch index over `_bulk` (`connector = elasticsearch`).
+    #[cfg(feature = "elasticsearch")]
+    Elasticsearch(elasticsearch::ElasticsearchConfig),
+    /// An Apache Doris table via Stream Load (`connector = doris`).
+    #[cfg(feature = "doris")]
+    Doris(doris::DorisConfig),
+    /// A Cassandra / ScyllaDB table (`connector = cassandra`).
+    #[cfg(feature = "cassandra")]
+    Cassandra(cassandra::CassandraConfig),
 }
 
 /// The connectors this build knows, for error messages.
@@ -43,6 +65,16 @@ pub fn available() -> Vec<&'static str> {
     }
     if cfg!(feature = "test-utils") {
         v.push("memory");
+    }
+    for (on, name) in [
+        (cfg!(feature = "clickhouse"), "clickhouse"),
+        (cfg!(feature = "elasticsearch"), "elasticsearch"),
+        (cfg!(feature = "doris"), "doris"),
+        (cfg!(feature = "cassandra"), "cassandra"),
+    ] {
+        if on {
+            v.push(name);
+        }
     }
     v
 }
@@ -56,6 +88,16 @@ impl ConnectorConfig {
             "file" => Ok(ConnectorConfig::File(file::FileConfig::from_options(opts)?)),
             #[cfg(feature = "test-utils")]
             "memory" => Ok(ConnectorConfig::Memory(memory::MemoryConfig::from_options(opts)?)),
+            #[cfg(feature = "clickhouse")]
+            "clickhouse" => Ok(ConnectorConfig::ClickHouse(clickhouse::ClickHouseConfig::from_options(opts)?)),
+            #[cfg(feature = "elasticsearch")]
+            "elasticsearch" | "opensearch" => {
+                Ok(ConnectorConfig::Elasticsearch(elasticsearch::ElasticsearchConfig::from_options(opts)?))
+            }
+            #[cfg(feature = "doris")]
+            "doris" => Ok(ConnectorConfig::Doris(doris::DorisConfig::from_options(opts)?)),
+            #[cfg(feature = "cassandra")]
+            "cassandra" | "scylladb" => Ok(ConnectorConfig::Cassandra(cassandra::CassandraConfig::from_options(opts)?)),
             other => Err(Error::config(format!(
                 "option `connector` = `{other}` is not available in this build (available: {}); \
                  enable the cargo feature of the same name",
@@ -71,6 +113,14 @@ impl ConnectorConfig {
             ConnectorConfig::File(_) => "file",
             #[cfg(feature = "test-utils")]
             ConnectorConfig::Memory(_) => "memory",
+            #[cfg(feature = "clickhouse")]
+            ConnectorConfig::ClickHouse(_) => "clickhouse",
+            #[cfg(feature = "elasticsearch")]
+            ConnectorConfig::Elasticsearch(_) => "elasticsearch",
+            #[cfg(feature = "doris")]
+            ConnectorConfig::Doris(_) => "doris",
+            #[cfg(feature = "cassandra")]
+            ConnectorConfig::Cassandra(_) => "cassandra",
         }
     }
 
@@ -83,7 +133,18 @@ impl ConnectorConfig {
     /// Connector-specific checks of the whole spec, at creation.
     pub(crate) fn validate(&self, spec: &SinkSpec) -> Result<()> {
         let _ = spec;
-        Ok(())
+        match self {
+            #[cfg(feature = "clickhouse")]
+            ConnectorConfig::ClickHouse(c) => clickhouse::validate(c, spec),
+            #[cfg(feature = "elasticsearch")]
+            ConnectorConfig::Elasticsearch(c) => c.validate(spec),
+            #[cfg(feature = "doris")]
+            ConnectorConfig::Doris(c) => c.validate(spec),
+            #[cfg(feature = "cassandra")]
+            ConnectorConfig::Cassandra(c) => cassandra::validate(c, spec),
+            #[allow(unreachable_patterns)]
+            _ => Ok(()),
+        }
     }
 
     /// Opens this worker's writer.
@@ -102,6 +163,16 @@ impl ConnectorConfig {
             ConnectorConfig::File(c) => Ok(Box::new(EnvelopeWriter::new(spec, file::FileWriter::open(c, spec, ctx)?))),
             #[cfg(feature = "test-utils")]
             ConnectorConfig::Memory(c) => Ok(Box::new(EnvelopeWriter::new(spec, c.target().writer(spec.name())))),
+            #[cfg(feature = "clickhouse")]
+            ConnectorConfig::ClickHouse(c) => Ok(Box::new(clickhouse::ClickHouseWriter::<V>::open(c, spec, ctx)?)),
+            #[cfg(feature = "elasticsearch")]
+            ConnectorConfig::Elasticsearch(c) => {
+                Ok(Box::new(elasticsearch::ElasticsearchWriter::<V>::open(c, spec, ctx)?))
+            }
+            #[cfg(feature = "doris")]
+            ConnectorConfig::Doris(c) => Ok(Box::new(doris::DorisWriter::<V>::open(c, spec, ctx)?)),
+            #[cfg(feature = "cassandra")]
+            ConnectorConfig::Cassandra(c) => Ok(Box::new(cassandra::CassandraWriter::<V>::open(c, spec, ctx)?)),
         }
     }
 }

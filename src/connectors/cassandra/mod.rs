@@ -1,0 +1,1 @@
+//! The `cassandra` connector (under construction).

@@ -1,0 +1,1 @@
+//! The `doris` connector (under construction).
