@@ -167,7 +167,7 @@ impl Double {
                 }
             }
             st.labels.insert(label.clone(), rows.len() as u64);
-            st.loads.push((label, "Success".into()));
+            st.loads.push((label.clone(), "Success".into()));
             respond(s, "200 OK", &[], &answer("Success", "OK", rows.len() as u64, ""));
         });
         Double { fe: format!("http://{fe_addr}"), state }
