@@ -320,7 +320,7 @@ mod tests {
     fn table(engine_full: &str, cols: &[(&str, &str, bool)]) -> TableInfo {
         TableInfo {
             name: "db.t".into(),
-            engine: engine_full.split('(').next().unwrap().trim().into(),
+            engine: engine_full.split(['(', ' ']).next().unwrap().into(),
             engine_full: engine_full.into(),
             columns: cols
                 .iter()
