@@ -18,8 +18,18 @@ use differential_sinks_operators::{Change, Frontier, SinkTime, SinkWriter, Worke
 use serde::Serialize;
 use std::marker::PhantomData;
 
+#[cfg(feature = "cassandra")]
+pub mod cassandra;
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
+#[cfg(feature = "doris")]
+pub mod doris;
+#[cfg(feature = "elasticsearch")]
+pub mod elasticsearch;
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(any(feature = "clickhouse", feature = "elasticsearch", feature = "doris"))]
+pub mod http;
 #[cfg(feature = "jdbc")]
 pub mod jdbc;
 #[cfg(feature = "test-utils")]
@@ -38,6 +48,18 @@ pub enum ConnectorConfig {
     /// A PostgreSQL / MySQL / MariaDB / TiDB table (`connector = jdbc`).
     #[cfg(feature = "jdbc")]
     Jdbc(Box<jdbc::JdbcConfig>),
+    /// A ClickHouse MergeTree table over HTTP (`connector = clickhouse`).
+    #[cfg(feature = "clickhouse")]
+    ClickHouse(clickhouse::ClickHouseConfig),
+    /// An Elasticsearch / OpenSearch index over `_bulk` (`connector = elasticsearch`).
+    #[cfg(feature = "elasticsearch")]
+    Elasticsearch(elasticsearch::ElasticsearchConfig),
+    /// An Apache Doris table via Stream Load (`connector = doris`).
+    #[cfg(feature = "doris")]
+    Doris(doris::DorisConfig),
+    /// A Cassandra / ScyllaDB table (`connector = cassandra`).
+    #[cfg(feature = "cassandra")]
+    Cassandra(cassandra::CassandraConfig),
     /// A target of the application's own: any [`RecordWriter`], one per worker, with the
     /// library's formats, encodings, routing and commit protocol (built in code only).
     Custom(CustomConnector),
@@ -109,14 +131,18 @@ impl RecordWriter for Box<dyn RecordWriter> {
 /// The connectors this build knows, for error messages.
 pub fn available() -> Vec<&'static str> {
     let mut v = Vec::new();
-    if cfg!(feature = "file") {
-        v.push("file");
-    }
-    if cfg!(feature = "test-utils") {
-        v.push("memory");
-    }
-    if cfg!(feature = "jdbc") {
-        v.push("jdbc");
+    for (on, name) in [
+        (cfg!(feature = "file"), "file"),
+        (cfg!(feature = "test-utils"), "memory"),
+        (cfg!(feature = "jdbc"), "jdbc"),
+        (cfg!(feature = "clickhouse"), "clickhouse"),
+        (cfg!(feature = "elasticsearch"), "elasticsearch"),
+        (cfg!(feature = "doris"), "doris"),
+        (cfg!(feature = "cassandra"), "cassandra"),
+    ] {
+        if on {
+            v.push(name);
+        }
     }
     v
 }
@@ -132,6 +158,16 @@ impl ConnectorConfig {
             "memory" => Ok(ConnectorConfig::Memory(memory::MemoryConfig::from_options(opts)?)),
             #[cfg(feature = "jdbc")]
             "jdbc" => Ok(ConnectorConfig::Jdbc(Box::new(jdbc::JdbcConfig::from_options(opts)?))),
+            #[cfg(feature = "clickhouse")]
+            "clickhouse" => Ok(ConnectorConfig::ClickHouse(clickhouse::ClickHouseConfig::from_options(opts)?)),
+            #[cfg(feature = "elasticsearch")]
+            "elasticsearch" | "opensearch" => {
+                Ok(ConnectorConfig::Elasticsearch(elasticsearch::ElasticsearchConfig::from_options(opts)?))
+            }
+            #[cfg(feature = "doris")]
+            "doris" => Ok(ConnectorConfig::Doris(doris::DorisConfig::from_options(opts)?)),
+            #[cfg(feature = "cassandra")]
+            "cassandra" | "scylladb" => Ok(ConnectorConfig::Cassandra(cassandra::CassandraConfig::from_options(opts)?)),
             other => Err(Error::config(format!(
                 "option `connector` = `{other}` is not available in this build (available: {}); \
                  enable the cargo feature of the same name",
@@ -150,6 +186,14 @@ impl ConnectorConfig {
             #[cfg(feature = "jdbc")]
             ConnectorConfig::Jdbc(_) => "jdbc",
             ConnectorConfig::Custom(ref c) => c.name,
+            #[cfg(feature = "clickhouse")]
+            ConnectorConfig::ClickHouse(_) => "clickhouse",
+            #[cfg(feature = "elasticsearch")]
+            ConnectorConfig::Elasticsearch(_) => "elasticsearch",
+            #[cfg(feature = "doris")]
+            ConnectorConfig::Doris(_) => "doris",
+            #[cfg(feature = "cassandra")]
+            ConnectorConfig::Cassandra(_) => "cassandra",
         }
     }
 
@@ -167,6 +211,14 @@ impl ConnectorConfig {
         match self {
             #[cfg(feature = "jdbc")]
             ConnectorConfig::Jdbc(c) => jdbc::validate(c, spec),
+            #[cfg(feature = "clickhouse")]
+            ConnectorConfig::ClickHouse(c) => clickhouse::validate(c, spec),
+            #[cfg(feature = "elasticsearch")]
+            ConnectorConfig::Elasticsearch(c) => c.validate(spec),
+            #[cfg(feature = "doris")]
+            ConnectorConfig::Doris(c) => c.validate(spec),
+            #[cfg(feature = "cassandra")]
+            ConnectorConfig::Cassandra(c) => cassandra::validate(c, spec),
             #[allow(unreachable_patterns)]
             _ => Ok(()),
         }
@@ -190,6 +242,16 @@ impl ConnectorConfig {
             #[cfg(feature = "jdbc")]
             ConnectorConfig::Jdbc(c) => Ok(Box::new(jdbc::JdbcWriter::<V>::open(c, spec)?)),
             ConnectorConfig::Custom(c) => Ok(Box::new(EnvelopeWriter::new(spec, (c.factory)(ctx)?))),
+            #[cfg(feature = "clickhouse")]
+            ConnectorConfig::ClickHouse(c) => Ok(Box::new(clickhouse::ClickHouseWriter::<V>::open(c, spec, ctx)?)),
+            #[cfg(feature = "elasticsearch")]
+            ConnectorConfig::Elasticsearch(c) => {
+                Ok(Box::new(elasticsearch::ElasticsearchWriter::<V>::open(c, spec, ctx)?))
+            }
+            #[cfg(feature = "doris")]
+            ConnectorConfig::Doris(c) => Ok(Box::new(doris::DorisWriter::<V>::open(c, spec, ctx)?)),
+            #[cfg(feature = "cassandra")]
+            ConnectorConfig::Cassandra(c) => Ok(Box::new(cassandra::CassandraWriter::<V>::open(c, spec, ctx)?)),
         }
     }
 }

@@ -1,0 +1,141 @@
+//! Throughput of the ClickHouse sink against a raw RowBinary insert of the same rows.
+//!
+//! ```text
+//! DSINK_CLICKHOUSE_URL=http://127.0.0.1:58123 cargo run --release --features clickhouse --example clickhouse_bench -- [ROWS] [TIMES]
+//! ```
+//!
+//! Both write the same rows `(k, v, s)` plus the version and delete columns into a fresh
+//! `ReplacingMergeTree(ver)` table: the baseline as hand-encoded RowBinary in blocks of the sink's
+//! default size (500 000 rows), the sink as an upsert of a collection that inserts every key once,
+//! over `TIMES` logical times, on one worker — dataflow, consolidation, encoding and commit
+//! included. Prints rows/s of each and the ratio.
+
+use differential_dataflow::input::Input;
+use differential_sinks::connectors::clickhouse::ClickHouseConfig;
+use differential_sinks::{SinkCollection, SinkSpec};
+use std::time::Instant;
+use timely::dataflow::operators::probe::Probe;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+struct Row {
+    k: u64,
+    v: u64,
+    s: String,
+}
+
+fn row(i: u64) -> Row {
+    Row { k: i, v: i.wrapping_mul(7919) % 100_000, s: format!("customer-{i}-abcdefghijklmnop") }
+}
+
+fn query(rt: &tokio::runtime::Runtime, http: &reqwest::Client, url: &str, sql: &str, body: Vec<u8>) {
+    rt.block_on(async {
+        // Statements without data travel in the body; inserts name themselves in the URL.
+        let r = if body.is_empty() {
+            http.post(format!("{url}/")).body(sql.to_string())
+        } else {
+            http.post(reqwest::Url::parse_with_params(&format!("{url}/"), &[("query", sql)]).unwrap()).body(body)
+        };
+        let r = r.send().await.expect("ClickHouse answers");
+        let s = r.status();
+        let t = r.text().await.unwrap();
+        assert!(s.is_success(), "`{sql}`: {t}");
+    });
+}
+
+fn main() {
+    let url =
+        std::env::var("DSINK_CLICKHOUSE_URL").expect("set DSINK_CLICKHOUSE_URL (scripts/services start clickhouse)");
+    let args: Vec<String> = std::env::args().collect();
+    let rows: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let times: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10).max(1);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let http = reqwest::Client::new();
+    let ddl = "(k UInt64, v UInt64, s String, ver UInt64, del UInt8) ENGINE = ReplacingMergeTree(ver) ORDER BY k";
+    for t in ["bench_raw", "bench_sink"] {
+        query(&rt, &http, &url, &format!("DROP TABLE IF EXISTS default.{t}"), vec![]);
+        query(&rt, &http, &url, &format!("CREATE TABLE default.{t} {ddl}"), vec![]);
+    }
+
+    // Baseline: RowBinary, blocks of 500 000 rows, one request at a time.
+    let started = Instant::now();
+    let block = 500_000u64;
+    let mut i = 0;
+    while i < rows {
+        let mut body = Vec::with_capacity((block * 60) as usize);
+        for j in i..(i + block).min(rows) {
+            let r = row(j);
+            body.extend_from_slice(&r.k.to_le_bytes());
+            body.extend_from_slice(&r.v.to_le_bytes());
+            let mut n = r.s.len();
+            loop {
+                let b = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    body.push(b);
+                    break;
+                }
+                body.push(b | 0x80);
+            }
+            body.extend_from_slice(r.s.as_bytes());
+            body.extend_from_slice(&(j * times / rows).to_le_bytes());
+            body.push(0);
+        }
+        query(&rt, &http, &url, "INSERT INTO default.bench_raw FORMAT RowBinary", body);
+        i += block;
+    }
+    let raw_secs = started.elapsed().as_secs_f64();
+
+    // The sink.
+    let spec = SinkSpec::builder(
+        format!("bench-{}-{}", std::process::id(), started_nanos()),
+        ClickHouseConfig::new(&url, "default", "bench_sink").delete_column("del"),
+    )
+    .upsert()
+    .primary_key(["k"])
+    .build()
+    .unwrap();
+    let started = Instant::now();
+    timely::execute_directly(move |worker| {
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, coll) = scope.new_collection::<Row, isize>();
+            let out = coll.sink(&spec).unwrap();
+            (input, out.committed.probe().0, out.handle)
+        });
+        let per_time = rows.div_ceil(times);
+        for j in 0..rows {
+            let t = j / per_time;
+            if *input.time() < t {
+                input.advance_to(t);
+                input.flush();
+                worker.step();
+            }
+            input.insert(row(j));
+        }
+        input.close();
+        while !probe.done() {
+            worker.step();
+        }
+        if let Some(e) = handle.take_error() {
+            panic!("sink failed: {e}");
+        }
+    });
+    let sink_secs = started.elapsed().as_secs_f64();
+    let count = |t: &str| {
+        rt.block_on(async {
+            let sql = format!("SELECT count() FROM default.{t}");
+            http.post(format!("{url}/")).body(sql).send().await.unwrap().text().await.unwrap().trim().to_string()
+        })
+    };
+    assert_eq!(count("bench_raw"), rows.to_string());
+    assert_eq!(count("bench_sink"), rows.to_string());
+    let (raw, sink) = (rows as f64 / raw_secs, rows as f64 / sink_secs);
+    println!("rows: {rows}, times: {times}");
+    println!("raw RowBinary insert : {raw_secs:8.3} s  {raw:12.0} rows/s");
+    println!("clickhouse sink      : {sink_secs:8.3} s  {sink:12.0} rows/s");
+    println!("ratio sink / raw     : {:.2}", sink / raw);
+}
+
+/// A fresh sink name per run: the progress table remembers earlier runs of a sink.
+fn started_nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}

@@ -1,0 +1,91 @@
+//! Options of the Cassandra / ScyllaDB connector.
+
+use crate::error::{Error, Result};
+use crate::options::Options;
+use std::time::Duration;
+
+/// Where and how the Cassandra connector writes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CassandraConfig {
+    /// Contact points, `host:port`.
+    pub url: Vec<String>,
+    /// The keyspace.
+    pub keyspace: String,
+    /// The table.
+    pub table: String,
+    /// Statements per unlogged batch.
+    pub batch_size: usize,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Added to every write timestamp (microseconds); the timestamp is this plus the logical time.
+    pub timestamp_offset: i64,
+    /// The table holding each worker's committed frontier (in the same keyspace).
+    pub progress_table: String,
+    /// User and password (the password is never printed).
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for CassandraConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CassandraConfig")
+            .field("url", &self.url)
+            .field("keyspace", &self.keyspace)
+            .field("table", &self.table)
+            .field("batch_size", &self.batch_size)
+            .field("request_timeout", &self.request_timeout)
+            .field("timestamp_offset", &self.timestamp_offset)
+            .field("progress_table", &self.progress_table)
+            .field("credentials", &self.credentials.as_ref().map(|(u, _)| (u, "<redacted>")))
+            .finish()
+    }
+}
+
+impl CassandraConfig {
+    /// Writes into `keyspace.table` through `url` (comma-separated `host:port`).
+    pub fn new(url: &str, keyspace: impl Into<String>, table: impl Into<String>) -> Self {
+        CassandraConfig {
+            url: url.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            keyspace: keyspace.into(),
+            table: table.into(),
+            batch_size: 100,
+            request_timeout: Duration::from_secs(30),
+            timestamp_offset: 0,
+            progress_table: "dsink_progress".into(),
+            credentials: None,
+        }
+    }
+
+    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+        let url = opts.require("cassandra.url", "contact points, e.g. cassandra.url=127.0.0.1:9042")?;
+        let keyspace = opts.require("cassandra.keyspace", "the keyspace, e.g. cassandra.keyspace=demo")?;
+        let table = opts.require("cassandra.table", "the table, e.g. cassandra.table=orders")?;
+        let mut c = CassandraConfig::new(&url, keyspace, table);
+        if let Some(n) = opts.take_parsed::<usize>("cassandra.max_batch_rows", "a row count")? {
+            c.batch_size = n.clamp(1, 65535);
+        }
+        if let Some(ms) = opts.take_parsed::<u64>("cassandra.request_timeout_ms", "milliseconds")? {
+            c.request_timeout = Duration::from_millis(ms.max(1));
+        }
+        if let Some(o) = opts.take_parsed::<i64>("cassandra.timestamp_offset", "microseconds")? {
+            c.timestamp_offset = o;
+        }
+        if let Some(p) = opts.take("cassandra.progress_table") {
+            c.progress_table = p;
+        }
+        if let Some(user) = opts.take("cassandra.user") {
+            c.credentials = Some((user, opts.take("cassandra.password").unwrap_or_default()));
+        }
+        for (what, v) in [("cassandra.keyspace", &c.keyspace), ("cassandra.table", &c.table)] {
+            if v.is_empty() || !v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                return Err(Error::config(format!("option `{what}` = `{v}` must be a plain CQL identifier")));
+            }
+        }
+        Ok(c)
+    }
+}
+
+impl From<CassandraConfig> for crate::connectors::ConnectorConfig {
+    fn from(c: CassandraConfig) -> Self {
+        crate::connectors::ConnectorConfig::Cassandra(c)
+    }
+}

@@ -1,0 +1,427 @@
+//! The ClickHouse writer: JSONEachRow insert blocks over HTTP, and the progress table.
+
+use super::table::{check_row, plan, Mode, TableColumn, TableInfo};
+use super::ClickHouseConfig;
+use crate::config::SinkSpec;
+use crate::connectors::http::{client, excerpt, runtime, transport};
+use crate::delivery::retry::retry;
+use crate::delivery::RetryPolicy;
+use crate::encode::json::encode_json;
+use crate::envelope::{Emission, Format};
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::Key;
+use differential_sinks_operators::{
+    resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext, WorkerProgress,
+};
+use serde::Serialize;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Quotes an identifier for ClickHouse SQL.
+fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+}
+
+/// Quotes a string literal for ClickHouse SQL.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// ClickHouse exception codes after which the same request may succeed.
+const RETRIABLE_CODES: &[u32] = &[159, 164, 202, 203, 209, 210, 241, 242, 252, 319, 425, 999];
+
+/// A connection to ClickHouse's HTTP interface.
+#[derive(Clone)]
+pub struct ClickHouse {
+    http: reqwest::Client,
+    cfg: Arc<ClickHouseConfig>,
+}
+
+impl ClickHouse {
+    /// A client for `cfg`'s server.
+    pub fn new(cfg: &ClickHouseConfig) -> Result<Self> {
+        Ok(ClickHouse { http: client(cfg.timeout)?, cfg: Arc::new(cfg.clone()) })
+    }
+
+    /// A request whose SQL is `query` in the URL (for inserts, whose body is data) or, when
+    /// `None`, in the body.
+    fn request(&self, query: Option<&str>, extra: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        let mut params: Vec<(&str, &str)> = vec![("database", &self.cfg.database)];
+        if let Some(q) = query {
+            params.push(("query", q));
+        }
+        params.extend_from_slice(extra);
+        let url = reqwest::Url::parse_with_params(&format!("{}/", self.cfg.url), &params)
+            .expect("the URL was checked when the options were read");
+        let mut r = self.http.post(url);
+        if let Some(u) = &self.cfg.user {
+            r = r.header("X-ClickHouse-User", u);
+            if let Some(p) = &self.cfg.password {
+                r = r.header("X-ClickHouse-Key", p.expose());
+            }
+        }
+        r
+    }
+
+    async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<String> {
+        let resp = req.send().await.map_err(|e| transport(what, e))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(|e| transport(what, e))?;
+        if status == 200 {
+            return Ok(body);
+        }
+        let code = body
+            .strip_prefix("Code: ")
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|s| s.parse::<u32>().ok());
+        let kind = match code {
+            Some(c) if RETRIABLE_CODES.contains(&c) => ErrorKind::Retriable,
+            Some(_) => ErrorKind::Fatal,
+            None => crate::connectors::http::status_kind(status),
+        };
+        Err(Error::new(kind, format!("{what}: ClickHouse answered HTTP {status}: {}", excerpt(&body))))
+    }
+
+    /// Runs a query and returns its output (retrying transient failures).
+    pub async fn query(&self, sql: &str) -> Result<String> {
+        let what = format!("ClickHouse query `{}`", excerpt(sql));
+        retry(&RetryPolicy::default(), &what, || self.send(&what, self.request(None, &[]).body(sql.to_string()))).await
+    }
+
+    /// Inserts `body` (JSONEachRow) with `INSERT INTO <table> FORMAT JSONEachRow`.
+    async fn insert(&self, table: &str, body: bytes::Bytes, token: Option<&str>) -> Result<()> {
+        let sql = format!("INSERT INTO {table} FORMAT JSONEachRow");
+        let what = format!("inserting {} bytes into ClickHouse table {table}", body.len());
+        let mut extra = vec![("input_format_skip_unknown_fields", "0")];
+        if let Some(t) = token {
+            extra.push(("insert_deduplication_token", t));
+        }
+        retry(&RetryPolicy::default(), &what, || self.send(&what, self.request(Some(&sql), &extra).body(body.clone())))
+            .await
+            .map(|_| ())
+    }
+
+    /// The server's version as (major, minor).
+    pub async fn version(&self) -> Result<(u32, u32)> {
+        let v = self.query("SELECT version()").await?;
+        let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+    }
+
+    /// Reads the target table's engine and columns.
+    pub async fn table(&self) -> Result<TableInfo> {
+        let (db, t) = (&self.cfg.database, &self.cfg.table);
+        let name = format!("{db}.{t}");
+        let row = self
+            .query(&format!(
+                "SELECT engine, engine_full FROM system.tables WHERE database = {} AND name = {} FORMAT TSVRaw",
+                literal(db),
+                literal(t)
+            ))
+            .await?;
+        let Some((engine, engine_full)) = row.trim_end_matches('\n').split_once('\t') else {
+            return Err(Error::schema(format!(
+                "ClickHouse table `{name}` does not exist; create it first (e.g. ENGINE = ReplacingMergeTree(ver) \
+                 ORDER BY <primary key>) or fix `clickhouse.database` / `clickhouse.table`"
+            )));
+        };
+        // system.columns lists a table's columns in table order.
+        let cols = self
+            .query(&format!(
+                "SELECT name, type, is_in_sorting_key, default_kind FROM system.columns WHERE database = {} AND table = {} \
+                 FORMAT TSVRaw",
+                literal(db),
+                literal(t)
+            ))
+            .await?;
+        let columns = cols
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f.len() >= 4).then(|| TableColumn {
+                    name: f[0].to_string(),
+                    ty: f[1].to_string(),
+                    in_sorting_key: f[2] == "1",
+                    has_default: !f[3].is_empty(),
+                })
+            })
+            .collect();
+        Ok(TableInfo { name, engine: engine.to_string(), engine_full: engine_full.to_string(), columns })
+    }
+}
+
+/// Reads the table and checks the spec against it (at sink creation).
+pub(crate) fn validate(cfg: &ClickHouseConfig, spec: &SinkSpec) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting a runtime to check the ClickHouse table", e))?;
+    let ch = ClickHouse::new(cfg)?;
+    let table = rt.block_on(ch.table())?;
+    plan(spec, cfg, &table).map(|_| ())
+}
+
+/// One worker's writer into a ClickHouse table.
+pub struct ClickHouseWriter<V> {
+    rt: tokio::runtime::Runtime,
+    ch: ClickHouse,
+    sink: String,
+    spec: SinkSpec,
+    format: Format,
+    table: Option<TableInfo>,
+    mode: Mode,
+    target: String,
+    progress: String,
+    tokens: bool,
+    ctx: Option<WorkerContext>,
+    resume: Option<ResumePoint<u64>>,
+    checked: bool,
+    block: Vec<u8>,
+    rows: usize,
+    block_times: Option<(u64, u64)>,
+    blocks_in_commit: u64,
+    inflight: Option<JoinHandle<Result<()>>>,
+    /// `,"ver":t,"del":0}` style suffixes for the current time: (insert, delete).
+    suffix: (Vec<u8>, Vec<u8>),
+    batch_rows: usize,
+    batch_bytes: usize,
+    metrics: Arc<SinkMetrics>,
+    _row: PhantomData<fn(&V)>,
+}
+
+impl<V> ClickHouseWriter<V> {
+    /// Opens a writer (the table is read again in `resume`).
+    pub fn open(cfg: &ClickHouseConfig, spec: &SinkSpec, _ctx: WorkerContext) -> Result<Self> {
+        Ok(ClickHouseWriter {
+            rt: runtime(1, spec.name())?,
+            ch: ClickHouse::new(cfg)?,
+            sink: spec.name().to_string(),
+            spec: spec.clone(),
+            format: spec.format().clone(),
+            table: None,
+            mode: Mode::Plain,
+            target: format!("{}.{}", ident(&cfg.database), ident(&cfg.table)),
+            progress: format!("{}.{}", ident(&cfg.database), ident(&cfg.progress_table)),
+            tokens: false,
+            ctx: None,
+            resume: None,
+            checked: spec.schema().is_some(),
+            block: Vec::with_capacity(1 << 20),
+            rows: 0,
+            block_times: None,
+            blocks_in_commit: 0,
+            inflight: None,
+            suffix: (Vec::new(), Vec::new()),
+            batch_rows: cfg.batch_rows,
+            batch_bytes: cfg.batch_bytes,
+            metrics: Arc::clone(spec.metrics()),
+            _row: PhantomData,
+        })
+    }
+
+    fn set_time(&mut self, time: u64) {
+        let field = |out: &mut Vec<u8>, name: &str, value: &str| {
+            out.push(b',');
+            serde_json::to_writer(&mut *out, name).expect("string encodes");
+            out.push(b':');
+            out.extend_from_slice(value.as_bytes());
+        };
+        let (ins, del) = (&mut self.suffix.0, &mut self.suffix.1);
+        ins.clear();
+        del.clear();
+        let t = time.to_string();
+        match &self.mode {
+            Mode::Plain => {}
+            Mode::Replacing { version, delete } => {
+                field(ins, version, &t);
+                field(del, version, &t);
+                if let Some(d) = delete {
+                    field(ins, d, "0");
+                    field(del, d, "1");
+                }
+            }
+            Mode::Collapsing { sign } => {
+                field(ins, sign, "1");
+                field(del, sign, "-1");
+            }
+        }
+    }
+
+    /// Appends one row, as `insert` (true) or as the row that cancels / deletes it.
+    fn push<R: Serialize + ?Sized>(&mut self, row: &R, insert: bool) -> Result<()> {
+        let start = self.block.len();
+        encode_json(row, &mut self.block)?;
+        if !self.checked {
+            let table = self.table.as_ref().ok_or_else(|| Error::config("write before resume"))?;
+            let v: serde_json::Value = serde_json::from_slice(&self.block[start..])
+                .map_err(|e| Error::encode(format!("a row's JSON does not parse back: {e}")))?;
+            check_row(table, &self.mode, &v)?;
+            self.checked = true;
+        }
+        let suffix = if insert { &self.suffix.0 } else { &self.suffix.1 };
+        if !suffix.is_empty() {
+            if self.block.last() != Some(&b'}') {
+                return Err(Error::schema("rows for ClickHouse must serialize as JSON objects"));
+            }
+            self.block.pop();
+            let s = if self.block.len() == start + 1 { &suffix[1..] } else { &suffix[..] };
+            self.block.extend_from_slice(s);
+            self.block.push(b'}');
+        }
+        self.block.push(b'\n');
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Sends the current block (after the previous one has been acknowledged: blocks of a worker
+    /// reach the table in time order, which CollapsingMergeTree needs).
+    fn ship(&mut self) -> Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        self.wait()?;
+        let body = bytes::Bytes::from(std::mem::replace(&mut self.block, Vec::with_capacity(1 << 20)));
+        let (lo, hi) = self.block_times.take().unwrap_or((0, 0));
+        self.blocks_in_commit += 1;
+        let token = self.tokens.then(|| {
+            let ctx = self.ctx.unwrap_or(WorkerContext { index: 0, peers: 1 });
+            let generation = self.resume.as_ref().map_or(0, |r| r.generation);
+            format!("{}-w{}-g{generation}-t{lo}-{hi}-b{}", self.sink, ctx.index, self.blocks_in_commit)
+        });
+        SinkMetrics::add(&self.metrics.records_out, self.rows as u64);
+        SinkMetrics::add(&self.metrics.bytes_out, body.len() as u64);
+        self.rows = 0;
+        let (ch, target) = (self.ch.clone(), self.target.clone());
+        self.inflight = Some(self.rt.spawn(async move { ch.insert(&target, body, token.as_deref()).await }));
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        if let Some(h) = self.inflight.take() {
+            self.rt.block_on(h).map_err(|e| {
+                Error::new(ErrorKind::Fatal, format!("sink `{}`: an insert task failed: {e}", self.sink))
+            })??;
+        }
+        Ok(())
+    }
+}
+
+impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWriter<V> {
+    type Error = Error;
+
+    fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>> {
+        let ch = self.ch.clone();
+        let (progress, sink) = (self.progress.clone(), self.sink.clone());
+        let (table, version, records) = self.rt.block_on(async move {
+            let table = ch.table().await?;
+            let version = ch.version().await?;
+            ch.query(&format!(
+                "CREATE TABLE IF NOT EXISTS {progress} (sink String, worker UInt32, peers UInt32, generation UInt64, \
+                 base UInt64, base_complete UInt8, frontier UInt64, complete UInt8) \
+                 ENGINE = MergeTree ORDER BY (sink, generation, worker)"
+            ))
+            .await?;
+            let rows = ch
+                .query(&format!(
+                    "SELECT worker, peers, generation, base, base_complete, frontier, complete FROM {progress} \
+                     WHERE sink = {} ORDER BY complete DESC, frontier DESC LIMIT 1 BY generation, worker FORMAT TSVRaw",
+                    literal(&sink)
+                ))
+                .await?;
+            Ok::<_, Error>((table, version, rows))
+        })?;
+        let mut progress = Vec::new();
+        for line in records.lines() {
+            let f: Vec<u64> = line.split('\t').map(|x| x.parse().unwrap_or(0)).collect();
+            if f.len() != 7 {
+                return Err(Error::new(ErrorKind::Resume, format!("unreadable progress record `{line}`")));
+            }
+            let fr = |v: u64, complete: u64| if complete == 1 { Frontier::complete() } else { Frontier::at(v) };
+            progress.push(WorkerProgress {
+                worker: f[0] as usize,
+                peers: f[1] as usize,
+                generation: f[2],
+                base: fr(f[3], f[4]),
+                frontier: fr(f[5], f[6]),
+            });
+        }
+        let point = resolve_resume(&progress, ctx)?;
+        // The spec was checked at creation; the table may have changed since.
+        self.mode = plan(&self.spec, &self.ch.cfg, &table)?;
+        self.tokens = version >= (22, 2);
+        self.table = Some(table);
+        self.ctx = Some(ctx);
+        let f = point.frontier;
+        self.resume = Some(point);
+        Frontier::<T>::from_u64(f.to_u64()).ok_or_else(|| {
+            Error::new(ErrorKind::Resume, format!("the committed frontier {f:?} does not fit the timestamp type"))
+        })
+    }
+
+    fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
+        let t = time.to_u64();
+        self.set_time(t);
+        self.block_times = Some(self.block_times.map_or((t, t), |(lo, _)| (lo, t)));
+        for change in changes.iter() {
+            match (&self.format, &self.mode) {
+                (Format::Upsert, Mode::Replacing { .. }) => match (&change.before, &change.after) {
+                    (_, Some(after)) => self.push(after, true)?,
+                    (Some(before), None) => self.push(before, false)?,
+                    (None, None) => {}
+                },
+                (Format::Upsert, _) => {
+                    if let Some(before) = &change.before {
+                        self.push(before, false)?;
+                    }
+                    if let Some(after) = &change.after {
+                        self.push(after, true)?;
+                    }
+                }
+                (format, _) => {
+                    let mut rows: Vec<&V> = Vec::with_capacity(1);
+                    format.emit(change, |e| {
+                        if let Emission::Row { row, .. } = e {
+                            rows.push(row)
+                        }
+                    })?;
+                    for r in rows {
+                        self.push(r, true)?;
+                    }
+                }
+            }
+            if self.rows >= self.batch_rows || self.block.len() >= self.batch_bytes {
+                self.ship()?;
+            }
+        }
+        changes.clear();
+        Ok(())
+    }
+
+    fn commit(&mut self, upper: &Frontier<T>) -> Result<()> {
+        let (Some(ctx), Some(point)) = (self.ctx, self.resume.clone()) else {
+            return Err(Error::config("commit before resume"));
+        };
+        self.ship()?;
+        self.wait()?;
+        self.blocks_in_commit = 0;
+        let up = match upper.time() {
+            Some(t) => Frontier::at(t.to_u64()),
+            None => Frontier::complete(),
+        };
+        let rec = point.record(ctx, up);
+        let split = |f: &Frontier<u64>| (f.to_u64().unwrap_or(0), u8::from(f.is_complete()));
+        let ((b, bc), (f, fc)) = (split(&rec.base), split(&rec.frontier));
+        let sql = format!(
+            "INSERT INTO {} (sink, worker, peers, generation, base, base_complete, frontier, complete) VALUES ({}, {}, {}, {}, {b}, {bc}, {f}, {fc})",
+            self.progress,
+            literal(&self.sink),
+            rec.worker,
+            rec.peers,
+            rec.generation
+        );
+        let ch = self.ch.clone();
+        self.rt.block_on(async move { ch.query(&sql).await })?;
+        Ok(())
+    }
+}

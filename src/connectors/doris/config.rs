@@ -1,0 +1,83 @@
+//! Options of the Doris connector.
+
+use crate::config::SinkSpec;
+use crate::connectors::http::{base_url, Secret};
+use crate::envelope::Format;
+use crate::error::{Error, Result};
+use crate::options::Options;
+use std::time::Duration;
+
+/// Where and how the Doris connector loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DorisConfig {
+    /// The frontend's HTTP address, e.g. `http://127.0.0.1:8030`.
+    pub url: String,
+    /// The user (default `root`).
+    pub user: String,
+    /// The password.
+    pub password: Option<Secret>,
+    /// The database.
+    pub database: String,
+    /// The table.
+    pub table: String,
+    /// Load only the columns the rows have (`partial_columns: true`, unique-key merge-on-write tables).
+    pub partial_update: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl DorisConfig {
+    /// Loads into `database.table` through the frontend at `url`.
+    pub fn new(url: impl Into<String>, database: impl Into<String>, table: impl Into<String>) -> Self {
+        DorisConfig {
+            url: url.into().trim_end_matches('/').to_string(),
+            user: "root".into(),
+            password: None,
+            database: database.into(),
+            table: table.into(),
+            partial_update: false,
+            timeout: Duration::from_secs(600),
+        }
+    }
+    /// Credentials.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = user.into();
+        self.password = Some(Secret::new(password));
+        self
+    }
+
+    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+        let url = opts.require("doris.url", "the frontend's HTTP address, e.g. doris.url=http://127.0.0.1:8030")?;
+        let database = opts.require("doris.database", "the database, e.g. doris.database=demo")?;
+        let table = opts.require("doris.table", "the table, e.g. doris.table=orders")?;
+        let mut c = DorisConfig::new(base_url("doris.url", &url)?, database, table);
+        if let Some(u) = opts.take("doris.user") {
+            c.user = u;
+        }
+        c.password = opts.take("doris.password").map(Secret::new);
+        c.partial_update = opts.take_bool("doris.partial_update")?.unwrap_or(false);
+        if let Some(ms) = opts.take_parsed::<u64>("doris.timeout.ms", "milliseconds")? {
+            c.timeout = Duration::from_millis(ms.max(1));
+        }
+        Ok(c)
+    }
+
+    pub(crate) fn validate(&self, spec: &SinkSpec) -> Result<()> {
+        if matches!(spec.format(), Format::Debezium { .. }) {
+            return Err(Error::config(
+                "`type = debezium` is not supported by the doris sink: use `type = upsert` (onto a unique-key table) \
+                 or `type = append-only`",
+            ));
+        }
+        if self.partial_update && !spec.format().is_keyed() {
+            return Err(Error::config("option `doris.partial_update` needs `type = upsert` onto a unique-key table"));
+        }
+        Ok(())
+    }
+}
+
+impl From<DorisConfig> for crate::connectors::ConnectorConfig {
+    fn from(c: DorisConfig) -> Self {
+        crate::connectors::ConnectorConfig::Doris(c)
+    }
+}

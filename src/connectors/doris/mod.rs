@@ -1,0 +1,57 @@
+//! The `doris` connector: rows into an Apache Doris table through Stream Load (feature `doris`).
+//!
+//! ```text
+//!  changes of the times in [lo, upper) ──► JSON lines; on unique-key tables each line carries
+//!        │                                 "__DORIS_DELETE_SIGN__": 0 (upsert) or 1 (delete)
+//!        ▼ commit(upper)
+//!  PUT <fe>/api/<db>/<table>/_stream_load      label: dsink_<sink>_g<generation>_w<worker>_<lo>_<upper>
+//!        │  307 Temporary Redirect → PUT <be>/… again, with the same credentials, headers and body
+//!        ▼
+//!  {"Status": "Success" | "Publish Timeout" | "Label Already Exists" | "Fail", "Message": …,
+//!   "NumberLoadedRows": …, "ErrorURL": …}
+//! ```
+//!
+//! One load per commit and worker: a load is atomic in Doris, so a commit is all or nothing.
+//! Upserts need a unique-key table (`UNIQUE KEY` = the sink's `primary_key`); the sink sends the
+//! hidden column `__DORIS_DELETE_SIGN__` (header `hidden_columns`) to delete. With
+//! `doris.partial_update = true` it sends `partial_columns: true`, so a row updates only the
+//! columns it has (merge-on-write tables).
+//!
+//! # Delivery guarantee
+//!
+//! Each load's label is derived from (sink, generation, worker, the frontier it starts at, the
+//! frontier it commits), so the same commit always carries the same label. Doris keeps labels
+//! (for `label_keep_max_second`, three days by default) and refuses a second load under one as
+//! `Label Already Exists`, which the sink treats as success when the earlier load finished and
+//! waits on when it is still running. The sink cannot read a progress record back over HTTP, so a
+//! restarted worker replays from the beginning of its input and every load it repeats is
+//! refused: exactly-once when the replay commits at the same frontiers (a deterministic driver
+//! such as `dsink` reading a file, or a dataflow advancing its input the same way); where the
+//! replay groups times differently, a unique-key table still ends in the same state (a replayed
+//! upsert or delete rewrites the same row), while a duplicate-key table would receive the
+//! regrouped rows again (at-least-once). Restarts with another worker count change the labels and
+//! are at-least-once too.
+//!
+//! **Verification.** No Doris server can be installed here, so the connector is tested against
+//! an in-test double of the documented Stream Load protocol (`tests/doris.rs`): a frontend that
+//! answers 307 with a backend `Location`, a backend that checks credentials and headers, keeps
+//! labels and a unique-key table, applies the delete sign, and answers with the status JSON
+//! above, including `Label Already Exists` and `Fail` with a `Message` and `ErrorURL`. Behaviour
+//! of real servers beyond that (two-phase commit, sequence columns, group commit) is not
+//! verified.
+//!
+//! # Options
+//!
+//! | option | meaning |
+//! |---|---|
+//! | `doris.url` | the frontend's HTTP address, e.g. `http://127.0.0.1:8030` — required |
+//! | `doris.database`, `doris.table` | the target — required |
+//! | `doris.user`, `doris.password` | credentials (default user `root`; the password is never logged) |
+//! | `doris.partial_update` | `true` to update only the columns the rows have |
+//! | `doris.timeout.ms` | per-request timeout (default 600 000) |
+
+mod config;
+mod writer;
+
+pub use config::DorisConfig;
+pub use writer::{interpret, label, DorisWriter, LoadStatus, DELETE_SIGN};

@@ -1,0 +1,91 @@
+//! Shared pieces of the HTTP connectors (ClickHouse, Elasticsearch, Doris): a client, a runtime
+//! the synchronous writer contract can block on, error classification and secrets.
+//!
+//! Each writer owns a small multi-threaded tokio runtime (one or two threads): requests are
+//! spawned on it so encoding on the timely worker overlaps with the target's work, and `commit`
+//! blocks until every request it covers has been acknowledged.
+
+use crate::error::{Error, ErrorKind, Result};
+use std::fmt;
+use std::time::Duration;
+
+/// A secret option value: kept out of `Debug` output, logs and error messages.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the request that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A runtime for one writer's requests.
+pub(crate) fn runtime(threads: usize, name: &str) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name(format!("sink-{name}"))
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the sink's HTTP runtime", e))
+}
+
+/// An HTTP client that follows no redirects (connectors that need them follow them explicitly,
+/// keeping credentials and body) and gives up on a request after `timeout`.
+pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(16)
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Config, format!("cannot build an HTTP client: {e}")))
+}
+
+/// A transport failure (connect, timeout, reset): retriable.
+pub(crate) fn transport(what: &str, e: reqwest::Error) -> Error {
+    // reqwest's message may include the URL, never credentials (those travel in headers).
+    Error::new(ErrorKind::Retriable, format!("{what}: {e}")).with_source(e)
+}
+
+/// Classifies an HTTP status: 408, 429 and 5xx may succeed later.
+pub(crate) fn status_kind(status: u16) -> ErrorKind {
+    if status == 408 || status == 429 || status >= 500 {
+        ErrorKind::Retriable
+    } else {
+        ErrorKind::Fatal
+    }
+}
+
+/// Shortens a server's reply for an error message.
+pub(crate) fn excerpt(body: &str) -> String {
+    let t = body.trim();
+    if t.len() <= 600 {
+        t.to_string()
+    } else {
+        let mut end = 600;
+        while !t.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &t[..end])
+    }
+}
+
+/// `url` without a trailing slash.
+pub(crate) fn base_url(option: &str, url: &str) -> Result<String> {
+    let u = url.trim().trim_end_matches('/');
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        return Err(Error::config(format!("option `{option}` = `{u}` must be an http:// or https:// URL")));
+    }
+    Ok(u.to_string())
+}

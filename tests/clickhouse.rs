@@ -1,0 +1,199 @@
+//! The ClickHouse sink against a real server (`DSINK_CLICKHOUSE_URL`, started by
+//! `scripts/services start clickhouse`): random change histories end in exactly the collection's
+//! final state, restarts and replays change nothing visible, and mismatched tables are refused
+//! with the table, the columns and the fix.
+
+mod common;
+mod drive;
+
+use common::{keyed_history, state_before, Row};
+use differential_sinks::connectors::clickhouse::ClickHouseConfig;
+use differential_sinks::{Options, SinkSpec};
+use drive::run;
+use std::collections::BTreeMap;
+
+fn url() -> String {
+    std::env::var("DSINK_CLICKHOUSE_URL").expect(
+        "DSINK_CLICKHOUSE_URL is not set: start the server with `scripts/services start clickhouse` and \
+         `source $DSINK_SERVICES_DIR/env` (this test needs a real ClickHouse)",
+    )
+}
+
+/// Runs one query over HTTP and returns its output; panics on an error answer.
+fn q(sql: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new().post(format!("{}/", url())).body(sql.to_string()).send().await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert!(status.is_success(), "query `{sql}` failed: {body}");
+        body
+    })
+}
+
+/// A fresh table (dropped first) named after the test.
+fn fresh(name: &str, ddl: &str) -> String {
+    q(&format!("DROP TABLE IF EXISTS default.{name}"));
+    q(&format!("CREATE TABLE default.{name} {ddl}"));
+    name.to_string()
+}
+
+const REPLACING: &str =
+    "(k UInt32, v UInt32, s String, ver UInt64, del UInt8) ENGINE = ReplacingMergeTree(ver) ORDER BY k";
+const COLLAPSING: &str = "(k UInt32, v UInt32, s String, sign Int8) ENGINE = CollapsingMergeTree(sign) ORDER BY k";
+
+fn spec(sink: &str, table: &str, delete: bool) -> SinkSpec {
+    let mut c = ClickHouseConfig::new(url(), "default", table).batch(37, 1 << 20);
+    if delete {
+        c = c.delete_column("del");
+    }
+    SinkSpec::builder(sink, c).upsert().primary_key(["k"]).build().unwrap()
+}
+
+fn rows_of(out: &str) -> BTreeMap<u32, Row> {
+    out.lines()
+        .map(|l| {
+            let r: Row = serde_json::from_str(l).unwrap();
+            (r.k, r)
+        })
+        .collect()
+}
+
+fn replacing_state(table: &str) -> BTreeMap<u32, Row> {
+    rows_of(&q(&format!("SELECT k, v, s FROM default.{table} FINAL WHERE del = 0 ORDER BY k FORMAT JSONEachRow")))
+}
+
+fn collapsing_state(table: &str) -> BTreeMap<u32, Row> {
+    // Every key must net to 0 or 1 rows: more would be a double-counted insert.
+    let bad = q(&format!("SELECT k, sum(sign) AS n FROM default.{table} GROUP BY k HAVING n NOT IN (0, 1) FORMAT TSV"));
+    assert!(bad.is_empty(), "keys with a net count other than 0 or 1:\n{bad}");
+    rows_of(&q(&format!(
+        "SELECT k, v, s FROM default.{table} GROUP BY k, v, s HAVING sum(sign) > 0 ORDER BY k FORMAT JSONEachRow"
+    )))
+}
+
+#[test]
+fn replacing_upserts_end_in_the_final_state() {
+    for (seed, peers) in [(1u64, 1usize), (2, 2), (3, 1), (4, 2)] {
+        let history = keyed_history(seed, 30, 12, 15);
+        let table = fresh(&format!("rep_final_{seed}"), REPLACING);
+        let s = spec(&format!("{table}_{}", std::process::id()), &table, true);
+        assert_eq!(run(&history, &s, peers, None), None);
+        assert_eq!(replacing_state(&table), state_before(&history, u64::MAX), "seed {seed}");
+    }
+}
+
+#[test]
+fn collapsing_upserts_end_in_the_final_state() {
+    for (seed, peers) in [(11u64, 1usize), (12, 2), (13, 2)] {
+        let history = keyed_history(seed, 30, 12, 15);
+        let table = fresh(&format!("col_final_{seed}"), COLLAPSING);
+        let s = spec(&format!("{table}_{}", std::process::id()), &table, false);
+        assert_eq!(run(&history, &s, peers, None), None);
+        assert_eq!(collapsing_state(&table), state_before(&history, u64::MAX), "seed {seed}");
+        // OPTIMIZE … FINAL collapses the table itself to the same answer.
+        q(&format!("OPTIMIZE TABLE default.{table} FINAL"));
+        assert_eq!(collapsing_state(&table), state_before(&history, u64::MAX));
+    }
+}
+
+#[test]
+fn a_restart_mid_stream_changes_nothing_visible() {
+    for (engine, ddl) in [("rep", REPLACING), ("col", COLLAPSING)] {
+        let history = keyed_history(77, 25, 14, 12);
+        let table = fresh(&format!("restart_{engine}"), ddl);
+        let s = spec(&format!("{table}_{}", std::process::id()), &table, engine == "rep");
+        let state = |t: &str| if engine == "rep" { replacing_state(t) } else { collapsing_state(t) };
+        // First run stops after committing time 6; the table shows exactly the state before 7.
+        assert_eq!(run(&history, &s, 2, Some(7)), None);
+        assert_eq!(state(&table), state_before(&history, 7), "{engine}: after the first run");
+        // The restarted run (same sink, so it resumes from the progress table) finishes the job.
+        assert_eq!(run(&history, &s, 2, None), None);
+        assert_eq!(state(&table), state_before(&history, u64::MAX), "{engine}: after the restart");
+        // Running the whole history again under the same sink is a no-op.
+        let before = q(&format!("SELECT count() FROM default.{table}"));
+        assert_eq!(run(&history, &s, 2, None), None);
+        assert_eq!(q(&format!("SELECT count() FROM default.{table}")), before, "{engine}: nothing re-inserted");
+    }
+}
+
+#[test]
+fn replaying_everything_into_replacing_merge_tree_is_harmless() {
+    // A replay without any progress record (as after a crash between a block and its progress
+    // row, in the worst case): the same versions, so FINAL shows the same state.
+    let history = keyed_history(5, 40, 10, 20);
+    let table = fresh("rep_replay", REPLACING);
+    let s1 = spec(&format!("{table}_a_{}", std::process::id()), &table, true);
+    assert_eq!(run(&history, &s1, 1, None), None);
+    let s2 = spec(&format!("{table}_b_{}", std::process::id()), &table, true);
+    assert_eq!(run(&history, &s2, 2, None), None);
+    assert_eq!(replacing_state(&table), state_before(&history, u64::MAX));
+    q(&format!("OPTIMIZE TABLE default.{table} FINAL"));
+    assert_eq!(replacing_state(&table), state_before(&history, u64::MAX));
+}
+
+#[test]
+fn append_only_inserts_rows_into_a_plain_merge_tree() {
+    let table = fresh("plain_append", "(k UInt32, v UInt32, s String) ENGINE = MergeTree ORDER BY k");
+    let history: Vec<(Row, u64, isize)> =
+        (0..200u32).map(|i| (Row { k: i % 50, v: i, s: format!("r{i}") }, u64::from(i / 20), 1)).collect();
+    let c = ClickHouseConfig::new(url(), "default", &table);
+    let s = SinkSpec::builder(format!("{table}_{}", std::process::id()), c).build().unwrap();
+    assert_eq!(run(&history, &s, 2, None), None);
+    assert_eq!(q(&format!("SELECT count(), sum(v) FROM default.{table} FORMAT TSV")).trim(), "200\t19900");
+}
+
+#[test]
+fn mismatched_tables_are_refused_at_creation() {
+    let err = |opts: &[&str]| {
+        let mut all = vec!["connector=clickhouse".to_string(), format!("clickhouse.url={}", url())];
+        all.extend(opts.iter().map(|s| s.to_string()));
+        SinkSpec::from_options(Options::parse_pairs(all).unwrap()).unwrap_err().to_string()
+    };
+    fresh("refuse_plain", "(k UInt32, v UInt32) ENGINE = MergeTree ORDER BY k");
+    let e = err(&["clickhouse.table=refuse_plain", "type=upsert", "primary_key=k"]);
+    assert!(e.contains("default.refuse_plain") && e.contains("ReplacingMergeTree(ver)"), "{e}");
+    fresh("refuse_rep", REPLACING);
+    let e = err(&["clickhouse.table=refuse_rep", "type=upsert", "primary_key=v", "clickhouse.delete.column=del"]);
+    assert!(e.contains("sorting key") && e.contains("primary_key = 'k'"), "{e}");
+    let e = err(&["clickhouse.table=refuse_rep", "type=upsert", "primary_key=k"]);
+    assert!(e.contains("clickhouse.delete.column"), "{e}");
+    let e = err(&["clickhouse.table=no_such_table", "type=append-only"]);
+    assert!(e.contains("does not exist"), "{e}");
+    let e = err(&["clickhouse.table=refuse_rep", "type=debezium", "primary_key=k"]);
+    assert!(e.contains("debezium"), "{e}");
+}
+
+#[test]
+fn rows_that_do_not_fit_the_table_stop_the_sink_with_the_column() {
+    let table = fresh("narrow", "(k UInt32, v UInt32) ENGINE = MergeTree ORDER BY k");
+    let c = ClickHouseConfig::new(url(), "default", &table);
+    let s = SinkSpec::builder(format!("{table}_{}", std::process::id()), c).build().unwrap();
+    let history = vec![(Row { k: 1, v: 1, s: "x".into() }, 0, 1)];
+    let e = run(&history, &s, 1, None).expect("refused");
+    assert!(e.contains("`s`") && e.contains("default.narrow") && e.contains("ADD COLUMN"), "{e}");
+}
+
+#[test]
+fn dsink_binary_replays_a_change_log_into_clickhouse() {
+    let history = keyed_history(99, 50, 20, 20);
+    let table = fresh("dsink_bin", REPLACING);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.jsonl");
+    let mut text = String::new();
+    for (row, t, d) in &history {
+        text.push_str(&serde_json::json!({"time": t, "diff": d, "row": row}).to_string());
+        text.push('\n');
+    }
+    std::fs::write(&log, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
+        .args(["--input", log.to_str().unwrap(), "--workers", "2", "--progress", "never"])
+        .args(["--with", "connector=clickhouse", "--with", &format!("clickhouse.url={}", url())])
+        .args(["--with", &format!("clickhouse.table={table}"), "--with", "clickhouse.delete.column=del"])
+        .args(["--with", "type=upsert", "--with", "primary_key=k"])
+        .args(["--with", &format!("sink.name={table}_{}", std::process::id())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(replacing_state(&table), state_before(&history, u64::MAX));
+}
