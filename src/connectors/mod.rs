@@ -20,6 +20,8 @@ use std::marker::PhantomData;
 
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "test-utils")]
 pub mod memory;
 
@@ -33,6 +35,9 @@ pub enum ConnectorConfig {
     /// An in-memory target for tests (`connector = memory`).
     #[cfg(feature = "test-utils")]
     Memory(memory::MemoryConfig),
+    /// Kafka topics (`connector = kafka`).
+    #[cfg(feature = "kafka")]
+    Kafka(kafka::KafkaConfig),
 }
 
 /// The connectors this build knows, for error messages.
@@ -43,6 +48,9 @@ pub fn available() -> Vec<&'static str> {
     }
     if cfg!(feature = "test-utils") {
         v.push("memory");
+    }
+    if cfg!(feature = "kafka") {
+        v.push("kafka");
     }
     v
 }
@@ -56,6 +64,10 @@ impl ConnectorConfig {
             "file" => Ok(ConnectorConfig::File(file::FileConfig::from_options(opts)?)),
             #[cfg(feature = "test-utils")]
             "memory" => Ok(ConnectorConfig::Memory(memory::MemoryConfig::from_options(
+                opts,
+            )?)),
+            #[cfg(feature = "kafka")]
+            "kafka" => Ok(ConnectorConfig::Kafka(kafka::KafkaConfig::from_options(
                 opts,
             )?)),
             other => Err(Error::config(format!(
@@ -73,6 +85,8 @@ impl ConnectorConfig {
             ConnectorConfig::File(_) => "file",
             #[cfg(feature = "test-utils")]
             ConnectorConfig::Memory(_) => "memory",
+            #[cfg(feature = "kafka")]
+            ConnectorConfig::Kafka(_) => "kafka",
         }
     }
 
@@ -85,7 +99,12 @@ impl ConnectorConfig {
     /// Connector-specific checks of the whole spec, at creation.
     pub(crate) fn validate(&self, spec: &SinkSpec) -> Result<()> {
         let _ = spec;
-        Ok(())
+        match self {
+            #[cfg(feature = "kafka")]
+            ConnectorConfig::Kafka(c) => c.validate(spec),
+            #[allow(unreachable_patterns)]
+            _ => Ok(()),
+        }
     }
 
     /// Opens this worker's writer.
@@ -109,6 +128,11 @@ impl ConnectorConfig {
             ConnectorConfig::Memory(c) => Ok(Box::new(EnvelopeWriter::new(
                 spec,
                 c.target().writer(spec.name()),
+            ))),
+            #[cfg(feature = "kafka")]
+            ConnectorConfig::Kafka(c) => Ok(Box::new(EnvelopeWriter::new(
+                spec,
+                kafka::KafkaWriter::open(c, spec, ctx)?,
             ))),
         }
     }
