@@ -299,17 +299,35 @@ fn ensure_topic(
 }
 
 /// Every progress record in `progress_topic` (read committed), in log order per key.
+///
+/// A read_committed consumer stops at the *last stable offset*: the first record of the oldest
+/// transaction still open on the partition. Commits made after that transaction began are
+/// invisible until it ends, so reading "to the end" could return a stale prefix — for instance
+/// while a crashed worker's transaction waits to be aborted by its successor. With `settle`, the
+/// reader first waits until the last stable offset has reached the high watermark seen when it
+/// started (every transaction open at that moment has ended), up to `kafka.timeout.ms`.
 pub fn read_progress(cfg: &KafkaConfig, progress_topic: &str) -> Result<Vec<ProgressRecord>> {
+    read_progress_settled(cfg, progress_topic, true)
+}
+
+fn reader(cfg: &KafkaConfig, isolation: &str) -> Result<BaseConsumer> {
     let mut c = base_config(cfg);
     c.set("group.id", "dsink-progress-reader")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
-    let consumer: BaseConsumer = c
-        .create()
-        .map_err(|e| client_error(e, "creating the progress reader"))?;
+    c.create()
+        .map_err(|e| client_error(e, "creating the progress reader"))
+}
+
+fn read_progress_settled(
+    cfg: &KafkaConfig,
+    progress_topic: &str,
+    settle: bool,
+) -> Result<Vec<ProgressRecord>> {
+    let consumer = reader(cfg, "read_committed")?;
     let policy = RetryPolicy {
         deadline: cfg.retry_deadline,
         ..RetryPolicy::default()
@@ -320,6 +338,38 @@ pub fn read_progress(cfg: &KafkaConfig, progress_topic: &str) -> Result<Vec<Prog
     else {
         return Ok(Vec::new());
     };
+    let deadline = Instant::now() + cfg.timeout.max(Duration::from_secs(10));
+    let stuck = || {
+        Error::new(
+            ErrorKind::Retriable,
+            format!(
+                "reading the progress topic `{progress_topic}`: a transaction stayed open for {:?}                  (a crashed worker whose successor has not started yet?); start every worker of the sink,                  or wait for the broker's transaction.timeout to abort it",
+                cfg.timeout.max(Duration::from_secs(10))
+            ),
+        )
+    };
+    if settle {
+        // The high watermark (read_uncommitted), then wait for the last stable offset
+        // (read_committed: librdkafka's watermark query uses the client's isolation level).
+        let raw = reader(cfg, "read_uncommitted")?;
+        for p in &partitions {
+            let (_, high) = raw
+                .fetch_watermarks(progress_topic, *p, cfg.timeout)
+                .map_err(|e| classify(&e, &format!("reading offsets of `{progress_topic}`")))?;
+            loop {
+                let (_, stable) = consumer
+                    .fetch_watermarks(progress_topic, *p, cfg.timeout)
+                    .map_err(|e| classify(&e, &format!("reading offsets of `{progress_topic}`")))?;
+                if stable >= high {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(stuck());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
     let mut tpl = TopicPartitionList::new();
     let mut pending = std::collections::BTreeSet::new();
     for p in partitions {
@@ -339,17 +389,9 @@ pub fn read_progress(cfg: &KafkaConfig, progress_topic: &str) -> Result<Vec<Prog
     consumer
         .assign(&tpl)
         .map_err(|e| classify(&e, "assigning the progress topic"))?;
-    let deadline = Instant::now() + cfg.timeout.max(Duration::from_secs(10));
     while !pending.is_empty() {
         if Instant::now() > deadline {
-            return Err(Error::new(
-                ErrorKind::Retriable,
-                format!(
-                    "reading the progress topic `{progress_topic}` did not reach its end within {:?} \
-                     (an open transaction of another producer may hold it back)",
-                    cfg.timeout
-                ),
-            ));
+            return Err(stuck());
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
@@ -411,6 +453,11 @@ pub struct KafkaWriter {
     point: Option<ResumePoint<u64>>,
     /// `(time, n)`: the first `n` records of `time` were committed by an earlier run.
     skip: Option<(u64, u64)>,
+    /// The time being written, how many of its records were handed over so far (skipped ones
+    /// included: a time may come in several batches), and how many more to skip.
+    cur_time: Option<u64>,
+    cur_count: u64,
+    skip_left: u64,
     txn_open: bool,
     txn_records: u64,
     txn_bytes: u64,
@@ -495,6 +542,9 @@ impl KafkaWriter {
             ctx: None,
             point: None,
             skip: None,
+            cur_time: None,
+            cur_count: 0,
+            skip_left: 0,
             txn_open: false,
             txn_records: 0,
             txn_bytes: 0,
@@ -775,26 +825,30 @@ impl RecordWriter for KafkaWriter {
                 self.producer.init_transactions(timeout)
             })?;
         }
-        let mut records = latest_records(
-            read_progress(&self.cfg, &self.progress_topic)?,
+        // A first look (what is stable now) tells the earlier worker count; when it was larger,
+        // fence the earlier workers this one replaces, so their open transactions end. Then
+        // read again once every transaction open at that point has ended.
+        let glance = latest_records(
+            read_progress_settled(&self.cfg, &self.progress_topic, false)?,
+            &self.sink,
+            &self.cfg.topic,
+        );
+        let glance_gen = glance.iter().map(|r| r.progress.generation).max();
+        if let Some(old_peers) = glance
+            .iter()
+            .find(|r| Some(r.progress.generation) == glance_gen)
+            .map(|r| r.progress.peers)
+        {
+            if self.eos() && old_peers > ctx.peers {
+                self.fence_previous(old_peers, ctx)?;
+            }
+        }
+        let records = latest_records(
+            read_progress_settled(&self.cfg, &self.progress_topic, true)?,
             &self.sink,
             &self.cfg.topic,
         );
         let latest_gen = records.iter().map(|r| r.progress.generation).max();
-        let latest: Vec<&ProgressRecord> = records
-            .iter()
-            .filter(|r| Some(r.progress.generation) == latest_gen)
-            .collect();
-        if let Some(old_peers) = latest.first().map(|r| r.progress.peers) {
-            if self.eos() && old_peers > ctx.peers && self.fence_previous(old_peers, ctx)? {
-                // Fenced workers can no longer commit: read their final progress.
-                records = latest_records(
-                    read_progress(&self.cfg, &self.progress_topic)?,
-                    &self.sink,
-                    &self.cfg.topic,
-                );
-            }
-        }
         let latest: Vec<&ProgressRecord> = records
             .iter()
             .filter(|r| Some(r.progress.generation) == latest_gen)
@@ -840,21 +894,32 @@ impl RecordWriter for KafkaWriter {
             return Ok(());
         }
         let time = batch.time;
-        let skip = match self.skip {
-            Some((t, n)) if t == time => n,
-            _ => 0,
-        };
-        if self.skip.is_some_and(|(t, _)| time >= t) {
-            self.skip = None;
+        if self.cur_time != Some(time) {
+            // A new time (a time's records may come in several consecutive batches).
+            self.cur_time = Some(time);
+            self.cur_count = 0;
+            self.skip_left = match self.skip {
+                Some((t, n)) if t == time => n,
+                _ => 0,
+            };
+            if self.skip.is_some_and(|(t, _)| time >= t) {
+                self.skip = None;
+            }
+            self.time_text.clear();
+            self.time_text.push_str(&time.to_string());
         }
-        self.time_text.clear();
-        self.time_text.push_str(&time.to_string());
         if self.eos() && self.over_bound() {
-            self.commit_progress(Frontier::at(time), skip)?;
+            // Everything of earlier times, and `cur_count` records of this one, are written.
+            self.commit_progress(Frontier::at(time), self.cur_count)?;
         }
         let n = batch.len();
         let topic = self.cfg.topic.clone();
-        for (i, r) in batch.iter().enumerate().skip(skip as usize) {
+        for (i, r) in batch.iter().enumerate() {
+            self.cur_count += 1;
+            if self.skip_left > 0 {
+                self.skip_left -= 1;
+                continue;
+            }
             self.begin()?;
             let headers = self.headers();
             let key: Option<&[u8]> = match (&self.avro, self.keyed) {
@@ -891,7 +956,7 @@ impl RecordWriter for KafkaWriter {
             self.txn_records += 1;
             self.dirty = true;
             if self.eos() && self.over_bound() && i + 1 < n {
-                self.commit_progress(Frontier::at(time), (i + 1) as u64)?;
+                self.commit_progress(Frontier::at(time), self.cur_count)?;
             }
         }
         Ok(())
