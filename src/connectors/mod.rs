@@ -37,7 +37,7 @@ pub enum ConnectorConfig {
     Memory(memory::MemoryConfig),
     /// Kafka topics (`connector = kafka`).
     #[cfg(feature = "kafka")]
-    Kafka(kafka::KafkaConfig),
+    Kafka(Box<kafka::KafkaConfig>),
 }
 
 /// The connectors this build knows, for error messages.
@@ -67,9 +67,9 @@ impl ConnectorConfig {
                 opts,
             )?)),
             #[cfg(feature = "kafka")]
-            "kafka" => Ok(ConnectorConfig::Kafka(kafka::KafkaConfig::from_options(
-                opts,
-            )?)),
+            "kafka" => Ok(ConnectorConfig::Kafka(Box::new(
+                kafka::KafkaConfig::from_options(opts)?,
+            ))),
             other => Err(Error::config(format!(
                 "option `connector` = `{other}` is not available in this build (available: {}); \
                  enable the cargo feature of the same name",

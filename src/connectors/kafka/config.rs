@@ -389,7 +389,7 @@ impl KafkaConfig {
 
 impl From<KafkaConfig> for crate::connectors::ConnectorConfig {
     fn from(c: KafkaConfig) -> Self {
-        crate::connectors::ConnectorConfig::Kafka(c)
+        crate::connectors::ConnectorConfig::Kafka(Box::new(c))
     }
 }
 

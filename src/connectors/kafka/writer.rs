@@ -3,7 +3,7 @@
 //! [module docs](super).
 
 use super::avro::{self, AvroType};
-use super::config::{Delivery, Encode, KafkaConfig};
+use super::config::{Delivery, Encode, KafkaConfig, TopicCreate};
 use super::registry::Registry;
 use crate::config::SinkSpec;
 use crate::connectors::RecordWriter;
@@ -240,7 +240,7 @@ fn topic_partitions<C: ClientContext>(
 fn ensure_topic(
     cfg: &KafkaConfig,
     topic: &str,
-    create: Option<(i32, i32, Vec<(String, String)>)>,
+    create: Option<&TopicCreate>,
     missing_hint: &str,
 ) -> Result<Vec<i32>> {
     let admin: AdminClient<DefaultClientContext> = base_config(cfg)
@@ -255,14 +255,20 @@ fn ensure_topic(
     })? {
         return Ok(p);
     }
-    let Some((partitions, replication, config)) = create else {
+    let Some(TopicCreate {
+        partitions,
+        replication_factor: replication,
+        config,
+    }) = create
+    else {
         return Err(Error::config(format!(
             "the Kafka topic `{topic}` does not exist on {}: {missing_hint}",
             cfg.bootstrap
         )));
     };
+    let (partitions, replication) = (*partitions, *replication);
     let mut nt = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
-    for (k, v) in &config {
+    for (k, v) in config {
         nt = nt.set(k, v);
     }
     let opts = AdminOptions::new().operation_timeout(Some(cfg.timeout));
@@ -482,26 +488,15 @@ impl KafkaWriter {
         ensure_topic(
             cfg,
             &cfg.topic,
-            cfg.create.as_ref().map(|c| {
-                (
-                    c.partitions,
-                    c.replication_factor,
-                    c.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                )
-            }),
+            cfg.create.as_ref(),
             "create it, or set `topic.create = true` (with `topic.partitions`, `topic.replication.factor`, `topic.config.*`)",
         )?;
-        let replication = cfg.create.as_ref().map_or(1, |c| c.replication_factor);
-        ensure_topic(
-            cfg,
-            &progress_topic,
-            Some((
-                1,
-                replication,
-                vec![("cleanup.policy".into(), "compact".into())],
-            )),
-            "",
-        )?;
+        let progress = TopicCreate {
+            partitions: 1,
+            replication_factor: cfg.create.as_ref().map_or(1, |c| c.replication_factor),
+            config: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+        };
+        ensure_topic(cfg, &progress_topic, Some(&progress), "")?;
         let avro = match cfg.encode {
             Encode::Json => None,
             Encode::Avro => Some(Self::register(cfg, spec)?),
@@ -725,6 +720,8 @@ impl KafkaWriter {
             return Err(Error::config("commit before resume"));
         };
         if !self.eos() {
+            // Every record so far (and the previous progress record) acknowledged: only then may
+            // a record of this frontier exist.
             self.flush("flushing records")?;
             self.seq += 1;
         } else {
@@ -767,7 +764,10 @@ impl KafkaWriter {
                 return Err(e);
             }
             self.txn_open = false;
-        } else {
+        } else if frontier.is_complete() {
+            // At-least-once: a progress record is acknowledged with the next commit's flush
+            // (a resume from the one before only repeats changes, which this mode allows);
+            // the last one is waited for here.
             self.flush("flushing the progress record")?;
         }
         self.check_delivery()?;
@@ -778,13 +778,26 @@ impl KafkaWriter {
         Ok(())
     }
 
+    /// Waits until every record sent so far is acknowledged (or failed).
+    ///
+    /// rdkafka's `flush` polls in steps of 100 ms, which would add up to 100 ms to every
+    /// commit; librdkafka's own thread serves delivery reports here, so waiting for its out
+    /// queue to drain in short steps is enough.
     fn flush(&self, action: &str) -> Result<()> {
         let timeout = self.cfg.timeout;
         let what = self.what(action);
         retry_blocking(&self.policy, &what, || {
-            self.producer
-                .flush(timeout)
-                .map_err(|e| classify(&e, &what))?;
+            let deadline = Instant::now() + timeout;
+            while self.producer.in_flight_count() > 0 {
+                self.check_delivery()?;
+                if Instant::now() > deadline {
+                    return Err(Error::new(
+                        ErrorKind::Retriable,
+                        format!("{what}: records not acknowledged within {timeout:?}"),
+                    ));
+                }
+                self.producer.poll(Duration::from_millis(1));
+            }
             self.check_delivery()
         })
     }
@@ -942,11 +955,9 @@ impl RecordWriter for KafkaWriter {
             };
             let value: Option<&[u8]> = match (&self.avro, r.value) {
                 (Some(codec), Some(json)) => {
-                    let v: serde_json::Value = serde_json::from_slice(json)
-                        .map_err(|e| Error::encode(format!("value is not JSON: {e}")))?;
                     self.value_buf.clear();
                     avro::wire_header(codec.value.0, &mut self.value_buf);
-                    codec.value.1.encode(&v, &mut self.value_buf)?;
+                    codec.value.1.encode_json(json, &mut self.value_buf)?;
                     Some(&self.value_buf)
                 }
                 (_, v) => v,
@@ -972,6 +983,13 @@ impl RecordWriter for KafkaWriter {
 
 impl Drop for KafkaWriter {
     fn drop(&mut self) {
+        if !self.eos() {
+            // Give the last progress record a moment to be acknowledged.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+                self.producer.poll(Duration::from_millis(1));
+            }
+        }
         if self.txn_open {
             // Leave nothing half-done behind when the dataflow is dropped: abort the open transaction.
             let _ = self.producer.abort_transaction(Duration::from_secs(5));
