@@ -32,6 +32,8 @@ pub mod file;
 pub mod http;
 #[cfg(feature = "jdbc")]
 pub mod jdbc;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "test-utils")]
 pub mod memory;
 
@@ -60,6 +62,9 @@ pub enum ConnectorConfig {
     /// A Cassandra / ScyllaDB table (`connector = cassandra`).
     #[cfg(feature = "cassandra")]
     Cassandra(cassandra::CassandraConfig),
+    /// Kafka topics (`connector = kafka`).
+    #[cfg(feature = "kafka")]
+    Kafka(Box<kafka::KafkaConfig>),
     /// A target of the application's own: any [`RecordWriter`], one per worker, with the
     /// library's formats, encodings, routing and commit protocol (built in code only).
     Custom(CustomConnector),
@@ -139,6 +144,7 @@ pub fn available() -> Vec<&'static str> {
         (cfg!(feature = "elasticsearch"), "elasticsearch"),
         (cfg!(feature = "doris"), "doris"),
         (cfg!(feature = "cassandra"), "cassandra"),
+        (cfg!(feature = "kafka"), "kafka"),
     ] {
         if on {
             v.push(name);
@@ -168,6 +174,8 @@ impl ConnectorConfig {
             "doris" => Ok(ConnectorConfig::Doris(doris::DorisConfig::from_options(opts)?)),
             #[cfg(feature = "cassandra")]
             "cassandra" | "scylladb" => Ok(ConnectorConfig::Cassandra(cassandra::CassandraConfig::from_options(opts)?)),
+            #[cfg(feature = "kafka")]
+            "kafka" => Ok(ConnectorConfig::Kafka(Box::new(kafka::KafkaConfig::from_options(opts)?))),
             other => Err(Error::config(format!(
                 "option `connector` = `{other}` is not available in this build (available: {}); \
                  enable the cargo feature of the same name",
@@ -194,6 +202,8 @@ impl ConnectorConfig {
             ConnectorConfig::Doris(_) => "doris",
             #[cfg(feature = "cassandra")]
             ConnectorConfig::Cassandra(_) => "cassandra",
+            #[cfg(feature = "kafka")]
+            ConnectorConfig::Kafka(_) => "kafka",
         }
     }
 
@@ -219,6 +229,8 @@ impl ConnectorConfig {
             ConnectorConfig::Doris(c) => c.validate(spec),
             #[cfg(feature = "cassandra")]
             ConnectorConfig::Cassandra(c) => cassandra::validate(c, spec),
+            #[cfg(feature = "kafka")]
+            ConnectorConfig::Kafka(c) => c.validate(spec),
             #[allow(unreachable_patterns)]
             _ => Ok(()),
         }
@@ -252,6 +264,10 @@ impl ConnectorConfig {
             ConnectorConfig::Doris(c) => Ok(Box::new(doris::DorisWriter::<V>::open(c, spec, ctx)?)),
             #[cfg(feature = "cassandra")]
             ConnectorConfig::Cassandra(c) => Ok(Box::new(cassandra::CassandraWriter::<V>::open(c, spec, ctx)?)),
+            #[cfg(feature = "kafka")]
+            ConnectorConfig::Kafka(c) => {
+                Ok(Box::new(EnvelopeWriter::new(spec, kafka::KafkaWriter::open(c, spec, ctx)?)))
+            }
         }
     }
 }

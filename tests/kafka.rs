@@ -1,0 +1,879 @@
+//! Integration tests of the Kafka sink against a real broker (tansu, started by
+//! `scripts/services start kafka`), read back with a plain rdkafka consumer and compared with the
+//! reference model of `tests/common`.
+//!
+//! The broker's address comes from `DSINK_KAFKA_BOOTSTRAP`; every test panics when it is missing.
+//! tansu does not hide aborted transactions from read_committed consumers, so the exactly-once
+//! tests count a record as committed only when a visible progress record covers its transaction
+//! (see the Kafka module docs). The Schema Registry is an in-test double (no registry server can
+//! be installed here).
+
+#![cfg(feature = "kafka")]
+
+mod common;
+
+use common::{expected_changes, key_of, keyed_history, row_of, state_before, Rng, Row};
+use differential_dataflow::input::Input;
+use differential_sinks::connectors::kafka::{
+    avro::split_wire, read_progress, Delivery, KafkaConfig, KafkaWriter, ProgressRecord, Registry, RegistryConfig,
+    TIME_HEADER, TXN_HEADER,
+};
+use differential_sinks::envelope::Op;
+use differential_sinks::operators::{Frontier, WorkerContext};
+use differential_sinks::{
+    CommitPolicy, ErrorKind, Format, RecordBatch, RecordWriter, Schema, SinkCollection, SinkSpec,
+};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::probe::Probe;
+
+fn bootstrap() -> String {
+    std::env::var("DSINK_KAFKA_BOOTSTRAP").unwrap_or_else(|_| {
+        panic!(
+            "DSINK_KAFKA_BOOTSTRAP is not set: these tests need a Kafka broker. Run \
+             `scripts/services install kafka && scripts/services start kafka`, then \
+             `set -a; source $DSINK_SERVICES_DIR/env; set +a` (default DSINK_SERVICES_DIR=/tmp/dsink-services)"
+        )
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// One record read back.
+#[derive(Clone, Debug)]
+struct Msg {
+    partition: i32,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    time: u64,
+    txn: Option<String>,
+}
+
+/// Every record of `topic`, partition by partition in offset order, read to the end by a
+/// read_committed consumer.
+fn read_all(topic: &str) -> Vec<Msg> {
+    read_isolated(topic, "read_committed")
+}
+
+/// Every record of `topic` on the broker, whether its transaction committed or not.
+fn read_uncommitted(topic: &str) -> Vec<Msg> {
+    read_isolated(topic, "read_uncommitted")
+}
+
+fn read_isolated(topic: &str, isolation: &str) -> Vec<Msg> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    assert!(!parts.is_empty(), "topic {topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    let mut pending = BTreeSet::new();
+    for p in parts {
+        let (lo, hi) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+        if hi > lo {
+            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+            pending.insert(p);
+        }
+    }
+    let mut out: Vec<(i32, i64, Msg)> = Vec::new();
+    if pending.is_empty() {
+        return Vec::new();
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pending.is_empty() {
+        assert!(Instant::now() < deadline, "reading {topic} did not reach its end");
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                pending.remove(&p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            Some(Ok(m)) => {
+                let mut time = None;
+                let mut txn = None;
+                if let Some(h) = m.headers() {
+                    for h in h.iter() {
+                        let v = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                        match h.key {
+                            TIME_HEADER => time = v.and_then(|v| v.parse().ok()),
+                            TXN_HEADER => txn = v,
+                            _ => {}
+                        }
+                    }
+                }
+                out.push((
+                    m.partition(),
+                    m.offset(),
+                    Msg {
+                        partition: m.partition(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                        time: time.expect("every record carries dsink.time"),
+                        txn,
+                    },
+                ));
+            }
+        }
+    }
+    out.sort_by_key(|(p, o, _)| (*p, *o));
+    out.into_iter().map(|(_, _, m)| m).collect()
+}
+
+/// The records covered by a visible progress record: transaction `<run>.<n>` is committed when a
+/// progress record of `run` with `txn >= n` is visible.
+fn committed<'a>(msgs: &'a [Msg], progress: &[ProgressRecord]) -> Vec<&'a Msg> {
+    let mut max: HashMap<&str, u64> = HashMap::new();
+    for p in progress {
+        let e = max.entry(p.run.as_str()).or_default();
+        *e = (*e).max(p.txn);
+    }
+    msgs.iter()
+        .filter(|m| {
+            let t = m.txn.as_deref().expect("exactly-once records carry dsink.txn");
+            let (run, n) = t.rsplit_once('.').expect("run.n");
+            max.get(run).is_some_and(|m| n.parse::<u64>().expect("n") <= *m)
+        })
+        .collect()
+}
+
+/// Replays upsert records in log order into key → row, checking one key stays on one partition.
+fn compact<'a>(msgs: impl IntoIterator<Item = &'a Msg>) -> BTreeMap<u32, Row> {
+    let mut part: HashMap<u32, i32> = HashMap::new();
+    let mut map = BTreeMap::new();
+    for m in msgs {
+        let k = key_of(m.key.as_ref().expect("upsert records have keys"));
+        assert_eq!(*part.entry(k).or_insert(m.partition), m.partition, "key {k} on two partitions");
+        match &m.value {
+            Some(v) => {
+                let row = row_of(v);
+                assert_eq!(row.k, k);
+                map.insert(k, row);
+            }
+            None => {
+                map.remove(&k);
+            }
+        }
+    }
+    map
+}
+
+fn kafka(topic: &str) -> KafkaConfig {
+    KafkaConfig::new(bootstrap(), topic).create_topic(3, 1)
+}
+
+/// Runs `history` into the sink on `peers` workers to the end of the input; the first error.
+fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) -> Option<differential_sinks::Error> {
+    let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let errors2 = errors.clone();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            let (probe, _) = out.committed.probe();
+            (input, probe, out.handle)
+        });
+        for t in 0..times {
+            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
+                if i % peers == index {
+                    input.update(row.clone(), *d);
+                }
+            }
+            input.advance_to(t + 1);
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        if let Some(e) = handle.take_error() {
+            errors2.lock().unwrap().push(e);
+        }
+    })
+    .expect("timely runs");
+    let e = errors.lock().unwrap().drain(..).next();
+    e
+}
+
+#[test]
+fn upsert_compacts_to_the_final_state() {
+    for (seed, peers, delivery) in [
+        (1u64, 1usize, Delivery::ExactlyOnce),
+        (2, 2, Delivery::ExactlyOnce),
+        (3, 4, Delivery::AtLeastOnce),
+        (4, 2, Delivery::AtLeastOnce),
+    ] {
+        let history = keyed_history(seed, 40, 8, 25);
+        let topic = unique("upsert");
+        let spec =
+            SinkSpec::builder("upsert", kafka(&topic).delivery(delivery)).upsert().primary_key(["k"]).build().unwrap();
+        assert!(run(&history, &spec, peers).is_none());
+        let msgs = read_all(&topic);
+        assert_eq!(compact(&msgs), state_before(&history, u64::MAX), "seed {seed}");
+        // Each change once, tagged with its time; a key's records in time order.
+        let expected = expected_changes(&history);
+        assert_eq!(msgs.len(), expected.len());
+        let mut last: HashMap<u32, u64> = HashMap::new();
+        for m in &msgs {
+            let k = key_of(m.key.as_ref().unwrap());
+            assert!(expected.contains_key(&(m.time, k)));
+            let prev = last.insert(k, m.time);
+            assert!(prev.is_none_or(|p| p < m.time), "key {k} out of time order");
+        }
+        let parts: BTreeSet<i32> = msgs.iter().map(|m| m.partition).collect();
+        assert!(parts.len() > 1, "keys spread over the 3 partitions");
+    }
+}
+
+#[test]
+fn debezium_events_replay_to_the_state() {
+    let history = keyed_history(9, 30, 7, 20);
+    let topic = unique("debezium");
+    let spec = SinkSpec::builder("dbz", kafka(&topic))
+        .format(Format::Debezium { tombstone_after_delete: true })
+        .primary_key(["k"])
+        .build()
+        .unwrap();
+    assert!(run(&history, &spec, 2).is_none());
+    let mut state: BTreeMap<u32, Row> = BTreeMap::new();
+    let (mut deletes, mut tombstones) = (0, 0);
+    for m in read_all(&topic) {
+        let k = key_of(m.key.as_ref().unwrap());
+        let Some(v) = &m.value else {
+            tombstones += 1;
+            continue;
+        };
+        let ev: serde_json::Value = serde_json::from_slice(v).unwrap();
+        let before = state.get(&k).map(|r| serde_json::to_value(r).unwrap()).unwrap_or(serde_json::Value::Null);
+        assert_eq!(ev["before"], before, "before is the previous after");
+        assert_eq!(ev["source"]["ts"].as_u64(), Some(m.time));
+        match ev["op"].as_str().unwrap() {
+            "d" => {
+                deletes += 1;
+                state.remove(&k);
+            }
+            _ => {
+                state.insert(k, serde_json::from_value(ev["after"].clone()).unwrap());
+            }
+        }
+    }
+    assert_eq!(tombstones, deletes);
+    assert!(deletes > 0);
+    assert_eq!(state, state_before(&history, u64::MAX));
+}
+
+#[test]
+fn append_only_emits_exactly_the_inserts() {
+    let mut rng = Rng::new(5);
+    let history: Vec<(Row, u64, isize)> = (0..80)
+        .map(|_| (Row { k: rng.below(10) as u32, v: rng.below(3) as u32, s: String::new() }, rng.below(6), 1))
+        .collect();
+    let topic = unique("append");
+    let spec = SinkSpec::builder("ao", kafka(&topic)).append_only(false).build().unwrap();
+    assert!(run(&history, &spec, 2).is_none());
+    let msgs = read_all(&topic);
+    let mut got: Vec<(u64, Row)> = msgs
+        .iter()
+        .map(|m| {
+            assert!(m.key.is_none(), "no key without a primary key");
+            (m.time, row_of(m.value.as_ref().unwrap()))
+        })
+        .collect();
+    let mut want: Vec<(u64, Row)> = history.iter().map(|(r, t, _)| (*t, r.clone())).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_missing_topic_is_refused_naming_the_option() {
+    let topic = unique("missing");
+    let spec =
+        SinkSpec::builder("m", KafkaConfig::new(bootstrap(), &topic)).upsert().primary_key(["k"]).build().unwrap();
+    let ctx = WorkerContext { index: 0, peers: 1 };
+    let cfg = KafkaConfig::new(bootstrap(), &topic);
+    let err = KafkaWriter::open(&cfg, &spec, ctx).err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains(&topic) && err.to_string().contains("topic.create = true"), "{err}");
+}
+
+fn batch(time: u64, keys: std::ops::Range<u32>) -> RecordBatch {
+    let mut b = RecordBatch::new(time);
+    for k in keys {
+        let row = Row { k, v: time as u32, s: "x".into() };
+        b.push(
+            format!("{{\"k\":{k}}}").as_bytes(),
+            Some(|o: &mut Vec<u8>| {
+                serde_json::to_writer(o, &row).unwrap();
+                Ok(())
+            }),
+            Op::Create,
+        )
+        .unwrap();
+    }
+    b
+}
+
+#[test]
+fn a_zombie_is_fenced() {
+    let topic = unique("zombie");
+    let cfg = kafka(&topic);
+    let spec = SinkSpec::builder("zombie", cfg.clone()).upsert().primary_key(["k"]).build().unwrap();
+    let ctx = WorkerContext { index: 0, peers: 1 };
+    let mut old = KafkaWriter::open(&cfg, &spec, ctx).unwrap();
+    assert_eq!(old.resume(ctx).unwrap(), Frontier::at(0));
+    old.write(&batch(0, 0..3)).unwrap();
+    old.commit(Frontier::at(1)).unwrap();
+    old.write(&batch(1, 0..3)).unwrap(); // left open
+
+    let mut new = KafkaWriter::open(&cfg, &spec, ctx).unwrap();
+    assert_eq!(new.resume(ctx).unwrap(), Frontier::at(1));
+    let err = old.commit(Frontier::at(2)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+    assert!(err.to_string().contains("transactional id"), "{err}");
+    new.write(&batch(1, 0..3)).unwrap();
+    new.commit(Frontier::at(2)).unwrap();
+    drop((old, new));
+
+    let msgs = read_uncommitted(&topic);
+    let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
+    let ok = committed(&msgs, &progress);
+    assert_eq!(ok.len(), 6, "3 records of time 0 and 3 of the new writer's time 1");
+    let times: Vec<u64> = ok.iter().map(|m| m.time).collect();
+    assert_eq!(times.iter().filter(|t| **t == 1).count(), 3);
+}
+
+#[test]
+fn a_time_split_over_batches_and_transactions_resumes_exactly() {
+    let topic = unique("split");
+    let cfg = kafka(&topic).max_transaction(4, 1 << 20);
+    let spec = SinkSpec::builder("split", cfg.clone()).upsert().primary_key(["k"]).build().unwrap();
+    let ctx = WorkerContext { index: 0, peers: 1 };
+    // Time 0 arrives in three batches (13 records): early commits after records 4, 8 and 12.
+    let chunks = [batch(0, 0..5), batch(0, 5..10), batch(0, 10..13)];
+    let mut first = KafkaWriter::open(&cfg, &spec, ctx).unwrap();
+    assert_eq!(first.resume(ctx).unwrap(), Frontier::at(0));
+    for c in &chunks {
+        first.write(c).unwrap();
+    }
+    first.write(&batch(1, 0..2)).unwrap();
+    // Stop with record 13 of time 0 and two records of time 1 in the open transaction; wait until
+    // they are on the broker so the abort leaves them there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_uncommitted(&topic).len() < 15 {
+        assert!(Instant::now() < deadline, "records did not reach the broker");
+    }
+    drop(first);
+    let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
+    let last = progress.last().unwrap();
+    assert_eq!((last.progress.frontier, last.partial), (Frontier::at(0), 12));
+
+    let mut second = KafkaWriter::open(&cfg, &spec, ctx).unwrap();
+    assert_eq!(second.resume(ctx).unwrap(), Frontier::at(0));
+    for c in &chunks {
+        second.write(c).unwrap();
+    }
+    second.write(&batch(1, 0..2)).unwrap();
+    second.commit(Frontier::at(2)).unwrap();
+    drop(second);
+
+    let msgs = read_uncommitted(&topic);
+    assert_eq!(msgs.len(), 13 + 2 + 1 + 2, "the aborted records stay on the broker");
+    let ok = committed(&msgs, &read_progress(&cfg, &cfg.progress_topic_name()).unwrap());
+    let got: Vec<(u64, u32)> = ok.iter().map(|m| (m.time, key_of(m.key.as_ref().unwrap()))).collect();
+    let want: Vec<(u64, u32)> = (0..13).map(|k| (0, k)).chain((0..2).map(|k| (1, k))).collect();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    assert_eq!(got_sorted, want, "each record once: {got:?}");
+}
+
+#[test]
+fn a_record_too_large_stops_the_sink_as_fatal() {
+    let topic = unique("large");
+    let cfg = kafka(&topic).property("message.max.bytes", "2000");
+    let spec = SinkSpec::builder("large", cfg).upsert().primary_key(["k"]).build().unwrap();
+    let history = vec![(Row { k: 1, v: 1, s: "x".repeat(5000) }, 0, 1)];
+    let err = run(&history, &spec, 1).expect("refused");
+    assert_eq!(err.kind(), ErrorKind::Fatal, "{err}");
+    assert!(err.to_string().contains("message.max.bytes"), "{err}");
+}
+
+/// Runs the times before `upto` of `history` with a spec whose transactions are bounded and
+/// whose operator does not commit by itself, until every record was handed to the writers and
+/// reached the broker (several early commits done, the last transaction open), then drops the
+/// dataflow (which aborts the open transactions). Returns the records handed over.
+fn run_and_drop(history: &[(Row, u64, isize)], spec: &SinkSpec, topic: &str, peers: usize, upto: u64) -> u64 {
+    let expected_records = expected_changes(history).keys().filter(|(t, _)| *t < upto).count() as u64;
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    let metrics = Arc::clone(spec.metrics());
+    let topic = topic.to_string();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let dataflow = worker.next_dataflow_index();
+        let (mut input, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            (input, out.handle)
+        });
+        for t in 0..upto {
+            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
+                if i % peers == index {
+                    input.update(row.clone(), *d);
+                }
+            }
+            input.advance_to(t + 1);
+        }
+        input.flush();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while metrics.snapshot().records_out < expected_records && !handle.is_failed() {
+            assert!(Instant::now() < deadline, "the writers did not receive every record");
+            worker.step();
+        }
+        assert!(!handle.is_failed());
+        // Wait until the open transactions' records are on the broker, not only in the client.
+        while (read_uncommitted(&topic).len() as u64) < expected_records {
+            assert!(Instant::now() < deadline, "the records did not reach the broker");
+        }
+        worker.drop_dataflow(dataflow);
+        drop(input);
+    })
+    .expect("timely runs");
+    expected_records
+}
+
+#[test]
+fn exactly_once_across_a_stop_with_a_transaction_open() {
+    for (seed, peers) in [(21u64, 1usize), (22, 2)] {
+        let history = keyed_history(seed, 60, 10, 40);
+        let topic = unique("eos");
+        let cfg = kafka(&topic).max_transaction(7, 1 << 20);
+        let stopped = SinkSpec::builder("eos", cfg.clone())
+            .upsert()
+            .primary_key(["k"])
+            .commit(CommitPolicy { max_changes: None, interval: Duration::from_secs(3600) })
+            .build()
+            .unwrap();
+        let handed = run_and_drop(&history, &stopped, &topic, peers, 8);
+        let before = committed(&read_uncommitted(&topic), &read_progress(&cfg, &cfg.progress_topic_name()).unwrap())
+            .len() as u64;
+        assert!(
+            before > 0 && before < handed,
+            "the stop came after some commits ({before}) and before all {handed} records"
+        );
+        let spec = SinkSpec::builder("eos", cfg.clone()).upsert().primary_key(["k"]).build().unwrap();
+        let metrics = Arc::clone(spec.metrics());
+        assert!(run(&history, &spec, peers).is_none());
+        assert!(metrics.snapshot().updates_already_committed > 0);
+
+        // Read everything on the broker, aborted transactions included, and keep what committed.
+        let msgs = read_uncommitted(&topic);
+        let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
+        assert!(progress.iter().any(|p| p.partial > 0), "a time was split");
+        let ok = committed(&msgs, &progress);
+        assert!(ok.len() < msgs.len(), "the aborted transaction's records are on the broker and are not counted");
+        let mut seen = BTreeSet::new();
+        for m in &ok {
+            let k = key_of(m.key.as_ref().unwrap());
+            assert!(seen.insert((m.time, k)), "change of key {k} at {} committed twice", m.time);
+        }
+        let expected: BTreeSet<(u64, u32)> = expected_changes(&history).into_keys().collect();
+        assert_eq!(seen, expected, "every change exactly once (seed {seed})");
+        assert_eq!(compact(ok), state_before(&history, u64::MAX));
+    }
+}
+
+#[test]
+fn resume_with_another_worker_count() {
+    let history = keyed_history(31, 50, 12, 30);
+    let topic = unique("rescale");
+    let cfg = kafka(&topic);
+    let spec = || SinkSpec::builder("rescale", cfg.clone()).upsert().primary_key(["k"]).build().unwrap();
+    // 3 workers deliver times 0..6 and commit them; then 2 workers resume from 6, fencing the
+    // third worker's transactional id.
+    let first: Vec<_> = history.iter().filter(|h| h.1 < 6).cloned().collect();
+    run_upto(&first, &spec(), 3, 6);
+    assert!(run(&history, &spec(), 2).is_none());
+    let msgs = read_uncommitted(&topic);
+    let ok = committed(&msgs, &read_progress(&cfg, &cfg.progress_topic_name()).unwrap());
+    let mut seen = BTreeSet::new();
+    for m in &ok {
+        assert!(seen.insert((m.time, key_of(m.key.as_ref().unwrap()))));
+    }
+    let expected: BTreeSet<(u64, u32)> = expected_changes(&history).into_keys().collect();
+    assert_eq!(seen, expected);
+    let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
+    assert!(progress.iter().any(|p| p.progress.generation == 1 && p.progress.peers == 2));
+}
+
+/// Runs `history` with the input advanced to `upto` (not closed) until every worker committed it.
+fn run_upto(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, upto: u64) {
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            let (probe, _) = out.committed.probe();
+            (input, probe, out.handle)
+        });
+        for (i, (row, _, d)) in history.iter().enumerate() {
+            if i % peers == index {
+                input.update_at(row.clone(), history[i].1, *d);
+            }
+        }
+        input.advance_to(upto);
+        input.flush();
+        handle.step_until_committed(worker, &probe, &upto).expect("committed");
+        // Stop here: without this, the input would close and the sink would commit its end.
+        let dataflow = worker.installed_dataflows()[0];
+        worker.drop_dataflow(dataflow);
+    })
+    .expect("timely runs");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Avro, against an in-test Schema Registry double.
+
+#[derive(Default)]
+struct RegistryState {
+    schemas: Vec<String>,
+    subjects: BTreeMap<String, Vec<u32>>,
+}
+
+/// A small Schema Registry: `POST /subjects/{s}/versions` registers (the same schema gets the same
+/// id), `GET /schemas/ids/{id}` returns it. Answers the way Confluent's registry does.
+fn start_registry() -> (String, Arc<Mutex<RegistryState>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = Arc::new(Mutex::new(RegistryState::default()));
+    let st = state.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let parts: Vec<&str> = request_line.split_whitespace().collect();
+            let (method, path) = (parts[0], parts[1]);
+            let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            let mut s = st.lock().unwrap();
+            let (status, reply) = match (method, segs.as_slice()) {
+                ("POST", ["subjects", subject, "versions"]) => {
+                    let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let text = req["schema"].as_str().unwrap().to_string();
+                    let canonical: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    let id = match s
+                        .schemas
+                        .iter()
+                        .position(|x| serde_json::from_str::<serde_json::Value>(x).unwrap() == canonical)
+                    {
+                        Some(i) => i as u32 + 1,
+                        None => {
+                            s.schemas.push(text);
+                            s.schemas.len() as u32
+                        }
+                    };
+                    let versions = s.subjects.entry(subject.to_string()).or_default();
+                    if !versions.contains(&id) {
+                        versions.push(id);
+                    }
+                    (200, serde_json::json!({ "id": id }))
+                }
+                ("GET", ["schemas", "ids", id]) => {
+                    match id.parse::<usize>().ok().and_then(|i| s.schemas.get(i.wrapping_sub(1))) {
+                        Some(text) => (200, serde_json::json!({ "schema": text })),
+                        None => (404, serde_json::json!({"error_code": 40403, "message": "Schema not found"})),
+                    }
+                }
+                _ => (404, serde_json::json!({"error_code": 404, "message": "HTTP 404 Not Found"})),
+            };
+            drop(s);
+            let body = reply.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, state)
+}
+
+/// Named types of a schema (a record is defined once and referred to by name after).
+fn names(schema: &serde_json::Value, named: &mut HashMap<String, serde_json::Value>) {
+    match schema {
+        serde_json::Value::Array(bs) => bs.iter().for_each(|b| names(b, named)),
+        serde_json::Value::Object(o) if o["type"] == "record" => {
+            named.insert(o["name"].as_str().unwrap().to_string(), schema.clone());
+            for f in o["fields"].as_array().unwrap() {
+                names(&f["type"], named);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An Avro decoder written from the specification, driven by the schema JSON the registry holds
+/// (independent of the sink's encoder).
+fn decode(
+    schema: &serde_json::Value,
+    named: &mut HashMap<String, serde_json::Value>,
+    input: &mut &[u8],
+) -> serde_json::Value {
+    use serde_json::Value;
+    fn long(input: &mut &[u8]) -> i64 {
+        let (mut z, mut shift) = (0u64, 0);
+        loop {
+            let b = input[0];
+            *input = &input[1..];
+            z |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        (z >> 1) as i64 ^ -((z & 1) as i64)
+    }
+    match schema {
+        Value::String(t) => match t.as_str() {
+            "null" => Value::Null,
+            "boolean" => {
+                let b = input[0] != 0;
+                *input = &input[1..];
+                Value::Bool(b)
+            }
+            "int" | "long" => Value::from(long(input)),
+            "string" | "bytes" => {
+                let n = long(input) as usize;
+                let s = String::from_utf8_lossy(&input[..n]).into_owned();
+                *input = &input[n..];
+                Value::String(s)
+            }
+            other => {
+                let s = named.get(other).cloned().unwrap_or_else(|| panic!("unknown type {other}"));
+                decode(&s, named, input)
+            }
+        },
+        Value::Array(branches) => {
+            let i = long(input) as usize;
+            decode(&branches[i], named, input)
+        }
+        Value::Object(o) => match o["type"].as_str() {
+            Some("record") => {
+                named.insert(o["name"].as_str().unwrap().to_string(), schema.clone());
+                let mut m = serde_json::Map::new();
+                for f in o["fields"].as_array().unwrap() {
+                    m.insert(f["name"].as_str().unwrap().to_string(), decode(&f["type"], named, input));
+                }
+                Value::Object(m)
+            }
+            _ => decode(&o["type"], named, input),
+        },
+        other => panic!("unexpected schema {other}"),
+    }
+}
+
+#[test]
+fn avro_upsert_and_debezium_in_the_confluent_wire_format() {
+    let (url, registry_state) = start_registry();
+    let schema: Schema = "k:int64!,v:int64!,s:string!".parse().unwrap();
+    let history = keyed_history(41, 25, 6, 15);
+    let registry =
+        Registry::new(&RegistryConfig { url: url.clone(), username: None, password: None }, Duration::from_secs(5))
+            .unwrap();
+    for debezium in [false, true] {
+        let topic = unique(if debezium { "avro-dbz" } else { "avro" });
+        let mut b =
+            SinkSpec::builder("avro", kafka(&topic).avro(url.clone())).primary_key(["k"]).schema(schema.clone());
+        b = if debezium { b.debezium() } else { b.upsert() };
+        assert!(run(&history, &b.build().unwrap(), 2).is_none());
+        let subjects = registry_state.lock().unwrap().subjects.clone();
+        let key_id = subjects[&format!("{topic}-key")][0];
+        let value_id = subjects[&format!("{topic}-value")][0];
+        let key_schema = registry.schema(key_id).unwrap();
+        let value_schema = registry.schema(value_id).unwrap();
+        let mut state: BTreeMap<u32, Row> = BTreeMap::new();
+        for m in read_all(&topic) {
+            let (kid, mut kd) = split_wire(m.key.as_ref().unwrap()).unwrap();
+            assert_eq!(kid, key_id);
+            let mut named = HashMap::new();
+            names(&key_schema, &mut named);
+            names(&value_schema, &mut named);
+            let key = decode(&key_schema, &mut named, &mut kd);
+            assert!(kd.is_empty());
+            let k = key["k"].as_u64().unwrap() as u32;
+            let Some(v) = &m.value else {
+                state.remove(&k);
+                continue;
+            };
+            let (vid, mut vd) = split_wire(v).unwrap();
+            assert_eq!(vid, value_id);
+            let value = decode(&value_schema, &mut named, &mut vd);
+            assert!(vd.is_empty(), "the whole datum is consumed");
+            let after = if debezium {
+                assert_eq!(value["source"]["ts"].as_u64(), Some(m.time));
+                value["after"].clone()
+            } else {
+                value
+            };
+            if after.is_null() {
+                state.remove(&k);
+            } else {
+                state.insert(k, serde_json::from_value(after).unwrap());
+            }
+        }
+        assert_eq!(state, state_before(&history, u64::MAX), "debezium: {debezium}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The dsink binary.
+
+/// The sum of the high watermarks of `topic`'s partitions (0 while it does not exist).
+fn total_offsets(topic: &str) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("isolation.level", "read_uncommitted")
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .unwrap();
+    let Ok(md) = c.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+        return 0;
+    };
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic && t.error().is_none()) else {
+        return 0;
+    };
+    t.partitions().iter().map(|p| c.fetch_watermarks(topic, p.id(), Duration::from_secs(5)).map_or(0, |(_, h)| h)).sum()
+}
+
+fn write_log(history: &[(Row, u64, isize)]) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    let mut sorted = history.to_vec();
+    sorted.sort_by_key(|h| h.1);
+    for (row, t, d) in sorted {
+        writeln!(f, "{}", serde_json::json!({"time": t, "diff": d, "row": row})).unwrap();
+    }
+    f.flush().unwrap();
+    f
+}
+
+fn dsink(log: &std::path::Path, topic: &str, extra: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"));
+    c.arg("--input").arg(log).args(["--progress", "never"]);
+    for w in [
+        "connector=kafka".to_string(),
+        format!("topic={topic}"),
+        format!("properties.bootstrap.server={}", bootstrap()),
+        "type=upsert".into(),
+        "primary_key=k".into(),
+        "topic.create=true".into(),
+        "topic.partitions=2".into(),
+        "sink.name=cli".into(),
+    ] {
+        c.arg("--with").arg(w);
+    }
+    for e in extra {
+        c.arg(e);
+    }
+    c
+}
+
+#[test]
+fn dsink_delivers_into_kafka() {
+    let history = keyed_history(51, 30, 5, 20);
+    let log = write_log(&history);
+    let topic = unique("cli");
+    let out = dsink(log.path(), &topic, &["--workers", "2"]).output().unwrap();
+    assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(compact(&read_all(&topic)), state_before(&history, u64::MAX));
+}
+
+#[test]
+fn dsink_killed_mid_transaction_then_rerun_delivers_each_change_once() {
+    let history = keyed_history(61, 5000, 80, 2500);
+    let log = write_log(&history);
+    let topic = unique("cli-kill");
+    let extra = ["--workers", "2", "--with", "transaction.max.records=20000", "--with", "commit.interval.ms=3600000"];
+    let mut child = dsink(log.path(), &topic, &extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cfg = KafkaConfig::new(bootstrap(), &topic);
+    // Wait (with a deadline) until a transaction reached its progress record, and more data was
+    // sent after it; then kill. A live run keeps transactions open, so the broker is read
+    // uncommitted here.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut data_at_first_commit = None;
+    loop {
+        assert!(Instant::now() < deadline, "no commit showed up in the progress topic");
+        assert!(child.try_wait().unwrap().is_none(), "dsink ended before it could be killed");
+        let written = |t: &str| total_offsets(t);
+        match data_at_first_commit {
+            None if written(&cfg.progress_topic_name()) > 0 => {
+                data_at_first_commit = Some(written(&topic));
+            }
+            // Beyond what the first transaction may still have had in flight: records of a
+            // transaction that is open (the next commit needs 20000 records per worker).
+            Some(n) if written(&topic) >= n + 3000 => break,
+            _ => {}
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: the open transaction is neither committed nor aborted
+    child.wait().unwrap();
+
+    let out = dsink(log.path(), &topic, &extra[..2]).args(["--json"]).output().unwrap();
+    assert!(out.status.success(), "rerun failed: {}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(summary["updates_already_committed"].as_u64().unwrap() > 0, "{summary}");
+
+    let msgs = read_uncommitted(&topic);
+    let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
+    let ok = committed(&msgs, &progress);
+    assert!(ok.len() < msgs.len(), "the killed transactions left records on the broker, and they are not counted");
+    let mut seen = BTreeSet::new();
+    for m in &ok {
+        let k = key_of(m.key.as_ref().unwrap());
+        assert!(seen.insert((m.time, k)), "change of key {k} at {} committed twice", m.time);
+    }
+    let expected: BTreeSet<(u64, u32)> = expected_changes(&history).into_keys().collect();
+    assert_eq!(seen.len(), expected.len());
+    assert_eq!(seen, expected);
+    assert_eq!(compact(ok), state_before(&history, u64::MAX));
+}
