@@ -20,8 +20,14 @@ use std::marker::PhantomData;
 
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 #[cfg(feature = "test-utils")]
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "pulsar")]
+pub mod pulsar;
 
 /// The settings of one connector, selected by the `connector` option.
 #[derive(Clone, Debug)]
@@ -33,6 +39,15 @@ pub enum ConnectorConfig {
     /// An in-memory target for tests (`connector = memory`).
     #[cfg(feature = "test-utils")]
     Memory(memory::MemoryConfig),
+    /// NATS subjects and JetStream streams (`connector = nats`).
+    #[cfg(feature = "nats")]
+    Nats(nats::NatsConfig),
+    /// Amazon Kinesis data streams (`connector = kinesis`).
+    #[cfg(feature = "kinesis")]
+    Kinesis(kinesis::KinesisConfig),
+    /// Pulsar topics (`connector = pulsar`).
+    #[cfg(feature = "pulsar")]
+    Pulsar(pulsar::PulsarConfig),
 }
 
 /// The connectors this build knows, for error messages.
@@ -43,6 +58,15 @@ pub fn available() -> Vec<&'static str> {
     }
     if cfg!(feature = "test-utils") {
         v.push("memory");
+    }
+    if cfg!(feature = "nats") {
+        v.push("nats");
+    }
+    if cfg!(feature = "kinesis") {
+        v.push("kinesis");
+    }
+    if cfg!(feature = "pulsar") {
+        v.push("pulsar");
     }
     v
 }
@@ -56,6 +80,12 @@ impl ConnectorConfig {
             "file" => Ok(ConnectorConfig::File(file::FileConfig::from_options(opts)?)),
             #[cfg(feature = "test-utils")]
             "memory" => Ok(ConnectorConfig::Memory(memory::MemoryConfig::from_options(opts)?)),
+            #[cfg(feature = "nats")]
+            "nats" => Ok(ConnectorConfig::Nats(nats::NatsConfig::from_options(opts)?)),
+            #[cfg(feature = "kinesis")]
+            "kinesis" => Ok(ConnectorConfig::Kinesis(kinesis::KinesisConfig::from_options(opts)?)),
+            #[cfg(feature = "pulsar")]
+            "pulsar" => Ok(ConnectorConfig::Pulsar(pulsar::PulsarConfig::from_options(opts)?)),
             other => Err(Error::config(format!(
                 "option `connector` = `{other}` is not available in this build (available: {}); \
                  enable the cargo feature of the same name",
@@ -71,6 +101,12 @@ impl ConnectorConfig {
             ConnectorConfig::File(_) => "file",
             #[cfg(feature = "test-utils")]
             ConnectorConfig::Memory(_) => "memory",
+            #[cfg(feature = "nats")]
+            ConnectorConfig::Nats(_) => "nats",
+            #[cfg(feature = "kinesis")]
+            ConnectorConfig::Kinesis(_) => "kinesis",
+            #[cfg(feature = "pulsar")]
+            ConnectorConfig::Pulsar(_) => "pulsar",
         }
     }
 
@@ -83,7 +119,11 @@ impl ConnectorConfig {
     /// Connector-specific checks of the whole spec, at creation.
     pub(crate) fn validate(&self, spec: &SinkSpec) -> Result<()> {
         let _ = spec;
-        Ok(())
+        match self {
+            #[cfg(feature = "nats")]
+            ConnectorConfig::Nats(c) => c.validate(spec),
+            _ => Ok(()),
+        }
     }
 
     /// Opens this worker's writer.
@@ -102,6 +142,12 @@ impl ConnectorConfig {
             ConnectorConfig::File(c) => Ok(Box::new(EnvelopeWriter::new(spec, file::FileWriter::open(c, spec, ctx)?))),
             #[cfg(feature = "test-utils")]
             ConnectorConfig::Memory(c) => Ok(Box::new(EnvelopeWriter::new(spec, c.target().writer(spec.name())))),
+            #[cfg(feature = "nats")]
+            ConnectorConfig::Nats(c) => Ok(Box::new(EnvelopeWriter::new(spec, nats::open(c, spec, Default::default())?))),
+            #[cfg(feature = "kinesis")]
+            ConnectorConfig::Kinesis(c) => Ok(Box::new(EnvelopeWriter::new(spec, kinesis::open(c, spec, ctx)?))),
+            #[cfg(feature = "pulsar")]
+            ConnectorConfig::Pulsar(c) => Ok(Box::new(EnvelopeWriter::new(spec, pulsar::open(c, spec, ctx)?))),
         }
     }
 }

@@ -1,0 +1,165 @@
+//! Integration tests of the Pulsar connector against pulsar-lite (`DSINK_PULSAR_URL`, started by
+//! `scripts/services start pulsar`). Messages are read back with a plain `pulsar` consumer and
+//! compared with the reference model of `common`.
+
+mod common;
+
+use common::{expected_changes, keyed_history, state_before, Row};
+use differential_dataflow::input::Input;
+use differential_sinks::connectors::pulsar::{PulsarCompression, PulsarConfig, OP_PROPERTY, SEQ_PROPERTY, TIME_PROPERTY};
+use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
+use futures::StreamExt;
+use pulsar::consumer::InitialPosition;
+use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use timely::dataflow::operators::probe::Probe;
+
+fn pulsar_url() -> String {
+    std::env::var("DSINK_PULSAR_URL").unwrap_or_else(|_| {
+        panic!("DSINK_PULSAR_URL is not set: start the server with `scripts/services start pulsar` and source $DSINK_SERVICES_DIR/env")
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!(
+        "persistent://public/default/{prefix}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) {
+    let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            let (probe, _) = out.committed.probe();
+            (input, probe, out.handle)
+        });
+        for t in 0..times {
+            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
+                if i % peers == index {
+                    input.update(row.clone(), *d);
+                }
+            }
+            input.advance_to(t + 1);
+            input.flush();
+            worker.step();
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        if let Some(e) = handle.take_error() {
+            panic!("sink failed: {e}");
+        }
+    })
+    .expect("timely runs");
+}
+
+/// One message read back: (key, time, seq, op, payload).
+type Msg = (String, u64, u64, String, Vec<u8>);
+
+/// Reads `n` messages from the start of `topic`, then checks that no more arrive for a moment.
+fn read(rt: &tokio::runtime::Runtime, topic: &str, n: usize) -> Vec<Msg> {
+    rt.block_on(async {
+        let client = Pulsar::builder(pulsar_url(), TokioExecutor).build().await.unwrap();
+        let mut consumer: pulsar::Consumer<Vec<u8>, _> = client
+            .consumer()
+            .with_topic(topic)
+            .with_subscription(format!("check-{}", std::process::id()))
+            .with_subscription_type(SubType::Exclusive)
+            .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
+            .build()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while out.len() < n {
+            let m = tokio::time::timeout(Duration::from_secs(20), consumer.next()).await.ok().flatten().unwrap_or_else(|| panic!("only {} of {n} messages arrived", out.len()));
+            let m = m.unwrap();
+            consumer.ack(&m).await.unwrap();
+            let p: BTreeMap<String, String> =
+                m.payload.metadata.properties.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+            out.push((
+                m.key().unwrap_or_default(),
+                p[TIME_PROPERTY].parse().unwrap(),
+                p[SEQ_PROPERTY].parse().unwrap(),
+                p[OP_PROPERTY].clone(),
+                m.payload.data.clone(),
+            ));
+        }
+        // Nothing beyond the expected count (a duplicate would show up here).
+        if let Some(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), consumer.next()).await.ok().flatten() {
+            panic!("unexpected extra message: {:?}", m.payload.metadata.properties);
+        }
+        out
+    })
+}
+
+fn check(msgs: &[Msg], history: &[(Row, u64, isize)]) {
+    let mut state: BTreeMap<u32, Row> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let mut last: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for (key, time, seq, op, payload) in msgs {
+        let k = common::key_of(key.as_bytes());
+        assert!(seen.insert((*time, k)), "change of key {k} at {time} twice");
+        if let Some(p) = last.insert(k, (*time, *seq)) {
+            assert!(p < (*time, *seq), "key {k} out of order");
+        }
+        if payload.is_empty() {
+            assert_eq!(op, "d");
+            state.remove(&k);
+        } else {
+            state.insert(k, common::row_of(payload));
+        }
+    }
+    assert_eq!(seen, expected_changes(history).into_keys().collect::<BTreeSet<_>>());
+    assert_eq!(state, state_before(history, u64::MAX));
+}
+
+#[test]
+fn upsert_batched_and_compressed_matches_reference() {
+    let rt = rt();
+    let topic = unique("orders");
+    let history = keyed_history(21, 50, 20, 25);
+    let cfg = PulsarConfig::new(pulsar_url(), &topic).batching(64, Some(128 * 1024)).compression(PulsarCompression::Lz4);
+    let spec = SinkSpec::builder("orders", cfg)
+        .upsert()
+        .primary_key(["k"])
+        .commit(CommitPolicy { max_changes: Some(40), interval: Duration::ZERO })
+        .build()
+        .unwrap();
+    run(&history, &spec, 2);
+    let msgs = read(&rt, &topic, expected_changes(&history).len());
+    check(&msgs, &history);
+}
+
+#[test]
+fn restart_with_progress_dir_adds_only_the_rest() {
+    let rt = rt();
+    let topic = unique("resume");
+    let dir = tempfile::tempdir().unwrap();
+    let history = keyed_history(4, 30, 12, 10);
+    let mut o = differential_sinks::Options::parse_pairs(["connector=pulsar", "type=upsert", "primary_key=k"]).unwrap();
+    o.set("service.url", pulsar_url()).set("topic", topic.as_str()).set("progress.dir", dir.path().display().to_string());
+    let spec = SinkSpec::from_options(o).unwrap();
+    let half: Vec<_> = history.iter().filter(|h| h.1 < 6).cloned().collect();
+    run(&half, &spec, 1);
+    run(&history, &spec, 1);
+    let msgs = read(&rt, &topic, expected_changes(&history).len());
+    check(&msgs, &history);
+}
