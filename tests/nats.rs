@@ -135,7 +135,7 @@ fn jetstream_spec(name: &str, stream: &str, subject: &str, bucket: &str) -> Sink
         .jetstream(stream)
         .create_stream(Duration::from_secs(120))
         .key_suffix(true)
-        .progress(differential_sinks::connectors::nats::ProgressStore::KeyValue(bucket.into()));
+        .progress(differential_sinks::connectors::nats::ProgressStore::Stream(bucket.into()));
     SinkSpec::builder(name, cfg)
         .upsert()
         .primary_key(["k"])
@@ -147,6 +147,7 @@ fn jetstream_spec(name: &str, stream: &str, subject: &str, bucket: &str) -> Sink
 #[test]
 fn jetstream_upsert_matches_reference_and_replays_are_dropped() {
     let rt = rt();
+    let _enter = rt.enter();
     let (stream, subject, bucket) = (unique("S"), unique("orders"), unique("progress"));
     let history = keyed_history(11, 60, 25, 20);
     let spec = jetstream_spec("orders", &stream, &subject, &bucket);
@@ -165,16 +166,15 @@ fn jetstream_upsert_matches_reference_and_replays_are_dropped() {
     // A restart that lost its progress (the crash came after the publishes, before the progress
     // record): the whole history is published again and JetStream drops every replay.
     rt.block_on(async {
-        let kv = js.get_key_value(&bucket).await.unwrap();
-        let keys: Vec<String> = futures::StreamExt::collect::<Vec<_>>(kv.keys().await.unwrap())
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(keys.len(), 2, "one progress record per worker: {keys:?}");
-        for k in keys {
-            kv.purge(k).await.unwrap();
-        }
+        let s = js.get_stream(&bucket).await.unwrap();
+        let subjects: Vec<String> =
+            futures::StreamExt::collect::<Vec<_>>(s.info_with_subjects(format!("{bucket}.>")).await.unwrap())
+                .await
+                .into_iter()
+                .map(|r| r.unwrap().0)
+                .collect();
+        assert_eq!(subjects.len(), 2, "one progress record per worker: {subjects:?}");
+        s.purge().await.unwrap();
     });
     run(&history, &spec, 2);
     let again = rt.block_on(read_stream(&js, &stream, n));
@@ -188,12 +188,13 @@ fn jetstream_upsert_matches_reference_and_replays_are_dropped() {
 #[test]
 fn debezium_with_tombstones_on_jetstream() {
     let rt = rt();
+    let _enter = rt.enter();
     let (stream, subject, bucket) = (unique("D"), unique("cdc"), unique("progress"));
     let history = keyed_history(5, 30, 15, 10);
     let cfg = NatsConfig::new(nats_url(), &subject)
         .jetstream(&stream)
         .create_stream(Duration::from_secs(60))
-        .progress(differential_sinks::connectors::nats::ProgressStore::KeyValue(bucket));
+        .progress(differential_sinks::connectors::nats::ProgressStore::Stream(bucket));
     let spec = SinkSpec::builder("cdc", cfg)
         .format(Format::Debezium { tombstone_after_delete: true })
         .primary_key(["k"])
@@ -229,6 +230,7 @@ fn debezium_with_tombstones_on_jetstream() {
 #[test]
 fn core_nats_append_only_reaches_a_subscriber() {
     let rt = rt();
+    let _enter = rt.enter();
     let subject = unique("core");
     let history: Vec<(Row, u64, isize)> =
         (0..200u32).map(|i| (Row { k: i, v: i * 2, s: format!("r{i}") }, (i / 20) as u64, 1)).collect();
@@ -285,6 +287,7 @@ fn options_reach_nats_and_are_checked() {
 #[test]
 fn dsink_killed_mid_stream_then_restarted_leaves_no_duplicates() {
     let rt = rt();
+    let _enter = rt.enter();
     let (stream, subject, bucket) = (unique("K"), unique("kill"), unique("progress"));
     let history = keyed_history(42, 40, 60, 12);
     let dir = tempfile::tempdir().unwrap();
@@ -301,7 +304,7 @@ fn dsink_killed_mid_stream_then_restarted_leaves_no_duplicates() {
         format!("subject={subject}"),
         format!("stream={stream}"),
         "stream.create=true".into(),
-        format!("progress.bucket={bucket}"),
+        format!("progress.stream={bucket}"),
     ]
     .into_iter()
     .flat_map(|kv| ["--with".to_string(), kv])
@@ -310,11 +313,13 @@ fn dsink_killed_mid_stream_then_restarted_leaves_no_duplicates() {
     let js = jetstream::new(client);
     let committed = |js: &jetstream::Context| -> Option<u64> {
         rt.block_on(async {
-            let kv = js.get_key_value(&bucket).await.ok()?;
+            let s = js.get_stream(&bucket).await.ok()?;
+            let subjects =
+                futures::StreamExt::collect::<Vec<_>>(s.info_with_subjects(format!("{bucket}.>")).await.ok()?).await;
             let mut best = None;
-            let keys = futures::StreamExt::collect::<Vec<_>>(kv.keys().await.ok()?).await;
-            for k in keys.into_iter().flatten() {
-                let v: serde_json::Value = serde_json::from_slice(&kv.get(&k).await.ok()??).ok()?;
+            for (subject, _) in subjects.into_iter().flatten() {
+                let m = s.get_last_raw_message_by_subject(&subject).await.ok()?;
+                let v: serde_json::Value = serde_json::from_slice(&m.payload).ok()?;
                 best = best.max(v["frontier"]["time"].as_u64());
             }
             best

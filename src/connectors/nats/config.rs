@@ -43,8 +43,9 @@ impl fmt::Debug for ConnectMode {
 /// Where progress records are kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProgressStore {
-    /// In a JetStream key-value bucket of this name.
-    KeyValue(String),
+    /// In a JetStream stream of this name: one subject per worker and generation, keeping the
+    /// last record of each.
+    Stream(String),
     /// Nowhere: every run starts from the beginning of the collection.
     None,
 }
@@ -66,7 +67,7 @@ pub struct NatsConfig {
     pub create_stream: bool,
     /// The duplicate window of a stream the sink creates (`stream.duplicate_window.ms`).
     pub duplicate_window: Duration,
-    /// Where committed frontiers are kept (`progress.bucket`, `progress = none`).
+    /// Where committed frontiers are kept (`progress.stream`, `progress = none`).
     pub progress: ProgressStore,
     /// Publishes awaiting their ack at most (`jetstream.max_inflight`).
     pub max_inflight: usize,
@@ -92,11 +93,11 @@ impl NatsConfig {
     }
 
     /// Publishes through JetStream into `stream` (deduplicated by `Nats-Msg-Id`), keeping
-    /// progress in the default key-value bucket `dsink_progress`.
+    /// progress in the default progress stream `dsink_progress`.
     pub fn jetstream(mut self, stream: impl Into<String>) -> Self {
         self.stream = Some(stream.into());
         if self.progress == ProgressStore::None {
-            self.progress = ProgressStore::KeyValue(DEFAULT_BUCKET.into());
+            self.progress = ProgressStore::Stream(DEFAULT_BUCKET.into());
         }
         self
     }
@@ -159,18 +160,18 @@ impl NatsConfig {
         if let Some(ms) = opts.take_parsed::<u64>("stream.duplicate_window.ms", "milliseconds")? {
             c.duplicate_window = Duration::from_millis(ms);
         }
-        let bucket = opts.take("progress.bucket");
+        let bucket = opts.take("progress.stream");
         c.progress = match (opts.take("progress").as_deref(), bucket, &c.stream) {
             (Some("none"), None, _) => ProgressStore::None,
             (Some("none"), Some(_), _) => {
-                return Err(Error::config("`progress = none` and `progress.bucket` contradict: remove one"))
+                return Err(Error::config("`progress = none` and `progress.stream` contradict: remove one"))
             }
-            (None | Some("kv"), Some(b), _) => ProgressStore::KeyValue(b),
-            (None | Some("kv"), None, Some(_)) | (Some("kv"), None, None) => {
-                ProgressStore::KeyValue(DEFAULT_BUCKET.into())
+            (None | Some("stream"), Some(b), _) => ProgressStore::Stream(b),
+            (None | Some("stream"), None, Some(_)) | (Some("stream"), None, None) => {
+                ProgressStore::Stream(DEFAULT_BUCKET.into())
             }
             (None, None, None) => ProgressStore::None,
-            (Some(other), _, _) => return Err(Error::config(format!("option `progress` = `{other}`: use kv or none"))),
+            (Some(other), _, _) => return Err(Error::config(format!("option `progress` = `{other}`: use stream or none"))),
         };
         if let Some(n) = opts.take_parsed::<usize>("jetstream.max_inflight", "a count of publishes")? {
             c.max_inflight = n.max(1);
@@ -209,10 +210,10 @@ impl NatsConfig {
                 )));
             }
         }
-        if let ProgressStore::KeyValue(b) = &self.progress {
+        if let ProgressStore::Stream(b) = &self.progress {
             if b.is_empty() || !b.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
                 return Err(Error::config(format!(
-                    "option `progress.bucket` = `{b}` is not a valid bucket name (letters, digits, `_`, `-`)"
+                    "option `progress.stream` = `{b}` is not a valid stream name (letters, digits, `_`, `-`)"
                 )));
             }
         }
@@ -220,7 +221,7 @@ impl NatsConfig {
     }
 }
 
-/// The key-value bucket that holds progress records unless `progress.bucket` names another.
+/// The key-value bucket that holds progress records unless `progress.stream` names another.
 pub const DEFAULT_BUCKET: &str = "dsink_progress";
 
 impl From<NatsConfig> for crate::connectors::ConnectorConfig {
@@ -258,7 +259,7 @@ mod tests {
     #[test]
     fn jetstream_defaults_to_kv_progress() {
         let c = parse(&["server_url=nats://h:1", "subject=a", "stream=S"]).unwrap();
-        assert_eq!(c.progress, ProgressStore::KeyValue(DEFAULT_BUCKET.into()));
+        assert_eq!(c.progress, ProgressStore::Stream(DEFAULT_BUCKET.into()));
         let c = parse(&["server_url=nats://h:1", "subject=a"]).unwrap();
         assert_eq!(c.progress, ProgressStore::None);
         assert!(parse(&["server_url=nats://h:1", "subject=a.*"]).is_err());

@@ -4,8 +4,8 @@
 //!  worker w ── EnvelopeWriter ── Bridge (bounded queue) ──► NatsWriter (tokio, async-nats)
 //!                                                            │ publish: subject[.key], headers, JSON
 //!                                                            │ commit: await every ack, then
-//!                                                            ▼        put progress in the KV bucket
-//!                                       stream `S` (duplicate window)    bucket `dsink_progress`
+//!                                                            ▼        publish progress record
+//!                                       stream `S` (duplicate window)    stream `dsink_progress`
 //! ```
 //!
 //! # Messages
@@ -33,7 +33,9 @@
 //! key's records at that time and the key (a 128-bit digest for keys longer than 96 bytes) — a
 //! function of the data alone. `commit` returns only once JetStream has acknowledged every
 //! message written since the last commit, and then records the committed frontier in a JetStream
-//! key-value bucket (`progress.bucket`, default `dsink_progress`, key `<sink>.g<gen>.w<worker>`).
+//! progress stream (`progress.stream`, default `dsink_progress`, subject
+//! `<stream>.<sink>.g<gen>.w<worker>`, the last message per subject kept; a plain stream rather
+//! than a key-value bucket, since async-nats 0.51 could not create buckets on nats-server 2.9).
 //! After a crash, a restart resumes from that frontier and publishes again what followed it;
 //! JetStream drops every republished message whose id it saw within its duplicate window
 //! (2 minutes by default), so the stream holds each record once **provided the restart happens
@@ -50,7 +52,7 @@
 //!
 //! **Core NATS (no `stream`): at-most-once.** Messages are flushed at commit but core NATS has
 //! no acknowledgements or storage: a subscriber that is not connected misses them. Without
-//! `progress.bucket` a restart starts from the beginning of the collection.
+//! `progress.stream` a restart starts from the beginning of the collection.
 //!
 //! # Options
 //!
@@ -65,8 +67,8 @@
 //! | `stream` | the JetStream stream; publishes are acknowledged and deduplicated |
 //! | `stream.create` | `true` to create the stream if missing (subject, or `subject.>` with key suffixes) |
 //! | `stream.duplicate_window.ms` | the duplicate window of a stream the sink creates (default 120000) |
-//! | `progress` | `kv` (default with `stream`) or `none` |
-//! | `progress.bucket` | the key-value bucket of progress records (default `dsink_progress`) |
+//! | `progress` | `stream` (default with `stream`) or `none` |
+//! | `progress.stream` | the JetStream stream of progress records (default `dsink_progress`) |
 //! | `jetstream.max_inflight` | publishes awaiting an ack at most (default 8192) |
 //! | `request.timeout.ms` | connect, request and ack timeout (default 10000) |
 

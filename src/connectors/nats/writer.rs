@@ -7,7 +7,7 @@ use crate::delivery::{retry::retry, AsyncRecordWriter, Bridge, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{Record, RecordBatch};
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, stream};
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -56,7 +56,8 @@ pub fn open(config: &NatsConfig, spec: &SinkSpec, stats: Arc<NatsStats>) -> Resu
 struct Conn {
     client: async_nats::Client,
     js: Option<jetstream::Context>,
-    kv: Option<kv::Store>,
+    /// The progress stream and its subject prefix.
+    progress: Option<(stream::Stream, String)>,
 }
 
 /// One worker's asynchronous NATS writer.
@@ -101,7 +102,7 @@ fn publish_error(e: async_nats::jetstream::context::PublishError, key: &[u8]) ->
     }
 }
 
-/// Escapes a sink name into key-value key characters (`[-_=a-zA-Z0-9]`).
+/// Escapes a sink name into one subject token (`[-_=a-zA-Z0-9]`).
 fn kv_token(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -180,7 +181,7 @@ impl NatsWriter {
             let retriable = !matches!(e.kind(), async_nats::ConnectErrorKind::Authentication | async_nats::ConnectErrorKind::AuthorizationViolation | async_nats::ConnectErrorKind::ServerParse);
             transport(&format!("connecting to {}", c.server_url), e, retriable)
         })?;
-        let needs_js = c.stream.is_some() || matches!(c.progress, ProgressStore::KeyValue(_));
+        let needs_js = c.stream.is_some() || matches!(c.progress, ProgressStore::Stream(_));
         let js = needs_js.then(|| {
             jetstream::context::ContextBuilder::new()
                 .timeout(c.timeout)
@@ -191,11 +192,13 @@ impl NatsWriter {
         if let (Some(js), Some(name)) = (&js, &c.stream) {
             self.check_stream(js, name).await?;
         }
-        let kv = match (&js, &c.progress) {
-            (Some(js), ProgressStore::KeyValue(bucket)) => Some(open_bucket(js, bucket).await?),
+        let progress = match (&js, &c.progress) {
+            (Some(js), ProgressStore::Stream(name)) => {
+                Some((open_progress(js, name).await?, format!("{name}.{}", kv_token(&self.sink))))
+            }
             _ => None,
         };
-        Ok(Conn { client, js, kv })
+        Ok(Conn { client, js, progress })
     }
 
     async fn check_stream(&self, js: &jetstream::Context, name: &str) -> Result<()> {
@@ -235,24 +238,27 @@ impl NatsWriter {
     }
 
     async fn read_progress(&self) -> Result<Vec<WorkerProgress<u64>>> {
-        let Some(kv) = &self.conn()?.kv else {
+        let Some((stream, prefix)) = &self.conn()?.progress else {
             return Ok(Vec::new());
         };
-        let prefix = format!("{}.", kv_token(&self.sink));
-        let mut keys = kv.keys().await.map_err(|e| transport("listing progress keys", e, true))?;
+        let mut subjects = stream
+            .info_with_subjects(format!("{prefix}.>"))
+            .await
+            .map_err(|e| transport("listing progress records", e, true))?;
+        let mut names = Vec::new();
+        while let Some(s) = subjects.next().await {
+            names.push(s.map_err(|e| transport("listing progress records", e, true))?.0);
+        }
         let mut records = Vec::new();
-        while let Some(k) = keys.next().await {
-            let k = k.map_err(|e| transport("listing progress keys", e, true))?;
-            if !k.starts_with(&prefix) {
-                continue;
-            }
-            let Some(v) = kv.get(&k).await.map_err(|e| transport("reading progress", e, true))? else {
-                continue;
-            };
-            let rec: WorkerProgress<u64> = serde_json::from_slice(&v).map_err(|e| {
+        for subject in names {
+            let m = stream
+                .get_last_raw_message_by_subject(&subject)
+                .await
+                .map_err(|e| transport("reading progress", e, true))?;
+            let rec: WorkerProgress<u64> = serde_json::from_slice(&m.payload).map_err(|e| {
                 Error::new(
                     ErrorKind::Resume,
-                    format!("NATS: progress record `{k}` is damaged ({e}); delete it to start over"),
+                    format!("NATS: progress record `{subject}` is damaged ({e}); purge that subject to start over"),
                 )
             })?;
             records.push(rec);
@@ -365,19 +371,16 @@ fn nth_of(batch: &RecordBatch, idx: usize) -> u32 {
     recs[..idx].iter().rev().take_while(|r| r.key == key).count() as u32
 }
 
-async fn open_bucket(js: &jetstream::Context, bucket: &str) -> Result<kv::Store> {
-    if let Ok(s) = js.get_key_value(bucket).await {
-        return Ok(s);
-    }
-    let cfg = kv::Config { bucket: bucket.to_string(), history: 1, ..Default::default() };
-    match js.create_key_value(cfg).await {
-        Ok(s) => Ok(s),
-        // Another worker may have created it meanwhile.
-        Err(e) => js
-            .get_key_value(bucket)
-            .await
-            .map_err(|_| transport(&format!("creating progress bucket `{bucket}`"), e, true)),
-    }
+/// Opens (creating if needed) the stream of progress records: subjects `<name>.>`, the last
+/// message of each subject kept.
+async fn open_progress(js: &jetstream::Context, name: &str) -> Result<stream::Stream> {
+    let cfg = stream::Config {
+        name: name.to_string(),
+        subjects: vec![format!("{name}.>")],
+        max_messages_per_subject: 1,
+        ..Default::default()
+    };
+    js.get_or_create_stream(cfg).await.map_err(|e| transport(&format!("opening progress stream `{name}`"), e, true))
 }
 
 impl AsyncRecordWriter for NatsWriter {
@@ -432,15 +435,20 @@ impl AsyncRecordWriter for NatsWriter {
         if conn.js.is_none() || self.config.stream.is_none() {
             conn.client.flush().await.map_err(|e| transport("flushing", e, true))?;
         }
-        if let Some(kv) = &conn.kv {
+        if let (Some((_, prefix)), Some(js)) = (&conn.progress, &conn.js) {
             let (ctx, point) = (self.ctx.expect("resumed"), self.point.as_ref().expect("resumed"));
             let rec = point.record(ctx, upper);
-            let key = format!("{}.g{}.w{}", kv_token(&self.sink), rec.generation, rec.worker);
-            let bytes = serde_json::to_vec(&rec).expect("progress encodes");
-            let kv = kv.clone();
-            retry(&RetryPolicy::default(), "NATS progress put", || {
-                let (kv, key, bytes) = (kv.clone(), key.clone(), bytes.clone());
-                async move { kv.put(key, bytes.into()).await.map_err(|e| transport("recording progress", e, true)) }
+            let subject = format!("{prefix}.g{}.w{}", rec.generation, rec.worker);
+            let bytes = Bytes::from(serde_json::to_vec(&rec).expect("progress encodes"));
+            retry(&RetryPolicy::default(), "NATS progress record", || {
+                let (subject, bytes) = (subject.clone(), bytes.clone());
+                async move {
+                    js.publish(subject, bytes)
+                        .await
+                        .map_err(|e| transport("recording progress", e, true))?
+                        .await
+                        .map_err(|e| transport("recording progress", e, true))
+                }
             })
             .await?;
         }
