@@ -107,7 +107,14 @@ fn read_all(rt: &tokio::runtime::Runtime, client: &KinesisClient, stream: &str) 
 
 /// Runs `history` into `spec` on `peers` workers; returns the sink's error, if any.
 fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) -> Option<String> {
+    run_until(history, spec, peers, None)
+}
+
+/// Like [`run`]; with `stop_at`, feeds only the times before it, waits until they are
+/// committed and stops without closing the input (as a process that is stopped mid-stream).
+fn run_until(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, stop_at: Option<u64>) -> Option<String> {
     let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
+    let times = stop_at.unwrap_or(times).min(times);
     let history = Arc::new(history.to_vec());
     let spec = spec.clone();
     let errors = Arc::new(Mutex::new(Vec::new()));
@@ -129,6 +136,12 @@ fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) -> Option<S
             input.advance_to(t + 1);
             input.flush();
             worker.step();
+        }
+        if let Some(stop) = stop_at {
+            handle.step_until_committed(worker, &probe, &stop).expect("commits up to the stop");
+            let index = worker.installed_dataflows()[0];
+            worker.drop_dataflow(index);
+            return;
         }
         input.close();
         while !probe.done() && !handle.is_failed() {
@@ -333,7 +346,7 @@ fn restart_with_progress_dir_resumes_and_readers_can_dedup() {
     // First run: the first half of the history; second run: all of it. Only the second half
     // is added by the restart.
     let half: Vec<_> = history.iter().filter(|h| h.1 < 6).cloned().collect();
-    assert_eq!(run(&half, &spec(&moto_url()), 1), None);
+    assert_eq!(run_until(&history, &spec(&moto_url()), 1, Some(6)), None);
     let n_half = read_all(&rt, &client, &stream).len();
     assert_eq!(n_half, expected_changes(&half).len());
     assert_eq!(run(&history, &spec(&moto_url()), 1), None);

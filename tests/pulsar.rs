@@ -39,7 +39,14 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) {
+    run_until(history, spec, peers, None)
+}
+
+/// Like [`run`]; with `stop_at`, feeds only the times before it, waits until they are
+/// committed and stops without closing the input (as a process that is stopped mid-stream).
+fn run_until(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, stop_at: Option<u64>) {
     let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
+    let times = stop_at.unwrap_or(times).min(times);
     let history = Arc::new(history.to_vec());
     let spec = spec.clone();
     timely::execute(timely::Config::process(peers), move |worker| {
@@ -59,6 +66,12 @@ fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) {
             input.advance_to(t + 1);
             input.flush();
             worker.step();
+        }
+        if let Some(stop) = stop_at {
+            handle.step_until_committed(worker, &probe, &stop).expect("commits up to the stop");
+            let index = worker.installed_dataflows()[0];
+            worker.drop_dataflow(index);
+            return;
         }
         input.close();
         while !probe.done() && !handle.is_failed() {
@@ -157,8 +170,7 @@ fn restart_with_progress_dir_adds_only_the_rest() {
     let mut o = differential_sinks::Options::parse_pairs(["connector=pulsar", "type=upsert", "primary_key=k"]).unwrap();
     o.set("service.url", pulsar_url()).set("topic", topic.as_str()).set("progress.dir", dir.path().display().to_string());
     let spec = SinkSpec::from_options(o).unwrap();
-    let half: Vec<_> = history.iter().filter(|h| h.1 < 6).cloned().collect();
-    run(&half, &spec, 1);
+    run_until(&history, &spec, 1, Some(6));
     run(&history, &spec, 1);
     let msgs = read(&rt, &topic, expected_changes(&history).len());
     check(&msgs, &history);
