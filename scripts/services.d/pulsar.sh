@@ -1,9 +1,10 @@
 # pulsar-lite (PyPI; a Rust broker speaking Pulsar's binary protocol) on 127.0.0.1:56650, its
 # metrics endpoint moved from 0.0.0.0:8080 to 127.0.0.1:58080. The `pulsar` crate's build script
-# needs `protoc`, hence protobuf-compiler.
+# needs `protoc`, hence protobuf-compiler. Tests read topics back with Python's `pulsar-client`:
+# the Rust crate's consumer cannot decode pulsar-lite 0.2's message frames (its producer works).
 pulsar_install() {
   apt_install protobuf-compiler
-  pip_install pulsar-lite
+  pip_install pulsar-lite pulsar-client
 }
 pulsar_start() {
   local v bin pid dir="$DSINK_SERVICES_DIR/pulsar"
@@ -18,4 +19,7 @@ TOML
   pid=$(run_bg pulsar "$bin" --config "$dir/pulsar-lite.toml" --addr 127.0.0.1:56650 --db-path "$dir/db")
   wait_port 127.0.0.1 56650 30 pulsar "$pid"
 }
-pulsar_env() { echo "DSINK_PULSAR_URL=pulsar://127.0.0.1:56650"; }
+pulsar_env() {
+  echo "DSINK_PULSAR_URL=pulsar://127.0.0.1:56650"
+  echo "DSINK_PULSAR_PYTHON=$DSINK_VENV/bin/python"
+}
