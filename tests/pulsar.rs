@@ -7,7 +7,9 @@ mod common;
 
 use common::{expected_changes, keyed_history, state_before, Row};
 use differential_dataflow::input::Input;
-use differential_sinks::connectors::pulsar::{PulsarCompression, PulsarConfig, OP_PROPERTY, SEQ_PROPERTY, TIME_PROPERTY};
+use differential_sinks::connectors::pulsar::{
+    PulsarCompression, PulsarConfig, OP_PROPERTY, SEQ_PROPERTY, TIME_PROPERTY,
+};
 use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,7 +161,8 @@ fn check(msgs: &[Msg], history: &[(Row, u64, isize)]) {
 fn upsert_batched_and_compressed_matches_reference() {
     let topic = unique("orders");
     let history = keyed_history(21, 50, 20, 25);
-    let cfg = PulsarConfig::new(pulsar_url(), &topic).batching(64, Some(128 * 1024)).compression(PulsarCompression::Lz4);
+    let cfg =
+        PulsarConfig::new(pulsar_url(), &topic).batching(64, Some(128 * 1024)).compression(PulsarCompression::Lz4);
     let spec = SinkSpec::builder("orders", cfg)
         .upsert()
         .primary_key(["k"])
@@ -177,7 +180,9 @@ fn restart_with_progress_dir_adds_only_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let history = keyed_history(4, 30, 12, 10);
     let mut o = differential_sinks::Options::parse_pairs(["connector=pulsar", "type=upsert", "primary_key=k"]).unwrap();
-    o.set("service.url", pulsar_url()).set("topic", topic.as_str()).set("progress.dir", dir.path().display().to_string());
+    o.set("service.url", pulsar_url())
+        .set("topic", topic.as_str())
+        .set("progress.dir", dir.path().display().to_string());
     let spec = SinkSpec::from_options(o).unwrap();
     run_until(&history, &spec, 1, Some(6));
     run(&history, &spec, 1);

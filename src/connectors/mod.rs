@@ -143,7 +143,9 @@ impl ConnectorConfig {
             #[cfg(feature = "test-utils")]
             ConnectorConfig::Memory(c) => Ok(Box::new(EnvelopeWriter::new(spec, c.target().writer(spec.name())))),
             #[cfg(feature = "nats")]
-            ConnectorConfig::Nats(c) => Ok(Box::new(EnvelopeWriter::new(spec, nats::open(c, spec, Default::default())?))),
+            ConnectorConfig::Nats(c) => {
+                Ok(Box::new(EnvelopeWriter::new(spec, nats::open(c, spec, Default::default())?)))
+            }
             #[cfg(feature = "kinesis")]
             ConnectorConfig::Kinesis(c) => Ok(Box::new(EnvelopeWriter::new(spec, kinesis::open(c, spec, ctx)?))),
             #[cfg(feature = "pulsar")]

@@ -115,7 +115,8 @@ impl KinesisClient {
         let (instructions, _) = sign(signable, &params)
             .map_err(|e| Error::new(ErrorKind::Fatal, format!("Kinesis: signing: {e}")))?
             .into_parts();
-        let mut req = self.http.post(&self.endpoint).header("content-type", content_type).header("x-amz-target", &target);
+        let mut req =
+            self.http.post(&self.endpoint).header("content-type", content_type).header("x-amz-target", &target);
         for (k, v) in instructions.headers() {
             req = req.header(k, v);
         }
@@ -281,9 +282,10 @@ impl KinesisWriter {
                 Err(e) => return Err(e),
             };
             // Keep only the refused entries, in their original order.
-            if let Some((_, code)) = failed.iter().find(|(_, c)| {
-                !matches!(c.as_str(), "ProvisionedThroughputExceededException" | "InternalFailure")
-            }) {
+            if let Some((_, code)) = failed
+                .iter()
+                .find(|(_, c)| !matches!(c.as_str(), "ProvisionedThroughputExceededException" | "InternalFailure"))
+            {
                 return Err(Error::new(ErrorKind::Fatal, format!("Kinesis PutRecords refused a record: {code}")));
             }
             let keep: HashSet<usize> = failed.iter().map(|(i, _)| *i).collect();
@@ -292,13 +294,21 @@ impl KinesisWriter {
             self.stats.retried_entries.fetch_add(pending.len() as u64, Ordering::Relaxed);
             match backoff.next_delay() {
                 Some(d) => {
-                    tracing::warn!(failed = pending.len(), of = before, delay_ms = d.as_millis() as u64, "Kinesis PutRecords: retrying refused entries");
+                    tracing::warn!(
+                        failed = pending.len(),
+                        of = before,
+                        delay_ms = d.as_millis() as u64,
+                        "Kinesis PutRecords: retrying refused entries"
+                    );
                     tokio::time::sleep(d).await;
                 }
                 None => {
                     return Err(Error::new(
                         ErrorKind::Retriable,
-                        format!("Kinesis PutRecords: {} records still refused (throughput exceeded) after retries", pending.len()),
+                        format!(
+                            "Kinesis PutRecords: {} records still refused (throughput exceeded) after retries",
+                            pending.len()
+                        ),
                     ))
                 }
             }

@@ -127,7 +127,8 @@ impl NatsConfig {
         let mut c = NatsConfig::new(server_url, subject);
         c.key_suffix = opts.take_bool("subject.key_suffix")?.unwrap_or(false);
         let mode = opts.take("connect_mode").unwrap_or_else(|| "plain".into());
-        let (user, pass, jwt, nkey) = (opts.take("username"), opts.take("password"), opts.take("jwt"), opts.take("nkey"));
+        let (user, pass, jwt, nkey) =
+            (opts.take("username"), opts.take("password"), opts.take("jwt"), opts.take("nkey"));
         c.connect_mode = match mode.as_str() {
             "plain" => {
                 if user.is_some() || pass.is_some() || jwt.is_some() || nkey.is_some() {
@@ -171,7 +172,9 @@ impl NatsConfig {
                 ProgressStore::Stream(DEFAULT_BUCKET.into())
             }
             (None, None, None) => ProgressStore::None,
-            (Some(other), _, _) => return Err(Error::config(format!("option `progress` = `{other}`: use stream or none"))),
+            (Some(other), _, _) => {
+                return Err(Error::config(format!("option `progress` = `{other}`: use stream or none")))
+            }
         };
         if let Some(n) = opts.take_parsed::<usize>("jetstream.max_inflight", "a count of publishes")? {
             c.max_inflight = n.max(1);

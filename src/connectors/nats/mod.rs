@@ -76,6 +76,4 @@ mod config;
 mod writer;
 
 pub use config::{ConnectMode, NatsConfig, ProgressStore, DEFAULT_BUCKET};
-pub use writer::{
-    message_id, open, subject_token, NatsStats, KEY_HEADER, MSG_ID_HEADER, OP_HEADER, TIME_HEADER,
-};
+pub use writer::{message_id, open, subject_token, NatsStats, KEY_HEADER, MSG_ID_HEADER, OP_HEADER, TIME_HEADER};

@@ -178,7 +178,12 @@ impl NatsWriter {
             }
         };
         let client = opts.connect(c.server_url.as_str()).await.map_err(|e| {
-            let retriable = !matches!(e.kind(), async_nats::ConnectErrorKind::Authentication | async_nats::ConnectErrorKind::AuthorizationViolation | async_nats::ConnectErrorKind::ServerParse);
+            let retriable = !matches!(
+                e.kind(),
+                async_nats::ConnectErrorKind::Authentication
+                    | async_nats::ConnectErrorKind::AuthorizationViolation
+                    | async_nats::ConnectErrorKind::ServerParse
+            );
             transport(&format!("connecting to {}", c.server_url), e, retriable)
         })?;
         let needs_js = c.stream.is_some() || matches!(c.progress, ProgressStore::Stream(_));
@@ -267,7 +272,13 @@ impl NatsWriter {
     }
 
     /// Publishes record `idx` of `batch` (again, if it was sent before: the message id is the same).
-    async fn publish(&mut self, batch: &RecordBatch, idx: u32, nth: u32, rec: Record<'_>) -> Result<Option<PublishAckFuture>> {
+    async fn publish(
+        &mut self,
+        batch: &RecordBatch,
+        idx: u32,
+        nth: u32,
+        rec: Record<'_>,
+    ) -> Result<Option<PublishAckFuture>> {
         let mut headers = HeaderMap::new();
         headers.insert(HeaderName::from_static(OP_HEADER), HeaderValue::from(rec.op.code()));
         headers.insert(HeaderName::from_static(TIME_HEADER), batch.time.to_string().as_str());

@@ -157,21 +157,13 @@ impl AsyncRecordWriter for PulsarWriter {
             properties.insert(SEQ_PROPERTY.to_string(), seq.to_string());
             properties.insert(OP_PROPERTY.to_string(), rec.op.code().to_string());
             let partition_key = if self.keyed {
-                Some(
-                    std::str::from_utf8(rec.key)
-                        .map_err(|_| Error::encode("Pulsar: a key is not UTF-8"))?
-                        .to_string(),
-                )
+                Some(std::str::from_utf8(rec.key).map_err(|_| Error::encode("Pulsar: a key is not UTF-8"))?.to_string())
             } else {
                 properties.insert(WORKER_PROPERTY.to_string(), format!("{}/{}", ctx.index, ctx.peers));
                 None
             };
-            let msg = Message {
-                payload: rec.value.unwrap_or(b"").to_vec(),
-                properties,
-                partition_key,
-                ..Default::default()
-            };
+            let msg =
+                Message { payload: rec.value.unwrap_or(b"").to_vec(), properties, partition_key, ..Default::default() };
             let producer = self.producer.as_mut().expect("resumed");
             let f = producer.send_non_blocking(msg).await.map_err(|e| transport("sending", e))?;
             self.pending.push_back(f);
