@@ -369,7 +369,7 @@ impl AsyncRecordWriter for KinesisWriter {
         })
         .await?;
         let point = resolve_resume(&records, ctx)?;
-        let f = point.frontier.clone();
+        let f = point.frontier;
         self.point = Some(point);
         Ok(f)
     }

@@ -402,7 +402,7 @@ impl AsyncRecordWriter for NatsWriter {
         self.ctx = Some(ctx);
         let records = self.read_progress().await?;
         let point = resolve_resume(&records, ctx)?;
-        let f = point.frontier.clone();
+        let f = point.frontier;
         self.point = Some(point);
         Ok(f)
     }

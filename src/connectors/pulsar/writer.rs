@@ -133,7 +133,7 @@ impl AsyncRecordWriter for PulsarWriter {
             }
         }
         let point = resolve_resume(&records, ctx)?;
-        let f = point.frontier.clone();
+        let f = point.frontier;
         self.point = Some(point);
         Ok(f)
     }
