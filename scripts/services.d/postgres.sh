@@ -13,6 +13,8 @@ postgres_install() {
 postgres_start() {
   local d="$DSINK_SERVICES_DIR/postgres"
   mkdir -p "$d"
+  # The postgres user must be able to reach its directory (mktemp makes the parent 0700).
+  chmod a+x "$DSINK_SERVICES_DIR"
   chown postgres "$d"
   chmod 700 "$d"
   if [[ ! -f "$d/data/PG_VERSION" ]]; then

@@ -34,8 +34,14 @@ pub mod http;
 pub mod jdbc;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 #[cfg(feature = "test-utils")]
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "pulsar")]
+pub mod pulsar;
 
 /// The settings of one connector, selected by the `connector` option.
 #[derive(Clone, Debug)]
@@ -65,6 +71,15 @@ pub enum ConnectorConfig {
     /// Kafka topics (`connector = kafka`).
     #[cfg(feature = "kafka")]
     Kafka(Box<kafka::KafkaConfig>),
+    /// NATS subjects and JetStream streams (`connector = nats`).
+    #[cfg(feature = "nats")]
+    Nats(nats::NatsConfig),
+    /// Amazon Kinesis data streams (`connector = kinesis`).
+    #[cfg(feature = "kinesis")]
+    Kinesis(kinesis::KinesisConfig),
+    /// Pulsar topics (`connector = pulsar`).
+    #[cfg(feature = "pulsar")]
+    Pulsar(pulsar::PulsarConfig),
     /// A target of the application's own: any [`RecordWriter`], one per worker, with the
     /// library's formats, encodings, routing and commit protocol (built in code only).
     Custom(CustomConnector),
@@ -145,6 +160,9 @@ pub fn available() -> Vec<&'static str> {
         (cfg!(feature = "doris"), "doris"),
         (cfg!(feature = "cassandra"), "cassandra"),
         (cfg!(feature = "kafka"), "kafka"),
+        (cfg!(feature = "nats"), "nats"),
+        (cfg!(feature = "kinesis"), "kinesis"),
+        (cfg!(feature = "pulsar"), "pulsar"),
     ] {
         if on {
             v.push(name);
@@ -176,6 +194,12 @@ impl ConnectorConfig {
             "cassandra" | "scylladb" => Ok(ConnectorConfig::Cassandra(cassandra::CassandraConfig::from_options(opts)?)),
             #[cfg(feature = "kafka")]
             "kafka" => Ok(ConnectorConfig::Kafka(Box::new(kafka::KafkaConfig::from_options(opts)?))),
+            #[cfg(feature = "nats")]
+            "nats" => Ok(ConnectorConfig::Nats(nats::NatsConfig::from_options(opts)?)),
+            #[cfg(feature = "kinesis")]
+            "kinesis" => Ok(ConnectorConfig::Kinesis(kinesis::KinesisConfig::from_options(opts)?)),
+            #[cfg(feature = "pulsar")]
+            "pulsar" => Ok(ConnectorConfig::Pulsar(pulsar::PulsarConfig::from_options(opts)?)),
             other => Err(Error::config(format!(
                 "option `connector` = `{other}` is not available in this build (available: {}); \
                  enable the cargo feature of the same name",
@@ -204,6 +228,12 @@ impl ConnectorConfig {
             ConnectorConfig::Cassandra(_) => "cassandra",
             #[cfg(feature = "kafka")]
             ConnectorConfig::Kafka(_) => "kafka",
+            #[cfg(feature = "nats")]
+            ConnectorConfig::Nats(_) => "nats",
+            #[cfg(feature = "kinesis")]
+            ConnectorConfig::Kinesis(_) => "kinesis",
+            #[cfg(feature = "pulsar")]
+            ConnectorConfig::Pulsar(_) => "pulsar",
         }
     }
 
@@ -232,6 +262,8 @@ impl ConnectorConfig {
             #[cfg(feature = "kafka")]
             ConnectorConfig::Kafka(c) => c.validate(spec),
             #[allow(unreachable_patterns)]
+            #[cfg(feature = "nats")]
+            ConnectorConfig::Nats(c) => c.validate(spec),
             _ => Ok(()),
         }
     }
@@ -268,6 +300,14 @@ impl ConnectorConfig {
             ConnectorConfig::Kafka(c) => {
                 Ok(Box::new(EnvelopeWriter::new(spec, kafka::KafkaWriter::open(c, spec, ctx)?)))
             }
+            #[cfg(feature = "nats")]
+            ConnectorConfig::Nats(c) => {
+                Ok(Box::new(EnvelopeWriter::new(spec, nats::open(c, spec, Default::default())?)))
+            }
+            #[cfg(feature = "kinesis")]
+            ConnectorConfig::Kinesis(c) => Ok(Box::new(EnvelopeWriter::new(spec, kinesis::open(c, spec, ctx)?))),
+            #[cfg(feature = "pulsar")]
+            ConnectorConfig::Pulsar(c) => Ok(Box::new(EnvelopeWriter::new(spec, pulsar::open(c, spec, ctx)?))),
         }
     }
 }

@@ -1,0 +1,450 @@
+//! The Kinesis connector's client (SigV4-signed JSON requests) and writer.
+
+use super::config::{AwsCredentials, KinesisConfig, MAX_RECORD_BYTES};
+use crate::config::SinkSpec;
+use crate::delivery::{AsyncRecordWriter, Backoff, Bridge, RetryPolicy};
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::KeyEncoding;
+use crate::record::RecordBatch;
+use base64::Engine as _;
+use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// A minimal Kinesis API client: one signed JSON POST per call.
+#[derive(Clone)]
+pub struct KinesisClient {
+    http: reqwest::Client,
+    endpoint: String,
+    region: String,
+    identity: aws_smithy_runtime_api::client::identity::Identity,
+}
+
+impl std::fmt::Debug for KinesisClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KinesisClient").field("endpoint", &self.endpoint).field("region", &self.region).finish()
+    }
+}
+
+/// A failed API call: the HTTP status (0 if none) and the error type AWS named.
+fn api_error(status: u16, body: &[u8], action: &str) -> Error {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let ty = v["__type"].as_str().unwrap_or("").rsplit('#').next().unwrap_or("").to_string();
+    let msg = v["message"].as_str().or(v["Message"].as_str()).unwrap_or("").to_string();
+    let retriable = status >= 500
+        || matches!(
+            ty.as_str(),
+            "ProvisionedThroughputExceededException"
+                | "LimitExceededException"
+                | "ThrottlingException"
+                | "InternalFailure"
+                | "ServiceUnavailable"
+        );
+    let kind = if retriable { ErrorKind::Retriable } else { ErrorKind::Fatal };
+    let hint = match ty.as_str() {
+        "ResourceNotFoundException" => "; create the stream or fix option `stream`",
+        "UnrecognizedClientException" | "InvalidSignatureException" | "AccessDeniedException" => {
+            "; check the credentials and region"
+        }
+        _ => "",
+    };
+    Error::new(kind, format!("Kinesis {action}: HTTP {status} {ty}: {msg}{hint}"))
+}
+
+impl KinesisClient {
+    /// A client for `config`'s endpoint and region; credentials from the config or the
+    /// environment.
+    pub fn new(config: &KinesisConfig) -> Result<Self> {
+        let creds = match &config.credentials {
+            Some(c) => c.clone(),
+            None => {
+                let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+                    (Some(access_key_id), Some(secret_access_key)) => {
+                        AwsCredentials { access_key_id, secret_access_key, session_token: var("AWS_SESSION_TOKEN") }
+                    }
+                    _ => {
+                        return Err(Error::config(
+                            "Kinesis: no credentials: set `aws.credentials.access_key_id` and \
+                             `aws.credentials.secret_access_key`, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                        ))
+                    }
+                }
+            }
+        };
+        let identity = aws_credential_types::Credentials::new(
+            creds.access_key_id,
+            creds.secret_access_key,
+            creds.session_token,
+            None,
+            "differential-sinks",
+        )
+        .into();
+        // reqwest is built without a bundled crypto provider; use ring, which the other
+        // connectors use too. Installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Fatal, format!("Kinesis: building the HTTP client: {e}")))?;
+        Ok(KinesisClient { http, endpoint: config.endpoint.clone(), region: config.region.clone(), identity })
+    }
+
+    /// Calls `action` (e.g. `PutRecords`) with a JSON body, returning the JSON answer.
+    pub async fn call(&self, action: &str, body: Vec<u8>) -> Result<Value> {
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let target = format!("Kinesis_20131202.{action}");
+        let content_type = "application/x-amz-json-1.1";
+        let headers = [("content-type", content_type), ("x-amz-target", target.as_str())];
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(&self.region)
+            .name("kinesis")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| Error::config(format!("Kinesis: signing parameters: {e}")))?
+            .into();
+        let signable =
+            SignableRequest::new("POST", &self.endpoint, headers.iter().copied(), SignableBody::Bytes(&body))
+                .map_err(|e| Error::config(format!("Kinesis: endpoint `{}`: {e}", self.endpoint)))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| Error::new(ErrorKind::Fatal, format!("Kinesis: signing: {e}")))?
+            .into_parts();
+        let mut req =
+            self.http.post(&self.endpoint).header("content-type", content_type).header("x-amz-target", &target);
+        for (k, v) in instructions.headers() {
+            req = req.header(k, v);
+        }
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Retriable, format!("Kinesis {action}: {e}")))?;
+        let status = resp.status().as_u16();
+        let bytes =
+            resp.bytes().await.map_err(|e| Error::new(ErrorKind::Retriable, format!("Kinesis {action}: {e}")))?;
+        if status != 200 {
+            return Err(api_error(status, &bytes, action));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::new(ErrorKind::Retriable, format!("Kinesis {action}: unreadable answer: {e}")))
+    }
+}
+
+/// Counters of one sink's Kinesis delivery, shared by its workers.
+#[derive(Debug, Default)]
+pub struct KinesisStats {
+    /// `PutRecords` requests sent (including retries).
+    pub requests: AtomicU64,
+    /// Entries the service refused and that were sent again.
+    pub retried_entries: AtomicU64,
+    /// Whole requests throttled or failed and sent again.
+    pub retried_requests: AtomicU64,
+}
+
+/// One entry of a pending `PutRecords` request.
+struct Entry {
+    partition_key: String,
+    data: Vec<u8>,
+}
+
+/// Opens a worker's Kinesis writer behind a [`Bridge`].
+pub fn open(config: &KinesisConfig, spec: &SinkSpec, ctx: WorkerContext) -> Result<Bridge> {
+    open_with_stats(config, spec, ctx, Arc::default())
+}
+
+/// [`open`], sharing `stats`.
+pub fn open_with_stats(
+    config: &KinesisConfig,
+    spec: &SinkSpec,
+    _ctx: WorkerContext,
+    stats: Arc<KinesisStats>,
+) -> Result<Bridge> {
+    let w = KinesisWriter {
+        client: KinesisClient::new(config)?,
+        config: config.clone(),
+        sink: spec.name().to_string(),
+        keyed: spec.primary_key().is_some() || spec.key_by_function,
+        text_keys: matches!(spec.key_encoding(), KeyEncoding::Text { .. }),
+        stats,
+        ctx: None,
+        point: None,
+        entries: Vec::new(),
+        bytes: 0,
+        keys: HashSet::new(),
+        body: Vec::new(),
+    };
+    Bridge::spawn(spec.name(), 4, w)
+}
+
+struct KinesisWriter {
+    client: KinesisClient,
+    config: KinesisConfig,
+    sink: String,
+    keyed: bool,
+    text_keys: bool,
+    stats: Arc<KinesisStats>,
+    ctx: Option<WorkerContext>,
+    point: Option<ResumePoint<u64>>,
+    entries: Vec<Entry>,
+    bytes: usize,
+    keys: HashSet<u64>,
+    body: Vec<u8>,
+}
+
+fn fnv64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// The partition key of an encoded key: the key itself when it has at most 256 characters,
+/// otherwise its 64-bit digest in hex (Kinesis allows 1 to 256).
+pub fn partition_key(key: &str) -> String {
+    if !key.is_empty() && key.chars().count() <= 256 {
+        key.to_string()
+    } else {
+        format!("#{:016x}", fnv64(key.as_bytes()))
+    }
+}
+
+fn progress_prefix(sink: &str) -> String {
+    let token: String = sink.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("kinesis-{token}-{:016x}-", fnv64(sink.as_bytes()))
+}
+
+fn progress_file(dir: &Path, sink: &str, worker: usize, generation: u64) -> PathBuf {
+    dir.join(format!("{}w{worker}-g{generation}.json", progress_prefix(sink)))
+}
+
+impl KinesisWriter {
+    /// Sends every pending entry; entries the service refused are sent again (only those), with
+    /// backoff, until all are stored or the retry deadline passes.
+    async fn flush(&mut self) -> Result<()> {
+        let mut pending: Vec<Entry> = std::mem::take(&mut self.entries);
+        self.bytes = 0;
+        self.keys.clear();
+        let mut backoff = Backoff::new(RetryPolicy::default());
+        while !pending.is_empty() {
+            self.body.clear();
+            self.body.extend_from_slice(b"{\"StreamName\":");
+            serde_json::to_writer(&mut self.body, &self.config.stream).expect("string encodes");
+            self.body.extend_from_slice(b",\"Records\":[");
+            for (i, e) in pending.iter().enumerate() {
+                if i > 0 {
+                    self.body.push(b',');
+                }
+                self.body.extend_from_slice(b"{\"PartitionKey\":");
+                serde_json::to_writer(&mut self.body, &e.partition_key).expect("string encodes");
+                self.body.extend_from_slice(b",\"Data\":\"");
+                let start = self.body.len();
+                let n = base64::encoded_len(e.data.len(), true).expect("fits");
+                self.body.resize(start + n, 0);
+                base64::engine::general_purpose::STANDARD
+                    .encode_slice(&e.data, &mut self.body[start..])
+                    .expect("sized above");
+                self.body.extend_from_slice(b"\"}");
+            }
+            self.body.extend_from_slice(b"]}");
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let answer = self.client.call("PutRecords", self.body.clone()).await;
+            let failed: Vec<(usize, String)> = match answer {
+                Ok(v) => {
+                    if v["FailedRecordCount"].as_u64().unwrap_or(0) == 0 {
+                        return Ok(());
+                    }
+                    let recs = v["Records"].as_array().cloned().unwrap_or_default();
+                    if recs.len() != pending.len() {
+                        return Err(Error::new(
+                            ErrorKind::Fatal,
+                            format!("Kinesis PutRecords: {} results for {} records", recs.len(), pending.len()),
+                        ));
+                    }
+                    recs.iter()
+                        .enumerate()
+                        .filter_map(|(i, r)| r["ErrorCode"].as_str().map(|c| (i, c.to_string())))
+                        .collect()
+                }
+                Err(e) if e.is_retriable() => {
+                    self.stats.retried_requests.fetch_add(1, Ordering::Relaxed);
+                    match backoff.next_delay() {
+                        Some(d) => {
+                            tracing::warn!(error = %e, delay_ms = d.as_millis() as u64, "Kinesis PutRecords: retrying");
+                            tokio::time::sleep(d).await;
+                            continue;
+                        }
+                        None => return Err(Error::new(e.kind(), format!("Kinesis: giving up: {e}"))),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            // Keep only the refused entries, in their original order.
+            if let Some((_, code)) = failed
+                .iter()
+                .find(|(_, c)| !matches!(c.as_str(), "ProvisionedThroughputExceededException" | "InternalFailure"))
+            {
+                return Err(Error::new(ErrorKind::Fatal, format!("Kinesis PutRecords refused a record: {code}")));
+            }
+            let keep: HashSet<usize> = failed.iter().map(|(i, _)| *i).collect();
+            let before = pending.len();
+            pending = pending.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, e)| e).collect();
+            self.stats.retried_entries.fetch_add(pending.len() as u64, Ordering::Relaxed);
+            match backoff.next_delay() {
+                Some(d) => {
+                    tracing::warn!(
+                        failed = pending.len(),
+                        of = before,
+                        delay_ms = d.as_millis() as u64,
+                        "Kinesis PutRecords: retrying refused entries"
+                    );
+                    tokio::time::sleep(d).await;
+                }
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::Retriable,
+                        format!(
+                            "Kinesis PutRecords: {} records still refused (throughput exceeded) after retries",
+                            pending.len()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn data_of(&self, out: &mut Vec<u8>, time: u64, seq: u32, key: &[u8], op: &str, value: Option<&[u8]>) {
+        let ctx = self.ctx.expect("resumed");
+        out.clear();
+        out.extend_from_slice(b"{\"time\":");
+        out.extend_from_slice(time.to_string().as_bytes());
+        out.extend_from_slice(b",\"seq\":");
+        out.extend_from_slice(seq.to_string().as_bytes());
+        if !self.keyed {
+            out.extend_from_slice(format!(",\"worker\":{},\"peers\":{}", ctx.index, ctx.peers).as_bytes());
+        }
+        out.extend_from_slice(b",\"op\":\"");
+        out.extend_from_slice(op.as_bytes());
+        out.extend_from_slice(b"\",\"key\":");
+        if !self.keyed {
+            out.extend_from_slice(b"null");
+        } else if self.text_keys {
+            serde_json::to_writer(&mut *out, &String::from_utf8_lossy(key)).expect("string encodes");
+        } else {
+            out.extend_from_slice(key);
+        }
+        out.extend_from_slice(b",\"value\":");
+        out.extend_from_slice(value.unwrap_or(b"null"));
+        out.push(b'}');
+    }
+}
+
+impl AsyncRecordWriter for KinesisWriter {
+    async fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>> {
+        self.ctx = Some(ctx);
+        let mut records = Vec::new();
+        if let Some(dir) = &self.config.progress_dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            let prefix = progress_prefix(&self.sink);
+            let entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("listing progress files", e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !(name.starts_with(&prefix) && name.ends_with(".json")) {
+                    continue;
+                }
+                let bytes = std::fs::read(entry.path()).map_err(|e| Error::io(format!("reading {name}"), e))?;
+                records.push(serde_json::from_slice::<WorkerProgress<u64>>(&bytes).map_err(|e| {
+                    Error::new(ErrorKind::Resume, format!("Kinesis: progress file {name} is damaged: {e}"))
+                })?);
+            }
+        }
+        // Check the stream exists before any data flows.
+        let body = serde_json::to_vec(&serde_json::json!({ "StreamName": self.config.stream })).expect("json");
+        crate::delivery::retry::retry(&RetryPolicy::default(), "Kinesis DescribeStreamSummary", || {
+            self.client.call("DescribeStreamSummary", body.clone())
+        })
+        .await?;
+        let point = resolve_resume(&records, ctx)?;
+        let f = point.frontier;
+        self.point = Some(point);
+        Ok(f)
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let ctx = self.ctx.ok_or_else(|| Error::config("Kinesis writer used before resume"))?;
+        let mut prev: Option<&[u8]> = None;
+        let mut seq = 0u32;
+        let mut data = Vec::with_capacity(256);
+        for (i, rec) in batch.iter().enumerate() {
+            // seq: the record's index among its key's records at this time (keyed), or its
+            // position in this worker's batch (unkeyed).
+            seq = if !self.keyed {
+                i as u32
+            } else if prev == Some(rec.key) {
+                seq + 1
+            } else {
+                0
+            };
+            prev = Some(rec.key);
+            self.data_of(&mut data, batch.time, seq, rec.key, rec.op.code(), rec.value);
+            let pk = if self.keyed {
+                partition_key(&String::from_utf8_lossy(rec.key))
+            } else {
+                format!("w{}-{}-{i}", ctx.index, batch.time)
+            };
+            let size = data.len() + pk.len();
+            if size > MAX_RECORD_BYTES {
+                return Err(Error::new(
+                    ErrorKind::Fatal,
+                    format!(
+                        "Kinesis: the record with key {} is {size} bytes, above the 1 MiB limit of a Kinesis record; shrink the row",
+                        String::from_utf8_lossy(rec.key)
+                    ),
+                ));
+            }
+            let key_hash = fnv64(pk.as_bytes());
+            if self.entries.len() >= self.config.batch_records
+                || self.bytes + size > self.config.batch_bytes
+                || self.keys.contains(&key_hash)
+            {
+                self.flush().await?;
+            }
+            // A request holds each key once, so a retried entry never lands after a later
+            // record of its key.
+            self.keys.insert(key_hash);
+            self.bytes += size;
+            self.entries.push(Entry { partition_key: pk, data: std::mem::replace(&mut data, Vec::with_capacity(256)) });
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, upper: Frontier<u64>) -> Result<()> {
+        self.flush().await?;
+        if let (Some(dir), Some(ctx), Some(point)) = (&self.config.progress_dir, self.ctx, &self.point) {
+            let rec = point.record(ctx, upper);
+            let path = progress_file(dir, &self.sink, ctx.index, rec.generation);
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, serde_json::to_vec(&rec).expect("json"))
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|e| Error::io(format!("recording progress in {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_keys_fit() {
+        assert_eq!(partition_key(r#"{"k":1}"#), r#"{"k":1}"#);
+        let long = "x".repeat(300);
+        assert!(partition_key(&long).len() <= 256);
+        assert_ne!(partition_key(&long), partition_key(&"y".repeat(300)));
+    }
+}

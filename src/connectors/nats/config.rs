@@ -1,0 +1,271 @@
+//! Options of the NATS connector (names follow RisingWave's NATS sink where it has them).
+
+use crate::error::{Error, Result};
+use crate::options::Options;
+use std::fmt;
+use std::time::Duration;
+
+/// How the connection authenticates (`connect_mode`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum ConnectMode {
+    /// No authentication (`plain`).
+    Plain,
+    /// `username` and `password` (`user_and_password`).
+    UserAndPassword {
+        /// The user name.
+        username: String,
+        /// The password (never printed).
+        password: String,
+    },
+    /// A user JWT signed with an nkey seed (`credential`).
+    Credential {
+        /// The user JWT.
+        jwt: String,
+        /// The nkey seed that signs the server's nonce (never printed).
+        nkey: String,
+    },
+}
+
+impl fmt::Debug for ConnectMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectMode::Plain => f.write_str("Plain"),
+            ConnectMode::UserAndPassword { username, .. } => {
+                f.debug_struct("UserAndPassword").field("username", username).field("password", &"<redacted>").finish()
+            }
+            ConnectMode::Credential { .. } => {
+                f.debug_struct("Credential").field("jwt", &"<redacted>").field("nkey", &"<redacted>").finish()
+            }
+        }
+    }
+}
+
+/// Where progress records are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProgressStore {
+    /// In a JetStream stream of this name: one subject per worker and generation, keeping the
+    /// last record of each.
+    Stream(String),
+    /// Nowhere: every run starts from the beginning of the collection.
+    None,
+}
+
+/// Where and how the NATS connector publishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// Server URLs, comma separated (`server_url`).
+    pub server_url: String,
+    /// The subject, or the subject prefix with `subject.key_suffix` (`subject`).
+    pub subject: String,
+    /// Append the record's key as the last subject token (`subject.key_suffix`).
+    pub key_suffix: bool,
+    /// Authentication.
+    pub connect_mode: ConnectMode,
+    /// The JetStream stream to publish into (`stream`); `None` publishes on core NATS.
+    pub stream: Option<String>,
+    /// Create the stream if it does not exist (`stream.create`).
+    pub create_stream: bool,
+    /// The duplicate window of a stream the sink creates (`stream.duplicate_window.ms`).
+    pub duplicate_window: Duration,
+    /// Where committed frontiers are kept (`progress.stream`, `progress = none`).
+    pub progress: ProgressStore,
+    /// Publishes awaiting their ack at most (`jetstream.max_inflight`).
+    pub max_inflight: usize,
+    /// How long one publish ack or request may take (`request.timeout.ms`).
+    pub timeout: Duration,
+}
+
+impl NatsConfig {
+    /// Publishes to `subject` on `server_url`, core NATS, no authentication.
+    pub fn new(server_url: impl Into<String>, subject: impl Into<String>) -> Self {
+        NatsConfig {
+            server_url: server_url.into(),
+            subject: subject.into(),
+            key_suffix: false,
+            connect_mode: ConnectMode::Plain,
+            stream: None,
+            create_stream: false,
+            duplicate_window: Duration::from_secs(120),
+            progress: ProgressStore::None,
+            max_inflight: 8192,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Publishes through JetStream into `stream` (deduplicated by `Nats-Msg-Id`), keeping
+    /// progress in the default progress stream `dsink_progress`.
+    pub fn jetstream(mut self, stream: impl Into<String>) -> Self {
+        self.stream = Some(stream.into());
+        if self.progress == ProgressStore::None {
+            self.progress = ProgressStore::Stream(DEFAULT_BUCKET.into());
+        }
+        self
+    }
+
+    /// Creates the stream (with this duplicate window) if it does not exist.
+    pub fn create_stream(mut self, duplicate_window: Duration) -> Self {
+        self.create_stream = true;
+        self.duplicate_window = duplicate_window;
+        self
+    }
+
+    /// Appends the record's key to the subject.
+    pub fn key_suffix(mut self, on: bool) -> Self {
+        self.key_suffix = on;
+        self
+    }
+
+    /// Where progress is kept.
+    pub fn progress(mut self, store: ProgressStore) -> Self {
+        self.progress = store;
+        self
+    }
+
+    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+        let server_url = opts.require("server_url", "the NATS server, e.g. server_url=nats://127.0.0.1:4222")?;
+        let subject = opts.require("subject", "the subject to publish to, e.g. subject=orders")?;
+        let mut c = NatsConfig::new(server_url, subject);
+        c.key_suffix = opts.take_bool("subject.key_suffix")?.unwrap_or(false);
+        let mode = opts.take("connect_mode").unwrap_or_else(|| "plain".into());
+        let (user, pass, jwt, nkey) =
+            (opts.take("username"), opts.take("password"), opts.take("jwt"), opts.take("nkey"));
+        c.connect_mode = match mode.as_str() {
+            "plain" => {
+                if user.is_some() || pass.is_some() || jwt.is_some() || nkey.is_some() {
+                    return Err(Error::config(
+                        "options `username`/`password`/`jwt`/`nkey` need `connect_mode = user_and_password` or `credential`",
+                    ));
+                }
+                ConnectMode::Plain
+            }
+            "user_and_password" => match (user, pass) {
+                (Some(username), Some(password)) => ConnectMode::UserAndPassword { username, password },
+                _ => {
+                    return Err(Error::config(
+                        "`connect_mode = user_and_password` needs both `username` and `password`",
+                    ))
+                }
+            },
+            "credential" => match (jwt, nkey) {
+                (Some(jwt), Some(nkey)) => ConnectMode::Credential { jwt, nkey },
+                _ => return Err(Error::config("`connect_mode = credential` needs both `jwt` and `nkey` (the seed)")),
+            },
+            other => {
+                return Err(Error::config(format!(
+                    "option `connect_mode` = `{other}`: use plain, user_and_password or credential"
+                )))
+            }
+        };
+        c.stream = opts.take("stream").filter(|s| !s.is_empty());
+        c.create_stream = opts.take_bool("stream.create")?.unwrap_or(false);
+        if let Some(ms) = opts.take_parsed::<u64>("stream.duplicate_window.ms", "milliseconds")? {
+            c.duplicate_window = Duration::from_millis(ms);
+        }
+        let bucket = opts.take("progress.stream");
+        c.progress = match (opts.take("progress").as_deref(), bucket, &c.stream) {
+            (Some("none"), None, _) => ProgressStore::None,
+            (Some("none"), Some(_), _) => {
+                return Err(Error::config("`progress = none` and `progress.stream` contradict: remove one"))
+            }
+            (None | Some("stream"), Some(b), _) => ProgressStore::Stream(b),
+            (None | Some("stream"), None, Some(_)) | (Some("stream"), None, None) => {
+                ProgressStore::Stream(DEFAULT_BUCKET.into())
+            }
+            (None, None, None) => ProgressStore::None,
+            (Some(other), _, _) => {
+                return Err(Error::config(format!("option `progress` = `{other}`: use stream or none")))
+            }
+        };
+        if let Some(n) = opts.take_parsed::<usize>("jetstream.max_inflight", "a count of publishes")? {
+            c.max_inflight = n.max(1);
+        }
+        if let Some(ms) = opts.take_parsed::<u64>("request.timeout.ms", "milliseconds")? {
+            c.timeout = Duration::from_millis(ms.max(1));
+        }
+        c.check()?;
+        Ok(c)
+    }
+
+    pub(crate) fn validate(&self, spec: &crate::config::SinkSpec) -> Result<()> {
+        if self.key_suffix && spec.primary_key().is_none() && !spec.key_by_function {
+            return Err(Error::config("option `subject.key_suffix = true` needs a key: set `primary_key`"));
+        }
+        self.check()
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.subject.is_empty()
+            || self.subject.split('.').any(|t| t.is_empty() || t.contains(|c: char| c.is_whitespace()))
+            || self.subject.contains(['*', '>'])
+        {
+            return Err(Error::config(format!(
+                "option `subject` = `{}` is not a subject to publish to: use dot-separated tokens without spaces or wildcards",
+                self.subject
+            )));
+        }
+        if self.create_stream && self.stream.is_none() {
+            return Err(Error::config("option `stream.create` needs `stream` (the JetStream stream's name)"));
+        }
+        if let Some(s) = &self.stream {
+            if s.contains(['.', '*', '>', ' ', '/', '\\']) {
+                return Err(Error::config(format!(
+                    "option `stream` = `{s}` is not a valid JetStream stream name (no `.`, `*`, `>`, spaces or slashes)"
+                )));
+            }
+        }
+        if let ProgressStore::Stream(b) = &self.progress {
+            if b.is_empty() || !b.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(Error::config(format!(
+                    "option `progress.stream` = `{b}` is not a valid stream name (letters, digits, `_`, `-`)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key-value bucket that holds progress records unless `progress.stream` names another.
+pub const DEFAULT_BUCKET: &str = "dsink_progress";
+
+impl From<NatsConfig> for crate::connectors::ConnectorConfig {
+    fn from(c: NatsConfig) -> Self {
+        crate::connectors::ConnectorConfig::Nats(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[&str]) -> Result<NatsConfig> {
+        let mut o = Options::parse_pairs(pairs.iter().copied()).unwrap();
+        NatsConfig::from_options(&mut o)
+    }
+
+    #[test]
+    fn modes_and_secrets() {
+        let c = parse(&[
+            "server_url=nats://h:1",
+            "subject=a.b",
+            "connect_mode=user_and_password",
+            "username=u",
+            "password=hunter2",
+        ])
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let e = parse(&["server_url=nats://h:1", "subject=a", "connect_mode=credential", "jwt=x"]).unwrap_err();
+        assert!(e.to_string().contains("nkey"), "{e}");
+        let e = parse(&["server_url=nats://h:1", "subject=a", "password=p"]).unwrap_err();
+        assert!(e.to_string().contains("connect_mode"), "{e}");
+    }
+
+    #[test]
+    fn jetstream_defaults_to_kv_progress() {
+        let c = parse(&["server_url=nats://h:1", "subject=a", "stream=S"]).unwrap();
+        assert_eq!(c.progress, ProgressStore::Stream(DEFAULT_BUCKET.into()));
+        let c = parse(&["server_url=nats://h:1", "subject=a"]).unwrap();
+        assert_eq!(c.progress, ProgressStore::None);
+        assert!(parse(&["server_url=nats://h:1", "subject=a.*"]).is_err());
+        assert!(parse(&["server_url=nats://h:1", "subject=a", "stream.create=true"]).is_err());
+    }
+}

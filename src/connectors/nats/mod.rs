@@ -1,0 +1,79 @@
+//! The `nats` connector: records published on a NATS subject, through JetStream or core NATS.
+//!
+//! ```text
+//!  worker w ── EnvelopeWriter ── Bridge (bounded queue) ──► NatsWriter (tokio, async-nats)
+//!                                                            │ publish: subject[.key], headers, JSON
+//!                                                            │ commit: await every ack, then
+//!                                                            ▼        publish progress record
+//!                                       stream `S` (duplicate window)    stream `dsink_progress`
+//! ```
+//!
+//! # Messages
+//!
+//! Each record is one message on `subject`, or on `subject.<key token>` with
+//! `subject.key_suffix = true` (the key itself when it is made of `[A-Za-z0-9_-]`, otherwise `~`
+//! and its URL-safe base64, so it is always one valid token). The payload is the record's JSON
+//! value, empty for a tombstone. Headers:
+//!
+//! | header | value |
+//! |---|---|
+//! | `Dsink-Key` | the encoded key (keyed formats: upsert, Debezium, append-only with a key) |
+//! | `Dsink-Op` | `c`, `u` or `d` |
+//! | `Dsink-Time` | the logical time |
+//! | `Nats-Msg-Id` | JetStream only: `sink|time|n|key` (see below) |
+//!
+//! RisingWave's NATS sink is append-only; here upsert and Debezium records work too, the key
+//! travelling in `Dsink-Key` (and in the subject when asked), tombstones as empty payloads with
+//! `Dsink-Op: d`.
+//!
+//! # Guarantee
+//!
+//! **JetStream (`stream` set): exactly-once within the stream's duplicate window.** Every message
+//! carries a `Nats-Msg-Id` made of the sink name, the logical time, the record's index among its
+//! key's records at that time and the key (a 128-bit digest for keys longer than 96 bytes) — a
+//! function of the data alone. `commit` returns only once JetStream has acknowledged every
+//! message written since the last commit, and then records the committed frontier in a JetStream
+//! progress stream (`progress.stream`, default `dsink_progress`, subject
+//! `<stream>.<sink>.g<gen>.w<worker>`, the last message per subject kept; a plain stream rather
+//! than a key-value bucket, since async-nats 0.51 could not create buckets on nats-server 2.9).
+//! After a crash, a restart resumes from that frontier and publishes again what followed it;
+//! JetStream drops every republished message whose id it saw within its duplicate window
+//! (2 minutes by default), so the stream holds each record once **provided the restart happens
+//! within the window** of the uncommitted tail. A restart later than that publishes the tail
+//! since the last commit a second time (at-least-once for that tail only); widen the window
+//! (`stream.duplicate_window.ms` when the sink creates the stream, or the stream's own config)
+//! to cover your restart time. The progress record and the data are not written atomically —
+//! JetStream has no transactions — which is why the window, not the record, makes replays
+//! harmless. Unkeyed append-only records are identified by worker and position instead of key,
+//! so their ids are stable only across restarts with the same worker count.
+//!
+//! A stream without a duplicate window is refused at start. Publishes whose ack times out are
+//! sent again with the same id (retry with backoff), so a retry never duplicates either.
+//!
+//! **Core NATS (no `stream`): at-most-once.** Messages are flushed at commit but core NATS has
+//! no acknowledgements or storage: a subscriber that is not connected misses them. Without
+//! `progress.stream` a restart starts from the beginning of the collection.
+//!
+//! # Options
+//!
+//! | option | meaning |
+//! |---|---|
+//! | `server_url` | server URL(s), comma separated — required |
+//! | `subject` | the subject (the prefix with `subject.key_suffix`) — required |
+//! | `subject.key_suffix` | `true` to append the key as the last subject token |
+//! | `connect_mode` | `plain` (default), `user_and_password`, `credential` |
+//! | `username`, `password` | for `user_and_password` |
+//! | `jwt`, `nkey` | for `credential`: the user JWT and the nkey seed that signs the nonce |
+//! | `stream` | the JetStream stream; publishes are acknowledged and deduplicated |
+//! | `stream.create` | `true` to create the stream if missing (subject, or `subject.>` with key suffixes) |
+//! | `stream.duplicate_window.ms` | the duplicate window of a stream the sink creates (default 120000) |
+//! | `progress` | `stream` (default with `stream`) or `none` |
+//! | `progress.stream` | the JetStream stream of progress records (default `dsink_progress`) |
+//! | `jetstream.max_inflight` | publishes awaiting an ack at most (default 8192) |
+//! | `request.timeout.ms` | connect, request and ack timeout (default 10000) |
+
+mod config;
+mod writer;
+
+pub use config::{ConnectMode, NatsConfig, ProgressStore, DEFAULT_BUCKET};
+pub use writer::{message_id, open, subject_token, NatsStats, KEY_HEADER, MSG_ID_HEADER, OP_HEADER, TIME_HEADER};

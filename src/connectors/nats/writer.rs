@@ -1,0 +1,496 @@
+//! The NATS connector's writer: publishes records on core NATS or JetStream, awaits acks at
+//! commit and keeps progress records in a JetStream key-value bucket.
+
+use super::config::{ConnectMode, NatsConfig, ProgressStore};
+use crate::config::SinkSpec;
+use crate::delivery::{retry::retry, AsyncRecordWriter, Bridge, RetryPolicy};
+use crate::error::{Error, ErrorKind, Result};
+use crate::record::{Record, RecordBatch};
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::{self, stream};
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
+use base64::Engine as _;
+use bytes::Bytes;
+use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
+use futures::StreamExt;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Header carrying the record's encoded key (keyed formats).
+pub const KEY_HEADER: &str = "Dsink-Key";
+/// Header carrying the operation: `c`, `u` or `d`.
+pub const OP_HEADER: &str = "Dsink-Op";
+/// Header carrying the record's logical time.
+pub const TIME_HEADER: &str = "Dsink-Time";
+/// The header JetStream deduplicates on.
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+
+/// Counters of one sink's NATS delivery, shared by its workers.
+#[derive(Debug, Default)]
+pub struct NatsStats {
+    /// Publishes acknowledged by JetStream as duplicates (replays the stream dropped).
+    pub duplicates: AtomicU64,
+    /// Publishes sent again after a retriable failure.
+    pub retries: AtomicU64,
+}
+
+/// Opens a worker's NATS writer: the async client runs behind a [`Bridge`].
+pub fn open(config: &NatsConfig, spec: &SinkSpec, stats: Arc<NatsStats>) -> Result<Bridge> {
+    let w = NatsWriter {
+        config: config.clone(),
+        sink: spec.name().to_string(),
+        keyed: spec.primary_key().is_some() || spec.key_by_function,
+        stats,
+        conn: None,
+        ctx: None,
+        point: None,
+        in_flight: VecDeque::new(),
+        held: VecDeque::new(),
+        next_batch: 0,
+        scratch: String::new(),
+    };
+    Bridge::spawn(spec.name(), 4, w)
+}
+
+struct Conn {
+    client: async_nats::Client,
+    js: Option<jetstream::Context>,
+    /// The progress stream and its subject prefix.
+    progress: Option<(stream::Stream, String)>,
+}
+
+/// One worker's asynchronous NATS writer.
+struct NatsWriter {
+    config: NatsConfig,
+    sink: String,
+    keyed: bool,
+    stats: Arc<NatsStats>,
+    conn: Option<Conn>,
+    ctx: Option<WorkerContext>,
+    point: Option<ResumePoint<u64>>,
+    /// Publishes whose ack is outstanding: (batch number, record index, ack).
+    in_flight: VecDeque<(u64, u32, PublishAckFuture)>,
+    /// Batches with outstanding acks, kept to publish a record again if its ack fails.
+    held: VecDeque<(u64, RecordBatch)>,
+    next_batch: u64,
+    scratch: String,
+}
+
+fn transport(what: &str, e: impl std::fmt::Display, retriable: bool) -> Error {
+    let kind = if retriable { ErrorKind::Retriable } else { ErrorKind::Fatal };
+    Error::new(kind, format!("NATS: {what}: {e}"))
+}
+
+fn publish_error(e: async_nats::jetstream::context::PublishError, key: &[u8]) -> Error {
+    match e.kind() {
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
+            transport("publishing", e, true)
+        }
+        PublishErrorKind::MaxPayloadExceeded => Error::new(
+            ErrorKind::Fatal,
+            format!(
+                "NATS: the record with key {} is larger than the server's max_payload ({e}); raise max_payload or shrink the row",
+                String::from_utf8_lossy(key)
+            ),
+        ),
+        PublishErrorKind::StreamNotFound => Error::new(
+            ErrorKind::Fatal,
+            format!("NATS: no JetStream stream takes this subject ({e}); create one or set `stream.create = true`"),
+        ),
+        _ => transport("publishing", e, false),
+    }
+}
+
+/// Escapes a sink name into one subject token (`[-_=a-zA-Z0-9]`).
+fn kv_token(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("={b:02x}"));
+        }
+    }
+    out
+}
+
+/// The subject token for a key: the key itself when it is made of `[A-Za-z0-9_-]` (and does not
+/// start with `~`), otherwise `~` followed by its URL-safe base64.
+pub fn subject_token(key: &[u8]) -> String {
+    if !key.is_empty() && key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-') {
+        String::from_utf8(key.to_vec()).expect("ascii")
+    } else {
+        format!("~{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key))
+    }
+}
+
+/// FNV-1a, twice with different offsets: a stable 128-bit digest for long keys in message ids.
+fn digest128(data: &[u8]) -> u128 {
+    let mut h1: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h2: u64 = 0x6c62_272e_07bb_0142;
+    for &b in data {
+        h1 = (h1 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        h2 = (h2 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+    }
+    ((h1 as u128) << 64) | h2 as u128
+}
+
+/// The `Nats-Msg-Id` of a keyed record: sink, time, the record's index among its key's records
+/// at that time (a Debezium delete may be followed by a tombstone), and the key (or its digest
+/// when longer than 96 bytes). It depends on the data alone, not on the worker that sends it.
+pub fn message_id(out: &mut String, sink: &str, time: u64, nth: u32, key: &[u8]) {
+    use std::fmt::Write;
+    out.clear();
+    let _ = write!(out, "{sink}|{time}|{nth}|");
+    if key.len() <= 96 && !key.iter().any(|b| *b == b'\r' || *b == b'\n') {
+        out.push_str(&String::from_utf8_lossy(key));
+    } else {
+        let _ = write!(out, "#{:032x}", digest128(key));
+    }
+}
+
+impl NatsWriter {
+    fn conn(&self) -> Result<&Conn> {
+        self.conn.as_ref().ok_or_else(|| Error::config("NATS writer used before resume"))
+    }
+
+    async fn connect(&self, ctx: WorkerContext) -> Result<Conn> {
+        let c = &self.config;
+        let mut opts = async_nats::ConnectOptions::new()
+            .name(format!("dsink-{}-w{}", self.sink, ctx.index))
+            .connection_timeout(c.timeout)
+            .request_timeout(Some(c.timeout));
+        opts = match &c.connect_mode {
+            ConnectMode::Plain => opts,
+            ConnectMode::UserAndPassword { username, password } => {
+                opts.user_and_password(username.clone(), password.clone())
+            }
+            ConnectMode::Credential { jwt, nkey } => {
+                let kp = Arc::new(
+                    nkeys::KeyPair::from_seed(nkey)
+                        .map_err(|e| Error::config(format!("option `nkey` is not an nkey seed: {e}")))?,
+                );
+                opts.jwt(jwt.clone(), move |nonce| {
+                    let kp = Arc::clone(&kp);
+                    async move { kp.sign(&nonce).map_err(async_nats::AuthError::new) }
+                })
+            }
+        };
+        let client = opts.connect(c.server_url.as_str()).await.map_err(|e| {
+            let retriable = !matches!(
+                e.kind(),
+                async_nats::ConnectErrorKind::Authentication
+                    | async_nats::ConnectErrorKind::AuthorizationViolation
+                    | async_nats::ConnectErrorKind::ServerParse
+            );
+            transport(&format!("connecting to {}", c.server_url), e, retriable)
+        })?;
+        let needs_js = c.stream.is_some() || matches!(c.progress, ProgressStore::Stream(_));
+        let js = needs_js.then(|| {
+            jetstream::context::ContextBuilder::new()
+                .timeout(c.timeout)
+                .max_ack_inflight(c.max_inflight)
+                .backpressure_on_inflight(true)
+                .build(client.clone())
+        });
+        if let (Some(js), Some(name)) = (&js, &c.stream) {
+            self.check_stream(js, name).await?;
+        }
+        let progress = match (&js, &c.progress) {
+            (Some(js), ProgressStore::Stream(name)) => {
+                Some((open_progress(js, name).await?, format!("{name}.{}", kv_token(&self.sink))))
+            }
+            _ => None,
+        };
+        Ok(Conn { client, js, progress })
+    }
+
+    async fn check_stream(&self, js: &jetstream::Context, name: &str) -> Result<()> {
+        let c = &self.config;
+        let found = js.get_stream(name).await;
+        let info = match found {
+            Ok(s) => s.cached_info().clone(),
+            Err(e) if c.create_stream => {
+                tracing::info!(stream = name, error = %e, "creating the JetStream stream");
+                let subjects = if c.key_suffix { vec![format!("{}.>", c.subject)] } else { vec![c.subject.clone()] };
+                let cfg = stream::Config {
+                    name: name.to_string(),
+                    subjects,
+                    duplicate_window: c.duplicate_window,
+                    ..Default::default()
+                };
+                js.get_or_create_stream(cfg)
+                    .await
+                    .map_err(|e| transport(&format!("creating stream `{name}`"), e, true))?
+                    .cached_info()
+                    .clone()
+            }
+            Err(e) => {
+                return Err(Error::config(format!(
+                    "NATS: JetStream stream `{name}` is not available ({e}): create it for subject `{}` or set `stream.create = true`",
+                    c.subject
+                )))
+            }
+        };
+        if info.config.duplicate_window.is_zero() {
+            return Err(Error::config(format!(
+                "NATS: stream `{name}` has no duplicate window, so replays after a restart would not be dropped; \
+                 give it one (e.g. 2 minutes)"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn read_progress(&self) -> Result<Vec<WorkerProgress<u64>>> {
+        let Some((stream, prefix)) = &self.conn()?.progress else {
+            return Ok(Vec::new());
+        };
+        let mut subjects = stream
+            .info_with_subjects(format!("{prefix}.>"))
+            .await
+            .map_err(|e| transport("listing progress records", e, true))?;
+        let mut names = Vec::new();
+        while let Some(s) = subjects.next().await {
+            names.push(s.map_err(|e| transport("listing progress records", e, true))?.0);
+        }
+        let mut records = Vec::new();
+        for subject in names {
+            let m = stream
+                .get_last_raw_message_by_subject(&subject)
+                .await
+                .map_err(|e| transport("reading progress", e, true))?;
+            let rec: WorkerProgress<u64> = serde_json::from_slice(&m.payload).map_err(|e| {
+                Error::new(
+                    ErrorKind::Resume,
+                    format!("NATS: progress record `{subject}` is damaged ({e}); purge that subject to start over"),
+                )
+            })?;
+            records.push(rec);
+        }
+        Ok(records)
+    }
+
+    /// Publishes record `idx` of `batch` (again, if it was sent before: the message id is the same).
+    async fn publish(
+        &mut self,
+        batch: &RecordBatch,
+        idx: u32,
+        nth: u32,
+        rec: Record<'_>,
+    ) -> Result<Option<PublishAckFuture>> {
+        let mut headers = HeaderMap::new();
+        headers.insert(HeaderName::from_static(OP_HEADER), HeaderValue::from(rec.op.code()));
+        headers.insert(HeaderName::from_static(TIME_HEADER), batch.time.to_string().as_str());
+        let key = rec.key;
+        if self.keyed {
+            let k = std::str::from_utf8(key).map_err(|_| Error::encode("NATS: a key is not UTF-8"))?;
+            if k.contains(['\r', '\n']) {
+                return Err(Error::encode(format!("NATS: key {k:?} contains a line break and cannot go in a header")));
+            }
+            headers.insert(HeaderName::from_static(KEY_HEADER), k);
+        }
+        let subject = if self.config.key_suffix && self.keyed {
+            format!("{}.{}", self.config.subject, subject_token(key))
+        } else {
+            self.config.subject.clone()
+        };
+        let payload = Bytes::copy_from_slice(rec.value.unwrap_or(b""));
+        let conn = self.conn.as_ref().expect("resumed");
+        match (&conn.js, &self.config.stream) {
+            (Some(js), Some(_)) => {
+                if self.keyed {
+                    message_id(&mut self.scratch, &self.sink, batch.time, nth, key);
+                } else {
+                    let ctx = self.ctx.expect("resumed");
+                    use std::fmt::Write;
+                    self.scratch.clear();
+                    let _ = write!(self.scratch, "{}|{}|w{}of{}|{idx}", self.sink, batch.time, ctx.index, ctx.peers);
+                }
+                headers.insert(HeaderName::from_static(MSG_ID_HEADER), self.scratch.as_str());
+                let msg = jetstream::message::PublishMessage::build().payload(payload).headers(headers);
+                js.send_publish(subject, msg).await.map(Some).map_err(|e| publish_error(e, key))
+            }
+            _ => conn
+                .client
+                .publish_with_headers(subject, headers, payload)
+                .await
+                .map(|_| None)
+                .map_err(|e| transport("publishing", e, true)),
+        }
+    }
+
+    /// Awaits the oldest outstanding ack; a retriable failure publishes the record again (same
+    /// message id, so JetStream keeps one copy) under the retry policy.
+    async fn settle_one(&mut self) -> Result<()> {
+        let Some((bn, idx, ack)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let first = ack.await;
+        let outcome = match first {
+            Ok(a) => Ok(a),
+            Err(e) => {
+                let pos = self.held.iter().position(|(n, _)| *n == bn).expect("batch held until acked");
+                let batch = self.held[pos].1.clone();
+                let rec = batch.iter().nth(idx as usize).expect("record index");
+                let err = publish_error(e, rec.key);
+                if !err.is_retriable() {
+                    return Err(err);
+                }
+                let nth = nth_of(&batch, idx as usize);
+                let mut backoff = crate::delivery::Backoff::new(RetryPolicy::default());
+                let mut last = err;
+                loop {
+                    let Some(delay) = backoff.next_delay() else {
+                        break Err(Error::new(
+                            last.kind(),
+                            format!("NATS publish: still failing after {} attempts: {last}", backoff.attempts()),
+                        ));
+                    };
+                    tracing::warn!(error = %last, delay_ms = delay.as_millis() as u64, "NATS publish: retrying");
+                    tokio::time::sleep(delay).await;
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let rec = batch.iter().nth(idx as usize).expect("record index");
+                    let r = match self.publish(&batch, idx, nth, rec).await {
+                        Ok(ack) => ack.expect("JetStream publish").await.map_err(|e| publish_error(e, rec.key)),
+                        Err(e) => Err(e),
+                    };
+                    match r {
+                        Ok(a) => break Ok(a),
+                        Err(e) if e.is_retriable() => last = e,
+                        Err(e) => break Err(e),
+                    }
+                }
+            }
+        };
+        let ack = outcome?;
+        if ack.duplicate {
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        let oldest = self.in_flight.front().map_or(u64::MAX, |f| f.0);
+        while self.held.front().is_some_and(|(n, _)| *n < oldest) {
+            self.held.pop_front();
+        }
+        Ok(())
+    }
+}
+
+/// The index of record `idx` among the records of the same key before it in `batch`.
+fn nth_of(batch: &RecordBatch, idx: usize) -> u32 {
+    let recs: Vec<Record<'_>> = batch.iter().take(idx + 1).collect();
+    let key = recs[idx].key;
+    recs[..idx].iter().rev().take_while(|r| r.key == key).count() as u32
+}
+
+/// Opens (creating if needed) the stream of progress records: subjects `<name>.>`, the last
+/// message of each subject kept.
+async fn open_progress(js: &jetstream::Context, name: &str) -> Result<stream::Stream> {
+    let cfg = stream::Config {
+        name: name.to_string(),
+        subjects: vec![format!("{name}.>")],
+        max_messages_per_subject: 1,
+        ..Default::default()
+    };
+    js.get_or_create_stream(cfg).await.map_err(|e| transport(&format!("opening progress stream `{name}`"), e, true))
+}
+
+impl AsyncRecordWriter for NatsWriter {
+    async fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>> {
+        let policy = RetryPolicy::default();
+        let conn = retry(&policy, "NATS connect", || self.connect(ctx)).await?;
+        self.conn = Some(conn);
+        self.ctx = Some(ctx);
+        let records = self.read_progress().await?;
+        let point = resolve_resume(&records, ctx)?;
+        let f = point.frontier;
+        self.point = Some(point);
+        Ok(f)
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let bn = self.next_batch;
+        self.next_batch += 1;
+        let mut prev: Option<&[u8]> = None;
+        let mut nth = 0u32;
+        let limit = (self.config.max_inflight / 2).max(1);
+        let mut any_ack = false;
+        for (i, rec) in batch.iter().enumerate() {
+            nth = if prev == Some(rec.key) { nth + 1 } else { 0 };
+            prev = Some(rec.key);
+            if let Some(ack) = self.publish(&batch, i as u32, nth, rec).await? {
+                self.in_flight.push_back((bn, i as u32, ack));
+                any_ack = true;
+            }
+            while self.in_flight.len() > limit {
+                if self.held.back().is_none_or(|(n, _)| *n != bn) {
+                    self.held.push_back((bn, batch.clone()));
+                }
+                self.settle_one().await?;
+            }
+        }
+        if any_ack && self.held.back().is_none_or(|(n, _)| *n != bn) {
+            self.held.push_back((bn, batch));
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, upper: Frontier<u64>) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
+        self.held.clear();
+        let conn = self.conn()?;
+        if conn.js.is_none() || self.config.stream.is_none() {
+            conn.client.flush().await.map_err(|e| transport("flushing", e, true))?;
+        }
+        if let (Some((_, prefix)), Some(js)) = (&conn.progress, &conn.js) {
+            let (ctx, point) = (self.ctx.expect("resumed"), self.point.as_ref().expect("resumed"));
+            let rec = point.record(ctx, upper);
+            let subject = format!("{prefix}.g{}.w{}", rec.generation, rec.worker);
+            let bytes = Bytes::from(serde_json::to_vec(&rec).expect("progress encodes"));
+            retry(&RetryPolicy::default(), "NATS progress record", || {
+                let (subject, bytes) = (subject.clone(), bytes.clone());
+                async move {
+                    js.publish(subject, bytes)
+                        .await
+                        .map_err(|e| transport("recording progress", e, true))?
+                        .await
+                        .map_err(|e| transport("recording progress", e, true))
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Op;
+
+    #[test]
+    fn tokens_and_ids() {
+        assert_eq!(subject_token(b"abc-1_2"), "abc-1_2");
+        assert!(subject_token(br#"{"k":1}"#).starts_with('~'));
+        assert!(!subject_token(br#"{"k":1}"#).contains(['.', '*', '>', ' ']));
+        let mut s = String::new();
+        message_id(&mut s, "orders", 7, 0, br#"{"k":1}"#);
+        assert_eq!(s, r#"orders|7|0|{"k":1}"#);
+        message_id(&mut s, "orders", 7, 1, &[b'x'; 200]);
+        assert!(s.starts_with("orders|7|1|#") && s.len() < 60, "{s}");
+        assert_eq!(kv_token("a.b c"), "a=2eb=20c");
+    }
+
+    #[test]
+    fn nth_counts_same_key_records() {
+        let mut b = RecordBatch::new(1);
+        for k in [&b"a"[..], b"b", b"b", b"c"] {
+            b.push::<fn(&mut Vec<u8>) -> Result<()>>(k, None, Op::Delete).unwrap();
+        }
+        assert_eq!((0..4).map(|i| nth_of(&b, i)).collect::<Vec<_>>(), [0, 0, 1, 0]);
+    }
+}

@@ -1,0 +1,189 @@
+//! The Pulsar connector's writer: one producer per worker, receipts awaited at commit.
+
+use super::config::{PulsarCompression, PulsarConfig};
+use crate::config::SinkSpec;
+use crate::delivery::{retry::retry, AsyncRecordWriter, Bridge, RetryPolicy};
+use crate::error::{Error, ErrorKind, Result};
+use crate::record::RecordBatch;
+use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
+use pulsar::compression::{Compression, CompressionLz4, CompressionSnappy, CompressionZlib};
+use pulsar::producer::{Message, SendFuture};
+use pulsar::{Producer, ProducerOptions, Pulsar, TokioExecutor};
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+/// Message property: the logical time.
+pub const TIME_PROPERTY: &str = "dsink.time";
+/// Message property: the record's index among its key's records at that time (or, unkeyed,
+/// its position in the worker's batch).
+pub const SEQ_PROPERTY: &str = "dsink.seq";
+/// Message property: `c`, `u` or `d`.
+pub const OP_PROPERTY: &str = "dsink.op";
+/// Message property (unkeyed records): `worker/peers` that wrote it.
+pub const WORKER_PROPERTY: &str = "dsink.worker";
+
+/// Opens a worker's Pulsar writer behind a [`Bridge`].
+pub fn open(config: &PulsarConfig, spec: &SinkSpec, _ctx: WorkerContext) -> Result<Bridge> {
+    let w = PulsarWriter {
+        config: config.clone(),
+        sink: spec.name().to_string(),
+        keyed: spec.primary_key().is_some() || spec.key_by_function,
+        producer: None,
+        ctx: None,
+        point: None,
+        pending: VecDeque::new(),
+    };
+    Bridge::spawn(spec.name(), 4, w)
+}
+
+struct PulsarWriter {
+    config: PulsarConfig,
+    sink: String,
+    keyed: bool,
+    producer: Option<Producer<TokioExecutor>>,
+    ctx: Option<WorkerContext>,
+    point: Option<ResumePoint<u64>>,
+    pending: VecDeque<SendFuture>,
+}
+
+fn transport(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Retriable, format!("Pulsar: {what}: {e}"))
+}
+
+fn fnv64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+fn progress_prefix(sink: &str) -> String {
+    let token: String = sink.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("pulsar-{token}-{:016x}-", fnv64(sink.as_bytes()))
+}
+
+fn progress_file(dir: &Path, sink: &str, worker: usize, generation: u64) -> PathBuf {
+    dir.join(format!("{}w{worker}-g{generation}.json", progress_prefix(sink)))
+}
+
+const MAX_PENDING: usize = 16_384;
+
+impl PulsarWriter {
+    async fn connect(&self) -> Result<Producer<TokioExecutor>> {
+        let c = &self.config;
+        let mut b = Pulsar::builder(c.service_url.clone(), TokioExecutor);
+        if let Some(t) = &c.auth_token {
+            b = b.with_auth(pulsar::Authentication { name: "token".into(), data: t.clone().into_bytes() });
+        }
+        let client = b.build().await.map_err(|e| transport(&format!("connecting to {}", c.service_url), e))?;
+        let compression = match c.compression {
+            PulsarCompression::None => None,
+            PulsarCompression::Lz4 => Some(Compression::Lz4(CompressionLz4::default())),
+            PulsarCompression::Zlib => Some(Compression::Zlib(CompressionZlib::default())),
+            PulsarCompression::Snappy => Some(Compression::Snappy(CompressionSnappy::default())),
+        };
+        let options = ProducerOptions {
+            batch_size: c.batch_size.filter(|n| *n > 1),
+            batch_byte_size: c.batch_byte_size,
+            compression,
+            block_queue_if_full: true,
+            ..Default::default()
+        };
+        client
+            .producer()
+            .with_topic(c.topic.clone())
+            .with_options(options)
+            .build()
+            .await
+            .map_err(|e| transport(&format!("creating a producer on `{}`", c.topic), e))
+    }
+
+    async fn settle(&mut self, keep: usize) -> Result<()> {
+        if self.pending.len() <= keep {
+            return Ok(());
+        }
+        let producer = self.producer.as_mut().expect("resumed");
+        if self.config.batch_size.is_some_and(|n| n > 1) {
+            producer.send_batch().await.map_err(|e| transport("sending a batch", e))?;
+        }
+        while self.pending.len() > keep {
+            let f = self.pending.pop_front().expect("non-empty");
+            f.await.map_err(|e| transport("awaiting a receipt", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl AsyncRecordWriter for PulsarWriter {
+    async fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>> {
+        let producer = retry(&RetryPolicy::default(), "Pulsar connect", || self.connect()).await?;
+        self.producer = Some(producer);
+        self.ctx = Some(ctx);
+        let mut records = Vec::new();
+        if let Some(dir) = &self.config.progress_dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            let prefix = progress_prefix(&self.sink);
+            for entry in std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))? {
+                let entry = entry.map_err(|e| Error::io("listing progress files", e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !(name.starts_with(&prefix) && name.ends_with(".json")) {
+                    continue;
+                }
+                let bytes = std::fs::read(entry.path()).map_err(|e| Error::io(format!("reading {name}"), e))?;
+                records.push(serde_json::from_slice::<WorkerProgress<u64>>(&bytes).map_err(|e| {
+                    Error::new(ErrorKind::Resume, format!("Pulsar: progress file {name} is damaged: {e}"))
+                })?);
+            }
+        }
+        let point = resolve_resume(&records, ctx)?;
+        let f = point.frontier;
+        self.point = Some(point);
+        Ok(f)
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let ctx = self.ctx.ok_or_else(|| Error::config("Pulsar writer used before resume"))?;
+        let time = batch.time.to_string();
+        let mut prev: Option<&[u8]> = None;
+        let mut seq = 0u32;
+        for (i, rec) in batch.iter().enumerate() {
+            seq = if !self.keyed {
+                i as u32
+            } else if prev == Some(rec.key) {
+                seq + 1
+            } else {
+                0
+            };
+            prev = Some(rec.key);
+            let mut properties = HashMap::with_capacity(4);
+            properties.insert(TIME_PROPERTY.to_string(), time.clone());
+            properties.insert(SEQ_PROPERTY.to_string(), seq.to_string());
+            properties.insert(OP_PROPERTY.to_string(), rec.op.code().to_string());
+            let partition_key = if self.keyed {
+                Some(std::str::from_utf8(rec.key).map_err(|_| Error::encode("Pulsar: a key is not UTF-8"))?.to_string())
+            } else {
+                properties.insert(WORKER_PROPERTY.to_string(), format!("{}/{}", ctx.index, ctx.peers));
+                None
+            };
+            let msg =
+                Message { payload: rec.value.unwrap_or(b"").to_vec(), properties, partition_key, ..Default::default() };
+            let producer = self.producer.as_mut().expect("resumed");
+            let f = producer.send_non_blocking(msg).await.map_err(|e| transport("sending", e))?;
+            self.pending.push_back(f);
+            if self.pending.len() >= MAX_PENDING {
+                self.settle(MAX_PENDING / 2).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, upper: Frontier<u64>) -> Result<()> {
+        self.settle(0).await?;
+        if let (Some(dir), Some(ctx), Some(point)) = (&self.config.progress_dir, self.ctx, &self.point) {
+            let rec = point.record(ctx, upper);
+            let path = progress_file(dir, &self.sink, ctx.index, rec.generation);
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, serde_json::to_vec(&rec).expect("json"))
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|e| Error::io(format!("recording progress in {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,386 @@
+//! Integration tests of the NATS connector against a real `nats-server -js` (`DSINK_NATS_URL`,
+//! started by `scripts/services start nats`). Messages are read back with a plain async-nats
+//! client and compared with the reference model of `common`.
+
+mod common;
+
+use async_nats::jetstream;
+use common::{expected_changes, keyed_history, state_before, Row};
+use differential_dataflow::input::Input;
+use differential_sinks::connectors::nats::{NatsConfig, KEY_HEADER, MSG_ID_HEADER, OP_HEADER, TIME_HEADER};
+use differential_sinks::{CommitPolicy, Format, SinkCollection, SinkSpec};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::probe::Probe;
+
+fn nats_url() -> String {
+    std::env::var("DSINK_NATS_URL").unwrap_or_else(|_| {
+        panic!("DSINK_NATS_URL is not set: start the server with `scripts/services start nats` and source $DSINK_SERVICES_DIR/env")
+    })
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// A unique name per test run, so reruns against the same server do not collide.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}_{}_{}_{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs `history` into `spec` on `peers` workers until everything is committed.
+fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) {
+    let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            let (probe, _) = out.committed.probe();
+            (input, probe, out.handle)
+        });
+        for t in 0..times {
+            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
+                if i % peers == index {
+                    input.update(row.clone(), *d);
+                }
+            }
+            input.advance_to(t + 1);
+            input.flush();
+            worker.step();
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        if let Some(e) = handle.take_error() {
+            panic!("sink failed: {e}");
+        }
+    })
+    .expect("timely runs");
+}
+
+/// One message read back from a stream.
+#[derive(Debug)]
+struct Msg {
+    subject: String,
+    key: Option<String>,
+    op: String,
+    time: u64,
+    id: Option<String>,
+    payload: Vec<u8>,
+}
+
+/// Reads every message of `stream` once it holds at least `min` (polling with a deadline).
+async fn read_stream(js: &jetstream::Context, stream: &str, min: u64) -> Vec<Msg> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let s = js.get_stream(stream).await.unwrap();
+    let state = loop {
+        let mut s = s.clone();
+        let info = s.info().await.unwrap().clone();
+        if info.state.messages >= min || Instant::now() > deadline {
+            break info.state;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval while waiting for the count
+    };
+    assert!(state.messages >= min, "stream {stream} holds {} messages, expected at least {min}", state.messages);
+    let mut out = Vec::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        let m = s.get_raw_message(seq).await.unwrap();
+        let h = |n: &str| m.headers.get(n).map(|v| v.as_str().to_string());
+        out.push(Msg {
+            subject: m.subject.to_string(),
+            key: h(KEY_HEADER),
+            op: h(OP_HEADER).expect("op header"),
+            time: h(TIME_HEADER).expect("time header").parse().unwrap(),
+            id: h(MSG_ID_HEADER),
+            payload: m.payload.to_vec(),
+        });
+    }
+    out
+}
+
+/// Checks upsert messages against the reference: each change exactly once, and the replay
+/// (stream order) equals the final state.
+fn check_upsert(msgs: &[Msg], history: &[(Row, u64, isize)]) {
+    let mut seen = BTreeSet::new();
+    let mut state: BTreeMap<u32, Row> = BTreeMap::new();
+    for m in msgs {
+        let k = common::key_of(m.key.as_ref().expect("key header").as_bytes());
+        assert!(seen.insert((m.time, k)), "the change of key {k} at time {} is in the stream twice", m.time);
+        if m.payload.is_empty() {
+            assert_eq!(m.op, "d");
+            state.remove(&k);
+        } else {
+            let row = common::row_of(&m.payload);
+            assert_eq!(row.k, k);
+            state.insert(k, row);
+        }
+    }
+    let expected: BTreeSet<(u64, u32)> = expected_changes(history).into_keys().collect();
+    assert_eq!(seen, expected, "delivered changes differ from the reference");
+    assert_eq!(state, state_before(history, u64::MAX), "replayed state differs from the reference");
+}
+
+fn jetstream_spec(name: &str, stream: &str, subject: &str, bucket: &str) -> SinkSpec {
+    let cfg = NatsConfig::new(nats_url(), subject)
+        .jetstream(stream)
+        .create_stream(Duration::from_secs(120))
+        .key_suffix(true)
+        .progress(differential_sinks::connectors::nats::ProgressStore::Stream(bucket.into()));
+    SinkSpec::builder(name, cfg)
+        .upsert()
+        .primary_key(["k"])
+        .commit(CommitPolicy { max_changes: Some(50), interval: Duration::ZERO })
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn jetstream_upsert_matches_reference_and_replays_are_dropped() {
+    let rt = rt();
+    let _enter = rt.enter();
+    let (stream, subject, bucket) = (unique("S"), unique("orders"), unique("progress"));
+    let history = keyed_history(11, 60, 25, 20);
+    let spec = jetstream_spec("orders", &stream, &subject, &bucket);
+    run(&history, &spec, 2);
+    let client = rt.block_on(async_nats::connect(nats_url())).unwrap();
+    let js = jetstream::new(client);
+    let n = expected_changes(&history).len() as u64;
+    let msgs = rt.block_on(read_stream(&js, &stream, n));
+    assert_eq!(msgs.len() as u64, n);
+    check_upsert(&msgs, &history);
+    for m in &msgs {
+        assert!(m.subject.starts_with(&format!("{subject}.~")), "key token in the subject: {}", m.subject);
+        assert!(m.id.as_deref().unwrap().starts_with(&format!("orders|{}|", m.time)));
+    }
+
+    // A restart that lost its progress (the crash came after the publishes, before the progress
+    // record): the whole history is published again and JetStream drops every replay.
+    rt.block_on(async {
+        let s = js.get_stream(&bucket).await.unwrap();
+        let subjects: Vec<String> =
+            futures::StreamExt::collect::<Vec<_>>(s.info_with_subjects(format!("{bucket}.>")).await.unwrap())
+                .await
+                .into_iter()
+                .map(|r| r.unwrap().0)
+                .collect();
+        assert_eq!(subjects.len(), 2, "one progress record per worker: {subjects:?}");
+        s.purge().await.unwrap();
+    });
+    run(&history, &spec, 2);
+    let again = rt.block_on(read_stream(&js, &stream, n));
+    assert_eq!(again.len() as u64, n, "replayed messages must be dropped by the duplicate window");
+
+    // A restart with its progress intact publishes nothing.
+    run(&history, &spec, 2);
+    assert_eq!(rt.block_on(read_stream(&js, &stream, n)).len() as u64, n);
+}
+
+#[test]
+fn debezium_with_tombstones_on_jetstream() {
+    let rt = rt();
+    let _enter = rt.enter();
+    let (stream, subject, bucket) = (unique("D"), unique("cdc"), unique("progress"));
+    let history = keyed_history(5, 30, 15, 10);
+    let cfg = NatsConfig::new(nats_url(), &subject)
+        .jetstream(&stream)
+        .create_stream(Duration::from_secs(60))
+        .progress(differential_sinks::connectors::nats::ProgressStore::Stream(bucket));
+    let spec = SinkSpec::builder("cdc", cfg)
+        .format(Format::Debezium { tombstone_after_delete: true })
+        .primary_key(["k"])
+        .build()
+        .unwrap();
+    run(&history, &spec, 1);
+    let changes = expected_changes(&history);
+    let deletes = changes.values().filter(|(_, after)| after.is_none()).count() as u64;
+    let n = changes.len() as u64 + deletes;
+    let client = rt.block_on(async_nats::connect(nats_url())).unwrap();
+    let msgs = rt.block_on(read_stream(&jetstream::new(client), &stream, n));
+    assert_eq!(msgs.len() as u64, n, "one event per change plus a tombstone per delete");
+    let mut state: BTreeMap<u32, Row> = BTreeMap::new();
+    let ids: BTreeSet<&str> = msgs.iter().map(|m| m.id.as_deref().unwrap()).collect();
+    assert_eq!(ids.len(), msgs.len(), "message ids are unique (the tombstone has its own)");
+    for m in &msgs {
+        let k = common::key_of(m.key.as_ref().unwrap().as_bytes());
+        if m.payload.is_empty() {
+            assert!(!state.contains_key(&k), "a tombstone follows the delete of its key");
+            continue;
+        }
+        let ev: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(ev["op"].as_str().unwrap(), m.op);
+        if ev["after"].is_null() {
+            state.remove(&k);
+        } else {
+            state.insert(k, serde_json::from_value(ev["after"].clone()).unwrap());
+        }
+    }
+    assert_eq!(state, state_before(&history, u64::MAX));
+}
+
+#[test]
+fn core_nats_append_only_reaches_a_subscriber() {
+    let rt = rt();
+    let _enter = rt.enter();
+    let subject = unique("core");
+    let history: Vec<(Row, u64, isize)> =
+        (0..200u32).map(|i| (Row { k: i, v: i * 2, s: format!("r{i}") }, (i / 20) as u64, 1)).collect();
+    let client = rt.block_on(async_nats::connect(nats_url())).unwrap();
+    let mut sub = rt.block_on(client.subscribe(subject.clone())).unwrap();
+    rt.block_on(client.flush()).unwrap();
+    let spec = SinkSpec::builder("core", NatsConfig::new(nats_url(), &subject)).append_only(false).build().unwrap();
+    run(&history, &spec, 2);
+    let got: BTreeSet<Row> = rt.block_on(async {
+        let mut got = BTreeSet::new();
+        while got.len() < history.len() {
+            let m = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut sub))
+                .await
+                .expect("all messages within 10 s")
+                .unwrap();
+            assert!(m.headers.as_ref().unwrap().get(KEY_HEADER).is_none(), "no key without primary_key");
+            got.insert(serde_json::from_slice(&m.payload).unwrap());
+        }
+        got
+    });
+    assert_eq!(got, history.iter().map(|h| h.0.clone()).collect());
+}
+
+#[test]
+fn options_reach_nats_and_are_checked() {
+    let mut o = differential_sinks::Options::parse_pairs([
+        "connector=nats",
+        "type=upsert",
+        "primary_key=k",
+        "subject=a.b",
+        "stream=S1",
+        "subject.key_suffix=true",
+    ])
+    .unwrap();
+    o.set("server_url", nats_url());
+    let spec = SinkSpec::from_options(o).unwrap();
+    assert_eq!(spec.connector().name(), "nats");
+    let e = SinkSpec::from_options(
+        differential_sinks::Options::parse_pairs([
+            "connector=nats",
+            "type=append-only",
+            "subject=a",
+            "server_url=nats://x",
+            "subject.key_suffix=true",
+        ])
+        .unwrap(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("key_suffix"), "{e}");
+}
+
+/// The built `dsink` binary, killed mid-stream (SIGKILL) after it committed some progress and
+/// published more, then run again over the whole log: the stream holds every change once.
+#[test]
+fn dsink_killed_mid_stream_then_restarted_leaves_no_duplicates() {
+    let rt = rt();
+    let _enter = rt.enter();
+    let (stream, subject, bucket) = (unique("K"), unique("kill"), unique("progress"));
+    let history = keyed_history(42, 40, 60, 12);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.jsonl");
+    let lines: Vec<String> =
+        history.iter().map(|(row, t, d)| serde_json::json!({"time": t, "diff": d, "row": row}).to_string()).collect();
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let args: Vec<String> = [
+        "connector=nats".to_string(),
+        "type=upsert".into(),
+        "primary_key=k".into(),
+        "sink.name=kill".into(),
+        format!("server_url={}", nats_url()),
+        format!("subject={subject}"),
+        format!("stream={stream}"),
+        "stream.create=true".into(),
+        format!("progress.stream={bucket}"),
+    ]
+    .into_iter()
+    .flat_map(|kv| ["--with".to_string(), kv])
+    .collect();
+    let client = rt.block_on(async_nats::connect(nats_url())).unwrap();
+    let js = jetstream::new(client);
+    let committed = |js: &jetstream::Context| -> Option<u64> {
+        rt.block_on(async {
+            let s = js.get_stream(&bucket).await.ok()?;
+            let subjects =
+                futures::StreamExt::collect::<Vec<_>>(s.info_with_subjects(format!("{bucket}.>")).await.ok()?).await;
+            let mut best = None;
+            for (subject, _) in subjects.into_iter().flatten() {
+                let m = s.get_last_raw_message_by_subject(&subject).await.ok()?;
+                let v: serde_json::Value = serde_json::from_slice(&m.payload).ok()?;
+                best = best.max(v["frontier"]["time"].as_u64());
+            }
+            best
+        })
+    };
+    let messages = |js: &jetstream::Context| -> u64 {
+        rt.block_on(async {
+            match js.get_stream(&stream).await {
+                Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+                Err(_) => 0,
+            }
+        })
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dsink"))
+        .args(&args)
+        .args(["--with", "commit.max_changes=40", "--with", "commit.interval.ms=3600000", "--workers", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut killed = false;
+    'feed: for t in 0..60u64 {
+        for (line, h) in lines.iter().zip(&history) {
+            if h.1 == t {
+                writeln!(stdin, "{line}").unwrap();
+            }
+        }
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let c = committed(&js);
+            // Kill once something is committed and more than that was published.
+            if c.is_some_and(|f| f >= 3) {
+                let upto = expected_changes(&history).keys().filter(|(time, _)| *time < c.unwrap()).count() as u64;
+                if messages(&js) > upto {
+                    child.kill().unwrap();
+                    killed = true;
+                    break 'feed;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5)); // poll interval while waiting for the condition
+        }
+    }
+    assert!(killed, "the first run never reached a state with commits and uncommitted publishes");
+    let _ = child.wait();
+    let before = messages(&js);
+    let first_commit = committed(&js).unwrap();
+    assert!(first_commit < 60, "the first run must stop mid-stream");
+
+    let status = Command::new(env!("CARGO_BIN_EXE_dsink"))
+        .args(&args)
+        .args(["--workers", "2", "--input"])
+        .arg(&log)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let n = expected_changes(&history).len() as u64;
+    let msgs = rt.block_on(read_stream(&js, &stream, n));
+    assert_eq!(msgs.len() as u64, n, "{before} messages after the kill; the restart must add only the missing ones");
+    check_upsert(&msgs, &history);
+}

@@ -1,0 +1,191 @@
+//! Integration tests of the Pulsar connector against pulsar-lite (`DSINK_PULSAR_URL`, started by
+//! `scripts/services start pulsar`). Messages are read back with Python's `pulsar-client` (the
+//! Rust crate's consumer cannot decode pulsar-lite 0.2's message frames) and compared with the
+//! reference model of `common`.
+
+mod common;
+
+use common::{expected_changes, keyed_history, state_before, Row};
+use differential_dataflow::input::Input;
+use differential_sinks::connectors::pulsar::{
+    PulsarCompression, PulsarConfig, OP_PROPERTY, SEQ_PROPERTY, TIME_PROPERTY,
+};
+use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use timely::dataflow::operators::probe::Probe;
+
+fn pulsar_url() -> String {
+    std::env::var("DSINK_PULSAR_URL").unwrap_or_else(|_| {
+        panic!("DSINK_PULSAR_URL is not set: start the server with `scripts/services start pulsar` and source $DSINK_SERVICES_DIR/env")
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!(
+        "persistent://public/default/{prefix}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) {
+    run_until(history, spec, peers, None)
+}
+
+/// Like [`run`]; with `stop_at`, feeds only the times before it, waits until they are
+/// committed and stops without closing the input (as a process that is stopped mid-stream).
+fn run_until(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, stop_at: Option<u64>) {
+    let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
+    let times = stop_at.unwrap_or(times).min(times);
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            let (probe, _) = out.committed.probe();
+            (input, probe, out.handle)
+        });
+        for t in 0..times {
+            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
+                if i % peers == index {
+                    input.update(row.clone(), *d);
+                }
+            }
+            input.advance_to(t + 1);
+            input.flush();
+            worker.step();
+        }
+        if let Some(stop) = stop_at {
+            handle.step_until_committed(worker, &probe, &stop).expect("commits up to the stop");
+            let index = worker.installed_dataflows()[0];
+            worker.drop_dataflow(index);
+            return;
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        if let Some(e) = handle.take_error() {
+            panic!("sink failed: {e}");
+        }
+    })
+    .expect("timely runs");
+}
+
+/// One message read back: (key, time, seq, op, payload).
+type Msg = (String, u64, u64, String, Vec<u8>);
+
+/// A reader in Python's `pulsar-client` (the Rust crate's consumer cannot decode pulsar-lite's
+/// message frames): every message from the start of the topic, one JSON line each; it waits up
+/// to 20 s for the first `n` and then 1 s for any extra one.
+const READER: &str = r#"
+import json, sys, pulsar
+url, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = pulsar.Client(url)
+r = c.create_reader(topic, pulsar.MessageId.earliest)
+got = 0
+while True:
+    try:
+        m = r.read_next(timeout_millis=20000 if got < n else 1000)
+    except Exception:
+        break
+    print(json.dumps({"key": m.partition_key(), "props": m.properties(), "data": m.data().hex()}), flush=True)
+    got += 1
+c.close()
+"#;
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn read(topic: &str, n: usize) -> Vec<Msg> {
+    let python = std::env::var("DSINK_PULSAR_PYTHON").unwrap_or_else(|_| {
+        panic!("DSINK_PULSAR_PYTHON is not set: install and start with `scripts/services install pulsar && scripts/services start pulsar` and source $DSINK_SERVICES_DIR/env")
+    });
+    let out = std::process::Command::new(python)
+        .args(["-c", READER, &pulsar_url(), topic, &n.to_string()])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("the Python reader runs");
+    assert!(out.status.success(), "the Python reader failed");
+    let msgs: Vec<Msg> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('{')) // the client library logs on stdout too
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let p = &v["props"];
+            (
+                v["key"].as_str().unwrap().to_string(),
+                p[TIME_PROPERTY].as_str().unwrap().parse().unwrap(),
+                p[SEQ_PROPERTY].as_str().unwrap().parse().unwrap(),
+                p[OP_PROPERTY].as_str().unwrap().to_string(),
+                unhex(v["data"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(msgs.len(), n, "expected {n} messages in {topic} (fewer: lost; more: duplicated)");
+    msgs
+}
+
+fn check(msgs: &[Msg], history: &[(Row, u64, isize)]) {
+    let mut state: BTreeMap<u32, Row> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let mut last: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for (key, time, seq, op, payload) in msgs {
+        let k = common::key_of(key.as_bytes());
+        assert!(seen.insert((*time, k)), "change of key {k} at {time} twice");
+        if let Some(p) = last.insert(k, (*time, *seq)) {
+            assert!(p < (*time, *seq), "key {k} out of order");
+        }
+        if payload.is_empty() {
+            assert_eq!(op, "d");
+            state.remove(&k);
+        } else {
+            state.insert(k, common::row_of(payload));
+        }
+    }
+    assert_eq!(seen, expected_changes(history).into_keys().collect::<BTreeSet<_>>());
+    assert_eq!(state, state_before(history, u64::MAX));
+}
+
+#[test]
+fn upsert_batched_and_compressed_matches_reference() {
+    let topic = unique("orders");
+    let history = keyed_history(21, 50, 20, 25);
+    let cfg =
+        PulsarConfig::new(pulsar_url(), &topic).batching(64, Some(128 * 1024)).compression(PulsarCompression::Lz4);
+    let spec = SinkSpec::builder("orders", cfg)
+        .upsert()
+        .primary_key(["k"])
+        .commit(CommitPolicy { max_changes: Some(40), interval: Duration::ZERO })
+        .build()
+        .unwrap();
+    run(&history, &spec, 2);
+    let msgs = read(&topic, expected_changes(&history).len());
+    check(&msgs, &history);
+}
+
+#[test]
+fn restart_with_progress_dir_adds_only_the_rest() {
+    let topic = unique("resume");
+    let dir = tempfile::tempdir().unwrap();
+    let history = keyed_history(4, 30, 12, 10);
+    let mut o = differential_sinks::Options::parse_pairs(["connector=pulsar", "type=upsert", "primary_key=k"]).unwrap();
+    o.set("service.url", pulsar_url())
+        .set("topic", topic.as_str())
+        .set("progress.dir", dir.path().display().to_string());
+    let spec = SinkSpec::from_options(o).unwrap();
+    run_until(&history, &spec, 1, Some(6));
+    run(&history, &spec, 1);
+    let msgs = read(&topic, expected_changes(&history).len());
+    check(&msgs, &history);
+}
