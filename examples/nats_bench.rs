@@ -8,38 +8,13 @@
 
 use async_nats::jetstream::{self, stream};
 use async_nats::{HeaderMap, HeaderName};
-use differential_dataflow::input::Input;
 use differential_sinks::connectors::nats::{message_id, NatsConfig, KEY_HEADER, MSG_ID_HEADER, OP_HEADER, TIME_HEADER};
-use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
-use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use timely::dataflow::operators::probe::Probe;
+#[path = "common/bench.rs"]
+mod bench;
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-struct Row {
-    id: u64,
-    name: String,
-    amount: i64,
-    note: String,
-}
-
-fn row(i: u64) -> Row {
-    Row {
-        id: i,
-        name: format!("customer-{:08}", i % 50_000_000),
-        amount: (i * 7919 % 100_000) as i64,
-        note: format!("{:040x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-    }
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn time_of(i: u64, n: u64, times: u64) -> u64 {
-    i * times / n
-}
+use bench::{arg, row, time_of, time_upsert_sink};
 
 async fn fresh_stream(js: &jetstream::Context, name: &str) {
     let _ = js.delete_stream(name).await;
@@ -109,35 +84,7 @@ fn main() {
     let cfg = NatsConfig::new(&url, sink_stream.to_lowercase()).jetstream(&sink_stream).progress(
         differential_sinks::connectors::nats::ProgressStore::Stream(format!("BENCH_PROGRESS_{}", std::process::id())),
     );
-    let spec = SinkSpec::builder("bench", cfg)
-        .upsert()
-        .primary_key(["id"])
-        .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
-        .build()
-        .unwrap();
-    let start = Instant::now();
-    timely::execute(timely::Config::process(1), move |worker| {
-        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&spec).unwrap();
-            (input, out.committed.probe().0)
-        });
-        for i in 0..n {
-            let t = time_of(i, n, times);
-            if t > *input.time() {
-                input.advance_to(t);
-                input.flush();
-                worker.step();
-            }
-            input.insert(row(i));
-        }
-        input.close();
-        while !probe.done() {
-            worker.step();
-        }
-    })
-    .unwrap();
-    let sink_secs = start.elapsed().as_secs_f64();
+    let sink_secs = time_upsert_sink(cfg, n, times);
     let (sink_count, raw_count) = rt.block_on(async {
         let count = |name: String| {
             let js = js.clone();

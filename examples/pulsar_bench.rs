@@ -6,40 +6,15 @@
 //! DSINK_PULSAR_URL=pulsar://127.0.0.1:56650 cargo run --release --features pulsar --example pulsar_bench -- [--records N] [--times T] [--batch B]
 //! ```
 
-use differential_dataflow::input::Input;
 use differential_sinks::connectors::pulsar::{PulsarConfig, OP_PROPERTY, SEQ_PROPERTY, TIME_PROPERTY};
-use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
 use pulsar::producer::Message;
 use pulsar::{ProducerOptions, Pulsar, TokioExecutor};
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
-use timely::dataflow::operators::probe::Probe;
+use std::time::Instant;
+#[path = "common/bench.rs"]
+mod bench;
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-struct Row {
-    id: u64,
-    name: String,
-    amount: i64,
-    note: String,
-}
-
-fn row(i: u64) -> Row {
-    Row {
-        id: i,
-        name: format!("customer-{:08}", i % 50_000_000),
-        amount: (i * 7919 % 100_000) as i64,
-        note: format!("{:040x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-    }
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn time_of(i: u64, n: u64, times: u64) -> u64 {
-    i * times / n
-}
+use bench::{arg, row, time_of, time_upsert_sink};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -90,35 +65,7 @@ fn main() {
         start.elapsed().as_secs_f64()
     });
 
-    let spec = SinkSpec::builder("bench", PulsarConfig::new(&url, &sink_topic).batching(batch, None))
-        .upsert()
-        .primary_key(["id"])
-        .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
-        .build()
-        .unwrap();
-    let start = Instant::now();
-    timely::execute(timely::Config::process(1), move |worker| {
-        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&spec).unwrap();
-            (input, out.committed.probe().0)
-        });
-        for i in 0..n {
-            let t = time_of(i, n, times);
-            if t > *input.time() {
-                input.advance_to(t);
-                input.flush();
-                worker.step();
-            }
-            input.insert(row(i));
-        }
-        input.close();
-        while !probe.done() {
-            worker.step();
-        }
-    })
-    .unwrap();
-    let sink_secs = start.elapsed().as_secs_f64();
+    let sink_secs = time_upsert_sink(PulsarConfig::new(&url, &sink_topic).batching(batch, None), n, times);
     let (sink_rate, raw_rate) = (n as f64 / sink_secs, n as f64 / raw_secs);
     println!("pulsar at {url}, {n} records over {times} times, batches of {batch} (~110-byte JSON values)");
     println!("  raw pulsar producer    : {raw_rate:>10.0} records/s ({raw_secs:.2} s)");

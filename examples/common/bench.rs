@@ -1,0 +1,71 @@
+//! Shared pieces of the messaging benchmark harnesses: the row, argument parsing, the time of
+//! each update, and the timed run of an upsert sink over the same rows.
+
+#![allow(dead_code)]
+
+use differential_dataflow::input::Input;
+use differential_sinks::{CommitPolicy, ConnectorConfig, SinkCollection, SinkSpec};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::probe::Probe;
+
+/// About 100 bytes of JSON.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Row {
+    pub id: u64,
+    pub name: String,
+    pub amount: i64,
+    pub note: String,
+}
+
+pub fn row(i: u64) -> Row {
+    Row {
+        id: i,
+        name: format!("customer-{:08}", i % 50_000_000),
+        amount: (i * 7919 % 100_000) as i64,
+        note: format!("{:040x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+    }
+}
+
+pub fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The logical time of update `i` of `n` spread over `times` times.
+pub fn time_of(i: u64, n: u64, times: u64) -> u64 {
+    i * times / n
+}
+
+/// Runs `n` upserts of `row(i)` over `times` times through an upsert sink keyed by `id` into
+/// `connector`, on one worker, committing at every time; returns the seconds until all is committed.
+pub fn time_upsert_sink(connector: impl Into<ConnectorConfig>, n: u64, times: u64) -> f64 {
+    let spec = SinkSpec::builder("bench", connector)
+        .upsert()
+        .primary_key(["id"])
+        .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    timely::execute(timely::Config::process(1), move |worker| {
+        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).unwrap();
+            (input, out.committed.probe().0)
+        });
+        for i in 0..n {
+            let t = time_of(i, n, times);
+            if t > *input.time() {
+                input.advance_to(t);
+                input.flush();
+                worker.step();
+            }
+            input.insert(row(i));
+        }
+        input.close();
+        while !probe.done() {
+            worker.step();
+        }
+    })
+    .unwrap();
+    start.elapsed().as_secs_f64()
+}
