@@ -80,6 +80,7 @@
 //! the sink with the server's message.
 
 mod config;
+pub mod rowbinary;
 mod table;
 mod writer;
 
