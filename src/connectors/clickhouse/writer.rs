@@ -1,6 +1,8 @@
-//! The ClickHouse writer: JSONEachRow insert blocks over HTTP, and the progress table.
+//! The ClickHouse writer: RowBinary insert blocks over HTTP (JSONEachRow for tables with a column
+//! type the RowBinary encoder cannot write), and the progress table.
 
-use super::table::{check_row, plan, Mode, TableColumn, TableInfo};
+use super::rowbinary::{EncodeError, Encoded, RowBinaryEncoder};
+use super::table::{check_field, check_fields, check_row, plan, Mode, TableColumn, TableInfo};
 use super::ClickHouseConfig;
 use crate::config::SinkSpec;
 use crate::connectors::http::{client, excerpt, runtime, transport};
@@ -89,17 +91,21 @@ impl ClickHouse {
         retry(&RetryPolicy::default(), &what, || self.send(&what, self.request(None, &[]).body(sql.to_string()))).await
     }
 
-    /// Inserts `body` (JSONEachRow) with `INSERT INTO <table> FORMAT JSONEachRow`.
-    async fn insert(&self, table: &str, body: bytes::Bytes, token: Option<&str>) -> Result<()> {
-        let sql = format!("INSERT INTO {table} FORMAT JSONEachRow");
-        let what = format!("inserting {} bytes into ClickHouse table {table}", body.len());
+    /// Inserts `body` with `sql` (`INSERT INTO <table> … FORMAT …`).
+    async fn insert(&self, sql: &str, body: bytes::Bytes, token: Option<&str>) -> Result<()> {
+        let what = format!("inserting {} bytes with `{}`", body.len(), excerpt(sql));
         let mut extra = vec![("input_format_skip_unknown_fields", "0")];
         if let Some(t) = token {
             extra.push(("insert_deduplication_token", t));
         }
-        retry(&RetryPolicy::default(), &what, || self.send(&what, self.request(Some(&sql), &extra).body(body.clone())))
+        retry(&RetryPolicy::default(), &what, || self.send(&what, self.request(Some(sql), &extra).body(body.clone())))
             .await
             .map(|_| ())
+    }
+
+    /// The server's time zone (`DateTime` columns without their own use it).
+    pub async fn timezone(&self) -> Result<String> {
+        Ok(self.query("SELECT timezone()").await?.trim().to_string())
     }
 
     /// The server's version as (major, minor).
@@ -178,11 +184,17 @@ pub struct ClickHouseWriter<V> {
     resume: Option<ResumePoint<u64>>,
     checked: bool,
     block: Vec<u8>,
+    /// The RowBinary encoder, or `None` when the table is written as JSONEachRow.
+    rowbinary: Option<RowBinaryEncoder>,
+    /// The insert statement of the current block (its columns, for RowBinary).
+    insert_sql: String,
     rows: usize,
     block_times: Option<(u64, u64)>,
     blocks_in_commit: u64,
     inflight: Option<JoinHandle<Result<()>>>,
-    /// `,"ver":t,"del":0}` style suffixes for the current time: (insert, delete).
+    /// What the sink appends to each row for the current time, as (insert, delete): the
+    /// version / delete / sign columns, as `,"ver":t,"del":0` for JSONEachRow or their bytes for
+    /// RowBinary.
     suffix: (Vec<u8>, Vec<u8>),
     batch_rows: usize,
     batch_bytes: usize,
@@ -208,6 +220,8 @@ impl<V> ClickHouseWriter<V> {
             resume: None,
             checked: spec.schema().is_some(),
             block: Vec::with_capacity(1 << 20),
+            rowbinary: None,
+            insert_sql: String::new(),
             rows: 0,
             block_times: None,
             blocks_in_commit: 0,
@@ -220,16 +234,41 @@ impl<V> ClickHouseWriter<V> {
         })
     }
 
-    fn set_time(&mut self, time: u64) {
+    fn set_time(&mut self, time: u64) -> Result<()> {
+        let (ins, del) = (&mut self.suffix.0, &mut self.suffix.1);
+        ins.clear();
+        del.clear();
+        if self.rowbinary.is_some() {
+            // The types were checked by `plan`: version UInt64 or Int64, delete UInt8 or Int8, sign Int8.
+            match &self.mode {
+                Mode::Plain => {}
+                Mode::Replacing { version, delete } => {
+                    let signed = self.table.as_ref().and_then(|t| t.columns.iter().find(|c| &c.name == version));
+                    if signed.is_some_and(|c| c.ty == "Int64") && time > i64::MAX as u64 {
+                        return Err(Error::encode(format!(
+                            "logical time {time} does not fit the Int64 version column `{version}`; make it UInt64"
+                        )));
+                    }
+                    ins.extend_from_slice(&time.to_le_bytes());
+                    del.extend_from_slice(&time.to_le_bytes());
+                    if delete.is_some() {
+                        ins.push(0);
+                        del.push(1);
+                    }
+                }
+                Mode::Collapsing { .. } => {
+                    ins.push(1);
+                    del.push(-1i8 as u8);
+                }
+            }
+            return Ok(());
+        }
         let field = |out: &mut Vec<u8>, name: &str, value: &str| {
             out.push(b',');
             serde_json::to_writer(&mut *out, name).expect("string encodes");
             out.push(b':');
             out.extend_from_slice(value.as_bytes());
         };
-        let (ins, del) = (&mut self.suffix.0, &mut self.suffix.1);
-        ins.clear();
-        del.clear();
         let t = time.to_string();
         match &self.mode {
             Mode::Plain => {}
@@ -246,10 +285,62 @@ impl<V> ClickHouseWriter<V> {
                 field(del, sign, "-1");
             }
         }
+        Ok(())
     }
 
     /// Appends one row, as `insert` (true) or as the row that cancels / deletes it.
-    fn push<R: Serialize + ?Sized>(&mut self, row: &R, insert: bool) -> Result<()> {
+    fn push<R: Serialize + ?Sized>(&mut self, key: &Key, row: &R, insert: bool) -> Result<()> {
+        if self.rowbinary.is_some() {
+            self.push_rowbinary(key, row, insert)
+        } else {
+            self.push_json(row, insert)
+        }
+    }
+
+    /// Appends one row as RowBinary. A row with other fields than the block's columns ends the
+    /// block and starts one with its columns.
+    fn push_rowbinary<R: Serialize + ?Sized>(&mut self, key: &Key, row: &R, insert: bool) -> Result<()> {
+        for _ in 0..2 {
+            let enc = self.rowbinary.as_mut().expect("RowBinary encoder");
+            let columns = match enc.encode(row, &mut self.block) {
+                Ok(Encoded::Written) => {
+                    self.block.extend_from_slice(if insert { &self.suffix.0 } else { &self.suffix.1 });
+                    self.rows += 1;
+                    return Ok(());
+                }
+                Ok(Encoded::Columns(columns)) => columns,
+                Err(e) => return Err(self.row_error(key, e)),
+            };
+            let table = self.table.as_ref().ok_or_else(|| Error::config("write before resume"))?;
+            if !self.checked {
+                check_fields(table, &self.mode, &columns.iter().map(|&i| enc.name(i)).collect::<Vec<_>>())?;
+                self.checked = true;
+            }
+            let list: Vec<String> =
+                columns.iter().map(|&i| enc.name(i)).chain(self.mode.managed()).map(ident).collect();
+            enc.set_columns(columns);
+            self.ship()?;
+            self.insert_sql = format!("INSERT INTO {} ({}) FORMAT RowBinary", self.target, list.join(", "));
+        }
+        Err(Error::new(ErrorKind::Fatal, "a row's columns changed while it was encoded"))
+    }
+
+    fn row_error(&self, key: &Key, e: EncodeError) -> Error {
+        let table = self.table.as_ref().map_or("?", |t| t.name.as_str());
+        if let (EncodeError::UnknownColumn(c), Some(t)) = (&e, &self.table) {
+            if let Err(e) = check_field(t, &self.mode, c) {
+                return e;
+            }
+        }
+        let key = match key.bytes() {
+            Ok([]) => String::new(),
+            _ => format!(" with key {key:?}"),
+        };
+        Error::encode(format!("sink `{}`: the row{key} does not fit ClickHouse table `{table}`: {e}", self.sink))
+    }
+
+    /// Appends one row as a JSONEachRow line.
+    fn push_json<R: Serialize + ?Sized>(&mut self, row: &R, insert: bool) -> Result<()> {
         let start = self.block.len();
         encode_json(row, &mut self.block)?;
         if !self.checked {
@@ -292,8 +383,8 @@ impl<V> ClickHouseWriter<V> {
         SinkMetrics::add(&self.metrics.records_out, self.rows as u64);
         SinkMetrics::add(&self.metrics.bytes_out, body.len() as u64);
         self.rows = 0;
-        let (ch, target) = (self.ch.clone(), self.target.clone());
-        self.inflight = Some(self.rt.spawn(async move { ch.insert(&target, body, token.as_deref()).await }));
+        let (ch, sql) = (self.ch.clone(), self.insert_sql.clone());
+        self.inflight = Some(self.rt.spawn(async move { ch.insert(&sql, body, token.as_deref()).await }));
         Ok(())
     }
 
@@ -313,9 +404,10 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>> {
         let ch = self.ch.clone();
         let (progress, sink) = (self.progress.clone(), self.sink.clone());
-        let (table, version, records) = self.rt.block_on(async move {
+        let (table, version, tz, records) = self.rt.block_on(async move {
             let table = ch.table().await?;
             let version = ch.version().await?;
+            let tz = ch.timezone().await?;
             ch.query(&format!(
                 "CREATE TABLE IF NOT EXISTS {progress} (sink String, worker UInt32, peers UInt32, generation UInt64, \
                  base UInt64, base_complete UInt8, frontier UInt64, complete UInt8) \
@@ -329,7 +421,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
                     literal(&sink)
                 ))
                 .await?;
-            Ok::<_, Error>((table, version, rows))
+            Ok::<_, Error>((table, version, tz, rows))
         })?;
         let mut progress = Vec::new();
         for line in records.lines() {
@@ -350,6 +442,23 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
         // The spec was checked at creation; the table may have changed since.
         self.mode = plan(&self.spec, &self.ch.cfg, &table)?;
         self.tokens = version >= (22, 2);
+        let managed = self.mode.managed();
+        let columns = table.columns.iter().filter(|c| !managed.contains(&c.name.as_str()));
+        self.rowbinary = match RowBinaryEncoder::new(columns.map(|c| (c.name.as_str(), c.ty.as_str())), &tz) {
+            Ok(enc) => Some(enc),
+            Err(unsupported) => {
+                let list: Vec<String> = unsupported.iter().map(|(c, t)| format!("`{c}` {t}")).collect();
+                tracing::info!(
+                    sink = %self.sink,
+                    "ClickHouse table `{}` has column(s) {} that the RowBinary encoder cannot write; inserting \
+                     JSONEachRow instead",
+                    table.name,
+                    list.join(", ")
+                );
+                None
+            }
+        };
+        self.insert_sql = format!("INSERT INTO {} FORMAT JSONEachRow", self.target);
         self.table = Some(table);
         self.ctx = Some(ctx);
         let f = point.frontier;
@@ -361,21 +470,21 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
 
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
         let t = time.to_u64();
-        self.set_time(t);
+        self.set_time(t)?;
         self.block_times = Some(self.block_times.map_or((t, t), |(lo, _)| (lo, t)));
         for change in changes.iter() {
             match (&self.format, &self.mode) {
                 (Format::Upsert, Mode::Replacing { .. }) => match (&change.before, &change.after) {
-                    (_, Some(after)) => self.push(after, true)?,
-                    (Some(before), None) => self.push(before, false)?,
+                    (_, Some(after)) => self.push(&change.key, after, true)?,
+                    (Some(before), None) => self.push(&change.key, before, false)?,
                     (None, None) => {}
                 },
                 (Format::Upsert, _) => {
                     if let Some(before) = &change.before {
-                        self.push(before, false)?;
+                        self.push(&change.key, before, false)?;
                     }
                     if let Some(after) = &change.after {
-                        self.push(after, true)?;
+                        self.push(&change.key, after, true)?;
                     }
                 }
                 (format, _) => {
@@ -386,7 +495,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
                         }
                     })?;
                     for r in rows {
-                        self.push(r, true)?;
+                        self.push(&change.key, r, true)?;
                     }
                 }
             }
