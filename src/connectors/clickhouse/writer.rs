@@ -17,7 +17,10 @@ use differential_sinks_operators::{
 };
 use serde::Serialize;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Quotes an identifier for ClickHouse SQL.
@@ -32,6 +35,67 @@ fn literal(s: &str) -> String {
 
 /// ClickHouse exception codes after which the same request may succeed.
 const RETRIABLE_CODES: &[u32] = &[159, 164, 202, 203, 209, 210, 241, 242, 252, 319, 425, 999];
+
+/// A streamed insert starts once this many encoded bytes are waiting, and gets them in chunks of
+/// at least this size.
+const STREAM_CHUNK: usize = 256 << 10;
+
+/// Bytes at the end of a streamed block's data that are held back until the block is complete.
+const HOLD_BACK: usize = 2;
+
+/// What the writer hands a streamed insert.
+enum Chunk {
+    /// More rows.
+    Data(bytes::Bytes),
+    /// The block is complete.
+    End,
+}
+
+/// The body of an insert sent while its block is still being encoded. It ends cleanly only after
+/// [`Chunk::End`]; if the writer stops midway (an error, a panic) the body fails and the request is
+/// aborted. Every chunk before the last stops inside a row (see `HOLD_BACK`), so a block cut short
+/// cannot parse and the server inserts none of it.
+struct ChunkBody {
+    // A Mutex only to make the body `Sync`, as reqwest asks; polling takes `&mut self`.
+    rx: Mutex<mpsc::Receiver<Chunk>>,
+}
+
+/// The writer stopped before the end of a streamed block.
+#[derive(Debug)]
+struct Abandoned;
+
+impl std::fmt::Display for Abandoned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the block was abandoned before its end")
+    }
+}
+
+impl std::error::Error for Abandoned {}
+
+impl http_body::Body for ChunkBody {
+    type Data = bytes::Bytes;
+    type Error = Abandoned;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<http_body::Frame<bytes::Bytes>, Abandoned>>> {
+        let rx = self.get_mut().rx.get_mut().unwrap_or_else(|e| e.into_inner());
+        rx.poll_recv(cx).map(|c| match c {
+            Some(Chunk::Data(b)) => Some(Ok(http_body::Frame::data(b))),
+            Some(Chunk::End) => None,
+            None => Some(Err(Abandoned)),
+        })
+    }
+}
+
+/// The insert of the block being encoded, under way since its first chunk.
+struct Stream {
+    tx: mpsc::Sender<Chunk>,
+    /// Bytes of the block handed over so far.
+    sent: usize,
+    task: JoinHandle<Result<()>>,
+}
 
 /// A connection to ClickHouse's HTTP interface.
 #[derive(Clone)]
@@ -101,6 +165,13 @@ impl ClickHouse {
         retry(&RetryPolicy::default(), &what, || self.send(&what, self.request(Some(sql), &extra).body(body.clone())))
             .await
             .map(|_| ())
+    }
+
+    /// One attempt at an insert whose body arrives as the block is encoded.
+    async fn insert_stream(&self, sql: &str, body: ChunkBody) -> Result<()> {
+        let what = format!("streaming an insert with `{}`", excerpt(sql));
+        let req = self.request(Some(sql), &[("input_format_skip_unknown_fields", "0")]);
+        self.send(&what, req.body(reqwest::Body::wrap(body))).await.map(|_| ())
     }
 
     /// The server's time zone (`DateTime` columns without their own use it).
@@ -192,6 +263,10 @@ pub struct ClickHouseWriter<V> {
     block_times: Option<(u64, u64)>,
     blocks_in_commit: u64,
     inflight: Option<JoinHandle<Result<()>>>,
+    /// Whether blocks are sent while they are encoded (only without deduplication tokens, whose
+    /// value depends on the block's last time).
+    streaming: bool,
+    stream: Option<Stream>,
     /// What the sink appends to each row for the current time, as (insert, delete): the
     /// version / delete / sign columns, as `,"ver":t,"del":0` for JSONEachRow or their bytes for
     /// RowBinary.
@@ -226,6 +301,8 @@ impl<V> ClickHouseWriter<V> {
             block_times: None,
             blocks_in_commit: 0,
             inflight: None,
+            streaming: false,
+            stream: None,
             suffix: (Vec::new(), Vec::new()),
             batch_rows: cfg.batch_rows,
             batch_bytes: cfg.batch_bytes,
@@ -372,7 +449,9 @@ impl<V> ClickHouseWriter<V> {
             return Ok(());
         }
         self.wait()?;
-        let body = bytes::Bytes::from(std::mem::replace(&mut self.block, Vec::with_capacity(1 << 20)));
+        // The next block is likely as large as this one: allocate that much once, not by doubling.
+        let capacity = self.block.len().clamp(1 << 20, self.batch_bytes);
+        let body = bytes::Bytes::from(std::mem::replace(&mut self.block, Vec::with_capacity(capacity)));
         let (lo, hi) = self.block_times.take().unwrap_or((0, 0));
         self.blocks_in_commit += 1;
         let token = self.tokens.then(|| {
@@ -384,7 +463,49 @@ impl<V> ClickHouseWriter<V> {
         SinkMetrics::add(&self.metrics.bytes_out, body.len() as u64);
         self.rows = 0;
         let (ch, sql) = (self.ch.clone(), self.insert_sql.clone());
-        self.inflight = Some(self.rt.spawn(async move { ch.insert(&sql, body, token.as_deref()).await }));
+        let Some(stream) = self.stream.take() else {
+            self.inflight = Some(self.rt.spawn(async move { ch.insert(&sql, body, token.as_deref()).await }));
+            return Ok(());
+        };
+        if stream.sent < body.len() {
+            let _ = stream.tx.blocking_send(Chunk::Data(body.slice(stream.sent..)));
+        }
+        let _ = stream.tx.blocking_send(Chunk::End);
+        self.inflight = Some(self.rt.spawn(async move {
+            match stream.task.await {
+                Ok(Ok(())) => Ok(()),
+                // The streamed attempt failed: the whole block again, with the usual retries (a
+                // request that failed after the server took the block is the same case as a retry
+                // after a lost answer; see the delivery guarantee in the module docs).
+                _ => ch.insert(&sql, body, token.as_deref()).await,
+            }
+        }));
+        Ok(())
+    }
+
+    /// Hands the block's new rows to its streamed insert, starting the insert (after the previous
+    /// block has been acknowledged) if it is not under way yet.
+    fn stream_more(&mut self) -> Result<()> {
+        if self.stream.is_none() {
+            self.wait()?;
+            let (tx, rx) = mpsc::channel(8);
+            let (ch, sql) = (self.ch.clone(), self.insert_sql.clone());
+            let body = ChunkBody { rx: Mutex::new(rx) };
+            let task = self.rt.spawn(async move { ch.insert_stream(&sql, body).await });
+            self.stream = Some(Stream { tx, sent: 0, task });
+        }
+        let s = self.stream.as_mut().expect("started above");
+        // The last two bytes (`}\n` of a JSON line, or the end of a RowBinary row, which has no
+        // terminator) wait for the next chunk: whatever the server has received before the block
+        // ends stops inside a row. If the request is cut off — the writer failed, or the process
+        // died — the server, which takes the end of a cut-off body as the end of the data, fails to
+        // parse it and inserts nothing, instead of inserting the rows before the cut.
+        let end = self.block.len().saturating_sub(HOLD_BACK).max(s.sent);
+        let chunk = bytes::Bytes::copy_from_slice(&self.block[s.sent..end]);
+        s.sent = end;
+        // A send fails only if the request has already ended (an error): `ship` then inserts the
+        // whole block the ordinary way.
+        let _ = s.tx.blocking_send(Chunk::Data(chunk));
         Ok(())
     }
 
@@ -442,6 +563,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
         // The spec was checked at creation; the table may have changed since.
         self.mode = plan(&self.spec, &self.ch.cfg, &table)?;
         self.tokens = version >= (22, 2);
+        self.streaming = !self.tokens;
         let managed = self.mode.managed();
         let columns = table.columns.iter().filter(|c| !managed.contains(&c.name.as_str()));
         self.rowbinary = match RowBinaryEncoder::new(columns.map(|c| (c.name.as_str(), c.ty.as_str())), &tz) {
@@ -501,6 +623,8 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
             }
             if self.rows >= self.batch_rows || self.block.len() >= self.batch_bytes {
                 self.ship()?;
+            } else if self.streaming && self.block.len() - self.stream.as_ref().map_or(0, |s| s.sent) >= STREAM_CHUNK {
+                self.stream_more()?;
             }
         }
         changes.clear();
