@@ -277,36 +277,49 @@ pub fn plan(spec: &SinkSpec, cfg: &ClickHouseConfig, table: &TableInfo) -> Resul
 /// Checks one row's JSON object against the table (the first row of each writer, when no schema
 /// was declared): every field a column, every column without a default present.
 pub fn check_row(table: &TableInfo, mode: &Mode, row: &serde_json::Value) -> Result<()> {
-    let t = &table.name;
     let obj = row.as_object().ok_or_else(|| {
-        Error::schema(format!("rows for ClickHouse table `{t}` must serialize as JSON objects, not {row}"))
+        Error::schema(format!("rows for ClickHouse table `{}` must serialize as JSON objects, not {row}", table.name))
     })?;
-    let managed = mode.managed();
-    for k in obj.keys() {
-        if managed.contains(&k.as_str()) {
-            return Err(Error::schema(format!(
-                "the rows have column `{k}`, which the sink fills itself in ClickHouse table `{t}` (version, sign or \
-                 delete marker); rename one of them"
-            )));
-        }
-        if !table.columns.iter().any(|c| &c.name == k) {
-            return Err(Error::schema(format!(
-                "the rows have column `{k}`, which ClickHouse table `{t}` lacks (its columns: {}); \
-                 ALTER TABLE {t} ADD COLUMN {k} <type>, or drop the field from the rows",
-                names(&table.columns.iter().collect::<Vec<_>>())
-            )));
-        }
+    check_fields(table, mode, &obj.keys().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Checks a row's field names against the table: every field a column the sink does not fill
+/// itself, every column without a default present.
+pub fn check_fields(table: &TableInfo, mode: &Mode, fields: &[&str]) -> Result<()> {
+    for k in fields {
+        check_field(table, mode, k)?;
     }
+    let managed = mode.managed();
     let missing: Vec<&TableColumn> = table
         .columns
         .iter()
-        .filter(|c| !c.has_default && !managed.contains(&c.name.as_str()) && !obj.contains_key(&c.name))
+        .filter(|c| !c.has_default && !managed.contains(&c.name.as_str()) && !fields.contains(&c.name.as_str()))
         .collect();
     if !missing.is_empty() {
         return Err(Error::schema(format!(
-            "ClickHouse table `{t}` has column(s) {} without a default that the rows lack; add them to the rows or \
+            "ClickHouse table `{}` has column(s) {} without a default that the rows lack; add them to the rows or \
              give them a DEFAULT",
+            table.name,
             names(&missing)
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that a row's field `k` is a column of the table the sink does not fill itself.
+pub fn check_field(table: &TableInfo, mode: &Mode, k: &str) -> Result<()> {
+    let t = &table.name;
+    if mode.managed().contains(&k) {
+        return Err(Error::schema(format!(
+            "the rows have column `{k}`, which the sink fills itself in ClickHouse table `{t}` (version, sign or \
+             delete marker); rename one of them"
+        )));
+    }
+    if !table.columns.iter().any(|c| c.name == k) {
+        return Err(Error::schema(format!(
+            "the rows have column `{k}`, which ClickHouse table `{t}` lacks (its columns: {}); \
+             ALTER TABLE {t} ADD COLUMN {k} <type>, or drop the field from the rows",
+            names(&table.columns.iter().collect::<Vec<_>>())
         )));
     }
     Ok(())

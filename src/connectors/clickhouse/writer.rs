@@ -1,6 +1,8 @@
-//! The ClickHouse writer: JSONEachRow insert blocks over HTTP, and the progress table.
+//! The ClickHouse writer: RowBinary insert blocks over HTTP (JSONEachRow for tables with a column
+//! type the RowBinary encoder cannot write), and the progress table.
 
-use super::table::{check_row, plan, Mode, TableColumn, TableInfo};
+use super::rowbinary::{EncodeError, Encoded, RowBinaryEncoder};
+use super::table::{check_field, check_fields, check_row, plan, Mode, TableColumn, TableInfo};
 use super::ClickHouseConfig;
 use crate::config::SinkSpec;
 use crate::connectors::http::{client, excerpt, runtime, transport};
@@ -15,7 +17,10 @@ use differential_sinks_operators::{
 };
 use serde::Serialize;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Quotes an identifier for ClickHouse SQL.
@@ -30,6 +35,67 @@ fn literal(s: &str) -> String {
 
 /// ClickHouse exception codes after which the same request may succeed.
 const RETRIABLE_CODES: &[u32] = &[159, 164, 202, 203, 209, 210, 241, 242, 252, 319, 425, 999];
+
+/// A streamed insert starts once this many encoded bytes are waiting, and gets them in chunks of
+/// at least this size.
+const STREAM_CHUNK: usize = 256 << 10;
+
+/// Bytes at the end of a streamed block's data that are held back until the block is complete.
+const HOLD_BACK: usize = 2;
+
+/// What the writer hands a streamed insert.
+enum Chunk {
+    /// More rows.
+    Data(bytes::Bytes),
+    /// The block is complete.
+    End,
+}
+
+/// The body of an insert sent while its block is still being encoded. It ends cleanly only after
+/// [`Chunk::End`]; if the writer stops midway (an error, a panic) the body fails and the request is
+/// aborted. Every chunk before the last stops inside a row (see `HOLD_BACK`), so a block cut short
+/// cannot parse and the server inserts none of it.
+struct ChunkBody {
+    // A Mutex only to make the body `Sync`, as reqwest asks; polling takes `&mut self`.
+    rx: Mutex<mpsc::Receiver<Chunk>>,
+}
+
+/// The writer stopped before the end of a streamed block.
+#[derive(Debug)]
+struct Abandoned;
+
+impl std::fmt::Display for Abandoned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the block was abandoned before its end")
+    }
+}
+
+impl std::error::Error for Abandoned {}
+
+impl http_body::Body for ChunkBody {
+    type Data = bytes::Bytes;
+    type Error = Abandoned;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<http_body::Frame<bytes::Bytes>, Abandoned>>> {
+        let rx = self.get_mut().rx.get_mut().unwrap_or_else(|e| e.into_inner());
+        rx.poll_recv(cx).map(|c| match c {
+            Some(Chunk::Data(b)) => Some(Ok(http_body::Frame::data(b))),
+            Some(Chunk::End) => None,
+            None => Some(Err(Abandoned)),
+        })
+    }
+}
+
+/// The insert of the block being encoded, under way since its first chunk.
+struct Stream {
+    tx: mpsc::Sender<Chunk>,
+    /// Bytes of the block handed over so far.
+    sent: usize,
+    task: JoinHandle<Result<()>>,
+}
 
 /// A connection to ClickHouse's HTTP interface.
 #[derive(Clone)]
@@ -89,17 +155,28 @@ impl ClickHouse {
         retry(&RetryPolicy::default(), &what, || self.send(&what, self.request(None, &[]).body(sql.to_string()))).await
     }
 
-    /// Inserts `body` (JSONEachRow) with `INSERT INTO <table> FORMAT JSONEachRow`.
-    async fn insert(&self, table: &str, body: bytes::Bytes, token: Option<&str>) -> Result<()> {
-        let sql = format!("INSERT INTO {table} FORMAT JSONEachRow");
-        let what = format!("inserting {} bytes into ClickHouse table {table}", body.len());
+    /// Inserts `body` with `sql` (`INSERT INTO <table> … FORMAT …`).
+    async fn insert(&self, sql: &str, body: bytes::Bytes, token: Option<&str>) -> Result<()> {
+        let what = format!("inserting {} bytes with `{}`", body.len(), excerpt(sql));
         let mut extra = vec![("input_format_skip_unknown_fields", "0")];
         if let Some(t) = token {
             extra.push(("insert_deduplication_token", t));
         }
-        retry(&RetryPolicy::default(), &what, || self.send(&what, self.request(Some(&sql), &extra).body(body.clone())))
+        retry(&RetryPolicy::default(), &what, || self.send(&what, self.request(Some(sql), &extra).body(body.clone())))
             .await
             .map(|_| ())
+    }
+
+    /// One attempt at an insert whose body arrives as the block is encoded.
+    async fn insert_stream(&self, sql: &str, body: ChunkBody) -> Result<()> {
+        let what = format!("streaming an insert with `{}`", excerpt(sql));
+        let req = self.request(Some(sql), &[("input_format_skip_unknown_fields", "0")]);
+        self.send(&what, req.body(reqwest::Body::wrap(body))).await.map(|_| ())
+    }
+
+    /// The server's time zone (`DateTime` columns without their own use it).
+    pub async fn timezone(&self) -> Result<String> {
+        Ok(self.query("SELECT timezone()").await?.trim().to_string())
     }
 
     /// The server's version as (major, minor).
@@ -178,11 +255,21 @@ pub struct ClickHouseWriter<V> {
     resume: Option<ResumePoint<u64>>,
     checked: bool,
     block: Vec<u8>,
+    /// The RowBinary encoder, or `None` when the table is written as JSONEachRow.
+    rowbinary: Option<RowBinaryEncoder>,
+    /// The insert statement of the current block (its columns, for RowBinary).
+    insert_sql: String,
     rows: usize,
     block_times: Option<(u64, u64)>,
     blocks_in_commit: u64,
     inflight: Option<JoinHandle<Result<()>>>,
-    /// `,"ver":t,"del":0}` style suffixes for the current time: (insert, delete).
+    /// Whether blocks are sent while they are encoded (only without deduplication tokens, whose
+    /// value depends on the block's last time).
+    streaming: bool,
+    stream: Option<Stream>,
+    /// What the sink appends to each row for the current time, as (insert, delete): the
+    /// version / delete / sign columns, as `,"ver":t,"del":0` for JSONEachRow or their bytes for
+    /// RowBinary.
     suffix: (Vec<u8>, Vec<u8>),
     batch_rows: usize,
     batch_bytes: usize,
@@ -208,10 +295,14 @@ impl<V> ClickHouseWriter<V> {
             resume: None,
             checked: spec.schema().is_some(),
             block: Vec::with_capacity(1 << 20),
+            rowbinary: None,
+            insert_sql: String::new(),
             rows: 0,
             block_times: None,
             blocks_in_commit: 0,
             inflight: None,
+            streaming: false,
+            stream: None,
             suffix: (Vec::new(), Vec::new()),
             batch_rows: cfg.batch_rows,
             batch_bytes: cfg.batch_bytes,
@@ -220,16 +311,41 @@ impl<V> ClickHouseWriter<V> {
         })
     }
 
-    fn set_time(&mut self, time: u64) {
+    fn set_time(&mut self, time: u64) -> Result<()> {
+        let (ins, del) = (&mut self.suffix.0, &mut self.suffix.1);
+        ins.clear();
+        del.clear();
+        if self.rowbinary.is_some() {
+            // The types were checked by `plan`: version UInt64 or Int64, delete UInt8 or Int8, sign Int8.
+            match &self.mode {
+                Mode::Plain => {}
+                Mode::Replacing { version, delete } => {
+                    let signed = self.table.as_ref().and_then(|t| t.columns.iter().find(|c| &c.name == version));
+                    if signed.is_some_and(|c| c.ty == "Int64") && time > i64::MAX as u64 {
+                        return Err(Error::encode(format!(
+                            "logical time {time} does not fit the Int64 version column `{version}`; make it UInt64"
+                        )));
+                    }
+                    ins.extend_from_slice(&time.to_le_bytes());
+                    del.extend_from_slice(&time.to_le_bytes());
+                    if delete.is_some() {
+                        ins.push(0);
+                        del.push(1);
+                    }
+                }
+                Mode::Collapsing { .. } => {
+                    ins.push(1);
+                    del.push(-1i8 as u8);
+                }
+            }
+            return Ok(());
+        }
         let field = |out: &mut Vec<u8>, name: &str, value: &str| {
             out.push(b',');
             serde_json::to_writer(&mut *out, name).expect("string encodes");
             out.push(b':');
             out.extend_from_slice(value.as_bytes());
         };
-        let (ins, del) = (&mut self.suffix.0, &mut self.suffix.1);
-        ins.clear();
-        del.clear();
         let t = time.to_string();
         match &self.mode {
             Mode::Plain => {}
@@ -246,10 +362,62 @@ impl<V> ClickHouseWriter<V> {
                 field(del, sign, "-1");
             }
         }
+        Ok(())
     }
 
     /// Appends one row, as `insert` (true) or as the row that cancels / deletes it.
-    fn push<R: Serialize + ?Sized>(&mut self, row: &R, insert: bool) -> Result<()> {
+    fn push<R: Serialize + ?Sized>(&mut self, key: &Key, row: &R, insert: bool) -> Result<()> {
+        if self.rowbinary.is_some() {
+            self.push_rowbinary(key, row, insert)
+        } else {
+            self.push_json(row, insert)
+        }
+    }
+
+    /// Appends one row as RowBinary. A row with other fields than the block's columns ends the
+    /// block and starts one with its columns.
+    fn push_rowbinary<R: Serialize + ?Sized>(&mut self, key: &Key, row: &R, insert: bool) -> Result<()> {
+        for _ in 0..2 {
+            let enc = self.rowbinary.as_mut().expect("RowBinary encoder");
+            let columns = match enc.encode(row, &mut self.block) {
+                Ok(Encoded::Written) => {
+                    self.block.extend_from_slice(if insert { &self.suffix.0 } else { &self.suffix.1 });
+                    self.rows += 1;
+                    return Ok(());
+                }
+                Ok(Encoded::Columns(columns)) => columns,
+                Err(e) => return Err(self.row_error(key, e)),
+            };
+            let table = self.table.as_ref().ok_or_else(|| Error::config("write before resume"))?;
+            if !self.checked {
+                check_fields(table, &self.mode, &columns.iter().map(|&i| enc.name(i)).collect::<Vec<_>>())?;
+                self.checked = true;
+            }
+            let list: Vec<String> =
+                columns.iter().map(|&i| enc.name(i)).chain(self.mode.managed()).map(ident).collect();
+            enc.set_columns(columns);
+            self.ship()?;
+            self.insert_sql = format!("INSERT INTO {} ({}) FORMAT RowBinary", self.target, list.join(", "));
+        }
+        Err(Error::new(ErrorKind::Fatal, "a row's columns changed while it was encoded"))
+    }
+
+    fn row_error(&self, key: &Key, e: EncodeError) -> Error {
+        let table = self.table.as_ref().map_or("?", |t| t.name.as_str());
+        if let (EncodeError::UnknownColumn(c), Some(t)) = (&e, &self.table) {
+            if let Err(e) = check_field(t, &self.mode, c) {
+                return e;
+            }
+        }
+        let key = match key.bytes() {
+            Ok([]) => String::new(),
+            _ => format!(" with key {key:?}"),
+        };
+        Error::encode(format!("sink `{}`: the row{key} does not fit ClickHouse table `{table}`: {e}", self.sink))
+    }
+
+    /// Appends one row as a JSONEachRow line.
+    fn push_json<R: Serialize + ?Sized>(&mut self, row: &R, insert: bool) -> Result<()> {
         let start = self.block.len();
         encode_json(row, &mut self.block)?;
         if !self.checked {
@@ -281,7 +449,9 @@ impl<V> ClickHouseWriter<V> {
             return Ok(());
         }
         self.wait()?;
-        let body = bytes::Bytes::from(std::mem::replace(&mut self.block, Vec::with_capacity(1 << 20)));
+        // The next block is likely as large as this one: allocate that much once, not by doubling.
+        let capacity = self.block.len().clamp(1 << 20, self.batch_bytes);
+        let body = bytes::Bytes::from(std::mem::replace(&mut self.block, Vec::with_capacity(capacity)));
         let (lo, hi) = self.block_times.take().unwrap_or((0, 0));
         self.blocks_in_commit += 1;
         let token = self.tokens.then(|| {
@@ -292,8 +462,50 @@ impl<V> ClickHouseWriter<V> {
         SinkMetrics::add(&self.metrics.records_out, self.rows as u64);
         SinkMetrics::add(&self.metrics.bytes_out, body.len() as u64);
         self.rows = 0;
-        let (ch, target) = (self.ch.clone(), self.target.clone());
-        self.inflight = Some(self.rt.spawn(async move { ch.insert(&target, body, token.as_deref()).await }));
+        let (ch, sql) = (self.ch.clone(), self.insert_sql.clone());
+        let Some(stream) = self.stream.take() else {
+            self.inflight = Some(self.rt.spawn(async move { ch.insert(&sql, body, token.as_deref()).await }));
+            return Ok(());
+        };
+        if stream.sent < body.len() {
+            let _ = stream.tx.blocking_send(Chunk::Data(body.slice(stream.sent..)));
+        }
+        let _ = stream.tx.blocking_send(Chunk::End);
+        self.inflight = Some(self.rt.spawn(async move {
+            match stream.task.await {
+                Ok(Ok(())) => Ok(()),
+                // The streamed attempt failed: the whole block again, with the usual retries (a
+                // request that failed after the server took the block is the same case as a retry
+                // after a lost answer; see the delivery guarantee in the module docs).
+                _ => ch.insert(&sql, body, token.as_deref()).await,
+            }
+        }));
+        Ok(())
+    }
+
+    /// Hands the block's new rows to its streamed insert, starting the insert (after the previous
+    /// block has been acknowledged) if it is not under way yet.
+    fn stream_more(&mut self) -> Result<()> {
+        if self.stream.is_none() {
+            self.wait()?;
+            let (tx, rx) = mpsc::channel(8);
+            let (ch, sql) = (self.ch.clone(), self.insert_sql.clone());
+            let body = ChunkBody { rx: Mutex::new(rx) };
+            let task = self.rt.spawn(async move { ch.insert_stream(&sql, body).await });
+            self.stream = Some(Stream { tx, sent: 0, task });
+        }
+        let s = self.stream.as_mut().expect("started above");
+        // The last two bytes (`}\n` of a JSON line, or the end of a RowBinary row, which has no
+        // terminator) wait for the next chunk: whatever the server has received before the block
+        // ends stops inside a row. If the request is cut off — the writer failed, or the process
+        // died — the server, which takes the end of a cut-off body as the end of the data, fails to
+        // parse it and inserts nothing, instead of inserting the rows before the cut.
+        let end = self.block.len().saturating_sub(HOLD_BACK).max(s.sent);
+        let chunk = bytes::Bytes::copy_from_slice(&self.block[s.sent..end]);
+        s.sent = end;
+        // A send fails only if the request has already ended (an error): `ship` then inserts the
+        // whole block the ordinary way.
+        let _ = s.tx.blocking_send(Chunk::Data(chunk));
         Ok(())
     }
 
@@ -313,9 +525,10 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>> {
         let ch = self.ch.clone();
         let (progress, sink) = (self.progress.clone(), self.sink.clone());
-        let (table, version, records) = self.rt.block_on(async move {
+        let (table, version, tz, records) = self.rt.block_on(async move {
             let table = ch.table().await?;
             let version = ch.version().await?;
+            let tz = ch.timezone().await?;
             ch.query(&format!(
                 "CREATE TABLE IF NOT EXISTS {progress} (sink String, worker UInt32, peers UInt32, generation UInt64, \
                  base UInt64, base_complete UInt8, frontier UInt64, complete UInt8) \
@@ -329,7 +542,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
                     literal(&sink)
                 ))
                 .await?;
-            Ok::<_, Error>((table, version, rows))
+            Ok::<_, Error>((table, version, tz, rows))
         })?;
         let mut progress = Vec::new();
         for line in records.lines() {
@@ -350,6 +563,24 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
         // The spec was checked at creation; the table may have changed since.
         self.mode = plan(&self.spec, &self.ch.cfg, &table)?;
         self.tokens = version >= (22, 2);
+        self.streaming = !self.tokens;
+        let managed = self.mode.managed();
+        let columns = table.columns.iter().filter(|c| !managed.contains(&c.name.as_str()));
+        self.rowbinary = match RowBinaryEncoder::new(columns.map(|c| (c.name.as_str(), c.ty.as_str())), &tz) {
+            Ok(enc) => Some(enc),
+            Err(unsupported) => {
+                let list: Vec<String> = unsupported.iter().map(|(c, t)| format!("`{c}` {t}")).collect();
+                tracing::info!(
+                    sink = %self.sink,
+                    "ClickHouse table `{}` has column(s) {} that the RowBinary encoder cannot write; inserting \
+                     JSONEachRow instead",
+                    table.name,
+                    list.join(", ")
+                );
+                None
+            }
+        };
+        self.insert_sql = format!("INSERT INTO {} FORMAT JSONEachRow", self.target);
         self.table = Some(table);
         self.ctx = Some(ctx);
         let f = point.frontier;
@@ -361,21 +592,21 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
 
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
         let t = time.to_u64();
-        self.set_time(t);
+        self.set_time(t)?;
         self.block_times = Some(self.block_times.map_or((t, t), |(lo, _)| (lo, t)));
         for change in changes.iter() {
             match (&self.format, &self.mode) {
                 (Format::Upsert, Mode::Replacing { .. }) => match (&change.before, &change.after) {
-                    (_, Some(after)) => self.push(after, true)?,
-                    (Some(before), None) => self.push(before, false)?,
+                    (_, Some(after)) => self.push(&change.key, after, true)?,
+                    (Some(before), None) => self.push(&change.key, before, false)?,
                     (None, None) => {}
                 },
                 (Format::Upsert, _) => {
                     if let Some(before) = &change.before {
-                        self.push(before, false)?;
+                        self.push(&change.key, before, false)?;
                     }
                     if let Some(after) = &change.after {
-                        self.push(after, true)?;
+                        self.push(&change.key, after, true)?;
                     }
                 }
                 (format, _) => {
@@ -386,12 +617,14 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
                         }
                     })?;
                     for r in rows {
-                        self.push(r, true)?;
+                        self.push(&change.key, r, true)?;
                     }
                 }
             }
             if self.rows >= self.batch_rows || self.block.len() >= self.batch_bytes {
                 self.ship()?;
+            } else if self.streaming && self.block.len() - self.stream.as_ref().map_or(0, |s| s.sent) >= STREAM_CHUNK {
+                self.stream_more()?;
             }
         }
         changes.clear();
