@@ -119,6 +119,7 @@ mod config;
 pub mod encode;
 mod mysql;
 mod postgres;
+mod tls;
 mod writer;
 
 pub use catalog::{ColKind, TableColumn, TableInfo};
