@@ -73,6 +73,18 @@ fn classify_connect(c: &JdbcConfig, e: tokio_postgres::Error, what: &str) -> Err
     }
 }
 
+/// Runs a session's connection task until the session ends.
+fn drive<T>(connection: tokio_postgres::Connection<tokio_postgres::Socket, T>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+}
+
 fn is_unique_violation(e: &Error) -> bool {
     use std::error::Error as _;
     e.source().and_then(|s| s.downcast_ref::<tokio_postgres::Error>()).and_then(|e| e.code())
@@ -114,21 +126,13 @@ impl PgConn {
         let client = match TlsMaterial::load(c)? {
             None => {
                 let (client, connection) = pc.connect(NoTls).await.map_err(|e| classify(e, &what))?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "PostgreSQL connection ended");
-                    }
-                });
+                drive(connection);
                 client
             }
             Some(material) => {
                 let tls = MakeRustlsConnect::new(material.client_config(c.tls)?);
                 let (client, connection) = pc.connect(tls).await.map_err(|e| classify_connect(c, e, &what))?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "PostgreSQL connection ended");
-                    }
-                });
+                drive(connection);
                 client
             }
         };

@@ -319,6 +319,13 @@ pub(crate) fn hint(c: &JdbcConfig, e: &rustls::Error) -> String {
             "the server's certificate is not signed by a trusted root (jdbc.ssl.mode = {mode}): set \
              `jdbc.ssl.root.cert` (or `sslrootcert`) to the CA that signed it"
         ),
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. })
+            if c.tls == TlsMode::VerifyCa =>
+        {
+            "the server's certificate holds no DNS name or IP address to check it under (jdbc.ssl.mode = \
+             verify-ca); give the server a certificate with a subjectAltName"
+                .into()
+        }
         rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
             "the server's certificate does not name host `{}` (jdbc.ssl.mode = {mode}): connect by a name the \
              certificate holds, or use `verify-ca` to check the chain only",
