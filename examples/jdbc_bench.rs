@@ -1,8 +1,11 @@
 //! Throughput of the `jdbc` sink against plain client baselines, on PostgreSQL and MySQL.
 //!
 //! ```text
-//! cargo run --release --features jdbc --example jdbc_bench -- [--rows 200000] [--times 10] [--workers 1] [--slow-rows 20000]
+//! cargo run --release --features jdbc --example jdbc_bench -- [--rows 200000] [--times 10] [--workers 1] [--slow-rows 20000] [--sink-tls MODE]
 //! ```
+//!
+//! `--sink-tls require|verify-ca|verify-full` runs the sink's sessions over TLS (the baselines stay
+//! plain), trusting the CA of `DSINK_TLS_CA` as `scripts/services start` writes it.
 //!
 //! Reads `DSINK_POSTGRES_URL` and `DSINK_MYSQL_URL` (either may be missing; that database is then
 //! skipped). Every case writes the same rows — `(id bigint primary key, name, amount, note)`,
@@ -49,10 +52,11 @@ struct Args {
     times: u64,
     workers: usize,
     slow_rows: u64,
+    sink_tls: Option<String>,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { rows: 200_000, times: 10, workers: 1, slow_rows: 20_000 };
+    let mut a = Args { rows: 200_000, times: 10, workers: 1, slow_rows: 20_000, sink_tls: None };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -62,6 +66,7 @@ fn parse_args() -> Args {
             ("--times", Some(v)) => a.times = v.max(1),
             ("--workers", Some(v)) => a.workers = v.max(1) as usize,
             ("--slow-rows", Some(v)) => a.slow_rows = v,
+            ("--sink-tls", _) if i + 1 < argv.len() => a.sink_tls = Some(argv[i + 1].clone()),
             (other, _) => {
                 eprintln!("unknown or incomplete argument `{other}`; see the header of examples/jdbc_bench.rs");
                 std::process::exit(2);
@@ -300,7 +305,7 @@ fn bench(db: Db, url: &str, args: &Args) {
     let mut best = 0f64;
     for (i, (method, label)) in methods.iter().enumerate() {
         c.exec(&ddl(db, table));
-        let config = JdbcConfig::new(url, table).unwrap().pg_upsert(*method);
+        let config = sink_config(url, table, args).pg_upsert(*method);
         let spec = SinkSpec::builder(format!("bench-{i}"), config).upsert().primary_key(["id"]).build().unwrap();
         c.exec(&format!("DELETE FROM dsink_progress WHERE sink_name = 'bench-{i}'"));
         let secs = run_sink(&spec, &inserts, args.times, args.workers);
@@ -320,7 +325,7 @@ fn bench(db: Db, url: &str, args: &Args) {
     }
 
     c.exec(&ddl(db, table));
-    let config = JdbcConfig::new(url, table).unwrap();
+    let config = sink_config(url, table, args);
     let spec = SinkSpec::builder("bench-append", config).append_only(false).build().unwrap();
     c.exec("DELETE FROM dsink_progress WHERE sink_name = 'bench-append'");
     let secs = run_sink(&spec, &inserts, args.times, args.workers);
@@ -336,6 +341,19 @@ fn bench(db: Db, url: &str, args: &Args) {
     if let Some(m) = c.my.take() {
         let _ = c.rt.block_on(m.disconnect());
     }
+}
+
+/// The sink's configuration: `url`, with the TLS mode of `--sink-tls` if given.
+fn sink_config(url: &str, table: &str, args: &Args) -> JdbcConfig {
+    let url = match &args.sink_tls {
+        None => url.to_string(),
+        Some(mode) => {
+            let ca = std::env::var("DSINK_TLS_CA").expect("--sink-tls needs DSINK_TLS_CA (scripts/services start)");
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}sslmode={mode}&sslrootcert={ca}")
+        }
+    };
+    JdbcConfig::new(&url, table).unwrap()
 }
 
 fn main() {

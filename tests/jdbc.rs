@@ -11,7 +11,7 @@ mod common;
 
 use common::{expected_changes, keyed_history, state_before, Rng, Row};
 use differential_dataflow::input::Input;
-use differential_sinks::connectors::jdbc::{JdbcConfig, PgUpsertMethod};
+use differential_sinks::connectors::jdbc::{JdbcConfig, PgUpsertMethod, TlsMode};
 use differential_sinks::delivery::RetryPolicy;
 use differential_sinks::{CommitPolicy, ErrorKind, Format, JsonRow, Options, Schema, SinkCollection, SinkSpec};
 use proptest::prelude::*;
@@ -853,4 +853,229 @@ fn postgres_connection_loss_is_retried() {
     );
     assert_eq!(read_rows(&mut sql, &table), state_before(&history, u64::MAX));
     sql.exec(&format!("DROP TABLE {table}"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS: `scripts/services start postgres mariadb` starts both servers with TLS on (and plain
+// connections still accepted), with a server certificate valid for IP 127.0.0.1 only, signed by
+// the CA of `DSINK_TLS_CA`. `DSINK_TLS_OTHER_CA` is a CA that signed nothing the servers present.
+
+fn tls_file(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: start the servers with `scripts/services start postgres mariadb` (it generates the \
+             test CA and certificates) and `source $DSINK_SERVICES_DIR/env` (see scripts/services)"
+        )
+    })
+}
+
+/// The URL with its host replaced by `host`.
+fn url_with_host(db: Db, host: &str) -> String {
+    let url = db.url();
+    assert!(url.contains("@127.0.0.1:"), "the server URL connects to 127.0.0.1: {url}");
+    url.replacen("@127.0.0.1:", &format!("@{host}:"), 1)
+}
+
+/// A table of `Row`s with a column `tls` that records, per row, whether the session that inserted
+/// it was encrypted as the server sees it: PostgreSQL `pg_stat_ssl.ssl` through a column default,
+/// MariaDB's session `Ssl_cipher` through a trigger. The sink writes only the declared schema's
+/// columns, so `tls` is filled by the sink's own sessions.
+fn create_tls_table(sql: &mut Sql, db: Db, table: &str) {
+    match db {
+        Db::Pg => {
+            sql.exec(&format!(
+                "CREATE FUNCTION {table}_tls() RETURNS text LANGUAGE sql VOLATILE AS \
+                 $$ SELECT CASE WHEN ssl THEN version ELSE '' END FROM pg_stat_ssl WHERE pid = pg_backend_pid() $$"
+            ));
+            sql.exec(&format!(
+                "CREATE TABLE {table} (k integer PRIMARY KEY, v bigint NOT NULL, s text NOT NULL, \
+                 tls text DEFAULT {table}_tls())"
+            ));
+        }
+        Db::My => {
+            create_row_table(sql, db, table, true);
+            sql.exec(&format!("ALTER TABLE {table} ADD COLUMN tls varchar(100)"));
+            sql.exec(&format!(
+                "CREATE TRIGGER {table}_tls BEFORE INSERT ON {table} FOR EACH ROW SET NEW.tls = \
+                 (SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'SSL_CIPHER')"
+            ));
+        }
+    }
+}
+
+fn drop_tls_table(sql: &mut Sql, db: Db, table: &str) {
+    sql.exec(&format!("DROP TABLE {table}"));
+    if db == Db::Pg {
+        sql.exec(&format!("DROP FUNCTION {table}_tls()"));
+    }
+}
+
+/// What the `tls` column says for every row: the distinct values.
+fn tls_seen(sql: &mut Sql, table: &str) -> Vec<Option<String>> {
+    sql.rows(&format!("SELECT DISTINCT tls FROM {table}")).into_iter().map(|mut r| r.remove(0)).collect()
+}
+
+fn tls_spec(name: &str, config: JdbcConfig) -> differential_sinks::Result<SinkSpec> {
+    SinkSpec::builder(name, config.batch_size(7))
+        .upsert()
+        .primary_key(["k"])
+        .schema("k:int32!,v:int64!,s:string!".parse::<Schema>().unwrap())
+        .commit(CommitPolicy { max_changes: Some(9), interval: Duration::ZERO })
+        .build()
+}
+
+/// Delivers a random history through `config` (into a fresh table) and checks the table against
+/// the reference; returns what the sink's sessions recorded in `tls`.
+fn deliver_and_observe(db: Db, config: impl FnOnce(&str) -> JdbcConfig, seed: u64) -> Vec<Option<String>> {
+    let mut sql = Sql::connect(db);
+    let table = table_name("tls");
+    create_tls_table(&mut sql, db, &table);
+    let history = keyed_history(seed, 30, 6, 12);
+    let spec = tls_spec("tls", config(&table)).unwrap_or_else(|e| panic!("the sink builds: {e}"));
+    let err = run(&history, &[spec], 2);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(read_rows(&mut sql, &table), state_before(&history, u64::MAX));
+    let seen = tls_seen(&mut sql, &table);
+    drop_tls_table(&mut sql, db, &table);
+    seen
+}
+
+/// True when every row was inserted by an encrypted session.
+fn all_encrypted(seen: &[Option<String>]) -> bool {
+    !seen.is_empty() && seen.iter().all(|s| s.as_deref().is_some_and(|s| !s.is_empty()))
+}
+
+fn tls_modes_deliver_encrypted(db: Db) {
+    let ca = tls_file("DSINK_TLS_CA");
+    // The control: the same observation says "plain" for a plain session, so it can tell.
+    let plain = deliver_and_observe(db, |t| config(db, t).tls(TlsMode::Disable), 1);
+    assert!(!plain.is_empty() && plain.iter().all(|s| s.as_deref().unwrap_or("").is_empty()), "{plain:?}");
+    for (i, mode) in [TlsMode::Prefer, TlsMode::Require, TlsMode::VerifyCa, TlsMode::VerifyFull].into_iter().enumerate()
+    {
+        let seen = deliver_and_observe(db, |t| config(db, t).tls(mode).tls_root_cert(&ca), 10 + i as u64);
+        assert!(all_encrypted(&seen), "{mode:?}: every session of the sink is encrypted: {seen:?}");
+    }
+    // The same through the URL's parameters and through the sink's options.
+    let url = format!("{}?sslmode=verify-full&sslrootcert={ca}", db.url());
+    let seen = deliver_and_observe(db, |t| JdbcConfig::new(&url, t).unwrap(), 20);
+    assert!(all_encrypted(&seen), "{seen:?}");
+    let mut sql = Sql::connect(db);
+    let table = table_name("tlsopt");
+    create_tls_table(&mut sql, db, &table);
+    let mode = if db == Db::My { "VERIFY_IDENTITY" } else { "verify-full" };
+    let opts = Options::parse_pairs([
+        "connector=jdbc".to_string(),
+        format!("jdbc.url={}", db.url()),
+        format!("table.name={table}"),
+        "type=upsert".into(),
+        "primary_key=k".into(),
+        format!("jdbc.ssl.mode={mode}"),
+        format!("jdbc.ssl.root.cert={ca}"),
+    ])
+    .unwrap();
+    let schema = "k:int32!,v:int64!,s:string!".parse::<Schema>().unwrap();
+    let spec = SinkSpec::from_options_with_schema(opts, Some(schema))
+        .unwrap_or_else(|e| panic!("the sink builds from options: {e}"));
+    let history = keyed_history(21, 20, 4, 10);
+    let err = run(&history, &[spec], 1);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(read_rows(&mut sql, &table), state_before(&history, u64::MAX));
+    let seen = tls_seen(&mut sql, &table);
+    assert!(all_encrypted(&seen), "{seen:?}");
+    drop_tls_table(&mut sql, db, &table);
+}
+
+#[test]
+fn postgres_tls_modes_deliver_encrypted() {
+    tls_modes_deliver_encrypted(Db::Pg);
+}
+
+#[test]
+fn mysql_tls_modes_deliver_encrypted() {
+    tls_modes_deliver_encrypted(Db::My);
+}
+
+/// A certificate the configured root did not sign, and a host name the certificate does not hold,
+/// are refused when the sink is created, with a `Config` error that names the option; `verify-ca`
+/// ignores the host name, `require` the whole certificate.
+fn tls_refusals(db: Db) {
+    let (ca, other) = (tls_file("DSINK_TLS_CA"), tls_file("DSINK_TLS_OTHER_CA"));
+    let mut sql = Sql::connect(db);
+    let table = table_name("tlsbad");
+    create_tls_table(&mut sql, db, &table);
+    let at = |host: &str, mode: TlsMode, root: &str| {
+        let c = JdbcConfig::new(&url_with_host(db, host), table.clone()).unwrap().tls(mode).tls_root_cert(root);
+        tls_spec("tlsbad", c.retry(RetryPolicy { deadline: Duration::from_secs(5), ..RetryPolicy::default() }))
+    };
+    for mode in [TlsMode::VerifyCa, TlsMode::VerifyFull] {
+        let e = at("127.0.0.1", mode, &other).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        let m = e.to_string();
+        assert!(m.contains("not signed by a trusted root") && m.contains("jdbc.ssl.root.cert"), "{mode:?}: {m}");
+    }
+    // The certificate names IP 127.0.0.1 only.
+    let e = at("localhost", TlsMode::VerifyFull, &ca).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    let m = e.to_string();
+    assert!(m.contains("does not name host `localhost`") && m.contains("verify-ca"), "{m}");
+    at("localhost", TlsMode::VerifyCa, &ca).unwrap_or_else(|e| panic!("verify-ca does not compare host names: {e}"));
+    at("localhost", TlsMode::Require, &other).unwrap_or_else(|e| panic!("require checks no certificate: {e}"));
+    // A root file that is not PEM is refused before any connection.
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let e = at("127.0.0.1", TlsMode::VerifyFull, junk.to_str().unwrap()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("jdbc.ssl.root.cert"), "{e}");
+    drop_tls_table(&mut sql, db, &table);
+}
+
+#[test]
+fn postgres_tls_refusals() {
+    tls_refusals(Db::Pg);
+}
+
+#[test]
+fn mysql_tls_refusals() {
+    tls_refusals(Db::My);
+}
+
+/// The user `dsink_cert` may log in only with the client certificate: with it the sink delivers
+/// (over an encrypted session), without it the sink is refused at creation.
+fn tls_client_certificate(db: Db) {
+    let (ca, cert, key) =
+        (tls_file("DSINK_TLS_CA"), tls_file("DSINK_TLS_CLIENT_CERT"), tls_file("DSINK_TLS_CLIENT_KEY"));
+    let user = match db {
+        Db::Pg => "postgres@",
+        Db::My => "root@",
+    };
+    let url = db.url();
+    assert!(url.contains(user), "{url}");
+    let url = url.replacen(user, "dsink_cert@", 1);
+    let with = |t: &str| {
+        JdbcConfig::new(&url, t).unwrap().tls(TlsMode::VerifyFull).tls_root_cert(&ca).tls_client_identity(&cert, &key)
+    };
+    let seen = deliver_and_observe(db, with, 30);
+    assert!(all_encrypted(&seen), "{seen:?}");
+    let mut sql = Sql::connect(db);
+    let table = table_name("tlsnocert");
+    create_tls_table(&mut sql, db, &table);
+    let without = JdbcConfig::new(&url, table.clone()).unwrap().tls(TlsMode::VerifyFull).tls_root_cert(&ca);
+    let e = tls_spec(
+        "tlsnocert",
+        without.retry(RetryPolicy { deadline: Duration::from_secs(5), ..RetryPolicy::default() }),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("dsink_cert"), "the server refuses the user without a certificate: {e}");
+    drop_tls_table(&mut sql, db, &table);
+}
+
+#[test]
+fn postgres_tls_client_certificate() {
+    tls_client_certificate(Db::Pg);
+}
+
+#[test]
+fn mysql_tls_client_certificate() {
+    tls_client_certificate(Db::My);
 }

@@ -1,10 +1,11 @@
 //! Options of the database connector: the connection URL (password kept out of every printout),
-//! the target table, batching, timeouts and retries.
+//! the target table, batching, timeouts, retries and TLS.
 
 use crate::delivery::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::options::Options;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Which wire protocol and SQL dialect the URL selects.
@@ -58,13 +59,41 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// TLS use, from `sslmode` / `ssl-mode` in the URL or `jdbc.ssl.mode`.
+/// TLS use, from `sslmode` / `ssl-mode` in the URL or `jdbc.ssl.mode`, as libpq's `sslmode`
+/// (MySQL's `ssl-mode` spellings map onto the same modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsMode {
-    /// Plain TCP.
+    /// Plain TCP (`disable`, MySQL `DISABLED`).
     Disable,
-    /// TLS if the server offers it; this build has no TLS, so plain TCP.
+    /// TLS if the server offers it, else plain TCP; the certificate is not checked (`prefer`,
+    /// `allow`, MySQL `PREFERRED`).
     Prefer,
+    /// TLS or no connection; the certificate is not checked (`require`, MySQL `REQUIRED`).
+    Require,
+    /// TLS, and the server's certificate chain must lead to a trusted root; the host name is not
+    /// compared (`verify-ca`, MySQL `VERIFY_CA`).
+    VerifyCa,
+    /// TLS, a trusted chain, and a certificate that names the host connected to (`verify-full`,
+    /// MySQL `VERIFY_IDENTITY`).
+    VerifyFull,
+}
+
+impl TlsMode {
+    /// The mode's name, as in `sslmode`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// True for the modes that check the server's certificate.
+    pub fn verifies(self) -> bool {
+        matches!(self, TlsMode::VerifyCa | TlsMode::VerifyFull)
+    }
 }
 
 /// Where and how the database connector writes.
@@ -101,6 +130,13 @@ pub struct JdbcConfig {
     pub pg_upsert: PgUpsertMethod,
     /// TLS.
     pub tls: TlsMode,
+    /// PEM file of the roots a `verify-*` mode trusts (`jdbc.ssl.root.cert`, `sslrootcert`); the
+    /// system's store when unset.
+    pub tls_root_cert: Option<PathBuf>,
+    /// PEM file of the client certificate chain (`jdbc.ssl.cert`, `sslcert`).
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (`jdbc.ssl.key`, `sslkey`).
+    pub tls_client_key: Option<PathBuf>,
 }
 
 impl fmt::Debug for JdbcConfig {
@@ -116,6 +152,9 @@ impl fmt::Debug for JdbcConfig {
             .field("retry", &self.retry)
             .field("pg_upsert", &self.pg_upsert)
             .field("tls", &self.tls)
+            .field("tls_root_cert", &self.tls_root_cert)
+            .field("tls_client_cert", &self.tls_client_cert)
+            .field("tls_client_key", &self.tls_client_key)
             .finish()
     }
 }
@@ -142,14 +181,16 @@ fn percent_decode(s: &str, what: &str) -> Result<String> {
     String::from_utf8(out).map_err(|_| Error::config(format!("option `jdbc.url`: the {what} is not UTF-8")))
 }
 
-fn parse_tls(value: &str, dialect: Dialect) -> Result<TlsMode> {
-    match value.to_ascii_lowercase().as_str() {
+fn parse_tls(value: &str, option: &str) -> Result<TlsMode> {
+    match value.to_ascii_lowercase().replace('_', "-").as_str() {
         "disable" | "disabled" | "false" => Ok(TlsMode::Disable),
         "allow" | "prefer" | "preferred" => Ok(TlsMode::Prefer),
-        other => Err(Error::config(format!(
-            "TLS mode `{other}` for {}: this build connects without TLS (sslmode disable or prefer); \
-             reach the server through a TLS tunnel on the local host, or set sslmode=disable",
-            dialect.name()
+        "require" | "required" | "true" => Ok(TlsMode::Require),
+        "verify-ca" => Ok(TlsMode::VerifyCa),
+        "verify-full" | "verify-identity" => Ok(TlsMode::VerifyFull),
+        _ => Err(Error::config(format!(
+            "option `{option}` = `{value}` is not a TLS mode: use disable, prefer, require, verify-ca or \
+             verify-full (MySQL spellings DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY are accepted)"
         ))),
     }
 }
@@ -181,6 +222,9 @@ impl JdbcConfig {
             retry: RetryPolicy::default(),
             pg_upsert: PgUpsertMethod::Unnest,
             tls: TlsMode::Disable,
+            tls_root_cert: None,
+            tls_client_cert: None,
+            tls_client_key: None,
         };
         c.parse_url(url)?;
         if c.table.is_empty() {
@@ -253,7 +297,10 @@ impl JdbcConfig {
             match k {
                 "user" => self.user = v,
                 "password" => self.password = Some(Secret(v)),
-                "sslmode" | "ssl-mode" | "sslMode" => self.tls = parse_tls(&v, self.dialect)?,
+                "sslmode" | "ssl-mode" | "sslMode" => self.tls = parse_tls(&v, "jdbc.url` parameter `sslmode")?,
+                "sslrootcert" => self.tls_root_cert = Some(v.into()),
+                "sslcert" => self.tls_client_cert = Some(v.into()),
+                "sslkey" => self.tls_client_key = Some(v.into()),
                 "connect_timeout" | "connectTimeout" => {
                     let secs: u64 =
                         v.parse().map_err(|_| bad(&format!("has connect_timeout `{v}`, not a number of seconds")))?;
@@ -263,7 +310,7 @@ impl JdbcConfig {
                 other => {
                     return Err(bad(&format!(
                         "has parameter `{other}`, which is not supported (supported: user, password, sslmode, \
-                         connect_timeout, currentSchema)"
+                         sslrootcert, sslcert, sslkey, connect_timeout, currentSchema)"
                     )))
                 }
             }
@@ -334,6 +381,25 @@ impl JdbcConfig {
         self
     }
 
+    /// Sets the TLS mode.
+    pub fn tls(mut self, mode: TlsMode) -> Self {
+        self.tls = mode;
+        self
+    }
+
+    /// Sets the PEM file of the roots a `verify-*` mode trusts.
+    pub fn tls_root_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_root_cert = Some(path.into());
+        self
+    }
+
+    /// Sets the PEM files of the client certificate chain and its private key.
+    pub fn tls_client_identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_client_cert = Some(cert.into());
+        self.tls_client_key = Some(key.into());
+        self
+    }
+
     /// Sets the PostgreSQL upsert path.
     pub fn pg_upsert(mut self, method: PgUpsertMethod) -> Self {
         self.pg_upsert = method;
@@ -379,7 +445,16 @@ impl JdbcConfig {
             c.retry.deadline = Duration::from_millis(v);
         }
         if let Some(m) = opts.take("jdbc.ssl.mode") {
-            c.tls = parse_tls(&m, c.dialect)?;
+            c.tls = parse_tls(&m, "jdbc.ssl.mode")?;
+        }
+        if let Some(p) = opts.take("jdbc.ssl.root.cert") {
+            c.tls_root_cert = Some(p.into());
+        }
+        if let Some(p) = opts.take("jdbc.ssl.cert") {
+            c.tls_client_cert = Some(p.into());
+        }
+        if let Some(p) = opts.take("jdbc.ssl.key") {
+            c.tls_client_key = Some(p.into());
         }
         if let Some(m) = opts.take("jdbc.postgres.upsert") {
             c.pg_upsert = match m.as_str() {
@@ -450,13 +525,71 @@ mod tests {
         let c = JdbcConfig::new("postgresql://[::1]:6000/x?user=me&password=pw", "t").unwrap();
         assert_eq!((c.host.as_str(), c.port, c.user.as_str()), ("::1", 6000, "me"));
         assert!(!format!("{c:?}").contains("pw"));
-        let e = JdbcConfig::new("postgres://h/db?sslmode=require", "t").unwrap_err();
-        assert!(e.to_string().contains("without TLS"), "{e}");
+        let c = JdbcConfig::new("postgres://h/db?sslmode=require", "t").unwrap();
+        assert_eq!(c.tls, TlsMode::Require);
         let e = JdbcConfig::new("oracle://u:secret@h/db", "t").unwrap_err();
         assert!(!e.to_string().contains("secret") && e.to_string().contains("oracle"), "{e}");
         assert_eq!(
             redact_url("postgres://u:secret@h:1/db?password=x&sslmode=disable"),
             "postgres://u:<redacted>@h:1/db?password=<redacted>&sslmode=disable"
         );
+    }
+
+    #[test]
+    fn tls_modes_and_files() {
+        let mode = |q: &str| JdbcConfig::new(&format!("mysql://h/db?{q}"), "t").map(|c| c.tls);
+        for (spelling, want) in [
+            ("sslmode=disable", TlsMode::Disable),
+            ("ssl-mode=DISABLED", TlsMode::Disable),
+            ("sslmode=allow", TlsMode::Prefer),
+            ("ssl-mode=PREFERRED", TlsMode::Prefer),
+            ("sslmode=require", TlsMode::Require),
+            ("sslMode=REQUIRED", TlsMode::Require),
+            ("sslmode=verify-ca", TlsMode::VerifyCa),
+            ("ssl-mode=VERIFY_CA", TlsMode::VerifyCa),
+            ("sslmode=verify-full", TlsMode::VerifyFull),
+            ("ssl-mode=VERIFY_IDENTITY", TlsMode::VerifyFull),
+        ] {
+            assert_eq!(mode(spelling).unwrap(), want, "{spelling}");
+        }
+        assert_eq!(mode("").unwrap(), TlsMode::Disable, "the default");
+        let e = mode("sslmode=verify").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert!(e.to_string().contains("`verify` is not a TLS mode") && e.to_string().contains("verify-full"), "{e}");
+
+        let c = JdbcConfig::new(
+            "postgres://u:pw-secret@h/db?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/k%20ey.pem",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.tls, TlsMode::VerifyFull);
+        assert_eq!(c.tls_root_cert.as_deref(), Some(std::path::Path::new("/ca.pem")));
+        assert_eq!(c.tls_client_cert.as_deref(), Some(std::path::Path::new("/c.pem")));
+        assert_eq!(c.tls_client_key.as_deref(), Some(std::path::Path::new("/k ey.pem")));
+        let shown = format!("{c:?}");
+        assert!(shown.contains("/k ey.pem") && shown.contains("VerifyFull") && !shown.contains("pw-secret"), "{shown}");
+
+        // The options override the URL.
+        let mut opts = Options::parse_pairs([
+            "jdbc.url=mysql://h/db?sslmode=require&sslrootcert=/url.pem".to_string(),
+            "table.name=t".into(),
+            "jdbc.ssl.mode=VERIFY_CA".into(),
+            "jdbc.ssl.root.cert=/opt.pem".into(),
+            "jdbc.ssl.cert=/c.pem".into(),
+            "jdbc.ssl.key=/k.pem".into(),
+        ])
+        .unwrap();
+        let c = JdbcConfig::from_options(&mut opts).unwrap();
+        assert_eq!(c.tls, TlsMode::VerifyCa);
+        assert_eq!(c.tls_root_cert.as_deref(), Some(std::path::Path::new("/opt.pem")));
+        assert_eq!(c.tls_client_key.as_deref(), Some(std::path::Path::new("/k.pem")));
+        let mut opts = Options::parse_pairs([
+            "jdbc.url=mysql://h/db".to_string(),
+            "table.name=t".into(),
+            "jdbc.ssl.mode=on".into(),
+        ])
+        .unwrap();
+        let e = JdbcConfig::from_options(&mut opts).unwrap_err();
+        assert!(e.to_string().contains("option `jdbc.ssl.mode` = `on`"), "{e}");
     }
 }

@@ -95,7 +95,7 @@
 //!
 //! | option | meaning |
 //! |---|---|
-//! | `jdbc.url` | `postgres://user:password@host:port/database` or `mysql://…` (also `postgresql://`, `mariadb://`, `jdbc:postgresql://`, `jdbc:mysql://`); query parameters `user`, `password`, `sslmode`, `connect_timeout` (s), `currentSchema` — required |
+//! | `jdbc.url` | `postgres://user:password@host:port/database` or `mysql://…` (also `postgresql://`, `mariadb://`, `jdbc:postgresql://`, `jdbc:mysql://`); query parameters `user`, `password`, `sslmode` (also `ssl-mode`), `sslrootcert`, `sslcert`, `sslkey`, `connect_timeout` (s), `currentSchema` — required |
 //! | `user`, `password` | override the URL's (the password is never printed: `Debug`, logs and errors show `<redacted>`) |
 //! | `table.name` | the target table — required |
 //! | `schema.name` | PostgreSQL schema (default `public`) or MySQL database (default: the URL's) |
@@ -106,7 +106,37 @@
 //! | `jdbc.connect.timeout.ms` | connection timeout (default 10 000) |
 //! | `jdbc.transaction.timeout.ms` | one commit attempt's limit (default 300 000) |
 //! | `jdbc.retry.initial.ms`, `jdbc.retry.max.ms`, `jdbc.retry.deadline.ms` | backoff (defaults 50, 5 000, 120 000) |
-//! | `jdbc.ssl.mode` (or `sslmode` in the URL) | `disable` (default) or `prefer`; this build has no TLS, so `prefer` connects in plain text and `require` / `verify-*` are refused at creation (use a TLS tunnel on the local host) |
+//! | `jdbc.ssl.mode` (or `sslmode` / `ssl-mode` in the URL) | `disable` (default), `prefer`, `require`, `verify-ca` or `verify-full`; MySQL's `DISABLED`, `PREFERRED`, `REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY` are accepted too. See [TLS](#tls) |
+//! | `jdbc.ssl.root.cert` (or `sslrootcert`) | PEM file of the CA(s) the `verify-*` modes trust (default: the system's store) |
+//! | `jdbc.ssl.cert`, `jdbc.ssl.key` (or `sslcert`, `sslkey`) | PEM files of a client certificate chain and its private key, for servers that authenticate by certificate; both or neither |
+//!
+//! # TLS
+//!
+//! Sessions are encrypted with rustls (the `ring` provider; no OpenSSL): PostgreSQL through
+//! `tokio-postgres-rustls`, MySQL / MariaDB / TiDB through `mysql_async`'s rustls support. The
+//! modes are libpq's:
+//!
+//! | mode | encrypted | certificate checked |
+//! |---|---|---|
+//! | `disable` | no | — |
+//! | `prefer` | if the server offers TLS, else plain | no |
+//! | `require` | yes, or no connection | no (protects against eavesdropping, not against a server in the middle) |
+//! | `verify-ca` | yes | the chain must lead to a root of `jdbc.ssl.root.cert` (or the system's store); any host name |
+//! | `verify-full` | yes | the chain, and the certificate must name the host of `jdbc.url` (a DNS name, or an IP address in its `subjectAltName`) |
+//!
+//! Creation (`SinkSpec` `build`) reads the certificate files before connecting and refuses, with
+//! an error of kind `Config` naming the option and the fix: a file that cannot be read or holds no
+//! valid PEM certificate (or key), a `verify-*` mode with no `jdbc.ssl.root.cert` and an empty
+//! system store, and `jdbc.ssl.cert` without `jdbc.ssl.key` or the other way round. A handshake the
+//! client refuses — a certificate no trusted root signed, a host name the certificate does not
+//! hold — is a `Config` error too, not retried, and says which option to look at. The files are
+//! read again for every new session, so renewed certificates are picked up on the next connection.
+//! Paths are shown in `Debug`; passwords never are.
+//!
+//! On MySQL, `verify-ca` is carried out by a `verify-full` handshake that, when the chain is
+//! trusted and only the host name differs, is repeated under a name the certificate holds (the
+//! driver's own switch for skipping the name check does not work with current rustls); such a
+//! session costs one more handshake.
 //!
 //! # Sessions
 //!
@@ -119,6 +149,7 @@ mod config;
 pub mod encode;
 mod mysql;
 mod postgres;
+mod tls;
 mod writer;
 
 pub use catalog::{ColKind, TableColumn, TableInfo};

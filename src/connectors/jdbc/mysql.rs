@@ -3,13 +3,14 @@
 //! `INSERT … ON DUPLICATE KEY UPDATE`).
 
 use super::catalog::{mysql_kind, quote, ColKind, TableColumn, TableInfo};
-use super::config::{Dialect, JdbcConfig};
+use super::config::{Dialect, JdbcConfig, TlsMode};
 use super::postgres::{parse_frontier, progress_from};
+use super::tls::{self, TlsMaterial};
 use super::writer::{Batch, ProgressRow, RowOp, Stored, Target};
 use crate::error::{Error, ErrorKind, Result};
 use differential_sinks_operators::WorkerProgress;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Params, Value};
+use mysql_async::{ClientIdentity, Conn, DriverError, OptsBuilder, Params, SslOpts, Value};
 
 /// The most placeholders one prepared statement may have.
 const MAX_PARAMS: usize = 65_535;
@@ -48,6 +49,40 @@ pub fn is_data_error(e: &Error) -> bool {
     )
 }
 
+/// Why a session did not open.
+enum Refusal {
+    /// The server does not offer TLS.
+    NoTls(Error),
+    /// The TLS handshake failed; with a name the certificate holds if only the name differed.
+    Tls(Error, Option<String>),
+    Other(Error),
+}
+
+impl Refusal {
+    fn into_error(self) -> Error {
+        match self {
+            Refusal::NoTls(e) | Refusal::Tls(e, _) | Refusal::Other(e) => e,
+        }
+    }
+}
+
+/// mysql_async's TLS options for `c`'s mode, trusting exactly `material`'s roots.
+fn ssl_opts(c: &JdbcConfig, material: &TlsMaterial) -> SslOpts {
+    // A buffer without PEM blocks is read as one DER certificate.
+    let roots = material.roots.iter().map(|r| r.to_vec().into()).collect();
+    let identity = match (&c.tls_client_cert, &c.tls_client_key) {
+        (Some(cert), Some(key)) => Some(ClientIdentity::new(cert.clone().into(), key.clone().into())),
+        _ => None,
+    };
+    SslOpts::default()
+        .with_root_certs(roots)
+        // mysql_async builds its verifier even when it accepts any certificate, and that needs a
+        // root: the built-in ones serve there, and only there.
+        .with_disable_built_in_roots(c.tls.verifies())
+        .with_client_identity(identity)
+        .with_danger_accept_invalid_certs(!c.tls.verifies())
+}
+
 /// An open MySQL session.
 pub struct MyConn {
     conn: Option<Conn>,
@@ -55,8 +90,35 @@ pub struct MyConn {
 
 impl MyConn {
     /// Connects, with the session in UTC, READ COMMITTED (no gap locks between workers) and
-    /// strict SQL mode (bad values are errors, not warnings).
+    /// strict SQL mode (bad values are errors, not warnings), over TLS as `c.tls` says.
+    ///
+    /// mysql_async builds its rustls configuration itself and its own "skip the host name"
+    /// switch does not recognise the host name errors of current rustls, so `verify-ca` goes
+    /// through `verify-full`: when the chain is trusted and only the name differs, the session is
+    /// opened again, verifying the certificate against a name it holds.
     pub async fn connect(c: &JdbcConfig) -> Result<MyConn> {
+        let what = format!("connecting to {}", c.redacted_url());
+        let material = TlsMaterial::load(c)?;
+        let Some(material) = material else {
+            return Ok(MyConn { conn: Some(Self::open(c, None, &what).await.map_err(Refusal::into_error)?) });
+        };
+        tls::install_default_provider();
+        let ssl = ssl_opts(c, &material);
+        match Self::open(c, Some(ssl.clone()), &what).await {
+            Ok(conn) => Ok(MyConn { conn: Some(conn) }),
+            Err(Refusal::NoTls(_)) if c.tls == TlsMode::Prefer => {
+                Ok(MyConn { conn: Some(Self::open(c, None, &what).await.map_err(Refusal::into_error)?) })
+            }
+            Err(Refusal::Tls(_, Some(name))) if c.tls == TlsMode::VerifyCa => {
+                let ssl = ssl.with_danger_tls_hostname_override(Some(name));
+                let conn = Self::open(c, Some(ssl), &what).await.map_err(Refusal::into_error)?;
+                Ok(MyConn { conn: Some(conn) })
+            }
+            Err(r) => Err(r.into_error()),
+        }
+    }
+
+    async fn open(c: &JdbcConfig, ssl: Option<SslOpts>, what: &str) -> std::result::Result<Conn, Refusal> {
         let opts = OptsBuilder::default()
             .ip_or_hostname(c.host.clone())
             .tcp_port(c.port)
@@ -64,18 +126,37 @@ impl MyConn {
             .pass(c.password.as_ref().map(|p| p.expose().to_string()))
             .db_name(c.database.clone())
             .prefer_socket(false)
+            .ssl_opts(ssl)
             .init(vec![
                 "SET NAMES utf8mb4",
                 "SET time_zone = '+00:00'",
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
                 "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO'",
             ]);
-        let what = format!("connecting to {}", c.redacted_url());
-        let conn = tokio::time::timeout(c.connect_timeout, Conn::new(opts))
-            .await
-            .map_err(|_| Error::new(ErrorKind::Retriable, format!("{what}: no answer within {:?}", c.connect_timeout)))?
-            .map_err(|e| classify(e, &what))?;
-        Ok(MyConn { conn: Some(conn) })
+        let conn = tokio::time::timeout(c.connect_timeout, Conn::new(opts)).await.map_err(|_| {
+            Refusal::Other(Error::new(
+                ErrorKind::Retriable,
+                format!("{what}: no answer within {:?}", c.connect_timeout),
+            ))
+        })?;
+        conn.map_err(|e| {
+            if matches!(e, mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)) {
+                let msg = format!(
+                    "{what}: the server does not offer TLS (jdbc.ssl.mode = {}); enable TLS on the server, or \
+                     use `prefer` or `disable`",
+                    c.tls.name()
+                );
+                return Refusal::NoTls(Error::new(ErrorKind::Config, msg).with_source(e));
+            }
+            match tls::find_rustls_error(&e) {
+                Some(r) => {
+                    let name = tls::presented_names(r).and_then(tls::usable_name);
+                    let msg = format!("{what}: {r}; {}", tls::hint(c, r));
+                    Refusal::Tls(Error::new(ErrorKind::Config, msg).with_source(e), name)
+                }
+                None => Refusal::Other(classify(e, what)),
+            }
+        })
     }
 
     fn c(&mut self) -> &mut Conn {

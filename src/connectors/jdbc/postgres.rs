@@ -5,15 +5,18 @@
 use super::catalog::{pg_kind, quote, TableColumn, TableInfo};
 use super::config::{JdbcConfig, PgUpsertMethod, TlsMode};
 use super::encode::copy_escape;
+use super::tls::{self, TlsMaterial};
 use super::writer::{Batch, ProgressRow, RowOp, Stored, Target};
 use crate::error::{Error, ErrorKind, Result};
 use bytes::Bytes;
 use differential_sinks_operators::{Frontier, WorkerProgress};
 use futures_util::SinkExt;
 use std::collections::HashMap;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// An open PostgreSQL session.
 pub struct PgConn {
@@ -61,6 +64,27 @@ pub fn classify(e: tokio_postgres::Error, what: &str) -> Error {
     Error::new(kind, msg).with_source(e)
 }
 
+/// As [`classify`], but a refused TLS handshake is a `Config` error that says which option to
+/// look at: a retry meets the same certificate.
+fn classify_connect(c: &JdbcConfig, e: tokio_postgres::Error, what: &str) -> Error {
+    match tls::find_rustls_error(&e) {
+        Some(r) => Error::new(ErrorKind::Config, format!("{what}: {r}; {}", tls::hint(c, r))).with_source(e),
+        None => classify(e, what),
+    }
+}
+
+/// Runs a session's connection task until the session ends.
+fn drive<T>(connection: tokio_postgres::Connection<tokio_postgres::Socket, T>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+}
+
 fn is_unique_violation(e: &Error) -> bool {
     use std::error::Error as _;
     e.source().and_then(|s| s.downcast_ref::<tokio_postgres::Error>()).and_then(|e| e.code())
@@ -77,7 +101,8 @@ pub fn is_data_error(e: &Error) -> bool {
 }
 
 impl PgConn {
-    /// Connects, with the session in UTC, named `application_name` (shown in `pg_stat_activity`).
+    /// Connects, with the session in UTC, named `application_name` (shown in `pg_stat_activity`),
+    /// over TLS as `c.tls` says.
     pub async fn connect(c: &JdbcConfig, application_name: &str) -> Result<PgConn> {
         let mut pc = tokio_postgres::Config::new();
         pc.host(&c.host)
@@ -86,8 +111,10 @@ impl PgConn {
             .connect_timeout(c.connect_timeout)
             .application_name(application_name)
             .ssl_mode(match c.tls {
-                TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
-                TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                TlsMode::Disable => SslMode::Disable,
+                TlsMode::Prefer => SslMode::Prefer,
+                // The certificate checks of the verify modes are the rustls configuration's.
+                TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
             });
         if let Some(db) = &c.database {
             pc.dbname(db);
@@ -96,12 +123,19 @@ impl PgConn {
             pc.password(p.expose());
         }
         let what = format!("connecting to {}", c.redacted_url());
-        let (client, connection) = pc.connect(NoTls).await.map_err(|e| classify(e, &what))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "PostgreSQL connection ended");
+        let client = match TlsMaterial::load(c)? {
+            None => {
+                let (client, connection) = pc.connect(NoTls).await.map_err(|e| classify(e, &what))?;
+                drive(connection);
+                client
             }
-        });
+            Some(material) => {
+                let tls = MakeRustlsConnect::new(material.client_config(c.tls)?);
+                let (client, connection) = pc.connect(tls).await.map_err(|e| classify_connect(c, e, &what))?;
+                drive(connection);
+                client
+            }
+        };
         client.batch_execute("SET TIME ZONE 'UTC'").await.map_err(|e| classify(e, "setting the session time zone"))?;
         Ok(PgConn { client, statements: HashMap::new() })
     }

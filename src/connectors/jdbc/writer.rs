@@ -309,6 +309,8 @@ pub(crate) fn validate(config: &JdbcConfig, spec: &SinkSpec) -> Result<()> {
         )));
     }
     let schema = config.schema_name()?;
+    // Unreadable or invalid certificates are refused before any connection is tried.
+    super::tls::TlsMaterial::load(config)?.map(|m| m.client_config(config.tls)).transpose()?;
     block_on_fresh(async {
         let mut conn = Conn::connect(config, spec.name()).await?;
         let info = conn.table_info(&schema, &config.table).await;
