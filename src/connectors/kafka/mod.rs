@@ -84,8 +84,14 @@
 //!
 //! ## What is verified, and how
 //!
-//! Integration tests (`tests/kafka.rs`) run against a real broker, tansu, with a plain rdkafka
-//! consumer. tansu, like librdkafka's `MockCluster`, keeps records of aborted transactions
+//! Integration tests (`tests/kafka.rs`) run against a real broker, tansu 0.6.0 (built by
+//! `scripts/services.d/kafka.sh` with a patch: the release routes no EndTxn request, and its EndTxn
+//! also committed other transactions it "overlapped", which raced with their own commit markers and
+//! left a partition's last stable offset stuck for ever), with a plain rdkafka consumer. Open
+//! problem: in a few percent of multi-worker runs a topic read back to its end, committed or
+//! uncommitted, lacks records the sink handed over; it has not been traced to the sink or the
+//! broker yet, and the test configuration (`.config/nextest.toml`) runs these tests one at a time
+//! and retries a failure on fresh topics, reported as FLAKY. tansu, like librdkafka's `MockCluster`, keeps records of aborted transactions
 //! visible to read_committed consumers (checked: after `abort_transaction`, a read_committed
 //! consumer still reads them). So the exactly-once tests read **everything** on the broker
 //! (read_uncommitted) and decide what was committed from the progress topic: a data record

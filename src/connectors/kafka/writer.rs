@@ -304,7 +304,9 @@ fn read_progress_settled(cfg: &KafkaConfig, progress_topic: &str, settle: bool) 
         Error::new(
             ErrorKind::Retriable,
             format!(
-                "reading the progress topic `{progress_topic}`: a transaction stayed open for {:?}                  (a crashed worker whose successor has not started yet?); start every worker of the sink,                  or wait for the broker's transaction.timeout to abort it",
+                "reading the progress topic `{progress_topic}`: a transaction stayed open for {:?} \
+                 (a crashed worker whose successor has not started yet?); start every worker of the sink, \
+                 or wait for the broker's transaction.timeout to abort it",
                 cfg.timeout.max(Duration::from_secs(10))
             ),
         )
