@@ -432,30 +432,90 @@ fn exactly_once_across_a_stop_with_files_written_but_not_committed() {
         assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX), "seed {seed}, {peers} workers");
         assert_eq!(table["txn"]["eos"], i64::MAX);
 
-        // One version per committed frontier range: the ranges chain without overlap from 0 to
-        // the end, across the restart, and every version's row count matches the table.
-        let mut commits: Vec<&Value> =
-            table["history"].as_array().unwrap().iter().filter(|h| h["operation"] == "WRITE").collect();
-        commits.sort_by_key(|h| h["version"].as_i64());
-        let info = |h: &Value| -> Value {
-            // The reader flattens commit-info entries into the history record.
-            h.get("dsink").cloned().unwrap_or(Value::Null)
-        };
-        assert!(commits.len() >= 2, "{commits:?}");
-        let mut from = Some(0i64);
-        let mut rows = 0u64;
-        for c in &commits {
-            let i = info(c);
-            assert_eq!(i["sink"], "eos", "{c}");
-            assert_eq!(i["from"].as_i64(), from, "commit {c} starts where the previous one ended");
-            let to = i["to"].as_i64();
-            assert!(to.is_none() || to > from, "{c}");
-            from = to;
-            rows += i["rows"].as_u64().unwrap();
+        let ranges = check_commit_chain(&table, "eos", &history);
+        assert!(ranges.len() >= 2, "{ranges:?}");
+        assert!(ranges.iter().any(|r| r.0 == Some(stopped_at)), "the restart resumed at {stopped_at}: {ranges:?}");
+    }
+}
+
+/// Checks one version per committed frontier range: the sink's commits, in version order, cover
+/// ranges `[from, to)` that chain without gap or overlap from 0 to the end of the input, and their
+/// row counts add up to the history's. Returns the ranges and row counts.
+fn check_commit_chain(
+    table: &Value,
+    sink: &str,
+    history: &[(Row, u64, isize)],
+) -> Vec<(Option<i64>, Option<i64>, u64)> {
+    let mut commits: Vec<&Value> =
+        table["history"].as_array().unwrap().iter().filter(|h| h["operation"] == "WRITE").collect();
+    commits.sort_by_key(|h| h["version"].as_i64());
+    let mut ranges = Vec::new();
+    let mut from = Some(0i64);
+    for c in commits {
+        // The reader flattens commit-info entries into the history record.
+        let i = &c["dsink"];
+        assert_eq!(i["sink"], sink, "{c}");
+        assert_eq!(i["from"].as_i64(), from, "commit {c} starts where the previous one ended");
+        let to = i["to"].as_i64();
+        assert!(to.is_none() || to > from, "{c}");
+        ranges.push((from, to, i["rows"].as_u64().unwrap()));
+        from = to;
+    }
+    assert_eq!(from, None, "the last commit reaches the end of the input");
+    let rows: u64 = ranges.iter().map(|r| r.2).sum();
+    assert_eq!(rows, expected_inserts(history, u64::MAX).values().sum::<usize>() as u64);
+    ranges
+}
+
+/// Feeds times `0..upto`, waits until every worker's commit covers them, and stops.
+fn run_until(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, upto: u64) {
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let dataflow = worker.next_dataflow_index();
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            (input, out.committed.probe().0, out.handle)
+        });
+        for (i, (row, t, d)) in history.iter().enumerate() {
+            if *t < upto && i % peers == index {
+                input.update_at(row.clone(), *t, *d);
+            }
         }
-        assert_eq!(from, None, "the last commit reaches the end of the input");
-        assert_eq!(rows, expected_inserts(&history, u64::MAX).values().sum::<usize>() as u64);
-        assert!(commits.iter().any(|c| info(c)["from"].as_i64() == Some(stopped_at)), "the restart resumed there");
+        input.advance_to(upto);
+        input.flush();
+        handle.step_until_committed(worker, &probe, &upto).expect("the sink commits");
+        worker.drop_dataflow(dataflow);
+        drop(input);
+    })
+    .expect("timely runs");
+}
+
+#[test]
+fn a_restart_with_another_worker_count_resumes_from_the_common_frontier() {
+    for (seed, first, second) in [(12u64, 2usize, 1usize), (13, 1, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = insert_history(seed, 10, 30);
+        let spec = SinkSpec::builder("resize", delta(dir.path()))
+            .append_only(false)
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap();
+        run_until(&history, &spec, first, 5);
+        let half = read_table(dir.path(), &["resize", "resize.peers", "resize.generation"]);
+        assert_eq!(table_multiset(&half), expected_inserts(&history, 5));
+        assert_eq!(half["txn"]["resize"], 5);
+        assert_eq!(half["txn"]["resize.peers"], first as i64);
+        assert_eq!(half["txn"]["resize.generation"], 0);
+        run(&history, &spec, second);
+        let table = read_table(dir.path(), &["resize", "resize.peers", "resize.generation"]);
+        assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX), "{first} then {second} workers");
+        assert_eq!(table["txn"]["resize.peers"], second as i64);
+        assert_eq!(table["txn"]["resize.generation"], 1);
+        let ranges = check_commit_chain(&table, "resize", &history);
+        assert!(ranges.iter().any(|r| r.0 == Some(5)), "{ranges:?}");
     }
 }
 
