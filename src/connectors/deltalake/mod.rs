@@ -37,6 +37,13 @@
 //! no commit (a restart replays those times and writes nothing). A restart with a different
 //! worker count is accepted only when every worker had reached the same frontier.
 //!
+//! The progress lives in `txn` actions rather than in the commit info because checkpoints keep
+//! the former and log clean-up (`delta.logRetentionDuration`) drops the latter. A table with
+//! `delta.setTransactionRetentionDuration` set expires `txn` actions: a sink idle for longer
+//! than that would forget its place and deliver again from the start, so leave it unset on
+//! tables this sink writes. Two sinks of the same name writing one table at once are not
+//! fenced from each other.
+//!
 //! # Schema
 //!
 //! The row schema ([`SinkSpecBuilder::schema`](crate::SinkSpecBuilder::schema), or `dsink
