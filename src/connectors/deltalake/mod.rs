@@ -41,8 +41,10 @@
 //! the former and log clean-up (`delta.logRetentionDuration`) drops the latter. A table with
 //! `delta.setTransactionRetentionDuration` set expires `txn` actions: a sink idle for longer
 //! than that would forget its place and deliver again from the start, so leave it unset on
-//! tables this sink writes. Two sinks of the same name writing one table at once are not
-//! fenced from each other.
+//! tables this sink writes. If two runs of one sink commit to a table at once, delta-rs'
+//! conflict checker refuses the commit of the run whose snapshot is older, since a newer commit
+//! wrote the same `txn` app ids (`ConcurrentTransaction`); that run stops with an error. This
+//! fencing comes from delta-rs and is not exercised by this crate's tests.
 //!
 //! # Schema
 //!
