@@ -86,21 +86,24 @@ fn sink(n: u64, times: u64, peers: usize, dir: &Path) -> (f64, usize) {
         .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
         .build()
         .unwrap();
+    // The rows are made before the clock starts, as the baseline's batches are.
+    let rows: Vec<Vec<(u64, Row)>> =
+        (0..peers as u64).map(|w| (w..n).step_by(peers).map(|i| (time_of(i, n, times), row(i))).collect()).collect();
+    let rows = std::sync::Arc::new(std::sync::Mutex::new(rows));
     let start = Instant::now();
     timely::execute(timely::Config::process(peers), move |worker| {
-        let (index, peers) = (worker.index() as u64, worker.peers() as u64);
+        let mine = std::mem::take(&mut rows.lock().unwrap()[worker.index()]);
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, rows) = scope.new_collection::<Row, isize>();
             (input, rows.sink(&spec).unwrap().committed.probe().0)
         });
-        for i in (index..n).step_by(peers as usize) {
-            let t = time_of(i, n, times);
+        for (t, row) in mine {
             if t > *input.time() {
                 input.advance_to(t);
                 input.flush();
                 worker.step();
             }
-            input.insert(row(i));
+            input.insert(row);
         }
         input.close();
         while !probe.done() {
