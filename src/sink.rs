@@ -81,18 +81,15 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
                 spec.name
             )));
         }
-        let scope = self.inner.scope();
-        let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
-        let writer = spec.connector.open_writer::<V, T>(spec, ctx)?;
         match &spec.primary_key {
             Some(columns) => {
                 let columns = KeyColumns::new(columns.clone(), spec.key_encoding.clone())?;
-                Ok(self.sink_with(operator_config(spec, true), move |row: &V| columns.extract(row), writer))
+                deliver(self, spec, true, move |row: &V| columns.extract(row))
             }
             None => {
                 // No key: the row's JSON identifies it (and is reused as the encoded value).
                 let key_of = |row: &V| encode_key_value(row, &KeyEncoding::Json);
-                Ok(self.sink_with(operator_config(spec, false), key_of, writer))
+                deliver(self, spec, false, key_of)
             }
         }
     }
@@ -108,11 +105,27 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
                 spec.name
             )));
         }
-        let scope = self.inner.scope();
-        let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
-        let writer = spec.connector.open_writer::<V, T>(spec, ctx)?;
         let encoding = spec.key_encoding.clone();
         let key_of = move |row: &V| -> Key { encode_key_value(&key_fn(row), &encoding) };
-        Ok(self.sink_with(operator_config(spec, true), key_of, writer))
+        deliver(self, spec, true, key_of)
     }
+}
+
+/// Builds the sink operator for `spec`'s connector: one writer per worker committing itself, or,
+/// for targets whose commits cover every worker (lakehouse tables), writers and one committer.
+fn deliver<'scope, T: SinkTime, V: Row>(
+    collection: VecCollection<'scope, T, V, isize>,
+    spec: &SinkSpec,
+    keyed: bool,
+    key_of: impl Fn(&V) -> Key + 'static,
+) -> Result<SinkOutput<'scope, T, V, Error>> {
+    #[cfg(feature = "deltalake")]
+    if let crate::connectors::ConnectorConfig::DeltaLake(c) = &spec.connector {
+        let (writer, make_committer) = crate::connectors::deltalake::open::<V>(c, spec)?;
+        return Ok(collection.sink_coordinated(operator_config(spec, keyed), key_of, writer, make_committer));
+    }
+    let scope = collection.inner.scope();
+    let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
+    let writer = spec.connector.open_writer::<V, T>(spec, ctx)?;
+    Ok(collection.sink_with(operator_config(spec, keyed), key_of, writer))
 }

@@ -22,6 +22,8 @@ use std::marker::PhantomData;
 pub mod cassandra;
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
+#[cfg(feature = "deltalake")]
+pub mod deltalake;
 #[cfg(feature = "doris")]
 pub mod doris;
 #[cfg(feature = "elasticsearch")]
@@ -80,6 +82,9 @@ pub enum ConnectorConfig {
     /// Pulsar topics (`connector = pulsar`).
     #[cfg(feature = "pulsar")]
     Pulsar(pulsar::PulsarConfig),
+    /// An append-only Delta Lake table (`connector = deltalake`).
+    #[cfg(feature = "deltalake")]
+    DeltaLake(deltalake::DeltaLakeConfig),
     /// A target of the application's own: any [`RecordWriter`], one per worker, with the
     /// library's formats, encodings, routing and commit protocol (built in code only).
     Custom(CustomConnector),
@@ -163,6 +168,7 @@ pub fn available() -> Vec<&'static str> {
         (cfg!(feature = "nats"), "nats"),
         (cfg!(feature = "kinesis"), "kinesis"),
         (cfg!(feature = "pulsar"), "pulsar"),
+        (cfg!(feature = "deltalake"), "deltalake"),
     ] {
         if on {
             v.push(name);
@@ -200,6 +206,8 @@ impl ConnectorConfig {
             "kinesis" => Ok(ConnectorConfig::Kinesis(kinesis::KinesisConfig::from_options(opts)?)),
             #[cfg(feature = "pulsar")]
             "pulsar" => Ok(ConnectorConfig::Pulsar(pulsar::PulsarConfig::from_options(opts)?)),
+            #[cfg(feature = "deltalake")]
+            "deltalake" => Ok(ConnectorConfig::DeltaLake(deltalake::DeltaLakeConfig::from_options(opts)?)),
             other => Err(Error::config(format!(
                 "option `connector` = `{other}` is not available in this build (available: {}); \
                  enable the cargo feature of the same name",
@@ -234,6 +242,8 @@ impl ConnectorConfig {
             ConnectorConfig::Kinesis(_) => "kinesis",
             #[cfg(feature = "pulsar")]
             ConnectorConfig::Pulsar(_) => "pulsar",
+            #[cfg(feature = "deltalake")]
+            ConnectorConfig::DeltaLake(_) => "deltalake",
         }
     }
 
@@ -264,6 +274,8 @@ impl ConnectorConfig {
             #[allow(unreachable_patterns)]
             #[cfg(feature = "nats")]
             ConnectorConfig::Nats(c) => c.validate(spec),
+            #[cfg(feature = "deltalake")]
+            ConnectorConfig::DeltaLake(c) => deltalake::validate(c, spec),
             _ => Ok(()),
         }
     }
@@ -308,6 +320,11 @@ impl ConnectorConfig {
             ConnectorConfig::Kinesis(c) => Ok(Box::new(EnvelopeWriter::new(spec, kinesis::open(c, spec, ctx)?))),
             #[cfg(feature = "pulsar")]
             ConnectorConfig::Pulsar(c) => Ok(Box::new(EnvelopeWriter::new(spec, pulsar::open(c, spec, ctx)?))),
+            // Delta commits cover all workers: `SinkCollection::sink` builds the coordinated sink.
+            #[cfg(feature = "deltalake")]
+            ConnectorConfig::DeltaLake(_) => Err(Error::config(
+                "the deltalake connector commits for all workers at once and has no per-worker writer",
+            )),
         }
     }
 }

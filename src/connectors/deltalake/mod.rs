@@ -1,0 +1,104 @@
+//! The `deltalake` connector: an append-only Delta Lake table, written by every worker in
+//! parallel and committed by one.
+//!
+//! ```text
+//!  worker 0..n   changes ─► rows ─► Arrow batch (batch::RowBatcher) ─► Parquet data files
+//!                │  prepare(upper): close the open files → DeltaFiles { Add actions }
+//!                ▼
+//!  worker 0      committer: one Delta commit per round =
+//!                  every worker's Add actions
+//!                + txn actions (app id = sink name …) recording every worker's frontier
+//!                + commitInfo["dsink"] = { sink, from, to, peers, generation, files, rows }
+//! ```
+//!
+//! Built on delta-rs without its `datafusion` feature, which gives table creation and Parquet
+//! writing but no MERGE, DELETE or scans: the sink is **append-only**. `type = upsert` and
+//! `type = debezium` are refused at creation; `type = append-only` with
+//! `force_append_only = true` writes a collection that has retractions (deletes are dropped,
+//! updates become inserts).
+//!
+//! # Exactly-once
+//!
+//! The operator's coordinated mode makes one Delta version per commit round for all workers.
+//! Each commit carries, in the same atomic log entry as the data files, `txn` (SetTransaction)
+//! actions the Delta protocol keeps in every snapshot and checkpoint:
+//!
+//! | app id | version |
+//! |---|---|
+//! | `<sink>` | the frontier every worker has reached (the next time to deliver; `i64::MAX` once the input ended) |
+//! | `<sink>.w<i>` | worker `i`'s frontier |
+//! | `<sink>.peers`, `<sink>.generation`, `<sink>.base` | the worker count and generation (see [`resolve_resume`](differential_sinks_operators::resolve_resume)) |
+//!
+//! A restarted sink reads them back from the latest snapshot and drops every change before the
+//! frontier, so each change lands in exactly one committed version. Any Delta client can read
+//! `<sink>`'s version to know how far the table is complete. Data files written but not
+//! committed by a run that stopped are never referenced by the log, so readers never see them;
+//! they are harmless orphans that `VACUUM` removes. A round in which no worker wrote a row makes
+//! no commit (a restart replays those times and writes nothing). A restart with a different
+//! worker count is accepted only when every worker had reached the same frontier.
+//!
+//! The progress lives in `txn` actions rather than in the commit info because checkpoints keep
+//! the former and log clean-up (`delta.logRetentionDuration`) drops the latter. A table with
+//! `delta.setTransactionRetentionDuration` set expires `txn` actions: a sink idle for longer
+//! than that would forget its place and deliver again from the start, so leave it unset on
+//! tables this sink writes. If two runs of one sink commit to a table at once, delta-rs'
+//! conflict checker refuses the commit of the run whose snapshot is older, since a newer commit
+//! wrote the same `txn` app ids (`ConcurrentTransaction`); that run stops with an error. This
+//! fencing comes from delta-rs and is not exercised by this crate's tests.
+//!
+//! # Schema
+//!
+//! The row schema ([`SinkSpecBuilder::schema`](crate::SinkSpecBuilder::schema), or `dsink
+//! --schema`) is compared with an existing table's schema at creation — names, order, types and
+//! nullability — and any difference is refused with a schema error naming the columns. Without a
+//! declared schema the table's own schema is used. With `create_table_if_not_exists = true` a
+//! missing table is created from the row schema; see [`batch`] for the type mapping.
+//!
+//! # Options
+//!
+//! | option | meaning |
+//! |---|---|
+//! | `location` | the table directory (a local path or `file://` URL) — required |
+//! | `create_table_if_not_exists` | `true` to create a missing table from the row schema (default `false`) |
+//! | `file.target.size` | close a data file at this many bytes of Parquet (default 128 MiB) |
+//! | `commit.interval.ms`, `commit.max_changes` | the common commit cadence: fewer, larger Delta versions |
+//!
+//! Object stores (`s3://` and others) need delta-rs' storage features and are not in this build.
+
+pub mod batch;
+mod config;
+mod writer;
+
+pub use config::{DeltaLakeConfig, DEFAULT_TARGET_FILE_SIZE};
+pub use writer::{
+    frontier_version, version_frontier, DataFile, DeltaFiles, DeltaLakeCommitter, DeltaLakeWriter, TableProgress,
+    COMMIT_INFO_KEY,
+};
+
+use crate::config::SinkSpec;
+use crate::envelope::Format;
+use crate::error::{Error, Result};
+
+/// Checks at creation: the format, and the table against the row schema.
+pub(crate) fn validate(config: &DeltaLakeConfig, spec: &SinkSpec) -> Result<()> {
+    if !matches!(spec.format(), Format::AppendOnly { .. }) {
+        return Err(Error::config(format!(
+            "option `type` = `{}`: the deltalake sink is append-only — delta-rs without its datafusion feature \
+             cannot delete or merge rows; use `type = append-only` (with `force_append_only = true` if the \
+             collection has retractions: deletes are dropped, updates become inserts)",
+            spec.format().name()
+        )));
+    }
+    writer::runtime()?.block_on(writer::plan_table(config, spec)).map(drop)
+}
+
+/// Opens this worker's writer and, for worker 0, the way to make the committer.
+pub(crate) fn open<V: serde::Serialize + 'static>(
+    config: &DeltaLakeConfig,
+    spec: &SinkSpec,
+) -> Result<(DeltaLakeWriter<V>, impl FnOnce() -> Result<DeltaLakeCommitter> + 'static)> {
+    let plan = writer::runtime()?.block_on(writer::plan_table(config, spec))?;
+    let w = DeltaLakeWriter::open(config, spec, &plan)?;
+    let (config, spec) = (config.clone(), spec.clone());
+    Ok((w, move || DeltaLakeCommitter::open(&config, &spec, plan)))
+}

@@ -1,0 +1,601 @@
+//! Integration tests of the Delta Lake sink: tables written by the sink are read back with an
+//! independent reader, the Python `deltalake` package (installed by `scripts/services install
+//! deltalake`; its interpreter comes from `DSINK_PYTHON`), and compared with references computed
+//! from the input histories of `tests/common`.
+
+#![cfg(feature = "deltalake")]
+
+mod common;
+
+use common::{expected_changes, keyed_history, Rng, Row};
+use differential_dataflow::input::Input;
+use differential_sinks::connectors::deltalake::DeltaLakeConfig;
+use differential_sinks::{CommitPolicy, ErrorKind, Options, Schema, SinkCollection, SinkSpec};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::probe::Probe;
+
+fn python() -> String {
+    std::env::var("DSINK_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "DSINK_PYTHON is not set: the Delta Lake tests read tables with the Python `deltalake` package. Run \
+             `scripts/services install deltalake && scripts/services start deltalake`, then \
+             `export $(scripts/services env deltalake)` (or use scripts/test)"
+        )
+    })
+}
+
+/// The table as the Python reader sees it (see tests/support/read_delta.py).
+fn read_table(dir: &Path, apps: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_delta.py");
+    let out =
+        std::process::Command::new(python()).arg(script).arg(dir).args(apps).output().expect("the Python reader runs");
+    assert!(out.status.success(), "the Python reader failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the reader prints JSON")
+}
+
+const ROW_SCHEMA: &str = "k:int64!,v:int64!,s:string!";
+
+fn row_multiset<'a>(rows: impl IntoIterator<Item = &'a Row>) -> BTreeMap<Row, usize> {
+    let mut m = BTreeMap::new();
+    for r in rows {
+        *m.entry(r.clone()).or_default() += 1;
+    }
+    m
+}
+
+fn table_multiset(table: &Value) -> BTreeMap<Row, usize> {
+    let rows: Vec<Row> = serde_json::from_value(table["rows"].clone()).expect("rows of k, v, s");
+    row_multiset(&rows)
+}
+
+/// An insert-only history: new rows at each time, some of them twice (a multiplicity the sink
+/// must write as two rows).
+fn insert_history(seed: u64, times: u64, per_time: u64) -> Vec<(Row, u64, isize)> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    for t in 0..times {
+        for i in 0..per_time {
+            let row = Row { k: rng.below(1000) as u32, v: (t * per_time + i) as u32, s: format!("r{}", rng.below(7)) };
+            let copies = if rng.below(5) == 0 { 2 } else { 1 };
+            out.push((row, t, copies));
+        }
+    }
+    out
+}
+
+fn expected_inserts(history: &[(Row, u64, isize)], upto: u64) -> BTreeMap<Row, usize> {
+    let mut m = BTreeMap::new();
+    for (row, t, d) in history {
+        if *t < upto {
+            assert!(*d > 0, "an insert-only history");
+            *m.entry(row.clone()).or_default() += *d as usize;
+        }
+    }
+    m
+}
+
+fn delta(dir: &Path) -> DeltaLakeConfig {
+    DeltaLakeConfig::new(dir).create_table_if_not_exists(true)
+}
+
+/// Runs the whole history through a sink with `peers` workers, to the end of the input.
+fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) {
+    let errors = try_run(history, spec, peers);
+    assert!(errors.is_empty(), "the sink failed: {errors:?}");
+}
+
+/// Like [`run`], returning the workers' sink errors.
+fn try_run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) -> Vec<String> {
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    let end = history.iter().map(|h| h.1).max().map_or(0, |t| t + 1);
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            let (probe, _) = out.committed.probe();
+            (input, probe, out.handle)
+        });
+        for (i, (row, t, d)) in history.iter().enumerate() {
+            if i % peers == index {
+                input.update_at(row.clone(), *t, *d);
+            }
+        }
+        input.advance_to(end);
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        handle.take_error().map(|e| format!("worker {index}: {e}"))
+    })
+    .expect("timely runs")
+    .join()
+    .into_iter()
+    .filter_map(|r| r.expect("worker ran"))
+    .collect()
+}
+
+#[test]
+fn append_only_histories_arrive_as_the_inserted_multiset() {
+    for (seed, peers) in [(1u64, 1usize), (2, 2), (3, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = insert_history(seed, 12, 50);
+        let spec = SinkSpec::builder("orders", delta(dir.path()))
+            .append_only(false)
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap();
+        run(&history, &spec, peers);
+        let table = read_table(dir.path(), &["orders"]);
+        let expected = expected_inserts(&history, u64::MAX);
+        assert!(expected.values().any(|&n| n == 2), "the history has rows of multiplicity 2");
+        assert_eq!(table_multiset(&table), expected, "seed {seed}, {peers} workers");
+        // The input ended, so the sink's transaction records the complete frontier.
+        assert_eq!(table["txn"]["orders"], i64::MAX, "seed {seed}, {peers} workers");
+    }
+}
+
+#[test]
+fn forced_append_only_writes_every_inserted_row_of_a_keyed_history() {
+    for (seed, peers) in [(4u64, 1usize), (5, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = keyed_history(seed, 40, 10, 25);
+        let spec = SinkSpec::builder("keyed", delta(dir.path()))
+            .append_only(true)
+            .primary_key(["k"])
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap();
+        run(&history, &spec, peers);
+        // Deletes are dropped; inserts and the new side of updates are appended.
+        let afters: Vec<Row> = expected_changes(&history).into_values().filter_map(|(_, after)| after).collect();
+        assert!(afters.len() > 50);
+        assert_eq!(table_multiset(&read_table(dir.path(), &[])), row_multiset(&afters), "seed {seed}");
+    }
+}
+
+#[test]
+fn a_retraction_without_force_stops_the_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("strict", delta(dir.path()))
+        .append_only(false)
+        .primary_key(["k"])
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap();
+    let history = keyed_history(6, 10, 6, 10);
+    assert!(history.iter().any(|h| h.2 < 0));
+    let errors = try_run(&history, &spec, 1);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("force_append_only"), "{errors:?}");
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+struct Typed {
+    id: i32,
+    big: i64,
+    ratio: String,
+    price: String,
+    name: Option<String>,
+    ok: Option<bool>,
+    day: Option<String>,
+    at: Option<i64>,
+    at_utc: Option<String>,
+    half: Option<String>,
+}
+
+#[test]
+fn types_round_trip_through_the_python_reader() {
+    // f32/f64 travel as decimal text here so the rows stay `Ord` for the dataflow; the float
+    // columns are covered by a second row type below.
+    let schema: Schema = "id:int32!,big:int64!,ratio:string!,price:decimal(12,3)!,name:string,ok:boolean,\
+                          day:date,at:timestamp,at_utc:timestamptz,half:decimal(4,1)"
+        .parse()
+        .unwrap();
+    let rows = vec![
+        Typed {
+            id: i32::MIN,
+            big: i64::MAX,
+            ratio: "α\"\\日本".into(),
+            price: "123456789.125".into(),
+            name: Some("".into()),
+            ok: Some(true),
+            day: Some("2024-02-29".into()),
+            at: Some(1_700_000_000_123_456),
+            at_utc: Some("2001-02-03T04:05:06.789012Z".into()),
+            half: Some("-0.5".into()),
+        },
+        Typed {
+            id: 7,
+            big: -1,
+            ratio: "x".into(),
+            price: "0.000".into(),
+            name: None,
+            ok: None,
+            day: None,
+            at: None,
+            at_utc: None,
+            half: None,
+        },
+        Typed {
+            id: 0,
+            big: 0,
+            ratio: "".into(),
+            price: "-1.5".into(),
+            name: Some("n".into()),
+            ok: Some(false),
+            day: Some("1969-12-31".into()),
+            at: Some(-1),
+            at_utc: Some("1970-01-01T00:00:00Z".into()),
+            half: Some("999.9".into()),
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("typed", delta(dir.path())).append_only(false).schema(schema).build().unwrap();
+    let input = rows.clone();
+    timely::execute_directly(move |worker| {
+        let (mut handle_in, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (i, coll) = scope.new_collection::<Typed, isize>();
+            let out = coll.sink(&spec).unwrap();
+            (i, out.committed.probe().0, out.handle)
+        });
+        for r in input {
+            handle_in.insert(r);
+        }
+        handle_in.close();
+        while !probe.done() {
+            worker.step();
+        }
+        assert!(handle.take_error().is_none());
+    });
+    let table = read_table(dir.path(), &[]);
+    let types: Vec<String> =
+        table["schema"].as_array().unwrap().iter().map(|c| c[1].as_str().unwrap().into()).collect();
+    assert_eq!(
+        types,
+        [
+            "PrimitiveType(\"integer\")",
+            "PrimitiveType(\"long\")",
+            "PrimitiveType(\"string\")",
+            "PrimitiveType(\"decimal(12,3)\")",
+            "PrimitiveType(\"string\")",
+            "PrimitiveType(\"boolean\")",
+            "PrimitiveType(\"date\")",
+            "PrimitiveType(\"timestamp_ntz\")",
+            "PrimitiveType(\"timestamp\")",
+            "PrimitiveType(\"decimal(4,1)\")",
+        ]
+    );
+    let nullable: Vec<bool> = table["schema"].as_array().unwrap().iter().map(|c| c[2].as_bool().unwrap()).collect();
+    assert_eq!(nullable, [false, false, false, false, true, true, true, true, true, true]);
+    let mut got: Vec<Value> = table["rows"].as_array().unwrap().clone();
+    got.sort_by_key(|r| r["id"].as_i64());
+    // The reference: the same rows, with the reader's forms (decimals at their scale, the UTC
+    // timestamp as microseconds since the epoch).
+    let expected = serde_json::json!([
+        {"id": i32::MIN, "big": i64::MAX, "ratio": "α\"\\日本", "price": "123456789.125", "name": "", "ok": true,
+         "day": "2024-02-29", "at": 1_700_000_000_123_456i64, "at_utc": 981_173_106_789_012i64, "half": "-0.5"},
+        {"id": 0, "big": 0, "ratio": "", "price": "-1.500", "name": "n", "ok": false,
+         "day": "1969-12-31", "at": -1, "at_utc": 0, "half": "999.9"},
+        {"id": 7, "big": -1, "ratio": "x", "price": "0.000", "name": null, "ok": null,
+         "day": null, "at": null, "at_utc": null, "half": null},
+    ]);
+    assert_eq!(Value::Array(got), expected);
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+struct Floats {
+    id: i64,
+    f: f32,
+    d: Option<f64>,
+}
+impl Eq for Floats {}
+impl PartialOrd for Floats {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Floats {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.id, self.f.to_bits(), self.d.map(f64::to_bits)).cmp(&(
+            other.id,
+            other.f.to_bits(),
+            other.d.map(f64::to_bits),
+        ))
+    }
+}
+
+#[test]
+fn floats_round_trip_through_the_python_reader() {
+    let rows = vec![
+        Floats { id: 1, f: 1.5, d: Some(-2.25e300) },
+        Floats { id: 2, f: f32::MAX, d: None },
+        Floats { id: 3, f: -0.1, d: Some(0.1) },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("floats", delta(dir.path()))
+        .append_only(false)
+        .schema("id:int64!,f:float32!,d:float64".parse().unwrap())
+        .build()
+        .unwrap();
+    let input = rows.clone();
+    timely::execute_directly(move |worker| {
+        let (mut i, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (i, coll) = scope.new_collection::<Floats, isize>();
+            (i, coll.sink(&spec).unwrap().committed.probe().0)
+        });
+        for r in input {
+            i.insert(r);
+        }
+        i.close();
+        while !probe.done() {
+            worker.step();
+        }
+    });
+    let table = read_table(dir.path(), &[]);
+    let mut got: Vec<Floats> = serde_json::from_value(table["rows"].clone()).unwrap();
+    got.sort();
+    // Python widens float32 to a double holding the same value.
+    assert_eq!(got, rows);
+}
+
+/// Feeds times `0..upto` and stops (drops the dataflow) once every change is written and at least
+/// one commit happened, leaving the rest written to data files but not committed. Returns the
+/// number of rows handed to the writers.
+fn run_and_drop(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, upto: u64) -> u64 {
+    let handed = expected_inserts(history, upto).values().sum::<usize>() as u64;
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    let metrics = Arc::clone(spec.metrics());
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let dataflow = worker.next_dataflow_index();
+        let (mut input, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            (input, rows.sink(&spec).expect("sink builds").handle)
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        // One time after the other, each written before the next, so the cadence sees them apart.
+        for t in 0..upto {
+            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
+                if i % peers == index {
+                    input.update(row.clone(), *d);
+                }
+            }
+            input.advance_to(t + 1);
+            input.flush();
+            let written = expected_inserts(&history, t + 1).values().sum::<usize>() as u64;
+            while metrics.snapshot().records_out < written {
+                assert!(!handle.is_failed() && Instant::now() < deadline, "the sink wrote time {t}");
+                worker.step();
+            }
+        }
+        loop {
+            let m = metrics.snapshot();
+            if m.records_out >= handed && m.commits >= 1 {
+                break;
+            }
+            assert!(!handle.is_failed() && Instant::now() < deadline, "the sink wrote and committed");
+            worker.step();
+        }
+        worker.drop_dataflow(dataflow);
+        drop(input);
+    })
+    .expect("timely runs");
+    handed
+}
+
+fn parquet_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet"))
+        .count()
+}
+
+#[test]
+fn exactly_once_across_a_stop_with_files_written_but_not_committed() {
+    for (seed, peers) in [(7u64, 1usize), (8, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = insert_history(seed, 10, 40);
+        // Commit after 120 changes per worker, and close a file after every write: the stop
+        // leaves data files no commit names.
+        let cfg = delta(dir.path()).target_file_size(1);
+        let spec = |max| {
+            SinkSpec::builder("eos", cfg.clone())
+                .append_only(false)
+                .schema(ROW_SCHEMA.parse().unwrap())
+                .commit(CommitPolicy { max_changes: max, interval: Duration::from_secs(3600) })
+                .build()
+                .unwrap()
+        };
+        let handed = run_and_drop(&history, &spec(Some(120 / peers as u64)), peers, 8);
+        let stopped = read_table(dir.path(), &["eos"]);
+        let committed = table_multiset(&stopped).values().sum::<usize>() as u64;
+        assert!(committed > 0 && committed < handed, "stopped after some commits ({committed}) of {handed} rows");
+        let referenced = stopped["history"].as_array().unwrap().len();
+        assert!(
+            parquet_files(dir.path()) > committed_files(&stopped),
+            "the stop left uncommitted data files ({} on disk, {referenced} versions)",
+            parquet_files(dir.path())
+        );
+        let stopped_at = stopped["txn"]["eos"].as_i64().expect("the sink recorded its frontier");
+        assert!(stopped_at > 0 && stopped_at <= 8);
+
+        // Restart over the whole input with the default cadence.
+        run(&history, &spec(None), peers);
+        let table = read_table(dir.path(), &["eos"]);
+        assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX), "seed {seed}, {peers} workers");
+        assert_eq!(table["txn"]["eos"], i64::MAX);
+
+        let ranges = check_commit_chain(&table, "eos", &history);
+        assert!(ranges.len() >= 2, "{ranges:?}");
+        assert!(ranges.iter().any(|r| r.0 == Some(stopped_at)), "the restart resumed at {stopped_at}: {ranges:?}");
+    }
+}
+
+/// Checks one version per committed frontier range: the sink's commits, in version order, cover
+/// ranges `[from, to)` that chain without gap or overlap from 0 to the end of the input, and their
+/// row counts add up to the history's. Returns the ranges and row counts.
+fn check_commit_chain(
+    table: &Value,
+    sink: &str,
+    history: &[(Row, u64, isize)],
+) -> Vec<(Option<i64>, Option<i64>, u64)> {
+    let mut commits: Vec<&Value> =
+        table["history"].as_array().unwrap().iter().filter(|h| h["operation"] == "WRITE").collect();
+    commits.sort_by_key(|h| h["version"].as_i64());
+    let mut ranges = Vec::new();
+    let mut from = Some(0i64);
+    for c in commits {
+        // The reader flattens commit-info entries into the history record.
+        let i = &c["dsink"];
+        assert_eq!(i["sink"], sink, "{c}");
+        assert_eq!(i["from"].as_i64(), from, "commit {c} starts where the previous one ended");
+        let to = i["to"].as_i64();
+        assert!(to.is_none() || to > from, "{c}");
+        ranges.push((from, to, i["rows"].as_u64().unwrap()));
+        from = to;
+    }
+    assert_eq!(from, None, "the last commit reaches the end of the input");
+    let rows: u64 = ranges.iter().map(|r| r.2).sum();
+    assert_eq!(rows, expected_inserts(history, u64::MAX).values().sum::<usize>() as u64);
+    ranges
+}
+
+/// Feeds times `0..upto`, waits until every worker's commit covers them, and stops.
+fn run_until(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, upto: u64) {
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let dataflow = worker.next_dataflow_index();
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            (input, out.committed.probe().0, out.handle)
+        });
+        for (i, (row, t, d)) in history.iter().enumerate() {
+            if *t < upto && i % peers == index {
+                input.update_at(row.clone(), *t, *d);
+            }
+        }
+        input.advance_to(upto);
+        input.flush();
+        handle.step_until_committed(worker, &probe, &upto).expect("the sink commits");
+        worker.drop_dataflow(dataflow);
+        drop(input);
+    })
+    .expect("timely runs");
+}
+
+#[test]
+fn a_restart_with_another_worker_count_resumes_from_the_common_frontier() {
+    for (seed, first, second) in [(12u64, 2usize, 1usize), (13, 1, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = insert_history(seed, 10, 30);
+        let spec = SinkSpec::builder("resize", delta(dir.path()))
+            .append_only(false)
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap();
+        run_until(&history, &spec, first, 5);
+        let half = read_table(dir.path(), &["resize", "resize.peers", "resize.generation"]);
+        assert_eq!(table_multiset(&half), expected_inserts(&history, 5));
+        assert_eq!(half["txn"]["resize"], 5);
+        assert_eq!(half["txn"]["resize.peers"], first as i64);
+        assert_eq!(half["txn"]["resize.generation"], 0);
+        run(&history, &spec, second);
+        let table = read_table(dir.path(), &["resize", "resize.peers", "resize.generation"]);
+        assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX), "{first} then {second} workers");
+        assert_eq!(table["txn"]["resize.peers"], second as i64);
+        assert_eq!(table["txn"]["resize.generation"], 1);
+        let ranges = check_commit_chain(&table, "resize", &history);
+        assert!(ranges.iter().any(|r| r.0 == Some(5)), "{ranges:?}");
+    }
+}
+
+fn committed_files(table: &Value) -> usize {
+    table["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h.get("dsink").and_then(|d| d["files"].as_u64()))
+        .sum::<u64>() as usize
+}
+
+#[test]
+fn refused_configurations_name_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().display().to_string();
+    let from = |pairs: &[&str]| {
+        SinkSpec::from_options_with_schema(
+            Options::parse_pairs(pairs.iter().copied()).unwrap(),
+            Some(ROW_SCHEMA.parse().unwrap()),
+        )
+    };
+    let e = from(&["connector=deltalake", "type=append-only"]).unwrap_err();
+    assert!(e.to_string().contains("`location`"), "{e}");
+    for ty in ["upsert", "debezium"] {
+        let e = from(&["connector=deltalake", &format!("location={loc}"), &format!("type={ty}"), "primary_key=k"])
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("`type`") && e.to_string().contains("force_append_only"), "{e}");
+    }
+    let e = from(&["connector=deltalake", &format!("location={loc}"), "type=append-only"]).unwrap_err();
+    assert!(e.to_string().contains("create_table_if_not_exists"), "{e}");
+    let e = from(&["connector=deltalake", "location=s3://bucket/t", "type=append-only"]).unwrap_err();
+    assert!(e.to_string().contains("`location`"), "{e}");
+
+    // Create the table, then declare a different schema for it.
+    let ok = [
+        "connector=deltalake".to_string(),
+        format!("location={loc}"),
+        "type=append-only".into(),
+        "create_table_if_not_exists=true".into(),
+    ];
+    let spec = from(&ok.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+    run(&insert_history(9, 2, 3), &spec, 1);
+    let other: Schema = "k:int32!,v:int64,s:string!,extra:boolean".parse().unwrap();
+    let e = SinkSpec::builder("orders", DeltaLakeConfig::new(dir.path())).schema(other).build().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Schema);
+    let m = e.to_string();
+    for part in ["column `k` is long in the table but integer", "column `v` is not nullable in the table", "`extra`"] {
+        assert!(m.contains(part), "{m}");
+    }
+    // Without a declared schema the table's own is used.
+    let spec = SinkSpec::builder("orders", DeltaLakeConfig::new(dir.path())).build().unwrap();
+    run(&insert_history(10, 2, 3), &spec, 1);
+    let mut expected = expected_inserts(&insert_history(9, 2, 3), u64::MAX);
+    for (row, n) in expected_inserts(&insert_history(10, 2, 3), u64::MAX) {
+        *expected.entry(row).or_default() += n;
+    }
+    assert_eq!(table_multiset(&read_table(dir.path(), &[])), expected);
+}
+
+#[test]
+fn dsink_writes_a_change_log_to_a_delta_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("table");
+    let history = insert_history(11, 8, 30);
+    let log = dir.path().join("changes.jsonl");
+    let lines: Vec<String> =
+        history.iter().map(|(row, t, d)| serde_json::json!({"time": t, "diff": d, "row": row}).to_string()).collect();
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
+        .args(["--input", log.to_str().unwrap(), "--workers", "2", "--schema", ROW_SCHEMA])
+        .args(["--with", "connector=deltalake", "--with", "type=append-only", "--with", "sink.name=log"])
+        .args(["--with", "create_table_if_not_exists=true"])
+        .arg("--with")
+        .arg(format!("location={}", table.display()))
+        .output()
+        .expect("dsink runs");
+    assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
+    let read = read_table(&table, &["log"]);
+    assert_eq!(table_multiset(&read), expected_inserts(&history, u64::MAX));
+    assert_eq!(read["txn"]["log"], i64::MAX);
+}

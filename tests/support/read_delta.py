@@ -1,0 +1,44 @@
+"""Reads a Delta table with the Python `deltalake` reader and prints it as one JSON document.
+
+usage: read_delta.py TABLE_DIR [APP_ID ...]
+
+Output: {"version", "schema": [[name, type, nullable]], "rows": [...], "history": [...],
+"txn": {app_id: version or null}}. Timestamps become microseconds since the epoch (naive ones
+read as UTC), dates ISO text, decimals text, so the Rust side compares exact values.
+"""
+import datetime
+import decimal
+import json
+import sys
+
+from deltalake import DeltaTable
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def plain(v):
+    if isinstance(v, datetime.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=datetime.timezone.utc)
+        d = v - EPOCH
+        return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    if isinstance(v, decimal.Decimal):
+        return str(v)
+    if isinstance(v, bytes):
+        return v.hex()
+    return v
+
+
+def main():
+    table = DeltaTable(sys.argv[1])
+    rows = [{k: plain(v) for k, v in r.items()} for r in table.to_pyarrow_table().to_pylist()]
+    schema = [[f.name, str(f.type), f.nullable] for f in table.schema().fields]
+    history = [{k: plain(v) for k, v in h.items()} for h in table.history()]
+    txn = {app: table.transaction_version(app) for app in sys.argv[2:]}
+    json.dump({"version": table.version(), "schema": schema, "rows": rows, "history": history, "txn": txn},
+              sys.stdout, default=str)
+
+
+main()
