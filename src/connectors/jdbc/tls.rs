@@ -154,9 +154,11 @@ impl TlsMaterial {
         let provider = provider();
         let verifier: Arc<dyn ServerCertVerifier> = match mode {
             TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => {
-                Arc::new(AcceptAnyCertificate { provider: provider.clone() })
+                Arc::new(WithoutHostName { roots: None, provider: provider.clone() })
             }
-            TlsMode::VerifyCa => Arc::new(ChainOnly { roots: Arc::new(self.root_store()), provider: provider.clone() }),
+            TlsMode::VerifyCa => {
+                Arc::new(WithoutHostName { roots: Some(Arc::new(self.root_store())), provider: provider.clone() })
+            }
             TlsMode::VerifyFull => {
                 WebPkiServerVerifier::builder_with_provider(Arc::new(self.root_store()), provider.clone())
                     .build()
@@ -187,59 +189,16 @@ impl TlsMaterial {
     }
 }
 
-/// `require` and `prefer`: the session is encrypted, the certificate is not checked (as libpq).
+/// The verifier of the modes that do not compare the host name: `require` and `prefer` (no
+/// roots: the session is encrypted, the certificate is not checked, as libpq) and `verify-ca`
+/// (the chain must lead to one of the roots).
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+struct WithoutHostName {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-fn signature_checks(provider: &CryptoProvider) -> Vec<SignatureScheme> {
-    provider.signature_verification_algorithms.supported_schemes()
-}
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        signature_checks(&self.provider)
-    }
-}
-
-/// `verify-ca`: the chain must lead to one of the roots; the host name is not compared.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutHostName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -248,14 +207,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -278,7 +239,7 @@ impl ServerCertVerifier for ChainOnly {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        signature_checks(&self.provider)
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
