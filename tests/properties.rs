@@ -23,6 +23,8 @@ struct Drive {
     /// After feeding time t: 0 = move on, 1 = step a few times, 2 = wait until committed and check.
     pattern: Vec<u8>,
     max_changes: Option<u64>,
+    /// Pipelined commits: each becomes durable this many polls after it started.
+    pipeline: Option<u32>,
 }
 
 type Check = Arc<dyn Fn(u64) -> Result<(), String> + Send + Sync>;
@@ -87,6 +89,7 @@ fn run(
 }
 
 fn spec(target: &Arc<MemoryTarget>, format: Format, pk: bool, drive: &Drive) -> SinkSpec {
+    target.pipeline(drive.pipeline);
     let mut b = SinkSpec::builder("props", Arc::clone(target)).format(format);
     if pk {
         b = b.primary_key(["k"]);
@@ -114,8 +117,13 @@ fn replay_upsert(records: &[StoredRecord]) -> BTreeMap<u32, Row> {
 }
 
 fn drive_strategy() -> impl Strategy<Value = Drive> {
-    (prop_oneof![Just(1usize), Just(2), Just(4)], prop::collection::vec(0u8..3, 0..16), prop::option::of(1u64..8))
-        .prop_map(|(peers, pattern, max_changes)| Drive { peers, pattern, max_changes })
+    (
+        prop_oneof![Just(1usize), Just(2), Just(4)],
+        prop::collection::vec(0u8..3, 0..16),
+        prop::option::of(1u64..8),
+        prop::option::of(0u32..4),
+    )
+        .prop_map(|(peers, pattern, max_changes, pipeline)| Drive { peers, pattern, max_changes, pipeline })
 }
 
 proptest! {
@@ -247,7 +255,7 @@ fn violating_history() -> (Vec<(Row, u64, isize)>, u32) {
 fn key_violation_fails_by_default() {
     let (history, _) = violating_history();
     let target = MemoryTarget::new();
-    let drive = Drive { peers: 2, pattern: vec![], max_changes: None };
+    let drive = Drive { peers: 2, pattern: vec![], max_changes: None, pipeline: None };
     let (err, _) = run(&history, &spec(&target, Format::Upsert, true, &drive), &drive, None);
     let err = err.expect("the sink must fail");
     assert_eq!(err.kind(), ErrorKind::KeyViolation);
@@ -266,7 +274,7 @@ fn key_violation_skip_and_dead_letter() {
         [(ViolationPolicy::Skip, 1), (ViolationPolicy::DeadLetter, 2), (ViolationPolicy::DeadLetter, 4)]
     {
         let target = MemoryTarget::new();
-        let drive = Drive { peers, pattern: vec![2; 5], max_changes: None };
+        let drive = Drive { peers, pattern: vec![2; 5], max_changes: None, pipeline: None };
         let s = SinkSpec::builder("v", target.clone()).upsert().primary_key(["k"]).violations(policy).build().unwrap();
         let metrics = s.metrics().clone();
         let (err, dead) = run(&history, &s, &drive, None);
@@ -295,7 +303,7 @@ fn append_only_refuses_retractions_unless_forced() {
     let history = keyed_history(3, 5, 4, 5);
     assert!(history.iter().any(|h| h.2 < 0), "the history must retract something");
     let target = MemoryTarget::new();
-    let drive = Drive { peers: 2, pattern: vec![], max_changes: None };
+    let drive = Drive { peers: 2, pattern: vec![], max_changes: None, pipeline: None };
     let (err, _) = run(&history, &spec(&target, Format::AppendOnly { force: false }, true, &drive), &drive, None);
     let err = err.expect("refused");
     assert_eq!(err.kind(), ErrorKind::AppendOnly);
@@ -307,8 +315,8 @@ fn restart_with_another_worker_count_is_refused_or_exact() {
     let history = keyed_history(11, 20, 6, 8);
     // Finished run on 2 workers: every worker reached the same (complete) frontier, so 4 may resume.
     let target = MemoryTarget::new();
-    let two = Drive { peers: 2, pattern: vec![2; 6], max_changes: None };
-    let four = Drive { peers: 4, pattern: vec![2; 6], max_changes: None };
+    let two = Drive { peers: 2, pattern: vec![2; 6], max_changes: None, pipeline: None };
+    let four = Drive { peers: 4, pattern: vec![2; 6], max_changes: None, pipeline: None };
     let s = spec(&target, Format::Upsert, true, &two);
     assert!(run(&history, &s, &two, None).0.is_none());
     let before = target.records().len();
@@ -339,7 +347,7 @@ fn restart_with_another_worker_count_is_refused_or_exact() {
 fn input_starting_beyond_the_committed_frontier_is_refused() {
     let history = keyed_history(21, 10, 6, 5);
     let target = MemoryTarget::new();
-    let drive = Drive { peers: 1, pattern: vec![2; 6], max_changes: None };
+    let drive = Drive { peers: 1, pattern: vec![2; 6], max_changes: None, pipeline: None };
     let s = spec(&target, Format::Upsert, true, &drive);
     // Commit up to frontier 3 only (times 0..3), leaving the sink open.
     let early: Vec<_> = history.iter().filter(|h| h.1 < 3).cloned().collect();
@@ -416,7 +424,7 @@ fn a_large_time_is_delivered_in_chunks_exactly() {
     }
     for format in [Format::Upsert, Format::Debezium { tombstone_after_delete: false }] {
         let target = MemoryTarget::new();
-        let drive = Drive { peers: 2, pattern: vec![2, 2], max_changes: None };
+        let drive = Drive { peers: 2, pattern: vec![2, 2], max_changes: None, pipeline: None };
         let (err, _) = run(&history, &spec(&target, format.clone(), true, &drive), &drive, None);
         assert!(err.is_none(), "{err:?}");
         let records = target.records();

@@ -13,6 +13,8 @@
 //!  │   writer.write(t, changes)                       (times in order)         │
 //!  │ commit cadence (changes / elapsed time / input end):                      │
 //!  │   independent:  writer.commit(upper)  → emit Committed, downgrade cap     │
+//!  │     pipelined:  commit only starts it; later times are written while      │
+//!  │                 writer.durable() → emit Committed, downgrade cap          │
 //!  │   coordinated:  writer.prepare(upper) → emit Prepared to worker 0         │
 //!  └───────────────┬───────────────────────────────────────┬───────────────────┘
 //!                  │ committed / prepared                   │ dead letters (V, T, ±n)
@@ -39,7 +41,7 @@ use differential_dataflow::collection::AsCollection;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::rc::Rc;
@@ -271,6 +273,14 @@ trait Finish<K, V, T, W: SinkWriter<K, V, T>> {
     ) -> Result<Self::Out, W::Error>;
     /// True when finishing makes the data durable (the handle's committed frontier moves).
     const DURABLE: bool;
+    /// True when a finished round becomes durable later, as `durable` reports.
+    fn pipelined(&self, _writer: &W) -> bool {
+        false
+    }
+    /// The latest finished frontier that is durable by now (pipelined only).
+    fn durable(&mut self, _writer: &mut W, _wait: bool) -> Result<Option<Frontier<T>>, W::Error> {
+        Ok(None)
+    }
 }
 
 struct Independent;
@@ -286,6 +296,12 @@ impl<K, V, T: SinkTime, W: SinkWriter<K, V, T>> Finish<K, V, T, W> for Independe
     ) -> Result<Committed<T>, W::Error> {
         writer.commit(upper)?;
         Ok(Committed { worker, upper: *upper, changes })
+    }
+    fn pipelined(&self, writer: &W) -> bool {
+        writer.pipelined()
+    }
+    fn durable(&mut self, writer: &mut W, wait: bool) -> Result<Option<Frontier<T>>, W::Error> {
+        writer.durable(wait)
     }
 }
 
@@ -386,6 +402,13 @@ impl<T: SinkTime> Caps<T> {
 /// At most about this many changes are handed to a writer in one call.
 const WRITE_CHUNK: usize = 16 * 1024;
 
+/// A pipelined writer may have at most this many commits started and not yet durable; the
+/// operator waits for the oldest before starting another.
+const MAX_COMMITS_IN_FLIGHT: usize = 4;
+
+/// How often the operator asks a pipelined writer about its open commits.
+const POLL_IN_FLIGHT: Duration = Duration::from_millis(1);
+
 /// One time's buffered updates, keyed.
 type Updates<K, V> = Vec<((K, V), isize)>;
 
@@ -393,7 +416,7 @@ type Updates<K, V> = Vec<((K, V), isize)>;
 type WorkerStreams<'scope, T, O, V> = (Stream<'scope, T, Vec<O>>, VecCollection<'scope, T, V, isize>);
 
 /// Per-worker state of the sink operator between activations.
-struct WorkerState<K, V, T> {
+struct WorkerState<K, V, T, O> {
     resume: Frontier<T>,
     /// Updates before this time contradict the declared start of the input.
     input_start: Option<T>,
@@ -401,8 +424,11 @@ struct WorkerState<K, V, T> {
     pending: BTreeMap<T, Updates<K, V>>,
     /// Every time before this has been written.
     written: Frontier<T>,
-    /// Every time before this is finished (committed or prepared).
+    /// Every time before this is finished (committed or prepared; for a pipelined writer,
+    /// committed means started).
     finished: Frontier<T>,
+    /// Commits a pipelined writer started and has not yet reported durable, oldest first.
+    in_flight: VecDeque<(Frontier<T>, O)>,
     changes_since_finish: u64,
     last_finish: Instant,
     changes: Vec<Change<K, V>>,
@@ -440,6 +466,7 @@ where
 
     let metrics = Arc::clone(&config.metrics);
     let policy = config.commit.clone();
+    let pipelined = F::DURABLE && finisher.pipelined(&writer);
     let violations_policy = config.violations;
     let keyed = config.keyed;
     let input_starts_at = config.input_starts_at.and_then(T::from_u64);
@@ -453,6 +480,7 @@ where
             pending: BTreeMap::new(),
             written: Frontier::minimum(),
             finished: Frontier::minimum(),
+            in_flight: VecDeque::new(),
             changes_since_finish: 0,
             last_finish: Instant::now(),
             changes: Vec::new(),
@@ -496,12 +524,13 @@ where
                 input.for_each(|_, data| data.clear());
                 return;
             }
-            let fail = |st: &mut WorkerState<K, V, T>, caps: &mut Caps<T>, e: W::Error| {
+            let fail = |st: &mut WorkerState<K, V, T, F::Out>, caps: &mut Caps<T>, e: W::Error| {
                 tracing::error!(sink = %name, worker = ctx.index, error = %e, "sink stopped");
                 handle.fail(e);
                 SinkMetrics::add(&metrics.errors, 1);
                 st.failed = true;
                 st.pending.clear();
+                st.in_flight.clear();
                 caps.clear();
             };
 
@@ -631,6 +660,7 @@ where
                 if due {
                     let upper = st.written;
                     match finisher.finish(&mut writer, &upper, st.changes_since_finish, ctx.index) {
+                        Ok(out) if pipelined => st.in_flight.push_back((upper, out)),
                         Ok(out) => {
                             let mut o = out0.activate();
                             o.session(caps.progress.as_ref().expect("progress capability held while running")).give(out);
@@ -639,17 +669,53 @@ where
                                 SinkMetrics::add(&metrics.commits, 1);
                                 handle.set_committed(upper);
                             }
-                            st.finished = upper;
-                            st.changes_since_finish = 0;
-                            st.last_finish = Instant::now();
                             caps.downgrade_progress(&upper);
                         }
-                        Err(e) => fail(&mut st, &mut caps, e),
+                        Err(e) => {
+                            fail(&mut st, &mut caps, e);
+                            return;
+                        }
                     }
+                    st.finished = upper;
+                    st.changes_since_finish = 0;
+                    st.last_finish = Instant::now();
                 } else {
                     activator.activate_after(policy.interval.saturating_sub(st.last_finish.elapsed()));
                 }
-            } else if frontier.is_complete() {
+            }
+
+            // A pipelined writer's commits become durable while later times are written: move the
+            // committed frontier as they do, waiting only at the end or when too many are open.
+            if !st.in_flight.is_empty() {
+                let wait = st.in_flight.len() > MAX_COMMITS_IN_FLIGHT || st.finished.is_complete();
+                match finisher.durable(&mut writer, wait) {
+                    Ok(Some(durable)) => {
+                        let mut o = out0.activate();
+                        let mut session =
+                            o.session(caps.progress.as_ref().expect("progress capability held while running"));
+                        let mut commits = 0;
+                        while st.in_flight.front().is_some_and(|(upper, _)| *upper <= durable) {
+                            let (_, out) = st.in_flight.pop_front().expect("checked");
+                            session.give(out);
+                            commits += 1;
+                        }
+                        drop(session);
+                        drop(o);
+                        SinkMetrics::add(&metrics.commits, commits);
+                        handle.set_committed(durable);
+                        caps.downgrade_progress(&durable);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        fail(&mut st, &mut caps, e);
+                        return;
+                    }
+                }
+                if !st.in_flight.is_empty() {
+                    activator.activate_after(POLL_IN_FLIGHT);
+                }
+            }
+            if frontier.is_complete() && st.written == st.finished && st.in_flight.is_empty() {
                 caps.clear();
             }
         }

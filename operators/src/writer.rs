@@ -49,8 +49,23 @@ pub trait SinkWriter<K, V, T>: 'static {
     /// writer may drain `changes`.
     fn write(&mut self, time: &T, changes: &mut Vec<Change<K, V>>) -> Result<(), Self::Error>;
 
-    /// Makes every change written so far durable together with `upper`.
+    /// Makes every change written so far durable together with `upper` — or, for a
+    /// [pipelined](Self::pipelined) writer, starts doing so.
     fn commit(&mut self, upper: &Frontier<T>) -> Result<(), Self::Error>;
+
+    /// Whether `commit` only starts a commit. The operator then goes on writing later times while
+    /// the target acknowledges earlier ones, and moves the committed frontier (the committed
+    /// stream, the handle) only when [`durable`](Self::durable) reports it.
+    fn pipelined(&self) -> bool {
+        false
+    }
+
+    /// For a pipelined writer: the frontier of the latest started commit that is durable by now,
+    /// if one finished since the last call. With `wait`, returns once every started commit is.
+    fn durable(&mut self, wait: bool) -> Result<Option<Frontier<T>>, Self::Error> {
+        let _ = wait;
+        Ok(None)
+    }
 }
 
 impl<K, V, T, W: SinkWriter<K, V, T> + ?Sized> SinkWriter<K, V, T> for Box<W> {
@@ -63,6 +78,12 @@ impl<K, V, T, W: SinkWriter<K, V, T> + ?Sized> SinkWriter<K, V, T> for Box<W> {
     }
     fn commit(&mut self, upper: &Frontier<T>) -> Result<(), Self::Error> {
         (**self).commit(upper)
+    }
+    fn pipelined(&self) -> bool {
+        (**self).pipelined()
+    }
+    fn durable(&mut self, wait: bool) -> Result<Option<Frontier<T>>, Self::Error> {
+        (**self).durable(wait)
     }
 }
 

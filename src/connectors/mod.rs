@@ -151,6 +151,12 @@ impl RecordWriter for Box<dyn RecordWriter> {
     fn commit(&mut self, upper: Frontier<u64>) -> Result<()> {
         (**self).commit(upper)
     }
+    fn pipelined(&self) -> bool {
+        (**self).pipelined()
+    }
+    fn durable(&mut self, wait: bool) -> Result<Option<Frontier<u64>>> {
+        (**self).durable(wait)
+    }
 }
 
 /// The connectors this build knows, for error messages.
@@ -337,8 +343,20 @@ pub trait RecordWriter: 'static {
     /// Delivers records of one time: all of them, or the next chunk of them (a time's records may
     /// come in several consecutive calls; a key's records are never split).
     fn write(&mut self, batch: &RecordBatch) -> Result<()>;
-    /// Makes everything written durable together with `upper`.
+    /// Makes everything written durable together with `upper` — or, when
+    /// [pipelined](Self::pipelined), starts doing so.
     fn commit(&mut self, upper: Frontier<u64>) -> Result<()>;
+    /// Whether `commit` only starts a commit, later reported by [`durable`](Self::durable)
+    /// (see [`SinkWriter::pipelined`]).
+    fn pipelined(&self) -> bool {
+        false
+    }
+    /// The frontier of the latest started commit that is durable by now, if one finished since
+    /// the last call; with `wait`, returns once every started commit is.
+    fn durable(&mut self, wait: bool) -> Result<Option<Frontier<u64>>> {
+        let _ = wait;
+        Ok(None)
+    }
 }
 
 /// Turns per-key changes into encoded records for a [`RecordWriter`].
@@ -434,5 +452,13 @@ impl<W: RecordWriter, V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T>
             None => Frontier::complete(),
         };
         self.inner.commit(up)
+    }
+
+    fn pipelined(&self) -> bool {
+        self.inner.pipelined()
+    }
+
+    fn durable(&mut self, wait: bool) -> Result<Option<Frontier<T>>> {
+        Ok(self.inner.durable(wait)?.and_then(|f| Frontier::<T>::from_u64(f.to_u64())))
     }
 }

@@ -5,7 +5,7 @@ use crate::envelope::Op;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::RecordBatch;
 use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// A committed record.
@@ -29,6 +29,8 @@ struct State {
     progress: Vec<WorkerProgress<u64>>,
     commits: u64,
     fail_after: Option<u64>,
+    /// Pipelined commits: a started commit becomes durable after this many polls.
+    pipeline: Option<u32>,
 }
 
 /// A transactional in-memory target shared by all workers of a process.
@@ -55,7 +57,16 @@ impl MemoryTarget {
 
     /// A writer for one worker.
     pub fn writer(self: &Arc<Self>, sink: &str) -> MemoryWriter {
-        MemoryWriter { target: Arc::clone(self), sink: sink.to_string(), ctx: None, resume: None, staged: Vec::new() }
+        let pipeline = self.state.lock().expect("state").pipeline;
+        MemoryWriter {
+            target: Arc::clone(self),
+            sink: sink.to_string(),
+            ctx: None,
+            resume: None,
+            staged: Vec::new(),
+            pipeline,
+            open: VecDeque::new(),
+        }
     }
 
     /// Every committed record, in commit order.
@@ -79,6 +90,12 @@ impl MemoryTarget {
         s.fail_after = Some(s.commits + n);
     }
 
+    /// Makes this target's writers pipelined: a commit only starts, and becomes durable (applied)
+    /// after `polls` more calls of `durable` — as a target acknowledging asynchronously would.
+    pub fn pipeline(&self, polls: Option<u32>) {
+        self.state.lock().expect("state").pipeline = polls;
+    }
+
     /// Stops injecting failures.
     pub fn heal(&self) {
         self.state.lock().expect("state").fail_after = None;
@@ -93,6 +110,28 @@ pub struct MemoryWriter {
     ctx: Option<WorkerContext>,
     resume: Option<ResumePoint<u64>>,
     staged: Vec<StoredRecord>,
+    pipeline: Option<u32>,
+    /// Pipelined commits started and not yet applied: frontier, records, polls left.
+    open: VecDeque<(Frontier<u64>, Vec<StoredRecord>, u32)>,
+}
+
+impl MemoryWriter {
+    /// Applies one commit to the target, or fails as injected.
+    fn apply(&self, upper: Frontier<u64>, mut records: Vec<StoredRecord>) -> Result<()> {
+        let (Some(ctx), Some(point)) = (self.ctx, self.resume.as_ref()) else {
+            return Err(Error::config("commit before resume"));
+        };
+        let mut s = self.target.state.lock().expect("state");
+        if s.fail_after.is_some_and(|n| s.commits >= n) {
+            return Err(Error::new(ErrorKind::Fatal, format!("sink `{}`: injected commit failure", self.sink)));
+        }
+        s.records.append(&mut records);
+        let record: WorkerProgress<u64> = point.record(ctx, upper);
+        s.progress.retain(|p| !(p.generation == record.generation && p.worker == record.worker));
+        s.progress.push(record);
+        s.commits += 1;
+        Ok(())
+    }
 }
 
 impl RecordWriter for MemoryWriter {
@@ -118,19 +157,32 @@ impl RecordWriter for MemoryWriter {
     }
 
     fn commit(&mut self, upper: Frontier<u64>) -> Result<()> {
-        let (Some(ctx), Some(point)) = (self.ctx, self.resume.as_ref()) else {
-            return Err(Error::config("commit before resume"));
-        };
-        let mut s = self.target.state.lock().expect("state");
-        if s.fail_after.is_some_and(|n| s.commits >= n) {
-            self.staged.clear();
-            return Err(Error::new(ErrorKind::Fatal, format!("sink `{}`: injected commit failure", self.sink)));
+        let records = std::mem::take(&mut self.staged);
+        match self.pipeline {
+            Some(polls) => {
+                self.open.push_back((upper, records, polls));
+                Ok(())
+            }
+            None => self.apply(upper, records),
         }
-        s.records.append(&mut self.staged);
-        let record: WorkerProgress<u64> = point.record(ctx, upper);
-        s.progress.retain(|p| !(p.generation == record.generation && p.worker == record.worker));
-        s.progress.push(record);
-        s.commits += 1;
-        Ok(())
+    }
+
+    fn pipelined(&self) -> bool {
+        self.pipeline.is_some()
+    }
+
+    fn durable(&mut self, wait: bool) -> Result<Option<Frontier<u64>>> {
+        let mut done = None;
+        while let Some((upper, _, polls)) = self.open.front_mut() {
+            if *polls > 0 && !wait {
+                *polls -= 1;
+                break;
+            }
+            let upper = *upper;
+            let (_, records, _) = self.open.pop_front().expect("checked");
+            self.apply(upper, records)?;
+            done = Some(upper);
+        }
+        Ok(done)
     }
 }
