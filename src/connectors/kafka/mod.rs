@@ -110,11 +110,15 @@
 //!
 //! # At-least-once (`sink.delivery = at-least-once`)
 //!
-//! The idempotent producer without transactions: a commit waits until every record is
-//! acknowledged, then writes a progress record of its frontier, which is acknowledged with the
-//! next commit (or, at the end of the input, at once) — so a progress record never runs ahead of
-//! the data. A restart resumes from the latest acknowledged one: only the changes after it may be
-//! delivered twice.
+//! The idempotent producer without transactions, with pipelined commits
+//! ([`SinkWriter::pipelined`](differential_sinks_operators::SinkWriter::pipelined)): a commit
+//! closes an *epoch* of records and returns; the worker goes on with the next times while
+//! librdkafka's thread counts delivery reports per epoch (the record's delivery opaque names its
+//! epoch). Once every record of an epoch and of the ones before it is reported, and none failed,
+//! the frontier is durable: the operator moves the committed frontier, and the writer sends a
+//! progress record of it, acknowledged with a later epoch (or, at the end of the input, at once) —
+//! so a progress record never runs ahead of the data. A restart resumes from the latest
+//! acknowledged one: only the changes after it may be delivered twice.
 //!
 //! # Avro
 //!

@@ -23,7 +23,9 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,9 +60,15 @@ impl ProgressRecord {
     }
 }
 
+/// Slots of the delivery-report counters; more than the commits that can be open at once.
+const EPOCH_SLOTS: usize = 16;
+
 #[derive(Default)]
 struct DeliveryState {
     failed: Mutex<Option<(RDKafkaErrorCode, String)>>,
+    /// Delivery reports received per commit epoch (slot = epoch % EPOCH_SLOTS), success or not:
+    /// an epoch is acknowledged when this reaches the number of records sent in it.
+    reported: [AtomicU64; EPOCH_SLOTS],
 }
 
 /// Collects delivery failures reported by librdkafka's background thread.
@@ -84,8 +92,8 @@ impl ClientContext for SinkContext {
 }
 
 impl ProducerContext for SinkContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
         if let Err((e, _)) = result {
             let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
             let mut f = self.state.failed.lock().expect("delivery state");
@@ -93,6 +101,8 @@ impl ProducerContext for SinkContext {
                 *f = Some((code, e.to_string()));
             }
         }
+        // After the failure is recorded: whoever sees the count complete also sees the failure.
+        self.state.reported[slot % EPOCH_SLOTS].fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -424,6 +434,11 @@ pub struct KafkaWriter {
     run: String,
     seq: u64,
     avro: Option<AvroCodec>,
+    /// Commit epochs (at-least-once): records sent per epoch slot, and the commits started and
+    /// not yet acknowledged, oldest first, as (epoch, frontier).
+    epoch: u64,
+    sent: [Cell<u64>; EPOCH_SLOTS],
+    open: VecDeque<(u64, Frontier<u64>)>,
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
     time_text: String,
@@ -491,6 +506,9 @@ impl KafkaWriter {
             run,
             seq: 0,
             avro,
+            epoch: 0,
+            sent: Default::default(),
+            open: VecDeque::new(),
             key_buf: Vec::with_capacity(64),
             value_buf: Vec::with_capacity(256),
             time_text: String::new(),
@@ -593,7 +611,8 @@ impl KafkaWriter {
     }
 
     fn send_one(&self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, headers: OwnedHeaders) -> Result<()> {
-        let mut rec = BaseRecord::<[u8], [u8]>::to(topic).headers(headers);
+        let slot = (self.epoch % EPOCH_SLOTS as u64) as usize;
+        let mut rec = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, slot).headers(headers);
         if let Some(k) = key {
             rec = rec.key(k);
         }
@@ -602,7 +621,10 @@ impl KafkaWriter {
         }
         loop {
             match self.producer.send(rec) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.sent[slot].set(self.sent[slot].get() + 1);
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     // librdkafka's queue is full: wait for deliveries (backpressure).
                     rec = back;
@@ -624,55 +646,50 @@ impl KafkaWriter {
         }
     }
 
-    /// Writes a progress record for `(frontier, partial)` and commits the open transaction (or,
-    /// at-least-once, flushes before and after it).
-    fn commit_progress(&mut self, frontier: Frontier<u64>, partial: u64) -> Result<()> {
-        let (Some(ctx), Some(point)) = (self.ctx, self.point.clone()) else {
+    /// Sends the progress record for `(frontier, partial)`: into the open transaction when
+    /// exactly-once; at-least-once only once every record before `frontier` is acknowledged.
+    fn send_progress(&mut self, frontier: Frontier<u64>, partial: u64) -> Result<()> {
+        let (Some(ctx), Some(point)) = (self.ctx, self.point.as_ref()) else {
             return Err(Error::config("commit before resume"));
         };
-        if !self.eos() {
-            // Every record so far (and the previous progress record) acknowledged: only then may
-            // a record of this frontier exist.
-            self.flush("flushing records")?;
-            self.seq += 1;
-        } else {
-            self.begin()?;
-        }
         let rec = ProgressRecord {
             sink: self.sink.clone(),
             topic: self.cfg.topic.clone(),
             progress: point.record(ctx, frontier),
             partial,
             run: self.run.clone(),
-            txn: self.seq,
+            txn: if self.eos() { self.seq } else { self.seq + 1 },
         };
         let value = serde_json::to_vec(&rec).expect("progress record encodes");
         let progress_topic = self.progress_topic.clone();
         self.send_one(&progress_topic, Some(rec.key().as_bytes()), Some(&value), OwnedHeaders::new())?;
-        if self.eos() {
-            let timeout = self.cfg.timeout;
-            let r = self.txn_call("committing a transaction", || self.producer.commit_transaction(timeout));
-            if let Err(e) = r {
-                self.txn_open = false;
-                if e.kind() != ErrorKind::Fenced {
-                    // Abortable or timed out: abort so nothing of it becomes visible, then stop.
-                    let _ = self.producer.abort_transaction(timeout);
-                    return Err(Error::new(
-                        if e.kind() == ErrorKind::Retriable { ErrorKind::Retriable } else { e.kind() },
-                        format!(
-                            "{e}; the transaction was aborted: restart the sink, it resumes from the last committed progress \
-                             record and delivers each change once"
-                        ),
-                    ));
-                }
-                return Err(e);
+        if !self.eos() {
+            self.seq += 1;
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: writes the progress record for `(frontier, partial)` into the open
+    /// transaction and commits it.
+    fn commit_progress(&mut self, frontier: Frontier<u64>, partial: u64) -> Result<()> {
+        self.begin()?;
+        self.send_progress(frontier, partial)?;
+        let timeout = self.cfg.timeout;
+        let r = self.txn_call("committing a transaction", || self.producer.commit_transaction(timeout));
+        self.txn_open = false;
+        if let Err(e) = r {
+            if e.kind() != ErrorKind::Fenced {
+                // Abortable or timed out: abort so nothing of it becomes visible, then stop.
+                let _ = self.producer.abort_transaction(timeout);
+                return Err(Error::new(
+                    if e.kind() == ErrorKind::Retriable { ErrorKind::Retriable } else { e.kind() },
+                    format!(
+                        "{e}; the transaction was aborted: restart the sink, it resumes from the last committed progress \
+                         record and delivers each change once"
+                    ),
+                ));
             }
-            self.txn_open = false;
-        } else if frontier.is_complete() {
-            // At-least-once: a progress record is acknowledged with the next commit's flush
-            // (a resume from the one before only repeats changes, which this mode allows);
-            // the last one is waited for here.
-            self.flush("flushing the progress record")?;
+            return Err(e);
         }
         self.check_delivery()?;
         self.txn_records = 0;
@@ -852,7 +869,63 @@ impl RecordWriter for KafkaWriter {
         if !self.dirty && self.last == Some((upper, 0)) {
             return Ok(());
         }
-        self.commit_progress(upper, 0)
+        if self.eos() {
+            return self.commit_progress(upper, 0);
+        }
+        // At-least-once: the commit is the acknowledgement of every record of this epoch and the
+        // ones before; `durable` sees it arrive while later times are produced.
+        if self.open.len() + 1 >= EPOCH_SLOTS {
+            self.durable(true)?;
+        }
+        self.open.push_back((self.epoch, upper));
+        self.epoch += 1;
+        let slot = (self.epoch % EPOCH_SLOTS as u64) as usize;
+        // The slot's previous epoch is acknowledged (fewer than EPOCH_SLOTS are open): reuse it.
+        self.sent[slot].set(0);
+        self.state.reported[slot].store(0, Ordering::Release);
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn pipelined(&self) -> bool {
+        !self.eos()
+    }
+
+    fn durable(&mut self, wait: bool) -> Result<Option<Frontier<u64>>> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut acknowledged = None;
+        loop {
+            self.check_delivery()?;
+            while let Some(&(epoch, upper)) = self.open.front() {
+                let slot = (epoch % EPOCH_SLOTS as u64) as usize;
+                if self.state.reported[slot].load(Ordering::Acquire) < self.sent[slot].get() {
+                    break;
+                }
+                self.open.pop_front();
+                acknowledged = Some(upper);
+            }
+            // A report counted above was recorded after its failure: check once more.
+            self.check_delivery()?;
+            if !wait || self.open.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::new(
+                    ErrorKind::Retriable,
+                    self.what(&format!("records not acknowledged within {:?}", self.cfg.timeout)),
+                ));
+            }
+            self.producer.poll(Duration::from_millis(1));
+        }
+        if let Some(upper) = acknowledged {
+            // Every record before `upper` is acknowledged: only now may its progress record exist.
+            self.send_progress(upper, 0)?;
+            if upper.is_complete() {
+                self.flush("flushing the progress record")?;
+            }
+            self.last = Some((upper, 0));
+        }
+        Ok(acknowledged)
     }
 }
 
