@@ -263,3 +263,20 @@ fn dsink_binary_replays_a_change_log_into_cassandra() {
     assert_eq!(table(&d), state_before(&history, u64::MAX));
     assert_eq!(sent_writes(&d), expected_writes(&history));
 }
+
+#[test]
+fn a_statement_the_table_refuses_stops_the_sink_with_the_column() {
+    // No schema is declared, so the creation-time check cannot see that the table lacks `s`;
+    // the server refuses the INSERT (Invalid, 0x2200), which no retry can fix.
+    let d = double(&["CREATE TABLE ks.t (k int PRIMARY KEY, v bigint)"]);
+    let history = vec![(Row { k: 1, v: 1, s: "x".into() }, 0, 1)];
+    let started = std::time::Instant::now();
+    let e = run(&history, &spec(&d, "narrow", 10), 1, None).expect("refused");
+    assert!(e.contains("unrecognized column: s"), "{e}");
+    assert!(d.rows("ks", "t").is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "a permanent refusal was retried for {:?}",
+        started.elapsed()
+    );
+}

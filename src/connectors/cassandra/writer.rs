@@ -12,6 +12,7 @@ use differential_sinks_operators::{
 };
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
@@ -21,6 +22,33 @@ use std::marker::PhantomData;
 fn cql_err(what: &str, e: impl std::fmt::Display) -> Error {
     // Driver errors after connecting are mostly timeouts and unavailable replicas: retriable.
     Error::new(ErrorKind::Retriable, format!("{what}: {e}"))
+}
+
+/// Whether the server refused the statement itself (syntax, an unknown column, a value of the
+/// wrong type, authorization, configuration) or the driver could not serialize it: a retry
+/// cannot fix those, so the sink stops at once with the server's message.
+fn is_permanent(e: &ExecutionError) -> bool {
+    match e {
+        ExecutionError::BadQuery(_) => true,
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => matches!(
+            db,
+            DbError::SyntaxError
+                | DbError::Invalid
+                | DbError::Unauthorized
+                | DbError::ConfigError
+                | DbError::AuthenticationError
+                | DbError::FunctionFailure { .. }
+        ),
+        _ => false,
+    }
+}
+
+fn exec_err(what: &str, e: ExecutionError) -> Error {
+    if is_permanent(&e) {
+        Error::new(ErrorKind::Fatal, format!("{what}: the server refused the statement: {e}"))
+    } else {
+        cql_err(what, e)
+    }
 }
 
 async fn connect(cfg: &CassandraConfig) -> Result<Session> {
@@ -108,6 +136,7 @@ impl<V> CassandraWriter<V> {
             return Err(Error::config("write before resume"));
         };
         let pending = std::mem::take(&mut self.pending);
+        let what = format!("Cassandra batch into {}.{}", self.cfg.keyspace, self.cfg.table);
         self.rt.block_on(async {
             for chunk in pending.chunks(self.cfg.batch_size) {
                 let mut batch = Batch::new(BatchType::Unlogged);
@@ -117,7 +146,7 @@ impl<V> CassandraWriter<V> {
                     values.push(v.clone());
                 }
                 crate::delivery::retry::retry(&Default::default(), "Cassandra batch", || async {
-                    s.batch(&batch, &values).await.map(|_| ()).map_err(|e| cql_err("Cassandra batch", e))
+                    s.batch(&batch, &values).await.map(|_| ()).map_err(|e| exec_err(&what, e))
                 })
                 .await?;
             }
