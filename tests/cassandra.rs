@@ -280,3 +280,24 @@ fn a_statement_the_table_refuses_stops_the_sink_with_the_column() {
         started.elapsed()
     );
 }
+
+#[test]
+fn transient_failures_are_retried_and_their_replays_are_harmless() {
+    let d = double(&[TABLE]);
+    {
+        let mut db = d.db.lock().unwrap();
+        // A timeout after the batch landed (the retry replays it), one before, and no replicas.
+        db.batch_faults.extend([
+            (cql_double::write_timeout(), true),
+            (cql_double::write_timeout(), false),
+            (cql_double::unavailable(), false),
+        ]);
+    }
+    let history = keyed_history(31, 20, 10, 12);
+    assert_eq!(run(&history, &spec(&d, "faults", 6), 2, None), None);
+    assert_eq!(table(&d), state_before(&history, u64::MAX));
+    assert!(d.db.lock().unwrap().batch_faults.is_empty(), "not every fault was met");
+    // The batch that landed before its timeout was sent again: every statement a no-op.
+    let replayed = d.writes("ks", "t").iter().filter(|w| !w.changed).count();
+    assert!(replayed >= 1, "no write was replayed, so the failed batches were not retried");
+}

@@ -453,6 +453,28 @@ pub struct Db {
     /// (opcode name, statement text) of every request, in arrival order.
     pub requests: Vec<(&'static str, String)>,
     credentials: Option<(String, String)>,
+    /// Errors to answer the next BATCH requests with, in order; with `true` the batch is
+    /// applied first (a timeout after the write landed: the client cannot tell).
+    pub batch_faults: std::collections::VecDeque<(CqlError, bool)>,
+}
+
+/// A write timeout (0x1100) as a coordinator reports it for an unlogged batch at ONE.
+pub fn write_timeout() -> CqlError {
+    let mut e = err(0x1100, "Operation timed out - received only 0 responses.");
+    e.extra.extend_from_slice(&1u16.to_be_bytes());
+    e.extra.extend_from_slice(&0i32.to_be_bytes());
+    e.extra.extend_from_slice(&1i32.to_be_bytes());
+    write_string(&mut e.extra, "UNLOGGED_BATCH");
+    e
+}
+
+/// Unavailable (0x1000): not enough live replicas for ONE.
+pub fn unavailable() -> CqlError {
+    let mut e = err(0x1000, "Cannot achieve consistency level ONE");
+    e.extra.extend_from_slice(&1u16.to_be_bytes());
+    e.extra.extend_from_slice(&1i32.to_be_bytes());
+    e.extra.extend_from_slice(&0i32.to_be_bytes());
+    e
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1839,6 +1861,12 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
                     )));
                 }
                 planned.push(db.plan(&stmt, markers, values, ts)?);
+            }
+            if let Some((e, applied)) = db.batch_faults.pop_front() {
+                if applied {
+                    db.apply(planned);
+                }
+                return Err(e);
             }
             db.apply(planned);
             Ok((OP_RESULT, encode_outcome(&Outcome::Void, false)))
