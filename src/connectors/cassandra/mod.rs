@@ -33,10 +33,18 @@
 //! exactly the table's partition key plus clustering columns, and declared columns must exist.
 //! `type = debezium` is refused.
 //!
-//! **Verification.** No CQL server can be installed here. Unit tests cover the statements, the
-//! timestamp mapping and the table checks ([`statements`]); the driver calls (connect, prepare,
-//! batch, progress table) compile against `scylla` 1.x but have not run against a server, and no
-//! CQL protocol double was written. Treat this connector as unverified on the wire.
+//! Write timeouts, unavailable replicas and lost connections are retried (a batch that landed
+//! before its timeout is replayed harmlessly); a statement the server refuses (syntax, an
+//! unknown column, a value of the wrong type, authorization) stops the sink at once with the
+//! server's message.
+//!
+//! **Verification.** No CQL server can be installed here. Besides unit tests of the statements,
+//! the timestamp mapping and the table checks ([`statements`]), `tests/cassandra.rs` drives the
+//! sink through the real `scylla` driver against `tests/cql_double`, a CQL native protocol v4
+//! double with Cassandra's per-cell last-write-wins and row tombstones. It cannot show what only
+//! a real cluster does: consistency levels and replication, repair, tombstone purging after
+//! `gc_grace_seconds` (past which a replay of an old write could resurrect a deleted row),
+//! compaction, paging of large results, token-aware routing and ScyllaDB shard awareness.
 //!
 //! # Options
 //!
