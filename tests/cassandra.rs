@@ -301,3 +301,34 @@ fn transient_failures_are_retried_and_their_replays_are_harmless() {
     let replayed = d.writes("ks", "t").iter().filter(|w| !w.changed).count();
     assert!(replayed >= 1, "no write was replayed, so the failed batches were not retried");
 }
+
+/// A row whose columns have mixed-case (quoted) names in CQL.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+struct Mixed {
+    #[serde(rename = "userId")]
+    user_id: u32,
+    #[serde(rename = "Name")]
+    name: String,
+}
+
+#[test]
+fn case_sensitive_column_names_are_written_and_deleted() {
+    // Cassandra lowercases unquoted JSON keys in `INSERT … JSON`; a quoted column must be named
+    // `"\"userId\""` in the JSON, as the DELETE's `"userId"` names it.
+    let d = double(&["CREATE TABLE ks.mixed (\"userId\" int PRIMARY KEY, \"Name\" text)"]);
+    let row = |k: u32, n: &str| Mixed { user_id: k, name: n.into() };
+    let history =
+        vec![(row(1, "a"), 0, 1), (row(2, "b"), 0, 1), (row(1, "a"), 1, -1), (row(2, "b"), 1, -1), (row(2, "c"), 1, 1)];
+    let s = SinkSpec::builder("mixed", CassandraConfig::new(&d.url(), "ks", "mixed"))
+        .upsert()
+        .primary_key(["userId"])
+        .build()
+        .unwrap();
+    assert_eq!(run(&history, &s, 1, None), None);
+    let rows: Vec<Mixed> = d
+        .rows("ks", "mixed")
+        .into_iter()
+        .map(|r| serde_json::from_value(serde_json::Value::Object(r)).unwrap())
+        .collect();
+    assert_eq!(rows, vec![row(2, "c")]);
+}

@@ -29,6 +29,8 @@
 //!
 //! Rows are sent as JSON (`INSERT … JSON`), so Cassandra converts each value to its column's type
 //! and sets the columns a row lacks to null: an update replaces the whole row, as an upsert must.
+//! Cassandra lowercases unquoted JSON keys, so a field name that is not all lowercase is sent
+//! quoted ([`insert_json`]) and names the case-sensitive column `"userId"`, as the DELETE does.
 //! At creation the table's columns are read from `system_schema.columns`: `primary_key` must be
 //! exactly the table's partition key plus clustering columns, and declared columns must exist.
 //! `type = debezium` is refused.
@@ -63,6 +65,6 @@ pub mod statements;
 mod writer;
 
 pub use config::CassandraConfig;
-pub use statements::{check_table, delete_cql, insert_cql, write_timestamp, CqlColumn};
+pub use statements::{check_table, delete_cql, insert_cql, insert_json, write_timestamp, CqlColumn};
 pub(crate) use writer::validate;
 pub use writer::CassandraWriter;

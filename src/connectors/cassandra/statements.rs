@@ -34,6 +34,27 @@ pub fn insert_cql(keyspace: &str, table: &str) -> String {
     format!("INSERT INTO {keyspace}.{table} JSON ? DEFAULT NULL USING TIMESTAMP ?")
 }
 
+/// The JSON text bound to `INSERT … JSON ?`. Cassandra lowercases unquoted keys of that JSON, as
+/// it does unquoted identifiers, so a key that lowercasing would change is sent quoted
+/// (`"\"userId\""`) to name its case-sensitive column — the one `"userId"` names in the DELETE
+/// and in `system_schema`. Rows without such keys are sent as encoded.
+pub fn insert_json(json: &[u8]) -> Result<String> {
+    let text = std::str::from_utf8(json).map_err(|e| Error::encode(format!("a row's JSON is not UTF-8: {e}")))?;
+    if !json.iter().any(|b| b.is_ascii_uppercase() || *b >= 0x80) {
+        return Ok(text.to_string());
+    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::encode(e.to_string()))?;
+    let serde_json::Value::Object(map) = value else {
+        return Ok(text.to_string());
+    };
+    if map.keys().all(|k| k.to_lowercase() == *k) {
+        return Ok(text.to_string());
+    }
+    let quoted: serde_json::Map<String, serde_json::Value> =
+        map.into_iter().map(|(k, v)| if k.to_lowercase() == k { (k, v) } else { (format!("\"{k}\""), v) }).collect();
+    Ok(serde_json::Value::Object(quoted).to_string())
+}
+
 /// `DELETE FROM ks.t USING TIMESTAMP ? WHERE k1 = fromJson(?) AND …`: key values travel as JSON
 /// and are typed by the server.
 pub fn delete_cql(keyspace: &str, table: &str, key: &[String]) -> String {
@@ -115,6 +136,15 @@ mod tests {
             delete_cql("ks", "t", &["a".into(), "b".into()]),
             "DELETE FROM ks.t USING TIMESTAMP ? WHERE \"a\" = fromJson(?) AND \"b\" = fromJson(?)"
         );
+    }
+
+    #[test]
+    fn insert_json_quotes_keys_cassandra_would_lowercase() {
+        let plain = r#"{"k":1,"s":"ABC é"}"#.as_bytes();
+        assert_eq!(insert_json(plain).unwrap(), std::str::from_utf8(plain).unwrap());
+        let v: serde_json::Value =
+            serde_json::from_str(&insert_json(br#"{"k":1,"userId":2,"Name":"X"}"#).unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"k": 1, "\"userId\"": 2, "\"Name\"": "X"}));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The Cassandra writer on the `scylla` driver.
 
-use super::statements::{check_table, delete_cql, insert_cql, write_timestamp, CqlColumn};
+use super::statements::{check_table, delete_cql, insert_cql, insert_json, write_timestamp, CqlColumn};
 use super::CassandraConfig;
 use crate::config::SinkSpec;
 use crate::encode::json::encode_json;
@@ -234,8 +234,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
                     for r in rows {
                         json.clear();
                         encode_json(r, &mut json)?;
-                        let text = String::from_utf8(json.clone()).expect("JSON is UTF-8");
-                        self.pending.push((true, vec![CqlValue::Text(text), CqlValue::BigInt(ts)]));
+                        self.pending.push((true, vec![CqlValue::Text(insert_json(&json)?), CqlValue::BigInt(ts)]));
                     }
                     continue;
                 }
@@ -244,10 +243,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
             encode_json(row, &mut json)?;
             let value: serde_json::Value = serde_json::from_slice(&json).map_err(|e| Error::encode(e.to_string()))?;
             if insert {
-                self.pending.push((
-                    true,
-                    vec![CqlValue::Text(String::from_utf8(json.clone()).expect("UTF-8")), CqlValue::BigInt(ts)],
-                ));
+                self.pending.push((true, vec![CqlValue::Text(insert_json(&json)?), CqlValue::BigInt(ts)]));
             } else {
                 let mut v = vec![CqlValue::BigInt(ts)];
                 for k in &self.key {
