@@ -357,3 +357,20 @@ fn a_restart_on_another_worker_count_resumes() {
     assert_eq!(run(&history, &s, 1, None), None);
     assert_eq!(table(&d), state_before(&history, u64::MAX));
 }
+
+#[test]
+fn wide_rows_are_batched_under_the_servers_batch_size_limit() {
+    // Cassandra refuses a multi-partition batch of more than 50 KiB (batch_size_fail_threshold_in_kb);
+    // 100 rows of 1 KiB at the default `cassandra.max_batch_rows` would pass it.
+    let d = double(&[TABLE]);
+    let history: Vec<(Row, u64, isize)> = (0..300u32)
+        .map(|i| (Row { k: i, v: u32::from(i % 7 == 0), s: "x".repeat(1000) }, u64::from(i / 150), 1))
+        .collect();
+    let s = SinkSpec::builder("wide", CassandraConfig::new(&d.url(), "ks", "t"))
+        .upsert()
+        .primary_key(["k"])
+        .build()
+        .unwrap();
+    assert_eq!(run(&history, &s, 1, None), None);
+    assert_eq!(table(&d), state_before(&history, u64::MAX));
+}

@@ -456,6 +456,8 @@ pub struct Db {
     /// Errors to answer the next BATCH requests with, in order; with `true` the batch is
     /// applied first (a timeout after the write landed: the client cannot tell).
     pub batch_faults: std::collections::VecDeque<(CqlError, bool)>,
+    /// `batch_size_fail_threshold_in_kb` in bytes (Cassandra's default: 50 KiB); 0 for none.
+    pub batch_fail_threshold: usize,
 }
 
 /// A write timeout (0x1100) as a coordinator reports it for an unlogged batch at ONE.
@@ -1464,6 +1466,29 @@ impl Db {
         }
     }
 
+    /// Cassandra's `BatchStatement.verifyBatchSize`: a batch spanning more than one partition
+    /// whose data size passes `batch_size_fail_threshold_in_kb` is refused ("Batch too large").
+    /// The size follows `Row.dataSize()`: clustering bytes, 8 for the row marker, 16 plus the
+    /// value per cell, 12 per row deletion.
+    fn check_batch_size(&self, ms: &[Mutation]) -> R<()> {
+        let mut partitions = std::collections::BTreeSet::new();
+        let mut size = 0;
+        for m in ms {
+            let t = self.table(&m.ks, &m.table)?;
+            let pk = t.key_columns().iter().filter(|c| c.kind == Kind::PartitionKey).count();
+            partitions.insert((&m.ks, &m.table, &m.key[..pk]));
+            size += m.key[pk..].iter().map(Vec::len).sum::<usize>();
+            size += match &m.op {
+                Op::Upsert(cells) => 8 + cells.iter().map(|(_, v)| 16 + v.as_ref().map_or(0, Vec::len)).sum::<usize>(),
+                Op::Delete => 12,
+            };
+        }
+        if partitions.len() > 1 && self.batch_fail_threshold > 0 && size > self.batch_fail_threshold {
+            return Err(invalid("Batch too large"));
+        }
+        Ok(())
+    }
+
     /// Applies validated mutations, recording each.
     fn apply(&mut self, ms: Vec<Mutation>) {
         for m in ms {
@@ -1862,6 +1887,7 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
                 }
                 planned.push(db.plan(&stmt, markers, values, ts)?);
             }
+            db.check_batch_size(&planned)?;
             if let Some((e, applied)) = db.batch_faults.pop_front() {
                 if applied {
                     db.apply(planned);
@@ -1952,6 +1978,7 @@ impl CqlDouble {
         let addr = listener.local_addr().unwrap();
         let db = Arc::new(Mutex::new(Db {
             credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+            batch_fail_threshold: 50 * 1024,
             ..Db::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));

@@ -4,7 +4,7 @@
 //! ```text
 //!  change of key k at time t ──► insert / update: INSERT INTO ks.t JSON ? DEFAULT NULL USING TIMESTAMP ts(t)
 //!                                delete:          DELETE FROM ks.t USING TIMESTAMP ts(t) WHERE k = fromJson(?)
-//!        │ unlogged batches of `cassandra.max_batch_rows`
+//!        │ unlogged batches of `cassandra.max_batch_rows` / `max_batch_bytes`
 //!        ▼ commit(upper): every batch acknowledged, then a row in ks.dsink_progress records upper
 //! ```
 //!
@@ -56,6 +56,7 @@
 //! | `cassandra.keyspace`, `cassandra.table` | the target — required |
 //! | `cassandra.user`, `cassandra.password` | credentials (the password is never printed) |
 //! | `cassandra.max_batch_rows` | statements per unlogged batch (default 100) |
+//! | `cassandra.max_batch_bytes` | estimated data bytes per unlogged batch (default 32 768; Cassandra refuses multi-partition batches over `batch_size_fail_threshold_in_kb`, 50 KiB by default) |
 //! | `cassandra.request_timeout_ms` | connection timeout (default 30 000) |
 //! | `cassandra.timestamp_offset` | added to every write timestamp (default 0) |
 //! | `cassandra.progress_table` | where committed frontiers are kept (default `dsink_progress`) |

@@ -76,6 +76,38 @@ async fn table_columns(s: &Session, cfg: &CassandraConfig) -> Result<Vec<CqlColu
     Ok(out)
 }
 
+/// A statement's data size as Cassandra counts it against `batch_size_fail_threshold_in_kb`,
+/// over- rather than underestimated: the bound text, plus 20 bytes per JSON field (the cell's
+/// timestamp and lengths; every `:` is counted, even inside strings) and 32 for the row.
+fn estimated_size(values: &[CqlValue]) -> usize {
+    32 + values
+        .iter()
+        .map(|v| match v {
+            CqlValue::Text(t) => t.len() + 20 * t.bytes().filter(|b| *b == b':').count(),
+            _ => 8,
+        })
+        .sum::<usize>()
+}
+
+/// Splits statements into batches of at most `rows` statements and `bytes` estimated bytes
+/// (a statement larger than `bytes` goes alone).
+fn batches(pending: &[(bool, Vec<CqlValue>)], rows: usize, bytes: usize) -> Vec<&[(bool, Vec<CqlValue>)]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, (_, v)) in pending.iter().enumerate() {
+        let s = estimated_size(v);
+        if i > start && (i - start >= rows || size + s > bytes) {
+            out.push(&pending[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += s;
+    }
+    if start < pending.len() {
+        out.push(&pending[start..]);
+    }
+    out
+}
+
 /// Checks the table at creation.
 pub(crate) fn validate(cfg: &CassandraConfig, spec: &SinkSpec) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -138,7 +170,7 @@ impl<V> CassandraWriter<V> {
         let pending = std::mem::take(&mut self.pending);
         let what = format!("Cassandra batch into {}.{}", self.cfg.keyspace, self.cfg.table);
         self.rt.block_on(async {
-            for chunk in pending.chunks(self.cfg.batch_size) {
+            for chunk in batches(&pending, self.cfg.batch_size, self.cfg.batch_bytes) {
                 let mut batch = Batch::new(BatchType::Unlogged);
                 let mut values = Vec::with_capacity(chunk.len());
                 for (is_insert, v) in chunk {
@@ -279,5 +311,22 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
         self.rt.block_on(async {
             s.query_unpaged(cql, values).await.map(|_| ()).map_err(|e| cql_err("recording progress", e))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_bounded_by_rows_and_by_estimated_bytes() {
+        let st =
+            |n: usize| (true, vec![CqlValue::Text(format!("{{\"s\":\"{}\"}}", "x".repeat(n))), CqlValue::BigInt(1)]);
+        let pending: Vec<_> = (0..10).map(|_| st(1000)).collect();
+        let sizes = |b: Vec<&[(bool, Vec<CqlValue>)]>| b.iter().map(|c| c.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(batches(&pending, 4, 1 << 20)), vec![4, 4, 2]);
+        assert_eq!(sizes(batches(&pending, 100, 3 * 1100)), vec![3, 3, 3, 1]);
+        assert_eq!(sizes(batches(&pending, 100, 10)), vec![1; 10], "an oversized statement goes alone");
+        assert!(batches(&[], 100, 100).is_empty());
     }
 }
