@@ -1459,6 +1459,13 @@ impl Db {
                         given.insert(c.clone(), Db::value(term, &col.ty, values, c)?);
                     }
                 }
+                if let Some(c) = t.key_columns().iter().find(|c| !given.contains_key(&c.name)) {
+                    return Err(invalid(format!(
+                        "partition and range deletions are not supported by the CQL double: the WHERE clause \
+                         lacks primary key column {}",
+                        c.name
+                    )));
+                }
                 let key = key_of(t, &|n| given.get(n).cloned())?;
                 Ok(Mutation { ks: ks.clone(), table: table.clone(), key, ts, op: Op::Delete })
             }
