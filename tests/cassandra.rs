@@ -11,7 +11,7 @@ mod cql_double;
 mod drive;
 
 use common::{expected_changes, keyed_history, state_before, Row};
-use cql_double::CqlDouble;
+use cql_double::{CqlDouble, Fault};
 use differential_sinks::connectors::cassandra::{insert_cql, CassandraConfig};
 use differential_sinks::{Options, SinkSpec};
 use drive::run;
@@ -290,9 +290,9 @@ fn transient_failures_are_retried_and_their_replays_are_harmless() {
         let mut db = d.db.lock().unwrap();
         // A timeout after the batch landed (the retry replays it), one before, and no replicas.
         db.batch_faults.extend([
-            (cql_double::write_timeout(), true),
-            (cql_double::write_timeout(), false),
-            (cql_double::unavailable(), false),
+            Fault::Error { error: cql_double::write_timeout(), applied: true },
+            Fault::Error { error: cql_double::write_timeout(), applied: false },
+            Fault::Error { error: cql_double::unavailable(), applied: false },
         ]);
     }
     let history = keyed_history(31, 20, 10, 12);
@@ -373,4 +373,30 @@ fn wide_rows_are_batched_under_the_servers_batch_size_limit() {
         .unwrap();
     assert_eq!(run(&history, &s, 1, None), None);
     assert_eq!(table(&d), state_before(&history, u64::MAX));
+}
+
+#[test]
+fn an_unanswered_batch_times_out_after_the_request_timeout_and_is_retried() {
+    let d = double(&[TABLE]);
+    d.db.lock().unwrap().batch_faults.push_back(Fault::Stall);
+    let history = keyed_history(61, 10, 4, 6);
+    let s = SinkSpec::from_options(
+        Options::parse_pairs([
+            "connector=cassandra".to_string(),
+            format!("cassandra.url={}", d.url()),
+            "cassandra.keyspace=ks".into(),
+            "cassandra.table=t".into(),
+            "cassandra.request_timeout_ms=300".into(),
+            "type=upsert".into(),
+            "primary_key=k".into(),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(run(&history, &s, 1, None), None);
+    assert!(d.db.lock().unwrap().batch_faults.is_empty(), "the stall was never met");
+    assert_eq!(table(&d), state_before(&history, u64::MAX));
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "an unanswered batch held the sink for {took:?}");
 }

@@ -453,12 +453,24 @@ pub struct Db {
     /// (opcode name, statement text) of every request, in arrival order.
     pub requests: Vec<(&'static str, String)>,
     credentials: Option<(String, String)>,
-    /// Errors to answer the next BATCH requests with, in order; with `true` the batch is
-    /// applied first (a timeout after the write landed: the client cannot tell).
-    pub batch_faults: std::collections::VecDeque<(CqlError, bool)>,
+    /// Faults for the next BATCH requests, in order.
+    pub batch_faults: std::collections::VecDeque<Fault>,
     /// `batch_size_fail_threshold_in_kb` in bytes (Cassandra's default: 50 KiB); 0 for none.
     pub batch_fail_threshold: usize,
 }
+
+/// What the double does to a request instead of answering it normally.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answers with the error; with `applied`, after applying the batch (a timeout after the
+    /// write landed: the client cannot tell the difference).
+    Error { error: CqlError, applied: bool },
+    /// Never answers (the stream stays open, the connection alive), applying nothing.
+    Stall,
+}
+
+/// An opcode no answer has: the request is left unanswered.
+const NO_ANSWER: u8 = 0xFF;
 
 /// A write timeout (0x1100) as a coordinator reports it for an unlogged batch at ONE.
 pub fn write_timeout() -> CqlError {
@@ -1895,11 +1907,15 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
                 planned.push(db.plan(&stmt, markers, values, ts)?);
             }
             db.check_batch_size(&planned)?;
-            if let Some((e, applied)) = db.batch_faults.pop_front() {
-                if applied {
-                    db.apply(planned);
+            match db.batch_faults.pop_front() {
+                Some(Fault::Error { error, applied }) => {
+                    if applied {
+                        db.apply(planned);
+                    }
+                    return Err(error);
                 }
-                return Err(e);
+                Some(Fault::Stall) => return Ok((NO_ANSWER, Vec::new())),
+                None => {}
             }
             db.apply(planned);
             Ok((OP_RESULT, encode_outcome(&Outcome::Void, false)))
@@ -1947,6 +1963,7 @@ fn serve(db: Arc<Mutex<Db>>, mut s: TcpStream) {
             }
         };
         let (op, out) = match answer {
+            Ok((NO_ANSWER, _)) => continue,
             Ok(x) => x,
             Err(e) => {
                 let mut out = e.code.to_be_bytes().to_vec();

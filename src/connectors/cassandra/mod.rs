@@ -57,7 +57,7 @@
 //! | `cassandra.user`, `cassandra.password` | credentials (the password is never printed) |
 //! | `cassandra.max_batch_rows` | statements per unlogged batch (default 100) |
 //! | `cassandra.max_batch_bytes` | estimated data bytes per unlogged batch (default 32 768; Cassandra refuses multi-partition batches over `batch_size_fail_threshold_in_kb`, 50 KiB by default) |
-//! | `cassandra.request_timeout_ms` | connection timeout (default 30 000) |
+//! | `cassandra.request_timeout_ms` | timeout of connecting and of every request (default 30 000); a timed-out batch is retried |
 //! | `cassandra.timestamp_offset` | added to every write timestamp (default 0) |
 //! | `cassandra.progress_table` | where committed frontiers are kept (default `dsink_progress`) |
 

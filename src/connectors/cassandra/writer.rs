@@ -10,6 +10,7 @@ use crate::key::Key;
 use differential_sinks_operators::{
     resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext, WorkerProgress,
 };
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
@@ -52,7 +53,12 @@ fn exec_err(what: &str, e: ExecutionError) -> Error {
 }
 
 async fn connect(cfg: &CassandraConfig) -> Result<Session> {
-    let mut b = SessionBuilder::new().known_nodes(&cfg.url).connection_timeout(cfg.request_timeout);
+    // The timeout bounds every request, not only connecting: the driver's own default is 30 s.
+    let profile = ExecutionProfile::builder().request_timeout(Some(cfg.request_timeout)).build();
+    let mut b = SessionBuilder::new()
+        .known_nodes(&cfg.url)
+        .connection_timeout(cfg.request_timeout)
+        .default_execution_profile_handle(profile.into_handle());
     if let Some((u, p)) = &cfg.credentials {
         b = b.user(u, p);
     }
