@@ -400,3 +400,26 @@ fn an_unanswered_batch_times_out_after_the_request_timeout_and_is_retried() {
     let took = started.elapsed();
     assert!(took < std::time::Duration::from_secs(10), "an unanswered batch held the sink for {took:?}");
 }
+
+#[test]
+fn mixed_case_keyspace_and_table_names_are_the_ones_checked_and_written() {
+    // The creation check finds `Shop`.`Orders` in system_schema by its exact name; the
+    // statements must then name the same (quoted) keyspace and table, not lowercase them.
+    let d = CqlDouble::start();
+    d.exec("CREATE KEYSPACE \"Shop\" WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
+    d.exec("CREATE TABLE \"Shop\".\"Orders\" (k int PRIMARY KEY, v bigint, s text)");
+    let history = keyed_history(71, 10, 6, 6);
+    let s = SinkSpec::builder("orders", CassandraConfig::new(&d.url(), "Shop", "Orders"))
+        .upsert()
+        .primary_key(["k"])
+        .build()
+        .unwrap();
+    assert_eq!(run(&history, &s, 1, None), None);
+    let rows: BTreeMap<u32, Row> = d
+        .rows("Shop", "Orders")
+        .into_iter()
+        .map(|r| serde_json::from_value::<Row>(serde_json::Value::Object(r)).unwrap())
+        .map(|r| (r.k, r))
+        .collect();
+    assert_eq!(rows, state_before(&history, u64::MAX));
+}

@@ -83,7 +83,11 @@ impl CassandraConfig {
         if let Some(user) = opts.take("cassandra.user") {
             c.credentials = Some((user, opts.take("cassandra.password").unwrap_or_default()));
         }
-        for (what, v) in [("cassandra.keyspace", &c.keyspace), ("cassandra.table", &c.table)] {
+        for (what, v) in [
+            ("cassandra.keyspace", &c.keyspace),
+            ("cassandra.table", &c.table),
+            ("cassandra.progress_table", &c.progress_table),
+        ] {
             if v.is_empty() || !v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
                 return Err(Error::config(format!("option `{what}` = `{v}` must be a plain CQL identifier")));
             }

@@ -66,6 +66,6 @@ pub mod statements;
 mod writer;
 
 pub use config::CassandraConfig;
-pub use statements::{check_table, delete_cql, insert_cql, insert_json, write_timestamp, CqlColumn};
+pub use statements::{check_table, delete_cql, insert_cql, insert_json, qualified, write_timestamp, CqlColumn};
 pub(crate) use writer::validate;
 pub use writer::CassandraWriter;

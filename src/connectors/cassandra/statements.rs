@@ -27,11 +27,17 @@ pub fn write_timestamp(time: u64, offset: i64) -> Result<i64> {
         .ok_or_else(|| Error::encode(format!("time {time} plus offset {offset} does not fit a CQL write timestamp")))
 }
 
+/// `"ks"."t"`: quoted, so the keyspace and table are the ones named (and checked in
+/// `system_schema`) exactly, mixed case included; unquoted, Cassandra would lowercase them.
+pub fn qualified(keyspace: &str, table: &str) -> String {
+    format!("\"{}\".\"{}\"", keyspace.replace('"', "\"\""), table.replace('"', "\"\""))
+}
+
 /// `INSERT INTO ks.t JSON ? USING TIMESTAMP ?`: the row's JSON names its columns, Cassandra
 /// converts each value to its column's type, and columns the row lacks are set to null (the row
 /// replaces the previous one entirely, as an upsert must).
 pub fn insert_cql(keyspace: &str, table: &str) -> String {
-    format!("INSERT INTO {keyspace}.{table} JSON ? DEFAULT NULL USING TIMESTAMP ?")
+    format!("INSERT INTO {} JSON ? DEFAULT NULL USING TIMESTAMP ?", qualified(keyspace, table))
 }
 
 /// The JSON text bound to `INSERT … JSON ?`. Cassandra lowercases unquoted keys of that JSON, as
@@ -59,7 +65,7 @@ pub fn insert_json(json: &[u8]) -> Result<String> {
 /// and are typed by the server.
 pub fn delete_cql(keyspace: &str, table: &str, key: &[String]) -> String {
     let cond: Vec<String> = key.iter().map(|k| format!("\"{k}\" = fromJson(?)")).collect();
-    format!("DELETE FROM {keyspace}.{table} USING TIMESTAMP ? WHERE {}", cond.join(" AND "))
+    format!("DELETE FROM {} USING TIMESTAMP ? WHERE {}", qualified(keyspace, table), cond.join(" AND "))
 }
 
 /// Checks the spec against the table's columns, at creation: the primary key must be exactly
@@ -131,10 +137,10 @@ mod tests {
 
     #[test]
     fn statements() {
-        assert_eq!(insert_cql("ks", "t"), "INSERT INTO ks.t JSON ? DEFAULT NULL USING TIMESTAMP ?");
+        assert_eq!(insert_cql("ks", "t"), "INSERT INTO \"ks\".\"t\" JSON ? DEFAULT NULL USING TIMESTAMP ?");
         assert_eq!(
             delete_cql("ks", "t", &["a".into(), "b".into()]),
-            "DELETE FROM ks.t USING TIMESTAMP ? WHERE \"a\" = fromJson(?) AND \"b\" = fromJson(?)"
+            "DELETE FROM \"ks\".\"t\" USING TIMESTAMP ? WHERE \"a\" = fromJson(?) AND \"b\" = fromJson(?)"
         );
     }
 

@@ -1,6 +1,6 @@
 //! The Cassandra writer on the `scylla` driver.
 
-use super::statements::{check_table, delete_cql, insert_cql, insert_json, write_timestamp, CqlColumn};
+use super::statements::{check_table, delete_cql, insert_cql, insert_json, qualified, write_timestamp, CqlColumn};
 use super::CassandraConfig;
 use crate::config::SinkSpec;
 use crate::encode::json::encode_json;
@@ -202,7 +202,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
         let sink = self.sink.clone();
         let (session, ins, del, records) = self.rt.block_on(async move {
             let s = connect(&cfg).await?;
-            let p = format!("{}.{}", cfg.keyspace, cfg.progress_table);
+            let p = qualified(&cfg.keyspace, &cfg.progress_table);
             s.query_unpaged(
                 format!(
                     "CREATE TABLE IF NOT EXISTS {p} (sink text, generation bigint, worker int, peers int, base bigint, \
@@ -310,8 +310,8 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
         let split = |f: &Frontier<u64>| (f.to_u64().unwrap_or(0) as i64, f.is_complete());
         let ((b, bc), (f, fc)) = (split(&rec.base), split(&rec.frontier));
         let cql = format!(
-            "INSERT INTO {}.{} (sink, generation, worker, peers, base, base_complete, frontier, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            self.cfg.keyspace, self.cfg.progress_table
+            "INSERT INTO {} (sink, generation, worker, peers, base, base_complete, frontier, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            qualified(&self.cfg.keyspace, &self.cfg.progress_table)
         );
         let values = (self.sink.clone(), rec.generation as i64, rec.worker as i32, rec.peers as i32, b, bc, f, fc);
         self.rt.block_on(async {
