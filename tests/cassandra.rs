@@ -423,3 +423,22 @@ fn mixed_case_keyspace_and_table_names_are_the_ones_checked_and_written() {
         .collect();
     assert_eq!(rows, state_before(&history, u64::MAX));
 }
+
+#[test]
+fn double_answers_use_and_unqualified_names_through_the_driver() {
+    // Not the sink's path (it qualifies every name), but a driver may send USE on every
+    // connection; the double answers with SetKeyspace and binds prepared statements to it.
+    let d = double(&[TABLE]);
+    d.exec("INSERT INTO ks.t JSON '{\"k\": 3, \"v\": 4, \"s\": \"x\"}' USING TIMESTAMP 1");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let s = scylla::client::session_builder::SessionBuilder::new().known_node(d.url()).build().await.unwrap();
+        assert!(s.query_unpaged("SELECT k FROM t", ()).await.is_err(), "no keyspace yet");
+        s.use_keyspace("ks", true).await.unwrap();
+        let p = s.prepare("SELECT k, v, s FROM t WHERE k = ?").await.unwrap();
+        let r = s.execute_unpaged(&p, (3i32,)).await.unwrap();
+        let rows: Vec<(i32, i64, String)> = r.into_rows_result().unwrap().rows().unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(rows, vec![(3, 4, "x".to_string())]);
+        assert!(s.use_keyspace("nope", true).await.is_err());
+    });
+}

@@ -5,8 +5,8 @@
 //! **Wire.** Frames with stream ids; OPTIONS → SUPPORTED (no compression, no ScyllaDB sharding),
 //! STARTUP → READY (or AUTHENTICATE, with `PasswordAuthenticator` when credentials are set),
 //! AUTH_RESPONSE, REGISTER → READY, QUERY, PREPARE, EXECUTE (UNPREPARED for an unknown id), BATCH;
-//! RESULT Void / Rows (with paging) / Prepared (bind and result metadata, partition key indexes) /
-//! SchemaChange; ERROR with the specification's codes (0x000A protocol, 0x0100 bad credentials,
+//! RESULT Void / Rows (with paging by offset) / SetKeyspace / Prepared (bind and result metadata,
+//! partition key indexes) / SchemaChange; ERROR with the specification's codes (0x000A protocol, 0x0100 bad credentials,
 //! 0x2000 syntax, 0x2200 invalid, 0x2400 already exists, 0x2500 unprepared). No EVENT pushes, no
 //! tracing, no compression, no custom payloads in answers.
 //!
@@ -18,7 +18,8 @@
 //! * `INSERT INTO ks.t JSON term [DEFAULT NULL|DEFAULT UNSET] [USING TIMESTAMP term]`;
 //! * `INSERT INTO ks.t (c, …) VALUES (term, …) [USING TIMESTAMP term]`;
 //! * `DELETE FROM ks.t [USING TIMESTAMP term] WHERE c = term|fromJson(term) AND …` (whole rows);
-//! * `CREATE TABLE [IF NOT EXISTS] ks.t (…, PRIMARY KEY ((p, …), c, …))`, `CREATE KEYSPACE`.
+//! * `CREATE TABLE [IF NOT EXISTS] ks.t (…, PRIMARY KEY ((p, …), c, …))`, `CREATE KEYSPACE`;
+//! * `USE ks` (per connection; a prepared statement keeps the keyspace it was prepared in).
 //!
 //! `system.local`, `system.peers` and `system_schema.{keyspaces,tables,columns,types,views}` are
 //! answered from the catalog with Cassandra's column types; `system_schema.scylla_*` are unknown,
@@ -32,7 +33,12 @@
 //! cell written at or below it (`DeletionTime.deletes`: `ts <= markedForDeleteAt`), and is itself
 //! shadowed by later writes. A row is visible while it has a live marker or a live non-null cell.
 //! Shadowed data is dropped at write time (as a compaction would); tombstones are kept forever
-//! (no `gc_grace_seconds`). Rows come back in primary-key byte order, not token order.
+//! (no `gc_grace_seconds`). Rows come back in primary-key byte order, not token order. A BATCH
+//! spanning several partitions is refused past `batch_size_fail_threshold_in_kb` (50 KiB) of data
+//! counted as `Row.dataSize()` does, approximately.
+//!
+//! **Faults.** [`Db::batch_faults`] makes the next batches fail with an error (applied first or
+//! not, as a timeout may be) or go unanswered.
 
 #![allow(dead_code)]
 
@@ -448,7 +454,8 @@ pub struct Db {
     /// keyspace → (replication map, tables)
     pub keyspaces: BTreeMap<String, Keyspace>,
     pub schema_version: u64,
-    prepared: HashMap<Vec<u8>, String>,
+    /// Prepared id → (statement, the connection's keyspace when it was prepared).
+    prepared: HashMap<Vec<u8>, (String, Option<String>)>,
     pub writes: Vec<WriteRecord>,
     /// (opcode name, statement text) of every request, in arrival order.
     pub requests: Vec<(&'static str, String)>,
@@ -510,6 +517,8 @@ struct Parser {
     toks: Vec<(usize, Tok)>,
     i: usize,
     markers: usize,
+    /// The keyspace of `USE` on the connection, for unqualified table names.
+    keyspace: Option<String>,
 }
 
 impl Parser {
@@ -571,7 +580,7 @@ impl Parser {
             };
             toks.push((start, tok));
         }
-        Ok(Parser { toks, i: 0, markers: 0 })
+        Ok(Parser { toks, i: 0, markers: 0, keyspace: None })
     }
 
     fn peek(&self) -> Option<&Tok> {
@@ -628,9 +637,12 @@ impl Parser {
     fn qualified(&mut self) -> R<(String, String)> {
         let a = self.ident()?;
         if !self.sym('.') {
-            return Err(invalid(
-                "No keyspace has been specified. USE a keyspace, or explicitly specify keyspace.tablename",
-            ));
+            return match &self.keyspace {
+                Some(ks) => Ok((ks.clone(), a)),
+                None => Err(invalid(
+                    "No keyspace has been specified. USE a keyspace, or explicitly specify keyspace.tablename",
+                )),
+            };
         }
         Ok((a, self.ident()?))
     }
@@ -700,11 +712,15 @@ enum Stmt {
     Delete { ks: String, table: String, ts: Option<Term>, rels: Vec<Rel> },
     CreateTable { if_not_exists: bool, ks: String, table: String, columns: Vec<Column> },
     CreateKeyspace { if_not_exists: bool, ks: String, replication: BTreeMap<String, String> },
+    Use(String),
 }
 
-fn parse(src: &str) -> R<(Stmt, usize)> {
+fn parse(src: &str, keyspace: Option<&str>) -> R<(Stmt, usize)> {
     let mut p = Parser::new(src)?;
-    let s = if p.kw("select") {
+    p.keyspace = keyspace.map(str::to_string);
+    let s = if p.kw("use") {
+        Stmt::Use(p.ident()?)
+    } else if p.kw("select") {
         let columns = if p.sym('*') {
             None
         } else {
@@ -861,7 +877,7 @@ fn parse(src: &str) -> R<(Stmt, usize)> {
             Stmt::CreateTable { if_not_exists, ks, table, columns }
         }
     } else {
-        return p.unexpected("SELECT, INSERT, DELETE or CREATE");
+        return p.unexpected("USE, SELECT, INSERT, DELETE or CREATE");
     };
     p.end()?;
     Ok((s, p.markers))
@@ -910,6 +926,7 @@ pub enum Outcome {
     Void,
     Rows { ks: String, table: String, columns: Vec<(String, Ty)>, rows: Vec<Vec<Option<Vec<u8>>>>, more: Option<usize> },
     SchemaChange { target: &'static str, ks: String, table: Option<String> },
+    SetKeyspace(String),
 }
 
 /// The column definitions and rows of a table as a SELECT sees it (virtual system tables
@@ -1167,7 +1184,7 @@ impl Db {
                 }
                 (ks, table)
             }
-            Stmt::CreateTable { .. } | Stmt::CreateKeyspace { .. } => {
+            Stmt::CreateTable { .. } | Stmt::CreateKeyspace { .. } | Stmt::Use(_) => {
                 return Ok((String::new(), String::new(), Vec::new(), Vec::new()));
             }
         };
@@ -1279,7 +1296,7 @@ impl Db {
         }
     }
 
-    /// Runs a statement. Writes go through [`Db::plan`] and [`Db::apply`].
+    /// Runs a statement outside any `USE`.
     pub fn execute(
         &mut self,
         src: &str,
@@ -1287,7 +1304,20 @@ impl Db {
         default_ts: i64,
         page: Option<(usize, usize)>,
     ) -> R<Outcome> {
-        let (stmt, markers) = parse(src)?;
+        self.execute_in(None, src, values, default_ts, page)
+    }
+
+    /// Runs a statement with unqualified tables in `keyspace`. Writes go through [`Db::plan`]
+    /// and [`Db::apply`].
+    pub fn execute_in(
+        &mut self,
+        keyspace: Option<&str>,
+        src: &str,
+        values: &[Bound],
+        default_ts: i64,
+        page: Option<(usize, usize)>,
+    ) -> R<Outcome> {
+        let (stmt, markers) = parse(src, keyspace)?;
         if values.len() != markers {
             return Err(invalid(format!(
                 "There were {markers} markers(?) in CQL but {} bound variables",
@@ -1295,6 +1325,12 @@ impl Db {
             )));
         }
         match &stmt {
+            Stmt::Use(ks) => {
+                if !self.keyspaces.contains_key(ks) && ks != "system" && ks != "system_schema" {
+                    return Err(invalid(format!("Keyspace '{ks}' does not exist")));
+                }
+                Ok(Outcome::SetKeyspace(ks.clone()))
+            }
             Stmt::Select { ks, table, columns, rels, allow_filtering } => {
                 let (cols, rows) = self.relation(ks, table)?;
                 let (_, _, _, _) = self.bind_specs(&stmt, markers)?;
@@ -1668,13 +1704,14 @@ fn now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
 }
 
-fn prepared_id(query: &str) -> Vec<u8> {
+fn prepared_id(query: &str, keyspace: Option<&str>) -> Vec<u8> {
     use std::hash::{Hash, Hasher};
     let mut out = Vec::new();
     for salt in [0u8, 1] {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         salt.hash(&mut h);
         query.hash(&mut h);
+        keyspace.hash(&mut h);
         out.extend_from_slice(&h.finish().to_be_bytes());
     }
     out
@@ -1727,6 +1764,10 @@ fn encode_outcome(o: &Outcome, skip_metadata: bool) -> Vec<u8> {
                 }
             }
         }
+        Outcome::SetKeyspace(ks) => {
+            out.extend_from_slice(&3i32.to_be_bytes());
+            write_string(&mut out, ks);
+        }
         Outcome::SchemaChange { target, ks, table } => {
             out.extend_from_slice(&5i32.to_be_bytes());
             write_string(&mut out, "CREATED");
@@ -1748,7 +1789,15 @@ const OP_RESULT: u8 = 0x08;
 const OP_AUTH_SUCCESS: u8 = 0x10;
 
 /// Answers one request: (opcode, body).
-fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, Vec<u8>)> {
+/// What a connection remembers between requests.
+#[derive(Default)]
+struct Conn {
+    authed: bool,
+    /// The keyspace of the last `USE`.
+    keyspace: Option<String>,
+}
+
+fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], conn: &mut Conn) -> R<(u8, Vec<u8>)> {
     let mut r = Reader { b: body, pos: 0 };
     let mut db = db.lock().unwrap();
     let name = match opcode {
@@ -1762,7 +1811,7 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
         0x0F => "AUTH_RESPONSE",
         _ => return Err(err(PROTOCOL, format!("unknown or unsupported opcode {opcode:#04x}"))),
     };
-    if !*authed && !matches!(opcode, 0x01 | 0x05 | 0x0F) {
+    if !conn.authed && !matches!(opcode, 0x01 | 0x05 | 0x0F) {
         return Err(err(PROTOCOL, format!("{name} before authentication")));
     }
     match opcode {
@@ -1787,7 +1836,7 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
                 write_string(&mut out, "org.apache.cassandra.auth.PasswordAuthenticator");
                 return Ok((OP_AUTHENTICATE, out));
             }
-            *authed = true;
+            conn.authed = true;
             Ok((OP_READY, Vec::new()))
         }
         0x0F => {
@@ -1799,7 +1848,7 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
             let parts: Vec<&[u8]> = token.split(|b| *b == 0).collect();
             let (user, pass) = db.credentials.clone().unwrap_or_default();
             if parts.len() == 3 && parts[1] == user.as_bytes() && parts[2] == pass.as_bytes() {
-                *authed = true;
+                conn.authed = true;
                 Ok((OP_AUTH_SUCCESS, (-1i32).to_be_bytes().to_vec()))
             } else {
                 let who = parts.get(1).map(|u| String::from_utf8_lossy(u).to_string()).unwrap_or_default();
@@ -1813,11 +1862,11 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
         0x09 => {
             let q = r.long_string()?;
             db.requests.push((name, q.clone()));
-            let (stmt, markers) = parse(&q)?;
+            let (stmt, markers) = parse(&q, conn.keyspace.as_deref())?;
             let (ks, table, specs, pk_idx) = db.bind_specs(&stmt, markers)?;
             let result = db.result_columns(&stmt)?;
-            let id = prepared_id(&q);
-            db.prepared.insert(id.clone(), q);
+            let id = prepared_id(&q, conn.keyspace.as_deref());
+            db.prepared.insert(id.clone(), (q, conn.keyspace.clone()));
             let mut out = 4i32.to_be_bytes().to_vec();
             out.extend_from_slice(&(id.len() as u16).to_be_bytes());
             out.extend_from_slice(&id);
@@ -1840,8 +1889,8 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
             Ok((OP_RESULT, out))
         }
         0x07 | 0x0A => {
-            let q = if opcode == 0x07 {
-                r.long_string()?
+            let (q, keyspace) = if opcode == 0x07 {
+                (r.long_string()?, conn.keyspace.clone())
             } else {
                 let id = r.short_bytes()?;
                 match db.prepared.get(&id) {
@@ -1857,7 +1906,10 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
             db.requests.push((name, q.clone()));
             let p = read_params(&mut r)?;
             let page = p.page_size.map(|s| (p.paging_state.unwrap_or(0), s));
-            let o = db.execute(&q, &p.values, p.timestamp.unwrap_or_else(now_micros), page)?;
+            let o = db.execute_in(keyspace.as_deref(), &q, &p.values, p.timestamp.unwrap_or_else(now_micros), page)?;
+            if let Outcome::SetKeyspace(ks) = &o {
+                conn.keyspace = Some(ks.clone());
+            }
             Ok((OP_RESULT, encode_outcome(&o, p.skip_metadata && opcode == 0x0A)))
         }
         0x0D => {
@@ -1868,8 +1920,8 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
             let n = r.u16()?;
             let mut stmts = Vec::new();
             for _ in 0..n {
-                let q = match r.u8()? {
-                    0 => r.long_string()?,
+                let (q, keyspace) = match r.u8()? {
+                    0 => (r.long_string()?, conn.keyspace.clone()),
                     1 => {
                         let id = r.short_bytes()?;
                         match db.prepared.get(&id) {
@@ -1886,7 +1938,7 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
                 };
                 let nv = r.u16()?;
                 let values = (0..nv).map(|_| r.bytes()).collect::<R<Vec<_>>>()?;
-                stmts.push((q, values));
+                stmts.push((q, keyspace, values));
             }
             let _consistency = r.u16()?;
             let flags = r.u8()?;
@@ -1896,8 +1948,8 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
             let ts = if flags & 0x20 != 0 { r.i64()? } else { now_micros() };
             db.requests.push((name, format!("{} statements", stmts.len())));
             let mut planned = Vec::new();
-            for (q, values) in &stmts {
-                let (stmt, markers) = parse(q)?;
+            for (q, keyspace, values) in &stmts {
+                let (stmt, markers) = parse(q, keyspace.as_deref())?;
                 if values.len() != markers {
                     return Err(invalid(format!(
                         "There were {markers} markers(?) in CQL but {} bound variables",
@@ -1925,7 +1977,7 @@ fn handle(db: &Mutex<Db>, opcode: u8, body: &[u8], authed: &mut bool) -> R<(u8, 
 }
 
 fn serve(db: Arc<Mutex<Db>>, mut s: TcpStream) {
-    let mut authed = false;
+    let mut conn = Conn::default();
     loop {
         let mut h = [0u8; 9];
         if s.read_exact(&mut h).is_err() {
@@ -1957,9 +2009,9 @@ fn serve(db: Arc<Mutex<Db>>, mut s: TcpStream) {
                     Ok(())
                 })();
                 b = &body[r.pos..];
-                skip.and_then(|_| handle(&db, opcode, b, &mut authed))
+                skip.and_then(|_| handle(&db, opcode, b, &mut conn))
             } else {
-                handle(&db, opcode, b, &mut authed)
+                handle(&db, opcode, b, &mut conn)
             }
         };
         let (op, out) = match answer {
