@@ -440,5 +440,40 @@ fn double_answers_use_and_unqualified_names_through_the_driver() {
         let rows: Vec<(i32, i64, String)> = r.into_rows_result().unwrap().rows().unwrap().map(|r| r.unwrap()).collect();
         assert_eq!(rows, vec![(3, 4, "x".to_string())]);
         assert!(s.use_keyspace("nope", true).await.is_err());
+        // Paging: five rows in pages of two, following the paging state.
+        for k in 10..14 {
+            s.query_unpaged(insert_cql("ks", "t"), (format!("{{\"k\": {k}, \"v\": 0, \"s\": \"\"}}"), 1i64))
+                .await
+                .unwrap();
+        }
+        let stmt = scylla::statement::Statement::new("SELECT k FROM t").with_page_size(2);
+        let (mut keys, mut pages) = (Vec::new(), 0);
+        let mut state = scylla::response::PagingState::start();
+        loop {
+            let (r, next) = s.query_single_page(stmt.clone(), (), state).await.unwrap();
+            pages += 1;
+            keys.extend(r.into_rows_result().unwrap().rows::<(i32,)>().unwrap().map(|r| r.unwrap().0));
+            match next.into_paging_control_flow() {
+                std::ops::ControlFlow::Continue(s) => state = s,
+                std::ops::ControlFlow::Break(()) => break,
+            }
+        }
+        assert_eq!((keys, pages), (vec![3, 10, 11, 12, 13], 3));
     });
+}
+
+#[test]
+fn append_only_rows_are_inserted() {
+    let d = double(&["CREATE TABLE ks.t (k int, v bigint, s text, PRIMARY KEY ((k), v))"]);
+    let history: Vec<(Row, u64, isize)> =
+        (0..120u32).map(|i| (Row { k: i % 9, v: u32::from(i), s: format!("r{i}") }, u64::from(i / 10), 1)).collect();
+    let c = CassandraConfig::new(&d.url(), "ks", "t");
+    let s = SinkSpec::builder("append", c).primary_key(["k", "v"]).build().unwrap();
+    assert_eq!(run(&history, &s, 2, None), None);
+    let mut got: Vec<Row> =
+        d.rows("ks", "t").into_iter().map(|r| serde_json::from_value(serde_json::Value::Object(r)).unwrap()).collect();
+    got.sort();
+    let mut want: Vec<Row> = history.into_iter().map(|h| h.0).collect();
+    want.sort();
+    assert_eq!(got, want);
 }
