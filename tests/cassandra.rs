@@ -466,7 +466,7 @@ fn double_answers_use_and_unqualified_names_through_the_driver() {
 fn append_only_rows_are_inserted() {
     let d = double(&["CREATE TABLE ks.t (k int, v bigint, s text, PRIMARY KEY ((k), v))"]);
     let history: Vec<(Row, u64, isize)> =
-        (0..120u32).map(|i| (Row { k: i % 9, v: u32::from(i), s: format!("r{i}") }, u64::from(i / 10), 1)).collect();
+        (0..120u32).map(|i| (Row { k: i % 9, v: i, s: format!("r{i}") }, u64::from(i / 10), 1)).collect();
     let c = CassandraConfig::new(&d.url(), "ks", "t");
     let s = SinkSpec::builder("append", c).primary_key(["k", "v"]).build().unwrap();
     assert_eq!(run(&history, &s, 2, None), None);
