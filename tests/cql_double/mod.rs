@@ -1431,7 +1431,10 @@ impl Db {
                     Some(Bound::Null) | Some(Bound::Unset) => {
                         Err(invalid(format!("Invalid null value in condition for column {}", c.name)))
                     }
-                    None => Err(invalid(format!("Some clustering keys are missing: {}", c.name)).with_pk(c)),
+                    None if c.kind == Kind::PartitionKey => {
+                        Err(invalid(format!("Some partition key parts are missing: {}", c.name)))
+                    }
+                    None => Err(invalid(format!("Some clustering keys are missing: {}", c.name))),
                 })
                 .collect()
         };
@@ -1555,18 +1558,6 @@ impl Db {
             };
             self.writes.push(WriteRecord { table: format!("{}.{}", m.ks, m.table), delete, ts: m.ts, changed });
         }
-    }
-}
-
-trait WithPk {
-    fn with_pk(self, c: &Column) -> Self;
-}
-impl WithPk for CqlError {
-    fn with_pk(mut self, c: &Column) -> Self {
-        if c.kind == Kind::PartitionKey {
-            self.message = format!("Some partition key parts are missing: {}", c.name);
-        }
-        self
     }
 }
 
