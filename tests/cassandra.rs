@@ -65,9 +65,11 @@ fn sent_writes(d: &CqlDouble) -> Vec<(i64, bool)> {
 
 #[test]
 fn random_histories_end_in_the_final_state() {
-    for (seed, peers, batch) in [(1u64, 1usize, 100usize), (2, 2, 7), (3, 1, 1), (4, 2, 100)] {
+    for seed in 1u64..=10 {
+        let (peers, batch, keys) =
+            (1 + (seed % 2) as usize, [1, 7, 100][(seed % 3) as usize], [5, 30, 200][(seed / 3 % 3) as usize]);
         let d = double(&[TABLE]);
-        let history = keyed_history(seed, 30, 12, 15);
+        let history = keyed_history(seed, keys, 12, 15);
         assert_eq!(run(&history, &spec(&d, "final", batch), peers, None), None, "seed {seed}");
         assert_eq!(table(&d), state_before(&history, u64::MAX), "seed {seed}, {peers} workers");
         // One statement per change, carrying its logical time as the write timestamp.
