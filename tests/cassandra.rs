@@ -479,3 +479,27 @@ fn append_only_rows_are_inserted() {
     want.sort();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_lower_server_batch_limit_is_met_by_lowering_max_batch_bytes() {
+    let d = double(&[TABLE]);
+    d.db.lock().unwrap().batch_fail_threshold = 4 * 1024;
+    let history: Vec<(Row, u64, isize)> =
+        (0..40u32).map(|i| (Row { k: i, v: i, s: "y".repeat(1000) }, u64::from(i / 20), 1)).collect();
+    let with = |extra: &[&str]| {
+        let mut o = vec![
+            "connector=cassandra".to_string(),
+            format!("cassandra.url={}", d.url()),
+            "cassandra.keyspace=ks".into(),
+            "cassandra.table=t".into(),
+            "type=upsert".into(),
+            "primary_key=k".into(),
+        ];
+        o.extend(extra.iter().map(|s| s.to_string()));
+        SinkSpec::from_options(Options::parse_pairs(o).unwrap()).unwrap()
+    };
+    let e = run(&history, &with(&["sink.name=a"]), 1, None).expect("refused");
+    assert!(e.contains("Batch too large") && e.contains("cassandra.max_batch_bytes"), "{e}");
+    assert_eq!(run(&history, &with(&["sink.name=b", "cassandra.max_batch_bytes=3000"]), 1, None), None);
+    assert_eq!(table(&d), state_before(&history, u64::MAX));
+}

@@ -46,7 +46,13 @@ fn is_permanent(e: &ExecutionError) -> bool {
 
 fn exec_err(what: &str, e: ExecutionError) -> Error {
     if is_permanent(&e) {
-        Error::new(ErrorKind::Fatal, format!("{what}: the server refused the statement: {e}"))
+        let text = e.to_string();
+        let hint = if text.contains("Batch too large") {
+            "; the server's batch_size_fail_threshold is below `cassandra.max_batch_bytes`: lower the option"
+        } else {
+            ""
+        };
+        Error::new(ErrorKind::Fatal, format!("{what}: the server refused the statement: {text}{hint}"))
     } else {
         cql_err(what, e)
     }
