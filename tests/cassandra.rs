@@ -283,6 +283,10 @@ fn a_statement_the_table_refuses_stops_the_sink_with_the_column() {
         "a permanent refusal was retried for {:?}",
         started.elapsed()
     );
+    // A value of the wrong type for its column: refused by the server's JSON conversion.
+    let d = double(&["CREATE TABLE ks.t (k int PRIMARY KEY, v bigint, s int)"]);
+    let e = run(&history, &spec(&d, "typed", 10), 1, None).expect("refused");
+    assert!(e.contains("Error decoding JSON value for s") && e.contains("Expected an int value"), "{e}");
 }
 
 #[test]
