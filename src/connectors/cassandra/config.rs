@@ -15,6 +15,9 @@ pub struct CassandraConfig {
     pub table: String,
     /// Statements per unlogged batch.
     pub batch_size: usize,
+    /// Estimated data bytes per unlogged batch: Cassandra refuses a multi-partition batch above
+    /// `batch_size_fail_threshold_in_kb` (50 KiB by default) with "Batch too large".
+    pub batch_bytes: usize,
     /// Per-request timeout.
     pub request_timeout: Duration,
     /// Added to every write timestamp (microseconds); the timestamp is this plus the logical time.
@@ -32,6 +35,7 @@ impl std::fmt::Debug for CassandraConfig {
             .field("keyspace", &self.keyspace)
             .field("table", &self.table)
             .field("batch_size", &self.batch_size)
+            .field("batch_bytes", &self.batch_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("timestamp_offset", &self.timestamp_offset)
             .field("progress_table", &self.progress_table)
@@ -48,6 +52,7 @@ impl CassandraConfig {
             keyspace: keyspace.into(),
             table: table.into(),
             batch_size: 100,
+            batch_bytes: 32 * 1024,
             request_timeout: Duration::from_secs(30),
             timestamp_offset: 0,
             progress_table: "dsink_progress".into(),
@@ -63,6 +68,9 @@ impl CassandraConfig {
         if let Some(n) = opts.take_parsed::<usize>("cassandra.max_batch_rows", "a row count")? {
             c.batch_size = n.clamp(1, 65535);
         }
+        if let Some(n) = opts.take_parsed::<usize>("cassandra.max_batch_bytes", "a byte count")? {
+            c.batch_bytes = n.max(1);
+        }
         if let Some(ms) = opts.take_parsed::<u64>("cassandra.request_timeout_ms", "milliseconds")? {
             c.request_timeout = Duration::from_millis(ms.max(1));
         }
@@ -75,7 +83,11 @@ impl CassandraConfig {
         if let Some(user) = opts.take("cassandra.user") {
             c.credentials = Some((user, opts.take("cassandra.password").unwrap_or_default()));
         }
-        for (what, v) in [("cassandra.keyspace", &c.keyspace), ("cassandra.table", &c.table)] {
+        for (what, v) in [
+            ("cassandra.keyspace", &c.keyspace),
+            ("cassandra.table", &c.table),
+            ("cassandra.progress_table", &c.progress_table),
+        ] {
             if v.is_empty() || !v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
                 return Err(Error::config(format!("option `{what}` = `{v}` must be a plain CQL identifier")));
             }

@@ -4,7 +4,7 @@
 //! ```text
 //!  change of key k at time t ──► insert / update: INSERT INTO ks.t JSON ? DEFAULT NULL USING TIMESTAMP ts(t)
 //!                                delete:          DELETE FROM ks.t USING TIMESTAMP ts(t) WHERE k = fromJson(?)
-//!        │ unlogged batches of `cassandra.max_batch_rows`
+//!        │ unlogged batches of `cassandra.max_batch_rows` / `max_batch_bytes`
 //!        ▼ commit(upper): every batch acknowledged, then a row in ks.dsink_progress records upper
 //! ```
 //!
@@ -29,14 +29,24 @@
 //!
 //! Rows are sent as JSON (`INSERT … JSON`), so Cassandra converts each value to its column's type
 //! and sets the columns a row lacks to null: an update replaces the whole row, as an upsert must.
+//! Cassandra lowercases unquoted JSON keys, so a field name that is not all lowercase is sent
+//! quoted ([`insert_json`]) and names the case-sensitive column `"userId"`, as the DELETE does.
 //! At creation the table's columns are read from `system_schema.columns`: `primary_key` must be
 //! exactly the table's partition key plus clustering columns, and declared columns must exist.
 //! `type = debezium` is refused.
 //!
-//! **Verification.** No CQL server can be installed here. Unit tests cover the statements, the
-//! timestamp mapping and the table checks ([`statements`]); the driver calls (connect, prepare,
-//! batch, progress table) compile against `scylla` 1.x but have not run against a server, and no
-//! CQL protocol double was written. Treat this connector as unverified on the wire.
+//! Write timeouts, unavailable replicas and lost connections are retried (a batch that landed
+//! before its timeout is replayed harmlessly); a statement the server refuses (syntax, an
+//! unknown column, a value of the wrong type, authorization) stops the sink at once with the
+//! server's message.
+//!
+//! **Verification.** No CQL server can be installed here. Besides unit tests of the statements,
+//! the timestamp mapping and the table checks ([`statements`]), `tests/cassandra.rs` drives the
+//! sink through the real `scylla` driver against `tests/cql_double`, a CQL native protocol v4
+//! double with Cassandra's per-cell last-write-wins and row tombstones. It cannot show what only
+//! a real cluster does: consistency levels and replication, repair, tombstone purging after
+//! `gc_grace_seconds` (past which a replay of an old write could resurrect a deleted row),
+//! compaction, paging of large results, token-aware routing and ScyllaDB shard awareness.
 //!
 //! # Options
 //!
@@ -46,7 +56,8 @@
 //! | `cassandra.keyspace`, `cassandra.table` | the target — required |
 //! | `cassandra.user`, `cassandra.password` | credentials (the password is never printed) |
 //! | `cassandra.max_batch_rows` | statements per unlogged batch (default 100) |
-//! | `cassandra.request_timeout_ms` | connection timeout (default 30 000) |
+//! | `cassandra.max_batch_bytes` | estimated data bytes per unlogged batch (default 32 768; Cassandra refuses multi-partition batches over `batch_size_fail_threshold_in_kb`, 50 KiB by default) |
+//! | `cassandra.request_timeout_ms` | timeout of connecting and of every request (default 30 000); a timed-out batch is retried |
 //! | `cassandra.timestamp_offset` | added to every write timestamp (default 0) |
 //! | `cassandra.progress_table` | where committed frontiers are kept (default `dsink_progress`) |
 
@@ -55,6 +66,6 @@ pub mod statements;
 mod writer;
 
 pub use config::CassandraConfig;
-pub use statements::{check_table, delete_cql, insert_cql, write_timestamp, CqlColumn};
+pub use statements::{check_table, delete_cql, insert_cql, insert_json, qualified, write_timestamp, CqlColumn};
 pub(crate) use writer::validate;
 pub use writer::CassandraWriter;

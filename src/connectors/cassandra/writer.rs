@@ -1,6 +1,6 @@
 //! The Cassandra writer on the `scylla` driver.
 
-use super::statements::{check_table, delete_cql, insert_cql, write_timestamp, CqlColumn};
+use super::statements::{check_table, delete_cql, insert_cql, insert_json, qualified, write_timestamp, CqlColumn};
 use super::CassandraConfig;
 use crate::config::SinkSpec;
 use crate::encode::json::encode_json;
@@ -10,8 +10,10 @@ use crate::key::Key;
 use differential_sinks_operators::{
     resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext, WorkerProgress,
 };
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
@@ -23,8 +25,46 @@ fn cql_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Retriable, format!("{what}: {e}"))
 }
 
+/// Whether the server refused the statement itself (syntax, an unknown column, a value of the
+/// wrong type, authorization, configuration) or the driver could not serialize it: a retry
+/// cannot fix those, so the sink stops at once with the server's message.
+fn is_permanent(e: &ExecutionError) -> bool {
+    match e {
+        ExecutionError::BadQuery(_) => true,
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => matches!(
+            db,
+            DbError::SyntaxError
+                | DbError::Invalid
+                | DbError::Unauthorized
+                | DbError::ConfigError
+                | DbError::AuthenticationError
+                | DbError::FunctionFailure { .. }
+        ),
+        _ => false,
+    }
+}
+
+fn exec_err(what: &str, e: ExecutionError) -> Error {
+    if is_permanent(&e) {
+        let text = e.to_string();
+        let hint = if text.contains("Batch too large") {
+            "; the server's batch_size_fail_threshold is below `cassandra.max_batch_bytes`: lower the option"
+        } else {
+            ""
+        };
+        Error::new(ErrorKind::Fatal, format!("{what}: the server refused the statement: {text}{hint}"))
+    } else {
+        cql_err(what, e)
+    }
+}
+
 async fn connect(cfg: &CassandraConfig) -> Result<Session> {
-    let mut b = SessionBuilder::new().known_nodes(&cfg.url).connection_timeout(cfg.request_timeout);
+    // The timeout bounds every request, not only connecting: the driver's own default is 30 s.
+    let profile = ExecutionProfile::builder().request_timeout(Some(cfg.request_timeout)).build();
+    let mut b = SessionBuilder::new()
+        .known_nodes(&cfg.url)
+        .connection_timeout(cfg.request_timeout)
+        .default_execution_profile_handle(profile.into_handle());
     if let Some((u, p)) = &cfg.credentials {
         b = b.user(u, p);
     }
@@ -46,6 +86,38 @@ async fn table_columns(s: &Session, cfg: &CassandraConfig) -> Result<Vec<CqlColu
         out.push(CqlColumn { name, kind, position, ty });
     }
     Ok(out)
+}
+
+/// A statement's data size as Cassandra counts it against `batch_size_fail_threshold_in_kb`,
+/// over- rather than underestimated: the bound text, plus 20 bytes per JSON field (the cell's
+/// timestamp and lengths; every `:` is counted, even inside strings) and 32 for the row.
+fn estimated_size(values: &[CqlValue]) -> usize {
+    32 + values
+        .iter()
+        .map(|v| match v {
+            CqlValue::Text(t) => t.len() + 20 * t.bytes().filter(|b| *b == b':').count(),
+            _ => 8,
+        })
+        .sum::<usize>()
+}
+
+/// Splits statements into batches of at most `rows` statements and `bytes` estimated bytes
+/// (a statement larger than `bytes` goes alone).
+fn batches(pending: &[(bool, Vec<CqlValue>)], rows: usize, bytes: usize) -> Vec<&[(bool, Vec<CqlValue>)]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, (_, v)) in pending.iter().enumerate() {
+        let s = estimated_size(v);
+        if i > start && (i - start >= rows || size + s > bytes) {
+            out.push(&pending[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += s;
+    }
+    if start < pending.len() {
+        out.push(&pending[start..]);
+    }
+    out
 }
 
 /// Checks the table at creation.
@@ -108,8 +180,9 @@ impl<V> CassandraWriter<V> {
             return Err(Error::config("write before resume"));
         };
         let pending = std::mem::take(&mut self.pending);
+        let what = format!("Cassandra batch into {}.{}", self.cfg.keyspace, self.cfg.table);
         self.rt.block_on(async {
-            for chunk in pending.chunks(self.cfg.batch_size) {
+            for chunk in batches(&pending, self.cfg.batch_size, self.cfg.batch_bytes) {
                 let mut batch = Batch::new(BatchType::Unlogged);
                 let mut values = Vec::with_capacity(chunk.len());
                 for (is_insert, v) in chunk {
@@ -117,7 +190,7 @@ impl<V> CassandraWriter<V> {
                     values.push(v.clone());
                 }
                 crate::delivery::retry::retry(&Default::default(), "Cassandra batch", || async {
-                    s.batch(&batch, &values).await.map(|_| ()).map_err(|e| cql_err("Cassandra batch", e))
+                    s.batch(&batch, &values).await.map(|_| ()).map_err(|e| exec_err(&what, e))
                 })
                 .await?;
             }
@@ -135,7 +208,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
         let sink = self.sink.clone();
         let (session, ins, del, records) = self.rt.block_on(async move {
             let s = connect(&cfg).await?;
-            let p = format!("{}.{}", cfg.keyspace, cfg.progress_table);
+            let p = qualified(&cfg.keyspace, &cfg.progress_table);
             s.query_unpaged(
                 format!(
                     "CREATE TABLE IF NOT EXISTS {p} (sink text, generation bigint, worker int, peers int, base bigint, \
@@ -205,8 +278,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
                     for r in rows {
                         json.clear();
                         encode_json(r, &mut json)?;
-                        let text = String::from_utf8(json.clone()).expect("JSON is UTF-8");
-                        self.pending.push((true, vec![CqlValue::Text(text), CqlValue::BigInt(ts)]));
+                        self.pending.push((true, vec![CqlValue::Text(insert_json(&json)?), CqlValue::BigInt(ts)]));
                     }
                     continue;
                 }
@@ -215,10 +287,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
             encode_json(row, &mut json)?;
             let value: serde_json::Value = serde_json::from_slice(&json).map_err(|e| Error::encode(e.to_string()))?;
             if insert {
-                self.pending.push((
-                    true,
-                    vec![CqlValue::Text(String::from_utf8(json.clone()).expect("UTF-8")), CqlValue::BigInt(ts)],
-                ));
+                self.pending.push((true, vec![CqlValue::Text(insert_json(&json)?), CqlValue::BigInt(ts)]));
             } else {
                 let mut v = vec![CqlValue::BigInt(ts)];
                 for k in &self.key {
@@ -247,12 +316,29 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
         let split = |f: &Frontier<u64>| (f.to_u64().unwrap_or(0) as i64, f.is_complete());
         let ((b, bc), (f, fc)) = (split(&rec.base), split(&rec.frontier));
         let cql = format!(
-            "INSERT INTO {}.{} (sink, generation, worker, peers, base, base_complete, frontier, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            self.cfg.keyspace, self.cfg.progress_table
+            "INSERT INTO {} (sink, generation, worker, peers, base, base_complete, frontier, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            qualified(&self.cfg.keyspace, &self.cfg.progress_table)
         );
         let values = (self.sink.clone(), rec.generation as i64, rec.worker as i32, rec.peers as i32, b, bc, f, fc);
         self.rt.block_on(async {
             s.query_unpaged(cql, values).await.map(|_| ()).map_err(|e| cql_err("recording progress", e))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_bounded_by_rows_and_by_estimated_bytes() {
+        let st =
+            |n: usize| (true, vec![CqlValue::Text(format!("{{\"s\":\"{}\"}}", "x".repeat(n))), CqlValue::BigInt(1)]);
+        let pending: Vec<_> = (0..10).map(|_| st(1000)).collect();
+        let sizes = |b: Vec<&[(bool, Vec<CqlValue>)]>| b.iter().map(|c| c.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(batches(&pending, 4, 1 << 20)), vec![4, 4, 2]);
+        assert_eq!(sizes(batches(&pending, 100, 3 * 1100)), vec![3, 3, 3, 1]);
+        assert_eq!(sizes(batches(&pending, 100, 10)), vec![1; 10], "an oversized statement goes alone");
+        assert!(batches(&[], 100, 100).is_empty());
     }
 }
