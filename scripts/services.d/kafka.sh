@@ -4,7 +4,7 @@
 # 2.12's rdkafka_conf.c includes <curl/curl.h> under `#ifdef WITH_OAUTHBEARER_OIDC`, which is
 # defined, as 0, even when curl is off; nothing links against curl).
 #
-# The patch makes two changes to tansu's transactions:
+# The patch makes four changes, to tansu's transactions and offsets:
 # - it routes EndTxn requests (API key 26) to the storage's `txn_end`: the 0.6.0 release on
 #   crates.io has the storage side but no route, so commit_transaction fails with "EndTxnRequest
 #   not supported by broker";
@@ -16,7 +16,16 @@
 #   read_committed readers wait until they time out (about half of the runs of the multi-worker
 #   exactly-once tests). Without it, the last stable offset (the first offset of the oldest
 #   transaction neither committed nor aborted) still hides later commits while an earlier
-#   transaction is open, as in Apache Kafka.
+#   transaction is open, as in Apache Kafka;
+# - ListOffsets answers "earliest" with the lowest stored base offset and "latest" with the high
+#   watermark (the last stable offset for read_committed). 0.6.0 picked the batch stored first
+#   (earliest) or last (latest, plus one): when two producers' batches on a partition were stored
+#   out of offset order, a reader starting at "earliest" skipped the lower batch for good — a few
+#   percent of the multi-worker tests read back fewer records than were written — and "latest"
+#   was wrong for any batch of more than one record;
+# - a fetch starts with the batch holding the requested offset and stops at a gap: an offset is
+#   allocated before its batch is stored, so a reader that went past a batch still being stored by
+#   another producer would never see it.
 # The build takes 10-15 minutes on 2 cores, once: the binary is cached under $DSINK_CACHE_DIR.
 KAFKA_PORT="${DSINK_KAFKA_PORT:-59092}"
 TANSU_VERSION=0.6.0
