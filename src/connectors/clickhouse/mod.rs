@@ -6,11 +6,20 @@
 //!        │  blocks of `clickhouse.batch.rows` rows or `clickhouse.batch.bytes` bytes,
 //!        │  streamed to the server in 256 KiB chunks while they are encoded
 //!        ▼
-//!  INSERT INTO db.table (cols…) FORMAT RowBinary   (one block in flight per worker, in time order)
-//!        │  commit(upper): every block acknowledged, then
+//!  INSERT INTO db.table (cols…) FORMAT RowBinary   (blocks of a commit one after another)
+//!        │  commit(upper): its blocks acknowledged, then (after the previous commit's row)
 //!        ▼
 //!  INSERT INTO db.dsink_progress VALUES (sink, worker, peers, generation, base, upper)
 //! ```
+//!
+//! On ReplacingMergeTree tables (and plain tables with deduplication tokens) commits are
+//! *pipelined* ([`SinkWriter::pipelined`](differential_sinks_operators::SinkWriter::pipelined)):
+//! `commit` returns once its last block is sent, the worker goes on encoding and sending the next
+//! times, and the committed frontier moves when the block is acknowledged and the progress row
+//! written — progress rows in commit order, each only after the one before, so a progress row
+//! never covers a block that was not acknowledged. On CollapsingMergeTree (a cancelling row must
+//! follow the row it cancels) and on plain tables without tokens (see the delivery guarantee)
+//! each commit completes before the next time is written.
 //!
 //! The sink speaks HTTP directly rather than through the `clickhouse` crate, whose
 //! `RowBinaryWithNamesAndTypes` older servers (18.x) lack. Rows go as `RowBinary`, written straight
@@ -30,9 +39,9 @@
 //! committing at every time, release build, 2 cores shared with the 18.16 server and with other
 //! builds, load average about 5): median of 7 runs, the sink 0.96 s (1.05 M rows/s) against 0.49 s
 //! (2.06 M rows/s) for a raw RowBinary insert of the same rows in two 500 000-row requests, a
-//! ratio of 0.51× (runs from 0.37× to 0.69×). With `JSONEachRow` the same harness measured 0.26×
-//! (0.44 M rows/s). What remains is mostly serial: each of the 10 commits waits for the server to
-//! finish its block and then for the progress row, while the dataflow of the next time waits.
+//! ratio of 0.51× (runs from 0.37× to 0.69×) while each commit blocked the worker; with
+//! `JSONEachRow` the same harness measured 0.26× (0.44 M rows/s). Pipelined commits: see the
+//! README's benchmark table.
 //!
 //! # What each table engine gets
 //!
@@ -51,8 +60,8 @@
 //!
 //! # Delivery guarantee
 //!
-//! A worker's blocks are inserted one after another, in time order; at `commit(upper)` every
-//! block has been acknowledged and then a row recording `upper` goes into the progress table
+//! Once every block of a commit (and of the commits before it) has been acknowledged, a row
+//! recording its frontier `upper` goes into the progress table
 //! (`clickhouse.progress.table`, default `dsink_progress`, created if missing). A restarted
 //! worker reads its frontier back from there (see
 //! [`resolve_resume`](differential_sinks_operators::resolve_resume)) and skips what it covers.

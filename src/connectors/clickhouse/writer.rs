@@ -16,6 +16,7 @@ use differential_sinks_operators::{
     resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext, WorkerProgress,
 };
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -239,6 +240,15 @@ pub(crate) fn validate(cfg: &ClickHouseConfig, spec: &SinkSpec) -> Result<()> {
     plan(spec, cfg, &table).map(|_| ())
 }
 
+/// A commit under way: its last block's insert, then its progress row.
+struct PendingCommit {
+    upper: Frontier<u64>,
+    block: Option<JoinHandle<Result<()>>>,
+    progress: Option<JoinHandle<Result<()>>>,
+    /// The progress row is written (CollapsingMergeTree commits are made in place).
+    written: bool,
+}
+
 /// One worker's writer into a ClickHouse table.
 pub struct ClickHouseWriter<V> {
     rt: tokio::runtime::Runtime,
@@ -263,6 +273,8 @@ pub struct ClickHouseWriter<V> {
     block_times: Option<(u64, u64)>,
     blocks_in_commit: u64,
     inflight: Option<JoinHandle<Result<()>>>,
+    /// Commits started and not yet durable, oldest first (see `durable`).
+    commits: VecDeque<PendingCommit>,
     /// Whether blocks are sent while they are encoded (only without deduplication tokens, whose
     /// value depends on the block's last time).
     streaming: bool,
@@ -301,6 +313,7 @@ impl<V> ClickHouseWriter<V> {
             block_times: None,
             blocks_in_commit: 0,
             inflight: None,
+            commits: VecDeque::new(),
             streaming: false,
             stream: None,
             suffix: (Vec::new(), Vec::new()),
@@ -511,11 +524,63 @@ impl<V> ClickHouseWriter<V> {
 
     fn wait(&mut self) -> Result<()> {
         if let Some(h) = self.inflight.take() {
-            self.rt.block_on(h).map_err(|e| {
-                Error::new(ErrorKind::Fatal, format!("sink `{}`: an insert task failed: {e}", self.sink))
-            })??;
+            self.join(h)?;
         }
         Ok(())
+    }
+
+    fn join<R>(&self, h: JoinHandle<Result<R>>) -> Result<R> {
+        self.rt
+            .block_on(h)
+            .map_err(|e| Error::new(ErrorKind::Fatal, format!("sink `{}`: an insert task failed: {e}", self.sink)))?
+    }
+
+    /// The statement recording this worker's progress at `upper`.
+    fn progress_sql(&self, upper: Frontier<u64>) -> Result<String> {
+        let (Some(ctx), Some(point)) = (self.ctx, self.resume.as_ref()) else {
+            return Err(Error::config("commit before resume"));
+        };
+        let rec = point.record(ctx, upper);
+        let split = |f: &Frontier<u64>| (f.to_u64().unwrap_or(0), u8::from(f.is_complete()));
+        let ((b, bc), (f, fc)) = (split(&rec.base), split(&rec.frontier));
+        Ok(format!(
+            "INSERT INTO {} (sink, worker, peers, generation, base, base_complete, frontier, complete) VALUES ({}, {}, {}, {}, {b}, {bc}, {f}, {fc})",
+            self.progress,
+            literal(&self.sink),
+            rec.worker,
+            rec.peers,
+            rec.generation
+        ))
+    }
+
+    /// Carries the oldest open commit forward: its block acknowledged, then its progress row
+    /// written (rows of later commits only after it, so progress never runs ahead of data).
+    /// Returns whether it is durable; without `wait`, never blocks on the server.
+    fn advance_oldest(&mut self, wait: bool) -> Result<bool> {
+        let Some(mut c) = self.commits.pop_front() else { return Ok(false) };
+        let ready = |h: &JoinHandle<_>| wait || h.is_finished();
+        if c.block.as_ref().is_some_and(|h| !ready(h)) {
+            self.commits.push_front(c);
+            return Ok(false);
+        }
+        if let Some(h) = c.block.take() {
+            self.join(h)?;
+        }
+        if !c.written {
+            if c.progress.is_none() {
+                let (ch, sql) = (self.ch.clone(), self.progress_sql(c.upper)?);
+                c.progress = Some(self.rt.spawn(async move { ch.query(&sql).await.map(drop) }));
+            }
+            if c.progress.as_ref().is_some_and(|h| !ready(h)) {
+                self.commits.push_front(c);
+                return Ok(false);
+            }
+            if let Some(h) = c.progress.take() {
+                self.join(h)?;
+            }
+        }
+        self.commits.push_front(c);
+        Ok(true)
     }
 }
 
@@ -632,29 +697,45 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
     }
 
     fn commit(&mut self, upper: &Frontier<T>) -> Result<()> {
-        let (Some(ctx), Some(point)) = (self.ctx, self.resume.clone()) else {
-            return Err(Error::config("commit before resume"));
-        };
-        self.ship()?;
-        self.wait()?;
-        self.blocks_in_commit = 0;
-        let up = match upper.time() {
+        let upper = match upper.time() {
             Some(t) => Frontier::at(t.to_u64()),
             None => Frontier::complete(),
         };
-        let rec = point.record(ctx, up);
-        let split = |f: &Frontier<u64>| (f.to_u64().unwrap_or(0), u8::from(f.is_complete()));
-        let ((b, bc), (f, fc)) = (split(&rec.base), split(&rec.frontier));
-        let sql = format!(
-            "INSERT INTO {} (sink, worker, peers, generation, base, base_complete, frontier, complete) VALUES ({}, {}, {}, {}, {b}, {bc}, {f}, {fc})",
-            self.progress,
-            literal(&self.sink),
-            rec.worker,
-            rec.peers,
-            rec.generation
-        );
-        let ch = self.ch.clone();
-        self.rt.block_on(async move { ch.query(&sql).await })?;
+        self.ship()?;
+        self.blocks_in_commit = 0;
+        // ReplacingMergeTree takes replays and any order of inserts (the version decides), and so
+        // do plain tables with deduplication tokens. A cancelling row of CollapsingMergeTree must
+        // follow the row it cancels, and a plain table without tokens would count every block
+        // acknowledged ahead of its progress row twice after a crash: those commit here, in
+        // order, as one insert window (the operator learns of them at its next poll).
+        let in_place = match self.mode {
+            Mode::Replacing { .. } => false,
+            Mode::Plain => !self.tokens,
+            Mode::Collapsing { .. } => true,
+        };
+        if in_place {
+            self.wait()?;
+            let (ch, sql) = (self.ch.clone(), self.progress_sql(upper)?);
+            self.rt.block_on(async move { ch.query(&sql).await })?;
+            self.commits.push_back(PendingCommit { upper, block: None, progress: None, written: true });
+            return Ok(());
+        }
+        // The last block's insert runs on while later times are encoded and their blocks sent.
+        let block = self.inflight.take();
+        self.commits.push_back(PendingCommit { upper, block, progress: None, written: false });
         Ok(())
+    }
+
+    fn pipelined(&self) -> bool {
+        true
+    }
+
+    fn durable(&mut self, wait: bool) -> Result<Option<Frontier<T>>> {
+        let mut durable = None;
+        while self.advance_oldest(wait)? {
+            let c = self.commits.pop_front().expect("advanced");
+            durable = Some(c.upper);
+        }
+        Ok(durable.and_then(|f| Frontier::<T>::from_u64(f.to_u64())))
     }
 }
