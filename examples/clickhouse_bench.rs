@@ -10,11 +10,12 @@
 //! over `TIMES` logical times, on one worker — dataflow, consolidation, encoding and commit
 //! included. Prints rows/s of each and the ratio.
 
-use differential_dataflow::input::Input;
 use differential_sinks::connectors::clickhouse::ClickHouseConfig;
-use differential_sinks::{SinkCollection, SinkSpec};
+use differential_sinks::SinkSpec;
 use std::time::Instant;
-use timely::dataflow::operators::probe::Probe;
+
+#[path = "common/bench.rs"]
+mod bench;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 struct Row {
@@ -94,32 +95,7 @@ fn main() {
     .primary_key(["k"])
     .build()
     .unwrap();
-    let started = Instant::now();
-    timely::execute_directly(move |worker| {
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, coll) = scope.new_collection::<Row, isize>();
-            let out = coll.sink(&spec).unwrap();
-            (input, out.committed.probe().0, out.handle)
-        });
-        let per_time = rows.div_ceil(times);
-        for j in 0..rows {
-            let t = j / per_time;
-            if *input.time() < t {
-                input.advance_to(t);
-                input.flush();
-                worker.step();
-            }
-            input.insert(row(j));
-        }
-        input.close();
-        while !probe.done() {
-            worker.step();
-        }
-        if let Some(e) = handle.take_error() {
-            panic!("sink failed: {e}");
-        }
-    });
-    let sink_secs = started.elapsed().as_secs_f64();
+    let sink_secs = bench::time_sink(spec, rows, times, row);
     let count = |t: &str| {
         rt.block_on(async {
             let sql = format!("SELECT count() FROM default.{t}");

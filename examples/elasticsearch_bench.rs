@@ -9,11 +9,12 @@
 //! hand-built `_bulk` bodies, the sink as an upsert of a collection inserting every key once over
 //! `TIMES` logical times, on one worker. Prints documents/s of each and the ratio.
 
-use differential_dataflow::input::Input;
 use differential_sinks::connectors::elasticsearch::ElasticsearchConfig;
-use differential_sinks::{SinkCollection, SinkSpec};
+use differential_sinks::SinkSpec;
 use std::time::Instant;
-use timely::dataflow::operators::probe::Probe;
+
+#[path = "common/bench.rs"]
+mod bench;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 struct Doc {
@@ -43,7 +44,6 @@ fn main() {
     for i in ["bench-raw", "bench-sink"] {
         rt.block_on(http.delete(format!("{url}/{i}")).send()).unwrap();
     }
-    let per_time = docs.div_ceil(times);
 
     // Baseline: the same actions, 5000 per request, 2 in flight.
     let started = Instant::now();
@@ -53,7 +53,7 @@ fn main() {
     for i in 0..docs {
         let d = doc(i);
         body.extend_from_slice(
-            format!("{{\"index\":{{\"_index\":\"bench-raw\",\"_id\":\"{i}\",\"version\":{},\"version_type\":\"external\"}}}}\n", i / per_time)
+            format!("{{\"index\":{{\"_index\":\"bench-raw\",\"_id\":\"{i}\",\"version\":{},\"version_type\":\"external\"}}}}\n", bench::time_of(i, docs, times))
                 .as_bytes(),
         );
         serde_json::to_writer(&mut body, &d).unwrap();
@@ -97,31 +97,7 @@ fn main() {
     .primary_key(["id"])
     .build()
     .unwrap();
-    let started = Instant::now();
-    timely::execute_directly(move |worker| {
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, coll) = scope.new_collection::<Doc, isize>();
-            let out = coll.sink(&spec).unwrap();
-            (input, out.committed.probe().0, out.handle)
-        });
-        for i in 0..docs {
-            let t = i / per_time;
-            if *input.time() < t {
-                input.advance_to(t);
-                input.flush();
-                worker.step();
-            }
-            input.insert(doc(i));
-        }
-        input.close();
-        while !probe.done() {
-            worker.step();
-        }
-        if let Some(e) = handle.take_error() {
-            panic!("sink failed: {e}");
-        }
-    });
-    let sink_secs = started.elapsed().as_secs_f64();
+    let sink_secs = bench::time_sink(spec, docs, times, doc);
     for i in ["bench-raw", "bench-sink"] {
         rt.block_on(http.post(format!("{url}/{i}/_refresh")).send()).unwrap();
         let c: serde_json::Value =

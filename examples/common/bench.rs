@@ -1,10 +1,10 @@
-//! Shared pieces of the messaging benchmark harnesses: the row, argument parsing, the time of
-//! each update, and the timed run of an upsert sink over the same rows.
+//! Shared pieces of the benchmark harnesses: the row, argument parsing, the time of each update,
+//! and the timed run of a sink over the same rows.
 
 #![allow(dead_code)]
 
 use differential_dataflow::input::Input;
-use differential_sinks::{CommitPolicy, ConnectorConfig, SinkCollection, SinkSpec};
+use differential_sinks::{CommitPolicy, ConnectorConfig, Row as SinkRow, SinkCollection, SinkSpec};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::probe::Probe;
@@ -45,12 +45,19 @@ pub fn time_upsert_sink(connector: impl Into<ConnectorConfig>, n: u64, times: u6
         .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
         .build()
         .unwrap();
+    time_sink(spec, n, times, row)
+}
+
+/// Inserts `make(i)` for `i` in `0..n`, spread over `times` logical times, into a collection
+/// delivered through `spec` on one worker (dataflow, consolidation, encoding and commits all
+/// timed); returns the seconds until every time is committed. Panics if the sink fails.
+pub fn time_sink<R: SinkRow + std::fmt::Debug>(spec: SinkSpec, n: u64, times: u64, make: fn(u64) -> R) -> f64 {
     let start = Instant::now();
     timely::execute(timely::Config::process(1), move |worker| {
-        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<R, isize>();
             let out = rows.sink(&spec).unwrap();
-            (input, out.committed.probe().0)
+            (input, out.committed.probe().0, out.handle)
         });
         for i in 0..n {
             let t = time_of(i, n, times);
@@ -59,11 +66,14 @@ pub fn time_upsert_sink(connector: impl Into<ConnectorConfig>, n: u64, times: u6
                 input.flush();
                 worker.step();
             }
-            input.insert(row(i));
+            input.insert(make(i));
         }
         input.close();
         while !probe.done() {
             worker.step();
+        }
+        if let Some(e) = handle.take_error() {
+            panic!("sink failed: {e}");
         }
     })
     .unwrap();
