@@ -33,25 +33,16 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::probe::Probe;
 
 fn bootstrap() -> String {
-    std::env::var("DSINK_KAFKA_BOOTSTRAP").unwrap_or_else(|_| {
-        panic!(
-            "DSINK_KAFKA_BOOTSTRAP is not set: these tests need a Kafka broker. Run \
-             `scripts/services install kafka && scripts/services start kafka`, then \
-             `set -a; source $DSINK_SERVICES_DIR/env; set +a` (default DSINK_SERVICES_DIR=/tmp/dsink-services)"
-        )
-    })
+    common::service_env("DSINK_KAFKA_BOOTSTRAP", "kafka")
 }
 
 fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    common::unique_name(prefix, '-')
 }
 
 /// One record read back.

@@ -23,15 +23,11 @@ use timely::dataflow::operators::probe::Probe;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn moto_url() -> String {
-    std::env::var("DSINK_MOTO_URL").unwrap_or_else(|_| {
-        panic!("DSINK_MOTO_URL is not set: start the server with `scripts/services start moto` and source $DSINK_SERVICES_DIR/env")
-    })
+    common::service_env("DSINK_MOTO_URL", "moto")
 }
 
 fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{}-{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+    common::unique_name(prefix, '-')
 }
 
 fn config(endpoint: &str, stream: &str) -> KinesisConfig {

@@ -12,15 +12,12 @@ use differential_sinks::{CommitPolicy, Format, SinkCollection, SinkSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::probe::Probe;
 
 fn nats_url() -> String {
-    std::env::var("DSINK_NATS_URL").unwrap_or_else(|_| {
-        panic!("DSINK_NATS_URL is not set: start the server with `scripts/services start nats` and source $DSINK_SERVICES_DIR/env")
-    })
+    common::service_env("DSINK_NATS_URL", "nats")
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -29,9 +26,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// A unique name per test run, so reruns against the same server do not collide.
 fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}_{}_{}_{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+    common::unique_name(prefix, '_')
 }
 
 /// Runs `history` into `spec` on `peers` workers until everything is committed.

@@ -12,26 +12,16 @@ use differential_sinks::connectors::pulsar::{
 };
 use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use timely::dataflow::operators::probe::Probe;
 
 fn pulsar_url() -> String {
-    std::env::var("DSINK_PULSAR_URL").unwrap_or_else(|_| {
-        panic!("DSINK_PULSAR_URL is not set: start the server with `scripts/services start pulsar` and source $DSINK_SERVICES_DIR/env")
-    })
+    common::service_env("DSINK_PULSAR_URL", "pulsar")
 }
 
 fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!(
-        "persistent://public/default/{prefix}-{}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("persistent://public/default/{}", common::unique_name(prefix, '-'))
 }
 
 fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) {

@@ -7,6 +7,28 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The value of `var`, which `scripts/services env` sets for the test server `service`. Panics
+/// with how to start the server when it is missing: a test never passes without its server.
+pub fn service_env(var: &str, service: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: these tests need the `{service}` test server. Run \
+             `scripts/services install {service} && scripts/services start {service}`, then \
+             `set -a; source $DSINK_SERVICES_DIR/env; set +a` (default DSINK_SERVICES_DIR=/tmp/dsink-services)"
+        )
+    })
+}
+
+/// A name unique to this process and call (`prefix`, the process id, the clock and a counter,
+/// joined by `sep`), so reruns against the same server do not collide.
+pub fn unique_name(prefix: &str, sep: char) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{sep}{}{sep}{}{sep}{n}", std::process::id(), nanos % 1_000_000_000_000)
+}
 
 /// The row type of the property tests: `k` is the primary key.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
