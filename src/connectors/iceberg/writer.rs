@@ -550,8 +550,14 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
     pub(crate) fn open(config: &IcebergConfig, spec: &SinkSpec) -> Result<(Self, TablePlan)> {
         let (plan, progress) = {
             let _lock = CATALOG_SETUP.lock().unwrap_or_else(|p| p.into_inner());
-            let h = CatalogHandle::open(config, config.create_table_if_not_exists)?
-                .ok_or_else(|| missing_table(config, false).err().expect("an error without a schema"))?;
+            let Some(h) = CatalogHandle::open(config, config.create_table_if_not_exists)? else {
+                // No catalog database, and not allowed to create one: the table is missing.
+                missing_table(config, spec.schema().is_some())?;
+                return Err(Error::config(format!(
+                    "there is no Iceberg table `{}` in the catalog",
+                    config.qualified()
+                )));
+            };
             let plan = load_or_create(&h, config, spec)?;
             let progress = latest_commit(plan.table.metadata(), spec.name())?.map(|(_, r)| r.progress());
             (plan, progress.unwrap_or_default())
