@@ -17,7 +17,9 @@
 //! (deletes are dropped, updates become inserts). An upsert sink would need equality-delete
 //! files and a row-delta commit that iceberg-rust 0.10 does not offer (it would have to be built
 //! from its manifest writers and raw `TableUpdate`s), and readers would have to apply equality
-//! deletes — pyiceberg 0.12, the reader the tests use, raises on them; so it is not built.
+//! deletes — pyiceberg 0.12.0, the reader the tests use, does not: its scan raises
+//! ("PyIceberg does not yet support equality deletes") on any table with an equality-delete file.
+//! With no independent reader to check it against here, it is not built.
 //!
 //! # Exactly-once
 //!
@@ -43,13 +45,16 @@
 //! snapshot. A restart with a different worker count is accepted only when every worker had
 //! reached the same frontier.
 //!
-//! Before each commit the committer reloads the table and refuses (a `Fenced` error) if a
-//! snapshot of this sink appeared that it did not make — another run of the same sink. The check
-//! and the commit are two steps: two runs committing in the same instant could both pass it, and
-//! iceberg-rust's transaction retries a lost compare-and-swap on the newer table, so both appends
-//! would land. Run one instance of a sink at a time. Expiring snapshots is safe as long as the
-//! sink's latest snapshot on the branch is kept (expiry keeps the current snapshot; a table
-//! written by other writers too should retain enough history).
+//! A second run of the same sink cannot append the same times again: every commit attempt
+//! (iceberg-rust's transaction reloads the table before each attempt and retries a lost
+//! compare-and-swap) loads the table through a catalog wrapper that first checks the sink's
+//! latest snapshot is still the one this run made last, and the SQL catalog's compare-and-swap
+//! of the metadata location rules out any commit between that load and the swap. A run that
+//! finds another snapshot of its sink stops with a `Fenced` error and appends nothing. Other
+//! writers' commits in between are harmless: the attempt is retried on the newer table.
+//! Expiring snapshots is safe as long as the sink's latest snapshot on the branch is kept
+//! (expiry always keeps the current snapshot; a table that other writers also commit to should
+//! retain enough history).
 //!
 //! # Schema
 //!

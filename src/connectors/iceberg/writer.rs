@@ -765,20 +765,7 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
             // grow the metadata; a restart replays these times and writes nothing for them.
             return Ok(());
         }
-        // The table as the catalog has it now: if another run of this sink committed since this
-        // one resumed, appending would duplicate its rows.
         let table = self.load()?;
-        let now = latest_commit(table.metadata(), &self.sink)?.map(|(id, _)| id);
-        if now != self.last {
-            return Err(Error::new(
-                ErrorKind::Fenced,
-                format!(
-                    "Iceberg table `{name}`: another run of sink `{}` committed snapshot {now:?} since this run \
-                     resumed; stop one of them",
-                    self.sink
-                ),
-            ));
-        }
         let record = CommitRecord {
             sink: self.sink.clone(),
             from: self.committed,
@@ -799,10 +786,23 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
             .add_data_files(files)
             .set_snapshot_properties(record.properties());
         let h = self.handle()?;
+        let fenced =
+            FencedCatalog { inner: h.catalog(), sink: &self.sink, expected: self.last, found: Mutex::new(None) };
         let committed = action
             .apply(tx)
             .map_err(|e| iceberg_error("preparing the snapshot", &name, e))
-            .and_then(|tx| h.block_on(tx.commit(h.catalog())).map_err(|e| iceberg_error("committing", &name, e)))?;
+            .and_then(|tx| h.block_on(tx.commit(&fenced)).map_err(|e| iceberg_error("committing", &name, e)));
+        if let Some(now) = *fenced.found.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(Error::new(
+                ErrorKind::Fenced,
+                format!(
+                    "Iceberg table `{name}`: another run of sink `{}` committed snapshot {now:?} since this run \
+                     resumed; stop one of them",
+                    self.sink
+                ),
+            ));
+        }
+        let committed = committed?;
         let (id, _) = latest_commit(committed.metadata(), &self.sink)?.ok_or_else(|| {
             Error::new(ErrorKind::Fatal, format!("Iceberg table `{name}`: the commit left no snapshot"))
         })?;
@@ -810,5 +810,88 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         self.last = Some(id);
         self.committed = upper;
         Ok(())
+    }
+}
+
+/// The catalog as the committer's transaction sees it: every load of the table — the one a
+/// commit attempt starts from, and those of its retries — first checks that the sink's latest
+/// snapshot is still the one this run made last. The catalog's compare-and-swap of the metadata
+/// location then guarantees nothing else committed between that load and the swap, so a second
+/// run of the sink can never append the same times again.
+#[derive(Debug)]
+struct FencedCatalog<'a> {
+    inner: &'a SqlCatalog,
+    sink: &'a str,
+    expected: Option<i64>,
+    /// The sink's snapshot found instead of the expected one.
+    found: Mutex<Option<Option<i64>>>,
+}
+
+#[async_trait::async_trait]
+impl Catalog for FencedCatalog<'_> {
+    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> iceberg::Result<Vec<NamespaceIdent>> {
+        self.inner.list_namespaces(parent).await
+    }
+    async fn create_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> iceberg::Result<iceberg::Namespace> {
+        self.inner.create_namespace(namespace, properties).await
+    }
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<iceberg::Namespace> {
+        self.inner.get_namespace(namespace).await
+    }
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> iceberg::Result<bool> {
+        self.inner.namespace_exists(namespace).await
+    }
+    async fn update_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> iceberg::Result<()> {
+        self.inner.update_namespace(namespace, properties).await
+    }
+    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<()> {
+        self.inner.drop_namespace(namespace).await
+    }
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> iceberg::Result<Vec<TableIdent>> {
+        self.inner.list_tables(namespace).await
+    }
+    async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> iceberg::Result<Table> {
+        self.inner.create_table(namespace, creation).await
+    }
+    async fn load_table(&self, table: &TableIdent) -> iceberg::Result<Table> {
+        let t = self.inner.load_table(table).await?;
+        let now = latest_commit(t.metadata(), self.sink)
+            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e.to_string()))?
+            .map(|(id, _)| id);
+        if now != self.expected {
+            *self.found.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+            // Not retryable: the transaction gives up at once.
+            return Err(iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                format!("another run of sink `{}` committed to the table", self.sink),
+            ));
+        }
+        Ok(t)
+    }
+    async fn drop_table(&self, table: &TableIdent) -> iceberg::Result<()> {
+        self.inner.drop_table(table).await
+    }
+    async fn purge_table(&self, table: &TableIdent) -> iceberg::Result<()> {
+        self.inner.purge_table(table).await
+    }
+    async fn table_exists(&self, table: &TableIdent) -> iceberg::Result<bool> {
+        self.inner.table_exists(table).await
+    }
+    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> iceberg::Result<()> {
+        self.inner.rename_table(src, dest).await
+    }
+    async fn register_table(&self, table: &TableIdent, metadata_location: String) -> iceberg::Result<Table> {
+        self.inner.register_table(table, metadata_location).await
+    }
+    async fn update_table(&self, commit: iceberg::TableCommit) -> iceberg::Result<Table> {
+        self.inner.update_table(commit).await
     }
 }
