@@ -457,6 +457,46 @@ fn a_run_that_finds_a_newer_snapshot_of_its_sink_at_commit_is_fenced() {
 }
 
 #[test]
+fn a_restart_after_its_snapshots_were_expired_is_refused_not_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("gone", iceberg(dir.path(), "gone"))
+        .append_only(false)
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap();
+    let history = insert_history(40, 6, 10);
+    run_until(&history, &spec, 1, 3);
+    // Another writer appends, and the table's maintenance expires every older snapshot: the
+    // sink's own snapshots are gone from the branch.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/iceberg_other_writer.py");
+    let out = std::process::Command::new(python())
+        .arg(script)
+        .arg(dir.path().join("catalog.db"))
+        .arg(dir.path())
+        .arg("db.gone")
+        .output()
+        .expect("the Python writer runs");
+    assert!(out.status.success(), "the Python writer failed: {}", String::from_utf8_lossy(&out.stderr));
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!done["expired"].as_array().unwrap().is_empty(), "{done}");
+    let before = read_table(dir.path(), "gone");
+    assert!(sink_snapshots(&before, "gone").is_empty());
+    let rows_before = table_multiset(&before);
+
+    let built = timely::execute_directly(move |worker| {
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (_input, rows) = scope.new_collection::<Row, isize>();
+            rows.sink(&spec).map(drop)
+        })
+    });
+    let e = built.expect_err("the restart is refused");
+    assert_eq!(e.kind(), ErrorKind::Resume, "{e}");
+    assert!(e.to_string().contains("dsink.progress.gone") && e.to_string().contains("`3`"), "{e}");
+    // Nothing was written by the refused run.
+    assert_eq!(table_multiset(&read_table(dir.path(), "gone")), rows_before);
+}
+
+#[test]
 fn refused_configurations_name_the_option() {
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path().display().to_string();

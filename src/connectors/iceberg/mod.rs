@@ -52,9 +52,13 @@
 //! of the metadata location rules out any commit between that load and the swap. A run that
 //! finds another snapshot of its sink stops with a `Fenced` error and appends nothing. Other
 //! writers' commits in between are harmless: the attempt is retried on the newer table.
-//! Expiring snapshots is safe as long as the sink's latest snapshot on the branch is kept
-//! (expiry always keeps the current snapshot; a table that other writers also commit to should
-//! retain enough history).
+//!
+//! Each commit also sets the table property `dsink.progress.<sink>` to the frontier it reached,
+//! in the same metadata swap. Properties outlive snapshots: when a restart finds the property but
+//! no snapshot of its sink on the current branch — the snapshots were expired (possible once
+//! other writers committed after the sink) or the table was rolled back — it refuses to start
+//! with a `Resume` error instead of delivering everything again or skipping what was rolled
+//! back. Keep the sink's latest snapshot when expiring snapshots of a table others also write.
 //!
 //! # Schema
 //!
@@ -92,6 +96,9 @@
 //! | `file.target.size` | roll to a new data file at this many bytes of Parquet (default 128 MiB) |
 //! | `commit.interval.ms`, `commit.max_changes` | the common commit cadence: fewer, larger snapshots |
 //!
+//! Every worker writes its data files under the table's location itself: a timely cluster of
+//! several processes needs the warehouse on a file system they all share.
+//!
 //! The SQL catalog's tables are those of Iceberg's JDBC catalog, so pyiceberg's `SqlCatalog`
 //! (and Java's `JdbcCatalog`) open the same database and read the table.
 
@@ -100,8 +107,8 @@ mod writer;
 
 pub use config::{CatalogKind, IcebergConfig, DEFAULT_CATALOG_NAME, DEFAULT_TARGET_FILE_SIZE, EMBEDDED_CATALOG_FILE};
 pub use writer::{
-    check_table_schema, frontier_text, iceberg_schema, iceberg_type, parse_frontier, schema_from_iceberg, CommitRecord,
-    IcebergCommitter, IcebergFiles, IcebergWriter, SUMMARY_PREFIX,
+    check_table_schema, frontier_text, iceberg_schema, iceberg_type, parse_frontier, progress_property,
+    schema_from_iceberg, CommitRecord, IcebergCommitter, IcebergFiles, IcebergWriter, SUMMARY_PREFIX,
 };
 
 use crate::config::SinkSpec;

@@ -363,15 +363,27 @@ fn load_or_create(h: &CatalogHandle, config: &IcebergConfig, spec: &SinkSpec) ->
     let ns = id.namespace().clone();
     let has_ns =
         h.block_on(catalog.namespace_exists(&ns)).map_err(|e| iceberg_error("looking the namespace up", &name, e))?;
+    // Workers of other processes may create the namespace or the table at the same moment (the
+    // lock above serialises this process's workers only): a failed creation is followed by a
+    // look-up, and only a missing result is an error.
     if !has_ns {
-        h.block_on(catalog.create_namespace(&ns, HashMap::new()))
-            .map_err(|e| iceberg_error("creating the namespace", &name, e))?;
+        if let Err(e) = h.block_on(catalog.create_namespace(&ns, HashMap::new())) {
+            if !h.block_on(catalog.namespace_exists(&ns)).unwrap_or(false) {
+                return Err(iceberg_error("creating the namespace", &name, e));
+            }
+        }
     }
     let creation = TableCreation::builder().name(config.table.clone()).schema(schema).build();
-    let table =
-        h.block_on(catalog.create_table(&ns, creation)).map_err(|e| iceberg_error("creating the table", &name, e))?;
-    tracing::info!(table = %name, "created the Iceberg table");
-    TablePlan::of(table, config)
+    match h.block_on(catalog.create_table(&ns, creation)) {
+        Ok(table) => {
+            tracing::info!(table = %name, "created the Iceberg table");
+            TablePlan::of(table, config)
+        }
+        Err(e) => match h.block_on(catalog.load_table(&id)) {
+            Ok(table) => check_existing(&table, spec, config),
+            Err(_) => Err(iceberg_error("creating the table", &name, e)),
+        },
+    }
 }
 
 /// One worker's data files for one prepare, as the committer receives them.
@@ -492,6 +504,11 @@ impl CommitRecord {
 
 /// The latest commit of `sink` on the table's current branch, walking back from the current
 /// snapshot through its ancestors, with the snapshot's id.
+///
+/// Every commit also sets the table property [`progress_property`] to the frontier it reached,
+/// in the same metadata swap. Properties outlive snapshots: a table that has the property but no
+/// snapshot of the sink on its branch had them expired or rolled back, and the sink cannot tell
+/// what was delivered — that is a resume error, never a silent start from the beginning.
 pub(crate) fn latest_commit(meta: &TableMetadata, sink: &str) -> Result<Option<(i64, CommitRecord)>> {
     let mut next: Option<&Arc<Snapshot>> = meta.current_snapshot();
     while let Some(s) = next {
@@ -500,7 +517,24 @@ pub(crate) fn latest_commit(meta: &TableMetadata, sink: &str) -> Result<Option<(
         }
         next = s.parent_snapshot_id().and_then(|id| meta.snapshot_by_id(id));
     }
+    let key = progress_property(sink);
+    if let Some(to) = meta.properties().get(&key) {
+        return Err(Error::new(
+            ErrorKind::Resume,
+            format!(
+                "sink `{sink}` committed to this table up to frontier `{to}` (table property `{key}`), but none of \
+                 its snapshots is on the current branch any more: they were expired or the table was rolled back, \
+                 so what was delivered is unknown; write to a new `sink.name` or table, or remove the property to \
+                 deliver everything again"
+            ),
+        ));
+    }
     Ok(None)
+}
+
+/// The table property in which every commit of `sink` records the frontier it reached.
+pub fn progress_property(sink: &str) -> String {
+    format!("{SUMMARY_PREFIX}progress.{sink}")
 }
 
 /// The table property naming the data files' compression (Iceberg's default: zstd).
@@ -778,18 +812,21 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
             rows,
         };
         let tx = Transaction::new(&table);
-        let action = tx
+        let append = tx
             .fast_append()
             // The files have fresh UUID names; checking every manifest of the table for them
             // would make each commit slower than the last.
             .with_check_duplicate(false)
             .add_data_files(files)
             .set_snapshot_properties(record.properties());
+        // In the same metadata swap: the progress outlives the snapshot (see `latest_commit`).
+        let progress = tx.update_table_properties().set(progress_property(&self.sink), frontier_text(&upper));
         let h = self.handle()?;
         let fenced =
             FencedCatalog { inner: h.catalog(), sink: &self.sink, expected: self.last, found: Mutex::new(None) };
-        let committed = action
+        let committed = append
             .apply(tx)
+            .and_then(|tx| progress.apply(tx))
             .map_err(|e| iceberg_error("preparing the snapshot", &name, e))
             .and_then(|tx| h.block_on(tx.commit(&fenced)).map_err(|e| iceberg_error("committing", &name, e)));
         if let Some(now) = *fenced.found.lock().unwrap_or_else(|p| p.into_inner()) {
