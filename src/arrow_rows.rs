@@ -34,7 +34,7 @@ pub struct RowBatcher {
 }
 
 impl RowBatcher {
-    /// A batcher for `schema` (see [`arrow_schema()`]).
+    /// A batcher for `schema`, the table's Arrow schema as its writer expects it.
     pub fn new(schema: SchemaRef) -> Result<Self> {
         let decoder = arrow_json::ReaderBuilder::new(Arc::clone(&schema))
             .with_strict_mode(true)
