@@ -932,3 +932,102 @@ impl Catalog for FencedCatalog<'_> {
         self.inner.update_table(commit).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> CommitRecord {
+        CommitRecord {
+            sink: "s".into(),
+            from: Frontier::at(3),
+            to: Frontier::complete(),
+            frontiers: vec![Frontier::complete(), Frontier::at(9)],
+            peers: 2,
+            generation: 1,
+            base: Frontier::at(2),
+            files: 4,
+            rows: 10,
+        }
+    }
+
+    #[test]
+    fn a_commit_record_reads_back_from_its_summary() {
+        let props = record().properties();
+        assert_eq!(props["dsink.to"], "complete");
+        assert_eq!(props["dsink.frontiers"], "complete,9");
+        assert_eq!(CommitRecord::parse(&props, "s").unwrap(), Some(record()));
+        assert_eq!(CommitRecord::parse(&props, "other").unwrap(), None);
+        let progress = record().progress();
+        assert_eq!(progress[1].frontier, Frontier::at(9));
+        assert_eq!((progress[1].peers, progress[1].generation, progress[1].base), (2, 1, Frontier::at(2)));
+    }
+
+    #[test]
+    fn a_damaged_commit_record_is_a_resume_error() {
+        for (key, value) in [("dsink.frontiers", "complete"), ("dsink.to", "soon"), ("dsink.peers", "-1")] {
+            let mut props = record().properties();
+            props.insert(key.into(), value.into());
+            let e = CommitRecord::parse(&props, "s").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Resume, "{key}: {e}");
+        }
+        let mut props = record().properties();
+        props.remove("dsink.base");
+        assert!(CommitRecord::parse(&props, "s").unwrap_err().to_string().contains("dsink.base"));
+    }
+
+    #[test]
+    fn row_schemas_map_to_iceberg_and_back() {
+        let rows: Schema = "id:int64!,n:int32,f:float32,d:float64!,p:decimal(38,10),s:string,b:boolean,day:date,\
+                            at:timestamp,utc:timestamptz!"
+            .parse()
+            .unwrap();
+        let ice = iceberg_schema(&rows).unwrap();
+        let ids: Vec<i32> = ice.as_struct().fields().iter().map(|f| f.id).collect();
+        assert_eq!(ids, (1..=10).collect::<Vec<_>>());
+        assert_eq!(schema_from_iceberg(&ice, "t").unwrap(), rows);
+        check_table_schema(&rows, &rows, "t").unwrap();
+        for bad in ["j:json", "b:bytes"] {
+            let e = iceberg_schema(&bad.parse().unwrap()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Schema, "{bad}: {e}");
+        }
+        // A schema built in code is not checked by the parser.
+        let wide = Column { name: "p".into(), ty: ColumnType::Decimal { precision: 39, scale: 2 }, nullable: true };
+        let e = iceberg_schema(&Schema { columns: vec![wide] }).unwrap_err();
+        assert!(e.to_string().contains("decimal(39,2)"), "{e}");
+    }
+
+    #[test]
+    fn schema_mismatches_are_named() {
+        let table: Schema = "id:int64!,name:string".parse().unwrap();
+        let rows: Schema = "id:int32!,name:string!,extra:boolean".parse().unwrap();
+        let e = check_table_schema(&table, &rows, "db.t").unwrap_err().to_string();
+        assert!(e.contains("column `id` is int64 in the table but int32"), "{e}");
+        assert!(e.contains("column `name` is nullable in the table but not nullable"), "{e}");
+        assert!(e.contains("column `extra` is not in the table"), "{e}");
+        let swapped: Schema = "name:string,id:int64!".parse().unwrap();
+        let e = check_table_schema(&table, &swapped, "db.t").unwrap_err().to_string();
+        assert!(e.contains("different order"), "{e}");
+    }
+
+    #[test]
+    fn codecs_are_named_by_the_table_property() {
+        assert_eq!(
+            parquet_properties("ZSTD", "t").unwrap().compression(&parquet::schema::types::ColumnPath::from("id")),
+            Compression::ZSTD(Default::default())
+        );
+        assert_eq!(
+            parquet_properties("snappy", "t").unwrap().compression(&parquet::schema::types::ColumnPath::from("id")),
+            Compression::SNAPPY
+        );
+        let e = parquet_properties("brotli9", "t").unwrap_err();
+        assert!(e.to_string().contains(COMPRESSION_PROPERTY), "{e}");
+    }
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(sqlite_path("sqlite:/a/b.db").as_deref(), Some("/a/b.db"));
+        assert_eq!(sqlite_path("sqlite:///a/b.db?mode=rwc").as_deref(), Some("/a/b.db"));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+}
