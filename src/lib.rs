@@ -23,6 +23,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(any(feature = "deltalake", feature = "iceberg"))]
+pub mod arrow_rows;
 pub mod config;
 pub mod connectors;
 pub mod delivery;

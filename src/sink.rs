@@ -124,6 +124,11 @@ fn deliver<'scope, T: SinkTime, V: Row>(
         let (writer, make_committer) = crate::connectors::deltalake::open::<V>(c, spec)?;
         return Ok(collection.sink_coordinated(operator_config(spec, keyed), key_of, writer, make_committer));
     }
+    #[cfg(feature = "iceberg")]
+    if let crate::connectors::ConnectorConfig::Iceberg(c) = &spec.connector {
+        let (writer, make_committer) = crate::connectors::iceberg::open::<V>(c, spec)?;
+        return Ok(collection.sink_coordinated(operator_config(spec, keyed), key_of, writer, make_committer));
+    }
     let scope = collection.inner.scope();
     let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
     let writer = spec.connector.open_writer::<V, T>(spec, ctx)?;

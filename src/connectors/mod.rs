@@ -32,6 +32,8 @@ pub mod elasticsearch;
 pub mod file;
 #[cfg(any(feature = "clickhouse", feature = "elasticsearch", feature = "doris"))]
 pub mod http;
+#[cfg(feature = "iceberg")]
+pub mod iceberg;
 #[cfg(feature = "jdbc")]
 pub mod jdbc;
 #[cfg(feature = "kafka")]
@@ -85,6 +87,9 @@ pub enum ConnectorConfig {
     /// An append-only Delta Lake table (`connector = deltalake`).
     #[cfg(feature = "deltalake")]
     DeltaLake(deltalake::DeltaLakeConfig),
+    /// An append-only Apache Iceberg table in a SQL catalog (`connector = iceberg`).
+    #[cfg(feature = "iceberg")]
+    Iceberg(iceberg::IcebergConfig),
     /// A target of the application's own: any [`RecordWriter`], one per worker, with the
     /// library's formats, encodings, routing and commit protocol (built in code only).
     Custom(CustomConnector),
@@ -175,6 +180,7 @@ pub fn available() -> Vec<&'static str> {
         (cfg!(feature = "kinesis"), "kinesis"),
         (cfg!(feature = "pulsar"), "pulsar"),
         (cfg!(feature = "deltalake"), "deltalake"),
+        (cfg!(feature = "iceberg"), "iceberg"),
     ] {
         if on {
             v.push(name);
@@ -214,6 +220,8 @@ impl ConnectorConfig {
             "pulsar" => Ok(ConnectorConfig::Pulsar(pulsar::PulsarConfig::from_options(opts)?)),
             #[cfg(feature = "deltalake")]
             "deltalake" => Ok(ConnectorConfig::DeltaLake(deltalake::DeltaLakeConfig::from_options(opts)?)),
+            #[cfg(feature = "iceberg")]
+            "iceberg" => Ok(ConnectorConfig::Iceberg(iceberg::IcebergConfig::from_options(opts)?)),
             other => Err(Error::config(format!(
                 "option `connector` = `{other}` is not available in this build (available: {}); \
                  enable the cargo feature of the same name",
@@ -250,6 +258,8 @@ impl ConnectorConfig {
             ConnectorConfig::Pulsar(_) => "pulsar",
             #[cfg(feature = "deltalake")]
             ConnectorConfig::DeltaLake(_) => "deltalake",
+            #[cfg(feature = "iceberg")]
+            ConnectorConfig::Iceberg(_) => "iceberg",
         }
     }
 
@@ -282,6 +292,8 @@ impl ConnectorConfig {
             ConnectorConfig::Nats(c) => c.validate(spec),
             #[cfg(feature = "deltalake")]
             ConnectorConfig::DeltaLake(c) => deltalake::validate(c, spec),
+            #[cfg(feature = "iceberg")]
+            ConnectorConfig::Iceberg(c) => iceberg::validate(c, spec),
             _ => Ok(()),
         }
     }
@@ -331,6 +343,11 @@ impl ConnectorConfig {
             ConnectorConfig::DeltaLake(_) => Err(Error::config(
                 "the deltalake connector commits for all workers at once and has no per-worker writer",
             )),
+            // Iceberg snapshots cover all workers: `SinkCollection::sink` builds the coordinated sink.
+            #[cfg(feature = "iceberg")]
+            ConnectorConfig::Iceberg(_) => {
+                Err(Error::config("the iceberg connector commits for all workers at once and has no per-worker writer"))
+            }
         }
     }
 }

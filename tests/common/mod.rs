@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod lakehouse;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,12 +1,7 @@
-//! Rows to Arrow record batches, and the row schema as a Delta table schema. Pure, no I/O.
+//! The row schema as a Delta table schema and its Arrow form. Pure, no I/O.
 //!
-//! The row type carries its values in its `Serialize` implementation; [`RowBatcher`] feeds rows
-//! straight into `arrow-json`'s decoder (`Decoder::serialize`, which walks the serde data model
-//! into its tape without producing JSON text) with the table's Arrow schema, so a column's value
-//! takes the same forms as in the library's JSON encoding: integers and floats as numbers,
-//! decimals as numbers or decimal strings, dates as `YYYY-MM-DD`, timestamps as RFC 3339 text or
-//! microseconds since the epoch, `None` as null. A field the schema does not name, or a null in a
-//! column that is not nullable, is an encode error.
+//! Rows become Arrow record batches through the shared [`RowBatcher`] (see
+//! [`crate::arrow_rows`] for the forms a column's value may take).
 //!
 //! | row schema type   | Delta type        | Arrow type                       |
 //! |-------------------|-------------------|----------------------------------|
@@ -23,13 +18,12 @@
 //!
 //! `bytes` and `json` columns are refused when the sink is created.
 
+pub use crate::arrow_rows::RowBatcher;
 use crate::error::{Error, Result};
 use crate::schema::{Column, ColumnType, Schema};
-use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake::kernel::{DataType, PrimitiveType, StructField, StructType};
-use serde::Serialize;
 use std::sync::Arc;
 
 /// The Delta type of a row schema column.
@@ -162,57 +156,12 @@ pub fn check_table_schema(table: &StructType, rows: &StructType, location: &str)
     )))
 }
 
-/// Turns rows into record batches of one Arrow schema.
-pub struct RowBatcher {
-    schema: SchemaRef,
-    decoder: arrow_json::reader::Decoder,
-}
-
-impl RowBatcher {
-    /// A batcher for `schema` (see [`arrow_schema()`]).
-    pub fn new(schema: SchemaRef) -> Result<Self> {
-        let decoder = arrow_json::ReaderBuilder::new(Arc::clone(&schema))
-            .with_strict_mode(true)
-            // Only the initial capacity of the decoder's tape: `serialize` takes any number of rows.
-            .with_batch_size(16 * 1024)
-            .build_decoder()
-            .map_err(|e| Error::schema(format!("cannot decode rows into {schema:?}: {e}")))?;
-        Ok(RowBatcher { schema, decoder })
-    }
-
-    /// The Arrow schema.
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    /// Adds rows to the batch being built.
-    pub fn push<V: Serialize>(&mut self, rows: &[V]) -> Result<()> {
-        self.decoder.serialize(rows).map_err(|e| {
-            self.reset();
-            Error::encode(format!("a row does not fit the table's schema: {e}"))
-        })
-    }
-
-    /// The rows pushed since the last call, as one batch (`None` if there were none).
-    pub fn finish(&mut self) -> Result<Option<RecordBatch>> {
-        self.decoder.flush().map_err(|e| {
-            self.reset();
-            Error::encode(format!("a row does not fit the table's schema: {e}"))
-        })
-    }
-
-    fn reset(&mut self) {
-        if let Ok(b) = RowBatcher::new(Arc::clone(&self.schema)) {
-            *self = b;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Date32Type, Decimal128Type, Int64Type, TimestampMicrosecondType};
+    use serde::Serialize;
 
     #[derive(Serialize)]
     struct R {

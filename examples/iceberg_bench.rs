@@ -1,0 +1,65 @@
+//! The Iceberg sink against a baseline in the same process: the same rows, already converted to
+//! Arrow batches, written with `parquet`'s `ArrowWriter` straight to files (one file per worker,
+//! no dataflow, no manifests or catalog), with the sink's compression (zstd, Iceberg's default).
+//! Also times the row → Arrow conversion alone.
+//!
+//! ```text
+//! cargo run --release --features iceberg,test-utils --example iceberg_bench -- --rows 1000000 --times 10
+//! ```
+//!
+//! Prints rows/s and MB/s (of Parquet written) for 1 and 2 workers, and the sink's ratio to the
+//! baseline.
+
+#[path = "common/bench.rs"]
+mod bench;
+#[path = "common/lakehouse.rs"]
+mod lakehouse;
+
+use bench::arg;
+use differential_sinks::arrow_rows::RowBatcher;
+use differential_sinks::connectors::iceberg::{iceberg_schema, IcebergConfig};
+use differential_sinks::{CommitPolicy, Schema, SinkSpec};
+use lakehouse::{baseline, dir_bytes, print_conversion, print_header, print_pair, time_sink, SCHEMA};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn batcher() -> RowBatcher {
+    let schema: Schema = SCHEMA.parse().unwrap();
+    let arrow = iceberg::arrow::schema_to_arrow_schema(&iceberg_schema(&schema).unwrap()).unwrap();
+    RowBatcher::new(Arc::new(arrow)).unwrap()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: u64 = arg(&args, "--rows", 1_000_000);
+    let times: u64 = arg(&args, "--times", 10);
+
+    print_conversion(batcher(), n);
+    print_header(n, times);
+    for peers in [1usize, 2] {
+        let base_dir = tempfile::tempdir().unwrap();
+        let props = WriterProperties::builder().set_compression(Compression::ZSTD(Default::default())).build();
+        let base = baseline(n, peers as u64, base_dir.path(), batcher, props);
+        let base_mb = dir_bytes(base_dir.path()) as f64 / 1e6;
+        let sink_dir = tempfile::tempdir().unwrap();
+        let spec = SinkSpec::builder(
+            "bench",
+            IcebergConfig::new(sink_dir.path(), "bench", "rows").create_table_if_not_exists(true),
+        )
+        .append_only(false)
+        .schema(SCHEMA.parse().unwrap())
+        .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
+        .build()
+        .unwrap();
+        let secs = time_sink(spec, n, times, peers);
+        let sink_mb = dir_bytes(sink_dir.path()) as f64 / 1e6;
+        // Each snapshot has one manifest list, `snap-<id>-….avro`.
+        let commits = std::fs::read_dir(sink_dir.path().join("bench/rows/metadata"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("snap-"))
+            .count();
+        print_pair(peers, n, (base, base_mb), (&format!("iceberg sink ({commits} commits)"), secs, sink_mb));
+    }
+}

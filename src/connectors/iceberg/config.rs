@@ -1,0 +1,232 @@
+//! Options of the Iceberg connector (names follow RisingWave's Iceberg sink).
+
+use crate::error::{Error, Result};
+use crate::options::Options;
+use std::path::{Path, PathBuf};
+
+/// The default size at which a worker closes a Parquet data file and starts the next one.
+pub const DEFAULT_TARGET_FILE_SIZE: usize = 128 << 20;
+
+/// The catalog name recorded in the SQL catalog's rows when `catalog.name` is not given.
+pub const DEFAULT_CATALOG_NAME: &str = "default";
+
+/// The file name of the embedded SQLite catalog inside the warehouse directory.
+pub const EMBEDDED_CATALOG_FILE: &str = "catalog.db";
+
+/// Which catalog tracks the table's current metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogKind {
+    /// The SQL catalog (the JDBC catalog's tables, `iceberg_tables` and
+    /// `iceberg_namespace_properties`) in a SQLite database: `catalog.uri`, or by default
+    /// `<warehouse.path>/catalog.db`.
+    Sql {
+        /// The sqlx database URL, e.g. `sqlite:/data/wh/catalog.db`.
+        uri: String,
+    },
+}
+
+/// Where and how the Iceberg connector writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IcebergConfig {
+    /// The catalog (`catalog.type`, `catalog.uri`).
+    pub catalog: CatalogKind,
+    /// The catalog's name (`catalog.name`): SQL catalogs keep several catalogs apart by it.
+    pub catalog_name: String,
+    /// The warehouse directory (`warehouse.path`): new tables go to
+    /// `<warehouse>/<database>/<table>`.
+    pub warehouse: PathBuf,
+    /// The namespace (`database.name`), dot-separated for nested namespaces.
+    pub database: String,
+    /// The table (`table.name`).
+    pub table: String,
+    /// Create the namespace and the table from the row schema when missing
+    /// (`create_table_if_not_exists`).
+    pub create_table_if_not_exists: bool,
+    /// Close a data file once its Parquet encoding reaches this many bytes (`file.target.size`);
+    /// a commit also closes the files it covers.
+    pub target_file_size: usize,
+}
+
+impl IcebergConfig {
+    /// The table `database.table` in the embedded SQLite catalog of `warehouse` (which must exist
+    /// unless [`create_table_if_not_exists`](Self::create_table_if_not_exists) is set).
+    pub fn new(warehouse: impl Into<PathBuf>, database: impl Into<String>, table: impl Into<String>) -> Self {
+        let warehouse = warehouse.into();
+        IcebergConfig {
+            catalog: CatalogKind::Sql { uri: embedded_uri(&warehouse) },
+            catalog_name: DEFAULT_CATALOG_NAME.to_string(),
+            warehouse,
+            database: database.into(),
+            table: table.into(),
+            create_table_if_not_exists: false,
+            target_file_size: DEFAULT_TARGET_FILE_SIZE,
+        }
+    }
+    /// Whether to create the namespace and table when missing (default false).
+    pub fn create_table_if_not_exists(mut self, on: bool) -> Self {
+        self.create_table_if_not_exists = on;
+        self
+    }
+    /// The size at which a data file is closed (default 128 MiB).
+    pub fn target_file_size(mut self, bytes: usize) -> Self {
+        self.target_file_size = bytes.max(1);
+        self
+    }
+    /// Another SQL catalog database than the embedded one (a sqlx SQLite URL).
+    pub fn catalog_uri(mut self, uri: impl Into<String>) -> Self {
+        self.catalog = CatalogKind::Sql { uri: uri.into() };
+        self
+    }
+
+    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+        let kind = opts.take("catalog.type").unwrap_or_else(|| "sql".to_string());
+        match kind.as_str() {
+            "sql" | "jdbc" => {}
+            "rest" | "glue" | "hive" | "storage" | "memory" => {
+                return Err(Error::config(format!(
+                    "option `catalog.type` = `{kind}` is not supported by this build: the iceberg connector \
+                     commits through the SQL catalog (`catalog.type = sql`, a SQLite database; by default \
+                     `<warehouse.path>/{EMBEDDED_CATALOG_FILE}`), the only catalog here that persists the table \
+                     and that the tests read back independently"
+                )))
+            }
+            other => {
+                return Err(Error::config(format!(
+                    "option `catalog.type` = `{other}` is not a catalog type: use `sql`"
+                )))
+            }
+        }
+        let warehouse =
+            opts.require("warehouse.path", "the warehouse directory, e.g. warehouse.path=/data/warehouse")?;
+        let warehouse = parse_warehouse(&warehouse)?;
+        let uri = match opts.take("catalog.uri") {
+            None => embedded_uri(&warehouse),
+            Some(u) if u.starts_with("sqlite:") => u,
+            Some(u) => {
+                return Err(Error::config(format!(
+                    "option `catalog.uri` = `{u}`: the SQL catalog of this build speaks SQLite only; use a \
+                     `sqlite:/path/catalog.db` URL, or leave `catalog.uri` out for `<warehouse.path>/{EMBEDDED_CATALOG_FILE}`"
+                )))
+            }
+        };
+        let catalog_name = opts.take("catalog.name").unwrap_or_else(|| DEFAULT_CATALOG_NAME.to_string());
+        if catalog_name.trim().is_empty() {
+            return Err(Error::config("option `catalog.name` is empty: name the catalog, or leave it out"));
+        }
+        let database = opts.require("database.name", "the table's namespace, e.g. database.name=sales")?;
+        if database.is_empty() || database.split('.').any(str::is_empty) {
+            return Err(Error::config(format!(
+                "option `database.name` = `{database}` is not a namespace: use dot-separated non-empty names"
+            )));
+        }
+        let table = opts.require("table.name", "the table's name, e.g. table.name=orders")?;
+        if table.trim().is_empty() || table.contains('.') || table.contains('/') {
+            return Err(Error::config(format!(
+                "option `table.name` = `{table}` is not a table name: name the table alone (its namespace goes to \
+                 `database.name`)"
+            )));
+        }
+        let create = opts.take_bool("create_table_if_not_exists")?.unwrap_or(false);
+        let size = opts.take_parsed::<usize>("file.target.size", "a size in bytes")?;
+        if size == Some(0) {
+            return Err(Error::config("option `file.target.size` must be at least 1 byte"));
+        }
+        if warehouse.exists() && !warehouse.is_dir() {
+            return Err(Error::config(format!(
+                "option `warehouse.path` = `{}` is a file, not a directory",
+                warehouse.display()
+            )));
+        }
+        Ok(IcebergConfig {
+            catalog: CatalogKind::Sql { uri },
+            catalog_name,
+            warehouse,
+            database,
+            table,
+            create_table_if_not_exists: create,
+            target_file_size: size.unwrap_or(DEFAULT_TARGET_FILE_SIZE),
+        })
+    }
+
+    /// The warehouse as an absolute `file://` URL (it need not exist yet).
+    pub(crate) fn warehouse_url(&self) -> Result<String> {
+        let abs = if self.warehouse.is_absolute() {
+            self.warehouse.clone()
+        } else {
+            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?.join(&self.warehouse)
+        };
+        let s = abs.to_str().ok_or_else(|| {
+            Error::config(format!("option `warehouse.path` = `{}` is not UTF-8", self.warehouse.display()))
+        })?;
+        Ok(format!("file://{}", s.trim_end_matches('/')))
+    }
+
+    /// `database.table`, for messages.
+    pub(crate) fn qualified(&self) -> String {
+        format!("{}.{}", self.database, self.table)
+    }
+}
+
+fn embedded_uri(warehouse: &Path) -> String {
+    format!("sqlite:{}", warehouse.join(EMBEDDED_CATALOG_FILE).display())
+}
+
+fn parse_warehouse(location: &str) -> Result<PathBuf> {
+    if location.trim().is_empty() {
+        return Err(Error::config("option `warehouse.path` is empty: name the warehouse directory"));
+    }
+    if let Some(path) = location.strip_prefix("file://") {
+        return Ok(Path::new(path).to_path_buf());
+    }
+    if let Some((scheme, _)) = location.split_once("://") {
+        return Err(Error::config(format!(
+            "option `warehouse.path` = `{location}`: `{scheme}://` warehouses are not supported by this build; \
+             the iceberg connector writes to local paths (or `file://` URLs)"
+        )));
+    }
+    Ok(PathBuf::from(location))
+}
+
+impl From<IcebergConfig> for crate::connectors::ConnectorConfig {
+    fn from(c: IcebergConfig) -> Self {
+        crate::connectors::ConnectorConfig::Iceberg(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[&str]) -> Result<IcebergConfig> {
+        let mut o = Options::parse_pairs(pairs.iter().copied()).unwrap();
+        IcebergConfig::from_options(&mut o)
+    }
+
+    #[test]
+    fn the_embedded_sqlite_catalog_is_the_default() {
+        let c = parse(&["warehouse.path=/tmp/wh", "database.name=a.b", "table.name=t"]).unwrap();
+        assert_eq!(c.catalog, CatalogKind::Sql { uri: "sqlite:/tmp/wh/catalog.db".into() });
+        assert_eq!(c, IcebergConfig::new("/tmp/wh", "a.b", "t"));
+        assert_eq!(c.warehouse_url().unwrap(), "file:///tmp/wh");
+    }
+
+    #[test]
+    fn bad_options_name_the_option() {
+        for (pairs, option) in [
+            (&["database.name=a", "table.name=t"][..], "`warehouse.path`"),
+            (&["warehouse.path=/w", "table.name=t"], "`database.name`"),
+            (&["warehouse.path=/w", "database.name=a"], "`table.name`"),
+            (&["warehouse.path=/w", "database.name=a", "table.name=a.t"], "`table.name`"),
+            (&["warehouse.path=/w", "database.name=a..b", "table.name=t"], "`database.name`"),
+            (&["warehouse.path=s3://b/w", "database.name=a", "table.name=t"], "`warehouse.path`"),
+            (&["catalog.type=rest", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.type`"),
+            (&["catalog.type=nope", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.type`"),
+            (&["catalog.uri=postgres://x", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.uri`"),
+            (&["file.target.size=0", "warehouse.path=/w", "database.name=a", "table.name=t"], "`file.target.size`"),
+        ] {
+            let e = parse(pairs).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Config);
+            assert!(e.to_string().contains(option), "{pairs:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The `iceberg` connector: an append-only Apache Iceberg table, written by every worker in
+//! parallel and committed by one, through a SQL catalog kept in SQLite.
+//!
+//! ```text
+//!  worker 0..n   changes ─► rows ─► Arrow batch (arrow_rows::RowBatcher) ─► Parquet data files
+//!                │  prepare(upper): close the open files → IcebergFiles { data files as JSON }
+//!                ▼
+//!  worker 0      committer: one fast-append snapshot per round =
+//!                  every worker's data files
+//!                + summary "dsink.*" = { sink, from, to, frontiers, peers, generation, base, files, rows }
+//!                  → the catalog swaps the table's metadata pointer (one SQL UPDATE)
+//! ```
+//!
+//! Built on iceberg-rust 0.10, whose `Transaction` can only fast-append data files: the sink is
+//! **append-only**. `type = upsert` and `type = debezium` are refused at creation; `type =
+//! append-only` with `force_append_only = true` writes a collection that has retractions
+//! (deletes are dropped, updates become inserts). An upsert sink would need equality-delete
+//! files and a row-delta commit that iceberg-rust 0.10 does not offer (it would have to be built
+//! from its manifest writers and raw `TableUpdate`s), and readers would have to apply equality
+//! deletes — pyiceberg 0.12.0, the reader the tests use, does not: its scan raises
+//! ("PyIceberg does not yet support equality deletes") on any table with an equality-delete file.
+//! With no independent reader to check it against here, it is not built.
+//!
+//! # Exactly-once
+//!
+//! The operator's coordinated mode makes one snapshot per commit round for all workers. Its
+//! summary, written atomically with the data files (the catalog's compare-and-swap of the
+//! metadata location makes the snapshot and its summary visible at once, or not at all), records
+//! the sink's progress:
+//!
+//! | summary property | value |
+//! |---|---|
+//! | `dsink.sink` | the sink's name (`sink.name`) |
+//! | `dsink.from`, `dsink.to` | the frontier before and after this commit: `[from, to)` are the times it holds (`complete` once the input ended) |
+//! | `dsink.frontiers` | every worker's frontier, comma-separated |
+//! | `dsink.peers`, `dsink.generation`, `dsink.base` | the worker count and generation (see [`resolve_resume`](differential_sinks_operators::resolve_resume)) |
+//! | `dsink.files`, `dsink.rows` | what the snapshot added |
+//!
+//! A restarted sink walks back from the table's current snapshot through its ancestors to the
+//! latest snapshot whose `dsink.sink` is its name, and drops every change before the frontiers
+//! recorded there, so each change lands in exactly one snapshot. Other writers may commit to the
+//! same table in between: their snapshots are skipped. Data files written but not committed by a
+//! run that stopped are referenced by no manifest, so readers never see them; they are orphans
+//! that Iceberg's orphan-file removal deletes. A round in which no worker wrote a row makes no
+//! snapshot. A restart with a different worker count is accepted only when every worker had
+//! reached the same frontier.
+//!
+//! A second run of the same sink cannot append the same times again: every commit attempt
+//! (iceberg-rust's transaction reloads the table before each attempt and retries a lost
+//! compare-and-swap) loads the table through a catalog wrapper that first checks the sink's
+//! latest snapshot is still the one this run made last, and the SQL catalog's compare-and-swap
+//! of the metadata location rules out any commit between that load and the swap. A run that
+//! finds another snapshot of its sink stops with a `Fenced` error and appends nothing. Other
+//! writers' commits in between are harmless: the attempt is retried on the newer table.
+//!
+//! Each commit also sets the table property `dsink.progress.<sink>` to the frontier it reached,
+//! in the same metadata swap. Properties outlive snapshots: when a restart finds the property but
+//! no snapshot of its sink on the current branch — the snapshots were expired (possible once
+//! other writers committed after the sink) or the table was rolled back — it refuses to start
+//! with a `Resume` error instead of delivering everything again or skipping what was rolled
+//! back. Keep the sink's latest snapshot when expiring snapshots of a table others also write.
+//!
+//! # Schema
+//!
+//! The row schema ([`SinkSpecBuilder::schema`](crate::SinkSpecBuilder::schema), or `dsink
+//! --schema`) is compared with an existing table's current schema at creation — names, order,
+//! types and nullability — and any difference is refused with a schema error naming the columns.
+//! Without a declared schema the table's own is used. With `create_table_if_not_exists = true` a
+//! missing namespace and table are created (format v2, unpartitioned) from the row schema:
+//!
+//! | row schema type | Iceberg type | Arrow type |
+//! |---|---|---|
+//! | `boolean` | `boolean` | `Boolean` |
+//! | `int32` / `int64` | `int` / `long` | `Int32` / `Int64` |
+//! | `float32` / `float64` | `float` / `double` | `Float32` / `Float64` |
+//! | `decimal(p,s)` | `decimal(p,s)` | `Decimal128(p, s)` |
+//! | `string` | `string` | `Utf8` |
+//! | `date` | `date` | `Date32` |
+//! | `timestamp` | `timestamp` | `Timestamp(Microsecond, None)` |
+//! | `timestamptz` | `timestamptz` | `Timestamp(Microsecond, "+00:00")` |
+//!
+//! `bytes` and `json` columns are refused, as are partitioned tables and tables with nested or
+//! other column types.
+//!
+//! # Options
+//!
+//! | option | meaning |
+//! |---|---|
+//! | `warehouse.path` | the warehouse directory (a local path or `file://` URL) — required |
+//! | `database.name` | the namespace (dot-separated for nested ones) — required |
+//! | `table.name` | the table — required |
+//! | `catalog.type` | `sql` (the default; SQLite through sqlx). `rest`, `glue`, `hive`, `storage`, `memory` are refused: this build has no client for them, and an in-memory catalog forgets the table and the sink's progress |
+//! | `catalog.uri` | the SQL catalog's database, `sqlite:/path/catalog.db` (default `<warehouse.path>/catalog.db`) |
+//! | `catalog.name` | the catalog's name in the SQL catalog's rows (default `default`) |
+//! | `create_table_if_not_exists` | `true` to create a missing namespace and table from the row schema (default `false`) |
+//! | `file.target.size` | roll to a new data file at this many bytes of Parquet (default 128 MiB) |
+//! | `commit.interval.ms`, `commit.max_changes` | the common commit cadence: fewer, larger snapshots |
+//!
+//! Every worker writes its data files under the table's location itself: a timely cluster of
+//! several processes needs the warehouse on a file system they all share.
+//!
+//! The SQL catalog's tables are those of Iceberg's JDBC catalog, so pyiceberg's `SqlCatalog`
+//! (and Java's `JdbcCatalog`) open the same database and read the table.
+
+mod config;
+mod writer;
+
+pub use config::{CatalogKind, IcebergConfig, DEFAULT_CATALOG_NAME, DEFAULT_TARGET_FILE_SIZE, EMBEDDED_CATALOG_FILE};
+pub use writer::{
+    check_table_schema, frontier_text, iceberg_schema, iceberg_type, parse_frontier, progress_property,
+    schema_from_iceberg, CommitRecord, IcebergCommitter, IcebergFiles, IcebergWriter, SUMMARY_PREFIX,
+};
+
+use crate::config::SinkSpec;
+use crate::envelope::Format;
+use crate::error::{Error, Result};
+
+/// Checks at creation: the format, and the table against the row schema.
+pub(crate) fn validate(config: &IcebergConfig, spec: &SinkSpec) -> Result<()> {
+    if !matches!(spec.format(), Format::AppendOnly { .. }) {
+        return Err(Error::config(format!(
+            "option `type` = `{}`: the iceberg sink is append-only — iceberg-rust 0.10 commits only appends of \
+             data files, not the delete files an upsert needs; use `type = append-only` (with \
+             `force_append_only = true` if the collection has retractions: deletes are dropped, updates become \
+             inserts)",
+            spec.format().name()
+        )));
+    }
+    writer::check_table(config, spec)
+}
+
+/// Opens this worker's writer (creating the table if asked and missing) and, for worker 0, the
+/// way to make the committer.
+pub(crate) fn open<V: serde::Serialize + 'static>(
+    config: &IcebergConfig,
+    spec: &SinkSpec,
+) -> Result<(IcebergWriter<V>, impl FnOnce() -> Result<IcebergCommitter> + 'static)> {
+    let (w, plan) = IcebergWriter::open(config, spec)?;
+    let (config, spec) = (config.clone(), spec.clone());
+    Ok((w, move || IcebergCommitter::open(&config, &spec, plan)))
+}

@@ -1,0 +1,168 @@
+//! Shared pieces of the lakehouse sink tests (Delta Lake, Iceberg): insert-only histories, their
+//! reference multisets, and ways to run a history through a sink — to the end, until a frontier
+//! is committed, or stopped with work written but not committed.
+
+use super::Rng;
+use super::Row;
+use differential_dataflow::input::Input;
+use differential_sinks::{SinkCollection, SinkSpec};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::probe::Probe;
+
+/// The row schema of [`Row`] in a table.
+pub const ROW_SCHEMA: &str = "k:int64!,v:int64!,s:string!";
+
+/// Rows counted by value.
+pub fn row_multiset<'a>(rows: impl IntoIterator<Item = &'a Row>) -> BTreeMap<Row, usize> {
+    let mut m = BTreeMap::new();
+    for r in rows {
+        *m.entry(r.clone()).or_default() += 1;
+    }
+    m
+}
+
+/// The `rows` of a reader's JSON document, counted by value.
+pub fn table_multiset(table: &Value) -> BTreeMap<Row, usize> {
+    let rows: Vec<Row> = serde_json::from_value(table["rows"].clone()).expect("rows of k, v, s");
+    row_multiset(&rows)
+}
+
+/// An insert-only history: new rows at each time, some of them twice (a multiplicity the sink
+/// must write as two rows).
+pub fn insert_history(seed: u64, times: u64, per_time: u64) -> Vec<(Row, u64, isize)> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    for t in 0..times {
+        for i in 0..per_time {
+            let row = Row { k: rng.below(1000) as u32, v: (t * per_time + i) as u32, s: format!("r{}", rng.below(7)) };
+            let copies = if rng.below(5) == 0 { 2 } else { 1 };
+            out.push((row, t, copies));
+        }
+    }
+    out
+}
+
+/// The reference: every row inserted at a time before `upto`, with its multiplicity.
+pub fn expected_inserts(history: &[(Row, u64, isize)], upto: u64) -> BTreeMap<Row, usize> {
+    let mut m = BTreeMap::new();
+    for (row, t, d) in history {
+        if *t < upto {
+            assert!(*d > 0, "an insert-only history");
+            *m.entry(row.clone()).or_default() += *d as usize;
+        }
+    }
+    m
+}
+
+/// Runs the whole history through a sink with `peers` workers, to the end of the input.
+pub fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) {
+    let errors = try_run(history, spec, peers);
+    assert!(errors.is_empty(), "the sink failed: {errors:?}");
+}
+
+/// Like [`run`], returning the workers' sink errors.
+pub fn try_run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) -> Vec<String> {
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    let end = history.iter().map(|h| h.1).max().map_or(0, |t| t + 1);
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            let (probe, _) = out.committed.probe();
+            (input, probe, out.handle)
+        });
+        for (i, (row, t, d)) in history.iter().enumerate() {
+            if i % peers == index {
+                input.update_at(row.clone(), *t, *d);
+            }
+        }
+        input.advance_to(end);
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        handle.take_error().map(|e| format!("worker {index}: {e}"))
+    })
+    .expect("timely runs")
+    .join()
+    .into_iter()
+    .filter_map(|r| r.expect("worker ran"))
+    .collect()
+}
+
+/// Feeds times `0..upto` and stops (drops the dataflow) once every change is written and at least
+/// one commit happened, leaving the rest written to data files but not committed. Returns the
+/// number of rows handed to the writers.
+pub fn run_and_drop(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, upto: u64) -> u64 {
+    let handed = expected_inserts(history, upto).values().sum::<usize>() as u64;
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    let metrics = Arc::clone(spec.metrics());
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let dataflow = worker.next_dataflow_index();
+        let (mut input, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            (input, rows.sink(&spec).expect("sink builds").handle)
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        // One time after the other, each written before the next, so the cadence sees them apart.
+        for t in 0..upto {
+            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
+                if i % peers == index {
+                    input.update(row.clone(), *d);
+                }
+            }
+            input.advance_to(t + 1);
+            input.flush();
+            let written = expected_inserts(&history, t + 1).values().sum::<usize>() as u64;
+            while metrics.snapshot().records_out < written {
+                assert!(!handle.is_failed() && Instant::now() < deadline, "the sink wrote time {t}");
+                worker.step();
+            }
+        }
+        loop {
+            let m = metrics.snapshot();
+            if m.records_out >= handed && m.commits >= 1 {
+                break;
+            }
+            assert!(!handle.is_failed() && Instant::now() < deadline, "the sink wrote and committed");
+            worker.step();
+        }
+        worker.drop_dataflow(dataflow);
+        drop(input);
+    })
+    .expect("timely runs");
+    handed
+}
+
+/// Feeds times `0..upto`, waits until every worker's commit covers them, and stops.
+pub fn run_until(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, upto: u64) {
+    let history = Arc::new(history.to_vec());
+    let spec = spec.clone();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let dataflow = worker.next_dataflow_index();
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            (input, out.committed.probe().0, out.handle)
+        });
+        for (i, (row, t, d)) in history.iter().enumerate() {
+            if *t < upto && i % peers == index {
+                input.update_at(row.clone(), *t, *d);
+            }
+        }
+        input.advance_to(upto);
+        input.flush();
+        handle.step_until_committed(worker, &probe, &upto).expect("the sink commits");
+        worker.drop_dataflow(dataflow);
+        drop(input);
+    })
+    .expect("timely runs");
+}

@@ -1,0 +1,575 @@
+//! Integration tests of the Iceberg sink: tables written by the sink are read back with an
+//! independent reader, pyiceberg through its own SQL catalog client on the same SQLite database
+//! (installed by `scripts/services install iceberg`; its interpreter comes from `DSINK_PYTHON`),
+//! and compared with references computed from the input histories of `tests/common`.
+
+#![cfg(feature = "iceberg")]
+
+mod common;
+
+use common::lakehouse::{
+    expected_inserts, insert_history, row_multiset, run, run_and_drop, run_until, table_multiset, try_run, ROW_SCHEMA,
+};
+use common::{expected_changes, keyed_history, Row};
+use differential_dataflow::input::Input;
+use differential_sinks::connectors::iceberg::IcebergConfig;
+use differential_sinks::{CommitPolicy, ErrorKind, Options, Schema, SinkCollection, SinkSpec};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+use timely::dataflow::operators::probe::Probe;
+
+fn python() -> String {
+    std::env::var("DSINK_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "DSINK_PYTHON is not set: the Iceberg tests read tables with pyiceberg. Run \
+             `scripts/services install iceberg`, then `set -a; . <(scripts/services env iceberg); set +a` \
+             (or use scripts/test)"
+        )
+    })
+}
+
+/// The table `db.<table>` of the warehouse `dir` as pyiceberg sees it (see
+/// tests/support/read_iceberg.py).
+fn read_table(dir: &Path, table: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_iceberg.py");
+    let out = std::process::Command::new(python())
+        .arg(script)
+        .arg(dir.join("catalog.db"))
+        .arg(dir)
+        .arg(format!("db.{table}"))
+        .output()
+        .expect("the Python reader runs");
+    assert!(out.status.success(), "the Python reader failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the reader prints JSON")
+}
+
+fn iceberg(dir: &Path, table: &str) -> IcebergConfig {
+    IcebergConfig::new(dir, "db", table).create_table_if_not_exists(true)
+}
+
+/// The summaries of the snapshots `sink` made, in commit order.
+fn sink_snapshots<'a>(table: &'a Value, sink: &str) -> Vec<&'a Value> {
+    table["snapshots"].as_array().unwrap().iter().filter(|s| s["summary"]["dsink.sink"] == sink).collect()
+}
+
+/// The frontier the sink's latest snapshot records (`complete` once the input ended).
+fn committed_to(table: &Value, sink: &str) -> Option<String> {
+    sink_snapshots(table, sink).last().map(|s| s["summary"]["dsink.to"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn append_only_histories_arrive_as_the_inserted_multiset() {
+    for (seed, peers) in [(1u64, 1usize), (2, 2), (3, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = insert_history(seed, 12, 50);
+        let spec = SinkSpec::builder("orders", iceberg(dir.path(), "orders"))
+            .append_only(false)
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap();
+        run(&history, &spec, peers);
+        let table = read_table(dir.path(), "orders");
+        let expected = expected_inserts(&history, u64::MAX);
+        assert!(expected.values().any(|&n| n == 2), "the history has rows of multiplicity 2");
+        assert_eq!(table_multiset(&table), expected, "seed {seed}, {peers} workers");
+        // The input ended, so the sink's last snapshot records the complete frontier.
+        assert_eq!(committed_to(&table, "orders").as_deref(), Some("complete"), "seed {seed}, {peers} workers");
+        let last = sink_snapshots(&table, "orders").last().unwrap()["summary"].clone();
+        assert_eq!(last["dsink.peers"], peers.to_string());
+        assert_eq!(last["dsink.frontiers"], vec!["complete"; peers].join(","));
+        check_commit_chain(&table, "orders", &history);
+    }
+}
+
+#[test]
+fn forced_append_only_writes_every_inserted_row_of_a_keyed_history() {
+    for (seed, peers) in [(4u64, 1usize), (5, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = keyed_history(seed, 40, 10, 25);
+        let spec = SinkSpec::builder("keyed", iceberg(dir.path(), "keyed"))
+            .append_only(true)
+            .primary_key(["k"])
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap();
+        run(&history, &spec, peers);
+        // Deletes are dropped; inserts and the new side of updates are appended.
+        let afters: Vec<Row> = expected_changes(&history).into_values().filter_map(|(_, after)| after).collect();
+        assert!(afters.len() > 50);
+        assert_eq!(table_multiset(&read_table(dir.path(), "keyed")), row_multiset(&afters), "seed {seed}");
+    }
+}
+
+#[test]
+fn a_retraction_without_force_stops_the_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("strict", iceberg(dir.path(), "strict"))
+        .append_only(false)
+        .primary_key(["k"])
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap();
+    let history = keyed_history(6, 10, 6, 10);
+    assert!(history.iter().any(|h| h.2 < 0));
+    let errors = try_run(&history, &spec, 1);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("force_append_only"), "{errors:?}");
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+struct Typed {
+    id: i32,
+    big: i64,
+    ratio: String,
+    price: String,
+    name: Option<String>,
+    ok: Option<bool>,
+    day: Option<String>,
+    at: Option<i64>,
+    at_utc: Option<String>,
+    half: Option<String>,
+}
+
+#[test]
+fn types_round_trip_through_pyiceberg() {
+    // f32/f64 travel as decimal text here so the rows stay `Ord` for the dataflow; the float
+    // columns are covered by a second row type below.
+    let schema: Schema = "id:int32!,big:int64!,ratio:string!,price:decimal(12,3)!,name:string,ok:boolean,\
+                          day:date,at:timestamp,at_utc:timestamptz,half:decimal(4,1)"
+        .parse()
+        .unwrap();
+    let rows = vec![
+        Typed {
+            id: i32::MIN,
+            big: i64::MAX,
+            ratio: "α\"\\日本".into(),
+            price: "123456789.125".into(),
+            name: Some("".into()),
+            ok: Some(true),
+            day: Some("2024-02-29".into()),
+            at: Some(1_700_000_000_123_456),
+            at_utc: Some("2001-02-03T04:05:06.789012Z".into()),
+            half: Some("-0.5".into()),
+        },
+        Typed {
+            id: 7,
+            big: -1,
+            ratio: "x".into(),
+            price: "0.000".into(),
+            name: None,
+            ok: None,
+            day: None,
+            at: None,
+            at_utc: None,
+            half: None,
+        },
+        Typed {
+            id: 0,
+            big: 0,
+            ratio: "".into(),
+            price: "-1.5".into(),
+            name: Some("n".into()),
+            ok: Some(false),
+            day: Some("1969-12-31".into()),
+            at: Some(-1),
+            at_utc: Some("1970-01-01T00:00:00Z".into()),
+            half: Some("999.9".into()),
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let spec =
+        SinkSpec::builder("typed", iceberg(dir.path(), "typed")).append_only(false).schema(schema).build().unwrap();
+    let input = rows.clone();
+    timely::execute_directly(move |worker| {
+        let (mut handle_in, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (i, coll) = scope.new_collection::<Typed, isize>();
+            let out = coll.sink(&spec).unwrap();
+            (i, out.committed.probe().0, out.handle)
+        });
+        for r in input {
+            handle_in.insert(r);
+        }
+        handle_in.close();
+        while !probe.done() {
+            worker.step();
+        }
+        assert!(handle.take_error().is_none());
+    });
+    let table = read_table(dir.path(), "typed");
+    let types: Vec<String> =
+        table["schema"].as_array().unwrap().iter().map(|c| c[1].as_str().unwrap().into()).collect();
+    assert_eq!(
+        types,
+        [
+            "int",
+            "long",
+            "string",
+            "decimal(12, 3)",
+            "string",
+            "boolean",
+            "date",
+            "timestamp",
+            "timestamptz",
+            "decimal(4, 1)"
+        ]
+    );
+    let nullable: Vec<bool> = table["schema"].as_array().unwrap().iter().map(|c| c[2].as_bool().unwrap()).collect();
+    assert_eq!(nullable, [false, false, false, false, true, true, true, true, true, true]);
+    let mut got: Vec<Value> = table["rows"].as_array().unwrap().clone();
+    got.sort_by_key(|r| r["id"].as_i64());
+    // The reference: the same rows, with the reader's forms (decimals at their scale, the UTC
+    // timestamp as microseconds since the epoch).
+    let expected = serde_json::json!([
+        {"id": i32::MIN, "big": i64::MAX, "ratio": "α\"\\日本", "price": "123456789.125", "name": "", "ok": true,
+         "day": "2024-02-29", "at": 1_700_000_000_123_456i64, "at_utc": 981_173_106_789_012i64, "half": "-0.5"},
+        {"id": 0, "big": 0, "ratio": "", "price": "-1.500", "name": "n", "ok": false,
+         "day": "1969-12-31", "at": -1, "at_utc": 0, "half": "999.9"},
+        {"id": 7, "big": -1, "ratio": "x", "price": "0.000", "name": null, "ok": null,
+         "day": null, "at": null, "at_utc": null, "half": null},
+    ]);
+    assert_eq!(Value::Array(got), expected);
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+struct Floats {
+    id: i64,
+    f: f32,
+    d: Option<f64>,
+}
+impl Eq for Floats {}
+impl PartialOrd for Floats {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Floats {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.id, self.f.to_bits(), self.d.map(f64::to_bits)).cmp(&(
+            other.id,
+            other.f.to_bits(),
+            other.d.map(f64::to_bits),
+        ))
+    }
+}
+
+#[test]
+fn floats_round_trip_through_pyiceberg() {
+    let rows = vec![
+        Floats { id: 1, f: 1.5, d: Some(-2.25e300) },
+        Floats { id: 2, f: f32::MAX, d: None },
+        Floats { id: 3, f: -0.1, d: Some(0.1) },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("floats", iceberg(dir.path(), "floats"))
+        .append_only(false)
+        .schema("id:int64!,f:float32!,d:float64".parse().unwrap())
+        .build()
+        .unwrap();
+    let input = rows.clone();
+    timely::execute_directly(move |worker| {
+        let (mut i, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (i, coll) = scope.new_collection::<Floats, isize>();
+            (i, coll.sink(&spec).unwrap().committed.probe().0)
+        });
+        for r in input {
+            i.insert(r);
+        }
+        i.close();
+        while !probe.done() {
+            worker.step();
+        }
+    });
+    let table = read_table(dir.path(), "floats");
+    let mut got: Vec<Floats> = serde_json::from_value(table["rows"].clone()).unwrap();
+    got.sort();
+    // Python widens float32 to a double holding the same value.
+    assert_eq!(got, rows);
+}
+
+/// The Parquet files under the table's `data/` directory.
+fn parquet_files(dir: &Path, table: &str) -> usize {
+    let data = dir.join("db").join(table).join("data");
+    std::fs::read_dir(data)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet"))
+        .count()
+}
+
+#[test]
+fn exactly_once_across_a_stop_with_files_written_but_not_committed() {
+    for (seed, peers) in [(7u64, 1usize), (8, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = insert_history(seed, 10, 40);
+        // Commit after 120 changes per worker, and roll to a new file after every write: the stop
+        // leaves data files no snapshot names.
+        let cfg = iceberg(dir.path(), "eos").target_file_size(1);
+        let spec = |max| {
+            SinkSpec::builder("eos", cfg.clone())
+                .append_only(false)
+                .schema(ROW_SCHEMA.parse().unwrap())
+                .commit(CommitPolicy { max_changes: max, interval: Duration::from_secs(3600) })
+                .build()
+                .unwrap()
+        };
+        let handed = run_and_drop(&history, &spec(Some(120 / peers as u64)), peers, 8);
+        let stopped = read_table(dir.path(), "eos");
+        let committed = table_multiset(&stopped).values().sum::<usize>() as u64;
+        assert!(committed > 0 && committed < handed, "stopped after some commits ({committed}) of {handed} rows");
+        let referenced = stopped["data_files"].as_array().unwrap().len();
+        assert!(
+            parquet_files(dir.path(), "eos") > referenced,
+            "the stop left uncommitted data files ({} on disk, {referenced} in the table)",
+            parquet_files(dir.path(), "eos")
+        );
+        let stopped_at: u64 = committed_to(&stopped, "eos").expect("the sink committed").parse().unwrap();
+        assert!(stopped_at > 0 && stopped_at <= 8);
+
+        // Restart over the whole input with the default cadence.
+        run(&history, &spec(None), peers);
+        let table = read_table(dir.path(), "eos");
+        assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX), "seed {seed}, {peers} workers");
+        assert_eq!(committed_to(&table, "eos").as_deref(), Some("complete"));
+        let ranges = check_commit_chain(&table, "eos", &history);
+        assert!(ranges.len() >= 2, "{ranges:?}");
+        assert!(
+            ranges.iter().any(|r| r.0 == stopped_at.to_string()),
+            "the restart resumed at {stopped_at}: {ranges:?}"
+        );
+    }
+}
+
+/// Checks one snapshot per committed frontier range: the sink's snapshots, in commit order,
+/// cover ranges `[from, to)` that chain without gap or overlap from 0 to the end of the input,
+/// each adds as many rows as its summary says, and their row counts add up to the history's.
+/// Returns the ranges and row counts.
+fn check_commit_chain(table: &Value, sink: &str, history: &[(Row, u64, isize)]) -> Vec<(String, String, u64)> {
+    let mut ranges = Vec::new();
+    let mut from = "0".to_string();
+    for s in sink_snapshots(table, sink) {
+        let summary = &s["summary"];
+        assert_eq!(s["operation"], "append", "{s}");
+        assert_eq!(summary["dsink.from"], from.as_str(), "snapshot {s} starts where the previous one ended");
+        let to = summary["dsink.to"].as_str().unwrap().to_string();
+        if to != "complete" {
+            assert!(from.parse::<u64>().unwrap() < to.parse::<u64>().unwrap(), "{s}");
+        }
+        let rows: u64 = summary["dsink.rows"].as_str().unwrap().parse().unwrap();
+        // Iceberg's own summary counts the rows the snapshot added: it must agree.
+        assert_eq!(summary["added-records"].as_str().unwrap().parse::<u64>().unwrap(), rows, "{s}");
+        ranges.push((from.clone(), to.clone(), rows));
+        from = to;
+    }
+    assert_eq!(from, "complete", "the last snapshot reaches the end of the input");
+    let rows: u64 = ranges.iter().map(|r| r.2).sum();
+    assert_eq!(rows, expected_inserts(history, u64::MAX).values().sum::<usize>() as u64);
+    ranges
+}
+
+#[test]
+fn a_restart_with_another_worker_count_resumes_from_the_common_frontier() {
+    for (seed, first, second) in [(12u64, 2usize, 1usize), (13, 1, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = insert_history(seed, 10, 30);
+        let spec = SinkSpec::builder("resize", iceberg(dir.path(), "resize"))
+            .append_only(false)
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap();
+        run_until(&history, &spec, first, 5);
+        let half = read_table(dir.path(), "resize");
+        assert_eq!(table_multiset(&half), expected_inserts(&history, 5));
+        let last = &sink_snapshots(&half, "resize").last().unwrap()["summary"];
+        assert_eq!(last["dsink.to"], "5");
+        assert_eq!(last["dsink.peers"], first.to_string());
+        assert_eq!(last["dsink.generation"], "0");
+        run(&history, &spec, second);
+        let table = read_table(dir.path(), "resize");
+        assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX), "{first} then {second} workers");
+        let last = &sink_snapshots(&table, "resize").last().unwrap()["summary"];
+        assert_eq!(last["dsink.peers"], second.to_string());
+        assert_eq!(last["dsink.generation"], "1");
+        let ranges = check_commit_chain(&table, "resize", &history);
+        assert!(ranges.iter().any(|r| r.0 == "5"), "{ranges:?}");
+    }
+}
+
+#[test]
+fn two_sinks_share_a_table_and_each_resumes_from_its_own_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |name: &str| {
+        SinkSpec::builder(name, iceberg(dir.path(), "shared"))
+            .append_only(false)
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (insert_history(20, 6, 10), insert_history(21, 6, 10));
+    run_until(&a, &spec("a"), 1, 3);
+    run(&b, &spec("b"), 2);
+    // `a` resumes from its snapshot, which is no longer the table's current one.
+    run(&a, &spec("a"), 1);
+    let table = read_table(dir.path(), "shared");
+    let mut expected = expected_inserts(&a, u64::MAX);
+    for (row, n) in expected_inserts(&b, u64::MAX) {
+        *expected.entry(row).or_default() += n;
+    }
+    assert_eq!(table_multiset(&table), expected);
+    check_commit_chain(&table, "a", &a);
+    check_commit_chain(&table, "b", &b);
+}
+
+#[test]
+fn a_run_that_finds_a_newer_snapshot_of_its_sink_at_commit_is_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("fence", iceberg(dir.path(), "fence"))
+        .append_only(false)
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap();
+    let history = insert_history(30, 4, 10);
+    let (spec_a, spec_b, input_a) = (spec.clone(), spec.clone(), history.clone());
+    let error = timely::execute_directly(move |worker| {
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec_a).expect("sink builds");
+            (input, out.committed.probe().0, out.handle)
+        });
+        // Run A has resumed (when its dataflow was built); another run of the same sink now
+        // delivers the whole history before A commits anything.
+        run(&input_a, &spec_b, 1);
+        for (row, t, d) in &input_a {
+            input.update_at(row.clone(), *t, *d);
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        handle.take_error()
+    });
+    let error = error.expect("run A is refused at its first commit");
+    assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
+    assert!(error.to_string().contains("another run of sink `fence`"), "{error}");
+    // The table holds run B's delivery alone: A appended nothing.
+    let table = read_table(dir.path(), "fence");
+    assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX));
+    check_commit_chain(&table, "fence", &history);
+}
+
+#[test]
+fn a_restart_after_its_snapshots_were_expired_is_refused_not_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("gone", iceberg(dir.path(), "gone"))
+        .append_only(false)
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap();
+    let history = insert_history(40, 6, 10);
+    run_until(&history, &spec, 1, 3);
+    // Another writer appends, and the table's maintenance expires every older snapshot: the
+    // sink's own snapshots are gone from the branch.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/iceberg_other_writer.py");
+    let out = std::process::Command::new(python())
+        .arg(script)
+        .arg(dir.path().join("catalog.db"))
+        .arg(dir.path())
+        .arg("db.gone")
+        .output()
+        .expect("the Python writer runs");
+    assert!(out.status.success(), "the Python writer failed: {}", String::from_utf8_lossy(&out.stderr));
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!done["expired"].as_array().unwrap().is_empty(), "{done}");
+    let before = read_table(dir.path(), "gone");
+    assert!(sink_snapshots(&before, "gone").is_empty());
+    let rows_before = table_multiset(&before);
+
+    let built = timely::execute_directly(move |worker| {
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (_input, rows) = scope.new_collection::<Row, isize>();
+            rows.sink(&spec).map(drop)
+        })
+    });
+    let e = built.expect_err("the restart is refused");
+    assert_eq!(e.kind(), ErrorKind::Resume, "{e}");
+    assert!(e.to_string().contains("dsink.progress.gone") && e.to_string().contains("`3`"), "{e}");
+    // Nothing was written by the refused run.
+    assert_eq!(table_multiset(&read_table(dir.path(), "gone")), rows_before);
+}
+
+#[test]
+fn refused_configurations_name_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().display().to_string();
+    let from = |pairs: &[&str]| {
+        SinkSpec::from_options_with_schema(
+            Options::parse_pairs(pairs.iter().copied()).unwrap(),
+            Some(ROW_SCHEMA.parse().unwrap()),
+        )
+    };
+    let base = ["connector=iceberg".to_string(), format!("warehouse.path={wh}"), "database.name=db".into()];
+    let with = |extra: &[&str]| {
+        let mut v: Vec<&str> = base.iter().map(String::as_str).collect();
+        v.extend_from_slice(extra);
+        from(&v)
+    };
+    let e = from(&["connector=iceberg", "type=append-only", "database.name=db", "table.name=t"]).unwrap_err();
+    assert!(e.to_string().contains("`warehouse.path`"), "{e}");
+    let e = with(&["type=append-only"]).unwrap_err();
+    assert!(e.to_string().contains("`table.name`"), "{e}");
+    for ty in ["upsert", "debezium"] {
+        let e = with(&["table.name=t", &format!("type={ty}"), "primary_key=k"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("`type`") && e.to_string().contains("force_append_only"), "{e}");
+    }
+    let e = with(&["table.name=t", "type=append-only"]).unwrap_err();
+    assert!(e.to_string().contains("create_table_if_not_exists"), "{e}");
+    let e = with(&["table.name=t", "type=append-only", "catalog.type=rest", "catalog.uri=http://x"]).unwrap_err();
+    assert!(e.to_string().contains("`catalog.type`"), "{e}");
+    let e = with(&["table.name=t", "type=append-only", "create_table_if_not_exist=true"]).unwrap_err();
+    assert!(e.to_string().contains("did you mean `create_table_if_not_exists`"), "{e}");
+    // Nothing was created by the refused specs.
+    assert!(!dir.path().join("catalog.db").exists());
+
+    // Create the table, then declare a different schema for it.
+    let spec = with(&["table.name=t", "type=append-only", "create_table_if_not_exists=true"]).unwrap();
+    run(&insert_history(9, 2, 3), &spec, 1);
+    let other: Schema = "k:int32!,v:int64,s:string!,extra:boolean".parse().unwrap();
+    let e = SinkSpec::builder("orders", IcebergConfig::new(dir.path(), "db", "t")).schema(other).build().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Schema);
+    let m = e.to_string();
+    for part in ["column `k` is int64 in the table but int32", "column `v` is not nullable in the table", "`extra`"] {
+        assert!(m.contains(part), "{m}");
+    }
+    // Without a declared schema the table's own is used.
+    let spec = SinkSpec::builder("orders", IcebergConfig::new(dir.path(), "db", "t")).build().unwrap();
+    run(&insert_history(10, 2, 3), &spec, 1);
+    let mut expected = expected_inserts(&insert_history(9, 2, 3), u64::MAX);
+    for (row, n) in expected_inserts(&insert_history(10, 2, 3), u64::MAX) {
+        *expected.entry(row).or_default() += n;
+    }
+    assert_eq!(table_multiset(&read_table(dir.path(), "t")), expected);
+}
+
+#[test]
+fn dsink_writes_a_change_log_to_an_iceberg_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("warehouse");
+    let history = insert_history(11, 8, 30);
+    let log = dir.path().join("changes.jsonl");
+    let lines: Vec<String> =
+        history.iter().map(|(row, t, d)| serde_json::json!({"time": t, "diff": d, "row": row}).to_string()).collect();
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
+        .args(["--input", log.to_str().unwrap(), "--workers", "2", "--schema", ROW_SCHEMA])
+        .args(["--with", "connector=iceberg", "--with", "type=append-only", "--with", "sink.name=log"])
+        .args(["--with", "create_table_if_not_exists=true", "--with", "database.name=db", "--with", "table.name=log"])
+        .arg("--with")
+        .arg(format!("warehouse.path={}", wh.display()))
+        .output()
+        .expect("dsink runs");
+    assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
+    let read = read_table(&wh, "log");
+    assert_eq!(table_multiset(&read), expected_inserts(&history, u64::MAX));
+    assert_eq!(committed_to(&read, "log").as_deref(), Some("complete"));
+    check_commit_chain(&read, "log", &history);
+}

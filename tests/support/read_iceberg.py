@@ -1,0 +1,59 @@
+"""Reads an Iceberg table through pyiceberg's SQL catalog and prints it as one JSON document.
+
+usage: read_iceberg.py CATALOG_DB WAREHOUSE_DIR NAMESPACE.TABLE [CATALOG_NAME]
+
+Output: {"schema": [[name, type, nullable]], "rows": [...], "snapshots": [{"id", "parent",
+"operation", "summary"}] in commit order along the current branch, "data_files": [paths]}.
+Timestamps become microseconds since the epoch (naive ones read as UTC), dates ISO text,
+decimals text, so the Rust side compares exact values.
+"""
+import datetime
+import decimal
+import json
+import sys
+
+from pyiceberg.catalog.sql import SqlCatalog
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def plain(v):
+    if isinstance(v, datetime.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=datetime.timezone.utc)
+        d = v - EPOCH
+        return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    if isinstance(v, decimal.Decimal):
+        return str(v)
+    if isinstance(v, bytes):
+        return v.hex()
+    return v
+
+
+def main():
+    db, warehouse, name = sys.argv[1], sys.argv[2], sys.argv[3]
+    catalog_name = sys.argv[4] if len(sys.argv) > 4 else "default"
+    catalog = SqlCatalog(catalog_name, uri=f"sqlite:///{db}", warehouse=f"file://{warehouse}")
+    table = catalog.load_table(name)
+    rows = [{k: plain(v) for k, v in r.items()} for r in table.scan().to_arrow().to_pylist()]
+    schema = [[f.name, str(f.field_type), not f.required] for f in table.schema().fields]
+    snapshots = []
+    snap = table.current_snapshot()
+    while snap is not None:
+        summary = snap.summary
+        snapshots.append({
+            "id": snap.snapshot_id,
+            "parent": snap.parent_snapshot_id,
+            "operation": str(summary.operation.value) if summary is not None else None,
+            "summary": dict(summary.additional_properties) if summary is not None else {},
+        })
+        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
+    snapshots.reverse()
+    files = [t.file.file_path for t in table.scan().plan_files()]
+    json.dump({"schema": schema, "rows": rows, "snapshots": snapshots, "data_files": files}, sys.stdout,
+              default=str)
+
+
+main()
