@@ -499,6 +499,44 @@ fn exactly_once_across_a_stop_with_a_transaction_open() {
 }
 
 #[test]
+fn at_least_once_resumes_from_the_last_acknowledged_commit() {
+    // At-least-once commits are pipelined: a frontier is durable once the broker acknowledged
+    // every record before it, and only then is its progress record written. A run that stops
+    // after its commit of time 6 became durable, restarted over the whole history, starts there.
+    for peers in [1usize, 2] {
+        let history = keyed_history(41 + peers as u64, 50, 12, 30);
+        let topic = unique("alo");
+        let cfg = kafka(&topic).delivery(Delivery::AtLeastOnce);
+        let spec = || SinkSpec::builder("alo", cfg.clone()).upsert().primary_key(["k"]).build().unwrap();
+        let first: Vec<_> = history.iter().filter(|h| h.1 < 6).cloned().collect();
+        run_upto(&first, &spec(), peers, 6);
+        // Each worker's latest progress record (the topic keeps them in the order written).
+        let mut latest = BTreeMap::new();
+        for p in read_progress(&cfg, &cfg.progress_topic_name()).unwrap() {
+            latest.insert(p.progress.worker, p.progress.frontier);
+        }
+        assert_eq!(latest.len(), peers, "every worker recorded its progress");
+        assert!(latest.values().all(|f| *f == Frontier::at(6)), "{latest:?}");
+        let before = read_all(&topic).len();
+        assert_eq!(before, expected_changes(&first).len(), "what was durable at 6 is on the topic");
+
+        let spec = spec();
+        let metrics = Arc::clone(spec.metrics());
+        assert!(run(&history, &spec, peers).is_none());
+        assert!(metrics.snapshot().updates_already_committed > 0, "the restart skipped what was acknowledged");
+        let msgs = read_all(&topic);
+        let mut seen = BTreeSet::new();
+        for m in &msgs {
+            let k = key_of(m.key.as_ref().unwrap());
+            assert!(seen.insert((m.time, k)), "change of key {k} at {} delivered twice", m.time);
+        }
+        let expected: BTreeSet<(u64, u32)> = expected_changes(&history).into_keys().collect();
+        assert_eq!(seen, expected, "every change once ({peers} workers)");
+        assert_eq!(compact(&msgs), state_before(&history, u64::MAX));
+    }
+}
+
+#[test]
 fn resume_with_another_worker_count() {
     let history = keyed_history(31, 50, 12, 30);
     let topic = unique("rescale");
