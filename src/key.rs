@@ -59,6 +59,30 @@ impl Key {
     fn invalid(reason: String) -> Self {
         Key { hash: 0, bytes: smallvec::SmallVec::from_vec(reason.into_bytes()), invalid: true }
     }
+    /// An identity for a row without a primary key, for targets that take the row itself
+    /// (lakehouse tables): the stable hash of the row's JSON, with no bytes. It routes and orders
+    /// equal rows together like the row's JSON key would, without allocating the JSON or moving
+    /// it between workers.
+    pub fn row_identity<V: Serialize + ?Sized>(row: &V) -> Self {
+        struct Fnv(u64);
+        impl std::io::Write for Fnv {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                for b in bytes {
+                    self.0 ^= u64::from(*b);
+                    self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+                }
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        match serde_json::to_writer(&mut h, row) {
+            Ok(()) => Key { hash: h.0, bytes: KeyBytes::new(), invalid: false },
+            Err(e) => Key::invalid(format!("the row cannot be encoded: {e}")),
+        }
+    }
     /// The key's stable hash.
     pub fn stable_hash(&self) -> u64 {
         self.hash
@@ -403,6 +427,17 @@ impl ser::SerializeMap for CaptureMap<'_, '_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_row_identity_routes_like_the_rows_json() {
+        let (a, b) = (json!({"id": 1, "s": "x"}), json!({"id": 2, "s": "x"}));
+        let ia = Key::row_identity(&a);
+        assert_eq!(ia, Key::row_identity(&a.clone()), "equal rows, equal identities");
+        assert_ne!(ia, Key::row_identity(&b));
+        // The same hash the row's JSON key carries, so both place a row on the same worker.
+        assert_eq!(ia.stable_hash(), encode_key_value(&a, &KeyEncoding::Json).stable_hash());
+        assert!(ia.bytes().unwrap().is_empty());
+    }
 
     #[test]
     fn map_rows_and_errors() {

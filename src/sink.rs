@@ -86,6 +86,8 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
                 let columns = KeyColumns::new(columns.clone(), spec.key_encoding.clone())?;
                 deliver(self, spec, true, move |row: &V| columns.extract(row))
             }
+            // No key, into a table that takes the rows themselves: only route and order them.
+            None if takes_rows(spec) => deliver(self, spec, false, |row: &V| Key::row_identity(row)),
             None => {
                 // No key: the row's JSON identifies it (and is reused as the encoded value).
                 let key_of = |row: &V| encode_key_value(row, &KeyEncoding::Json);
@@ -109,6 +111,21 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
         let key_of = move |row: &V| -> Key { encode_key_value(&key_fn(row), &encoding) };
         deliver(self, spec, true, key_of)
     }
+}
+
+/// Whether `spec`'s target builds its records from the rows (Arrow batches of a lakehouse table)
+/// rather than from the encoded key and value.
+fn takes_rows(spec: &SinkSpec) -> bool {
+    #[cfg(feature = "deltalake")]
+    if matches!(spec.connector, crate::connectors::ConnectorConfig::DeltaLake(_)) {
+        return true;
+    }
+    #[cfg(feature = "iceberg")]
+    if matches!(spec.connector, crate::connectors::ConnectorConfig::Iceberg(_)) {
+        return true;
+    }
+    let _ = spec;
+    false
 }
 
 /// Builds the sink operator for `spec`'s connector: one writer per worker committing itself, or,
