@@ -41,6 +41,10 @@ impl_sink_time!(u64, u32, usize);
 /// assert!(f.is_beyond(&4) && !f.is_beyond(&5));
 /// assert!(Frontier::<u64>::complete().is_beyond(&u64::MAX));
 /// assert!(Frontier::at(5u64) < Frontier::complete());
+/// // Targets record frontiers over u64; a time type converts both ways where it fits.
+/// assert_eq!(Frontier::at(5u32).to_u64_frontier(), Frontier::at(5u64));
+/// assert_eq!(Frontier::<u32>::from_u64_frontier(Frontier::at(1 << 40)), None);
+/// assert_eq!(Frontier::<u32>::from_u64_frontier(Frontier::complete()), Some(Frontier::complete()));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Frontier<T> {
@@ -103,6 +107,14 @@ impl<T: SinkTime> Frontier<T> {
             Some(v) => T::from_u64(v).map(Frontier::at),
             None => Some(Frontier::complete()),
         }
+    }
+    /// The same frontier over `u64`, the form targets record.
+    pub fn to_u64_frontier(&self) -> Frontier<u64> {
+        Frontier { complete: self.complete, time: self.time.map(|t| t.to_u64()) }
+    }
+    /// A recorded `u64` frontier in this time type (`None` if it does not fit).
+    pub fn from_u64_frontier(f: Frontier<u64>) -> Option<Self> {
+        Self::from_u64(f.to_u64())
     }
 }
 

@@ -164,6 +164,17 @@ impl RecordWriter for Box<dyn RecordWriter> {
     }
 }
 
+/// A frontier read back from a target, in the dataflow's time type; a `Resume` error if it does
+/// not fit that type.
+pub(crate) fn resumed_frontier<T: SinkTime>(f: Frontier<u64>) -> Result<Frontier<T>> {
+    Frontier::<T>::from_u64_frontier(f).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Resume,
+            format!("the committed frontier {f:?} does not fit the dataflow's timestamp type"),
+        )
+    })
+}
+
 /// The connectors this build knows, for error messages.
 pub fn available() -> Vec<&'static str> {
     let mut v = Vec::new();
@@ -447,12 +458,7 @@ impl<W: RecordWriter, V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T>
 
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>> {
         let f = self.inner.resume(ctx)?;
-        Frontier::<T>::from_u64(f.to_u64()).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Resume,
-                format!("the committed frontier {f:?} does not fit the dataflow's timestamp type"),
-            )
-        })
+        resumed_frontier(f)
     }
 
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
@@ -464,10 +470,7 @@ impl<W: RecordWriter, V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T>
     }
 
     fn commit(&mut self, upper: &Frontier<T>) -> Result<()> {
-        let up = match upper.time() {
-            Some(t) => Frontier::at(t.to_u64()),
-            None => Frontier::complete(),
-        };
+        let up = upper.to_u64_frontier();
         self.inner.commit(up)
     }
 
@@ -476,6 +479,6 @@ impl<W: RecordWriter, V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T>
     }
 
     fn durable(&mut self, wait: bool) -> Result<Option<Frontier<T>>> {
-        Ok(self.inner.durable(wait)?.and_then(|f| Frontier::<T>::from_u64(f.to_u64())))
+        Ok(self.inner.durable(wait)?.and_then(Frontier::from_u64_frontier))
     }
 }

@@ -3,6 +3,7 @@
 use super::statements::{check_table, delete_cql, insert_cql, insert_json, qualified, write_timestamp, CqlColumn};
 use super::CassandraConfig;
 use crate::config::SinkSpec;
+use crate::connectors::resumed_frontier;
 use crate::encode::json::encode_json;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
@@ -255,9 +256,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
         self.ctx = Some(ctx);
         let f = point.frontier;
         self.resume = Some(point);
-        Frontier::<T>::from_u64(f.to_u64()).ok_or_else(|| {
-            Error::new(ErrorKind::Resume, format!("the committed frontier {f:?} does not fit the timestamp type"))
-        })
+        resumed_frontier(f)
     }
 
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
@@ -308,10 +307,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
         let (Some(ctx), Some(point), Some(s)) = (self.ctx, self.resume.as_ref(), &self.session) else {
             return Err(Error::config("commit before resume"));
         };
-        let up = match upper.time() {
-            Some(t) => Frontier::at(t.to_u64()),
-            None => Frontier::complete(),
-        };
+        let up = upper.to_u64_frontier();
         let rec = point.record(ctx, up);
         let split = |f: &Frontier<u64>| (f.to_u64().unwrap_or(0) as i64, f.is_complete());
         let ((b, bc), (f, fc)) = (split(&rec.base), split(&rec.frontier));

@@ -6,6 +6,7 @@ use super::table::{check_field, check_fields, check_row, plan, Mode, TableColumn
 use super::ClickHouseConfig;
 use crate::config::SinkSpec;
 use crate::connectors::http::{client, excerpt, runtime, transport};
+use crate::connectors::resumed_frontier;
 use crate::delivery::retry::retry;
 use crate::delivery::RetryPolicy;
 use crate::encode::json::encode_json;
@@ -650,9 +651,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
         self.ctx = Some(ctx);
         let f = point.frontier;
         self.resume = Some(point);
-        Frontier::<T>::from_u64(f.to_u64()).ok_or_else(|| {
-            Error::new(ErrorKind::Resume, format!("the committed frontier {f:?} does not fit the timestamp type"))
-        })
+        resumed_frontier(f)
     }
 
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
@@ -697,10 +696,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
     }
 
     fn commit(&mut self, upper: &Frontier<T>) -> Result<()> {
-        let upper = match upper.time() {
-            Some(t) => Frontier::at(t.to_u64()),
-            None => Frontier::complete(),
-        };
+        let upper = upper.to_u64_frontier();
         self.ship()?;
         self.blocks_in_commit = 0;
         // ReplacingMergeTree takes replays and any order of inserts (the version decides), and so
@@ -736,6 +732,6 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
             let c = self.commits.pop_front().expect("advanced");
             durable = Some(c.upper);
         }
-        Ok(durable.and_then(|f| Frontier::<T>::from_u64(f.to_u64())))
+        Ok(durable.and_then(Frontier::from_u64_frontier))
     }
 }

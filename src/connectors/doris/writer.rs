@@ -3,6 +3,7 @@
 use super::DorisConfig;
 use crate::config::SinkSpec;
 use crate::connectors::http::{client, excerpt, runtime, status_kind, transport};
+use crate::connectors::resumed_frontier;
 use crate::delivery::retry::retry;
 use crate::delivery::RetryPolicy;
 use crate::encode::json::encode_json;
@@ -190,7 +191,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for DorisWriter<
         self.lo = point.frontier;
         let f = point.frontier;
         self.resume = Some(point);
-        Ok(Frontier::<T>::from_u64(f.to_u64()).expect("the minimum fits"))
+        resumed_frontier(f)
     }
 
     fn write(&mut self, _time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
@@ -222,10 +223,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for DorisWriter<
         let (Some(ctx), Some(point)) = (self.ctx, self.resume.as_ref()) else {
             return Err(Error::config("commit before resume"));
         };
-        let hi = match upper.time() {
-            Some(t) => Frontier::at(t.to_u64()),
-            None => Frontier::complete(),
-        };
+        let hi = upper.to_u64_frontier();
         if self.rows > 0 {
             let label = label(&self.sink, point.generation, ctx.index, &self.lo, &hi);
             let body = bytes::Bytes::from(std::mem::replace(&mut self.body, Vec::with_capacity(1 << 20)));

@@ -3,6 +3,7 @@
 use super::config::{ElasticsearchConfig, Versioning};
 use crate::config::SinkSpec;
 use crate::connectors::http::{client, excerpt, runtime, status_kind, transport};
+use crate::connectors::resumed_frontier;
 use crate::delivery::{Backoff, RetryPolicy};
 use crate::encode::json::encode_json;
 use crate::envelope::{Emission, Format};
@@ -439,9 +440,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for Elasticsearc
         self.ctx = Some(ctx);
         let f = point.frontier;
         self.resume = Some(point);
-        Frontier::<T>::from_u64(f.to_u64()).ok_or_else(|| {
-            Error::new(ErrorKind::Resume, format!("the committed frontier {f:?} does not fit the timestamp type"))
-        })
+        resumed_frontier(f)
     }
 
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
@@ -485,10 +484,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for Elasticsearc
         for lane in 0..self.lanes.len() {
             self.wait(lane)?;
         }
-        let up = match upper.time() {
-            Some(t) => Frontier::at(t.to_u64()),
-            None => Frontier::complete(),
-        };
+        let up = upper.to_u64_frontier();
         let doc = ProgressDoc { sink: self.sink.clone(), progress: point.record(ctx, up) };
         let id = format!("{}.w{}.g{}", self.sink, ctx.index, point.generation);
         let path = format!("/{}/_doc/{}?refresh=true", self.cfg.progress_index, urlencode(&id));

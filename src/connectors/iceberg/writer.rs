@@ -4,6 +4,7 @@
 use super::config::{CatalogKind, IcebergConfig};
 use crate::arrow_rows::RowBatcher;
 use crate::config::SinkSpec;
+use crate::connectors::resumed_frontier;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
@@ -648,7 +649,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for IcebergWrite
 
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>> {
         let point = resolve_resume(&self.progress, ctx)?;
-        to_time_frontier(point.frontier)
+        resumed_frontier(point.frontier)
     }
 
     fn write(&mut self, _time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
@@ -692,22 +693,6 @@ impl<V: Serialize + 'static, T: SinkTime> CoordinatedWriter<Key, V, T> for Icebe
     fn prepare(&mut self, _upper: &Frontier<T>) -> Result<IcebergFiles> {
         self.close_files()?;
         Ok(IcebergFiles { files: std::mem::take(&mut self.files), rows: std::mem::take(&mut self.rows) })
-    }
-}
-
-fn to_time_frontier<T: SinkTime>(f: Frontier<u64>) -> Result<Frontier<T>> {
-    Frontier::<T>::from_u64(f.to_u64()).ok_or_else(|| {
-        Error::new(
-            ErrorKind::Resume,
-            format!("the committed frontier {f:?} does not fit the dataflow's timestamp type"),
-        )
-    })
-}
-
-fn to_u64_frontier<T: SinkTime>(f: &Frontier<T>) -> Frontier<u64> {
-    match f.time() {
-        Some(t) => Frontier::at(t.to_u64()),
-        None => Frontier::complete(),
     }
 }
 
@@ -778,11 +763,11 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
             vec![point.frontier; peers]
         };
         self.committed = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
-        frontiers.into_iter().map(to_time_frontier).collect()
+        frontiers.into_iter().map(resumed_frontier).collect()
     }
 
     fn commit(&mut self, prepared: Vec<Prepared<IcebergFiles, T>>, frontiers: &[Frontier<T>]) -> Result<()> {
-        let frontiers: Vec<Frontier<u64>> = frontiers.iter().map(to_u64_frontier).collect();
+        let frontiers: Vec<Frontier<u64>> = frontiers.iter().map(Frontier::to_u64_frontier).collect();
         let upper = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
         let rows: u64 = prepared.iter().map(|p| p.token.rows).sum();
         let name = self.name();

@@ -7,6 +7,7 @@ use super::encode::{Cells, RowEncoder};
 use super::mysql::MyConn;
 use super::postgres::PgConn;
 use crate::config::SinkSpec;
+use crate::connectors::resumed_frontier;
 use crate::delivery::Backoff;
 use crate::envelope::Format;
 use crate::error::{Error, ErrorKind, Result};
@@ -626,12 +627,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for JdbcWriter<V
         let f = point.frontier;
         self.ctx = Some(ctx);
         self.point = Some(point);
-        Frontier::<T>::from_u64(f.to_u64()).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Resume,
-                format!("the committed frontier {f:?} does not fit the dataflow's timestamp type"),
-            )
-        })
+        resumed_frontier(f)
     }
 
     fn write(&mut self, _time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
