@@ -509,7 +509,7 @@ fn at_least_once_resumes_from_the_last_acknowledged_commit() {
         let cfg = kafka(&topic).delivery(Delivery::AtLeastOnce);
         let spec = || SinkSpec::builder("alo", cfg.clone()).upsert().primary_key(["k"]).build().unwrap();
         let first: Vec<_> = history.iter().filter(|h| h.1 < 6).cloned().collect();
-        run_upto(&first, &spec(), peers, 6);
+        common::lakehouse::run_until(&first, &spec(), peers, 6);
         // Each worker's latest progress record (the topic keeps them in the order written).
         let mut latest = BTreeMap::new();
         for p in read_progress(&cfg, &cfg.progress_topic_name()).unwrap() {
@@ -545,7 +545,7 @@ fn resume_with_another_worker_count() {
     // 3 workers deliver times 0..6 and commit them; then 2 workers resume from 6, fencing the
     // third worker's transactional id.
     let first: Vec<_> = history.iter().filter(|h| h.1 < 6).cloned().collect();
-    run_upto(&first, &spec(), 3, 6);
+    common::lakehouse::run_until(&first, &spec(), 3, 6);
     if let Some(e) = run(&history, &spec(), 2) {
         panic!("the resume with 2 workers failed: {e}");
     }
@@ -559,33 +559,6 @@ fn resume_with_another_worker_count() {
     assert_eq!(seen, expected);
     let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
     assert!(progress.iter().any(|p| p.progress.generation == 1 && p.progress.peers == 2));
-}
-
-/// Runs `history` with the input advanced to `upto` (not closed) until every worker committed it.
-fn run_upto(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, upto: u64) {
-    let history = Arc::new(history.to_vec());
-    let spec = spec.clone();
-    timely::execute(timely::Config::process(peers), move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&spec).expect("sink builds");
-            let (probe, _) = out.committed.probe();
-            (input, probe, out.handle)
-        });
-        for (i, (row, _, d)) in history.iter().enumerate() {
-            if i % peers == index {
-                input.update_at(row.clone(), history[i].1, *d);
-            }
-        }
-        input.advance_to(upto);
-        input.flush();
-        handle.step_until_committed(worker, &probe, &upto).expect("committed");
-        // Stop here: without this, the input would close and the sink would commit its end.
-        let dataflow = worker.installed_dataflows()[0];
-        worker.drop_dataflow(dataflow);
-    })
-    .expect("timely runs");
 }
 
 // ---------------------------------------------------------------------------------------------
