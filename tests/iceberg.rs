@@ -516,11 +516,6 @@ fn refused_configurations_name_the_option() {
     assert!(e.to_string().contains("`warehouse.path`"), "{e}");
     let e = with(&["type=append-only"]).unwrap_err();
     assert!(e.to_string().contains("`table.name`"), "{e}");
-    for ty in ["upsert", "debezium"] {
-        let e = with(&["table.name=t", &format!("type={ty}"), "primary_key=k"]).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Config);
-        assert!(e.to_string().contains("`type`") && e.to_string().contains("force_append_only"), "{e}");
-    }
     let e = with(&["table.name=t", "type=append-only"]).unwrap_err();
     assert!(e.to_string().contains("create_table_if_not_exists"), "{e}");
     let e = with(&["table.name=t", "type=append-only", "catalog.type=rest", "catalog.uri=http://x"]).unwrap_err();
@@ -572,4 +567,166 @@ fn dsink_writes_a_change_log_to_an_iceberg_table() {
     assert_eq!(table_multiset(&read), expected_inserts(&history, u64::MAX));
     assert_eq!(committed_to(&read, "log").as_deref(), Some("complete"));
     check_commit_chain(&read, "log", &history);
+}
+
+/// The reference for an upsert table: each key's row in the collection's final state, once.
+fn final_state(history: &[(Row, u64, isize)], upper: u64) -> std::collections::BTreeMap<Row, usize> {
+    common::state_before(history, upper).into_values().map(|r| (r, 1)).collect()
+}
+
+fn upsert_spec(dir: &Path, table: &str, commit: Option<CommitPolicy>) -> SinkSpec {
+    let b =
+        SinkSpec::builder(table, iceberg(dir, table)).upsert().primary_key(["k"]).schema(ROW_SCHEMA.parse().unwrap());
+    match commit {
+        Some(c) => b.commit(c),
+        None => b,
+    }
+    .build()
+    .unwrap()
+}
+
+/// Checks the sink's snapshots chain one committed range after the other from 0 to the end of
+/// the input, and returns how many position deletes they added in all.
+fn check_upsert_chain(table: &Value, sink: &str) -> u64 {
+    let mut from = "0".to_string();
+    let mut deletes = 0;
+    for s in sink_snapshots(table, sink) {
+        let summary = &s["summary"];
+        assert_eq!(summary["dsink.from"], from.as_str(), "snapshot {s} starts where the previous one ended");
+        let n: u64 = summary.get("added-position-deletes").map_or(0, |v| v.as_str().unwrap().parse().unwrap());
+        // Iceberg's own operation names what the snapshot does.
+        assert_eq!(s["operation"], if n > 0 { "overwrite" } else { "append" }, "{s}");
+        deletes += n;
+        from = summary["dsink.to"].as_str().unwrap().to_string();
+    }
+    assert_eq!(from, "complete", "the last snapshot reaches the end of the input");
+    deletes
+}
+
+#[test]
+fn upsert_histories_end_in_the_collections_final_state() {
+    // Per-time commits, and one commit for the whole input, in which keys change many times
+    // before it (their earlier rows of the same round are deleted by position too).
+    let whole = || Some(CommitPolicy { max_changes: None, interval: Duration::from_secs(3600) });
+    for (seed, peers, commit) in [(50u64, 1usize, None), (51, 2, None), (52, 1, whole()), (53, 2, whole())] {
+        let one_round = commit.is_some();
+        let dir = tempfile::tempdir().unwrap();
+        let history = keyed_history(seed, 30, 12, 20);
+        assert!(history.iter().any(|h| h.2 < 0));
+        let spec = upsert_spec(dir.path(), "kv", commit);
+        run(&history, &spec, peers);
+        let table = read_table(dir.path(), "kv");
+        assert_eq!(table_multiset(&table), final_state(&history, u64::MAX), "seed {seed}, {peers} workers");
+        let deletes = check_upsert_chain(&table, "kv");
+        // Every update and delete of a key that was in the table replaced a row by position.
+        let replaced = history.iter().filter(|h| h.2 < 0).count() as u64;
+        if !one_round {
+            assert_eq!(deletes, replaced, "seed {seed}: one position delete per retraction");
+        } else {
+            assert_eq!(sink_snapshots(&table, "kv").len(), 1, "seed {seed}: one commit");
+            assert_eq!(deletes, replaced, "seed {seed}: rows replaced within the round are deleted too");
+        }
+    }
+}
+
+#[test]
+fn upserts_are_exactly_once_across_a_stop_and_a_restart_on_another_worker_count() {
+    for (seed, first, second) in [(60u64, 1usize, 1usize), (61, 2, 1), (62, 1, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = keyed_history(seed, 25, 10, 15);
+        let cfg = iceberg(dir.path(), "eos").target_file_size(1);
+        let spec = |max: Option<u64>| {
+            SinkSpec::builder("eos", cfg.clone())
+                .upsert()
+                .primary_key(["k"])
+                .schema(ROW_SCHEMA.parse().unwrap())
+                .commit(CommitPolicy { max_changes: max, interval: Duration::from_secs(3600) })
+                .build()
+                .unwrap()
+        };
+        // Commits every ~40 changes, then a stop that leaves written but uncommitted files.
+        run_and_drop(&history, &spec(Some(40 / first as u64)), first, 8);
+        let stopped = read_table(dir.path(), "eos");
+        let at: u64 = committed_to(&stopped, "eos").expect("the sink committed").parse().unwrap();
+        assert!(at > 0 && at <= 8, "{at}");
+        // What the table holds is the collection's state at the committed frontier.
+        assert_eq!(table_multiset(&stopped), final_state(&history, at), "seed {seed}, stopped at {at}");
+        // The restart reads the keys' places back from the table, and replaces those rows.
+        run(&history, &spec(None), second);
+        let table = read_table(dir.path(), "eos");
+        assert_eq!(table_multiset(&table), final_state(&history, u64::MAX), "seed {seed}, {first} then {second}");
+        let deletes = check_upsert_chain(&table, "eos");
+        assert_eq!(deletes, history.iter().filter(|h| h.2 < 0).count() as u64, "seed {seed}");
+        let last = &sink_snapshots(&table, "eos").last().unwrap()["summary"];
+        assert_eq!(last["dsink.peers"], second.to_string());
+    }
+}
+
+#[test]
+fn upserts_replace_rows_another_writer_or_an_append_only_run_left() {
+    // An append-only run of another sink leaves rows (two of them for some keys); the upsert
+    // sink's first changes of those keys replace every one of them.
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = Vec::new();
+    for k in 0..10u32 {
+        for copy in 0..(1 + k % 2) {
+            old.push((Row { k, v: 1000 + copy, s: "old".into() }, 0u64, 1isize));
+        }
+    }
+    let append = SinkSpec::builder("loader", iceberg(dir.path(), "mixed"))
+        .append_only(false)
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap();
+    run(&old, &append, 1);
+    // The upsert sink's collection starts from the same rows deduplicated, then changes them.
+    let mut history: Vec<(Row, u64, isize)> =
+        (0..10u32).map(|k| (Row { k, v: 1000, s: "old".into() }, 0u64, 1isize)).collect();
+    for k in 0..10u32 {
+        match k % 3 {
+            0 => history.push((Row { k, v: 1000, s: "old".into() }, 1, -1)),
+            1 => {
+                history.push((Row { k, v: 1000, s: "old".into() }, 1, -1));
+                history.push((Row { k, v: 2000 + k, s: "new".into() }, 1, 1));
+            }
+            _ => {}
+        }
+    }
+    // The upsert sink's first time re-inserts the existing rows (it never delivered them).
+    run(&history, &upsert_spec(dir.path(), "mixed", None), 2);
+    let table = read_table(dir.path(), "mixed");
+    assert_eq!(table_multiset(&table), final_state(&history, u64::MAX));
+}
+
+#[test]
+fn upsert_refusals_name_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().display().to_string();
+    let from = |pairs: &[&str]| {
+        SinkSpec::from_options_with_schema(
+            Options::parse_pairs(pairs.iter().copied()).unwrap(),
+            Some(ROW_SCHEMA.parse().unwrap()),
+        )
+    };
+    let base = ["connector=iceberg", "database.name=db", "table.name=t", "create_table_if_not_exists=true"];
+    let with = |extra: &[&str]| {
+        let mut v: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        v.push(format!("warehouse.path={wh}"));
+        v.extend(extra.iter().map(|s| s.to_string()));
+        from(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let e = with(&["type=debezium", "primary_key=k"]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("`type`") && e.to_string().contains("type = upsert"), "{e}");
+    let e = with(&["type=upsert", "primary_key=nope"]).unwrap_err();
+    assert!(e.to_string().contains("`nope`"), "{e}");
+    // A key function names no columns the table could be searched by.
+    let e = SinkSpec::builder("t", iceberg(dir.path(), "t"))
+        .upsert()
+        .key_by_function()
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("`primary_key`"), "{e}");
+    with(&["type=upsert", "primary_key=k"]).expect("an upsert sink with a primary key is accepted");
 }

@@ -57,6 +57,16 @@ pub fn expected_inserts(history: &[(Row, u64, isize)], upto: u64) -> BTreeMap<Ro
     m
 }
 
+/// The records a sink writes for the times before `upto`: every inserted row of an insert-only
+/// history, or one per key and time that changed (an upsert or a delete) of a keyed one.
+pub fn expected_records(history: &[(Row, u64, isize)], upto: u64) -> u64 {
+    if history.iter().all(|h| h.2 > 0) {
+        expected_inserts(history, upto).values().sum::<usize>() as u64
+    } else {
+        super::expected_changes(history).keys().filter(|(t, _)| *t < upto).count() as u64
+    }
+}
+
 /// Runs the whole history through a sink with `peers` workers, to the end of the input.
 pub fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) {
     let errors = try_run(history, spec, peers);
@@ -97,9 +107,9 @@ pub fn try_run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) -> 
 
 /// Feeds times `0..upto` and stops (drops the dataflow) once every change is written and at least
 /// one commit happened, leaving the rest written to data files but not committed. Returns the
-/// number of rows handed to the writers.
+/// number of records handed to the writers.
 pub fn run_and_drop(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, upto: u64) -> u64 {
-    let handed = expected_inserts(history, upto).values().sum::<usize>() as u64;
+    let handed = expected_records(history, upto);
     let history = Arc::new(history.to_vec());
     let spec = spec.clone();
     let metrics = Arc::clone(spec.metrics());
@@ -120,7 +130,7 @@ pub fn run_and_drop(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize
             }
             input.advance_to(t + 1);
             input.flush();
-            let written = expected_inserts(&history, t + 1).values().sum::<usize>() as u64;
+            let written = expected_records(&history, t + 1);
             while metrics.snapshot().records_out < written {
                 assert!(!handle.is_failed() && Instant::now() < deadline, "the sink wrote time {t}");
                 worker.step();

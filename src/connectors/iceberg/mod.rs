@@ -1,25 +1,49 @@
-//! The `iceberg` connector: an append-only Apache Iceberg table, written by every worker in
-//! parallel and committed by one, through a SQL catalog kept in SQLite.
+//! The `iceberg` connector: an Apache Iceberg table, appended to or upserted, written by every
+//! worker in parallel and committed by one, through a SQL catalog kept in SQLite.
 //!
 //! ```text
 //!  worker 0..n   changes ─► rows ─► Arrow batch (arrow_rows::RowBatcher) ─► Parquet data files
 //!                │  prepare(upper): close the open files → IcebergFiles { data files as JSON }
 //!                ▼
-//!  worker 0      committer: one fast-append snapshot per round =
+//!  worker 0      committer: one snapshot per round =
 //!                  every worker's data files
+//!                + upserts: one position-delete file for the rows they replace (see Upserts)
 //!                + summary "dsink.*" = { sink, from, to, frontiers, peers, generation, base, files, rows }
 //!                  → the catalog swaps the table's metadata pointer (one SQL UPDATE)
 //! ```
 //!
-//! Built on iceberg-rust 0.10, whose `Transaction` can only fast-append data files: the sink is
-//! **append-only**. `type = upsert` and `type = debezium` are refused at creation; `type =
-//! append-only` with `force_append_only = true` writes a collection that has retractions
-//! (deletes are dropped, updates become inserts). An upsert sink would need equality-delete
-//! files and a row-delta commit that iceberg-rust 0.10 does not offer (it would have to be built
-//! from its manifest writers and raw `TableUpdate`s), and readers would have to apply equality
-//! deletes — pyiceberg 0.12.0, the reader the tests use, does not: its scan raises
-//! ("PyIceberg does not yet support equality deletes") on any table with an equality-delete file.
-//! With no independent reader to check it against here, it is not built.
+//! **Append-only** rounds are iceberg-rust 0.10's fast appends. `type = append-only` with
+//! `force_append_only = true` writes a collection that has retractions (deletes are dropped,
+//! updates become inserts).
+//!
+//! **Upserts** (`type = upsert` with `primary_key`) are written as *position deletes*; see
+//! [Upserts](#upserts) below. `type = debezium` is refused: a table holds rows, not events.
+//!
+//! # Upserts
+//!
+//! Workers write each key's new row into their data files and send the committer, with the
+//! files, every key's change in the order they wrote them: where the new row is (data file and
+//! row position), or that the key was deleted. Worker 0 keeps a [`KeyIndex`] — the data file and
+//! position of every live key's row — read from the table when the sink starts (the key columns
+//! of its data files, minus its position deletes) and kept current by its own commits. A round's
+//! changes become the positions of the rows they replace, in older files or in files of the same
+//! round when a key changed twice before the commit; they are written into one position-delete
+//! file and committed with the round's data files in one snapshot (operation `overwrite`, or
+//! `append` when nothing was replaced). Keys are compared in Arrow's row format of the key
+//! columns ([`KeyEncoder`]), computed from the very arrays written, so keys read back from
+//! Parquet equal the keys workers send.
+//!
+//! iceberg-rust 0.10 has no row-delta commit (its transactions add data files only), so the sink
+//! writes the manifests, manifest list and metadata file itself and swaps the metadata location
+//! in the catalog's `iceberg_tables` row with the same compare-and-swap `UPDATE` the SQL catalog
+//! uses, after the same fencing check as an append; a lost swap reloads and tries again.
+//!
+//! Position deletes rather than the equality deletes RisingWave writes: readers apply them
+//! without comparing rows (pyiceberg, the tests' reader, refuses equality deletes), at the price
+//! of the index on worker 0: the key's bytes plus about 40 bytes per live row. A table holding
+//! equality deletes (from another engine) is refused when the sink starts; rows other writers add
+//! with a key while the sink runs are not seen by the index, so give the sink the table's keys to
+//! itself. Format-2 tables only.
 //!
 //! # Exactly-once
 //!
@@ -103,9 +127,11 @@
 //! (and Java's `JdbcCatalog`) open the same database and read the table.
 
 mod config;
+mod upsert;
 mod writer;
 
 pub use config::{CatalogKind, IcebergConfig, DEFAULT_CATALOG_NAME, DEFAULT_TARGET_FILE_SIZE, EMBEDDED_CATALOG_FILE};
+pub use upsert::{KeyEncoder, KeyIndex, RowChange, FILE_PATH_FIELD_ID, POS_FIELD_ID};
 pub use writer::{
     check_table_schema, frontier_text, iceberg_schema, iceberg_type, parse_frontier, progress_property,
     schema_from_iceberg, CommitRecord, IcebergCommitter, IcebergFiles, IcebergWriter, SUMMARY_PREFIX,
@@ -117,14 +143,22 @@ use crate::error::{Error, Result};
 
 /// Checks at creation: the format, and the table against the row schema.
 pub(crate) fn validate(config: &IcebergConfig, spec: &SinkSpec) -> Result<()> {
-    if !matches!(spec.format(), Format::AppendOnly { .. }) {
-        return Err(Error::config(format!(
-            "option `type` = `{}`: the iceberg sink is append-only — iceberg-rust 0.10 commits only appends of \
-             data files, not the delete files an upsert needs; use `type = append-only` (with \
-             `force_append_only = true` if the collection has retractions: deletes are dropped, updates become \
-             inserts)",
-            spec.format().name()
-        )));
+    match spec.format() {
+        Format::AppendOnly { .. } => {}
+        Format::Upsert => {
+            if spec.primary_key().is_none_or(|k| k.is_empty()) {
+                return Err(Error::config(
+                    "option `type` = `upsert`: the iceberg sink finds a key's row by the primary key's columns — \
+                     declare them with `primary_key` (a key function names no columns)",
+                ));
+            }
+        }
+        Format::Debezium { .. } => {
+            return Err(Error::config(
+                "option `type` = `debezium`: an Iceberg table holds rows, not change events; use `type = upsert` \
+                 (the table holds each key's latest row) or `type = append-only`",
+            ))
+        }
     }
     writer::check_table(config, spec)
 }

@@ -2,6 +2,7 @@
 //! progress record kept in snapshot summaries.
 
 use super::config::{CatalogKind, IcebergConfig};
+use super::upsert::{write_position_deletes, KeyEncoder, KeyIndex, RoundPlan, RowChange, RowDelta};
 use crate::arrow_rows::RowBatcher;
 use crate::config::SinkSpec;
 use crate::connectors::resumed_frontier;
@@ -9,13 +10,14 @@ use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::schema::{Column, ColumnType, Schema};
+use arrow_array::RecordBatch;
 use differential_sinks_operators::{
     resolve_resume, Change, Committer, CoordinatedWriter, Frontier, Prepared, SinkMetrics, SinkTime, SinkWriter,
     WorkerContext, WorkerProgress,
 };
 use iceberg::io::LocalFsStorageFactory;
 use iceberg::spec::{
-    deserialize_data_file_from_json, serialize_data_file_to_json, DataFileFormat, FormatVersion, NestedField,
+    deserialize_data_file_from_json, serialize_data_file_to_json, DataFile, DataFileFormat, FormatVersion, NestedField,
     PrimitiveType, SchemaRef as IcebergSchemaRef, Snapshot, StructType, TableMetadata, Type,
 };
 use iceberg::table::Table;
@@ -24,7 +26,7 @@ use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWri
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::{IcebergWriter as _, IcebergWriterBuilder as _};
+use iceberg::writer::{CurrentFileStatus as _, IcebergWriter as _, IcebergWriterBuilder as _};
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
 use parquet::basic::Compression;
@@ -38,7 +40,7 @@ use tokio::runtime::Runtime;
 /// The prefix of the snapshot-summary properties this sink writes (see the module docs).
 pub const SUMMARY_PREFIX: &str = "dsink.";
 
-fn iceberg_error(what: &str, table: &str, e: iceberg::Error) -> Error {
+pub(crate) fn iceberg_error(what: &str, table: &str, e: iceberg::Error) -> Error {
     let kind = match e.kind() {
         iceberg::ErrorKind::CatalogCommitConflicts => ErrorKind::Fenced,
         _ if e.retryable() => ErrorKind::Retriable,
@@ -62,6 +64,10 @@ static CATALOG_SETUP: Mutex<()> = Mutex::new(());
 /// runtime when this is dropped.
 pub(crate) struct CatalogHandle {
     catalog: Option<SqlCatalog>,
+    /// The catalog's database, for the swaps of the upserts' own commits (see `upsert`).
+    uri: String,
+    catalog_name: String,
+    sql: std::sync::OnceLock<sqlx::SqlitePool>,
     runtime: Runtime,
 }
 
@@ -82,7 +88,7 @@ impl CatalogHandle {
         let uri = if uri.contains('?') { format!("{uri}&mode=rwc") } else { format!("{uri}?mode=rwc") };
         let runtime = runtime()?;
         let props = HashMap::from([
-            (iceberg_catalog_sql::SQL_CATALOG_PROP_URI.to_string(), uri),
+            (iceberg_catalog_sql::SQL_CATALOG_PROP_URI.to_string(), uri.clone()),
             (iceberg_catalog_sql::SQL_CATALOG_PROP_WAREHOUSE.to_string(), config.warehouse_url()?),
             (iceberg_catalog_sql::SQL_CATALOG_PROP_BIND_STYLE.to_string(), "QMark".to_string()),
             // One connection: SQLite serialises writers anyway, and a pool of idle connections
@@ -96,20 +102,68 @@ impl CatalogHandle {
                     .load(&config.catalog_name, props),
             )
             .map_err(|e| iceberg_error("opening the SQL catalog", &config.qualified(), e))?;
-        Ok(Some(CatalogHandle { catalog: Some(catalog), runtime }))
+        Ok(Some(CatalogHandle {
+            catalog: Some(catalog),
+            uri,
+            catalog_name: config.catalog_name.clone(),
+            sql: std::sync::OnceLock::new(),
+            runtime,
+        }))
+    }
+
+    /// Loads the table.
+    pub(crate) fn load(&self, id: &TableIdent, name: &str) -> Result<Table> {
+        self.block_on(self.catalog().load_table(id)).map_err(|e| iceberg_error("loading", name, e))
+    }
+
+    /// Points the table at the metadata file `staged` if it still points at `current`, as the
+    /// SQL catalog's own commits do (the JDBC catalog's row, compare-and-swap in one `UPDATE`);
+    /// false when another commit came first.
+    pub(crate) fn swap_metadata(&self, id: &TableIdent, current: &str, staged: &str) -> Result<bool> {
+        let name = format!("{}.{}", id.namespace().join("."), id.name());
+        let sql_error =
+            |e: sqlx::Error| Error::new(ErrorKind::Retriable, format!("Iceberg table `{name}`: the catalog: {e}"));
+        let pool = match self.sql.get() {
+            Some(p) => p,
+            None => {
+                let p = self.block_on(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&self.uri));
+                let _ = self.sql.set(p.map_err(sql_error)?);
+                self.sql.get().expect("set above")
+            }
+        };
+        let done = self
+            .block_on(
+                sqlx::query(
+                    "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+                     WHERE catalog_name = ? AND table_name = ? AND table_namespace = ? \
+                     AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?",
+                )
+                .bind(staged)
+                .bind(current)
+                .bind(&self.catalog_name)
+                .bind(id.name())
+                .bind(id.namespace().join("."))
+                .bind(current)
+                .execute(pool),
+            )
+            .map_err(sql_error)?;
+        Ok(done.rows_affected() == 1)
     }
 
     fn catalog(&self) -> &SqlCatalog {
         self.catalog.as_ref().expect("present until dropped")
     }
 
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)
     }
 }
 
 impl Drop for CatalogHandle {
     fn drop(&mut self) {
+        if let Some(pool) = self.sql.take() {
+            self.runtime.block_on(pool.close());
+        }
         let _guard = self.runtime.enter();
         drop(self.catalog.take());
     }
@@ -394,6 +448,10 @@ pub struct IcebergFiles {
     pub files: Vec<String>,
     /// Rows in them.
     pub rows: u64,
+    /// Upserts: the paths of the data files the changes' rows are in.
+    pub paths: Vec<String>,
+    /// Upserts: every key's change, in the order the worker wrote them.
+    pub changes: Vec<RowChange>,
 }
 
 /// What one commit records in its snapshot summary, under [`SUMMARY_PREFIX`].
@@ -533,6 +591,14 @@ pub(crate) fn latest_commit(meta: &TableMetadata, sink: &str) -> Result<Option<(
     Ok(None)
 }
 
+/// Upserts' key encoder (`None` for append-only): the declared primary key's columns.
+fn upsert_keys(spec: &SinkSpec, plan: &TablePlan, name: &str) -> Result<Option<KeyEncoder>> {
+    if !matches!(spec.format(), Format::Upsert) {
+        return Ok(None);
+    }
+    KeyEncoder::new(&plan.arrow, spec.primary_key().unwrap_or_default(), name).map(Some)
+}
+
 /// The table property in which every commit of `sink` records the frontier it reached.
 pub fn progress_property(sink: &str) -> String {
     format!("{SUMMARY_PREFIX}progress.{sink}")
@@ -576,6 +642,10 @@ pub struct IcebergWriter<V> {
     progress: Vec<WorkerProgress<u64>>,
     files: Vec<String>,
     rows: u64,
+    /// Upserts: the primary key's encoder, and the changes since the last prepare.
+    keys: Option<KeyEncoder>,
+    paths: Vec<String>,
+    changes: Vec<RowChange>,
     metrics: Arc<SinkMetrics>,
     _row: PhantomData<fn(&V)>,
 }
@@ -612,6 +682,7 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
             location,
             names,
         );
+        let keys = upsert_keys(spec, &plan, &name)?;
         let w = IcebergWriter {
             runtime: runtime()?,
             name,
@@ -623,10 +694,77 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
             progress,
             files: Vec::new(),
             rows: 0,
+            keys,
+            paths: Vec::new(),
+            changes: Vec::new(),
             metrics: Arc::clone(spec.metrics()),
             _row: PhantomData,
         };
         Ok((w, plan))
+    }
+
+    /// Writes a batch into the current data file (opening one if none is open); returns the
+    /// file's path and the batch's first row position in it.
+    fn write_batch(&mut self, batch: RecordBatch) -> Result<(String, u64)> {
+        if self.writer.is_none() {
+            let w = self
+                .runtime
+                .block_on(self.builder.build(None))
+                .map_err(|e| iceberg_error("opening a data file writer", &self.name, e))?;
+            self.writer = Some(w);
+        }
+        let w = self.writer.as_mut().expect("opened above");
+        let n = batch.num_rows() as u64;
+        self.runtime.block_on(w.write(batch)).map_err(|e| iceberg_error("encoding Parquet", &self.name, e))?;
+        // The rolling writer writes a batch whole into one file, after rolling if it had to.
+        Ok((w.current_file_path(), w.current_row_num() as u64 - n))
+    }
+
+    /// Upserts: the new rows go into the data files like appends; every key's change is kept,
+    /// with its row's place, for the committer to turn into position deletes.
+    fn write_upserts(&mut self, changes: &[Change<Key, V>]) -> Result<()> {
+        let mut rows: Vec<&V> = Vec::with_capacity(changes.len());
+        let mut gone: Vec<&V> = Vec::new();
+        for change in changes {
+            match (&change.before, &change.after) {
+                (_, Some(after)) => rows.push(after),
+                (Some(before), None) => gone.push(before),
+                (None, None) => {}
+            }
+        }
+        let keys = self.keys.as_ref().expect("upsert mode");
+        if !gone.is_empty() {
+            // A deleted key is found by its last row's key columns, encoded like a written row's.
+            self.batcher.push(&gone)?;
+            if let Some(batch) = self.batcher.finish()? {
+                for key in keys.encode_batch(&batch)? {
+                    self.changes.push(RowChange::Delete { key });
+                }
+            }
+            SinkMetrics::add(&self.metrics.records_out, gone.len() as u64);
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.batcher.push(&rows)?;
+        let n = rows.len() as u64;
+        drop(rows);
+        let Some(batch) = self.batcher.finish()? else { return Ok(()) };
+        let encoded = keys.encode_batch(&batch)?;
+        let (path, first) = self.write_batch(batch)?;
+        let file = match self.paths.iter().rposition(|p| *p == path) {
+            Some(i) => i,
+            None => {
+                self.paths.push(path);
+                self.paths.len() - 1
+            }
+        } as u32;
+        for (i, key) in encoded.into_iter().enumerate() {
+            self.changes.push(RowChange::Upsert { key, file, pos: first + i as u64 });
+        }
+        self.rows += n;
+        SinkMetrics::add(&self.metrics.records_out, n);
+        Ok(())
     }
 
     /// Closes the open data files and keeps them, serialised, for the next prepare.
@@ -653,6 +791,9 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for IcebergWrite
     }
 
     fn write(&mut self, _time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
+        if self.keys.is_some() {
+            return self.write_upserts(changes);
+        }
         let mut rows: Vec<&V> = Vec::with_capacity(changes.len());
         for change in changes.iter() {
             self.format.emit(change, |e| {
@@ -668,15 +809,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for IcebergWrite
         let n = rows.len() as u64;
         drop(rows);
         let Some(batch) = self.batcher.finish()? else { return Ok(()) };
-        if self.writer.is_none() {
-            let w = self
-                .runtime
-                .block_on(self.builder.build(None))
-                .map_err(|e| iceberg_error("opening a data file writer", &self.name, e))?;
-            self.writer = Some(w);
-        }
-        let w = self.writer.as_mut().expect("opened above");
-        self.runtime.block_on(w.write(batch)).map_err(|e| iceberg_error("encoding Parquet", &self.name, e))?;
+        self.write_batch(batch)?;
         self.rows += n;
         SinkMetrics::add(&self.metrics.records_out, n);
         Ok(())
@@ -692,7 +825,12 @@ impl<V: Serialize + 'static, T: SinkTime> CoordinatedWriter<Key, V, T> for Icebe
 
     fn prepare(&mut self, _upper: &Frontier<T>) -> Result<IcebergFiles> {
         self.close_files()?;
-        Ok(IcebergFiles { files: std::mem::take(&mut self.files), rows: std::mem::take(&mut self.rows) })
+        Ok(IcebergFiles {
+            files: std::mem::take(&mut self.files),
+            rows: std::mem::take(&mut self.rows),
+            paths: std::mem::take(&mut self.paths),
+            changes: std::mem::take(&mut self.changes),
+        })
     }
 }
 
@@ -709,10 +847,14 @@ pub struct IcebergCommitter {
     committed: Frontier<u64>,
     /// The snapshot of this sink's latest commit, as this committer knows it.
     last: Option<i64>,
+    /// Upserts: the primary key's encoder, and where each key's row is (read at resume).
+    keys: Option<KeyEncoder>,
+    index: Option<KeyIndex>,
 }
 
 impl IcebergCommitter {
     pub(crate) fn open(config: &IcebergConfig, spec: &SinkSpec, plan: TablePlan) -> Result<Self> {
+        let keys = upsert_keys(spec, &plan, &config.qualified())?;
         Ok(IcebergCommitter {
             config: config.clone(),
             sink: spec.name().to_string(),
@@ -723,7 +865,52 @@ impl IcebergCommitter {
             base: Frontier::minimum(),
             committed: Frontier::minimum(),
             last: None,
+            keys,
+            index: None,
         })
+    }
+
+    /// Upserts: one snapshot with every worker's data files and a position-delete file for
+    /// the rows the round's changes replace or delete; the index follows once it is committed.
+    fn commit_row_delta(&mut self, data: Vec<DataFile>, plan: RoundPlan, record: CommitRecord) -> Result<()> {
+        let name = self.name();
+        let upper = record.to;
+        let h = self.handle()?;
+        let table = h.load(&ident(&self.config)?, &name)?;
+        let mut deletes = Vec::new();
+        if !plan.deletes.is_empty() {
+            let codec = table.metadata().properties().get(COMPRESSION_PROPERTY).map(String::as_str).unwrap_or("zstd");
+            let props = parquet_properties(codec, &name)?;
+            deletes.push(h.block_on(write_position_deletes(&table, &plan.deletes, props, &name))?);
+        }
+        let delta = RowDelta {
+            data,
+            deletes,
+            summary: record.properties(),
+            properties: HashMap::from([(progress_property(&self.sink), frontier_text(&upper))]),
+        };
+        let (sink, expected) = (self.sink.clone(), self.last);
+        let committed = delta.commit(h, &ident(&self.config)?, &name, |t| {
+            let now = latest_commit(t.metadata(), &sink)?.map(|(id, _)| id);
+            if now != expected {
+                return Err(Error::new(
+                    ErrorKind::Fenced,
+                    format!(
+                        "Iceberg table `{name}`: another run of sink `{sink}` committed snapshot {now:?} since this \
+                         run resumed; stop one of them"
+                    ),
+                ));
+            }
+            Ok(())
+        })?;
+        let (id, _) = latest_commit(committed.metadata(), &self.sink)?.ok_or_else(|| {
+            Error::new(ErrorKind::Fatal, format!("Iceberg table `{}`: the commit left no snapshot", self.name()))
+        })?;
+        tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, deletes = plan.deletes.len(), "committed upserts to Iceberg");
+        self.index.as_mut().expect("upsert mode").apply(plan);
+        self.last = Some(id);
+        self.committed = upper;
+        Ok(())
     }
 
     fn name(&self) -> String {
@@ -750,6 +937,10 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         self.catalog = Some(h);
         let table = self.load()?;
         let latest = latest_commit(table.metadata(), &self.sink)?;
+        if let Some(keys) = &self.keys {
+            let h = self.handle()?;
+            self.index = Some(h.block_on(KeyIndex::load(&table, keys, &self.name()))?);
+        }
         self.peers = peers;
         let records = latest.as_ref().map(|(_, r)| r.progress()).unwrap_or_default();
         self.last = latest.as_ref().map(|(id, _)| *id);
@@ -771,6 +962,10 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         let upper = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
         let rows: u64 = prepared.iter().map(|p| p.token.rows).sum();
         let name = self.name();
+        let plan = self
+            .index
+            .as_ref()
+            .map(|index| index.plan(prepared.iter().map(|p| (p.token.paths.as_slice(), p.token.changes.as_slice()))));
         let files = prepared
             .into_iter()
             .flat_map(|p| p.token.files)
@@ -779,12 +974,12 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
                     .map_err(|e| iceberg_error("reading a worker's data file record", &name, e))
             })
             .collect::<Result<Vec<_>>>()?;
-        if files.is_empty() {
+        let deletes = plan.as_ref().map_or(0, |p| p.deletes.len());
+        if files.is_empty() && deletes == 0 {
             // Nothing to add: the rounds had no rows. A snapshot per frontier advance would only
             // grow the metadata; a restart replays these times and writes nothing for them.
             return Ok(());
         }
-        let table = self.load()?;
         let record = CommitRecord {
             sink: self.sink.clone(),
             from: self.committed,
@@ -796,6 +991,10 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
             files: files.len(),
             rows,
         };
+        if let Some(plan) = plan {
+            return self.commit_row_delta(files, plan, record);
+        }
+        let table = self.load()?;
         let tx = Transaction::new(&table);
         let append = tx
             .fast_append()

@@ -1,0 +1,506 @@
+//! Upserts into an Iceberg table as **position deletes**: the primary-key index that finds a
+//! key's current row, the position-delete files, and the row-delta commit iceberg-rust 0.10 does
+//! not offer (its transactions only fast-append data files).
+//!
+//! Every worker writes its keys' new rows into data files as in append-only mode and reports, in
+//! the order it wrote them, a [`RowChange`] per key: the row's data file and position, or a
+//! delete. The committer keeps a [`KeyIndex`] — each live key's data file and row position —
+//! built at start from the table (its data files' key columns minus its position deletes) and
+//! kept up to date by its own commits. For a round it turns the workers' changes into the
+//! positions to delete (a key's previous row, in an older file or in a file of the same round
+//! when the key changed twice before the commit), writes them into one position-delete file,
+//! and commits data and delete files in one snapshot. Keys are compared in Arrow's row format
+//! of the key columns, computed from the same Arrow arrays that are written, so a key read back
+//! from Parquet at start equals the key a worker sends.
+//!
+//! Position deletes rather than the equality deletes RisingWave writes: readers apply them by
+//! position alone (pyiceberg, which the tests read with, rejects equality deletes), and scans do
+//! not have to compare every row with every delete; the price is the index, about the key's
+//! Arrow row bytes plus 40 bytes per live row, held by worker 0.
+
+use super::writer::{iceberg_error, CatalogHandle};
+use crate::error::{Error, ErrorKind, Result};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::{DataType, SchemaRef};
+use iceberg::spec::{
+    DataContentType, DataFile, DataFileFormat, FormatVersion, ManifestFile, ManifestWriterBuilder, NestedField,
+    Operation, PrimitiveType, Snapshot, SnapshotReference, SnapshotRetention, SnapshotSummaryCollector, Summary, Type,
+    MAIN_BRANCH,
+};
+use iceberg::table::Table;
+use iceberg::writer::file_writer::{FileWriter as _, FileWriterBuilder as _, ParquetWriterBuilder};
+use iceberg::MetadataLocation;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// The field id Iceberg reserves for a position delete's data file path.
+pub const FILE_PATH_FIELD_ID: i32 = 2_147_483_546;
+/// The field id Iceberg reserves for a position delete's row position.
+pub const POS_FIELD_ID: i32 = 2_147_483_545;
+
+/// One key's change in a worker's prepared files, in the order the worker wrote them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RowChange {
+    /// The key's row is now row `pos` of the worker's data file `file` (an index into
+    /// [`IcebergFiles::paths`](super::IcebergFiles::paths)).
+    Upsert {
+        /// The key in Arrow's row format.
+        key: Vec<u8>,
+        /// Which of the worker's data files.
+        file: u32,
+        /// The row's position in it.
+        pos: u64,
+    },
+    /// The key has no row any more.
+    Delete {
+        /// The key in Arrow's row format.
+        key: Vec<u8>,
+    },
+}
+
+/// The primary-key columns of Arrow batches as comparable bytes (Arrow's row format).
+pub struct KeyEncoder {
+    names: Vec<String>,
+    indices: Vec<usize>,
+    types: Vec<DataType>,
+    converter: RowConverter,
+}
+
+impl KeyEncoder {
+    /// An encoder for `key` columns of batches of `schema`.
+    pub fn new(schema: &SchemaRef, key: &[String], table: &str) -> Result<Self> {
+        if key.is_empty() {
+            return Err(Error::config(
+                "option `type` = `upsert`: the iceberg sink needs the primary key's columns — declare them with \
+                 `primary_key` (a key function names no columns the table could be searched by)",
+            ));
+        }
+        let mut indices = Vec::with_capacity(key.len());
+        for name in key {
+            let Ok(i) = schema.index_of(name) else {
+                return Err(Error::schema(format!(
+                    "primary key column `{name}` is not a column of the Iceberg table `{table}`; its columns are {}",
+                    schema.fields().iter().map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ")
+                )));
+            };
+            indices.push(i);
+        }
+        let types: Vec<DataType> = indices.iter().map(|i| schema.field(*i).data_type().clone()).collect();
+        let converter = RowConverter::new(types.iter().cloned().map(SortField::new).collect())
+            .map_err(|e| Error::schema(format!("the primary key of `{table}` cannot be compared: {e}")))?;
+        Ok(KeyEncoder { names: key.to_vec(), indices, types, converter })
+    }
+
+    /// The key of every row of `batch`, a batch of the table's schema.
+    pub fn encode_batch(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        let columns: Vec<ArrayRef> = self.indices.iter().map(|i| Arc::clone(batch.column(*i))).collect();
+        self.encode(columns)
+    }
+
+    /// The keys of rows given as the key columns, in key order; they are cast to the table's
+    /// types first (a Parquet file may store a column in a narrower or differently labelled
+    /// type than the table's Arrow schema).
+    pub fn encode(&self, columns: Vec<ArrayRef>) -> Result<Vec<Vec<u8>>> {
+        let columns = columns
+            .into_iter()
+            .zip(&self.types)
+            .map(|(c, t)| {
+                if c.data_type() == t {
+                    Ok(c)
+                } else {
+                    arrow_cast::cast(&c, t).map_err(|e| Error::schema(format!("a key column cannot be read: {e}")))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = self
+            .converter
+            .convert_columns(&columns)
+            .map_err(|e| Error::encode(format!("a key cannot be encoded: {e}")))?;
+        Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
+    }
+
+    /// The key columns' names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// A row's place: a data file (an index into [`KeyIndex`]'s files) and position.
+type Loc = (u32, u64);
+
+/// Where each live key's row is in the table, as the sink knows it.
+#[derive(Debug, Default)]
+pub struct KeyIndex {
+    files: Vec<String>,
+    /// Usually one place per key; more when the table held duplicates of a key before the sink
+    /// started (an upsert deletes them all).
+    rows: HashMap<Box<[u8]>, SmallVec<[Loc; 1]>>,
+}
+
+/// What committing one round changes: the positions to delete, and the index afterwards.
+#[derive(Debug, Default)]
+pub struct RoundPlan {
+    /// The data files the round adds, in the order their ids were given.
+    new_files: Vec<String>,
+    /// (data file path, row position), sorted as a position-delete file must be.
+    pub deletes: Vec<(String, u64)>,
+    updates: Vec<(Vec<u8>, Option<Loc>)>,
+}
+
+impl KeyIndex {
+    /// Live keys.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when no key is live.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Reads the index from the table's current snapshot: every live data file's key columns,
+    /// minus the rows its position-delete files delete. A table with equality deletes (written
+    /// by another engine) is refused: which rows they leave cannot be known without applying
+    /// them to every row.
+    pub async fn load(table: &Table, keys: &KeyEncoder, name: &str) -> Result<Self> {
+        let mut index = KeyIndex::default();
+        let Some(snapshot) = table.metadata().current_snapshot() else { return Ok(index) };
+        let io = table.file_io();
+        let list = table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .map_err(|e| iceberg_error("reading the manifest list", name, e))?;
+        let (mut data, mut deletes) = (Vec::new(), Vec::new());
+        for m in list.entries() {
+            let manifest = m.load_manifest(io).await.map_err(|e| iceberg_error("reading a manifest", name, e))?;
+            for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+                match e.content_type() {
+                    DataContentType::Data => data.push(e.file_path().to_string()),
+                    DataContentType::PositionDeletes => deletes.push(e.file_path().to_string()),
+                    DataContentType::EqualityDeletes => {
+                        return Err(Error::config(format!(
+                            "the Iceberg table `{name}` has equality-delete files (`{}`), which the iceberg sink's \
+                             upserts cannot account for; compact the table (rewrite its data files) first, or \
+                             write with `type = append-only`",
+                            e.file_path()
+                        )))
+                    }
+                }
+            }
+        }
+        let ids: HashMap<&str, u32> = data.iter().enumerate().map(|(i, p)| (p.as_str(), i as u32)).collect();
+        let mut deleted: HashSet<Loc> = HashSet::new();
+        for path in &deletes {
+            for batch in read_columns(table, path, &["file_path", "pos"], name).await? {
+                let (Some(paths), Some(pos)) = (
+                    batch.column(0).as_any().downcast_ref::<StringArray>(),
+                    batch.column(1).as_any().downcast_ref::<Int64Array>(),
+                ) else {
+                    return Err(Error::new(
+                        ErrorKind::Fatal,
+                        format!("Iceberg table `{name}`: position-delete file `{path}` is not (string, long)"),
+                    ));
+                };
+                for (p, n) in paths.iter().zip(pos.iter()) {
+                    if let (Some(id), Some(n)) = (p.and_then(|p| ids.get(p)), n) {
+                        deleted.insert((*id, n as u64));
+                    }
+                }
+            }
+        }
+        let names: Vec<&str> = keys.names().iter().map(String::as_str).collect();
+        for (id, path) in data.iter().enumerate() {
+            let mut pos = 0u64;
+            for batch in read_columns(table, path, &names, name).await? {
+                for key in keys.encode(batch.columns().to_vec())? {
+                    let at = (id as u32, pos);
+                    pos += 1;
+                    if !deleted.contains(&at) {
+                        index.rows.entry(key.into_boxed_slice()).or_default().push(at);
+                    }
+                }
+            }
+        }
+        index.files = data;
+        Ok(index)
+    }
+
+    /// The positions a round's changes delete, given each worker's data file paths and changes
+    /// in the order it wrote them. The index is unchanged until [`apply`](Self::apply).
+    pub fn plan<'a>(&self, workers: impl IntoIterator<Item = (&'a [String], &'a [RowChange])>) -> RoundPlan {
+        let mut new_files: Vec<String> = Vec::new();
+        let mut latest: HashMap<&'a [u8], Option<Loc>> = HashMap::new();
+        let mut deletes: Vec<Loc> = Vec::new();
+        for (paths, changes) in workers {
+            let base = (self.files.len() + new_files.len()) as u32;
+            new_files.extend(paths.iter().cloned());
+            for change in changes {
+                let (key, now) = match change {
+                    RowChange::Upsert { key, file, pos } => (key.as_slice(), Some((base + file, *pos))),
+                    RowChange::Delete { key } => (key.as_slice(), None),
+                };
+                match latest.get(key) {
+                    Some(before) => deletes.extend(*before),
+                    None => deletes.extend(self.rows.get(key).into_iter().flatten().copied()),
+                }
+                latest.insert(key, now);
+            }
+        }
+        let path = |id: u32| {
+            let id = id as usize;
+            if id < self.files.len() {
+                self.files[id].clone()
+            } else {
+                new_files[id - self.files.len()].clone()
+            }
+        };
+        let mut deletes: Vec<(String, u64)> = deletes.into_iter().map(|(f, p)| (path(f), p)).collect();
+        deletes.sort_unstable();
+        let updates = latest.into_iter().map(|(k, v)| (k.to_vec(), v)).collect();
+        RoundPlan { new_files, deletes, updates }
+    }
+
+    /// Records a committed round.
+    pub fn apply(&mut self, plan: RoundPlan) {
+        self.files.extend(plan.new_files);
+        for (key, now) in plan.updates {
+            match now {
+                Some(at) => {
+                    self.rows.insert(key.into_boxed_slice(), SmallVec::from_elem(at, 1));
+                }
+                None => {
+                    self.rows.remove(key.as_slice());
+                }
+            }
+        }
+    }
+}
+
+/// Reads `columns` (top-level, by name) of a Parquet file of the table.
+async fn read_columns(table: &Table, path: &str, columns: &[&str], name: &str) -> Result<Vec<RecordBatch>> {
+    let bytes = table
+        .file_io()
+        .new_input(path)
+        .map_err(|e| iceberg_error("opening a data file", name, e))?
+        .read()
+        .await
+        .map_err(|e| iceberg_error(&format!("reading `{path}`"), name, e))?;
+    let bad = |e: parquet::errors::ParquetError| {
+        Error::new(ErrorKind::Fatal, format!("Iceberg table `{name}`: reading Parquet file `{path}`: {e}"))
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(bad)?;
+    let descr = builder.parquet_schema();
+    let mut leaves = Vec::with_capacity(columns.len());
+    for c in columns {
+        let Some(i) = descr.columns().iter().position(|d| d.path().parts() == [c.to_string()]) else {
+            return Err(Error::new(
+                ErrorKind::Fatal,
+                format!("Iceberg table `{name}`: Parquet file `{path}` has no column `{c}`"),
+            ));
+        };
+        leaves.push(i);
+    }
+    let mask = ProjectionMask::leaves(descr, leaves.iter().copied());
+    let reader = builder.with_projection(mask).build().map_err(bad)?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| {
+            Error::new(ErrorKind::Fatal, format!("Iceberg table `{name}`: reading Parquet file `{path}`: {e}"))
+        })?;
+        // The projection keeps the file's column order; put the columns in the order asked for.
+        let order: Vec<usize> =
+            columns.iter().map(|c| batch.schema().index_of(c).expect("projected above")).collect::<Vec<_>>();
+        out.push(batch.project(&order).map_err(|e| Error::new(ErrorKind::Fatal, e.to_string()))?);
+    }
+    Ok(out)
+}
+
+/// The schema of a position-delete file.
+fn position_delete_schema() -> Result<iceberg::spec::Schema> {
+    iceberg::spec::Schema::builder()
+        .with_fields([
+            Arc::new(NestedField::required(FILE_PATH_FIELD_ID, "file_path", Type::Primitive(PrimitiveType::String))),
+            Arc::new(NestedField::required(POS_FIELD_ID, "pos", Type::Primitive(PrimitiveType::Long))),
+        ])
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Fatal, format!("the position-delete schema: {e}")))
+}
+
+/// Writes `deletes` (sorted by path and position) into one position-delete file under the
+/// table's data directory.
+pub async fn write_position_deletes(
+    table: &Table,
+    deletes: &[(String, u64)],
+    props: WriterProperties,
+    name: &str,
+) -> Result<DataFile> {
+    let schema = Arc::new(position_delete_schema()?);
+    let arrow = iceberg::arrow::schema_to_arrow_schema(&schema)
+        .map_err(|e| iceberg_error("converting the position-delete schema", name, e))?;
+    let paths = StringArray::from_iter_values(deletes.iter().map(|(p, _)| p.as_str()));
+    let pos = Int64Array::from_iter_values(deletes.iter().map(|(_, n)| *n as i64));
+    let batch = RecordBatch::try_new(Arc::new(arrow), vec![Arc::new(paths), Arc::new(pos)])
+        .map_err(|e| Error::new(ErrorKind::Fatal, format!("building position deletes: {e}")))?;
+    let location = format!(
+        "{}/data/dsink-{}-deletes.{}",
+        table.metadata().location().trim_end_matches('/'),
+        uuid::Uuid::new_v4(),
+        DataFileFormat::Parquet
+    );
+    let output = table.file_io().new_output(&location).map_err(|e| iceberg_error("creating a delete file", name, e))?;
+    let mut w = ParquetWriterBuilder::new(props, schema)
+        .build(output)
+        .await
+        .map_err(|e| iceberg_error("opening a delete file", name, e))?;
+    w.write(&batch).await.map_err(|e| iceberg_error("writing a delete file", name, e))?;
+    let mut built = w.close().await.map_err(|e| iceberg_error("closing a delete file", name, e))?;
+    let mut b = built.pop().ok_or_else(|| Error::new(ErrorKind::Fatal, "the delete file writer wrote no file"))?;
+    b.content(DataContentType::PositionDeletes).partition_spec_id(table.metadata().default_partition_spec_id());
+    b.build().map_err(|e| Error::new(ErrorKind::Fatal, format!("Iceberg table `{name}`: a delete file: {e}")))
+}
+
+/// One snapshot adding data files and position-delete files (Iceberg's "row delta"), with the
+/// sink's summary properties, and table properties set in the same metadata swap.
+pub struct RowDelta {
+    /// Data files added.
+    pub data: Vec<DataFile>,
+    /// Position-delete files added.
+    pub deletes: Vec<DataFile>,
+    /// Extra snapshot summary properties.
+    pub summary: HashMap<String, String>,
+    /// Table properties to set.
+    pub properties: HashMap<String, String>,
+}
+
+impl RowDelta {
+    /// Commits onto `table` through the catalog's compare-and-swap of the metadata location,
+    /// after `check(table)` accepts the table as loaded (the committer's fencing). A lost swap
+    /// (another writer committed in between) reloads and tries again, up to 10 times.
+    pub fn commit(
+        self,
+        h: &CatalogHandle,
+        ident: &iceberg::TableIdent,
+        name: &str,
+        mut check: impl FnMut(&Table) -> Result<()>,
+    ) -> Result<Table> {
+        let mut table = h.load(ident, name)?;
+        for _ in 0..10 {
+            check(&table)?;
+            if table.metadata().format_version() != FormatVersion::V2 {
+                return Err(Error::config(format!(
+                    "the Iceberg table `{name}` is format {}: the iceberg sink's upserts write position deletes into \
+                     format-2 tables only",
+                    table.metadata().format_version()
+                )));
+            }
+            let (current, staged) = h.block_on(self.stage(&table, name))?;
+            if h.swap_metadata(ident, &current, &staged)? {
+                return h.load(ident, name);
+            }
+            table = h.load(ident, name)?;
+        }
+        Err(Error::new(
+            ErrorKind::Retriable,
+            format!("Iceberg table `{name}`: ten commit attempts in a row lost the race against other writers"),
+        ))
+    }
+
+    /// Writes the manifests, manifest list and metadata of the new snapshot on top of `table`;
+    /// returns the current and the new metadata location.
+    async fn stage(&self, table: &Table, name: &str) -> Result<(String, String)> {
+        let err = |what: &'static str| move |e: iceberg::Error| iceberg_error(what, name, e);
+        let meta = table.metadata();
+        let io = table.file_io();
+        let commit = uuid::Uuid::new_v4();
+        let snapshot_id = loop {
+            let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
+            let id = ((a ^ b) >> 1) as i64;
+            if meta.snapshot_by_id(id).is_none() {
+                break id;
+            }
+        };
+        let metadata_dir = format!("{}/metadata", meta.location().trim_end_matches('/'));
+        let schema = Arc::clone(meta.current_schema());
+        let spec = meta.default_partition_spec().as_ref().clone();
+        let mut manifests: Vec<ManifestFile> = match meta.current_snapshot() {
+            Some(s) => table
+                .manifest_list_reader(s)
+                .load()
+                .await
+                .map_err(err("reading the manifest list"))?
+                .consume_entries()
+                .into_iter()
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut summary = SnapshotSummaryCollector::default();
+        for (i, (files, deletes)) in [(&self.data, false), (&self.deletes, true)].into_iter().enumerate() {
+            if files.is_empty() {
+                continue;
+            }
+            let out =
+                io.new_output(format!("{metadata_dir}/{commit}-m{i}.avro")).map_err(err("creating a manifest"))?;
+            let builder = ManifestWriterBuilder::new(out, Some(snapshot_id), Arc::clone(&schema), spec.clone());
+            let mut w = if deletes { builder.build_v2_deletes() } else { builder.build_v2_data() };
+            for f in files {
+                summary.add_file(f, Arc::clone(&schema), Arc::clone(meta.default_partition_spec()));
+                // A negative sequence number: inherited from the manifest list's entry.
+                w.add_file(f.clone(), -1).map_err(err("adding a file to a manifest"))?;
+            }
+            manifests.push(w.write_manifest_file().await.map_err(err("writing a manifest"))?);
+        }
+        let sequence = meta.next_sequence_number();
+        let list_path = format!("{metadata_dir}/snap-{snapshot_id}-0-{commit}.avro");
+        let out = io.new_output(&list_path).map_err(err("creating the manifest list"))?;
+        let mut list = iceberg::spec::ManifestListWriter::v2(
+            out.writer().await.map_err(err("creating the manifest list"))?,
+            snapshot_id,
+            meta.current_snapshot_id(),
+            sequence,
+        );
+        list.add_manifests(manifests.into_iter()).map_err(err("writing the manifest list"))?;
+        list.close().await.map_err(err("writing the manifest list"))?;
+        let mut properties = self.summary.clone();
+        properties.extend(summary.build());
+        let operation = if self.deletes.is_empty() { Operation::Append } else { Operation::Overwrite };
+        let snapshot = Snapshot::builder()
+            .with_snapshot_id(snapshot_id)
+            .with_parent_snapshot_id(meta.current_snapshot_id())
+            .with_sequence_number(sequence)
+            .with_timestamp_ms(now_ms())
+            .with_manifest_list(list_path)
+            .with_summary(Summary { operation, additional_properties: properties })
+            .with_schema_id(meta.current_schema_id())
+            .build();
+        let current = table.metadata_location_result().map_err(err("locating the metadata"))?.to_string();
+        let staged = meta
+            .clone()
+            .into_builder(Some(current.clone()))
+            .add_snapshot(snapshot)
+            .and_then(|b| {
+                b.set_ref(MAIN_BRANCH, SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)))
+            })
+            .and_then(|b| b.set_properties(self.properties.clone()))
+            .and_then(|b| b.build())
+            .map_err(err("building the new metadata"))?
+            .metadata;
+        let location = MetadataLocation::from_str(&current)
+            .map_err(err("reading the metadata location"))?
+            .with_next_version()
+            .with_new_metadata(&staged);
+        staged.write_to(io, &location).await.map_err(err("writing the new metadata"))?;
+        Ok((current, location.to_string()))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
