@@ -32,12 +32,19 @@ fn python() -> String {
 /// The table `db.<table>` of the warehouse `dir` as pyiceberg sees it (see
 /// tests/support/read_iceberg.py).
 fn read_table(dir: &Path, table: &str) -> Value {
+    read_filtered(dir, table, &[])
+}
+
+/// [`read_table`], plus the rows of a scan with each of `filters` (pyiceberg's syntax).
+fn read_filtered(dir: &Path, table: &str, filters: &[String]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_iceberg.py");
     let out = std::process::Command::new(python())
         .arg(script)
         .arg(dir.join("catalog.db"))
         .arg(dir)
         .arg(format!("db.{table}"))
+        .arg("default")
+        .args(filters)
         .output()
         .expect("the Python reader runs");
     assert!(out.status.success(), "the Python reader failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -729,4 +736,117 @@ fn upsert_refusals_name_the_option() {
         .unwrap_err();
     assert!(e.to_string().contains("`primary_key`"), "{e}");
     with(&["type=upsert", "primary_key=k"]).expect("an upsert sink with a primary key is accepted");
+}
+
+/// Checks that scans filtered by key — which pyiceberg prunes by the data files' partition
+/// values — find each key's rows, so every row is in the partition its values map to.
+fn check_pruned_scans(dir: &Path, table: &str, expected: &std::collections::BTreeMap<Row, usize>) {
+    let keys: Vec<u32> = expected.keys().map(|r| r.k).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let filters: Vec<String> = keys.iter().map(|k| format!("k = {k}")).collect();
+    let read = read_filtered(dir, table, &filters);
+    for (k, rows) in keys.iter().zip(read["filtered"].as_array().unwrap()) {
+        let got = table_multiset(&serde_json::json!({ "rows": rows }));
+        let want: std::collections::BTreeMap<Row, usize> =
+            expected.iter().filter(|(r, _)| r.k == *k).map(|(r, n)| (r.clone(), *n)).collect();
+        assert_eq!(got, want, "the rows of key {k} through a pruned scan");
+    }
+}
+
+#[test]
+fn partitioned_appends_land_in_their_partitions() {
+    for (seed, peers) in [(70u64, 1usize), (71, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = insert_history(seed, 8, 40);
+        let cfg = iceberg(dir.path(), "parts").partition_by("bucket(4, k), truncate(1, s)").unwrap();
+        let spec =
+            SinkSpec::builder("parts", cfg).append_only(false).schema(ROW_SCHEMA.parse().unwrap()).build().unwrap();
+        run(&history, &spec, peers);
+        let table = read_table(dir.path(), "parts");
+        assert_eq!(
+            table["partition_spec"],
+            serde_json::json!([["k", "bucket[4]", "k_bucket"], ["s", "truncate[1]", "s_trunc"]])
+        );
+        let expected = expected_inserts(&history, u64::MAX);
+        assert_eq!(table_multiset(&table), expected, "seed {seed}, {peers} workers");
+        let files = table["data_files"].as_array().unwrap();
+        let buckets: std::collections::BTreeSet<&str> = files
+            .iter()
+            .map(|f| {
+                f.as_str()
+                    .unwrap()
+                    .split("/k_bucket=")
+                    .nth(1)
+                    .expect("a partition directory")
+                    .split('/')
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(buckets.into_iter().collect::<Vec<_>>(), ["0", "1", "2", "3"], "{files:?}");
+        check_pruned_scans(dir.path(), "parts", &expected);
+        check_commit_chain(&table, "parts", &history);
+    }
+}
+
+#[test]
+fn partitioned_upserts_follow_rows_that_move_between_partitions() {
+    // `v` changes with every update, so updated rows move to another bucket of `v` and their
+    // previous rows are deleted in the partition they were in.
+    for (seed, peers) in [(72u64, 1usize), (73, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = keyed_history(seed, 30, 10, 20);
+        let cfg = iceberg(dir.path(), "moving").partition_by("bucket(3, v)").unwrap();
+        let spec = SinkSpec::builder("moving", cfg)
+            .upsert()
+            .primary_key(["k"])
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap();
+        // Later, every key is deleted and five come back with new values: a restart must read
+        // the keys' places back from every partition.
+        let before = final_state(&history, u64::MAX);
+        let mut all = history.clone();
+        all.extend(before.keys().map(|r| (r.clone(), 20u64, -1isize)));
+        all.extend(before.keys().take(5).map(|r| (Row { k: r.k, v: r.v + 1000, s: r.s.clone() }, 20u64, 1isize)));
+        run_until(&all, &spec, peers, 20);
+        let table = read_table(dir.path(), "moving");
+        assert_eq!(table_multiset(&table), before, "seed {seed}, {peers} workers");
+        check_pruned_scans(dir.path(), "moving", &before);
+        run(&all, &spec, 3 - peers);
+        let table = read_table(dir.path(), "moving");
+        let expected = final_state(&all, u64::MAX);
+        assert_eq!(table_multiset(&table), expected, "seed {seed}, after the restart");
+        assert_eq!(check_upsert_chain(&table, "moving"), all.iter().filter(|h| h.2 < 0).count() as u64);
+        check_pruned_scans(dir.path(), "moving", &expected);
+    }
+}
+
+#[test]
+fn partition_by_is_checked_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = |partition_by: &str| {
+        SinkSpec::builder("p", iceberg(dir.path(), "p").partition_by(partition_by).unwrap())
+            .append_only(false)
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+    };
+    let e = build("day(s)").unwrap_err();
+    assert!(e.to_string().contains("`partition_by`"), "{e}");
+    let e = build("bucket(4, nope)").unwrap_err();
+    assert!(e.to_string().contains("`partition_by`") && e.to_string().contains("`nope`"), "{e}");
+    run(&insert_history(74, 2, 5), &build("bucket(4, k)").unwrap(), 1);
+    // The table exists with its own spec: another one is refused, none is accepted.
+    let e = build("truncate(2, s)").unwrap_err();
+    assert!(e.to_string().contains("`partition_by`") && e.to_string().contains("bucket[4](k)"), "{e}");
+    let spec = SinkSpec::builder("q", iceberg(dir.path(), "p"))
+        .append_only(false)
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap();
+    run(&insert_history(75, 2, 5), &spec, 1);
+    let mut expected = expected_inserts(&insert_history(74, 2, 5), u64::MAX);
+    for (row, n) in expected_inserts(&insert_history(75, 2, 5), u64::MAX) {
+        *expected.entry(row).or_default() += n;
+    }
+    assert_eq!(table_multiset(&read_table(dir.path(), "p")), expected);
 }

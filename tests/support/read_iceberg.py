@@ -1,9 +1,13 @@
 """Reads an Iceberg table through pyiceberg's SQL catalog and prints it as one JSON document.
 
-usage: read_iceberg.py CATALOG_DB WAREHOUSE_DIR NAMESPACE.TABLE [CATALOG_NAME]
+usage: read_iceberg.py CATALOG_DB WAREHOUSE_DIR NAMESPACE.TABLE [CATALOG_NAME [ROW_FILTER...]]
 
 Output: {"schema": [[name, type, nullable]], "rows": [...], "snapshots": [{"id", "parent",
-"operation", "summary"}] in commit order along the current branch, "data_files": [paths]}.
+"operation", "summary"}] in commit order along the current branch, "data_files": [paths],
+"partition_spec": [[source column, transform, field name]], "filtered": [[rows]...]} where
+"filtered" holds, for each ROW_FILTER (pyiceberg's filter syntax, e.g. "k = 3"), the rows of a
+scan with that filter: pyiceberg prunes data files by their partition values, so rows written
+into the wrong partition would be missing from it.
 Timestamps become microseconds since the epoch (naive ones read as UTC), dates ISO text,
 decimals text, so the Rust side compares exact values.
 """
@@ -52,8 +56,11 @@ def main():
         snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
     snapshots.reverse()
     files = [t.file.file_path for t in table.scan().plan_files()]
-    json.dump({"schema": schema, "rows": rows, "snapshots": snapshots, "data_files": files}, sys.stdout,
-              default=str)
+    spec = [[table.schema().find_column_name(f.source_id), str(f.transform), f.name] for f in table.spec().fields]
+    filtered = [[{k: plain(v) for k, v in r.items()} for r in table.scan(row_filter=f).to_arrow().to_pylist()]
+                for f in sys.argv[5:]]
+    json.dump({"schema": schema, "rows": rows, "snapshots": snapshots, "data_files": files,
+               "partition_spec": spec, "filtered": filtered}, sys.stdout, default=str)
 
 
 main()

@@ -45,6 +45,111 @@ pub struct IcebergConfig {
     /// Close a data file once its Parquet encoding reaches this many bytes (`file.target.size`);
     /// a commit also closes the files it covers.
     pub target_file_size: usize,
+    /// The partition spec of a table the sink creates, and the one an existing table must have
+    /// (`partition_by`); empty: unpartitioned when created, any spec when the table exists.
+    pub partition_by: Vec<PartitionTerm>,
+}
+
+/// One term of `partition_by`: a column and the transform that partitions by it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionTerm {
+    /// The source column.
+    pub column: String,
+    /// Iceberg's transform of it.
+    pub transform: iceberg::spec::Transform,
+}
+
+impl PartitionTerm {
+    /// The partition field's name, as other Iceberg writers name it (`k`, `k_bucket`, `ts_day`, …).
+    pub fn field_name(&self) -> String {
+        use iceberg::spec::Transform as T;
+        let suffix = match self.transform {
+            T::Identity => return self.column.clone(),
+            T::Bucket(_) => "bucket",
+            T::Truncate(_) => "trunc",
+            T::Year => "year",
+            T::Month => "month",
+            T::Day => "day",
+            T::Hour => "hour",
+            T::Void => "null",
+            T::Unknown => "unknown",
+        };
+        format!("{}_{suffix}", self.column)
+    }
+}
+
+/// Parses `partition_by`: comma-separated terms, each a column (identity), `bucket(N, col)`,
+/// `truncate(W, col)`, `year(col)`, `month(col)`, `day(col)` or `hour(col)`.
+pub fn parse_partition_by(text: &str) -> Result<Vec<PartitionTerm>> {
+    use iceberg::spec::Transform as T;
+    let bad = |term: &str, why: &str| {
+        Error::config(format!(
+            "option `partition_by` = `{text}`: `{term}` {why}; write comma-separated terms: a column, \
+             `bucket(N, column)`, `truncate(W, column)`, `year(column)`, `month(column)`, `day(column)` or \
+             `hour(column)`"
+        ))
+    };
+    // Split on the commas outside parentheses.
+    let (mut terms, mut depth, mut start) = (Vec::new(), 0i32, 0usize);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&text[start..]);
+    let mut out = Vec::new();
+    for raw in terms {
+        let term = raw.trim();
+        if term.is_empty() {
+            return Err(bad(raw, "is empty"));
+        }
+        let Some(open) = term.find('(') else {
+            if term.contains(|c: char| c.is_whitespace() || c == ')') {
+                return Err(bad(term, "is not a column name"));
+            }
+            out.push(PartitionTerm { column: term.to_string(), transform: T::Identity });
+            continue;
+        };
+        let Some(inner) = term[open + 1..].strip_suffix(')') else { return Err(bad(term, "is missing its `)`")) };
+        let name = term[..open].trim().to_ascii_lowercase();
+        let args: Vec<&str> = inner.split(',').map(str::trim).collect();
+        let width = |args: &[&str]| -> Result<u32> {
+            args[0]
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad(term, "needs a positive whole number first"))
+        };
+        let (transform, column) = match (name.as_str(), args.as_slice()) {
+            ("bucket", [_, c]) => (T::Bucket(width(&args)?), *c),
+            ("truncate", [_, c]) => (T::Truncate(width(&args)?), *c),
+            ("year" | "years", [c]) => (T::Year, *c),
+            ("month" | "months", [c]) => (T::Month, *c),
+            ("day" | "days", [c]) => (T::Day, *c),
+            ("hour" | "hours", [c]) => (T::Hour, *c),
+            ("identity", [c]) => (T::Identity, *c),
+            ("bucket" | "truncate", _) => return Err(bad(term, "takes two arguments: a number and a column")),
+            ("year" | "years" | "month" | "months" | "day" | "days" | "hour" | "hours" | "identity", _) => {
+                return Err(bad(term, "takes one argument: a column"))
+            }
+            _ => return Err(bad(term, "is not a transform")),
+        };
+        if column.is_empty() {
+            return Err(bad(term, "names no column"));
+        }
+        out.push(PartitionTerm { column: column.to_string(), transform });
+    }
+    let names: std::collections::HashSet<String> = out.iter().map(PartitionTerm::field_name).collect();
+    if names.len() != out.len() {
+        return Err(Error::config(format!("option `partition_by` = `{text}` repeats a partition field")));
+    }
+    Ok(out)
 }
 
 impl IcebergConfig {
@@ -60,7 +165,14 @@ impl IcebergConfig {
             table: table.into(),
             create_table_if_not_exists: false,
             target_file_size: DEFAULT_TARGET_FILE_SIZE,
+            partition_by: Vec::new(),
         }
+    }
+    /// The partition spec (`partition_by` syntax, e.g. `"bucket(16, id), day(ts)"`) of a table
+    /// the sink creates, which an existing table must have too.
+    pub fn partition_by(mut self, spec: &str) -> Result<Self> {
+        self.partition_by = parse_partition_by(spec)?;
+        Ok(self)
     }
     /// Whether to create the namespace and table when missing (default false).
     pub fn create_table_if_not_exists(mut self, on: bool) -> Self {
@@ -127,6 +239,10 @@ impl IcebergConfig {
             )));
         }
         let create = opts.take_bool("create_table_if_not_exists")?.unwrap_or(false);
+        let partition_by = match opts.take("partition_by") {
+            Some(p) => parse_partition_by(&p)?,
+            None => Vec::new(),
+        };
         let size = opts.take_parsed::<usize>("file.target.size", "a size in bytes")?;
         if size == Some(0) {
             return Err(Error::config("option `file.target.size` must be at least 1 byte"));
@@ -145,6 +261,7 @@ impl IcebergConfig {
             table,
             create_table_if_not_exists: create,
             target_file_size: size.unwrap_or(DEFAULT_TARGET_FILE_SIZE),
+            partition_by,
         })
     }
 
@@ -208,6 +325,29 @@ mod tests {
         assert_eq!(c.catalog, CatalogKind::Sql { uri: "sqlite:/tmp/wh/catalog.db".into() });
         assert_eq!(c, IcebergConfig::new("/tmp/wh", "a.b", "t"));
         assert_eq!(c.warehouse_url().unwrap(), "file:///tmp/wh");
+    }
+
+    #[test]
+    fn partition_terms_parse_like_other_engines_write_them() {
+        use iceberg::spec::Transform as T;
+        let terms = parse_partition_by("k, bucket(16, id), truncate(4,s), day(ts), Hour( at ), years(d)").unwrap();
+        let got: Vec<(String, T, String)> =
+            terms.iter().map(|t| (t.column.clone(), t.transform, t.field_name())).collect();
+        let want = [
+            ("k", T::Identity, "k"),
+            ("id", T::Bucket(16), "id_bucket"),
+            ("s", T::Truncate(4), "s_trunc"),
+            ("ts", T::Day, "ts_day"),
+            ("at", T::Hour, "at_hour"),
+            ("d", T::Year, "d_year"),
+        ];
+        assert_eq!(got, want.map(|(c, t, n)| (c.to_string(), t, n.to_string())));
+        for bad in
+            ["", "k,", "bucket(k)", "bucket(0, k)", "bucket(x, k)", "day(a, b)", "frob(k)", "day(k", "a b", "k, k"]
+        {
+            let e = parse_partition_by(bad).unwrap_err();
+            assert!(e.to_string().contains("`partition_by`"), "{bad}: {e}");
+        }
     }
 
     #[test]

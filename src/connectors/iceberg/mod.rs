@@ -90,7 +90,8 @@
 //! --schema`) is compared with an existing table's current schema at creation — names, order,
 //! types and nullability — and any difference is refused with a schema error naming the columns.
 //! Without a declared schema the table's own is used. With `create_table_if_not_exists = true` a
-//! missing namespace and table are created (format v2, unpartitioned) from the row schema:
+//! missing namespace and table are created (format v2, partitioned by `partition_by` if given)
+//! from the row schema:
 //!
 //! | row schema type | Iceberg type | Arrow type |
 //! |---|---|---|
@@ -103,8 +104,19 @@
 //! | `timestamp` | `timestamp` | `Timestamp(Microsecond, None)` |
 //! | `timestamptz` | `timestamptz` | `Timestamp(Microsecond, "+00:00")` |
 //!
-//! `bytes` and `json` columns are refused, as are partitioned tables and tables with nested or
-//! other column types.
+//! `bytes` and `json` columns are refused, as are tables with nested or other column types.
+//!
+//! # Partitioning
+//!
+//! `partition_by` gives a table the sink creates a partition spec, in the form other engines
+//! write it: comma-separated terms, each a column (identity), `bucket(N, col)`,
+//! `truncate(W, col)`, `year(col)`, `month(col)`, `day(col)` or `hour(col)`; the partition fields
+//! are named as Iceberg's Java writers name them (`col_bucket`, `col_day`, …). An existing table
+//! keeps its own spec: without `partition_by` the sink writes whatever it is, and a different
+//! `partition_by` is refused at creation. Every worker splits its batches by partition
+//! (iceberg-rust's `RecordBatchPartitionSplitter`) and keeps one open data file per partition,
+//! under `data/<field>=<value>/…`; upserts write one position-delete file per partition of the
+//! rows they delete, so a row that moves to another partition is deleted in the one it left.
 //!
 //! # Options
 //!
@@ -117,6 +129,7 @@
 //! | `catalog.uri` | the SQL catalog's database, `sqlite:/path/catalog.db` (default `<warehouse.path>/catalog.db`) |
 //! | `catalog.name` | the catalog's name in the SQL catalog's rows (default `default`) |
 //! | `create_table_if_not_exists` | `true` to create a missing namespace and table from the row schema (default `false`) |
+//! | `partition_by` | the partition spec of a table the sink creates (see [Partitioning](#partitioning)) |
 //! | `file.target.size` | roll to a new data file at this many bytes of Parquet (default 128 MiB) |
 //! | `commit.interval.ms`, `commit.max_changes` | the common commit cadence: fewer, larger snapshots |
 //!

@@ -25,8 +25,8 @@ use arrow_row::{RowConverter, SortField};
 use arrow_schema::{DataType, SchemaRef};
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, FormatVersion, ManifestFile, ManifestWriterBuilder, NestedField,
-    Operation, PrimitiveType, Snapshot, SnapshotReference, SnapshotRetention, SnapshotSummaryCollector, Summary, Type,
-    MAIN_BRANCH,
+    Operation, PrimitiveType, Snapshot, SnapshotReference, SnapshotRetention, SnapshotSummaryCollector, Struct,
+    Summary, Type, MAIN_BRANCH,
 };
 use iceberg::table::Table;
 use iceberg::writer::file_writer::{FileWriter as _, FileWriterBuilder as _, ParquetWriterBuilder};
@@ -139,6 +139,8 @@ type Loc = (u32, u64);
 #[derive(Debug, Default)]
 pub struct KeyIndex {
     files: Vec<String>,
+    /// Each file's partition: a position-delete file goes to the partition of the rows it deletes.
+    partitions: Vec<Struct>,
     /// Usually one place per key; more when the table held duplicates of a key before the sink
     /// started (an upsert deletes them all).
     rows: HashMap<Box<[u8]>, SmallVec<[Loc; 1]>>,
@@ -149,9 +151,17 @@ pub struct KeyIndex {
 pub struct RoundPlan {
     /// The data files the round adds, in the order their ids were given.
     new_files: Vec<String>,
-    /// (data file path, row position), sorted as a position-delete file must be.
-    pub deletes: Vec<(String, u64)>,
+    /// Per partition, (data file path, row position), sorted as a position-delete file must be.
+    pub deletes: Vec<(Struct, Vec<(String, u64)>)>,
+    new_partitions: Vec<Struct>,
     updates: Vec<(Vec<u8>, Option<Loc>)>,
+}
+
+impl RoundPlan {
+    /// The positions the round deletes.
+    pub fn delete_count(&self) -> usize {
+        self.deletes.iter().map(|(_, d)| d.len()).sum()
+    }
 }
 
 impl KeyIndex {
@@ -178,12 +188,15 @@ impl KeyIndex {
             .load()
             .await
             .map_err(|e| iceberg_error("reading the manifest list", name, e))?;
-        let (mut data, mut deletes) = (Vec::new(), Vec::new());
+        let (mut data, mut partitions, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
         for m in list.entries() {
             let manifest = m.load_manifest(io).await.map_err(|e| iceberg_error("reading a manifest", name, e))?;
             for e in manifest.entries().iter().filter(|e| e.is_alive()) {
                 match e.content_type() {
-                    DataContentType::Data => data.push(e.file_path().to_string()),
+                    DataContentType::Data => {
+                        data.push(e.file_path().to_string());
+                        partitions.push(e.data_file().partition().clone());
+                    }
                     DataContentType::PositionDeletes => deletes.push(e.file_path().to_string()),
                     DataContentType::EqualityDeletes => {
                         return Err(Error::config(format!(
@@ -230,12 +243,18 @@ impl KeyIndex {
             }
         }
         index.files = data;
+        index.partitions = partitions;
         Ok(index)
     }
 
     /// The positions a round's changes delete, given each worker's data file paths and changes
-    /// in the order it wrote them. The index is unchanged until [`apply`](Self::apply).
-    pub fn plan<'a>(&self, workers: impl IntoIterator<Item = (&'a [String], &'a [RowChange])>) -> RoundPlan {
+    /// in the order it wrote them, and the partition of each new data file. The index is
+    /// unchanged until [`apply`](Self::apply).
+    pub fn plan<'a>(
+        &self,
+        workers: impl IntoIterator<Item = (&'a [String], &'a [RowChange])>,
+        partition_of: &HashMap<&str, &Struct>,
+    ) -> RoundPlan {
         let mut new_files: Vec<String> = Vec::new();
         let mut latest: HashMap<&'a [u8], Option<Loc>> = HashMap::new();
         let mut deletes: Vec<Loc> = Vec::new();
@@ -254,23 +273,39 @@ impl KeyIndex {
                 latest.insert(key, now);
             }
         }
-        let path = |id: u32| {
+        let new_partitions: Vec<Struct> = new_files
+            .iter()
+            .map(|p| partition_of.get(p.as_str()).map_or_else(Struct::empty, |s| (*s).clone()))
+            .collect();
+        let (files, partitions) = (&self.files, &self.partitions);
+        let at = |id: u32| {
             let id = id as usize;
-            if id < self.files.len() {
-                self.files[id].clone()
+            if id < files.len() {
+                (&files[id], &partitions[id])
             } else {
-                new_files[id - self.files.len()].clone()
+                (&new_files[id - files.len()], &new_partitions[id - files.len()])
             }
         };
-        let mut deletes: Vec<(String, u64)> = deletes.into_iter().map(|(f, p)| (path(f), p)).collect();
-        deletes.sort_unstable();
+        let mut by_partition: HashMap<&Struct, Vec<(String, u64)>> = HashMap::new();
+        for (f, pos) in deletes {
+            let (path, partition) = at(f);
+            by_partition.entry(partition).or_default().push((path.clone(), pos));
+        }
+        let deletes = by_partition
+            .into_iter()
+            .map(|(partition, mut d)| {
+                d.sort_unstable();
+                (partition.clone(), d)
+            })
+            .collect();
         let updates = latest.into_iter().map(|(k, v)| (k.to_vec(), v)).collect();
-        RoundPlan { new_files, deletes, updates }
+        RoundPlan { new_files, deletes, new_partitions, updates }
     }
 
     /// Records a committed round.
     pub fn apply(&mut self, plan: RoundPlan) {
         self.files.extend(plan.new_files);
+        self.partitions.extend(plan.new_partitions);
         for (key, now) in plan.updates {
             match now {
                 Some(at) => {
@@ -334,10 +369,11 @@ fn position_delete_schema() -> Result<iceberg::spec::Schema> {
         .map_err(|e| Error::new(ErrorKind::Fatal, format!("the position-delete schema: {e}")))
 }
 
-/// Writes `deletes` (sorted by path and position) into one position-delete file under the
-/// table's data directory.
+/// Writes `deletes` (sorted by path and position, all in data files of `partition`) into one
+/// position-delete file of that partition under the table's data directory.
 pub async fn write_position_deletes(
     table: &Table,
+    partition: &Struct,
     deletes: &[(String, u64)],
     props: WriterProperties,
     name: &str,
@@ -363,7 +399,9 @@ pub async fn write_position_deletes(
     w.write(&batch).await.map_err(|e| iceberg_error("writing a delete file", name, e))?;
     let mut built = w.close().await.map_err(|e| iceberg_error("closing a delete file", name, e))?;
     let mut b = built.pop().ok_or_else(|| Error::new(ErrorKind::Fatal, "the delete file writer wrote no file"))?;
-    b.content(DataContentType::PositionDeletes).partition_spec_id(table.metadata().default_partition_spec_id());
+    b.content(DataContentType::PositionDeletes)
+        .partition(partition.clone())
+        .partition_spec_id(table.metadata().default_partition_spec_id());
     b.build().map_err(|e| Error::new(ErrorKind::Fatal, format!("Iceberg table `{name}`: a delete file: {e}")))
 }
 

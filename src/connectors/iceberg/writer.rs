@@ -15,10 +15,12 @@ use differential_sinks_operators::{
     resolve_resume, Change, Committer, CoordinatedWriter, Frontier, Prepared, SinkMetrics, SinkTime, SinkWriter,
     WorkerContext, WorkerProgress,
 };
+use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::io::LocalFsStorageFactory;
 use iceberg::spec::{
     deserialize_data_file_from_json, serialize_data_file_to_json, DataFile, DataFileFormat, FormatVersion, NestedField,
-    PrimitiveType, SchemaRef as IcebergSchemaRef, Snapshot, StructType, TableMetadata, Type,
+    PartitionKey, PartitionSpecRef, PrimitiveType, SchemaRef as IcebergSchemaRef, Snapshot, Struct, StructType,
+    TableMetadata, Type, UnboundPartitionSpec,
 };
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
@@ -319,6 +321,7 @@ pub(crate) struct TablePlan {
     pub(crate) schema: IcebergSchemaRef,
     pub(crate) arrow: arrow_schema::SchemaRef,
     pub(crate) partition_type: StructType,
+    pub(crate) spec: PartitionSpecRef,
     pub(crate) spec_id: i32,
     pub(crate) format_version: FormatVersion,
     pub(crate) table: Table,
@@ -329,16 +332,35 @@ impl TablePlan {
         let name = config.qualified();
         let meta: &TableMetadata = table.metadata();
         let spec = meta.default_partition_spec();
-        if !spec.is_unpartitioned() {
-            return Err(Error::config(format!(
-                "the Iceberg table `{name}` is partitioned; the iceberg sink writes unpartitioned tables only"
-            )));
-        }
         let schema = Arc::clone(meta.current_schema());
+        if !config.partition_by.is_empty() {
+            let has: Vec<(String, String)> = spec
+                .fields()
+                .iter()
+                .map(|f| {
+                    let col =
+                        schema.field_by_id(f.source_id).map_or_else(|| f.source_id.to_string(), |c| c.name.clone());
+                    (col, f.transform.to_string())
+                })
+                .collect();
+            let want: Vec<(String, String)> =
+                config.partition_by.iter().map(|t| (t.column.clone(), t.transform.to_string())).collect();
+            if has != want {
+                let show =
+                    |v: &[(String, String)]| v.iter().map(|(c, t)| format!("{t}({c})")).collect::<Vec<_>>().join(", ");
+                return Err(Error::config(format!(
+                    "option `partition_by`: the Iceberg table `{name}` is partitioned by [{}], not [{}]; leave \
+                     `partition_by` out to write the table's own partitioning, or name another table",
+                    show(&has),
+                    show(&want)
+                )));
+            }
+        }
         let arrow = iceberg::arrow::schema_to_arrow_schema(&schema)
             .map_err(|e| iceberg_error("converting the schema to Arrow", &name, e))?;
         Ok(TablePlan {
             partition_type: meta.default_partition_type().clone(),
+            spec: Arc::clone(spec),
             spec_id: spec.spec_id(),
             format_version: meta.format_version(),
             schema,
@@ -372,7 +394,10 @@ pub(crate) fn check_table(config: &IcebergConfig, spec: &SinkSpec) -> Result<()>
     };
     match table {
         Some(t) => check_existing(&t, spec, config).map(drop),
-        None => missing_table(config, declared.is_some()),
+        None => {
+            missing_table(config, declared.is_some())?;
+            declared.as_ref().map(|schema| partition_spec(schema, config)).transpose().map(drop)
+        }
     }
 }
 
@@ -403,6 +428,29 @@ fn missing_table(config: &IcebergConfig, have_schema: bool) -> Result<()> {
     Ok(())
 }
 
+/// The partition spec `partition_by` asks for, over `schema`.
+fn partition_spec(schema: &iceberg::spec::Schema, config: &IcebergConfig) -> Result<Option<UnboundPartitionSpec>> {
+    if config.partition_by.is_empty() {
+        return Ok(None);
+    }
+    let mut b = UnboundPartitionSpec::builder();
+    for term in &config.partition_by {
+        let Some(field) = schema.field_by_name(&term.column) else {
+            return Err(Error::config(format!(
+                "option `partition_by`: `{}` is not a column of the row schema",
+                term.column
+            )));
+        };
+        b = b
+            .add_partition_field(field.id, term.field_name(), term.transform)
+            .map_err(|e| Error::config(format!("option `partition_by`: `{}({})`: {e}", term.transform, term.column)))?;
+    }
+    let spec = b.build();
+    // Binding checks each transform against its column's type (no `day` of a string…).
+    spec.clone().bind(Arc::new(schema.clone())).map_err(|e| Error::config(format!("option `partition_by`: {e}")))?;
+    Ok(Some(spec))
+}
+
 /// Loads the table, creating its namespace and itself from the row schema if allowed.
 fn load_or_create(h: &CatalogHandle, config: &IcebergConfig, spec: &SinkSpec) -> Result<TablePlan> {
     let name = config.qualified();
@@ -428,7 +476,10 @@ fn load_or_create(h: &CatalogHandle, config: &IcebergConfig, spec: &SinkSpec) ->
             }
         }
     }
-    let creation = TableCreation::builder().name(config.table.clone()).schema(schema).build();
+    let creation = match partition_spec(&schema, config)? {
+        Some(spec) => TableCreation::builder().name(config.table.clone()).schema(schema).partition_spec(spec).build(),
+        None => TableCreation::builder().name(config.table.clone()).schema(schema).build(),
+    };
     match h.block_on(catalog.create_table(&ns, creation)) {
         Ok(table) => {
             tracing::info!(table = %name, "created the Iceberg table");
@@ -638,7 +689,10 @@ pub struct IcebergWriter<V> {
     batcher: RowBatcher,
     plan: TablePlan,
     builder: FileWriterBuilder,
-    writer: Option<FileWriter>,
+    /// The open data file writer of each partition (`Struct::empty()` when unpartitioned).
+    writers: HashMap<Struct, FileWriter>,
+    /// Splits batches by partition (`None` when the table is unpartitioned).
+    splitter: Option<RecordBatchPartitionSplitter>,
     progress: Vec<WorkerProgress<u64>>,
     files: Vec<String>,
     rows: u64,
@@ -683,6 +737,17 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
             names,
         );
         let keys = upsert_keys(spec, &plan, &name)?;
+        let splitter = if plan.spec.is_unpartitioned() {
+            None
+        } else {
+            Some(
+                RecordBatchPartitionSplitter::try_new_with_computed_values(
+                    Arc::clone(&plan.schema),
+                    Arc::clone(&plan.spec),
+                )
+                .map_err(|e| iceberg_error("partitioning rows", &name, e))?,
+            )
+        };
         let w = IcebergWriter {
             runtime: runtime()?,
             name,
@@ -690,7 +755,8 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
             batcher: RowBatcher::new(Arc::clone(&plan.arrow))?,
             plan: plan.clone(),
             builder: DataFileWriterBuilder::new(rolling),
-            writer: None,
+            writers: HashMap::new(),
+            splitter,
             progress,
             files: Vec::new(),
             rows: 0,
@@ -703,21 +769,38 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
         Ok((w, plan))
     }
 
-    /// Writes a batch into the current data file (opening one if none is open); returns the
-    /// file's path and the batch's first row position in it.
-    fn write_batch(&mut self, batch: RecordBatch) -> Result<(String, u64)> {
-        if self.writer.is_none() {
-            let w = self
-                .runtime
-                .block_on(self.builder.build(None))
-                .map_err(|e| iceberg_error("opening a data file writer", &self.name, e))?;
-            self.writer = Some(w);
+    /// Writes a batch into its partitions' current data files (opening them as needed); returns
+    /// each partition's part of the batch, with its file's path and the part's first row
+    /// position in it.
+    fn write_batch(&mut self, batch: RecordBatch) -> Result<Vec<(RecordBatch, String, u64)>> {
+        let parts: Vec<(Option<PartitionKey>, RecordBatch)> = match &self.splitter {
+            None => vec![(None, batch)],
+            Some(splitter) => splitter
+                .split(&batch)
+                .map_err(|e| iceberg_error("partitioning rows", &self.name, e))?
+                .into_iter()
+                .map(|(key, part)| (Some(key), part))
+                .collect(),
+        };
+        let mut out = Vec::with_capacity(parts.len());
+        for (key, part) in parts {
+            let data = key.as_ref().map_or_else(Struct::empty, |k| k.data().clone());
+            let w = match self.writers.entry(data) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    self.runtime
+                        .block_on(self.builder.build(key))
+                        .map_err(|e| iceberg_error("opening a data file writer", &self.name, e))?,
+                ),
+            };
+            let n = part.num_rows() as u64;
+            self.runtime
+                .block_on(w.write(part.clone()))
+                .map_err(|e| iceberg_error("encoding Parquet", &self.name, e))?;
+            // The rolling writer writes a batch whole into one file, after rolling if it had to.
+            out.push((part, w.current_file_path(), w.current_row_num() as u64 - n));
         }
-        let w = self.writer.as_mut().expect("opened above");
-        let n = batch.num_rows() as u64;
-        self.runtime.block_on(w.write(batch)).map_err(|e| iceberg_error("encoding Parquet", &self.name, e))?;
-        // The rolling writer writes a batch whole into one file, after rolling if it had to.
-        Ok((w.current_file_path(), w.current_row_num() as u64 - n))
+        Ok(out)
     }
 
     /// Upserts: the new rows go into the data files like appends; every key's change is kept,
@@ -750,17 +833,19 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
         let n = rows.len() as u64;
         drop(rows);
         let Some(batch) = self.batcher.finish()? else { return Ok(()) };
-        let encoded = keys.encode_batch(&batch)?;
-        let (path, first) = self.write_batch(batch)?;
-        let file = match self.paths.iter().rposition(|p| *p == path) {
-            Some(i) => i,
-            None => {
-                self.paths.push(path);
-                self.paths.len() - 1
+        for (part, path, first) in self.write_batch(batch)? {
+            let keys = self.keys.as_ref().expect("upsert mode");
+            let encoded = keys.encode_batch(&part)?;
+            let file = match self.paths.iter().rposition(|p| *p == path) {
+                Some(i) => i,
+                None => {
+                    self.paths.push(path);
+                    self.paths.len() - 1
+                }
+            } as u32;
+            for (i, key) in encoded.into_iter().enumerate() {
+                self.changes.push(RowChange::Upsert { key, file, pos: first + i as u64 });
             }
-        } as u32;
-        for (i, key) in encoded.into_iter().enumerate() {
-            self.changes.push(RowChange::Upsert { key, file, pos: first + i as u64 });
         }
         self.rows += n;
         SinkMetrics::add(&self.metrics.records_out, n);
@@ -769,9 +854,12 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
 
     /// Closes the open data files and keeps them, serialised, for the next prepare.
     fn close_files(&mut self) -> Result<()> {
-        let Some(mut w) = self.writer.take() else { return Ok(()) };
-        let files =
-            self.runtime.block_on(w.close()).map_err(|e| iceberg_error("writing a data file", &self.name, e))?;
+        let mut files = Vec::new();
+        for (_, mut w) in self.writers.drain() {
+            files.extend(
+                self.runtime.block_on(w.close()).map_err(|e| iceberg_error("writing a data file", &self.name, e))?,
+            );
+        }
         for f in files {
             SinkMetrics::add(&self.metrics.bytes_out, f.file_size_in_bytes());
             let json = serialize_data_file_to_json(f, &self.plan.partition_type, self.plan.format_version)
@@ -878,10 +966,10 @@ impl IcebergCommitter {
         let h = self.handle()?;
         let table = h.load(&ident(&self.config)?, &name)?;
         let mut deletes = Vec::new();
-        if !plan.deletes.is_empty() {
-            let codec = table.metadata().properties().get(COMPRESSION_PROPERTY).map(String::as_str).unwrap_or("zstd");
+        let codec = table.metadata().properties().get(COMPRESSION_PROPERTY).map(String::as_str).unwrap_or("zstd");
+        for (partition, positions) in &plan.deletes {
             let props = parquet_properties(codec, &name)?;
-            deletes.push(h.block_on(write_position_deletes(&table, &plan.deletes, props, &name))?);
+            deletes.push(h.block_on(write_position_deletes(&table, partition, positions, props, &name))?);
         }
         let delta = RowDelta {
             data,
@@ -906,7 +994,7 @@ impl IcebergCommitter {
         let (id, _) = latest_commit(committed.metadata(), &self.sink)?.ok_or_else(|| {
             Error::new(ErrorKind::Fatal, format!("Iceberg table `{}`: the commit left no snapshot", self.name()))
         })?;
-        tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, deletes = plan.deletes.len(), "committed upserts to Iceberg");
+        tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, deletes = plan.delete_count(), "committed upserts to Iceberg");
         self.index.as_mut().expect("upsert mode").apply(plan);
         self.last = Some(id);
         self.committed = upper;
@@ -962,19 +1050,20 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         let upper = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
         let rows: u64 = prepared.iter().map(|p| p.token.rows).sum();
         let name = self.name();
-        let plan = self
-            .index
-            .as_ref()
-            .map(|index| index.plan(prepared.iter().map(|p| (p.token.paths.as_slice(), p.token.changes.as_slice()))));
         let files = prepared
-            .into_iter()
-            .flat_map(|p| p.token.files)
+            .iter()
+            .flat_map(|p| &p.token.files)
             .map(|json| {
-                deserialize_data_file_from_json(&json, self.plan.spec_id, &self.plan.partition_type, &self.plan.schema)
+                deserialize_data_file_from_json(json, self.plan.spec_id, &self.plan.partition_type, &self.plan.schema)
                     .map_err(|e| iceberg_error("reading a worker's data file record", &name, e))
             })
             .collect::<Result<Vec<_>>>()?;
-        let deletes = plan.as_ref().map_or(0, |p| p.deletes.len());
+        let plan = self.index.as_ref().map(|index| {
+            let partitions: HashMap<&str, &Struct> = files.iter().map(|f| (f.file_path(), f.partition())).collect();
+            index.plan(prepared.iter().map(|p| (p.token.paths.as_slice(), p.token.changes.as_slice())), &partitions)
+        });
+        drop(prepared);
+        let deletes = plan.as_ref().map_or(0, |p| p.delete_count());
         if files.is_empty() && deletes == 0 {
             // Nothing to add: the rounds had no rows. A snapshot per frontier advance would only
             // grow the metadata; a restart replays these times and writes nothing for them.
