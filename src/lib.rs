@@ -35,6 +35,8 @@ pub mod json_row;
 pub mod key;
 pub mod options;
 pub mod record;
+#[cfg(any(feature = "deltalake", feature = "iceberg"))]
+pub mod row_keys;
 pub mod schema;
 pub mod sink;
 

@@ -23,14 +23,15 @@
 //!
 //! Workers write each key's new row into their data files and send the committer, with the
 //! files, every key's change in the order they wrote them: where the new row is (data file and
-//! row position), or that the key was deleted. Worker 0 keeps a [`KeyIndex`] — the data file and
+//! row position), or that the key was deleted. Worker 0 keeps a [`KeyIndex`](crate::row_keys::KeyIndex) — the data file and
 //! position of every live key's row — read from the table when the sink starts (the key columns
-//! of its data files, minus its position deletes) and kept current by its own commits. A round's
+//! of its data files, minus its position deletes) and kept current by its own commits (see
+//! [`row_keys`](crate::row_keys)). A round's
 //! changes become the positions of the rows they replace, in older files or in files of the same
 //! round when a key changed twice before the commit; they are written into one position-delete
 //! file and committed with the round's data files in one snapshot (operation `overwrite`, or
 //! `append` when nothing was replaced). Keys are compared in Arrow's row format of the key
-//! columns ([`KeyEncoder`]), computed from the very arrays written, so keys read back from
+//! columns ([`KeyEncoder`](crate::row_keys::KeyEncoder)), computed from the very arrays written, so keys read back from
 //! Parquet equal the keys workers send.
 //!
 //! iceberg-rust 0.10 has no row-delta commit (its transactions add data files only), so the sink
@@ -144,7 +145,7 @@ mod upsert;
 mod writer;
 
 pub use config::{CatalogKind, IcebergConfig, DEFAULT_CATALOG_NAME, DEFAULT_TARGET_FILE_SIZE, EMBEDDED_CATALOG_FILE};
-pub use upsert::{KeyEncoder, KeyIndex, RowChange, FILE_PATH_FIELD_ID, POS_FIELD_ID};
+pub use upsert::{FILE_PATH_FIELD_ID, POS_FIELD_ID};
 pub use writer::{
     check_table_schema, frontier_text, iceberg_schema, iceberg_type, parse_frontier, progress_property,
     schema_from_iceberg, CommitRecord, IcebergCommitter, IcebergFiles, IcebergWriter, SUMMARY_PREFIX,

@@ -1,6 +1,7 @@
-//! Upserts into an Iceberg table as **position deletes**: the primary-key index that finds a
-//! key's current row, the position-delete files, and the row-delta commit iceberg-rust 0.10 does
-//! not offer (its transactions only fast-append data files).
+//! Upserts into an Iceberg table as **position deletes**: reading the primary-key index
+//! ([`KeyIndex`](crate::row_keys::KeyIndex)) back from a table, the position-delete files, and
+//! the row-delta commit iceberg-rust 0.10 does not offer (its transactions only fast-append data
+//! files).
 //!
 //! Every worker writes its keys' new rows into data files as in append-only mode and reports, in
 //! the order it wrote them, a [`RowChange`] per key: the row's data file and position, or a
@@ -20,9 +21,8 @@
 
 use super::writer::{iceberg_error, CatalogHandle};
 use crate::error::{Error, ErrorKind, Result};
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow_row::{RowConverter, SortField};
-use arrow_schema::{DataType, SchemaRef};
+use crate::row_keys::{read_columns, KeyEncoder, KeyIndex};
+use arrow_array::{Int64Array, RecordBatch, StringArray};
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, FormatVersion, ManifestFile, ManifestWriterBuilder, NestedField,
     Operation, PrimitiveType, Snapshot, SnapshotReference, SnapshotRetention, SnapshotSummaryCollector, Struct,
@@ -31,11 +31,7 @@ use iceberg::spec::{
 use iceberg::table::Table;
 use iceberg::writer::file_writer::{FileWriter as _, FileWriterBuilder as _, ParquetWriterBuilder};
 use iceberg::MetadataLocation;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
 use parquet::file::properties::WriterProperties;
-use serde::{Deserialize, Serialize};
-use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -45,282 +41,75 @@ pub const FILE_PATH_FIELD_ID: i32 = 2_147_483_546;
 /// The field id Iceberg reserves for a position delete's row position.
 pub const POS_FIELD_ID: i32 = 2_147_483_545;
 
-/// One key's change in a worker's prepared files, in the order the worker wrote them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RowChange {
-    /// The key's row is now row `pos` of the worker's data file `file` (an index into
-    /// [`IcebergFiles::paths`](super::IcebergFiles::paths)).
-    Upsert {
-        /// The key in Arrow's row format.
-        key: Vec<u8>,
-        /// Which of the worker's data files.
-        file: u32,
-        /// The row's position in it.
-        pos: u64,
-    },
-    /// The key has no row any more.
-    Delete {
-        /// The key in Arrow's row format.
-        key: Vec<u8>,
-    },
-}
-
-/// The primary-key columns of Arrow batches as comparable bytes (Arrow's row format).
-pub struct KeyEncoder {
-    names: Vec<String>,
-    indices: Vec<usize>,
-    types: Vec<DataType>,
-    converter: RowConverter,
-}
-
-impl KeyEncoder {
-    /// An encoder for `key` columns of batches of `schema`.
-    pub fn new(schema: &SchemaRef, key: &[String], table: &str) -> Result<Self> {
-        if key.is_empty() {
-            return Err(Error::config(
-                "option `type` = `upsert`: the iceberg sink needs the primary key's columns — declare them with \
-                 `primary_key` (a key function names no columns the table could be searched by)",
-            ));
+/// Reads the index from the table's current snapshot: every live data file's key columns,
+/// minus the rows its position-delete files delete. A table with equality deletes (written by
+/// another engine) is refused: which rows they leave cannot be known without applying them to
+/// every row.
+pub async fn load_index(table: &Table, keys: &KeyEncoder, name: &str) -> Result<KeyIndex<Struct>> {
+    let mut index = KeyIndex::default();
+    let Some(snapshot) = table.metadata().current_snapshot() else { return Ok(index) };
+    let io = table.file_io();
+    let list = table
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .map_err(|e| iceberg_error("reading the manifest list", name, e))?;
+    let (mut data, mut partitions, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+    for m in list.entries() {
+        let manifest = m.load_manifest(io).await.map_err(|e| iceberg_error("reading a manifest", name, e))?;
+        for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+            match e.content_type() {
+                DataContentType::Data => {
+                    data.push(e.file_path().to_string());
+                    partitions.push(e.data_file().partition().clone());
+                }
+                DataContentType::PositionDeletes => deletes.push(e.file_path().to_string()),
+                DataContentType::EqualityDeletes => {
+                    return Err(Error::config(format!(
+                        "the Iceberg table `{name}` has equality-delete files (`{}`), which the iceberg sink's \
+                         upserts cannot account for; compact the table (rewrite its data files) first, or \
+                         write with `type = append-only`",
+                        e.file_path()
+                    )))
+                }
+            }
         }
-        let mut indices = Vec::with_capacity(key.len());
-        for name in key {
-            let Ok(i) = schema.index_of(name) else {
-                return Err(Error::schema(format!(
-                    "primary key column `{name}` is not a column of the Iceberg table `{table}`; its columns are {}",
-                    schema.fields().iter().map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ")
-                )));
+    }
+    let ids: HashMap<&str, u32> = data.iter().enumerate().map(|(i, p)| (p.as_str(), i as u32)).collect();
+    let mut deleted: HashSet<(u32, u64)> = HashSet::new();
+    for path in &deletes {
+        for batch in read_file(table, path, &["file_path", "pos"], name).await? {
+            let (Some(paths), Some(pos)) = (
+                batch.column(0).as_any().downcast_ref::<StringArray>(),
+                batch.column(1).as_any().downcast_ref::<Int64Array>(),
+            ) else {
+                return Err(Error::new(
+                    ErrorKind::Fatal,
+                    format!("Iceberg table `{name}`: position-delete file `{path}` is not (string, long)"),
+                ));
             };
-            indices.push(i);
-        }
-        let types: Vec<DataType> = indices.iter().map(|i| schema.field(*i).data_type().clone()).collect();
-        let converter = RowConverter::new(types.iter().cloned().map(SortField::new).collect())
-            .map_err(|e| Error::schema(format!("the primary key of `{table}` cannot be compared: {e}")))?;
-        Ok(KeyEncoder { names: key.to_vec(), indices, types, converter })
-    }
-
-    /// The key of every row of `batch`, a batch of the table's schema.
-    pub fn encode_batch(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-        let columns: Vec<ArrayRef> = self.indices.iter().map(|i| Arc::clone(batch.column(*i))).collect();
-        self.encode(columns)
-    }
-
-    /// The keys of rows given as the key columns, in key order; they are cast to the table's
-    /// types first (a Parquet file may store a column in a narrower or differently labelled
-    /// type than the table's Arrow schema).
-    pub fn encode(&self, columns: Vec<ArrayRef>) -> Result<Vec<Vec<u8>>> {
-        let columns = columns
-            .into_iter()
-            .zip(&self.types)
-            .map(|(c, t)| {
-                if c.data_type() == t {
-                    Ok(c)
-                } else {
-                    arrow_cast::cast(&c, t).map_err(|e| Error::schema(format!("a key column cannot be read: {e}")))
+            for (p, n) in paths.iter().zip(pos.iter()) {
+                if let (Some(id), Some(n)) = (p.and_then(|p| ids.get(p)), n) {
+                    deleted.insert((*id, n as u64));
                 }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let rows = self
-            .converter
-            .convert_columns(&columns)
-            .map_err(|e| Error::encode(format!("a key cannot be encoded: {e}")))?;
-        Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
+            }
+        }
     }
-
-    /// The key columns' names.
-    pub fn names(&self) -> &[String] {
-        &self.names
+    let names: Vec<&str> = keys.names().iter().map(String::as_str).collect();
+    for (id, (path, partition)) in data.into_iter().zip(partitions).enumerate() {
+        let mut rows = Vec::new();
+        for batch in read_file(table, &path, &names, name).await? {
+            rows.extend(keys.encode(batch.columns().to_vec())?);
+        }
+        let live =
+            rows.into_iter().enumerate().map(|(pos, key)| (!deleted.contains(&(id as u32, pos as u64))).then_some(key));
+        index.add_file(path, partition, live);
     }
+    Ok(index)
 }
 
-/// A row's place: a data file (an index into [`KeyIndex`]'s files) and position.
-type Loc = (u32, u64);
-
-/// Where each live key's row is in the table, as the sink knows it.
-#[derive(Debug, Default)]
-pub struct KeyIndex {
-    files: Vec<String>,
-    /// Each file's partition: a position-delete file goes to the partition of the rows it deletes.
-    partitions: Vec<Struct>,
-    /// Usually one place per key; more when the table held duplicates of a key before the sink
-    /// started (an upsert deletes them all).
-    rows: HashMap<Box<[u8]>, SmallVec<[Loc; 1]>>,
-}
-
-/// What committing one round changes: the positions to delete, and the index afterwards.
-#[derive(Debug, Default)]
-pub struct RoundPlan {
-    /// The data files the round adds, in the order their ids were given.
-    new_files: Vec<String>,
-    /// Per partition, (data file path, row position), sorted as a position-delete file must be.
-    pub deletes: Vec<(Struct, Vec<(String, u64)>)>,
-    new_partitions: Vec<Struct>,
-    updates: Vec<(Vec<u8>, Option<Loc>)>,
-}
-
-impl RoundPlan {
-    /// The positions the round deletes.
-    pub fn delete_count(&self) -> usize {
-        self.deletes.iter().map(|(_, d)| d.len()).sum()
-    }
-}
-
-impl KeyIndex {
-    /// Live keys.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// True when no key is live.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Reads the index from the table's current snapshot: every live data file's key columns,
-    /// minus the rows its position-delete files delete. A table with equality deletes (written
-    /// by another engine) is refused: which rows they leave cannot be known without applying
-    /// them to every row.
-    pub async fn load(table: &Table, keys: &KeyEncoder, name: &str) -> Result<Self> {
-        let mut index = KeyIndex::default();
-        let Some(snapshot) = table.metadata().current_snapshot() else { return Ok(index) };
-        let io = table.file_io();
-        let list = table
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .map_err(|e| iceberg_error("reading the manifest list", name, e))?;
-        let (mut data, mut partitions, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
-        for m in list.entries() {
-            let manifest = m.load_manifest(io).await.map_err(|e| iceberg_error("reading a manifest", name, e))?;
-            for e in manifest.entries().iter().filter(|e| e.is_alive()) {
-                match e.content_type() {
-                    DataContentType::Data => {
-                        data.push(e.file_path().to_string());
-                        partitions.push(e.data_file().partition().clone());
-                    }
-                    DataContentType::PositionDeletes => deletes.push(e.file_path().to_string()),
-                    DataContentType::EqualityDeletes => {
-                        return Err(Error::config(format!(
-                            "the Iceberg table `{name}` has equality-delete files (`{}`), which the iceberg sink's \
-                             upserts cannot account for; compact the table (rewrite its data files) first, or \
-                             write with `type = append-only`",
-                            e.file_path()
-                        )))
-                    }
-                }
-            }
-        }
-        let ids: HashMap<&str, u32> = data.iter().enumerate().map(|(i, p)| (p.as_str(), i as u32)).collect();
-        let mut deleted: HashSet<Loc> = HashSet::new();
-        for path in &deletes {
-            for batch in read_columns(table, path, &["file_path", "pos"], name).await? {
-                let (Some(paths), Some(pos)) = (
-                    batch.column(0).as_any().downcast_ref::<StringArray>(),
-                    batch.column(1).as_any().downcast_ref::<Int64Array>(),
-                ) else {
-                    return Err(Error::new(
-                        ErrorKind::Fatal,
-                        format!("Iceberg table `{name}`: position-delete file `{path}` is not (string, long)"),
-                    ));
-                };
-                for (p, n) in paths.iter().zip(pos.iter()) {
-                    if let (Some(id), Some(n)) = (p.and_then(|p| ids.get(p)), n) {
-                        deleted.insert((*id, n as u64));
-                    }
-                }
-            }
-        }
-        let names: Vec<&str> = keys.names().iter().map(String::as_str).collect();
-        for (id, path) in data.iter().enumerate() {
-            let mut pos = 0u64;
-            for batch in read_columns(table, path, &names, name).await? {
-                for key in keys.encode(batch.columns().to_vec())? {
-                    let at = (id as u32, pos);
-                    pos += 1;
-                    if !deleted.contains(&at) {
-                        index.rows.entry(key.into_boxed_slice()).or_default().push(at);
-                    }
-                }
-            }
-        }
-        index.files = data;
-        index.partitions = partitions;
-        Ok(index)
-    }
-
-    /// The positions a round's changes delete, given each worker's data file paths and changes
-    /// in the order it wrote them, and the partition of each new data file. The index is
-    /// unchanged until [`apply`](Self::apply).
-    pub fn plan<'a>(
-        &self,
-        workers: impl IntoIterator<Item = (&'a [String], &'a [RowChange])>,
-        partition_of: &HashMap<&str, &Struct>,
-    ) -> RoundPlan {
-        let mut new_files: Vec<String> = Vec::new();
-        let mut latest: HashMap<&'a [u8], Option<Loc>> = HashMap::new();
-        let mut deletes: Vec<Loc> = Vec::new();
-        for (paths, changes) in workers {
-            let base = (self.files.len() + new_files.len()) as u32;
-            new_files.extend(paths.iter().cloned());
-            for change in changes {
-                let (key, now) = match change {
-                    RowChange::Upsert { key, file, pos } => (key.as_slice(), Some((base + file, *pos))),
-                    RowChange::Delete { key } => (key.as_slice(), None),
-                };
-                match latest.get(key) {
-                    Some(before) => deletes.extend(*before),
-                    None => deletes.extend(self.rows.get(key).into_iter().flatten().copied()),
-                }
-                latest.insert(key, now);
-            }
-        }
-        let new_partitions: Vec<Struct> = new_files
-            .iter()
-            .map(|p| partition_of.get(p.as_str()).map_or_else(Struct::empty, |s| (*s).clone()))
-            .collect();
-        let (files, partitions) = (&self.files, &self.partitions);
-        let at = |id: u32| {
-            let id = id as usize;
-            if id < files.len() {
-                (&files[id], &partitions[id])
-            } else {
-                (&new_files[id - files.len()], &new_partitions[id - files.len()])
-            }
-        };
-        let mut by_partition: HashMap<&Struct, Vec<(String, u64)>> = HashMap::new();
-        for (f, pos) in deletes {
-            let (path, partition) = at(f);
-            by_partition.entry(partition).or_default().push((path.clone(), pos));
-        }
-        let deletes = by_partition
-            .into_iter()
-            .map(|(partition, mut d)| {
-                d.sort_unstable();
-                (partition.clone(), d)
-            })
-            .collect();
-        let updates = latest.into_iter().map(|(k, v)| (k.to_vec(), v)).collect();
-        RoundPlan { new_files, deletes, new_partitions, updates }
-    }
-
-    /// Records a committed round.
-    pub fn apply(&mut self, plan: RoundPlan) {
-        self.files.extend(plan.new_files);
-        self.partitions.extend(plan.new_partitions);
-        for (key, now) in plan.updates {
-            match now {
-                Some(at) => {
-                    self.rows.insert(key.into_boxed_slice(), SmallVec::from_elem(at, 1));
-                }
-                None => {
-                    self.rows.remove(key.as_slice());
-                }
-            }
-        }
-    }
-}
-
-/// Reads `columns` (top-level, by name) of a Parquet file of the table.
-async fn read_columns(table: &Table, path: &str, columns: &[&str], name: &str) -> Result<Vec<RecordBatch>> {
+/// Reads `columns` of a Parquet file of the table.
+async fn read_file(table: &Table, path: &str, columns: &[&str], name: &str) -> Result<Vec<RecordBatch>> {
     let bytes = table
         .file_io()
         .new_input(path)
@@ -328,34 +117,7 @@ async fn read_columns(table: &Table, path: &str, columns: &[&str], name: &str) -
         .read()
         .await
         .map_err(|e| iceberg_error(&format!("reading `{path}`"), name, e))?;
-    let bad = |e: parquet::errors::ParquetError| {
-        Error::new(ErrorKind::Fatal, format!("Iceberg table `{name}`: reading Parquet file `{path}`: {e}"))
-    };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(bad)?;
-    let descr = builder.parquet_schema();
-    let mut leaves = Vec::with_capacity(columns.len());
-    for c in columns {
-        let Some(i) = descr.columns().iter().position(|d| d.path().parts() == [c.to_string()]) else {
-            return Err(Error::new(
-                ErrorKind::Fatal,
-                format!("Iceberg table `{name}`: Parquet file `{path}` has no column `{c}`"),
-            ));
-        };
-        leaves.push(i);
-    }
-    let mask = ProjectionMask::leaves(descr, leaves.iter().copied());
-    let reader = builder.with_projection(mask).build().map_err(bad)?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| {
-            Error::new(ErrorKind::Fatal, format!("Iceberg table `{name}`: reading Parquet file `{path}`: {e}"))
-        })?;
-        // The projection keeps the file's column order; put the columns in the order asked for.
-        let order: Vec<usize> =
-            columns.iter().map(|c| batch.schema().index_of(c).expect("projected above")).collect::<Vec<_>>();
-        out.push(batch.project(&order).map_err(|e| Error::new(ErrorKind::Fatal, e.to_string()))?);
-    }
-    Ok(out)
+    read_columns(bytes, columns, &format!("`{path}` of Iceberg table `{name}`"))
 }
 
 /// The schema of a position-delete file.

@@ -2,13 +2,14 @@
 //! progress record kept in snapshot summaries.
 
 use super::config::{CatalogKind, IcebergConfig};
-use super::upsert::{write_position_deletes, KeyEncoder, KeyIndex, RoundPlan, RowChange, RowDelta};
+use super::upsert::{load_index, write_position_deletes, RowDelta};
 use crate::arrow_rows::RowBatcher;
 use crate::config::SinkSpec;
 use crate::connectors::resumed_frontier;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
+use crate::row_keys::{KeyEncoder, KeyIndex, RoundPlan, RowChange};
 use crate::schema::{Column, ColumnType, Schema};
 use arrow_array::RecordBatch;
 use differential_sinks_operators::{
@@ -937,7 +938,7 @@ pub struct IcebergCommitter {
     last: Option<i64>,
     /// Upserts: the primary key's encoder, and where each key's row is (read at resume).
     keys: Option<KeyEncoder>,
-    index: Option<KeyIndex>,
+    index: Option<KeyIndex<Struct>>,
 }
 
 impl IcebergCommitter {
@@ -960,7 +961,7 @@ impl IcebergCommitter {
 
     /// Upserts: one snapshot with every worker's data files and a position-delete file for
     /// the rows the round's changes replace or delete; the index follows once it is committed.
-    fn commit_row_delta(&mut self, data: Vec<DataFile>, plan: RoundPlan, record: CommitRecord) -> Result<()> {
+    fn commit_row_delta(&mut self, data: Vec<DataFile>, plan: RoundPlan<Struct>, record: CommitRecord) -> Result<()> {
         let name = self.name();
         let upper = record.to;
         let h = self.handle()?;
@@ -1027,7 +1028,7 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         let latest = latest_commit(table.metadata(), &self.sink)?;
         if let Some(keys) = &self.keys {
             let h = self.handle()?;
-            self.index = Some(h.block_on(KeyIndex::load(&table, keys, &self.name()))?);
+            self.index = Some(h.block_on(load_index(&table, keys, &self.name()))?);
         }
         self.peers = peers;
         let records = latest.as_ref().map(|(_, r)| r.progress()).unwrap_or_default();
@@ -1060,7 +1061,9 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
             .collect::<Result<Vec<_>>>()?;
         let plan = self.index.as_ref().map(|index| {
             let partitions: HashMap<&str, &Struct> = files.iter().map(|f| (f.file_path(), f.partition())).collect();
-            index.plan(prepared.iter().map(|p| (p.token.paths.as_slice(), p.token.changes.as_slice())), &partitions)
+            index.plan(prepared.iter().map(|p| (p.token.paths.as_slice(), p.token.changes.as_slice())), |path| {
+                partitions.get(path).map_or_else(Struct::empty, |s| (*s).clone())
+            })
         });
         drop(prepared);
         let deletes = plan.as_ref().map_or(0, |p| p.delete_count());
