@@ -390,12 +390,9 @@ fn refused_configurations_name_the_option() {
     };
     let e = from(&["connector=deltalake", "type=append-only"]).unwrap_err();
     assert!(e.to_string().contains("`location`"), "{e}");
-    for ty in ["upsert", "debezium"] {
-        let e = from(&["connector=deltalake", &format!("location={loc}"), &format!("type={ty}"), "primary_key=k"])
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Config);
-        assert!(e.to_string().contains("`type`") && e.to_string().contains("force_append_only"), "{e}");
-    }
+    let e = from(&["connector=deltalake", &format!("location={loc}"), "type=debezium", "primary_key=k"]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("`type`") && e.to_string().contains("type = upsert"), "{e}");
     let e = from(&["connector=deltalake", &format!("location={loc}"), "type=append-only"]).unwrap_err();
     assert!(e.to_string().contains("create_table_if_not_exists"), "{e}");
     let e = from(&["connector=deltalake", "location=s3://bucket/t", "type=append-only"]).unwrap_err();
@@ -448,4 +445,106 @@ fn dsink_writes_a_change_log_to_a_delta_table() {
     let read = read_table(&table, &["log"]);
     assert_eq!(table_multiset(&read), expected_inserts(&history, u64::MAX));
     assert_eq!(read["txn"]["log"], i64::MAX);
+}
+
+/// The reference for an upsert table: each key's row in the collection's final state, once.
+fn final_state(history: &[(Row, u64, isize)], upper: u64) -> std::collections::BTreeMap<Row, usize> {
+    common::state_before(history, upper).into_values().map(|r| (r, 1)).collect()
+}
+
+fn upsert_spec(dir: &Path, commit: Option<CommitPolicy>) -> SinkSpec {
+    let b = SinkSpec::builder("kv", delta(dir)).upsert().primary_key(["k"]).schema(ROW_SCHEMA.parse().unwrap());
+    match commit {
+        Some(c) => b.commit(c),
+        None => b,
+    }
+    .build()
+    .unwrap()
+}
+
+/// Checks the sink's upsert commits chain from 0 to the end of the input, and returns how many
+/// rows they deleted with deletion vectors in all.
+fn check_upsert_chain(table: &Value) -> u64 {
+    let mut commits: Vec<&Value> =
+        table["history"].as_array().unwrap().iter().filter(|h| h["operation"] == "STREAMING UPDATE").collect();
+    commits.sort_by_key(|h| h["version"].as_i64());
+    let (mut from, mut deleted) = (Some(0i64), 0);
+    for c in commits {
+        let i = &c["dsink"];
+        assert_eq!(i["from"].as_i64(), from, "commit {c} starts where the previous one ended");
+        deleted += i["deleted"].as_u64().unwrap();
+        from = i["to"].as_i64();
+    }
+    assert_eq!(from, None, "the last commit reaches the end of the input");
+    deleted
+}
+
+#[test]
+fn upsert_histories_end_in_the_collections_final_state() {
+    // Per-time commits, and one commit for the whole input, in which keys change many times
+    // before it (their earlier rows of the same round get deletion vectors from the start).
+    let whole = || Some(CommitPolicy { max_changes: None, interval: Duration::from_secs(3600) });
+    for (seed, peers, commit) in [(50u64, 1usize, None), (51, 2, None), (52, 1, whole()), (53, 2, whole())] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = keyed_history(seed, 30, 12, 20);
+        let spec = upsert_spec(dir.path(), commit);
+        run(&history, &spec, peers);
+        let table = read_table(dir.path(), &["kv"]);
+        assert_eq!(table_multiset(&table), final_state(&history, u64::MAX), "seed {seed}, {peers} workers");
+        // Every update and delete of a key in the table deleted its row by position.
+        let retractions = history.iter().filter(|h| h.2 < 0).count() as u64;
+        assert_eq!(check_upsert_chain(&table), retractions, "seed {seed}");
+        assert_eq!(table["txn"]["kv"], i64::MAX);
+        assert_eq!(table["deletion_vectors"], true, "the table has the deletionVectors feature");
+    }
+}
+
+#[test]
+fn upserts_are_exactly_once_across_a_stop_and_a_restart_on_another_worker_count() {
+    for (seed, first, second) in [(60u64, 1usize, 1usize), (61, 2, 1), (62, 1, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let history = keyed_history(seed, 25, 10, 15);
+        let spec = |max: Option<u64>| {
+            SinkSpec::builder("kv", delta(dir.path()).target_file_size(1))
+                .upsert()
+                .primary_key(["k"])
+                .schema(ROW_SCHEMA.parse().unwrap())
+                .commit(CommitPolicy { max_changes: max, interval: Duration::from_secs(3600) })
+                .build()
+                .unwrap()
+        };
+        // Commits every ~40 changes, then a stop that leaves written but uncommitted files.
+        run_and_drop(&history, &spec(Some(40 / first as u64)), first, 8);
+        let stopped = read_table(dir.path(), &["kv"]);
+        let at = stopped["txn"]["kv"].as_i64().expect("the sink committed") as u64;
+        assert!(at > 0 && at <= 8, "{at}");
+        assert_eq!(table_multiset(&stopped), final_state(&history, at), "seed {seed}, stopped at {at}");
+        // The restart reads the keys' places (and the deletion vectors) back from the table.
+        run(&history, &spec(None), second);
+        let table = read_table(dir.path(), &["kv"]);
+        assert_eq!(table_multiset(&table), final_state(&history, u64::MAX), "seed {seed}, {first} then {second}");
+        assert_eq!(check_upsert_chain(&table), history.iter().filter(|h| h.2 < 0).count() as u64, "seed {seed}");
+    }
+}
+
+#[test]
+fn upserts_need_deletion_vectors_and_a_primary_key() {
+    let dir = tempfile::tempdir().unwrap();
+    // An append-only sink creates the table without deletion vectors.
+    let append = SinkSpec::builder("a", delta(dir.path()))
+        .append_only(false)
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap();
+    run(&insert_history(80, 2, 5), &append, 1);
+    let errors = try_run(&keyed_history(81, 5, 3, 3), &upsert_spec(dir.path(), None), 1);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("delta.enableDeletionVectors"), "{errors:?}");
+    let e = SinkSpec::builder("kv", delta(dir.path()))
+        .upsert()
+        .key_by_function()
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("`primary_key`"), "{e}");
 }

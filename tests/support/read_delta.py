@@ -3,7 +3,7 @@
 usage: read_delta.py TABLE_DIR [APP_ID ...]
 
 Output: {"version", "schema": [[name, type, nullable]], "rows": [...], "history": [...],
-"txn": {app_id: version or null}}. Timestamps become microseconds since the epoch (naive ones
+"txn": {app_id: version or null}, "deletion_vectors": whether the table has the feature}. Timestamps become microseconds since the epoch (naive ones
 read as UTC), dates ISO text, decimals text, so the Rust side compares exact values.
 """
 import datetime
@@ -31,14 +31,27 @@ def plain(v):
     return v
 
 
+def read_rows(table):
+    """The table's rows. pyarrow's scanner (`to_pyarrow_table`) refuses tables with deletion
+    vectors; the reader's DataFusion query engine applies them."""
+    if "deletionVectors" in (table.protocol().reader_features or []):
+        from deltalake import QueryBuilder
+        import pyarrow
+        result = QueryBuilder().register("t", table).execute("SELECT * FROM t").read_all()
+        return pyarrow.table(result).to_pylist()
+    return table.to_pyarrow_table().to_pylist()
+
+
 def main():
     table = DeltaTable(sys.argv[1])
-    rows = [{k: plain(v) for k, v in r.items()} for r in table.to_pyarrow_table().to_pylist()]
+    rows = [{k: plain(v) for k, v in r.items()} for r in read_rows(table)]
     schema = [[f.name, str(f.type), f.nullable] for f in table.schema().fields]
     history = [{k: plain(v) for k, v in h.items()} for h in table.history()]
     txn = {app: table.transaction_version(app) for app in sys.argv[2:]}
-    json.dump({"version": table.version(), "schema": schema, "rows": rows, "history": history, "txn": txn},
-              sys.stdout, default=str)
+    protocol = table.protocol()
+    dvs = "deletionVectors" in (protocol.writer_features or [])
+    json.dump({"version": table.version(), "schema": schema, "rows": rows, "history": history, "txn": txn,
+               "deletion_vectors": dvs}, sys.stdout, default=str)
 
 
 main()

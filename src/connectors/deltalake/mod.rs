@@ -1,21 +1,46 @@
-//! The `deltalake` connector: an append-only Delta Lake table, written by every worker in
-//! parallel and committed by one.
+//! The `deltalake` connector: a Delta Lake table, appended to or upserted, written by every
+//! worker in parallel and committed by one.
 //!
 //! ```text
 //!  worker 0..n   changes ─► rows ─► Arrow batch (batch::RowBatcher) ─► Parquet data files
-//!                │  prepare(upper): close the open files → DeltaFiles { Add actions }
+//!                │  prepare(upper): close the open files → DeltaFiles { Add actions, upserts' changes }
 //!                ▼
 //!  worker 0      committer: one Delta commit per round =
 //!                  every worker's Add actions
+//!                + upserts: remove + add of each file whose rows they delete, with its new deletion vector
 //!                + txn actions (app id = sink name …) recording every worker's frontier
-//!                + commitInfo["dsink"] = { sink, from, to, peers, generation, files, rows }
+//!                + commitInfo["dsink"] = { sink, from, to, peers, generation, files, rows, deleted }
 //! ```
 //!
-//! Built on delta-rs without its `datafusion` feature, which gives table creation and Parquet
-//! writing but no MERGE, DELETE or scans: the sink is **append-only**. `type = upsert` and
-//! `type = debezium` are refused at creation; `type = append-only` with
-//! `force_append_only = true` writes a collection that has retractions (deletes are dropped,
-//! updates become inserts).
+//! Built on delta-rs without its `datafusion` feature, which gives table creation, Parquet
+//! writing and commits of any actions, but no MERGE, DELETE or scans. `type = append-only` (with
+//! `force_append_only = true` for a collection that has retractions: deletes are dropped,
+//! updates become inserts) appends data files. `type = upsert` (with `primary_key`) writes each
+//! key's new row like an append and deletes its previous row with a **deletion vector**; see
+//! [Upserts](#upserts). `type = debezium` is refused: a table holds rows, not events.
+//!
+//! # Upserts
+//!
+//! Workers report, with their files, every key's change in the order they wrote them: where the
+//! new row is (data file and row position), or that the key was deleted. Worker 0 keeps a
+//! [`KeyIndex`](crate::row_keys::KeyIndex) of every live key's file and position, read when the
+//! sink starts from the table's data files (their key columns minus their deletion vectors) and
+//! kept current by its own commits. A round's changes become the positions of the rows they
+//! replace; for each data file hit, the positions are unioned with its current deletion vector,
+//! every new vector of the round is written into one `deletion_vector_<uuid>.bin` at the table
+//! root (the protocol's format, through delta-kernel's writer), and the commit carries a
+//! `remove` of the file as it was and an `add` of the same file with its new vector (statistics
+//! marked `tightBounds: false`), besides the round's data files; a file of the same round gets
+//! its vector in its first `add`. No data file is rewritten. The commit's operation is
+//! `STREAMING UPDATE`, as streaming engines record an update-mode micro-batch.
+//!
+//! The table needs the `deletionVectors` table feature (reader version 3, writer version 7); the
+//! sink creates its tables with `delta.enableDeletionVectors = true` and refuses an existing
+//! table without it. Readers must apply deletion vectors (Spark, delta-kernel, the Python
+//! reader's DataFusion `QueryBuilder`; not its pyarrow scanner). Upserts need an unpartitioned
+//! table: delta-rs' writer splits rows by partition itself, so their positions are not known.
+//! Rows other writers add with a key while the sink runs are not in the index: give the sink the
+//! table's keys to itself.
 //!
 //! # Exactly-once
 //!
@@ -67,6 +92,7 @@
 
 pub mod batch;
 mod config;
+mod upsert;
 mod writer;
 
 pub use config::{DeltaLakeConfig, DEFAULT_TARGET_FILE_SIZE};
@@ -81,13 +107,22 @@ use crate::error::{Error, Result};
 
 /// Checks at creation: the format, and the table against the row schema.
 pub(crate) fn validate(config: &DeltaLakeConfig, spec: &SinkSpec) -> Result<()> {
-    if !matches!(spec.format(), Format::AppendOnly { .. }) {
-        return Err(Error::config(format!(
-            "option `type` = `{}`: the deltalake sink is append-only — delta-rs without its datafusion feature \
-             cannot delete or merge rows; use `type = append-only` (with `force_append_only = true` if the \
-             collection has retractions: deletes are dropped, updates become inserts)",
-            spec.format().name()
-        )));
+    match spec.format() {
+        Format::AppendOnly { .. } => {}
+        Format::Upsert => {
+            if spec.primary_key().is_none_or(|k| k.is_empty()) {
+                return Err(Error::config(
+                    "option `type` = `upsert`: the deltalake sink finds a key's row by the primary key's columns — \
+                     declare them with `primary_key` (a key function names no columns)",
+                ));
+            }
+        }
+        Format::Debezium { .. } => {
+            return Err(Error::config(
+                "option `type` = `debezium`: a Delta table holds rows, not change events; use `type = upsert` (the \
+                 table holds each key's latest row) or `type = append-only`",
+            ))
+        }
     }
     writer::runtime()?.block_on(writer::plan_table(config, spec)).map(drop)
 }

@@ -1,17 +1,20 @@
 //! The Delta Lake connector's per-worker file writer, its committer, and the progress record.
 
 use super::batch::{arrow_schema, check_table_schema, delta_schema, schema_from_delta, RowBatcher};
+use super::upsert::{apply_deletes, deletion_vectors_enabled, load_index};
 use super::DeltaLakeConfig;
 use crate::config::SinkSpec;
 use crate::connectors::resumed_frontier;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
+use crate::row_keys::{KeyEncoder, KeyIndex, RowChange};
+use arrow_array::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
-use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use differential_sinks_operators::{
     resolve_resume, Change, Committer, CoordinatedWriter, Frontier, Prepared, SinkMetrics, SinkTime, SinkWriter,
     WorkerContext, WorkerProgress,
@@ -60,6 +63,16 @@ pub(crate) async fn load_table(config: &DeltaLakeConfig) -> Result<Option<DeltaT
 pub(crate) struct TablePlan {
     pub(crate) delta: StructType,
     pub(crate) partition_columns: Vec<String>,
+    /// The sink upserts (a table it creates gets deletion vectors).
+    pub(crate) upsert: bool,
+}
+
+/// Upserts' key encoder (`None` for append-only): the declared primary key's columns.
+fn upsert_keys(spec: &SinkSpec, arrow: &arrow_schema::SchemaRef, location: &str) -> Result<Option<KeyEncoder>> {
+    if !matches!(spec.format(), Format::Upsert) {
+        return Ok(None);
+    }
+    KeyEncoder::new(arrow, spec.primary_key().unwrap_or_default(), location).map(Some)
 }
 
 /// Checks `spec` against the table (existing or to be created), as sink creation must.
@@ -76,7 +89,14 @@ pub(crate) async fn plan_table(config: &DeltaLakeConfig, spec: &SinkSpec) -> Res
                 // Without a declared schema the table's own is the row schema; check it is writable.
                 None => drop(schema_from_delta(&existing)?),
             }
-            Ok(TablePlan { delta: existing, partition_columns })
+            let upsert = matches!(spec.format(), Format::Upsert);
+            if upsert && !partition_columns.is_empty() {
+                return Err(Error::config(format!(
+                    "option `type` = `upsert`: the Delta table at `{location}` is partitioned by {partition_columns:?}; \
+                     the deltalake sink upserts into unpartitioned tables only"
+                )));
+            }
+            Ok(TablePlan { delta: existing, partition_columns, upsert })
         }
         None => {
             let Some(delta) = declared else {
@@ -92,7 +112,7 @@ pub(crate) async fn plan_table(config: &DeltaLakeConfig, spec: &SinkSpec) -> Res
                      create it from the row schema, or point `location` at an existing table"
                 )));
             }
-            Ok(TablePlan { delta, partition_columns: Vec::new() })
+            Ok(TablePlan { delta, partition_columns: Vec::new(), upsert: matches!(spec.format(), Format::Upsert) })
         }
     }
 }
@@ -144,6 +164,8 @@ pub struct DeltaFiles {
     pub files: Vec<DataFile>,
     /// Rows in them.
     pub rows: u64,
+    /// Upserts: every key's change, in the order the worker wrote them; `file` indexes `files`.
+    pub changes: Vec<RowChange>,
 }
 
 /// The progress a table holds for one sink, read from its `txn` actions.
@@ -237,18 +259,27 @@ pub struct DeltaLakeWriter<V> {
     writer: Option<RecordBatchWriter>,
     files: Vec<DataFile>,
     rows: u64,
+    /// Upserts: the primary key's encoder, the changes since the last prepare, and the rows in
+    /// the open file (whose changes point at the next entry of `files`).
+    keys: Option<KeyEncoder>,
+    changes: Vec<RowChange>,
+    open_rows: u64,
     metrics: Arc<SinkMetrics>,
     _row: PhantomData<fn(&V)>,
 }
 
 impl<V: Serialize + 'static> DeltaLakeWriter<V> {
     pub(crate) fn open(config: &DeltaLakeConfig, spec: &SinkSpec, plan: &TablePlan) -> Result<Self> {
+        let arrow = arrow_schema(&plan.delta)?;
         Ok(DeltaLakeWriter {
+            keys: upsert_keys(spec, &arrow, &config.location.display().to_string())?,
+            changes: Vec::new(),
+            open_rows: 0,
             runtime: runtime()?,
             config: config.clone(),
             sink: spec.name().to_string(),
             format: spec.format().clone(),
-            batcher: RowBatcher::new(arrow_schema(&plan.delta)?)?,
+            batcher: RowBatcher::new(arrow)?,
             partition_columns: plan.partition_columns.clone(),
             writer: None,
             files: Vec::new(),
@@ -275,6 +306,60 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
         Ok(self.writer.as_mut().expect("set above"))
     }
 
+    /// Writes a batch into the open data file, and closes the file once it reaches the target size.
+    fn write_batch(&mut self, batch: RecordBatch) -> Result<()> {
+        let location = self.location();
+        let target = self.config.target_file_size;
+        let n = batch.num_rows() as u64;
+        self.file_writer()?;
+        let w = self.writer.as_mut().expect("opened above");
+        self.runtime.block_on(w.write(batch)).map_err(|e| delta_error("encoding Parquet", &location, e))?;
+        self.open_rows += n;
+        if w.buffer_len() >= target {
+            self.close_files()?;
+        }
+        Ok(())
+    }
+
+    /// Upserts: the new rows go into the data files like appends; every key's change is kept,
+    /// with its row's place, for the committer to turn into deletion vectors.
+    fn write_upserts(&mut self, changes: &[Change<Key, V>]) -> Result<()> {
+        let mut rows: Vec<&V> = Vec::with_capacity(changes.len());
+        let mut gone: Vec<&V> = Vec::new();
+        for change in changes {
+            match (&change.before, &change.after) {
+                (_, Some(after)) => rows.push(after),
+                (Some(before), None) => gone.push(before),
+                (None, None) => {}
+            }
+        }
+        let keys = self.keys.as_ref().expect("upsert mode");
+        if !gone.is_empty() {
+            // A deleted key is found by its last row's key columns, encoded like a written row's.
+            self.batcher.push(&gone)?;
+            if let Some(batch) = self.batcher.finish()? {
+                self.changes.extend(keys.encode_batch(&batch)?.into_iter().map(|key| RowChange::Delete { key }));
+            }
+            SinkMetrics::add(&self.metrics.records_out, gone.len() as u64);
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.batcher.push(&rows)?;
+        let n = rows.len() as u64;
+        drop(rows);
+        let Some(batch) = self.batcher.finish()? else { return Ok(()) };
+        // The rows go into the open file, which becomes the next of `files` when it is closed.
+        let (file, first) = (self.files.len() as u32, self.open_rows);
+        for (i, key) in keys.encode_batch(&batch)?.into_iter().enumerate() {
+            self.changes.push(RowChange::Upsert { key, file, pos: first + i as u64 });
+        }
+        self.write_batch(batch)?;
+        self.rows += n;
+        SinkMetrics::add(&self.metrics.records_out, n);
+        Ok(())
+    }
+
     /// Closes the open data files and keeps them for the next prepare.
     fn close_files(&mut self) -> Result<()> {
         let location = self.location();
@@ -283,6 +368,14 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
             return Ok(());
         }
         let adds = self.runtime.block_on(w.flush()).map_err(|e| delta_error("writing a data file", &location, e))?;
+        if self.keys.is_some() && adds.len() != 1 {
+            // An unpartitioned writer makes one file per flush; the changes point at it.
+            return Err(Error::new(
+                ErrorKind::Fatal,
+                format!("Delta table `{location}`: a flush of upserted rows made {} files, not one", adds.len()),
+            ));
+        }
+        self.open_rows = 0;
         let bytes: i64 = adds.iter().map(|a| a.size).sum();
         SinkMetrics::add(&self.metrics.bytes_out, bytes.max(0) as u64);
         self.files.extend(adds.into_iter().map(DataFile::from_add));
@@ -303,6 +396,9 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for DeltaLakeWri
     }
 
     fn write(&mut self, _time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
+        if self.keys.is_some() {
+            return self.write_upserts(changes);
+        }
         let mut rows: Vec<&V> = Vec::with_capacity(changes.len());
         for change in changes.iter() {
             self.format.emit(change, |e| {
@@ -318,17 +414,9 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for DeltaLakeWri
         let n = rows.len() as u64;
         drop(rows);
         let Some(batch) = self.batcher.finish()? else { return Ok(()) };
-        let location = self.location();
-        let target = self.config.target_file_size;
-        self.file_writer()?;
-        let w = self.writer.as_mut().expect("opened above");
-        self.runtime.block_on(w.write(batch)).map_err(|e| delta_error("encoding Parquet", &location, e))?;
-        let full = w.buffer_len() >= target;
+        self.write_batch(batch)?;
         self.rows += n;
         SinkMetrics::add(&self.metrics.records_out, n);
-        if full {
-            self.close_files()?;
-        }
         Ok(())
     }
 
@@ -342,7 +430,11 @@ impl<V: Serialize + 'static, T: SinkTime> CoordinatedWriter<Key, V, T> for Delta
 
     fn prepare(&mut self, _upper: &Frontier<T>) -> Result<DeltaFiles> {
         self.close_files()?;
-        Ok(DeltaFiles { files: std::mem::take(&mut self.files), rows: std::mem::take(&mut self.rows) })
+        Ok(DeltaFiles {
+            files: std::mem::take(&mut self.files),
+            rows: std::mem::take(&mut self.rows),
+            changes: std::mem::take(&mut self.changes),
+        })
     }
 }
 
@@ -358,11 +450,17 @@ pub struct DeltaLakeCommitter {
     generation: u64,
     base: Frontier<u64>,
     committed: Frontier<u64>,
+    /// Upserts: the primary key's encoder, and where each key's row is (read at resume).
+    keys: Option<KeyEncoder>,
+    index: Option<KeyIndex<()>>,
 }
 
 impl DeltaLakeCommitter {
     pub(crate) fn open(config: &DeltaLakeConfig, spec: &SinkSpec, plan: TablePlan) -> Result<Self> {
+        let keys = upsert_keys(spec, &arrow_schema(&plan.delta)?, &config.location.display().to_string())?;
         Ok(DeltaLakeCommitter {
+            keys,
+            index: None,
             runtime: runtime()?,
             config: config.clone(),
             sink: spec.name().to_string(),
@@ -402,6 +500,8 @@ impl DeltaLakeCommitter {
             .with_columns(plan.delta.fields().cloned())
             .with_table_name(sink)
             .with_save_mode(SaveMode::Ignore)
+            // Upserts delete rows with deletion vectors.
+            .with_configuration_property(TableProperty::EnableDeletionVectors, plan.upsert.then_some("true"))
             .await
             .map_err(|e| delta_error("creating the table", &location, e))
     }
@@ -413,6 +513,18 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
     fn resume(&mut self, peers: usize) -> Result<Vec<Frontier<T>>> {
         let table = self.runtime.block_on(Self::table(&self.config, &self.plan, &self.sink))?;
         let progress = self.runtime.block_on(read_progress(&table, &self.sink))?;
+        if let Some(keys) = &self.keys {
+            let location = self.location();
+            if !deletion_vectors_enabled(&table) {
+                return Err(Error::config(format!(
+                    "option `type` = `upsert`: the Delta table at `{location}` does not have deletion vectors, \
+                     which the deltalake sink's upserts write; enable them on the table (table property \
+                     `delta.enableDeletionVectors = true`, e.g. Spark's ALTER TABLE … SET TBLPROPERTIES), or \
+                     let the sink create a new table"
+                )));
+            }
+            self.index = Some(self.runtime.block_on(load_index(&table, keys, &location))?);
+        }
         self.table = Some(table);
         self.peers = peers;
         let point = resolve_resume(&progress.records, WorkerContext { index: 0, peers })?;
@@ -435,15 +547,30 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
         let frontiers: Vec<Frontier<u64>> = frontiers.iter().map(Frontier::to_u64_frontier).collect();
         let upper = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
         let rows: u64 = prepared.iter().map(|p| p.token.rows).sum();
-        let files: Vec<Action> =
-            prepared.into_iter().flat_map(|p| p.token.files).map(|f| Action::Add(f.into_add())).collect();
+        let location = self.location();
+        let plan = self.index.as_ref().map(|index| {
+            let paths: Vec<Vec<String>> =
+                prepared.iter().map(|p| p.token.files.iter().map(|f| f.path.clone()).collect()).collect();
+            index.plan(
+                paths.iter().zip(&prepared).map(|(paths, p)| (paths.as_slice(), p.token.changes.as_slice())),
+                |_| (),
+            )
+        });
+        let mut adds: Vec<Add> = prepared.into_iter().flat_map(|p| p.token.files).map(DataFile::into_add).collect();
+        let mut files: Vec<Action> = Vec::new();
+        if let Some(plan) = &plan {
+            let deletes: Vec<(String, u64)> = plan.deletes.iter().flat_map(|(_, d)| d.iter().cloned()).collect();
+            let table = self.table.as_ref().ok_or_else(|| Error::config("commit before resume"))?;
+            files = self.runtime.block_on(apply_deletes(table, deletes, &mut adds, &location))?;
+        }
+        let data_files = adds.len();
+        files.extend(adds.into_iter().map(Action::Add));
         if files.is_empty() {
             // Nothing to add: the rounds had no rows. Recording the frontier alone would make a
             // table version per frontier advance; a restart replays these times and writes
             // nothing for them, so skipping the commit loses and duplicates nothing.
             return Ok(());
         }
-        let location = self.location();
         let (min_id, peers_id, gen_id, base_id, workers) = app_ids(&self.sink, self.peers);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -466,15 +593,25 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
             "peers": self.peers,
             "generation": self.generation,
             "frontiers": frontiers.iter().map(|f| f.to_u64()).collect::<Vec<_>>(),
-            "files": files.len(),
+            "files": data_files,
             "rows": rows,
+            "deleted": plan.as_ref().map_or(0, |p| p.delete_count()),
         });
         let props = CommitProperties::default()
             .with_application_transactions(txns)
             .with_metadata([(COMMIT_INFO_KEY.to_string(), info)]);
         let table = self.table.as_mut().ok_or_else(|| Error::config("commit before resume"))?;
         let partition_by = (!self.plan.partition_columns.is_empty()).then(|| self.plan.partition_columns.clone());
-        let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by, predicate: None };
+        let operation = if plan.is_some() {
+            // What streaming engines record for an update-mode micro-batch.
+            DeltaOperation::StreamingUpdate {
+                output_mode: OutputMode::Update,
+                query_id: self.sink.clone(),
+                epoch_id: frontier_version(&upper)?,
+            }
+        } else {
+            DeltaOperation::Write { mode: SaveMode::Append, partition_by, predicate: None }
+        };
         let finalized = self.runtime.block_on(async {
             let snapshot = table.snapshot().map_err(|e| delta_error("reading the snapshot", &location, e))?;
             CommitBuilder::from(props)
@@ -484,6 +621,9 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
                 .map_err(|e| delta_error("committing", &location, e))
         })?;
         table.state = Some(finalized.snapshot());
+        if let (Some(index), Some(plan)) = (self.index.as_mut(), plan) {
+            index.apply(plan);
+        }
         tracing::debug!(sink = %self.sink, version = finalized.version(), upper = ?upper, "committed to Delta");
         self.committed = upper;
         Ok(())

@@ -1,0 +1,188 @@
+//! Upserts into a Delta table as **deletion vectors**: reading the primary-key index
+//! ([`KeyIndex`]) back from a table, and turning a round's deleted positions into deletion
+//! vectors on the data files they hit.
+//!
+//! A deletion vector marks rows of a data file as deleted without rewriting it (Delta's
+//! `deletionVectors` table feature: reader version 3, writer version 7). For each file a round
+//! deletes rows of, the committer unions the positions with the file's current vector, writes the
+//! new vectors of the round into one `deletion_vector_<uuid>.bin` file at the table root (the
+//! protocol's format, through delta-kernel's writer) and commits, with the round's data files,
+//! a `remove` of each file as it was and an `add` of the same file carrying its new vector — the
+//! way Delta's own engines commit a DELETE or MERGE with deletion vectors. A file of the same
+//! round (a key changed twice before the commit) is added with its vector from the start. The
+//! statistics of a file with a vector are marked `tightBounds: false`, as the protocol asks.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::row_keys::{read_columns, KeyEncoder, KeyIndex};
+use buoyant_kernel::actions::deletion_vector::{
+    DeletionVectorDescriptor as KernelDescriptor, DeletionVectorStorageType as KernelStorage,
+};
+use buoyant_kernel::actions::deletion_vector_writer::{KernelDeletionVector, StreamingDeletionVectorWriter};
+use deltalake::kernel::{Action, Add, DeletionVectorDescriptor, Remove, StorageType, TableFeatures};
+use deltalake::logstore::object_store::ObjectStoreExt as _;
+use deltalake::{DeltaTable, Path};
+use std::collections::{HashMap, HashSet};
+
+fn failed(location: &str, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Fatal, format!("Delta table `{location}`: {what}: {e}"))
+}
+
+/// True when the table's protocol has the `deletionVectors` feature the upserts write.
+pub fn deletion_vectors_enabled(table: &DeltaTable) -> bool {
+    table.snapshot().is_ok_and(|s| {
+        s.protocol()
+            .writer_features()
+            .is_some_and(|f| f.iter().any(|f| f.as_ref() == TableFeatures::DeletionVectors.as_ref()))
+    })
+}
+
+fn to_kernel(d: &DeletionVectorDescriptor) -> KernelDescriptor {
+    KernelDescriptor {
+        storage_type: match d.storage_type {
+            StorageType::UuidRelativePath => KernelStorage::PersistedRelative,
+            StorageType::Inline => KernelStorage::Inline,
+            StorageType::AbsolutePath => KernelStorage::PersistedAbsolute,
+        },
+        path_or_inline_dv: d.path_or_inline_dv.clone(),
+        offset: d.offset,
+        size_in_bytes: d.size_in_bytes,
+        cardinality: d.cardinality,
+    }
+}
+
+/// The rows a file's deletion vector deletes.
+fn read_vector(table: &DeltaTable, d: &DeletionVectorDescriptor, location: &str) -> Result<HashSet<u64>> {
+    let root = table.table_url().clone();
+    let storage = table.log_store().engine(None).storage_handler();
+    let rows = to_kernel(d).read(storage, &root).map_err(|e| failed(location, "reading a deletion vector", e))?;
+    Ok(rows.iter().collect())
+}
+
+/// Reads the index from the table's current snapshot: every data file's key columns, minus the
+/// rows its deletion vector deletes.
+pub async fn load_index(table: &DeltaTable, keys: &KeyEncoder, location: &str) -> Result<KeyIndex<()>> {
+    let mut index = KeyIndex::default();
+    let snapshot = table.snapshot().map_err(|e| failed(location, "reading the snapshot", e))?;
+    let store = table.log_store().object_store(None);
+    let names: Vec<&str> = keys.names().iter().map(String::as_str).collect();
+    for file in snapshot.log_data().iter() {
+        let path = file.path().to_string();
+        let deleted = match file.deletion_vector_descriptor() {
+            Some(d) => read_vector(table, &d, location)?,
+            None => HashSet::new(),
+        };
+        let object = Path::parse(&path).map_err(|e| failed(location, "a data file's path", e))?;
+        let bytes = store
+            .get(&object)
+            .await
+            .map_err(|e| Error::new(ErrorKind::Retriable, format!("Delta table `{location}`: reading `{path}`: {e}")))?
+            .bytes()
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Retriable, format!("Delta table `{location}`: reading `{path}`: {e}"))
+            })?;
+        let mut rows = Vec::new();
+        for batch in read_columns(bytes, &names, &format!("`{path}` of Delta table `{location}`"))? {
+            rows.extend(keys.encode(batch.columns().to_vec())?);
+        }
+        let live = rows.into_iter().enumerate().map(|(pos, key)| (!deleted.contains(&(pos as u64))).then_some(key));
+        index.add_file(path, (), live);
+    }
+    Ok(index)
+}
+
+/// Marks a file's statistics as not tight: with rows deleted by a vector, its min/max values
+/// may cover rows that are gone.
+fn loose_stats(stats: Option<String>) -> Option<String> {
+    let stats = stats?;
+    match serde_json::from_str::<serde_json::Value>(&stats) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            m.insert("tightBounds".into(), serde_json::Value::Bool(false));
+            Some(serde_json::Value::Object(m).to_string())
+        }
+        _ => Some(stats),
+    }
+}
+
+/// Turns a round's deleted positions (by data file path) into deletion vectors: new files of
+/// the round (in `adds`) get theirs directly; each older file is removed as it is and added
+/// again with the union of its vector and the new positions. Returns the actions for the older
+/// files; the vectors are written into one file at the table root first.
+pub async fn apply_deletes(
+    table: &DeltaTable,
+    deletes: Vec<(String, u64)>,
+    adds: &mut [Add],
+    location: &str,
+) -> Result<Vec<Action>> {
+    let mut by_file: HashMap<String, Vec<u64>> = HashMap::new();
+    for (path, pos) in deletes {
+        by_file.entry(path).or_default().push(pos);
+    }
+    if by_file.is_empty() {
+        return Ok(Vec::new());
+    }
+    let snapshot = table.snapshot().map_err(|e| failed(location, "reading the snapshot", e))?;
+    let older: HashMap<String, _> = snapshot
+        .log_data()
+        .iter()
+        .filter(|f| by_file.contains_key(f.path().as_ref()))
+        .map(|f| (f.path().to_string(), f))
+        .collect();
+    let new: HashMap<String, usize> = adds.iter().enumerate().map(|(i, a)| (a.path.clone(), i)).collect();
+
+    // Every vector of the round goes into one file, in the protocol's format.
+    let uuid = uuid::Uuid::new_v4();
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut placed: Vec<(String, DeletionVectorDescriptor)> = Vec::new();
+    {
+        let mut w = StreamingDeletionVectorWriter::new(&mut bytes);
+        let mut paths: Vec<&String> = by_file.keys().collect();
+        paths.sort();
+        for path in paths {
+            let mut dv = KernelDeletionVector::new();
+            dv.add_deleted_row_indexes(by_file[path].iter().copied());
+            if let Some(f) = older.get(path) {
+                if let Some(d) = f.deletion_vector_descriptor() {
+                    dv.add_deleted_row_indexes(read_vector(table, &d, location)?);
+                }
+            } else if !new.contains_key(path) {
+                return Err(failed(location, "a deleted row's data file", format!("`{path}` is not in the table")));
+            }
+            let written = w.write_deletion_vector(dv).map_err(|e| failed(location, "encoding a deletion vector", e))?;
+            placed.push((
+                path.clone(),
+                DeletionVectorDescriptor {
+                    storage_type: StorageType::UuidRelativePath,
+                    path_or_inline_dv: z85::encode(uuid.as_bytes()),
+                    offset: Some(written.offset),
+                    size_in_bytes: written.size_in_bytes,
+                    cardinality: written.cardinality,
+                },
+            ));
+        }
+        w.finalize().map_err(|e| failed(location, "encoding deletion vectors", e))?;
+    }
+    let object = Path::from(format!("deletion_vector_{uuid}.bin"));
+    table.log_store().object_store(None).put(&object, bytes.into()).await.map_err(|e| {
+        Error::new(ErrorKind::Retriable, format!("Delta table `{location}`: writing deletion vectors: {e}"))
+    })?;
+
+    let mut actions = Vec::new();
+    for (path, dv) in placed {
+        if let Some(&i) = new.get(&path) {
+            adds[i].deletion_vector = Some(dv);
+            adds[i].stats = loose_stats(adds[i].stats.take());
+            continue;
+        }
+        let f = &older[&path];
+        let remove: Remove = f.remove_action(true);
+        #[allow(deprecated)] // the Add action is what a commit carries
+        let mut add: Add = f.add_action();
+        add.deletion_vector = Some(dv);
+        add.data_change = true;
+        add.stats = loose_stats(add.stats.take());
+        actions.push(Action::Remove(remove));
+        actions.push(Action::Add(add));
+    }
+    Ok(actions)
+}
