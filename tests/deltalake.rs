@@ -59,6 +59,12 @@ fn append_only_histories_arrive_as_the_inserted_multiset() {
         assert_eq!(table_multiset(&table), expected, "seed {seed}, {peers} workers");
         // The input ended, so the sink's transaction records the complete frontier.
         assert_eq!(table["txn"]["orders"], i64::MAX, "seed {seed}, {peers} workers");
+        // Files of a few kilobytes against the default 128 MiB target: every one is small.
+        let m = spec.metrics().snapshot();
+        assert!(m.files_committed >= peers as u64 && m.small_files == m.files_committed, "{m:?}");
+        for h in table["history"].as_array().unwrap().iter().filter(|h| h["operation"] == "WRITE") {
+            assert_eq!(h["dsink"]["small_files"], h["dsink"]["files"], "{h}");
+        }
     }
 }
 

@@ -84,6 +84,10 @@ fn append_only_histories_arrive_as_the_inserted_multiset() {
         assert_eq!(committed_to(&table, "orders").as_deref(), Some("complete"), "seed {seed}, {peers} workers");
         let last = sink_snapshots(&table, "orders").last().unwrap()["summary"].clone();
         assert_eq!(last["dsink.peers"], peers.to_string());
+        // Files of a few kilobytes against the default 128 MiB target: every one is small.
+        assert_eq!(last["dsink.small-files"], last["dsink.files"], "{last}");
+        assert_eq!(spec.metrics().snapshot().small_files, spec.metrics().snapshot().files_committed);
+        assert!(spec.metrics().snapshot().files_committed >= peers as u64);
         assert_eq!(last["dsink.frontiers"], vec!["complete"; peers].join(","));
         check_commit_chain(&table, "orders", &history);
     }
@@ -330,6 +334,8 @@ fn exactly_once_across_a_stop_with_files_written_but_not_committed() {
             parquet_files(dir.path(), "eos")
         );
         let stopped_at: u64 = committed_to(&stopped, "eos").expect("the sink committed").parse().unwrap();
+        // A one-byte target: no file is below three quarters of it.
+        assert!(sink_snapshots(&stopped, "eos").iter().all(|s| s["summary"]["dsink.small-files"] == "0"));
         assert!(stopped_at > 0 && stopped_at <= 8);
 
         // Restart over the whole input with the default cadence.

@@ -21,6 +21,10 @@ pub struct SinkMetrics {
     pub bytes_out: AtomicU64,
     /// Commits made (per worker, or by the coordinator).
     pub commits: AtomicU64,
+    /// Data files committed, by file-based targets (lakehouse tables).
+    pub files_committed: AtomicU64,
+    /// Of those, files below the small-file size the connector names (candidates for compaction).
+    pub small_files: AtomicU64,
     /// Key violations that failed the sink.
     pub violations_failed: AtomicU64,
     /// Key violations skipped by policy.
@@ -46,6 +50,10 @@ pub struct MetricsSnapshot {
     pub bytes_out: u64,
     /// See [`SinkMetrics::commits`].
     pub commits: u64,
+    /// See [`SinkMetrics::files_committed`].
+    pub files_committed: u64,
+    /// See [`SinkMetrics::small_files`].
+    pub small_files: u64,
     /// See [`SinkMetrics::violations_failed`].
     pub violations_failed: u64,
     /// See [`SinkMetrics::violations_skipped`].
@@ -74,6 +82,8 @@ impl SinkMetrics {
             records_out: r(&self.records_out),
             bytes_out: r(&self.bytes_out),
             commits: r(&self.commits),
+            files_committed: r(&self.files_committed),
+            small_files: r(&self.small_files),
             violations_failed: r(&self.violations_failed),
             violations_skipped: r(&self.violations_skipped),
             violations_dead_lettered: r(&self.violations_dead_lettered),

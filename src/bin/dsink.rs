@@ -165,24 +165,27 @@ fn run(args: RunArgs) -> Result<(), String> {
             "{}",
             serde_json::json!({
                 "rows_in": rows, "changes_out": m.changes_out, "records_out": m.records_out, "bytes_out": m.bytes_out,
-                "commits": m.commits, "seconds": secs, "rows_per_second": rate,
+                "commits": m.commits, "files_committed": m.files_committed, "small_files": m.small_files,
+                "seconds": secs, "rows_per_second": rate,
                 "updates_already_committed": m.updates_already_committed,
                 "violations_skipped": m.violations_skipped, "violations_dead_lettered": m.violations_dead_lettered,
                 "errors": errors,
             })
         );
     } else {
+        let mut extra = String::new();
+        if m.updates_already_committed > 0 {
+            extra += &format!(", {} already committed by an earlier run", m.updates_already_committed);
+        }
+        if m.files_committed > 0 {
+            extra += &format!(", {} data files committed ({} small)", m.files_committed, m.small_files);
+        }
         eprintln!(
-            "dsink: {rows} rows in, {} changes, {} records out ({:.1} MB), {} commits, {secs:.2} s, {rate:.0} rows/s{}",
+            "dsink: {rows} rows in, {} changes, {} records out ({:.1} MB), {} commits, {secs:.2} s, {rate:.0} rows/s{extra}",
             m.changes_out,
             m.records_out,
             m.bytes_out as f64 / 1e6,
             m.commits,
-            if m.updates_already_committed > 0 {
-                format!(", {} already committed by an earlier run", m.updates_already_committed)
-            } else {
-                String::new()
-            }
         );
     }
     match errors.into_iter().next() {

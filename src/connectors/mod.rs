@@ -175,6 +175,18 @@ pub(crate) fn resumed_frontier<T: SinkTime>(f: Frontier<u64>) -> Result<Frontier
     })
 }
 
+/// How many of a lakehouse commit's data files (by size) are small: below three quarters of the
+/// file target size, Iceberg's default `min-file-size-bytes` for compaction. Many small files
+/// slow every reader down; a longer commit cadence (`commit.interval.ms`, `commit.max_changes`)
+/// or compaction fixes them. Committers record the count in the commit and, once it is
+/// committed, in [`SinkMetrics::files_committed`](differential_sinks_operators::SinkMetrics) and
+/// `small_files`.
+#[cfg(any(feature = "deltalake", feature = "iceberg"))]
+pub(crate) fn small_files(sizes: impl IntoIterator<Item = u64>, target: usize) -> u64 {
+    let below = (target as u64).saturating_mul(3) / 4;
+    sizes.into_iter().filter(|s| *s < below).count() as u64
+}
+
 /// The connectors this build knows, for error messages.
 pub fn available() -> Vec<&'static str> {
     let mut v = Vec::new();

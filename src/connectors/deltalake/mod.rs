@@ -9,7 +9,7 @@
 //!                  every worker's Add actions
 //!                + upserts: remove + add of each file whose rows they delete, with its new deletion vector
 //!                + txn actions (app id = sink name …) recording every worker's frontier
-//!                + commitInfo["dsink"] = { sink, from, to, peers, generation, files, rows, deleted }
+//!                + commitInfo["dsink"] = { sink, from, to, peers, generation, files, small_files, rows, deleted }
 //! ```
 //!
 //! Built on delta-rs without its `datafusion` feature, which gives table creation, Parquet
@@ -87,6 +87,11 @@
 //! | `create_table_if_not_exists` | `true` to create a missing table from the row schema (default `false`) |
 //! | `file.target.size` | close a data file at this many bytes of Parquet (default 128 MiB) |
 //! | `commit.interval.ms`, `commit.max_changes` | the common commit cadence: fewer, larger Delta versions |
+//!
+//! Each commit's `dsink` commit info counts its data files below ¾ of `file.target.size`
+//! (`small_files`, Iceberg's default `min-file-size-bytes`), as do the sink's metrics
+//! (`files_committed`, `small_files`; `dsink` prints them): many small files mean a longer
+//! commit cadence or an OPTIMIZE is due.
 //!
 //! Object stores (`s3://` and others) need delta-rs' storage features and are not in this build.
 

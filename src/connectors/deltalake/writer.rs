@@ -4,7 +4,7 @@ use super::batch::{arrow_schema, check_table_schema, delta_schema, schema_from_d
 use super::upsert::{apply_deletes, deletion_vectors_enabled, load_index};
 use super::DeltaLakeConfig;
 use crate::config::SinkSpec;
-use crate::connectors::resumed_frontier;
+use crate::connectors::{resumed_frontier, small_files};
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
@@ -453,6 +453,7 @@ pub struct DeltaLakeCommitter {
     /// Upserts: the primary key's encoder, and where each key's row is (read at resume).
     keys: Option<KeyEncoder>,
     index: Option<KeyIndex<()>>,
+    metrics: Arc<SinkMetrics>,
 }
 
 impl DeltaLakeCommitter {
@@ -461,6 +462,7 @@ impl DeltaLakeCommitter {
         Ok(DeltaLakeCommitter {
             keys,
             index: None,
+            metrics: Arc::clone(spec.metrics()),
             runtime: runtime()?,
             config: config.clone(),
             sink: spec.name().to_string(),
@@ -564,6 +566,7 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
             files = self.runtime.block_on(apply_deletes(table, deletes, &mut adds, &location))?;
         }
         let data_files = adds.len();
+        let small = small_files(adds.iter().map(|a| a.size.max(0) as u64), self.config.target_file_size);
         files.extend(adds.into_iter().map(Action::Add));
         if files.is_empty() {
             // Nothing to add: the rounds had no rows. Recording the frontier alone would make a
@@ -594,6 +597,7 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
             "generation": self.generation,
             "frontiers": frontiers.iter().map(|f| f.to_u64()).collect::<Vec<_>>(),
             "files": data_files,
+            "small_files": small,
             "rows": rows,
             "deleted": plan.as_ref().map_or(0, |p| p.delete_count()),
         });
@@ -621,6 +625,8 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
                 .map_err(|e| delta_error("committing", &location, e))
         })?;
         table.state = Some(finalized.snapshot());
+        SinkMetrics::add(&self.metrics.files_committed, data_files as u64);
+        SinkMetrics::add(&self.metrics.small_files, small);
         if let (Some(index), Some(plan)) = (self.index.as_mut(), plan) {
             index.apply(plan);
         }

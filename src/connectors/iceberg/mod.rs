@@ -60,6 +60,7 @@
 //! | `dsink.frontiers` | every worker's frontier, comma-separated |
 //! | `dsink.peers`, `dsink.generation`, `dsink.base` | the worker count and generation (see [`resolve_resume`](differential_sinks_operators::resolve_resume)) |
 //! | `dsink.files`, `dsink.rows` | what the snapshot added |
+//! | `dsink.small-files` | how many of its data files are below ¾ of `file.target.size` (Iceberg's default `min-file-size-bytes` for compaction); also counted in the sink's metrics (`files_committed`, `small_files`) |
 //!
 //! A restarted sink walks back from the table's current snapshot through its ancestors to the
 //! latest snapshot whose `dsink.sink` is its name, and drops every change before the frontiers

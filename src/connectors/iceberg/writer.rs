@@ -5,7 +5,7 @@ use super::config::{CatalogKind, IcebergConfig};
 use super::upsert::{load_index, write_position_deletes, RowDelta};
 use crate::arrow_rows::RowBatcher;
 use crate::config::SinkSpec;
-use crate::connectors::resumed_frontier;
+use crate::connectors::{resumed_frontier, small_files};
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
@@ -527,6 +527,9 @@ pub struct CommitRecord {
     pub files: usize,
     /// Rows added (`dsink.rows`).
     pub rows: u64,
+    /// Data files added below the small-file size (`dsink.small-files`; absent in snapshots of
+    /// older versions: 0).
+    pub small_files: u64,
 }
 
 /// A frontier as summary text: the time, or `complete` once the input has ended.
@@ -561,6 +564,7 @@ impl CommitRecord {
             (p("base"), frontier_text(&self.base)),
             (p("files"), self.files.to_string()),
             (p("rows"), self.rows.to_string()),
+            (p("small-files"), self.small_files.to_string()),
         ])
     }
 
@@ -597,6 +601,11 @@ impl CommitRecord {
             base: parse_frontier(get("base")?)?,
             files: num("files")? as usize,
             rows: num("rows")?,
+            small_files: if props.contains_key(&format!("{SUMMARY_PREFIX}small-files")) {
+                num("small-files")?
+            } else {
+                0
+            },
         }))
     }
 
@@ -939,6 +948,7 @@ pub struct IcebergCommitter {
     /// Upserts: the primary key's encoder, and where each key's row is (read at resume).
     keys: Option<KeyEncoder>,
     index: Option<KeyIndex<Struct>>,
+    metrics: Arc<SinkMetrics>,
 }
 
 impl IcebergCommitter {
@@ -956,6 +966,7 @@ impl IcebergCommitter {
             last: None,
             keys,
             index: None,
+            metrics: Arc::clone(spec.metrics()),
         })
     }
 
@@ -998,6 +1009,8 @@ impl IcebergCommitter {
         tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, deletes = plan.delete_count(), "committed upserts to Iceberg");
         self.index.as_mut().expect("upsert mode").apply(plan);
         self.last = Some(id);
+        SinkMetrics::add(&self.metrics.files_committed, record.files as u64);
+        SinkMetrics::add(&self.metrics.small_files, record.small_files);
         self.committed = upper;
         Ok(())
     }
@@ -1082,7 +1095,9 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
             base: self.base,
             files: files.len(),
             rows,
+            small_files: small_files(files.iter().map(|f| f.file_size_in_bytes()), self.config.target_file_size),
         };
+        let (committed_files, committed_small) = (record.files as u64, record.small_files);
         if let Some(plan) = plan {
             return self.commit_row_delta(files, plan, record);
         }
@@ -1121,6 +1136,8 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         })?;
         tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, "committed to Iceberg");
         self.last = Some(id);
+        SinkMetrics::add(&self.metrics.files_committed, committed_files);
+        SinkMetrics::add(&self.metrics.small_files, committed_small);
         self.committed = upper;
         Ok(())
     }
@@ -1224,6 +1241,7 @@ mod tests {
             base: Frontier::at(2),
             files: 4,
             rows: 10,
+            small_files: 1,
         }
     }
 
