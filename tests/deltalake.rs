@@ -31,9 +31,20 @@ fn python() -> String {
 
 /// The table as the Python reader sees it (see tests/support/read_delta.py).
 fn read_table(dir: &Path, apps: &[&str]) -> Value {
+    read_uri(dir.to_str().expect("a UTF-8 path"), apps, None)
+}
+
+/// The table at `uri` (a directory or `s3://` URL) as the Python reader sees it, with delta-rs'
+/// storage options for an object store.
+fn read_uri(uri: &str, apps: &[&str], storage: Option<&Value>) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_delta.py");
-    let out =
-        std::process::Command::new(python()).arg(script).arg(dir).args(apps).output().expect("the Python reader runs");
+    let out = std::process::Command::new(python())
+        .arg(script)
+        .arg(uri)
+        .args(apps)
+        .env("DSINK_STORAGE_OPTIONS", storage.map(Value::to_string).unwrap_or_default())
+        .output()
+        .expect("the Python reader runs");
     assert!(out.status.success(), "the Python reader failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("the reader prints JSON")
 }
@@ -403,6 +414,10 @@ fn refused_configurations_name_the_option() {
     assert!(e.to_string().contains("create_table_if_not_exists"), "{e}");
     let e = from(&["connector=deltalake", "location=s3://bucket/t", "type=append-only"]).unwrap_err();
     assert!(e.to_string().contains("`location`"), "{e}");
+    let s3_refusal = if cfg!(feature = "deltalake-s3") { "`s3.region`" } else { "`deltalake-s3`" };
+    assert!(e.to_string().contains(s3_refusal), "{e}");
+    let e = from(&["connector=deltalake", &format!("location={loc}"), "type=append-only", "s3.region=r"]).unwrap_err();
+    assert!(e.to_string().contains("`s3.region` applies to `s3://` locations only"), "{e}");
 
     // Create the table, then declare a different schema for it.
     let ok = [
@@ -553,4 +568,183 @@ fn upserts_need_deletion_vectors_and_a_primary_key() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("`primary_key`"), "{e}");
+}
+
+/// The sink on moto's S3 (`DSINK_MOTO_URL`): each test writes to a bucket of its own.
+#[cfg(feature = "deltalake-s3")]
+mod s3 {
+    use super::*;
+    use common::s3::{create_bucket, delta_reader_options, list_keys, moto_url, ACCESS_KEY, REGION, SECRET_KEY};
+    use differential_sinks::connectors::s3::{S3Options, StorageLocation};
+
+    fn moto() -> S3Options {
+        S3Options::new(REGION).endpoint(moto_url()).credentials(ACCESS_KEY, SECRET_KEY)
+    }
+
+    fn s3_table(bucket: &str, path: &str) -> DeltaLakeConfig {
+        let location = StorageLocation::S3 { url: format!("s3://{bucket}/{path}"), options: moto() };
+        DeltaLakeConfig::new(location).create_table_if_not_exists(true)
+    }
+
+    fn read(bucket: &str, path: &str, apps: &[&str]) -> Value {
+        read_uri(&format!("s3://{bucket}/{path}"), apps, Some(&delta_reader_options()))
+    }
+
+    fn spec(name: &str, config: DeltaLakeConfig, max_changes: Option<u64>) -> SinkSpec {
+        SinkSpec::builder(name, config)
+            .append_only(false)
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .commit(CommitPolicy { max_changes, interval: Duration::from_secs(3600) })
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn histories_written_to_s3_read_back_as_the_inserted_multiset() {
+        for (seed, peers) in [(101u64, 1usize), (102, 2)] {
+            let bucket = create_bucket("delta");
+            let history = insert_history(seed, 12, 50);
+            run(&history, &spec("orders", s3_table(&bucket, "tables/orders"), None), peers);
+            let table = read(&bucket, "tables/orders", &["orders"]);
+            let expected = expected_inserts(&history, u64::MAX);
+            assert!(expected.values().any(|&n| n == 2), "the history has rows of multiplicity 2");
+            assert_eq!(table_multiset(&table), expected, "seed {seed}, {peers} workers");
+            assert_eq!(table["txn"]["orders"], i64::MAX, "seed {seed}, {peers} workers");
+            check_commit_chain(&table, "orders", &history);
+            // The log and the data files are under the table's prefix, nothing outside it.
+            let keys = list_keys(&bucket, "");
+            assert!(keys.iter().all(|k| k.starts_with("tables/orders/")), "{keys:?}");
+            assert!(keys.iter().any(|k| k == "tables/orders/_delta_log/00000000000000000000.json"), "{keys:?}");
+        }
+    }
+
+    #[test]
+    fn upserts_on_s3_end_in_the_final_state_across_a_restart() {
+        // Deletion vectors written to and read back from S3: a first run to time 6, a restart
+        // on another worker count to the end.
+        let bucket = create_bucket("delta-upsert");
+        let history = keyed_history(109, 25, 10, 15);
+        let spec = SinkSpec::builder("kv", s3_table(&bucket, "kv"))
+            .upsert()
+            .primary_key(["k"])
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap();
+        run_until(&history, &spec, 2, 6);
+        assert_eq!(table_multiset(&read(&bucket, "kv", &[])), final_state(&history, 6));
+        run(&history, &spec, 1);
+        let table = read(&bucket, "kv", &["kv"]);
+        assert_eq!(table_multiset(&table), final_state(&history, u64::MAX));
+        assert_eq!(check_upsert_chain(&table), history.iter().filter(|h| h.2 < 0).count() as u64);
+        assert!(list_keys(&bucket, "kv/").iter().any(|k| k.starts_with("kv/deletion_vector_")));
+    }
+
+    #[test]
+    fn exactly_once_on_s3_across_a_stop_with_files_written_but_not_committed() {
+        for (seed, peers) in [(107u64, 1usize), (108, 2)] {
+            let bucket = create_bucket("delta-eos");
+            let history = insert_history(seed, 10, 40);
+            let cfg = s3_table(&bucket, "eos").target_file_size(1);
+            let handed = run_and_drop(&history, &spec("eos", cfg.clone(), Some(120 / peers as u64)), peers, 8);
+            let stopped = read(&bucket, "eos", &["eos"]);
+            let committed = table_multiset(&stopped).values().sum::<usize>() as u64;
+            assert!(committed > 0 && committed < handed, "stopped after some commits ({committed}) of {handed} rows");
+            let on_s3 = list_keys(&bucket, "eos/").iter().filter(|k| k.ends_with(".parquet")).count();
+            assert!(on_s3 > committed_files(&stopped), "the stop left uncommitted data files ({on_s3} on S3)");
+            let stopped_at = stopped["txn"]["eos"].as_i64().expect("the sink recorded its frontier");
+            assert!(stopped_at > 0 && stopped_at <= 8);
+
+            run(&history, &spec("eos", cfg, None), peers);
+            let table = read(&bucket, "eos", &["eos"]);
+            assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX), "seed {seed}, {peers} workers");
+            assert_eq!(table["txn"]["eos"], i64::MAX);
+            let ranges = check_commit_chain(&table, "eos", &history);
+            assert!(ranges.iter().any(|r| r.0 == Some(stopped_at)), "the restart resumed at {stopped_at}: {ranges:?}");
+        }
+    }
+
+    /// Two runs of one sink: B delivers everything while A, which loaded the table before, has
+    /// not committed yet. A's first commit tries to write the log version B already wrote; the
+    /// conditional put refuses it and delta-rs' conflict checker finds B's commits of the same
+    /// transaction ids, so A stops and the table holds B's delivery alone. Were the put not
+    /// conditional, A would overwrite B's first commit and lose its rows.
+    #[test]
+    fn a_second_run_committing_the_same_log_version_on_s3_is_refused() {
+        let bucket = create_bucket("delta-fence");
+        let spec = spec("fence", s3_table(&bucket, "fence"), None);
+        let history = insert_history(130, 4, 10);
+        let (spec_a, spec_b, input_a) = (spec.clone(), spec.clone(), history.clone());
+        let error = timely::execute_directly(move |worker| {
+            let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, rows) = scope.new_collection::<Row, isize>();
+                let out = rows.sink(&spec_a).expect("sink builds");
+                (input, out.committed.probe().0, out.handle)
+            });
+            // A's committer loaded the table (creating it) when its dataflow was built; another
+            // run of the same sink now delivers the whole history before A commits anything.
+            run(&input_a, &spec_b, 1);
+            for (row, t, d) in &input_a {
+                input.update_at(row.clone(), *t, *d);
+            }
+            input.close();
+            while !probe.done() && !handle.is_failed() {
+                worker.step();
+            }
+            handle.take_error()
+        });
+        let error = error.expect("run A is refused at its first commit");
+        assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
+        assert!(error.to_string().contains("committing"), "{error}");
+        let table = read(&bucket, "fence", &["fence"]);
+        assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX));
+        check_commit_chain(&table, "fence", &history);
+    }
+
+    /// A server that answers every request as S3 does for an unknown access key.
+    fn refusing_endpoint() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for mut conn in listener.incoming().flatten() {
+                let mut buf = [0u8; 8192];
+                let _ = conn.read(&mut buf);
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidAccessKeyId</Code>\
+                            <Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>";
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[test]
+    fn refused_credentials_and_missing_buckets_are_named_at_creation() {
+        let from = |location: &str, endpoint: &str| {
+            SinkSpec::from_options_with_schema(
+                Options::parse_pairs([
+                    "connector=deltalake",
+                    "type=append-only",
+                    "create_table_if_not_exists=true",
+                    &format!("location={location}"),
+                    &format!("s3.endpoint={endpoint}"),
+                    &format!("s3.region={REGION}"),
+                    "s3.access.key=AKWRONG",
+                    "s3.secret.key=not-the-secret",
+                ])
+                .unwrap(),
+                Some(ROW_SCHEMA.parse().unwrap()),
+            )
+        };
+        let e = from("s3://bucket/t", &refusing_endpoint()).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("s3://bucket/t") && m.contains("`s3.endpoint`") && m.contains("`s3.access.key`"), "{m}");
+        assert!(!m.contains("not-the-secret"), "{m}");
+        let e = from("s3://no-such-bucket-for-dsink/t", &moto_url()).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("no-such-bucket-for-dsink") && m.contains("`location`'s bucket"), "{m}");
+    }
 }

@@ -37,14 +37,22 @@ fn read_table(dir: &Path, table: &str) -> Value {
 
 /// [`read_table`], plus the rows of a scan with each of `filters` (pyiceberg's syntax).
 fn read_filtered(dir: &Path, table: &str, filters: &[String]) -> Value {
+    read_from(&dir.join("catalog.db"), dir.to_str().expect("a UTF-8 path"), table, None, filters)
+}
+
+/// The table `db.<table>` of the catalog `db` and the warehouse `warehouse` (a directory or
+/// `s3://` URL) as pyiceberg sees it, with the catalog's S3 properties for a warehouse on S3,
+/// plus the rows of a scan with each of `filters` (pyiceberg's syntax).
+fn read_from(db: &Path, warehouse: &str, table: &str, storage: Option<&Value>, filters: &[String]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_iceberg.py");
     let out = std::process::Command::new(python())
         .arg(script)
-        .arg(dir.join("catalog.db"))
-        .arg(dir)
+        .arg(db)
+        .arg(warehouse)
         .arg(format!("db.{table}"))
         .arg("default")
         .args(filters)
+        .env("DSINK_STORAGE_OPTIONS", storage.map(Value::to_string).unwrap_or_default())
         .output()
         .expect("the Python reader runs");
     assert!(out.status.success(), "the Python reader failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -855,4 +863,196 @@ fn partition_by_is_checked_at_creation() {
         *expected.entry(row).or_default() += n;
     }
     assert_eq!(table_multiset(&read_table(dir.path(), "p")), expected);
+}
+
+/// The sink with its warehouse on moto's S3 (`DSINK_MOTO_URL`) and its catalog in a local
+/// SQLite file: each test writes to a bucket of its own.
+#[cfg(feature = "iceberg-s3")]
+mod s3 {
+    use super::*;
+    use common::s3::{create_bucket, iceberg_reader_options, list_keys, moto_url, ACCESS_KEY, REGION, SECRET_KEY};
+    use differential_sinks::connectors::s3::{S3Options, StorageLocation};
+
+    /// A warehouse `s3://<bucket>/wh` whose catalog is `catalog.db` in `dir`.
+    struct Warehouse {
+        dir: tempfile::TempDir,
+        bucket: String,
+    }
+
+    impl Warehouse {
+        fn new(prefix: &str) -> Self {
+            Warehouse { dir: tempfile::tempdir().unwrap(), bucket: create_bucket(prefix) }
+        }
+        fn url(&self) -> String {
+            format!("s3://{}/wh", self.bucket)
+        }
+        fn catalog(&self) -> std::path::PathBuf {
+            self.dir.path().join("catalog.db")
+        }
+        fn config(&self, table: &str) -> IcebergConfig {
+            let options = S3Options::new(REGION).endpoint(moto_url()).credentials(ACCESS_KEY, SECRET_KEY);
+            IcebergConfig::new(StorageLocation::S3 { url: self.url(), options }, "db", table)
+                .catalog_uri(format!("sqlite:{}", self.catalog().display()))
+                .create_table_if_not_exists(true)
+        }
+        fn read(&self, table: &str) -> Value {
+            read_from(&self.catalog(), &self.url(), table, Some(&iceberg_reader_options()), &[])
+        }
+        /// The Parquet files on S3 under the table's `data/` prefix.
+        fn parquet_files(&self, table: &str) -> usize {
+            list_keys(&self.bucket, &format!("wh/db/{table}/data/")).iter().filter(|k| k.ends_with(".parquet")).count()
+        }
+    }
+
+    fn spec(name: &str, config: IcebergConfig, max_changes: Option<u64>) -> SinkSpec {
+        SinkSpec::builder(name, config)
+            .append_only(false)
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .commit(CommitPolicy { max_changes, interval: Duration::from_secs(3600) })
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn histories_written_to_s3_read_back_as_the_inserted_multiset() {
+        for (seed, peers) in [(101u64, 1usize), (102, 2)] {
+            let wh = Warehouse::new("iceberg");
+            let history = insert_history(seed, 12, 50);
+            run(&history, &spec("orders", wh.config("orders"), None), peers);
+            let table = wh.read("orders");
+            let expected = expected_inserts(&history, u64::MAX);
+            assert!(expected.values().any(|&n| n == 2), "the history has rows of multiplicity 2");
+            assert_eq!(table_multiset(&table), expected, "seed {seed}, {peers} workers");
+            assert_eq!(committed_to(&table, "orders").as_deref(), Some("complete"));
+            check_commit_chain(&table, "orders", &history);
+            // Metadata and data files are on S3 under the warehouse; the catalog stays local.
+            let files = table["data_files"].as_array().unwrap();
+            assert!(files.iter().all(|f| f.as_str().unwrap().starts_with(&format!("{}/db/orders/data/", wh.url()))));
+            assert!(list_keys(&wh.bucket, "wh/db/orders/metadata/").iter().any(|k| k.ends_with(".metadata.json")));
+            assert!(list_keys(&wh.bucket, "").iter().all(|k| k.starts_with("wh/db/orders/")));
+        }
+    }
+
+    #[test]
+    fn partitioned_upserts_on_s3_end_in_the_final_state_across_a_restart() {
+        // Position deletes and manifests written to and read back from S3: a first run to time 6,
+        // a restart on another worker count to the end.
+        let wh = Warehouse::new("iceberg-upsert");
+        let history = keyed_history(109, 25, 10, 15);
+        let spec = SinkSpec::builder("kv", wh.config("kv").partition_by("bucket(2, v)").unwrap())
+            .upsert()
+            .primary_key(["k"])
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap();
+        run_until(&history, &spec, 2, 6);
+        assert_eq!(table_multiset(&wh.read("kv")), final_state(&history, 6));
+        run(&history, &spec, 1);
+        let table = wh.read("kv");
+        assert_eq!(table_multiset(&table), final_state(&history, u64::MAX));
+        assert_eq!(check_upsert_chain(&table, "kv"), history.iter().filter(|h| h.2 < 0).count() as u64);
+    }
+
+    #[test]
+    fn exactly_once_on_s3_across_a_stop_with_files_written_but_not_committed() {
+        for (seed, peers) in [(107u64, 1usize), (108, 2)] {
+            let wh = Warehouse::new("iceberg-eos");
+            let history = insert_history(seed, 10, 40);
+            let cfg = wh.config("eos").target_file_size(1);
+            let handed = run_and_drop(&history, &spec("eos", cfg.clone(), Some(120 / peers as u64)), peers, 8);
+            let stopped = wh.read("eos");
+            let committed = table_multiset(&stopped).values().sum::<usize>() as u64;
+            assert!(committed > 0 && committed < handed, "stopped after some commits ({committed}) of {handed} rows");
+            let referenced = stopped["data_files"].as_array().unwrap().len();
+            let on_s3 = wh.parquet_files("eos");
+            assert!(
+                on_s3 > referenced,
+                "the stop left uncommitted data files ({on_s3} on S3, {referenced} in the table)"
+            );
+            let stopped_at: u64 = committed_to(&stopped, "eos").expect("the sink committed").parse().unwrap();
+            assert!(stopped_at > 0 && stopped_at <= 8);
+
+            run(&history, &spec("eos", cfg, None), peers);
+            let table = wh.read("eos");
+            assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX), "seed {seed}, {peers} workers");
+            assert_eq!(committed_to(&table, "eos").as_deref(), Some("complete"));
+            let ranges = check_commit_chain(&table, "eos", &history);
+            assert!(ranges.iter().any(|r| r.0 == stopped_at.to_string()), "resumed at {stopped_at}: {ranges:?}");
+        }
+    }
+
+    /// A server that answers every request as S3 does for an unknown access key.
+    fn refusing_endpoint() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for mut conn in listener.incoming().flatten() {
+                let mut buf = [0u8; 8192];
+                let _ = conn.read(&mut buf);
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidAccessKeyId</Code>\
+                            <Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>";
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[test]
+    fn refused_credentials_and_missing_buckets_are_named_at_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = |warehouse: &str, endpoint: &str, catalog: &str| {
+            let built = timely::execute_directly({
+                let pairs = [
+                    "connector=iceberg".to_string(),
+                    "type=append-only".into(),
+                    "create_table_if_not_exists=true".into(),
+                    "database.name=db".into(),
+                    "table.name=t".into(),
+                    format!("warehouse.path={warehouse}"),
+                    format!("catalog.uri=sqlite:{}", dir.path().join(catalog).display()),
+                    format!("s3.endpoint={endpoint}"),
+                    format!("s3.region={REGION}"),
+                    "s3.access.key=AKWRONG".into(),
+                    "s3.secret.key=not-the-secret".into(),
+                ];
+                move |worker| {
+                    let spec = SinkSpec::from_options_with_schema(
+                        Options::parse_pairs(pairs.iter()).unwrap(),
+                        Some(ROW_SCHEMA.parse().unwrap()),
+                    )?;
+                    worker.dataflow::<u64, _, _>(|scope| {
+                        let (_input, rows) = scope.new_collection::<Row, isize>();
+                        rows.sink(&spec).map(drop)
+                    })
+                }
+            });
+            built.expect_err("the sink is refused")
+        };
+        let m = from("s3://bucket/wh", &refusing_endpoint(), "a.db").to_string();
+        assert!(m.contains("`s3.endpoint`") && m.contains("`s3.access.key`"), "{m}");
+        assert!(!m.contains("not-the-secret"), "{m}");
+        let m = from("s3://no-such-bucket-for-dsink/wh", &moto_url(), "b.db").to_string();
+        assert!(m.contains("`warehouse.path`'s bucket"), "{m}");
+
+        // Without a catalog.uri the S3 warehouse is refused before anything is written.
+        let e = SinkSpec::from_options_with_schema(
+            Options::parse_pairs([
+                "connector=iceberg",
+                "type=append-only",
+                "database.name=db",
+                "table.name=t",
+                "warehouse.path=s3://bucket/wh",
+                "s3.region=us-east-1",
+            ])
+            .unwrap(),
+            Some(ROW_SCHEMA.parse().unwrap()),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`catalog.uri` is required"), "{e}");
+    }
 }

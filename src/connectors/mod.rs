@@ -46,6 +46,8 @@ pub mod memory;
 pub mod nats;
 #[cfg(feature = "pulsar")]
 pub mod pulsar;
+#[cfg(any(feature = "deltalake", feature = "iceberg"))]
+pub mod s3;
 
 /// The settings of one connector, selected by the `connector` option.
 #[derive(Clone, Debug)]

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod lakehouse;
+pub mod s3;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

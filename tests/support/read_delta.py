@@ -1,6 +1,9 @@
 """Reads a Delta table with the Python `deltalake` reader and prints it as one JSON document.
 
-usage: read_delta.py TABLE_DIR [APP_ID ...]
+usage: read_delta.py TABLE_URI [APP_ID ...]
+
+TABLE_URI is a directory or an `s3://bucket/prefix` URL; for the latter, the environment variable
+DSINK_STORAGE_OPTIONS holds delta-rs' storage options as a JSON object (AWS_ENDPOINT_URL, ...).
 
 Output: {"version", "schema": [[name, type, nullable]], "rows": [...], "history": [...],
 "txn": {app_id: version or null}, "deletion_vectors": whether the table has the feature}. Timestamps become microseconds since the epoch (naive ones
@@ -9,6 +12,7 @@ read as UTC), dates ISO text, decimals text, so the Rust side compares exact val
 import datetime
 import decimal
 import json
+import os
 import sys
 
 from deltalake import DeltaTable
@@ -43,7 +47,8 @@ def read_rows(table):
 
 
 def main():
-    table = DeltaTable(sys.argv[1])
+    options = json.loads(os.environ.get("DSINK_STORAGE_OPTIONS") or "{}")
+    table = DeltaTable(sys.argv[1], storage_options=options or None)
     rows = [{k: plain(v) for k, v in r.items()} for r in read_rows(table)]
     schema = [[f.name, str(f.type), f.nullable] for f in table.schema().fields]
     history = [{k: plain(v) for k, v in h.items()} for h in table.history()]

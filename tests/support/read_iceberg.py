@@ -1,6 +1,9 @@
 """Reads an Iceberg table through pyiceberg's SQL catalog and prints it as one JSON document.
 
-usage: read_iceberg.py CATALOG_DB WAREHOUSE_DIR NAMESPACE.TABLE [CATALOG_NAME [ROW_FILTER...]]
+usage: read_iceberg.py CATALOG_DB WAREHOUSE NAMESPACE.TABLE [CATALOG_NAME [ROW_FILTER...]]
+
+WAREHOUSE is a directory or an `s3://bucket/prefix` URL; for the latter, the environment variable
+DSINK_STORAGE_OPTIONS holds the catalog's S3 properties as a JSON object (s3.endpoint, ...).
 
 Output: {"schema": [[name, type, nullable]], "rows": [...], "snapshots": [{"id", "parent",
 "operation", "summary"}] in commit order along the current branch, "data_files": [paths],
@@ -14,6 +17,7 @@ decimals text, so the Rust side compares exact values.
 import datetime
 import decimal
 import json
+import os
 import sys
 
 from pyiceberg.catalog.sql import SqlCatalog
@@ -39,7 +43,10 @@ def plain(v):
 def main():
     db, warehouse, name = sys.argv[1], sys.argv[2], sys.argv[3]
     catalog_name = sys.argv[4] if len(sys.argv) > 4 else "default"
-    catalog = SqlCatalog(catalog_name, uri=f"sqlite:///{db}", warehouse=f"file://{warehouse}")
+    if "://" not in warehouse:
+        warehouse = f"file://{warehouse}"
+    options = json.loads(os.environ.get("DSINK_STORAGE_OPTIONS") or "{}")
+    catalog = SqlCatalog(catalog_name, uri=f"sqlite:///{db}", warehouse=warehouse, **options)
     table = catalog.load_table(name)
     rows = [{k: plain(v) for k, v in r.items()} for r in table.scan().to_arrow().to_pylist()]
     schema = [[f.name, str(f.field_type), not f.required] for f in table.schema().fields]

@@ -68,8 +68,33 @@
 //! than that would forget its place and deliver again from the start, so leave it unset on
 //! tables this sink writes. If two runs of one sink commit to a table at once, delta-rs'
 //! conflict checker refuses the commit of the run whose snapshot is older, since a newer commit
-//! wrote the same `txn` app ids (`ConcurrentTransaction`); that run stops with an error. This
-//! fencing comes from delta-rs and is not exercised by this crate's tests.
+//! wrote the same `txn` app ids (`ConcurrentTransaction`); that run stops with a `Fenced` error.
+//! This fencing comes from delta-rs; the tests exercise it on S3 (below).
+//!
+//! # On S3
+//!
+//! With the `deltalake-s3` feature, `location = s3://bucket/prefix` writes the table through
+//! delta-rs' AWS storage (object_store's `AmazonS3`) to AWS S3 or an S3-compatible store
+//! (`s3.endpoint`). Every worker writes its data files to the bucket itself; worker 0 writes the
+//! log. What holds there:
+//!
+//! * **Commits are atomic and never overwrite one another.** A Delta commit is the creation of
+//!   `_delta_log/<version>.json`; the sink makes delta-rs create it with a conditional put
+//!   (`If-None-Match: *`, object_store's `conditional_put = etag`), so of two writers committing
+//!   the same version exactly one succeeds, and the other goes through the conflict checker
+//!   (above). This is safe with concurrent writers on any store that honours `If-None-Match` on
+//!   `PutObject` — AWS S3 (since August 2024), MinIO, Cloudflare R2, moto (the tests) — without
+//!   the DynamoDB lock older delta-rs versions needed. The sink pins these storage options, so
+//!   `AWS_S3_ALLOW_UNSAFE_RENAME` in the environment cannot switch it to the unsafe rename. A
+//!   store that ignores the header would let a second writer silently replace a commit: do not
+//!   point the sink at one.
+//! * **Exactly-once** holds as on a local file system: the progress lives in the same log
+//!   entry as the data files, and data files of a stopped run that no commit names are orphans
+//!   readers never see (`VACUUM` removes them).
+//! * Sink creation reads the table (if any) on S3, so an unreachable endpoint, a missing bucket
+//!   or refused credentials stop the sink at creation with an error naming `location`,
+//!   `s3.endpoint`, `s3.region` and the credential options; the secret key is never printed.
+//!   Later object store errors are retried (`Retriable`).
 //!
 //! # Schema
 //!
@@ -83,7 +108,11 @@
 //!
 //! | option | meaning |
 //! |---|---|
-//! | `location` | the table directory (a local path or `file://` URL) — required |
+//! | `location` | the table directory: a local path, a `file://` URL, or `s3://bucket/prefix` (feature `deltalake-s3`) — required |
+//! | `s3.region` | the bucket's region — required with `s3://` (any value for S3-compatible stores, e.g. `us-east-1`) |
+//! | `s3.endpoint` | the S3 API's URL of an S3-compatible store (MinIO, moto, …); default AWS. An `http://` endpoint allows plain HTTP |
+//! | `s3.access.key`, `s3.secret.key` | static credentials, both or neither (neither: the AWS default chain — environment, profile, instance role); never printed |
+//! | `s3.path.style.access` | `true` for path-style requests; default `true` with `s3.endpoint`, `false` without |
 //! | `create_table_if_not_exists` | `true` to create a missing table from the row schema (default `false`) |
 //! | `file.target.size` | close a data file at this many bytes of Parquet (default 128 MiB) |
 //! | `commit.interval.ms`, `commit.max_changes` | the common commit cadence: fewer, larger Delta versions |
@@ -93,7 +122,9 @@
 //! (`files_committed`, `small_files`; `dsink` prints them): many small files mean a longer
 //! commit cadence or an OPTIMIZE is due.
 //!
-//! Object stores (`s3://` and others) need delta-rs' storage features and are not in this build.
+//! The `s3.*` options are refused for a local `location`, and `s3://` is refused naming the
+//! feature in a build without `deltalake-s3`. Other object stores (`gs://`, `abfss://`, …) are not
+//! supported.
 
 pub mod batch;
 mod config;

@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::row_keys::{KeyEncoder, KeyIndex, RowChange};
 use arrow_array::RecordBatch;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
@@ -30,6 +30,8 @@ pub const COMMIT_INFO_KEY: &str = "dsink";
 fn delta_error(what: &str, location: &str, e: DeltaTableError) -> Error {
     let kind = match &e {
         DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. } => ErrorKind::Retriable,
+        // Another writer committed what this commit depends on: for this sink, another run of it.
+        DeltaTableError::Transaction { source: TransactionError::CommitConflict(_) } => ErrorKind::Fenced,
         _ => ErrorKind::Fatal,
     };
     Error::new(kind, format!("Delta table `{location}`: {what}: {e}"))
@@ -42,18 +44,42 @@ pub(crate) fn runtime() -> Result<Runtime> {
         .map_err(|e| Error::io("starting the Delta Lake sink's runtime", e))
 }
 
+/// A builder for the table at `config`'s location, with its storage options.
+fn table_builder(config: &DeltaLakeConfig) -> Result<DeltaTableBuilder> {
+    let location = config.location.display();
+    let builder = DeltaTableBuilder::from_url(config.table_url()?).map_err(|e| delta_error("opening", &location, e))?;
+    let options = config.storage_options();
+    Ok(if options.is_empty() { builder } else { builder.with_storage_options(options) })
+}
+
 /// The table at `config`'s location, loaded; `None` if there is none yet.
 pub(crate) async fn load_table(config: &DeltaLakeConfig) -> Result<Option<DeltaTable>> {
-    let location = config.location.display().to_string();
-    if !config.location.join("_delta_log").is_dir() {
-        return Ok(None);
+    let location = config.location.display();
+    if let Some(dir) = config.location.local() {
+        if !dir.join("_delta_log").is_dir() {
+            return Ok(None);
+        }
     }
-    let url = config.table_url()?;
-    let builder = DeltaTableBuilder::from_url(url).map_err(|e| delta_error("opening", &location, e))?;
-    match builder.load().await {
+    match table_builder(config)?.load().await {
         Ok(t) => Ok(Some(t)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
-        Err(e) => Err(delta_error("loading", &location, e)),
+        Err(e) => Err(storage_error(config, delta_error("loading", &location, e))),
+    }
+}
+
+/// An object store failure on S3 says which options decide where the sink connects and as whom.
+fn storage_error(config: &DeltaLakeConfig, e: Error) -> Error {
+    match &config.location {
+        crate::connectors::s3::StorageLocation::S3 { options, .. } => {
+            let endpoint = options.endpoint.as_deref().unwrap_or("AWS");
+            let message = format!(
+                "{e} (check `location`'s bucket, `s3.endpoint` = `{endpoint}`, `s3.region` = `{}` and the \
+                 credentials `s3.access.key` / `s3.secret.key`)",
+                options.region
+            );
+            Error::new(e.kind(), message)
+        }
+        crate::connectors::s3::StorageLocation::Local(_) => e,
     }
 }
 
@@ -77,7 +103,7 @@ fn upsert_keys(spec: &SinkSpec, arrow: &arrow_schema::SchemaRef, location: &str)
 
 /// Checks `spec` against the table (existing or to be created), as sink creation must.
 pub(crate) async fn plan_table(config: &DeltaLakeConfig, spec: &SinkSpec) -> Result<TablePlan> {
-    let location = config.location.display().to_string();
+    let location = config.location.display();
     let declared = spec.schema().map(delta_schema).transpose()?;
     match load_table(config).await? {
         Some(table) => {
@@ -290,7 +316,7 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
     }
 
     fn location(&self) -> String {
-        self.config.location.display().to_string()
+        self.config.location.display()
     }
 
     fn file_writer(&mut self) -> Result<&mut RecordBatchWriter> {
@@ -299,7 +325,9 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
             let schema = Arc::clone(self.batcher.schema());
             let parts = (!self.partition_columns.is_empty()).then(|| self.partition_columns.clone());
             let _guard = self.runtime.enter();
-            let w = RecordBatchWriter::try_new(url.as_str(), schema, parts, None)
+            let options = self.config.storage_options();
+            let options = (!options.is_empty()).then_some(options);
+            let w = RecordBatchWriter::try_new(url.as_str(), schema, parts, options)
                 .map_err(|e| delta_error("opening a data file writer", &self.location(), e))?;
             self.writer = Some(w);
         }
@@ -367,7 +395,10 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
         if w.buffered_record_batch_count() == 0 {
             return Ok(());
         }
-        let adds = self.runtime.block_on(w.flush()).map_err(|e| delta_error("writing a data file", &location, e))?;
+        let adds = self
+            .runtime
+            .block_on(w.flush())
+            .map_err(|e| storage_error(&self.config, delta_error("writing a data file", &location, e)))?;
         if self.keys.is_some() && adds.len() != 1 {
             // An unpartitioned writer makes one file per flush; the changes point at it.
             return Err(Error::new(
@@ -476,12 +507,12 @@ impl DeltaLakeCommitter {
     }
 
     fn location(&self) -> String {
-        self.config.location.display().to_string()
+        self.config.location.display()
     }
 
     /// Loads the table, creating it from the row schema if the sink was told to.
     async fn table(config: &DeltaLakeConfig, plan: &TablePlan, sink: &str) -> Result<DeltaTable> {
-        let location = config.location.display().to_string();
+        let location = config.location.display();
         if let Some(t) = load_table(config).await? {
             let snapshot = t.snapshot().map_err(|e| delta_error("reading the snapshot", &location, e))?;
             check_table_schema(snapshot.schema().as_ref(), &plan.delta, &location)?;
@@ -493,10 +524,11 @@ impl DeltaLakeCommitter {
                  restore it"
             )));
         }
-        std::fs::create_dir_all(&config.location).map_err(|e| Error::io(format!("creating {location}"), e))?;
-        let url = config.table_url()?;
-        DeltaTableBuilder::from_url(url)
-            .and_then(|b| b.build())
+        if let Some(dir) = config.location.local() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {location}"), e))?;
+        }
+        table_builder(config)?
+            .build()
             .map_err(|e| delta_error("opening", &location, e))?
             .create()
             .with_columns(plan.delta.fields().cloned())
@@ -505,7 +537,7 @@ impl DeltaLakeCommitter {
             // Upserts delete rows with deletion vectors.
             .with_configuration_property(TableProperty::EnableDeletionVectors, plan.upsert.then_some("true"))
             .await
-            .map_err(|e| delta_error("creating the table", &location, e))
+            .map_err(|e| storage_error(config, delta_error("creating the table", &location, e)))
     }
 }
 
@@ -616,13 +648,14 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
         } else {
             DeltaOperation::Write { mode: SaveMode::Append, partition_by, predicate: None }
         };
+        let config = &self.config;
         let finalized = self.runtime.block_on(async {
             let snapshot = table.snapshot().map_err(|e| delta_error("reading the snapshot", &location, e))?;
             CommitBuilder::from(props)
                 .with_actions(files)
                 .build(Some(snapshot), table.log_store(), operation)
                 .await
-                .map_err(|e| delta_error("committing", &location, e))
+                .map_err(|e| storage_error(config, delta_error("committing", &location, e)))
         })?;
         table.state = Some(finalized.snapshot());
         SinkMetrics::add(&self.metrics.files_committed, data_files as u64);

@@ -1,8 +1,9 @@
 //! Options of the Iceberg connector (names follow RisingWave's Iceberg sink).
 
+use crate::connectors::s3::{take_location, StorageLocation};
 use crate::error::{Error, Result};
 use crate::options::Options;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The default size at which a worker closes a Parquet data file and starts the next one.
 pub const DEFAULT_TARGET_FILE_SIZE: usize = 128 << 20;
@@ -18,9 +19,10 @@ pub const EMBEDDED_CATALOG_FILE: &str = "catalog.db";
 pub enum CatalogKind {
     /// The SQL catalog (the JDBC catalog's tables, `iceberg_tables` and
     /// `iceberg_namespace_properties`) in a SQLite database: `catalog.uri`, or by default
-    /// `<warehouse.path>/catalog.db`.
+    /// `<warehouse.path>/catalog.db` for a local warehouse.
     Sql {
-        /// The sqlx database URL, e.g. `sqlite:/data/wh/catalog.db`.
+        /// The sqlx database URL, e.g. `sqlite:/data/wh/catalog.db`; empty when not yet given
+        /// for a warehouse on S3 (refused at creation).
         uri: String,
     },
 }
@@ -32,9 +34,9 @@ pub struct IcebergConfig {
     pub catalog: CatalogKind,
     /// The catalog's name (`catalog.name`): SQL catalogs keep several catalogs apart by it.
     pub catalog_name: String,
-    /// The warehouse directory (`warehouse.path`): new tables go to
-    /// `<warehouse>/<database>/<table>`.
-    pub warehouse: PathBuf,
+    /// The warehouse (`warehouse.path`): a local directory, or an `s3://bucket/prefix` with the
+    /// `s3.*` options (feature `iceberg-s3`). New tables go to `<warehouse>/<database>/<table>`.
+    pub warehouse: StorageLocation,
     /// The namespace (`database.name`), dot-separated for nested namespaces.
     pub database: String,
     /// The table (`table.name`).
@@ -154,11 +156,12 @@ pub fn parse_partition_by(text: &str) -> Result<Vec<PartitionTerm>> {
 
 impl IcebergConfig {
     /// The table `database.table` in the embedded SQLite catalog of `warehouse` (which must exist
-    /// unless [`create_table_if_not_exists`](Self::create_table_if_not_exists) is set).
-    pub fn new(warehouse: impl Into<PathBuf>, database: impl Into<String>, table: impl Into<String>) -> Self {
+    /// unless [`create_table_if_not_exists`](Self::create_table_if_not_exists) is set). A warehouse
+    /// on S3 has no embedded catalog: name one with [`catalog_uri`](Self::catalog_uri).
+    pub fn new(warehouse: impl Into<StorageLocation>, database: impl Into<String>, table: impl Into<String>) -> Self {
         let warehouse = warehouse.into();
         IcebergConfig {
-            catalog: CatalogKind::Sql { uri: embedded_uri(&warehouse) },
+            catalog: CatalogKind::Sql { uri: warehouse.local().map(embedded_uri).unwrap_or_default() },
             catalog_name: DEFAULT_CATALOG_NAME.to_string(),
             warehouse,
             database: database.into(),
@@ -210,9 +213,18 @@ impl IcebergConfig {
         }
         let warehouse =
             opts.require("warehouse.path", "the warehouse directory, e.g. warehouse.path=/data/warehouse")?;
-        let warehouse = parse_warehouse(&warehouse)?;
+        let warehouse = take_location(
+            opts,
+            "warehouse.path",
+            &warehouse,
+            "the warehouse directory",
+            ("iceberg-s3", cfg!(feature = "iceberg-s3")),
+        )?;
         let uri = match opts.take("catalog.uri") {
-            None => embedded_uri(&warehouse),
+            None => match warehouse.local() {
+                Some(dir) => embedded_uri(dir),
+                None => return Err(no_catalog_uri(&warehouse)),
+            },
             Some(u) if u.starts_with("sqlite:") => u,
             Some(u) => {
                 return Err(Error::config(format!(
@@ -247,11 +259,13 @@ impl IcebergConfig {
         if size == Some(0) {
             return Err(Error::config("option `file.target.size` must be at least 1 byte"));
         }
-        if warehouse.exists() && !warehouse.is_dir() {
-            return Err(Error::config(format!(
-                "option `warehouse.path` = `{}` is a file, not a directory",
-                warehouse.display()
-            )));
+        if let Some(dir) = warehouse.local() {
+            if dir.exists() && !dir.is_dir() {
+                return Err(Error::config(format!(
+                    "option `warehouse.path` = `{}` is a file, not a directory",
+                    dir.display()
+                )));
+            }
         }
         Ok(IcebergConfig {
             catalog: CatalogKind::Sql { uri },
@@ -265,16 +279,27 @@ impl IcebergConfig {
         })
     }
 
-    /// The warehouse as an absolute `file://` URL (it need not exist yet).
+    /// The warehouse as a URL: an absolute `file://` URL (the directory need not exist yet), or
+    /// the `s3://` one. Refuses a warehouse on S3 without a `catalog.uri`.
     pub(crate) fn warehouse_url(&self) -> Result<String> {
-        let abs = if self.warehouse.is_absolute() {
-            self.warehouse.clone()
-        } else {
-            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?.join(&self.warehouse)
+        let dir = match &self.warehouse {
+            StorageLocation::Local(dir) => dir,
+            StorageLocation::S3 { url, .. } => {
+                let CatalogKind::Sql { uri } = &self.catalog;
+                if uri.is_empty() {
+                    return Err(no_catalog_uri(&self.warehouse));
+                }
+                return Ok(url.clone());
+            }
         };
-        let s = abs.to_str().ok_or_else(|| {
-            Error::config(format!("option `warehouse.path` = `{}` is not UTF-8", self.warehouse.display()))
-        })?;
+        let abs = if dir.is_absolute() {
+            dir.clone()
+        } else {
+            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?.join(dir)
+        };
+        let s = abs
+            .to_str()
+            .ok_or_else(|| Error::config(format!("option `warehouse.path` = `{}` is not UTF-8", dir.display())))?;
         Ok(format!("file://{}", s.trim_end_matches('/')))
     }
 
@@ -288,20 +313,12 @@ fn embedded_uri(warehouse: &Path) -> String {
     format!("sqlite:{}", warehouse.join(EMBEDDED_CATALOG_FILE).display())
 }
 
-fn parse_warehouse(location: &str) -> Result<PathBuf> {
-    if location.trim().is_empty() {
-        return Err(Error::config("option `warehouse.path` is empty: name the warehouse directory"));
-    }
-    if let Some(path) = location.strip_prefix("file://") {
-        return Ok(Path::new(path).to_path_buf());
-    }
-    if let Some((scheme, _)) = location.split_once("://") {
-        return Err(Error::config(format!(
-            "option `warehouse.path` = `{location}`: `{scheme}://` warehouses are not supported by this build; \
-             the iceberg connector writes to local paths (or `file://` URLs)"
-        )));
-    }
-    Ok(PathBuf::from(location))
+fn no_catalog_uri(warehouse: &StorageLocation) -> Error {
+    Error::config(format!(
+        "option `catalog.uri` is required when `warehouse.path` = `{}` is on S3: the SQL catalog is a SQLite file \
+         on a local (or shared) file system, e.g. catalog.uri=sqlite:/data/catalog.db",
+        warehouse.display()
+    ))
 }
 
 impl From<IcebergConfig> for crate::connectors::ConnectorConfig {
@@ -325,6 +342,33 @@ mod tests {
         assert_eq!(c.catalog, CatalogKind::Sql { uri: "sqlite:/tmp/wh/catalog.db".into() });
         assert_eq!(c, IcebergConfig::new("/tmp/wh", "a.b", "t"));
         assert_eq!(c.warehouse_url().unwrap(), "file:///tmp/wh");
+    }
+
+    /// Without `iceberg-s3` an `s3://` warehouse is refused naming the feature; with it, the
+    /// missing `s3.region` is named first.
+    fn s3_refusal() -> &'static str {
+        if cfg!(feature = "iceberg-s3") {
+            "`s3.region`"
+        } else {
+            "`iceberg-s3`"
+        }
+    }
+
+    #[cfg(feature = "iceberg-s3")]
+    #[test]
+    fn an_s3_warehouse_needs_a_catalog_uri() {
+        let base = ["warehouse.path=s3://bucket/wh/", "s3.region=us-east-1", "database.name=a", "table.name=t"];
+        let e = parse(&base).unwrap_err();
+        assert!(e.to_string().contains("`catalog.uri`"), "{e}");
+        let mut with = base.to_vec();
+        with.extend(["catalog.uri=sqlite:/tmp/c.db", "s3.endpoint=http://127.0.0.1:9", "s3.secret.key=hush"]);
+        with.push("s3.access.key=AK");
+        let c = parse(&with).unwrap();
+        assert_eq!(c.warehouse_url().unwrap(), "s3://bucket/wh");
+        assert!(!format!("{c:?}").contains("hush") && !format!("{c:?}").contains("AK"), "{c:?}");
+        // Built in code: refused when the catalog is opened.
+        let c = IcebergConfig::new(c.warehouse.clone(), "a", "t");
+        assert!(c.warehouse_url().unwrap_err().to_string().contains("`catalog.uri`"));
     }
 
     #[test]
@@ -358,7 +402,9 @@ mod tests {
             (&["warehouse.path=/w", "database.name=a"], "`table.name`"),
             (&["warehouse.path=/w", "database.name=a", "table.name=a.t"], "`table.name`"),
             (&["warehouse.path=/w", "database.name=a..b", "table.name=t"], "`database.name`"),
-            (&["warehouse.path=s3://b/w", "database.name=a", "table.name=t"], "`warehouse.path`"),
+            (&["warehouse.path=s3://b/w", "database.name=a", "table.name=t"], s3_refusal()),
+            (&["warehouse.path=gs://b/w", "database.name=a", "table.name=t"], "`warehouse.path`"),
+            (&["warehouse.path=/w", "s3.region=r", "database.name=a", "table.name=t"], "`s3.region`"),
             (&["catalog.type=rest", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.type`"),
             (&["catalog.type=nope", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.type`"),
             (&["catalog.uri=postgres://x", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.uri`"),

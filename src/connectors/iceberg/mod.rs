@@ -124,24 +124,51 @@
 //!
 //! | option | meaning |
 //! |---|---|
-//! | `warehouse.path` | the warehouse directory (a local path or `file://` URL) — required |
+//! | `warehouse.path` | the warehouse: a local path, a `file://` URL, or `s3://bucket/prefix` (feature `iceberg-s3`) — required |
 //! | `database.name` | the namespace (dot-separated for nested ones) — required |
 //! | `table.name` | the table — required |
 //! | `catalog.type` | `sql` (the default; SQLite through sqlx). `rest`, `glue`, `hive`, `storage`, `memory` are refused: this build has no client for them, and an in-memory catalog forgets the table and the sink's progress |
-//! | `catalog.uri` | the SQL catalog's database, `sqlite:/path/catalog.db` (default `<warehouse.path>/catalog.db`) |
+//! | `catalog.uri` | the SQL catalog's database, `sqlite:/path/catalog.db` (default `<warehouse.path>/catalog.db`; required with an `s3://` warehouse) |
+//! | `s3.region` | the bucket's region — required with `s3://` (any value for S3-compatible stores, e.g. `us-east-1`) |
+//! | `s3.endpoint` | the S3 API's URL of an S3-compatible store (MinIO, moto, …); default AWS. An `http://` endpoint allows plain HTTP |
+//! | `s3.access.key`, `s3.secret.key` | static credentials, both or neither (neither: the AWS default chain — environment, profile, instance role); never printed |
+//! | `s3.path.style.access` | `true` for path-style requests; default `true` with `s3.endpoint`, `false` without |
 //! | `catalog.name` | the catalog's name in the SQL catalog's rows (default `default`) |
 //! | `create_table_if_not_exists` | `true` to create a missing namespace and table from the row schema (default `false`) |
 //! | `partition_by` | the partition spec of a table the sink creates (see [Partitioning](#partitioning)) |
 //! | `file.target.size` | roll to a new data file at this many bytes of Parquet (default 128 MiB) |
 //! | `commit.interval.ms`, `commit.max_changes` | the common commit cadence: fewer, larger snapshots |
 //!
-//! Every worker writes its data files under the table's location itself: a timely cluster of
-//! several processes needs the warehouse on a file system they all share.
+//! Every worker writes its data files under the table's location itself and opens the catalog:
+//! a timely cluster of several processes needs the catalog file, and a local warehouse, on a file
+//! system they all share.
+//!
+//! # On S3
+//!
+//! With the `iceberg-s3` feature, `warehouse.path = s3://bucket/prefix` puts the tables' data and
+//! metadata files on AWS S3 or an S3-compatible store (`s3.endpoint`) through iceberg-rust's own
+//! S3 storage (`iceberg-storage-opendal`, OpenDAL's S3 service). The catalog stays a SQLite file:
+//! SQLite cannot live on S3, so `catalog.uri` must name it (there is no default next to an S3
+//! warehouse). What holds there:
+//!
+//! * **Commits are as atomic as on a local warehouse**: a commit writes a new metadata file
+//!   (a fresh UUID name, never overwritten) and then swaps the table's metadata pointer in the
+//!   SQLite catalog with a compare-and-swap. S3 itself is never asked for an atomic operation,
+//!   so any S3-compatible store works; two writers are kept apart by the catalog, as above.
+//! * **Exactly-once** and the fencing of a second run hold unchanged: the progress is in the
+//!   snapshot summary the swap publishes. Data files of a stopped run are orphans on S3.
+//! * Sink creation loads (or creates) the table, so an unreachable endpoint, a missing bucket or
+//!   refused credentials stop the sink at creation with an error naming `warehouse.path`,
+//!   `s3.endpoint`, `s3.region` and the credential options; the secret key is never printed.
+//!
+//! pyiceberg reads such a table with its `SqlCatalog` on the same SQLite file and the S3
+//! properties `s3.endpoint`, `s3.region`, `s3.access-key-id`, `s3.secret-access-key`.
 //!
 //! The SQL catalog's tables are those of Iceberg's JDBC catalog, so pyiceberg's `SqlCatalog`
 //! (and Java's `JdbcCatalog`) open the same database and read the table.
 
 mod config;
+mod storage;
 mod upsert;
 mod writer;
 
@@ -175,7 +202,7 @@ pub(crate) fn validate(config: &IcebergConfig, spec: &SinkSpec) -> Result<()> {
             ))
         }
     }
-    writer::check_table(config, spec)
+    writer::check_table(config, spec).map_err(|e| storage::explain(config, e))
 }
 
 /// Opens this worker's writer (creating the table if asked and missing) and, for worker 0, the
@@ -184,7 +211,7 @@ pub(crate) fn open<V: serde::Serialize + 'static>(
     config: &IcebergConfig,
     spec: &SinkSpec,
 ) -> Result<(IcebergWriter<V>, impl FnOnce() -> Result<IcebergCommitter> + 'static)> {
-    let (w, plan) = IcebergWriter::open(config, spec)?;
+    let (w, plan) = IcebergWriter::open(config, spec).map_err(|e| storage::explain(config, e))?;
     let (config, spec) = (config.clone(), spec.clone());
     Ok((w, move || IcebergCommitter::open(&config, &spec, plan)))
 }

@@ -17,7 +17,6 @@ use differential_sinks_operators::{
     WorkerContext, WorkerProgress,
 };
 use iceberg::arrow::RecordBatchPartitionSplitter;
-use iceberg::io::LocalFsStorageFactory;
 use iceberg::spec::{
     deserialize_data_file_from_json, serialize_data_file_to_json, DataFile, DataFileFormat, FormatVersion, NestedField,
     PartitionKey, PartitionSpecRef, PrimitiveType, SchemaRef as IcebergSchemaRef, Snapshot, Struct, StructType,
@@ -90,7 +89,7 @@ impl CatalogHandle {
         }
         let uri = if uri.contains('?') { format!("{uri}&mode=rwc") } else { format!("{uri}?mode=rwc") };
         let runtime = runtime()?;
-        let props = HashMap::from([
+        let mut props = HashMap::from([
             (iceberg_catalog_sql::SQL_CATALOG_PROP_URI.to_string(), uri.clone()),
             (iceberg_catalog_sql::SQL_CATALOG_PROP_WAREHOUSE.to_string(), config.warehouse_url()?),
             (iceberg_catalog_sql::SQL_CATALOG_PROP_BIND_STYLE.to_string(), "QMark".to_string()),
@@ -98,10 +97,11 @@ impl CatalogHandle {
             // would outlive the calls that drive this runtime.
             ("pool.max-connections".to_string(), "1".to_string()),
         ]);
+        props.extend(super::storage::props(config));
         let catalog = runtime
             .block_on(
                 SqlCatalogBuilder::default()
-                    .with_storage_factory(Arc::new(LocalFsStorageFactory))
+                    .with_storage_factory(super::storage::factory(config)?)
                     .load(&config.catalog_name, props),
             )
             .map_err(|e| iceberg_error("opening the SQL catalog", &config.qualified(), e))?;
