@@ -10,6 +10,13 @@
 //! customer) change the totals; after each round the program waits until the sink has committed
 //! the round, replays the committed file output, and compares it with totals computed directly
 //! from the inputs in plain Rust.
+//!
+//! The embedded target stays the file sink rather than a local Iceberg or Delta table: it builds
+//! with the default features in seconds (a lakehouse table brings Arrow, Parquet and a catalog —
+//! minutes of build) and its committed output reads back with `read_committed` alone. The same
+//! totals go into a table by changing the connector (`IcebergConfig::new(dir, "shop", "totals")
+//! .create_table_if_not_exists(true)` with `--features iceberg`, or `DeltaLakeConfig`), upserted
+//! by position deletes or deletion vectors.
 
 use differential_dataflow::input::Input;
 use differential_sinks::connectors::file::{read_committed, FileConfig};

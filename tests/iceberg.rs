@@ -478,6 +478,38 @@ fn a_run_that_finds_a_newer_snapshot_of_its_sink_at_commit_is_fenced() {
 }
 
 #[test]
+fn an_upsert_run_that_finds_a_newer_snapshot_of_its_sink_at_commit_is_fenced() {
+    // The upserts' own commit path (manifests and the catalog swap written by the sink) fences
+    // like the appends' transaction.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = upsert_spec(dir.path(), "fence", None);
+    let history = keyed_history(31, 20, 6, 10);
+    let (spec_a, spec_b, input_a) = (spec.clone(), spec.clone(), history.clone());
+    let error = timely::execute_directly(move |worker| {
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec_a).expect("sink builds");
+            (input, out.committed.probe().0, out.handle)
+        });
+        run(&input_a, &spec_b, 1);
+        for (row, t, d) in &input_a {
+            input.update_at(row.clone(), *t, *d);
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        handle.take_error()
+    });
+    let error = error.expect("run A is refused at its first commit");
+    assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
+    assert!(error.to_string().contains("another run of sink `fence`"), "{error}");
+    let table = read_table(dir.path(), "fence");
+    assert_eq!(table_multiset(&table), final_state(&history, u64::MAX));
+    assert_eq!(check_upsert_chain(&table, "fence"), history.iter().filter(|h| h.2 < 0).count() as u64);
+}
+
+#[test]
 fn a_restart_after_its_snapshots_were_expired_is_refused_not_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let spec = SinkSpec::builder("gone", iceberg(dir.path(), "gone"))
