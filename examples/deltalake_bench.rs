@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --features deltalake,test-utils --example deltalake_bench -- --rows 1000000 --times 10
+//! cargo run --release --features deltalake,test-utils --example deltalake_bench -- --upsert-keys 100000
 //! ```
 //!
 //! Prints rows/s and MB/s (of Parquet written) for 1 and 2 workers, and the sink's ratio to the
@@ -18,7 +19,9 @@ use bench::arg;
 use differential_sinks::connectors::deltalake::batch::{arrow_schema, delta_schema, RowBatcher};
 use differential_sinks::connectors::deltalake::DeltaLakeConfig;
 use differential_sinks::{CommitPolicy, Schema, SinkSpec};
-use lakehouse::{baseline, dir_bytes, print_conversion, print_header, print_pair, time_sink, SCHEMA};
+use lakehouse::{
+    baseline, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts, upsert_history, SCHEMA,
+};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use std::path::Path;
@@ -29,15 +32,19 @@ fn batcher() -> RowBatcher {
     RowBatcher::new(arrow_schema(&delta_schema(&schema).unwrap()).unwrap()).unwrap()
 }
 
-/// Seconds for the sink to write and commit `n` rows over `times` times, and its commits.
-fn sink(n: u64, times: u64, peers: usize, dir: &Path) -> (f64, usize) {
-    let spec = SinkSpec::builder("bench", DeltaLakeConfig::new(dir).create_table_if_not_exists(true))
-        .append_only(false)
+/// Seconds for the sink to write and commit `n` rows over `times` times (appends, or upserts over
+/// `upsert_keys` keys), and its commits.
+fn sink(n: u64, times: u64, peers: usize, dir: &Path, upsert_keys: Option<u64>) -> (f64, usize) {
+    let builder = SinkSpec::builder("bench", DeltaLakeConfig::new(dir).create_table_if_not_exists(true))
         .schema(SCHEMA.parse().unwrap())
-        .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
-        .build()
-        .unwrap();
-    let secs = time_sink(spec, n, times, peers);
+        .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO });
+    let secs = match upsert_keys {
+        // The same number of new rows, each replacing its key's previous one by deletion vector.
+        Some(keys) => {
+            time_upserts(builder.upsert().primary_key(["id"]).build().unwrap(), upsert_history(n, times, peers, keys))
+        }
+        None => time_sink(builder.append_only(false).build().unwrap(), n, times, peers),
+    };
     // Log entries after the table's creation (version 0) are the sink's commits.
     let versions = std::fs::read_dir(dir.join("_delta_log"))
         .unwrap()
@@ -50,6 +57,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: u64 = arg(&args, "--rows", 1_000_000);
     let times: u64 = arg(&args, "--times", 10);
+    // `--upsert-keys K`: an upsert sink over K keys instead of appends (row i is key i % K).
+    let upsert_keys: Option<u64> =
+        args.iter().any(|a| a == "--upsert-keys").then(|| arg(&args, "--upsert-keys", 100_000));
 
     print_conversion(batcher(), n);
     print_header(n, times);
@@ -59,7 +69,7 @@ fn main() {
         let base = baseline(n, peers as u64, base_dir.path(), batcher, props);
         let base_mb = dir_bytes(base_dir.path()) as f64 / 1e6;
         let sink_dir = tempfile::tempdir().unwrap();
-        let (secs, commits) = sink(n, times, peers, sink_dir.path());
+        let (secs, commits) = sink(n, times, peers, sink_dir.path(), upsert_keys);
         let sink_mb = dir_bytes(sink_dir.path()) as f64 / 1e6;
         print_pair(peers, n, (base, base_mb), (&format!("deltalake sink ({commits} commits)"), secs, sink_mb));
     }

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --features iceberg,test-utils --example iceberg_bench -- --rows 1000000 --times 10
+//! cargo run --release --features iceberg,test-utils --example iceberg_bench -- --upsert-keys 100000
 //! ```
 //!
 //! Prints rows/s and MB/s (of Parquet written) for 1 and 2 workers, and the sink's ratio to the
@@ -19,7 +20,9 @@ use bench::arg;
 use differential_sinks::arrow_rows::RowBatcher;
 use differential_sinks::connectors::iceberg::{iceberg_schema, IcebergConfig};
 use differential_sinks::{CommitPolicy, Schema, SinkSpec};
-use lakehouse::{baseline, dir_bytes, print_conversion, print_header, print_pair, time_sink, SCHEMA};
+use lakehouse::{
+    baseline, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts, upsert_history, SCHEMA,
+};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use std::sync::Arc;
@@ -35,6 +38,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: u64 = arg(&args, "--rows", 1_000_000);
     let times: u64 = arg(&args, "--times", 10);
+    // `--upsert-keys K`: an upsert sink over K keys instead of appends (row i is key i % K).
+    let upsert_keys: Option<u64> =
+        args.iter().any(|a| a == "--upsert-keys").then(|| arg(&args, "--upsert-keys", 100_000));
 
     print_conversion(batcher(), n);
     print_header(n, times);
@@ -44,16 +50,18 @@ fn main() {
         let base = baseline(n, peers as u64, base_dir.path(), batcher, props);
         let base_mb = dir_bytes(base_dir.path()) as f64 / 1e6;
         let sink_dir = tempfile::tempdir().unwrap();
-        let spec = SinkSpec::builder(
-            "bench",
-            IcebergConfig::new(sink_dir.path(), "bench", "rows").create_table_if_not_exists(true),
-        )
-        .append_only(false)
-        .schema(SCHEMA.parse().unwrap())
-        .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
-        .build()
-        .unwrap();
-        let secs = time_sink(spec, n, times, peers);
+        let config = IcebergConfig::new(sink_dir.path(), "bench", "rows").create_table_if_not_exists(true);
+        let builder = SinkSpec::builder("bench", config)
+            .schema(SCHEMA.parse().unwrap())
+            .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO });
+        let secs = match upsert_keys {
+            // The same number of new rows, each replacing its key's previous one by position.
+            Some(keys) => time_upserts(
+                builder.upsert().primary_key(["id"]).build().unwrap(),
+                upsert_history(n, times, peers, keys),
+            ),
+            None => time_sink(builder.append_only(false).build().unwrap(), n, times, peers),
+        };
         let sink_mb = dir_bytes(sink_dir.path()) as f64 / 1e6;
         // Each snapshot has one manifest list, `snap-<id>-….avro`.
         let commits = std::fs::read_dir(sink_dir.path().join("bench/rows/metadata"))

@@ -95,6 +95,52 @@ pub fn time_sink(spec: SinkSpec, n: u64, times: u64, peers: usize) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// The update history of an upsert run: `n` new rows over `times` times, row `i` the new value
+/// of key `i % keys` (its previous row retracted at the same time), dealt to `peers` workers.
+pub fn upsert_history(n: u64, times: u64, peers: usize, keys: u64) -> Vec<Vec<(u64, Row, isize)>> {
+    let mut out: Vec<Vec<(u64, Row, isize)>> = vec![Vec::new(); peers];
+    let mut last: Vec<Option<Row>> = vec![None; keys as usize];
+    for i in 0..n {
+        let t = time_of(i, n, times);
+        let mut row = super::bench::row(i);
+        row.id = i % keys;
+        let w = (i % peers as u64) as usize;
+        if let Some(old) = last[row.id as usize].replace(row.clone()) {
+            out[w].push((t, old, -1));
+        }
+        out[w].push((t, row, 1));
+    }
+    out
+}
+
+/// Seconds for the sink of `spec` (an upsert sink keyed by `id`) to apply and commit `updates`.
+pub fn time_upserts(spec: SinkSpec, updates: Vec<Vec<(u64, Row, isize)>>) -> f64 {
+    let peers = updates.len();
+    let updates = std::sync::Arc::new(std::sync::Mutex::new(updates));
+    let start = Instant::now();
+    timely::execute(timely::Config::process(peers), move |worker| {
+        let mine = std::mem::take(&mut updates.lock().unwrap()[worker.index()]);
+        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            (input, rows.sink(&spec).unwrap().committed.probe().0)
+        });
+        for (t, row, d) in mine {
+            if t > *input.time() {
+                input.advance_to(t);
+                input.flush();
+                worker.step();
+            }
+            input.update(row, d);
+        }
+        input.close();
+        while !probe.done() {
+            worker.step();
+        }
+    })
+    .unwrap();
+    start.elapsed().as_secs_f64()
+}
+
 /// Times the row → Arrow conversion alone and prints it.
 pub fn print_conversion(mut b: RowBatcher, n: u64) {
     let rows: Vec<Row> = (0..n.min(200_000)).map(super::bench::row).collect();
