@@ -58,6 +58,16 @@ impl RowBatcher {
         })
     }
 
+    /// `rows` as one batch (`None` if there are none): [`push`](Self::push) then
+    /// [`finish`](Self::finish).
+    pub fn batch<V: Serialize>(&mut self, rows: &[V]) -> Result<Option<RecordBatch>> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        self.push(rows)?;
+        self.finish()
+    }
+
     /// The rows pushed since the last call, as one batch (`None` if there were none).
     pub fn finish(&mut self) -> Result<Option<RecordBatch>> {
         self.decoder.flush().map_err(|e| {

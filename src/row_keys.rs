@@ -33,10 +33,14 @@
 //! assert_eq!(index.len(), 2);
 //! ```
 
+use crate::arrow_rows::RowBatcher;
+use crate::config::SinkSpec;
+use crate::envelope::Format;
 use crate::error::{Error, ErrorKind, Result};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{DataType, SchemaRef};
+use differential_sinks_operators::Change;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use serde::{Deserialize, Serialize};
@@ -130,6 +134,53 @@ impl KeyEncoder {
     pub fn names(&self) -> &[String] {
         &self.names
     }
+}
+
+/// What one time's changes of an upsert sink write: the new rows (inserts, and the new values of
+/// updates), and the rows whose keys are deleted (their last values, to find the keys by).
+pub fn split_changes<K, V>(changes: &[Change<K, V>]) -> (Vec<&V>, Vec<&V>) {
+    let mut rows = Vec::with_capacity(changes.len());
+    let mut gone = Vec::new();
+    for change in changes {
+        match (&change.before, &change.after) {
+            (_, Some(after)) => rows.push(after),
+            (Some(before), None) => gone.push(before),
+            (None, None) => {}
+        }
+    }
+    (rows, gone)
+}
+
+/// The deletes of `gone` (deleted keys' last rows): each key encoded from the row's key columns
+/// as a written row's key is, through the same batcher.
+pub fn deletes<V: Serialize>(batcher: &mut RowBatcher, keys: &KeyEncoder, gone: &[&V]) -> Result<Vec<RowChange>> {
+    let Some(batch) = batcher.batch(gone)? else { return Ok(Vec::new()) };
+    Ok(keys.encode_batch(&batch)?.into_iter().map(|key| RowChange::Delete { key }).collect())
+}
+
+/// Checks a lakehouse sink's format at creation: append-only, or upsert by declared key columns
+/// (`target` names the connector in messages); Debezium is refused, since a table holds rows.
+pub fn check_format(spec: &SinkSpec, target: &str) -> Result<()> {
+    match spec.format() {
+        Format::AppendOnly { .. } => Ok(()),
+        Format::Upsert if spec.primary_key().is_none_or(|k| k.is_empty()) => Err(Error::config(format!(
+            "option `type` = `upsert`: the {target} sink finds a key's row by the primary key's columns — declare \
+             them with `primary_key` (a key function names no columns)"
+        ))),
+        Format::Upsert => Ok(()),
+        Format::Debezium { .. } => Err(Error::config(format!(
+            "option `type` = `debezium`: a table holds rows, not change events; use `type = upsert` (the {target} \
+             table holds each key's latest row) or `type = append-only`"
+        ))),
+    }
+}
+
+/// The key encoder of an upsert sink (`None` for append-only) over the table's Arrow schema.
+pub fn upsert_keys(spec: &SinkSpec, schema: &SchemaRef, table: &str) -> Result<Option<KeyEncoder>> {
+    if !matches!(spec.format(), Format::Upsert) {
+        return Ok(None);
+    }
+    KeyEncoder::new(schema, spec.primary_key().unwrap_or_default(), table).map(Some)
 }
 
 /// A row's place: a data file (an index into [`KeyIndex`]'s files) and position.

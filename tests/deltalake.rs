@@ -8,7 +8,8 @@
 mod common;
 
 use common::lakehouse::{
-    expected_inserts, insert_history, row_multiset, run, run_and_drop, run_until, table_multiset, try_run, ROW_SCHEMA,
+    expected_inserts, final_state, insert_history, row_multiset, run, run_and_drop, run_until, table_multiset, try_run,
+    ROW_SCHEMA,
 };
 use common::{expected_changes, keyed_history, Row};
 use differential_dataflow::input::Input;
@@ -466,11 +467,6 @@ fn dsink_writes_a_change_log_to_a_delta_table() {
     let read = read_table(&table, &["log"]);
     assert_eq!(table_multiset(&read), expected_inserts(&history, u64::MAX));
     assert_eq!(read["txn"]["log"], i64::MAX);
-}
-
-/// The reference for an upsert table: each key's row in the collection's final state, once.
-fn final_state(history: &[(Row, u64, isize)], upper: u64) -> std::collections::BTreeMap<Row, usize> {
-    common::state_before(history, upper).into_values().map(|r| (r, 1)).collect()
 }
 
 fn upsert_spec(dir: &Path, commit: Option<CommitPolicy>) -> SinkSpec {

@@ -8,7 +8,8 @@
 mod common;
 
 use common::lakehouse::{
-    expected_inserts, insert_history, row_multiset, run, run_and_drop, run_until, table_multiset, try_run, ROW_SCHEMA,
+    expected_inserts, final_state, insert_history, row_multiset, run, run_and_drop, run_until, table_multiset, try_run,
+    ROW_SCHEMA,
 };
 use common::{expected_changes, keyed_history, Row};
 use differential_dataflow::input::Input;
@@ -440,24 +441,17 @@ fn two_sinks_share_a_table_and_each_resumes_from_its_own_snapshots() {
     check_commit_chain(&table, "b", &b);
 }
 
-#[test]
-fn a_run_that_finds_a_newer_snapshot_of_its_sink_at_commit_is_fenced() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = SinkSpec::builder("fence", iceberg(dir.path(), "fence"))
-        .append_only(false)
-        .schema(ROW_SCHEMA.parse().unwrap())
-        .build()
-        .unwrap();
-    let history = insert_history(30, 4, 10);
-    let (spec_a, spec_b, input_a) = (spec.clone(), spec.clone(), history.clone());
+/// Runs `spec` as run A, which resumes (when its dataflow is built) before another run of the
+/// same sink delivers the whole `history`; returns A's error, which it must meet at its first
+/// commit.
+fn second_run_error(spec: &SinkSpec, history: &[(Row, u64, isize)]) -> differential_sinks::Error {
+    let (spec_a, spec_b, input_a) = (spec.clone(), spec.clone(), history.to_vec());
     let error = timely::execute_directly(move |worker| {
         let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, rows) = scope.new_collection::<Row, isize>();
             let out = rows.sink(&spec_a).expect("sink builds");
             (input, out.committed.probe().0, out.handle)
         });
-        // Run A has resumed (when its dataflow was built); another run of the same sink now
-        // delivers the whole history before A commits anything.
         run(&input_a, &spec_b, 1);
         for (row, t, d) in &input_a {
             input.update_at(row.clone(), *t, *d);
@@ -468,7 +462,19 @@ fn a_run_that_finds_a_newer_snapshot_of_its_sink_at_commit_is_fenced() {
         }
         handle.take_error()
     });
-    let error = error.expect("run A is refused at its first commit");
+    error.expect("run A is refused at its first commit")
+}
+
+#[test]
+fn a_run_that_finds_a_newer_snapshot_of_its_sink_at_commit_is_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("fence", iceberg(dir.path(), "fence"))
+        .append_only(false)
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap();
+    let history = insert_history(30, 4, 10);
+    let error = second_run_error(&spec, &history);
     assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
     assert!(error.to_string().contains("another run of sink `fence`"), "{error}");
     // The table holds run B's delivery alone: A appended nothing.
@@ -484,24 +490,7 @@ fn an_upsert_run_that_finds_a_newer_snapshot_of_its_sink_at_commit_is_fenced() {
     let dir = tempfile::tempdir().unwrap();
     let spec = upsert_spec(dir.path(), "fence", None);
     let history = keyed_history(31, 20, 6, 10);
-    let (spec_a, spec_b, input_a) = (spec.clone(), spec.clone(), history.clone());
-    let error = timely::execute_directly(move |worker| {
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&spec_a).expect("sink builds");
-            (input, out.committed.probe().0, out.handle)
-        });
-        run(&input_a, &spec_b, 1);
-        for (row, t, d) in &input_a {
-            input.update_at(row.clone(), *t, *d);
-        }
-        input.close();
-        while !probe.done() && !handle.is_failed() {
-            worker.step();
-        }
-        handle.take_error()
-    });
-    let error = error.expect("run A is refused at its first commit");
+    let error = second_run_error(&spec, &history);
     assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
     assert!(error.to_string().contains("another run of sink `fence`"), "{error}");
     let table = read_table(dir.path(), "fence");
@@ -620,11 +609,6 @@ fn dsink_writes_a_change_log_to_an_iceberg_table() {
     assert_eq!(table_multiset(&read), expected_inserts(&history, u64::MAX));
     assert_eq!(committed_to(&read, "log").as_deref(), Some("complete"));
     check_commit_chain(&read, "log", &history);
-}
-
-/// The reference for an upsert table: each key's row in the collection's final state, once.
-fn final_state(history: &[(Row, u64, isize)], upper: u64) -> std::collections::BTreeMap<Row, usize> {
-    common::state_before(history, upper).into_values().map(|r| (r, 1)).collect()
 }
 
 fn upsert_spec(dir: &Path, table: &str, commit: Option<CommitPolicy>) -> SinkSpec {

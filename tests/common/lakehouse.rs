@@ -57,6 +57,12 @@ pub fn expected_inserts(history: &[(Row, u64, isize)], upto: u64) -> BTreeMap<Ro
     m
 }
 
+/// The reference for an upsert table: each key's row in the collection's state before `upper`,
+/// once.
+pub fn final_state(history: &[(Row, u64, isize)], upper: u64) -> BTreeMap<Row, usize> {
+    super::state_before(history, upper).into_values().map(|r| (r, 1)).collect()
+}
+
 /// The records a sink writes for the times before `upto`: every inserted row of an insert-only
 /// history, or one per key and time that changed (an upsert or a delete) of a keyed one.
 pub fn expected_records(history: &[(Row, u64, isize)], upto: u64) -> u64 {

@@ -138,28 +138,11 @@ pub use writer::{
 };
 
 use crate::config::SinkSpec;
-use crate::envelope::Format;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Checks at creation: the format, and the table against the row schema.
 pub(crate) fn validate(config: &DeltaLakeConfig, spec: &SinkSpec) -> Result<()> {
-    match spec.format() {
-        Format::AppendOnly { .. } => {}
-        Format::Upsert => {
-            if spec.primary_key().is_none_or(|k| k.is_empty()) {
-                return Err(Error::config(
-                    "option `type` = `upsert`: the deltalake sink finds a key's row by the primary key's columns — \
-                     declare them with `primary_key` (a key function names no columns)",
-                ));
-            }
-        }
-        Format::Debezium { .. } => {
-            return Err(Error::config(
-                "option `type` = `debezium`: a Delta table holds rows, not change events; use `type = upsert` (the \
-                 table holds each key's latest row) or `type = append-only`",
-            ))
-        }
-    }
+    crate::row_keys::check_format(spec, "deltalake")?;
     writer::runtime()?.block_on(writer::plan_table(config, spec)).map(drop)
 }
 

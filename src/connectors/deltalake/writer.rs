@@ -8,7 +8,7 @@ use crate::connectors::{resumed_frontier, small_files};
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
-use crate::row_keys::{KeyEncoder, KeyIndex, RowChange};
+use crate::row_keys::{deletes, split_changes, upsert_keys, KeyEncoder, KeyIndex, RowChange};
 use arrow_array::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
@@ -91,14 +91,6 @@ pub(crate) struct TablePlan {
     pub(crate) partition_columns: Vec<String>,
     /// The sink upserts (a table it creates gets deletion vectors).
     pub(crate) upsert: bool,
-}
-
-/// Upserts' key encoder (`None` for append-only): the declared primary key's columns.
-fn upsert_keys(spec: &SinkSpec, arrow: &arrow_schema::SchemaRef, location: &str) -> Result<Option<KeyEncoder>> {
-    if !matches!(spec.format(), Format::Upsert) {
-        return Ok(None);
-    }
-    KeyEncoder::new(arrow, spec.primary_key().unwrap_or_default(), location).map(Some)
 }
 
 /// Checks `spec` against the table (existing or to be created), as sink creation must.
@@ -352,31 +344,12 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
     /// Upserts: the new rows go into the data files like appends; every key's change is kept,
     /// with its row's place, for the committer to turn into deletion vectors.
     fn write_upserts(&mut self, changes: &[Change<Key, V>]) -> Result<()> {
-        let mut rows: Vec<&V> = Vec::with_capacity(changes.len());
-        let mut gone: Vec<&V> = Vec::new();
-        for change in changes {
-            match (&change.before, &change.after) {
-                (_, Some(after)) => rows.push(after),
-                (Some(before), None) => gone.push(before),
-                (None, None) => {}
-            }
-        }
+        let (rows, gone) = split_changes(changes);
         let keys = self.keys.as_ref().expect("upsert mode");
-        if !gone.is_empty() {
-            // A deleted key is found by its last row's key columns, encoded like a written row's.
-            self.batcher.push(&gone)?;
-            if let Some(batch) = self.batcher.finish()? {
-                self.changes.extend(keys.encode_batch(&batch)?.into_iter().map(|key| RowChange::Delete { key }));
-            }
-            SinkMetrics::add(&self.metrics.records_out, gone.len() as u64);
-        }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        self.batcher.push(&rows)?;
+        self.changes.extend(deletes(&mut self.batcher, keys, &gone)?);
+        SinkMetrics::add(&self.metrics.records_out, gone.len() as u64);
         let n = rows.len() as u64;
-        drop(rows);
-        let Some(batch) = self.batcher.finish()? else { return Ok(()) };
+        let Some(batch) = self.batcher.batch(&rows)? else { return Ok(()) };
         // The rows go into the open file, which becomes the next of `files` when it is closed.
         let (file, first) = (self.files.len() as u32, self.open_rows);
         for (i, key) in keys.encode_batch(&batch)?.into_iter().enumerate() {
@@ -438,13 +411,8 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for DeltaLakeWri
                 }
             })?;
         }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        self.batcher.push(&rows)?;
         let n = rows.len() as u64;
-        drop(rows);
-        let Some(batch) = self.batcher.finish()? else { return Ok(()) };
+        let Some(batch) = self.batcher.batch(&rows)? else { return Ok(()) };
         self.write_batch(batch)?;
         self.rows += n;
         SinkMetrics::add(&self.metrics.records_out, n);

@@ -9,7 +9,7 @@ use crate::connectors::{resumed_frontier, small_files};
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
-use crate::row_keys::{KeyEncoder, KeyIndex, RoundPlan, RowChange};
+use crate::row_keys::{deletes, split_changes, upsert_keys, KeyEncoder, KeyIndex, RoundPlan, RowChange};
 use crate::schema::{Column, ColumnType, Schema};
 use arrow_array::RecordBatch;
 use differential_sinks_operators::{
@@ -652,14 +652,6 @@ pub(crate) fn latest_commit(meta: &TableMetadata, sink: &str) -> Result<Option<(
     Ok(None)
 }
 
-/// Upserts' key encoder (`None` for append-only): the declared primary key's columns.
-fn upsert_keys(spec: &SinkSpec, plan: &TablePlan, name: &str) -> Result<Option<KeyEncoder>> {
-    if !matches!(spec.format(), Format::Upsert) {
-        return Ok(None);
-    }
-    KeyEncoder::new(&plan.arrow, spec.primary_key().unwrap_or_default(), name).map(Some)
-}
-
 /// The table property in which every commit of `sink` records the frontier it reached.
 pub fn progress_property(sink: &str) -> String {
     format!("{SUMMARY_PREFIX}progress.{sink}")
@@ -746,7 +738,7 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
             location,
             names,
         );
-        let keys = upsert_keys(spec, &plan, &name)?;
+        let keys = upsert_keys(spec, &plan.arrow, &name)?;
         let splitter = if plan.spec.is_unpartitioned() {
             None
         } else {
@@ -816,33 +808,12 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
     /// Upserts: the new rows go into the data files like appends; every key's change is kept,
     /// with its row's place, for the committer to turn into position deletes.
     fn write_upserts(&mut self, changes: &[Change<Key, V>]) -> Result<()> {
-        let mut rows: Vec<&V> = Vec::with_capacity(changes.len());
-        let mut gone: Vec<&V> = Vec::new();
-        for change in changes {
-            match (&change.before, &change.after) {
-                (_, Some(after)) => rows.push(after),
-                (Some(before), None) => gone.push(before),
-                (None, None) => {}
-            }
-        }
+        let (rows, gone) = split_changes(changes);
         let keys = self.keys.as_ref().expect("upsert mode");
-        if !gone.is_empty() {
-            // A deleted key is found by its last row's key columns, encoded like a written row's.
-            self.batcher.push(&gone)?;
-            if let Some(batch) = self.batcher.finish()? {
-                for key in keys.encode_batch(&batch)? {
-                    self.changes.push(RowChange::Delete { key });
-                }
-            }
-            SinkMetrics::add(&self.metrics.records_out, gone.len() as u64);
-        }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        self.batcher.push(&rows)?;
+        self.changes.extend(deletes(&mut self.batcher, keys, &gone)?);
+        SinkMetrics::add(&self.metrics.records_out, gone.len() as u64);
         let n = rows.len() as u64;
-        drop(rows);
-        let Some(batch) = self.batcher.finish()? else { return Ok(()) };
+        let Some(batch) = self.batcher.batch(&rows)? else { return Ok(()) };
         for (part, path, first) in self.write_batch(batch)? {
             let keys = self.keys.as_ref().expect("upsert mode");
             let encoded = keys.encode_batch(&part)?;
@@ -900,13 +871,8 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for IcebergWrite
                 }
             })?;
         }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        self.batcher.push(&rows)?;
         let n = rows.len() as u64;
-        drop(rows);
-        let Some(batch) = self.batcher.finish()? else { return Ok(()) };
+        let Some(batch) = self.batcher.batch(&rows)? else { return Ok(()) };
         self.write_batch(batch)?;
         self.rows += n;
         SinkMetrics::add(&self.metrics.records_out, n);
@@ -953,7 +919,7 @@ pub struct IcebergCommitter {
 
 impl IcebergCommitter {
     pub(crate) fn open(config: &IcebergConfig, spec: &SinkSpec, plan: TablePlan) -> Result<Self> {
-        let keys = upsert_keys(spec, &plan, &config.qualified())?;
+        let keys = upsert_keys(spec, &plan.arrow, &config.qualified())?;
         Ok(IcebergCommitter {
             config: config.clone(),
             sink: spec.name().to_string(),
