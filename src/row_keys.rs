@@ -28,7 +28,7 @@
 //! let paths = vec!["b.parquet".to_string()];
 //! let changes = vec![RowChange::Upsert { key: k[1].clone(), file: 0, pos: 0 }];
 //! let plan = index.plan([(paths.as_slice(), changes.as_slice())], |_| ());
-//! assert_eq!(plan.deletes, vec![((), vec![("a.parquet".to_string(), 1)])]);
+//! assert_eq!(plan.deletes, vec![((), vec![("a.parquet".to_string(), vec![1])])]);
 //! index.apply(plan);
 //! assert_eq!(index.len(), 2);
 //! ```
@@ -197,13 +197,17 @@ pub struct KeyIndex<P> {
     rows: HashMap<Box<[u8]>, SmallVec<[Loc; 1]>>,
 }
 
+/// A data file's path and the ascending positions of its rows to delete.
+pub type FileDeletes = (String, Vec<u64>);
+
 /// What committing one round changes: the positions to delete, and the index afterwards.
 #[derive(Debug)]
 pub struct RoundPlan<P> {
     /// The data files the round adds, in the order their ids were given.
     new_files: Vec<String>,
-    /// Per partition, (data file path, row position), sorted as a position-delete file must be.
-    pub deletes: Vec<(P, Vec<(String, u64)>)>,
+    /// Per partition, each data file's path and the positions of its rows to delete; files in
+    /// path order and positions ascending, as a position-delete file must list them.
+    pub deletes: Vec<(P, Vec<FileDeletes>)>,
     new_partitions: Vec<P>,
     updates: Vec<(Vec<u8>, Option<Loc>)>,
 }
@@ -211,7 +215,7 @@ pub struct RoundPlan<P> {
 impl<P> RoundPlan<P> {
     /// The positions the round deletes.
     pub fn delete_count(&self) -> usize {
-        self.deletes.iter().map(|(_, d)| d.len()).sum()
+        self.deletes.iter().flat_map(|(_, files)| files).map(|(_, positions)| positions.len()).sum()
     }
 }
 
@@ -281,16 +285,19 @@ impl<P: Clone + Eq + Hash> KeyIndex<P> {
                 (&new_files[id - files.len()], &new_partitions[id - files.len()])
             }
         };
-        let mut by_partition: HashMap<&P, Vec<(String, u64)>> = HashMap::new();
-        for (f, pos) in deletes {
-            let (path, partition) = at(f);
-            by_partition.entry(partition).or_default().push((path.clone(), pos));
+        // Sorted as integers, then grouped: each path is copied once per file, not per row.
+        deletes.sort_unstable();
+        let mut by_partition: HashMap<&P, Vec<FileDeletes>> = HashMap::new();
+        for group in deletes.chunk_by(|a, b| a.0 == b.0) {
+            let (path, partition) = at(group[0].0);
+            let positions = group.iter().map(|(_, pos)| *pos).collect();
+            by_partition.entry(partition).or_default().push((path.clone(), positions));
         }
         let deletes = by_partition
             .into_iter()
-            .map(|(partition, mut d)| {
-                d.sort_unstable();
-                (partition.clone(), d)
+            .map(|(partition, mut files)| {
+                files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                (partition.clone(), files)
             })
             .collect();
         let updates = latest.into_iter().map(|(k, v)| (k.to_vec(), v)).collect();

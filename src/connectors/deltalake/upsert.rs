@@ -110,14 +110,11 @@ fn loose_stats(stats: Option<String>) -> Option<String> {
 /// files; the vectors are written into one file at the table root first.
 pub async fn apply_deletes(
     table: &DeltaTable,
-    deletes: Vec<(String, u64)>,
+    deletes: Vec<(String, Vec<u64>)>,
     adds: &mut [Add],
     location: &str,
 ) -> Result<Vec<Action>> {
-    let mut by_file: HashMap<String, Vec<u64>> = HashMap::new();
-    for (path, pos) in deletes {
-        by_file.entry(path).or_default().push(pos);
-    }
+    let by_file: HashMap<String, Vec<u64>> = deletes.into_iter().collect();
     if by_file.is_empty() {
         return Ok(Vec::new());
     }

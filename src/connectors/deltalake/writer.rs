@@ -561,7 +561,7 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
         let mut adds: Vec<Add> = prepared.into_iter().flat_map(|p| p.token.files).map(DataFile::into_add).collect();
         let mut files: Vec<Action> = Vec::new();
         if let Some(plan) = &plan {
-            let deletes: Vec<(String, u64)> = plan.deletes.iter().flat_map(|(_, d)| d.iter().cloned()).collect();
+            let deletes: Vec<(String, Vec<u64>)> = plan.deletes.iter().flat_map(|(_, d)| d.iter().cloned()).collect();
             let table = self.table.as_ref().ok_or_else(|| Error::config("commit before resume"))?;
             files = self.runtime.block_on(apply_deletes(table, deletes, &mut adds, &location))?;
         }

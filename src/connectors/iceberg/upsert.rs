@@ -131,20 +131,23 @@ fn position_delete_schema() -> Result<iceberg::spec::Schema> {
         .map_err(|e| Error::new(ErrorKind::Fatal, format!("the position-delete schema: {e}")))
 }
 
-/// Writes `deletes` (sorted by path and position, all in data files of `partition`) into one
-/// position-delete file of that partition under the table's data directory.
+/// Writes `deletes` (data files of `partition` in path order, each with its positions ascending)
+/// into one position-delete file of that partition under the table's data directory.
 pub async fn write_position_deletes(
     table: &Table,
     partition: &Struct,
-    deletes: &[(String, u64)],
+    deletes: &[(String, Vec<u64>)],
     props: WriterProperties,
     name: &str,
 ) -> Result<DataFile> {
     let schema = Arc::new(position_delete_schema()?);
     let arrow = iceberg::arrow::schema_to_arrow_schema(&schema)
         .map_err(|e| iceberg_error("converting the position-delete schema", name, e))?;
-    let paths = StringArray::from_iter_values(deletes.iter().map(|(p, _)| p.as_str()));
-    let pos = Int64Array::from_iter_values(deletes.iter().map(|(_, n)| *n as i64));
+    // One row per position; `from_iter_values` needs iterators of known length.
+    let paths: Vec<&str> =
+        deletes.iter().flat_map(|(path, positions)| std::iter::repeat_n(path.as_str(), positions.len())).collect();
+    let pos: Vec<i64> = deletes.iter().flat_map(|(_, positions)| positions.iter().map(|n| *n as i64)).collect();
+    let (paths, pos) = (StringArray::from_iter_values(paths), Int64Array::from(pos));
     let batch = RecordBatch::try_new(Arc::new(arrow), vec![Arc::new(paths), Arc::new(pos)])
         .map_err(|e| Error::new(ErrorKind::Fatal, format!("building position deletes: {e}")))?;
     let location = format!(
