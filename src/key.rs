@@ -11,6 +11,7 @@
 //! records only the named top-level fields, so any struct or map row works without extra traits.
 
 use crate::error::{Error, Result};
+use crate::stable_hash::fnv64 as stable_hash;
 use serde::ser::{self, Impossible, Serialize};
 use std::fmt;
 
@@ -38,16 +39,6 @@ impl std::hash::Hash for Key {
     }
 }
 
-/// 64-bit FNV-1a: stable across processes and builds.
-fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 impl Key {
     fn from_small(bytes: KeyBytes) -> Self {
         Key { hash: stable_hash(&bytes), bytes, invalid: false }
@@ -64,22 +55,9 @@ impl Key {
     /// equal rows together like the row's JSON key would, without allocating the JSON or moving
     /// it between workers.
     pub fn row_identity<V: Serialize + ?Sized>(row: &V) -> Self {
-        struct Fnv(u64);
-        impl std::io::Write for Fnv {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                for b in bytes {
-                    self.0 ^= u64::from(*b);
-                    self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-                }
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        let mut h = crate::stable_hash::Fnv64::default();
         match serde_json::to_writer(&mut h, row) {
-            Ok(()) => Key { hash: h.0, bytes: KeyBytes::new(), invalid: false },
+            Ok(()) => Key { hash: h.finish(), bytes: KeyBytes::new(), invalid: false },
             Err(e) => Key::invalid(format!("the row cannot be encoded: {e}")),
         }
     }

@@ -38,7 +38,9 @@ pub mod record;
 #[cfg(any(feature = "deltalake", feature = "iceberg"))]
 pub mod row_keys;
 pub mod schema;
+pub mod secret;
 pub mod sink;
+pub mod stable_hash;
 
 pub use config::{SinkSpec, SinkSpecBuilder};
 pub use connectors::{ConnectorConfig, RecordWriter};

@@ -19,9 +19,21 @@ pub struct Options {
 /// True for option keys whose values must never be printed.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "credential", "sasl.jaas", "ssl.key", "private", "access_key", "access.key"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "password",
+        "secret",
+        "token",
+        "credential",
+        "sasl.jaas",
+        "ssl.key",
+        "private",
+        "access_key",
+        "access.key",
+        "nkey",
+        "jwt",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 impl fmt::Debug for Options {
@@ -31,7 +43,8 @@ impl fmt::Debug for Options {
             if is_secret_key(k) {
                 m.entry(k, &"<redacted>");
             } else {
-                m.entry(k, v);
+                // URLs may carry `user:password@`.
+                m.entry(k, &crate::secret::redact_url(v));
             }
         }
         m.finish()
@@ -179,8 +192,18 @@ mod tests {
 
     #[test]
     fn secrets_redacted() {
-        let o = Options::parse_pairs(["properties.sasl.password=hunter2", "topic=t"]).unwrap();
+        let o = Options::parse_pairs([
+            "properties.sasl.password=hunter2",
+            "topic=t",
+            "nkey=SUAseed",
+            "jwt=eyJtoken",
+            "server_url=nats://ann:pw1@h:4222,nats://bob:pw2@h2:4222",
+        ])
+        .unwrap();
         let d = format!("{o:?}");
-        assert!(!d.contains("hunter2") && d.contains("topic"), "{d}");
+        assert!(d.contains("topic") && d.contains("nats://***@h:4222,nats://***@h2:4222"), "{d}");
+        for secret in ["hunter2", "SUAseed", "eyJtoken", "pw1", "pw2"] {
+            assert!(!d.contains(secret), "{secret} in {d}");
+        }
     }
 }

@@ -6,29 +6,9 @@
 //! blocks until every request it covers has been acknowledged.
 
 use crate::error::{Error, ErrorKind, Result};
-use std::fmt;
 use std::time::Duration;
 
-/// A secret option value: kept out of `Debug` output, logs and error messages.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for the request that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use crate::secret::Secret;
 
 /// A runtime for one writer's requests.
 pub(crate) fn runtime(threads: usize, name: &str) -> Result<tokio::runtime::Runtime> {
@@ -81,11 +61,25 @@ pub(crate) fn excerpt(body: &str) -> String {
     }
 }
 
-/// `url` without a trailing slash.
+/// `url` without a trailing slash, checked to be an `http://` or `https://` URL that parses
+/// (credentials in it, `user:password@`, are left for the connector's config to take out).
 pub(crate) fn base_url(option: &str, url: &str) -> Result<String> {
     let u = url.trim().trim_end_matches('/');
+    let shown = crate::secret::redact_url(u);
     if !(u.starts_with("http://") || u.starts_with("https://")) {
-        return Err(Error::config(format!("option `{option}` = `{u}` must be an http:// or https:// URL")));
+        return Err(Error::config(format!("option `{option}` = `{shown}` must be an http:// or https:// URL")));
     }
+    parse_url(option, u)?;
     Ok(u.to_string())
+}
+
+/// Parses a connector's base URL (without credentials); the error names the option.
+pub(crate) fn parse_url(option: &str, url: &str) -> Result<reqwest::Url> {
+    let shown = crate::secret::redact_url(url);
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| Error::config(format!("option `{option}` = `{shown}` is not a valid URL: {e}")))?;
+    if parsed.cannot_be_a_base() || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(Error::config(format!("option `{option}` = `{shown}` names no host")));
+    }
+    Ok(parsed)
 }

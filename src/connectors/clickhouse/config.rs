@@ -3,6 +3,7 @@
 use crate::connectors::http::{base_url, Secret};
 use crate::error::{Error, Result};
 use crate::options::Options;
+use crate::secret::split_userinfo;
 use std::time::Duration;
 
 /// Where and how the ClickHouse connector writes.
@@ -31,12 +32,15 @@ pub struct ClickHouseConfig {
 }
 
 impl ClickHouseConfig {
-    /// Writes to `database.table` at `url` with defaults for everything else.
+    /// Writes to `database.table` at `url` with defaults for everything else. Credentials in the
+    /// URL (`http://user:password@host:8123`) are taken out of it into `user` and `password`.
     pub fn new(url: impl Into<String>, database: impl Into<String>, table: impl Into<String>) -> Self {
+        let (url, credentials) = split_userinfo(url.into().trim_end_matches('/'));
+        let (user, password) = credentials.map_or((None, None), |(u, p)| (Some(u), p));
         ClickHouseConfig {
-            url: url.into().trim_end_matches('/').to_string(),
-            user: None,
-            password: None,
+            url,
+            user,
+            password,
             database: database.into(),
             table: table.into(),
             delete_column: None,
@@ -74,8 +78,12 @@ impl ClickHouseConfig {
         let table = opts.require("clickhouse.table", "the target table, e.g. clickhouse.table=orders")?;
         let database = opts.take("clickhouse.database").unwrap_or_else(|| "default".into());
         let mut c = ClickHouseConfig::new(base_url("clickhouse.url", &url)?, database, table);
-        c.user = opts.take("clickhouse.user");
-        c.password = opts.take("clickhouse.password").map(Secret::new);
+        if let Some(u) = opts.take("clickhouse.user") {
+            c.user = Some(u);
+        }
+        if let Some(p) = opts.take("clickhouse.password") {
+            c.password = Some(Secret::new(p));
+        }
         c.delete_column = opts.take("clickhouse.delete.column");
         if let Some(p) = opts.take("clickhouse.progress.table") {
             c.progress_table = p;

@@ -5,6 +5,7 @@ use crate::connectors::http::{base_url, Secret};
 use crate::envelope::Format;
 use crate::error::{Error, Result};
 use crate::options::Options;
+use crate::secret::split_userinfo;
 use std::time::Duration;
 
 /// Where and how the Doris connector loads.
@@ -27,12 +28,15 @@ pub struct DorisConfig {
 }
 
 impl DorisConfig {
-    /// Loads into `database.table` through the frontend at `url`.
+    /// Loads into `database.table` through the frontend at `url`. Credentials in the URL
+    /// (`http://user:password@fe:8030`) are taken out of it into `user` and `password`.
     pub fn new(url: impl Into<String>, database: impl Into<String>, table: impl Into<String>) -> Self {
+        let (url, credentials) = split_userinfo(url.into().trim_end_matches('/'));
+        let (user, password) = credentials.map_or(("root".to_string(), None), |(u, p)| (u, p));
         DorisConfig {
-            url: url.into().trim_end_matches('/').to_string(),
-            user: "root".into(),
-            password: None,
+            url,
+            user,
+            password,
             database: database.into(),
             table: table.into(),
             partial_update: false,
@@ -54,7 +58,9 @@ impl DorisConfig {
         if let Some(u) = opts.take("doris.user") {
             c.user = u;
         }
-        c.password = opts.take("doris.password").map(Secret::new);
+        if let Some(p) = opts.take("doris.password") {
+            c.password = Some(Secret::new(p));
+        }
         c.partial_update = opts.take_bool("doris.partial_update")?.unwrap_or(false);
         if let Some(ms) = opts.take_parsed::<u64>("doris.timeout.ms", "milliseconds")? {
             c.timeout = Duration::from_millis(ms.max(1));

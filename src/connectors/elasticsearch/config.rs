@@ -5,6 +5,7 @@ use crate::connectors::http::{base_url, Secret};
 use crate::envelope::Format;
 use crate::error::{Error, Result};
 use crate::options::Options;
+use crate::secret::split_userinfo;
 use std::time::Duration;
 
 /// How documents are versioned.
@@ -53,12 +54,15 @@ pub struct ElasticsearchConfig {
 }
 
 impl ElasticsearchConfig {
-    /// Writes into `index` at `url`, with defaults for everything else.
+    /// Writes into `index` at `url`, with defaults for everything else. Credentials in the URL
+    /// (`https://user:password@host:9200`) are taken out of it into `username` and `password`.
     pub fn new(url: impl Into<String>, index: impl Into<String>) -> Self {
+        let (url, credentials) = split_userinfo(url.into().trim_end_matches('/'));
+        let (username, password) = credentials.map_or((None, None), |(u, p)| (Some(u), p));
         ElasticsearchConfig {
-            url: url.into().trim_end_matches('/').to_string(),
-            username: None,
-            password: None,
+            url,
+            username,
+            password,
             index: Some(index.into()),
             index_column: None,
             routing_column: None,
@@ -111,8 +115,12 @@ impl ElasticsearchConfig {
         c.index = opts.take("index");
         c.index_column = opts.take("index_column");
         c.routing_column = opts.take("routing_column");
-        c.username = opts.take("username");
-        c.password = opts.take("password").map(Secret::new);
+        if let Some(u) = opts.take("username") {
+            c.username = Some(u);
+        }
+        if let Some(p) = opts.take("password") {
+            c.password = Some(Secret::new(p));
+        }
         if let Some(d) = opts.take("delimiter") {
             c.delimiter = d;
         }

@@ -38,26 +38,7 @@ pub enum PgUpsertMethod {
     Copy,
 }
 
-/// A secret string: never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for the driver only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use crate::secret::Secret;
 
 /// TLS use, from `sslmode` / `ssl-mode` in the URL or `jdbc.ssl.mode`, as libpq's `sslmode`
 /// (MySQL's `ssl-mode` spellings map onto the same modes).
@@ -266,7 +247,7 @@ impl JdbcConfig {
                 None => (u, None),
             };
             self.user = percent_decode(user, "user")?;
-            self.password = pass.map(|p| percent_decode(p, "password").map(Secret)).transpose()?;
+            self.password = pass.map(|p| percent_decode(p, "password").map(Secret::new)).transpose()?;
         }
         let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
             let (h, p) = h.split_once(']').ok_or_else(|| bad("has an unclosed `[`"))?;
@@ -296,7 +277,7 @@ impl JdbcConfig {
             let v = percent_decode(v, k)?;
             match k {
                 "user" => self.user = v,
-                "password" => self.password = Some(Secret(v)),
+                "password" => self.password = Some(Secret::new(v)),
                 "sslmode" | "ssl-mode" | "sslMode" => self.tls = parse_tls(&v, "jdbc.url` parameter `sslmode")?,
                 "sslrootcert" => self.tls_root_cert = Some(v.into()),
                 "sslcert" => self.tls_client_cert = Some(v.into()),
@@ -417,7 +398,7 @@ impl JdbcConfig {
             c.user = u;
         }
         if let Some(p) = opts.take("password") {
-            c.password = Some(Secret(p));
+            c.password = Some(Secret::new(p));
         }
         if let Some(s) = opts.take("schema.name") {
             c.schema = Some(s);

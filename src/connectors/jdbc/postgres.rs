@@ -235,14 +235,26 @@ impl PgConn {
             .query(&sql, &[&t.sink, &t.qualified])
             .await
             .map_err(|e| classify(e, "reading the sink's progress"))?;
+        // A progress table made by something else may have other column types: refuse it with
+        // its name instead of panicking on a row.
+        let unreadable = |e: tokio_postgres::Error| {
+            Error::new(
+                ErrorKind::Resume,
+                format!(
+                    "the progress table {}.{} does not have the columns this sink writes ({e}); name another with \
+                     `jdbc.progress.table`, or drop it to let the sink create it",
+                    t.schema, t.progress_table
+                ),
+            )
+        };
         rows.iter()
             .map(|r| {
                 progress_from(
-                    r.get::<_, i64>(0),
-                    r.get::<_, i32>(1) as i64,
-                    r.get::<_, i32>(2) as i64,
-                    r.get::<_, Option<String>>(3),
-                    r.get::<_, Option<String>>(4),
+                    r.try_get::<_, i64>(0).map_err(unreadable)?,
+                    i64::from(r.try_get::<_, i32>(1).map_err(unreadable)?),
+                    i64::from(r.try_get::<_, i32>(2).map_err(unreadable)?),
+                    r.try_get::<_, Option<String>>(3).map_err(unreadable)?,
+                    r.try_get::<_, Option<String>>(4).map_err(unreadable)?,
                 )
             })
             .collect()
@@ -301,7 +313,9 @@ impl PgConn {
             .map_err(|e| classify(e, "locking the progress row"))?;
         let stored = match rows.first() {
             None => Stored::Absent,
-            Some(r) => Stored::Frontier(parse_frontier(r.get::<_, Option<String>>(0))?),
+            Some(r) => Stored::Frontier(parse_frontier(r.try_get::<_, Option<String>>(0).map_err(|e| {
+                Error::new(ErrorKind::Resume, format!("reading {}.{}: {e}", t.schema, t.progress_table))
+            })?)?),
         };
         if let Some(done) = super::writer::check_stored(t, progress, expected, &stored)? {
             return Ok(done);
@@ -544,10 +558,18 @@ pub fn progress_from(
         Some(t) => Frontier::at(t),
         None => Frontier::complete(),
     };
+    let (Ok(worker), Ok(peers), Ok(generation)) =
+        (usize::try_from(worker), usize::try_from(peers), u64::try_from(generation))
+    else {
+        return Err(Error::new(
+            ErrorKind::Resume,
+            format!("a progress row holds a negative worker ({worker}), worker count ({peers}) or generation ({generation})"),
+        ));
+    };
     Ok(WorkerProgress {
-        worker: worker as usize,
-        peers: peers as usize,
-        generation: generation as u64,
+        worker,
+        peers,
+        generation,
         base: f(parse_frontier(base)?),
         frontier: f(parse_frontier(frontier)?),
     })

@@ -50,8 +50,9 @@ pub enum ProgressStore {
     None,
 }
 
-/// Where and how the NATS connector publishes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where and how the NATS connector publishes. Its `Debug` hides credentials in `server_url`
+/// (`nats://user:password@host`), and the password, JWT and nkey seed.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NatsConfig {
     /// Server URLs, comma separated (`server_url`).
     pub server_url: String,
@@ -73,6 +74,23 @@ pub struct NatsConfig {
     pub max_inflight: usize,
     /// How long one publish ack or request may take (`request.timeout.ms`).
     pub timeout: Duration,
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("server_url", &crate::secret::redact_url(&self.server_url))
+            .field("subject", &self.subject)
+            .field("key_suffix", &self.key_suffix)
+            .field("connect_mode", &self.connect_mode)
+            .field("stream", &self.stream)
+            .field("create_stream", &self.create_stream)
+            .field("duplicate_window", &self.duplicate_window)
+            .field("progress", &self.progress)
+            .field("max_inflight", &self.max_inflight)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl NatsConfig {
@@ -97,7 +115,7 @@ impl NatsConfig {
     pub fn jetstream(mut self, stream: impl Into<String>) -> Self {
         self.stream = Some(stream.into());
         if self.progress == ProgressStore::None {
-            self.progress = ProgressStore::Stream(DEFAULT_BUCKET.into());
+            self.progress = ProgressStore::Stream(DEFAULT_PROGRESS_STREAM.into());
         }
         self
     }
@@ -169,7 +187,7 @@ impl NatsConfig {
             }
             (None | Some("stream"), Some(b), _) => ProgressStore::Stream(b),
             (None | Some("stream"), None, Some(_)) | (Some("stream"), None, None) => {
-                ProgressStore::Stream(DEFAULT_BUCKET.into())
+                ProgressStore::Stream(DEFAULT_PROGRESS_STREAM.into())
             }
             (None, None, None) => ProgressStore::None,
             (Some(other), _, _) => {
@@ -224,8 +242,8 @@ impl NatsConfig {
     }
 }
 
-/// The key-value bucket that holds progress records unless `progress.stream` names another.
-pub const DEFAULT_BUCKET: &str = "dsink_progress";
+/// The JetStream stream that holds progress records unless `progress.stream` names another.
+pub const DEFAULT_PROGRESS_STREAM: &str = "dsink_progress";
 
 impl From<NatsConfig> for crate::connectors::ConnectorConfig {
     fn from(c: NatsConfig) -> Self {
@@ -253,6 +271,8 @@ mod tests {
         ])
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+        let c = parse(&["server_url=nats://ann:pw1@h:1,nats://h2:1", "subject=a"]).unwrap();
+        assert!(format!("{c:?}").contains("nats://***@h:1,nats://h2:1"), "{c:?}");
         let e = parse(&["server_url=nats://h:1", "subject=a", "connect_mode=credential", "jwt=x"]).unwrap_err();
         assert!(e.to_string().contains("nkey"), "{e}");
         let e = parse(&["server_url=nats://h:1", "subject=a", "password=p"]).unwrap_err();
@@ -260,9 +280,9 @@ mod tests {
     }
 
     #[test]
-    fn jetstream_defaults_to_kv_progress() {
+    fn jetstream_defaults_to_a_progress_stream() {
         let c = parse(&["server_url=nats://h:1", "subject=a", "stream=S"]).unwrap();
-        assert_eq!(c.progress, ProgressStore::Stream(DEFAULT_BUCKET.into()));
+        assert_eq!(c.progress, ProgressStore::Stream(DEFAULT_PROGRESS_STREAM.into()));
         let c = parse(&["server_url=nats://h:1", "subject=a"]).unwrap();
         assert_eq!(c.progress, ProgressStore::None);
         assert!(parse(&["server_url=nats://h:1", "subject=a.*"]).is_err());
