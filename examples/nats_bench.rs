@@ -65,7 +65,7 @@ fn main() {
             h.insert(HeaderName::from_static(OP_HEADER), "c");
             h.insert(HeaderName::from_static(TIME_HEADER), t.to_string().as_str());
             h.insert(HeaderName::from_static(KEY_HEADER), key.as_str());
-            message_id(&mut id, "bench", *t, 0, key.as_bytes());
+            message_id(&mut id, "bench", "bench", *t, 0, key.as_bytes());
             h.insert(HeaderName::from_static(MSG_ID_HEADER), id.as_str());
             let msg = jetstream::message::PublishMessage::build().payload(value.clone().into()).headers(h);
             pending.push_back(js.send_publish(subject.clone(), msg).await.unwrap());

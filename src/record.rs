@@ -25,10 +25,17 @@ pub struct Record<'a> {
 }
 
 /// The records of one logical time, in key order.
+///
+/// A large time reaches a writer in several consecutive batches; [`first`](Self::first) numbers
+/// the records across them, so `first + i` identifies record `i` within its whole time (and, the
+/// operator's delivery order depending only on the time's consolidated changes, identifies it
+/// again on a replay of that time).
 #[derive(Clone, Debug, Default)]
 pub struct RecordBatch {
     /// The logical time of every record in the batch.
     pub time: u64,
+    /// The position of this batch's first record among all records of its time.
+    pub first: u64,
     buf: Vec<u8>,
     meta: Vec<Meta>,
 }
@@ -36,12 +43,36 @@ pub struct RecordBatch {
 impl RecordBatch {
     /// An empty batch for `time`.
     pub fn new(time: u64) -> Self {
-        RecordBatch { time, buf: Vec::new(), meta: Vec::new() }
+        RecordBatch { time, first: 0, buf: Vec::new(), meta: Vec::new() }
     }
 
-    /// Empties the batch for reuse at `time`, keeping its allocations.
+    /// Empties the batch for reuse at `time`, keeping its allocations; its records will be the
+    /// first of their time.
     pub fn reset(&mut self, time: u64) {
+        self.reset_at(time, 0);
+    }
+
+    /// Empties the batch for reuse as the next batch of `time`, keeping its allocations: when
+    /// the batch held records of `time` before, the new ones are numbered after them (see
+    /// [`first`](Self::first)); otherwise they are the first of `time`.
+    ///
+    /// ```
+    /// use differential_sinks::{RecordBatch, envelope::Op};
+    /// let mut b = RecordBatch::new(3);
+    /// b.push::<fn(&mut Vec<u8>) -> differential_sinks::Result<()>>(b"k", None, Op::Delete).unwrap();
+    /// b.continue_time(3);
+    /// assert_eq!(b.first, 1);
+    /// b.continue_time(4);
+    /// assert_eq!(b.first, 0);
+    /// ```
+    pub fn continue_time(&mut self, time: u64) {
+        let first = if self.time == time { self.first + self.meta.len() as u64 } else { 0 };
+        self.reset_at(time, first);
+    }
+
+    fn reset_at(&mut self, time: u64, first: u64) {
         self.time = time;
+        self.first = first;
         self.buf.clear();
         self.meta.clear();
     }

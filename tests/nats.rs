@@ -155,7 +155,7 @@ fn jetstream_upsert_matches_reference_and_replays_are_dropped() {
     check_upsert(&msgs, &history);
     for m in &msgs {
         assert!(m.subject.starts_with(&format!("{subject}.~")), "key token in the subject: {}", m.subject);
-        assert!(m.id.as_deref().unwrap().starts_with(&format!("orders|{}|", m.time)));
+        assert!(m.id.as_deref().unwrap().starts_with(&format!("orders|{subject}|{}|", m.time)));
     }
 
     // A restart that lost its progress (the crash came after the publishes, before the progress
@@ -178,6 +178,62 @@ fn jetstream_upsert_matches_reference_and_replays_are_dropped() {
     // A restart with its progress intact publishes nothing.
     run(&history, &spec, 2);
     assert_eq!(rt.block_on(read_stream(&js, &stream, n)).len() as u64, n);
+}
+
+/// A time larger than the operator's write chunk reaches the writer in several batches: every
+/// unkeyed record of it must still get its own message id, or JetStream drops real records as
+/// duplicates. Rows with a multiplicity above one are distinct records too.
+#[test]
+fn unkeyed_rows_of_one_large_time_all_arrive() {
+    let rt = rt();
+    let _enter = rt.enter();
+    for peers in [1, 2] {
+        let (stream, subject, bucket) = (unique("U"), unique("bulk"), unique("progress"));
+        let mut history: Vec<(Row, u64, isize)> =
+            (0..50_000u32).map(|i| (Row { k: i, v: i % 7, s: format!("r{i}") }, 0, 1)).collect();
+        // Some rows twice, at a later time too.
+        history.extend((0..500u32).map(|i| (Row { k: i, v: 1, s: "twice".into() }, 0, 1)));
+        history.extend((0..500u32).map(|i| (Row { k: i, v: 1, s: "twice".into() }, 1, 1)));
+        let cfg = NatsConfig::new(nats_url(), &subject)
+            .jetstream(&stream)
+            .create_stream(Duration::from_secs(120))
+            .progress(differential_sinks::connectors::nats::ProgressStore::Stream(bucket));
+        let spec = SinkSpec::builder("bulk", cfg).append_only(false).build().unwrap();
+        run(&history, &spec, peers);
+        let client = rt.block_on(async_nats::connect(nats_url())).unwrap();
+        let js = jetstream::new(client);
+        let msgs = rt.block_on(read_stream(&js, &stream, history.len() as u64));
+        let mut got: BTreeMap<Row, usize> = BTreeMap::new();
+        for m in &msgs {
+            *got.entry(serde_json::from_slice(&m.payload).unwrap()).or_default() += 1;
+        }
+        let mut want: BTreeMap<Row, usize> = BTreeMap::new();
+        for (row, _, d) in &history {
+            *want.entry(row.clone()).or_default() += *d as usize;
+        }
+        assert_eq!(msgs.len(), history.len(), "{peers} worker(s): every unkeyed record is in the stream once");
+        assert_eq!(got, want, "{peers} worker(s): the stream holds exactly the input rows");
+    }
+}
+
+/// Two sinks of one name into two streams of one server: each has its own progress (scoped by
+/// its target), so the second delivers everything instead of resuming from the first's frontier.
+#[test]
+fn two_sinks_of_one_name_into_two_streams_are_independent() {
+    let rt = rt();
+    let _enter = rt.enter();
+    let bucket = unique("progress");
+    let history = keyed_history(23, 40, 10, 12);
+    let n = expected_changes(&history).len() as u64;
+    let client = rt.block_on(async_nats::connect(nats_url())).unwrap();
+    let js = jetstream::new(client);
+    for _ in 0..2 {
+        let (stream, subject) = (unique("T"), unique("same"));
+        run(&history, &jetstream_spec("sink", &stream, &subject, &bucket), 2);
+        let msgs = rt.block_on(read_stream(&js, &stream, n));
+        assert_eq!(msgs.len() as u64, n, "stream {stream}: every change once");
+        check_upsert(&msgs, &history);
+    }
 }
 
 #[test]

@@ -40,6 +40,8 @@ pub mod jdbc;
 pub mod kafka;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+#[cfg(any(feature = "kinesis", feature = "pulsar"))]
+pub mod local_progress;
 #[cfg(feature = "test-utils")]
 pub mod memory;
 #[cfg(feature = "nats")]
@@ -427,9 +429,10 @@ impl<W: RecordWriter, V: Serialize> EnvelopeWriter<W, V> {
         }
     }
 
-    /// Encodes `changes` of `time` into `batch` (public for benchmarks).
+    /// Encodes `changes` of `time` into `batch` (public for benchmarks). Consecutive calls for
+    /// one time number its records on (see [`RecordBatch::first`]).
     pub fn encode(&mut self, time: u64, changes: &[Change<Key, V>]) -> Result<&RecordBatch> {
-        self.batch.reset(time);
+        self.batch.continue_time(time);
         let ts_ms = now_millis();
         let (format, encoder, batch, keyed) = (&self.format, &self.encoder, &mut self.batch, self.keyed);
         for change in changes {
@@ -494,5 +497,43 @@ impl<W: RecordWriter, V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T>
 
     fn durable(&mut self, wait: bool) -> Result<Option<Frontier<T>>> {
         Ok(self.inner.durable(wait)?.and_then(Frontier::from_u64_frontier))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Records (time, first, len) of every batch it receives.
+    struct Positions(Arc<Mutex<Vec<(u64, u64, usize)>>>);
+    impl RecordWriter for Positions {
+        fn resume(&mut self, _: WorkerContext) -> Result<Frontier<u64>> {
+            Ok(Frontier::minimum())
+        }
+        fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+            self.0.lock().expect("log").push((batch.time, batch.first, batch.len()));
+            Ok(())
+        }
+        fn commit(&mut self, _: Frontier<u64>) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A time delivered in several calls numbers its records across them; the next time starts
+    /// at 0 again.
+    #[test]
+    fn records_are_numbered_across_the_batches_of_a_time() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let target =
+            CustomConnector::new("positions", |_| Ok(Box::new(Positions(Arc::default())) as Box<dyn RecordWriter>));
+        let spec = SinkSpec::builder("s", target).append_only(false).build().expect("spec");
+        let mut w = EnvelopeWriter::<_, u32>::new(&spec, Positions(Arc::clone(&log)));
+        let change = |v: u32| Change { key: Key::from_bytes(v.to_string().into_bytes()), before: None, after: Some(v) };
+        let chunk = |range: std::ops::Range<u32>| range.map(change).collect::<Vec<_>>();
+        for (t, range) in [(3u64, 0..5u32), (3, 5..12), (3, 12..13), (4, 0..2)] {
+            SinkWriter::write(&mut w, &t, &mut chunk(range)).expect("write");
+        }
+        assert_eq!(*log.lock().expect("log"), vec![(3, 0, 5), (3, 5, 7), (3, 12, 1), (4, 0, 2)]);
     }
 }

@@ -27,7 +27,9 @@
 //! ```
 //!
 //! `seq` is the record's index among its key's records at that time (a Debezium delete may be
-//! followed by a tombstone) — or, without a key, its position in the worker's batch of that time.
+//! followed by a tombstone) — or, without a key, its position among the worker's records of that
+//! whole time (a large time is written in several batches; the numbering runs across them, and
+//! a replay of the time numbers its records the same way).
 //!
 //! # Guarantee: at-least-once, with what readers need to deduplicate
 //!

@@ -2,15 +2,16 @@
 
 use super::config::{AwsCredentials, KinesisConfig, MAX_RECORD_BYTES};
 use crate::config::SinkSpec;
+use crate::connectors::local_progress::LocalProgress;
 use crate::delivery::{AsyncRecordWriter, Backoff, Bridge, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::KeyEncoding;
 use crate::record::RecordBatch;
+use crate::stable_hash::fnv64;
 use base64::Engine as _;
-use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
+use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext};
 use serde_json::Value;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -197,10 +198,6 @@ struct KinesisWriter {
     body: Vec<u8>,
 }
 
-fn fnv64(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
 /// The partition key of an encoded key: the key itself when it has at most 256 characters,
 /// otherwise its 64-bit digest in hex (Kinesis allows 1 to 256).
 pub fn partition_key(key: &str) -> String {
@@ -209,15 +206,6 @@ pub fn partition_key(key: &str) -> String {
     } else {
         format!("#{:016x}", fnv64(key.as_bytes()))
     }
-}
-
-fn progress_prefix(sink: &str) -> String {
-    let token: String = sink.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-    format!("kinesis-{token}-{:016x}-", fnv64(sink.as_bytes()))
-}
-
-fn progress_file(dir: &Path, sink: &str, worker: usize, generation: u64) -> PathBuf {
-    dir.join(format!("{}w{worker}-g{generation}.json", progress_prefix(sink)))
 }
 
 impl KinesisWriter {
@@ -316,7 +304,7 @@ impl KinesisWriter {
         Ok(())
     }
 
-    fn data_of(&self, out: &mut Vec<u8>, time: u64, seq: u32, key: &[u8], op: &str, value: Option<&[u8]>) {
+    fn data_of(&self, out: &mut Vec<u8>, time: u64, seq: u64, key: &[u8], op: &str, value: Option<&[u8]>) {
         let ctx = self.ctx.expect("resumed");
         out.clear();
         out.extend_from_slice(b"{\"time\":");
@@ -345,23 +333,10 @@ impl KinesisWriter {
 impl AsyncRecordWriter for KinesisWriter {
     async fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>> {
         self.ctx = Some(ctx);
-        let mut records = Vec::new();
-        if let Some(dir) = &self.config.progress_dir {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            let prefix = progress_prefix(&self.sink);
-            let entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::io("listing progress files", e))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !(name.starts_with(&prefix) && name.ends_with(".json")) {
-                    continue;
-                }
-                let bytes = std::fs::read(entry.path()).map_err(|e| Error::io(format!("reading {name}"), e))?;
-                records.push(serde_json::from_slice::<WorkerProgress<u64>>(&bytes).map_err(|e| {
-                    Error::new(ErrorKind::Resume, format!("Kinesis: progress file {name} is damaged: {e}"))
-                })?);
-            }
-        }
+        let records = match &self.config.progress_dir {
+            Some(dir) => LocalProgress::new(dir, "kinesis", &self.sink, &self.config.stream).read()?,
+            None => Vec::new(),
+        };
         // Check the stream exists before any data flows.
         let body = serde_json::to_vec(&serde_json::json!({ "StreamName": self.config.stream })).expect("json");
         crate::delivery::retry::retry(&RetryPolicy::default(), "Kinesis DescribeStreamSummary", || {
@@ -377,13 +352,15 @@ impl AsyncRecordWriter for KinesisWriter {
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         let ctx = self.ctx.ok_or_else(|| Error::config("Kinesis writer used before resume"))?;
         let mut prev: Option<&[u8]> = None;
-        let mut seq = 0u32;
+        let mut seq = 0u64;
         let mut data = Vec::with_capacity(256);
         for (i, rec) in batch.iter().enumerate() {
             // seq: the record's index among its key's records at this time (keyed), or its
-            // position in this worker's batch (unkeyed).
+            // position among this worker's records of the whole time (unkeyed; a time may come in
+            // several batches).
+            let pos = batch.first + i as u64;
             seq = if !self.keyed {
-                i as u32
+                pos
             } else if prev == Some(rec.key) {
                 seq + 1
             } else {
@@ -394,7 +371,7 @@ impl AsyncRecordWriter for KinesisWriter {
             let pk = if self.keyed {
                 partition_key(&String::from_utf8_lossy(rec.key))
             } else {
-                format!("w{}-{}-{i}", ctx.index, batch.time)
+                format!("w{}-{}-{pos}", ctx.index, batch.time)
             };
             let size = data.len() + pk.len();
             if size > MAX_RECORD_BYTES {
@@ -425,12 +402,7 @@ impl AsyncRecordWriter for KinesisWriter {
     async fn commit(&mut self, upper: Frontier<u64>) -> Result<()> {
         self.flush().await?;
         if let (Some(dir), Some(ctx), Some(point)) = (&self.config.progress_dir, self.ctx, &self.point) {
-            let rec = point.record(ctx, upper);
-            let path = progress_file(dir, &self.sink, ctx.index, rec.generation);
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec(&rec).expect("json"))
-                .and_then(|_| std::fs::rename(&tmp, &path))
-                .map_err(|e| Error::io(format!("recording progress in {}", path.display()), e))?;
+            LocalProgress::new(dir, "kinesis", &self.sink, &self.config.stream).write(&point.record(ctx, upper))?;
         }
         Ok(())
     }

@@ -20,7 +20,7 @@
 //! | `Dsink-Key` | the encoded key (keyed formats: upsert, Debezium, append-only with a key) |
 //! | `Dsink-Op` | `c`, `u` or `d` |
 //! | `Dsink-Time` | the logical time |
-//! | `Nats-Msg-Id` | JetStream only: `sink|time|n|key` (see below) |
+//! | `Nats-Msg-Id` | JetStream only: `sink|subject|time|n|key`, unkeyed `sink|subject|time|wIofP|pos` (see below) |
 //!
 //! RisingWave's NATS sink is append-only; here upsert and Debezium records work too, the key
 //! travelling in `Dsink-Key` (and in the subject when asked), tombstones as empty payloads with
@@ -29,13 +29,14 @@
 //! # Guarantee
 //!
 //! **JetStream (`stream` set): exactly-once within the stream's duplicate window.** Every message
-//! carries a `Nats-Msg-Id` made of the sink name, the logical time, the record's index among its
-//! key's records at that time and the key (a 128-bit digest for keys longer than 96 bytes) — a
-//! function of the data alone. `commit` returns only once JetStream has acknowledged every
+//! carries a `Nats-Msg-Id` made of the sink name, the subject, the logical time, the record's
+//! index among its key's records at that time and the key (a 128-bit digest for keys longer than
+//! 96 bytes) — a function of the data alone. `commit` returns only once JetStream has acknowledged every
 //! message written since the last commit, and then records the committed frontier in a JetStream
 //! progress stream (`progress.stream`, default `dsink_progress`, subject
-//! `<stream>.<sink>.g<gen>.w<worker>`, the last message per subject kept; a plain stream rather
-//! than a key-value bucket, since async-nats 0.51 could not create buckets on nats-server 2.9).
+//! `<progress stream>.<sink>.<data stream/subject>.g<gen>.w<worker>`, the last message per
+//! subject kept: a sink is identified by its name *and* its target, so two sinks of one name
+//! publishing to different streams or subjects never share progress).
 //! After a crash, a restart resumes from that frontier and publishes again what followed it;
 //! JetStream drops every republished message whose id it saw within its duplicate window
 //! (2 minutes by default), so the stream holds each record once **provided the restart happens
@@ -44,8 +45,10 @@
 //! (`stream.duplicate_window.ms` when the sink creates the stream, or the stream's own config)
 //! to cover your restart time. The progress record and the data are not written atomically —
 //! JetStream has no transactions — which is why the window, not the record, makes replays
-//! harmless. Unkeyed append-only records are identified by worker and position instead of key,
-//! so their ids are stable only across restarts with the same worker count.
+//! harmless. Unkeyed append-only records are identified by worker and position among the
+//! worker's records of the whole time instead of key (a large time reaches the writer in several
+//! batches; positions run across them), so their ids are stable only across restarts with the
+//! same worker count.
 //!
 //! A stream without a duplicate window is refused at start. Publishes whose ack times out are
 //! sent again with the same id (retry with backoff), so a retry never duplicates either.
@@ -75,5 +78,7 @@
 mod config;
 mod writer;
 
-pub use config::{ConnectMode, NatsConfig, ProgressStore, DEFAULT_BUCKET};
-pub use writer::{message_id, open, subject_token, NatsStats, KEY_HEADER, MSG_ID_HEADER, OP_HEADER, TIME_HEADER};
+pub use config::{ConnectMode, NatsConfig, ProgressStore, DEFAULT_PROGRESS_STREAM};
+pub use writer::{
+    message_id, open, subject_token, unkeyed_message_id, NatsStats, KEY_HEADER, MSG_ID_HEADER, OP_HEADER, TIME_HEADER,
+};

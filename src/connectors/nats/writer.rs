@@ -1,11 +1,12 @@
 //! The NATS connector's writer: publishes records on core NATS or JetStream, awaits acks at
-//! commit and keeps progress records in a JetStream key-value bucket.
+//! commit and keeps progress records in a JetStream progress stream.
 
 use super::config::{ConnectMode, NatsConfig, ProgressStore};
 use crate::config::SinkSpec;
 use crate::delivery::{retry::retry, AsyncRecordWriter, Bridge, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{Record, RecordBatch};
+use crate::stable_hash::digest128;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::{self, stream};
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
@@ -125,29 +126,37 @@ pub fn subject_token(key: &[u8]) -> String {
     }
 }
 
-/// FNV-1a, twice with different offsets: a stable 128-bit digest for long keys in message ids.
-fn digest128(data: &[u8]) -> u128 {
-    let mut h1: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut h2: u64 = 0x6c62_272e_07bb_0142;
-    for &b in data {
-        h1 = (h1 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-        h2 = (h2 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
-    }
-    ((h1 as u128) << 64) | h2 as u128
-}
-
-/// The `Nats-Msg-Id` of a keyed record: sink, time, the record's index among its key's records
-/// at that time (a Debezium delete may be followed by a tombstone), and the key (or its digest
-/// when longer than 96 bytes). It depends on the data alone, not on the worker that sends it.
-pub fn message_id(out: &mut String, sink: &str, time: u64, nth: u32, key: &[u8]) {
+/// The `Nats-Msg-Id` of a keyed record: sink, subject, time, the record's index among its key's
+/// records at that time (a Debezium delete may be followed by a tombstone), and the key (or its
+/// digest when longer than 96 bytes). It depends on the data alone, not on the worker that sends
+/// it; the subject keeps two sinks of one name that publish to one stream apart.
+pub fn message_id(out: &mut String, sink: &str, subject: &str, time: u64, nth: u32, key: &[u8]) {
     use std::fmt::Write;
     out.clear();
-    let _ = write!(out, "{sink}|{time}|{nth}|");
+    let _ = write!(out, "{sink}|{subject}|{time}|{nth}|");
     if key.len() <= 96 && !key.iter().any(|b| *b == b'\r' || *b == b'\n') {
         out.push_str(&String::from_utf8_lossy(key));
     } else {
         let _ = write!(out, "#{:032x}", digest128(key));
     }
+}
+
+/// The `Nats-Msg-Id` of an unkeyed record: sink, subject, time, the worker (and worker count)
+/// and the record's position among that worker's records of the whole time — stable across
+/// restarts with the same worker count, since a time's delivery order depends only on its
+/// consolidated changes.
+pub fn unkeyed_message_id(out: &mut String, sink: &str, subject: &str, time: u64, ctx: WorkerContext, pos: u64) {
+    use std::fmt::Write;
+    out.clear();
+    let _ = write!(out, "{sink}|{subject}|{time}|w{}of{}|{pos}", ctx.index, ctx.peers);
+}
+
+/// The subject prefix of one sink's progress records in the progress stream `stream`:
+/// `<stream>.<sink>.<target>`, the target being the data stream and subject, so that two sinks
+/// of one name that publish elsewhere never read each other's progress.
+fn progress_prefix(stream: &str, sink: &str, config: &NatsConfig) -> String {
+    let target = format!("{}/{}", config.stream.as_deref().unwrap_or(""), config.subject);
+    format!("{stream}.{}.{}", kv_token(sink), kv_token(&target))
 }
 
 impl NatsWriter {
@@ -184,7 +193,7 @@ impl NatsWriter {
                     | async_nats::ConnectErrorKind::AuthorizationViolation
                     | async_nats::ConnectErrorKind::ServerParse
             );
-            transport(&format!("connecting to {}", c.server_url), e, retriable)
+            transport(&format!("connecting to {}", crate::secret::redact_url(&c.server_url)), e, retriable)
         })?;
         let needs_js = c.stream.is_some() || matches!(c.progress, ProgressStore::Stream(_));
         let js = needs_js.then(|| {
@@ -199,7 +208,7 @@ impl NatsWriter {
         }
         let progress = match (&js, &c.progress) {
             (Some(js), ProgressStore::Stream(name)) => {
-                Some((open_progress(js, name).await?, format!("{name}.{}", kv_token(&self.sink))))
+                Some((open_progress(js, name).await?, progress_prefix(name, &self.sink, &self.config)))
             }
             _ => None,
         };
@@ -300,12 +309,10 @@ impl NatsWriter {
         match (&conn.js, &self.config.stream) {
             (Some(js), Some(_)) => {
                 if self.keyed {
-                    message_id(&mut self.scratch, &self.sink, batch.time, nth, key);
+                    message_id(&mut self.scratch, &self.sink, &self.config.subject, batch.time, nth, key);
                 } else {
-                    let ctx = self.ctx.expect("resumed");
-                    use std::fmt::Write;
-                    self.scratch.clear();
-                    let _ = write!(self.scratch, "{}|{}|w{}of{}|{idx}", self.sink, batch.time, ctx.index, ctx.peers);
+                    let (ctx, pos) = (self.ctx.expect("resumed"), batch.first + u64::from(idx));
+                    unkeyed_message_id(&mut self.scratch, &self.sink, &self.config.subject, batch.time, ctx, pos);
                 }
                 headers.insert(HeaderName::from_static(MSG_ID_HEADER), self.scratch.as_str());
                 let msg = jetstream::message::PublishMessage::build().payload(payload).headers(headers);
@@ -478,10 +485,12 @@ mod tests {
         assert!(subject_token(br#"{"k":1}"#).starts_with('~'));
         assert!(!subject_token(br#"{"k":1}"#).contains(['.', '*', '>', ' ']));
         let mut s = String::new();
-        message_id(&mut s, "orders", 7, 0, br#"{"k":1}"#);
-        assert_eq!(s, r#"orders|7|0|{"k":1}"#);
-        message_id(&mut s, "orders", 7, 1, &[b'x'; 200]);
-        assert!(s.starts_with("orders|7|1|#") && s.len() < 60, "{s}");
+        message_id(&mut s, "orders", "o.all", 7, 0, br#"{"k":1}"#);
+        assert_eq!(s, r#"orders|o.all|7|0|{"k":1}"#);
+        message_id(&mut s, "orders", "o.all", 7, 1, &[b'x'; 200]);
+        assert!(s.starts_with("orders|o.all|7|1|#") && s.len() < 70, "{s}");
+        unkeyed_message_id(&mut s, "orders", "o.all", 7, WorkerContext { index: 1, peers: 2 }, 70_000);
+        assert_eq!(s, "orders|o.all|7|w1of2|70000");
         assert_eq!(kv_token("a.b c"), "a=2eb=20c");
     }
 

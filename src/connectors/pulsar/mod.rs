@@ -13,7 +13,8 @@
 //! The payload is the record's JSON value (empty for a tombstone); the partition key is the
 //! encoded primary key, so one key's records go to one partition, in order. Properties:
 //! `dsink.time` (logical time), `dsink.seq` (the record's index among its key's records at that
-//! time; unkeyed: its position in the worker's batch), `dsink.op` (`c`, `u`, `d`) and, without a
+//! time; unkeyed: its position among the worker's records of the whole time, numbered the same
+//! way on a replay), `dsink.op` (`c`, `u`, `d`) and, without a
 //! key, `dsink.worker` (`worker/peers`).
 //!
 //! # Guarantee: at-least-once

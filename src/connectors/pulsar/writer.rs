@@ -2,15 +2,15 @@
 
 use super::config::{PulsarCompression, PulsarConfig};
 use crate::config::SinkSpec;
+use crate::connectors::local_progress::LocalProgress;
 use crate::delivery::{retry::retry, AsyncRecordWriter, Bridge, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::RecordBatch;
-use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
+use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext};
 use pulsar::compression::{Compression, CompressionLz4, CompressionSnappy, CompressionZlib};
 use pulsar::producer::{Message, SendFuture};
 use pulsar::{Producer, ProducerOptions, Pulsar, TokioExecutor};
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
 
 /// Message property: the logical time.
 pub const TIME_PROPERTY: &str = "dsink.time";
@@ -48,19 +48,6 @@ struct PulsarWriter {
 
 fn transport(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Retriable, format!("Pulsar: {what}: {e}"))
-}
-
-fn fnv64(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
-fn progress_prefix(sink: &str) -> String {
-    let token: String = sink.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-    format!("pulsar-{token}-{:016x}-", fnv64(sink.as_bytes()))
-}
-
-fn progress_file(dir: &Path, sink: &str, worker: usize, generation: u64) -> PathBuf {
-    dir.join(format!("{}w{worker}-g{generation}.json", progress_prefix(sink)))
 }
 
 const MAX_PENDING: usize = 16_384;
@@ -116,22 +103,10 @@ impl AsyncRecordWriter for PulsarWriter {
         let producer = retry(&RetryPolicy::default(), "Pulsar connect", || self.connect()).await?;
         self.producer = Some(producer);
         self.ctx = Some(ctx);
-        let mut records = Vec::new();
-        if let Some(dir) = &self.config.progress_dir {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            let prefix = progress_prefix(&self.sink);
-            for entry in std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))? {
-                let entry = entry.map_err(|e| Error::io("listing progress files", e))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !(name.starts_with(&prefix) && name.ends_with(".json")) {
-                    continue;
-                }
-                let bytes = std::fs::read(entry.path()).map_err(|e| Error::io(format!("reading {name}"), e))?;
-                records.push(serde_json::from_slice::<WorkerProgress<u64>>(&bytes).map_err(|e| {
-                    Error::new(ErrorKind::Resume, format!("Pulsar: progress file {name} is damaged: {e}"))
-                })?);
-            }
-        }
+        let records = match &self.config.progress_dir {
+            Some(dir) => LocalProgress::new(dir, "pulsar", &self.sink, &self.config.topic).read()?,
+            None => Vec::new(),
+        };
         let point = resolve_resume(&records, ctx)?;
         let f = point.frontier;
         self.point = Some(point);
@@ -142,10 +117,13 @@ impl AsyncRecordWriter for PulsarWriter {
         let ctx = self.ctx.ok_or_else(|| Error::config("Pulsar writer used before resume"))?;
         let time = batch.time.to_string();
         let mut prev: Option<&[u8]> = None;
-        let mut seq = 0u32;
+        let mut seq = 0u64;
         for (i, rec) in batch.iter().enumerate() {
+            // The record's index among its key's records at this time (keyed), or its position
+            // among this worker's records of the whole time (unkeyed; a time may come in several
+            // batches).
             seq = if !self.keyed {
-                i as u32
+                batch.first + i as u64
             } else if prev == Some(rec.key) {
                 seq + 1
             } else {
@@ -177,12 +155,7 @@ impl AsyncRecordWriter for PulsarWriter {
     async fn commit(&mut self, upper: Frontier<u64>) -> Result<()> {
         self.settle(0).await?;
         if let (Some(dir), Some(ctx), Some(point)) = (&self.config.progress_dir, self.ctx, &self.point) {
-            let rec = point.record(ctx, upper);
-            let path = progress_file(dir, &self.sink, ctx.index, rec.generation);
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec(&rec).expect("json"))
-                .and_then(|_| std::fs::rename(&tmp, &path))
-                .map_err(|e| Error::io(format!("recording progress in {}", path.display()), e))?;
+            LocalProgress::new(dir, "pulsar", &self.sink, &self.config.topic).write(&point.record(ctx, upper))?;
         }
         Ok(())
     }
