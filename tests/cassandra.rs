@@ -98,6 +98,22 @@ fn timestamp_offset_is_added_to_every_write() {
     assert_eq!(table(&d), state_before(&history, u64::MAX));
 }
 
+/// Two sinks of one name into two tables keep their progress apart: the second delivers every
+/// write instead of resuming from the first's frontier.
+#[test]
+fn two_sinks_of_one_name_into_two_tables_are_independent() {
+    let d = double(&[TABLE, "CREATE TABLE ks.t2 (k int PRIMARY KEY, v bigint, s text)"]);
+    let history = keyed_history(78, 25, 10, 12);
+    assert_eq!(run(&history, &spec(&d, "same", 9), 2, None), None);
+    let c = CassandraConfig::new(&d.url(), "ks", "t2");
+    let s2 = SinkSpec::builder("same", c).upsert().primary_key(["k"]).build().unwrap();
+    assert_eq!(run(&history, &s2, 2, None), None);
+    assert_eq!(table(&d), state_before(&history, u64::MAX));
+    let mut writes: Vec<(i64, bool)> = d.writes("ks", "t2").iter().map(|w| (w.ts, w.delete)).collect();
+    writes.sort();
+    assert_eq!(writes, expected_writes(&history), "the second table received every change");
+}
+
 #[test]
 fn a_restart_and_replays_change_nothing_stored() {
     let d = double(&[TABLE]);
@@ -107,7 +123,7 @@ fn a_restart_and_replays_change_nothing_stored() {
     assert_eq!(run(&history, &s, 2, Some(7)), None);
     assert_eq!(table(&d), state_before(&history, 7), "after the first run");
     let progress = d.rows("ks", "dsink_progress");
-    assert!(progress.iter().any(|r| r["frontier"] == 7 && r["sink"] == "restart"), "progress rows: {progress:?}");
+    assert!(progress.iter().any(|r| r["frontier"] == 7 && r["sink"] == "restart@ks.t"), "progress rows: {progress:?}");
     // The restart resumes from the progress table and finishes.
     assert_eq!(run(&history, &s, 2, None), None);
     assert_eq!(table(&d), state_before(&history, u64::MAX), "after the restart");

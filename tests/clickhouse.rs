@@ -117,6 +117,52 @@ fn a_restart_mid_stream_changes_nothing_visible() {
     }
 }
 
+/// Two sinks of one name into two tables of one server keep their progress apart: the second
+/// delivers everything instead of resuming from the first's frontier. The tables are
+/// collapsing, so a replay or a skipped change would show.
+#[test]
+fn two_sinks_of_one_name_into_two_tables_are_independent() {
+    let history = keyed_history(31, 25, 10, 12);
+    let name = format!("same_name_{}", std::process::id());
+    for t in ["same_name_a", "same_name_b"] {
+        let table = fresh(t, COLLAPSING);
+        assert_eq!(run(&history, &spec(&name, &table, false), 2, None), None);
+        assert_eq!(collapsing_state(&table), state_before(&history, u64::MAX), "table {table}");
+    }
+}
+
+/// A progress table made before progress rows named their table gains the `target` column;
+/// a progress row that cannot be read is refused with the table named, never read as 0.
+#[test]
+fn old_and_unreadable_progress_tables() {
+    let history = keyed_history(32, 20, 8, 10);
+    let table = fresh("old_progress_data", REPLACING);
+    let progress = fresh(
+        "old_progress",
+        "(sink String, worker UInt32, peers UInt32, generation UInt64, base UInt64, base_complete UInt8, \
+         frontier UInt64, complete UInt8) ENGINE = MergeTree ORDER BY (sink, generation, worker)",
+    );
+    let c = ClickHouseConfig::new(url(), "default", &table).progress_table(&progress).delete_column("del");
+    let s = SinkSpec::builder(format!("old_{}", std::process::id()), c).upsert().primary_key(["k"]).build().unwrap();
+    assert_eq!(run(&history, &s, 2, Some(4)), None);
+    assert_eq!(run(&history, &s, 2, None), None);
+    assert_eq!(replacing_state(&table), state_before(&history, u64::MAX));
+    let targets = q(&format!("SELECT DISTINCT target FROM default.{progress} FORMAT TSV"));
+    assert_eq!(targets.trim(), format!("default.{table}"));
+
+    let bad = fresh(
+        "bad_progress",
+        "(sink String, target String, worker String, peers UInt32, generation UInt64, base UInt64, \
+         base_complete UInt8, frontier String, complete UInt8) ENGINE = MergeTree ORDER BY sink",
+    );
+    let name = format!("bad_{}", std::process::id());
+    q(&format!("INSERT INTO default.{bad} VALUES ('{name}', 'default.{table}', '0', 1, 0, 0, 0, 'not a number', 0)"));
+    let c = ClickHouseConfig::new(url(), "default", &table).progress_table(&bad).delete_column("del");
+    let s = SinkSpec::builder(name, c).upsert().primary_key(["k"]).build().unwrap();
+    let e = run(&history, &s, 1, None).expect("an unreadable progress row stops the sink");
+    assert!(e.contains("unreadable progress record") && e.contains("bad_progress"), "{e}");
+}
+
 #[test]
 fn replaying_everything_into_replacing_merge_tree_is_harmless() {
     // A replay without any progress record (as after a crash between a block and its progress
@@ -196,4 +242,36 @@ fn dsink_binary_replays_a_change_log_into_clickhouse() {
         .unwrap();
     assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(replacing_state(&table), state_before(&history, u64::MAX));
+}
+
+/// Connections cut mid-request (inside a streamed insert, a progress row or a query) and the
+/// server refusing connections for a moment: the sink rides through by retrying, or stops with
+/// a retriable error; a rerun then leaves exactly the reference state. The ReplacingMergeTree
+/// table makes an insert that applied before its answer was lost (an ambiguous commit, which the
+/// retry sends again) harmless: the same rows with the same versions.
+#[test]
+fn connections_cut_mid_request_lose_and_duplicate_nothing() {
+    let proxy = common::proxy::FaultProxy::start(url().trim_start_matches("http://"));
+    let history = keyed_history(41, 2_000, 20, 300);
+    for (i, cut) in [1_500u64, 20_000, 90_000].into_iter().enumerate() {
+        let table = fresh(&format!("cut_{i}"), REPLACING);
+        let c = ClickHouseConfig::new(format!("http://{}", proxy.addr()), "default", &table)
+            .delete_column("del")
+            .batch(500, 1 << 20);
+        let s = SinkSpec::builder(format!("{table}_{}", std::process::id()), c)
+            .upsert()
+            .primary_key(["k"])
+            .build()
+            .unwrap();
+        let cuts = proxy.cuts();
+        proxy.cut_after(cut);
+        let first = run(&history, &s, 2, None);
+        assert_eq!(proxy.cuts(), cuts + 1, "cut {i} happened");
+        eprintln!("cut {i}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
+        if let Some(e) = first {
+            assert!(!e.contains("panicked"), "{e}");
+            assert_eq!(run(&history, &s, 2, None), None, "the rerun after `{e}` completes");
+        }
+        assert_eq!(replacing_state(&table), state_before(&history, u64::MAX), "cut after {cut} bytes");
+    }
 }

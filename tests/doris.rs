@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 struct State {
-    /// label → rows it loaded
-    labels: HashMap<String, u64>,
-    /// the unique-key table: k → row
-    table: BTreeMap<u32, serde_json::Value>,
+    /// (database, label) → rows it loaded: Doris keeps labels per database
+    labels: HashMap<(String, String), u64>,
+    /// the unique-key tables by name: k → row
+    tables: BTreeMap<String, BTreeMap<u32, serde_json::Value>>,
     /// (label, answer status) of every load the backend answered, in order
     loads: Vec<(String, String)>,
     frontend_hits: usize,
@@ -114,12 +114,16 @@ impl Double {
                 return respond(s, "401 Unauthorized", &[], "{\"status\":\"FAILED\",\"msg\":\"Access denied\"}");
             }
             let label = req.headers.get("label").cloned().unwrap_or_default();
+            // /api/{db}/{table}/_stream_load
+            let parts: Vec<&str> = req.path.split('/').collect();
+            let (db, table) = (parts[2].to_string(), parts[3].to_string());
+            let db_label = (db, label.clone());
             let answer = |status: &str, msg: &str, rows: u64, extra: &str| {
                 format!(
                     "{{\"TxnId\":1,\"Label\":\"{label}\",\"Status\":\"{status}\",\"Message\":\"{msg}\",\"NumberTotalRows\":{rows},\"NumberLoadedRows\":{rows},\"NumberFilteredRows\":0{extra}}}"
                 )
             };
-            if st.labels.contains_key(&label) {
+            if st.labels.contains_key(&db_label) {
                 st.loads.push((label.clone(), "Label Already Exists".into()));
                 let body = answer(
                     "Label Already Exists",
@@ -156,17 +160,18 @@ impl Double {
                 let body = answer("Fail", &msg, 0, ",\"ErrorURL\":\"http://be/api/_load_error_log?file=x\"");
                 return respond(s, "200 OK", &[], &body);
             }
+            let t = st.tables.entry(table).or_default();
             for v in &rows {
                 let k = v["k"].as_u64().unwrap() as u32;
                 if v["__DORIS_DELETE_SIGN__"] == 1 {
-                    st.table.remove(&k);
+                    t.remove(&k);
                 } else {
                     let mut row = v.clone();
                     row.as_object_mut().unwrap().remove("__DORIS_DELETE_SIGN__");
-                    st.table.insert(k, row);
+                    t.insert(k, row);
                 }
             }
-            st.labels.insert(label.clone(), rows.len() as u64);
+            st.labels.insert(db_label, rows.len() as u64);
             st.loads.push((label.clone(), "Success".into()));
             respond(s, "200 OK", &[], &answer("Success", "OK", rows.len() as u64, ""));
         });
@@ -174,13 +179,42 @@ impl Double {
     }
 
     fn table(&self) -> BTreeMap<u32, Row> {
-        self.state.lock().unwrap().table.iter().map(|(k, v)| (*k, serde_json::from_value(v.clone()).unwrap())).collect()
+        self.table_named("orders")
+    }
+
+    fn table_named(&self, name: &str) -> BTreeMap<u32, Row> {
+        let st = self.state.lock().unwrap();
+        st.tables
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (*k, serde_json::from_value(v.clone()).unwrap()))
+            .collect()
     }
 }
 
 fn spec(d: &Double, sink: &str) -> SinkSpec {
-    let c = DorisConfig::new(&d.fe, "demo", "orders").credentials("root", "secret");
+    spec_into(d, sink, "orders")
+}
+
+fn spec_into(d: &Double, sink: &str, table: &str) -> SinkSpec {
+    let c = DorisConfig::new(&d.fe, "demo", table).credentials("root", "secret");
     SinkSpec::builder(sink, c).upsert().primary_key(["k"]).build().unwrap()
+}
+
+/// Two sinks of one name into two tables of one database: Doris keeps labels per database, so
+/// the labels must name the table, or the second sink's loads are taken for replays of the
+/// first's and dropped.
+#[test]
+fn two_sinks_of_one_name_into_two_tables_are_independent() {
+    let d = Double::start(vec!["k", "v", "s"]);
+    let history = keyed_history(9, 30, 10, 15);
+    for table in ["orders", "orders_copy"] {
+        assert_eq!(run(&history, &spec_into(&d, "same", table), 1, None), None);
+        assert_eq!(d.table_named(table), state_before(&history, u64::MAX), "table {table}");
+    }
+    let st = d.state.lock().unwrap();
+    assert!(st.loads.iter().all(|(_, s)| s == "Success"), "{:?}", st.loads);
 }
 
 #[test]
@@ -202,7 +236,7 @@ fn labels_are_deterministic_and_a_replay_is_a_no_op() {
     let s = spec(&d, "orders");
     assert_eq!(run(&history, &s, 1, None), None);
     let first: Vec<String> = d.state.lock().unwrap().loads.iter().map(|l| l.0.clone()).collect();
-    assert!(first.iter().all(|l| l.starts_with("dsink_orders_g0_w0_")), "{first:?}");
+    assert!(first.iter().all(|l| l.starts_with("dsink_orders_") && l.contains("_g0_w0_")), "{first:?}");
     let table = d.table();
     // The restarted sink replays everything; every load repeats a label and is refused.
     assert_eq!(run(&history, &s, 1, None), None);
@@ -258,4 +292,28 @@ fn options() {
     ])
     .unwrap();
     assert!(SinkSpec::from_options(o).unwrap_err().to_string().contains("debezium"));
+}
+
+/// Credentials in the URL are taken out of it (never printed) and used as Basic auth; a
+/// frontend that redirects to another scheme is refused instead of receiving them again.
+#[test]
+fn url_credentials_are_hidden_and_redirects_keep_the_scheme() {
+    let d = Double::start(vec!["k", "v", "s"]);
+    let with_creds = d.fe.replace("http://", "http://root:secret@");
+    let c = DorisConfig::new(&with_creds, "demo", "orders");
+    let s = SinkSpec::builder("creds-in-url", c).upsert().primary_key(["k"]).build().unwrap();
+    assert!(!format!("{s:?}").contains("secret"), "{s:?}");
+    let history = keyed_history(5, 10, 4, 5);
+    assert_eq!(run(&history, &s, 1, None), None);
+    assert_eq!(d.table(), state_before(&history, u64::MAX));
+
+    let fe = TcpListener::bind("127.0.0.1:0").unwrap();
+    let fe_url = format!("http://root:secret@{}", fe.local_addr().unwrap());
+    serve(fe, |req, s| {
+        respond(s, "307 Temporary Redirect", &[("Location", format!("https://127.0.0.1:1{}", req.path))], "")
+    });
+    let c = DorisConfig::new(&fe_url, "demo", "orders");
+    let s = SinkSpec::builder("downgrade", c).upsert().primary_key(["k"]).build().unwrap();
+    let e = run(&history, &s, 1, None).expect("a redirect to another scheme stops the sink");
+    assert!(e.contains("redirects only") && !e.contains("secret"), "{e}");
 }

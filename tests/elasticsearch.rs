@@ -108,6 +108,57 @@ fn a_restart_or_a_full_replay_changes_nothing_visible() {
     }
 }
 
+/// Two sinks of one name into two indexes of one server keep their progress apart: the second
+/// delivers everything instead of resuming from the first's frontier.
+#[test]
+fn two_sinks_of_one_name_into_two_indexes_are_independent() {
+    let history = keyed_history(12, 30, 10, 15);
+    for name in ["same-a", "same-b"] {
+        let index = fresh(name);
+        assert_eq!(run(&history, &spec("same-name", &index), 2, None), None);
+        assert_eq!(state(&index), state_before(&history, u64::MAX), "index {index}");
+    }
+}
+
+/// A resume finds the sink's own progress documents however many other sinks' documents the
+/// progress index holds (a plain search returns at most 10,000 hits).
+#[test]
+fn resume_finds_its_progress_among_many_other_documents() {
+    let (index, progress) = (fresh("crowded"), fresh("crowded-progress"));
+    let mut body = String::new();
+    for i in 0..10_050 {
+        body.push_str(&format!("{{\"index\":{{\"_index\":\"{progress}\",\"_id\":\"other-{i}\"}}}}\n"));
+        body.push_str(&format!("{{\"sink\":\"other-{i}\",\"scope\":\"x{i}\",\"progress\":null}}\n"));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_bulk?refresh=true", url()))
+            .header("Content-Type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    });
+    assert_eq!(status, 200);
+    let history = keyed_history(13, 30, 12, 15);
+    let c = ElasticsearchConfig::new(url(), &index).progress_index(&progress);
+    let s =
+        SinkSpec::builder(format!("crowded-{}", std::process::id()), c).upsert().primary_key(["k"]).build().unwrap();
+    assert_eq!(run(&history, &s, 2, Some(6)), None);
+    let first = s.metrics().snapshot();
+    assert_eq!(run(&history, &s, 2, None), None);
+    let second = s.metrics().snapshot();
+    let before_6 = history.iter().filter(|h| h.1 < 6).count() as u64;
+    assert_eq!(
+        second.updates_already_committed - first.updates_already_committed,
+        before_6,
+        "the restart resumed from its committed frontier (dropping every update before time 6)"
+    );
+    assert_eq!(state(&index), state_before(&history, u64::MAX));
+}
+
 #[test]
 fn refused_documents_are_reported_with_their_ids() {
     let index = fresh("mapping-conflict");
@@ -175,4 +226,34 @@ fn options_reach_the_sink_and_mistakes_are_refused() {
     assert!(e.to_string().contains("index_column"), "{e}");
     assert!(parse(&["index=a", "index_column=b"]).unwrap_err().to_string().contains("not both"));
     assert!(parse(&["index=a", "type=debezium"]).is_err());
+}
+
+/// Connections cut mid-request (inside a `_bulk` body, a progress document or the resume
+/// search): the sink rides through by retrying, or stops with a retriable error; a rerun then
+/// leaves exactly the reference state. A `_bulk` that applied before its answer was lost (an
+/// ambiguous commit) is sent again and refused item by item as version conflicts: no document
+/// changes twice.
+#[test]
+fn connections_cut_mid_request_lose_and_duplicate_nothing() {
+    let proxy = common::proxy::FaultProxy::start(url().trim_start_matches("http://"));
+    let history = keyed_history(42, 1_500, 16, 250);
+    for (i, cut) in [500u64, 30_000, 120_000].into_iter().enumerate() {
+        let index = fresh(&format!("cut-{i}"));
+        let c = ElasticsearchConfig::new(format!("http://{}", proxy.addr()), &index).batch(200, 64);
+        let s = SinkSpec::builder(format!("cut-{i}-{}", std::process::id()), c)
+            .upsert()
+            .primary_key(["k"])
+            .build()
+            .unwrap();
+        let cuts = proxy.cuts();
+        proxy.cut_after(cut);
+        let first = run(&history, &s, 2, None);
+        assert_eq!(proxy.cuts(), cuts + 1, "cut {i} happened");
+        eprintln!("cut {i}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
+        if let Some(e) = first {
+            assert!(!e.contains("panicked"), "{e}");
+            assert_eq!(run(&history, &s, 2, None), None, "the rerun after `{e}` completes");
+        }
+        assert_eq!(state(&index), state_before(&history, u64::MAX), "cut after {cut} bytes");
+    }
 }

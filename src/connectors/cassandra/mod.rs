@@ -22,7 +22,9 @@
 //!   per key), so an insert and a delete of one key never share a timestamp.
 //!
 //! Restarts resume from the progress table (`cassandra.progress_table`, default
-//! `dsink_progress`, created if missing), and whatever is replayed past it is harmless. The
+//! `dsink_progress`, created if missing; a sink's rows there are keyed by `name@keyspace.table`,
+//! so two sinks of one name into two tables keep their progress apart), and whatever is
+//! replayed past it is harmless. The
 //! table must be written only by this sink (or by writers using the same timestamp scheme):
 //! timestamps are logical, not wall-clock microseconds — set `cassandra.timestamp_offset` above
 //! any timestamp already in the table when adopting an existing one.

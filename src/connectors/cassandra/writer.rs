@@ -200,13 +200,20 @@ impl<V> CassandraWriter<V> {
     }
 }
 
+/// What the progress table's `sink` column holds for a sink: its name and its table
+/// (`name@keyspace.table`), so two sinks of one name into two tables keep their progress apart.
+fn progress_id(sink: &str, cfg: &CassandraConfig) -> String {
+    format!("{sink}@{}.{}", cfg.keyspace, cfg.table)
+}
+
 impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWriter<V> {
     type Error = Error;
 
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>> {
         let cfg = self.cfg.clone();
         let key = self.key.clone();
-        let sink = self.sink.clone();
+        let sink = progress_id(&self.sink, &self.cfg);
+        let sink_name = self.sink.clone();
         let (session, ins, del, records) = self.rt.block_on(async move {
             let s = connect(&cfg).await?;
             let p = qualified(&cfg.keyspace, &cfg.progress_table);
@@ -233,14 +240,19 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
                 .map_err(|e| cql_err("reading progress", e))?
             {
                 let (w, peers, g, b, bc, f, fc) = row.map_err(|e| cql_err("reading progress", e))?;
-                let fr = |v: i64, c: bool| if c { Frontier::complete() } else { Frontier::at(v as u64) };
-                records.push(WorkerProgress {
-                    worker: w as usize,
-                    peers: peers as usize,
-                    generation: g as u64,
-                    base: fr(b, bc),
-                    frontier: fr(f, fc),
-                });
+                let (Ok(worker), Ok(peers), Ok(generation), Ok(b), Ok(f)) =
+                    (usize::try_from(w), usize::try_from(peers), u64::try_from(g), u64::try_from(b), u64::try_from(f))
+                else {
+                    return Err(Error::new(
+                        ErrorKind::Resume,
+                        format!(
+                            "sink `{sink_name}`: the progress row (worker {w}, generation {g}) in {p} holds a negative \
+                             number; delete the rows of sink `{sink}` there to start over"
+                        ),
+                    ));
+                };
+                let fr = |v: u64, c: bool| if c { Frontier::complete() } else { Frontier::at(v) };
+                records.push(WorkerProgress { worker, peers, generation, base: fr(b, bc), frontier: fr(f, fc) });
             }
             let ins = s.prepare(insert_cql(&cfg.keyspace, &cfg.table)).await.map_err(|e| cql_err("preparing insert", e))?;
             let del = s
@@ -315,7 +327,16 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
             "INSERT INTO {} (sink, generation, worker, peers, base, base_complete, frontier, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             qualified(&self.cfg.keyspace, &self.cfg.progress_table)
         );
-        let values = (self.sink.clone(), rec.generation as i64, rec.worker as i32, rec.peers as i32, b, bc, f, fc);
+        let values = (
+            progress_id(&self.sink, &self.cfg),
+            rec.generation as i64,
+            rec.worker as i32,
+            rec.peers as i32,
+            b,
+            bc,
+            f,
+            fc,
+        );
         self.rt.block_on(async {
             s.query_unpaged(cql, values).await.map(|_| ()).map_err(|e| cql_err("recording progress", e))
         })

@@ -35,6 +35,31 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// Adds the `target` column to a progress table made before progress rows named their table.
+/// Rows written before that have an empty target and are not read: such a sink starts again
+/// (a replay, harmless on ReplacingMergeTree tables).
+async fn ensure_target_column(ch: &ClickHouse, database: &str, table: &str, progress: &str) -> Result<()> {
+    let has = |ch: &ClickHouse| {
+        let sql = format!(
+            "SELECT count() FROM system.columns WHERE database = {} AND table = {} AND name = 'target' FORMAT TSVRaw",
+            literal(database),
+            literal(table)
+        );
+        let ch = ch.clone();
+        async move { Ok::<_, Error>(ch.query(&sql).await?.trim() != "0") }
+    };
+    if has(ch).await? {
+        return Ok(());
+    }
+    if let Err(e) = ch.query(&format!("ALTER TABLE {progress} ADD COLUMN target String")).await {
+        // Another worker may have added it first.
+        if !has(ch).await? {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 /// ClickHouse exception codes after which the same request may succeed.
 const RETRIABLE_CODES: &[u32] = &[159, 164, 202, 203, 209, 210, 241, 242, 252, 319, 425, 999];
 
@@ -104,12 +129,15 @@ struct Stream {
 pub struct ClickHouse {
     http: reqwest::Client,
     cfg: Arc<ClickHouseConfig>,
+    /// `cfg.url` with a trailing slash, parsed once.
+    base: reqwest::Url,
 }
 
 impl ClickHouse {
     /// A client for `cfg`'s server.
     pub fn new(cfg: &ClickHouseConfig) -> Result<Self> {
-        Ok(ClickHouse { http: client(cfg.timeout)?, cfg: Arc::new(cfg.clone()) })
+        let base = crate::connectors::http::parse_url("clickhouse.url", &format!("{}/", cfg.url))?;
+        Ok(ClickHouse { http: client(cfg.timeout)?, cfg: Arc::new(cfg.clone()), base })
     }
 
     /// A request whose SQL is `query` in the URL (for inserts, whose body is data) or, when
@@ -120,8 +148,8 @@ impl ClickHouse {
             params.push(("query", q));
         }
         params.extend_from_slice(extra);
-        let url = reqwest::Url::parse_with_params(&format!("{}/", self.cfg.url), &params)
-            .expect("the URL was checked when the options were read");
+        let mut url = self.base.clone();
+        url.query_pairs_mut().extend_pairs(&params);
         let mut r = self.http.post(url);
         if let Some(u) = &self.cfg.user {
             r = r.header("X-ClickHouse-User", u);
@@ -260,6 +288,9 @@ pub struct ClickHouseWriter<V> {
     table: Option<TableInfo>,
     mode: Mode,
     target: String,
+    /// The target as the progress table records it (`database.table`, unquoted): a sink's
+    /// progress rows are found by its name *and* its table.
+    target_id: String,
     progress: String,
     tokens: bool,
     ctx: Option<WorkerContext>,
@@ -302,6 +333,7 @@ impl<V> ClickHouseWriter<V> {
             table: None,
             mode: Mode::Plain,
             target: format!("{}.{}", ident(&cfg.database), ident(&cfg.table)),
+            target_id: format!("{}.{}", cfg.database, cfg.table),
             progress: format!("{}.{}", ident(&cfg.database), ident(&cfg.progress_table)),
             tokens: false,
             ctx: None,
@@ -545,9 +577,10 @@ impl<V> ClickHouseWriter<V> {
         let split = |f: &Frontier<u64>| (f.to_u64().unwrap_or(0), u8::from(f.is_complete()));
         let ((b, bc), (f, fc)) = (split(&rec.base), split(&rec.frontier));
         Ok(format!(
-            "INSERT INTO {} (sink, worker, peers, generation, base, base_complete, frontier, complete) VALUES ({}, {}, {}, {}, {b}, {bc}, {f}, {fc})",
+            "INSERT INTO {} (sink, target, worker, peers, generation, base, base_complete, frontier, complete) VALUES ({}, {}, {}, {}, {}, {b}, {bc}, {f}, {fc})",
             self.progress,
             literal(&self.sink),
+            literal(&self.target_id),
             rec.worker,
             rec.peers,
             rec.generation
@@ -590,31 +623,44 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
 
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>> {
         let ch = self.ch.clone();
-        let (progress, sink) = (self.progress.clone(), self.sink.clone());
+        let (progress, sink, target) = (self.progress.clone(), self.sink.clone(), self.target_id.clone());
+        let cfg = self.ch.cfg.clone();
         let (table, version, tz, records) = self.rt.block_on(async move {
             let table = ch.table().await?;
             let version = ch.version().await?;
             let tz = ch.timezone().await?;
             ch.query(&format!(
-                "CREATE TABLE IF NOT EXISTS {progress} (sink String, worker UInt32, peers UInt32, generation UInt64, \
-                 base UInt64, base_complete UInt8, frontier UInt64, complete UInt8) \
+                "CREATE TABLE IF NOT EXISTS {progress} (sink String, target String, worker UInt32, peers UInt32, \
+                 generation UInt64, base UInt64, base_complete UInt8, frontier UInt64, complete UInt8) \
                  ENGINE = MergeTree ORDER BY (sink, generation, worker)"
             ))
             .await?;
+            ensure_target_column(&ch, &cfg.database, &cfg.progress_table, &progress).await?;
             let rows = ch
                 .query(&format!(
                     "SELECT worker, peers, generation, base, base_complete, frontier, complete FROM {progress} \
-                     WHERE sink = {} ORDER BY complete DESC, frontier DESC LIMIT 1 BY generation, worker FORMAT TSVRaw",
-                    literal(&sink)
+                     WHERE sink = {} AND target = {} \
+                     ORDER BY complete DESC, frontier DESC LIMIT 1 BY generation, worker FORMAT TSVRaw",
+                    literal(&sink),
+                    literal(&target)
                 ))
                 .await?;
             Ok::<_, Error>((table, version, tz, rows))
         })?;
         let mut progress = Vec::new();
         for line in records.lines() {
-            let f: Vec<u64> = line.split('\t').map(|x| x.parse().unwrap_or(0)).collect();
-            if f.len() != 7 {
-                return Err(Error::new(ErrorKind::Resume, format!("unreadable progress record `{line}`")));
+            let unreadable = || {
+                Error::new(
+                    ErrorKind::Resume,
+                    format!(
+                        "sink `{}`: unreadable progress record `{line}` in {}; delete this sink's rows there to start over",
+                        self.sink, self.progress
+                    ),
+                )
+            };
+            let f: Vec<u64> = line.split('\t').map(|x| x.parse().map_err(|_| unreadable())).collect::<Result<_>>()?;
+            if f.len() != 7 || f[4] > 1 || f[6] > 1 || u32::try_from(f[0]).is_err() || u32::try_from(f[1]).is_err() {
+                return Err(unreadable());
             }
             let fr = |v: u64, complete: u64| if complete == 1 { Frontier::complete() } else { Frontier::at(v) };
             progress.push(WorkerProgress {

@@ -4,7 +4,7 @@
 //!  changes of the times in [lo, upper) ──► JSON lines; on unique-key tables each line carries
 //!        │                                 "__DORIS_DELETE_SIGN__": 0 (upsert) or 1 (delete)
 //!        ▼ commit(upper)
-//!  PUT <fe>/api/<db>/<table>/_stream_load      label: dsink_<sink>_g<generation>_w<worker>_<lo>_<upper>
+//!  PUT <fe>/api/<db>/<table>/_stream_load      label: dsink_<sink>_<scope>_g<generation>_w<worker>_<lo>_<upper>
 //!        │  307 Temporary Redirect → PUT <be>/… again, with the same credentials, headers and body
 //!        ▼
 //!  {"Status": "Success" | "Publish Timeout" | "Label Already Exists" | "Fail", "Message": …,
@@ -19,8 +19,10 @@
 //!
 //! # Delivery guarantee
 //!
-//! Each load's label is derived from (sink, generation, worker, the frontier it starts at, the
-//! frontier it commits), so the same commit always carries the same label. Doris keeps labels
+//! Each load's label is derived from (sink, target table, generation, worker, the frontier it
+//! starts at, the frontier it commits), so the same commit always carries the same label, and
+//! two sinks of one name into two tables of one database (Doris keeps labels per database)
+//! never share one. Doris keeps labels
 //! (for `label_keep_max_second`, three days by default) and refuses a second load under one as
 //! `Label Already Exists`, which the sink treats as success when the earlier load finished and
 //! waits on when it is still running. The sink cannot read a progress record back over HTTP, so a

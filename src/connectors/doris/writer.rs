@@ -10,6 +10,8 @@ use crate::encode::json::encode_json;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
+use crate::secret::redact_url;
+use crate::stable_hash::scope_id;
 use differential_sinks_operators::{
     resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext,
 };
@@ -40,16 +42,27 @@ pub struct LoadStatus {
     pub error_url: Option<String>,
 }
 
-/// The label of the load that covers times `[lo, hi)` of one worker: the same on every replay
-/// of the same commit.
-pub fn label(sink: &str, generation: u64, worker: usize, lo: &Frontier<u64>, hi: &Frontier<u64>) -> String {
+/// The label of the load that covers times `[lo, hi)` of one worker into `table`
+/// (`database.table`): the same on every replay of the same commit. Doris keeps labels per
+/// database, so the label names the table too (by a 64-bit digest of sink and table): two sinks
+/// of one name into two tables never take each other's loads for replays. At most 126
+/// characters (Doris allows 128).
+pub fn label(
+    sink: &str,
+    table: &str,
+    generation: u64,
+    worker: usize,
+    lo: &Frontier<u64>,
+    hi: &Frontier<u64>,
+) -> String {
     let clean: String = sink
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-        .take(60)
+        .take(32)
         .collect();
+    let scope = scope_id(sink, table);
     let f = |f: &Frontier<u64>| f.to_u64().map_or("end".to_string(), |t| t.to_string());
-    format!("dsink_{clean}_g{generation}_w{worker}_{}_{}", f(lo), f(hi))
+    format!("dsink_{clean}_{}_g{generation}_w{worker}_{}_{}", &scope[..16], f(lo), f(hi))
 }
 
 /// What a load's answer means for the sink.
@@ -114,6 +127,9 @@ impl<V> DorisWriter<V> {
 
 /// Sends one Stream Load, following the frontend's redirect to a backend with the same
 /// credentials, headers and body (HTTP clients drop credentials on a cross-host redirect).
+/// A redirect is followed only to the scheme of the configured URL: credentials sent over
+/// `https://` are never re-sent in the clear to an `http://` backend (nor, from an `http://`
+/// frontend, to anything but `http://`).
 async fn stream_load(
     http: &reqwest::Client,
     cfg: &DorisConfig,
@@ -122,10 +138,14 @@ async fn stream_load(
     body: bytes::Bytes,
 ) -> Result<LoadStatus> {
     let what = format!("Doris Stream Load `{label}`");
-    let mut url = format!("{}/api/{}/{}/_stream_load", cfg.url, cfg.database, cfg.table);
+    let mut url = crate::connectors::http::parse_url(
+        "doris.url",
+        &format!("{}/api/{}/{}/_stream_load", cfg.url, cfg.database, cfg.table),
+    )?;
+    let scheme = url.scheme().to_string();
     for _ in 0..4 {
         let mut r = http
-            .put(&url)
+            .put(url.clone())
             .basic_auth(&cfg.user, cfg.password.as_ref().map(|p| p.expose()))
             .header("Expect", "100-continue")
             .header("label", label)
@@ -146,7 +166,20 @@ async fn stream_load(
                 .get("location")
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| Error::new(ErrorKind::Fatal, format!("{what}: redirect without a Location")))?;
-            url = to.to_string();
+            let next = url.join(to).map_err(|e| {
+                Error::new(ErrorKind::Fatal, format!("{what}: unreadable redirect `{}`: {e}", redact_url(to)))
+            })?;
+            if next.scheme() != scheme {
+                return Err(Error::new(
+                    ErrorKind::Fatal,
+                    format!(
+                        "{what}: the frontend redirected from {scheme}:// to `{}`; the sink follows redirects only \
+                         to the scheme of `doris.url`, so that credentials never travel over another one",
+                        redact_url(next.as_str())
+                    ),
+                ));
+            }
+            url = next;
             continue;
         }
         let text = resp.text().await.map_err(|e| transport(&what, e))?;
@@ -225,7 +258,8 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for DorisWriter<
         };
         let hi = upper.to_u64_frontier();
         if self.rows > 0 {
-            let label = label(&self.sink, point.generation, ctx.index, &self.lo, &hi);
+            let table = format!("{}.{}", self.cfg.database, self.cfg.table);
+            let label = label(&self.sink, &table, point.generation, ctx.index, &self.lo, &hi);
             let body = bytes::Bytes::from(std::mem::replace(&mut self.body, Vec::with_capacity(1 << 20)));
             SinkMetrics::add(&self.metrics.records_out, self.rows);
             SinkMetrics::add(&self.metrics.bytes_out, body.len() as u64);
@@ -250,8 +284,12 @@ mod tests {
 
     #[test]
     fn labels_and_answers() {
-        let l = label("my sink/1", 0, 3, &Frontier::at(5), &Frontier::complete());
-        assert_eq!(l, "dsink_my_sink_1_g0_w3_5_end");
+        let l = label("my sink/1", "db.t", 0, 3, &Frontier::at(5), &Frontier::complete());
+        assert!(l.starts_with("dsink_my_sink_1_") && l.ends_with("_g0_w3_5_end"), "{l}");
+        assert_ne!(l, label("my sink/1", "db.u", 0, 3, &Frontier::at(5), &Frontier::complete()));
+        let long =
+            label(&"x".repeat(300), "db.t", u64::MAX, 99_999, &Frontier::at(u64::MAX - 1), &Frontier::at(u64::MAX));
+        assert!(long.len() <= 128, "{} characters", long.len());
         let st = |s: &str, e: Option<&str>| LoadStatus {
             status: s.into(),
             message: "boom".into(),

@@ -13,7 +13,8 @@
 //!        │  429 / 5xx items retried alone with backoff; other 4xx stop the sink with their ids
 //!        ▼
 //!  commit(upper): every lane acknowledged, then the progress document
-//!  `<progress_index>/_doc/<sink>.w<worker>.g<generation>` records `upper`
+//!  `<progress_index>/_doc/<sink>.<scope>.w<worker>.g<generation>` records `upper`, where
+//!  `scope` is a digest of the sink's name and its index (`index`, or `index_column`)
 //! ```
 //!
 //! # Delivery guarantee: exactly-once in effect
@@ -22,7 +23,9 @@
 //! only if its version is higher than the document's (deletes keep their version as a tombstone
 //! for `index.gc_deletes`, 60 s by default), so a write replayed after a restart — or overtaken
 //! by a later one — is refused with a 409, which the sink counts as done. Restarts resume from the
-//! progress documents (read back through `_search`), so usually nothing is replayed at all, and
+//! progress documents (read back through a `_search` for the sink's scope: two sinks of one name
+//! into two indexes keep their progress apart, and a sink with more documents than one search
+//! returns is refused, never resumed from some of them), so usually nothing is replayed at all, and
 //! what is replayed (the writes after the last progress document) changes nothing. A key's
 //! writes always travel through the same lane in time order, so concurrency never reorders them.
 //! With `version_type = none` writes are `update` + `doc_as_upsert` with `retry_on_conflict`,

@@ -9,6 +9,7 @@ use crate::encode::json::encode_json;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{Key, KeyColumns, KeyEncoding};
+use crate::stable_hash::scope_id;
 use differential_sinks_operators::{
     resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext, WorkerProgress,
 };
@@ -223,11 +224,29 @@ impl Bulk {
     }
 }
 
-/// A worker's progress document.
+/// A worker's progress document. `scope` ([`scope_id`] of the sink and its target index) is
+/// what a resume searches for: one lowercase hex token, matched by a `term` query whether the
+/// progress index maps it as `keyword` or as analysed text.
 #[derive(Serialize, Deserialize)]
 struct ProgressDoc {
     sink: String,
+    target: String,
+    scope: String,
     progress: WorkerProgress<u64>,
+}
+
+/// The most progress documents one sink may have (one per worker and generation); a resume that
+/// finds more refuses rather than read some of them.
+const MAX_PROGRESS_DOCS: usize = 10_000;
+
+/// What a sink's progress documents name as its target: its index, or the column that names
+/// each row's index.
+fn target_of(cfg: &ElasticsearchConfig) -> String {
+    match (&cfg.index, &cfg.index_column) {
+        (Some(index), _) => index.clone(),
+        (None, Some(column)) => format!("column:{column}"),
+        (None, None) => String::new(),
+    }
 }
 
 /// One worker's writer into Elasticsearch / OpenSearch.
@@ -408,13 +427,15 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for Elasticsearc
 
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>> {
         let bulk = self.bulk.clone();
-        let path = format!("/{}/_search?size=10000", self.cfg.progress_index);
+        let path = format!("/{}/_search", self.cfg.progress_index);
+        let (target, scope) = (target_of(&self.cfg), scope_id(&self.sink, &target_of(&self.cfg)));
+        let query = serde_json::json!({"size": MAX_PROGRESS_DOCS, "query": {"term": {"scope": scope}}}).to_string();
         let answer: Result<Option<serde_json::Value>> = self.rt.block_on(async move {
             let what = "reading the sink's progress documents";
             let r = bulk
                 .post(&path)
                 .header("Content-Type", "application/json")
-                .body(r#"{"query":{"match_all":{}}}"#)
+                .body(query)
                 .send()
                 .await
                 .map_err(|e| transport(what, e))?;
@@ -428,12 +449,33 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for Elasticsearc
         });
         let mut records = Vec::new();
         if let Some(v) = answer? {
-            for hit in v["hits"]["hits"].as_array().into_iter().flatten() {
-                if let Ok(doc) = serde_json::from_value::<ProgressDoc>(hit["_source"].clone()) {
-                    if doc.sink == self.sink {
-                        records.push(doc.progress);
-                    }
-                }
+            let hits = v["hits"]["hits"].as_array().map_or(&[][..], |h| h.as_slice());
+            let total = v["hits"]["total"]["value"].as_u64().or_else(|| v["hits"]["total"].as_u64());
+            if total.is_some_and(|t| t > hits.len() as u64) || hits.len() >= MAX_PROGRESS_DOCS {
+                return Err(Error::new(
+                    ErrorKind::Resume,
+                    format!(
+                        "sink `{}`: {} holds more than {MAX_PROGRESS_DOCS} progress documents for index `{target}`; \
+                         delete this sink's documents there (scope {scope}) to start over",
+                        self.sink, self.cfg.progress_index
+                    ),
+                ));
+            }
+            for hit in hits {
+                let doc = serde_json::from_value::<ProgressDoc>(hit["_source"].clone())
+                    .ok()
+                    .filter(|d| d.sink == self.sink && d.target == target && d.scope == scope)
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Resume,
+                            format!(
+                                "sink `{}`: progress document {} in {} is damaged or not this sink's; delete it to \
+                                 start over",
+                                self.sink, hit["_id"], self.cfg.progress_index
+                            ),
+                        )
+                    })?;
+                records.push(doc.progress);
             }
         }
         let point = resolve_resume(&records, ctx)?;
@@ -485,8 +527,10 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for Elasticsearc
             self.wait(lane)?;
         }
         let up = upper.to_u64_frontier();
-        let doc = ProgressDoc { sink: self.sink.clone(), progress: point.record(ctx, up) };
-        let id = format!("{}.w{}.g{}", self.sink, ctx.index, point.generation);
+        let target = target_of(&self.cfg);
+        let scope = scope_id(&self.sink, &target);
+        let id = format!("{}.{scope}.w{}.g{}", self.sink, ctx.index, point.generation);
+        let doc = ProgressDoc { sink: self.sink.clone(), target, scope, progress: point.record(ctx, up) };
         let path = format!("/{}/_doc/{}?refresh=true", self.cfg.progress_index, urlencode(&id));
         let body = serde_json::to_vec(&doc).expect("progress encodes");
         let bulk = self.bulk.clone();
