@@ -1079,3 +1079,69 @@ fn postgres_tls_client_certificate() {
 fn mysql_tls_client_certificate() {
     tls_client_certificate(Db::My);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Faults: connections cut mid-transaction through a proxy (`common::proxy`).
+
+/// An append-only sink into a table without a key (so a duplicate would show) through a proxy
+/// that cuts every connection once a number of bytes has gone to the server — inside a batch, a
+/// progress row or a `COMMIT` — and, once, refuses new connections for a while. The sink
+/// reconnects and retries, or stops with an error; a rerun then leaves every row exactly once.
+/// An ambiguous commit (the `COMMIT` applied, its answer lost) is caught by the progress row:
+/// the retry finds it and applies nothing twice.
+fn connections_cut_mid_transaction(db: Db) {
+    let port = db.url().split("@127.0.0.1:").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let proxy = common::proxy::FaultProxy::start(&format!("127.0.0.1:{port}"));
+    let mut rng = Rng::new(43);
+    let history: Vec<(Row, u64, isize)> =
+        (0..6_000).map(|i| (Row { k: rng.below(500) as u32, v: i, s: format!("r{i}") }, rng.below(20), 1)).collect();
+    let mut want: Vec<Row> = history.iter().map(|h| h.0.clone()).collect();
+    want.sort();
+    let mut sql = Sql::connect(db);
+    // Cut points spread over the traffic of a whole run, measured by a first run without a cut.
+    let mut total = 0;
+    for (i, fraction) in [0.0, 0.03, 0.4, 0.8].into_iter().enumerate() {
+        let cut = (total as f64 * fraction) as u64;
+        let table = table_name("cut");
+        create_row_table(&mut sql, db, &table, false);
+        let url = db.url().replacen(&format!("127.0.0.1:{port}"), &proxy.addr(), 1);
+        let cfg = JdbcConfig::new(&url, &table).unwrap().batch_size(300).retry(RetryPolicy {
+            initial: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            deadline: Duration::from_secs(20),
+        });
+        let spec = SinkSpec::builder(format!("cut-{table}"), cfg)
+            .append_only(false)
+            .commit(CommitPolicy { max_changes: Some(1_000), interval: Duration::ZERO })
+            .build()
+            .unwrap();
+        let (cuts, before) = (proxy.cuts(), proxy.upstream_bytes());
+        if i > 0 {
+            proxy.cut_after(cut.max(1));
+        }
+        let first = run(&history, std::slice::from_ref(&spec), 2);
+        if i == 0 {
+            total = proxy.upstream_bytes() - before;
+            assert!(first.is_none(), "{first:?}");
+        } else {
+            assert_eq!(proxy.cuts(), cuts + 1, "cut {i} (after {cut} of {total} bytes) happened");
+        }
+        eprintln!("cut {i}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
+        if let Some(e) = first {
+            assert_eq!(e.kind(), ErrorKind::Retriable, "{e}");
+            assert!(run(&history, &[spec], 2).is_none(), "the rerun after `{e}` completes");
+        }
+        assert_eq!(read_all_rows(&mut sql, &table), want, "{db:?}: cut after {cut} bytes");
+        sql.exec(&format!("DROP TABLE {table}"));
+    }
+}
+
+#[test]
+fn postgres_connections_cut_mid_transaction_lose_and_duplicate_nothing() {
+    connections_cut_mid_transaction(Db::Pg);
+}
+
+#[test]
+fn mysql_connections_cut_mid_transaction_lose_and_duplicate_nothing() {
+    connections_cut_mid_transaction(Db::My);
+}

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod lakehouse;
+pub mod proxy;
 pub mod s3;
 
 use serde::{Deserialize, Serialize};

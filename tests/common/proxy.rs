@@ -1,0 +1,151 @@
+//! A TCP proxy that breaks connections on purpose, for the fault tests: a sink talks to its
+//! server through it, and the test cuts every open connection — at once, or once a number of
+//! bytes has gone upstream (so the cut lands inside a request or a transaction) — or refuses new
+//! connections for a while.
+//!
+//! Plain threads and blocking sockets: it needs no runtime and works under any client. Traffic
+//! stays on 127.0.0.1.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Shared {
+    /// Both ends of every open connection, to shut them down on a cut.
+    open: Mutex<Vec<(TcpStream, TcpStream)>>,
+    /// New connections are closed at once while this is set.
+    down: AtomicBool,
+    stop: AtomicBool,
+    /// Bytes sent upstream (client to server) so far.
+    upstream: AtomicU64,
+    /// Cut every connection once `upstream` reaches this (then disarmed); 0 = not armed.
+    cut_at: AtomicU64,
+    /// How many cuts happened.
+    cuts: AtomicU64,
+}
+
+impl Shared {
+    fn cut(&self) {
+        let open = std::mem::take(&mut *self.open.lock().unwrap());
+        for (a, b) in open {
+            let _ = a.shutdown(Shutdown::Both);
+            let _ = b.shutdown(Shutdown::Both);
+        }
+        self.cuts.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A proxy in front of `target`; see the module docs.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free port of 127.0.0.1 forwarding to `target` (`host:port`).
+    pub fn start(target: &str) -> FaultProxy {
+        let target: SocketAddr = {
+            use std::net::ToSocketAddrs;
+            target.to_socket_addrs().unwrap().next().unwrap()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::default());
+        let s = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if s.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                if s.down.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(target) else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                s.open.lock().unwrap().push((client.try_clone().unwrap(), server.try_clone().unwrap()));
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let up = Arc::clone(&s);
+                std::thread::spawn(move || pump(client, server, Some(up)));
+                std::thread::spawn(move || pump(s2, c2, None));
+            }
+        });
+        FaultProxy { addr, shared }
+    }
+
+    /// `host:port` of the proxy.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Cuts every open connection now.
+    pub fn cut(&self) {
+        self.shared.cut();
+    }
+
+    /// Cuts every open connection once `bytes` more have gone upstream (once).
+    pub fn cut_after(&self, bytes: u64) {
+        let now = self.shared.upstream.load(Ordering::SeqCst);
+        self.shared.cut_at.store(now + bytes.max(1), Ordering::SeqCst);
+    }
+
+    /// Closes new connections at once (`true`) or forwards them again (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// How many cuts happened so far.
+    pub fn cuts(&self) -> u64 {
+        self.shared.cuts.load(Ordering::SeqCst)
+    }
+
+    /// Bytes forwarded upstream so far.
+    pub fn upstream_bytes(&self) -> u64 {
+        self.shared.upstream.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.cut();
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Copies `from` to `to` until either side closes; upstream pumps count bytes and fire an
+/// armed cut.
+fn pump(mut from: TcpStream, mut to: TcpStream, upstream: Option<Arc<Shared>>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(s) = &upstream {
+            let at = s.cut_at.load(Ordering::SeqCst);
+            let before = s.upstream.fetch_add(n as u64, Ordering::SeqCst);
+            if at > 0 && before + n as u64 >= at {
+                // Forward only the bytes before the cut point: the server sees a request cut off.
+                let keep = at.saturating_sub(before) as usize;
+                let _ = to.write_all(&buf[..keep.min(n)]);
+                if s.cut_at.compare_exchange(at, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                    s.cut();
+                }
+                break;
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
