@@ -10,9 +10,13 @@ use differential_sinks::operators::{
     SinkWriter, WorkerContext, WorkerProgress,
 };
 use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use timely::dataflow::operators::probe::Probe;
+
+/// A run that takes longer than this has hung (a normal run takes well under a second).
+const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A table that, like a lakehouse catalog, only changes by whole commits of prepared files.
 #[derive(Default)]
@@ -23,20 +27,62 @@ struct Table {
     progress: Vec<WorkerProgress<u64>>,
     commits: Vec<usize>,
     fail_commit: Option<usize>,
+    /// A writer failure to inject.
+    fail_writer: Option<WriterFailure>,
+    /// How many commits the table held when the writer failure was injected.
+    commits_at_failure: Option<usize>,
+}
+
+/// Which call of which worker's writer (or of the committer) fails.
+#[derive(Clone, Copy, Debug)]
+enum WriterFailure {
+    /// The `resume` of worker `w`'s writer.
+    Resume { w: usize },
+    /// The committer's `resume` (on worker 0).
+    CommitterResume,
+    /// The `n`th (from 0) `write` of worker `w`.
+    Write { w: usize, n: usize },
+    /// The `n`th (from 0) `prepare` of worker `w`.
+    Prepare { w: usize, n: usize },
 }
 
 /// Per-worker writer: "files" are the changes written since the last prepare.
 struct FileWriter {
     file: Vec<(u32, Option<Row>)>,
     table: Arc<Mutex<Table>>,
+    worker: usize,
+    writes: usize,
+    prepares: usize,
+}
+
+impl FileWriter {
+    fn new(table: Arc<Mutex<Table>>) -> Self {
+        FileWriter { file: Vec::new(), table, worker: 0, writes: 0, prepares: 0 }
+    }
+    /// Fails if `matches` picks this call for the injected failure.
+    fn inject(&self, call: &str, matches: impl Fn(WriterFailure) -> bool) -> Result<(), OperatorError> {
+        let mut t = self.table.lock().unwrap();
+        if t.fail_writer.is_some_and(matches) {
+            t.commits_at_failure = Some(t.commits.len());
+            let message = format!("injected {call} failure on worker {}", self.worker);
+            return Err(OperatorError::ResumeConflict { message });
+        }
+        Ok(())
+    }
 }
 
 impl SinkWriter<u32, Row, u64> for FileWriter {
     type Error = OperatorError;
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>, OperatorError> {
+        self.worker = ctx.index;
+        let worker = ctx.index;
+        self.inject("resume", |f| matches!(f, WriterFailure::Resume { w } if w == worker))?;
         Ok(resolve_resume(&self.table.lock().unwrap().progress, ctx)?.frontier)
     }
     fn write(&mut self, _t: &u64, changes: &mut Vec<Change<u32, Row>>) -> Result<(), OperatorError> {
+        let (worker, n) = (self.worker, self.writes);
+        self.writes += 1;
+        self.inject("write", |f| matches!(f, WriterFailure::Write { w, n: m } if w == worker && m == n))?;
         self.file.extend(changes.drain(..).map(|c| (c.key, c.after)));
         Ok(())
     }
@@ -48,6 +94,9 @@ impl SinkWriter<u32, Row, u64> for FileWriter {
 impl CoordinatedWriter<u32, Row, u64> for FileWriter {
     type Prepared = Vec<(u32, Option<Row>)>;
     fn prepare(&mut self, _upper: &Frontier<u64>) -> Result<Self::Prepared, OperatorError> {
+        let (worker, n) = (self.worker, self.prepares);
+        self.prepares += 1;
+        self.inject("prepare", |f| matches!(f, WriterFailure::Prepare { w, n: m } if w == worker && m == n))?;
         Ok(std::mem::take(&mut self.file))
     }
 }
@@ -57,7 +106,12 @@ struct TableCommitter(Arc<Mutex<Table>>);
 impl Committer<Vec<(u32, Option<Row>)>, u64> for TableCommitter {
     type Error = OperatorError;
     fn resume(&mut self, peers: usize) -> Result<Vec<Frontier<u64>>, OperatorError> {
-        let t = self.0.lock().unwrap();
+        let mut t = self.0.lock().unwrap();
+        if matches!(t.fail_writer, Some(WriterFailure::CommitterResume)) {
+            t.commits_at_failure = Some(t.commits.len());
+            let message = "injected committer resume failure on worker 0".to_string();
+            return Err(OperatorError::ResumeConflict { message });
+        }
         (0..peers).map(|index| Ok(resolve_resume(&t.progress, WorkerContext { index, peers })?.frontier)).collect()
     }
     fn commit(
@@ -90,52 +144,72 @@ impl Committer<Vec<(u32, Option<Row>)>, u64> for TableCommitter {
     }
 }
 
-fn run_coordinated(history: &[(Row, u64, isize)], table: &Arc<Mutex<Table>>, peers: usize) -> Vec<String> {
+/// Runs the history through a coordinated sink on `peers` workers; returns the errors the workers
+/// reported, as (worker, message), in worker order. Panics if the run does not end by
+/// [`DEADLINE`] (a hung worker), rather than hanging the test.
+fn run_coordinated(history: &[(Row, u64, isize)], table: &Arc<Mutex<Table>>, peers: usize) -> Vec<(usize, String)> {
     let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
     let (history, table) = (Arc::new(history.to_vec()), table.clone());
     let errors = Arc::new(Mutex::new(Vec::new()));
     let e2 = errors.clone();
-    timely::execute(timely::Config::process(peers), move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let t2 = table.clone();
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let mut config = SinkConfig::new("coordinated");
-            config.commit = CommitPolicy::default();
-            let writer = FileWriter { file: Vec::new(), table: t2.clone() };
-            let out = rows.sink_coordinated(config, |r: &Row| r.k, writer, move || Ok(TableCommitter(t2)));
-            let (probe, _) = out.committed.probe();
-            (input, probe, out.handle)
-        });
-        for t in 0..times {
-            feed_time(&mut input, &history, t, index, peers);
-            if t % 2 == 0 {
-                // Every worker waits for the coordinator's commit of this time.
-                if let Err(e) = handle.step_until_committed(worker, &probe, &(t + 1)) {
-                    e2.lock().unwrap().push(e.to_string());
-                    return;
+    let (done, finished) = std::sync::mpsc::channel();
+    // On a thread of its own, so that a hung worker fails the test at the deadline.
+    std::thread::spawn(move || {
+        let result = timely::execute(timely::Config::process(peers), move |worker| {
+            let (index, peers) = (worker.index(), worker.peers());
+            let t2 = table.clone();
+            let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, rows) = scope.new_collection::<Row, isize>();
+                let mut config = SinkConfig::new("coordinated");
+                config.commit = CommitPolicy::default();
+                let writer = FileWriter::new(t2.clone());
+                let out = rows.sink_coordinated(config, |r: &Row| r.k, writer, move || Ok(TableCommitter(t2)));
+                let (probe, _) = out.committed.probe();
+                (input, probe, out.handle)
+            });
+            for t in 0..times {
+                feed_time(&mut input, &history, t, index, peers);
+                if t % 2 == 0 {
+                    // Every worker waits for the coordinator's commit of this time.
+                    if let Err(e) = handle.step_until_committed(worker, &probe, &(t + 1)) {
+                        e2.lock().unwrap().push((index, e.to_string()));
+                        return;
+                    }
+                    if index == 0 {
+                        // The table holds exactly the state at the committed frontier (which may be
+                        // beyond t + 1 when an earlier run got further).
+                        let committed = handle.committed();
+                        let upper = committed.time().copied().unwrap_or(u64::MAX);
+                        assert!(upper > t);
+                        let got = table.lock().unwrap().rows.clone();
+                        assert_eq!(got, state_before(&history, upper), "table at frontier {upper}");
+                    }
                 }
-                if index == 0 {
-                    // The table holds exactly the state at the committed frontier (which may be
-                    // beyond t + 1 when an earlier run got further).
-                    let committed = handle.committed();
-                    let upper = committed.time().copied().unwrap_or(u64::MAX);
-                    assert!(upper > t);
-                    let got = table.lock().unwrap().rows.clone();
-                    assert_eq!(got, state_before(&history, upper), "table at frontier {upper}");
+            }
+            input.close();
+            while !probe.done() && !handle.is_failed() {
+                worker.step();
+            }
+            if let Some(e) = handle.take_error() {
+                e2.lock().unwrap().push((index, e.to_string()));
+            }
+        })
+        .map(|guards| guards.join());
+        let _ = done.send(result);
+    });
+    match finished.recv_timeout(DEADLINE) {
+        Ok(Ok(results)) => {
+            for (worker, r) in results.into_iter().enumerate() {
+                if let Err(panic) = r {
+                    panic!("worker {worker} panicked: {panic}");
                 }
             }
         }
-        input.close();
-        while !probe.done() && !handle.is_failed() {
-            worker.step();
-        }
-        if let Some(e) = handle.take_error() {
-            e2.lock().unwrap().push(e.to_string());
-        }
-    })
-    .unwrap();
-    let e = errors.lock().unwrap().clone();
+        Ok(Err(e)) => panic!("timely failed to start: {e}"),
+        Err(e) => panic!("the dataflow did not finish within {DEADLINE:?} ({e}): a worker hangs"),
+    }
+    let mut e = errors.lock().unwrap().clone();
+    e.sort();
     e
 }
 
@@ -159,13 +233,62 @@ fn a_failed_coordinated_commit_resumes_exactly() {
     let history = keyed_history(5, 30, 8, 12);
     let table = Arc::new(Mutex::new(Table { fail_commit: Some(2), ..Table::default() }));
     let errors = run_coordinated(&history, &table, 2);
-    assert!(errors.iter().any(|e| e.contains("injected")), "{errors:?}");
+    // The coordinator's failure stops every worker, each with the committer's error.
+    assert_eq!(errors.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 1], "{errors:?}");
+    assert!(errors.iter().all(|e| e.1.contains("injected commit failure")), "{errors:?}");
     let partial = table.lock().unwrap().progress.clone();
     assert!(partial.iter().all(|p| !p.frontier.is_complete()));
     table.lock().unwrap().fail_commit = None;
     let errors = run_coordinated(&history, &table, 2);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(table.lock().unwrap().rows, state_before(&history, u64::MAX));
+}
+
+/// A writer failure on a worker other than the coordinator stops the sink on every worker: each
+/// one's `step_until_committed` returns an error naming the failure (no worker hangs, none
+/// reports success), nothing more is committed once it happened, and a rerun resumes exactly.
+#[test]
+fn a_failing_worker_stops_every_worker() {
+    let cases = [
+        (2, WriterFailure::Write { w: 1, n: 4 }),
+        (2, WriterFailure::Prepare { w: 1, n: 2 }),
+        (2, WriterFailure::Prepare { w: 1, n: 0 }),
+        // Worker 2 neither fails nor coordinates: it too must hear of worker 1's failure.
+        (3, WriterFailure::Prepare { w: 1, n: 3 }),
+        (3, WriterFailure::Write { w: 2, n: 2 }),
+        // Failures before the first round, while the operators are built.
+        (2, WriterFailure::Resume { w: 1 }),
+        (3, WriterFailure::CommitterResume),
+    ];
+    for (peers, failure) in cases {
+        let history = keyed_history(11, 30, 8, 12);
+        let table = Arc::new(Mutex::new(Table { fail_writer: Some(failure), ..Table::default() }));
+        let errors = run_coordinated(&history, &table, peers);
+        let case = format!("{peers} workers, {failure:?}: {errors:?}");
+        let reported: BTreeSet<usize> = errors.iter().map(|e| e.0).collect();
+        assert_eq!(reported, (0..peers).collect(), "every worker reports an error; {case}");
+        let w = match failure {
+            WriterFailure::Write { w, .. } | WriterFailure::Prepare { w, .. } | WriterFailure::Resume { w } => w,
+            WriterFailure::CommitterResume => 0,
+        };
+        let needle = format!("failure on worker {w}");
+        assert!(errors.iter().all(|e| e.1.contains(&needle)), "every error names the failure; {case}");
+        let source = match failure {
+            WriterFailure::CommitterResume => "the committer on worker 0 failed".to_string(),
+            _ => format!("worker {w} failed"),
+        };
+        assert!(errors.iter().all(|e| e.0 == w || e.1.contains(&source)), "the others name who failed; {case}");
+        {
+            let t = table.lock().unwrap();
+            assert_eq!(t.commits_at_failure, Some(t.commits.len()), "a commit after the failure; {case}");
+            assert!(t.progress.iter().all(|p| !p.frontier.is_complete()), "{case}");
+        }
+        // The table is consistent with its recorded frontiers: a rerun completes it exactly.
+        table.lock().unwrap().fail_writer = None;
+        let errors = run_coordinated(&history, &table, peers);
+        assert!(errors.is_empty(), "rerun after {failure:?}: {errors:?}");
+        assert_eq!(table.lock().unwrap().rows, state_before(&history, u64::MAX));
+    }
 }
 
 #[test]

@@ -7,6 +7,11 @@
 //!
 //! [`changes_from_updates`] is the pure core of that step, separate from timely so that it can
 //! be tested and benchmarked alone.
+//!
+//! The order of a time's changes, and where a large time is cut into chunks ([`chunk_start`]),
+//! is a function of the time's *consolidated* updates only ([`consolidate_by_key`]): a replay
+//! whose raw updates differ (say, by pairs that cancel) but consolidate to the same changes
+//! yields them in the same order and the same chunks.
 
 use std::fmt;
 
@@ -85,10 +90,43 @@ pub fn order_by_key<K: Ord, V: Ord>(updates: &mut [((K, V), isize)]) {
     updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 }
 
+/// Orders one time's updates by `(key, value)` ([`order_by_key`]), adds up the diffs of equal
+/// pairs and drops those that cancel: afterwards `updates` is a function of the time's
+/// consolidated collection alone, however many raw updates produced it.
+///
+/// ```
+/// use differential_sinks_operators::consolidate_by_key;
+/// let mut updates = vec![((2, "x"), 1), ((1, "a"), 1), ((2, "x"), -1), ((1, "a"), 1), ((1, "b"), -1)];
+/// consolidate_by_key(&mut updates);
+/// assert_eq!(updates, vec![((1, "a"), 2), ((1, "b"), -1)]);
+/// ```
+pub fn consolidate_by_key<K: Ord, V: Ord>(updates: &mut Vec<((K, V), isize)>) {
+    order_by_key(updates);
+    // One pass over the sorted runs, compacting in place (a no-op move when nothing merges).
+    let n = updates.len();
+    let (mut write, mut read) = (0, 0);
+    while read < n {
+        let mut diff = updates[read].1;
+        let mut next = read + 1;
+        while next < n && updates[next].0 == updates[read].0 {
+            diff += updates[next].1;
+            next += 1;
+        }
+        if diff != 0 {
+            updates.swap(write, read);
+            updates[write].1 = diff;
+            write += 1;
+        }
+        read = next;
+    }
+    updates.truncate(write);
+}
+
 /// Consolidates one time's updates and groups them by key into changes and violations.
 ///
 /// `updates` is left empty (its allocation is kept for reuse). Changes come out grouped by key,
-/// in an order fixed by the keys' routing hashes.
+/// in an order fixed by the keys (whose comparison starts with their routing hash) and the
+/// consolidated updates alone.
 ///
 /// ```
 /// use differential_sinks_operators::{changes_from_updates, Change};
@@ -103,12 +141,16 @@ pub fn changes_from_updates<K: Ord, V: Ord>(
     changes: &mut Vec<Change<K, V>>,
     violations: &mut Vec<Violation<K, V>>,
 ) {
-    order_by_key(updates);
+    consolidate_by_key(updates);
     changes_from_ordered(updates, 0, changes, violations);
 }
 
 /// Where a chunk of at most about `max` updates at the end of `updates` (ordered by
 /// [`order_by_key`]) may start without splitting a key's run.
+///
+/// The cut is made by counting updates, so for the chunks — and with them the order in which a
+/// time's changes are delivered — to depend only on the time's changes, `updates` must be
+/// consolidated ([`consolidate_by_key`]) first: otherwise extra updates that cancel move the cuts.
 pub fn chunk_start<K: Eq, V>(updates: &[((K, V), isize)], max: usize) -> usize {
     let mut start = updates.len().saturating_sub(max.max(1));
     while start > 0 && updates[start].0 .0 == updates[start - 1].0 .0 {
@@ -117,9 +159,10 @@ pub fn chunk_start<K: Eq, V>(updates: &[((K, V), isize)], max: usize) -> usize {
     start
 }
 
-/// Turns `updates[from..]`, ordered by [`order_by_key`] and starting at a key boundary, into
-/// changes and violations, removing them from `updates`. Taking chunks from the end (see
-/// [`chunk_start`]) lets a large time be delivered piecewise without moving the rest.
+/// Turns `updates[from..]`, ordered by [`order_by_key`] (and normally consolidated by
+/// [`consolidate_by_key`]) and starting at a key boundary, into changes and violations, removing
+/// them from `updates`. Taking chunks from the end (see [`chunk_start`]) lets a large time be
+/// delivered piecewise without moving the rest. Changes come out in the order of their keys.
 pub fn changes_from_ordered<K: Eq, V: Eq>(
     updates: &mut Vec<((K, V), isize)>,
     from: usize,
@@ -182,6 +225,50 @@ pub fn changes_from_ordered<K: Eq, V: Eq>(
             }
             _ => violations.push(Violation { key, updates: group }),
         }
+    }
+}
+
+/// Takes the changes of at most `max` records from the end of `updates` — one time's
+/// consolidated updates of a sink without a primary key — into `changes`, removing what it took.
+/// A row of multiplicity `n` is `n` records: one larger than `max` is taken `max` at a time (its
+/// diff shrinks in place), so a single row with a huge diff never becomes a huge `Vec`.
+///
+/// ```
+/// use differential_sinks_operators::unkeyed_chunk;
+/// let mut updates = vec![(("r1", 1), 1), (("r2", 2), 100_000_000)];
+/// let mut changes = Vec::new();
+/// unkeyed_chunk(&mut updates, 16, &mut changes);
+/// assert_eq!(changes.len(), 16);
+/// assert_eq!(updates, vec![(("r1", 1), 1), (("r2", 2), 100_000_000 - 16)]);
+/// ```
+pub fn unkeyed_chunk<K: Clone, V: Clone>(
+    updates: &mut Vec<((K, V), isize)>,
+    max: usize,
+    changes: &mut Vec<Change<K, V>>,
+) {
+    let max = max.max(1);
+    let (mut start, mut budget) = (updates.len(), max);
+    while start > 0 && updates[start - 1].1.unsigned_abs() <= budget {
+        budget -= updates[start - 1].1.unsigned_abs();
+        start -= 1;
+    }
+    let one = |key: &K, value: &V, diff: isize| {
+        if diff > 0 {
+            Change { key: key.clone(), before: None, after: Some(value.clone()) }
+        } else {
+            Change { key: key.clone(), before: Some(value.clone()), after: None }
+        }
+    };
+    if start == updates.len() {
+        // The last row alone has more than `max` records: take `max` of them.
+        if let Some(((key, value), diff)) = updates.last_mut() {
+            changes.extend((0..max).map(|_| one(key, value, *diff)));
+            *diff -= diff.signum() * max as isize;
+        }
+        return;
+    }
+    for ((key, value), diff) in updates.drain(start..) {
+        changes.extend((0..diff.unsigned_abs()).map(|_| one(&key, &value, diff)));
     }
 }
 
@@ -316,6 +403,9 @@ mod tests {
                 (0..n).map(|_| (((next() % 6) as u8, (next() % 3) as u8), [1, -1, 2][(next() % 3) as usize])).collect();
             let mut reference = updates.clone();
             differential_dataflow::consolidation::consolidate(&mut reference);
+            let mut ours = updates.clone();
+            consolidate_by_key(&mut ours);
+            assert_eq!(ours, reference);
             let (mut c, mut v) = (Vec::new(), Vec::new());
             changes_from_updates(&mut updates.clone(), &mut c, &mut v);
             // Rebuild the consolidated updates from changes and violations and compare.

@@ -25,8 +25,8 @@ pub mod time;
 pub mod writer;
 
 pub use change::{
-    changes_from_ordered, changes_from_unkeyed_updates, changes_from_updates, chunk_start, order_by_key, Change,
-    ChangeKind, Violation, ViolationPolicy,
+    changes_from_ordered, changes_from_unkeyed_updates, changes_from_updates, chunk_start, consolidate_by_key,
+    order_by_key, unkeyed_chunk, Change, ChangeKind, Violation, ViolationPolicy,
 };
 pub use metrics::{MetricsSnapshot, SinkMetrics};
 pub use route::{route_hash, StableHasher};
@@ -64,6 +64,16 @@ pub enum OperatorError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// Another worker (or the committer) of a coordinated sink failed, which stops the sink on
+    /// every worker; this worker's own writer did nothing wrong.
+    PeerFailed {
+        /// The sink.
+        sink: String,
+        /// Who failed: `worker N` or `the committer on worker 0`.
+        source: String,
+        /// Its error.
+        message: String,
+    },
 }
 
 impl std::fmt::Display for OperatorError {
@@ -81,6 +91,9 @@ impl std::fmt::Display for OperatorError {
                  from a time at or before {committed}, or write to a fresh target"
             ),
             OperatorError::ResumeConflict { message } => write!(f, "cannot resume: {message}"),
+            OperatorError::PeerFailed { sink, source, message } => {
+                write!(f, "sink `{sink}`: {source} failed, which stops the coordinated sink on every worker: {message}")
+            }
         }
     }
 }

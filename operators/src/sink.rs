@@ -10,17 +10,23 @@
 //!  │ drop updates at times < resume frontier (read once from the writer)       │
 //!  │ buffer by time; when the input frontier passes t:                         │
 //!  │   consolidate t's updates, group by key → changes / key violations        │
-//!  │   writer.write(t, changes)                       (times in order)         │
+//!  │   writer.write(t, changes)          (times in order, chunks in key order) │
 //!  │ commit cadence (changes / elapsed time / input end):                      │
 //!  │   independent:  writer.commit(upper)  → emit Committed, downgrade cap     │
 //!  │     pipelined:  commit only starts it; later times are written while      │
 //!  │                 writer.durable() → emit Committed, downgrade cap          │
 //!  │   coordinated:  writer.prepare(upper) → emit Prepared to worker 0         │
+//!  │                 (on failure: emit Failed to worker 0, then stop)          │
 //!  └───────────────┬───────────────────────────────────────┬───────────────────┘
 //!                  │ committed / prepared                   │ dead letters (V, T, ±n)
 //!                  ▼                                        ▼
 //!     (coordinated only) Committer on worker 0:      a collection the user can sink
-//!       committer.commit(all tokens, every worker's frontier) → emit Committed
+//!       committer.commit(all tokens, every worker's frontier) → Committed
+//!       any worker's Failed, or its own error → Failed to every worker, stop
+//!                  │ exchange to the addressed worker
+//!                  ▼
+//!     (coordinated only) on every worker: Committed → committed stream;
+//!       Failed → fail this worker's handle (its sink operator stops too)
 //! ```
 //!
 //! The committed stream's capability is held at the committed frontier, so `probe()` on it tells
@@ -28,9 +34,34 @@
 //! error in the [`SinkHandle`], stops delivering and releases its capabilities: the probe then
 //! advances, so a caller waiting on it must check [`SinkHandle::error`] (or use
 //! [`SinkHandle::step_until_committed`], which does).
+//!
+//! # What is guaranteed
+//!
+//! * **The order of a time's changes.** A time's updates are consolidated before anything else
+//!   happens to them, so the changes a writer receives for a time — their order, and how a large
+//!   time is split into several `write` calls — depend only on the time's consolidated changes
+//!   (and the number of workers), never on how many raw updates produced them or in which order
+//!   they arrived. A replay that consolidates to the same changes presents them identically, so a
+//!   writer that commits inside a time may resume it by skipping the first n changes it made
+//!   durable. (Within a call, changes come in the order of their keys; calls are cut from the
+//!   end of that order, so the last keys come first.)
+//! * **Failures, coordinated mode.** A failure of any worker — its writer's `resume`, `write` or
+//!   `prepare`, a key violation under [`ViolationPolicy::Fail`], or the committer's `resume` or
+//!   `commit` — stops the sink on every worker: the failure travels along the dataflow's edges to
+//!   the committer on worker 0, which commits nothing more and sends a notice to every worker at
+//!   the committed frontier, before it releases that frontier. So no worker's probe passes a time
+//!   the committer did not commit before that worker's handle has failed, and every worker's
+//!   [`SinkHandle::step_until_committed`] returns an error: the failing worker (and, for the
+//!   committer's own errors, worker 0) its own error, the others an error naming the failing
+//!   worker and its message. This holds with workers in one process or in several.
+//! * **Failures, independent mode.** Each worker commits for itself, so a failure stops only that
+//!   worker's sink: its handle reports the error, and the other workers go on delivering and
+//!   committing their own keys. Since the failed worker releases its capabilities, the others'
+//!   probes then stop waiting for it — their `step_until_committed` returns `Ok` for what *they*
+//!   committed. A caller must check every worker's handle.
 
 use crate::change::{
-    changes_from_ordered, changes_from_unkeyed_updates, chunk_start, order_by_key, Change, Violation, ViolationPolicy,
+    changes_from_ordered, chunk_start, consolidate_by_key, unkeyed_chunk, Change, Violation, ViolationPolicy,
 };
 use crate::metrics::SinkMetrics;
 use crate::route::route_hash;
@@ -47,11 +78,13 @@ use std::hash::Hash;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
+use timely::scheduling::Activator;
 use timely::ExchangeData;
 
 /// When a worker commits what it has written.
@@ -122,6 +155,11 @@ pub struct Committed<T> {
 struct HandleState<T, E> {
     committed: Frontier<T>,
     error: Option<E>,
+    /// Set by the first failure and never reset (unlike `error`, which the caller may take).
+    stopped: bool,
+    /// This worker's sink operators, woken on a failure so that they stop and release their
+    /// capabilities.
+    wake: Vec<Activator>,
 }
 
 /// This worker's view of a sink: its committed frontier and the error that stopped it, if any.
@@ -137,7 +175,14 @@ impl<T, E> Clone for SinkHandle<T, E> {
 
 impl<T: SinkTime, E> SinkHandle<T, E> {
     fn new() -> Self {
-        SinkHandle { state: Rc::new(RefCell::new(HandleState { committed: Frontier::minimum(), error: None })) }
+        SinkHandle {
+            state: Rc::new(RefCell::new(HandleState {
+                committed: Frontier::minimum(),
+                error: None,
+                stopped: false,
+                wake: Vec::new(),
+            })),
+        }
     }
     /// The frontier this worker (or, coordinated, the coordinator) has committed.
     pub fn committed(&self) -> Frontier<T> {
@@ -155,18 +200,34 @@ impl<T: SinkTime, E> SinkHandle<T, E> {
     pub fn error<R>(&self, f: impl FnOnce(&E) -> R) -> Option<R> {
         self.state.borrow().error.as_ref().map(f)
     }
+    /// Records the error that stops the sink on this worker; later errors are dropped.
     fn fail(&self, e: E) {
         let mut s = self.state.borrow_mut();
-        if s.error.is_none() {
+        if !s.stopped {
+            s.stopped = true;
             s.error = Some(e);
+            for a in s.wake.drain(..) {
+                a.activate();
+            }
         }
+    }
+    /// True once the sink stopped on this worker, even after the error was taken.
+    fn stopped(&self) -> bool {
+        self.state.borrow().stopped
+    }
+    /// Has `activator` activated when the sink stops.
+    fn wake_on_failure(&self, activator: Activator) {
+        self.state.borrow_mut().wake.push(activator);
     }
     fn set_committed(&self, f: Frontier<T>) {
         self.state.borrow_mut().committed = f;
     }
 
     /// Steps `worker` until the probe shows every time before `upper` committed by all workers,
-    /// or this worker's sink failed (its error is returned).
+    /// or this worker's sink failed (its error is returned). In coordinated mode a failure on any
+    /// worker fails every worker's sink, so every worker returns an error; in independent mode
+    /// a failed worker stops counting, so the others return `Ok` for what they committed (see the
+    /// [module docs](self)).
     pub fn step_until_committed(
         &self,
         worker: &mut timely::worker::Worker,
@@ -281,6 +342,10 @@ trait Finish<K, V, T, W: SinkWriter<K, V, T>> {
     fn durable(&mut self, _writer: &mut W, _wait: bool) -> Result<Option<Frontier<T>>, W::Error> {
         Ok(None)
     }
+    /// What a worker whose sink stopped with `message` sends downstream, if anything.
+    fn failed(_worker: usize, _message: String) -> Option<Self::Out> {
+        None
+    }
 }
 
 struct Independent;
@@ -307,7 +372,7 @@ impl<K, V, T: SinkTime, W: SinkWriter<K, V, T>> Finish<K, V, T, W> for Independe
 
 struct Coordinated;
 impl<K, V, T: SinkTime, W: CoordinatedWriter<K, V, T>> Finish<K, V, T, W> for Coordinated {
-    type Out = PreparedRound<W::Prepared, T>;
+    type Out = Round<W::Prepared, T>;
     const DURABLE: bool = false;
     fn finish(
         &mut self,
@@ -317,18 +382,41 @@ impl<K, V, T: SinkTime, W: CoordinatedWriter<K, V, T>> Finish<K, V, T, W> for Co
         worker: usize,
     ) -> Result<Self::Out, W::Error> {
         let token = writer.prepare(upper)?;
-        Ok(PreparedRound { prepared: Prepared { worker, upper: *upper, token }, changes })
+        Ok(Round::Prepared { prepared: Prepared { worker, upper: *upper, token }, changes })
+    }
+    /// The coordinator must hear of the failure: it fails the sink on every worker.
+    fn failed(worker: usize, message: String) -> Option<Self::Out> {
+        Some(Round::Failed { worker, message })
     }
 }
 
+/// What a worker sends the committer (coordinated mode).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(bound(
     serialize = "P: Serialize, T: Serialize",
     deserialize = "P: serde::de::DeserializeOwned, T: serde::de::DeserializeOwned"
 ))]
-struct PreparedRound<P, T> {
-    prepared: Prepared<P, T>,
-    changes: u64,
+enum Round<P, T> {
+    /// The worker's work up to a frontier, ready to commit.
+    Prepared { prepared: Prepared<P, T>, changes: u64 },
+    /// The worker's sink stopped with an error: no later round of it will come.
+    Failed { worker: usize, message: String },
+}
+
+/// What the committer tells a worker (coordinated mode).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(bound(serialize = "T: Serialize", deserialize = "T: serde::de::DeserializeOwned"))]
+enum Notice<T> {
+    /// A commit (sent to worker 0 only), for the committed stream.
+    Committed(Committed<T>),
+    /// The sink stopped because `source` (a worker, or the committer) failed with `message`
+    /// (sent to every worker).
+    Failed { source: String, message: String },
+}
+
+/// The error a worker's handle receives when another worker's failure stopped the coordinated sink.
+fn stopped_by(sink: &str, source: &str, message: &str) -> OperatorError {
+    OperatorError::PeerFailed { sink: sink.to_string(), source: source.to_string(), message: message.to_string() }
 }
 
 impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> for VecCollection<'scope, T, V, isize> {
@@ -359,7 +447,8 @@ impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> f
     {
         let handle = SinkHandle::new();
         let (prepared, dead_letters) = worker_operator(self, &config, key_fn, writer, Coordinated, handle.clone());
-        let committed = committer_operator(prepared, &config, make_committer, handle.clone());
+        let notices = committer_operator(prepared, &config, make_committer, handle.clone());
+        let committed = notice_operator(notices, &config, handle.clone());
         SinkOutput { committed, dead_letters, handle }
     }
 }
@@ -412,6 +501,9 @@ const POLL_IN_FLIGHT: Duration = Duration::from_millis(1);
 /// One time's buffered updates, keyed.
 type Updates<K, V> = Vec<((K, V), isize)>;
 
+/// The worker operator's progress output (committed or prepared rounds).
+type ProgressOutput<T, O> = OutputBuilder<T, CapacityContainerBuilder<Vec<O>>>;
+
 /// The worker operator's two output streams: progress records and dead letters.
 type WorkerStreams<'scope, T, O, V> = (Stream<'scope, T, Vec<O>>, VecCollection<'scope, T, V, isize>);
 
@@ -434,6 +526,8 @@ struct WorkerState<K, V, T, O> {
     changes: Vec<Change<K, V>>,
     violations: Vec<Violation<K, V>>,
     failed: bool,
+    /// What to send downstream about this worker's failure before releasing the capabilities.
+    report: Option<O>,
 }
 
 fn worker_operator<'scope, T, V, K, KF, W, F>(
@@ -486,7 +580,11 @@ where
             changes: Vec::new(),
             violations: Vec::new(),
             failed: false,
+            report: None,
         };
+        // A failure elsewhere (coordinated: another worker's, reported by the committer) stops
+        // this operator too.
+        handle.wake_on_failure(activator.clone());
         let resumed = writer.resume(ctx).and_then(|f| match input_starts_at {
             // An input restored from a snapshot at time s folds every change before s into s:
             // if s lies beyond the committed frontier, delivered and undelivered changes mix.
@@ -512,26 +610,47 @@ where
             Err(e) => {
                 tracing::error!(sink = %name, worker = ctx.index, error = %e, "sink failed to read its committed frontier");
                 st.failed = true;
+                // Outputs cannot be sent from here: keep the capabilities until the first
+                // activation has reported the failure.
+                st.report = F::failed(ctx.index, e.to_string());
                 handle.fail(e);
                 SinkMetrics::add(&metrics.errors, 1);
-                caps.clear();
+                activator.activate();
             }
         }
 
+        // Stops this operator: reports its failure downstream (coordinated: to the committer)
+        // while it still holds a capability, then releases them all.
+        let stop = |st: &mut WorkerState<K, V, T, F::Out>, caps: &mut Caps<T>, out0: &mut ProgressOutput<T, F::Out>| {
+            if let (Some(report), Some(cap)) = (st.report.take(), caps.progress.as_ref()) {
+                out0.activate().session(cap).give(report);
+            }
+            st.failed = true;
+            st.pending.clear();
+            st.in_flight.clear();
+            caps.clear();
+        };
+
         move |frontiers| {
             let frontier = Frontier::from_antichain(frontiers[0].frontier());
+            if !st.failed && handle.stopped() {
+                // Stopped from outside this operator: nothing to report.
+                st.failed = true;
+            }
             if st.failed {
+                stop(&mut st, &mut caps, &mut out0);
                 input.for_each(|_, data| data.clear());
                 return;
             }
-            let fail = |st: &mut WorkerState<K, V, T, F::Out>, caps: &mut Caps<T>, e: W::Error| {
+            let fail = |st: &mut WorkerState<K, V, T, F::Out>,
+                        caps: &mut Caps<T>,
+                        out0: &mut ProgressOutput<T, F::Out>,
+                        e: W::Error| {
                 tracing::error!(sink = %name, worker = ctx.index, error = %e, "sink stopped");
+                st.report = F::failed(ctx.index, e.to_string());
                 handle.fail(e);
                 SinkMetrics::add(&metrics.errors, 1);
-                st.failed = true;
-                st.pending.clear();
-                st.in_flight.clear();
-                caps.clear();
+                stop(st, caps, out0);
             };
 
             // Stash input by time, dropping what an earlier run committed.
@@ -572,7 +691,7 @@ where
                 let e = OperatorError::ResumeConflict {
                     message: format!("sink `{name}`: the input was declared to start at {s:?} but has an update at {t:?}"),
                 };
-                fail(&mut st, &mut caps, e.into());
+                fail(&mut st, &mut caps, &mut out0, e.into());
                 return;
             }
             SinkMetrics::add(&metrics.updates_in, received);
@@ -585,8 +704,12 @@ where
                     break;
                 }
                 let mut updates = entry.remove();
+                // Consolidate first: the chunks below, and so the order in which the writer
+                // receives the time's changes, must depend on the time's changes alone and not on
+                // how many raw updates (say, pairs that cancel) produced them. A writer that
+                // commits inside a time resumes by skipping that time's first n changes.
                 if keyed {
-                    order_by_key(&mut updates);
+                    consolidate_by_key(&mut updates);
                 } else {
                     differential_dataflow::consolidation::consolidate(&mut updates);
                 }
@@ -597,9 +720,7 @@ where
                         let from = chunk_start(&updates, WRITE_CHUNK);
                         changes_from_ordered(&mut updates, from, &mut st.changes, &mut st.violations);
                     } else {
-                        let from = updates.len().saturating_sub(WRITE_CHUNK);
-                        let mut tail = updates.split_off(from);
-                        changes_from_unkeyed_updates(&mut tail, &mut st.changes);
+                        unkeyed_chunk(&mut updates, WRITE_CHUNK, &mut st.changes);
                     }
                     if !st.violations.is_empty() {
                         let n = st.violations.len() as u64;
@@ -612,7 +733,7 @@ where
                                     time: format!("{t:?}"),
                                     detail: v.to_string(),
                                 };
-                                fail(&mut st, &mut caps, e.into());
+                                fail(&mut st, &mut caps, &mut out0, e.into());
                                 return;
                             }
                             ViolationPolicy::Skip => {
@@ -638,7 +759,7 @@ where
                     let n = st.changes.len() as u64;
                     if n > 0 {
                         if let Err(e) = writer.write(&t, &mut st.changes) {
-                            fail(&mut st, &mut caps, e);
+                            fail(&mut st, &mut caps, &mut out0, e);
                             return;
                         }
                         st.changes.clear();
@@ -672,7 +793,7 @@ where
                             caps.downgrade_progress(&upper);
                         }
                         Err(e) => {
-                            fail(&mut st, &mut caps, e);
+                            fail(&mut st, &mut caps, &mut out0, e);
                             return;
                         }
                     }
@@ -707,7 +828,7 @@ where
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        fail(&mut st, &mut caps, e);
+                        fail(&mut st, &mut caps, &mut out0, e);
                         return;
                     }
                 }
@@ -724,12 +845,15 @@ where
     (stream0, stream1.as_collection())
 }
 
+/// The committer (worker 0): commits the workers' prepared rounds, and turns any worker's failure
+/// (or its own) into a notice for every worker. Its capability, held at the committed frontier,
+/// is what the probe waits on; notices are sent at it before it is released.
 fn committer_operator<'scope, T, P, C, MC, E>(
-    prepared: Stream<'scope, T, Vec<PreparedRound<P, T>>>,
+    prepared: Stream<'scope, T, Vec<Round<P, T>>>,
     config: &SinkConfig,
     make_committer: MC,
     handle: SinkHandle<T, E>,
-) -> Stream<'scope, T, Vec<Committed<T>>>
+) -> Stream<'scope, T, Vec<(usize, Notice<T>)>>
 where
     T: SinkTime,
     P: ExchangeData + Clone,
@@ -740,9 +864,10 @@ where
     let scope = prepared.scope();
     let (index, peers) = (scope.index(), scope.peers());
     let mut builder = OperatorBuilder::new(format!("SinkCommit({})", config.name), scope);
-    let mut input = builder.new_input(prepared, Exchange::new(|_: &PreparedRound<P, T>| 0));
-    let (out, stream) = builder.new_output::<Vec<Committed<T>>>();
+    let mut input = builder.new_input(prepared, Exchange::new(|_: &Round<P, T>| 0));
+    let (out, stream) = builder.new_output::<Vec<(usize, Notice<T>)>>();
     let mut out = OutputBuilder::from(out);
+    let activator = scope.activator_for(builder.operator_info().address);
     let metrics = Arc::clone(&config.metrics);
     let name = config.name.clone();
 
@@ -750,10 +875,17 @@ where
         let mut cap = caps.into_iter().next();
         let mut committer = None;
         let mut frontiers: Vec<Frontier<T>> = vec![Frontier::minimum(); peers];
-        let fail = |handle: &SinkHandle<T, E>, e: E| {
-            tracing::error!(sink = %name, error = %e, "sink coordinator stopped");
-            SinkMetrics::add(&metrics.errors, 1);
-            handle.fail(e);
+        // A failure to announce to every worker: who failed, and its error.
+        let mut failure: Option<(String, String)> = None;
+        let fail = {
+            let (name, metrics) = (name.clone(), Arc::clone(&metrics));
+            move |handle: &SinkHandle<T, E>, e: E| {
+                tracing::error!(sink = %name, error = %e, "sink coordinator stopped");
+                SinkMetrics::add(&metrics.errors, 1);
+                let message = e.to_string();
+                handle.fail(e);
+                ("the committer on worker 0".to_string(), message)
+            }
         };
         if index != 0 {
             // Only worker 0 commits; the probe sees its capability through progress tracking.
@@ -773,70 +905,126 @@ where
                     committer = Some(c);
                 }
                 Err(e) => {
-                    fail(&handle, e);
-                    cap = None;
+                    // Outputs cannot be sent from here: announce it in the first activation.
+                    failure = Some(fail(&handle, e));
+                    activator.activate();
                 }
             }
         }
         let mut pending: Vec<Prepared<P, T>> = Vec::new();
         let mut pending_changes = 0u64;
-        let mut failed = committer.is_none();
 
         move |frontiers_in| {
             let input_frontier = Frontier::from_antichain(frontiers_in[0].frontier());
             input.for_each(|_, data| {
                 for round in data.drain(..) {
-                    pending_changes += round.changes;
-                    pending.push(round.prepared);
-                }
-            });
-            if failed {
-                pending.clear();
-                return;
-            }
-            let Some(c) = committer.as_mut() else { return };
-            let all_present = (0..peers).all(|w| pending.iter().any(|p| p.worker == w));
-            if !pending.is_empty()
-                && (all_present
-                    || input_frontier.is_complete()
-                    || input_frontier > frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum))
-            {
-                let mut next = frontiers.clone();
-                for p in &pending {
-                    next[p.worker] = next[p.worker].max(p.upper);
-                }
-                let batch = std::mem::take(&mut pending);
-                match c.commit(batch, &next) {
-                    Ok(()) => {
-                        frontiers = next;
-                        SinkMetrics::add(&metrics.commits, 1);
-                        let min = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
-                        handle.set_committed(min);
-                        if let Some(cap_ref) = cap.as_mut() {
-                            out.activate().session(&*cap_ref).give(Committed {
-                                worker: 0,
-                                upper: min,
-                                changes: pending_changes,
-                            });
-                            pending_changes = 0;
-                            match min.time() {
-                                Some(t) => cap_ref.downgrade(t),
-                                None => cap = None,
+                    match round {
+                        Round::Prepared { prepared, changes } => {
+                            pending_changes += changes;
+                            pending.push(prepared);
+                        }
+                        Round::Failed { worker, message } => {
+                            if committer.is_some() && failure.is_none() {
+                                failure = Some((format!("worker {worker}"), message));
                             }
                         }
                     }
-                    Err(e) => {
-                        tracing::error!(sink = %name, error = %e, "sink coordinator stopped");
-                        SinkMetrics::add(&metrics.errors, 1);
-                        handle.fail(e);
-                        failed = true;
-                        cap = None;
+                }
+            });
+            // Commit, unless some worker failed: then nothing more is committed.
+            if let (Some(c), None) = (committer.as_mut(), &failure) {
+                let all_present = (0..peers).all(|w| pending.iter().any(|p| p.worker == w));
+                if !pending.is_empty()
+                    && (all_present
+                        || input_frontier.is_complete()
+                        || input_frontier > frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum))
+                {
+                    let mut next = frontiers.clone();
+                    for p in &pending {
+                        next[p.worker] = next[p.worker].max(p.upper);
+                    }
+                    let batch = std::mem::take(&mut pending);
+                    match c.commit(batch, &next) {
+                        Ok(()) => {
+                            frontiers = next;
+                            SinkMetrics::add(&metrics.commits, 1);
+                            let min = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
+                            handle.set_committed(min);
+                            if let Some(cap_ref) = cap.as_mut() {
+                                let record = Committed { worker: 0, upper: min, changes: pending_changes };
+                                out.activate().session(&*cap_ref).give((0, Notice::Committed(record)));
+                                pending_changes = 0;
+                                match min.time() {
+                                    Some(t) => cap_ref.downgrade(t),
+                                    None => cap = None,
+                                }
+                            }
+                        }
+                        Err(e) => failure = Some(fail(&handle, e)),
                     }
                 }
             }
-            if input_frontier.is_complete() && pending.is_empty() {
+            if let Some((source, message)) = failure.take() {
+                // Tell every worker, at the committed frontier: no worker's probe can pass it
+                // before that worker has read the notice and failed its handle.
+                if let Some(cap_ref) = cap.as_ref() {
+                    let mut o = out.activate();
+                    let mut session = o.session(cap_ref);
+                    for w in 0..peers {
+                        session.give((w, Notice::Failed { source: source.clone(), message: message.clone() }));
+                    }
+                }
+                cap = None;
+                committer = None;
+            }
+            if committer.is_none() || (input_frontier.is_complete() && pending.is_empty()) {
+                pending.clear();
                 cap = None;
             }
+        }
+    });
+    stream
+}
+
+/// Every worker: passes the committer's commit records on as the committed stream, and fails
+/// this worker's handle when the committer announces a failure.
+fn notice_operator<'scope, T, E>(
+    notices: Stream<'scope, T, Vec<(usize, Notice<T>)>>,
+    config: &SinkConfig,
+    handle: SinkHandle<T, E>,
+) -> Stream<'scope, T, Vec<Committed<T>>>
+where
+    T: SinkTime,
+    E: From<OperatorError> + std::fmt::Display + 'static,
+{
+    let scope = notices.scope();
+    let index = scope.index();
+    let mut builder = OperatorBuilder::new(format!("SinkCommitted({})", config.name), scope);
+    let mut input = builder.new_input(notices, Exchange::new(|n: &(usize, Notice<T>)| n.0 as u64));
+    let (out, stream) = builder.new_output::<Vec<Committed<T>>>();
+    let mut out = OutputBuilder::from(out);
+    let name = config.name.clone();
+
+    builder.build(move |caps| {
+        drop(caps);
+        move |_frontiers| {
+            input.for_each(|cap, data| {
+                let mut o = out.activate();
+                let mut session = o.session(&cap);
+                for (_, notice) in data.drain(..) {
+                    match notice {
+                        Notice::Committed(record) => session.give(record),
+                        // The failing worker's handle already holds its own error.
+                        Notice::Failed { source, message } => {
+                            if !handle.stopped() {
+                                let e = stopped_by(&name, &source, &message);
+                                tracing::error!(sink = %name, worker = index, error = %e, "sink stopped");
+                                handle.fail(e.into());
+                            }
+                        }
+                    }
+                }
+            });
         }
     });
     stream

@@ -8,7 +8,11 @@
 //! 2. [`write`](SinkWriter::write) for each complete time, in time order, with that time's
 //!    changes — in one call, or for a large time in several consecutive calls of at most a few
 //!    thousand changes each (a key's change is never split). A writer may send them at once or
-//!    buffer them; nothing is durable yet.
+//!    buffer them; nothing is durable yet. The order of a time's changes across these calls, and
+//!    where the calls are cut, depend only on the time's consolidated changes: a replay whose raw
+//!    updates differ but consolidate to the same changes delivers them in the same order and the
+//!    same calls. A writer that makes part of a time durable (say, a bounded transaction inside
+//!    a large time) may therefore resume that time by skipping the changes it already holds.
 //! 3. [`commit`](SinkWriter::commit) with a frontier `upper`: everything written so far, i.e. every
 //!    time before `upper`, must become durable **atomically with a record of `upper`** — that
 //!    record is what `resume` reads back. Several times may share one commit.
@@ -17,6 +21,13 @@
 //! each worker's writer [`prepare`](CoordinatedWriter::prepare)s what it wrote into a token (say,
 //! the list of data files), the tokens travel to worker 0, and a [`Committer`] there makes all of
 //! them durable in one commit together with every worker's frontier.
+//!
+//! An error from any of these calls stops the sink on that worker. In coordinated mode it stops
+//! the sink on every worker: the failure travels to the committer, which commits nothing more and
+//! fails every worker's handle (the others with an error naming the failing worker and its
+//! message), so no worker waits for a commit that will not come. Prepared tokens not yet committed
+//! are abandoned (a restart resumes from the recorded frontiers). In independent mode the other
+//! workers go on committing their own keys.
 //!
 //! Writers do no timely work of their own, and the trait knows nothing of I/O: a connector with an
 //! asynchronous client runs it on its own runtime and blocks (bounded) in these calls.
