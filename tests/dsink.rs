@@ -25,10 +25,13 @@ fn write_log(path: &Path, history: &[(Row, u64, isize)]) {
 }
 
 fn upsert_opts(dir: &Path) -> Vec<String> {
-    ["--with", "connector=file", "--with", "type=upsert", "--with", "primary_key=k", "--with", "sink.name=orders"]
+    sink_opts(dir, "orders")
+}
+
+fn sink_opts(dir: &Path, sink: &str) -> Vec<String> {
+    ["connector=file", "type=upsert", "primary_key=k", &format!("sink.name={sink}"), &format!("path={}", dir.display())]
         .iter()
-        .map(|s| s.to_string())
-        .chain(["--with".to_string(), format!("path={}", dir.display())])
+        .flat_map(|o| ["--with".to_string(), o.to_string()])
         .collect()
 }
 
@@ -52,24 +55,44 @@ fn check_exactly_once(dir: &Path, history: &[(Row, u64, isize)]) {
     assert_eq!(state, state_before(history, u64::MAX));
 }
 
-fn manifest_frontier(dir: &Path) -> Option<u64> {
-    let mut best = None;
-    for e in std::fs::read_dir(dir).ok()? {
-        let e = e.ok()?;
-        if e.file_name().to_string_lossy().starts_with("manifest-") {
-            let m: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
-            if let Some(t) = m["progress"]["frontier"]["time"].as_u64() {
-                best = best.max(Some(t));
+/// Every file under `dir`, at any depth (the file sink's layout is not assumed).
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
             }
         }
     }
-    best
+    out.sort();
+    out
+}
+
+/// The manifests under `dir`, parsed: every file named `manifest-*.json`, with its path.
+fn manifests(dir: &Path) -> Vec<(std::path::PathBuf, serde_json::Value)> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("manifest-") && name.ends_with(".json")
+        })
+        .filter_map(|p| Some((p.clone(), serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?)))
+        .collect()
+}
+
+/// The largest committed frontier time in any manifest under `dir` (`None`: nothing committed
+/// short of the end).
+fn manifest_frontier(dir: &Path) -> Option<u64> {
+    manifests(dir).iter().filter_map(|(_, m)| m["progress"]["frontier"]["time"].as_u64()).max()
 }
 
 fn has_open_file(dir: &Path) -> bool {
-    std::fs::read_dir(dir.join("data"))
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".tmp")))
-        .unwrap_or(false)
+    files_under(dir).iter().any(|p| p.to_string_lossy().ends_with(".tmp"))
 }
 
 #[test]
@@ -149,13 +172,63 @@ fn two_process_cluster_delivers_correctly() {
     for mut c in children {
         assert!(c.wait().unwrap().success(), "a cluster process failed");
     }
-    let manifests = std::fs::read_dir(&out)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("manifest-"))
-        .count();
-    assert_eq!(manifests, 4, "one manifest per worker of the 2 × 2 cluster");
+    assert_eq!(manifests(&out).len(), 4, "one manifest per worker of the 2 × 2 cluster");
     check_exactly_once(&out, &history);
+}
+
+/// Runs `dsink` on `log` as a cluster of 2 processes × 2 workers; each process's success and stderr.
+fn run_cluster(out: &Path, log: &Path, hosts: &Path) -> Vec<(bool, String)> {
+    let ports: Vec<u16> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    std::fs::write(hosts, ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>()).unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|p| {
+            dsink()
+                .args(upsert_opts(out))
+                .args(["--workers", "2", "--processes", "2", "--process", &p.to_string(), "--hostfile"])
+                .arg(hosts)
+                .arg("--input")
+                .arg(log)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_bad_line_stops_every_process_of_a_cluster() {
+    let (good, at) = log_with_time_12();
+    let mut bad = good.clone();
+    bad[at] = "not json".to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, hosts) = (dir.path().join("out"), dir.path().join("hosts"));
+    let (bad_log, good_log) = (dir.path().join("bad.jsonl"), dir.path().join("good.jsonl"));
+    std::fs::write(&bad_log, bad.join("\n") + "\n").unwrap();
+    std::fs::write(&good_log, good.join("\n") + "\n").unwrap();
+    let error = format!(":{}: not a change-log line", at + 1);
+    for (ok, e) in run_cluster(&out, &bad_log, &hosts) {
+        assert!(!ok && e.contains(&error), "each process stops with `{error}`, got: {e}");
+    }
+    let last_read = serde_json::from_str::<serde_json::Value>(&bad[at - 1]).unwrap()["time"].as_u64().unwrap();
+    for f in committed_frontiers(&out, "orders") {
+        assert!(
+            f.is_some_and(|t| t <= last_read),
+            "committed {f:?} past time {last_read}, the line before the bad one"
+        );
+    }
+    for (ok, e) in run_cluster(&out, &good_log, &hosts) {
+        assert!(ok, "the corrected rerun: {e}");
+    }
+    assert_delivers(&out, "orders", &good);
 }
 
 #[test]
@@ -217,4 +290,287 @@ fn bad_options_and_input_are_refused_clearly() {
     assert!(e.contains("primary key violation"), "{e}");
     let e = run_expect_error(&ok, "{\"time\":0,\"diff\":1,\"row\":{\"v\":1}}\n");
     assert!(e.contains("no primary key column `k`"), "{e}");
+    let long = format!("sink.name={}", "n".repeat(300));
+    let e =
+        run_expect_error(&["--with", "type=upsert", "--with", "primary_key=k", "--with", &long, "--workers", "2"], "");
+    assert!(e.contains("`sink.name` is too long"), "{e}");
+}
+
+// Output read back with plain file parsing (not the library's reader), against a reference
+// computed from the change log's lines alone.
+
+/// One sink's committed lines: each manifest naming `sink` commits the data files
+/// `data/w<W>-g<G>-<seq>.jsonl` next to it, `seq` in `1..=last_seq`.
+fn committed_lines(dir: &Path, sink: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for (path, m) in manifests(dir) {
+        if m["sink"] != sink {
+            continue;
+        }
+        let (w, g) = (m["progress"]["worker"].as_u64().unwrap(), m["progress"]["generation"].as_u64().unwrap());
+        for seq in 1..=m["last_seq"].as_u64().unwrap() {
+            let file = path.parent().unwrap().join("data").join(format!("w{w}-g{g}-{seq:010}.jsonl"));
+            let text = std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("{} (committed by {}): {e}", file.display(), path.display()));
+            out.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
+        }
+    }
+    out
+}
+
+/// `sink`'s committed frontiers, one per manifest: `None` is the complete frontier.
+fn committed_frontiers(dir: &Path, sink: &str) -> Vec<Option<u64>> {
+    manifests(dir)
+        .into_iter()
+        .filter(|(_, m)| m["sink"] == sink)
+        .map(|(_, m)| {
+            let f = &m["progress"]["frontier"];
+            if f["complete"].as_bool().unwrap() {
+                None
+            } else {
+                Some(f["time"].as_u64().unwrap())
+            }
+        })
+        .collect()
+}
+
+/// Upsert changes keyed by `(time, k)`: the key's row after that time, null once deleted.
+type Changes = BTreeMap<(u64, u64), serde_json::Value>;
+
+/// The changes a change log calls for, from its lines alone: at each time, every key whose rows
+/// changed, with its row after that time.
+fn reference(lines: &[String]) -> Changes {
+    let mut updates: BTreeMap<u64, BTreeMap<(u64, String), i64>> = BTreeMap::new(); // time → (k, row) → diff
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let (t, k) = (v["time"].as_u64().unwrap(), v["row"]["k"].as_u64().unwrap());
+        *updates.entry(t).or_default().entry((k, v["row"].to_string())).or_default() += v["diff"].as_i64().unwrap();
+    }
+    let mut state: BTreeMap<u64, BTreeMap<String, i64>> = BTreeMap::new(); // k → row → count
+    let mut out = Changes::new();
+    for (t, at) in updates {
+        let mut touched = BTreeSet::new();
+        for ((k, row), d) in at.into_iter().filter(|(_, d)| *d != 0) {
+            *state.entry(k).or_default().entry(row).or_default() += d;
+            touched.insert(k);
+        }
+        for k in touched {
+            let rows: Vec<&String> = state[&k].iter().filter(|(_, c)| **c != 0).map(|(r, _)| r).collect();
+            assert!(rows.len() <= 1 && state[&k].values().all(|c| *c == 0 || *c == 1), "the log is not keyed at {k}");
+            let after = rows.first().map_or(serde_json::Value::Null, |r| serde_json::from_str(r).unwrap());
+            out.insert((t, k), after);
+        }
+    }
+    out
+}
+
+/// The changes delivered in `lines` (upsert output), each `(time, key)` at most once.
+fn delivered(lines: &[serde_json::Value]) -> Changes {
+    let mut out = Changes::new();
+    for l in lines {
+        let key = (l["time"].as_u64().unwrap(), l["key"]["k"].as_u64().unwrap());
+        assert!(
+            out.insert(key, l["value"].clone()).is_none(),
+            "the change of key {} at time {} is delivered twice",
+            key.1,
+            key.0
+        );
+    }
+    out
+}
+
+fn assert_delivers(dir: &Path, sink: &str, log: &[String]) {
+    let (got, want) = (delivered(&committed_lines(dir, sink)), reference(log));
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(k)).take(5).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(k)).take(5).collect();
+    assert!(
+        got == want,
+        "sink `{sink}`: {} changes delivered, {} expected; missing {missing:?}, extra {extra:?}",
+        got.len(),
+        want.len()
+    );
+}
+
+/// Waits (polling the directory, at most a minute) until `done`; fails early if `child` exits.
+fn wait_until(child: &mut std::process::Child, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("dsink exited ({status}) before {what}");
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5)); // polling interval while waiting for the condition
+    }
+}
+
+/// A `dsink` run fed through stdin: `first` is written, then, once the sink has committed every
+/// time before `committed`, `rest`.
+fn run_in_two_parts(args: &[String], out: &Path, first: &[String], committed: u64, rest: &[String]) -> (bool, String) {
+    let mut child =
+        dsink().args(args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all((first.join("\n") + "\n").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    wait_until(&mut child, &format!("it committed the times before {committed}"), || {
+        manifest_frontier(out).is_some_and(|f| f >= committed)
+    });
+    // dsink may stop (on a bad line) before reading everything: a broken pipe is expected then.
+    let _ = stdin.write_all((rest.join("\n") + "\n").as_bytes());
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn two_sinks_in_one_directory_keep_their_output_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (a, b) = ("orders", "orders by day/v2"); // the second name is no file name as it is
+    let logs: Vec<(Vec<String>, std::path::PathBuf)> = [21, 22]
+        .into_iter()
+        .map(|seed| {
+            let lines = log_lines(&keyed_history(seed, 30, 12, 8));
+            let path = dir.path().join(format!("{seed}.jsonl"));
+            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+            (lines, path)
+        })
+        .collect();
+    // As reported: `a`, then `b` into the same directory.
+    for ((_, log), (sink, workers)) in logs.iter().zip([(a, "2"), (b, "1")]) {
+        let o = dsink().args(sink_opts(&out, sink)).args(["--workers", workers, "--input"]).arg(log).output().unwrap();
+        assert!(o.status.success(), "sink `{sink}`: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Then both again at once: different sinks do not fence each other, and reruns add nothing.
+    let children: Vec<_> = logs
+        .iter()
+        .zip([a, b])
+        .map(|((_, log), sink)| {
+            dsink()
+                .args(sink_opts(&out, sink))
+                .args(["--workers", "2", "--input"])
+                .arg(log)
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for ((lines, _), sink) in logs.iter().zip([a, b]) {
+        assert_delivers(&out, sink, lines);
+        assert!(committed_frontiers(&out, sink).iter().all(Option::is_none), "sink `{sink}` is not complete");
+    }
+}
+
+#[test]
+fn a_second_run_of_a_sink_while_one_is_running_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, log) = (dir.path().join("out"), dir.path().join("log.jsonl"));
+    let history = keyed_history(11, 40, 20, 10);
+    let lines = log_lines(&history);
+    write_log(&log, &history);
+    let split = history.iter().position(|h| h.1 == 10).unwrap();
+    // The first run is fed through stdin and kept waiting with the times before 9 committed.
+    let mut first = dsink()
+        .args(upsert_opts(&out))
+        .args(["--workers", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = first.stdin.take().unwrap();
+    stdin.write_all((lines[..split].join("\n") + "\n").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    wait_until(&mut first, "the first run committed", || manifest_frontier(&out).is_some_and(|f| f >= 9));
+    for workers in ["2", "3", "1"] {
+        let o = dsink().args(upsert_opts(&out)).args(["--workers", workers, "--input"]).arg(&log).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "a second run on {workers} workers must be refused while the first runs: {e}");
+        assert!(e.contains("another run of sink `orders`") && e.contains(&out.display().to_string()), "{e}");
+    }
+    stdin.write_all((lines[split..].join("\n") + "\n").as_bytes()).unwrap();
+    drop(stdin);
+    let o = first.wait_with_output().unwrap();
+    assert!(o.status.success(), "the first run: {}", String::from_utf8_lossy(&o.stderr));
+    assert_delivers(&out, "orders", &lines);
+}
+
+/// Runs `dsink` on `bad` (with a bad line at `at`), expecting it to stop with `error` and a
+/// committed frontier no later than the line before it; then reruns it on `good` and checks that
+/// every change is delivered exactly once. `in_two_parts`: feed through stdin and wait until the
+/// times before the given one are committed before feeding the bad line.
+fn stop_then_rerun(workers: &str, bad: &[String], at: usize, error: &str, good: &[String], in_two_parts: Option<u64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, bad_log, good_log) =
+        (dir.path().join("out"), dir.path().join("bad.jsonl"), dir.path().join("good.jsonl"));
+    std::fs::write(&bad_log, bad.join("\n") + "\n").unwrap();
+    std::fs::write(&good_log, good.join("\n") + "\n").unwrap();
+    let mut args = upsert_opts(&out);
+    args.extend(["--workers".to_string(), workers.to_string()]);
+    let (ok, e) = match in_two_parts {
+        Some(committed) => {
+            let split = good.iter().position(|l| l.contains(&format!("\"time\":{}", committed + 1))).unwrap();
+            assert!(split <= at);
+            run_in_two_parts(&args, &out, &bad[..split], committed, &bad[split..])
+        }
+        None => {
+            let o = dsink().args(&args).arg("--input").arg(&bad_log).output().unwrap();
+            (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    };
+    assert!(!ok && e.contains(error), "expected `{error}`, got: {e}");
+    let last_read: u64 = if at == 0 {
+        0
+    } else {
+        serde_json::from_str::<serde_json::Value>(&bad[at - 1]).unwrap()["time"].as_u64().unwrap()
+    };
+    for f in committed_frontiers(&out, "orders") {
+        assert!(
+            f.is_some_and(|t| t <= last_read),
+            "committed {f:?} past time {last_read}, the line before the bad one"
+        );
+    }
+    if let Some(committed) = in_two_parts {
+        assert!(manifest_frontier(&out).is_some_and(|f| f >= committed), "what was committed before stays committed");
+    }
+    let o = dsink().args(&args).arg("--input").arg(&good_log).output().unwrap();
+    assert!(o.status.success(), "the corrected rerun: {}", String::from_utf8_lossy(&o.stderr));
+    assert_delivers(&out, "orders", good);
+}
+
+/// A log of 20 times and the index of its first line at time 12.
+fn log_with_time_12() -> (Vec<String>, usize) {
+    let history = keyed_history(5, 30, 20, 8);
+    let at = history.iter().position(|h| h.1 == 12).unwrap();
+    (log_lines(&history), at)
+}
+
+#[test]
+fn a_malformed_line_stops_dsink_before_its_time_and_a_corrected_rerun_delivers_the_rest() {
+    // As reported: the second of three lines at time 0 is malformed.
+    let good: Vec<String> =
+        (1..=3).map(|k| format!("{{\"time\":0,\"diff\":1,\"row\":{{\"k\":{k},\"v\":{k},\"s\":\"x\"}}}}")).collect();
+    let mut bad = good.clone();
+    bad[1] = "{\"time\":0,\"diff\":1,\"row\":{\"k\":2,".to_string();
+    stop_then_rerun("1", &bad, 1, ":2: not a change-log line", &good, None);
+
+    let (good, at) = log_with_time_12();
+    let mut bad = good.clone();
+    bad[at] = bad[at].replace("\"row\"", "\"rows\"");
+    let error = format!(":{}: not a change-log line", at + 1);
+    stop_then_rerun("2", &bad, at, &error, &good, None);
+    stop_then_rerun("2", &bad, at, &error, &good, Some(9));
+}
+
+#[test]
+fn a_line_whose_time_goes_back_stops_dsink_before_its_time_and_a_corrected_rerun_delivers_the_rest() {
+    let (good, at) = log_with_time_12();
+    let mut bad = good.clone();
+    bad[at] = bad[at].replace("\"time\":12", "\"time\":3");
+    let error = format!(":{}: time 3 goes back", at + 1);
+    stop_then_rerun("2", &bad, at, &error, &good, None);
+    stop_then_rerun("1", &bad, at, &error, &good, Some(9));
 }

@@ -6,18 +6,29 @@
 //! ```
 //!
 //! Input lines are `{"time": <u64>, "diff": <±n>, "row": {...}}` with non-decreasing times. With
-//! several workers every worker reads the file and takes every n-th line; stdin is read by worker 0.
-//! The sink options are the RisingWave-style keys of `--with`; `--schema` declares column types.
+//! several workers every worker reads the file and takes every n-th line (and checks that the
+//! times of its own lines do not decrease); stdin is read by worker 0. The sink options are the
+//! RisingWave-style keys of `--with`; `--schema` declares column types.
+//!
+//! A bad line — not a change-log line, a time going back, a row the schema refuses, or input that
+//! cannot be read — stops the whole run (every worker, in every process of a cluster) with an
+//! error naming the line, and nothing at or after the time of the line before it is committed:
+//! the committed frontier stays at or before that time, so a rerun on the corrected input
+//! delivers the rest exactly once. The same holds when the sink cannot be created on a worker.
 
 use clap::{Args, Parser, Subcommand};
 use differential_dataflow::input::Input;
 use differential_sinks::{JsonRow, Options, Schema, SinkCollection, SinkSpec};
 use serde::Deserialize;
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::probe::Probe;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Input as TimelyInput, Inspect};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -194,6 +205,60 @@ fn run(args: RunArgs) -> Result<(), String> {
     }
 }
 
+/// How a worker's reading of its input ended.
+enum Fed {
+    /// Every line was read.
+    All,
+    /// Another worker stopped the run.
+    Stopped,
+    /// This worker's sink failed (its error is in the handle).
+    SinkFailed,
+}
+
+/// Stopping a whole run on the first error any worker meets, committing nothing it did not read.
+///
+/// The error travels to every worker on a stream built before the sink, so the stream is the same
+/// on every worker even where the sink failed to open. A stopping worker keeps its input open —
+/// the input's capability holds the sink's frontier at or before the time of the last line this
+/// worker read — waits until every worker has seen the error, and then drops the dataflow rather
+/// than completing it: no sink ever sees the input end, so no worker commits past that time.
+struct Stop {
+    errors: Option<timely::dataflow::InputHandleVec<u64, String>>,
+    probe: timely::dataflow::ProbeHandle<u64>,
+    seen: Rc<RefCell<Option<String>>>,
+    dataflow: usize,
+}
+
+impl Stop {
+    /// The first error any worker broadcast, once it reached this worker.
+    fn seen(&self) -> Option<String> {
+        self.seen.borrow().clone()
+    }
+
+    /// This worker will broadcast no error.
+    fn close(&mut self) {
+        self.errors = None;
+    }
+
+    /// Stops this worker with `error` (broadcast) or with the one another worker broadcast, and
+    /// returns the error to report. `input`, if still open, is released only after the dataflow
+    /// is dropped.
+    fn stop(mut self, worker: &mut timely::worker::Worker, error: Option<String>, input: Option<Rows>) -> String {
+        if let (Some(e), Some(errors)) = (&error, self.errors.as_mut()) {
+            errors.send(e.clone());
+        }
+        self.close();
+        while !self.probe.done() {
+            worker.step_or_park(None);
+        }
+        worker.drop_dataflow(self.dataflow);
+        drop(input);
+        error.or_else(|| self.seen()).unwrap_or_else(|| "stopped by another worker".to_string())
+    }
+}
+
+type Rows = differential_dataflow::input::InputSession<u64, JsonRow, isize>;
+
 fn replay(
     worker: &mut timely::worker::Worker,
     spec: &SinkSpec,
@@ -203,36 +268,87 @@ fn replay(
     show_progress: bool,
 ) -> Result<(), String> {
     let (index, peers) = (worker.index(), worker.peers());
-    let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+    let dataflow = worker.next_dataflow_index();
+    let seen = Rc::new(RefCell::new(None::<String>));
+    let first = Rc::clone(&seen);
+    let (errors, stop_probe, mut input, sink) = worker.dataflow::<u64, _, _>(move |scope| {
+        let (errors, stream) = TimelyInput::new_input::<Vec<String>>(&scope);
+        let (stop_probe, _) = stream
+            .broadcast()
+            .inspect(move |e: &String| {
+                first.borrow_mut().get_or_insert_with(|| e.clone());
+            })
+            .probe();
         let (input, rows) = scope.new_collection::<JsonRow, isize>();
-        let out = rows.sink(spec).map_err(|e| e.to_string())?;
-        let (probe, _) = out.committed.probe();
-        Ok::<_, String>((input, probe, out.handle))
-    })?;
-
+        let sink = rows.sink(spec).map(|out| (out.committed.probe().0, out.handle)).map_err(|e| e.to_string());
+        (errors, stop_probe, input, sink)
+    });
+    let mut stop = Stop { errors: Some(errors), probe: stop_probe, seen, dataflow };
+    let (probe, handle) = match sink {
+        Ok(sink) => sink,
+        Err(e) => return Err(stop.stop(worker, Some(e), Some(input))),
+    };
     // A reader thread hands this worker its lines in chunks over a bounded channel, so the worker
     // keeps stepping (committing on its cadence) while the input is idle, e.g. a slow pipe.
-    let lines = spawn_reader(path, index, peers)?;
-    let bar = (show_progress && index == 0).then(|| {
-        let b = indicatif::ProgressBar::new_spinner();
-        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("template"));
-        b
-    });
-    let mut last_draw = Instant::now();
-    let started = Instant::now();
+    let lines = match spawn_reader(path, index, peers) {
+        Ok(lines) => lines,
+        Err(e) => return Err(stop.stop(worker, Some(e), Some(input))),
+    };
+    let mut progress = Progress::new(show_progress && index == 0);
+    let fed = feed(worker, &mut input, &lines, path, schema, rows_in, &stop, &handle, || progress.tick(spec, rows_in));
+    match fed {
+        Err(e) => return Err(stop.stop(worker, Some(e), Some(input))),
+        Ok(Fed::Stopped) => return Err(stop.stop(worker, None, Some(input))),
+        Ok(Fed::All | Fed::SinkFailed) => {}
+    }
+    input.close();
+    stop.close();
+    // Until every worker's sink committed the end of the input (a failed sink on this worker has
+    // released its part), or another worker stops the run.
+    while !probe.done() {
+        if stop.seen().is_some() {
+            return Err(stop.stop(worker, None, None));
+        }
+        worker.step();
+        progress.tick(spec, rows_in);
+    }
+    drop(progress);
+    match handle.take_error() {
+        Some(e) => Err(format!("sink `{}` (worker {index}): {e}", spec.name())),
+        None => Ok(()),
+    }
+}
+
+/// Feeds this worker's lines into `input` until they end, checking each. A bad line is an error,
+/// returned with the input still open at (or before) the time of this worker's last good line.
+#[allow(clippy::too_many_arguments)]
+fn feed(
+    worker: &mut timely::worker::Worker,
+    input: &mut Rows,
+    lines: &crossbeam_channel::Receiver<Chunk>,
+    path: &str,
+    schema: Option<&Schema>,
+    rows_in: &AtomicU64,
+    stop: &Stop,
+    handle: &differential_sinks::SinkHandle<u64, differential_sinks::Error>,
+    mut tick: impl FnMut(),
+) -> Result<Fed, String> {
     let mut last_time = 0u64;
     let mut since_step = 0usize;
     loop {
+        if stop.seen().is_some() {
+            return Ok(Fed::Stopped);
+        }
         let chunk = match lines.try_recv() {
             Ok(chunk) => chunk,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(Fed::All),
             Err(crossbeam_channel::TryRecvError::Empty) => {
                 input.flush();
                 worker.step();
                 match lines.recv_timeout(Duration::from_millis(5)) {
                     Ok(chunk) => chunk,
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(Fed::All),
                 }
             }
         };
@@ -264,31 +380,46 @@ fn replay(
             worker.step();
         }
         if handle.is_failed() {
-            break;
+            return Ok(Fed::SinkFailed);
         }
-        if let Some(b) = &bar {
-            if last_draw.elapsed() > Duration::from_millis(200) {
-                last_draw = Instant::now();
-                draw(b, spec, rows_in, started);
+        tick();
+    }
+}
+
+/// The progress display (worker 0 only).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last_draw: Instant,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(show: bool) -> Self {
+        let bar = show.then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("template"),
+            );
+            b
+        });
+        Progress { bar, last_draw: Instant::now(), started: Instant::now() }
+    }
+
+    fn tick(&mut self, spec: &SinkSpec, rows_in: &AtomicU64) {
+        if let Some(b) = &self.bar {
+            if self.last_draw.elapsed() > Duration::from_millis(200) {
+                self.last_draw = Instant::now();
+                draw(b, spec, rows_in, self.started);
             }
         }
     }
-    input.close();
-    while !probe.done() && !handle.is_failed() {
-        worker.step();
-        if let Some(b) = &bar {
-            if last_draw.elapsed() > Duration::from_millis(200) {
-                last_draw = Instant::now();
-                draw(b, spec, rows_in, started);
-            }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
         }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    match handle.take_error() {
-        Some(e) => Err(format!("sink `{}` (worker {index}): {e}", spec.name())),
-        None => Ok(()),
     }
 }
 
