@@ -129,6 +129,15 @@ impl RecordBatch {
         self.buf.len()
     }
 
+    /// Record `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<Record<'_>> {
+        self.meta.get(i).map(|m| Record {
+            key: &self.buf[m.key.0 as usize..m.key.1 as usize],
+            value: m.value.map(|(a, b)| &self.buf[a as usize..b as usize]),
+            op: m.op,
+        })
+    }
+
     /// The records in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Record<'_>> + '_ {
         self.meta.iter().map(move |m| Record {

@@ -50,8 +50,14 @@
 //! batches; positions run across them), so their ids are stable only across restarts with the
 //! same worker count.
 //!
-//! A stream without a duplicate window is refused at start. Publishes whose ack times out are
-//! sent again with the same id (retry with backoff), so a retry never duplicates either.
+//! A stream without a duplicate window is refused at start. When an ack fails or times out,
+//! every publish still awaiting its ack is sent again with the same id (retry with backoff), so
+//! a retry never duplicates either; the sink rides through a server restart this way. Order: a
+//! record the failure lost is stored again after later records that reached the server, which
+//! may include later records of its key. Each change is stored once, but after such a failure a
+//! key's records are not always in time order in the stream: a reader that applies, per key,
+//! the record with the highest `Dsink-Time` (a key has one change per time) ends in the
+//! collection's state whatever the order.
 //!
 //! **Core NATS (no `stream`): at-most-once.** Messages are flushed at commit but core NATS has
 //! no acknowledgements or storage: a subscriber that is not connected misses them. Without

@@ -49,6 +49,7 @@ pub fn open(config: &NatsConfig, spec: &SinkSpec, stats: Arc<NatsStats>) -> Resu
         in_flight: VecDeque::new(),
         held: VecDeque::new(),
         next_batch: 0,
+        backoff: None,
         scratch: String::new(),
     };
     Bridge::spawn(spec.name(), 4, w)
@@ -73,8 +74,10 @@ struct NatsWriter {
     /// Publishes whose ack is outstanding: (batch number, record index, ack).
     in_flight: VecDeque<(u64, u32, PublishAckFuture)>,
     /// Batches with outstanding acks, kept to publish a record again if its ack fails.
-    held: VecDeque<(u64, RecordBatch)>,
+    held: VecDeque<(u64, Arc<RecordBatch>)>,
     next_batch: u64,
+    /// Retries since the last acknowledged publish (`None`: no failure since).
+    backoff: Option<crate::delivery::Backoff>,
     scratch: String,
 }
 
@@ -327,66 +330,98 @@ impl NatsWriter {
         }
     }
 
-    /// Awaits the oldest outstanding ack; a retriable failure publishes the record again (same
-    /// message id, so JetStream keeps one copy) under the retry policy.
+    /// The delay before the next retry after `err`, or the error once the retry policy gives up.
+    fn next_delay(&mut self, err: Error) -> Result<std::time::Duration> {
+        let backoff = self.backoff.get_or_insert_with(|| crate::delivery::Backoff::new(RetryPolicy::default()));
+        match backoff.next_delay() {
+            Some(delay) => {
+                tracing::warn!(error = %err, delay_ms = delay.as_millis() as u64, "NATS publish: retrying");
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                Ok(delay)
+            }
+            None => Err(Error::new(
+                err.kind(),
+                format!("NATS publish: still failing after {} attempts: {err}", backoff.attempts()),
+            )),
+        }
+    }
+
+    /// The batch numbered `bn`, kept until its acks settle.
+    fn held(&self, bn: u64) -> Result<Arc<RecordBatch>> {
+        self.held
+            .iter()
+            .find(|(n, _)| *n == bn)
+            .map(|(_, b)| Arc::clone(b))
+            .ok_or_else(|| Error::new(ErrorKind::Fatal, format!("NATS writer: batch {bn} released before its acks")))
+    }
+
+    /// Publishes record `idx` of batch `bn` — retrying a retriable failure after a backoff — and
+    /// queues its ack.
+    async fn send(&mut self, batch: &RecordBatch, bn: u64, idx: u32) -> Result<()> {
+        let rec = batch
+            .get(idx as usize)
+            .ok_or_else(|| Error::new(ErrorKind::Fatal, format!("NATS writer: no record {idx} in batch {bn}")))?;
+        let nth = nth_of(batch, idx as usize);
+        loop {
+            match self.publish(batch, idx, nth, rec).await {
+                Ok(Some(ack)) => {
+                    self.in_flight.push_back((bn, idx, ack));
+                    return Ok(());
+                }
+                Ok(None) => return Ok(()),
+                Err(e) if e.is_retriable() => tokio::time::sleep(self.next_delay(e)?).await,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Awaits the oldest outstanding ack. When it fails retriably, every ack still outstanding
+    /// was sent before the failure and is as likely lost (a reconnect drops them all, and each
+    /// would otherwise be waited out one timeout after another): all of them are published
+    /// again after a backoff delay, under the same message ids, so JetStream keeps one copy of
+    /// each. Failures in a row are bounded by the retry policy.
     async fn settle_one(&mut self) -> Result<()> {
         let Some((bn, idx, ack)) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let first = ack.await;
-        let outcome = match first {
-            Ok(a) => Ok(a),
+        match ack.await {
+            Ok(ack) => {
+                self.backoff = None;
+                if ack.duplicate {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                let oldest = self.in_flight.front().map_or(u64::MAX, |f| f.0);
+                while self.held.front().is_some_and(|(n, _)| *n < oldest) {
+                    self.held.pop_front();
+                }
+                Ok(())
+            }
             Err(e) => {
-                let pos = self.held.iter().position(|(n, _)| *n == bn).expect("batch held until acked");
-                let batch = self.held[pos].1.clone();
-                let rec = batch.iter().nth(idx as usize).expect("record index");
-                let err = publish_error(e, rec.key);
+                let batch = self.held(bn)?;
+                let err = publish_error(e, batch.get(idx as usize).map_or(&b""[..], |r| r.key));
                 if !err.is_retriable() {
                     return Err(err);
                 }
-                let nth = nth_of(&batch, idx as usize);
-                let mut backoff = crate::delivery::Backoff::new(RetryPolicy::default());
-                let mut last = err;
-                loop {
-                    let Some(delay) = backoff.next_delay() else {
-                        break Err(Error::new(
-                            last.kind(),
-                            format!("NATS publish: still failing after {} attempts: {last}", backoff.attempts()),
-                        ));
-                    };
-                    tracing::warn!(error = %last, delay_ms = delay.as_millis() as u64, "NATS publish: retrying");
-                    tokio::time::sleep(delay).await;
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let rec = batch.iter().nth(idx as usize).expect("record index");
-                    let r = match self.publish(&batch, idx, nth, rec).await {
-                        Ok(ack) => ack.expect("JetStream publish").await.map_err(|e| publish_error(e, rec.key)),
-                        Err(e) => Err(e),
-                    };
-                    match r {
-                        Ok(a) => break Ok(a),
-                        Err(e) if e.is_retriable() => last = e,
-                        Err(e) => break Err(e),
-                    }
+                tokio::time::sleep(self.next_delay(err)?).await;
+                let mut again = vec![(bn, idx)];
+                again.extend(self.in_flight.drain(..).map(|(b, i, _)| (b, i)));
+                for (b, i) in again {
+                    let batch = if b == bn { Arc::clone(&batch) } else { self.held(b)? };
+                    self.send(&batch, b, i).await?;
                 }
+                Ok(())
             }
-        };
-        let ack = outcome?;
-        if ack.duplicate {
-            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
         }
-        let oldest = self.in_flight.front().map_or(u64::MAX, |f| f.0);
-        while self.held.front().is_some_and(|(n, _)| *n < oldest) {
-            self.held.pop_front();
-        }
-        Ok(())
     }
 }
 
-/// The index of record `idx` among the records of the same key before it in `batch`.
+/// The index of record `idx` among the records of the same key before it in `batch` (a key's
+/// records are adjacent).
 fn nth_of(batch: &RecordBatch, idx: usize) -> u32 {
-    let recs: Vec<Record<'_>> = batch.iter().take(idx + 1).collect();
-    let key = recs[idx].key;
-    recs[..idx].iter().rev().take_while(|r| r.key == key).count() as u32
+    let Some(key) = batch.get(idx).map(|r| r.key) else {
+        return 0;
+    };
+    (0..idx).rev().take_while(|&i| batch.get(i).is_some_and(|r| r.key == key)).count() as u32
 }
 
 /// Opens (creating if needed) the stream of progress records: subjects `<name>.>`, the last
@@ -420,26 +455,18 @@ impl AsyncRecordWriter for NatsWriter {
         }
         let bn = self.next_batch;
         self.next_batch += 1;
-        let mut prev: Option<&[u8]> = None;
-        let mut nth = 0u32;
+        let batch = Arc::new(batch);
+        // Held from the start: a failed ack publishes its record again from here.
+        self.held.push_back((bn, Arc::clone(&batch)));
         let limit = (self.config.max_inflight / 2).max(1);
-        let mut any_ack = false;
-        for (i, rec) in batch.iter().enumerate() {
-            nth = if prev == Some(rec.key) { nth + 1 } else { 0 };
-            prev = Some(rec.key);
-            if let Some(ack) = self.publish(&batch, i as u32, nth, rec).await? {
-                self.in_flight.push_back((bn, i as u32, ack));
-                any_ack = true;
-            }
+        for i in 0..batch.len() as u32 {
+            self.send(&batch, bn, i).await?;
             while self.in_flight.len() > limit {
-                if self.held.back().is_none_or(|(n, _)| *n != bn) {
-                    self.held.push_back((bn, batch.clone()));
-                }
                 self.settle_one().await?;
             }
         }
-        if any_ack && self.held.back().is_none_or(|(n, _)| *n != bn) {
-            self.held.push_back((bn, batch));
+        if self.in_flight.is_empty() {
+            self.held.clear();
         }
         Ok(())
     }
