@@ -523,3 +523,20 @@ fn a_lower_server_batch_limit_is_met_by_lowering_max_batch_bytes() {
     assert_eq!(run(&history, &with(&["sink.name=b", "cassandra.max_batch_bytes=3000"]), 1, None), None);
     assert_eq!(table(&d), state_before(&history, u64::MAX));
 }
+
+/// A progress row with a negative number (written by something else) is refused by name, not
+/// wrapped into a huge frontier or worker count.
+#[test]
+fn a_negative_progress_value_is_refused() {
+    let d = double(&[TABLE]);
+    d.exec(
+        "CREATE TABLE ks.dsink_progress (sink text, generation bigint, worker int, peers int, base bigint, \
+         base_complete boolean, frontier bigint, complete boolean, PRIMARY KEY ((sink), generation, worker))",
+    );
+    d.exec(
+        "INSERT INTO ks.dsink_progress (sink, generation, worker, peers, base, base_complete, frontier, complete) \
+         VALUES ('neg@ks.t', 0, 0, 1, 0, false, -5, false)",
+    );
+    let e = run(&keyed_history(5, 5, 3, 4), &spec(&d, "neg", 9), 1, None).expect("the sink must stop");
+    assert!(e.contains("negative") && e.contains("dsink_progress"), "{e}");
+}

@@ -635,6 +635,42 @@ mod s3 {
         assert!(list_keys(&bucket, "kv/").iter().any(|k| k.starts_with("kv/deletion_vector_")));
     }
 
+    /// The answer to a commit (the conditional `PUT` of `_delta_log/<version>.json`) is lost:
+    /// the log entry exists, the sink never heard so. The sink must not commit the same rows
+    /// again under the next version: the table holds every row once, whether the sink rides
+    /// through or stops and is run again.
+    #[test]
+    fn an_ambiguous_commit_on_s3_is_not_applied_twice() {
+        let host = moto_url().trim_start_matches("http://").trim_end_matches('/').to_string();
+        let proxy = common::proxy::FaultProxy::start(&host);
+        for peers in [1usize, 2] {
+            let bucket = create_bucket("delta-amb");
+            let history = insert_history(110 + peers as u64, 12, 40);
+            let location = StorageLocation::S3 {
+                url: format!("s3://{bucket}/amb"),
+                options: S3Options::new(REGION)
+                    .endpoint(format!("http://{}", proxy.addr()))
+                    .credentials(ACCESS_KEY, SECRET_KEY),
+            };
+            let cfg = DeltaLakeConfig::new(location).create_table_if_not_exists(true);
+            let spec = spec("amb", cfg, Some(60));
+            proxy.lose_answer_to(format!("PUT /{bucket}/amb/_delta_log/00000000000000000001.json").as_bytes());
+            let lost = proxy.lost_answers();
+            let errors = try_run(&history, &spec, peers);
+            assert_eq!(proxy.lost_answers(), lost + 1, "the answer to commit 1 was lost");
+            eprintln!(
+                "{peers} worker(s): {}",
+                if errors.is_empty() { "rode through".to_string() } else { format!("stopped: {errors:?}") }
+            );
+            if !errors.is_empty() {
+                run(&history, &spec, peers);
+            }
+            let table = read(&bucket, "amb", &["amb"]);
+            assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX), "{peers} worker(s)");
+            check_commit_chain(&table, "amb", &history);
+        }
+    }
+
     #[test]
     fn exactly_once_on_s3_across_a_stop_with_files_written_but_not_committed() {
         for (seed, peers) in [(107u64, 1usize), (108, 2)] {

@@ -257,3 +257,33 @@ fn connections_cut_mid_request_lose_and_duplicate_nothing() {
         assert_eq!(state(&index), state_before(&history, u64::MAX), "cut after {cut} bytes");
     }
 }
+
+/// The answer to a `_bulk` request, then to a progress document, is lost (the server applied
+/// it): the retry is refused item by item as version conflicts, and no document changes twice.
+#[test]
+fn ambiguous_requests_change_nothing_visible() {
+    let proxy = common::proxy::FaultProxy::start(url().trim_start_matches("http://"));
+    let history = keyed_history(45, 400, 12, 80);
+    let patterns: [&[u8]; 2] = [b"POST /_bulk", b"/dsink_progress/_doc/"];
+    for (i, pattern) in patterns.into_iter().enumerate() {
+        let index = fresh(&format!("amb-{i}"));
+        let c = ElasticsearchConfig::new(format!("http://{}", proxy.addr()), &index).batch(100, 64);
+        let s = SinkSpec::builder(format!("amb-{i}-{}", std::process::id()), c)
+            .upsert()
+            .primary_key(["k"])
+            .build()
+            .unwrap();
+        let lost = proxy.lost_answers();
+        proxy.lose_answer_to(pattern);
+        let first = run(&history, &s, 2, None);
+        assert_eq!(proxy.lost_answers(), lost + 1, "an answer to `{}` was lost", String::from_utf8_lossy(pattern));
+        if let Some(e) = first {
+            assert_eq!(run(&history, &s, 2, None), None, "the rerun after `{e}` completes");
+        }
+        assert_eq!(state(&index), state_before(&history, u64::MAX), "{}", String::from_utf8_lossy(pattern));
+        let last_time: BTreeMap<u32, u64> = history.iter().map(|(r, t, _)| (r.k, *t)).collect();
+        for (id, (_, version)) in docs(&index) {
+            assert_eq!(Some(version), last_time.get(&id.parse::<u32>().unwrap()).copied(), "document {id}");
+        }
+    }
+}

@@ -1145,3 +1145,70 @@ fn postgres_connections_cut_mid_transaction_lose_and_duplicate_nothing() {
 fn mysql_connections_cut_mid_transaction_lose_and_duplicate_nothing() {
     connections_cut_mid_transaction(Db::My);
 }
+
+/// The answer to a `COMMIT` is lost (the transaction applied; the connection is cut before the
+/// sink hears of it): the retry finds its own progress row and applies nothing twice.
+fn ambiguous_commit_applies_once(db: Db) {
+    let port = db.url().split("@127.0.0.1:").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let proxy = common::proxy::FaultProxy::start(&format!("127.0.0.1:{port}"));
+    let history: Vec<(Row, u64, isize)> =
+        (0..2_000u32).map(|i| (Row { k: i % 300, v: i, s: format!("r{i}") }, u64::from(i / 100), 1)).collect();
+    let mut want: Vec<Row> = history.iter().map(|h| h.0.clone()).collect();
+    want.sort();
+    let mut sql = Sql::connect(db);
+    let table = table_name("amb");
+    create_row_table(&mut sql, db, &table, false);
+    let url = db.url().replacen(&format!("127.0.0.1:{port}"), &proxy.addr(), 1);
+    let cfg = JdbcConfig::new(&url, &table).unwrap().retry(RetryPolicy {
+        initial: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        deadline: Duration::from_secs(20),
+    });
+    let spec = SinkSpec::builder(format!("amb-{table}"), cfg).append_only(false).build().unwrap();
+    proxy.lose_answer_to(b"COMMIT");
+    let first = run(&history, std::slice::from_ref(&spec), 1);
+    assert_eq!(proxy.lost_answers(), 1, "the answer to a COMMIT was lost");
+    eprintln!("{db:?}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
+    if let Some(e) = first {
+        assert_eq!(e.kind(), ErrorKind::Retriable, "{e}");
+        assert!(run(&history, &[spec], 1).is_none(), "the rerun after `{e}` completes");
+    }
+    assert_eq!(read_all_rows(&mut sql, &table), want, "{db:?}: every row once");
+    sql.exec(&format!("DROP TABLE {table}"));
+}
+
+#[test]
+fn postgres_ambiguous_commit_applies_once() {
+    ambiguous_commit_applies_once(Db::Pg);
+}
+
+#[test]
+fn mysql_ambiguous_commit_applies_once() {
+    ambiguous_commit_applies_once(Db::My);
+}
+
+/// A progress table that another program made, with other column types, is refused with its
+/// name and the option that names another — not a panic on the first row read.
+#[test]
+fn postgres_a_foreign_progress_table_is_refused_by_name() {
+    let db = Db::Pg;
+    let mut sql = Sql::connect(db);
+    let (table, progress) = (table_name("fp"), table_name("fp_progress"));
+    create_row_table(&mut sql, db, &table, true);
+    sql.exec(&format!(
+        "CREATE TABLE {progress} (sink_name text, target text, generation text, worker text, peers text, \
+         base text, frontier text, PRIMARY KEY (sink_name, target, generation, worker))"
+    ));
+    let sink = format!("fp-{table}");
+    sql.exec(&format!("INSERT INTO {progress} VALUES ('{sink}', 'public.{table}', 'g0', 'w0', '1', NULL, '3')"));
+    let mut cfg = config(db, &table);
+    cfg.progress_table = progress.clone();
+    let spec = SinkSpec::builder(sink, cfg).upsert().primary_key(["k"]).build();
+    let e = match spec {
+        Err(e) => e,
+        Ok(spec) => run(&keyed_history(3, 5, 3, 4), &[spec], 1).expect("the sink must stop"),
+    };
+    assert!(e.to_string().contains(&progress), "{e}");
+    sql.exec(&format!("DROP TABLE {table}"));
+    sql.exec(&format!("DROP TABLE {progress}"));
+}

@@ -1,7 +1,8 @@
 //! A TCP proxy that breaks connections on purpose, for the fault tests: a sink talks to its
 //! server through it, and the test cuts every open connection — at once, or once a number of
-//! bytes has gone upstream (so the cut lands inside a request or a transaction) — or refuses new
-//! connections for a while.
+//! bytes has gone upstream (so the cut lands inside a request or a transaction) — refuses new
+//! connections for a while, or loses the answer to a request that contains a given pattern (the
+//! server applies it, the client never hears: an ambiguous commit).
 //!
 //! Plain threads and blocking sockets: it needs no runtime and works under any client. Traffic
 //! stays on 127.0.0.1.
@@ -24,6 +25,10 @@ struct Shared {
     cut_at: AtomicU64,
     /// How many cuts happened.
     cuts: AtomicU64,
+    /// Lose the answer to the next request that contains this (then disarmed).
+    swallow: Mutex<Option<Vec<u8>>>,
+    /// How many answers were lost.
+    swallowed: AtomicU64,
 }
 
 impl Shared {
@@ -72,9 +77,11 @@ impl FaultProxy {
                 let _ = server.set_nodelay(true);
                 s.open.lock().unwrap().push((client.try_clone().unwrap(), server.try_clone().unwrap()));
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let up = Arc::clone(&s);
-                std::thread::spawn(move || pump(client, server, Some(up)));
-                std::thread::spawn(move || pump(s2, c2, None));
+                let (up, down) = (Arc::clone(&s), Arc::clone(&s));
+                let lose = Arc::new(AtomicBool::new(false));
+                let lose2 = Arc::clone(&lose);
+                std::thread::spawn(move || pump(client, server, Side::Up(up, lose)));
+                std::thread::spawn(move || pump(s2, c2, Side::Down(down, lose2)));
             }
         });
         FaultProxy { addr, shared }
@@ -94,6 +101,17 @@ impl FaultProxy {
     pub fn cut_after(&self, bytes: u64) {
         let now = self.shared.upstream.load(Ordering::SeqCst);
         self.shared.cut_at.store(now + bytes.max(1), Ordering::SeqCst);
+    }
+
+    /// Loses the answer to the next request whose bytes contain `pattern`: the server gets the
+    /// whole request, then every connection is cut before its answer reaches the client.
+    pub fn lose_answer_to(&self, pattern: &[u8]) {
+        *self.shared.swallow.lock().unwrap() = Some(pattern.to_vec());
+    }
+
+    /// How many answers were lost so far.
+    pub fn lost_answers(&self) -> u64 {
+        self.shared.swallowed.load(Ordering::SeqCst)
     }
 
     /// Closes new connections at once (`true`) or forwards them again (`false`).
@@ -120,16 +138,46 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Copies `from` to `to` until either side closes; upstream pumps count bytes and fire an
-/// armed cut.
-fn pump(mut from: TcpStream, mut to: TcpStream, upstream: Option<Arc<Shared>>) {
+/// Which way a pump copies, with what it needs for the faults: upstream pumps count bytes,
+/// fire an armed cut and mark their connection when a request matches the lost-answer pattern;
+/// the downstream pump of a marked connection cuts instead of forwarding the answer.
+enum Side {
+    Up(Arc<Shared>, Arc<AtomicBool>),
+    Down(Arc<Shared>, Arc<AtomicBool>),
+}
+
+/// Copies `from` to `to` until either side closes, injecting the armed faults.
+fn pump(mut from: TcpStream, mut to: TcpStream, side: Side) {
     let mut buf = [0u8; 16 * 1024];
+    // The end of the previous read, so a pattern split between two reads is still seen.
+    let mut tail: Vec<u8> = Vec::new();
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some(s) = &upstream {
+        if let Side::Down(s, lose) = &side {
+            if lose.load(Ordering::SeqCst) {
+                s.swallowed.fetch_add(1, Ordering::SeqCst);
+                s.cut();
+                break;
+            }
+        }
+        if let Side::Up(s, lose) = &side {
+            let mut armed = s.swallow.lock().unwrap();
+            if let Some(pattern) = armed.clone() {
+                tail.extend_from_slice(&buf[..n]);
+                if tail.windows(pattern.len()).any(|w| w == pattern.as_slice()) {
+                    *armed = None;
+                    lose.store(true, Ordering::SeqCst);
+                }
+                let keep = pattern.len().saturating_sub(1);
+                let drop = tail.len().saturating_sub(keep);
+                tail.drain(..drop);
+            }
+            drop(armed);
+        }
+        if let Side::Up(s, _) = &side {
             let at = s.cut_at.load(Ordering::SeqCst);
             let before = s.upstream.fetch_add(n as u64, Ordering::SeqCst);
             if at > 0 && before + n as u64 >= at {

@@ -67,10 +67,11 @@ pub(crate) async fn load_table(config: &DeltaLakeConfig) -> Result<Option<DeltaT
     }
 }
 
-/// An object store failure on S3 says which options decide where the sink connects and as whom.
+/// An object store failure on S3 says which options decide where the sink connects and as whom
+/// (a commit conflict is not about them).
 fn storage_error(config: &DeltaLakeConfig, e: Error) -> Error {
     match &config.location {
-        crate::connectors::s3::StorageLocation::S3 { options, .. } => {
+        crate::connectors::s3::StorageLocation::S3 { options, .. } if e.kind() != ErrorKind::Fenced => {
             let endpoint = options.endpoint.as_deref().unwrap_or("AWS");
             let message = format!(
                 "{e} (check `location`'s bucket, `s3.endpoint` = `{endpoint}`, `s3.region` = `{}` and the \
@@ -79,7 +80,7 @@ fn storage_error(config: &DeltaLakeConfig, e: Error) -> Error {
             );
             Error::new(e.kind(), message)
         }
-        crate::connectors::s3::StorageLocation::Local(_) => e,
+        _ => e,
     }
 }
 
