@@ -18,6 +18,9 @@
 #![warn(missing_docs)]
 
 pub mod change;
+pub mod config;
+mod coordinate;
+pub mod handle;
 pub mod metrics;
 pub mod route;
 pub mod sink;
@@ -28,9 +31,11 @@ pub use change::{
     changes_from_ordered, changes_from_unkeyed_updates, changes_from_updates, chunk_start, consolidate_by_key,
     order_by_key, unkeyed_chunk, Change, ChangeKind, Violation, ViolationPolicy,
 };
+pub use config::{CommitPolicy, SinkConfig};
+pub use handle::{Committed, SinkHandle};
 pub use metrics::{MetricsSnapshot, SinkMetrics};
 pub use route::{route_hash, StableHasher};
-pub use sink::{CommitPolicy, Committed, SinkConfig, SinkExt, SinkHandle, SinkOutput};
+pub use sink::{SinkExt, SinkOutput};
 pub use time::{Frontier, SinkTime};
 pub use writer::{
     resolve_resume, Committer, CoordinatedWriter, Prepared, ResumePoint, SinkWriter, WorkerContext, WorkerProgress,

@@ -63,6 +63,9 @@
 use crate::change::{
     changes_from_ordered, chunk_start, consolidate_by_key, unkeyed_chunk, Change, Violation, ViolationPolicy,
 };
+use crate::config::SinkConfig;
+use crate::coordinate::{committer_operator, notice_operator, Round};
+use crate::handle::{Committed, SinkHandle};
 use crate::metrics::SinkMetrics;
 use crate::route::route_hash;
 use crate::time::{Frontier, SinkTime};
@@ -70,12 +73,9 @@ use crate::writer::{Committer, CoordinatedWriter, Prepared, SinkWriter, WorkerCo
 use crate::OperatorError;
 use differential_dataflow::collection::AsCollection;
 use differential_dataflow::VecCollection;
-use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timely::container::CapacityContainerBuilder;
@@ -84,165 +84,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
-use timely::scheduling::Activator;
 use timely::ExchangeData;
-
-/// When a worker commits what it has written.
-///
-/// A commit happens once the input frontier has passed at least one new time and either
-/// `max_changes` changes are waiting or `interval` has elapsed since the last commit; the end of
-/// the input always commits. The default (`interval` zero) commits at every frontier advance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CommitPolicy {
-    /// Commit as soon as this many changes are written but uncommitted.
-    pub max_changes: Option<u64>,
-    /// Commit when this much time has passed since the previous commit.
-    pub interval: Duration,
-}
-
-impl Default for CommitPolicy {
-    fn default() -> Self {
-        CommitPolicy { max_changes: None, interval: Duration::ZERO }
-    }
-}
-
-/// The operator's settings.
-#[derive(Clone, Debug)]
-pub struct SinkConfig {
-    /// The sink's name (in operator names, logs, errors and progress records).
-    pub name: String,
-    /// The commit cadence.
-    pub commit: CommitPolicy,
-    /// What to do with key violations.
-    pub violations: ViolationPolicy,
-    /// Whether the key is a primary key. When false (an append-only sink without a key), the key
-    /// identifies the whole row and a multiplicity of `n` is delivered as `n` changes.
-    pub keyed: bool,
-    /// Counters, shared by all workers that hold a clone.
-    pub metrics: Arc<SinkMetrics>,
-    /// The time the input's history starts at, if not the beginning: an input restored from a
-    /// snapshot taken at time `s` has every earlier change folded into `s`. A restart whose
-    /// committed frontier lies before `s` is refused, since delivered and undelivered changes
-    /// are mixed in the snapshot. `None` declares that the input replays from the beginning.
-    pub input_starts_at: Option<u64>,
-}
-
-impl SinkConfig {
-    /// Defaults for a sink called `name`.
-    pub fn new(name: impl Into<String>) -> Self {
-        SinkConfig {
-            name: name.into(),
-            commit: CommitPolicy::default(),
-            violations: ViolationPolicy::default(),
-            keyed: true,
-            input_starts_at: None,
-            metrics: Arc::new(SinkMetrics::default()),
-        }
-    }
-}
-
-/// A record of one commit on the committed stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Committed<T> {
-    /// The worker that committed (the coordinator is worker 0).
-    pub worker: usize,
-    /// Every time before this frontier is durable (for that worker; for all, when coordinated).
-    pub upper: Frontier<T>,
-    /// Changes made durable by this commit.
-    pub changes: u64,
-}
-
-struct HandleState<T, E> {
-    committed: Frontier<T>,
-    error: Option<E>,
-    /// Set by the first failure and never reset (unlike `error`, which the caller may take).
-    stopped: bool,
-    /// This worker's sink operators, woken on a failure so that they stop and release their
-    /// capabilities.
-    wake: Vec<Activator>,
-}
-
-/// This worker's view of a sink: its committed frontier and the error that stopped it, if any.
-pub struct SinkHandle<T, E> {
-    state: Rc<RefCell<HandleState<T, E>>>,
-}
-
-impl<T, E> Clone for SinkHandle<T, E> {
-    fn clone(&self) -> Self {
-        SinkHandle { state: Rc::clone(&self.state) }
-    }
-}
-
-impl<T: SinkTime, E> SinkHandle<T, E> {
-    fn new() -> Self {
-        SinkHandle {
-            state: Rc::new(RefCell::new(HandleState {
-                committed: Frontier::minimum(),
-                error: None,
-                stopped: false,
-                wake: Vec::new(),
-            })),
-        }
-    }
-    /// The frontier this worker (or, coordinated, the coordinator) has committed.
-    pub fn committed(&self) -> Frontier<T> {
-        self.state.borrow().committed
-    }
-    /// True once the sink stopped with an error.
-    pub fn is_failed(&self) -> bool {
-        self.state.borrow().error.is_some()
-    }
-    /// Takes the error that stopped the sink on this worker.
-    pub fn take_error(&self) -> Option<E> {
-        self.state.borrow_mut().error.take()
-    }
-    /// Runs `f` on the error, if any.
-    pub fn error<R>(&self, f: impl FnOnce(&E) -> R) -> Option<R> {
-        self.state.borrow().error.as_ref().map(f)
-    }
-    /// Records the error that stops the sink on this worker; later errors are dropped.
-    fn fail(&self, e: E) {
-        let mut s = self.state.borrow_mut();
-        if !s.stopped {
-            s.stopped = true;
-            s.error = Some(e);
-            for a in s.wake.drain(..) {
-                a.activate();
-            }
-        }
-    }
-    /// True once the sink stopped on this worker, even after the error was taken.
-    fn stopped(&self) -> bool {
-        self.state.borrow().stopped
-    }
-    /// Has `activator` activated when the sink stops.
-    fn wake_on_failure(&self, activator: Activator) {
-        self.state.borrow_mut().wake.push(activator);
-    }
-    fn set_committed(&self, f: Frontier<T>) {
-        self.state.borrow_mut().committed = f;
-    }
-
-    /// Steps `worker` until the probe shows every time before `upper` committed by all workers,
-    /// or this worker's sink failed (its error is returned). In coordinated mode a failure on any
-    /// worker fails every worker's sink, so every worker returns an error; in independent mode
-    /// a failed worker stops counting, so the others return `Ok` for what they committed (see the
-    /// [module docs](self)).
-    pub fn step_until_committed(
-        &self,
-        worker: &mut timely::worker::Worker,
-        probe: &timely::dataflow::ProbeHandle<T>,
-        upper: &T,
-    ) -> Result<(), E> {
-        while probe.less_than(upper) && !self.is_failed() {
-            worker.step();
-        }
-        match self.take_error() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
 
 /// What the sink operator returns.
 pub struct SinkOutput<'scope, T: SinkTime, V: Clone + 'static, E> {
@@ -390,35 +232,6 @@ impl<K, V, T: SinkTime, W: CoordinatedWriter<K, V, T>> Finish<K, V, T, W> for Co
     }
 }
 
-/// What a worker sends the committer (coordinated mode).
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "P: Serialize, T: Serialize",
-    deserialize = "P: serde::de::DeserializeOwned, T: serde::de::DeserializeOwned"
-))]
-enum Round<P, T> {
-    /// The worker's work up to a frontier, ready to commit.
-    Prepared { prepared: Prepared<P, T>, changes: u64 },
-    /// The worker's sink stopped with an error: no later round of it will come.
-    Failed { worker: usize, message: String },
-}
-
-/// What the committer tells a worker (coordinated mode).
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(bound(serialize = "T: Serialize", deserialize = "T: serde::de::DeserializeOwned"))]
-enum Notice<T> {
-    /// A commit (sent to worker 0 only), for the committed stream.
-    Committed(Committed<T>),
-    /// The sink stopped because `source` (a worker, or the committer) failed with `message`
-    /// (sent to every worker).
-    Failed { source: String, message: String },
-}
-
-/// The error a worker's handle receives when another worker's failure stopped the coordinated sink.
-fn stopped_by(sink: &str, source: &str, message: &str) -> OperatorError {
-    OperatorError::PeerFailed { sink: sink.to_string(), source: source.to_string(), message: message.to_string() }
-}
-
 impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> for VecCollection<'scope, T, V, isize> {
     fn sink_with<K, KF, W>(self, config: SinkConfig, key_fn: KF, writer: W) -> SinkOutput<'scope, T, V, W::Error>
     where
@@ -447,8 +260,8 @@ impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> f
     {
         let handle = SinkHandle::new();
         let (prepared, dead_letters) = worker_operator(self, &config, key_fn, writer, Coordinated, handle.clone());
-        let notices = committer_operator(prepared, &config, make_committer, handle.clone());
-        let committed = notice_operator(notices, &config, handle.clone());
+        let notices = committer_operator(prepared, &config.name, &config.metrics, make_committer, handle.clone());
+        let committed = notice_operator(notices, &config.name, handle.clone());
         SinkOutput { committed, dead_letters, handle }
     }
 }
@@ -843,189 +656,4 @@ where
     });
 
     (stream0, stream1.as_collection())
-}
-
-/// The committer (worker 0): commits the workers' prepared rounds, and turns any worker's failure
-/// (or its own) into a notice for every worker. Its capability, held at the committed frontier,
-/// is what the probe waits on; notices are sent at it before it is released.
-fn committer_operator<'scope, T, P, C, MC, E>(
-    prepared: Stream<'scope, T, Vec<Round<P, T>>>,
-    config: &SinkConfig,
-    make_committer: MC,
-    handle: SinkHandle<T, E>,
-) -> Stream<'scope, T, Vec<(usize, Notice<T>)>>
-where
-    T: SinkTime,
-    P: ExchangeData + Clone,
-    E: From<OperatorError> + std::fmt::Display + 'static,
-    C: Committer<P, T, Error = E>,
-    MC: FnOnce() -> Result<C, E> + 'static,
-{
-    let scope = prepared.scope();
-    let (index, peers) = (scope.index(), scope.peers());
-    let mut builder = OperatorBuilder::new(format!("SinkCommit({})", config.name), scope);
-    let mut input = builder.new_input(prepared, Exchange::new(|_: &Round<P, T>| 0));
-    let (out, stream) = builder.new_output::<Vec<(usize, Notice<T>)>>();
-    let mut out = OutputBuilder::from(out);
-    let activator = scope.activator_for(builder.operator_info().address);
-    let metrics = Arc::clone(&config.metrics);
-    let name = config.name.clone();
-
-    builder.build(move |caps| {
-        let mut cap = caps.into_iter().next();
-        let mut committer = None;
-        let mut frontiers: Vec<Frontier<T>> = vec![Frontier::minimum(); peers];
-        // A failure to announce to every worker: who failed, and its error.
-        let mut failure: Option<(String, String)> = None;
-        let fail = {
-            let (name, metrics) = (name.clone(), Arc::clone(&metrics));
-            move |handle: &SinkHandle<T, E>, e: E| {
-                tracing::error!(sink = %name, error = %e, "sink coordinator stopped");
-                SinkMetrics::add(&metrics.errors, 1);
-                let message = e.to_string();
-                handle.fail(e);
-                ("the committer on worker 0".to_string(), message)
-            }
-        };
-        if index != 0 {
-            // Only worker 0 commits; the probe sees its capability through progress tracking.
-            cap = None;
-        } else {
-            match make_committer().and_then(|mut c| c.resume(peers).map(|f| (c, f))) {
-                Ok((c, recorded)) => {
-                    if !recorded.is_empty() {
-                        frontiers = recorded;
-                    }
-                    let min = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
-                    handle.set_committed(min);
-                    match min.time() {
-                        Some(t) => cap.as_mut().expect("fresh").downgrade(t),
-                        None => cap = None,
-                    }
-                    committer = Some(c);
-                }
-                Err(e) => {
-                    // Outputs cannot be sent from here: announce it in the first activation.
-                    failure = Some(fail(&handle, e));
-                    activator.activate();
-                }
-            }
-        }
-        let mut pending: Vec<Prepared<P, T>> = Vec::new();
-        let mut pending_changes = 0u64;
-
-        move |frontiers_in| {
-            let input_frontier = Frontier::from_antichain(frontiers_in[0].frontier());
-            input.for_each(|_, data| {
-                for round in data.drain(..) {
-                    match round {
-                        Round::Prepared { prepared, changes } => {
-                            pending_changes += changes;
-                            pending.push(prepared);
-                        }
-                        Round::Failed { worker, message } => {
-                            if committer.is_some() && failure.is_none() {
-                                failure = Some((format!("worker {worker}"), message));
-                            }
-                        }
-                    }
-                }
-            });
-            // Commit, unless some worker failed: then nothing more is committed.
-            if let (Some(c), None) = (committer.as_mut(), &failure) {
-                let all_present = (0..peers).all(|w| pending.iter().any(|p| p.worker == w));
-                if !pending.is_empty()
-                    && (all_present
-                        || input_frontier.is_complete()
-                        || input_frontier > frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum))
-                {
-                    let mut next = frontiers.clone();
-                    for p in &pending {
-                        next[p.worker] = next[p.worker].max(p.upper);
-                    }
-                    let batch = std::mem::take(&mut pending);
-                    match c.commit(batch, &next) {
-                        Ok(()) => {
-                            frontiers = next;
-                            SinkMetrics::add(&metrics.commits, 1);
-                            let min = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
-                            handle.set_committed(min);
-                            if let Some(cap_ref) = cap.as_mut() {
-                                let record = Committed { worker: 0, upper: min, changes: pending_changes };
-                                out.activate().session(&*cap_ref).give((0, Notice::Committed(record)));
-                                pending_changes = 0;
-                                match min.time() {
-                                    Some(t) => cap_ref.downgrade(t),
-                                    None => cap = None,
-                                }
-                            }
-                        }
-                        Err(e) => failure = Some(fail(&handle, e)),
-                    }
-                }
-            }
-            if let Some((source, message)) = failure.take() {
-                // Tell every worker, at the committed frontier: no worker's probe can pass it
-                // before that worker has read the notice and failed its handle.
-                if let Some(cap_ref) = cap.as_ref() {
-                    let mut o = out.activate();
-                    let mut session = o.session(cap_ref);
-                    for w in 0..peers {
-                        session.give((w, Notice::Failed { source: source.clone(), message: message.clone() }));
-                    }
-                }
-                cap = None;
-                committer = None;
-            }
-            if committer.is_none() || (input_frontier.is_complete() && pending.is_empty()) {
-                pending.clear();
-                cap = None;
-            }
-        }
-    });
-    stream
-}
-
-/// Every worker: passes the committer's commit records on as the committed stream, and fails
-/// this worker's handle when the committer announces a failure.
-fn notice_operator<'scope, T, E>(
-    notices: Stream<'scope, T, Vec<(usize, Notice<T>)>>,
-    config: &SinkConfig,
-    handle: SinkHandle<T, E>,
-) -> Stream<'scope, T, Vec<Committed<T>>>
-where
-    T: SinkTime,
-    E: From<OperatorError> + std::fmt::Display + 'static,
-{
-    let scope = notices.scope();
-    let index = scope.index();
-    let mut builder = OperatorBuilder::new(format!("SinkCommitted({})", config.name), scope);
-    let mut input = builder.new_input(notices, Exchange::new(|n: &(usize, Notice<T>)| n.0 as u64));
-    let (out, stream) = builder.new_output::<Vec<Committed<T>>>();
-    let mut out = OutputBuilder::from(out);
-    let name = config.name.clone();
-
-    builder.build(move |caps| {
-        drop(caps);
-        move |_frontiers| {
-            input.for_each(|cap, data| {
-                let mut o = out.activate();
-                let mut session = o.session(&cap);
-                for (_, notice) in data.drain(..) {
-                    match notice {
-                        Notice::Committed(record) => session.give(record),
-                        // The failing worker's handle already holds its own error.
-                        Notice::Failed { source, message } => {
-                            if !handle.stopped() {
-                                let e = stopped_by(&name, &source, &message);
-                                tracing::error!(sink = %name, worker = index, error = %e, "sink stopped");
-                                handle.fail(e.into());
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    stream
 }

@@ -1,0 +1,60 @@
+//! The sink operator's settings: its name, commit cadence, key-violation policy and counters.
+
+use crate::change::ViolationPolicy;
+use crate::metrics::SinkMetrics;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// When a worker commits what it has written.
+///
+/// A commit happens once the input frontier has passed at least one new time and either
+/// `max_changes` changes are waiting or `interval` has elapsed since the last commit; the end of
+/// the input always commits. The default (`interval` zero) commits at every frontier advance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitPolicy {
+    /// Commit as soon as this many changes are written but uncommitted.
+    pub max_changes: Option<u64>,
+    /// Commit when this much time has passed since the previous commit.
+    pub interval: Duration,
+}
+
+impl Default for CommitPolicy {
+    fn default() -> Self {
+        CommitPolicy { max_changes: None, interval: Duration::ZERO }
+    }
+}
+
+/// The operator's settings.
+#[derive(Clone, Debug)]
+pub struct SinkConfig {
+    /// The sink's name (in operator names, logs, errors and progress records).
+    pub name: String,
+    /// The commit cadence.
+    pub commit: CommitPolicy,
+    /// What to do with key violations.
+    pub violations: ViolationPolicy,
+    /// Whether the key is a primary key. When false (an append-only sink without a key), the key
+    /// identifies the whole row and a multiplicity of `n` is delivered as `n` changes.
+    pub keyed: bool,
+    /// Counters, shared by all workers that hold a clone.
+    pub metrics: Arc<SinkMetrics>,
+    /// The time the input's history starts at, if not the beginning: an input restored from a
+    /// snapshot taken at time `s` has every earlier change folded into `s`. A restart whose
+    /// committed frontier lies before `s` is refused, since delivered and undelivered changes
+    /// are mixed in the snapshot. `None` declares that the input replays from the beginning.
+    pub input_starts_at: Option<u64>,
+}
+
+impl SinkConfig {
+    /// Defaults for a sink called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        SinkConfig {
+            name: name.into(),
+            commit: CommitPolicy::default(),
+            violations: ViolationPolicy::default(),
+            keyed: true,
+            input_starts_at: None,
+            metrics: Arc::new(SinkMetrics::default()),
+        }
+    }
+}
