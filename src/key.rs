@@ -403,6 +403,15 @@ impl ser::SerializeMap for CaptureMap<'_, '_> {
 
 #[cfg(test)]
 mod tests {
+    /// Golden values of the routing hash of encoded keys, computed independently (see the
+    /// operators crate's `routing_is_pinned`): a key must route to the same worker in every build.
+    #[test]
+    fn key_routing_is_pinned() {
+        use differential_sinks_operators::route_hash;
+        assert_eq!(route_hash(&Key::from_bytes(br#"{"id":7}"#.to_vec())), 0x1af9_aefe_5e2a_7081);
+        assert_eq!(route_hash(&Key::from_bytes(br#"{"a":1,"b":"x"}"#.to_vec())), 0xa8a5_486a_4b9d_729e);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -3,8 +3,6 @@
 //! deltalake`; its interpreter comes from `DSINK_PYTHON`), and compared with references computed
 //! from the input histories of `tests/common`.
 
-#![cfg(feature = "deltalake")]
-
 mod common;
 
 use common::lakehouse::{

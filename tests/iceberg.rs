@@ -3,8 +3,6 @@
 //! (installed by `scripts/services install iceberg`; its interpreter comes from `DSINK_PYTHON`),
 //! and compared with references computed from the input histories of `tests/common`.
 
-#![cfg(feature = "iceberg")]
-
 mod common;
 
 use common::lakehouse::{

@@ -5,8 +5,6 @@
 //! model of `common` (the collection's state computed from the history alone). A missing server
 //! variable fails the test: none passes without its server.
 
-#![cfg(feature = "jdbc")]
-
 mod common;
 
 use common::{expected_changes, keyed_history, state_before, Rng, Row};

@@ -11,8 +11,6 @@
 //! (see the Kafka module docs). The Schema Registry is an in-test double (no registry server can
 //! be installed here).
 
-#![cfg(feature = "kafka")]
-
 mod common;
 
 use common::{expected_changes, key_of, keyed_history, row_of, state_before, Rng, Row};
