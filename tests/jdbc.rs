@@ -55,8 +55,12 @@ struct Sql {
 
 impl Sql {
     fn connect(db: Db) -> Sql {
+        Sql::connect_to(db, &db.url())
+    }
+
+    fn connect_to(db: Db, url: &str) -> Sql {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let url = db.url();
+        let url = url.to_string();
         match db {
             Db::Pg => {
                 let client = rt.block_on(async {
@@ -1209,4 +1213,120 @@ fn postgres_a_foreign_progress_table_is_refused_by_name() {
     assert!(e.to_string().contains(&progress), "{e}");
     sql.exec(&format!("DROP TABLE {table}"));
     sql.exec(&format!("DROP TABLE {progress}"));
+}
+
+/// A private PostgreSQL server (its own data directory and port, as `scripts/services.d/postgres.sh`
+/// starts the shared one), so a test can crash and restart it without touching the shared server.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl PrivatePostgres {
+    fn start() -> PrivatePostgres {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let d = dir.path().display().to_string();
+        let sh = |cmd: &str| {
+            let out = std::process::Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+            assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        sh(&format!("chown postgres {d} && chmod 700 {d}"));
+        sh(&format!("runuser -u postgres -- {PG_BIN}/initdb -D {d}/data -U postgres --auth=trust -E UTF8 >/dev/null"));
+        let pg = PrivatePostgres { dir, port };
+        pg.start_server();
+        pg
+    }
+
+    fn start_server(&self) {
+        let d = self.dir.path().display();
+        let cmd = format!(
+            "runuser -u postgres -- {PG_BIN}/pg_ctl -D {d}/data -l {d}/log -w -t 60 \
+             -o '-p {} -k {d} -c listen_addresses=127.0.0.1' start >/dev/null",
+            self.port
+        );
+        let out = std::process::Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+        assert!(out.status.success(), "starting the private PostgreSQL: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Crashes the server — SIGQUIT to the postmaster, by its PID: every backend exits at once,
+    /// nothing is flushed, the next start recovers from the WAL — and starts it again.
+    fn crash_and_restart(&self) {
+        let pid_file = self.dir.path().join("data/postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file).unwrap().lines().next().unwrap().trim().to_string();
+        let ok = std::process::Command::new("kill").args(["-QUIT", &pid]).status().unwrap().success();
+        assert!(ok, "kill -QUIT {pid}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::process::Command::new("kill").args(["-0", &pid]).status().unwrap().success() {
+            assert!(std::time::Instant::now() < deadline, "postmaster {pid} did not exit");
+            std::thread::sleep(Duration::from_millis(20)); // poll interval while the server exits
+        }
+        self.start_server();
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let d = self.dir.path().display();
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("runuser -u postgres -- {PG_BIN}/pg_ctl -D {d}/data -m immediate -w stop >/dev/null 2>&1"))
+            .status();
+    }
+}
+
+/// The server crashes mid-stream (once part of the history is committed) and restarts on its
+/// data: the sink reconnects and retries, or stops with a retriable error and a rerun finishes;
+/// every row of a keyless table is there exactly once (what a commit wrote survives the crash
+/// with its progress row; what it had not committed is rolled back and written again).
+#[test]
+fn postgres_server_crash_and_restart_mid_stream_loses_and_duplicates_nothing() {
+    let pg = PrivatePostgres::start();
+    let mut sql = Sql::connect_to(Db::Pg, &pg.url());
+    let table = table_name("crash");
+    create_row_table(&mut sql, Db::Pg, &table, false);
+    let mut rng = Rng::new(48);
+    let history: Vec<(Row, u64, isize)> = (0..40_000)
+        .map(|i| (Row { k: rng.below(2_000) as u32, v: i, s: format!("r{i}") }, i as u64 / 1_000, 1))
+        .collect();
+    let mut want: Vec<Row> = history.iter().map(|h| h.0.clone()).collect();
+    want.sort();
+    let cfg = JdbcConfig::new(&pg.url(), &table).unwrap().batch_size(500).retry(RetryPolicy {
+        initial: Duration::from_millis(50),
+        max_delay: Duration::from_millis(500),
+        deadline: Duration::from_secs(60),
+    });
+    let spec = SinkSpec::builder(format!("crash-{table}"), cfg)
+        .append_only(false)
+        .commit(CommitPolicy { max_changes: Some(2_000), interval: Duration::ZERO })
+        .build()
+        .unwrap();
+    let (h2, s2) = (history.clone(), spec.clone());
+    let first = std::thread::spawn(move || run(&h2, &[s2], 2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: usize = sql.rows(&format!("SELECT count(*) FROM {table}"))[0][0].as_ref().unwrap().parse().unwrap();
+        if n >= want.len() / 5 {
+            assert!(n < want.len(), "the crash came before the end");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sink never committed a fifth of the history");
+        std::thread::sleep(Duration::from_millis(5)); // poll interval while waiting for the condition
+    }
+    drop(sql);
+    pg.crash_and_restart();
+    let first = first.join().unwrap();
+    eprintln!("{}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
+    if let Some(e) = first {
+        assert_eq!(e.kind(), ErrorKind::Retriable, "{e}");
+        assert!(run(&history, &[spec], 2).is_none(), "the rerun after `{e}` completes");
+    }
+    let mut sql = Sql::connect_to(Db::Pg, &pg.url());
+    assert_eq!(read_all_rows(&mut sql, &table), want, "every row exactly once");
 }
