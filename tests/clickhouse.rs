@@ -330,3 +330,54 @@ fn bad_and_credentialed_urls() {
     assert_eq!(run(&history, &s, 1, None), None);
     assert_eq!(q(&format!("SELECT count() FROM default.{table} FORMAT TSV")).trim(), "10");
 }
+
+/// A private ClickHouse (started by `scripts/services` on its own ports and data) is killed with
+/// SIGKILL mid-stream and restarted on its data: the sink rides through by retrying, or stops and
+/// a rerun finishes; the ReplacingMergeTree table then shows exactly the reference state.
+#[test]
+fn a_server_killed_and_restarted_mid_stream_changes_nothing_visible() {
+    use common::service::{free_port, PrivateService};
+    let (http, tcp, inter) = (free_port(), free_port(), free_port());
+    let server = PrivateService::start(
+        "clickhouse",
+        &[
+            ("DSINK_CLICKHOUSE_PORT", http.to_string()),
+            ("DSINK_CLICKHOUSE_TCP_PORT", tcp.to_string()),
+            ("DSINK_CLICKHOUSE_INTERSERVER_PORT", inter.to_string()),
+        ],
+        None,
+    );
+    let base = format!("http://127.0.0.1:{http}");
+    let query = |sql: &str| -> Option<String> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let r = reqwest::Client::new().post(format!("{base}/")).body(sql.to_string()).send().await.ok()?;
+            r.status().is_success().then_some(())?;
+            r.text().await.ok()
+        })
+    };
+    query(&format!("CREATE TABLE default.crash {REPLACING}")).expect("the private server answers");
+    let history = keyed_history(49, 5_000, 40, 1_000);
+    let c = ClickHouseConfig::new(base.clone(), "default", "crash").delete_column("del").batch(2_000, 1 << 20);
+    let s = SinkSpec::builder("crash", c).upsert().primary_key(["k"]).build().unwrap();
+    let (h2, s2) = (history.clone(), s.clone());
+    let first = std::thread::spawn(move || run(&h2, &s2, 2, None));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n: u64 =
+            query("SELECT count() FROM default.crash FORMAT TSV").and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+        if n >= history.len() as u64 / 5 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sink never wrote a fifth of the history");
+        std::thread::sleep(std::time::Duration::from_millis(5)); // poll interval while waiting for the condition
+    }
+    server.kill_and_restart();
+    let first = first.join().unwrap();
+    eprintln!("{}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
+    if let Some(e) = first {
+        assert_eq!(run(&history, &s, 2, None), None, "the rerun after `{e}` completes");
+    }
+    let rows = query("SELECT k, v, s FROM default.crash FINAL WHERE del = 0 ORDER BY k FORMAT JSONEachRow").unwrap();
+    assert_eq!(rows_of(&rows), state_before(&history, u64::MAX));
+}

@@ -1263,7 +1263,7 @@ impl PrivatePostgres {
         let ok = std::process::Command::new("kill").args(["-QUIT", &pid]).status().unwrap().success();
         assert!(ok, "kill -QUIT {pid}");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::process::Command::new("kill").args(["-0", &pid]).status().unwrap().success() {
+        while common::service::alive(&pid) {
             assert!(std::time::Instant::now() < deadline, "postmaster {pid} did not exit");
             std::thread::sleep(Duration::from_millis(20)); // poll interval while the server exits
         }
@@ -1281,23 +1281,61 @@ impl Drop for PrivatePostgres {
     }
 }
 
+/// A private server of either kind, to crash and restart.
+enum Private {
+    Pg(PrivatePostgres),
+    My(common::service::PrivateService, u16),
+}
+
+impl Private {
+    fn start(db: Db) -> Private {
+        match db {
+            Db::Pg => Private::Pg(PrivatePostgres::start()),
+            Db::My => {
+                let port = common::service::free_port();
+                let s = common::service::PrivateService::start(
+                    "mariadb",
+                    &[("DSINK_MARIADB_PORT", port.to_string())],
+                    None,
+                );
+                Private::My(s, port)
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Private::Pg(pg) => pg.url(),
+            Private::My(_, port) => format!("mysql://root@127.0.0.1:{port}/dsink"),
+        }
+    }
+
+    /// PostgreSQL: SIGQUIT to the postmaster (every backend exits, WAL recovery on restart);
+    /// MariaDB: SIGKILL to mariadbd (InnoDB crash recovery on restart).
+    fn crash_and_restart(&self) {
+        match self {
+            Private::Pg(pg) => pg.crash_and_restart(),
+            Private::My(s, _) => s.kill_and_restart(),
+        }
+    }
+}
+
 /// The server crashes mid-stream (once part of the history is committed) and restarts on its
 /// data: the sink reconnects and retries, or stops with a retriable error and a rerun finishes;
 /// every row of a keyless table is there exactly once (what a commit wrote survives the crash
 /// with its progress row; what it had not committed is rolled back and written again).
-#[test]
-fn postgres_server_crash_and_restart_mid_stream_loses_and_duplicates_nothing() {
-    let pg = PrivatePostgres::start();
-    let mut sql = Sql::connect_to(Db::Pg, &pg.url());
+fn server_crash_and_restart_mid_stream(db: Db) {
+    let server = Private::start(db);
+    let mut sql = Sql::connect_to(db, &server.url());
     let table = table_name("crash");
-    create_row_table(&mut sql, Db::Pg, &table, false);
+    create_row_table(&mut sql, db, &table, false);
     let mut rng = Rng::new(48);
     let history: Vec<(Row, u64, isize)> = (0..40_000)
         .map(|i| (Row { k: rng.below(2_000) as u32, v: i, s: format!("r{i}") }, i as u64 / 1_000, 1))
         .collect();
     let mut want: Vec<Row> = history.iter().map(|h| h.0.clone()).collect();
     want.sort();
-    let cfg = JdbcConfig::new(&pg.url(), &table).unwrap().batch_size(500).retry(RetryPolicy {
+    let cfg = JdbcConfig::new(&server.url(), &table).unwrap().batch_size(500).retry(RetryPolicy {
         initial: Duration::from_millis(50),
         max_delay: Duration::from_millis(500),
         deadline: Duration::from_secs(60),
@@ -1320,13 +1358,23 @@ fn postgres_server_crash_and_restart_mid_stream_loses_and_duplicates_nothing() {
         std::thread::sleep(Duration::from_millis(5)); // poll interval while waiting for the condition
     }
     drop(sql);
-    pg.crash_and_restart();
+    server.crash_and_restart();
     let first = first.join().unwrap();
-    eprintln!("{}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
+    eprintln!("{db:?}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
     if let Some(e) = first {
         assert_eq!(e.kind(), ErrorKind::Retriable, "{e}");
         assert!(run(&history, &[spec], 2).is_none(), "the rerun after `{e}` completes");
     }
-    let mut sql = Sql::connect_to(Db::Pg, &pg.url());
-    assert_eq!(read_all_rows(&mut sql, &table), want, "every row exactly once");
+    let mut sql = Sql::connect_to(db, &server.url());
+    assert_eq!(read_all_rows(&mut sql, &table), want, "{db:?}: every row exactly once");
+}
+
+#[test]
+fn postgres_server_crash_and_restart_mid_stream_loses_and_duplicates_nothing() {
+    server_crash_and_restart_mid_stream(Db::Pg);
+}
+
+#[test]
+fn mysql_server_crash_and_restart_mid_stream_loses_and_duplicates_nothing() {
+    server_crash_and_restart_mid_stream(Db::My);
 }

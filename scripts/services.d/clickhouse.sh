@@ -1,5 +1,9 @@
-# ClickHouse (Debian's clickhouse-server 18.16): HTTP 58123, native TCP 59000, interserver 59009,
+# ClickHouse (Debian's clickhouse-server 18.16): HTTP $DSINK_CLICKHOUSE_PORT (default 58123), native
+# TCP $DSINK_CLICKHOUSE_TCP_PORT (59000), interserver $DSINK_CLICKHOUSE_INTERSERVER_PORT (59009),
 # listening on 127.0.0.1 only, data and logs under $DSINK_SERVICES_DIR/clickhouse.
+CLICKHOUSE_PORT="${DSINK_CLICKHOUSE_PORT:-58123}"
+CLICKHOUSE_TCP_PORT="${DSINK_CLICKHOUSE_TCP_PORT:-59000}"
+CLICKHOUSE_INTERSERVER_PORT="${DSINK_CLICKHOUSE_INTERSERVER_PORT:-59009}"
 
 clickhouse_install() {
   apt_install clickhouse-server clickhouse-client
@@ -14,9 +18,9 @@ clickhouse_start() {
       -e "s#<tmp_path>[^<]*</tmp_path>#<tmp_path>$d/tmp/</tmp_path>#" \
       -e "s#<user_files_path>[^<]*</user_files_path>#<user_files_path>$d/user_files/</user_files_path>#" \
       -e "s#<format_schema_path>[^<]*</format_schema_path>#<format_schema_path>$d/format_schemas/</format_schema_path>#" \
-      -e "s#<http_port>8123</http_port>#<http_port>58123</http_port>#" \
-      -e "s#<tcp_port>9000</tcp_port>#<tcp_port>59000</tcp_port>#" \
-      -e "s#<interserver_http_port>9009</interserver_http_port>#<interserver_http_port>59009</interserver_http_port>#" \
+      -e "s#<http_port>8123</http_port>#<http_port>$CLICKHOUSE_PORT</http_port>#" \
+      -e "s#<tcp_port>9000</tcp_port>#<tcp_port>$CLICKHOUSE_TCP_PORT</tcp_port>#" \
+      -e "s#<interserver_http_port>9009</interserver_http_port>#<interserver_http_port>$CLICKHOUSE_INTERSERVER_PORT</interserver_http_port>#" \
       -e "s#<listen_host>[^<]*</listen_host>##g" \
       -e "s#<!-- <listen_host>[^<]*</listen_host> -->##g" \
       -e "s#<mysql_port>[^<]*</mysql_port>##g" \
@@ -30,11 +34,11 @@ clickhouse_start() {
   sed -i -e "s#<include_from>[^<]*</include_from>##" "$d/config.xml"
   local pid
   pid=$(run_bg clickhouse clickhouse-server --config-file="$d/config.xml")
-  wait_port 127.0.0.1 58123 60 clickhouse "$pid"
+  wait_port 127.0.0.1 "$CLICKHOUSE_PORT" 60 clickhouse "$pid"
   # The port opens before the server answers queries: wait for a real answer.
   local i
   for ((i = 0; i < 300; i++)); do
-    if [[ "$(curl -s 'http://127.0.0.1:58123/?query=SELECT%201' 2>/dev/null)" == "1" ]]; then return 0; fi
+    if [[ "$(curl -s "http://127.0.0.1:$CLICKHOUSE_PORT/?query=SELECT%201" 2>/dev/null)" == "1" ]]; then return 0; fi
     sleep 0.1
   done
   log "clickhouse does not answer queries"; tail -n 40 "$d/log/clickhouse-server.err.log" >&2 || true
@@ -42,5 +46,5 @@ clickhouse_start() {
 }
 
 clickhouse_env() {
-  echo "DSINK_CLICKHOUSE_URL=http://127.0.0.1:58123"
+  echo "DSINK_CLICKHOUSE_URL=http://127.0.0.1:$CLICKHOUSE_PORT"
 }

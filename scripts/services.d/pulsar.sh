@@ -1,7 +1,10 @@
-# pulsar-lite (PyPI; a Rust broker speaking Pulsar's binary protocol) on 127.0.0.1:56650, its
-# metrics endpoint moved from 0.0.0.0:8080 to 127.0.0.1:58080. The `pulsar` crate's build script
+# pulsar-lite (PyPI; a Rust broker speaking Pulsar's binary protocol) on 127.0.0.1:$DSINK_PULSAR_PORT
+# (default 56650), its metrics endpoint moved from 0.0.0.0:8080 to 127.0.0.1:$DSINK_PULSAR_METRICS_PORT
+# (default 58080). The `pulsar` crate's build script
 # needs `protoc`, hence protobuf-compiler. Tests read topics back with Python's `pulsar-client`:
 # the Rust crate's consumer cannot decode pulsar-lite 0.2's message frames (its producer works).
+PULSAR_PORT="${DSINK_PULSAR_PORT:-56650}"
+PULSAR_METRICS_PORT="${DSINK_PULSAR_METRICS_PORT:-58080}"
 pulsar_install() {
   apt_install protobuf-compiler
   pip_install pulsar-lite pulsar-client
@@ -14,12 +17,12 @@ pulsar_start() {
   mkdir -p "$dir/db"
   cat >"$dir/pulsar-lite.toml" <<TOML
 [metrics]
-addr = "127.0.0.1:58080"
+addr = "127.0.0.1:$PULSAR_METRICS_PORT"
 TOML
-  pid=$(run_bg pulsar "$bin" --config "$dir/pulsar-lite.toml" --addr 127.0.0.1:56650 --db-path "$dir/db")
-  wait_port 127.0.0.1 56650 30 pulsar "$pid"
+  pid=$(run_bg pulsar "$bin" --config "$dir/pulsar-lite.toml" --addr "127.0.0.1:$PULSAR_PORT" --db-path "$dir/db")
+  wait_port 127.0.0.1 "$PULSAR_PORT" 30 pulsar "$pid"
 }
 pulsar_env() {
-  echo "DSINK_PULSAR_URL=pulsar://127.0.0.1:56650"
+  echo "DSINK_PULSAR_URL=pulsar://127.0.0.1:$PULSAR_PORT"
   echo "DSINK_PULSAR_PYTHON=$DSINK_VENV/bin/python"
 }

@@ -8,6 +8,7 @@
 pub mod lakehouse;
 pub mod proxy;
 pub mod s3;
+pub mod service;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
