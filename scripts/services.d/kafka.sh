@@ -27,6 +27,8 @@
 #   allocated before its batch is stored, so a reader that went past a batch still being stored by
 #   another producer would never see it.
 # The build takes 10-15 minutes on 2 cores, once: the binary is cached under $DSINK_CACHE_DIR.
+# $DSINK_KAFKA_ADVERTISED_PORT (default: the same) is the port the broker tells clients to use,
+# e.g. a fault test's proxy in front of a private broker.
 KAFKA_PORT="${DSINK_KAFKA_PORT:-59092}"
 TANSU_VERSION=0.6.0
 TANSU_BUILD="tansu-$TANSU_VERSION-$(cksum <"$ROOT/scripts/patches/tansu-$TANSU_VERSION.patch" | cut -d' ' -f1)"
@@ -80,7 +82,7 @@ kafka_start() {
   # tansu logs every request at RUST_LOG=info (tens of GB over a test run): keep it to warnings.
   pid=$(RUST_LOG="${DSINK_KAFKA_LOG:-warn}" run_bg kafka "$bin" broker \
     --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:${DSINK_KAFKA_ADVERTISED_PORT:-$KAFKA_PORT}" \
     --storage-engine memory://tansu/)
   wait_port 127.0.0.1 "$KAFKA_PORT" 20 kafka "$pid"
 }

@@ -442,7 +442,7 @@ impl AsyncRecordWriter for NatsWriter {
         let conn = retry(&policy, "NATS connect", || self.connect(ctx)).await?;
         self.conn = Some(conn);
         self.ctx = Some(ctx);
-        let records = self.read_progress().await?;
+        let records = retry(&policy, "reading NATS progress records", || self.read_progress()).await?;
         let point = resolve_resume(&records, ctx)?;
         let f = point.frontier;
         self.point = Some(point);
