@@ -65,8 +65,13 @@ fn read_uncommitted(topic: &str) -> Vec<Msg> {
 }
 
 fn read_isolated(topic: &str, isolation: &str) -> Vec<Msg> {
+    read_isolated_at(&bootstrap(), topic, isolation)
+}
+
+/// [`read_isolated`] from the broker at `bootstrap`.
+fn read_isolated_at(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Msg> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", isolation)
@@ -925,4 +930,60 @@ fn a_replay_with_cancelling_updates_resumes_inside_a_time_exactly() {
     }
     assert_eq!(seen, expected_changes(&history).into_keys().collect::<BTreeSet<_>>(), "every change once");
     assert_eq!(compact(ok), state_before(&history, u64::MAX));
+}
+
+/// A private broker (started by `scripts/services` on its own port) that advertises a proxy in
+/// front of it, so every connection of the sink goes through the proxy; the proxy cuts them all
+/// once a number of bytes went upstream — inside produce requests, transaction markers or
+/// progress records — at points spread over a whole run (measured by a first run without a cut).
+/// The sink rides through, or stops and a rerun finishes; the committed records hold every change
+/// exactly once.
+#[test]
+fn connections_cut_mid_transaction_commit_every_change_once() {
+    use common::service::{free_port, PrivateService};
+    let port = free_port();
+    let proxy = common::proxy::FaultProxy::start(&format!("127.0.0.1:{port}"));
+    let advertised = proxy.addr().rsplit_once(':').unwrap().1.to_string();
+    let _broker = PrivateService::start(
+        "kafka",
+        &[("DSINK_KAFKA_PORT", port.to_string()), ("DSINK_KAFKA_ADVERTISED_PORT", advertised)],
+        None,
+    );
+    let history = keyed_history(54, 500, 20, 120);
+    let mut total = 0;
+    for (i, fraction) in [0.0, 0.1, 0.5, 0.9].into_iter().enumerate() {
+        let topic = unique("cut");
+        let cfg = KafkaConfig::new(proxy.addr(), &topic).create_topic(3, 1).max_transaction(200, 1 << 20);
+        let spec = SinkSpec::builder(format!("cut-{i}"), cfg.clone())
+            .upsert()
+            .primary_key(["k"])
+            .commit(CommitPolicy { max_changes: Some(300), interval: Duration::ZERO })
+            .build()
+            .unwrap();
+        let (cuts, before) = (proxy.cuts(), proxy.upstream_bytes());
+        let cut = (total as f64 * fraction) as u64;
+        if i > 0 {
+            proxy.cut_after(cut.max(1));
+        }
+        let first = run(&history, &spec, 2);
+        if i == 0 {
+            total = proxy.upstream_bytes() - before;
+            assert!(first.is_none(), "{first:?}");
+        } else {
+            assert_eq!(proxy.cuts(), cuts + 1, "cut {i} (after {cut} of {total} bytes) happened");
+        }
+        eprintln!("cut {i}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
+        if let Some(e) = first {
+            assert!(run(&history, &spec, 2).is_none(), "the rerun after `{e}` completes");
+        }
+        let msgs = read_isolated_at(&proxy.addr(), &topic, "read_uncommitted");
+        let ok = committed(&msgs, &read_progress(&cfg, &cfg.progress_topic_name()).unwrap());
+        let mut seen = BTreeSet::new();
+        for m in &ok {
+            let k = key_of(m.key.as_ref().unwrap());
+            assert!(seen.insert((m.time, k)), "cut {i}: change of key {k} at {} committed twice", m.time);
+        }
+        assert_eq!(seen, expected_changes(&history).into_keys().collect::<BTreeSet<_>>(), "cut {i}: every change");
+        assert_eq!(compact(ok), state_before(&history, u64::MAX), "cut {i}");
+    }
 }
