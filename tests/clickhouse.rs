@@ -244,36 +244,36 @@ fn dsink_binary_replays_a_change_log_into_clickhouse() {
     assert_eq!(replacing_state(&table), state_before(&history, u64::MAX));
 }
 
-/// Connections cut mid-request (inside a streamed insert, a progress row or a query) and the
-/// server refusing connections for a moment: the sink rides through by retrying, or stops with
-/// a retriable error; a rerun then leaves exactly the reference state. The ReplacingMergeTree
+/// Connections cut mid-request (inside a streamed insert, a progress row or a query), at points
+/// spread over a whole run: the sink rides through by retrying, or stops with an error; a rerun
+/// then leaves exactly the reference state. The ReplacingMergeTree
 /// table makes an insert that applied before its answer was lost (an ambiguous commit, which the
 /// retry sends again) harmless: the same rows with the same versions.
 #[test]
 fn connections_cut_mid_request_lose_and_duplicate_nothing() {
-    let proxy = common::proxy::FaultProxy::start(url().trim_start_matches("http://"));
+    use common::proxy::{run_with_faults, Fault, FaultProxy};
+    let proxy = FaultProxy::start(url().trim_start_matches("http://"));
     let history = keyed_history(41, 2_000, 20, 300);
-    for (i, cut) in [1_500u64, 20_000, 90_000].into_iter().enumerate() {
-        let table = fresh(&format!("cut_{i}"), REPLACING);
-        let c = ClickHouseConfig::new(format!("http://{}", proxy.addr()), "default", &table)
-            .delete_column("del")
-            .batch(500, 1 << 20);
-        let s = SinkSpec::builder(format!("{table}_{}", std::process::id()), c)
-            .upsert()
-            .primary_key(["k"])
-            .build()
-            .unwrap();
-        let cuts = proxy.cuts();
-        proxy.cut_after(cut);
-        let first = run(&history, &s, 2, None);
-        assert_eq!(proxy.cuts(), cuts + 1, "cut {i} happened");
-        eprintln!("cut {i}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
-        if let Some(e) = first {
-            assert!(!e.contains("panicked"), "{e}");
-            assert_eq!(run(&history, &s, 2, None), None, "the rerun after `{e}` completes");
-        }
-        assert_eq!(replacing_state(&table), state_before(&history, u64::MAX), "cut after {cut} bytes");
+    let table = |i: usize| format!("cut_{i}");
+    for i in 0..=3 {
+        fresh(&table(i), REPLACING);
     }
+    run_with_faults(
+        &proxy,
+        &[Fault::CutAt(0.03), Fault::CutAt(0.4), Fault::CutAt(0.8)],
+        |i| {
+            let c = ClickHouseConfig::new(format!("http://{}", proxy.addr()), "default", table(i))
+                .delete_column("del")
+                .batch(500, 1 << 20);
+            let s = SinkSpec::builder(format!("{}_{}", table(i), std::process::id()), c)
+                .upsert()
+                .primary_key(["k"])
+                .build()
+                .unwrap();
+            run(&history, &s, 2, None)
+        },
+        |i| assert_eq!(replacing_state(&table(i)), state_before(&history, u64::MAX), "table {}", table(i)),
+    );
 }
 
 /// The answer to an insert is lost (the server applied it; the connection is cut before the
@@ -281,27 +281,30 @@ fn connections_cut_mid_request_lose_and_duplicate_nothing() {
 /// ReplacingMergeTree table the same rows with the same versions change nothing visible.
 #[test]
 fn ambiguous_inserts_change_nothing_visible() {
-    let proxy = common::proxy::FaultProxy::start(url().trim_start_matches("http://"));
+    use common::proxy::{run_with_faults, Fault, FaultProxy};
+    let proxy = FaultProxy::start(url().trim_start_matches("http://"));
     let history = keyed_history(44, 500, 12, 100);
-    let table = fresh("amb_data", REPLACING);
-    let patterns: [&[u8]; 2] =
-        [b"INSERT+INTO+%60default%60.%60amb_data%60", b"INSERT INTO `default`.`dsink_progress` (sink, target"];
-    for (i, pattern) in patterns.into_iter().enumerate() {
-        let c = ClickHouseConfig::new(format!("http://{}", proxy.addr()), "default", &table).delete_column("del");
-        let s = SinkSpec::builder(format!("amb_{i}_{}", std::process::id()), c)
-            .upsert()
-            .primary_key(["k"])
-            .build()
-            .unwrap();
-        let lost = proxy.lost_answers();
-        proxy.lose_answer_to(pattern);
-        let first = run(&history, &s, 2, None);
-        assert_eq!(proxy.lost_answers(), lost + 1, "an answer to `{}` was lost", String::from_utf8_lossy(pattern));
-        if let Some(e) = first {
-            assert_eq!(run(&history, &s, 2, None), None, "the rerun after `{e}` completes");
-        }
-        assert_eq!(replacing_state(&table), state_before(&history, u64::MAX));
+    let table = |i: usize| format!("amb_{i}");
+    for i in 1..=2 {
+        fresh(&table(i), REPLACING);
     }
+    run_with_faults(
+        &proxy,
+        &[
+            Fault::LoseAnswerTo(b"FORMAT+RowBinary"),
+            Fault::LoseAnswerTo(b"INSERT INTO `default`.`dsink_progress` (sink, target"),
+        ],
+        |i| {
+            let c = ClickHouseConfig::new(format!("http://{}", proxy.addr()), "default", table(i)).delete_column("del");
+            let s = SinkSpec::builder(format!("{}_{}", table(i), std::process::id()), c)
+                .upsert()
+                .primary_key(["k"])
+                .build()
+                .unwrap();
+            run(&history, &s, 2, None)
+        },
+        |i| assert_eq!(replacing_state(&table(i)), state_before(&history, u64::MAX), "table {}", table(i)),
+    );
 }
 
 /// A URL that starts with `http://` but does not parse is refused when the sink is created,

@@ -235,55 +235,50 @@ fn options_reach_the_sink_and_mistakes_are_refused() {
 /// changes twice.
 #[test]
 fn connections_cut_mid_request_lose_and_duplicate_nothing() {
-    let proxy = common::proxy::FaultProxy::start(url().trim_start_matches("http://"));
+    use common::proxy::{run_with_faults, Fault, FaultProxy};
+    let proxy = FaultProxy::start(url().trim_start_matches("http://"));
     let history = keyed_history(42, 1_500, 16, 250);
-    for (i, cut) in [500u64, 30_000, 120_000].into_iter().enumerate() {
-        let index = fresh(&format!("cut-{i}"));
-        let c = ElasticsearchConfig::new(format!("http://{}", proxy.addr()), &index).batch(200, 64);
-        let s = SinkSpec::builder(format!("cut-{i}-{}", std::process::id()), c)
-            .upsert()
-            .primary_key(["k"])
-            .build()
-            .unwrap();
-        let cuts = proxy.cuts();
-        proxy.cut_after(cut);
-        let first = run(&history, &s, 2, None);
-        assert_eq!(proxy.cuts(), cuts + 1, "cut {i} happened");
-        eprintln!("cut {i}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
-        if let Some(e) = first {
-            assert!(!e.contains("panicked"), "{e}");
-            assert_eq!(run(&history, &s, 2, None), None, "the rerun after `{e}` completes");
-        }
-        assert_eq!(state(&index), state_before(&history, u64::MAX), "cut after {cut} bytes");
+    let index = |i: usize| format!("cut-{i}");
+    for i in 0..=3 {
+        fresh(&index(i));
     }
+    run_with_faults(
+        &proxy,
+        &[Fault::CutAt(0.01), Fault::CutAt(0.4), Fault::CutAt(0.8)],
+        |i| {
+            let c = ElasticsearchConfig::new(format!("http://{}", proxy.addr()), index(i)).batch(200, 64);
+            let s = SinkSpec::builder(format!("cut-{i}-{}", std::process::id()), c).upsert().primary_key(["k"]).build();
+            run(&history, &s.unwrap(), 2, None)
+        },
+        |i| assert_eq!(state(&index(i)), state_before(&history, u64::MAX), "index {}", index(i)),
+    );
 }
 
 /// The answer to a `_bulk` request, then to a progress document, is lost (the server applied
 /// it): the retry is refused item by item as version conflicts, and no document changes twice.
 #[test]
 fn ambiguous_requests_change_nothing_visible() {
-    let proxy = common::proxy::FaultProxy::start(url().trim_start_matches("http://"));
+    use common::proxy::{run_with_faults, Fault, FaultProxy};
+    let proxy = FaultProxy::start(url().trim_start_matches("http://"));
     let history = keyed_history(45, 400, 12, 80);
-    let patterns: [&[u8]; 2] = [b"POST /_bulk", b"/dsink_progress/_doc/"];
-    for (i, pattern) in patterns.into_iter().enumerate() {
-        let index = fresh(&format!("amb-{i}"));
-        let c = ElasticsearchConfig::new(format!("http://{}", proxy.addr()), &index).batch(100, 64);
-        let s = SinkSpec::builder(format!("amb-{i}-{}", std::process::id()), c)
-            .upsert()
-            .primary_key(["k"])
-            .build()
-            .unwrap();
-        let lost = proxy.lost_answers();
-        proxy.lose_answer_to(pattern);
-        let first = run(&history, &s, 2, None);
-        assert_eq!(proxy.lost_answers(), lost + 1, "an answer to `{}` was lost", String::from_utf8_lossy(pattern));
-        if let Some(e) = first {
-            assert_eq!(run(&history, &s, 2, None), None, "the rerun after `{e}` completes");
-        }
-        assert_eq!(state(&index), state_before(&history, u64::MAX), "{}", String::from_utf8_lossy(pattern));
-        let last_time: BTreeMap<u32, u64> = history.iter().map(|(r, t, _)| (r.k, *t)).collect();
-        for (id, (_, version)) in docs(&index) {
-            assert_eq!(Some(version), last_time.get(&id.parse::<u32>().unwrap()).copied(), "document {id}");
-        }
+    let index = |i: usize| format!("amb-{i}");
+    for i in 1..=2 {
+        fresh(&index(i));
     }
+    let last_time: BTreeMap<u32, u64> = history.iter().map(|(r, t, _)| (r.k, *t)).collect();
+    run_with_faults(
+        &proxy,
+        &[Fault::LoseAnswerTo(b"POST /_bulk"), Fault::LoseAnswerTo(b"/dsink_progress/_doc/")],
+        |i| {
+            let c = ElasticsearchConfig::new(format!("http://{}", proxy.addr()), index(i)).batch(100, 64);
+            let s = SinkSpec::builder(format!("amb-{i}-{}", std::process::id()), c).upsert().primary_key(["k"]).build();
+            run(&history, &s.unwrap(), 2, None)
+        },
+        |i| {
+            assert_eq!(state(&index(i)), state_before(&history, u64::MAX), "index {}", index(i));
+            for (id, (_, version)) in docs(&index(i)) {
+                assert_eq!(Some(version), last_time.get(&id.parse::<u32>().unwrap()).copied(), "document {id}");
+            }
+        },
+    );
 }

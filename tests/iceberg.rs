@@ -1076,42 +1076,32 @@ mod s3 {
     /// every row once.
     #[test]
     fn connections_cut_mid_request_lose_and_duplicate_nothing() {
-        let host = moto_url().trim_start_matches("http://").trim_end_matches('/').to_string();
-        let proxy = common::proxy::FaultProxy::start(&host);
+        use common::proxy::{run_with_faults, Fault, FaultProxy};
+        let proxy = FaultProxy::start(moto_url().trim_start_matches("http://").trim_end_matches('/'));
         let history = insert_history(120, 12, 60);
-        let mut total = 0;
-        for (i, fraction) in [0.0, 0.1, 0.5, 0.9].into_iter().enumerate() {
-            let wh = Warehouse::new("iceberg-cut");
-            let cfg = {
-                let options = S3Options::new(REGION)
-                    .endpoint(format!("http://{}", proxy.addr()))
-                    .credentials(ACCESS_KEY, SECRET_KEY);
-                IcebergConfig::new(StorageLocation::S3 { url: wh.url(), options }, "db", "cut")
-                    .catalog_uri(format!("sqlite:{}", wh.catalog().display()))
-                    .create_table_if_not_exists(true)
-            };
-            let spec = spec("cut", cfg, Some(100));
-            let (cuts, before) = (proxy.cuts(), proxy.upstream_bytes());
-            let cut = (total as f64 * fraction) as u64;
-            if i > 0 {
-                proxy.cut_after(cut.max(1));
-            }
-            let errors = try_run(&history, &spec, 2);
-            if i == 0 {
-                total = proxy.upstream_bytes() - before;
-                assert!(errors.is_empty(), "{errors:?}");
-            } else {
-                assert_eq!(proxy.cuts(), cuts + 1, "cut {i} (after {cut} of {total} bytes) happened");
-            }
-            eprintln!(
-                "cut {i}: {}",
-                if errors.is_empty() { "rode through".to_string() } else { format!("stopped: {errors:?}") }
-            );
-            if !errors.is_empty() {
-                run(&history, &spec, 2);
-            }
-            let table = wh.read("cut");
-            assert_eq!(table_multiset(&table), expected_inserts(&history, u64::MAX), "cut after {cut} bytes");
-        }
+        let wh = Warehouse::new("iceberg-cut");
+        let endpoint = format!("http://{}", proxy.addr());
+        let spec = |i: usize| {
+            let options = S3Options::new(REGION).endpoint(&endpoint).credentials(ACCESS_KEY, SECRET_KEY);
+            let cfg = IcebergConfig::new(StorageLocation::S3 { url: wh.url(), options }, "db", format!("cut{i}"))
+                .catalog_uri(format!("sqlite:{}", wh.catalog().display()))
+                .create_table_if_not_exists(true);
+            spec("cut", cfg, Some(100))
+        };
+        run_with_faults(
+            &proxy,
+            &[Fault::CutAt(0.1), Fault::CutAt(0.5), Fault::CutAt(0.9)],
+            |i| {
+                let errors = try_run(&history, &spec(i), 2);
+                (!errors.is_empty()).then(|| errors.join("; "))
+            },
+            |i| {
+                assert_eq!(
+                    table_multiset(&wh.read(&format!("cut{i}"))),
+                    expected_inserts(&history, u64::MAX),
+                    "table {i}"
+                )
+            },
+        );
     }
 }

@@ -1092,49 +1092,49 @@ fn mysql_tls_client_certificate() {
 /// An ambiguous commit (the `COMMIT` applied, its answer lost) is caught by the progress row:
 /// the retry finds it and applies nothing twice.
 fn connections_cut_mid_transaction(db: Db) {
+    use common::proxy::{run_with_faults, Fault, FaultProxy};
     let port = db.url().split("@127.0.0.1:").nth(1).unwrap().split('/').next().unwrap().to_string();
-    let proxy = common::proxy::FaultProxy::start(&format!("127.0.0.1:{port}"));
+    let proxy = FaultProxy::start(&format!("127.0.0.1:{port}"));
     let mut rng = Rng::new(43);
     let history: Vec<(Row, u64, isize)> =
         (0..6_000).map(|i| (Row { k: rng.below(500) as u32, v: i, s: format!("r{i}") }, rng.below(20), 1)).collect();
     let mut want: Vec<Row> = history.iter().map(|h| h.0.clone()).collect();
     want.sort();
-    let mut sql = Sql::connect(db);
-    // Cut points spread over the traffic of a whole run, measured by a first run without a cut.
-    let mut total = 0;
-    for (i, fraction) in [0.0, 0.03, 0.4, 0.8].into_iter().enumerate() {
-        let cut = (total as f64 * fraction) as u64;
-        let table = table_name("cut");
-        create_row_table(&mut sql, db, &table, false);
-        let url = db.url().replacen(&format!("127.0.0.1:{port}"), &proxy.addr(), 1);
-        let cfg = JdbcConfig::new(&url, &table).unwrap().batch_size(300).retry(RetryPolicy {
-            initial: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            deadline: Duration::from_secs(20),
-        });
-        let spec = SinkSpec::builder(format!("cut-{table}"), cfg)
-            .append_only(false)
-            .commit(CommitPolicy { max_changes: Some(1_000), interval: Duration::ZERO })
-            .build()
-            .unwrap();
-        let (cuts, before) = (proxy.cuts(), proxy.upstream_bytes());
-        if i > 0 {
-            proxy.cut_after(cut.max(1));
-        }
-        let first = run(&history, std::slice::from_ref(&spec), 2);
-        if i == 0 {
-            total = proxy.upstream_bytes() - before;
-            assert!(first.is_none(), "{first:?}");
-        } else {
-            assert_eq!(proxy.cuts(), cuts + 1, "cut {i} (after {cut} of {total} bytes) happened");
-        }
-        eprintln!("cut {i}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
-        if let Some(e) = first {
-            assert_eq!(e.kind(), ErrorKind::Retriable, "{e}");
-            assert!(run(&history, &[spec], 2).is_none(), "the rerun after `{e}` completes");
-        }
-        assert_eq!(read_all_rows(&mut sql, &table), want, "{db:?}: cut after {cut} bytes");
-        sql.exec(&format!("DROP TABLE {table}"));
+    let sql = std::cell::RefCell::new(Sql::connect(db));
+    let tables: Vec<String> = (0..=3).map(|_| table_name("cut")).collect();
+    for t in &tables {
+        create_row_table(&mut sql.borrow_mut(), db, t, false);
+    }
+    let url = db.url().replacen(&format!("127.0.0.1:{port}"), &proxy.addr(), 1);
+    // Made before any fault is armed: opening a config talks to the server.
+    let specs: Vec<SinkSpec> = tables
+        .iter()
+        .map(|t| {
+            let cfg = JdbcConfig::new(&url, t).unwrap().batch_size(300).retry(RetryPolicy {
+                initial: Duration::from_millis(20),
+                max_delay: Duration::from_millis(200),
+                deadline: Duration::from_secs(20),
+            });
+            SinkSpec::builder(format!("cut-{t}"), cfg)
+                .append_only(false)
+                .commit(CommitPolicy { max_changes: Some(1_000), interval: Duration::ZERO })
+                .build()
+                .unwrap()
+        })
+        .collect();
+    run_with_faults(
+        &proxy,
+        &[Fault::CutAt(0.03), Fault::CutAt(0.4), Fault::CutAt(0.8)],
+        |i| {
+            run(&history, std::slice::from_ref(&specs[i]), 2).map(|e| {
+                assert_eq!(e.kind(), ErrorKind::Retriable, "{e}");
+                e.to_string()
+            })
+        },
+        |i| assert_eq!(read_all_rows(&mut sql.borrow_mut(), &tables[i]), want, "{db:?}: table {}", tables[i]),
+    );
+    for t in &tables {
+        sql.borrow_mut().exec(&format!("DROP TABLE {t}"));
     }
 }
 
@@ -1151,32 +1151,38 @@ fn mysql_connections_cut_mid_transaction_lose_and_duplicate_nothing() {
 /// The answer to a `COMMIT` is lost (the transaction applied; the connection is cut before the
 /// sink hears of it): the retry finds its own progress row and applies nothing twice.
 fn ambiguous_commit_applies_once(db: Db) {
+    use common::proxy::{run_with_faults, Fault, FaultProxy};
     let port = db.url().split("@127.0.0.1:").nth(1).unwrap().split('/').next().unwrap().to_string();
-    let proxy = common::proxy::FaultProxy::start(&format!("127.0.0.1:{port}"));
+    let proxy = FaultProxy::start(&format!("127.0.0.1:{port}"));
     let history: Vec<(Row, u64, isize)> =
         (0..2_000u32).map(|i| (Row { k: i % 300, v: i, s: format!("r{i}") }, u64::from(i / 100), 1)).collect();
     let mut want: Vec<Row> = history.iter().map(|h| h.0.clone()).collect();
     want.sort();
-    let mut sql = Sql::connect(db);
+    let sql = std::cell::RefCell::new(Sql::connect(db));
     let table = table_name("amb");
-    create_row_table(&mut sql, db, &table, false);
+    create_row_table(&mut sql.borrow_mut(), db, &table, false);
     let url = db.url().replacen(&format!("127.0.0.1:{port}"), &proxy.addr(), 1);
+    // Made before the fault is armed: opening a config talks to the server.
     let cfg = JdbcConfig::new(&url, &table).unwrap().retry(RetryPolicy {
         initial: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),
         deadline: Duration::from_secs(20),
     });
     let spec = SinkSpec::builder(format!("amb-{table}"), cfg).append_only(false).build().unwrap();
-    proxy.lose_answer_to(b"COMMIT");
-    let first = run(&history, std::slice::from_ref(&spec), 1);
-    assert_eq!(proxy.lost_answers(), 1, "the answer to a COMMIT was lost");
-    eprintln!("{db:?}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
-    if let Some(e) = first {
-        assert_eq!(e.kind(), ErrorKind::Retriable, "{e}");
-        assert!(run(&history, &[spec], 1).is_none(), "the rerun after `{e}` completes");
-    }
-    assert_eq!(read_all_rows(&mut sql, &table), want, "{db:?}: every row once");
-    sql.exec(&format!("DROP TABLE {table}"));
+    run_with_faults(
+        &proxy,
+        // The `COMMIT` statement itself, not the session's `READ COMMITTED`: PostgreSQL's simple
+        // query ends in a NUL, MySQL's COM_QUERY starts with 0x03.
+        &[Fault::LoseAnswerTo(if db == Db::Pg { b"COMMIT\0" } else { b"\x03COMMIT" })],
+        |_| {
+            run(&history, std::slice::from_ref(&spec), 1).map(|e| {
+                assert_eq!(e.kind(), ErrorKind::Retriable, "{e}");
+                e.to_string()
+            })
+        },
+        |_| assert_eq!(read_all_rows(&mut sql.borrow_mut(), &table), want, "{db:?}: every row once"),
+    );
+    sql.borrow_mut().exec(&format!("DROP TABLE {table}"));
 }
 
 #[test]

@@ -940,9 +940,10 @@ fn a_replay_with_cancelling_updates_resumes_inside_a_time_exactly() {
 /// exactly once.
 #[test]
 fn connections_cut_mid_transaction_commit_every_change_once() {
+    use common::proxy::{run_with_faults, Fault, FaultProxy};
     use common::service::{free_port, PrivateService};
     let port = free_port();
-    let proxy = common::proxy::FaultProxy::start(&format!("127.0.0.1:{port}"));
+    let proxy = FaultProxy::start(&format!("127.0.0.1:{port}"));
     let advertised = proxy.addr().rsplit_once(':').unwrap().1.to_string();
     let _broker = PrivateService::start(
         "kafka",
@@ -950,40 +951,34 @@ fn connections_cut_mid_transaction_commit_every_change_once() {
         None,
     );
     let history = keyed_history(54, 500, 20, 120);
-    let mut total = 0;
-    for (i, fraction) in [0.0, 0.1, 0.5, 0.9].into_iter().enumerate() {
-        let topic = unique("cut");
-        let cfg = KafkaConfig::new(proxy.addr(), &topic).create_topic(3, 1).max_transaction(200, 1 << 20);
-        let spec = SinkSpec::builder(format!("cut-{i}"), cfg.clone())
-            .upsert()
-            .primary_key(["k"])
-            .commit(CommitPolicy { max_changes: Some(300), interval: Duration::ZERO })
-            .build()
-            .unwrap();
-        let (cuts, before) = (proxy.cuts(), proxy.upstream_bytes());
-        let cut = (total as f64 * fraction) as u64;
-        if i > 0 {
-            proxy.cut_after(cut.max(1));
-        }
-        let first = run(&history, &spec, 2);
-        if i == 0 {
-            total = proxy.upstream_bytes() - before;
-            assert!(first.is_none(), "{first:?}");
-        } else {
-            assert_eq!(proxy.cuts(), cuts + 1, "cut {i} (after {cut} of {total} bytes) happened");
-        }
-        eprintln!("cut {i}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
-        if let Some(e) = first {
-            assert!(run(&history, &spec, 2).is_none(), "the rerun after `{e}` completes");
-        }
-        let msgs = read_isolated_at(&proxy.addr(), &topic, "read_uncommitted");
-        let ok = committed(&msgs, &read_progress(&cfg, &cfg.progress_topic_name()).unwrap());
-        let mut seen = BTreeSet::new();
-        for m in &ok {
-            let k = key_of(m.key.as_ref().unwrap());
-            assert!(seen.insert((m.time, k)), "cut {i}: change of key {k} at {} committed twice", m.time);
-        }
-        assert_eq!(seen, expected_changes(&history).into_keys().collect::<BTreeSet<_>>(), "cut {i}: every change");
-        assert_eq!(compact(ok), state_before(&history, u64::MAX), "cut {i}");
-    }
+    let topics: Vec<String> = (0..=3).map(|_| unique("cut")).collect();
+    let cfg = |i: usize| KafkaConfig::new(proxy.addr(), &topics[i]).create_topic(3, 1).max_transaction(200, 1 << 20);
+    run_with_faults(
+        &proxy,
+        &[Fault::CutAt(0.1), Fault::CutAt(0.5), Fault::CutAt(0.9)],
+        |i| {
+            let spec = SinkSpec::builder(format!("cut-{i}"), cfg(i))
+                .upsert()
+                .primary_key(["k"])
+                .commit(CommitPolicy { max_changes: Some(300), interval: Duration::ZERO })
+                .build()
+                .unwrap();
+            run(&history, &spec, 2).map(|e| e.to_string())
+        },
+        |i| {
+            let msgs = read_isolated_at(&proxy.addr(), &topics[i], "read_uncommitted");
+            let ok = committed(&msgs, &read_progress(&cfg(i), &cfg(i).progress_topic_name()).unwrap());
+            let mut seen = BTreeSet::new();
+            for m in &ok {
+                let k = key_of(m.key.as_ref().unwrap());
+                assert!(seen.insert((m.time, k)), "topic {i}: change of key {k} at {} committed twice", m.time);
+            }
+            assert_eq!(
+                seen,
+                expected_changes(&history).into_keys().collect::<BTreeSet<_>>(),
+                "topic {i}: every change"
+            );
+            assert_eq!(compact(ok), state_before(&history, u64::MAX), "topic {i}");
+        },
+    );
 }

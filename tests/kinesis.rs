@@ -429,44 +429,46 @@ fn oversized_record_is_refused_naming_its_key() {
 /// in the reference state with every change seen.
 #[test]
 fn connections_cut_mid_request_lose_nothing_and_readers_dedup() {
+    use common::proxy::{run_with_faults, Fault, FaultProxy};
     let rt = rt();
-    let proxy = common::proxy::FaultProxy::start(moto_url().trim_start_matches("http://").trim_end_matches('/'));
+    let proxy = FaultProxy::start(moto_url().trim_start_matches("http://").trim_end_matches('/'));
     let history = keyed_history(47, 400, 12, 80);
-    for (i, fault) in ["cut", "lose"].into_iter().enumerate() {
-        let stream = unique("cut");
-        let client = create_stream(&rt, &stream, 2);
-        let spec = SinkSpec::builder(format!("cut-{i}"), config(&format!("http://{}", proxy.addr()), &stream))
-            .upsert()
-            .primary_key(["k"])
-            .commit(CommitPolicy { max_changes: Some(100), interval: Duration::ZERO })
-            .build()
-            .unwrap();
-        let (cuts, lost) = (proxy.cuts(), proxy.lost_answers());
-        if fault == "cut" {
-            proxy.cut_after(20_000);
-        } else {
-            proxy.lose_answer_to(b"Kinesis_20131202.PutRecords");
-        }
-        let first = run(&history, &spec, 1);
-        assert!(proxy.cuts() > cuts && (fault == "cut" || proxy.lost_answers() == lost + 1), "the {fault} happened");
-        eprintln!("{fault}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
-        if let Some(e) = first {
-            assert_eq!(run(&history, &spec, 1), None, "the rerun after `{e}` completes");
-        }
-        let records = read_all(&rt, &client, &stream);
-        let mut changes = BTreeSet::new();
-        let mut latest: BTreeMap<u32, ((u64, u64), Option<Row>)> = BTreeMap::new();
-        for (_, _, env) in &records {
-            let k = env["key"]["k"].as_u64().unwrap() as u32;
-            let ts = (env["time"].as_u64().unwrap(), env["seq"].as_u64().unwrap());
-            changes.insert((ts.0, k));
-            let row = (!env["value"].is_null()).then(|| serde_json::from_value(env["value"].clone()).unwrap());
-            if latest.get(&k).is_none_or(|(t, _)| *t < ts) {
-                latest.insert(k, (ts, row));
+    let streams: Vec<(String, KinesisClient)> = (0..=2)
+        .map(|_| {
+            let stream = unique("cut");
+            let client = create_stream(&rt, &stream, 2);
+            (stream, client)
+        })
+        .collect();
+    run_with_faults(
+        &proxy,
+        &[Fault::CutAt(0.4), Fault::LoseAnswerTo(b"Kinesis_20131202.PutRecords")],
+        |i| {
+            let spec =
+                SinkSpec::builder(format!("cut-{i}"), config(&format!("http://{}", proxy.addr()), &streams[i].0))
+                    .upsert()
+                    .primary_key(["k"])
+                    .commit(CommitPolicy { max_changes: Some(100), interval: Duration::ZERO })
+                    .build()
+                    .unwrap();
+            run(&history, &spec, 1)
+        },
+        |i| {
+            let records = read_all(&rt, &streams[i].1, &streams[i].0);
+            let mut changes = BTreeSet::new();
+            let mut latest: BTreeMap<u32, ((u64, u64), Option<Row>)> = BTreeMap::new();
+            for (_, _, env) in &records {
+                let k = env["key"]["k"].as_u64().unwrap() as u32;
+                let ts = (env["time"].as_u64().unwrap(), env["seq"].as_u64().unwrap());
+                changes.insert((ts.0, k));
+                let row = (!env["value"].is_null()).then(|| serde_json::from_value(env["value"].clone()).unwrap());
+                if latest.get(&k).is_none_or(|(t, _)| *t < ts) {
+                    latest.insert(k, (ts, row));
+                }
             }
-        }
-        assert_eq!(changes, expected_changes(&history).into_keys().collect::<BTreeSet<_>>(), "{fault}: every change");
-        let state: BTreeMap<u32, Row> = latest.into_iter().filter_map(|(k, (_, r))| r.map(|r| (k, r))).collect();
-        assert_eq!(state, state_before(&history, u64::MAX), "{fault}: the reader's state");
-    }
+            assert_eq!(changes, expected_changes(&history).into_keys().collect::<BTreeSet<_>>(), "stream {i}");
+            let state: BTreeMap<u32, Row> = latest.into_iter().filter_map(|(k, (_, r))| r.map(|r| (k, r))).collect();
+            assert_eq!(state, state_before(&history, u64::MAX), "stream {i}: the reader's state");
+        },
+    );
 }

@@ -567,34 +567,36 @@ fn a_server_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
 /// what was not acknowledged under the same message ids, and the stream holds every change once.
 #[test]
 fn connections_cut_mid_stream_lose_and_duplicate_nothing() {
+    use common::proxy::{run_with_faults, Fault, FaultProxy};
     let rt = rt();
     let _enter = rt.enter();
-    let proxy = common::proxy::FaultProxy::start(nats_url().trim_start_matches("nats://"));
+    let proxy = FaultProxy::start(nats_url().trim_start_matches("nats://"));
     let history = keyed_history(51, 1_500, 20, 300);
     let n = expected_changes(&history).len() as u64;
-    for (i, cut) in [2_000u64, 60_000, 250_000].into_iter().enumerate() {
-        let (stream, subject, bucket) = (unique("C"), unique("cut"), unique("progress"));
-        let cfg = NatsConfig::new(format!("nats://{}", proxy.addr()), &subject)
-            .jetstream(&stream)
-            .create_stream(Duration::from_secs(600))
-            .progress(differential_sinks::connectors::nats::ProgressStore::Stream(bucket));
-        let spec = SinkSpec::builder(format!("cut-{i}"), cfg)
-            .upsert()
-            .primary_key(["k"])
-            .commit(CommitPolicy { max_changes: Some(300), interval: Duration::ZERO })
-            .build()
-            .unwrap();
-        let cuts = proxy.cuts();
-        proxy.cut_after(cut);
-        let first = drive::run(&history, &spec, 2, None);
-        assert_eq!(proxy.cuts(), cuts + 1, "cut {i} happened");
-        eprintln!("cut {i}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
-        if let Some(e) = first {
-            assert_eq!(drive::run(&history, &spec, 2, None), None, "the rerun after `{e}` completes");
-        }
-        let client = rt.block_on(async_nats::connect(nats_url())).unwrap();
-        let msgs = rt.block_on(read_stream(&jetstream::new(client), &stream, n));
-        assert_eq!(msgs.len() as u64, n, "cut after {cut} bytes: every change once");
-        check_changes_and_latest(&msgs, &history);
-    }
+    let streams: Vec<(String, String, String)> =
+        (0..=3).map(|_| (unique("C"), unique("cut"), unique("progress"))).collect();
+    run_with_faults(
+        &proxy,
+        &[Fault::CutAt(0.01), Fault::CutAt(0.3), Fault::CutAt(0.7)],
+        |i| {
+            let (stream, subject, bucket) = &streams[i];
+            let cfg = NatsConfig::new(format!("nats://{}", proxy.addr()), subject)
+                .jetstream(stream)
+                .create_stream(Duration::from_secs(600))
+                .progress(differential_sinks::connectors::nats::ProgressStore::Stream(bucket.clone()));
+            let spec = SinkSpec::builder(format!("cut-{i}"), cfg)
+                .upsert()
+                .primary_key(["k"])
+                .commit(CommitPolicy { max_changes: Some(300), interval: Duration::ZERO })
+                .build()
+                .unwrap();
+            drive::run(&history, &spec, 2, None)
+        },
+        |i| {
+            let client = rt.block_on(async_nats::connect(nats_url())).unwrap();
+            let msgs = rt.block_on(read_stream(&jetstream::new(client), &streams[i].0, n));
+            assert_eq!(msgs.len() as u64, n, "stream {i}: every change once");
+            check_changes_and_latest(&msgs, &history);
+        },
+    );
 }

@@ -197,3 +197,54 @@ fn pump(mut from: TcpStream, mut to: TcpStream, side: Side) {
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
 }
+
+/// A fault to inject through a [`FaultProxy`].
+#[derive(Clone, Copy, Debug)]
+pub enum Fault<'a> {
+    /// Cut every connection once this share of a whole run's upstream traffic went through.
+    CutAt(f64),
+    /// Lose the answer to the first request that contains this.
+    LoseAnswerTo(&'a [u8]),
+}
+
+/// Runs a pipeline through `proxy` once per fault, each into a fresh target: `run(i)` runs it
+/// into target `i` (called again for the same target after a run that stopped, and that rerun
+/// must succeed) and returns the sink's error; `check(i)` compares target `i` with the
+/// reference. When a fault is a [`Fault::CutAt`], target 0 first gets a run without any fault,
+/// which measures the traffic of a whole run. Asserts that every fault happened, and prints
+/// whether the sink rode through or stopped.
+pub fn run_with_faults(
+    proxy: &FaultProxy,
+    faults: &[Fault<'_>],
+    mut run: impl FnMut(usize) -> Option<String>,
+    mut check: impl FnMut(usize),
+) {
+    let mut total = 0;
+    if faults.iter().any(|f| matches!(f, Fault::CutAt(_))) {
+        let before = proxy.upstream_bytes();
+        assert_eq!(run(0), None, "the run without a fault failed");
+        check(0);
+        total = proxy.upstream_bytes() - before;
+    }
+    for (n, fault) in faults.iter().enumerate() {
+        let i = n + 1;
+        let (cuts, lost) = (proxy.cuts(), proxy.lost_answers());
+        match *fault {
+            Fault::CutAt(share) => proxy.cut_after(((total as f64 * share) as u64).max(1)),
+            Fault::LoseAnswerTo(pattern) => proxy.lose_answer_to(pattern),
+        }
+        let first = run(i);
+        match *fault {
+            Fault::CutAt(share) => assert_eq!(proxy.cuts(), cuts + 1, "the cut at {share} of {total} bytes happened"),
+            Fault::LoseAnswerTo(p) => {
+                assert_eq!(proxy.lost_answers(), lost + 1, "an answer to `{}` was lost", String::from_utf8_lossy(p))
+            }
+        }
+        eprintln!("{fault:?}: {}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));
+        if let Some(e) = first {
+            assert!(!e.contains("panicked"), "{e}");
+            assert_eq!(run(i), None, "the rerun after `{e}` completes");
+        }
+        check(i);
+    }
+}
