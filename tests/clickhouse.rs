@@ -316,8 +316,8 @@ fn bad_and_credentialed_urls() {
 /// a rerun finishes; the ReplacingMergeTree table then shows exactly the reference state.
 #[test]
 fn a_server_killed_and_restarted_mid_stream_changes_nothing_visible() {
-    use common::service::{free_port, PrivateService};
-    let (http, tcp, inter) = (free_port(), free_port(), free_port());
+    use common::service::{free_ports, PrivateService};
+    let [http, tcp, inter] = free_ports::<3>();
     let server = PrivateService::start(
         "clickhouse",
         &[
@@ -342,16 +342,17 @@ fn a_server_killed_and_restarted_mid_stream_changes_nothing_visible() {
     let s = SinkSpec::builder("crash", c).upsert().primary_key(["k"]).build().unwrap();
     let (h2, s2) = (history.clone(), s.clone());
     let first = std::thread::spawn(move || run(&h2, &s2, 2, None));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let n: u64 =
-            query("SELECT count() FROM default.crash FORMAT TSV").and_then(|t| t.trim().parse().ok()).unwrap_or(0);
-        if n >= history.len() as u64 / 5 {
-            break;
+    // Kill once the sink has made a few commits (and before it finished).
+    let metrics = std::sync::Arc::clone(s.metrics());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while metrics.snapshot().commits < 3 {
+        if first.is_finished() {
+            panic!("the sink ended before the kill: {:?}", first.join());
         }
-        assert!(std::time::Instant::now() < deadline, "the sink never wrote a fifth of the history");
+        assert!(std::time::Instant::now() < deadline, "the sink made no commits within 120 s");
         std::thread::sleep(std::time::Duration::from_millis(5)); // poll interval while waiting for the condition
     }
+    assert!(!first.is_finished(), "the kill came before the sink finished");
     server.kill_and_restart();
     let first = first.join().unwrap();
     eprintln!("{}", first.as_ref().map_or("rode through".to_string(), |e| format!("stopped: {e}")));

@@ -942,8 +942,14 @@ fn a_replay_with_cancelling_updates_resumes_inside_a_time_exactly() {
 fn connections_cut_mid_transaction_commit_every_change_once() {
     use common::proxy::{run_with_faults, Fault, FaultProxy};
     use common::service::{free_port, PrivateService};
-    let port = free_port();
-    let proxy = FaultProxy::start(&format!("127.0.0.1:{port}"));
+    // The broker's port, and a proxy on another one in front of it.
+    let (port, proxy) = loop {
+        let port = free_port();
+        let proxy = FaultProxy::start(&format!("127.0.0.1:{port}"));
+        if !proxy.addr().ends_with(&format!(":{port}")) {
+            break (port, proxy);
+        }
+    };
     let advertised = proxy.addr().rsplit_once(':').unwrap().1.to_string();
     let _broker = PrivateService::start(
         "kafka",

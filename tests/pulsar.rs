@@ -194,10 +194,10 @@ fn restart_with_progress_dir_adds_only_the_rest() {
 /// and ends in the reference state.
 #[test]
 fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
-    use common::service::{free_port, PrivateService};
+    use common::service::{free_ports, PrivateService};
     let python = std::env::var("DSINK_PULSAR_PYTHON").expect("DSINK_PULSAR_PYTHON (scripts/services env pulsar)");
     let venv = std::path::Path::new(&python).parent().unwrap().parent().unwrap().to_path_buf();
-    let (port, metrics) = (free_port(), free_port());
+    let [port, metrics] = free_ports::<2>();
     let broker = PrivateService::start(
         "pulsar",
         &[("DSINK_PULSAR_PORT", port.to_string()), ("DSINK_PULSAR_METRICS_PORT", metrics.to_string())],
