@@ -182,7 +182,19 @@ impl ClickHouse {
     /// Runs a query and returns its output (retrying transient failures).
     pub async fn query(&self, sql: &str) -> Result<String> {
         let what = format!("ClickHouse query `{}`", excerpt(sql));
-        retry(&RetryPolicy::default(), &what, || self.send(&what, self.request(None, &[]).body(sql.to_string()))).await
+        // A read of `system.tables` / `system.columns` can meet another table that is being
+        // dropped at that moment, and older servers then fail the whole read with code 60
+        // (unknown table): a race with someone else's DDL, so worth another try.
+        let system = sql.contains("FROM system.");
+        retry(&RetryPolicy::default(), &what, || async {
+            match self.send(&what, self.request(None, &[]).body(sql.to_string())).await {
+                Err(e) if system && e.kind() == ErrorKind::Fatal && e.to_string().contains("Code: 60,") => {
+                    Err(Error::new(ErrorKind::Retriable, e.to_string()))
+                }
+                r => r,
+            }
+        })
+        .await
     }
 
     /// Inserts `body` with `sql` (`INSERT INTO <table> … FORMAT …`).
