@@ -16,6 +16,7 @@
 //! | `commit.interval.ms` | integer | commit at most this often (default: at every frontier advance) |
 //! | `commit.max_changes` | integer | commit as soon as this many changes wait |
 //! | `sink.name` | text | the sink's name (default `sink`); it names progress records |
+//! | `write.chunk_changes` | integer ≥ 1 | hand the connector at most about this many changes per write call (default 16384); a larger time is written in several calls |
 //!
 //! Every remaining key belongs to the connector; a key no layer takes is refused.
 
@@ -44,6 +45,7 @@ pub struct SinkSpec {
     pub(crate) connector: ConnectorConfig,
     pub(crate) metrics: Arc<SinkMetrics>,
     pub(crate) input_starts_at: Option<u64>,
+    pub(crate) write_chunk: usize,
 }
 
 impl SinkSpec {
@@ -63,6 +65,7 @@ impl SinkSpec {
                 connector: connector.into(),
                 metrics: Arc::new(SinkMetrics::default()),
                 input_starts_at: None,
+                write_chunk: differential_sinks_operators::DEFAULT_WRITE_CHUNK,
             },
         }
     }
@@ -134,6 +137,7 @@ impl SinkSpec {
             commit.interval = Duration::from_millis(ms);
         }
         commit.max_changes = opts.take_parsed::<u64>("commit.max_changes", "a count of changes")?;
+        let write_chunk = opts.take_parsed::<usize>("write.chunk_changes", "a count of changes")?;
         let connector = ConnectorConfig::from_options(&connector_name, &mut opts)?;
         opts.finish(&connector_name)?;
         let mut b = SinkSpec::builder(name, connector).format(format).key_encoding(key_encoding);
@@ -144,6 +148,9 @@ impl SinkSpec {
         b.spec.schema = schema;
         b.spec.violations = violations;
         b.spec.commit = commit;
+        if let Some(n) = write_chunk {
+            b = b.write_chunk(n);
+        }
         b.build()
     }
 
@@ -247,6 +254,12 @@ impl SinkSpecBuilder {
         self.spec.input_starts_at = Some(time);
         self
     }
+    /// At most about `changes` changes per call to the connector's writer (default 16384): a
+    /// larger time is written in several calls. Must be at least 1.
+    pub fn write_chunk(mut self, changes: usize) -> Self {
+        self.spec.write_chunk = changes;
+        self
+    }
     /// Share counters with other sinks or a progress display.
     pub fn metrics(mut self, metrics: Arc<SinkMetrics>) -> Self {
         self.spec.metrics = metrics;
@@ -258,6 +271,9 @@ impl SinkSpecBuilder {
         let s = self.spec;
         if s.name.is_empty() {
             return Err(Error::config("the sink name (`sink.name`) is empty"));
+        }
+        if s.write_chunk == 0 {
+            return Err(Error::config("option `write.chunk_changes` is 0: give at least 1 change per write"));
         }
         if let Some(pk) = &s.primary_key {
             crate::key::KeyColumns::new(pk.clone(), s.key_encoding.clone())?;

@@ -69,6 +69,7 @@ fn operator_config(spec: &SinkSpec, keyed: bool) -> SinkConfig {
         violations: spec.violations,
         keyed,
         input_starts_at: spec.input_starts_at,
+        write_chunk: spec.write_chunk,
         metrics: std::sync::Arc::clone(&spec.metrics),
     }
 }

@@ -43,7 +43,13 @@ pub struct SinkConfig {
     /// committed frontier lies before `s` is refused, since delivered and undelivered changes
     /// are mixed in the snapshot. `None` declares that the input replays from the beginning.
     pub input_starts_at: Option<u64>,
+    /// At most about this many changes are handed to the writer in one `write` call; a larger
+    /// time is delivered in several calls (chunks in key order). Default [`DEFAULT_WRITE_CHUNK`].
+    pub write_chunk: usize,
 }
+
+/// The default [`SinkConfig::write_chunk`].
+pub const DEFAULT_WRITE_CHUNK: usize = 16 * 1024;
 
 impl SinkConfig {
     /// Defaults for a sink called `name`.
@@ -54,6 +60,7 @@ impl SinkConfig {
             violations: ViolationPolicy::default(),
             keyed: true,
             input_starts_at: None,
+            write_chunk: DEFAULT_WRITE_CHUNK,
             metrics: Arc::new(SinkMetrics::default()),
         }
     }

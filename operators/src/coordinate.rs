@@ -149,7 +149,12 @@ where
                         next[p.worker] = next[p.worker].max(p.upper);
                     }
                     let batch = std::mem::take(&mut pending);
-                    match c.commit(batch, &next) {
+                    crate::crash_point("round.begin");
+                    let committed = c.commit(batch, &next);
+                    if committed.is_ok() {
+                        crate::crash_point("round.end");
+                    }
+                    match committed {
                         Ok(()) => {
                             frontiers = next;
                             SinkMetrics::add(&metrics.commits, 1);

@@ -20,6 +20,7 @@
 pub mod change;
 pub mod config;
 mod coordinate;
+pub mod crash;
 pub mod handle;
 pub mod metrics;
 pub mod route;
@@ -31,7 +32,8 @@ pub use change::{
     changes_from_ordered, changes_from_unkeyed_updates, changes_from_updates, chunk_start, consolidate_by_key,
     order_by_key, unkeyed_chunk, Change, ChangeKind, Violation, ViolationPolicy,
 };
-pub use config::{CommitPolicy, SinkConfig};
+pub use config::{CommitPolicy, SinkConfig, DEFAULT_WRITE_CHUNK};
+pub use crash::crash_point;
 pub use handle::{Committed, SinkHandle};
 pub use metrics::{MetricsSnapshot, SinkMetrics};
 pub use route::{route_hash, StableHasher};

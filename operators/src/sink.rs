@@ -301,9 +301,6 @@ impl<T: SinkTime> Caps<T> {
     }
 }
 
-/// At most about this many changes are handed to a writer in one call.
-const WRITE_CHUNK: usize = 16 * 1024;
-
 /// A pipelined writer may have at most this many commits started and not yet durable; the
 /// operator waits for the oldest before starting another.
 const MAX_COMMITS_IN_FLIGHT: usize = 4;
@@ -376,6 +373,7 @@ where
     let pipelined = F::DURABLE && finisher.pipelined(&writer);
     let violations_policy = config.violations;
     let keyed = config.keyed;
+    let write_chunk = config.write_chunk.max(1);
     let input_starts_at = config.input_starts_at.and_then(T::from_u64);
     let name = config.name.clone();
 
@@ -530,10 +528,10 @@ where
                 // a writer's encoded batch ever hold the whole time at once.
                 while !updates.is_empty() {
                     if keyed {
-                        let from = chunk_start(&updates, WRITE_CHUNK);
+                        let from = chunk_start(&updates, write_chunk);
                         changes_from_ordered(&mut updates, from, &mut st.changes, &mut st.violations);
                     } else {
-                        unkeyed_chunk(&mut updates, WRITE_CHUNK, &mut st.changes);
+                        unkeyed_chunk(&mut updates, write_chunk, &mut st.changes);
                     }
                     if !st.violations.is_empty() {
                         let n = st.violations.len() as u64;
@@ -571,6 +569,7 @@ where
                     }
                     let n = st.changes.len() as u64;
                     if n > 0 {
+                        crate::crash_point("write");
                         if let Err(e) = writer.write(&t, &mut st.changes) {
                             fail(&mut st, &mut caps, &mut out0, e);
                             return;
@@ -593,7 +592,12 @@ where
                     || st.last_finish.elapsed() >= policy.interval;
                 if due {
                     let upper = st.written;
-                    match finisher.finish(&mut writer, &upper, st.changes_since_finish, ctx.index) {
+                    crate::crash_point("commit.begin");
+                    let finished = finisher.finish(&mut writer, &upper, st.changes_since_finish, ctx.index);
+                    if finished.is_ok() {
+                        crate::crash_point("commit.end");
+                    }
+                    match finished {
                         Ok(out) if pipelined => st.in_flight.push_back((upper, out)),
                         Ok(out) => {
                             let mut o = out0.activate();

@@ -79,6 +79,10 @@ struct RunArgs {
     /// Print the closing summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Lines fed between steps of the dataflow: smaller makes the sink's frontier, and so its
+    /// commits, follow the input more closely.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    step_every: u64,
 }
 
 #[derive(Args, Debug)]
@@ -155,9 +159,10 @@ fn run(args: RunArgs) -> Result<(), String> {
     let started = Instant::now();
     let input_path = args.input.clone();
     let (spec2, rows2, schema2) = (spec.clone(), Arc::clone(&rows_in), schema.clone());
+    let step_every = usize::try_from(args.step_every).unwrap_or(usize::MAX);
 
     let guards = timely::execute_from_args(timely_args.into_iter(), move |worker| -> Result<(), String> {
-        replay(worker, &spec2, &input_path, schema2.as_ref(), &rows2, show_progress)
+        replay(worker, &spec2, &input_path, schema2.as_ref(), &rows2, show_progress, step_every)
     })?;
     let mut errors = Vec::new();
     for r in guards.join() {
@@ -266,6 +271,7 @@ fn replay(
     schema: Option<&Schema>,
     rows_in: &AtomicU64,
     show_progress: bool,
+    step_every: usize,
 ) -> Result<(), String> {
     let (index, peers) = (worker.index(), worker.peers());
     let dataflow = worker.next_dataflow_index();
@@ -295,7 +301,9 @@ fn replay(
         Err(e) => return Err(stop.stop(worker, Some(e), Some(input))),
     };
     let mut progress = Progress::new(show_progress && index == 0);
-    let fed = feed(worker, &mut input, &lines, path, schema, rows_in, &stop, &handle, || progress.tick(spec, rows_in));
+    let fed = feed(worker, &mut input, &lines, path, schema, rows_in, &stop, &handle, step_every, || {
+        progress.tick(spec, rows_in)
+    });
     match fed {
         Err(e) => return Err(stop.stop(worker, Some(e), Some(input))),
         Ok(Fed::Stopped) => return Err(stop.stop(worker, None, Some(input))),
@@ -331,6 +339,7 @@ fn feed(
     rows_in: &AtomicU64,
     stop: &Stop,
     handle: &differential_sinks::SinkHandle<u64, differential_sinks::Error>,
+    step_every: usize,
     mut tick: impl FnMut(),
 ) -> Result<Fed, String> {
     let mut last_time = 0u64;
@@ -373,11 +382,11 @@ fn feed(
             input.update(JsonRow(l.row), l.diff);
             rows_in.fetch_add(1, Ordering::Relaxed);
             since_step += 1;
-        }
-        if since_step >= 4096 {
-            since_step = 0;
-            input.flush();
-            worker.step();
+            if since_step >= step_every {
+                since_step = 0;
+                input.flush();
+                worker.step();
+            }
         }
         if handle.is_failed() {
             return Ok(Fed::SinkFailed);

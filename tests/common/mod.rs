@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod lakehouse;
 pub mod proxy;
 pub mod s3;

@@ -316,6 +316,8 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
 
     fn commit(&mut self, upper: &Frontier<T>) -> Result<()> {
         self.flush()?;
+        // Rows written, the progress row not yet.
+        crate::operators::crash_point("commit.mid");
         let (Some(ctx), Some(point), Some(s)) = (self.ctx, self.resume.as_ref(), &self.session) else {
             return Err(Error::config("commit before resume"));
         };

@@ -614,6 +614,8 @@ impl<V> ClickHouseWriter<V> {
         }
         if !c.written {
             if c.progress.is_none() {
+                // The block is in, its progress row not yet.
+                crate::operators::crash_point("commit.mid");
                 let (ch, sql) = (self.ch.clone(), self.progress_sql(c.upper)?);
                 c.progress = Some(self.rt.spawn(async move { ch.query(&sql).await.map(drop) }));
             }
@@ -769,6 +771,8 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
         };
         if in_place {
             self.wait()?;
+            // The blocks are in, the progress row not yet.
+            crate::operators::crash_point("commit.mid");
             let (ch, sql) = (self.ch.clone(), self.progress_sql(upper)?);
             self.rt.block_on(async move { ch.query(&sql).await })?;
             self.commits.push_back(PendingCommit { upper, block: None, progress: None, written: true });

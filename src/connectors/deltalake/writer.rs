@@ -617,6 +617,8 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
         } else {
             DeltaOperation::Write { mode: SaveMode::Append, partition_by, predicate: None }
         };
+        // Data files (and deletion vectors) written, the log entry not yet.
+        crate::operators::crash_point("commit.mid");
         let config = &self.config;
         let finalized = self.runtime.block_on(async {
             let snapshot = table.snapshot().map_err(|e| delta_error("reading the snapshot", &location, e))?;

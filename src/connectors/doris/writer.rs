@@ -272,6 +272,8 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for DorisWriter<
                 })
                 .await
             })?;
+            // The load is in; the writer has not moved on.
+            crate::operators::crash_point("commit.mid");
         }
         self.lo = hi;
         Ok(())

@@ -526,6 +526,8 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for Elasticsearc
         for lane in 0..self.lanes.len() {
             self.wait(lane)?;
         }
+        // Documents written, the progress document not yet.
+        crate::operators::crash_point("commit.mid");
         let up = upper.to_u64_frontier();
         let target = target_of(&self.cfg);
         let scope = scope_id(&self.sink, &target);

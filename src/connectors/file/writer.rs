@@ -161,6 +161,7 @@ impl RecordWriter for FileWriter {
             self.last_seq += 1;
             self.sync_dir(&self.base.join("data"))?;
         }
+        crate::operators::crash_point("commit.mid");
         let manifest =
             Manifest { sink: self.sink.clone(), progress: point.record(ctx, upper), last_seq: self.last_seq };
         let name = manifest_name(ctx.index, point.generation);

@@ -123,6 +123,8 @@ impl CatalogHandle {
     /// SQL catalog's own commits do (the JDBC catalog's row, compare-and-swap in one `UPDATE`);
     /// false when another commit came first.
     pub(crate) fn swap_metadata(&self, id: &TableIdent, current: &str, staged: &str) -> Result<bool> {
+        // Manifests and the metadata file written, the pointer not yet swapped.
+        crate::operators::crash_point("commit.mid");
         let name = format!("{}.{}", id.namespace().join("."), id.name());
         let sql_error =
             |e: sqlx::Error| Error::new(ErrorKind::Retriable, format!("Iceberg table `{name}`: the catalog: {e}"));
@@ -1188,6 +1190,8 @@ impl Catalog for FencedCatalog<'_> {
         self.inner.register_table(table, metadata_location).await
     }
     async fn update_table(&self, commit: iceberg::TableCommit) -> iceberg::Result<Table> {
+        // Manifests written, the metadata pointer not yet swapped.
+        crate::operators::crash_point("commit.mid");
         self.inner.update_table(commit).await
     }
 }

@@ -290,6 +290,7 @@ impl MyConn {
         self.begin().await?;
         match self.commit_inner(t, batch, progress, expected).await {
             Ok(true) => {
+                crate::operators::crash_point("commit.mid");
                 self.c().query_drop("COMMIT").await.map_err(|e| classify(e, "committing"))?;
                 Ok(true)
             }

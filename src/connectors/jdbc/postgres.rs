@@ -278,6 +278,7 @@ impl PgConn {
         let r = self.commit_inner(t, batch, progress, expected).await;
         match r {
             Ok(true) => {
+                crate::operators::crash_point("commit.mid");
                 self.client.batch_execute("COMMIT").await.map_err(|e| classify(e, "committing"))?;
                 Ok(true)
             }

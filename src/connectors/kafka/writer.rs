@@ -674,6 +674,8 @@ impl KafkaWriter {
     fn commit_progress(&mut self, frontier: Frontier<u64>, partial: u64) -> Result<()> {
         self.begin()?;
         self.send_progress(frontier, partial)?;
+        // Records and the progress record produced, the transaction not yet committed.
+        crate::operators::crash_point("commit.mid");
         let timeout = self.cfg.timeout;
         let r = self.txn_call("committing a transaction", || self.producer.commit_transaction(timeout));
         self.txn_open = false;

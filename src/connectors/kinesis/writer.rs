@@ -401,6 +401,7 @@ impl AsyncRecordWriter for KinesisWriter {
 
     async fn commit(&mut self, upper: Frontier<u64>) -> Result<()> {
         self.flush().await?;
+        crate::operators::crash_point("commit.mid");
         if let (Some(dir), Some(ctx), Some(point)) = (&self.config.progress_dir, self.ctx, &self.point) {
             LocalProgress::new(dir, "kinesis", &self.sink, &self.config.stream).write(&point.record(ctx, upper))?;
         }

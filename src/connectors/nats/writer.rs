@@ -476,6 +476,7 @@ impl AsyncRecordWriter for NatsWriter {
             self.settle_one().await?;
         }
         self.held.clear();
+        crate::operators::crash_point("commit.mid");
         let conn = self.conn()?;
         if conn.js.is_none() || self.config.stream.is_none() {
             conn.client.flush().await.map_err(|e| transport("flushing", e, true))?;

@@ -154,6 +154,7 @@ impl AsyncRecordWriter for PulsarWriter {
 
     async fn commit(&mut self, upper: Frontier<u64>) -> Result<()> {
         self.settle(0).await?;
+        crate::operators::crash_point("commit.mid");
         if let (Some(dir), Some(ctx), Some(point)) = (&self.config.progress_dir, self.ctx, &self.point) {
             LocalProgress::new(dir, "pulsar", &self.sink, &self.config.topic).write(&point.record(ctx, upper))?;
         }
