@@ -83,6 +83,17 @@ struct RunArgs {
     /// commits, follow the input more closely.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
     step_every: u64,
+    /// After each time, wait until the sink has committed it before reading on: one commit per
+    /// time, as from a live source (slower than letting commits cover many times).
+    #[arg(long)]
+    commit_each_time: bool,
+}
+
+/// How the input is paced against the dataflow.
+#[derive(Clone, Copy)]
+struct Pace {
+    step_every: usize,
+    commit_each_time: bool,
 }
 
 #[derive(Args, Debug)]
@@ -159,10 +170,13 @@ fn run(args: RunArgs) -> Result<(), String> {
     let started = Instant::now();
     let input_path = args.input.clone();
     let (spec2, rows2, schema2) = (spec.clone(), Arc::clone(&rows_in), schema.clone());
-    let step_every = usize::try_from(args.step_every).unwrap_or(usize::MAX);
+    let pace = Pace {
+        step_every: usize::try_from(args.step_every).unwrap_or(usize::MAX),
+        commit_each_time: args.commit_each_time,
+    };
 
     let guards = timely::execute_from_args(timely_args.into_iter(), move |worker| -> Result<(), String> {
-        replay(worker, &spec2, &input_path, schema2.as_ref(), &rows2, show_progress, step_every)
+        replay(worker, &spec2, &input_path, schema2.as_ref(), &rows2, show_progress, pace)
     })?;
     let mut errors = Vec::new();
     for r in guards.join() {
@@ -264,6 +278,13 @@ impl Stop {
 
 type Rows = differential_dataflow::input::InputSession<u64, JsonRow, isize>;
 
+/// The sink as the feeding loop sees it: its handle, and a probe of its committed frontier.
+#[derive(Clone, Copy)]
+struct Sink<'a> {
+    handle: &'a differential_sinks::SinkHandle<u64, differential_sinks::Error>,
+    committed: &'a timely::dataflow::ProbeHandle<u64>,
+}
+
 fn replay(
     worker: &mut timely::worker::Worker,
     spec: &SinkSpec,
@@ -271,7 +292,7 @@ fn replay(
     schema: Option<&Schema>,
     rows_in: &AtomicU64,
     show_progress: bool,
-    step_every: usize,
+    pace: Pace,
 ) -> Result<(), String> {
     let (index, peers) = (worker.index(), worker.peers());
     let dataflow = worker.next_dataflow_index();
@@ -301,9 +322,9 @@ fn replay(
         Err(e) => return Err(stop.stop(worker, Some(e), Some(input))),
     };
     let mut progress = Progress::new(show_progress && index == 0);
-    let fed = feed(worker, &mut input, &lines, path, schema, rows_in, &stop, &handle, step_every, || {
-        progress.tick(spec, rows_in)
-    });
+    let sink = Sink { handle: &handle, committed: &probe };
+    let fed =
+        feed(worker, &mut input, &lines, path, schema, rows_in, &stop, sink, pace, || progress.tick(spec, rows_in));
     match fed {
         Err(e) => return Err(stop.stop(worker, Some(e), Some(input))),
         Ok(Fed::Stopped) => return Err(stop.stop(worker, None, Some(input))),
@@ -338,10 +359,11 @@ fn feed(
     schema: Option<&Schema>,
     rows_in: &AtomicU64,
     stop: &Stop,
-    handle: &differential_sinks::SinkHandle<u64, differential_sinks::Error>,
-    step_every: usize,
+    sink: Sink<'_>,
+    pace: Pace,
     mut tick: impl FnMut(),
 ) -> Result<Fed, String> {
+    let handle = sink.handle;
     let mut last_time = 0u64;
     let mut since_step = 0usize;
     loop {
@@ -377,12 +399,24 @@ fn feed(
             }
             if *input.time() < l.time {
                 input.advance_to(l.time);
+                if pace.commit_each_time {
+                    input.flush();
+                    while sink.committed.less_than(&l.time) {
+                        if stop.seen().is_some() {
+                            return Ok(Fed::Stopped);
+                        }
+                        if handle.is_failed() {
+                            return Ok(Fed::SinkFailed);
+                        }
+                        worker.step();
+                    }
+                }
             }
             last_time = l.time;
             input.update(JsonRow(l.row), l.diff);
             rows_in.fetch_add(1, Ordering::Relaxed);
             since_step += 1;
-            if since_step >= step_every {
+            if since_step >= pace.step_every {
                 since_step = 0;
                 input.flush();
                 worker.step();

@@ -229,8 +229,8 @@ const SIGKILL: i32 = 9;
 fn dsink(test: &CrashTest<'_>, log: &Path, crash: Option<(&str, u64)>) -> (std::process::ExitStatus, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsink"));
     cmd.arg("--input").arg(log).arg("--workers").arg(test.workers.to_string()).arg("--progress").arg("never");
-    // Step the dataflow every few lines, so the sink commits about once per time.
-    cmd.arg("--step-every").arg("4");
+    // One commit per time, so every run passes each crash point many times.
+    cmd.arg("--commit-each-time");
     cmd.args(&test.args).arg("--with").arg(format!("write.chunk_changes={CHUNK}"));
     cmd.envs(test.env.iter().map(|(k, v)| (k, v)));
     cmd.env_remove("DSINK_CRASH_AT");
