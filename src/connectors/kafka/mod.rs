@@ -103,9 +103,11 @@
 //! fenced zombie are on the broker and are excluded by that rule, exactly as a read_committed
 //! consumer of Apache Kafka excludes them; the tests assert that such records exist, and that
 //! every change is among the counted records exactly once. Resume itself reads progress with
-//! read_committed; on tansu an aborted progress record would be visible, which cannot happen in
-//! these tests (no process is killed between writing a progress record and its commit), and on
-//! brokers that implement read_committed (Apache Kafka, Redpanda) it cannot happen at all.
+//! read_committed. On brokers that implement it (Apache Kafka, Redpanda) an aborted progress
+//! record is never seen. tansu shows aborted records to read_committed readers, so a process
+//! killed between writing a progress record and its transaction's commit leaves a record that a
+//! resume trusts: the transaction's data is then counted as committed, which holds only if all
+//! of it reached the broker before the kill (tansu stores records as they arrive).
 //!
 //! # At-least-once (`sink.delivery = at-least-once`)
 //!
