@@ -59,6 +59,25 @@ fn rows_of(out: &str) -> BTreeMap<u32, Row> {
         .collect()
 }
 
+/// Every row of `table` (`k, v, s`), duplicates kept, sorted.
+fn all_rows(table: &str) -> Vec<Row> {
+    let mut rows: Vec<Row> = q(&format!("SELECT k, v, s FROM default.{table} FORMAT JSONEachRow"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Every stored row of `table` with all its columns (versions, delete flags, signs), duplicates
+/// kept, sorted: what the table physically holds before merges.
+fn raw_rows(table: &str) -> Vec<String> {
+    let mut rows: Vec<String> =
+        q(&format!("SELECT * FROM default.{table} FORMAT JSONEachRow")).lines().map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
 fn replacing_state(table: &str) -> BTreeMap<u32, Row> {
     rows_of(&q(&format!("SELECT k, v, s FROM default.{table} FINAL WHERE del = 0 ORDER BY k FORMAT JSONEachRow")))
 }
@@ -110,10 +129,13 @@ fn a_restart_mid_stream_changes_nothing_visible() {
         // The restarted run (same sink, so it resumes from the progress table) finishes the job.
         assert_eq!(run(&history, &s, 2, None), None);
         assert_eq!(state(&table), state_before(&history, u64::MAX), "{engine}: after the restart");
-        // Running the whole history again under the same sink is a no-op.
-        let before = q(&format!("SELECT count() FROM default.{table}"));
+        // Running the whole history again under the same sink is a no-op: the table holds the
+        // very same stored rows (merges stopped, so only an insert could change them).
+        q(&format!("SYSTEM STOP MERGES default.{table}"));
+        let before = raw_rows(&table);
         assert_eq!(run(&history, &s, 2, None), None);
-        assert_eq!(q(&format!("SELECT count() FROM default.{table}")), before, "{engine}: nothing re-inserted");
+        assert_eq!(raw_rows(&table), before, "{engine}: nothing re-inserted");
+        q(&format!("SYSTEM START MERGES default.{table}"));
     }
 }
 
@@ -187,6 +209,10 @@ fn append_only_inserts_rows_into_a_plain_merge_tree() {
     let s = SinkSpec::builder(format!("{table}_{}", std::process::id()), c).build().unwrap();
     assert_eq!(run(&history, &s, 2, None), None);
     assert_eq!(q(&format!("SELECT count(), sum(v) FROM default.{table} FORMAT TSV")).trim(), "200\t19900");
+    // The exact multiset of rows: every input row once, with its contents.
+    let mut want: Vec<Row> = history.iter().map(|(r, _, _)| r.clone()).collect();
+    want.sort();
+    assert_eq!(all_rows(&table), want, "the table holds exactly the input rows");
 }
 
 #[test]
@@ -309,6 +335,8 @@ fn bad_and_credentialed_urls() {
     let history: Vec<(Row, u64, isize)> = (0..10u32).map(|i| (Row { k: i, v: i, s: String::new() }, 0, 1)).collect();
     assert_eq!(run(&history, &s, 1, None), None);
     assert_eq!(q(&format!("SELECT count() FROM default.{table} FORMAT TSV")).trim(), "10");
+    let want: Vec<Row> = history.iter().map(|(r, _, _)| r.clone()).collect();
+    assert_eq!(all_rows(&table), want, "the table holds exactly the input rows");
 }
 
 /// A private ClickHouse (started by `scripts/services` on its own ports and data) is killed with

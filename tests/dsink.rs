@@ -3,9 +3,11 @@
 //! back from the committed manifests and compared with the reference model.
 
 mod common;
+#[path = "support/file_output.rs"]
+mod file_output;
 
 use common::{expected_changes, keyed_history, state_before, Row};
-use differential_sinks::connectors::file::read_committed;
+use file_output::{committed_lines, files_under, manifests};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
@@ -35,10 +37,11 @@ fn sink_opts(dir: &Path, sink: &str) -> Vec<String> {
         .collect()
 }
 
-/// Checks the committed output against the reference: every change exactly once, and the
-/// replay equals the final state.
+/// Checks the committed output of sink `orders` (read with plain file parsing, not the
+/// library's reader) against the reference: every change exactly once, and the replay equals
+/// the final state.
 fn check_exactly_once(dir: &Path, history: &[(Row, u64, isize)]) {
-    let lines = read_committed(dir).unwrap();
+    let lines = committed_lines(dir, "orders");
     let mut seen = BTreeSet::new();
     let mut state: BTreeMap<u32, Row> = BTreeMap::new();
     for l in &lines {
@@ -53,36 +56,6 @@ fn check_exactly_once(dir: &Path, history: &[(Row, u64, isize)]) {
     let expected: BTreeSet<(u64, u32)> = expected_changes(history).into_keys().collect();
     assert_eq!(seen, expected, "delivered changes differ from the reference");
     assert_eq!(state, state_before(history, u64::MAX));
-}
-
-/// Every file under `dir`, at any depth (the file sink's layout is not assumed).
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The manifests under `dir`, parsed: every file named `manifest-*.json`, with its path.
-fn manifests(dir: &Path) -> Vec<(std::path::PathBuf, serde_json::Value)> {
-    files_under(dir)
-        .into_iter()
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with("manifest-") && name.ends_with(".json")
-        })
-        .filter_map(|p| Some((p.clone(), serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?)))
-        .collect()
 }
 
 /// The largest committed frontier time in any manifest under `dir` (`None`: nothing committed
@@ -298,25 +271,6 @@ fn bad_options_and_input_are_refused_clearly() {
 
 // Output read back with plain file parsing (not the library's reader), against a reference
 // computed from the change log's lines alone.
-
-/// One sink's committed lines: each manifest naming `sink` commits the data files
-/// `data/w<W>-g<G>-<seq>.jsonl` next to it, `seq` in `1..=last_seq`.
-fn committed_lines(dir: &Path, sink: &str) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for (path, m) in manifests(dir) {
-        if m["sink"] != sink {
-            continue;
-        }
-        let (w, g) = (m["progress"]["worker"].as_u64().unwrap(), m["progress"]["generation"].as_u64().unwrap());
-        for seq in 1..=m["last_seq"].as_u64().unwrap() {
-            let file = path.parent().unwrap().join("data").join(format!("w{w}-g{g}-{seq:010}.jsonl"));
-            let text = std::fs::read_to_string(&file)
-                .unwrap_or_else(|e| panic!("{} (committed by {}): {e}", file.display(), path.display()));
-            out.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
-        }
-    }
-    out
-}
 
 /// `sink`'s committed frontiers, one per manifest: `None` is the complete frontier.
 fn committed_frontiers(dir: &Path, sink: &str) -> Vec<Option<u64>> {

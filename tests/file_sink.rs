@@ -1,6 +1,10 @@
 //! The file sink's writer on its own: sinks sharing a directory, runs fencing each other, and
-//! directories written by earlier versions. Output is read back with plain file parsing, except
-//! where the library's reader is what is tested.
+//! directories written by earlier versions. Output is read back with plain file parsing
+//! (`committed_in`, and `support/file_output.rs` across a whole directory); where the library's
+//! reader is used, it is what is tested and its answer is compared with that plain reading.
+
+#[path = "support/file_output.rs"]
+mod file_output;
 
 use differential_sinks::connectors::file::{read_committed, read_committed_sink, sinks, FileConfig, FileWriter};
 use differential_sinks::envelope::Op;
@@ -125,9 +129,12 @@ fn sinks_sharing_a_directory_keep_their_files_apart() {
     expected.sort();
     assert_eq!(sinks(dir.path()).unwrap(), expected);
     for (i, n) in names.iter().enumerate() {
-        let lines = read_committed_sink(dir.path(), n).unwrap();
-        assert_eq!(lines.len(), 1, "sink `{n}`: {lines:?}");
-        assert_eq!(lines[0]["key"]["k"], i as u64, "sink `{n}`");
+        // Each sink's own output, found by the name its manifests record, and nothing else.
+        let lines = file_output::committed_lines(dir.path(), n);
+        let want = serde_json::json!({"time": 0, "key": {"k": i}, "value": {"k": i, "t": 0}});
+        assert_eq!(lines, [want], "sink `{n}`");
+        // The library's reader of one sink agrees.
+        assert_eq!(read_committed_sink(dir.path(), n).unwrap(), lines, "read_committed_sink of sink `{n}`");
     }
     let e = read_committed(dir.path()).unwrap_err();
     assert!(e.message().contains("read_committed_sink"), "{e}");
@@ -163,7 +170,15 @@ fn output_of_earlier_versions_is_read_and_its_sink_goes_on_writing_it() {
     w.commit(Frontier::complete()).unwrap();
     drop(w);
     assert_eq!(committed_in(dir.path(), "orders"), [(0, 1), (1, 2), (2, 3)]);
-    assert_eq!(read_committed(dir.path()).unwrap().len(), 3);
+    let lines = file_output::committed_lines(dir.path(), "orders");
+    let want: Vec<serde_json::Value> = [(0, 1), (1, 2)]
+        .iter()
+        .map(|(t, k)| serde_json::json!({"time": t, "key": {"k": k}, "value": {"k": k}}))
+        .chain([serde_json::json!({"time": 2, "key": {"k": 3}, "value": {"k": 3, "t": 2}})])
+        .collect();
+    assert_eq!(lines, want, "the old layout's lines, then the new commit's");
+    // The library's reader reads the old layout the same.
+    assert_eq!(read_committed(dir.path()).unwrap(), lines);
     // Another sink written there gets a directory of its own, and leaves the first one's alone.
     let mut other = writer(dir.path(), "other", 0, 1);
     other.resume(ctx(0, 1)).unwrap();
@@ -173,7 +188,12 @@ fn output_of_earlier_versions_is_read_and_its_sink_goes_on_writing_it() {
     assert_eq!(committed_in(dir.path(), "orders"), [(0, 1), (1, 2), (2, 3)]);
     assert_eq!(committed_in(&dir.path().join("sinks/other"), "other"), [(0, 9)]);
     assert_eq!(sinks(dir.path()).unwrap(), ["orders", "other"]);
-    assert_eq!(read_committed_sink(dir.path(), "orders").unwrap().len(), 3);
+    assert_eq!(file_output::committed_lines(dir.path(), "orders"), want, "the other sink left it alone");
+    assert_eq!(
+        file_output::committed_lines(dir.path(), "other"),
+        [serde_json::json!({"time": 0, "key": {"k": 9}, "value": {"k": 9, "t": 0}})]
+    );
+    assert_eq!(read_committed_sink(dir.path(), "orders").unwrap(), want);
 }
 
 #[test]

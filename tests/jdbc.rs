@@ -561,10 +561,36 @@ fn mysql_refused_row_names_its_key() {
     refused_row_names_its_key(Db::My);
 }
 
-/// A dataflow stopped after some commits, with changes written to the sink but not committed,
-/// then run again over the same input: the upsert table equals the reference, and the
-/// append-only table (where a change applied twice would show as a second row) holds each change
-/// once.
+/// What one worker's sink had done when the first run of [`exactly_once_across_a_crash`]
+/// stopped: changes written, changes committed, and the frontier of its last commit (as the
+/// committed stream reported them on that worker).
+#[derive(Clone, Debug, Default)]
+struct AtStop {
+    written: u64,
+    committed: u64,
+    upper: Option<u64>,
+}
+
+/// Each worker's committed frontier time in the progress table of sink `sink` into `table`
+/// (read with the test's own SQL; a worker without a row has committed nothing, 0; `u64::MAX`
+/// for the complete frontier).
+fn progress_frontiers(sql: &mut Sql, sink: &str, table: &str, peers: usize) -> Vec<u64> {
+    let mut out = vec![0; peers];
+    for r in sql.rows(&format!(
+        "SELECT worker, frontier FROM dsink_progress WHERE sink_name = '{sink}' AND target LIKE '%.{table}'"
+    )) {
+        let w: usize = r[0].as_ref().unwrap().parse().unwrap();
+        out[w] = r[1].as_ref().map_or(u64::MAX, |f| f.parse().unwrap_or_else(|e| panic!("frontier {f:?}: {e}")));
+    }
+    out
+}
+
+/// A dataflow stopped after some commits, at a time where every worker holds changes written to
+/// each sink but not committed, then run again over the same input. At the stop, each table shows
+/// exactly what the workers committed — per key, the key's changes before its worker's committed
+/// frontier — and none of the written, uncommitted ones; after the rerun the upsert table equals
+/// the reference, and the append-only table (where a change applied twice would show as a second
+/// row) holds each change once.
 fn exactly_once_across_a_crash(db: Db, peers: usize) {
     let history = keyed_history(7 + peers as u64, 30, 24, 12);
     let times = history.iter().map(|h| h.1 + 1).max().unwrap();
@@ -574,28 +600,29 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
     create_row_table(&mut sql, db, &app, false);
     // Commits only when 15 changes wait, so a worker usually holds written, uncommitted changes.
     let cadence = CommitPolicy { max_changes: Some(15), interval: Duration::from_secs(3600) };
-    let specs = vec![
-        SinkSpec::builder("eo-up", config(db, &up))
-            .upsert()
-            .primary_key(["k"])
-            .commit(cadence.clone())
-            .build()
-            .unwrap(),
-        SinkSpec::builder("eo-app", config(db, &app))
-            .append_only(true)
-            .primary_key(["k"])
-            .commit(cadence)
-            .build()
-            .unwrap(),
+    let builders = vec![
+        SinkSpec::builder("eo-up", config(db, &up)).upsert().primary_key(["k"]).commit(cadence.clone()),
+        SinkSpec::builder("eo-app", config(db, &app)).append_only(true).primary_key(["k"]).commit(cadence),
     ];
+    let specs: Vec<SinkSpec> = builders.iter().map(|b| b.clone().build().unwrap()).collect();
     let crash_at = times / 2;
-    let pending_at_crash = Arc::new(Mutex::new(Vec::new()));
+    // worker → per sink, what it had done at the stop.
+    let at_stop = Arc::new(Mutex::new(BTreeMap::<usize, Vec<AtStop>>::new()));
+    // time → per worker, whether it held uncommitted changes in every sink once that time was written.
+    let votes = Arc::new(Mutex::new(BTreeMap::<u64, Vec<Option<bool>>>::new()));
     {
-        let (history, specs, pending_at_crash) = (Arc::new(history.clone()), specs.clone(), pending_at_crash.clone());
+        let (history, builders, at_stop, votes) =
+            (Arc::new(history.clone()), builders.clone(), at_stop.clone(), votes.clone());
         timely::execute(timely::Config::process(peers), move |worker| {
             let (index, peers) = (worker.index(), worker.peers());
             let id = worker.next_dataflow_index();
-            let committed: Vec<Arc<AtomicU64>> = specs.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+            // Each worker's own specs, with counters of its own (the metrics are shared by the
+            // workers of one spec).
+            let specs: Vec<SinkSpec> = builders
+                .iter()
+                .map(|b| b.clone().metrics(Arc::new(differential_sinks::SinkMetrics::default())).build().unwrap())
+                .collect();
+            let committed: Vec<Arc<Mutex<AtStop>>> = specs.iter().map(|_| Arc::default()).collect();
             let (mut input, written, handles) = worker.dataflow::<u64, _, _>(|scope| {
                 use timely::dataflow::operators::Inspect;
                 let (input, rows) = scope.new_collection::<Row, isize>();
@@ -605,7 +632,10 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
                     let out = rows.clone().sink(s).expect("sink builds");
                     let c = c.clone();
                     out.committed.inspect(move |r| {
-                        c.fetch_add(r.changes, Ordering::Relaxed);
+                        assert_eq!(r.worker, index, "a worker's committed stream reports its own commits");
+                        let mut c = c.lock().unwrap();
+                        c.committed += r.changes;
+                        c.upper = Some(r.upper.time().copied().unwrap_or(u64::MAX));
                     });
                     // The dead-letter stream's frontier is the sink's written frontier.
                     written.push(out.dead_letters.inner.probe().0);
@@ -613,6 +643,13 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
                 }
                 (input, written, handles)
             });
+            let state = |specs: &[SinkSpec]| -> Vec<AtStop> {
+                specs
+                    .iter()
+                    .zip(&committed)
+                    .map(|(s, c)| AtStop { written: s.metrics().snapshot().changes_out, ..c.lock().unwrap().clone() })
+                    .collect()
+            };
             let mut t = 0;
             loop {
                 for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
@@ -627,17 +664,19 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
                     assert!(handles.iter().all(|h| !h.is_failed()));
                     worker.step();
                 }
-                // Written but not committed, per sink (one worker: the counters are its own).
-                let pending: Vec<u64> = specs
-                    .iter()
-                    .zip(&committed)
-                    .map(|(s, c)| s.metrics().snapshot().changes_out - c.load(Ordering::Relaxed))
-                    .collect();
-                let stop = if peers == 1 { t >= crash_at && pending.iter().all(|p| *p > 0) } else { t >= crash_at };
-                if stop || t + 1 >= times {
-                    if index == 0 {
-                        *pending_at_crash.lock().unwrap() = pending;
+                // Every worker says whether it holds written, uncommitted changes in every sink;
+                // all stop together once all do (past the middle of the history).
+                let pending = state(&specs).iter().all(|s| s.written > s.committed);
+                votes.lock().unwrap().entry(t).or_insert_with(|| vec![None; peers])[index] = Some(pending);
+                let all = loop {
+                    if let Some(v) = votes.lock().unwrap()[&t].iter().copied().collect::<Option<Vec<bool>>>() {
+                        break v;
                     }
+                    worker.step();
+                };
+                let stop = t >= crash_at && all.iter().all(|p| *p);
+                if stop || t + 1 >= times {
+                    at_stop.lock().unwrap().insert(index, state(&specs));
                     break;
                 }
             }
@@ -645,16 +684,78 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
         })
         .expect("timely runs");
     }
-    if peers == 1 {
-        let pending = pending_at_crash.lock().unwrap().clone();
+    let at_stop = at_stop.lock().unwrap().clone();
+    assert_eq!(at_stop.len(), peers);
+    for (w, sinks) in &at_stop {
+        for (s, a) in specs.iter().zip(sinks) {
+            assert!(
+                a.written > a.committed,
+                "{peers} worker(s): worker {w} of sink {} stopped with changes written but not committed: {a:?}",
+                s.name()
+            );
+        }
+    }
+    // Each worker's durable frontier per sink, as the progress tables hold it.
+    let frontiers: Vec<Vec<u64>> =
+        specs.iter().zip([&up, &app]).map(|(s, table)| progress_frontiers(&mut sql, s.name(), table, peers)).collect();
+    assert!(frontiers.iter().flatten().any(|f| *f > 0), "the first run committed something");
+    eprintln!("{peers} worker(s): stopped with committed frontiers {frontiers:?} (upsert, append-only), {at_stop:?}");
+    // Per key, the key's changes in time order: (time, row after it).
+    let mut per_key: BTreeMap<u32, Vec<(u64, Option<Row>)>> = BTreeMap::new();
+    for ((t, k), (_, after)) in expected_changes(&history) {
+        per_key.entry(k).or_default().push((t, after));
+    }
+    let mut app_rows: BTreeMap<u32, Vec<Row>> = BTreeMap::new();
+    for r in read_all_rows(&mut sql, &app) {
+        app_rows.entry(r.k).or_default().push(r);
+    }
+    let up_rows = read_rows(&mut sql, &up);
+    // Every key shows its changes before the committed frontier of one worker (its owner), in both
+    // tables, and none after: a key whose worker's uncommitted changes were visible would show more.
+    let (mut low, mut high) = ([0u64; 2], [0u64; 2]);
+    for (k, changes) in &per_key {
+        let before = |f: u64| changes.iter().filter(move |(t, _)| *t < f);
+        let app_at = |f: u64| -> Vec<Row> {
+            let mut v: Vec<Row> = before(f).filter_map(|(_, a)| a.clone()).collect();
+            v.sort();
+            v
+        };
+        let up_at = |f: u64| before(f).next_back().and_then(|(_, a)| a.clone());
+        let owners: Vec<usize> = (0..peers)
+            .filter(|w| {
+                app_at(frontiers[1][*w]) == app_rows.get(k).cloned().unwrap_or_default()
+                    && up_at(frontiers[0][*w]) == up_rows.get(k).cloned()
+            })
+            .collect();
         assert!(
-            pending.iter().all(|p| *p > 0),
-            "the first run stopped with changes written but not committed: {pending:?}"
+            !owners.is_empty(),
+            "{peers} worker(s): key {k} shows {:?} (append-only) and {:?} (upsert), which is what no worker \
+             committed (frontiers {frontiers:?}, changes {changes:?})",
+            app_rows.get(k),
+            up_rows.get(k)
+        );
+        for s in 0..2 {
+            let n = owners.iter().map(|w| before(frontiers[s][*w]).count() as u64);
+            low[s] += n.clone().min().unwrap();
+            high[s] += n.max().unwrap();
+        }
+    }
+    // And the changes shown add up to what the workers reported committed.
+    for (s, spec) in specs.iter().enumerate() {
+        let committed: u64 = at_stop.values().map(|a| a[s].committed).sum();
+        assert!(
+            low[s] <= committed && committed <= high[s],
+            "{peers} worker(s), sink {}: {committed} changes committed, the table shows {}..={}",
+            spec.name(),
+            low[s],
+            high[s]
         );
     }
-    let progress =
-        sql.rows(&format!("SELECT count(*) FROM dsink_progress WHERE target LIKE '%.{app}' OR target LIKE '%.{up}'"));
-    assert_ne!(progress[0][0].as_deref(), Some("0"), "the first run committed something");
+    // What each worker committed, as the progress tables hold it, is what its committed stream said.
+    for (i, s) in specs.iter().enumerate() {
+        let reported: Vec<u64> = (0..peers).map(|w| at_stop[&w][i].upper.unwrap_or(0)).collect();
+        assert_eq!(frontiers[i], reported, "{peers} worker(s), sink {}: progress rows against commits", s.name());
+    }
     let partial = read_all_rows(&mut sql, &app).len();
     let all_after = expected_changes(&history).values().filter(|c| c.1.is_some()).count();
     assert!(partial < all_after, "the first run stopped before the end ({partial} of {all_after})");
@@ -664,7 +765,7 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
     assert_eq!(read_rows(&mut sql, &up), state_before(&history, u64::MAX));
     let mut want: Vec<Row> = expected_changes(&history).into_values().filter_map(|(_, after)| after).collect();
     want.sort();
-    assert_eq!(read_all_rows(&mut sql, &app), want, "each change appended exactly once");
+    assert_eq!(read_all_rows(&mut sql, &app), want, "{peers} worker(s): each change appended exactly once");
     for t in [&up, &app] {
         let p =
             sql.rows(&format!("SELECT worker, frontier FROM dsink_progress WHERE target LIKE '%.{t}' ORDER BY worker"));
@@ -677,14 +778,16 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
 
 #[test]
 fn postgres_exactly_once_across_a_crash() {
-    exactly_once_across_a_crash(Db::Pg, 1);
-    exactly_once_across_a_crash(Db::Pg, 3);
+    for peers in [1, 2, 3] {
+        exactly_once_across_a_crash(Db::Pg, peers);
+    }
 }
 
 #[test]
 fn mysql_exactly_once_across_a_crash() {
-    exactly_once_across_a_crash(Db::My, 1);
-    exactly_once_across_a_crash(Db::My, 3);
+    for peers in [1, 2, 3] {
+        exactly_once_across_a_crash(Db::My, peers);
+    }
 }
 
 fn options_and_redaction(db: Db) {
@@ -754,12 +857,19 @@ fn dsink_replays_into(db: Db) {
         }
     }
     let mut sql = Sql::connect(db);
-    let table = table_name("dsink");
-    sql.exec(&format!(
-        "CREATE TABLE {table} (id bigint PRIMARY KEY, name varchar(64) NOT NULL, amount bigint, note {})",
-        text_type(db)
-    ));
+    let create = |sql: &mut Sql, table: &str| {
+        sql.exec(&format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, name varchar(64) NOT NULL, amount bigint, note {})",
+            text_type(db)
+        ))
+    };
+    // Each worker count delivers into a fresh table of its own, so each run alone must produce
+    // the whole state.
+    let mut tables = Vec::new();
     for workers in ["1", "2"] {
+        let table = table_name(&format!("dsink_w{workers}"));
+        create(&mut sql, &table);
+        tables.push(table.clone());
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
             .args(["--input", log.to_str().unwrap(), "--workers", workers, "--progress", "never"])
             .args(["--with", "connector=jdbc", "--with", &format!("jdbc.url={}", db.url())])
@@ -769,15 +879,25 @@ fn dsink_replays_into(db: Db) {
             .unwrap();
         assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
         let rows = sql.rows(&format!("SELECT id, name, amount, note FROM {table} ORDER BY id"));
-        assert_eq!(rows.len(), state.len());
+        let ids: Vec<u64> = rows.iter().map(|r| r[0].as_ref().unwrap().parse().unwrap()).collect();
+        assert_eq!(ids, state.keys().copied().collect::<Vec<_>>(), "{workers} worker(s): the table's keys");
         for r in rows {
             let id: u64 = r[0].as_ref().unwrap().parse().unwrap();
             let want = &state[&id];
-            assert_eq!(r[1].as_deref(), want["name"].as_str());
+            assert_eq!(r[1].as_deref(), want["name"].as_str(), "{workers} worker(s): id {id}");
             assert_eq!(r[2].as_ref().unwrap().parse::<u64>().unwrap(), want["amount"].as_u64().unwrap());
-            assert_eq!(r[3].as_deref(), want["note"].as_str());
+            assert_eq!(r[3].as_deref(), want["note"].as_str(), "{workers} worker(s): id {id}");
         }
+        // Every worker of the run committed the complete frontier into this table.
+        let progress = sql.rows(&format!(
+            "SELECT worker, frontier FROM dsink_progress WHERE sink_name = 'dsink-{workers}' AND target LIKE '%.{table}' \
+             ORDER BY worker"
+        ));
+        let want: Vec<Vec<Option<String>>> =
+            (0..workers.parse::<u32>().unwrap()).map(|w| vec![Some(w.to_string()), None]).collect();
+        assert_eq!(progress, want, "{workers} worker(s): one complete progress row per worker");
     }
+    let table = tables[0].clone();
     // A configuration error surfaces before any worker starts, naming the table's key.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
         .args(["--input", log.to_str().unwrap()])
@@ -788,7 +908,9 @@ fn dsink_replays_into(db: Db) {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("primary_key = 'id'"), "{err}");
-    sql.exec(&format!("DROP TABLE {table}"));
+    for table in tables {
+        sql.exec(&format!("DROP TABLE {table}"));
+    }
 }
 
 #[test]

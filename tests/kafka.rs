@@ -8,16 +8,16 @@
 //! latter, workers ending transactions at the same moment left a partition's last stable offset
 //! stuck for ever). tansu does not hide aborted transactions from read_committed consumers, so the exactly-once
 //! tests count a record as committed only when a visible progress record covers its transaction
-//! (see the Kafka module docs). The Schema Registry is an in-test double (no registry server can
-//! be installed here).
+//! (see the Kafka module docs). The progress records are read from the progress topic and parsed
+//! by the tests themselves (not with the library's reader). The Schema Registry is an in-test
+//! double (no registry server can be installed here).
 
 mod common;
 
 use common::{expected_changes, key_of, keyed_history, row_of, state_before, Rng, Row};
 use differential_dataflow::input::Input;
 use differential_sinks::connectors::kafka::{
-    avro::split_wire, read_progress, Delivery, KafkaConfig, KafkaWriter, ProgressRecord, Registry, RegistryConfig,
-    TIME_HEADER, TXN_HEADER,
+    avro::split_wire, Delivery, KafkaConfig, KafkaWriter, Registry, RegistryConfig, TIME_HEADER, TXN_HEADER,
 };
 use differential_sinks::envelope::Op;
 use differential_sinks::operators::{Frontier, WorkerContext};
@@ -70,6 +70,38 @@ fn read_isolated(topic: &str, isolation: &str) -> Vec<Msg> {
 
 /// [`read_isolated`] from the broker at `bootstrap`.
 fn read_isolated_at(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Msg> {
+    read_raw(bootstrap, topic, isolation)
+        .into_iter()
+        .map(|r| {
+            let header = |name: &str| {
+                r.headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .and_then(|(_, v)| v.as_ref())
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            };
+            Msg {
+                partition: r.partition,
+                key: r.key,
+                value: r.value,
+                time: header(TIME_HEADER).and_then(|v| v.parse().ok()).expect("every record carries dsink.time"),
+                txn: header(TXN_HEADER),
+            }
+        })
+        .collect()
+}
+
+/// One record as it is on the broker.
+struct RawRecord {
+    partition: i32,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Every record of `topic` on the broker at `bootstrap`, partition by partition in offset order,
+/// read to the end with `isolation`.
+fn read_raw(bootstrap: &str, topic: &str, isolation: &str) -> Vec<RawRecord> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
@@ -81,6 +113,24 @@ fn read_isolated_at(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Msg> {
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
     assert!(!parts.is_empty(), "topic {topic} has no partitions");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    if isolation == "read_committed" {
+        // A read_committed reader stops at the last stable offset, which may trail the records a
+        // transaction that has just ended wrote: wait (polling, with a deadline) until it reaches
+        // the high watermark a read_uncommitted client sees, so that every ended transaction is read.
+        let raw: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("isolation.level", "read_uncommitted")
+            .create()
+            .unwrap();
+        for p in &parts {
+            let (_, high) = raw.fetch_watermarks(topic, *p, Duration::from_secs(10)).expect("watermarks");
+            while consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).expect("watermarks").1 < high {
+                assert!(Instant::now() < deadline, "{topic} [{p}]: a transaction stayed open");
+                std::thread::sleep(Duration::from_millis(20)); // poll interval while the transaction ends
+            }
+        }
+    }
     let mut tpl = TopicPartitionList::new();
     let mut pending = BTreeSet::new();
     for p in parts {
@@ -90,12 +140,11 @@ fn read_isolated_at(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Msg> {
             pending.insert(p);
         }
     }
-    let mut out: Vec<(i32, i64, Msg)> = Vec::new();
+    let mut out: Vec<(i32, i64, RawRecord)> = Vec::new();
     if pending.is_empty() {
         return Vec::new();
     }
     consumer.assign(&tpl).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
     while !pending.is_empty() {
         assert!(Instant::now() < deadline, "reading {topic} did not reach its end");
         match consumer.poll(Duration::from_millis(200)) {
@@ -105,27 +154,18 @@ fn read_isolated_at(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Msg> {
             }
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             Some(Ok(m)) => {
-                let mut time = None;
-                let mut txn = None;
-                if let Some(h) = m.headers() {
-                    for h in h.iter() {
-                        let v = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
-                        match h.key {
-                            TIME_HEADER => time = v.and_then(|v| v.parse().ok()),
-                            TXN_HEADER => txn = v,
-                            _ => {}
-                        }
-                    }
-                }
+                let headers = m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+                    .unwrap_or_default();
                 out.push((
                     m.partition(),
                     m.offset(),
-                    Msg {
+                    RawRecord {
                         partition: m.partition(),
                         key: m.key().map(<[u8]>::to_vec),
                         value: m.payload().map(<[u8]>::to_vec),
-                        time: time.expect("every record carries dsink.time"),
-                        txn,
+                        headers,
                     },
                 ));
             }
@@ -135,9 +175,66 @@ fn read_isolated_at(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Msg> {
     out.into_iter().map(|(_, _, m)| m).collect()
 }
 
+/// A progress record as the Kafka module docs describe it, parsed by the test from the record's
+/// JSON value: `{sink, topic, progress: {worker, peers, generation, base, frontier}, partial,
+/// run, txn}`, a frontier being `{complete, time}`.
+#[derive(Clone, Debug)]
+struct Progress {
+    topic: String,
+    worker: u64,
+    peers: u64,
+    generation: u64,
+    /// The committed frontier's time; `None` for the complete frontier.
+    frontier: Option<u64>,
+    partial: u64,
+    run: String,
+    txn: u64,
+}
+
+/// The progress topic of the data topic `topic` (the documented default name).
+fn progress_topic(topic: &str) -> String {
+    format!("{topic}.__progress")
+}
+
+/// Every progress record visible in the progress topic of `topic` on the broker at `bootstrap`
+/// (read_committed), in the order written (the topic has one partition).
+fn read_progress_records_at(bootstrap: &str, topic: &str) -> Vec<Progress> {
+    read_raw(bootstrap, &progress_topic(topic), "read_committed")
+        .into_iter()
+        .filter_map(|r| r.value)
+        .map(|v| {
+            let j: serde_json::Value = serde_json::from_slice(&v).expect("a progress record is JSON");
+            let n = |v: &serde_json::Value, what: &str| v.as_u64().unwrap_or_else(|| panic!("{what} in {j}"));
+            let f = &j["progress"]["frontier"];
+            let frontier = if f["complete"].as_bool().expect("frontier.complete") {
+                None
+            } else {
+                Some(n(&f["time"], "frontier.time"))
+            };
+            Progress {
+                topic: j["topic"].as_str().expect("topic").to_string(),
+                worker: n(&j["progress"]["worker"], "worker"),
+                peers: n(&j["progress"]["peers"], "peers"),
+                generation: n(&j["progress"]["generation"], "generation"),
+                frontier,
+                partial: n(&j["partial"], "partial"),
+                run: j["run"].as_str().expect("run").to_string(),
+                txn: n(&j["txn"], "txn"),
+            }
+        })
+        .collect()
+}
+
+/// [`read_progress_records_at`] on the test broker.
+fn read_progress_records(topic: &str) -> Vec<Progress> {
+    let records = read_progress_records_at(&bootstrap(), topic);
+    assert!(records.iter().all(|p| p.topic == topic), "progress records of another topic: {records:?}");
+    records
+}
+
 /// The records covered by a visible progress record: transaction `<run>.<n>` is committed when a
 /// progress record of `run` with `txn >= n` is visible.
-fn committed<'a>(msgs: &'a [Msg], progress: &[ProgressRecord]) -> Vec<&'a Msg> {
+fn committed<'a>(msgs: &'a [Msg], progress: &[Progress]) -> Vec<&'a Msg> {
     let mut max: HashMap<&str, u64> = HashMap::new();
     for p in progress {
         let e = max.entry(p.run.as_str()).or_default();
@@ -316,9 +413,14 @@ fn a_missing_topic_is_refused_naming_the_option() {
 }
 
 fn batch(time: u64, keys: std::ops::Range<u32>) -> RecordBatch {
+    batch_of(time, keys, "x")
+}
+
+/// A batch at `time` upserting each key `k` of `keys` to `{k, v: time, s}`.
+fn batch_of(time: u64, keys: std::ops::Range<u32>, s: &str) -> RecordBatch {
     let mut b = RecordBatch::new(time);
     for k in keys {
-        let row = Row { k, v: time as u32, s: "x".into() };
+        let row = Row { k, v: time as u32, s: s.into() };
         b.push(
             format!("{{\"k\":{k}}}").as_bytes(),
             Some(|o: &mut Vec<u8>| {
@@ -349,16 +451,22 @@ fn a_zombie_is_fenced() {
     let err = old.commit(Frontier::at(2)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
     assert!(err.to_string().contains("transactional id"), "{err}");
-    new.write(&batch(1, 0..3)).unwrap();
+    // The new writer's rows of time 1 differ from the zombie's, so the check below tells whose
+    // records count.
+    new.write(&batch_of(1, 0..3, "new")).unwrap();
     new.commit(Frontier::at(2)).unwrap();
     drop((old, new));
 
     let msgs = read_uncommitted(&topic);
-    let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
-    let ok = committed(&msgs, &progress);
-    assert_eq!(ok.len(), 6, "3 records of time 0 and 3 of the new writer's time 1");
-    let times: Vec<u64> = ok.iter().map(|m| m.time).collect();
-    assert_eq!(times.iter().filter(|t| **t == 1).count(), 3);
+    let ok = committed(&msgs, &read_progress_records(&topic));
+    let mut got: Vec<(u64, u32, Option<Row>)> =
+        ok.iter().map(|m| (m.time, key_of(m.key.as_ref().unwrap()), m.value.as_deref().map(row_of))).collect();
+    got.sort();
+    let want: Vec<(u64, u32, Option<Row>)> = (0..3)
+        .map(|k| (0, k, Some(Row { k, v: 0, s: "x".into() })))
+        .chain((0..3).map(|k| (1, k, Some(Row { k, v: 1, s: "new".into() }))))
+        .collect();
+    assert_eq!(got, want, "the records of time 0 and the new writer's of time 1, each once; none of the zombie's");
 }
 
 #[test]
@@ -382,9 +490,9 @@ fn a_time_split_over_batches_and_transactions_resumes_exactly() {
         assert!(Instant::now() < deadline, "records did not reach the broker");
     }
     drop(first);
-    let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
+    let progress = read_progress_records(&topic);
     let last = progress.last().unwrap();
-    assert_eq!((last.progress.frontier, last.partial), (Frontier::at(0), 12));
+    assert_eq!((last.frontier, last.partial), (Some(0), 12), "{last:?}");
 
     let mut second = KafkaWriter::open(&cfg, &spec, ctx).unwrap();
     assert_eq!(second.resume(ctx).unwrap(), Frontier::at(0));
@@ -397,7 +505,7 @@ fn a_time_split_over_batches_and_transactions_resumes_exactly() {
 
     let msgs = read_uncommitted(&topic);
     assert_eq!(msgs.len(), 13 + 2 + 1 + 2, "the aborted records stay on the broker");
-    let ok = committed(&msgs, &read_progress(&cfg, &cfg.progress_topic_name()).unwrap());
+    let ok = committed(&msgs, &read_progress_records(&topic));
     let got: Vec<(u64, u32)> = ok.iter().map(|m| (m.time, key_of(m.key.as_ref().unwrap()))).collect();
     let want: Vec<(u64, u32)> = (0..13).map(|k| (0, k)).chain((0..2).map(|k| (1, k))).collect();
     let mut got_sorted = got.clone();
@@ -473,8 +581,7 @@ fn exactly_once_across_a_stop_with_a_transaction_open() {
             .build()
             .unwrap();
         let handed = run_and_drop(&history, &stopped, &topic, peers, 8);
-        let before = committed(&read_uncommitted(&topic), &read_progress(&cfg, &cfg.progress_topic_name()).unwrap())
-            .len() as u64;
+        let before = committed(&read_uncommitted(&topic), &read_progress_records(&topic)).len() as u64;
         assert!(
             before > 0 && before < handed,
             "the stop came after some commits ({before}) and before all {handed} records"
@@ -486,7 +593,7 @@ fn exactly_once_across_a_stop_with_a_transaction_open() {
 
         // Read everything on the broker, aborted transactions included, and keep what committed.
         let msgs = read_uncommitted(&topic);
-        let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
+        let progress = read_progress_records(&topic);
         assert!(progress.iter().any(|p| p.partial > 0), "a time was split");
         let ok = committed(&msgs, &progress);
         assert!(ok.len() < msgs.len(), "the aborted transaction's records are on the broker and are not counted");
@@ -515,11 +622,11 @@ fn at_least_once_resumes_from_the_last_acknowledged_commit() {
         common::lakehouse::run_until(&first, &spec(), peers, 6);
         // Each worker's latest progress record (the topic keeps them in the order written).
         let mut latest = BTreeMap::new();
-        for p in read_progress(&cfg, &cfg.progress_topic_name()).unwrap() {
-            latest.insert(p.progress.worker, p.progress.frontier);
+        for p in read_progress_records(&topic) {
+            latest.insert(p.worker, p.frontier);
         }
         assert_eq!(latest.len(), peers, "every worker recorded its progress");
-        assert!(latest.values().all(|f| *f == Frontier::at(6)), "{latest:?}");
+        assert!(latest.values().all(|f| *f == Some(6)), "{latest:?}");
         let before = read_all(&topic).len();
         assert_eq!(before, expected_changes(&first).len(), "what was durable at 6 is on the topic");
 
@@ -553,15 +660,15 @@ fn resume_with_another_worker_count() {
         panic!("the resume with 2 workers failed: {e}");
     }
     let msgs = read_uncommitted(&topic);
-    let ok = committed(&msgs, &read_progress(&cfg, &cfg.progress_topic_name()).unwrap());
+    let ok = committed(&msgs, &read_progress_records(&topic));
     let mut seen = BTreeSet::new();
     for m in &ok {
         assert!(seen.insert((m.time, key_of(m.key.as_ref().unwrap()))));
     }
     let expected: BTreeSet<(u64, u32)> = expected_changes(&history).into_keys().collect();
     assert_eq!(seen, expected);
-    let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
-    assert!(progress.iter().any(|p| p.progress.generation == 1 && p.progress.peers == 2));
+    let progress = read_progress_records(&topic);
+    assert!(progress.iter().any(|p| p.generation == 1 && p.peers == 2));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -845,7 +952,6 @@ fn dsink_killed_mid_transaction_then_rerun_delivers_each_change_once() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let cfg = KafkaConfig::new(bootstrap(), &topic);
     // Wait (with a deadline) until a transaction reached its progress record, and more data was
     // sent after it; then kill. A live run keeps transactions open, so the broker is read
     // uncommitted here.
@@ -856,7 +962,7 @@ fn dsink_killed_mid_transaction_then_rerun_delivers_each_change_once() {
         assert!(child.try_wait().unwrap().is_none(), "dsink ended before it could be killed");
         let written = |t: &str| total_offsets(t);
         match data_at_first_commit {
-            None if written(&cfg.progress_topic_name()) > 0 => {
+            None if written(&progress_topic(&topic)) > 0 => {
                 data_at_first_commit = Some(written(&topic));
             }
             // Beyond what the first transaction may still have had in flight: records of a
@@ -874,7 +980,7 @@ fn dsink_killed_mid_transaction_then_rerun_delivers_each_change_once() {
     assert!(summary["updates_already_committed"].as_u64().unwrap() > 0, "{summary}");
 
     let msgs = read_uncommitted(&topic);
-    let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
+    let progress = read_progress_records(&topic);
     let ok = committed(&msgs, &progress);
     assert!(ok.len() < msgs.len(), "the killed transactions left records on the broker, and they are not counted");
     let mut seen = BTreeSet::new();
@@ -883,7 +989,15 @@ fn dsink_killed_mid_transaction_then_rerun_delivers_each_change_once() {
         assert!(seen.insert((m.time, k)), "change of key {k} at {} committed twice", m.time);
     }
     let expected: BTreeSet<(u64, u32)> = expected_changes(&history).into_keys().collect();
-    assert_eq!(seen.len(), expected.len());
+    assert_eq!(
+        seen.len(),
+        expected.len(),
+        "committed changes: missing {:?}, unexpected {:?} ({} records on the broker, {} progress records)",
+        expected.difference(&seen).take(5).collect::<Vec<_>>(),
+        seen.difference(&expected).take(5).collect::<Vec<_>>(),
+        msgs.len(),
+        progress.len()
+    );
     assert_eq!(seen, expected);
     assert_eq!(compact(ok), state_before(&history, u64::MAX));
 }
@@ -916,13 +1030,13 @@ fn a_replay_with_cancelling_updates_resumes_inside_a_time_exactly() {
             .unwrap()
     };
     let handed = run_and_drop(&history, &spec(&cfg), &topic, 1, 1);
-    let progress = read_progress(&cfg, &cfg.progress_topic_name()).unwrap();
+    let progress = read_progress_records(&topic);
     assert!(progress.iter().any(|p| p.partial > 0), "the first run committed inside time 0");
     let before = committed(&read_uncommitted(&topic), &progress).len() as u64;
     assert!(before > 0 && before < handed, "stopped inside the time ({before} of {handed} committed)");
     assert!(run(&noisy, &spec(&cfg), 1).is_none());
     let msgs = read_uncommitted(&topic);
-    let ok = committed(&msgs, &read_progress(&cfg, &cfg.progress_topic_name()).unwrap());
+    let ok = committed(&msgs, &read_progress_records(&topic));
     let mut seen = BTreeSet::new();
     for m in &ok {
         let k = key_of(m.key.as_ref().unwrap());
@@ -973,7 +1087,7 @@ fn connections_cut_mid_transaction_commit_every_change_once() {
         },
         |i| {
             let msgs = read_isolated_at(&proxy.addr(), &topics[i], "read_uncommitted");
-            let ok = committed(&msgs, &read_progress(&cfg(i), &cfg(i).progress_topic_name()).unwrap());
+            let ok = committed(&msgs, &read_progress_records_at(&proxy.addr(), &topics[i]));
             let mut seen = BTreeSet::new();
             for m in &ok {
                 let k = key_of(m.key.as_ref().unwrap());

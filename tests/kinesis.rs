@@ -323,6 +323,47 @@ fn upsert_through_partial_failures_loses_nothing() {
     assert_eq!(state, state_before(&history, u64::MAX));
 }
 
+/// The files of a `progress.dir`, by name and contents.
+fn snapshot_dir(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+/// Puts back the files of `snapshot` in `dir` and removes every other one: the progress a crash
+/// left when it came after later records were stored but before their progress was recorded.
+fn restore_dir(dir: &std::path::Path, snapshot: &BTreeMap<String, Vec<u8>>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        std::fs::remove_file(e.path()).unwrap();
+    }
+    for (name, bytes) in snapshot {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+/// What a deduplicating reader (module docs) makes of `records`: the first record of each
+/// `(key, time, seq)`, in stream order, after checking that every copy of a record is the same
+/// record. Returns the records kept and how many were dropped.
+fn dedup_by_identity(records: &[(String, String, Value)]) -> (Vec<(String, String, Value)>, usize) {
+    let mut first: BTreeMap<(String, u64, u64), &(String, String, Value)> = BTreeMap::new();
+    let mut kept = Vec::new();
+    for r in records {
+        let env = &r.2;
+        let id = (env["key"].to_string(), env["time"].as_u64().unwrap(), env["seq"].as_u64().unwrap());
+        match first.get(&id) {
+            Some(f) => assert_eq!((&f.1, &f.2), (&r.1, &r.2), "two different records share the identity {id:?}"),
+            None => {
+                first.insert(id, r);
+                kept.push(r.clone());
+            }
+        }
+    }
+    let dropped = records.len() - kept.len();
+    (kept, dropped)
+}
+
 #[test]
 fn restart_with_progress_dir_resumes_and_readers_can_dedup() {
     let rt = rt();
@@ -343,17 +384,58 @@ fn restart_with_progress_dir_resumes_and_readers_can_dedup() {
         o.set("endpoint", h).set("stream", stream.as_str()).set("progress.dir", dir.path().display().to_string());
         SinkSpec::from_options(o).unwrap()
     };
-    // First run: the first half of the history; second run: all of it. Only the second half
-    // is added by the restart.
-    let half: Vec<_> = history.iter().filter(|h| h.1 < 6).cloned().collect();
+    // First run: the times before 3, then (a restart) those before 6, then all of it. Each
+    // restart adds only what follows the recorded progress.
+    assert_eq!(run_until(&history, &spec(&moto_url()), 1, Some(3)), None);
+    let progress_at_3 = snapshot_dir(dir.path());
+    assert!(!progress_at_3.is_empty(), "the first run recorded its progress");
+    let before_3: Vec<_> = history.iter().filter(|h| h.1 < 3).cloned().collect();
+    assert_eq!(read_all(&rt, &client, &stream).len(), expected_changes(&before_3).len());
     assert_eq!(run_until(&history, &spec(&moto_url()), 1, Some(6)), None);
+    let half: Vec<_> = history.iter().filter(|h| h.1 < 6).cloned().collect();
     let n_half = read_all(&rt, &client, &stream).len();
     assert_eq!(n_half, expected_changes(&half).len());
     assert_eq!(run(&history, &spec(&moto_url()), 1), None);
     let records = read_all(&rt, &client, &stream);
     let (state, changes) = replay(&records);
-    assert_eq!(changes, expected_changes(&history).into_keys().collect::<BTreeSet<_>>());
+    let expected: BTreeSet<(u64, u32)> = expected_changes(&history).into_keys().collect();
+    assert_eq!(records.len(), expected.len(), "the restarts added only the rest");
+    assert_eq!(changes, expected);
     assert_eq!(state, state_before(&history, u64::MAX));
+
+    // At-least-once: a crash after the records of times 3.. were stored but before their progress
+    // was recorded. The progress file is put back as it was at 3, and the rerun replays 3.. again.
+    restore_dir(dir.path(), &progress_at_3);
+    assert_eq!(run(&history, &spec(&moto_url()), 1), None);
+    let raw = read_all(&rt, &client, &stream);
+    let replayed = expected.iter().filter(|(t, _)| *t >= 3).count();
+    assert!(
+        raw.len() > expected.len(),
+        "the stream holds duplicates ({} records, {} changes)",
+        raw.len(),
+        expected.len()
+    );
+    assert_eq!(raw.len(), expected.len() + replayed, "every change of the times from 3 on is in the stream twice");
+    // A reader deduplicating by (key, time, seq) gets exactly the reference: every change once,
+    // in order per key, ending in the final state.
+    let (kept, dropped) = dedup_by_identity(&raw);
+    assert_eq!(dropped, replayed, "the replay's records are recognised as duplicates");
+    assert_eq!(kept.len(), expected.len());
+    let (state, changes) = replay(&kept);
+    assert_eq!(changes, expected, "deduplicated changes");
+    assert_eq!(state, state_before(&history, u64::MAX), "deduplicated state");
+    // And one that keeps, per key, the record of the highest (time, seq) ends in the same state.
+    let mut latest: BTreeMap<u32, ((u64, u64), Option<Row>)> = BTreeMap::new();
+    for (_, _, env) in &raw {
+        let k = env["key"]["k"].as_u64().unwrap() as u32;
+        let ts = (env["time"].as_u64().unwrap(), env["seq"].as_u64().unwrap());
+        let row = (!env["value"].is_null()).then(|| serde_json::from_value(env["value"].clone()).unwrap());
+        if latest.get(&k).is_none_or(|(t, _)| *t < ts) {
+            latest.insert(k, (ts, row));
+        }
+    }
+    let state: BTreeMap<u32, Row> = latest.into_iter().filter_map(|(k, (_, r))| r.map(|r| (k, r))).collect();
+    assert_eq!(state, state_before(&history, u64::MAX), "the highest-(time, seq) reader's state");
 }
 
 /// Unkeyed records of a time larger than the operator's write chunk (16,384 changes per call)

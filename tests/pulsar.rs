@@ -231,12 +231,15 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
         assert_eq!(drive::run(&history, &spec, 1, None), None, "the rerun after `{e}` completes");
     }
     let msgs = read_from(&url, &topic, expected_changes(&history).len());
-    check_with_reader_dedup(&msgs, &history);
+    let (_, dropped) = check_with_reader_dedup(&msgs, &history);
+    eprintln!("{} messages, {dropped} of them duplicates the reader dropped", msgs.len());
 }
 
 /// What an at-least-once reader sees: every change, and per key the record of the highest
-/// `(time, seq)` is the reference state (a record may be stored twice after a failure).
-fn check_with_reader_dedup(msgs: &[Msg], history: &[(Row, u64, isize)]) {
+/// `(time, seq)` is the reference state (a record may be stored twice after a failure). Also
+/// a reader that drops every record whose `(key, time, seq)` it has seen (module docs) keeps
+/// every change exactly once. Returns what that reader kept and how many records it dropped.
+fn check_with_reader_dedup(msgs: &[Msg], history: &[(Row, u64, isize)]) -> (Vec<Msg>, usize) {
     let mut seen = BTreeSet::new();
     let mut latest: BTreeMap<u32, ((u64, u64), Vec<u8>)> = BTreeMap::new();
     for (key, time, seq, _, payload) in msgs {
@@ -250,4 +253,84 @@ fn check_with_reader_dedup(msgs: &[Msg], history: &[(Row, u64, isize)]) {
     let state: BTreeMap<u32, Row> =
         latest.into_iter().filter(|(_, (_, p))| !p.is_empty()).map(|(k, (_, p))| (k, common::row_of(&p))).collect();
     assert_eq!(state, state_before(history, u64::MAX), "{} messages", msgs.len());
+    let (kept, dropped) = dedup_by_identity(msgs);
+    let mut once: Vec<(u64, u32)> = kept.iter().map(|m| (m.1, common::key_of(m.0.as_bytes()))).collect();
+    once.sort();
+    let want: Vec<(u64, u32)> = expected_changes(history).into_keys().collect();
+    assert_eq!(once, want, "deduplicated by (key, time, seq): every change exactly once");
+    (kept, dropped)
+}
+
+/// The first message of each `(key, time, seq)`, in the order read, after checking that every
+/// copy of a record is the same record; and how many copies were dropped.
+fn dedup_by_identity(msgs: &[Msg]) -> (Vec<Msg>, usize) {
+    let mut first: BTreeMap<(&str, u64, u64), &Msg> = BTreeMap::new();
+    let mut kept = Vec::new();
+    for m in msgs {
+        let id = (m.0.as_str(), m.1, m.2);
+        match first.get(&id) {
+            Some(f) => assert_eq!((&f.3, &f.4), (&m.3, &m.4), "two different records share the identity {id:?}"),
+            None => {
+                first.insert(id, m);
+                kept.push(m.clone());
+            }
+        }
+    }
+    let dropped = msgs.len() - kept.len();
+    (kept, dropped)
+}
+
+/// The files of a `progress.dir`, by name and contents.
+fn snapshot_dir(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+/// At-least-once, with real duplicates: a run to the end, then the progress file put back as it
+/// was at time 4 — what a crash leaves when it comes after the later messages were stored but
+/// before their progress was recorded — and a rerun, which sends every change from time 4 on
+/// again. The topic then holds those changes twice, and a reader deduplicating by
+/// `(key, dsink.time, dsink.seq)` (module docs) gets exactly the reference.
+#[test]
+fn a_replay_after_lost_progress_is_deduplicated_by_readers() {
+    let topic = unique("replay");
+    let dir = tempfile::tempdir().unwrap();
+    let history = keyed_history(6, 30, 12, 10);
+    let cfg = PulsarConfig::new(pulsar_url(), &topic).progress_dir(dir.path());
+    let spec = SinkSpec::builder("replay", cfg)
+        .upsert()
+        .primary_key(["k"])
+        .commit(CommitPolicy { max_changes: Some(20), interval: Duration::ZERO })
+        .build()
+        .unwrap();
+    run_until(&history, &spec, 2, Some(4));
+    let progress_at_4 = snapshot_dir(dir.path());
+    assert_eq!(progress_at_4.len(), 2, "one progress file per worker: {:?}", progress_at_4.keys());
+    run(&history, &spec, 2);
+    let expected = expected_changes(&history);
+    check(&read(&topic, expected.len()), &history);
+
+    for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        std::fs::remove_file(e.path()).unwrap();
+    }
+    for (name, bytes) in &progress_at_4 {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    run(&history, &spec, 2);
+    let replayed = expected.keys().filter(|(t, _)| *t >= 4).count();
+    let raw = read_from(&pulsar_url(), &topic, expected.len() + replayed);
+    assert!(
+        raw.len() > expected.len(),
+        "the topic holds duplicates ({} messages, {} changes)",
+        raw.len(),
+        expected.len()
+    );
+    assert_eq!(raw.len(), expected.len() + replayed, "every change from time 4 on is in the topic twice");
+    let (kept, dropped) = check_with_reader_dedup(&raw, &history);
+    assert_eq!(dropped, replayed, "the replay's messages are recognised as duplicates");
+    // Nothing was lost before the crash here, so what the reader keeps is also in order per key.
+    check(&kept, &history);
 }
