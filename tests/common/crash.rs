@@ -203,8 +203,14 @@ pub fn run(test: &CrashTest<'_>, history: &[(Row, u64, isize)], read: &dyn Fn() 
     let mut report = Report::default();
     let mut model = Model::new(history, test.guarantee);
     for point in test.points {
-        // At `write`, hit #2 or later: inside time 0, after some of its chunks were written.
-        let n = if *point == WRITE { 2 + rng.below(2) } else { 1 + rng.below(3) };
+        // At `write`, hit #2 to #4: inside time 0, after some of its chunks were written. Commit
+        // points are passed about once a time per worker (rounds once a time), so a crash lands
+        // a few times into what the run had left, and the runs together reach late times too.
+        let n = match *point {
+            WRITE => 2 + rng.below(3),
+            ROUND_BEGIN | ROUND_END => 1 + rng.below(4),
+            _ => 1 + rng.below(6),
+        };
         let (status, stderr) = dsink(test, &log, Some((point, n)));
         let line = format!("dsink crash point {point} #{n}");
         assert!(
@@ -212,11 +218,13 @@ pub fn run(test: &CrashTest<'_>, history: &[(Row, u64, isize)], read: &dyn Fn() 
             "{}: the run armed to crash at {point} #{n} did not die there (status {status:?}); stderr:\n{stderr}",
             test.label
         );
+        eprintln!("{}: crashed at {point} #{n}", test.label);
         report.crashes.push((point.to_string(), n));
         model.check_partial(&read(), &format!("{}: after a crash at {point} #{n}", test.label));
     }
     let (status, stderr) = dsink(test, &log, None);
     assert!(status.success(), "{}: the final run failed ({status:?}):\n{stderr}", test.label);
+    eprintln!("{}: final run: {}", test.label, stderr.trim());
     report.duplicates = model.check_final(&read(), test.label);
     let _ = std::fs::remove_dir_all(&dir);
     report
