@@ -106,8 +106,9 @@
 //! read_committed. On brokers that implement it (Apache Kafka, Redpanda) an aborted progress
 //! record is never seen. tansu shows aborted records to read_committed readers, so a process
 //! killed between writing a progress record and its transaction's commit leaves a record that a
-//! resume trusts: the transaction's data is then counted as committed, which holds only if all
-//! of it reached the broker before the kill (tansu stores records as they arrive).
+//! resume trusts, and the transaction's records count as delivered. They are all on the broker:
+//! the writer waits until every record of a transaction is acknowledged before it produces the
+//! transaction's progress record.
 //!
 //! # At-least-once (`sink.delivery = at-least-once`)
 //!

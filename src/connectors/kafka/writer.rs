@@ -673,6 +673,10 @@ impl KafkaWriter {
     /// transaction and commits it.
     fn commit_progress(&mut self, frontier: Frontier<u64>, partial: u64) -> Result<()> {
         self.begin()?;
+        // Every record of the transaction acknowledged before its progress record is produced: a
+        // broker that shows aborted records (tansu) then never holds a progress record whose
+        // data it lacks, so a resume that trusts such a record loses nothing.
+        self.flush("delivering the transaction's records")?;
         self.send_progress(frontier, partial)?;
         // Records and the progress record produced, the transaction not yet committed.
         crate::operators::crash_point("commit.mid");
