@@ -119,7 +119,7 @@ pub const TIMES: u64 = 24;
 /// times some keys inserted, updated or deleted (each key at most once a time); `v` grows through
 /// the history.
 pub fn history(seed: u64) -> Vec<(Row, u64, isize)> {
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::new(seed ^ extra_seed());
     let strings = ["α", "b\"q", "c\\d", "日本", "", "tab\there", "line\nbreak"];
     let mut version = 0u32;
     let mut fresh = |k: u32, rng: &mut Rng| {
@@ -165,7 +165,7 @@ pub fn history(seed: u64) -> Vec<(Row, u64, isize)> {
 /// An insert-only history for append-only targets: [`KEYS`] rows at time 0, then a few new rows
 /// at each later time.
 pub fn insert_history(seed: u64) -> Vec<(Row, u64, isize)> {
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::new(seed ^ extra_seed());
     let mut out = Vec::new();
     let mut v = 0u32;
     for t in 0..=TIMES {
@@ -176,6 +176,13 @@ pub fn insert_history(seed: u64) -> Vec<(Row, u64, isize)> {
         }
     }
     out
+}
+
+/// `DSINK_CRASH_SEED` (default 0), mixed into every seed: other histories and crash sequences for
+/// long runs, e.g. `for s in $(seq 1 50); do DSINK_CRASH_SEED=$s cargo nextest run --all-features
+/// --test crash_tables; done`.
+pub fn extra_seed() -> u64 {
+    std::env::var("DSINK_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 /// Writes `history` as a `dsink` change log.
@@ -199,7 +206,8 @@ pub fn run(test: &CrashTest<'_>, history: &[(Row, u64, isize)], read: &dyn Fn() 
     let dir = scratch(test.label);
     let log = dir.join("changes.jsonl");
     write_log(&log, history);
-    let mut rng = Rng::new(test.seed ^ 0x5eed);
+    let mut rng = Rng::new(test.seed ^ extra_seed() ^ 0x5eed);
+    eprintln!("{}: seed {}, DSINK_CRASH_SEED={}", test.label, test.seed, extra_seed());
     let mut report = Report::default();
     let mut model = Model::new(history, test.guarantee);
     for point in test.points {

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod gen;
 pub mod lakehouse;
 pub mod proxy;
 pub mod s3;

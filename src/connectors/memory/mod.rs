@@ -3,7 +3,14 @@
 //! It behaves like a transactional target: records written by a worker stay invisible until that
 //! worker commits, and a commit stores the worker's frontier atomically with its records, which
 //! `resume` reads back. Dropping a writer without committing loses what it wrote since its last
-//! commit, as a crashed process would. Failures can be injected ([`MemoryTarget::fail_commit_after`]).
+//! commit, as a crashed process would. Several sinks (by name) may share a target: each resumes
+//! from its own progress records.
+//!
+//! Failures can be injected ([`MemoryTarget::inject`] a [`Fault`]): a failing `write`, a failing
+//! commit, or an *ambiguous* commit that is applied but reports an error — for every worker or one
+//! worker only, after a number of calls, once or from then on. [`MemoryTarget::faults_fired`]
+//! counts the calls they failed, so a test can tell that its fault really happened.
+//! ([`MemoryTarget::fail_commit_after`] and [`MemoryTarget::heal`] are the older shorthands.)
 //!
 //! Targets are found by name (`memory.name`), so an options map or `dsink` can reach one that a
 //! test created.
@@ -12,4 +19,4 @@ mod config;
 mod writer;
 
 pub use config::MemoryConfig;
-pub use writer::{MemoryTarget, MemoryWriter, StoredRecord};
+pub use writer::{Fault, FaultPoint, MemoryTarget, MemoryWriter, StoredRecord};

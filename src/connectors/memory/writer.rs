@@ -5,12 +5,14 @@ use crate::envelope::Op;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::RecordBatch;
 use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// A committed record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRecord {
+    /// The sink that wrote it (its name).
+    pub sink: String,
     /// The worker that wrote it.
     pub worker: usize,
     /// Its logical time.
@@ -23,17 +25,122 @@ pub struct StoredRecord {
     pub op: Op,
 }
 
+/// The writer call an injected [`Fault`] strikes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultPoint {
+    /// [`RecordWriter::write`] fails and stages nothing of its batch, as a target that cannot be
+    /// reached would (error kind [`ErrorKind::Retriable`]).
+    Write,
+    /// A commit fails and applies nothing, as a crash between write and commit would (error kind
+    /// [`ErrorKind::Fatal`]).
+    Commit,
+    /// An *ambiguous* commit: the commit is applied — its records and its progress record — but
+    /// reports an error, as a commit whose acknowledgement was lost would (error kind
+    /// [`ErrorKind::Retriable`]). A restart must read the applied progress and not repeat it.
+    AmbiguousCommit,
+}
+
+/// A failure for a [`MemoryTarget`] to inject ([`MemoryTarget::inject`]).
+///
+/// A fault counts the calls it matches — its [`point`](Self::point), made by its
+/// [`sink`](Self::sink) (any sink if `None`) on its [`worker`](Self::worker) (any worker if
+/// `None`) — from when it is injected: the first [`after`](Self::after) of them pass, the next
+/// one fails, and so does every later one unless the fault was made [`once`](Self::once). For
+/// pipelined writers a commit is struck when it is applied (in `durable`), not when it starts.
+///
+/// ```
+/// use differential_sinks::connectors::memory::{Fault, FaultPoint, MemoryTarget};
+/// let target = MemoryTarget::new();
+/// // Worker 1's third commit is applied but reports an error; later commits go through.
+/// target.inject(Fault::at(FaultPoint::AmbiguousCommit).on_worker(1).after(2).once());
+/// assert_eq!(target.faults_fired(), 0);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The call it strikes.
+    pub point: FaultPoint,
+    /// Only this sink's calls (`None`: every sink's).
+    pub sink: Option<String>,
+    /// Only this worker's calls (`None`: every worker's).
+    pub worker: Option<usize>,
+    /// How many matching calls pass before the first one fails.
+    pub after: u64,
+    /// Whether only one call fails (otherwise every matching call from then on fails).
+    pub once: bool,
+}
+
+impl Fault {
+    /// Strikes every call at `point`, of every sink and worker, from the first on.
+    pub fn at(point: FaultPoint) -> Self {
+        Fault { point, sink: None, worker: None, after: 0, once: false }
+    }
+    /// Strikes only the calls of the sink called `sink`.
+    pub fn on_sink(mut self, sink: &str) -> Self {
+        self.sink = Some(sink.to_string());
+        self
+    }
+    /// Strikes only the calls of worker `worker`.
+    pub fn on_worker(mut self, worker: usize) -> Self {
+        self.worker = Some(worker);
+        self
+    }
+    /// Lets the first `n` matching calls pass.
+    pub fn after(mut self, n: u64) -> Self {
+        self.after = n;
+        self
+    }
+    /// Strikes one call only.
+    pub fn once(mut self) -> Self {
+        self.once = true;
+        self
+    }
+}
+
+/// An injected fault and how many matching calls it has seen.
+#[derive(Debug)]
+struct Armed {
+    fault: Fault,
+    seen: u64,
+}
+
 #[derive(Debug, Default)]
 struct State {
     records: Vec<StoredRecord>,
-    progress: Vec<WorkerProgress<u64>>,
+    /// Each sink's progress records, by sink name.
+    progress: BTreeMap<String, Vec<WorkerProgress<u64>>>,
     commits: u64,
-    fail_after: Option<u64>,
+    faults: Vec<Armed>,
+    fired: u64,
     /// Pipelined commits: a started commit becomes durable after this many polls.
     pipeline: Option<u32>,
 }
 
+impl State {
+    /// Whether an injected fault strikes this call (`point` by `sink` on `worker`); counts it.
+    fn strike(&mut self, point: FaultPoint, sink: &str, worker: usize) -> bool {
+        let mut struck = false;
+        for armed in &mut self.faults {
+            let f = &armed.fault;
+            if f.point != point || f.sink.as_deref().is_some_and(|s| s != sink) || f.worker.is_some_and(|w| w != worker)
+            {
+                continue;
+            }
+            armed.seen += 1;
+            if armed.seen > f.after && !(f.once && armed.seen > f.after + 1) {
+                struck = true;
+            }
+        }
+        if struck {
+            self.fired += 1;
+        }
+        struck
+    }
+}
+
 /// A transactional in-memory target shared by all workers of a process.
+///
+/// Several sinks may write to one target: each sink's records carry its name, and each sink
+/// resumes from its own progress records only.
 #[derive(Debug, Default)]
 pub struct MemoryTarget {
     state: Mutex<State>,
@@ -55,7 +162,7 @@ impl MemoryTarget {
         Arc::clone(registry().lock().expect("registry").entry(name.to_string()).or_default())
     }
 
-    /// A writer for one worker.
+    /// A writer for one worker of the sink called `sink`.
     pub fn writer(self: &Arc<Self>, sink: &str) -> MemoryWriter {
         let pipeline = self.state.lock().expect("state").pipeline;
         MemoryWriter {
@@ -69,25 +176,47 @@ impl MemoryTarget {
         }
     }
 
-    /// Every committed record, in commit order.
+    /// Every committed record of every sink, in commit order.
     pub fn records(&self) -> Vec<StoredRecord> {
         self.state.lock().expect("state").records.clone()
     }
 
-    /// The progress each worker committed.
-    pub fn progress(&self) -> Vec<WorkerProgress<u64>> {
-        self.state.lock().expect("state").progress.clone()
+    /// The committed records of the sink called `sink`, in commit order.
+    pub fn records_of(&self, sink: &str) -> Vec<StoredRecord> {
+        self.state.lock().expect("state").records.iter().filter(|r| r.sink == sink).cloned().collect()
     }
 
-    /// The number of successful commits.
+    /// The progress each worker committed, of every sink (in the order of the sinks' names; see
+    /// [`progress_of`](Self::progress_of) for one sink's).
+    pub fn progress(&self) -> Vec<WorkerProgress<u64>> {
+        self.state.lock().expect("state").progress.values().flatten().cloned().collect()
+    }
+
+    /// The progress each worker of the sink called `sink` committed: what its `resume` reads.
+    pub fn progress_of(&self, sink: &str) -> Vec<WorkerProgress<u64>> {
+        self.state.lock().expect("state").progress.get(sink).cloned().unwrap_or_default()
+    }
+
+    /// The number of applied commits (an ambiguous commit was applied, so it counts).
     pub fn commits(&self) -> u64 {
         self.state.lock().expect("state").commits
     }
 
-    /// Makes every commit after the next `n` fail (as a crash between write and commit would).
+    /// Makes every commit after the next `n` fail (as a crash between write and commit would):
+    /// `inject(Fault::at(FaultPoint::Commit).after(n))`.
     pub fn fail_commit_after(&self, n: u64) {
-        let mut s = self.state.lock().expect("state");
-        s.fail_after = Some(s.commits + n);
+        self.inject(Fault::at(FaultPoint::Commit).after(n));
+    }
+
+    /// Injects `fault`, in addition to those injected before (until [`heal`](Self::heal)).
+    pub fn inject(&self, fault: Fault) {
+        self.state.lock().expect("state").faults.push(Armed { fault, seen: 0 });
+    }
+
+    /// How many calls injected faults have failed so far, over the target's life ([`heal`](Self::heal)
+    /// does not reset it): a test tells from it whether a fault it injected actually fired.
+    pub fn faults_fired(&self) -> u64 {
+        self.state.lock().expect("state").fired
     }
 
     /// Makes this target's writers pipelined: a commit only starts, and becomes durable (applied)
@@ -96,9 +225,9 @@ impl MemoryTarget {
         self.state.lock().expect("state").pipeline = polls;
     }
 
-    /// Stops injecting failures.
+    /// Stops injecting failures: removes every injected fault.
     pub fn heal(&self) {
-        self.state.lock().expect("state").fail_after = None;
+        self.state.lock().expect("state").faults.clear();
     }
 }
 
@@ -122,14 +251,28 @@ impl MemoryWriter {
             return Err(Error::config("commit before resume"));
         };
         let mut s = self.target.state.lock().expect("state");
-        if s.fail_after.is_some_and(|n| s.commits >= n) {
-            return Err(Error::new(ErrorKind::Fatal, format!("sink `{}`: injected commit failure", self.sink)));
+        if s.strike(FaultPoint::Commit, &self.sink, ctx.index) {
+            return Err(Error::new(
+                ErrorKind::Fatal,
+                format!("sink `{}`: injected commit failure on worker {}", self.sink, ctx.index),
+            ));
         }
+        let ambiguous = s.strike(FaultPoint::AmbiguousCommit, &self.sink, ctx.index);
         s.records.append(&mut records);
         let record: WorkerProgress<u64> = point.record(ctx, upper);
-        s.progress.retain(|p| !(p.generation == record.generation && p.worker == record.worker));
-        s.progress.push(record);
+        let progress = s.progress.entry(self.sink.clone()).or_default();
+        progress.retain(|p| !(p.generation == record.generation && p.worker == record.worker));
+        progress.push(record);
         s.commits += 1;
+        if ambiguous {
+            return Err(Error::new(
+                ErrorKind::Retriable,
+                format!(
+                    "sink `{}`: injected ambiguous commit on worker {} (applied, reported as failed)",
+                    self.sink, ctx.index
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -138,7 +281,8 @@ impl RecordWriter for MemoryWriter {
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>> {
         self.ctx = Some(ctx);
         let s = self.target.state.lock().expect("state");
-        let point = resolve_resume(&s.progress, ctx)?;
+        let progress = s.progress.get(&self.sink).map_or(&[][..], Vec::as_slice);
+        let point = resolve_resume(progress, ctx)?;
         let frontier = point.frontier;
         self.resume = Some(point);
         Ok(frontier)
@@ -146,7 +290,14 @@ impl RecordWriter for MemoryWriter {
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let worker = self.ctx.map_or(0, |c| c.index);
+        if self.target.state.lock().expect("state").strike(FaultPoint::Write, &self.sink, worker) {
+            return Err(Error::new(
+                ErrorKind::Retriable,
+                format!("sink `{}`: injected write failure on worker {worker}", self.sink),
+            ));
+        }
         self.staged.extend(batch.iter().map(|r| StoredRecord {
+            sink: self.sink.clone(),
             worker,
             time: batch.time,
             key: r.key.to_vec(),
