@@ -28,11 +28,13 @@
 
 mod common;
 mod cql_double;
+#[path = "support/http_server.rs"]
+mod http_server;
 
 use common::crash::{self, CrashTest, Guarantee, Readback, INDEPENDENT};
 use common::{service_env, unique_name, Row};
+use http_server::{respond, serve};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -388,62 +390,6 @@ struct Doris {
     state: Arc<Mutex<DorisState>>,
     stop: Arc<AtomicBool>,
     addrs: Vec<std::net::SocketAddr>,
-}
-
-struct HttpRequest {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-fn read_request(stream: &TcpStream) -> Option<HttpRequest> {
-    let mut r = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-    }
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(HttpRequest { method, path, headers, body })
-}
-
-fn respond(stream: &mut TcpStream, status: &str, extra: &[(&str, String)], body: &str) {
-    let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
-    for (k, v) in extra {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    out.push_str(body);
-    let _ = stream.write_all(out.as_bytes());
-}
-
-fn serve(listener: TcpListener, stop: Arc<AtomicBool>, handler: impl Fn(HttpRequest, &mut TcpStream) + Send + 'static) {
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            if stop.load(Ordering::SeqCst) {
-                return;
-            }
-            let Ok(mut s) = stream else { continue };
-            if let Some(req) = read_request(&s) {
-                handler(req, &mut s);
-            }
-        }
-    });
 }
 
 impl Doris {

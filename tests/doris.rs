@@ -5,14 +5,17 @@
 
 mod common;
 mod drive;
+#[path = "support/http_server.rs"]
+mod http_server;
 
 use common::{keyed_history, state_before, Row};
 use differential_sinks::connectors::doris::DorisConfig;
 use differential_sinks::{Options, SinkSpec};
 use drive::run;
+use http_server::{respond, serve};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -34,60 +37,7 @@ struct Double {
     state: Arc<Mutex<State>>,
 }
 
-struct Request {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-fn read_request(stream: &mut TcpStream) -> Option<Request> {
-    let mut r = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-    }
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(Request { method, path, headers, body })
-}
-
-fn respond(stream: &mut TcpStream, status: &str, extra: &[(&str, String)], body: &str) {
-    let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
-    for (k, v) in extra {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    out.push_str(body);
-    let _ = stream.write_all(out.as_bytes());
-}
-
 const AUTH: &str = "Basic cm9vdDpzZWNyZXQ="; // root:secret
-
-fn serve(listener: TcpListener, handler: impl Fn(Request, &mut TcpStream) + Send + 'static) {
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            if let Some(req) = read_request(&mut s) {
-                handler(req, &mut s);
-            }
-        }
-    });
-}
 
 impl Double {
     fn start(columns: Vec<&'static str>) -> Double {
@@ -98,7 +48,7 @@ impl Double {
         let fe_addr = fe.local_addr().unwrap();
         let st = state.clone();
         // Frontend: checks the method and path, then redirects to the backend.
-        serve(fe, move |req, s| {
+        serve(fe, Arc::new(AtomicBool::new(false)), move |req, s| {
             st.lock().unwrap().frontend_hits += 1;
             if req.method != "PUT" || !req.path.ends_with("/_stream_load") {
                 return respond(s, "404 Not Found", &[], "not found");
@@ -107,7 +57,7 @@ impl Double {
         });
         let st = state.clone();
         // Backend: the load itself.
-        serve(be, move |req, s| {
+        serve(be, Arc::new(AtomicBool::new(false)), move |req, s| {
             let mut st = st.lock().unwrap();
             st.backend_hits += 1;
             if req.headers.get("authorization").map(String::as_str) != Some(AUTH) {
@@ -309,7 +259,7 @@ fn url_credentials_are_hidden_and_redirects_keep_the_scheme() {
 
     let fe = TcpListener::bind("127.0.0.1:0").unwrap();
     let fe_url = format!("http://root:secret@{}", fe.local_addr().unwrap());
-    serve(fe, |req, s| {
+    serve(fe, Arc::new(AtomicBool::new(false)), |req, s| {
         respond(s, "307 Temporary Redirect", &[("Location", format!("https://127.0.0.1:1{}", req.path))], "")
     });
     let c = DorisConfig::new(&fe_url, "demo", "orders");
