@@ -36,10 +36,12 @@
 //! progress record overtook a data record of another partition.)
 
 mod common;
+#[path = "support/kafka_read.rs"]
+mod kafka_read;
 
 use common::crash::{self, CrashTest, Delivered, Guarantee, Readback, INDEPENDENT};
 use common::{key_of, row_of, service_env, unique_name, Row};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// `--with key=value` arguments.
@@ -317,10 +319,7 @@ fn pulsar_upsert_killed_at_every_crash_point_loses_nothing() {
 
 mod kafka {
     use super::*;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::error::KafkaError;
     use rdkafka::message::{Headers, Message};
-    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
     /// One record as stored on the broker.
     pub struct Record {
@@ -338,55 +337,16 @@ mod kafka {
     /// Every record of `topic` on the broker — committed, open or aborted (read_uncommitted) —
     /// partition by partition in offset order.
     pub fn read_uncommitted(bootstrap: &str, topic: &str) -> Vec<Record> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", unique_name("crash-reader", '-'))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_uncommitted")
-            .set("enable.partition.eof", "true")
-            .create()
-            .expect("a consumer");
-        let timeout = Duration::from_secs(10);
-        let md = consumer.fetch_metadata(Some(topic), timeout).unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
-        let partitions: Vec<i32> =
-            md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions()).map(|p| p.id()).collect();
-        assert!(!partitions.is_empty(), "topic {topic} has no partitions");
-        let mut tpl = TopicPartitionList::new();
-        let mut pending = BTreeSet::new();
-        for p in partitions {
-            let (low, high) = consumer.fetch_watermarks(topic, p, timeout).expect("watermarks");
-            if high > low {
-                tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-                pending.insert(p);
-            }
-        }
-        if pending.is_empty() {
-            return Vec::new();
-        }
-        consumer.assign(&tpl).unwrap();
-        let mut out: Vec<(i32, i64, Record)> = Vec::new();
+        let consumer = kafka_read::reader(bootstrap, &unique_name("crash-reader", '-'), "read_uncommitted");
+        let partitions = kafka_read::partitions(&consumer, topic);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !pending.is_empty() {
-            assert!(Instant::now() < deadline, "reading {topic} did not reach its end");
-            match consumer.poll(Duration::from_millis(200)) {
-                None => {}
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    pending.remove(&p);
-                }
-                Some(Err(e)) => panic!("reading {topic}: {e}"),
-                Some(Ok(m)) => {
-                    let headers = m
-                        .headers()
-                        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
-                        .unwrap_or_default();
-                    let rec =
-                        Record { key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec), headers };
-                    out.push((m.partition(), m.offset(), rec));
-                }
-            }
-        }
-        out.sort_by_key(|(p, o, _)| (*p, *o));
-        out.into_iter().map(|(_, _, r)| r).collect()
+        kafka_read::read_to_end(&consumer, topic, &partitions, deadline, |m| {
+            let headers = m
+                .headers()
+                .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+                .unwrap_or_default();
+            Record { key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec), headers }
+        })
     }
 
     /// The transactions `(run, txn)` that wrote a progress record of sink `sink` into topic

@@ -13,9 +13,8 @@
 //! ReplacingMergeTree read with `FINAL`: exactly-once in effect), Elasticsearch / OpenSearch
 //! (upsert with external versions: idempotent), Cassandra (the CQL protocol double of
 //! `tests/cql_double`, in this process, reached by the child over TCP on 127.0.0.1; write
-//! timestamps: idempotent) and Doris (a Stream Load double in this process, the protocol of
-//! `tests/doris.rs`'s double, which that file keeps to itself: labels dedupe a replay from the
-//! beginning). Every table is fresh, named by `common::unique_name`, with columns `k` (key),
+//! timestamps: idempotent) and Doris (the Stream Load double of `tests/doris_double`, which
+//! `tests/doris.rs` uses too, in this process: labels dedupe a replay from the beginning). Every table is fresh, named by `common::unique_name`, with columns `k` (key),
 //! `v`, `s` as `common::Row`. A missing server variable fails the test (`common::service_env`).
 //!
 //! Three additions of this file sharpen what the reads can see. The upsert histories get
@@ -28,16 +27,14 @@
 
 mod common;
 mod cql_double;
-#[path = "support/http_server.rs"]
-mod http_server;
+mod doris_double;
+#[path = "support/json_http.rs"]
+mod json_http;
 
 use common::crash::{self, CrashTest, Guarantee, Readback, INDEPENDENT};
 use common::{service_env, unique_name, Row};
-use http_server::{respond, serve};
-use std::collections::{BTreeMap, HashMap};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use doris_double::DorisDouble;
+use std::collections::BTreeMap;
 
 /// `--with` arguments from `key=value` pairs.
 fn with(pairs: &[String]) -> Vec<String> {
@@ -289,18 +286,7 @@ fn clickhouse_replacing_upsert_killed_at_every_crash_point_ends_exact() {
 
 /// One HTTP call to the `_bulk` server; returns (status, JSON body).
 fn es(method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-    let url = service_env("DSINK_ELASTICSEARCH_URL", "osmem");
-    rt().block_on(async {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut r = reqwest::Client::new().request(m, format!("{url}{path}"));
-        if let Some(b) = body {
-            r = r.header("Content-Type", "application/json").body(b.to_string());
-        }
-        let resp = r.send().await.unwrap();
-        let s = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (s, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
-    })
+    json_http::call(&service_env("DSINK_ELASTICSEARCH_URL", "osmem"), method, path, body)
 }
 
 /// Upserts with external versions (the logical time): a replay's older write is refused, so the
@@ -368,118 +354,12 @@ fn cassandra_upsert_killed_at_every_crash_point_ends_exact() {
 // ---------------------------------------------------------------------------------------------
 // Doris: a Stream Load double, in this process
 
-/// The double's state: labels per database, one unique-key table per name.
-#[derive(Default)]
-struct DorisState {
-    labels: HashMap<(String, String), u64>,
-    tables: BTreeMap<String, BTreeMap<u32, serde_json::Value>>,
-    /// (label, status) of every load the backend answered.
-    loads: Vec<(String, String)>,
-    /// Per table and key, the last write applied: `(v, 1)` for a delete of the row with `v`,
-    /// `(v, 0)` for the row with `v` (`v` grows through a key's history).
-    last: BTreeMap<(String, u32), (u64, u8)>,
-    /// Writes that took a key back to an older state than one applied before.
-    stale: Vec<String>,
-}
-
-/// A frontend that redirects `PUT /api/{db}/{table}/_stream_load` with 307 to a backend, and a
-/// backend that keeps labels (a repeated one is `Label Already Exists`) and unique-key tables
-/// (`__DORIS_DELETE_SIGN__` deletes), as the double of `tests/doris.rs` does. Stopped on drop.
-struct Doris {
-    fe: String,
-    state: Arc<Mutex<DorisState>>,
-    stop: Arc<AtomicBool>,
-    addrs: Vec<std::net::SocketAddr>,
-}
-
-impl Doris {
-    fn start() -> Doris {
-        let state = Arc::new(Mutex::new(DorisState::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (be, fe) = (TcpListener::bind("127.0.0.1:0").unwrap(), TcpListener::bind("127.0.0.1:0").unwrap());
-        let (be_addr, fe_addr) = (be.local_addr().unwrap(), fe.local_addr().unwrap());
-        serve(fe, stop.clone(), move |req, s| {
-            if req.method != "PUT" || !req.path.ends_with("/_stream_load") {
-                return respond(s, "404 Not Found", &[], "not found");
-            }
-            respond(s, "307 Temporary Redirect", &[("Location", format!("http://{be_addr}{}", req.path))], "");
-        });
-        let st = state.clone();
-        serve(be, stop.clone(), move |req, s| {
-            let mut st = st.lock().unwrap();
-            let label = req.headers.get("label").cloned().unwrap_or_default();
-            let answer = |status: &str, rows: usize, extra: &str| {
-                format!(
-                    "{{\"TxnId\":1,\"Label\":\"{label}\",\"Status\":\"{status}\",\"Message\":\"{status}\",\
-                     \"NumberTotalRows\":{rows},\"NumberLoadedRows\":{rows},\"NumberFilteredRows\":0{extra}}}"
-                )
-            };
-            if req.headers.get("authorization").map(String::as_str) != Some("Basic cm9vdDpzZWNyZXQ=") {
-                return respond(s, "401 Unauthorized", &[], &answer("Fail", 0, ""));
-            }
-            // /api/{db}/{table}/_stream_load
-            let parts: Vec<&str> = req.path.split('/').collect();
-            let (db, table) = (parts[2].to_string(), parts[3].to_string());
-            if st.labels.contains_key(&(db.clone(), label.clone())) {
-                st.loads.push((label.clone(), "Label Already Exists".into()));
-                let body = answer("Label Already Exists", 0, ",\"ExistingJobStatus\":\"FINISHED\"");
-                return respond(s, "200 OK", &[], &body);
-            }
-            let rows: Vec<serde_json::Value> = req
-                .body
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(|l| serde_json::from_slice(l).expect("a JSON line"))
-                .collect();
-            for v in &rows {
-                let k = v["k"].as_u64().unwrap() as u32;
-                let version = (v["v"].as_u64().unwrap(), u8::from(v["__DORIS_DELETE_SIGN__"] == 1));
-                let before = st.last.insert((table.clone(), k), version);
-                if before.is_some_and(|b| b > version) {
-                    st.stale.push(format!("load {label}: key {k} from {before:?} back to {version:?}"));
-                }
-            }
-            let t = st.tables.entry(table).or_default();
-            for v in &rows {
-                let k = v["k"].as_u64().unwrap() as u32;
-                if v["__DORIS_DELETE_SIGN__"] == 1 {
-                    t.remove(&k);
-                } else {
-                    let mut row = v.clone();
-                    row.as_object_mut().unwrap().remove("__DORIS_DELETE_SIGN__");
-                    t.insert(k, row);
-                }
-            }
-            st.labels.insert((db, label.clone()), rows.len() as u64);
-            st.loads.push((label.clone(), "Success".into()));
-            respond(s, "200 OK", &[], &answer("Success", rows.len(), ""));
-        });
-        Doris { fe: format!("http://{fe_addr}"), state, stop, addrs: vec![be_addr, fe_addr] }
-    }
-
-    fn table(&self, name: &str) -> BTreeMap<u32, Row> {
-        let st = self.state.lock().unwrap();
-        let rows = st.tables.get(name).into_iter().flatten().map(|(_, v)| serde_json::from_value(v.clone()).unwrap());
-        by_key(rows.collect(), name)
-    }
-}
-
-impl Drop for Doris {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake each accept loop, which then sees the flag and ends (closing its listener).
-        for a in &self.addrs {
-            let _ = TcpStream::connect(a);
-        }
-    }
-}
-
 /// Doris keeps no progress the sink can read: a restarted worker replays from the beginning, and
 /// every load it repeats carries its original's label (sink, table, worker, frontiers) and is
 /// refused as `Label Already Exists` (README: exactly-once on unique-key tables).
 #[test]
 fn doris_upsert_killed_at_every_crash_point_ends_exact() {
-    let d = Doris::start();
+    let d = DorisDouble::start(&["k", "v", "s"]);
     let opts = [
         "connector=doris".to_string(),
         format!("doris.url={}", d.fe),

@@ -5,6 +5,8 @@
 
 mod common;
 mod drive;
+#[path = "support/json_http.rs"]
+mod json_http;
 
 use common::{keyed_history, state_before, Row};
 use differential_sinks::connectors::elasticsearch::ElasticsearchConfig;
@@ -21,19 +23,7 @@ fn url() -> String {
 
 /// One HTTP call; returns (status, JSON body).
 fn call(method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let c = reqwest::Client::new();
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut r = c.request(m, format!("{}{path}", url()));
-        if let Some(b) = body {
-            r = r.header("Content-Type", "application/json").body(b.to_string());
-        }
-        let resp = r.send().await.unwrap();
-        let s = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (s, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
-    })
+    json_http::call(&url(), method, path, body)
 }
 
 fn fresh(index: &str) -> String {

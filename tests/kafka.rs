@@ -13,6 +13,8 @@
 //! double (no registry server can be installed here).
 
 mod common;
+#[path = "support/kafka_read.rs"]
+mod kafka_read;
 
 use common::{expected_changes, key_of, keyed_history, row_of, state_before, Rng, Row};
 use differential_dataflow::input::Input;
@@ -25,9 +27,8 @@ use differential_sinks::{
     CommitPolicy, ErrorKind, Format, RecordBatch, RecordWriter, Schema, SinkCollection, SinkSpec,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -102,17 +103,8 @@ struct RawRecord {
 /// Every record of `topic` on the broker at `bootstrap`, partition by partition in offset order,
 /// read to the end with `isolation`.
 fn read_raw(bootstrap: &str, topic: &str, isolation: &str) -> Vec<RawRecord> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("consumer");
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
-    assert!(!parts.is_empty(), "topic {topic} has no partitions");
+    let consumer = kafka_read::reader(bootstrap, &unique("reader"), isolation);
+    let parts = kafka_read::partitions(&consumer, topic);
     let deadline = Instant::now() + Duration::from_secs(60);
     if isolation == "read_committed" {
         // A read_committed reader stops at the last stable offset, which may trail the records a
@@ -131,48 +123,18 @@ fn read_raw(bootstrap: &str, topic: &str, isolation: &str) -> Vec<RawRecord> {
             }
         }
     }
-    let mut tpl = TopicPartitionList::new();
-    let mut pending = BTreeSet::new();
-    for p in parts {
-        let (lo, hi) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
-        if hi > lo {
-            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-            pending.insert(p);
+    kafka_read::read_to_end(&consumer, topic, &parts, deadline, |m| {
+        let headers = m
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default();
+        RawRecord {
+            partition: m.partition(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
         }
-    }
-    let mut out: Vec<(i32, i64, RawRecord)> = Vec::new();
-    if pending.is_empty() {
-        return Vec::new();
-    }
-    consumer.assign(&tpl).unwrap();
-    while !pending.is_empty() {
-        assert!(Instant::now() < deadline, "reading {topic} did not reach its end");
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                pending.remove(&p);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
-                    .unwrap_or_default();
-                out.push((
-                    m.partition(),
-                    m.offset(),
-                    RawRecord {
-                        partition: m.partition(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                        headers,
-                    },
-                ));
-            }
-        }
-    }
-    out.sort_by_key(|(p, o, _)| (*p, *o));
-    out.into_iter().map(|(_, _, m)| m).collect()
+    })
 }
 
 /// A progress record as the Kafka module docs describe it, parsed by the test from the record's

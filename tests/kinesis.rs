@@ -12,12 +12,15 @@
 //! request; everything else goes to moto unchanged.
 
 mod common;
+#[path = "support/progress_replay.rs"]
+mod progress_replay;
 
 use base64::Engine as _;
 use common::{expected_changes, keyed_history, state_before, Row};
 use differential_dataflow::input::Input;
 use differential_sinks::connectors::kinesis::{KinesisClient, KinesisConfig};
 use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
+use progress_replay::{dedup_by_identity, restore_dir, snapshot_dir};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -323,47 +326,6 @@ fn upsert_through_partial_failures_loses_nothing() {
     assert_eq!(state, state_before(&history, u64::MAX));
 }
 
-/// The files of a `progress.dir`, by name and contents.
-fn snapshot_dir(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
-        .collect()
-}
-
-/// Puts back the files of `snapshot` in `dir` and removes every other one: the progress a crash
-/// left when it came after later records were stored but before their progress was recorded.
-fn restore_dir(dir: &std::path::Path, snapshot: &BTreeMap<String, Vec<u8>>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        std::fs::remove_file(e.path()).unwrap();
-    }
-    for (name, bytes) in snapshot {
-        std::fs::write(dir.join(name), bytes).unwrap();
-    }
-}
-
-/// What a deduplicating reader (module docs) makes of `records`: the first record of each
-/// `(key, time, seq)`, in stream order, after checking that every copy of a record is the same
-/// record. Returns the records kept and how many were dropped.
-fn dedup_by_identity(records: &[(String, String, Value)]) -> (Vec<(String, String, Value)>, usize) {
-    let mut first: BTreeMap<(String, u64, u64), &(String, String, Value)> = BTreeMap::new();
-    let mut kept = Vec::new();
-    for r in records {
-        let env = &r.2;
-        let id = (env["key"].to_string(), env["time"].as_u64().unwrap(), env["seq"].as_u64().unwrap());
-        match first.get(&id) {
-            Some(f) => assert_eq!((&f.1, &f.2), (&r.1, &r.2), "two different records share the identity {id:?}"),
-            None => {
-                first.insert(id, r);
-                kept.push(r.clone());
-            }
-        }
-    }
-    let dropped = records.len() - kept.len();
-    (kept, dropped)
-}
-
 #[test]
 fn restart_with_progress_dir_resumes_and_readers_can_dedup() {
     let rt = rt();
@@ -418,7 +380,11 @@ fn restart_with_progress_dir_resumes_and_readers_can_dedup() {
     assert_eq!(raw.len(), expected.len() + replayed, "every change of the times from 3 on is in the stream twice");
     // A reader deduplicating by (key, time, seq) gets exactly the reference: every change once,
     // in order per key, ending in the final state.
-    let (kept, dropped) = dedup_by_identity(&raw);
+    let (kept, dropped) = dedup_by_identity(
+        &raw,
+        |(_, _, env)| (env["key"].to_string(), env["time"].as_u64().unwrap(), env["seq"].as_u64().unwrap()),
+        |(_, partition_key, env)| (partition_key, env),
+    );
     assert_eq!(dropped, replayed, "the replay's records are recognised as duplicates");
     assert_eq!(kept.len(), expected.len());
     let (state, changes) = replay(&kept);

@@ -5,6 +5,8 @@
 
 mod common;
 mod drive;
+#[path = "support/progress_replay.rs"]
+mod progress_replay;
 
 use common::{expected_changes, keyed_history, state_before, Row};
 use differential_dataflow::input::Input;
@@ -12,6 +14,7 @@ use differential_sinks::connectors::pulsar::{
     PulsarCompression, PulsarConfig, OP_PROPERTY, SEQ_PROPERTY, TIME_PROPERTY,
 };
 use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
+use progress_replay::{dedup_by_identity, restore_dir, snapshot_dir};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -253,40 +256,13 @@ fn check_with_reader_dedup(msgs: &[Msg], history: &[(Row, u64, isize)]) -> (Vec<
     let state: BTreeMap<u32, Row> =
         latest.into_iter().filter(|(_, (_, p))| !p.is_empty()).map(|(k, (_, p))| (k, common::row_of(&p))).collect();
     assert_eq!(state, state_before(history, u64::MAX), "{} messages", msgs.len());
-    let (kept, dropped) = dedup_by_identity(msgs);
+    // The first message of each `(key, time, seq)`; the copies must agree on op and payload.
+    let (kept, dropped) = dedup_by_identity(msgs, |m| (m.0.as_str(), m.1, m.2), |m| (&m.3, &m.4));
     let mut once: Vec<(u64, u32)> = kept.iter().map(|m| (m.1, common::key_of(m.0.as_bytes()))).collect();
     once.sort();
     let want: Vec<(u64, u32)> = expected_changes(history).into_keys().collect();
     assert_eq!(once, want, "deduplicated by (key, time, seq): every change exactly once");
     (kept, dropped)
-}
-
-/// The first message of each `(key, time, seq)`, in the order read, after checking that every
-/// copy of a record is the same record; and how many copies were dropped.
-fn dedup_by_identity(msgs: &[Msg]) -> (Vec<Msg>, usize) {
-    let mut first: BTreeMap<(&str, u64, u64), &Msg> = BTreeMap::new();
-    let mut kept = Vec::new();
-    for m in msgs {
-        let id = (m.0.as_str(), m.1, m.2);
-        match first.get(&id) {
-            Some(f) => assert_eq!((&f.3, &f.4), (&m.3, &m.4), "two different records share the identity {id:?}"),
-            None => {
-                first.insert(id, m);
-                kept.push(m.clone());
-            }
-        }
-    }
-    let dropped = msgs.len() - kept.len();
-    (kept, dropped)
-}
-
-/// The files of a `progress.dir`, by name and contents.
-fn snapshot_dir(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
-        .collect()
 }
 
 /// At-least-once, with real duplicates: a run to the end, then the progress file put back as it
@@ -313,12 +289,7 @@ fn a_replay_after_lost_progress_is_deduplicated_by_readers() {
     let expected = expected_changes(&history);
     check(&read(&topic, expected.len()), &history);
 
-    for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
-        std::fs::remove_file(e.path()).unwrap();
-    }
-    for (name, bytes) in &progress_at_4 {
-        std::fs::write(dir.path().join(name), bytes).unwrap();
-    }
+    restore_dir(dir.path(), &progress_at_4);
     run(&history, &spec, 2);
     let replayed = expected.keys().filter(|(t, _)| *t >= 4).count();
     let raw = read_from(&pulsar_url(), &topic, expected.len() + replayed);

@@ -118,22 +118,10 @@ pub fn feed_time(
     input.flush();
 }
 
-/// The collection's state (key → row) after consolidating every update before `upper`.
+/// The collection's state (key → row) after consolidating every update before `upper`
+/// ([`gen::state_at`] for [`Row`]).
 pub fn state_before(history: &[(Row, u64, isize)], upper: u64) -> BTreeMap<u32, Row> {
-    let mut counts: BTreeMap<Row, isize> = BTreeMap::new();
-    for (row, t, d) in history {
-        if *t < upper {
-            *counts.entry(row.clone()).or_default() += d;
-        }
-    }
-    let mut state = BTreeMap::new();
-    for (row, c) in counts {
-        assert!(c == 0 || c == 1, "history is not keyed: {row:?} has count {c}");
-        if c == 1 {
-            assert!(state.insert(row.k, row.clone()).is_none(), "two rows for key {}", row.k);
-        }
-    }
-    state
+    gen::state_at(history, upper)
 }
 
 /// The changes the history implies, as `(time, key) → (before, after)`, computed by diffing the
