@@ -26,48 +26,36 @@ use crate::error::{Error, Result};
 use crate::key::KeyEncoding;
 use crate::options::Options;
 use crate::schema::Schema;
+use crate::settings::SinkSettings;
 use differential_sinks_operators::{CommitPolicy, SinkMetrics, ViolationPolicy};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A validated sink definition: format, key, encodings, cadence and the connector's settings.
+/// A validated sink definition: the common [`SinkSettings`] (format, key, encodings, cadence) and
+/// the connector's settings. It dereferences to its [`SinkSettings`].
 #[derive(Clone, Debug)]
 pub struct SinkSpec {
-    pub(crate) name: String,
-    pub(crate) format: Format,
-    pub(crate) primary_key: Option<Vec<String>>,
-    pub(crate) key_by_function: bool,
-    pub(crate) key_encoding: KeyEncoding,
-    pub(crate) schema: Option<Schema>,
-    pub(crate) connect_schema: bool,
-    pub(crate) violations: ViolationPolicy,
-    pub(crate) commit: CommitPolicy,
+    pub(crate) settings: SinkSettings,
     pub(crate) connector: ConnectorConfig,
-    pub(crate) metrics: Arc<SinkMetrics>,
-    pub(crate) input_starts_at: Option<u64>,
-    pub(crate) write_chunk: usize,
+}
+
+impl std::ops::Deref for SinkSpec {
+    type Target = SinkSettings;
+    fn deref(&self) -> &SinkSettings {
+        &self.settings
+    }
+}
+
+impl std::ops::DerefMut for SinkSpec {
+    fn deref_mut(&mut self) -> &mut SinkSettings {
+        &mut self.settings
+    }
 }
 
 impl SinkSpec {
     /// Starts a typed builder for a sink called `name` writing to `connector`.
     pub fn builder(name: impl Into<String>, connector: impl Into<ConnectorConfig>) -> SinkSpecBuilder {
-        SinkSpecBuilder {
-            spec: SinkSpec {
-                name: name.into(),
-                format: Format::AppendOnly { force: false },
-                primary_key: None,
-                key_by_function: false,
-                key_encoding: KeyEncoding::Json,
-                schema: None,
-                connect_schema: false,
-                violations: ViolationPolicy::Fail,
-                commit: CommitPolicy::default(),
-                connector: connector.into(),
-                metrics: Arc::new(SinkMetrics::default()),
-                input_starts_at: None,
-                write_chunk: differential_sinks_operators::DEFAULT_WRITE_CHUNK,
-            },
-        }
+        SinkSpecBuilder { spec: SinkSpec { settings: SinkSettings::new(name), connector: connector.into() } }
     }
 
     /// Parses a RisingWave-style options map (see the [module docs](self)).
@@ -154,37 +142,13 @@ impl SinkSpec {
         b.build()
     }
 
-    /// The sink's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    /// The format.
-    pub fn format(&self) -> &Format {
-        &self.format
-    }
-    /// The declared primary key columns.
-    pub fn primary_key(&self) -> Option<&[String]> {
-        self.primary_key.as_deref()
+    /// The common settings the connector sees.
+    pub fn settings(&self) -> &SinkSettings {
+        &self.settings
     }
     /// The connector's configuration.
     pub fn connector(&self) -> &ConnectorConfig {
         &self.connector
-    }
-    /// The counters every worker of this process updates.
-    pub fn metrics(&self) -> &Arc<SinkMetrics> {
-        &self.metrics
-    }
-    /// The declared schema.
-    pub fn schema(&self) -> Option<&Schema> {
-        self.schema.as_ref()
-    }
-    /// The key encoding.
-    pub fn key_encoding(&self) -> &KeyEncoding {
-        &self.key_encoding
-    }
-    /// The commit cadence.
-    pub fn commit_policy(&self) -> &CommitPolicy {
-        &self.commit
     }
 }
 
@@ -316,7 +280,7 @@ impl SinkSpecBuilder {
                 "option `violation = dead-letter` needs a `primary_key` to violate: declare one",
             ));
         }
-        s.connector.validate(&s)?;
+        s.connector.validate(&s.settings)?;
         Ok(s)
     }
 }

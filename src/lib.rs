@@ -35,21 +35,24 @@ pub mod json_row;
 pub mod key;
 pub mod options;
 pub mod record;
+pub mod row;
 #[cfg(any(feature = "deltalake", feature = "iceberg"))]
 pub mod row_keys;
 pub mod schema;
 pub mod secret;
+pub mod settings;
 pub mod sink;
 pub mod stable_hash;
 
 pub use config::{SinkSpec, SinkSpecBuilder};
-pub use connectors::{ConnectorConfig, RecordWriter};
+pub use connectors::{Connector, ConnectorConfig, RecordWriter};
 pub use envelope::Format;
 pub use error::{Error, ErrorKind, Result};
 pub use json_row::JsonRow;
 pub use options::Options;
 pub use record::{Record, RecordBatch};
 pub use schema::{ColumnType, Schema};
+pub use settings::SinkSettings;
 pub use sink::{Row, SinkCollection};
 
 /// The dataflow side, re-exported.

@@ -34,9 +34,9 @@
 //! ```
 
 use crate::arrow_rows::RowBatcher;
-use crate::config::SinkSpec;
 use crate::envelope::Format;
 use crate::error::{Error, ErrorKind, Result};
+use crate::settings::SinkSettings;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{DataType, SchemaRef};
@@ -160,7 +160,7 @@ pub fn deletes<V: Serialize>(batcher: &mut RowBatcher, keys: &KeyEncoder, gone: 
 
 /// Checks a lakehouse sink's format at creation: append-only, or upsert by declared key columns
 /// (`target` names the connector in messages); Debezium is refused, since a table holds rows.
-pub fn check_format(spec: &SinkSpec, target: &str) -> Result<()> {
+pub fn check_format(spec: &SinkSettings, target: &str) -> Result<()> {
     match spec.format() {
         Format::AppendOnly { .. } => Ok(()),
         Format::Upsert if spec.primary_key().is_none_or(|k| k.is_empty()) => Err(Error::config(format!(
@@ -176,7 +176,7 @@ pub fn check_format(spec: &SinkSpec, target: &str) -> Result<()> {
 }
 
 /// The key encoder of an upsert sink (`None` for append-only) over the table's Arrow schema.
-pub fn upsert_keys(spec: &SinkSpec, schema: &SchemaRef, table: &str) -> Result<Option<KeyEncoder>> {
+pub fn upsert_keys(spec: &SinkSettings, schema: &SchemaRef, table: &str) -> Result<Option<KeyEncoder>> {
     if !matches!(spec.format(), Format::Upsert) {
         return Ok(None);
     }

@@ -1,22 +1,19 @@
 //! The public entry point: end a differential collection in a sink.
 //!
-//! [`SinkCollection::sink`] takes a validated [`SinkSpec`], opens this worker's writer for the
-//! spec's connector, and builds the sink operator with the spec's key, format and cadence. It
-//! returns the operator's [`SinkOutput`]: a stream to `probe()` for the committed frontier, the
-//! dead-letter collection, and a handle with the error that stopped the sink, if any.
+//! [`SinkCollection::sink`] takes a validated [`SinkSpec`], opens this worker's part of the
+//! delivery through the spec's connector ([`Writers`]), and builds the sink operator with the
+//! spec's key, format and cadence. It returns the operator's [`SinkOutput`]: a stream to
+//! `probe()` for the committed frontier, the dead-letter collection, and a handle with the error
+//! that stopped the sink, if any. It knows no connector by name.
 
 use crate::config::SinkSpec;
+use crate::connectors::Writers;
 use crate::error::{Error, Result};
 use crate::key::{encode_key_value, Key, KeyColumns, KeyEncoding};
+pub use crate::row::Row;
 use differential_dataflow::VecCollection;
 use differential_sinks_operators::{SinkConfig, SinkExt, SinkOutput, SinkTime, WorkerContext};
 use serde::Serialize;
-use timely::ExchangeData;
-
-/// What a row type needs to be sunk: serializable (for encoding and key extraction), exchangeable
-/// between workers, and ordered (for consolidation).
-pub trait Row: Serialize + ExchangeData + Ord + Clone + 'static {}
-impl<V: Serialize + ExchangeData + Ord + Clone + 'static> Row for V {}
 
 /// Sinks on differential collections.
 pub trait SinkCollection<'scope, T: SinkTime, V: Row> {
@@ -88,7 +85,7 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
                 deliver(self, spec, true, move |row: &V| columns.extract(row))
             }
             // No key, into a table that takes the rows themselves: only route and order them.
-            None if takes_rows(spec) => deliver(self, spec, false, |row: &V| Key::row_identity(row)),
+            None if spec.connector.takes_rows() => deliver(self, spec, false, |row: &V| Key::row_identity(row)),
             None => {
                 // No key: the row's JSON identifies it (and is reused as the encoded value).
                 let key_of = |row: &V| encode_key_value(row, &KeyEncoding::Json);
@@ -114,21 +111,6 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
     }
 }
 
-/// Whether `spec`'s target builds its records from the rows (Arrow batches of a lakehouse table)
-/// rather than from the encoded key and value.
-fn takes_rows(spec: &SinkSpec) -> bool {
-    #[cfg(feature = "deltalake")]
-    if matches!(spec.connector, crate::connectors::ConnectorConfig::DeltaLake(_)) {
-        return true;
-    }
-    #[cfg(feature = "iceberg")]
-    if matches!(spec.connector, crate::connectors::ConnectorConfig::Iceberg(_)) {
-        return true;
-    }
-    let _ = spec;
-    false
-}
-
 /// Builds the sink operator for `spec`'s connector: one writer per worker committing itself, or,
 /// for targets whose commits cover every worker (lakehouse tables), writers and one committer.
 fn deliver<'scope, T: SinkTime, V: Row>(
@@ -137,18 +119,13 @@ fn deliver<'scope, T: SinkTime, V: Row>(
     keyed: bool,
     key_of: impl Fn(&V) -> Key + 'static,
 ) -> Result<SinkOutput<'scope, T, V, Error>> {
-    #[cfg(feature = "deltalake")]
-    if let crate::connectors::ConnectorConfig::DeltaLake(c) = &spec.connector {
-        let (writer, make_committer) = crate::connectors::deltalake::open::<V>(c, spec)?;
-        return Ok(collection.sink_coordinated(operator_config(spec, keyed), key_of, writer, make_committer));
-    }
-    #[cfg(feature = "iceberg")]
-    if let crate::connectors::ConnectorConfig::Iceberg(c) = &spec.connector {
-        let (writer, make_committer) = crate::connectors::iceberg::open::<V>(c, spec)?;
-        return Ok(collection.sink_coordinated(operator_config(spec, keyed), key_of, writer, make_committer));
-    }
     let scope = collection.inner.scope();
     let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
-    let writer = spec.connector.open_writer::<V, T>(spec, ctx)?;
-    Ok(collection.sink_with(operator_config(spec, keyed), key_of, writer))
+    let config = operator_config(spec, keyed);
+    Ok(match spec.connector.open::<V, T>(&spec.settings, ctx)? {
+        Writers::Independent(writer) => collection.sink_with(config, key_of, writer),
+        Writers::Coordinated(writer, make_committer) => {
+            collection.sink_coordinated(config, key_of, writer, make_committer)
+        }
+    })
 }

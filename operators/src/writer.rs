@@ -108,6 +108,13 @@ pub trait CoordinatedWriter<K, V, T>: SinkWriter<K, V, T> {
     fn prepare(&mut self, upper: &Frontier<T>) -> Result<Self::Prepared, Self::Error>;
 }
 
+impl<K, V, T, W: CoordinatedWriter<K, V, T> + ?Sized> CoordinatedWriter<K, V, T> for Box<W> {
+    type Prepared = W::Prepared;
+    fn prepare(&mut self, upper: &Frontier<T>) -> Result<Self::Prepared, Self::Error> {
+        (**self).prepare(upper)
+    }
+}
+
 /// One worker's prepared work, as it reaches the committer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Prepared<P, T> {
@@ -130,6 +137,16 @@ pub trait Committer<P, T>: 'static {
     /// Commits `prepared` (possibly from several workers and several frontiers each) in one
     /// atomic step, recording `frontiers`, every worker's frontier after this commit.
     fn commit(&mut self, prepared: Vec<Prepared<P, T>>, frontiers: &[Frontier<T>]) -> Result<(), Self::Error>;
+}
+
+impl<P, T, C: Committer<P, T> + ?Sized> Committer<P, T> for Box<C> {
+    type Error = C::Error;
+    fn resume(&mut self, peers: usize) -> Result<Vec<Frontier<T>>, Self::Error> {
+        (**self).resume(peers)
+    }
+    fn commit(&mut self, prepared: Vec<Prepared<P, T>>, frontiers: &[Frontier<T>]) -> Result<(), Self::Error> {
+        (**self).commit(prepared, frontiers)
+    }
 }
 
 /// What a target recorded about one worker's progress.

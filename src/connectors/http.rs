@@ -12,12 +12,7 @@ pub use crate::secret::Secret;
 
 /// A runtime for one writer's requests.
 pub(crate) fn runtime(threads: usize, name: &str) -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .thread_name(format!("sink-{name}"))
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the sink's HTTP runtime", e))
+    crate::delivery::runtime::multi_thread(threads, name, "the sink's HTTP client")
 }
 
 /// An HTTP client that follows no redirects (connectors that need them follow them explicitly,

@@ -48,10 +48,7 @@ impl Bridge {
         let (recycle_tx, recycle_rx) = bounded::<RecordBatch>(capacity.max(1) + 1);
         let failure = Arc::new(Mutex::new(None));
         let fail = Arc::clone(&failure);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("starting the sink's async runtime", e))?;
+        let runtime = super::runtime::current_thread("the sink's async client")?;
         let thread = std::thread::Builder::new()
             .name(format!("sink-{name}"))
             .spawn(move || {

@@ -4,10 +4,12 @@
 //!   jitter, give up with the last error after a deadline;
 //! * [`bridge`] — run an asynchronous client (tokio) behind the synchronous writer contract,
 //!   with a bounded queue: a worker that outruns its target blocks instead of buffering without
-//!   bound, and write errors surface at the next call.
+//!   bound, and write errors surface at the next call;
+//! * [`runtime`] — the tokio runtimes connectors block on, built one way.
 
 pub mod bridge;
 pub mod retry;
+pub mod runtime;
 
 pub use bridge::{AsyncRecordWriter, Bridge};
 pub use retry::{Backoff, RetryPolicy};

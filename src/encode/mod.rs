@@ -1,13 +1,19 @@
-//! Encodings: turning rows and envelopes into bytes. Pure, and benchmarked alone
-//! (`benches/encode.rs`).
+//! Encodings: turning per-key changes into a target's wire form. Pure — no I/O — so each runs
+//! and is benchmarked alone, apart from any writer.
 //!
 //! Keys are encoded when updates enter the sink (see [`crate::key`]); values here, when a change
-//! becomes records. JSON is the built-in value encoding; schema-carrying encodings live with the
-//! connectors that need them.
+//! becomes what a target ships. Every encoder implements [`ChangeEncoder`]:
+//!
+//! * [`records`] — the envelope's keyed JSON records, for the message targets (file, Kafka, NATS,
+//!   Kinesis, Pulsar), on top of [`json`].
 
+pub mod encoder;
 pub mod json;
+pub mod records;
 
+pub use encoder::ChangeEncoder;
 pub use json::JsonEncoder;
+pub use records::RecordEncoder;
 
 /// Wall-clock milliseconds since the Unix epoch (Debezium's `ts_ms`).
 pub fn now_millis() -> u64 {

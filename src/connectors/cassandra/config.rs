@@ -60,7 +60,7 @@ impl CassandraConfig {
         }
     }
 
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let url = opts.require("cassandra.url", "contact points, e.g. cassandra.url=127.0.0.1:9042")?;
         let keyspace = opts.require("cassandra.keyspace", "the keyspace, e.g. cassandra.keyspace=demo")?;
         let table = opts.require("cassandra.table", "the table, e.g. cassandra.table=orders")?;
@@ -93,11 +93,5 @@ impl CassandraConfig {
             }
         }
         Ok(c)
-    }
-}
-
-impl From<CassandraConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: CassandraConfig) -> Self {
-        crate::connectors::ConnectorConfig::Cassandra(c)
     }
 }

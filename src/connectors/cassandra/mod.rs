@@ -71,3 +71,35 @@ pub use config::CassandraConfig;
 pub use statements::{check_table, delete_cql, insert_cql, insert_json, qualified, write_timestamp, CqlColumn};
 pub(crate) use writer::validate;
 pub use writer::CassandraWriter;
+
+use crate::connectors::{Connector, Writers};
+use crate::encode::RecordEncoder;
+use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
+
+impl Connector for CassandraConfig {
+    const NAME: &'static str = "cassandra";
+    const ALIASES: &'static [&'static str] = &["scylladb"];
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
+
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        CassandraConfig::parse(opts)
+    }
+
+    fn validate(&self, sink: &SinkSettings) -> Result<()> {
+        validate(self, sink)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let _ = ctx;
+        Ok(Writers::independent(CassandraWriter::<V>::open(self, sink, ctx)?))
+    }
+}

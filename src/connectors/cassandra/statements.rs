@@ -1,8 +1,8 @@
 //! Pure parts of the Cassandra connector: CQL statements, write timestamps and the table check.
 
-use crate::config::SinkSpec;
 use crate::envelope::Format;
 use crate::error::{Error, Result};
+use crate::settings::SinkSettings;
 
 /// A column of the target table, from `system_schema.columns`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub fn delete_cql(keyspace: &str, table: &str, key: &[String]) -> String {
 
 /// Checks the spec against the table's columns, at creation: the primary key must be exactly
 /// the table's (partition key and clustering columns), declared columns must exist.
-pub fn check_table(spec: &SinkSpec, keyspace: &str, table: &str, columns: &[CqlColumn]) -> Result<()> {
+pub fn check_table(spec: &SinkSettings, keyspace: &str, table: &str, columns: &[CqlColumn]) -> Result<()> {
     let t = format!("{keyspace}.{table}");
     if columns.is_empty() {
         return Err(Error::schema(format!(
@@ -117,22 +117,17 @@ pub fn check_table(spec: &SinkSpec, keyspace: &str, table: &str, columns: &[CqlC
     Ok(())
 }
 
-#[cfg(all(test, feature = "file"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SinkSpec;
+    use crate::envelope::Format;
 
     fn col(name: &str, kind: &str, position: i32) -> CqlColumn {
         CqlColumn { name: name.into(), kind: kind.into(), position, ty: "int".into() }
     }
 
-    fn spec(pk: &[&str]) -> SinkSpec {
-        SinkSpec::builder("s", crate::connectors::file::FileConfig::new("/tmp/x"))
-            .upsert()
-            .primary_key(pk.iter().copied())
-            .schema("a:int32,b:int32,v:string".parse().unwrap())
-            .build()
-            .unwrap()
+    fn spec(pk: &[&str]) -> SinkSettings {
+        SinkSettings::for_test(Format::Upsert, pk, Some("a:int32,b:int32,v:string".parse().unwrap()))
     }
 
     #[test]

@@ -2,12 +2,12 @@
 
 use super::statements::{check_table, delete_cql, insert_cql, insert_json, qualified, write_timestamp, CqlColumn};
 use super::CassandraConfig;
-use crate::config::SinkSpec;
 use crate::connectors::resumed_frontier;
 use crate::encode::json::encode_json;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
+use crate::settings::SinkSettings;
 use differential_sinks_operators::{
     resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext, WorkerProgress,
 };
@@ -122,7 +122,7 @@ fn batches(pending: &[(bool, Vec<CqlValue>)], rows: usize, bytes: usize) -> Vec<
 }
 
 /// Checks the table at creation.
-pub(crate) fn validate(cfg: &CassandraConfig, spec: &SinkSpec) -> Result<()> {
+pub(crate) fn validate(cfg: &CassandraConfig, spec: &SinkSettings) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -152,7 +152,7 @@ pub struct CassandraWriter<V> {
 
 impl<V> CassandraWriter<V> {
     /// Opens a writer (connects in `resume`).
-    pub fn open(cfg: &CassandraConfig, spec: &SinkSpec, _ctx: WorkerContext) -> Result<Self> {
+    pub fn open(cfg: &CassandraConfig, spec: &SinkSettings, _ctx: WorkerContext) -> Result<Self> {
         Ok(CassandraWriter {
             rt: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)

@@ -73,7 +73,7 @@ impl ClickHouseConfig {
         self
     }
 
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let url = opts.require("clickhouse.url", "the HTTP interface, e.g. clickhouse.url=http://127.0.0.1:8123")?;
         let table = opts.require("clickhouse.table", "the target table, e.g. clickhouse.table=orders")?;
         let database = opts.take("clickhouse.database").unwrap_or_else(|| "default".into());
@@ -103,11 +103,5 @@ impl ClickHouseConfig {
             }
         }
         Ok(c)
-    }
-}
-
-impl From<ClickHouseConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: ClickHouseConfig) -> Self {
-        crate::connectors::ConnectorConfig::ClickHouse(c)
     }
 }

@@ -110,3 +110,34 @@ pub use config::ClickHouseConfig;
 pub use table::{compatible, engine_params, plan, Mode, TableColumn, TableInfo};
 pub(crate) use writer::validate;
 pub use writer::{ClickHouse, ClickHouseWriter};
+
+use crate::connectors::{Connector, Writers};
+use crate::encode::RecordEncoder;
+use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
+
+impl Connector for ClickHouseConfig {
+    const NAME: &'static str = "clickhouse";
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
+
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        ClickHouseConfig::parse(opts)
+    }
+
+    fn validate(&self, sink: &SinkSettings) -> Result<()> {
+        validate(self, sink)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let _ = ctx;
+        Ok(Writers::independent(ClickHouseWriter::<V>::open(self, sink, ctx)?))
+    }
+}

@@ -2,10 +2,10 @@
 //! creation-time checks that decide how the sink writes to it.
 
 use super::ClickHouseConfig;
-use crate::config::SinkSpec;
 use crate::envelope::Format;
 use crate::error::{Error, Result};
 use crate::schema::ColumnType;
+use crate::settings::SinkSettings;
 
 /// One column of the target table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,7 +122,7 @@ pub fn compatible(ty: ColumnType, ch: &str) -> bool {
 }
 
 /// Decides how to write `spec`'s changes into `table`, or refuses with what to change.
-pub fn plan(spec: &SinkSpec, cfg: &ClickHouseConfig, table: &TableInfo) -> Result<Mode> {
+pub fn plan(spec: &SinkSettings, cfg: &ClickHouseConfig, table: &TableInfo) -> Result<Mode> {
     let t = &table.name;
     if !table.engine.ends_with("MergeTree") {
         return Err(Error::schema(format!(
@@ -325,10 +325,10 @@ pub fn check_field(table: &TableInfo, mode: &Mode, k: &str) -> Result<()> {
     Ok(())
 }
 
-#[cfg(all(test, feature = "file"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SinkSpec;
+    use crate::envelope::Format;
 
     fn table(engine_full: &str, cols: &[(&str, &str, bool)]) -> TableInfo {
         TableInfo {
@@ -351,15 +351,9 @@ mod tests {
         ClickHouseConfig::new("http://x", "db", "t")
     }
 
-    fn upsert(pk: &str, cfg: ClickHouseConfig) -> SinkSpec {
-        // Build without validation (no server): the builder validates, so use a file spec's shape.
-        let mut s = SinkSpec::builder("s", crate::connectors::file::FileConfig::new("/tmp/x"))
-            .upsert()
-            .primary_key(pk.split(','))
-            .build()
-            .unwrap();
-        s.connector = cfg.into();
-        s
+    fn upsert(pk: &str, cfg: ClickHouseConfig) -> SinkSettings {
+        let _ = cfg;
+        SinkSettings::for_test(Format::Upsert, &pk.split(',').collect::<Vec<_>>(), None)
     }
 
     #[test]

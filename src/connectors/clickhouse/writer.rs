@@ -4,7 +4,6 @@
 use super::rowbinary::{EncodeError, Encoded, RowBinaryEncoder};
 use super::table::{check_field, check_fields, check_row, plan, Mode, TableColumn, TableInfo};
 use super::ClickHouseConfig;
-use crate::config::SinkSpec;
 use crate::connectors::http::{client, excerpt, runtime, transport};
 use crate::connectors::resumed_frontier;
 use crate::delivery::retry::retry;
@@ -13,6 +12,7 @@ use crate::encode::json::encode_json;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
+use crate::settings::SinkSettings;
 use differential_sinks_operators::{
     resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext, WorkerProgress,
 };
@@ -271,7 +271,7 @@ impl ClickHouse {
 }
 
 /// Reads the table and checks the spec against it (at sink creation).
-pub(crate) fn validate(cfg: &ClickHouseConfig, spec: &SinkSpec) -> Result<()> {
+pub(crate) fn validate(cfg: &ClickHouseConfig, spec: &SinkSettings) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -295,7 +295,7 @@ pub struct ClickHouseWriter<V> {
     rt: tokio::runtime::Runtime,
     ch: ClickHouse,
     sink: String,
-    spec: SinkSpec,
+    spec: SinkSettings,
     format: Format,
     table: Option<TableInfo>,
     mode: Mode,
@@ -335,7 +335,7 @@ pub struct ClickHouseWriter<V> {
 
 impl<V> ClickHouseWriter<V> {
     /// Opens a writer (the table is read again in `resume`).
-    pub fn open(cfg: &ClickHouseConfig, spec: &SinkSpec, _ctx: WorkerContext) -> Result<Self> {
+    pub fn open(cfg: &ClickHouseConfig, spec: &SinkSettings, _ctx: WorkerContext) -> Result<Self> {
         Ok(ClickHouseWriter {
             rt: runtime(1, spec.name())?,
             ch: ClickHouse::new(cfg)?,

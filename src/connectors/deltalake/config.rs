@@ -42,7 +42,7 @@ impl DeltaLakeConfig {
         self
     }
 
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let location = opts.require("location", "the Delta table's directory, e.g. location=/data/orders")?;
         let location = take_location(
             opts,
@@ -114,11 +114,5 @@ impl DeltaLakeConfig {
             m.insert("aws_secret_access_key".into(), c.secret_key.clone());
         }
         m
-    }
-}
-
-impl From<DeltaLakeConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: DeltaLakeConfig) -> Self {
-        crate::connectors::ConnectorConfig::DeltaLake(c)
     }
 }

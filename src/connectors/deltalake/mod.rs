@@ -137,22 +137,40 @@ pub use writer::{
     COMMIT_INFO_KEY,
 };
 
-use crate::config::SinkSpec;
+use crate::connectors::{Connector, Writers};
+use crate::encode::RecordEncoder;
 use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
 
-/// Checks at creation: the format, and the table against the row schema.
-pub(crate) fn validate(config: &DeltaLakeConfig, spec: &SinkSpec) -> Result<()> {
-    crate::row_keys::check_format(spec, "deltalake")?;
-    writer::runtime()?.block_on(writer::plan_table(config, spec)).map(drop)
-}
+impl Connector for DeltaLakeConfig {
+    const NAME: &'static str = "deltalake";
+    const TAKES_ROWS: bool = true;
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
 
-/// Opens this worker's writer and, for worker 0, the way to make the committer.
-pub(crate) fn open<V: serde::Serialize + 'static>(
-    config: &DeltaLakeConfig,
-    spec: &SinkSpec,
-) -> Result<(DeltaLakeWriter<V>, impl FnOnce() -> Result<DeltaLakeCommitter> + 'static)> {
-    let plan = writer::runtime()?.block_on(writer::plan_table(config, spec))?;
-    let w = DeltaLakeWriter::open(config, spec, &plan)?;
-    let (config, spec) = (config.clone(), spec.clone());
-    Ok((w, move || DeltaLakeCommitter::open(&config, &spec, plan)))
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        DeltaLakeConfig::parse(opts)
+    }
+
+    /// Checks at creation: the format, and the table against the row schema.
+    fn validate(&self, sink: &SinkSettings) -> Result<()> {
+        crate::row_keys::check_format(sink, "deltalake")?;
+        writer::runtime()?.block_on(writer::plan_table(self, sink)).map(drop)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    /// Opens this worker's writer (creating the table if asked and missing) and, for worker 0,
+    /// the way to make the committer.
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, _ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let plan = writer::runtime()?.block_on(writer::plan_table(self, sink))?;
+        let w = DeltaLakeWriter::open(self, sink, &plan)?;
+        let (config, sink) = (self.clone(), sink.clone());
+        Ok(Writers::coordinated(w, move || DeltaLakeCommitter::open(&config, &sink, plan)))
+    }
 }

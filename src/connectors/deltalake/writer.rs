@@ -3,12 +3,12 @@
 use super::batch::{arrow_schema, check_table_schema, delta_schema, schema_from_delta, RowBatcher};
 use super::upsert::{apply_deletes, deletion_vectors_enabled, load_index};
 use super::DeltaLakeConfig;
-use crate::config::SinkSpec;
 use crate::connectors::{resumed_frontier, small_files};
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::row_keys::{deletes, split_changes, upsert_keys, KeyEncoder, KeyIndex, RowChange};
+use crate::settings::SinkSettings;
 use arrow_array::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
@@ -95,7 +95,7 @@ pub(crate) struct TablePlan {
 }
 
 /// Checks `spec` against the table (existing or to be created), as sink creation must.
-pub(crate) async fn plan_table(config: &DeltaLakeConfig, spec: &SinkSpec) -> Result<TablePlan> {
+pub(crate) async fn plan_table(config: &DeltaLakeConfig, spec: &SinkSettings) -> Result<TablePlan> {
     let location = config.location.display();
     let declared = spec.schema().map(delta_schema).transpose()?;
     match load_table(config).await? {
@@ -288,7 +288,7 @@ pub struct DeltaLakeWriter<V> {
 }
 
 impl<V: Serialize + 'static> DeltaLakeWriter<V> {
-    pub(crate) fn open(config: &DeltaLakeConfig, spec: &SinkSpec, plan: &TablePlan) -> Result<Self> {
+    pub(crate) fn open(config: &DeltaLakeConfig, spec: &SinkSettings, plan: &TablePlan) -> Result<Self> {
         let arrow = arrow_schema(&plan.delta)?;
         Ok(DeltaLakeWriter {
             keys: upsert_keys(spec, &arrow, &config.location.display().to_string())?,
@@ -457,7 +457,7 @@ pub struct DeltaLakeCommitter {
 }
 
 impl DeltaLakeCommitter {
-    pub(crate) fn open(config: &DeltaLakeConfig, spec: &SinkSpec, plan: TablePlan) -> Result<Self> {
+    pub(crate) fn open(config: &DeltaLakeConfig, spec: &SinkSettings, plan: TablePlan) -> Result<Self> {
         let keys = upsert_keys(spec, &arrow_schema(&plan.delta)?, &config.location.display().to_string())?;
         Ok(DeltaLakeCommitter {
             keys,

@@ -1,11 +1,11 @@
 //! Options of the Doris connector.
 
-use crate::config::SinkSpec;
 use crate::connectors::http::{base_url, Secret};
 use crate::envelope::Format;
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::secret::split_userinfo;
+use crate::settings::SinkSettings;
 use std::time::Duration;
 
 /// Where and how the Doris connector loads.
@@ -50,7 +50,7 @@ impl DorisConfig {
         self
     }
 
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let url = opts.require("doris.url", "the frontend's HTTP address, e.g. doris.url=http://127.0.0.1:8030")?;
         let database = opts.require("doris.database", "the database, e.g. doris.database=demo")?;
         let table = opts.require("doris.table", "the table, e.g. doris.table=orders")?;
@@ -68,7 +68,7 @@ impl DorisConfig {
         Ok(c)
     }
 
-    pub(crate) fn validate(&self, spec: &SinkSpec) -> Result<()> {
+    pub(crate) fn check_sink(&self, spec: &SinkSettings) -> Result<()> {
         if matches!(spec.format(), Format::Debezium { .. }) {
             return Err(Error::config(
                 "`type = debezium` is not supported by the doris sink: use `type = upsert` (onto a unique-key table) \
@@ -79,11 +79,5 @@ impl DorisConfig {
             return Err(Error::config("option `doris.partial_update` needs `type = upsert` onto a unique-key table"));
         }
         Ok(())
-    }
-}
-
-impl From<DorisConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: DorisConfig) -> Self {
-        crate::connectors::ConnectorConfig::Doris(c)
     }
 }

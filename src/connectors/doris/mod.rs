@@ -57,3 +57,34 @@ mod writer;
 
 pub use config::DorisConfig;
 pub use writer::{interpret, label, DorisWriter, LoadStatus, DELETE_SIGN};
+
+use crate::connectors::{Connector, Writers};
+use crate::encode::RecordEncoder;
+use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
+
+impl Connector for DorisConfig {
+    const NAME: &'static str = "doris";
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
+
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        DorisConfig::parse(opts)
+    }
+
+    fn validate(&self, sink: &SinkSettings) -> Result<()> {
+        self.check_sink(sink)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let _ = ctx;
+        Ok(Writers::independent(DorisWriter::<V>::open(self, sink, ctx)?))
+    }
+}

@@ -1,7 +1,6 @@
 //! The Doris writer: one Stream Load per commit, with a deterministic label.
 
 use super::DorisConfig;
-use crate::config::SinkSpec;
 use crate::connectors::http::{client, excerpt, runtime, status_kind, transport};
 use crate::connectors::resumed_frontier;
 use crate::delivery::retry::retry;
@@ -11,6 +10,7 @@ use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::secret::redact_url;
+use crate::settings::SinkSettings;
 use crate::stable_hash::scope_id;
 use differential_sinks_operators::{
     resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext,
@@ -107,7 +107,7 @@ pub struct DorisWriter<V> {
 
 impl<V> DorisWriter<V> {
     /// Opens a writer.
-    pub fn open(cfg: &DorisConfig, spec: &SinkSpec, _ctx: WorkerContext) -> Result<Self> {
+    pub fn open(cfg: &DorisConfig, spec: &SinkSettings, _ctx: WorkerContext) -> Result<Self> {
         Ok(DorisWriter {
             rt: runtime(1, spec.name())?,
             http: client(cfg.timeout)?,

@@ -1,11 +1,11 @@
 //! Options of the Elasticsearch / OpenSearch connector (RisingWave's option names).
 
-use crate::config::SinkSpec;
 use crate::connectors::http::{base_url, Secret};
 use crate::envelope::Format;
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::secret::split_userinfo;
+use crate::settings::SinkSettings;
 use std::time::Duration;
 
 /// How documents are versioned.
@@ -109,7 +109,7 @@ impl ElasticsearchConfig {
         self
     }
 
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let url = opts.require("url", "the Elasticsearch / OpenSearch server, e.g. url=http://127.0.0.1:9200")?;
         let mut c = ElasticsearchConfig::new(base_url("url", &url)?, "");
         c.index = opts.take("index");
@@ -153,7 +153,7 @@ impl ElasticsearchConfig {
     }
 
     /// Checks at creation.
-    pub(crate) fn validate(&self, spec: &SinkSpec) -> Result<()> {
+    pub(crate) fn check_sink(&self, spec: &SinkSettings) -> Result<()> {
         match (&self.index, &self.index_column) {
             (Some(i), None) if !i.is_empty() => {}
             (None, Some(_)) => {}
@@ -186,11 +186,5 @@ impl ElasticsearchConfig {
             return Err(Error::config("option `progress_index` is empty"));
         }
         Ok(())
-    }
-}
-
-impl From<ElasticsearchConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: ElasticsearchConfig) -> Self {
-        crate::connectors::ConnectorConfig::Elasticsearch(c)
     }
 }

@@ -63,3 +63,35 @@ mod writer;
 
 pub use config::{ElasticsearchConfig, Versioning};
 pub use writer::ElasticsearchWriter;
+
+use crate::connectors::{Connector, Writers};
+use crate::encode::RecordEncoder;
+use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
+
+impl Connector for ElasticsearchConfig {
+    const NAME: &'static str = "elasticsearch";
+    const ALIASES: &'static [&'static str] = &["opensearch"];
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
+
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        ElasticsearchConfig::parse(opts)
+    }
+
+    fn validate(&self, sink: &SinkSettings) -> Result<()> {
+        self.check_sink(sink)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let _ = ctx;
+        Ok(Writers::independent(ElasticsearchWriter::<V>::open(self, sink, ctx)?))
+    }
+}

@@ -1,7 +1,6 @@
 //! The Elasticsearch writer: `_bulk` requests per key lane, per-item outcomes, progress documents.
 
 use super::config::{ElasticsearchConfig, Versioning};
-use crate::config::SinkSpec;
 use crate::connectors::http::{client, excerpt, runtime, status_kind, transport};
 use crate::connectors::resumed_frontier;
 use crate::delivery::{Backoff, RetryPolicy};
@@ -9,6 +8,7 @@ use crate::encode::json::encode_json;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{Key, KeyColumns, KeyEncoding};
+use crate::settings::SinkSettings;
 use crate::stable_hash::scope_id;
 use differential_sinks_operators::{
     resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext, WorkerProgress,
@@ -271,7 +271,7 @@ pub struct ElasticsearchWriter<V> {
 
 impl<V> ElasticsearchWriter<V> {
     /// Opens a writer.
-    pub fn open(cfg: &ElasticsearchConfig, spec: &SinkSpec, _ctx: WorkerContext) -> Result<Self> {
+    pub fn open(cfg: &ElasticsearchConfig, spec: &SinkSettings, _ctx: WorkerContext) -> Result<Self> {
         let text = KeyEncoding::Text { delimiter: cfg.delimiter.clone() };
         let ids = match spec.primary_key() {
             Some(pk) if *spec.key_encoding() != text => Some(KeyColumns::new(pk.to_vec(), text)?),

@@ -23,7 +23,7 @@ impl FileConfig {
         self.fsync = on;
         self
     }
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let path = opts.require("path", "the output directory of the file sink, e.g. path=/tmp/out")?;
         let fsync = opts.take_bool("file.fsync")?.unwrap_or(true);
         let c = FileConfig { path: path.into(), fsync };
@@ -31,11 +31,5 @@ impl FileConfig {
             return Err(Error::config(format!("option `path` = `{}` is a file, not a directory", c.path.display())));
         }
         Ok(c)
-    }
-}
-
-impl From<FileConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: FileConfig) -> Self {
-        crate::connectors::ConnectorConfig::File(c)
     }
 }

@@ -64,3 +64,30 @@ mod writer;
 pub use config::FileConfig;
 pub use layout::{read_committed, read_committed_sink, sinks, Manifest};
 pub use writer::FileWriter;
+
+use crate::connectors::{Connector, EnvelopeWriter, Writers};
+use crate::encode::RecordEncoder;
+use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
+
+impl Connector for FileConfig {
+    const NAME: &'static str = "file";
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
+
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        FileConfig::parse(opts)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let _ = ctx;
+        Ok(Writers::independent(EnvelopeWriter::new(sink, FileWriter::open(self, sink, ctx)?)))
+    }
+}

@@ -3,11 +3,11 @@
 use super::layout::{base_of, data_name, manifest_name, parse_data_name, read_manifests, sink_dir, Manifest};
 use super::lock::Fence;
 use super::FileConfig;
-use crate::config::SinkSpec;
 use crate::connectors::RecordWriter;
 use crate::error::{Error, Result};
 use crate::key::KeyEncoding;
 use crate::record::RecordBatch;
+use crate::settings::SinkSettings;
 use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -38,7 +38,7 @@ pub struct FileWriter {
 impl FileWriter {
     /// Opens a writer (creating the directory). Nothing in it is read or written before
     /// [`resume`](RecordWriter::resume), which takes this worker's lock.
-    pub fn open(config: &FileConfig, spec: &SinkSpec, _ctx: WorkerContext) -> Result<Self> {
+    pub fn open(config: &FileConfig, spec: &SinkSettings, _ctx: WorkerContext) -> Result<Self> {
         let sink_dir = sink_dir(&config.path, spec.name())?;
         fs::create_dir_all(&sink_dir).map_err(|e| Error::io(format!("creating {}", sink_dir.display()), e))?;
         Ok(FileWriter {

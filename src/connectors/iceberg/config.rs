@@ -193,7 +193,7 @@ impl IcebergConfig {
         self
     }
 
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let kind = opts.take("catalog.type").unwrap_or_else(|| "sql".to_string());
         match kind.as_str() {
             "sql" | "jdbc" => {}
@@ -321,19 +321,13 @@ fn no_catalog_uri(warehouse: &StorageLocation) -> Error {
     ))
 }
 
-impl From<IcebergConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: IcebergConfig) -> Self {
-        crate::connectors::ConnectorConfig::Iceberg(c)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(pairs: &[&str]) -> Result<IcebergConfig> {
         let mut o = Options::parse_pairs(pairs.iter().copied()).unwrap();
-        IcebergConfig::from_options(&mut o)
+        IcebergConfig::parse(&mut o)
     }
 
     #[test]

@@ -179,22 +179,39 @@ pub use writer::{
     schema_from_iceberg, CommitRecord, IcebergCommitter, IcebergFiles, IcebergWriter, SUMMARY_PREFIX,
 };
 
-use crate::config::SinkSpec;
+use crate::connectors::{Connector, Writers};
+use crate::encode::RecordEncoder;
 use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
 
-/// Checks at creation: the format, and the table against the row schema.
-pub(crate) fn validate(config: &IcebergConfig, spec: &SinkSpec) -> Result<()> {
-    crate::row_keys::check_format(spec, "iceberg")?;
-    writer::check_table(config, spec).map_err(|e| storage::explain(config, e))
-}
+impl Connector for IcebergConfig {
+    const NAME: &'static str = "iceberg";
+    const TAKES_ROWS: bool = true;
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
 
-/// Opens this worker's writer (creating the table if asked and missing) and, for worker 0, the
-/// way to make the committer.
-pub(crate) fn open<V: serde::Serialize + 'static>(
-    config: &IcebergConfig,
-    spec: &SinkSpec,
-) -> Result<(IcebergWriter<V>, impl FnOnce() -> Result<IcebergCommitter> + 'static)> {
-    let (w, plan) = IcebergWriter::open(config, spec).map_err(|e| storage::explain(config, e))?;
-    let (config, spec) = (config.clone(), spec.clone());
-    Ok((w, move || IcebergCommitter::open(&config, &spec, plan)))
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        IcebergConfig::parse(opts)
+    }
+
+    /// Checks at creation: the format, and the table against the row schema.
+    fn validate(&self, sink: &SinkSettings) -> Result<()> {
+        crate::row_keys::check_format(sink, "iceberg")?;
+        writer::check_table(self, sink).map_err(|e| storage::explain(self, e))
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    /// Opens this worker's writer (creating the table if asked and missing) and, for worker 0,
+    /// the way to make the committer.
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, _ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let (w, plan) = IcebergWriter::open(self, sink).map_err(|e| storage::explain(self, e))?;
+        let (config, sink) = (self.clone(), sink.clone());
+        Ok(Writers::coordinated(w, move || IcebergCommitter::open(&config, &sink, plan)))
+    }
 }

@@ -4,13 +4,13 @@
 use super::config::{CatalogKind, IcebergConfig};
 use super::upsert::{load_index, write_position_deletes, RowDelta};
 use crate::arrow_rows::RowBatcher;
-use crate::config::SinkSpec;
 use crate::connectors::{resumed_frontier, small_files};
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::row_keys::{deletes, split_changes, upsert_keys, KeyEncoder, KeyIndex, RoundPlan, RowChange};
 use crate::schema::{Column, ColumnType, Schema};
+use crate::settings::SinkSettings;
 use arrow_array::RecordBatch;
 use differential_sinks_operators::{
     resolve_resume, Change, Committer, CoordinatedWriter, Frontier, Prepared, SinkMetrics, SinkTime, SinkWriter,
@@ -375,7 +375,7 @@ impl TablePlan {
 
 /// Checks `spec` against the table without changing anything, as sink creation must: the table
 /// exists with the row schema, or may be created from it.
-pub(crate) fn check_table(config: &IcebergConfig, spec: &SinkSpec) -> Result<()> {
+pub(crate) fn check_table(config: &IcebergConfig, spec: &SinkSettings) -> Result<()> {
     let _lock = CATALOG_SETUP.lock().unwrap_or_else(|p| p.into_inner());
     let declared = spec.schema().map(iceberg_schema).transpose()?;
     let table = match CatalogHandle::open(config, false)? {
@@ -404,7 +404,7 @@ pub(crate) fn check_table(config: &IcebergConfig, spec: &SinkSpec) -> Result<()>
     }
 }
 
-fn check_existing(table: &Table, spec: &SinkSpec, config: &IcebergConfig) -> Result<TablePlan> {
+fn check_existing(table: &Table, spec: &SinkSettings, config: &IcebergConfig) -> Result<TablePlan> {
     let name = config.qualified();
     let existing = schema_from_iceberg(table.metadata().current_schema(), &name)?;
     if let Some(rows) = spec.schema() {
@@ -455,7 +455,7 @@ fn partition_spec(schema: &iceberg::spec::Schema, config: &IcebergConfig) -> Res
 }
 
 /// Loads the table, creating its namespace and itself from the row schema if allowed.
-fn load_or_create(h: &CatalogHandle, config: &IcebergConfig, spec: &SinkSpec) -> Result<TablePlan> {
+fn load_or_create(h: &CatalogHandle, config: &IcebergConfig, spec: &SinkSettings) -> Result<TablePlan> {
     let name = config.qualified();
     let id = ident(config)?;
     let catalog = h.catalog();
@@ -710,7 +710,7 @@ pub struct IcebergWriter<V> {
 
 impl<V: Serialize + 'static> IcebergWriter<V> {
     /// Opens the catalog, loads (or creates) the table and reads the sink's progress.
-    pub(crate) fn open(config: &IcebergConfig, spec: &SinkSpec) -> Result<(Self, TablePlan)> {
+    pub(crate) fn open(config: &IcebergConfig, spec: &SinkSettings) -> Result<(Self, TablePlan)> {
         let (plan, progress) = {
             let _lock = CATALOG_SETUP.lock().unwrap_or_else(|p| p.into_inner());
             let Some(h) = CatalogHandle::open(config, config.create_table_if_not_exists)? else {
@@ -920,7 +920,7 @@ pub struct IcebergCommitter {
 }
 
 impl IcebergCommitter {
-    pub(crate) fn open(config: &IcebergConfig, spec: &SinkSpec, plan: TablePlan) -> Result<Self> {
+    pub(crate) fn open(config: &IcebergConfig, spec: &SinkSettings, plan: TablePlan) -> Result<Self> {
         let keys = upsert_keys(spec, &plan.arrow, &config.qualified())?;
         Ok(IcebergCommitter {
             config: config.clone(),

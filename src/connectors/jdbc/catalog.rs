@@ -2,10 +2,10 @@
 //! RisingWave's primary-key rules and the compatibility of the declared schema with the columns.
 
 use super::config::{Dialect, JdbcConfig};
-use crate::config::SinkSpec;
 use crate::envelope::Format;
 use crate::error::{Error, Result};
 use crate::schema::ColumnType;
+use crate::settings::SinkSettings;
 
 /// How the writer renders values for a column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,7 +135,7 @@ fn compatible(ty: ColumnType, kind: ColKind) -> bool {
 }
 
 /// The columns the sink writes, in order: the declared schema's, or every non-generated column.
-pub fn written_columns(spec: &SinkSpec, table: &TableInfo) -> Vec<TableColumn> {
+pub fn written_columns(spec: &SinkSettings, table: &TableInfo) -> Vec<TableColumn> {
     match spec.schema() {
         Some(schema) => schema.columns.iter().filter_map(|c| table.column(&c.name).cloned()).collect(),
         None => table.columns.iter().filter(|c| !c.generated).cloned().collect(),
@@ -157,7 +157,7 @@ fn same_set(a: &[String], b: &[String]) -> bool {
 /// * the Debezium format has no meaning for a table;
 /// * a declared schema's columns must exist with compatible types, and every column the rows do
 ///   not carry must be nullable, have a default or be generated.
-pub fn check(config: &JdbcConfig, spec: &SinkSpec, table: &TableInfo) -> Result<()> {
+pub fn check(config: &JdbcConfig, spec: &SinkSettings, table: &TableInfo) -> Result<()> {
     let t = &table.qualified;
     let quoted_pk = table.primary_key.join(",");
     match spec.format() {

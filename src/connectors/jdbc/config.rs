@@ -387,7 +387,7 @@ impl JdbcConfig {
         self
     }
 
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let url = opts.require(
             "jdbc.url",
             "the database URL, e.g. jdbc.url=postgres://user@host:5432/db or mysql://user@host:3306/db",
@@ -560,7 +560,7 @@ mod tests {
             "jdbc.ssl.key=/k.pem".into(),
         ])
         .unwrap();
-        let c = JdbcConfig::from_options(&mut opts).unwrap();
+        let c = JdbcConfig::parse(&mut opts).unwrap();
         assert_eq!(c.tls, TlsMode::VerifyCa);
         assert_eq!(c.tls_root_cert.as_deref(), Some(std::path::Path::new("/opt.pem")));
         assert_eq!(c.tls_client_key.as_deref(), Some(std::path::Path::new("/k.pem")));
@@ -570,7 +570,7 @@ mod tests {
             "jdbc.ssl.mode=on".into(),
         ])
         .unwrap();
-        let e = JdbcConfig::from_options(&mut opts).unwrap_err();
+        let e = JdbcConfig::parse(&mut opts).unwrap_err();
         assert!(e.to_string().contains("option `jdbc.ssl.mode` = `on`"), "{e}");
     }
 }

@@ -19,7 +19,7 @@
 //!
 //! # Creation: the table and RisingWave's primary-key rules
 //!
-//! When the sink is created ([`SinkSpec`](crate::SinkSpec) `build`, so `dsink` fails before
+//! When the sink is created ([`SinkSettings`](crate::SinkSettings) `build`, so `dsink` fails before
 //! starting) and again when each writer connects, the table's columns, types and primary key are
 //! read from the catalog (`pg_attribute` / `pg_index`; `information_schema`), and:
 //!
@@ -124,7 +124,7 @@
 //! | `verify-ca` | yes | the chain must lead to a root of `jdbc.ssl.root.cert` (or the system's store); any host name |
 //! | `verify-full` | yes | the chain, and the certificate must name the host of `jdbc.url` (a DNS name, or an IP address in its `subjectAltName`) |
 //!
-//! Creation (`SinkSpec` `build`) reads the certificate files before connecting and refuses, with
+//! Creation (`SinkSettings` `build`) reads the certificate files before connecting and refuses, with
 //! an error of kind `Config` naming the option and the fix: a file that cannot be read or holds no
 //! valid PEM certificate (or key), a `verify-*` mode with no `jdbc.ssl.root.cert` and an empty
 //! system store, and `jdbc.ssl.cert` without `jdbc.ssl.key` or the other way round. A handshake the
@@ -156,3 +156,35 @@ pub use catalog::{ColKind, TableColumn, TableInfo};
 pub use config::{redact_url, Dialect, JdbcConfig, PgUpsertMethod, Secret, TlsMode};
 pub(crate) use writer::validate;
 pub use writer::{describe_table, JdbcWriter};
+
+use crate::connectors::{Connector, Writers};
+use crate::encode::RecordEncoder;
+use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
+
+impl Connector for JdbcConfig {
+    const NAME: &'static str = "jdbc";
+    const OWN_KEYS: bool = true;
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
+
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        JdbcConfig::parse(opts)
+    }
+
+    fn validate(&self, sink: &SinkSettings) -> Result<()> {
+        validate(self, sink)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let _ = ctx;
+        Ok(Writers::independent(JdbcWriter::<V>::open(self, sink)?))
+    }
+}

@@ -6,12 +6,12 @@ use super::config::{Dialect, JdbcConfig, PgUpsertMethod};
 use super::encode::{Cells, RowEncoder};
 use super::mysql::MyConn;
 use super::postgres::PgConn;
-use crate::config::SinkSpec;
 use crate::connectors::resumed_frontier;
 use crate::delivery::Backoff;
 use crate::envelope::Format;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
+use crate::settings::SinkSettings;
 use differential_sinks_operators::{
     resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext,
 };
@@ -301,7 +301,7 @@ where
 
 /// Creation-time checks: connects, reads the table from the catalog and applies the rules of
 /// [`catalog::check`].
-pub(crate) fn validate(config: &JdbcConfig, spec: &SinkSpec) -> Result<()> {
+pub(crate) fn validate(config: &JdbcConfig, spec: &SinkSettings) -> Result<()> {
     if spec.key_by_function && spec.format().is_keyed() {
         return Err(Error::config(format!(
             "sink `{}`: the jdbc sink deletes and upserts by the table's key columns: declare them with \
@@ -330,7 +330,7 @@ enum Mode {
 /// One worker's writer into a database table. See the [module docs](super).
 pub struct JdbcWriter<V> {
     config: JdbcConfig,
-    spec: SinkSpec,
+    spec: SinkSettings,
     mode: Mode,
     rt: tokio::runtime::Runtime,
     conn: Option<Conn>,
@@ -355,7 +355,7 @@ impl<V> Drop for JdbcWriter<V> {
 
 impl<V: Serialize> JdbcWriter<V> {
     /// A writer for `spec` (whose connector is `config`); it connects when resumed.
-    pub fn open(config: &JdbcConfig, spec: &SinkSpec) -> Result<Self> {
+    pub fn open(config: &JdbcConfig, spec: &SinkSettings) -> Result<Self> {
         let mode = match spec.format() {
             Format::Upsert => Mode::Upsert,
             Format::AppendOnly { force } => Mode::Append { force: *force },

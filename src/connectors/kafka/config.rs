@@ -219,7 +219,7 @@ impl KafkaConfig {
         format!("{prefix}-w{index}")
     }
 
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let topic = opts.require("topic", "the Kafka topic to write to, e.g. topic=orders")?;
         let bootstrap = opts.require(
             "properties.bootstrap.server",
@@ -301,7 +301,7 @@ impl KafkaConfig {
     }
 
     /// Checks the connector's settings against the whole sink spec, at creation.
-    pub(crate) fn validate(&self, spec: &crate::config::SinkSpec) -> Result<()> {
+    pub(crate) fn check_sink(&self, spec: &crate::settings::SinkSettings) -> Result<()> {
         self.check()?;
         if self.encode == Encode::Avro {
             if spec.schema().is_none() {
@@ -361,7 +361,7 @@ mod tests {
 
     fn parse(pairs: &[&str]) -> Result<KafkaConfig> {
         let mut o = Options::parse_pairs(pairs.iter().copied()).unwrap();
-        let c = KafkaConfig::from_options(&mut o)?;
+        let c = KafkaConfig::parse(&mut o)?;
         o.finish("kafka")?;
         Ok(c)
     }

@@ -185,3 +185,34 @@ mod writer;
 pub use config::{Delivery, Encode, KafkaConfig, RegistryConfig, TopicCreate};
 pub use registry::Registry;
 pub use writer::{read_progress, KafkaWriter, ProgressRecord, TIME_HEADER, TXN_HEADER};
+
+use crate::connectors::{Connector, EnvelopeWriter, Writers};
+use crate::encode::RecordEncoder;
+use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
+
+impl Connector for KafkaConfig {
+    const NAME: &'static str = "kafka";
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
+
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        KafkaConfig::parse(opts)
+    }
+
+    fn validate(&self, sink: &SinkSettings) -> Result<()> {
+        self.check_sink(sink)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let _ = ctx;
+        Ok(Writers::independent(EnvelopeWriter::new(sink, KafkaWriter::open(self, sink, ctx)?)))
+    }
+}

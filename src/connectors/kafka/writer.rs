@@ -5,7 +5,6 @@
 use super::avro::{self, AvroType};
 use super::config::{Delivery, Encode, KafkaConfig, TopicCreate};
 use super::registry::Registry;
-use crate::config::SinkSpec;
 use crate::connectors::RecordWriter;
 use crate::delivery::retry::retry_blocking;
 use crate::delivery::RetryPolicy;
@@ -13,6 +12,7 @@ use crate::envelope::Format;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::KeyEncoding;
 use crate::record::RecordBatch;
+use crate::settings::SinkSettings;
 use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -448,7 +448,7 @@ pub struct KafkaWriter {
 impl KafkaWriter {
     /// Checks the topics (creating them where asked), registers Avro schemas, and creates this
     /// worker's producer. Transactions are initialised (and zombies fenced) in `resume`.
-    pub fn open(cfg: &KafkaConfig, spec: &SinkSpec, ctx: WorkerContext) -> Result<Self> {
+    pub fn open(cfg: &KafkaConfig, spec: &SinkSettings, ctx: WorkerContext) -> Result<Self> {
         cfg.check()?;
         let sink = spec.name().to_string();
         let progress_topic = cfg.progress_topic_name();
@@ -516,7 +516,7 @@ impl KafkaWriter {
         })
     }
 
-    fn register(cfg: &KafkaConfig, spec: &SinkSpec) -> Result<AvroCodec> {
+    fn register(cfg: &KafkaConfig, spec: &SinkSettings) -> Result<AvroCodec> {
         let schema = spec.schema().ok_or_else(|| {
             Error::config(
                 "`encode = avro` needs the row schema: declare it (SinkSpecBuilder::schema, or dsink --schema)",

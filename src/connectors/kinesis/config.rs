@@ -85,7 +85,7 @@ impl KinesisConfig {
         self
     }
 
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let stream = opts.require("stream", "the Kinesis data stream's name, e.g. stream=orders")?;
         let region = opts.require("aws.region", "the AWS region, e.g. aws.region=us-east-1")?;
         let endpoint = opts.take("endpoint").filter(|e| !e.is_empty());
@@ -142,12 +142,6 @@ impl KinesisConfig {
     }
 }
 
-impl From<KinesisConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: KinesisConfig) -> Self {
-        crate::connectors::ConnectorConfig::Kinesis(c)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,11 +155,11 @@ mod tests {
             "aws.credentials.secret_access_key=hunter2",
         ])
         .unwrap();
-        let c = KinesisConfig::from_options(&mut o).unwrap();
+        let c = KinesisConfig::parse(&mut o).unwrap();
         assert_eq!(c.endpoint, "https://kinesis.eu-west-1.amazonaws.com");
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && !d.contains("AKID"), "{d}");
         let mut o = Options::parse_pairs(["stream=s", "aws.region=r", "kinesis.batch.records=501"]).unwrap();
-        assert!(KinesisConfig::from_options(&mut o).unwrap_err().to_string().contains("501"));
+        assert!(KinesisConfig::parse(&mut o).unwrap_err().to_string().contains("501"));
     }
 }

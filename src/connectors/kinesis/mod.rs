@@ -66,3 +66,30 @@ mod writer;
 
 pub use config::{AwsCredentials, KinesisConfig, MAX_RECORDS, MAX_RECORD_BYTES, MAX_REQUEST_BYTES};
 pub use writer::{open, open_with_stats, partition_key, KinesisClient, KinesisStats};
+
+use crate::connectors::{Connector, EnvelopeWriter, Writers};
+use crate::encode::RecordEncoder;
+use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
+
+impl Connector for KinesisConfig {
+    const NAME: &'static str = "kinesis";
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
+
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        KinesisConfig::parse(opts)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let _ = ctx;
+        Ok(Writers::independent(EnvelopeWriter::new(sink, open(self, sink, ctx)?)))
+    }
+}

@@ -1,12 +1,12 @@
 //! The Kinesis connector's client (SigV4-signed JSON requests) and writer.
 
 use super::config::{AwsCredentials, KinesisConfig, MAX_RECORD_BYTES};
-use crate::config::SinkSpec;
 use crate::connectors::local_progress::LocalProgress;
 use crate::delivery::{AsyncRecordWriter, Backoff, Bridge, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::KeyEncoding;
 use crate::record::RecordBatch;
+use crate::settings::SinkSettings;
 use crate::stable_hash::fnv64;
 use base64::Engine as _;
 use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext};
@@ -155,14 +155,14 @@ struct Entry {
 }
 
 /// Opens a worker's Kinesis writer behind a [`Bridge`].
-pub fn open(config: &KinesisConfig, spec: &SinkSpec, ctx: WorkerContext) -> Result<Bridge> {
+pub fn open(config: &KinesisConfig, spec: &SinkSettings, ctx: WorkerContext) -> Result<Bridge> {
     open_with_stats(config, spec, ctx, Arc::default())
 }
 
 /// [`open`], sharing `stats`.
 pub fn open_with_stats(
     config: &KinesisConfig,
-    spec: &SinkSpec,
+    spec: &SinkSettings,
     _ctx: WorkerContext,
     stats: Arc<KinesisStats>,
 ) -> Result<Bridge> {

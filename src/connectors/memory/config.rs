@@ -16,19 +16,13 @@ impl MemoryConfig {
     pub fn new(target: Arc<MemoryTarget>) -> Self {
         MemoryConfig { target }
     }
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let name = opts.take("memory.name").unwrap_or_else(|| "default".into());
         Ok(MemoryConfig { target: MemoryTarget::named(&name) })
     }
     /// The target.
     pub fn target(&self) -> &Arc<MemoryTarget> {
         &self.target
-    }
-}
-
-impl From<MemoryConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: MemoryConfig) -> Self {
-        crate::connectors::ConnectorConfig::Memory(c)
     }
 }
 

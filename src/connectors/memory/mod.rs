@@ -20,3 +20,30 @@ mod writer;
 
 pub use config::MemoryConfig;
 pub use writer::{Fault, FaultPoint, MemoryTarget, MemoryWriter, StoredRecord};
+
+use crate::connectors::{Connector, EnvelopeWriter, Writers};
+use crate::encode::RecordEncoder;
+use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
+
+impl Connector for MemoryConfig {
+    const NAME: &'static str = "memory";
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
+
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        MemoryConfig::parse(opts)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let _ = ctx;
+        Ok(Writers::independent(EnvelopeWriter::new(sink, self.target().writer(sink.name()))))
+    }
+}

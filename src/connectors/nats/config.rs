@@ -139,7 +139,7 @@ impl NatsConfig {
         self
     }
 
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let server_url = opts.require("server_url", "the NATS server, e.g. server_url=nats://127.0.0.1:4222")?;
         let subject = opts.require("subject", "the subject to publish to, e.g. subject=orders")?;
         let mut c = NatsConfig::new(server_url, subject);
@@ -204,7 +204,7 @@ impl NatsConfig {
         Ok(c)
     }
 
-    pub(crate) fn validate(&self, spec: &crate::config::SinkSpec) -> Result<()> {
+    pub(crate) fn check_sink(&self, spec: &crate::settings::SinkSettings) -> Result<()> {
         if self.key_suffix && spec.primary_key().is_none() && !spec.key_by_function {
             return Err(Error::config("option `subject.key_suffix = true` needs a key: set `primary_key`"));
         }
@@ -245,19 +245,13 @@ impl NatsConfig {
 /// The JetStream stream that holds progress records unless `progress.stream` names another.
 pub const DEFAULT_PROGRESS_STREAM: &str = "dsink_progress";
 
-impl From<NatsConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: NatsConfig) -> Self {
-        crate::connectors::ConnectorConfig::Nats(c)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(pairs: &[&str]) -> Result<NatsConfig> {
         let mut o = Options::parse_pairs(pairs.iter().copied()).unwrap();
-        NatsConfig::from_options(&mut o)
+        NatsConfig::parse(&mut o)
     }
 
     #[test]

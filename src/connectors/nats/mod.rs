@@ -88,3 +88,34 @@ pub use config::{ConnectMode, NatsConfig, ProgressStore, DEFAULT_PROGRESS_STREAM
 pub use writer::{
     message_id, open, subject_token, unkeyed_message_id, NatsStats, KEY_HEADER, MSG_ID_HEADER, OP_HEADER, TIME_HEADER,
 };
+
+use crate::connectors::{Connector, EnvelopeWriter, Writers};
+use crate::encode::RecordEncoder;
+use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
+
+impl Connector for NatsConfig {
+    const NAME: &'static str = "nats";
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
+
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        NatsConfig::parse(opts)
+    }
+
+    fn validate(&self, sink: &SinkSettings) -> Result<()> {
+        self.check_sink(sink)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let _ = ctx;
+        Ok(Writers::independent(EnvelopeWriter::new(sink, open(self, sink, Default::default())?)))
+    }
+}

@@ -2,10 +2,10 @@
 //! commit and keeps progress records in a JetStream progress stream.
 
 use super::config::{ConnectMode, NatsConfig, ProgressStore};
-use crate::config::SinkSpec;
 use crate::delivery::{retry::retry, AsyncRecordWriter, Bridge, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{Record, RecordBatch};
+use crate::settings::SinkSettings;
 use crate::stable_hash::digest128;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::{self, stream};
@@ -37,7 +37,7 @@ pub struct NatsStats {
 }
 
 /// Opens a worker's NATS writer: the async client runs behind a [`Bridge`].
-pub fn open(config: &NatsConfig, spec: &SinkSpec, stats: Arc<NatsStats>) -> Result<Bridge> {
+pub fn open(config: &NatsConfig, spec: &SinkSettings, stats: Arc<NatsStats>) -> Result<Bridge> {
     let w = NatsWriter {
         config: config.clone(),
         sink: spec.name().to_string(),

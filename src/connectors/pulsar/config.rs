@@ -84,7 +84,7 @@ impl PulsarConfig {
         self
     }
 
-    pub(crate) fn from_options(opts: &mut Options) -> Result<Self> {
+    pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let url = opts.require("service.url", "the broker, e.g. service.url=pulsar://127.0.0.1:6650")?;
         let topic = opts.require("topic", "the topic, e.g. topic=persistent://public/default/orders")?;
         let mut c = PulsarConfig::new(url, topic);
@@ -116,12 +116,6 @@ impl PulsarConfig {
     }
 }
 
-impl From<PulsarConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: PulsarConfig) -> Self {
-        crate::connectors::ConnectorConfig::Pulsar(c)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,10 +130,10 @@ mod tests {
             "compression=LZ4",
         ])
         .unwrap();
-        let c = PulsarConfig::from_options(&mut o).unwrap();
+        let c = PulsarConfig::parse(&mut o).unwrap();
         assert_eq!((c.batch_size, c.compression), (Some(100), PulsarCompression::Lz4));
         assert!(!format!("{c:?}").contains("hunter2"));
         let mut o = Options::parse_pairs(["service.url=pulsar://h:1", "topic=t", "compression=zstd"]).unwrap();
-        assert!(PulsarConfig::from_options(&mut o).is_err());
+        assert!(PulsarConfig::parse(&mut o).is_err());
     }
 }

@@ -54,3 +54,30 @@ mod writer;
 
 pub use config::{PulsarCompression, PulsarConfig};
 pub use writer::{open, OP_PROPERTY, SEQ_PROPERTY, TIME_PROPERTY, WORKER_PROPERTY};
+
+use crate::connectors::{Connector, EnvelopeWriter, Writers};
+use crate::encode::RecordEncoder;
+use crate::error::Result;
+use crate::options::Options;
+use crate::row::Row;
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{SinkTime, WorkerContext};
+
+impl Connector for PulsarConfig {
+    const NAME: &'static str = "pulsar";
+    type Table = ();
+    type Encoder<V: Row> = RecordEncoder<V>;
+
+    fn from_options(opts: &mut Options) -> Result<Self> {
+        PulsarConfig::parse(opts)
+    }
+
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
+        Ok(RecordEncoder::new(sink))
+    }
+
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
+        let _ = ctx;
+        Ok(Writers::independent(EnvelopeWriter::new(sink, open(self, sink, ctx)?)))
+    }
+}

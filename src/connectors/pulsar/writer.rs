@@ -1,11 +1,11 @@
 //! The Pulsar connector's writer: one producer per worker, receipts awaited at commit.
 
 use super::config::{PulsarCompression, PulsarConfig};
-use crate::config::SinkSpec;
 use crate::connectors::local_progress::LocalProgress;
 use crate::delivery::{retry::retry, AsyncRecordWriter, Bridge, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::RecordBatch;
+use crate::settings::SinkSettings;
 use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext};
 use pulsar::compression::{Compression, CompressionLz4, CompressionSnappy, CompressionZlib};
 use pulsar::producer::{Message, SendFuture};
@@ -23,7 +23,7 @@ pub const OP_PROPERTY: &str = "dsink.op";
 pub const WORKER_PROPERTY: &str = "dsink.worker";
 
 /// Opens a worker's Pulsar writer behind a [`Bridge`].
-pub fn open(config: &PulsarConfig, spec: &SinkSpec, _ctx: WorkerContext) -> Result<Bridge> {
+pub fn open(config: &PulsarConfig, spec: &SinkSettings, _ctx: WorkerContext) -> Result<Bridge> {
     let w = PulsarWriter {
         config: config.clone(),
         sink: spec.name().to_string(),
