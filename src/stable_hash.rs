@@ -5,7 +5,8 @@
 //! (and a 128-bit digest of two FNV variants where a collision between ids must be unlikely even
 //! over billions of records). None of them is meant to resist an adversary.
 
-/// 64-bit FNV-1a, usable as an [`std::io::Write`] target to hash an encoding as it is written.
+/// 64-bit FNV-1a, the same hash the operator routes keys by (defined once, in the operators
+/// crate), usable as an [`std::io::Write`] target to hash an encoding as it is written.
 ///
 /// ```
 /// use differential_sinks::stable_hash::{fnv64, Fnv64};
@@ -14,39 +15,7 @@
 /// h.write_all(b"ab").unwrap();
 /// assert_eq!(h.finish(), fnv64(b"ab"));
 /// ```
-#[derive(Clone, Copy, Debug)]
-pub struct Fnv64(u64);
-
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv64 {
-    /// Adds `bytes`.
-    #[inline]
-    pub fn update(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    /// The hash of everything added.
-    pub fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl std::io::Write for Fnv64 {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.update(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+pub use differential_sinks_operators::Fnv64;
 
 /// The 64-bit FNV-1a hash of `bytes`.
 #[inline]

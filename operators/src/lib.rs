@@ -36,7 +36,7 @@ pub use config::{CommitPolicy, SinkConfig, DEFAULT_WRITE_CHUNK};
 pub use crash::crash_point;
 pub use handle::{Committed, SinkHandle};
 pub use metrics::{MetricsSnapshot, SinkMetrics};
-pub use route::{route_hash, StableHasher};
+pub use route::{route_hash, Fnv64, StableHasher};
 pub use sink::{SinkExt, SinkOutput};
 pub use time::{Frontier, SinkTime};
 pub use writer::{

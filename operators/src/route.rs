@@ -8,30 +8,59 @@
 
 use std::hash::{Hash, Hasher};
 
-/// 64-bit FNV-1a, stable across processes, platforms of one endianness and compiler versions.
+/// 64-bit FNV-1a: the one stable hash of the library (routing here; message ids, partition keys
+/// and file names in the connectors), usable as an [`std::io::Write`] target to hash an encoding
+/// as it is written. Stable across processes, platforms and compiler versions.
 #[derive(Clone, Copy, Debug)]
-pub struct StableHasher(u64);
+pub struct Fnv64(u64);
 
-impl Default for StableHasher {
+impl Default for Fnv64 {
     fn default() -> Self {
-        StableHasher(0xcbf2_9ce4_8422_2325)
+        Fnv64(0xcbf2_9ce4_8422_2325)
     }
 }
+
+impl Fnv64 {
+    /// Adds `bytes`.
+    #[inline]
+    pub fn update(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    /// The hash of everything added.
+    #[inline]
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl std::io::Write for Fnv64 {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.update(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The routing hasher: [`Fnv64`] over the bytes a key's `Hash` feeds it, with a final avalanche.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StableHasher(Fnv64);
 
 impl Hasher for StableHasher {
     fn finish(&self) -> u64 {
         // A final avalanche so that `% peers` sees well-mixed low bits.
-        let mut h = self.0;
+        let mut h = self.0.finish();
         h ^= h >> 33;
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^= h >> 33;
         h
     }
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        self.0.update(bytes);
     }
 }
 
