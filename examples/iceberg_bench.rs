@@ -17,7 +17,7 @@ mod bench;
 mod lakehouse;
 
 use bench::arg;
-use differential_sinks::arrow_rows::RowBatcher;
+use differential_sinks::encode::arrow::RowBatcher;
 use differential_sinks::connectors::iceberg::{iceberg_schema, IcebergConfig};
 use differential_sinks::{CommitPolicy, Schema, SinkSpec};
 use lakehouse::{

@@ -1,7 +1,7 @@
 //! The row schema as a Delta table schema and its Arrow form. Pure, no I/O.
 //!
 //! Rows become Arrow record batches through the shared [`RowBatcher`] (see
-//! [`crate::arrow_rows`] for the forms a column's value may take).
+//! [`crate::encode::arrow`] for the forms a column's value may take).
 //!
 //! | row schema type   | Delta type        | Arrow type                       |
 //! |-------------------|-------------------|----------------------------------|
@@ -18,7 +18,7 @@
 //!
 //! `bytes` and `json` columns are refused when the sink is created.
 
-pub use crate::arrow_rows::RowBatcher;
+pub use crate::encode::arrow::RowBatcher;
 use crate::error::{Error, Result};
 use crate::schema::{Column, ColumnType, Schema};
 use arrow_schema::SchemaRef;

@@ -157,7 +157,7 @@ impl Connector for DeltaLakeConfig {
 
     /// Checks at creation: the format, and the table against the row schema.
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
-        crate::row_keys::check_format(sink, "deltalake")?;
+        crate::connectors::lakehouse::check_format(sink, "deltalake")?;
         writer::runtime()?.block_on(writer::plan_table(self, sink)).map(drop)
     }
 

@@ -13,7 +13,8 @@
 //! statistics of a file with a vector are marked `tightBounds: false`, as the protocol asks.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::row_keys::{read_columns, KeyEncoder, KeyIndex};
+use crate::connectors::lakehouse::{read_columns, KeyIndex};
+use crate::encode::arrow::KeyEncoder;
 use buoyant_kernel::actions::deletion_vector::{
     DeletionVectorDescriptor as KernelDescriptor, DeletionVectorStorageType as KernelStorage,
 };

@@ -3,11 +3,13 @@
 use super::batch::{arrow_schema, check_table_schema, delta_schema, schema_from_delta, RowBatcher};
 use super::upsert::{apply_deletes, deletion_vectors_enabled, load_index};
 use super::DeltaLakeConfig;
-use crate::connectors::{resumed_frontier, small_files};
+use crate::connectors::lakehouse::small_files;
+use crate::connectors::resumed_frontier;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
-use crate::row_keys::{deletes, split_changes, upsert_keys, KeyEncoder, KeyIndex, RowChange};
+use crate::connectors::lakehouse::{deletes, KeyIndex, RowChange};
+use crate::encode::arrow::{split_changes, upsert_keys, KeyEncoder};
 use crate::settings::SinkSettings;
 use arrow_array::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
@@ -71,7 +73,7 @@ pub(crate) async fn load_table(config: &DeltaLakeConfig) -> Result<Option<DeltaT
 /// (a commit conflict is not about them).
 fn storage_error(config: &DeltaLakeConfig, e: Error) -> Error {
     match &config.location {
-        crate::connectors::s3::StorageLocation::S3 { options, .. } if e.kind() != ErrorKind::Fenced => {
+        crate::connectors::lakehouse::s3::StorageLocation::S3 { options, .. } if e.kind() != ErrorKind::Fenced => {
             let endpoint = options.endpoint.as_deref().unwrap_or("AWS");
             let message = format!(
                 "{e} (check `location`'s bucket, `s3.endpoint` = `{endpoint}`, `s3.region` = `{}` and the \

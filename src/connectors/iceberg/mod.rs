@@ -199,7 +199,7 @@ impl Connector for IcebergConfig {
 
     /// Checks at creation: the format, and the table against the row schema.
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
-        crate::row_keys::check_format(sink, "iceberg")?;
+        crate::connectors::lakehouse::check_format(sink, "iceberg")?;
         writer::check_table(self, sink).map_err(|e| storage::explain(self, e))
     }
 

@@ -21,7 +21,8 @@
 
 use super::writer::{iceberg_error, CatalogHandle};
 use crate::error::{Error, ErrorKind, Result};
-use crate::row_keys::{read_columns, KeyEncoder, KeyIndex};
+use crate::connectors::lakehouse::{read_columns, KeyIndex};
+use crate::encode::arrow::KeyEncoder;
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, FormatVersion, ManifestFile, ManifestWriterBuilder, NestedField,

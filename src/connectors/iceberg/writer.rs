@@ -3,12 +3,14 @@
 
 use super::config::{CatalogKind, IcebergConfig};
 use super::upsert::{load_index, write_position_deletes, RowDelta};
-use crate::arrow_rows::RowBatcher;
-use crate::connectors::{resumed_frontier, small_files};
+use crate::encode::arrow::RowBatcher;
+use crate::connectors::lakehouse::small_files;
+use crate::connectors::resumed_frontier;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
-use crate::row_keys::{deletes, split_changes, upsert_keys, KeyEncoder, KeyIndex, RoundPlan, RowChange};
+use crate::connectors::lakehouse::{deletes, KeyIndex, RoundPlan, RowChange};
+use crate::encode::arrow::{split_changes, upsert_keys, KeyEncoder};
 use crate::schema::{Column, ColumnType, Schema};
 use crate::settings::SinkSettings;
 use arrow_array::RecordBatch;
