@@ -4,12 +4,12 @@ use super::batch::{arrow_schema, check_table_schema, delta_schema, schema_from_d
 use super::upsert::{apply_deletes, deletion_vectors_enabled, load_index};
 use super::DeltaLakeConfig;
 use crate::connectors::lakehouse::small_files;
+use crate::connectors::lakehouse::{deletes, KeyIndex, RowChange};
 use crate::connectors::resumed_frontier;
+use crate::encode::arrow::{split_changes, upsert_keys, KeyEncoder};
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
-use crate::connectors::lakehouse::{deletes, KeyIndex, RowChange};
-use crate::encode::arrow::{split_changes, upsert_keys, KeyEncoder};
 use crate::settings::SinkSettings;
 use arrow_array::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};

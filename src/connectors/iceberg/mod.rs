@@ -167,20 +167,25 @@
 //! The SQL catalog's tables are those of Iceberg's JDBC catalog, so pyiceberg's `SqlCatalog`
 //! (and Java's `JdbcCatalog`) open the same database and read the table.
 
+mod catalog;
+mod committer;
 mod config;
+mod position_deletes;
+mod progress;
+mod schema;
 mod storage;
-mod upsert;
+mod table;
 mod writer;
 
+pub use committer::IcebergCommitter;
 pub use config::{CatalogKind, IcebergConfig, DEFAULT_CATALOG_NAME, DEFAULT_TARGET_FILE_SIZE, EMBEDDED_CATALOG_FILE};
-pub use upsert::{FILE_PATH_FIELD_ID, POS_FIELD_ID};
-pub use writer::{
-    check_table_schema, frontier_text, iceberg_schema, iceberg_type, parse_frontier, progress_property,
-    schema_from_iceberg, CommitRecord, IcebergCommitter, IcebergFiles, IcebergWriter, SUMMARY_PREFIX,
-};
+pub use position_deletes::{FILE_PATH_FIELD_ID, POS_FIELD_ID};
+pub use progress::{frontier_text, parse_frontier, progress_property, CommitRecord, SUMMARY_PREFIX};
+pub use schema::{check_table_schema, iceberg_schema, iceberg_type, schema_from_iceberg};
+pub use writer::{IcebergFiles, IcebergWriter};
 
 use crate::connectors::{Connector, Writers};
-use crate::encode::RecordEncoder;
+use crate::encode::arrow::{ArrowEncoder, ArrowTable};
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -190,8 +195,8 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 impl Connector for IcebergConfig {
     const NAME: &'static str = "iceberg";
     const TAKES_ROWS: bool = true;
-    type Table = ();
-    type Encoder<V: Row> = RecordEncoder<V>;
+    type Table = ArrowTable;
+    type Encoder<V: Row> = ArrowEncoder<V>;
 
     fn from_options(opts: &mut Options) -> Result<Self> {
         IcebergConfig::parse(opts)
@@ -200,17 +205,20 @@ impl Connector for IcebergConfig {
     /// Checks at creation: the format, and the table against the row schema.
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
         crate::connectors::lakehouse::check_format(sink, "iceberg")?;
-        writer::check_table(self, sink).map_err(|e| storage::explain(self, e))
+        table::check_table(self, sink).map_err(|e| storage::explain(self, e))
     }
 
-    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
-        Ok(RecordEncoder::new(sink))
+    /// Rows to Arrow batches of the table's schema, and the keys upserts delete.
+    fn encoder<V: Row>(&self, sink: &SinkSettings, table: &ArrowTable) -> Result<ArrowEncoder<V>> {
+        ArrowEncoder::new(sink, table)
     }
 
     /// Opens this worker's writer (creating the table if asked and missing) and, for worker 0,
     /// the way to make the committer.
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, _ctx: WorkerContext) -> Result<Writers<V, T>> {
-        let (w, plan) = IcebergWriter::open(self, sink).map_err(|e| storage::explain(self, e))?;
+        let plan = table::open_table(self, sink).map_err(|e| storage::explain(self, e))?;
+        let encoder = self.encoder(sink, &plan.arrow_table(self))?;
+        let w = IcebergWriter::open(self, sink, plan.clone(), encoder).map_err(|e| storage::explain(self, e))?;
         let (config, sink) = (self.clone(), sink.clone());
         Ok(Writers::coordinated(w, move || IcebergCommitter::open(&config, &sink, plan)))
     }

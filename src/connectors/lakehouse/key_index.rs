@@ -203,4 +203,3 @@ impl<P: Clone + Eq + Hash> KeyIndex<P> {
         }
     }
 }
-

@@ -19,10 +19,10 @@
 //! not have to compare every row with every delete; the price is the index, about the key's
 //! Arrow row bytes plus 40 bytes per live row, held by worker 0.
 
-use super::writer::{iceberg_error, CatalogHandle};
-use crate::error::{Error, ErrorKind, Result};
+use super::catalog::{iceberg_error, CatalogHandle};
 use crate::connectors::lakehouse::{read_columns, KeyIndex};
 use crate::encode::arrow::KeyEncoder;
+use crate::error::{Error, ErrorKind, Result};
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, FormatVersion, ManifestFile, ManifestWriterBuilder, NestedField,
