@@ -215,8 +215,8 @@ pub(crate) fn open_table(config: &IcebergConfig, spec: &SinkSettings) -> Result<
 /// The table property naming the data files' compression (Iceberg's default: zstd).
 pub const COMPRESSION_PROPERTY: &str = "write.parquet.compression-codec";
 
-/// Parquet writer settings for the table's compression codec. iceberg-rust 0.10's
-/// `from_table_properties` does not map the codec yet, and parquet-rs would write uncompressed.
+/// Parquet writer settings for the table's compression codec (named here, since iceberg-rust's
+/// `from_table_properties` leaves it out and parquet-rs would write uncompressed).
 pub(crate) fn parquet_properties(codec: &str, table: &str) -> Result<WriterProperties> {
     let compression = match codec.to_ascii_lowercase().as_str() {
         "zstd" => Compression::ZSTD(Default::default()),
