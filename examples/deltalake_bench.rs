@@ -16,8 +16,9 @@ mod bench;
 mod lakehouse;
 
 use bench::arg;
-use differential_sinks::connectors::deltalake::batch::{arrow_schema, delta_schema, RowBatcher};
+use differential_sinks::connectors::deltalake::schema::{arrow_schema, delta_schema};
 use differential_sinks::connectors::deltalake::DeltaLakeConfig;
+use differential_sinks::encode::arrow::RowBatcher;
 use differential_sinks::{CommitPolicy, Schema, SinkSpec};
 use lakehouse::{
     baseline, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts, upsert_history, SCHEMA,

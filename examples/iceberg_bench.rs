@@ -17,8 +17,8 @@ mod bench;
 mod lakehouse;
 
 use bench::arg;
-use differential_sinks::arrow_rows::RowBatcher;
 use differential_sinks::connectors::iceberg::{iceberg_schema, IcebergConfig};
+use differential_sinks::encode::arrow::RowBatcher;
 use differential_sinks::{CommitPolicy, Schema, SinkSpec};
 use lakehouse::{
     baseline, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts, upsert_history, SCHEMA,

@@ -23,8 +23,12 @@
 
 #![warn(missing_docs)]
 
+/// Moved to [`encode::arrow`].
 #[cfg(any(feature = "deltalake", feature = "iceberg"))]
-pub mod arrow_rows;
+#[deprecated(note = "moved to differential_sinks::encode::arrow")]
+pub mod arrow_rows {
+    pub use crate::encode::arrow::*;
+}
 pub mod config;
 pub mod connectors;
 pub mod delivery;
@@ -36,8 +40,14 @@ pub mod key;
 pub mod options;
 pub mod record;
 pub mod row;
+/// Moved to [`connectors::lakehouse`] (the key index) and [`encode::arrow`] (the key encoder).
 #[cfg(any(feature = "deltalake", feature = "iceberg"))]
-pub mod row_keys;
+#[deprecated(note = "moved to differential_sinks::connectors::lakehouse and differential_sinks::encode::arrow")]
+pub mod row_keys {
+    pub use crate::connectors::lakehouse::key_index::*;
+    pub use crate::connectors::lakehouse::{check_format, read_columns};
+    pub use crate::encode::arrow::{split_changes, upsert_keys, KeyEncoder};
+}
 pub mod schema;
 pub mod secret;
 pub mod settings;

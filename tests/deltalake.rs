@@ -569,7 +569,7 @@ fn upserts_need_deletion_vectors_and_a_primary_key() {
 mod s3 {
     use super::*;
     use common::s3::{create_bucket, delta_reader_options, list_keys, moto_url, ACCESS_KEY, REGION, SECRET_KEY};
-    use differential_sinks::connectors::s3::{S3Options, StorageLocation};
+    use differential_sinks::connectors::lakehouse::s3::{S3Options, StorageLocation};
 
     fn moto() -> S3Options {
         S3Options::new(REGION).endpoint(moto_url()).credentials(ACCESS_KEY, SECRET_KEY)

@@ -885,7 +885,7 @@ fn partition_by_is_checked_at_creation() {
 mod s3 {
     use super::*;
     use common::s3::{create_bucket, iceberg_reader_options, list_keys, moto_url, ACCESS_KEY, REGION, SECRET_KEY};
-    use differential_sinks::connectors::s3::{S3Options, StorageLocation};
+    use differential_sinks::connectors::lakehouse::s3::{S3Options, StorageLocation};
 
     /// A warehouse `s3://<bucket>/wh` whose catalog is `catalog.db` in `dir`.
     struct Warehouse {

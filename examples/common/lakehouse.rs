@@ -6,7 +6,7 @@
 
 use super::bench::{time_of, Row};
 use differential_dataflow::input::Input;
-use differential_sinks::arrow_rows::RowBatcher;
+use differential_sinks::encode::arrow::RowBatcher;
 use differential_sinks::{SinkCollection, SinkSpec};
 use parquet::file::properties::WriterProperties;
 use std::path::Path;

@@ -14,7 +14,8 @@
 //! Families share code: the message targets (file, Kafka, NATS, Kinesis, Pulsar, and a
 //! [`CustomConnector`]) implement [`RecordWriter`] and receive encoded [`RecordBatch`]es from
 //! [`EnvelopeWriter`]; HTTP targets share [`http`]'s client setup; the lakehouse tables
-//! (Delta Lake, Iceberg) share Arrow batches and S3 settings.
+//! (Delta Lake, Iceberg) share [`lakehouse`]: S3 settings, the upserts' key index, and Arrow
+//! batches ([`crate::encode::arrow`]).
 //!
 //! [`RecordBatch`]: crate::RecordBatch
 
@@ -54,6 +55,8 @@ pub mod jdbc;
 pub mod kafka;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+#[cfg(any(feature = "deltalake", feature = "iceberg"))]
+pub mod lakehouse;
 #[cfg(any(feature = "kinesis", feature = "pulsar"))]
 pub mod local_progress;
 #[cfg(feature = "test-utils")]
@@ -62,8 +65,12 @@ pub mod memory;
 pub mod nats;
 #[cfg(feature = "pulsar")]
 pub mod pulsar;
+/// Moved to [`lakehouse::s3`].
 #[cfg(any(feature = "deltalake", feature = "iceberg"))]
-pub mod s3;
+#[deprecated(note = "moved to differential_sinks::connectors::lakehouse::s3")]
+pub mod s3 {
+    pub use crate::connectors::lakehouse::s3::*;
+}
 
 /// Declares the registry: the [`ConnectorConfig`] enum with one variant per connector, and its
 /// dispatch to each connector's [`Connector`] implementation.
@@ -182,16 +189,4 @@ registry! {
     #[cfg(feature = "deltalake")] DeltaLake(deltalake::DeltaLakeConfig),
     /// An Apache Iceberg table in a SQL catalog, append-only or upsert (`connector = iceberg`).
     #[cfg(feature = "iceberg")] Iceberg(iceberg::IcebergConfig),
-}
-
-/// How many of a lakehouse commit's data files (by size) are small: below three quarters of the
-/// file target size, Iceberg's default `min-file-size-bytes` for compaction. Many small files
-/// slow every reader down; a longer commit cadence (`commit.interval.ms`, `commit.max_changes`)
-/// or compaction fixes them. Committers record the count in the commit and, once it is
-/// committed, in [`SinkMetrics::files_committed`](differential_sinks_operators::SinkMetrics) and
-/// `small_files`.
-#[cfg(any(feature = "deltalake", feature = "iceberg"))]
-pub(crate) fn small_files(sizes: impl IntoIterator<Item = u64>, target: usize) -> u64 {
-    let below = (target as u64).saturating_mul(3) / 4;
-    sizes.into_iter().filter(|s| *s < below).count() as u64
 }

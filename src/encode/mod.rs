@@ -6,7 +6,11 @@
 //!
 //! * [`records`] — the envelope's keyed JSON records, for the message targets (file, Kafka, NATS,
 //!   Kinesis, Pulsar), on top of [`json`].
+//! * [`arrow`] — Arrow record batches of a table's schema and the keys upserts delete, for the
+//!   lakehouse tables (Delta Lake, Iceberg).
 
+#[cfg(any(feature = "deltalake", feature = "iceberg"))]
+pub mod arrow;
 pub mod encoder;
 pub mod json;
 pub mod records;

@@ -1,6 +1,6 @@
 //! Options of the Delta Lake connector (names follow RisingWave's Delta Lake sink).
 
-use crate::connectors::s3::{take_location, StorageLocation};
+use crate::connectors::lakehouse::s3::{take_location, StorageLocation};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! worker in parallel and committed by one.
 //!
 //! ```text
-//!  worker 0..n   changes ─► rows ─► Arrow batch (batch::RowBatcher) ─► Parquet data files
+//!  worker 0..n   changes ─► rows ─► Arrow batch (encode::arrow) ─► Parquet data files
 //!                │  prepare(upper): close the open files → DeltaFiles { Add actions, upserts' changes }
 //!                ▼
 //!  worker 0      committer: one Delta commit per round =
@@ -23,7 +23,7 @@
 //!
 //! Workers report, with their files, every key's change in the order they wrote them: where the
 //! new row is (data file and row position), or that the key was deleted. Worker 0 keeps a
-//! [`KeyIndex`](crate::row_keys::KeyIndex) of every live key's file and position, read when the
+//! [`KeyIndex`](crate::connectors::lakehouse::KeyIndex) of every live key's file and position, read when the
 //! sink starts from the table's data files (their key columns minus their deletion vectors) and
 //! kept current by its own commits. A round's changes become the positions of the rows they
 //! replace; for each data file hit, the positions are unioned with its current deletion vector,
@@ -83,8 +83,8 @@
 //!   (`If-None-Match: *`, object_store's `conditional_put = etag`), so of two writers committing
 //!   the same version exactly one succeeds, and the other goes through the conflict checker
 //!   (above). This is safe with concurrent writers on any store that honours `If-None-Match` on
-//!   `PutObject` — AWS S3 (since August 2024), MinIO, Cloudflare R2, moto (the tests) — without
-//!   the DynamoDB lock older delta-rs versions needed. The sink pins these storage options, so
+//!   `PutObject` (AWS S3, MinIO, Cloudflare R2, moto), without a separate lock service. The
+//!   sink pins these storage options, so
 //!   `AWS_S3_ALLOW_UNSAFE_RENAME` in the environment cannot switch it to the unsafe rename. A
 //!   store that ignores the header would let a second writer silently replace a commit: do not
 //!   point the sink at one.
@@ -102,7 +102,7 @@
 //! --schema`) is compared with an existing table's schema at creation — names, order, types and
 //! nullability — and any difference is refused with a schema error naming the columns. Without a
 //! declared schema the table's own schema is used. With `create_table_if_not_exists = true` a
-//! missing table is created from the row schema; see [`batch`] for the type mapping.
+//! missing table is created from the row schema; see [`schema`] for the type mapping.
 //!
 //! # Options
 //!
@@ -126,19 +126,29 @@
 //! feature in a build without `deltalake-s3`. Other object stores (`gs://`, `abfss://`, …) are not
 //! supported.
 
-pub mod batch;
+mod committer;
 mod config;
-mod upsert;
+mod deletion_vectors;
+mod progress;
+pub mod schema;
+mod table;
 mod writer;
 
+/// Moved to [`schema`] (the type mapping) and [`crate::encode::arrow`] (the row batcher).
+#[deprecated(note = "moved to differential_sinks::connectors::deltalake::schema and differential_sinks::encode::arrow")]
+pub mod batch {
+    pub use super::schema::*;
+    pub use crate::encode::arrow::RowBatcher;
+}
+
+pub use committer::DeltaLakeCommitter;
 pub use config::{DeltaLakeConfig, DEFAULT_TARGET_FILE_SIZE};
-pub use writer::{
-    frontier_version, version_frontier, DataFile, DeltaFiles, DeltaLakeCommitter, DeltaLakeWriter, TableProgress,
-    COMMIT_INFO_KEY,
-};
+pub use progress::{frontier_version, version_frontier, TableProgress, COMMIT_INFO_KEY};
+pub use writer::{DataFile, DeltaFiles, DeltaLakeWriter};
 
 use crate::connectors::{Connector, Writers};
-use crate::encode::RecordEncoder;
+use crate::delivery::runtime::current_thread;
+use crate::encode::arrow::{ArrowEncoder, ArrowTable};
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -148,8 +158,8 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 impl Connector for DeltaLakeConfig {
     const NAME: &'static str = "deltalake";
     const TAKES_ROWS: bool = true;
-    type Table = ();
-    type Encoder<V: Row> = RecordEncoder<V>;
+    type Table = ArrowTable;
+    type Encoder<V: Row> = ArrowEncoder<V>;
 
     fn from_options(opts: &mut Options) -> Result<Self> {
         DeltaLakeConfig::parse(opts)
@@ -157,19 +167,21 @@ impl Connector for DeltaLakeConfig {
 
     /// Checks at creation: the format, and the table against the row schema.
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
-        crate::row_keys::check_format(sink, "deltalake")?;
-        writer::runtime()?.block_on(writer::plan_table(self, sink)).map(drop)
+        crate::connectors::lakehouse::check_format(sink, "deltalake")?;
+        current_thread("the Delta Lake sink")?.block_on(table::plan_table(self, sink)).map(drop)
     }
 
-    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
-        Ok(RecordEncoder::new(sink))
+    /// Rows to Arrow batches of the table's schema, and the keys upserts delete.
+    fn encoder<V: Row>(&self, sink: &SinkSettings, table: &ArrowTable) -> Result<ArrowEncoder<V>> {
+        ArrowEncoder::new(sink, table)
     }
 
     /// Opens this worker's writer (creating the table if asked and missing) and, for worker 0,
     /// the way to make the committer.
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, _ctx: WorkerContext) -> Result<Writers<V, T>> {
-        let plan = writer::runtime()?.block_on(writer::plan_table(self, sink))?;
-        let w = DeltaLakeWriter::open(self, sink, &plan)?;
+        let plan = current_thread("the Delta Lake sink")?.block_on(table::plan_table(self, sink))?;
+        let encoder = self.encoder(sink, &plan.arrow_table(self)?)?;
+        let w = DeltaLakeWriter::open(self, sink, &plan, encoder)?;
         let (config, sink) = (self.clone(), sink.clone());
         Ok(Writers::coordinated(w, move || DeltaLakeCommitter::open(&config, &sink, plan)))
     }

@@ -1,6 +1,6 @@
 //! Options of the Iceberg connector (names follow RisingWave's Iceberg sink).
 
-use crate::connectors::s3::{take_location, StorageLocation};
+use crate::connectors::lakehouse::s3::{take_location, StorageLocation};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use std::path::Path;

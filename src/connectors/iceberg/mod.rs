@@ -2,7 +2,7 @@
 //! worker in parallel and committed by one, through a SQL catalog kept in SQLite.
 //!
 //! ```text
-//!  worker 0..n   changes ─► rows ─► Arrow batch (arrow_rows::RowBatcher) ─► Parquet data files
+//!  worker 0..n   changes ─► rows ─► Arrow batch (encode::arrow) ─► Parquet data files
 //!                │  prepare(upper): close the open files → IcebergFiles { data files as JSON }
 //!                ▼
 //!  worker 0      committer: one snapshot per round =
@@ -12,7 +12,7 @@
 //!                  → the catalog swaps the table's metadata pointer (one SQL UPDATE)
 //! ```
 //!
-//! **Append-only** rounds are iceberg-rust 0.10's fast appends. `type = append-only` with
+//! **Append-only** rounds are iceberg-rust's fast appends. `type = append-only` with
 //! `force_append_only = true` writes a collection that has retractions (deletes are dropped,
 //! updates become inserts).
 //!
@@ -23,25 +23,24 @@
 //!
 //! Workers write each key's new row into their data files and send the committer, with the
 //! files, every key's change in the order they wrote them: where the new row is (data file and
-//! row position), or that the key was deleted. Worker 0 keeps a [`KeyIndex`](crate::row_keys::KeyIndex) — the data file and
-//! position of every live key's row — read from the table when the sink starts (the key columns
-//! of its data files, minus its position deletes) and kept current by its own commits (see
-//! [`row_keys`](crate::row_keys)). A round's
-//! changes become the positions of the rows they replace, in older files or in files of the same
+//! row position), or that the key was deleted. Worker 0 keeps a
+//! [`KeyIndex`](crate::connectors::lakehouse::KeyIndex) — the data file and position of every
+//! live key's row — read from the table when the sink starts (the key columns of its data files,
+//! minus its position deletes) and kept current by its own commits. A round's changes become the positions of the rows they replace, in older files or in files of the same
 //! round when a key changed twice before the commit; they are written into one position-delete
 //! file and committed with the round's data files in one snapshot (operation `overwrite`, or
 //! `append` when nothing was replaced). Keys are compared in Arrow's row format of the key
-//! columns ([`KeyEncoder`](crate::row_keys::KeyEncoder)), computed from the very arrays written, so keys read back from
-//! Parquet equal the keys workers send.
+//! columns ([`KeyEncoder`](crate::encode::arrow::KeyEncoder)), computed from the very arrays
+//! written, so keys read back from Parquet equal the keys workers send.
 //!
-//! iceberg-rust 0.10 has no row-delta commit (its transactions add data files only), so the sink
+//! iceberg-rust's transactions add data files only (no row-delta commit), so the sink
 //! writes the manifests, manifest list and metadata file itself and swaps the metadata location
 //! in the catalog's `iceberg_tables` row with the same compare-and-swap `UPDATE` the SQL catalog
 //! uses, after the same fencing check as an append; a lost swap reloads and tries again.
 //!
 //! Position deletes rather than the equality deletes RisingWave writes: readers apply them
 //! without comparing rows (pyiceberg, the tests' reader, refuses equality deletes), at the price
-//! of the index on worker 0: the key's bytes plus about 40 bytes per live row. A table holding
+//! of the index on worker 0 (the key's bytes and a few words per live row). A table holding
 //! equality deletes (from another engine) is refused when the sink starts; rows other writers add
 //! with a key while the sink runs are not seen by the index, so give the sink the table's keys to
 //! itself. Format-2 tables only.
@@ -167,20 +166,25 @@
 //! The SQL catalog's tables are those of Iceberg's JDBC catalog, so pyiceberg's `SqlCatalog`
 //! (and Java's `JdbcCatalog`) open the same database and read the table.
 
+mod catalog;
+mod committer;
 mod config;
+mod position_deletes;
+mod progress;
+mod schema;
 mod storage;
-mod upsert;
+mod table;
 mod writer;
 
+pub use committer::IcebergCommitter;
 pub use config::{CatalogKind, IcebergConfig, DEFAULT_CATALOG_NAME, DEFAULT_TARGET_FILE_SIZE, EMBEDDED_CATALOG_FILE};
-pub use upsert::{FILE_PATH_FIELD_ID, POS_FIELD_ID};
-pub use writer::{
-    check_table_schema, frontier_text, iceberg_schema, iceberg_type, parse_frontier, progress_property,
-    schema_from_iceberg, CommitRecord, IcebergCommitter, IcebergFiles, IcebergWriter, SUMMARY_PREFIX,
-};
+pub use position_deletes::{FILE_PATH_FIELD_ID, POS_FIELD_ID};
+pub use progress::{frontier_text, parse_frontier, progress_property, CommitRecord, SUMMARY_PREFIX};
+pub use schema::{check_table_schema, iceberg_schema, iceberg_type, schema_from_iceberg};
+pub use writer::{IcebergFiles, IcebergWriter};
 
 use crate::connectors::{Connector, Writers};
-use crate::encode::RecordEncoder;
+use crate::encode::arrow::{ArrowEncoder, ArrowTable};
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -190,8 +194,8 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 impl Connector for IcebergConfig {
     const NAME: &'static str = "iceberg";
     const TAKES_ROWS: bool = true;
-    type Table = ();
-    type Encoder<V: Row> = RecordEncoder<V>;
+    type Table = ArrowTable;
+    type Encoder<V: Row> = ArrowEncoder<V>;
 
     fn from_options(opts: &mut Options) -> Result<Self> {
         IcebergConfig::parse(opts)
@@ -199,18 +203,21 @@ impl Connector for IcebergConfig {
 
     /// Checks at creation: the format, and the table against the row schema.
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
-        crate::row_keys::check_format(sink, "iceberg")?;
-        writer::check_table(self, sink).map_err(|e| storage::explain(self, e))
+        crate::connectors::lakehouse::check_format(sink, "iceberg")?;
+        table::check_table(self, sink).map_err(|e| storage::explain(self, e))
     }
 
-    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
-        Ok(RecordEncoder::new(sink))
+    /// Rows to Arrow batches of the table's schema, and the keys upserts delete.
+    fn encoder<V: Row>(&self, sink: &SinkSettings, table: &ArrowTable) -> Result<ArrowEncoder<V>> {
+        ArrowEncoder::new(sink, table)
     }
 
     /// Opens this worker's writer (creating the table if asked and missing) and, for worker 0,
     /// the way to make the committer.
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, _ctx: WorkerContext) -> Result<Writers<V, T>> {
-        let (w, plan) = IcebergWriter::open(self, sink).map_err(|e| storage::explain(self, e))?;
+        let plan = table::open_table(self, sink).map_err(|e| storage::explain(self, e))?;
+        let encoder = self.encoder(sink, &plan.arrow_table(self))?;
+        let w = IcebergWriter::open(self, sink, plan.clone(), encoder).map_err(|e| storage::explain(self, e))?;
         let (config, sink) = (self.clone(), sink.clone());
         Ok(Writers::coordinated(w, move || IcebergCommitter::open(&config, &sink, plan)))
     }

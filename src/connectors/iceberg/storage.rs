@@ -2,7 +2,7 @@
 //! OpenDAL storage (feature `iceberg-s3`). The catalog stays a SQLite file either way.
 
 use super::config::IcebergConfig;
-use crate::connectors::s3::StorageLocation;
+use crate::connectors::lakehouse::s3::StorageLocation;
 use crate::error::{Error, Result};
 use iceberg::io::{LocalFsStorageFactory, StorageFactory};
 use std::sync::Arc;

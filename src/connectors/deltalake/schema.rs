@@ -1,7 +1,7 @@
 //! The row schema as a Delta table schema and its Arrow form. Pure, no I/O.
 //!
-//! Rows become Arrow record batches through the shared [`RowBatcher`] (see
-//! [`crate::arrow_rows`] for the forms a column's value may take).
+//! Rows become Arrow record batches of [`arrow_schema`] through the shared encoder
+//! ([`crate::encode::arrow`], which lists the forms a column's value may take).
 //!
 //! | row schema type   | Delta type        | Arrow type                       |
 //! |-------------------|-------------------|----------------------------------|
@@ -18,7 +18,6 @@
 //!
 //! `bytes` and `json` columns are refused when the sink is created.
 
-pub use crate::arrow_rows::RowBatcher;
 use crate::error::{Error, Result};
 use crate::schema::{Column, ColumnType, Schema};
 use arrow_schema::SchemaRef;
@@ -159,6 +158,7 @@ pub fn check_table_schema(table: &StructType, rows: &StructType, location: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encode::arrow::RowBatcher;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Date32Type, Decimal128Type, Int64Type, TimestampMicrosecondType};
     use serde::Serialize;

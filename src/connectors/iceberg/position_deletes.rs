@@ -1,10 +1,9 @@
 //! Upserts into an Iceberg table as **position deletes**: reading the primary-key index
-//! ([`KeyIndex`](crate::row_keys::KeyIndex)) back from a table, the position-delete files, and
-//! the row-delta commit iceberg-rust 0.10 does not offer (its transactions only fast-append data
-//! files).
+//! ([`KeyIndex`]) back from a table, the position-delete files, and the row-delta commit
+//! iceberg-rust does not offer (its transactions only fast-append data files).
 //!
 //! Every worker writes its keys' new rows into data files as in append-only mode and reports, in
-//! the order it wrote them, a [`RowChange`] per key: the row's data file and position, or a
+//! the order it wrote them, a [`RowChange`](crate::connectors::lakehouse::RowChange) per key: the row's data file and position, or a
 //! delete. The committer keeps a [`KeyIndex`] — each live key's data file and row position —
 //! built at start from the table (its data files' key columns minus its position deletes) and
 //! kept up to date by its own commits. For a round it turns the workers' changes into the
@@ -16,12 +15,13 @@
 //!
 //! Position deletes rather than the equality deletes RisingWave writes: readers apply them by
 //! position alone (pyiceberg, which the tests read with, rejects equality deletes), and scans do
-//! not have to compare every row with every delete; the price is the index, about the key's
-//! Arrow row bytes plus 40 bytes per live row, held by worker 0.
+//! not have to compare every row with every delete; the price is the index (the key's Arrow
+//! row bytes and a few words per live row), held by worker 0.
 
-use super::writer::{iceberg_error, CatalogHandle};
+use super::catalog::{iceberg_error, CatalogHandle};
+use crate::connectors::lakehouse::{read_columns, KeyIndex};
+use crate::encode::arrow::KeyEncoder;
 use crate::error::{Error, ErrorKind, Result};
-use crate::row_keys::{read_columns, KeyEncoder, KeyIndex};
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, FormatVersion, ManifestFile, ManifestWriterBuilder, NestedField,

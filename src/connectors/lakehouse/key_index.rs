@@ -1,6 +1,5 @@
-//! Primary keys of rows in a lakehouse table's data files, for the sinks that upsert by deleting
-//! rows by position (Iceberg position deletes, Delta deletion vectors). Pure, no I/O but the
-//! Parquet decoding of key columns.
+//! Where each primary key's row is in a lakehouse table's data files, for the sinks that upsert
+//! by deleting rows by position (Iceberg position deletes, Delta deletion vectors). Pure, no I/O.
 //!
 //! Workers report, in the order they wrote them, where each key's new row went (data file and
 //! row position) or that the key was deleted ([`RowChange`]). One [`KeyIndex`] — each live key's
@@ -9,13 +8,14 @@
 //! commit ([`KeyIndex::plan`]), and follows the round once it is committed
 //! ([`KeyIndex::apply`]). Keys are compared in Arrow's row format of the key columns
 //! ([`KeyEncoder`]), computed from the very arrays written, so keys read back from Parquet at
-//! start equal the keys workers send. The index costs the key's bytes plus about 40 bytes per
-//! live row.
+//! start ([`read_columns`](super::read_columns)) equal the keys workers send. The index holds the
+//! key's bytes and a few words per live row, on the committing worker only.
 //!
 //! ```
 //! use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 //! use arrow_schema::{DataType, Field, Schema};
-//! use differential_sinks::row_keys::{KeyEncoder, KeyIndex, RowChange};
+//! use differential_sinks::connectors::lakehouse::{KeyIndex, RowChange};
+//! use differential_sinks::encode::arrow::KeyEncoder;
 //! use std::sync::Arc;
 //!
 //! let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
@@ -33,21 +33,12 @@
 //! assert_eq!(index.len(), 2);
 //! ```
 
-use crate::arrow_rows::RowBatcher;
-use crate::envelope::Format;
-use crate::error::{Error, ErrorKind, Result};
-use crate::settings::SinkSettings;
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_row::{RowConverter, SortField};
-use arrow_schema::{DataType, SchemaRef};
-use differential_sinks_operators::Change;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
+use crate::encode::arrow::{KeyEncoder, RowBatcher};
+use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Arc;
 
 /// One key's change in a worker's prepared files, in the order the worker wrote them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,118 +60,10 @@ pub enum RowChange {
     },
 }
 
-/// The primary-key columns of Arrow batches as comparable bytes (Arrow's row format).
-pub struct KeyEncoder {
-    names: Vec<String>,
-    indices: Vec<usize>,
-    types: Vec<DataType>,
-    converter: RowConverter,
-}
-
-impl KeyEncoder {
-    /// An encoder for `key` columns of batches of `schema`.
-    pub fn new(schema: &SchemaRef, key: &[String], table: &str) -> Result<Self> {
-        if key.is_empty() {
-            return Err(Error::config(
-                "option `type` = `upsert`: the iceberg sink needs the primary key's columns — declare them with \
-                 `primary_key` (a key function names no columns the table could be searched by)",
-            ));
-        }
-        let mut indices = Vec::with_capacity(key.len());
-        for name in key {
-            let Ok(i) = schema.index_of(name) else {
-                return Err(Error::schema(format!(
-                    "primary key column `{name}` is not a column of the Iceberg table `{table}`; its columns are {}",
-                    schema.fields().iter().map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ")
-                )));
-            };
-            indices.push(i);
-        }
-        let types: Vec<DataType> = indices.iter().map(|i| schema.field(*i).data_type().clone()).collect();
-        let converter = RowConverter::new(types.iter().cloned().map(SortField::new).collect())
-            .map_err(|e| Error::schema(format!("the primary key of `{table}` cannot be compared: {e}")))?;
-        Ok(KeyEncoder { names: key.to_vec(), indices, types, converter })
-    }
-
-    /// The key of every row of `batch`, a batch of the table's schema.
-    pub fn encode_batch(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-        let columns: Vec<ArrayRef> = self.indices.iter().map(|i| Arc::clone(batch.column(*i))).collect();
-        self.encode(columns)
-    }
-
-    /// The keys of rows given as the key columns, in key order; they are cast to the table's
-    /// types first (a Parquet file may store a column in a narrower or differently labelled
-    /// type than the table's Arrow schema).
-    pub fn encode(&self, columns: Vec<ArrayRef>) -> Result<Vec<Vec<u8>>> {
-        let columns = columns
-            .into_iter()
-            .zip(&self.types)
-            .map(|(c, t)| {
-                if c.data_type() == t {
-                    Ok(c)
-                } else {
-                    arrow_cast::cast(&c, t).map_err(|e| Error::schema(format!("a key column cannot be read: {e}")))
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let rows = self
-            .converter
-            .convert_columns(&columns)
-            .map_err(|e| Error::encode(format!("a key cannot be encoded: {e}")))?;
-        Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
-    }
-
-    /// The key columns' names.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-}
-
-/// What one time's changes of an upsert sink write: the new rows (inserts, and the new values of
-/// updates), and the rows whose keys are deleted (their last values, to find the keys by).
-pub fn split_changes<K, V>(changes: &[Change<K, V>]) -> (Vec<&V>, Vec<&V>) {
-    let mut rows = Vec::with_capacity(changes.len());
-    let mut gone = Vec::new();
-    for change in changes {
-        match (&change.before, &change.after) {
-            (_, Some(after)) => rows.push(after),
-            (Some(before), None) => gone.push(before),
-            (None, None) => {}
-        }
-    }
-    (rows, gone)
-}
-
 /// The deletes of `gone` (deleted keys' last rows): each key encoded from the row's key columns
 /// as a written row's key is, through the same batcher.
 pub fn deletes<V: Serialize>(batcher: &mut RowBatcher, keys: &KeyEncoder, gone: &[&V]) -> Result<Vec<RowChange>> {
-    let Some(batch) = batcher.batch(gone)? else { return Ok(Vec::new()) };
-    Ok(keys.encode_batch(&batch)?.into_iter().map(|key| RowChange::Delete { key }).collect())
-}
-
-/// Checks a lakehouse sink's format at creation: append-only, or upsert by declared key columns
-/// (`target` names the connector in messages); Debezium is refused, since a table holds rows.
-pub fn check_format(spec: &SinkSettings, target: &str) -> Result<()> {
-    match spec.format() {
-        Format::AppendOnly { .. } => Ok(()),
-        Format::Upsert if spec.primary_key().is_none_or(|k| k.is_empty()) => Err(Error::config(format!(
-            "option `type` = `upsert`: the {target} sink finds a key's row by the primary key's columns — declare \
-             them with `primary_key` (a key function names no columns)"
-        ))),
-        Format::Upsert => Ok(()),
-        Format::Debezium { .. } => Err(Error::config(format!(
-            "option `type` = `debezium`: a table holds rows, not change events; use `type = upsert` (the {target} \
-             table holds each key's latest row) or `type = append-only`"
-        ))),
-    }
-}
-
-/// The key encoder of an upsert sink (`None` for append-only) over the table's Arrow schema.
-pub fn upsert_keys(spec: &SinkSettings, schema: &SchemaRef, table: &str) -> Result<Option<KeyEncoder>> {
-    if !matches!(spec.format(), Format::Upsert) {
-        return Ok(None);
-    }
-    KeyEncoder::new(schema, spec.primary_key().unwrap_or_default(), table).map(Some)
+    Ok(keys.keys_of_rows(batcher, gone)?.into_iter().map(|key| RowChange::Delete { key }).collect())
 }
 
 /// A row's place: a data file (an index into [`KeyIndex`]'s files) and position.
@@ -319,30 +202,4 @@ impl<P: Clone + Eq + Hash> KeyIndex<P> {
             }
         }
     }
-}
-
-/// Reads `columns` (top-level, by name, in that order) of the Parquet file `bytes`; `what`
-/// names the file in errors.
-pub fn read_columns(bytes: bytes::Bytes, columns: &[&str], what: &str) -> Result<Vec<RecordBatch>> {
-    let bad = |e: &dyn std::fmt::Display| Error::new(ErrorKind::Fatal, format!("reading Parquet file {what}: {e}"));
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| bad(&e))?;
-    let descr = builder.parquet_schema();
-    let mut leaves = Vec::with_capacity(columns.len());
-    for c in columns {
-        let Some(i) = descr.columns().iter().position(|d| d.path().parts() == [c.to_string()]) else {
-            return Err(bad(&format!("it has no column `{c}`")));
-        };
-        leaves.push(i);
-    }
-    let mask = ProjectionMask::leaves(descr, leaves.iter().copied());
-    let reader = builder.with_projection(mask).build().map_err(|e| bad(&e))?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| bad(&e))?;
-        // The projection keeps the file's column order; put the columns in the order asked for.
-        let order =
-            columns.iter().map(|c| batch.schema().index_of(c).map_err(|e| bad(&e))).collect::<Result<Vec<_>>>()?;
-        out.push(batch.project(&order).map_err(|e| bad(&e))?);
-    }
-    Ok(out)
 }

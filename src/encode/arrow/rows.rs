@@ -1,5 +1,4 @@
-//! Rows to Arrow record batches, shared by the lakehouse connectors (Delta Lake, Iceberg). Pure,
-//! no I/O.
+//! Rows to Arrow record batches of a table's schema. Pure, no I/O.
 //!
 //! The row type carries its values in its `Serialize` implementation; [`RowBatcher`] feeds rows
 //! straight into `arrow-json`'s decoder (`Decoder::serialize`, which walks the serde data model
@@ -11,7 +10,7 @@
 //!
 //! ```
 //! use arrow_schema::{DataType, Field, Schema};
-//! use differential_sinks::arrow_rows::RowBatcher;
+//! use differential_sinks::encode::arrow::RowBatcher;
 //! use std::sync::Arc;
 //!
 //! let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));

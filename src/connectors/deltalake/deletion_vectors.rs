@@ -12,8 +12,9 @@
 //! round (a key changed twice before the commit) is added with its vector from the start. The
 //! statistics of a file with a vector are marked `tightBounds: false`, as the protocol asks.
 
+use crate::connectors::lakehouse::{read_columns, KeyIndex};
+use crate::encode::arrow::KeyEncoder;
 use crate::error::{Error, ErrorKind, Result};
-use crate::row_keys::{read_columns, KeyEncoder, KeyIndex};
 use buoyant_kernel::actions::deletion_vector::{
     DeletionVectorDescriptor as KernelDescriptor, DeletionVectorStorageType as KernelStorage,
 };

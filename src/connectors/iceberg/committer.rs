@@ -1,0 +1,321 @@
+//! The Iceberg committer on worker 0: one snapshot per commit round with every worker's data
+//! files (a fast append, or a row delta with position deletes for upserts), its summary
+//! recording every worker's frontier, fenced against a second run of the same sink.
+
+use super::catalog::{iceberg_error, ident, CatalogHandle};
+use super::config::IcebergConfig;
+use super::position_deletes::{load_index, write_position_deletes, RowDelta};
+use super::progress::{frontier_text, latest_commit, progress_property, CommitRecord};
+use super::table::{parquet_properties, TablePlan, COMPRESSION_PROPERTY};
+use super::writer::IcebergFiles;
+use crate::connectors::lakehouse::{small_files, KeyIndex, RoundPlan};
+use crate::connectors::resumed_frontier;
+use crate::encode::arrow::{upsert_keys, KeyEncoder};
+use crate::error::{Error, ErrorKind, Result};
+use crate::settings::SinkSettings;
+use differential_sinks_operators::{
+    resolve_resume, Committer, Frontier, Prepared, SinkMetrics, SinkTime, WorkerContext,
+};
+use iceberg::spec::{deserialize_data_file_from_json, DataFile, Struct};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_sql::SqlCatalog;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The committer on worker 0: one fast-append snapshot per round, holding every worker's data
+/// files, its summary recording every worker's frontier.
+pub struct IcebergCommitter {
+    config: IcebergConfig,
+    sink: String,
+    plan: TablePlan,
+    catalog: Option<CatalogHandle>,
+    peers: usize,
+    generation: u64,
+    base: Frontier<u64>,
+    committed: Frontier<u64>,
+    /// The snapshot of this sink's latest commit, as this committer knows it.
+    last: Option<i64>,
+    /// Upserts: the primary key's encoder, and where each key's row is (read at resume).
+    keys: Option<KeyEncoder>,
+    index: Option<KeyIndex<Struct>>,
+    metrics: Arc<SinkMetrics>,
+}
+
+impl IcebergCommitter {
+    pub(crate) fn open(config: &IcebergConfig, spec: &SinkSettings, plan: TablePlan) -> Result<Self> {
+        let keys = upsert_keys(spec, &plan.arrow, &config.qualified())?;
+        Ok(IcebergCommitter {
+            config: config.clone(),
+            sink: spec.name().to_string(),
+            plan,
+            catalog: None,
+            peers: 0,
+            generation: 0,
+            base: Frontier::minimum(),
+            committed: Frontier::minimum(),
+            last: None,
+            keys,
+            index: None,
+            metrics: Arc::clone(spec.metrics()),
+        })
+    }
+
+    /// Upserts: one snapshot with every worker's data files and a position-delete file for
+    /// the rows the round's changes replace or delete; the index follows once it is committed.
+    fn commit_row_delta(&mut self, data: Vec<DataFile>, plan: RoundPlan<Struct>, record: CommitRecord) -> Result<()> {
+        let name = self.name();
+        let upper = record.to;
+        let h = self.handle()?;
+        let table = h.load(&ident(&self.config)?, &name)?;
+        let mut deletes = Vec::new();
+        let codec = table.metadata().properties().get(COMPRESSION_PROPERTY).map(String::as_str).unwrap_or("zstd");
+        for (partition, positions) in &plan.deletes {
+            let props = parquet_properties(codec, &name)?;
+            deletes.push(h.block_on(write_position_deletes(&table, partition, positions, props, &name))?);
+        }
+        let delta = RowDelta {
+            data,
+            deletes,
+            summary: record.properties(),
+            properties: HashMap::from([(progress_property(&self.sink), frontier_text(&upper))]),
+        };
+        let (sink, expected) = (self.sink.clone(), self.last);
+        let committed = delta.commit(h, &ident(&self.config)?, &name, |t| {
+            let now = latest_commit(t.metadata(), &sink)?.map(|(id, _)| id);
+            if now != expected {
+                return Err(Error::new(
+                    ErrorKind::Fenced,
+                    format!(
+                        "Iceberg table `{name}`: another run of sink `{sink}` committed snapshot {now:?} since this \
+                         run resumed; stop one of them"
+                    ),
+                ));
+            }
+            Ok(())
+        })?;
+        let (id, _) = latest_commit(committed.metadata(), &self.sink)?.ok_or_else(|| {
+            Error::new(ErrorKind::Fatal, format!("Iceberg table `{}`: the commit left no snapshot", self.name()))
+        })?;
+        tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, deletes = plan.delete_count(), "committed upserts to Iceberg");
+        self.index.as_mut().expect("upsert mode").apply(plan);
+        self.last = Some(id);
+        SinkMetrics::add(&self.metrics.files_committed, record.files as u64);
+        SinkMetrics::add(&self.metrics.small_files, record.small_files);
+        self.committed = upper;
+        Ok(())
+    }
+
+    fn name(&self) -> String {
+        self.config.qualified()
+    }
+
+    fn handle(&self) -> Result<&CatalogHandle> {
+        self.catalog.as_ref().ok_or_else(|| Error::config("the iceberg committer was used before resume"))
+    }
+
+    fn load(&self) -> Result<Table> {
+        let h = self.handle()?;
+        let id = ident(&self.config)?;
+        h.block_on(h.catalog().load_table(&id)).map_err(|e| iceberg_error("loading", &self.name(), e))
+    }
+}
+
+impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
+    type Error = Error;
+
+    fn resume(&mut self, peers: usize) -> Result<Vec<Frontier<T>>> {
+        let h = CatalogHandle::open(&self.config, false)?
+            .ok_or_else(|| Error::config(format!("the catalog of Iceberg table `{}` disappeared", self.name())))?;
+        self.catalog = Some(h);
+        let table = self.load()?;
+        let latest = latest_commit(table.metadata(), &self.sink)?;
+        if let Some(keys) = &self.keys {
+            let h = self.handle()?;
+            self.index = Some(h.block_on(load_index(&table, keys, &self.name()))?);
+        }
+        self.peers = peers;
+        let records = latest.as_ref().map(|(_, r)| r.progress()).unwrap_or_default();
+        self.last = latest.as_ref().map(|(id, _)| *id);
+        let point = resolve_resume(&records, WorkerContext { index: 0, peers })?;
+        self.generation = point.generation;
+        self.base = point.base;
+        let Some((_, record)) = latest else { return Ok(Vec::new()) };
+        let frontiers: Vec<Frontier<u64>> = if record.peers == peers && point.generation == record.generation {
+            record.frontiers.clone()
+        } else {
+            vec![point.frontier; peers]
+        };
+        self.committed = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
+        frontiers.into_iter().map(resumed_frontier).collect()
+    }
+
+    fn commit(&mut self, prepared: Vec<Prepared<IcebergFiles, T>>, frontiers: &[Frontier<T>]) -> Result<()> {
+        let frontiers: Vec<Frontier<u64>> = frontiers.iter().map(Frontier::to_u64_frontier).collect();
+        let upper = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
+        let rows: u64 = prepared.iter().map(|p| p.token.rows).sum();
+        let name = self.name();
+        let files = prepared
+            .iter()
+            .flat_map(|p| &p.token.files)
+            .map(|json| {
+                deserialize_data_file_from_json(json, self.plan.spec_id, &self.plan.partition_type, &self.plan.schema)
+                    .map_err(|e| iceberg_error("reading a worker's data file record", &name, e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let plan = self.index.as_ref().map(|index| {
+            let partitions: HashMap<&str, &Struct> = files.iter().map(|f| (f.file_path(), f.partition())).collect();
+            index.plan(prepared.iter().map(|p| (p.token.paths.as_slice(), p.token.changes.as_slice())), |path| {
+                partitions.get(path).map_or_else(Struct::empty, |s| (*s).clone())
+            })
+        });
+        drop(prepared);
+        let deletes = plan.as_ref().map_or(0, |p| p.delete_count());
+        if files.is_empty() && deletes == 0 {
+            // Nothing to add: the rounds had no rows. A snapshot per frontier advance would only
+            // grow the metadata; a restart replays these times and writes nothing for them.
+            return Ok(());
+        }
+        let record = CommitRecord {
+            sink: self.sink.clone(),
+            from: self.committed,
+            to: upper,
+            frontiers,
+            peers: self.peers,
+            generation: self.generation,
+            base: self.base,
+            files: files.len(),
+            rows,
+            small_files: small_files(files.iter().map(|f| f.file_size_in_bytes()), self.config.target_file_size),
+        };
+        let (committed_files, committed_small) = (record.files as u64, record.small_files);
+        if let Some(plan) = plan {
+            return self.commit_row_delta(files, plan, record);
+        }
+        let table = self.load()?;
+        let tx = Transaction::new(&table);
+        let append = tx
+            .fast_append()
+            // The files have fresh UUID names; checking every manifest of the table for them
+            // would make each commit slower than the last.
+            .with_check_duplicate(false)
+            .add_data_files(files)
+            .set_snapshot_properties(record.properties());
+        // In the same metadata swap: the progress outlives the snapshot (see `latest_commit`).
+        let progress = tx.update_table_properties().set(progress_property(&self.sink), frontier_text(&upper));
+        let h = self.handle()?;
+        let fenced =
+            FencedCatalog { inner: h.catalog(), sink: &self.sink, expected: self.last, found: Mutex::new(None) };
+        let committed = append
+            .apply(tx)
+            .and_then(|tx| progress.apply(tx))
+            .map_err(|e| iceberg_error("preparing the snapshot", &name, e))
+            .and_then(|tx| h.block_on(tx.commit(&fenced)).map_err(|e| iceberg_error("committing", &name, e)));
+        if let Some(now) = *fenced.found.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(Error::new(
+                ErrorKind::Fenced,
+                format!(
+                    "Iceberg table `{name}`: another run of sink `{}` committed snapshot {now:?} since this run \
+                     resumed; stop one of them",
+                    self.sink
+                ),
+            ));
+        }
+        let committed = committed?;
+        let (id, _) = latest_commit(committed.metadata(), &self.sink)?.ok_or_else(|| {
+            Error::new(ErrorKind::Fatal, format!("Iceberg table `{name}`: the commit left no snapshot"))
+        })?;
+        tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, "committed to Iceberg");
+        self.last = Some(id);
+        SinkMetrics::add(&self.metrics.files_committed, committed_files);
+        SinkMetrics::add(&self.metrics.small_files, committed_small);
+        self.committed = upper;
+        Ok(())
+    }
+}
+
+/// The catalog as the committer's transaction sees it: every load of the table — the one a
+/// commit attempt starts from, and those of its retries — first checks that the sink's latest
+/// snapshot is still the one this run made last. The catalog's compare-and-swap of the metadata
+/// location then guarantees nothing else committed between that load and the swap, so a second
+/// run of the sink can never append the same times again.
+#[derive(Debug)]
+struct FencedCatalog<'a> {
+    inner: &'a SqlCatalog,
+    sink: &'a str,
+    expected: Option<i64>,
+    /// The sink's snapshot found instead of the expected one.
+    found: Mutex<Option<Option<i64>>>,
+}
+
+#[async_trait::async_trait]
+impl Catalog for FencedCatalog<'_> {
+    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> iceberg::Result<Vec<NamespaceIdent>> {
+        self.inner.list_namespaces(parent).await
+    }
+    async fn create_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> iceberg::Result<iceberg::Namespace> {
+        self.inner.create_namespace(namespace, properties).await
+    }
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<iceberg::Namespace> {
+        self.inner.get_namespace(namespace).await
+    }
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> iceberg::Result<bool> {
+        self.inner.namespace_exists(namespace).await
+    }
+    async fn update_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> iceberg::Result<()> {
+        self.inner.update_namespace(namespace, properties).await
+    }
+    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<()> {
+        self.inner.drop_namespace(namespace).await
+    }
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> iceberg::Result<Vec<TableIdent>> {
+        self.inner.list_tables(namespace).await
+    }
+    async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> iceberg::Result<Table> {
+        self.inner.create_table(namespace, creation).await
+    }
+    async fn load_table(&self, table: &TableIdent) -> iceberg::Result<Table> {
+        let t = self.inner.load_table(table).await?;
+        let now = latest_commit(t.metadata(), self.sink)
+            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e.to_string()))?
+            .map(|(id, _)| id);
+        if now != self.expected {
+            *self.found.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+            // Not retryable: the transaction gives up at once.
+            return Err(iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                format!("another run of sink `{}` committed to the table", self.sink),
+            ));
+        }
+        Ok(t)
+    }
+    async fn drop_table(&self, table: &TableIdent) -> iceberg::Result<()> {
+        self.inner.drop_table(table).await
+    }
+    async fn purge_table(&self, table: &TableIdent) -> iceberg::Result<()> {
+        self.inner.purge_table(table).await
+    }
+    async fn table_exists(&self, table: &TableIdent) -> iceberg::Result<bool> {
+        self.inner.table_exists(table).await
+    }
+    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> iceberg::Result<()> {
+        self.inner.rename_table(src, dest).await
+    }
+    async fn register_table(&self, table: &TableIdent, metadata_location: String) -> iceberg::Result<Table> {
+        self.inner.register_table(table, metadata_location).await
+    }
+    async fn update_table(&self, commit: iceberg::TableCommit) -> iceberg::Result<Table> {
+        // Manifests written, the metadata pointer not yet swapped.
+        crate::operators::crash_point("commit.mid");
+        self.inner.update_table(commit).await
+    }
+}
