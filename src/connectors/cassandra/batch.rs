@@ -43,8 +43,10 @@ mod tests {
 
     #[test]
     fn batches_are_bounded_by_rows_and_by_estimated_bytes() {
-        let st =
-            |n: usize| BoundStatement { insert: true, values: vec![CqlValue::Text(format!("{{\"s\":\"{}\"}}", "x".repeat(n))), CqlValue::BigInt(1)] };
+        let st = |n: usize| BoundStatement {
+            insert: true,
+            values: vec![CqlValue::Text(format!("{{\"s\":\"{}\"}}", "x".repeat(n))), CqlValue::BigInt(1)],
+        };
         let pending: Vec<_> = (0..10).map(|_| st(1000)).collect();
         let sizes = |b: Vec<&[BoundStatement]>| b.iter().map(|c| c.len()).collect::<Vec<_>>();
         assert_eq!(sizes(batches(&pending, 4, 1 << 20)), vec![4, 4, 2]);

@@ -127,7 +127,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(json).unwrap();
         assert_eq!(v, serde_json::json!({"k": 1, "\"userId\"": "u"}));
         assert_eq!(out[0].values[1], CqlValue::BigInt(105));
-        assert_eq!(out[1], BoundStatement { insert: false, values: vec![CqlValue::BigInt(105), CqlValue::Text("2".into())] });
+        assert_eq!(
+            out[1],
+            BoundStatement { insert: false, values: vec![CqlValue::BigInt(105), CqlValue::Text("2".into())] }
+        );
         assert!(enc.encode(u64::MAX, &changes, &mut Vec::new()).is_err(), "a time past a CQL timestamp");
     }
 }

@@ -31,7 +31,9 @@ pub(crate) async fn read(s: &Session, cfg: &CassandraConfig, sink_name: &str) ->
     .map_err(|e| cql_err("creating the progress table", e))?;
     let r = s
         .query_unpaged(
-            format!("SELECT worker, peers, generation, base, base_complete, frontier, complete FROM {p} WHERE sink = ?"),
+            format!(
+                "SELECT worker, peers, generation, base, base_complete, frontier, complete FROM {p} WHERE sink = ?"
+            ),
             (&sink,),
         )
         .await
@@ -58,7 +60,12 @@ pub(crate) async fn read(s: &Session, cfg: &CassandraConfig, sink_name: &str) ->
 }
 
 /// Records a worker's progress `rec`.
-pub(crate) async fn write(s: &Session, cfg: &CassandraConfig, sink_name: &str, rec: &WorkerProgress<u64>) -> Result<()> {
+pub(crate) async fn write(
+    s: &Session,
+    cfg: &CassandraConfig,
+    sink_name: &str,
+    rec: &WorkerProgress<u64>,
+) -> Result<()> {
     let split = |f: &Frontier<u64>| (f.to_u64().unwrap_or(0) as i64, f.is_complete());
     let ((b, bc), (f, fc)) = (split(&rec.base), split(&rec.frontier));
     let cql = format!(

@@ -4,16 +4,18 @@
 use super::batch::batches;
 use super::config::CassandraConfig;
 use super::encoder::{BoundStatement, CassandraEncoder};
+use super::progress;
 use super::session::{connect, cql_err, exec_err};
 use super::statements::{delete_cql, insert_cql};
-use super::progress;
 use crate::connectors::resumed_frontier;
 use crate::delivery::runtime;
 use crate::encode::ChangeEncoder;
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
-use differential_sinks_operators::{resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext};
+use differential_sinks_operators::{
+    resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext,
+};
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
@@ -89,7 +91,8 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for CassandraWri
         let (session, ins, del, records) = self.rt.block_on(async move {
             let s = connect(&cfg).await?;
             let records = progress::read(&s, &cfg, &sink_name).await?;
-            let ins = s.prepare(insert_cql(&cfg.keyspace, &cfg.table)).await.map_err(|e| cql_err("preparing insert", e))?;
+            let ins =
+                s.prepare(insert_cql(&cfg.keyspace, &cfg.table)).await.map_err(|e| cql_err("preparing insert", e))?;
             let del = s
                 .prepare(delete_cql(&cfg.keyspace, &cfg.table, &key))
                 .await

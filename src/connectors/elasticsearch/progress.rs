@@ -107,10 +107,12 @@ pub(crate) async fn write(
     let id = format!("{sink}.{scope}.w{worker}.g{generation}");
     let doc = ProgressDoc { sink: sink.to_string(), target, scope, progress };
     let path = format!("/{}/_doc/{}?refresh=true", cfg.progress_index, urlencode(&id));
-    let body = serde_json::to_vec(&doc).map_err(|e| Error::encode(format!("cannot encode a progress document: {e}")))?;
+    let body =
+        serde_json::to_vec(&doc).map_err(|e| Error::encode(format!("cannot encode a progress document: {e}")))?;
     let what = "writing the sink's progress document";
     crate::delivery::retry::retry(&bulk.policy, what, || async {
-        let r = bulk.http.put(format!("{}{path}", bulk.url)).header("Content-Type", "application/json").body(body.clone());
+        let r =
+            bulk.http.put(format!("{}{path}", bulk.url)).header("Content-Type", "application/json").body(body.clone());
         let r = match &bulk.auth {
             Some((u, p)) => r.basic_auth(u, p.as_ref().map(|p| p.expose())),
             None => r,
