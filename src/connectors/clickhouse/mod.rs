@@ -34,6 +34,14 @@
 //! chunk are held back until the next one, so a request cut off midway — the sink failed or the
 //! process died — ends inside a row and the server inserts none of that block.
 //!
+//! # Files
+//!
+//! `config.rs` the options; `table.rs` the table as `system.tables` / `system.columns` describe
+//! it, the plan ([`plan`], [`TablePlan`]) and the creation-time check; `encoder.rs` the insert
+//! blocks ([`ClickHouseEncoder`]); `rowbinary.rs` the RowBinary encoding of one row; `client.rs`
+//! the HTTP client ([`ClickHouse`]) and streamed insert bodies; `sql.rs` quoting; `progress.rs`
+//! the progress table; `writer.rs` the [`ClickHouseWriter`].
+//!
 //! # What each table engine gets
 //!
 //! The engine and columns are read from `system.tables` / `system.columns` when the sink is

@@ -313,7 +313,8 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for ClickHouseWr
     fn durable(&mut self, wait: bool) -> Result<Option<Frontier<T>>> {
         let mut durable = None;
         while self.advance_oldest(wait)? {
-            let c = self.commits.pop_front().expect("advanced");
+            // `advance_oldest` put the durable commit back in front.
+            let Some(c) = self.commits.pop_front() else { break };
             durable = Some(c.upper);
         }
         Ok(durable.and_then(Frontier::from_u64_frontier))
