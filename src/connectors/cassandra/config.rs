@@ -1,11 +1,13 @@
-//! Options of the Cassandra / ScyllaDB connector.
+//! Options of the Cassandra / ScyllaDB connector: contact points, the target table, batching,
+//! timeouts, the write-timestamp offset and credentials, parsed and checked on their own.
 
 use crate::error::{Error, Result};
 use crate::options::Options;
+use crate::secret::Secret;
 use std::time::Duration;
 
 /// Where and how the Cassandra connector writes.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CassandraConfig {
     /// Contact points, `host:port`.
     pub url: Vec<String>,
@@ -25,23 +27,7 @@ pub struct CassandraConfig {
     /// The table holding each worker's committed frontier (in the same keyspace).
     pub progress_table: String,
     /// User and password (the password is never printed).
-    pub credentials: Option<(String, String)>,
-}
-
-impl std::fmt::Debug for CassandraConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CassandraConfig")
-            .field("url", &self.url)
-            .field("keyspace", &self.keyspace)
-            .field("table", &self.table)
-            .field("batch_size", &self.batch_size)
-            .field("batch_bytes", &self.batch_bytes)
-            .field("request_timeout", &self.request_timeout)
-            .field("timestamp_offset", &self.timestamp_offset)
-            .field("progress_table", &self.progress_table)
-            .field("credentials", &self.credentials.as_ref().map(|(u, _)| (u, "<redacted>")))
-            .finish()
-    }
+    pub credentials: Option<(String, Secret)>,
 }
 
 impl CassandraConfig {
@@ -81,7 +67,7 @@ impl CassandraConfig {
             c.progress_table = p;
         }
         if let Some(user) = opts.take("cassandra.user") {
-            c.credentials = Some((user, opts.take("cassandra.password").unwrap_or_default()));
+            c.credentials = Some((user, Secret::new(opts.take("cassandra.password").unwrap_or_default())));
         }
         for (what, v) in [
             ("cassandra.keyspace", &c.keyspace),

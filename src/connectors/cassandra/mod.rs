@@ -42,13 +42,12 @@
 //! unknown column, a value of the wrong type, authorization) stops the sink at once with the
 //! server's message.
 //!
-//! **Verification.** No CQL server can be installed here. Besides unit tests of the statements,
-//! the timestamp mapping and the table checks ([`statements`]), `tests/cassandra.rs` drives the
-//! sink through the real `scylla` driver against `tests/cql_double`, a CQL native protocol v4
-//! double with Cassandra's per-cell last-write-wins and row tombstones. It cannot show what only
-//! a real cluster does: consistency levels and replication, repair, tombstone purging after
-//! `gc_grace_seconds` (past which a replay of an old write could resurrect a deleted row),
-//! compaction, paging of large results, token-aware routing and ScyllaDB shard awareness.
+//! # Files
+//!
+//! `config.rs` the options; `table.rs` the table's columns and the creation-time checks;
+//! `statements.rs` the CQL text; `encoder.rs` the values bound per change ([`CassandraEncoder`]);
+//! `batch.rs` unlogged batches; `session.rs` the driver session and its errors; `progress.rs`
+//! the progress rows; `writer.rs` the [`CassandraWriter`].
 //!
 //! # Options
 //!
@@ -63,17 +62,22 @@
 //! | `cassandra.timestamp_offset` | added to every write timestamp (default 0) |
 //! | `cassandra.progress_table` | where committed frontiers are kept (default `dsink_progress`) |
 
+mod batch;
 mod config;
+mod encoder;
+mod progress;
+mod session;
 pub mod statements;
+mod table;
 mod writer;
 
 pub use config::CassandraConfig;
-pub use statements::{check_table, delete_cql, insert_cql, insert_json, qualified, write_timestamp, CqlColumn};
-pub(crate) use writer::validate;
+pub use encoder::{BoundStatement, CassandraEncoder};
+pub use statements::{delete_cql, insert_cql, insert_json, qualified, write_timestamp};
+pub use table::{check_table, CqlColumn};
 pub use writer::CassandraWriter;
 
 use crate::connectors::{Connector, Writers};
-use crate::encode::RecordEncoder;
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -84,22 +88,21 @@ impl Connector for CassandraConfig {
     const NAME: &'static str = "cassandra";
     const ALIASES: &'static [&'static str] = &["scylladb"];
     type Table = ();
-    type Encoder<V: Row> = RecordEncoder<V>;
+    type Encoder<V: Row> = CassandraEncoder<V>;
 
     fn from_options(opts: &mut Options) -> Result<Self> {
         CassandraConfig::parse(opts)
     }
 
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
-        validate(self, sink)
+        table::validate(self, sink)
     }
 
-    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
-        Ok(RecordEncoder::new(sink))
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<CassandraEncoder<V>> {
+        Ok(CassandraEncoder::new(sink, self.timestamp_offset))
     }
 
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
-        let _ = ctx;
         Ok(Writers::independent(CassandraWriter::<V>::open(self, sink, ctx)?))
     }
 }

@@ -21,13 +21,12 @@
 //! follow the row it cancels) and on plain tables without tokens (see the delivery guarantee)
 //! each commit completes before the next time is written.
 //!
-//! The sink speaks HTTP directly rather than through the `clickhouse` crate, whose
-//! `RowBinaryWithNamesAndTypes` older servers (18.x) lack. Rows go as `RowBinary`, written straight
-//! from the rows' `Serialize` implementations by [`rowbinary`], which follows the column types read
-//! from `system.columns` and stops the sink on a value that does not fit its column (naming the
-//! column, its type and the row's key) rather than let the server truncate it. A table with a
-//! column type the encoder does not know (`Tuple`, `Map`, `IPv4`, `DateTime64`, …) is written as
-//! `JSONEachRow` instead, as before; the list is in [`rowbinary`]'s docs.
+//! Rows go as `RowBinary`, written straight from the rows' `Serialize` implementations by
+//! [`rowbinary`] through the connector's encoder ([`ClickHouseEncoder`]), which follows the column
+//! types read from `system.columns` and stops the sink on a value that does not fit its column
+//! (naming the column, its type and the row's key) rather than let the server truncate it. A
+//! table with a column type the encoder does not know (`Tuple`, `Map`, `IPv4`, `DateTime64`, …)
+//! is written as `JSONEachRow` instead; the list is in [`rowbinary`]'s docs.
 //!
 //! A block's insert starts once 256 KiB of it are encoded and its data follows as the block
 //! grows, so the server parses while the sink encodes (on servers with `insert_deduplication_token`
@@ -35,13 +34,13 @@
 //! chunk are held back until the next one, so a request cut off midway — the sink failed or the
 //! process died — ends inside a row and the server inserts none of that block.
 //!
-//! Throughput (`examples/clickhouse_bench.rs`: 1 000 000 upserts over 10 times on one worker,
-//! committing at every time, release build, 2 cores shared with the 18.16 server and with other
-//! builds, load average about 5): median of 7 runs, the sink 0.96 s (1.05 M rows/s) against 0.49 s
-//! (2.06 M rows/s) for a raw RowBinary insert of the same rows in two 500 000-row requests, a
-//! ratio of 0.51× (runs from 0.37× to 0.69×) while each commit blocked the worker; with
-//! `JSONEachRow` the same harness measured 0.26× (0.44 M rows/s). Pipelined commits: see the
-//! README's benchmark table.
+//! # Files
+//!
+//! `config.rs` the options; `table.rs` the table as `system.tables` / `system.columns` describe
+//! it, the plan ([`plan`], [`TablePlan`]) and the creation-time check; `encoder.rs` the insert
+//! blocks ([`ClickHouseEncoder`]); `rowbinary.rs` the RowBinary encoding of one row; `client.rs`
+//! the HTTP client ([`ClickHouse`]) and streamed insert bodies; `sql.rs` quoting; `progress.rs`
+//! the progress table; `writer.rs` the [`ClickHouseWriter`].
 //!
 //! # What each table engine gets
 //!
@@ -101,18 +100,22 @@
 //! such as `TOO_MANY_PARTS` or `TIMEOUT_EXCEEDED`) are retried with backoff; other exceptions stop
 //! the sink with the server's message.
 
+mod client;
 mod config;
+mod encoder;
+mod progress;
 pub mod rowbinary;
+mod sql;
 mod table;
 mod writer;
 
+pub use client::ClickHouse;
 pub use config::ClickHouseConfig;
-pub use table::{compatible, engine_params, plan, Mode, TableColumn, TableInfo};
-pub(crate) use writer::validate;
-pub use writer::{ClickHouse, ClickHouseWriter};
+pub use encoder::{Block, Blocks, ClickHouseEncoder};
+pub use table::{compatible, engine_params, plan, Mode, TableColumn, TableInfo, TablePlan};
+pub use writer::ClickHouseWriter;
 
 use crate::connectors::{Connector, Writers};
-use crate::encode::RecordEncoder;
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -121,23 +124,22 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for ClickHouseConfig {
     const NAME: &'static str = "clickhouse";
-    type Table = ();
-    type Encoder<V: Row> = RecordEncoder<V>;
+    type Table = TablePlan;
+    type Encoder<V: Row> = ClickHouseEncoder<V>;
 
     fn from_options(opts: &mut Options) -> Result<Self> {
         ClickHouseConfig::parse(opts)
     }
 
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
-        validate(self, sink)
+        table::validate(self, sink)
     }
 
-    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
-        Ok(RecordEncoder::new(sink))
+    fn encoder<V: Row>(&self, sink: &SinkSettings, table: &TablePlan) -> Result<ClickHouseEncoder<V>> {
+        Ok(ClickHouseEncoder::new(sink, self, table))
     }
 
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
-        let _ = ctx;
         Ok(Writers::independent(ClickHouseWriter::<V>::open(self, sink, ctx)?))
     }
 }

@@ -1,7 +1,10 @@
 //! The target table as ClickHouse describes it (`system.tables`, `system.columns`), and the
 //! creation-time checks that decide how the sink writes to it.
 
-use super::ClickHouseConfig;
+use super::client::ClickHouse;
+use super::config::ClickHouseConfig;
+use super::sql::literal;
+use crate::delivery::runtime;
 use crate::envelope::Format;
 use crate::error::{Error, Result};
 use crate::schema::ColumnType;
@@ -63,6 +66,69 @@ impl Mode {
             Mode::Collapsing { sign } => vec![sign.as_str()],
         }
     }
+}
+
+/// What the sink needs to know of the table to encode its rows: the table, how rows are written
+/// ([`plan`]), and the server's time zone (for `DateTime` columns without their own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TablePlan {
+    /// The table.
+    pub table: TableInfo,
+    /// How rows are written.
+    pub mode: Mode,
+    /// The server's time zone.
+    pub timezone: String,
+}
+
+impl ClickHouse {
+    /// Reads the target table's engine and columns.
+    pub async fn table(&self) -> Result<TableInfo> {
+        let (db, t) = (&self.cfg.database, &self.cfg.table);
+        let name = format!("{db}.{t}");
+        let row = self
+            .query(&format!(
+                "SELECT engine, engine_full FROM system.tables WHERE database = {} AND name = {} FORMAT TSVRaw",
+                literal(db),
+                literal(t)
+            ))
+            .await?;
+        let Some((engine, engine_full)) = row.trim_end_matches('\n').split_once('\t') else {
+            return Err(Error::schema(format!(
+                "ClickHouse table `{name}` does not exist; create it first (e.g. ENGINE = ReplacingMergeTree(ver) \
+                 ORDER BY <primary key>) or fix `clickhouse.database` / `clickhouse.table`"
+            )));
+        };
+        // system.columns lists a table's columns in table order.
+        let cols = self
+            .query(&format!(
+                "SELECT name, type, is_in_sorting_key, default_kind FROM system.columns WHERE database = {} AND table = {} \
+                 FORMAT TSVRaw",
+                literal(db),
+                literal(t)
+            ))
+            .await?;
+        let columns = cols
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f.len() >= 4).then(|| TableColumn {
+                    name: f[0].to_string(),
+                    ty: f[1].to_string(),
+                    in_sorting_key: f[2] == "1",
+                    has_default: !f[3].is_empty(),
+                })
+            })
+            .collect();
+        Ok(TableInfo { name, engine: engine.to_string(), engine_full: engine_full.to_string(), columns })
+    }
+}
+
+/// Reads the table and checks the spec against it (at sink creation).
+pub(crate) fn validate(cfg: &ClickHouseConfig, spec: &SinkSettings) -> Result<()> {
+    let rt = runtime::current_thread("the ClickHouse table check")?;
+    let ch = ClickHouse::new(cfg)?;
+    let table = rt.block_on(ch.table())?;
+    plan(spec, cfg, &table).map(|_| ())
 }
 
 /// The engine's parameters: `ReplacingMergeTree(ver)` → `["ver"]`.

@@ -1,11 +1,10 @@
-//! Options of the Doris connector.
+//! Options of the Doris connector: where the frontend is, the target table, credentials and
+//! timeouts, parsed and checked on their own (the checks against the sink are in `table.rs`).
 
 use crate::connectors::http::{base_url, Secret};
-use crate::envelope::Format;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::options::Options;
 use crate::secret::split_userinfo;
-use crate::settings::SinkSettings;
 use std::time::Duration;
 
 /// Where and how the Doris connector loads.
@@ -66,18 +65,5 @@ impl DorisConfig {
             c.timeout = Duration::from_millis(ms.max(1));
         }
         Ok(c)
-    }
-
-    pub(crate) fn check_sink(&self, spec: &SinkSettings) -> Result<()> {
-        if matches!(spec.format(), Format::Debezium { .. }) {
-            return Err(Error::config(
-                "`type = debezium` is not supported by the doris sink: use `type = upsert` (onto a unique-key table) \
-                 or `type = append-only`",
-            ));
-        }
-        if self.partial_update && !spec.format().is_keyed() {
-            return Err(Error::config("option `doris.partial_update` needs `type = upsert` onto a unique-key table"));
-        }
-        Ok(())
     }
 }

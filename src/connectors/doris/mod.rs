@@ -34,13 +34,10 @@
 //! regrouped rows again (at-least-once). Restarts with another worker count change the labels and
 //! are at-least-once too.
 //!
-//! **Verification.** No Doris server can be installed here, so the connector is tested against
-//! an in-test double of the documented Stream Load protocol (`tests/doris.rs`): a frontend that
-//! answers 307 with a backend `Location`, a backend that checks credentials and headers, keeps
-//! labels and a unique-key table, applies the delete sign, and answers with the status JSON
-//! above, including `Label Already Exists` and `Fail` with a `Message` and `ErrorURL`. Behaviour
-//! of real servers beyond that (two-phase commit, sequence columns, group commit) is not
-//! verified.
+//! # Restarts
+//!
+//! A restarted worker starts from the beginning of its input (there is no progress record to read
+//! back); the loads it repeats are refused by their labels, as above.
 //!
 //! # Options
 //!
@@ -53,13 +50,20 @@
 //! | `doris.timeout.ms` | per-request timeout (default 600 000) |
 
 mod config;
+mod encoder;
+mod load;
+mod progress;
+mod table;
 mod writer;
 
 pub use config::DorisConfig;
-pub use writer::{interpret, label, DorisWriter, LoadStatus, DELETE_SIGN};
+pub use encoder::{DorisEncoder, LoadBody};
+pub use load::{interpret, LoadStatus};
+pub use progress::label;
+pub use table::DELETE_SIGN;
+pub use writer::DorisWriter;
 
 use crate::connectors::{Connector, Writers};
-use crate::encode::RecordEncoder;
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -69,22 +73,21 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 impl Connector for DorisConfig {
     const NAME: &'static str = "doris";
     type Table = ();
-    type Encoder<V: Row> = RecordEncoder<V>;
+    type Encoder<V: Row> = DorisEncoder<V>;
 
     fn from_options(opts: &mut Options) -> Result<Self> {
         DorisConfig::parse(opts)
     }
 
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
-        self.check_sink(sink)
+        table::check(self, sink)
     }
 
-    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
-        Ok(RecordEncoder::new(sink))
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<DorisEncoder<V>> {
+        Ok(DorisEncoder::new(sink))
     }
 
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
-        let _ = ctx;
         Ok(Writers::independent(DorisWriter::<V>::open(self, sink, ctx)?))
     }
 }

@@ -1,11 +1,10 @@
-//! Options of the Elasticsearch / OpenSearch connector (RisingWave's option names).
+//! Options of the Elasticsearch / OpenSearch connector (RisingWave's option names), parsed and
+//! checked on their own (the checks against the sink are in `table.rs`).
 
 use crate::connectors::http::{base_url, Secret};
-use crate::envelope::Format;
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::secret::split_userinfo;
-use crate::settings::SinkSettings;
 use std::time::Duration;
 
 /// How documents are versioned.
@@ -150,41 +149,5 @@ impl ElasticsearchConfig {
             }
         };
         Ok(c)
-    }
-
-    /// Checks at creation.
-    pub(crate) fn check_sink(&self, spec: &SinkSettings) -> Result<()> {
-        match (&self.index, &self.index_column) {
-            (Some(i), None) if !i.is_empty() => {}
-            (None, Some(_)) => {}
-            (Some(_), Some(_)) => {
-                return Err(Error::config("set either `index` or `index_column` for the elasticsearch sink, not both"))
-            }
-            _ => {
-                return Err(Error::config(
-                    "the elasticsearch sink needs `index` (one index for every document) or `index_column` \
-                     (a column naming each row's index)",
-                ))
-            }
-        }
-        if matches!(spec.format(), Format::Debezium { .. }) {
-            return Err(Error::config(
-                "`type = debezium` is not supported by the elasticsearch sink: documents hold rows; use \
-                 `type = upsert` (document id = primary key) or `type = append-only`",
-            ));
-        }
-        if let Some(schema) = spec.schema() {
-            for (opt, col) in [("index_column", &self.index_column), ("routing_column", &self.routing_column)] {
-                if let Some(c) = col {
-                    if schema.column(c).is_none() {
-                        return Err(Error::schema(format!("option `{opt}` = `{c}` is not a column of the rows")));
-                    }
-                }
-            }
-        }
-        if self.progress_index.is_empty() {
-            return Err(Error::config("option `progress_index` is empty"));
-        }
-        Ok(())
     }
 }

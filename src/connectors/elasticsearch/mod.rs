@@ -54,18 +54,26 @@
 //! | `progress_index` | where committed frontiers are kept (default `dsink_progress`) |
 //! | `timeout.ms` | per-request timeout (default 120 000) |
 //!
-//! Requests are sent with `Content-Type: application/x-ndjson`, which Elasticsearch 7/8 and
-//! OpenSearch all accept. Tested against `osmem-server`, an in-memory OpenSearch-compatible server
-//! with the same `_bulk` item semantics (external versions, 409s, 404s, mapping errors).
+//! Requests are sent with `Content-Type: application/x-ndjson`.
+//!
+//! # Files
+//!
+//! `config.rs` the options; `table.rs` the creation-time checks; `encoder.rs` the `_bulk` lines
+//! ([`BulkEncoder`]); `client.rs` the `_bulk` requests and item outcomes; `progress.rs` the
+//! progress documents; `writer.rs` the [`ElasticsearchWriter`].
 
+mod client;
 mod config;
+mod encoder;
+mod progress;
+mod table;
 mod writer;
 
 pub use config::{ElasticsearchConfig, Versioning};
+pub use encoder::{BulkBody, BulkEncoder, Item};
 pub use writer::ElasticsearchWriter;
 
 use crate::connectors::{Connector, Writers};
-use crate::encode::RecordEncoder;
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -76,22 +84,21 @@ impl Connector for ElasticsearchConfig {
     const NAME: &'static str = "elasticsearch";
     const ALIASES: &'static [&'static str] = &["opensearch"];
     type Table = ();
-    type Encoder<V: Row> = RecordEncoder<V>;
+    type Encoder<V: Row> = BulkEncoder<V>;
 
     fn from_options(opts: &mut Options) -> Result<Self> {
         ElasticsearchConfig::parse(opts)
     }
 
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
-        self.check_sink(sink)
+        table::check(self, sink)
     }
 
-    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
-        Ok(RecordEncoder::new(sink))
+    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<BulkEncoder<V>> {
+        BulkEncoder::new(self, sink)
     }
 
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
-        let _ = ctx;
         Ok(Writers::independent(ElasticsearchWriter::<V>::open(self, sink, ctx)?))
     }
 }
