@@ -2,11 +2,12 @@
 //! transaction of multi-row prepared statements (`DELETE … WHERE key IN (…)`,
 //! `INSERT … ON DUPLICATE KEY UPDATE`).
 
-use super::catalog::{mysql_kind, quote, ColKind, TableColumn, TableInfo};
-use super::config::{Dialect, JdbcConfig, TlsMode};
-use super::postgres::{parse_frontier, progress_from};
 use super::tls::{self, TlsMaterial};
-use super::writer::{Batch, ProgressRow, RowOp, Stored, Target};
+use super::Target;
+use crate::connectors::jdbc::batch::{Batch, RowOp};
+use crate::connectors::jdbc::config::{Dialect, JdbcConfig, TlsMode};
+use crate::connectors::jdbc::progress::{check_stored, parse_frontier, progress_from, ProgressRow, Stored};
+use crate::connectors::jdbc::table::{mysql_kind, quote, ColKind, TableColumn, TableInfo};
 use crate::error::{Error, ErrorKind, Result};
 use differential_sinks_operators::WorkerProgress;
 use mysql_async::prelude::Queryable;
@@ -243,12 +244,12 @@ impl MyConn {
                updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
                PRIMARY KEY (sink_name, target, generation, worker)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
             q(&t.schema),
-            q(&t.progress_table)
+            q(&t.progress.table)
         );
         self.c()
             .query_drop(sql)
             .await
-            .map_err(|e| classify(e, &format!("creating the progress table {}.{}", t.schema, t.progress_table)))
+            .map_err(|e| classify(e, &format!("creating the progress table {}.{}", t.schema, t.progress.table)))
     }
 
     /// Every progress record of this sink and table.
@@ -257,12 +258,12 @@ impl MyConn {
             "SELECT generation, worker, peers, CAST(base AS CHAR), CAST(frontier AS CHAR) FROM {}.{} \
              WHERE sink_name = ? AND target = ?",
             q(&t.schema),
-            q(&t.progress_table)
+            q(&t.progress.table)
         );
         type P = (i64, i64, i64, Option<String>, Option<String>);
         let rows: Vec<P> = self
             .c()
-            .exec(sql, (t.sink.as_str(), t.qualified.as_str()))
+            .exec(sql, (t.progress.sink.as_str(), t.qualified.as_str()))
             .await
             .map_err(|e| classify(e, "reading the sink's progress"))?;
         rows.into_iter().map(|(g, w, p, b, f)| progress_from(g, w, p, b, f)).collect()
@@ -315,16 +316,16 @@ impl MyConn {
         let lock = format!(
             "SELECT CAST(frontier AS CHAR) FROM {}.{} WHERE sink_name = ? AND target = ? AND generation = ? AND worker = ? FOR UPDATE",
             q(&t.schema),
-            q(&t.progress_table)
+            q(&t.progress.table)
         );
-        let key = (t.sink.as_str(), t.qualified.as_str(), progress.generation as i64, progress.worker as i64);
+        let key = (t.progress.sink.as_str(), t.qualified.as_str(), progress.generation as i64, progress.worker as i64);
         let rows: Vec<Option<String>> =
             self.c().exec(lock, key).await.map_err(|e| classify(e, "locking the progress row"))?;
         let stored = match rows.into_iter().next() {
             None => Stored::Absent,
             Some(v) => Stored::Frontier(parse_frontier(v)?),
         };
-        if let Some(done) = super::writer::check_stored(t, progress, expected, &stored)? {
+        if let Some(done) = check_stored(&t.progress, progress, expected, &stored)? {
             return Ok(done);
         }
         self.apply(t, batch, t.batch_size).await?;
@@ -333,10 +334,10 @@ impl MyConn {
              VALUES (?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE peers = VALUES(peers), \
              base = VALUES(base), frontier = VALUES(frontier), updated_at = VALUES(updated_at)",
             q(&t.schema),
-            q(&t.progress_table)
+            q(&t.progress.table)
         );
         let params: Vec<Value> = vec![
-            t.sink.as_str().into(),
+            t.progress.sink.as_str().into(),
             t.qualified.as_str().into(),
             (progress.generation as i64).into(),
             (progress.worker as i64).into(),

@@ -2,14 +2,16 @@
 //! (deletes through `unnest` arrays, updates through a `COPY`-filled staging table or `unnest`
 //! arrays, inserts of new keys and appends through `COPY`).
 
-use super::catalog::{pg_kind, quote, TableColumn, TableInfo};
-use super::config::{JdbcConfig, PgUpsertMethod, TlsMode};
-use super::encode::copy_escape;
 use super::tls::{self, TlsMaterial};
-use super::writer::{Batch, ProgressRow, RowOp, Stored, Target};
+use super::Target;
+use crate::connectors::jdbc::batch::{Batch, RowOp};
+use crate::connectors::jdbc::config::{Dialect, JdbcConfig, PgUpsertMethod, TlsMode};
+use crate::connectors::jdbc::encode::copy_escape;
+use crate::connectors::jdbc::progress::{check_stored, parse_frontier, progress_from, ProgressRow, Stored};
+use crate::connectors::jdbc::table::{pg_kind, quote, TableColumn, TableInfo};
 use crate::error::{Error, ErrorKind, Result};
 use bytes::Bytes;
-use differential_sinks_operators::{Frontier, WorkerProgress};
+use differential_sinks_operators::WorkerProgress;
 use futures_util::SinkExt;
 use std::collections::HashMap;
 use tokio_postgres::config::SslMode;
@@ -25,7 +27,7 @@ pub struct PgConn {
 }
 
 fn q(s: &str) -> String {
-    quote(super::config::Dialect::Postgres, s)
+    quote(Dialect::Postgres, s)
 }
 
 /// Turns a driver error into a sink error: connection losses, serialization failures and
@@ -211,7 +213,7 @@ impl PgConn {
                updated_at timestamptz NOT NULL DEFAULT now(), \
                PRIMARY KEY (sink_name, target, generation, worker))",
             q(&t.schema),
-            q(&t.progress_table)
+            q(&t.progress.table)
         );
         match self.client.batch_execute(&sql).await {
             Ok(()) => Ok(()),
@@ -219,7 +221,7 @@ impl PgConn {
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || e.code() == Some(&SqlState::DUPLICATE_TABLE) => {
                 Ok(())
             }
-            Err(e) => Err(classify(e, &format!("creating the progress table {}.{}", t.schema, t.progress_table))),
+            Err(e) => Err(classify(e, &format!("creating the progress table {}.{}", t.schema, t.progress.table))),
         }
     }
 
@@ -228,11 +230,11 @@ impl PgConn {
         let sql = format!(
             "SELECT generation, worker, peers, base::text, frontier::text FROM {}.{} WHERE sink_name = $1 AND target = $2",
             q(&t.schema),
-            q(&t.progress_table)
+            q(&t.progress.table)
         );
         let rows = self
             .client
-            .query(&sql, &[&t.sink, &t.qualified])
+            .query(&sql, &[&t.progress.sink, &t.qualified])
             .await
             .map_err(|e| classify(e, "reading the sink's progress"))?;
         // A progress table made by something else may have other column types: refuse it with
@@ -243,7 +245,7 @@ impl PgConn {
                 format!(
                     "the progress table {}.{} does not have the columns this sink writes ({e}); name another with \
                      `jdbc.progress.table`, or drop it to let the sink create it",
-                    t.schema, t.progress_table
+                    t.schema, t.progress.table
                 ),
             )
         };
@@ -303,22 +305,22 @@ impl PgConn {
         let lock = format!(
             "SELECT frontier::text FROM {}.{} WHERE sink_name = $1 AND target = $2 AND generation = $3 AND worker = $4 FOR UPDATE",
             q(&t.schema),
-            q(&t.progress_table)
+            q(&t.progress.table)
         );
         let gen = progress.generation as i64;
         let worker = progress.worker as i32;
         let rows = self
             .client
-            .query(&lock, &[&t.sink, &t.qualified, &gen, &worker])
+            .query(&lock, &[&t.progress.sink, &t.qualified, &gen, &worker])
             .await
             .map_err(|e| classify(e, "locking the progress row"))?;
         let stored = match rows.first() {
             None => Stored::Absent,
             Some(r) => Stored::Frontier(parse_frontier(r.try_get::<_, Option<String>>(0).map_err(|e| {
-                Error::new(ErrorKind::Resume, format!("reading {}.{}: {e}", t.schema, t.progress_table))
+                Error::new(ErrorKind::Resume, format!("reading {}.{}: {e}", t.schema, t.progress.table))
             })?)?),
         };
-        if let Some(done) = super::writer::check_stored(t, progress, expected, &stored)? {
+        if let Some(done) = check_stored(&t.progress, progress, expected, &stored)? {
             return Ok(done);
         }
         self.apply(t, batch, t.batch_size, false).await?;
@@ -328,12 +330,12 @@ impl PgConn {
              ON CONFLICT (sink_name, target, generation, worker) DO UPDATE SET peers = EXCLUDED.peers, \
              base = EXCLUDED.base, frontier = EXCLUDED.frontier, updated_at = EXCLUDED.updated_at",
             q(&t.schema),
-            q(&t.progress_table)
+            q(&t.progress.table)
         );
         let (peers, base, frontier) =
             (progress.peers as i32, progress.base.map(|v| v.to_string()), progress.frontier.map(|v| v.to_string()));
         self.client
-            .execute(&upsert, &[&t.sink, &t.qualified, &gen, &worker, &peers, &base, &frontier])
+            .execute(&upsert, &[&t.progress.sink, &t.qualified, &gen, &worker, &peers, &base, &frontier])
             .await
             .map_err(|e| classify(e, "recording the sink's progress"))?;
         Ok(true)
@@ -535,43 +537,4 @@ fn on_conflict(t: &Target) -> String {
     } else {
         format!(" ON CONFLICT ({}) DO UPDATE SET {}", keys.join(", "), rest.join(", "))
     }
-}
-
-/// A frontier as recorded: `NULL` is the complete frontier.
-pub fn parse_frontier(v: Option<String>) -> Result<Option<u64>> {
-    v.map(|s| {
-        s.parse::<u64>().map_err(|_| {
-            Error::new(ErrorKind::Resume, format!("the progress table holds frontier `{s}`, which is not a time"))
-        })
-    })
-    .transpose()
-}
-
-/// One progress record from its columns.
-pub fn progress_from(
-    generation: i64,
-    worker: i64,
-    peers: i64,
-    base: Option<String>,
-    frontier: Option<String>,
-) -> Result<WorkerProgress<u64>> {
-    let f = |v: Option<u64>| match v {
-        Some(t) => Frontier::at(t),
-        None => Frontier::complete(),
-    };
-    let (Ok(worker), Ok(peers), Ok(generation)) =
-        (usize::try_from(worker), usize::try_from(peers), u64::try_from(generation))
-    else {
-        return Err(Error::new(
-            ErrorKind::Resume,
-            format!("a progress row holds a negative worker ({worker}), worker count ({peers}) or generation ({generation})"),
-        ));
-    };
-    Ok(WorkerProgress {
-        worker,
-        peers,
-        generation,
-        base: f(parse_frontier(base)?),
-        frontier: f(parse_frontier(frontier)?),
-    })
 }
