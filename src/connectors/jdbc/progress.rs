@@ -5,8 +5,11 @@
 //! A row holds `(peers, base, frontier)`, a [`WorkerProgress`]; `NULL` is the complete frontier.
 //! On resume every row of the sink and table is read back; on commit the worker's own row is
 //! locked and compared with what this writer last committed ([`check_stored`]), which tells a
-//! commit whose acknowledgement was lost from a second run of the same sink.
+//! commit whose acknowledgement was lost from a second run of the same sink. The statements of
+//! both dialects are here; the sessions run them.
 
+use super::config::Dialect;
+use super::table::quote;
 use crate::error::{Error, ErrorKind, Result};
 use differential_sinks_operators::{Frontier, WorkerProgress};
 
@@ -21,6 +24,82 @@ pub struct ProgressTable {
     pub sink: String,
     /// The target table, `schema.table` (`target` column).
     pub target: String,
+}
+
+impl ProgressTable {
+    fn quoted(&self, dialect: Dialect) -> (String, String) {
+        (quote(dialect, &self.schema), quote(dialect, &self.table))
+    }
+
+    /// The statement that creates the table if it is missing: `(sink_name, target, generation,
+    /// worker)` → `(peers, base, frontier, updated_at)`.
+    pub fn create_sql(&self, dialect: Dialect) -> String {
+        let (s, t) = self.quoted(dialect);
+        match dialect {
+            Dialect::Postgres => format!(
+                "CREATE TABLE IF NOT EXISTS {s}.{t} (\
+                 sink_name text NOT NULL, target text NOT NULL, generation bigint NOT NULL, worker integer NOT NULL, \
+                 peers integer NOT NULL, base numeric(20,0), frontier numeric(20,0), \
+                 updated_at timestamptz NOT NULL DEFAULT now(), \
+                 PRIMARY KEY (sink_name, target, generation, worker))"
+            ),
+            Dialect::Mysql => format!(
+                "CREATE TABLE IF NOT EXISTS {s}.{t} (\
+                 sink_name VARCHAR(191) NOT NULL, target VARCHAR(191) NOT NULL, generation BIGINT NOT NULL, \
+                 worker INT NOT NULL, peers INT NOT NULL, base DECIMAL(20,0) NULL, frontier DECIMAL(20,0) NULL, \
+                 updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+                 PRIMARY KEY (sink_name, target, generation, worker)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            ),
+        }
+    }
+
+    /// The statement that reads every record of the sink and table (parameters: sink, target),
+    /// frontiers as text.
+    pub fn select_sql(&self, dialect: Dialect) -> String {
+        let (s, t) = self.quoted(dialect);
+        match dialect {
+            Dialect::Postgres => format!(
+                "SELECT generation, worker, peers, base::text, frontier::text FROM {s}.{t} WHERE sink_name = $1 AND target = $2"
+            ),
+            Dialect::Mysql => format!(
+                "SELECT generation, worker, peers, CAST(base AS CHAR), CAST(frontier AS CHAR) FROM {s}.{t} \
+                 WHERE sink_name = ? AND target = ?"
+            ),
+        }
+    }
+
+    /// The statement that locks this worker's record of a generation for the commit and reads
+    /// its frontier (parameters: sink, target, generation, worker).
+    pub fn lock_sql(&self, dialect: Dialect) -> String {
+        let (s, t) = self.quoted(dialect);
+        match dialect {
+            Dialect::Postgres => format!(
+                "SELECT frontier::text FROM {s}.{t} WHERE sink_name = $1 AND target = $2 AND generation = $3 AND worker = $4 FOR UPDATE"
+            ),
+            Dialect::Mysql => format!(
+                "SELECT CAST(frontier AS CHAR) FROM {s}.{t} WHERE sink_name = ? AND target = ? AND generation = ? AND worker = ? FOR UPDATE"
+            ),
+        }
+    }
+
+    /// The statement that inserts or replaces this worker's record (parameters: sink, target,
+    /// generation, worker, peers, base, frontier).
+    pub fn record_sql(&self, dialect: Dialect) -> String {
+        let (s, t) = self.quoted(dialect);
+        match dialect {
+            Dialect::Postgres => format!(
+                "INSERT INTO {s}.{t} (sink_name, target, generation, worker, peers, base, frontier, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, ($6::text)::numeric, ($7::text)::numeric, now()) \
+                 ON CONFLICT (sink_name, target, generation, worker) DO UPDATE SET peers = EXCLUDED.peers, \
+                 base = EXCLUDED.base, frontier = EXCLUDED.frontier, updated_at = EXCLUDED.updated_at"
+            ),
+            Dialect::Mysql => format!(
+                "INSERT INTO {s}.{t} (sink_name, target, generation, worker, peers, base, frontier, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE peers = VALUES(peers), \
+                 base = VALUES(base), frontier = VALUES(frontier), updated_at = VALUES(updated_at)"
+            ),
+        }
+    }
 }
 
 /// The progress row a commit records.
@@ -142,6 +221,17 @@ mod tests {
         );
         let e = check_stored(&t, &row(Some(5)), &Stored::Frontier(Some(3)), &Stored::Frontier(Some(4))).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Fenced);
+    }
+
+    #[test]
+    fn statements_name_the_quoted_table_of_each_dialect() {
+        let t = table();
+        for sql in [t.create_sql(Dialect::Postgres), t.select_sql(Dialect::Postgres), t.lock_sql(Dialect::Postgres)] {
+            assert!(sql.contains("\"public\".\"dsink_progress\""), "{sql}");
+        }
+        for sql in [t.create_sql(Dialect::Mysql), t.record_sql(Dialect::Mysql)] {
+            assert!(sql.contains("`public`.`dsink_progress`"), "{sql}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! PostgreSQL: catalog queries, the progress table, and one commit as one transaction
-//! (deletes through `unnest` arrays, updates through a `COPY`-filled staging table or `unnest`
-//! arrays, inserts of new keys and appends through `COPY`).
+//! PostgreSQL: catalog queries, the progress table (its statements come from `progress.rs`), and
+//! one commit as one transaction (deletes through `unnest` arrays, updates through a
+//! `COPY`-filled staging table or `unnest` arrays, inserts of new keys and appends through
+//! `COPY`).
 
 use super::tls::{self, TlsMaterial};
 use super::Target;
@@ -206,15 +207,7 @@ impl PgConn {
 
     /// Creates the progress table if it is missing (concurrent creators are fine).
     pub async fn ensure_progress(&self, t: &Target) -> Result<()> {
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {}.{} (\
-               sink_name text NOT NULL, target text NOT NULL, generation bigint NOT NULL, worker integer NOT NULL, \
-               peers integer NOT NULL, base numeric(20,0), frontier numeric(20,0), \
-               updated_at timestamptz NOT NULL DEFAULT now(), \
-               PRIMARY KEY (sink_name, target, generation, worker))",
-            q(&t.schema),
-            q(&t.progress.table)
-        );
+        let sql = t.progress.create_sql(Dialect::Postgres);
         match self.client.batch_execute(&sql).await {
             Ok(()) => Ok(()),
             // Two workers creating it at once: one wins, the other sees a duplicate type.
@@ -227,14 +220,10 @@ impl PgConn {
 
     /// Every progress record of this sink and table.
     pub async fn read_progress(&self, t: &Target) -> Result<Vec<WorkerProgress<u64>>> {
-        let sql = format!(
-            "SELECT generation, worker, peers, base::text, frontier::text FROM {}.{} WHERE sink_name = $1 AND target = $2",
-            q(&t.schema),
-            q(&t.progress.table)
-        );
+        let sql = t.progress.select_sql(Dialect::Postgres);
         let rows = self
             .client
-            .query(&sql, &[&t.progress.sink, &t.qualified])
+            .query(&sql, &[&t.progress.sink, &t.progress.target])
             .await
             .map_err(|e| classify(e, "reading the sink's progress"))?;
         // A progress table made by something else may have other column types: refuse it with
@@ -302,16 +291,12 @@ impl PgConn {
         progress: &ProgressRow,
         expected: &Stored,
     ) -> Result<bool> {
-        let lock = format!(
-            "SELECT frontier::text FROM {}.{} WHERE sink_name = $1 AND target = $2 AND generation = $3 AND worker = $4 FOR UPDATE",
-            q(&t.schema),
-            q(&t.progress.table)
-        );
+        let lock = t.progress.lock_sql(Dialect::Postgres);
         let gen = progress.generation as i64;
         let worker = progress.worker as i32;
         let rows = self
             .client
-            .query(&lock, &[&t.progress.sink, &t.qualified, &gen, &worker])
+            .query(&lock, &[&t.progress.sink, &t.progress.target, &gen, &worker])
             .await
             .map_err(|e| classify(e, "locking the progress row"))?;
         let stored = match rows.first() {
@@ -324,18 +309,11 @@ impl PgConn {
             return Ok(done);
         }
         self.apply(t, batch, t.batch_size, false).await?;
-        let upsert = format!(
-            "INSERT INTO {}.{} (sink_name, target, generation, worker, peers, base, frontier, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, ($6::text)::numeric, ($7::text)::numeric, now()) \
-             ON CONFLICT (sink_name, target, generation, worker) DO UPDATE SET peers = EXCLUDED.peers, \
-             base = EXCLUDED.base, frontier = EXCLUDED.frontier, updated_at = EXCLUDED.updated_at",
-            q(&t.schema),
-            q(&t.progress.table)
-        );
+        let upsert = t.progress.record_sql(Dialect::Postgres);
         let (peers, base, frontier) =
             (progress.peers as i32, progress.base.map(|v| v.to_string()), progress.frontier.map(|v| v.to_string()));
         self.client
-            .execute(&upsert, &[&t.progress.sink, &t.qualified, &gen, &worker, &peers, &base, &frontier])
+            .execute(&upsert, &[&t.progress.sink, &t.progress.target, &gen, &worker, &peers, &base, &frontier])
             .await
             .map_err(|e| classify(e, "recording the sink's progress"))?;
         Ok(true)
