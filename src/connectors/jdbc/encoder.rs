@@ -40,7 +40,9 @@ impl Mode {
     }
 }
 
-/// Turns changes into a [`Batch`] of rows for one table. See the [module docs](self).
+/// Turns changes into a [`Batch`] of rows for one table: an upsert sink keeps each key's last
+/// change of the commit (a delete carries the key columns only); an append-only sink refuses
+/// retractions unless `force_append_only` is set. See the [connector's docs](super).
 pub struct JdbcEncoder<V> {
     mode: Mode,
     sink: String,

@@ -19,9 +19,9 @@
 //!
 //! # Creation: the table and RisingWave's primary-key rules
 //!
-//! When the sink is created ([`SinkSettings`](crate::SinkSettings) `build`, so `dsink` fails before
-//! starting) and again when each writer connects, the table's columns, types and primary key are
-//! read from the catalog (`pg_attribute` / `pg_index`; `information_schema`), and:
+//! When the sink is created ([`SinkSpecBuilder::build`](crate::SinkSpecBuilder::build), so
+//! `dsink` fails before starting) and again when each writer connects, the table's columns, types
+//! and primary key are read from the catalog (`pg_attribute` / `pg_index`; `information_schema`), and:
 //!
 //! * an upsert sink must declare `primary_key`, and it must be the table's primary key (as a set
 //!   of columns); a table without a primary key takes only `type = append-only`;
@@ -122,10 +122,10 @@
 //! | `verify-ca` | yes | the chain must lead to a root of `jdbc.ssl.root.cert` (or the system's store); any host name |
 //! | `verify-full` | yes | the chain, and the certificate must name the host of `jdbc.url` (a DNS name, or an IP address in its `subjectAltName`) |
 //!
-//! Creation (`SinkSettings` `build`) reads the certificate files before connecting and refuses, with
-//! an error of kind `Config` naming the option and the fix: a file that cannot be read or holds no
-//! valid PEM certificate (or key), a `verify-*` mode with no `jdbc.ssl.root.cert` and an empty
-//! system store, and `jdbc.ssl.cert` without `jdbc.ssl.key` or the other way round. A handshake the
+//! Creation (`SinkSpecBuilder::build`) reads the certificate files before connecting and refuses,
+//! with an error of kind `Config` naming the option and the fix: a file that cannot be read or
+//! holds no valid PEM certificate (or key), a `verify-*` mode with no `jdbc.ssl.root.cert` and an
+//! empty system store, and `jdbc.ssl.cert` without `jdbc.ssl.key` or the other way round. A handshake the
 //! client refuses — a certificate no trusted root signed, a host name the certificate does not
 //! hold — is a `Config` error too, not retried, and says which option to look at. The files are
 //! read again for every new session, so renewed certificates are picked up on the next connection.
@@ -139,7 +139,7 @@
 //! PostgreSQL sessions run with `TIME ZONE 'UTC'`. MySQL sessions run with `time_zone = '+00:00'`,
 //! `READ COMMITTED` (no gap locks between workers writing disjoint keys) and `sql_mode =
 //! 'STRICT_ALL_TABLES,…'` so a bad value is an error, never a silent truncation.
-
+//!
 //! # Files
 //!
 //! `config.rs` the options; `table.rs` the table's description and the creation-time rules;
@@ -184,7 +184,7 @@ impl Connector for JdbcConfig {
     }
 
     /// Checks the settings, then reads the table over a session of its own (certificates are
-    /// read before any connection) and applies [`table`]'s rules.
+    /// read before any connection) and applies the rules listed under *Creation* above.
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
         table::check_settings(sink)?;
         let info = session::describe(self, sink.name(), true)?;
