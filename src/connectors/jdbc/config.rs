@@ -483,12 +483,6 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
-impl From<JdbcConfig> for crate::connectors::ConnectorConfig {
-    fn from(c: JdbcConfig) -> Self {
-        crate::connectors::ConnectorConfig::Jdbc(Box::new(c))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!  sink operator (one writer per worker, keys routed by hash)
-//!     │ write(t, changes)      encode rows → text cells; upsert: keep the last change per key
+//!     │ write(t, changes)      JdbcEncoder: rows → text cells; upsert: keep the last change per key
 //!     ▼
 //!  batch of the commit  ──commit(upper)──►  BEGIN
 //!                                           SELECT progress row FOR UPDATE   (fencing check)
@@ -19,9 +19,9 @@
 //!
 //! # Creation: the table and RisingWave's primary-key rules
 //!
-//! When the sink is created ([`SinkSettings`](crate::SinkSettings) `build`, so `dsink` fails before
-//! starting) and again when each writer connects, the table's columns, types and primary key are
-//! read from the catalog (`pg_attribute` / `pg_index`; `information_schema`), and:
+//! When the sink is created ([`SinkSpecBuilder::build`](crate::SinkSpecBuilder::build), so
+//! `dsink` fails before starting) and again when each writer connects, the table's columns, types
+//! and primary key are read from the catalog (`pg_attribute` / `pg_index`; `information_schema`), and:
 //!
 //! * an upsert sink must declare `primary_key`, and it must be the table's primary key (as a set
 //!   of columns); a table without a primary key takes only `type = append-only`;
@@ -41,6 +41,7 @@
 //! Rows may be any `Serialize` type that is a struct or a map (so [`JsonRow`](crate::JsonRow)
 //! works). Values travel as text and the server parses them into the column types; see
 //! [`encode`] for the rendering rules (NULLs, numerics of any size, timestamps, JSON, bytes).
+//! [`JdbcEncoder`] turns each time's changes into the commit's [`Batch`] without I/O.
 //!
 //! A commit may span several times. An upsert sink keeps, per key, only the key's last change in
 //! the commit: a delete, or the final row. The commit's deletes run first, then the updates of
@@ -54,15 +55,12 @@
 //! | insert (key new in the commit) | `COPY` straight into the table under a savepoint; if the table holds one of the keys already (rows someone else wrote), back to the savepoint and the update path | as the update |
 //! | append | `COPY … FROM STDIN` | multi-row `INSERT` |
 //!
-//! Why: on PostgreSQL 15 here `INSERT … ON CONFLICT` costs about twice a plain insert (and
-//! `COPY` is the fastest plain insert), so keys new to the collection skip it: the upsert sink's
-//! insert pass ran at 0.6–0.9× raw `COPY` in `examples/jdbc_bench.rs`, where it ran at 0.3× while
-//! every row went through `ON CONFLICT`. For updates, `unnest` and the staging table measured
-//! within each other's noise (each won some runs); `unnest` is the default as it needs no
-//! temporary table. `jdbc.batch.size` rows go in one statement (PostgreSQL default 50 000, MySQL
-//! 2 000, capped by MySQL's 65 535 placeholders).
+//! Keys new to the collection skip `ON CONFLICT`: a plain `COPY` is the cheapest way in, and a
+//! conflict (a row someone else wrote) falls back to the upsert. For updates, `unnest` is the
+//! default as it needs no temporary table. `jdbc.batch.size` rows go in one statement
+//! (PostgreSQL default 50 000, MySQL 2 000, capped by MySQL's 65 535 placeholders).
 //!
-//! # Exactly once
+//! # Exactly once, and restarts
 //!
 //! Each worker's commit is one database transaction that holds its rows and its progress row in
 //! the progress table (`jdbc.progress.table`, default `dsink_progress`, created in the target's
@@ -124,41 +122,51 @@
 //! | `verify-ca` | yes | the chain must lead to a root of `jdbc.ssl.root.cert` (or the system's store); any host name |
 //! | `verify-full` | yes | the chain, and the certificate must name the host of `jdbc.url` (a DNS name, or an IP address in its `subjectAltName`) |
 //!
-//! Creation (`SinkSettings` `build`) reads the certificate files before connecting and refuses, with
-//! an error of kind `Config` naming the option and the fix: a file that cannot be read or holds no
-//! valid PEM certificate (or key), a `verify-*` mode with no `jdbc.ssl.root.cert` and an empty
-//! system store, and `jdbc.ssl.cert` without `jdbc.ssl.key` or the other way round. A handshake the
+//! Creation (`SinkSpecBuilder::build`) reads the certificate files before connecting and refuses,
+//! with an error of kind `Config` naming the option and the fix: a file that cannot be read or
+//! holds no valid PEM certificate (or key), a `verify-*` mode with no `jdbc.ssl.root.cert` and an
+//! empty system store, and `jdbc.ssl.cert` without `jdbc.ssl.key` or the other way round. A handshake the
 //! client refuses — a certificate no trusted root signed, a host name the certificate does not
 //! hold — is a `Config` error too, not retried, and says which option to look at. The files are
 //! read again for every new session, so renewed certificates are picked up on the next connection.
 //! Paths are shown in `Debug`; passwords never are.
 //!
-//! On MySQL, `verify-ca` is carried out by a `verify-full` handshake that, when the chain is
-//! trusted and only the host name differs, is repeated under a name the certificate holds (the
-//! driver's own switch for skipping the name check does not work with current rustls); such a
-//! session costs one more handshake.
+//! On MySQL, `verify-ca` may take a second handshake: when the chain is trusted and only the host
+//! name differs, the session is opened again under a name the certificate holds.
 //!
 //! # Sessions
 //!
 //! PostgreSQL sessions run with `TIME ZONE 'UTC'`. MySQL sessions run with `time_zone = '+00:00'`,
 //! `READ COMMITTED` (no gap locks between workers writing disjoint keys) and `sql_mode =
 //! 'STRICT_ALL_TABLES,…'` so a bad value is an error, never a silent truncation.
+//!
+//! # Files
+//!
+//! `config.rs` the options; `table.rs` the table's description and the creation-time rules;
+//! `encoder.rs` and `batch.rs` the pure encoding into a commit's rows; `session/` the database
+//! sessions of both dialects (and TLS); `progress.rs` the progress table's records;
+//! `writer.rs` the [`SinkWriter`](differential_sinks_operators::SinkWriter).
 
-mod catalog;
+mod batch;
 mod config;
 pub mod encode;
-mod mysql;
-mod postgres;
-mod tls;
+mod encoder;
+mod progress;
+mod session;
+mod table;
 mod writer;
 
-pub use catalog::{ColKind, TableColumn, TableInfo};
-pub use config::{redact_url, Dialect, JdbcConfig, PgUpsertMethod, Secret, TlsMode};
-pub(crate) use writer::validate;
-pub use writer::{describe_table, JdbcWriter};
+/// [`encode`] names the table description by the module's former name.
+use table as catalog;
 
-use crate::connectors::{Connector, Writers};
-use crate::encode::RecordEncoder;
+pub use batch::{Batch, PendingRow, RowOp};
+pub use config::{redact_url, Dialect, JdbcConfig, PgUpsertMethod, Secret, TlsMode};
+pub use encoder::JdbcEncoder;
+pub use session::describe_table;
+pub use table::{ColKind, TableColumn, TableInfo};
+pub use writer::JdbcWriter;
+
+use crate::connectors::{Connector, ConnectorConfig, Writers};
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -168,23 +176,33 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 impl Connector for JdbcConfig {
     const NAME: &'static str = "jdbc";
     const OWN_KEYS: bool = true;
-    type Table = ();
-    type Encoder<V: Row> = RecordEncoder<V>;
+    type Table = TableInfo;
+    type Encoder<V: Row> = JdbcEncoder<V>;
 
     fn from_options(opts: &mut Options) -> Result<Self> {
         JdbcConfig::parse(opts)
     }
 
+    /// Checks the settings, then reads the table over a session of its own (certificates are
+    /// read before any connection) and applies the rules listed under *Creation* above.
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
-        validate(self, sink)
+        table::check_settings(sink)?;
+        let info = session::describe(self, sink.name(), true)?;
+        table::check(self, sink, &info)
     }
 
-    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
-        Ok(RecordEncoder::new(sink))
+    fn encoder<V: Row>(&self, sink: &SinkSettings, table: &TableInfo) -> Result<JdbcEncoder<V>> {
+        JdbcEncoder::new(self.dialect, sink, table)
     }
 
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
         let _ = ctx;
         Ok(Writers::independent(JdbcWriter::<V>::open(self, sink)?))
+    }
+}
+
+impl From<JdbcConfig> for ConnectorConfig {
+    fn from(c: JdbcConfig) -> Self {
+        ConnectorConfig::Jdbc(Box::new(c))
     }
 }

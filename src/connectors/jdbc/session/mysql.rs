@@ -1,12 +1,13 @@
-//! MySQL, MariaDB and TiDB: catalog queries, the progress table, and one commit as one
-//! transaction of multi-row prepared statements (`DELETE … WHERE key IN (…)`,
-//! `INSERT … ON DUPLICATE KEY UPDATE`).
+//! MySQL, MariaDB and TiDB: catalog queries, the progress table (its statements come from
+//! `progress.rs`), and one commit as one transaction of multi-row prepared statements
+//! (`DELETE … WHERE key IN (…)`, `INSERT … ON DUPLICATE KEY UPDATE`).
 
-use super::catalog::{mysql_kind, quote, ColKind, TableColumn, TableInfo};
-use super::config::{Dialect, JdbcConfig, TlsMode};
-use super::postgres::{parse_frontier, progress_from};
 use super::tls::{self, TlsMaterial};
-use super::writer::{Batch, ProgressRow, RowOp, Stored, Target};
+use super::Target;
+use crate::connectors::jdbc::batch::{Batch, RowOp};
+use crate::connectors::jdbc::config::{Dialect, JdbcConfig, TlsMode};
+use crate::connectors::jdbc::progress::{check_stored, parse_frontier, progress_from, ProgressRow, Stored};
+use crate::connectors::jdbc::table::{mysql_kind, quote, ColKind, TableColumn, TableInfo};
 use crate::error::{Error, ErrorKind, Result};
 use differential_sinks_operators::WorkerProgress;
 use mysql_async::prelude::Queryable;
@@ -236,33 +237,20 @@ impl MyConn {
 
     /// Creates the progress table if it is missing.
     pub async fn ensure_progress(&mut self, t: &Target) -> Result<()> {
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {}.{} (\
-               sink_name VARCHAR(191) NOT NULL, target VARCHAR(191) NOT NULL, generation BIGINT NOT NULL, \
-               worker INT NOT NULL, peers INT NOT NULL, base DECIMAL(20,0) NULL, frontier DECIMAL(20,0) NULL, \
-               updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
-               PRIMARY KEY (sink_name, target, generation, worker)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
-            q(&t.schema),
-            q(&t.progress_table)
-        );
+        let sql = t.progress.create_sql(Dialect::Mysql);
         self.c()
             .query_drop(sql)
             .await
-            .map_err(|e| classify(e, &format!("creating the progress table {}.{}", t.schema, t.progress_table)))
+            .map_err(|e| classify(e, &format!("creating the progress table {}.{}", t.schema, t.progress.table)))
     }
 
     /// Every progress record of this sink and table.
     pub async fn read_progress(&mut self, t: &Target) -> Result<Vec<WorkerProgress<u64>>> {
-        let sql = format!(
-            "SELECT generation, worker, peers, CAST(base AS CHAR), CAST(frontier AS CHAR) FROM {}.{} \
-             WHERE sink_name = ? AND target = ?",
-            q(&t.schema),
-            q(&t.progress_table)
-        );
+        let sql = t.progress.select_sql(Dialect::Mysql);
         type P = (i64, i64, i64, Option<String>, Option<String>);
         let rows: Vec<P> = self
             .c()
-            .exec(sql, (t.sink.as_str(), t.qualified.as_str()))
+            .exec(sql, (t.progress.sink.as_str(), t.progress.target.as_str()))
             .await
             .map_err(|e| classify(e, "reading the sink's progress"))?;
         rows.into_iter().map(|(g, w, p, b, f)| progress_from(g, w, p, b, f)).collect()
@@ -312,32 +300,23 @@ impl MyConn {
         progress: &ProgressRow,
         expected: &Stored,
     ) -> Result<bool> {
-        let lock = format!(
-            "SELECT CAST(frontier AS CHAR) FROM {}.{} WHERE sink_name = ? AND target = ? AND generation = ? AND worker = ? FOR UPDATE",
-            q(&t.schema),
-            q(&t.progress_table)
-        );
-        let key = (t.sink.as_str(), t.qualified.as_str(), progress.generation as i64, progress.worker as i64);
+        let lock = t.progress.lock_sql(Dialect::Mysql);
+        let key =
+            (t.progress.sink.as_str(), t.progress.target.as_str(), progress.generation as i64, progress.worker as i64);
         let rows: Vec<Option<String>> =
             self.c().exec(lock, key).await.map_err(|e| classify(e, "locking the progress row"))?;
         let stored = match rows.into_iter().next() {
             None => Stored::Absent,
             Some(v) => Stored::Frontier(parse_frontier(v)?),
         };
-        if let Some(done) = super::writer::check_stored(t, progress, expected, &stored)? {
+        if let Some(done) = check_stored(&t.progress, progress, expected, &stored)? {
             return Ok(done);
         }
         self.apply(t, batch, t.batch_size).await?;
-        let sql = format!(
-            "INSERT INTO {}.{} (sink_name, target, generation, worker, peers, base, frontier, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE peers = VALUES(peers), \
-             base = VALUES(base), frontier = VALUES(frontier), updated_at = VALUES(updated_at)",
-            q(&t.schema),
-            q(&t.progress_table)
-        );
+        let sql = t.progress.record_sql(Dialect::Mysql);
         let params: Vec<Value> = vec![
-            t.sink.as_str().into(),
-            t.qualified.as_str().into(),
+            t.progress.sink.as_str().into(),
+            t.progress.target.as_str().into(),
             (progress.generation as i64).into(),
             (progress.worker as i64).into(),
             (progress.peers as i64).into(),

@@ -14,7 +14,7 @@
 //! through `rustls-native-certs`). Every file is read when the sink is created and again on each
 //! connection, so a rotated certificate is picked up by the next session.
 
-use super::config::{JdbcConfig, TlsMode};
+use crate::connectors::jdbc::config::{JdbcConfig, TlsMode};
 use crate::error::{Error, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;

@@ -1,5 +1,10 @@
-//! What the database says about the target table, and the creation-time rules applied to it:
+//! What the database says about the target table ([`TableInfo`]: its columns, their types and
+//! its primary key), and the creation-time rules the sink's settings must meet against it:
 //! RisingWave's primary-key rules and the compatibility of the declared schema with the columns.
+//!
+//! The rules are pure: a [`Session`](super::session::Session) reads the description, these
+//! functions judge it. Each refusal is a `Config` or `Schema` error naming the sink, the table,
+//! the columns and the fix.
 
 use super::config::{Dialect, JdbcConfig};
 use crate::envelope::Format;
@@ -148,6 +153,19 @@ fn same_set(a: &[String], b: &[String]) -> bool {
     a.sort();
     b.sort();
     a == b
+}
+
+/// The rules that need no table: the sink deletes and upserts by the table's key columns, so a
+/// keyed sink must name them (`primary_key`) rather than key rows by a function.
+pub(crate) fn check_settings(spec: &SinkSettings) -> Result<()> {
+    if spec.key_by_function && spec.format().is_keyed() {
+        return Err(Error::config(format!(
+            "sink `{}`: the jdbc sink deletes and upserts by the table's key columns: declare them with \
+             `primary_key` instead of a key function",
+            spec.name()
+        )));
+    }
+    Ok(())
 }
 
 /// Applies the creation-time rules to `spec` writing into `table`:

@@ -1,15 +1,18 @@
-//! PostgreSQL: catalog queries, the progress table, and one commit as one transaction
-//! (deletes through `unnest` arrays, updates through a `COPY`-filled staging table or `unnest`
-//! arrays, inserts of new keys and appends through `COPY`).
+//! PostgreSQL: catalog queries, the progress table (its statements come from `progress.rs`), and
+//! one commit as one transaction (deletes through `unnest` arrays, updates through a
+//! `COPY`-filled staging table or `unnest` arrays, inserts of new keys and appends through
+//! `COPY`).
 
-use super::catalog::{pg_kind, quote, TableColumn, TableInfo};
-use super::config::{JdbcConfig, PgUpsertMethod, TlsMode};
-use super::encode::copy_escape;
 use super::tls::{self, TlsMaterial};
-use super::writer::{Batch, ProgressRow, RowOp, Stored, Target};
+use super::Target;
+use crate::connectors::jdbc::batch::{Batch, RowOp};
+use crate::connectors::jdbc::config::{Dialect, JdbcConfig, PgUpsertMethod, TlsMode};
+use crate::connectors::jdbc::encode::copy_escape;
+use crate::connectors::jdbc::progress::{check_stored, parse_frontier, progress_from, ProgressRow, Stored};
+use crate::connectors::jdbc::table::{pg_kind, quote, TableColumn, TableInfo};
 use crate::error::{Error, ErrorKind, Result};
 use bytes::Bytes;
-use differential_sinks_operators::{Frontier, WorkerProgress};
+use differential_sinks_operators::WorkerProgress;
 use futures_util::SinkExt;
 use std::collections::HashMap;
 use tokio_postgres::config::SslMode;
@@ -25,7 +28,7 @@ pub struct PgConn {
 }
 
 fn q(s: &str) -> String {
-    quote(super::config::Dialect::Postgres, s)
+    quote(Dialect::Postgres, s)
 }
 
 /// Turns a driver error into a sink error: connection losses, serialization failures and
@@ -204,35 +207,23 @@ impl PgConn {
 
     /// Creates the progress table if it is missing (concurrent creators are fine).
     pub async fn ensure_progress(&self, t: &Target) -> Result<()> {
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {}.{} (\
-               sink_name text NOT NULL, target text NOT NULL, generation bigint NOT NULL, worker integer NOT NULL, \
-               peers integer NOT NULL, base numeric(20,0), frontier numeric(20,0), \
-               updated_at timestamptz NOT NULL DEFAULT now(), \
-               PRIMARY KEY (sink_name, target, generation, worker))",
-            q(&t.schema),
-            q(&t.progress_table)
-        );
+        let sql = t.progress.create_sql(Dialect::Postgres);
         match self.client.batch_execute(&sql).await {
             Ok(()) => Ok(()),
             // Two workers creating it at once: one wins, the other sees a duplicate type.
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || e.code() == Some(&SqlState::DUPLICATE_TABLE) => {
                 Ok(())
             }
-            Err(e) => Err(classify(e, &format!("creating the progress table {}.{}", t.schema, t.progress_table))),
+            Err(e) => Err(classify(e, &format!("creating the progress table {}.{}", t.schema, t.progress.table))),
         }
     }
 
     /// Every progress record of this sink and table.
     pub async fn read_progress(&self, t: &Target) -> Result<Vec<WorkerProgress<u64>>> {
-        let sql = format!(
-            "SELECT generation, worker, peers, base::text, frontier::text FROM {}.{} WHERE sink_name = $1 AND target = $2",
-            q(&t.schema),
-            q(&t.progress_table)
-        );
+        let sql = t.progress.select_sql(Dialect::Postgres);
         let rows = self
             .client
-            .query(&sql, &[&t.sink, &t.qualified])
+            .query(&sql, &[&t.progress.sink, &t.progress.target])
             .await
             .map_err(|e| classify(e, "reading the sink's progress"))?;
         // A progress table made by something else may have other column types: refuse it with
@@ -243,7 +234,7 @@ impl PgConn {
                 format!(
                     "the progress table {}.{} does not have the columns this sink writes ({e}); name another with \
                      `jdbc.progress.table`, or drop it to let the sink create it",
-                    t.schema, t.progress_table
+                    t.schema, t.progress.table
                 ),
             )
         };
@@ -300,40 +291,29 @@ impl PgConn {
         progress: &ProgressRow,
         expected: &Stored,
     ) -> Result<bool> {
-        let lock = format!(
-            "SELECT frontier::text FROM {}.{} WHERE sink_name = $1 AND target = $2 AND generation = $3 AND worker = $4 FOR UPDATE",
-            q(&t.schema),
-            q(&t.progress_table)
-        );
+        let lock = t.progress.lock_sql(Dialect::Postgres);
         let gen = progress.generation as i64;
         let worker = progress.worker as i32;
         let rows = self
             .client
-            .query(&lock, &[&t.sink, &t.qualified, &gen, &worker])
+            .query(&lock, &[&t.progress.sink, &t.progress.target, &gen, &worker])
             .await
             .map_err(|e| classify(e, "locking the progress row"))?;
         let stored = match rows.first() {
             None => Stored::Absent,
             Some(r) => Stored::Frontier(parse_frontier(r.try_get::<_, Option<String>>(0).map_err(|e| {
-                Error::new(ErrorKind::Resume, format!("reading {}.{}: {e}", t.schema, t.progress_table))
+                Error::new(ErrorKind::Resume, format!("reading {}.{}: {e}", t.schema, t.progress.table))
             })?)?),
         };
-        if let Some(done) = super::writer::check_stored(t, progress, expected, &stored)? {
+        if let Some(done) = check_stored(&t.progress, progress, expected, &stored)? {
             return Ok(done);
         }
         self.apply(t, batch, t.batch_size, false).await?;
-        let upsert = format!(
-            "INSERT INTO {}.{} (sink_name, target, generation, worker, peers, base, frontier, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, ($6::text)::numeric, ($7::text)::numeric, now()) \
-             ON CONFLICT (sink_name, target, generation, worker) DO UPDATE SET peers = EXCLUDED.peers, \
-             base = EXCLUDED.base, frontier = EXCLUDED.frontier, updated_at = EXCLUDED.updated_at",
-            q(&t.schema),
-            q(&t.progress_table)
-        );
+        let upsert = t.progress.record_sql(Dialect::Postgres);
         let (peers, base, frontier) =
             (progress.peers as i32, progress.base.map(|v| v.to_string()), progress.frontier.map(|v| v.to_string()));
         self.client
-            .execute(&upsert, &[&t.sink, &t.qualified, &gen, &worker, &peers, &base, &frontier])
+            .execute(&upsert, &[&t.progress.sink, &t.progress.target, &gen, &worker, &peers, &base, &frontier])
             .await
             .map_err(|e| classify(e, "recording the sink's progress"))?;
         Ok(true)
@@ -535,43 +515,4 @@ fn on_conflict(t: &Target) -> String {
     } else {
         format!(" ON CONFLICT ({}) DO UPDATE SET {}", keys.join(", "), rest.join(", "))
     }
-}
-
-/// A frontier as recorded: `NULL` is the complete frontier.
-pub fn parse_frontier(v: Option<String>) -> Result<Option<u64>> {
-    v.map(|s| {
-        s.parse::<u64>().map_err(|_| {
-            Error::new(ErrorKind::Resume, format!("the progress table holds frontier `{s}`, which is not a time"))
-        })
-    })
-    .transpose()
-}
-
-/// One progress record from its columns.
-pub fn progress_from(
-    generation: i64,
-    worker: i64,
-    peers: i64,
-    base: Option<String>,
-    frontier: Option<String>,
-) -> Result<WorkerProgress<u64>> {
-    let f = |v: Option<u64>| match v {
-        Some(t) => Frontier::at(t),
-        None => Frontier::complete(),
-    };
-    let (Ok(worker), Ok(peers), Ok(generation)) =
-        (usize::try_from(worker), usize::try_from(peers), u64::try_from(generation))
-    else {
-        return Err(Error::new(
-            ErrorKind::Resume,
-            format!("a progress row holds a negative worker ({worker}), worker count ({peers}) or generation ({generation})"),
-        ));
-    };
-    Ok(WorkerProgress {
-        worker,
-        peers,
-        generation,
-        base: f(parse_frontier(base)?),
-        frontier: f(parse_frontier(frontier)?),
-    })
 }
