@@ -28,7 +28,7 @@ pub struct BoundStatement {
     pub values: Vec<CqlValue>,
 }
 
-/// Encodes changes as bound statement values. See the [module docs](self).
+/// Encodes changes as bound statement values. See the [connector's docs](super).
 pub struct CassandraEncoder<V> {
     format: Format,
     key: Vec<String>,

@@ -59,7 +59,7 @@ impl Blocks {
     }
 }
 
-/// Encodes changes as insert blocks for a [`TablePlan`]. See the [module docs](self).
+/// Encodes changes as insert blocks for a [`TablePlan`]. See the [connector's docs](super).
 pub struct ClickHouseEncoder<V> {
     sink: String,
     format: Format,

@@ -24,7 +24,7 @@ pub struct LoadBody {
     pub rows: u64,
 }
 
-/// Encodes changes as Stream Load JSON lines. See the [module docs](self).
+/// Encodes changes as Stream Load JSON lines. See the [connector's docs](super).
 pub struct DorisEncoder<V> {
     format: Format,
     _row: PhantomData<fn(&V)>,

@@ -39,6 +39,12 @@
 //! A restarted worker starts from the beginning of its input (there is no progress record to read
 //! back); the loads it repeats are refused by their labels, as above.
 //!
+//! # Files
+//!
+//! `config.rs` the options; `table.rs` the delete-sign column and the creation-time checks;
+//! `encoder.rs` the Stream Load body ([`DorisEncoder`]); `load.rs` one Stream Load and its
+//! answer; `progress.rs` the labels; `writer.rs` the [`DorisWriter`].
+//!
 //! # Options
 //!
 //! | option | meaning |

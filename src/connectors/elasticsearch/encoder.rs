@@ -38,7 +38,7 @@ pub struct BulkBody {
     pub items: Vec<Item>,
 }
 
-/// Encodes changes as `_bulk` actions. See the [module docs](self).
+/// Encodes changes as `_bulk` actions. See the [connector's docs](super).
 pub struct BulkEncoder<V> {
     format: Format,
     versioning: Versioning,
