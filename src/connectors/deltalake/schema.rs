@@ -1,6 +1,6 @@
 //! The row schema as a Delta table schema and its Arrow form. Pure, no I/O.
 //!
-//! Rows become Arrow record batches of [`arrow_schema`] through the shared encoder
+//! Rows become Arrow record batches of [`arrow_schema()`] through the shared encoder
 //! ([`crate::encode::arrow`], which lists the forms a column's value may take).
 //!
 //! | row schema type   | Delta type        | Arrow type                       |
