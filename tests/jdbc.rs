@@ -547,6 +547,8 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
     {
         let (history, builders, at_stop, votes) =
             (Arc::new(history.clone()), builders.clone(), at_stop.clone(), votes.clone());
+        // A loop of its own: the workers vote after each time and crash together once all hold
+        // written, uncommitted changes.
         timely::execute(timely::Config::process(peers), move |worker| {
             let (index, peers) = (worker.index(), worker.peers());
             let id = worker.next_dataflow_index();

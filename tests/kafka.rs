@@ -467,6 +467,7 @@ fn run_and_drop(history: &[(Row, u64, isize)], spec: &SinkSpec, topic: &str, pee
     let spec = spec.clone();
     let metrics = Arc::clone(spec.metrics());
     let topic = topic.to_string();
+    // A loop of its own: it stops once the writers' metrics and the broker hold every record.
     timely::execute(timely::Config::process(peers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let dataflow = worker.next_dataflow_index();
