@@ -162,7 +162,7 @@ fn types_round_trip_through_pyiceberg() {
                           day:date,at:timestamp,at_utc:timestamptz,half:decimal(4,1)"
         .parse()
         .unwrap();
-    let rows = vec![
+    let rows = [
         Typed {
             id: i32::MIN,
             big: i64::MAX,
