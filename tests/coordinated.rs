@@ -1,19 +1,23 @@
 //! The coordinated commit mode (one commit for all workers, as lakehouse tables need) and key
 //! functions, against the reference model.
+//!
+//! In-process (a test writer and committer over a shared table, and the memory target): needs no
+//! server. Runs go through the shared driver of `tests/drive`.
 
 mod common;
+mod drive;
 
-use common::{feed_time, keyed_history, state_before, Row};
-use differential_dataflow::input::Input;
+use common::{keyed_history, state_before, Row};
+use differential_dataflow::VecCollection;
 use differential_sinks::operators::{
     resolve_resume, Change, Committer, CoordinatedWriter, Frontier, OperatorError, Prepared, SinkConfig, SinkExt,
     SinkWriter, WorkerContext, WorkerProgress,
 };
 use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
+use drive::{AtCommit, Drive, Pace};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use timely::dataflow::operators::probe::Probe;
 
 /// A run that takes longer than this has hung (a normal run takes well under a second).
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -148,67 +152,29 @@ impl Committer<Vec<(u32, Option<Row>)>, u64> for TableCommitter {
 /// reported, as (worker, message), in worker order. Panics if the run does not end by
 /// [`DEADLINE`] (a hung worker), rather than hanging the test.
 fn run_coordinated(history: &[(Row, u64, isize)], table: &Arc<Mutex<Table>>, peers: usize) -> Vec<(usize, String)> {
-    let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
-    let (history, table) = (Arc::new(history.to_vec()), table.clone());
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let e2 = errors.clone();
-    let (done, finished) = std::sync::mpsc::channel();
-    // On a thread of its own, so that a hung worker fails the test at the deadline.
-    std::thread::spawn(move || {
-        let result = timely::execute(timely::Config::process(peers), move |worker| {
-            let (index, peers) = (worker.index(), worker.peers());
-            let t2 = table.clone();
-            let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-                let (input, rows) = scope.new_collection::<Row, isize>();
-                let mut config = SinkConfig::new("coordinated");
-                config.commit = CommitPolicy::default();
-                let writer = FileWriter::new(t2.clone());
-                let out = rows.sink_coordinated(config, |r: &Row| r.k, writer, move || Ok(TableCommitter(t2)));
-                let (probe, _) = out.committed.probe();
-                (input, probe, out.handle)
-            });
-            for t in 0..times {
-                feed_time(&mut input, &history, t, index, peers);
-                if t % 2 == 0 {
-                    // Every worker waits for the coordinator's commit of this time.
-                    if let Err(e) = handle.step_until_committed(worker, &probe, &(t + 1)) {
-                        e2.lock().unwrap().push((index, e.to_string()));
-                        return;
-                    }
-                    if index == 0 {
-                        // The table holds exactly the state at the committed frontier (which may be
-                        // beyond t + 1 when an earlier run got further).
-                        let committed = handle.committed();
-                        let upper = committed.time().copied().unwrap_or(u64::MAX);
-                        assert!(upper > t);
-                        let got = table.lock().unwrap().rows.clone();
-                        assert_eq!(got, state_before(&history, upper), "table at frontier {upper}");
-                    }
-                }
-            }
-            input.close();
-            while !probe.done() && !handle.is_failed() {
-                worker.step();
-            }
-            if let Some(e) = handle.take_error() {
-                e2.lock().unwrap().push((index, e.to_string()));
-            }
-        })
-        .map(|guards| guards.join());
-        let _ = done.send(result);
-    });
-    match finished.recv_timeout(DEADLINE) {
-        Ok(Ok(results)) => {
-            for (worker, r) in results.into_iter().enumerate() {
-                if let Err(panic) = r {
-                    panic!("worker {worker} panicked: {panic}");
-                }
-            }
+    let (reference, checked) = (Arc::new(history.to_vec()), table.clone());
+    // Every worker waits for the coordinator's commit of every other time; worker 0 then checks
+    // that the table holds exactly the state at the committed frontier (which may be beyond
+    // t + 1 when an earlier run got further).
+    let check = move |at: AtCommit| {
+        if at.worker == 0 {
+            let upper = at.committed.unwrap_or(u64::MAX);
+            assert!(upper > at.time);
+            let got = checked.lock().unwrap().rows.clone();
+            assert_eq!(got, state_before(&reference, upper), "table at frontier {upper}");
         }
-        Ok(Err(e)) => panic!("timely failed to start: {e}"),
-        Err(e) => panic!("the dataflow did not finish within {DEADLINE:?} ({e}): a worker hangs"),
-    }
-    let mut e = errors.lock().unwrap().clone();
+    };
+    let table = table.clone();
+    let report = Drive::new(peers).pace(Pace::Commit(2)).deadline(DEADLINE).at_commit(check).run_with(
+        history,
+        move |rows: VecCollection<'_, u64, Row, isize>| {
+            let mut config = SinkConfig::new("coordinated");
+            config.commit = CommitPolicy::default();
+            let (writer, t2) = (FileWriter::new(table.clone()), table.clone());
+            vec![rows.sink_coordinated(config, |r: &Row| r.k, writer, move || Ok(TableCommitter(t2)))]
+        },
+    );
+    let mut e: Vec<(usize, String)> = report.errors.into_iter().map(|(w, e)| (w, e.to_string())).collect();
     e.sort();
     e
 }
@@ -298,27 +264,10 @@ fn key_function_keys_the_sink() {
     let target = MemoryTarget::new();
     let spec = SinkSpec::builder("by_fn", target.clone()).upsert().key_by_function().build().unwrap();
     assert!(SinkSpec::builder("x", target.clone()).upsert().build().is_err(), "upsert without any key is refused");
-    let h2 = history.clone();
-    timely::execute(timely::Config::process(2), move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            assert!(rows.clone().sink(&spec).is_err(), "a key-function spec refuses column keys");
-            let out = rows.sink_keyed_by(&spec, |r: &Row| r.k).unwrap();
-            (input, out.committed.probe().0)
-        });
-        for (i, (row, t, d)) in h2.iter().enumerate() {
-            if i % peers == index {
-                input.advance_to(*t);
-                input.update(row.clone(), *d);
-            }
-        }
-        input.close();
-        while !probe.done() {
-            worker.step();
-        }
-    })
-    .unwrap();
+    Drive::new(2).pace(Pace::Unflushed).run_with(&history, move |rows: VecCollection<'_, u64, Row, isize>| {
+        assert!(rows.clone().sink(&spec).is_err(), "a key-function spec refuses column keys");
+        vec![rows.sink_keyed_by(&spec, |r: &Row| r.k).unwrap()]
+    });
     let mut state = BTreeMap::new();
     for r in target.records() {
         let k: u32 = serde_json::from_slice(&r.key).unwrap();

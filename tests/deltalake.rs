@@ -2,8 +2,12 @@
 //! independent reader, the Python `deltalake` package (installed by `scripts/services install
 //! deltalake`; its interpreter comes from `DSINK_PYTHON`), and compared with references computed
 //! from the input histories of `tests/common`.
+//!
+//! Needs `DSINK_PYTHON` (the tests that read a table back); the tests on S3 also need moto
+//! (`DSINK_MOTO_URL`, `scripts/services start moto`).
 
 mod common;
+mod drive;
 
 use common::lakehouse::{
     expected_inserts, final_state, insert_history, row_multiset, run, run_and_drop, run_until, table_multiset, try_run,
@@ -13,6 +17,7 @@ use common::{expected_changes, keyed_history, Row};
 use differential_dataflow::input::Input;
 use differential_sinks::connectors::deltalake::DeltaLakeConfig;
 use differential_sinks::{CommitPolicy, ErrorKind, Options, Schema, SinkCollection, SinkSpec};
+use drive::{Drive, Pace};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -135,7 +140,7 @@ fn types_round_trip_through_the_python_reader() {
                           day:date,at:timestamp,at_utc:timestamptz,half:decimal(4,1)"
         .parse()
         .unwrap();
-    let rows = vec![
+    let rows = [
         Typed {
             id: i32::MIN,
             big: i64::MAX,
@@ -175,22 +180,8 @@ fn types_round_trip_through_the_python_reader() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let spec = SinkSpec::builder("typed", delta(dir.path())).append_only(false).schema(schema).build().unwrap();
-    let input = rows.clone();
-    timely::execute_directly(move |worker| {
-        let (mut handle_in, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (i, coll) = scope.new_collection::<Typed, isize>();
-            let out = coll.sink(&spec).unwrap();
-            (i, out.committed.probe().0, out.handle)
-        });
-        for r in input {
-            handle_in.insert(r);
-        }
-        handle_in.close();
-        while !probe.done() {
-            worker.step();
-        }
-        assert!(handle.take_error().is_none());
-    });
+    let input: Vec<(Typed, u64, isize)> = rows.iter().map(|r| (r.clone(), 0, 1)).collect();
+    assert!(Drive::new(1).pace(Pace::Unflushed).run(&input, &spec).errors.is_empty());
     let table = read_table(dir.path(), &[]);
     let types: Vec<String> =
         table["schema"].as_array().unwrap().iter().map(|c| c[1].as_str().unwrap().into()).collect();
@@ -261,20 +252,8 @@ fn floats_round_trip_through_the_python_reader() {
         .schema("id:int64!,f:float32!,d:float64".parse().unwrap())
         .build()
         .unwrap();
-    let input = rows.clone();
-    timely::execute_directly(move |worker| {
-        let (mut i, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (i, coll) = scope.new_collection::<Floats, isize>();
-            (i, coll.sink(&spec).unwrap().committed.probe().0)
-        });
-        for r in input {
-            i.insert(r);
-        }
-        i.close();
-        while !probe.done() {
-            worker.step();
-        }
-    });
+    let input: Vec<(Floats, u64, isize)> = rows.iter().map(|r| (r.clone(), 0, 1)).collect();
+    Drive::new(1).pace(Pace::Unflushed).run(&input, &spec);
     let table = read_table(dir.path(), &[]);
     let mut got: Vec<Floats> = serde_json::from_value(table["rows"].clone()).unwrap();
     got.sort();
@@ -704,6 +683,7 @@ mod s3 {
         let spec = spec("fence", s3_table(&bucket, "fence"), None);
         let history = insert_history(130, 4, 10);
         let (spec_a, spec_b, input_a) = (spec.clone(), spec.clone(), history.clone());
+        // A loop of its own: run B delivers between the building of A's dataflow and A's first step.
         let error = timely::execute_directly(move |worker| {
             let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
                 let (input, rows) = scope.new_collection::<Row, isize>();

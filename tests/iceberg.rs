@@ -2,8 +2,12 @@
 //! independent reader, pyiceberg through its own SQL catalog client on the same SQLite database
 //! (installed by `scripts/services install iceberg`; its interpreter comes from `DSINK_PYTHON`),
 //! and compared with references computed from the input histories of `tests/common`.
+//!
+//! Needs `DSINK_PYTHON` (the tests that read a table back); the tests on S3 also need moto
+//! (`DSINK_MOTO_URL`, `scripts/services start moto`).
 
 mod common;
+mod drive;
 
 use common::lakehouse::{
     expected_inserts, final_state, insert_history, row_multiset, run, run_and_drop, run_until, table_multiset, try_run,
@@ -13,6 +17,7 @@ use common::{expected_changes, keyed_history, Row};
 use differential_dataflow::input::Input;
 use differential_sinks::connectors::iceberg::IcebergConfig;
 use differential_sinks::{CommitPolicy, ErrorKind, Options, Schema, SinkCollection, SinkSpec};
+use drive::{Drive, Pace};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -157,7 +162,7 @@ fn types_round_trip_through_pyiceberg() {
                           day:date,at:timestamp,at_utc:timestamptz,half:decimal(4,1)"
         .parse()
         .unwrap();
-    let rows = vec![
+    let rows = [
         Typed {
             id: i32::MIN,
             big: i64::MAX,
@@ -198,22 +203,8 @@ fn types_round_trip_through_pyiceberg() {
     let dir = tempfile::tempdir().unwrap();
     let spec =
         SinkSpec::builder("typed", iceberg(dir.path(), "typed")).append_only(false).schema(schema).build().unwrap();
-    let input = rows.clone();
-    timely::execute_directly(move |worker| {
-        let (mut handle_in, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (i, coll) = scope.new_collection::<Typed, isize>();
-            let out = coll.sink(&spec).unwrap();
-            (i, out.committed.probe().0, out.handle)
-        });
-        for r in input {
-            handle_in.insert(r);
-        }
-        handle_in.close();
-        while !probe.done() {
-            worker.step();
-        }
-        assert!(handle.take_error().is_none());
-    });
+    let input: Vec<(Typed, u64, isize)> = rows.iter().map(|r| (r.clone(), 0, 1)).collect();
+    assert!(Drive::new(1).pace(Pace::Unflushed).run(&input, &spec).errors.is_empty());
     let table = read_table(dir.path(), "typed");
     let types: Vec<String> =
         table["schema"].as_array().unwrap().iter().map(|c| c[1].as_str().unwrap().into()).collect();
@@ -284,20 +275,8 @@ fn floats_round_trip_through_pyiceberg() {
         .schema("id:int64!,f:float32!,d:float64".parse().unwrap())
         .build()
         .unwrap();
-    let input = rows.clone();
-    timely::execute_directly(move |worker| {
-        let (mut i, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (i, coll) = scope.new_collection::<Floats, isize>();
-            (i, coll.sink(&spec).unwrap().committed.probe().0)
-        });
-        for r in input {
-            i.insert(r);
-        }
-        i.close();
-        while !probe.done() {
-            worker.step();
-        }
-    });
+    let input: Vec<(Floats, u64, isize)> = rows.iter().map(|r| (r.clone(), 0, 1)).collect();
+    Drive::new(1).pace(Pace::Unflushed).run(&input, &spec);
     let table = read_table(dir.path(), "floats");
     let mut got: Vec<Floats> = serde_json::from_value(table["rows"].clone()).unwrap();
     got.sort();
@@ -444,6 +423,7 @@ fn two_sinks_share_a_table_and_each_resumes_from_its_own_snapshots() {
 /// commit.
 fn second_run_error(spec: &SinkSpec, history: &[(Row, u64, isize)]) -> differential_sinks::Error {
     let (spec_a, spec_b, input_a) = (spec.clone(), spec.clone(), history.to_vec());
+    // A loop of its own: run B delivers between the building of A's dataflow and A's first step.
     let error = timely::execute_directly(move |worker| {
         let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, rows) = scope.new_collection::<Row, isize>();
@@ -523,12 +503,7 @@ fn a_restart_after_its_snapshots_were_expired_is_refused_not_replayed() {
     assert!(sink_snapshots(&before, "gone").is_empty());
     let rows_before = table_multiset(&before);
 
-    let built = timely::execute_directly(move |worker| {
-        worker.dataflow::<u64, _, _>(|scope| {
-            let (_input, rows) = scope.new_collection::<Row, isize>();
-            rows.sink(&spec).map(drop)
-        })
-    });
+    let built = drive::build::<Row>(&spec);
     let e = built.expect_err("the restart is refused");
     assert_eq!(e.kind(), ErrorKind::Resume, "{e}");
     assert!(e.to_string().contains("dsink.progress.gone") && e.to_string().contains("`3`"), "{e}");
@@ -1020,31 +995,24 @@ mod s3 {
     fn refused_credentials_and_missing_buckets_are_named_at_creation() {
         let dir = tempfile::tempdir().unwrap();
         let from = |warehouse: &str, endpoint: &str, catalog: &str| {
-            let built = timely::execute_directly({
-                let pairs = [
-                    "connector=iceberg".to_string(),
-                    "type=append-only".into(),
-                    "create_table_if_not_exists=true".into(),
-                    "database.name=db".into(),
-                    "table.name=t".into(),
-                    format!("warehouse.path={warehouse}"),
-                    format!("catalog.uri=sqlite:{}", dir.path().join(catalog).display()),
-                    format!("s3.endpoint={endpoint}"),
-                    format!("s3.region={REGION}"),
-                    "s3.access.key=AKWRONG".into(),
-                    "s3.secret.key=not-the-secret".into(),
-                ];
-                move |worker| {
-                    let spec = SinkSpec::from_options_with_schema(
-                        Options::parse_pairs(pairs.iter()).unwrap(),
-                        Some(ROW_SCHEMA.parse().unwrap()),
-                    )?;
-                    worker.dataflow::<u64, _, _>(|scope| {
-                        let (_input, rows) = scope.new_collection::<Row, isize>();
-                        rows.sink(&spec).map(drop)
-                    })
-                }
-            });
+            let pairs = [
+                "connector=iceberg".to_string(),
+                "type=append-only".into(),
+                "create_table_if_not_exists=true".into(),
+                "database.name=db".into(),
+                "table.name=t".into(),
+                format!("warehouse.path={warehouse}"),
+                format!("catalog.uri=sqlite:{}", dir.path().join(catalog).display()),
+                format!("s3.endpoint={endpoint}"),
+                format!("s3.region={REGION}"),
+                "s3.access.key=AKWRONG".into(),
+                "s3.secret.key=not-the-secret".into(),
+            ];
+            let built = SinkSpec::from_options_with_schema(
+                Options::parse_pairs(pairs.iter()).unwrap(),
+                Some(ROW_SCHEMA.parse().unwrap()),
+            )
+            .and_then(|spec| drive::build::<Row>(&spec));
             built.expect_err("the sink is refused")
         };
         let m = from("s3://bucket/wh", &refusing_endpoint(), "a.db").to_string();

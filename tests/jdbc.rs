@@ -6,12 +6,14 @@
 //! variable fails the test: none passes without its server.
 
 mod common;
+mod drive;
 
 use common::{expected_changes, keyed_history, state_before, Rng, Row};
 use differential_dataflow::input::Input;
 use differential_sinks::connectors::jdbc::{JdbcConfig, PgUpsertMethod, TlsMode};
 use differential_sinks::delivery::RetryPolicy;
 use differential_sinks::{CommitPolicy, ErrorKind, Format, JsonRow, Options, Schema, SinkCollection, SinkSpec};
+use drive::{AtCommit, Drive, Pace};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -199,47 +201,7 @@ fn read_all_rows(sql: &mut Sql, table: &str) -> Vec<Row> {
 /// Runs `history` into the sinks `specs` on `peers` workers (each worker feeds every peers-th
 /// update), stepping to completion. Returns the first sink error.
 fn run(history: &[(Row, u64, isize)], specs: &[SinkSpec], peers: usize) -> Option<differential_sinks::Error> {
-    let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
-    let history = Arc::new(history.to_vec());
-    let specs = specs.to_vec();
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let errors2 = errors.clone();
-    timely::execute(timely::Config::process(peers), move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let (mut input, probes, handles) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let mut probes = Vec::new();
-            let mut handles = Vec::new();
-            for s in &specs {
-                let out = rows.clone().sink(s).expect("sink builds");
-                probes.push(out.committed.probe().0);
-                handles.push(out.handle);
-            }
-            (input, probes, handles)
-        });
-        for t in 0..times {
-            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
-                if i % peers == index {
-                    input.update(row.clone(), *d);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            worker.step();
-        }
-        input.close();
-        while probes.iter().any(|p| !p.done()) && !handles.iter().any(|h| h.is_failed()) {
-            worker.step();
-        }
-        for h in &handles {
-            if let Some(e) = h.take_error() {
-                errors2.lock().unwrap().push(e);
-            }
-        }
-    })
-    .expect("timely runs");
-    let e = errors.lock().unwrap().drain(..).next();
-    e
+    Drive::new(peers).run_many(history, specs).first()
 }
 
 fn check_upsert_history(
@@ -426,36 +388,8 @@ fn mysql_primary_key_rules() {
 /// Runs JSON rows (a map per row, as `dsink` reads them) into `spec` on one worker, all at time 0
 /// unless the row says `"@time"`.
 fn run_json(rows: Vec<(serde_json::Value, u64, isize)>, spec: &SinkSpec) -> Option<differential_sinks::Error> {
-    let spec = spec.clone();
-    let rows = Arc::new(Mutex::new(rows));
-    let err = Arc::new(Mutex::new(None));
-    let err2 = err.clone();
-    timely::execute_directly(move |worker| {
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<JsonRow, isize>();
-            let out = rows.sink(&spec).expect("sink builds");
-            (input, out.committed.probe().0, out.handle)
-        });
-        let rows = std::mem::take(&mut *rows.lock().unwrap());
-        let mut times: Vec<u64> = rows.iter().map(|r| r.1).collect();
-        times.sort();
-        times.dedup();
-        for t in times {
-            if *input.time() < t {
-                input.advance_to(t);
-            }
-            for (r, _, d) in rows.iter().filter(|r| r.1 == t) {
-                input.update(JsonRow(r.clone()), *d);
-            }
-        }
-        input.close();
-        while !probe.done() && !handle.is_failed() {
-            worker.step();
-        }
-        *err2.lock().unwrap() = handle.take_error();
-    });
-    let e = err.lock().unwrap().take();
-    e
+    let rows: Vec<(JsonRow, u64, isize)> = rows.into_iter().map(|(r, t, d)| (JsonRow(r), t, d)).collect();
+    Drive::new(1).pace(Pace::Unflushed).run(&rows, spec).first()
 }
 
 fn types_round_trip(db: Db) {
@@ -613,6 +547,8 @@ fn exactly_once_across_a_crash(db: Db, peers: usize) {
     {
         let (history, builders, at_stop, votes) =
             (Arc::new(history.clone()), builders.clone(), at_stop.clone(), votes.clone());
+        // A loop of its own: the workers vote after each time and crash together once all hold
+        // written, uncommitted changes.
         timely::execute(timely::Config::process(peers), move |worker| {
             let (index, peers) = (worker.index(), worker.peers());
             let id = worker.next_dataflow_index();
@@ -938,38 +874,28 @@ fn postgres_connection_loss_is_retried() {
     let sink = format!("kill-{table}");
     let spec = SinkSpec::builder(sink.clone(), config(db, &table)).upsert().primary_key(["k"]).build().unwrap();
     let app = format!("dsink {sink}");
-    let (history2, killed) = (history.clone(), Arc::new(Mutex::new(Vec::<String>::new())));
+    let killed = Arc::new(Mutex::new(Vec::<String>::new()));
     let killed2 = killed.clone();
-    timely::execute_directly(move |worker| {
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&spec).expect("sink builds");
-            (input, out.committed.probe().0, out.handle)
-        });
-        let mut admin = Sql::connect(Db::Pg);
-        for t in 0..times {
-            for (row, _, d) in history2.iter().filter(|h| h.1 == t) {
-                input.update(row.clone(), *d);
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            handle.step_until_committed(worker, &probe, &(t + 1)).expect("the sink rides out the lost session");
-            let live = admin.rows(&format!("SELECT pid::text FROM pg_stat_activity WHERE application_name = '{app}'"));
-            let mut killed = killed2.lock().unwrap();
-            for pid in live.into_iter().map(|r| r[0].clone().unwrap()) {
-                assert!(!killed.contains(&pid), "the session {pid} was ended, yet committed");
-                // Waits (up to 10 s) until the session is gone.
-                let ended = admin.rows(&format!("SELECT pg_terminate_backend({pid}, 10000)"));
-                assert_eq!(ended[0][0].as_deref(), Some("t"));
-                killed.push(pid);
-            }
+    let admin = Mutex::new(None::<Sql>);
+    // After each time is committed, ends every session of the sink.
+    let end_sessions = move |_: AtCommit| {
+        let mut admin = admin.lock().unwrap();
+        let admin = admin.get_or_insert_with(|| Sql::connect(Db::Pg));
+        let live = admin.rows(&format!("SELECT pid::text FROM pg_stat_activity WHERE application_name = '{app}'"));
+        let mut killed = killed2.lock().unwrap();
+        for pid in live.into_iter().map(|r| r[0].clone().unwrap()) {
+            assert!(!killed.contains(&pid), "the session {pid} was ended, yet committed");
+            // Waits (up to 10 s) until the session is gone.
+            let ended = admin.rows(&format!("SELECT pg_terminate_backend({pid}, 10000)"));
+            assert_eq!(ended[0][0].as_deref(), Some("t"));
+            killed.push(pid);
         }
-        input.close();
-        while !probe.done() && !handle.is_failed() {
-            worker.step();
-        }
-        assert!(handle.take_error().is_none());
-    });
+    };
+    Drive::new(1)
+        .pace(Pace::Commit(1))
+        .at_commit(end_sessions)
+        .run(&history, &spec)
+        .expect_ok("the sink rides out the lost session");
     assert!(
         killed.lock().unwrap().len() as u64 >= times,
         "a session was ended after every commit: {:?}",

@@ -13,6 +13,7 @@
 //! double (no registry server can be installed here).
 
 mod common;
+mod drive;
 #[path = "support/kafka_read.rs"]
 mod kafka_read;
 
@@ -26,6 +27,7 @@ use differential_sinks::operators::{Frontier, WorkerContext};
 use differential_sinks::{
     CommitPolicy, ErrorKind, Format, RecordBatch, RecordWriter, Schema, SinkCollection, SinkSpec,
 };
+use drive::{Drive, Pace};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
@@ -34,7 +36,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use timely::dataflow::operators::probe::Probe;
 
 fn bootstrap() -> String {
     common::service_env("DSINK_KAFKA_BOOTSTRAP", "kafka")
@@ -236,40 +237,10 @@ fn kafka(topic: &str) -> KafkaConfig {
     KafkaConfig::new(bootstrap(), topic).create_topic(3, 1)
 }
 
-/// Runs `history` into the sink on `peers` workers to the end of the input; the first error.
+/// Runs `history` into the sink on `peers` workers to the end of the input, neither flushing
+/// nor stepping between times; the first error.
 fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) -> Option<differential_sinks::Error> {
-    let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
-    let history = Arc::new(history.to_vec());
-    let spec = spec.clone();
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let errors2 = errors.clone();
-    timely::execute(timely::Config::process(peers), move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&spec).expect("sink builds");
-            let (probe, _) = out.committed.probe();
-            (input, probe, out.handle)
-        });
-        for t in 0..times {
-            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
-                if i % peers == index {
-                    input.update(row.clone(), *d);
-                }
-            }
-            input.advance_to(t + 1);
-        }
-        input.close();
-        while !probe.done() && !handle.is_failed() {
-            worker.step();
-        }
-        if let Some(e) = handle.take_error() {
-            errors2.lock().unwrap().push(e);
-        }
-    })
-    .expect("timely runs");
-    let e = errors.lock().unwrap().drain(..).next();
-    e
+    Drive::new(peers).pace(Pace::Unflushed).run(history, spec).first()
 }
 
 #[test]
@@ -496,6 +467,7 @@ fn run_and_drop(history: &[(Row, u64, isize)], spec: &SinkSpec, topic: &str, pee
     let spec = spec.clone();
     let metrics = Arc::clone(spec.metrics());
     let topic = topic.to_string();
+    // A loop of its own: it stops once the writers' metrics and the broker hold every record.
     timely::execute(timely::Config::process(peers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let dataflow = worker.next_dataflow_index();

@@ -7,15 +7,13 @@ mod drive;
 
 use async_nats::jetstream;
 use common::{expected_changes, keyed_history, state_before, Row};
-use differential_dataflow::input::Input;
 use differential_sinks::connectors::nats::{NatsConfig, KEY_HEADER, MSG_ID_HEADER, OP_HEADER, TIME_HEADER};
-use differential_sinks::{CommitPolicy, Format, SinkCollection, SinkSpec};
+use differential_sinks::{CommitPolicy, Format, SinkSpec};
+use drive::Drive;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use timely::dataflow::operators::probe::Probe;
 
 fn nats_url() -> String {
     common::service_env("DSINK_NATS_URL", "nats")
@@ -32,36 +30,9 @@ fn unique(prefix: &str) -> String {
 
 /// Runs `history` into `spec` on `peers` workers until everything is committed.
 fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) {
-    let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
-    let history = Arc::new(history.to_vec());
-    let spec = spec.clone();
-    timely::execute(timely::Config::process(peers), move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&spec).expect("sink builds");
-            let (probe, _) = out.committed.probe();
-            (input, probe, out.handle)
-        });
-        for t in 0..times {
-            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
-                if i % peers == index {
-                    input.update(row.clone(), *d);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            worker.step();
-        }
-        input.close();
-        while !probe.done() && !handle.is_failed() {
-            worker.step();
-        }
-        if let Some(e) = handle.take_error() {
-            panic!("sink failed: {e}");
-        }
-    })
-    .expect("timely runs");
+    if let Some(e) = Drive::new(peers).run(history, spec).first() {
+        panic!("sink failed: {e}");
+    }
 }
 
 /// One message read back from a stream.

@@ -28,8 +28,11 @@
 //! imply — computed by the test from those records.
 //!
 //! **Cases**: [`cases`] per property — 256, or `DSINK_PROPTEST_CASES`.
+//!
+//! Needs no server: the target is in memory.
 
 mod common;
+mod drive;
 
 use common::gen::{self, bag_at, changes_of, state_at, GenRow, SRow, Script};
 use common::{keyed_history, state_before, Row};
@@ -39,6 +42,7 @@ use differential_sinks::envelope::Op;
 use differential_sinks::key::{KeyColumns, KeyEncoding};
 use differential_sinks::operators::{route_hash, WorkerProgress};
 use differential_sinks::{CommitPolicy, ErrorKind, Format, Frontier, SinkCollection, SinkSpec, ViolationPolicy};
+use drive::Pace;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
@@ -167,6 +171,8 @@ fn run_all<R: GenRow>(sinks: &[(&SinkSpec, &History<R>)], drive: &Drive, check: 
     let failed_check = Arc::new(Mutex::new(None));
     let (failures2, dead2, failed_check2, drive2) =
         (failures.clone(), dead.clone(), failed_check.clone(), drive.clone());
+    // A loop of its own: one input per sink, each with its own history, a per-time pace drawn by
+    // proptest (move on, step a few times, or wait and check), and every sink's dead letters.
     timely::execute(timely::Config::process(drive.peers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let mut running: Vec<Running<R>> = worker.dataflow::<u64, _, _>(|scope| {
@@ -878,60 +884,20 @@ fn input_starting_beyond_the_committed_frontier_is_refused() {
     let s = upsert(&target, &drive);
     // Commit up to frontier 3 only (times 0..3), leaving the sink open.
     let early: Vec<_> = history.iter().filter(|h| h.1 < 3).cloned().collect();
-    let s2 = s.clone();
-    timely::execute_directly(move |worker| {
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&s2).unwrap();
-            (input, out.committed.probe().0, out.handle)
-        });
-        for (row, t, d) in early {
-            input.advance_to(t);
-            input.update(row, d);
-        }
-        input.advance_to(3);
-        input.flush();
-        handle.step_until_committed(worker, &probe, &3).unwrap();
-        let index = worker.installed_dataflows()[0];
-        worker.drop_dataflow(index);
-    });
+    drive::Drive::new(1).pace(Pace::Unflushed).stop_at(Some(3)).run(&early, &s).expect_ok("commits up to frontier 3");
     assert_eq!(target.progress()[0].frontier, Frontier::at(3));
     // A second run over an input restored from a snapshot at time 5 cannot tell delivered from
     // undelivered changes: refused at start.
     let s3 = SinkSpec::builder(SINK, target.clone()).upsert().primary_key(["k"]).input_starts_at(5).build().unwrap();
-    let err = timely::execute_directly(move |worker| {
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&s3).unwrap();
-            (input, out.committed.probe().0, out.handle)
-        });
-        input.advance_to(5);
-        input.insert(Row { k: 1, v: 1, s: String::new() });
-        input.close();
-        while !probe.done() && !handle.is_failed() {
-            worker.step();
-        }
-        handle.take_error()
-    });
+    let err =
+        drive::Drive::new(1).pace(Pace::Unflushed).run(&[(Row { k: 1, v: 1, s: String::new() }, 5, 1)], &s3).first();
     let err = err.expect("refused");
     assert_eq!(err.kind(), ErrorKind::Resume);
     assert!(err.to_string().contains("input starts at [5]"), "{err}");
     // Declared at or before the committed frontier, the same restart is fine.
     let s4 = SinkSpec::builder(SINK, target.clone()).upsert().primary_key(["k"]).input_starts_at(3).build().unwrap();
-    let ok = timely::execute_directly(move |worker| {
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&s4).unwrap();
-            (input, out.committed.probe().0, out.handle)
-        });
-        input.advance_to(3);
-        input.insert(Row { k: 100, v: 1, s: String::new() });
-        input.close();
-        while !probe.done() && !handle.is_failed() {
-            worker.step();
-        }
-        handle.take_error()
-    });
+    let ok =
+        drive::Drive::new(1).pace(Pace::Unflushed).run(&[(Row { k: 100, v: 1, s: String::new() }, 3, 1)], &s4).first();
     assert!(ok.is_none(), "{ok:?}");
 }
 

@@ -9,16 +9,14 @@ mod drive;
 mod progress_replay;
 
 use common::{expected_changes, keyed_history, state_before, Row};
-use differential_dataflow::input::Input;
 use differential_sinks::connectors::pulsar::{
     PulsarCompression, PulsarConfig, OP_PROPERTY, SEQ_PROPERTY, TIME_PROPERTY,
 };
-use differential_sinks::{CommitPolicy, SinkCollection, SinkSpec};
+use differential_sinks::{CommitPolicy, SinkSpec};
+use drive::Drive;
 use progress_replay::{dedup_by_identity, restore_dir, snapshot_dir};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
-use timely::dataflow::operators::probe::Probe;
 
 fn pulsar_url() -> String {
     common::service_env("DSINK_PULSAR_URL", "pulsar")
@@ -35,43 +33,12 @@ fn run(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize) {
 /// Like [`run`]; with `stop_at`, feeds only the times before it, waits until they are
 /// committed and stops without closing the input (as a process that is stopped mid-stream).
 fn run_until(history: &[(Row, u64, isize)], spec: &SinkSpec, peers: usize, stop_at: Option<u64>) {
-    let times = history.iter().map(|h| h.1 + 1).max().unwrap_or(1);
-    let times = stop_at.unwrap_or(times).min(times);
-    let history = Arc::new(history.to_vec());
-    let spec = spec.clone();
-    timely::execute(timely::Config::process(peers), move |worker| {
-        let (index, peers) = (worker.index(), worker.peers());
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&spec).expect("sink builds");
-            let (probe, _) = out.committed.probe();
-            (input, probe, out.handle)
-        });
-        for t in 0..times {
-            for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
-                if i % peers == index {
-                    input.update(row.clone(), *d);
-                }
-            }
-            input.advance_to(t + 1);
-            input.flush();
-            worker.step();
-        }
-        if let Some(stop) = stop_at {
-            handle.step_until_committed(worker, &probe, &stop).expect("commits up to the stop");
-            let index = worker.installed_dataflows()[0];
-            worker.drop_dataflow(index);
-            return;
-        }
-        input.close();
-        while !probe.done() && !handle.is_failed() {
-            worker.step();
-        }
-        if let Some(e) = handle.take_error() {
-            panic!("sink failed: {e}");
-        }
-    })
-    .expect("timely runs");
+    let report = Drive::new(peers).stop_at(stop_at).run(history, spec);
+    if stop_at.is_some() {
+        report.expect_ok("commits up to the stop");
+    } else if let Some(e) = report.first() {
+        panic!("sink failed: {e}");
+    }
 }
 
 /// One message read back: (key, time, seq, op, payload).

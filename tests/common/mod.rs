@@ -100,24 +100,6 @@ pub fn keyed_history(seed: u64, keys: u32, times: u64, per_time: usize) -> Vec<(
     out
 }
 
-/// Feeds this worker's share (every `peers`-th update, from `index`) of time `t`'s updates into
-/// `input`, then advances it past `t`.
-pub fn feed_time(
-    input: &mut differential_dataflow::input::InputSession<u64, Row, isize>,
-    history: &[(Row, u64, isize)],
-    t: u64,
-    index: usize,
-    peers: usize,
-) {
-    for (i, (row, _, d)) in history.iter().enumerate().filter(|(_, h)| h.1 == t) {
-        if i % peers == index {
-            input.update(row.clone(), *d);
-        }
-    }
-    input.advance_to(t + 1);
-    input.flush();
-}
-
 /// The collection's state (key → row) after consolidating every update before `upper`
 /// ([`gen::state_at`] for [`Row`]).
 pub fn state_before(history: &[(Row, u64, isize)], upper: u64) -> BTreeMap<u32, Row> {
