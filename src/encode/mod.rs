@@ -7,6 +7,7 @@
 //! * [`records`] — the envelope's keyed JSON records, for the message targets (file, Kafka, NATS,
 //!   Kinesis, Pulsar), on top of [`json`].
 
+pub mod civil;
 pub mod encoder;
 pub mod json;
 pub mod records;

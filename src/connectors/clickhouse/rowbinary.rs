@@ -42,6 +42,8 @@
 //! new one with those columns ([`RowBinaryEncoder::set_columns`]), so columns a row leaves out get
 //! the server's default, as they would in `JSONEachRow`.
 
+use crate::encode::civil;
+pub use crate::encode::civil::days_from_civil;
 use serde::ser::{self, Impossible, Serialize};
 use std::fmt;
 
@@ -858,98 +860,31 @@ impl Num {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn digits(s: &str, n: usize) -> Option<u32> {
-    (s.len() == n && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
-}
-
 /// `YYYY-MM-DD` as days since the epoch.
 fn parse_date(s: &str) -> Option<i64> {
-    let (y, m, d) = (digits(s.get(0..4)?, 4)?, digits(s.get(5..7)?, 2)?, digits(s.get(8..10)?, 2)?);
-    if s.len() != 10 || &s[4..5] != "-" || &s[7..8] != "-" || !(1..=12).contains(&m) || d == 0 {
-        return None;
-    }
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m as usize - 1];
-    (d <= days_in).then(|| days_from_civil(i64::from(y), m, d))
+    civil::parse_date(s).ok()
 }
 
 /// `YYYY-MM-DD[( |T)hh:mm:ss][Z|±hh:mm]` as Unix seconds; `Err` names what is missing. Text
-/// without an offset is read as UTC only if `utc`.
+/// without an offset is read as UTC only if `utc`. A fraction of a second is refused: `DateTime`
+/// holds whole seconds.
 fn parse_datetime(s: &str, utc: bool) -> Result<i64, &'static str> {
     const BAD: &str = "is not a date-time (YYYY-MM-DD hh:mm:ss, optionally with T, Z or ±hh:mm)";
-    let days = parse_date(s.get(0..10).ok_or(BAD)?).ok_or(BAD)?;
-    let rest = &s[10..];
-    let (secs, rest) = if rest.is_empty() {
-        (0, rest)
-    } else {
-        let sep = rest.as_bytes()[0];
-        let t = rest.get(1..9).ok_or(BAD)?;
-        if !(sep == b' ' || sep == b'T') || &t[2..3] != ":" || &t[5..6] != ":" {
-            return Err(BAD);
-        }
-        let (h, mi, se) =
-            (digits(&t[0..2], 2).ok_or(BAD)?, digits(&t[3..5], 2).ok_or(BAD)?, digits(&t[6..8], 2).ok_or(BAD)?);
-        if h > 23 || mi > 59 || se > 59 {
-            return Err(BAD);
-        }
-        (i64::from(h * 3600 + mi * 60 + se), &rest[9..])
-    };
-    let offset = match rest {
-        "" if utc => 0,
-        "" => {
-            return Err("has no time zone offset, and the column's time zone is not UTC: add Z or ±hh:mm, or send \
-                        Unix seconds")
-        }
-        "Z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let (h, m) = (digits(&o[1..3], 2).ok_or(BAD)?, digits(&o[4..6], 2).ok_or(BAD)?);
-            let v = i64::from(h * 3600 + m * 60);
-            if o.starts_with('+') {
-                v
-            } else {
-                -v
-            }
-        }
-        _ => return Err(BAD),
-    };
-    Ok(days * 86_400 + secs - offset)
+    let dt = civil::parse_datetime(s).map_err(|_| BAD)?;
+    if !dt.fraction.is_empty() {
+        return Err(BAD);
+    }
+    match dt.offset {
+        Some(_) => Ok(dt.utc_seconds()),
+        None if utc => Ok(dt.local_seconds()),
+        None => Err("has no time zone offset, and the column's time zone is not UTC: add Z or ±hh:mm, or send Unix \
+                     seconds"),
+    }
 }
 
 /// An exact decimal `text` as an integer scaled by `10^scale`, or why not.
 fn parse_decimal(text: &str, scale: u32) -> Result<i128, String> {
-    let (neg, body) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(format!("`{text}` is not a decimal number"));
-    }
-    let frac = frac.trim_end_matches('0');
-    if frac.len() > scale as usize {
-        return Err(format!("{text} has more than {scale} decimal places"));
-    }
-    let too_big = || format!("{text} is too large");
-    let mut v: i128 = 0;
-    for b in int.bytes().chain(frac.bytes()).chain(std::iter::repeat_n(b'0', scale as usize - frac.len())) {
-        v = v.checked_mul(10).and_then(|v| v.checked_add(i128::from(b - b'0'))).ok_or_else(too_big)?;
-    }
-    Ok(if neg { -v } else { v })
+    civil::parse_decimal(text, scale).map_err(|e| e.to_string())
 }
 
 /// `8-4-4-4-12` hex digits (or 32 without hyphens) as the 128-bit value.

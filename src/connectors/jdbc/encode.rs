@@ -19,6 +19,7 @@
 
 use super::catalog::{ColKind, TableColumn};
 use super::config::Dialect;
+use crate::encode::civil::{self, civil_from_days};
 use crate::error::{Error, Result};
 use serde::ser::{self, Impossible, Serialize};
 use std::fmt::{self, Write as _};
@@ -222,30 +223,6 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// Writes `micros` since the Unix epoch as `YYYY-MM-DD HH:MM:SS.ffffff` (UTC).
 pub fn push_micros(text: &mut String, micros: i64) {
     let secs = micros.div_euclid(1_000_000);
@@ -258,52 +235,16 @@ pub fn push_micros(text: &mut String, micros: i64) {
 /// Converts RFC 3339 / ISO 8601 text to UTC `YYYY-MM-DD HH:MM:SS[.f]`, as MySQL's datetime and
 /// PostgreSQL's `timestamp` take it. Text without a zone is kept (with `T` turned into a space).
 pub fn utc_datetime(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut i = 19;
-    let mut frac = "";
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        frac = &s[start..i];
-    }
-    let zone = &s[i..];
-    let offset_secs = match zone {
-        "" => None,
-        "Z" | "z" | "+00" | "+00:00" | "-00:00" | "+0000" => Some(0),
-        z if z.starts_with('+') || z.starts_with('-') => {
-            let sign = if z.starts_with('-') { -1 } else { 1 };
-            let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
-            let (hh, mm) = match digits.len() {
-                2 => (digits.parse::<i64>().ok()?, 0),
-                4 => (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?),
-                _ => return None,
-            };
-            Some(sign * (hh * 3600 + mm * 60))
-        }
-        _ => return None,
-    };
+    let dt = civil::parse_datetime(s).ok()?;
+    dt.time?;
+    let t = dt.utc_seconds();
+    let (days, sod) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let (y, mo, d) = civil_from_days(days);
     let mut out = String::with_capacity(26);
-    let (y, mo, d, h, mi, sec) = match offset_secs {
-        None | Some(0) => (y, mo, d, h, mi, sec),
-        Some(off) => {
-            let t = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - off;
-            let (days, sod) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-            let (y, mo, d) = civil_from_days(days);
-            (y, mo, d, sod / 3600, sod / 60 % 60, sod % 60)
-        }
-    };
-    let _ = write!(out, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{sec:02}");
-    if !frac.is_empty() {
+    let _ = write!(out, "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60);
+    if !dt.fraction.is_empty() {
         out.push('.');
-        out.push_str(&frac[..frac.len().min(6)]);
+        out.push_str(dt.fraction.get(..6).unwrap_or(dt.fraction));
     }
     Some(out)
 }

@@ -25,6 +25,7 @@
 //! are the same: a module test compares one row byte for byte with apache-avro's output, others
 //! check the specification's examples.
 
+use crate::encode::civil;
 use crate::error::{Error, Result};
 use crate::schema::{ColumnType, Schema};
 use serde_json::Value;
@@ -639,98 +640,20 @@ fn base64_encode(b: &[u8]) -> String {
     s
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn num(s: &str) -> Option<i64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
 fn parse_date(s: &str) -> Option<i64> {
-    let (y, rest) = s.split_at_checked(4)?;
-    let rest = rest.strip_prefix('-')?;
-    let (m, rest) = rest.split_at_checked(2)?;
-    let d = rest.strip_prefix('-')?;
-    let (y, m, d) = (num(y)?, num(m)?, num(d)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    Some(days_from_civil(y, m, d))
+    civil::parse_date(s).ok()
 }
 
 /// Microseconds since the epoch of `YYYY-MM-DD[T ]HH:MM:SS[.ffffff][Z|±HH:MM]` (no zone = UTC).
 fn parse_timestamp_micros(s: &str) -> Option<i64> {
-    let days = parse_date(s.get(..10)?)?;
-    let rest = s.get(10..)?;
-    let rest = rest.strip_prefix('T').or_else(|| rest.strip_prefix(' '))?;
-    let (h, m, sec) = (num(rest.get(0..2)?)?, num(rest.get(3..5)?)?, num(rest.get(6..8)?)?);
-    if rest.get(2..3)? != ":" || rest.get(5..6)? != ":" {
-        return None;
-    }
-    let mut rest = &rest[8..];
-    let mut micros = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        let f = &frac[..digits];
-        let mut padded: String = f.chars().take(6).collect();
-        while padded.len() < 6 {
-            padded.push('0');
-        }
-        micros = num(&padded)?;
-        rest = &frac[digits..];
-    }
-    let offset_secs = match rest {
-        "" | "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (oh, om) = (num(rest.get(1..3)?)?, num(rest.get(4..6)?)?);
-            sign * (oh * 3600 + om * 60)
-        }
-    };
-    let secs = days * 86_400 + h * 3600 + m * 60 + sec - offset_secs;
-    Some(secs * 1_000_000 + micros)
+    let dt = civil::parse_datetime(s).ok()?;
+    dt.time?;
+    Some(dt.utc_seconds() * 1_000_000 + i64::from(dt.fraction_micros()))
 }
 
 /// The unscaled integer of decimal text at `scale` (rounding is refused: extra digits must be 0).
 fn parse_decimal(s: &str, scale: u8) -> Option<i128> {
-    let s = s.trim();
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty() && frac.is_empty() {
-        return None;
-    }
-    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let scale = usize::from(scale);
-    if frac.len() > scale && frac[scale..].bytes().any(|b| b != b'0') {
-        return None;
-    }
-    let mut digits = String::with_capacity(int.len() + scale);
-    digits.push_str(int);
-    for i in 0..scale {
-        digits.push(frac.as_bytes().get(i).map_or('0', |b| *b as char));
-    }
-    let v: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
-    Some(if neg { -v } else { v })
+    civil::parse_decimal(s.trim(), u32::from(scale)).ok()
 }
 
 #[cfg(test)]
