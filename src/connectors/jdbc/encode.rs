@@ -21,6 +21,9 @@ use super::catalog::{ColKind, TableColumn};
 use super::config::Dialect;
 use crate::encode::civil::{self, civil_from_days};
 use crate::error::{Error, Result};
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
 use serde::ser::{self, Impossible, Serialize};
 use std::fmt::{self, Write as _};
 
@@ -200,27 +203,29 @@ fn push_hex(text: &mut String, bytes: &[u8], dialect: Dialect) {
     }
 }
 
+/// Base64 in either alphabet: standard (`+/`) and URL-safe (`-_`) letters may mix, padding may
+/// be left out, and `=` and line breaks anywhere are skipped.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' | b'\n' | b'\r' => continue,
-            _ => return None,
-        } as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let plain = !s.bytes().any(|c| matches!(c, b'-' | b'_' | b'=' | b'\n' | b'\r'));
+    if plain {
+        return LENIENT.decode(s).ok();
     }
-    Some(out)
+    let normal: Vec<u8> = s
+        .bytes()
+        .filter(|c| !matches!(c, b'=' | b'\n' | b'\r'))
+        .map(|c| match c {
+            b'-' => b'+',
+            b'_' => b'/',
+            c => c,
+        })
+        .collect();
+    LENIENT.decode(normal).ok()
 }
 
 /// Writes `micros` since the Unix epoch as `YYYY-MM-DD HH:MM:SS.ffffff` (UTC).
@@ -658,6 +663,15 @@ mod tests {
         assert_eq!(utc_datetime("2024-01-01T00:00:00.5Z").unwrap(), "2024-01-01 00:00:00.5");
         assert_eq!(utc_datetime("2024-01-01 00:00:00").unwrap(), "2024-01-01 00:00:00");
         assert_eq!(utc_datetime("2024-01-01T00:00:00-0130").unwrap(), "2024-01-01 01:30:00");
+    }
+
+    #[test]
+    fn base64_in_either_alphabet() {
+        assert_eq!(base64_decode("+/8=").unwrap(), [0xfb, 0xff]);
+        assert_eq!(base64_decode("-_8").unwrap(), [0xfb, 0xff]);
+        assert_eq!(base64_decode("AQ\r\nI=").unwrap(), [1, 2]);
+        assert_eq!(base64_decode("AQ=I"), base64_decode("AQI"));
+        assert!(base64_decode("A*").is_none() && base64_decode("é").is_none());
     }
 
     #[test]
