@@ -9,6 +9,7 @@
 
 pub mod civil;
 pub mod encoder;
+pub mod fields;
 pub mod json;
 pub mod records;
 

@@ -44,6 +44,7 @@
 
 use crate::encode::civil;
 pub use crate::encode::civil::days_from_civil;
+use crate::encode::fields::{visit_fields, FieldVisitor, Shape};
 use serde::ser::{self, Impossible, Serialize};
 use std::fmt;
 
@@ -400,7 +401,7 @@ impl RowBinaryEncoder {
     pub fn encode<R: Serialize + ?Sized>(&mut self, row: &R, out: &mut Vec<u8>) -> Result<Encoded, EncodeError> {
         let start = out.len();
         if !self.list.is_empty() {
-            let r = row.serialize(RowSer { enc: self, out: &mut *out });
+            let r = visit_fields(row, &mut DirectFields { enc: self, out: &mut *out, next: 0 });
             match r {
                 Ok(()) => return Ok(Encoded::Written),
                 Err(EncodeError::Mismatch) => out.truncate(start),
@@ -414,7 +415,7 @@ impl RowBinaryEncoder {
         self.scratch.clear();
         self.order.clear();
         self.slots.iter_mut().for_each(|s| *s = None);
-        row.serialize(SlotSer { enc: self })?;
+        visit_fields(row, &mut SlotFields { enc: self })?;
         let same = self.order.len() == self.list.len() && self.order.iter().all(|&i| self.position[i] != usize::MAX);
         if !same {
             return Ok(Encoded::Columns(self.order.clone()));
@@ -445,20 +446,15 @@ pub fn put_leb128(out: &mut Vec<u8>, mut n: u64) {
     }
 }
 
-/// The top level of a row written straight into the block (fields must come in the block's order).
-struct RowSer<'a> {
-    enc: &'a RowBinaryEncoder,
-    out: &'a mut Vec<u8>,
-}
-
+/// A row's fields written straight into the block (fields must come in the block's order).
 struct DirectFields<'a> {
     enc: &'a RowBinaryEncoder,
     out: &'a mut Vec<u8>,
     next: usize,
-    key: Option<String>,
 }
 
-impl DirectFields<'_> {
+impl FieldVisitor for DirectFields<'_> {
+    type Error = EncodeError;
     #[inline]
     fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), EncodeError> {
         let Some(&i) = self.enc.list.get(self.next) else { return Err(EncodeError::Mismatch) };
@@ -469,7 +465,10 @@ impl DirectFields<'_> {
         self.next += 1;
         value.serialize(ValueSer { col, ty: &col.ty, out: self.out })
     }
-    fn finish(self) -> Result<(), EncodeError> {
+    fn not_a_row(&self, shape: Shape) -> EncodeError {
+        not_a_row(shape)
+    }
+    fn end(&mut self) -> Result<(), EncodeError> {
         if self.next == self.enc.list.len() {
             Ok(())
         } else {
@@ -478,17 +477,13 @@ impl DirectFields<'_> {
     }
 }
 
-/// The top level of a row whose fields go to slots.
-struct SlotSer<'a> {
-    enc: &'a mut RowBinaryEncoder,
-}
-
+/// A row's fields each into its slot.
 struct SlotFields<'a> {
     enc: &'a mut RowBinaryEncoder,
-    key: Option<String>,
 }
 
-impl SlotFields<'_> {
+impl FieldVisitor for SlotFields<'_> {
+    type Error = EncodeError;
     fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), EncodeError> {
         let i = self.enc.lookup(name)?;
         if self.enc.slots[i].is_some() {
@@ -501,312 +496,20 @@ impl SlotFields<'_> {
         self.enc.order.push(i);
         Ok(())
     }
+    fn not_a_row(&self, shape: Shape) -> EncodeError {
+        not_a_row(shape)
+    }
 }
 
-fn not_a_row<T>(what: &str) -> Result<T, EncodeError> {
-    Err(EncodeError::Row(format!("rows for ClickHouse must serialize as structs or maps (JSON objects), not {what}")))
-}
-
-/// Implements the `Serializer` methods that refuse a row that is not a struct or map.
-macro_rules! refuse_non_rows {
-    () => {
-        fn serialize_bool(self, _: bool) -> Result<(), EncodeError> {
-            not_a_row("a boolean")
-        }
-        fn serialize_i8(self, _: i8) -> Result<(), EncodeError> {
-            not_a_row("a number")
-        }
-        fn serialize_i16(self, _: i16) -> Result<(), EncodeError> {
-            not_a_row("a number")
-        }
-        fn serialize_i32(self, _: i32) -> Result<(), EncodeError> {
-            not_a_row("a number")
-        }
-        fn serialize_i64(self, _: i64) -> Result<(), EncodeError> {
-            not_a_row("a number")
-        }
-        fn serialize_u8(self, _: u8) -> Result<(), EncodeError> {
-            not_a_row("a number")
-        }
-        fn serialize_u16(self, _: u16) -> Result<(), EncodeError> {
-            not_a_row("a number")
-        }
-        fn serialize_u32(self, _: u32) -> Result<(), EncodeError> {
-            not_a_row("a number")
-        }
-        fn serialize_u64(self, _: u64) -> Result<(), EncodeError> {
-            not_a_row("a number")
-        }
-        fn serialize_f32(self, _: f32) -> Result<(), EncodeError> {
-            not_a_row("a number")
-        }
-        fn serialize_f64(self, _: f64) -> Result<(), EncodeError> {
-            not_a_row("a number")
-        }
-        fn serialize_char(self, _: char) -> Result<(), EncodeError> {
-            not_a_row("a string")
-        }
-        fn serialize_str(self, _: &str) -> Result<(), EncodeError> {
-            not_a_row("a string")
-        }
-        fn serialize_bytes(self, _: &[u8]) -> Result<(), EncodeError> {
-            not_a_row("bytes")
-        }
-        fn serialize_none(self) -> Result<(), EncodeError> {
-            not_a_row("null")
-        }
-        fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), EncodeError> {
-            v.serialize(self)
-        }
-        fn serialize_unit(self) -> Result<(), EncodeError> {
-            not_a_row("null")
-        }
-        fn serialize_unit_struct(self, _: &'static str) -> Result<(), EncodeError> {
-            not_a_row("null")
-        }
-        fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), EncodeError> {
-            not_a_row("a string")
-        }
-        fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<(), EncodeError> {
-            v.serialize(self)
-        }
-        fn serialize_newtype_variant<T: Serialize + ?Sized>(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: &T,
-        ) -> Result<(), EncodeError> {
-            not_a_row("an enum variant")
-        }
-        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, EncodeError> {
-            not_a_row("a sequence")
-        }
-        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, EncodeError> {
-            not_a_row("a tuple")
-        }
-        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, EncodeError> {
-            not_a_row("a tuple")
-        }
-        fn serialize_tuple_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleVariant, EncodeError> {
-            not_a_row("an enum variant")
-        }
-        fn serialize_struct_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStructVariant, EncodeError> {
-            not_a_row("an enum variant")
-        }
+fn not_a_row(shape: Shape) -> EncodeError {
+    let what = match shape {
+        Shape::NonStringKey => return EncodeError::Row("a row's field names must be strings".into()),
+        Shape::Char | Shape::UnitVariant => "a string",
+        Shape::Unit | Shape::UnitStruct => "null",
+        Shape::TupleStruct => "a tuple",
+        other => other.describe(),
     };
-}
-
-/// Implements `SerializeStruct` and `SerializeMap` over a type with `field(name, value)`.
-macro_rules! fields_impls {
-    ($t:ident, $finish:expr) => {
-        impl ser::SerializeStruct for $t<'_> {
-            type Ok = ();
-            type Error = EncodeError;
-            #[inline]
-            fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, v: &T) -> Result<(), EncodeError> {
-                self.field(name, v)
-            }
-            fn end(self) -> Result<(), EncodeError> {
-                $finish(self)
-            }
-        }
-        impl ser::SerializeMap for $t<'_> {
-            type Ok = ();
-            type Error = EncodeError;
-            fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), EncodeError> {
-                self.key = Some(k.serialize(KeySer)?);
-                Ok(())
-            }
-            fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), EncodeError> {
-                let k = self.key.take().ok_or_else(|| EncodeError::Row("a map value without a key".into()))?;
-                self.field(&k, v)
-            }
-            fn end(self) -> Result<(), EncodeError> {
-                $finish(self)
-            }
-        }
-    };
-}
-
-fields_impls!(DirectFields, DirectFields::finish);
-fields_impls!(SlotFields, |_| Ok(()));
-
-impl<'a> ser::Serializer for RowSer<'a> {
-    type Ok = ();
-    type Error = EncodeError;
-    type SerializeSeq = Impossible<(), EncodeError>;
-    type SerializeTuple = Impossible<(), EncodeError>;
-    type SerializeTupleStruct = Impossible<(), EncodeError>;
-    type SerializeTupleVariant = Impossible<(), EncodeError>;
-    type SerializeMap = DirectFields<'a>;
-    type SerializeStruct = DirectFields<'a>;
-    type SerializeStructVariant = Impossible<(), EncodeError>;
-
-    refuse_non_rows!();
-
-    fn serialize_map(self, _: Option<usize>) -> Result<DirectFields<'a>, EncodeError> {
-        Ok(DirectFields { enc: self.enc, out: self.out, next: 0, key: None })
-    }
-    #[inline]
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<DirectFields<'a>, EncodeError> {
-        Ok(DirectFields { enc: self.enc, out: self.out, next: 0, key: None })
-    }
-}
-
-impl<'a> ser::Serializer for SlotSer<'a> {
-    type Ok = ();
-    type Error = EncodeError;
-    type SerializeSeq = Impossible<(), EncodeError>;
-    type SerializeTuple = Impossible<(), EncodeError>;
-    type SerializeTupleStruct = Impossible<(), EncodeError>;
-    type SerializeTupleVariant = Impossible<(), EncodeError>;
-    type SerializeMap = SlotFields<'a>;
-    type SerializeStruct = SlotFields<'a>;
-    type SerializeStructVariant = Impossible<(), EncodeError>;
-
-    refuse_non_rows!();
-
-    fn serialize_map(self, _: Option<usize>) -> Result<SlotFields<'a>, EncodeError> {
-        Ok(SlotFields { enc: self.enc, key: None })
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<SlotFields<'a>, EncodeError> {
-        Ok(SlotFields { enc: self.enc, key: None })
-    }
-}
-
-/// Reads a map key, which must be a string.
-struct KeySer;
-
-impl ser::Serializer for KeySer {
-    type Ok = String;
-    type Error = EncodeError;
-    type SerializeSeq = Impossible<String, EncodeError>;
-    type SerializeTuple = Impossible<String, EncodeError>;
-    type SerializeTupleStruct = Impossible<String, EncodeError>;
-    type SerializeTupleVariant = Impossible<String, EncodeError>;
-    type SerializeMap = Impossible<String, EncodeError>;
-    type SerializeStruct = Impossible<String, EncodeError>;
-    type SerializeStructVariant = Impossible<String, EncodeError>;
-
-    fn serialize_str(self, v: &str) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_char(self, v: char) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, v: &'static str) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<String, EncodeError> {
-        v.serialize(self)
-    }
-    fn serialize_bool(self, _: bool) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_i8(self, _: i8) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_i16(self, _: i16) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_i32(self, _: i32) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_i64(self, _: i64) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_u8(self, _: u8) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_u16(self, _: u16) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_u32(self, _: u32) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_u64(self, _: u64) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_f32(self, _: f32) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_f64(self, _: f64) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_none(self) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_unit(self) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<String, EncodeError> {
-        bad_key()
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, EncodeError> {
-        bad_key()
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, EncodeError> {
-        bad_key()
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, EncodeError> {
-        bad_key()
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, EncodeError> {
-        bad_key()
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, EncodeError> {
-        bad_key()
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, EncodeError> {
-        bad_key()
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, EncodeError> {
-        bad_key()
-    }
-}
-
-fn bad_key<T>() -> Result<T, EncodeError> {
-    Err(EncodeError::Row("a row's field names must be strings".into()))
+    EncodeError::Row(format!("rows for ClickHouse must serialize as structs or maps (JSON objects), not {what}"))
 }
 
 /// One value into a column of type `ty` (`col` names the column in errors).

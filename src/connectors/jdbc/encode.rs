@@ -20,6 +20,7 @@
 use super::catalog::{ColKind, TableColumn};
 use super::config::Dialect;
 use crate::encode::civil::{self, civil_from_days};
+use crate::encode::fields::{visit_fields, FieldVisitor, Shape};
 use crate::error::{Error, Result};
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -113,8 +114,8 @@ impl RowEncoder {
         for s in self.slots.iter_mut() {
             *s = NULL;
         }
-        let mut cap = Capture { enc: self, text: &mut out.text, strict, key: None };
-        row.serialize(&mut cap).map_err(|e| Error::schema(e.0))?;
+        let mut cap = Capture { enc: self, text: &mut out.text, strict };
+        visit_fields(row, &mut cap).map_err(|e| Error::schema(e.0))?;
         match pick {
             Some(p) => out.ranges.extend(p.iter().map(|&i| self.slots[i])),
             None => out.ranges.extend_from_slice(&self.slots),
@@ -454,136 +455,24 @@ impl ser::Serializer for ValueSer<'_> {
     }
 }
 
-/// The row-level serializer: accepts a struct or a map and hands each field to the encoder.
+/// Hands each field of a struct or map row to the encoder.
 struct Capture<'a> {
     enc: &'a mut RowEncoder,
     text: &'a mut String,
     strict: bool,
-    key: Option<String>,
 }
 
-fn not_a_record<T>(what: &str) -> std::result::Result<T, EncErr> {
-    Err(EncErr(format!("a row serializes as {what}, not as a struct or map, so it has no named columns for a table")))
-}
-
-macro_rules! reject {
-    ($($f:ident($($t:ty),*) => $what:expr;)*) => {$(
-        fn $f(self, $(_: $t),*) -> std::result::Result<(), EncErr> { not_a_record($what) }
-    )*};
-}
-
-impl<'a, 'b> ser::Serializer for &'b mut Capture<'a> {
-    type Ok = ();
+impl FieldVisitor for Capture<'_> {
     type Error = EncErr;
-    type SerializeSeq = Impossible<(), EncErr>;
-    type SerializeTuple = Impossible<(), EncErr>;
-    type SerializeTupleStruct = Impossible<(), EncErr>;
-    type SerializeTupleVariant = Impossible<(), EncErr>;
-    type SerializeMap = Self;
-    type SerializeStruct = Self;
-    type SerializeStructVariant = Impossible<(), EncErr>;
-
-    reject! {
-        serialize_bool(bool) => "a boolean";
-        serialize_i8(i8) => "a number"; serialize_i16(i16) => "a number"; serialize_i32(i32) => "a number";
-        serialize_i64(i64) => "a number"; serialize_u8(u8) => "a number"; serialize_u16(u16) => "a number";
-        serialize_u32(u32) => "a number"; serialize_u64(u64) => "a number"; serialize_f32(f32) => "a number";
-        serialize_f64(f64) => "a number"; serialize_char(char) => "a character"; serialize_str(&str) => "a string";
-        serialize_bytes(&[u8]) => "bytes"; serialize_none() => "null"; serialize_unit() => "unit";
-        serialize_unit_struct(&'static str) => "a unit struct";
-        serialize_unit_variant(&'static str, u32, &'static str) => "an enum variant";
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> std::result::Result<(), EncErr> {
-        v.serialize(self)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        v: &T,
-    ) -> std::result::Result<(), EncErr> {
-        v.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> std::result::Result<(), EncErr> {
-        not_a_record("an enum variant")
-    }
-    fn serialize_seq(self, _: Option<usize>) -> std::result::Result<Self::SerializeSeq, EncErr> {
-        not_a_record("a sequence")
-    }
-    fn serialize_tuple(self, _: usize) -> std::result::Result<Self::SerializeTuple, EncErr> {
-        not_a_record("a tuple")
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeTupleStruct, EncErr> {
-        not_a_record("a tuple struct")
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeTupleVariant, EncErr> {
-        not_a_record("an enum variant")
-    }
-    fn serialize_map(self, _: Option<usize>) -> std::result::Result<Self::SerializeMap, EncErr> {
-        Ok(self)
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> std::result::Result<Self::SerializeStruct, EncErr> {
-        Ok(self)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeStructVariant, EncErr> {
-        not_a_record("an enum variant")
-    }
-}
-
-impl ser::SerializeStruct for &mut Capture<'_> {
-    type Ok = ();
-    type Error = EncErr;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        name: &'static str,
-        value: &T,
-    ) -> std::result::Result<(), EncErr> {
+    #[inline]
+    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> std::result::Result<(), EncErr> {
         self.enc.field(self.text, name, value, self.strict)
     }
-    fn end(self) -> std::result::Result<(), EncErr> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeMap for &mut Capture<'_> {
-    type Ok = ();
-    type Error = EncErr;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> std::result::Result<(), EncErr> {
-        match serde_json::to_value(key) {
-            Ok(serde_json::Value::String(s)) => {
-                self.key = Some(s);
-                Ok(())
-            }
-            _ => not_a_record("a map with non-string keys"),
-        }
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> std::result::Result<(), EncErr> {
-        let key = self.key.take().unwrap_or_default();
-        self.enc.field(self.text, &key, value, self.strict)
-    }
-    fn end(self) -> std::result::Result<(), EncErr> {
-        Ok(())
+    fn not_a_row(&self, shape: Shape) -> EncErr {
+        EncErr(format!(
+            "a row serializes as {}, not as a struct or map, so it has no named columns for a table",
+            shape.describe()
+        ))
     }
 }
 
