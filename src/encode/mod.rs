@@ -7,11 +7,15 @@
 //! * [`records`] — the envelope's keyed JSON records, for the message targets (file, Kafka, NATS,
 //!   Kinesis, Pulsar), on top of [`json`].
 
+#[cfg(feature = "kafka")]
+pub mod avro;
 pub mod civil;
 pub mod encoder;
 pub mod fields;
 pub mod json;
 pub mod records;
+#[cfg(feature = "clickhouse")]
+pub mod rowbinary;
 
 pub use encoder::ChangeEncoder;
 pub use json::JsonEncoder;

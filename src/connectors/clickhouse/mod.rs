@@ -23,11 +23,11 @@
 //!
 //! The sink speaks HTTP directly rather than through the `clickhouse` crate, whose
 //! `RowBinaryWithNamesAndTypes` older servers (18.x) lack. Rows go as `RowBinary`, written straight
-//! from the rows' `Serialize` implementations by [`rowbinary`], which follows the column types read
+//! from the rows' `Serialize` implementations by [`rowbinary`](crate::encode::rowbinary), which follows the column types read
 //! from `system.columns` and stops the sink on a value that does not fit its column (naming the
 //! column, its type and the row's key) rather than let the server truncate it. A table with a
 //! column type the encoder does not know (`Tuple`, `Map`, `IPv4`, `DateTime64`, …) is written as
-//! `JSONEachRow` instead, as before; the list is in [`rowbinary`]'s docs.
+//! `JSONEachRow` instead, as before; the list is in [`rowbinary`](crate::encode::rowbinary)'s docs.
 //!
 //! A block's insert starts once 256 KiB of it are encoded and its data follows as the block
 //! grows, so the server parses while the sink encodes (on servers with `insert_deduplication_token`
@@ -102,7 +102,11 @@
 //! the sink with the server's message.
 
 mod config;
-pub mod rowbinary;
+#[deprecated(note = "moved to crate::encode::rowbinary")]
+pub mod rowbinary {
+    //! Moved to [`crate::encode::rowbinary`].
+    pub use crate::encode::rowbinary::*;
+}
 mod table;
 mod writer;
 

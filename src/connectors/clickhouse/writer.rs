@@ -1,7 +1,6 @@
 //! The ClickHouse writer: RowBinary insert blocks over HTTP (JSONEachRow for tables with a column
 //! type the RowBinary encoder cannot write), and the progress table.
 
-use super::rowbinary::{EncodeError, Encoded, RowBinaryEncoder};
 use super::table::{check_field, check_fields, check_row, plan, Mode, TableColumn, TableInfo};
 use super::ClickHouseConfig;
 use crate::connectors::http::{client, excerpt, runtime, transport};
@@ -9,6 +8,7 @@ use crate::connectors::resumed_frontier;
 use crate::delivery::retry::retry;
 use crate::delivery::RetryPolicy;
 use crate::encode::json::encode_json;
+use crate::encode::rowbinary::{EncodeError, Encoded, RowBinaryEncoder};
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
