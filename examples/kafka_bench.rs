@@ -204,7 +204,7 @@ fn sink(a: &Args, data: &[BenchRow], delivery: Delivery, run: &str) -> Outcome {
 
 /// Nanoseconds per row of JSON encoding, and of writing Avro from that JSON.
 fn avro_cost(data: &[BenchRow]) -> (f64, f64) {
-    use differential_sinks::connectors::kafka::avro::{row_schema, wire_header};
+    use differential_sinks::encode::avro::{row_schema, wire_header};
     let schema: differential_sinks::Schema = "id:int64!,name:string!,amount:int64!,note:string!".parse().unwrap();
     let avro = row_schema("bench_value", &schema);
     let n = data.len().min(200_000);

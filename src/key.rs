@@ -10,9 +10,10 @@
 //! Column extraction runs the row's `serde::Serialize` implementation through a serializer that
 //! records only the named top-level fields, so any struct or map row works without extra traits.
 
+use crate::encode::fields::{visit_fields, FieldVisitor, Shape};
 use crate::error::{Error, Result};
 use crate::stable_hash::fnv64 as stable_hash;
-use serde::ser::{self, Impossible, Serialize};
+use serde::ser::{self, Serialize};
 use std::fmt;
 
 /// An encoded primary key. Equal keys have equal bytes.
@@ -153,7 +154,7 @@ impl KeyColumns {
     /// ```
     pub fn extract<V: Serialize + ?Sized>(&self, row: &V) -> Key {
         let mut cap = Capture { keys: self, next: 0, out: KeyBytes::new(), pending: Vec::new() };
-        if let Err(e) = row.serialize(&mut cap) {
+        if let Err(e) = visit_fields(row, &mut cap) {
             return Key::invalid(e.0);
         }
         if cap.next < self.columns.len() {
@@ -226,10 +227,10 @@ impl ser::Error for CaptureError {
     }
 }
 
-fn not_a_record<T>(what: &str) -> std::result::Result<T, CaptureError> {
-    Err(CaptureError(format!(
+fn not_a_record(what: &str) -> String {
+    format!(
         "a row serializes as {what}, not as a struct or map, so it has no named columns; declare the key with a key function instead"
-    )))
+    )
 }
 
 /// Records the key columns while a row serializes. Columns met in declared order (the usual
@@ -274,130 +275,14 @@ impl Capture<'_> {
     }
 }
 
-struct CaptureStruct<'a, 'b>(&'b mut Capture<'a>);
-struct CaptureMap<'a, 'b> {
-    inner: &'b mut Capture<'a>,
-    key: Option<String>,
-}
-
-macro_rules! reject {
-    ($($f:ident($($t:ty),*) => $what:expr;)*) => {$(
-        fn $f(self, $(_: $t),*) -> std::result::Result<Self::Ok, Self::Error> { not_a_record($what) }
-    )*};
-}
-
-impl<'a, 'b> ser::Serializer for &'b mut Capture<'a> {
-    type Ok = ();
+impl FieldVisitor for Capture<'_> {
     type Error = CaptureError;
-    type SerializeSeq = Impossible<(), CaptureError>;
-    type SerializeTuple = Impossible<(), CaptureError>;
-    type SerializeTupleStruct = Impossible<(), CaptureError>;
-    type SerializeTupleVariant = Impossible<(), CaptureError>;
-    type SerializeMap = CaptureMap<'a, 'b>;
-    type SerializeStruct = CaptureStruct<'a, 'b>;
-    type SerializeStructVariant = Impossible<(), CaptureError>;
-
-    reject! {
-        serialize_bool(bool) => "a boolean";
-        serialize_i8(i8) => "a number"; serialize_i16(i16) => "a number"; serialize_i32(i32) => "a number";
-        serialize_i64(i64) => "a number"; serialize_u8(u8) => "a number"; serialize_u16(u16) => "a number";
-        serialize_u32(u32) => "a number"; serialize_u64(u64) => "a number"; serialize_f32(f32) => "a number";
-        serialize_f64(f64) => "a number"; serialize_char(char) => "a character"; serialize_str(&str) => "a string";
-        serialize_bytes(&[u8]) => "bytes"; serialize_none() => "null"; serialize_unit() => "unit";
-        serialize_unit_struct(&'static str) => "a unit struct";
-        serialize_unit_variant(&'static str, u32, &'static str) => "an enum variant";
+    #[inline]
+    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> std::result::Result<(), CaptureError> {
+        self.store(name, value)
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> std::result::Result<(), CaptureError> {
-        v.serialize(self)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        v: &T,
-    ) -> std::result::Result<(), CaptureError> {
-        v.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> std::result::Result<(), CaptureError> {
-        not_a_record("an enum variant")
-    }
-    fn serialize_seq(self, _: Option<usize>) -> std::result::Result<Self::SerializeSeq, CaptureError> {
-        not_a_record("a sequence")
-    }
-    fn serialize_tuple(self, _: usize) -> std::result::Result<Self::SerializeTuple, CaptureError> {
-        not_a_record("a tuple")
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeTupleStruct, CaptureError> {
-        not_a_record("a tuple struct")
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeTupleVariant, CaptureError> {
-        not_a_record("an enum variant")
-    }
-    fn serialize_map(self, _: Option<usize>) -> std::result::Result<Self::SerializeMap, CaptureError> {
-        Ok(CaptureMap { inner: self, key: None })
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> std::result::Result<Self::SerializeStruct, CaptureError> {
-        Ok(CaptureStruct(self))
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeStructVariant, CaptureError> {
-        not_a_record("an enum variant")
-    }
-}
-
-impl ser::SerializeStruct for CaptureStruct<'_, '_> {
-    type Ok = ();
-    type Error = CaptureError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        name: &'static str,
-        value: &T,
-    ) -> std::result::Result<(), CaptureError> {
-        self.0.store(name, value)
-    }
-    fn end(self) -> std::result::Result<(), CaptureError> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeMap for CaptureMap<'_, '_> {
-    type Ok = ();
-    type Error = CaptureError;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> std::result::Result<(), CaptureError> {
-        match serde_json::to_value(key) {
-            Ok(serde_json::Value::String(s)) => {
-                self.key = Some(s);
-                Ok(())
-            }
-            _ => not_a_record("a map with non-string keys"),
-        }
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> std::result::Result<(), CaptureError> {
-        let key = self.key.take().unwrap_or_default();
-        self.inner.store(&key, value)
-    }
-    fn end(self) -> std::result::Result<(), CaptureError> {
-        Ok(())
+    fn not_a_row(&self, shape: Shape) -> CaptureError {
+        CaptureError(not_a_record(shape.describe()))
     }
 }
 

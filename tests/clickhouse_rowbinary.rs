@@ -8,8 +8,8 @@ mod common;
 mod drive;
 
 use common::{expected_changes, keyed_history, Row};
-use differential_sinks::connectors::clickhouse::rowbinary::{Encoded, RowBinaryEncoder};
 use differential_sinks::connectors::clickhouse::ClickHouseConfig;
+use differential_sinks::encode::rowbinary::{Encoded, RowBinaryEncoder};
 use differential_sinks::{JsonRow, SinkSpec};
 use drive::run;
 use serde::Serialize;

@@ -20,8 +20,9 @@ mod kafka_read;
 use common::{expected_changes, key_of, keyed_history, row_of, state_before, Rng, Row};
 use differential_dataflow::input::Input;
 use differential_sinks::connectors::kafka::{
-    avro::split_wire, Delivery, KafkaConfig, KafkaWriter, Registry, RegistryConfig, TIME_HEADER, TXN_HEADER,
+    Delivery, KafkaConfig, KafkaWriter, Registry, RegistryConfig, TIME_HEADER, TXN_HEADER,
 };
+use differential_sinks::encode::avro::split_wire;
 use differential_sinks::envelope::Op;
 use differential_sinks::operators::{Frontier, WorkerContext};
 use differential_sinks::{

@@ -14,7 +14,7 @@
 //! is an error naming the column, its type and the row's key.
 
 use super::config::ClickHouseConfig;
-use super::rowbinary::{EncodeError, Encoded, RowBinaryEncoder};
+use crate::encode::rowbinary::{EncodeError, Encoded, RowBinaryEncoder};
 use super::sql::ident;
 use super::table::{check_field, check_fields, check_row, Mode, TableInfo, TablePlan};
 use crate::encode::json::encode_json;

@@ -22,11 +22,11 @@
 //! each commit completes before the next time is written.
 //!
 //! Rows go as `RowBinary`, written straight from the rows' `Serialize` implementations by
-//! [`rowbinary`] through the connector's encoder ([`ClickHouseEncoder`]), which follows the column
+//! [`rowbinary`](crate::encode::rowbinary) through the connector's encoder ([`ClickHouseEncoder`]), which follows the column
 //! types read from `system.columns` and stops the sink on a value that does not fit its column
 //! (naming the column, its type and the row's key) rather than let the server truncate it. A
 //! table with a column type the encoder does not know (`Tuple`, `Map`, `IPv4`, `DateTime64`, …)
-//! is written as `JSONEachRow` instead; the list is in [`rowbinary`]'s docs.
+//! is written as `JSONEachRow` instead; the list is in [`rowbinary`](crate::encode::rowbinary)'s docs.
 //!
 //! A block's insert starts once 256 KiB of it are encoded and its data follows as the block
 //! grows, so the server parses while the sink encodes (on servers with `insert_deduplication_token`
@@ -104,7 +104,11 @@ mod client;
 mod config;
 mod encoder;
 mod progress;
-pub mod rowbinary;
+#[deprecated(note = "moved to crate::encode::rowbinary")]
+pub mod rowbinary {
+    //! Moved to [`crate::encode::rowbinary`].
+    pub use crate::encode::rowbinary::*;
+}
 mod sql;
 mod table;
 mod writer;

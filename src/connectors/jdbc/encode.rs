@@ -17,9 +17,14 @@
 //! | string | anything else | the string |
 //! | array / object | json, text | its JSON text |
 
-use super::catalog::{ColKind, TableColumn};
+use super::table::{ColKind, TableColumn};
 use super::config::Dialect;
+use crate::encode::civil::{self, civil_from_days};
+use crate::encode::fields::{visit_fields, FieldVisitor, Shape};
 use crate::error::{Error, Result};
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
 use serde::ser::{self, Impossible, Serialize};
 use std::fmt::{self, Write as _};
 
@@ -109,8 +114,8 @@ impl RowEncoder {
         for s in self.slots.iter_mut() {
             *s = NULL;
         }
-        let mut cap = Capture { enc: self, text: &mut out.text, strict, key: None };
-        row.serialize(&mut cap).map_err(|e| Error::schema(e.0))?;
+        let mut cap = Capture { enc: self, text: &mut out.text, strict };
+        visit_fields(row, &mut cap).map_err(|e| Error::schema(e.0))?;
         match pick {
             Some(p) => out.ranges.extend(p.iter().map(|&i| self.slots[i])),
             None => out.ranges.extend_from_slice(&self.slots),
@@ -199,51 +204,29 @@ fn push_hex(text: &mut String, bytes: &[u8], dialect: Dialect) {
     }
 }
 
+/// Base64 in either alphabet: standard (`+/`) and URL-safe (`-_`) letters may mix, padding may
+/// be left out, and `=` and line breaks anywhere are skipped.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' | b'\n' | b'\r' => continue,
-            _ => return None,
-        } as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let plain = !s.bytes().any(|c| matches!(c, b'-' | b'_' | b'=' | b'\n' | b'\r'));
+    if plain {
+        return LENIENT.decode(s).ok();
     }
-    Some(out)
-}
-
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let normal: Vec<u8> = s
+        .bytes()
+        .filter(|c| !matches!(c, b'=' | b'\n' | b'\r'))
+        .map(|c| match c {
+            b'-' => b'+',
+            b'_' => b'/',
+            c => c,
+        })
+        .collect();
+    LENIENT.decode(normal).ok()
 }
 
 /// Writes `micros` since the Unix epoch as `YYYY-MM-DD HH:MM:SS.ffffff` (UTC).
@@ -258,52 +241,16 @@ pub fn push_micros(text: &mut String, micros: i64) {
 /// Converts RFC 3339 / ISO 8601 text to UTC `YYYY-MM-DD HH:MM:SS[.f]`, as MySQL's datetime and
 /// PostgreSQL's `timestamp` take it. Text without a zone is kept (with `T` turned into a space).
 pub fn utc_datetime(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut i = 19;
-    let mut frac = "";
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        frac = &s[start..i];
-    }
-    let zone = &s[i..];
-    let offset_secs = match zone {
-        "" => None,
-        "Z" | "z" | "+00" | "+00:00" | "-00:00" | "+0000" => Some(0),
-        z if z.starts_with('+') || z.starts_with('-') => {
-            let sign = if z.starts_with('-') { -1 } else { 1 };
-            let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
-            let (hh, mm) = match digits.len() {
-                2 => (digits.parse::<i64>().ok()?, 0),
-                4 => (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?),
-                _ => return None,
-            };
-            Some(sign * (hh * 3600 + mm * 60))
-        }
-        _ => return None,
-    };
+    let dt = civil::parse_datetime(s).ok()?;
+    dt.time?;
+    let t = dt.utc_seconds();
+    let (days, sod) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let (y, mo, d) = civil_from_days(days);
     let mut out = String::with_capacity(26);
-    let (y, mo, d, h, mi, sec) = match offset_secs {
-        None | Some(0) => (y, mo, d, h, mi, sec),
-        Some(off) => {
-            let t = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - off;
-            let (days, sod) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-            let (y, mo, d) = civil_from_days(days);
-            (y, mo, d, sod / 3600, sod / 60 % 60, sod % 60)
-        }
-    };
-    let _ = write!(out, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{sec:02}");
-    if !frac.is_empty() {
+    let _ = write!(out, "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60);
+    if !dt.fraction.is_empty() {
         out.push('.');
-        out.push_str(&frac[..frac.len().min(6)]);
+        out.push_str(dt.fraction.get(..6).unwrap_or(dt.fraction));
     }
     Some(out)
 }
@@ -508,136 +455,24 @@ impl ser::Serializer for ValueSer<'_> {
     }
 }
 
-/// The row-level serializer: accepts a struct or a map and hands each field to the encoder.
+/// Hands each field of a struct or map row to the encoder.
 struct Capture<'a> {
     enc: &'a mut RowEncoder,
     text: &'a mut String,
     strict: bool,
-    key: Option<String>,
 }
 
-fn not_a_record<T>(what: &str) -> std::result::Result<T, EncErr> {
-    Err(EncErr(format!("a row serializes as {what}, not as a struct or map, so it has no named columns for a table")))
-}
-
-macro_rules! reject {
-    ($($f:ident($($t:ty),*) => $what:expr;)*) => {$(
-        fn $f(self, $(_: $t),*) -> std::result::Result<(), EncErr> { not_a_record($what) }
-    )*};
-}
-
-impl<'a, 'b> ser::Serializer for &'b mut Capture<'a> {
-    type Ok = ();
+impl FieldVisitor for Capture<'_> {
     type Error = EncErr;
-    type SerializeSeq = Impossible<(), EncErr>;
-    type SerializeTuple = Impossible<(), EncErr>;
-    type SerializeTupleStruct = Impossible<(), EncErr>;
-    type SerializeTupleVariant = Impossible<(), EncErr>;
-    type SerializeMap = Self;
-    type SerializeStruct = Self;
-    type SerializeStructVariant = Impossible<(), EncErr>;
-
-    reject! {
-        serialize_bool(bool) => "a boolean";
-        serialize_i8(i8) => "a number"; serialize_i16(i16) => "a number"; serialize_i32(i32) => "a number";
-        serialize_i64(i64) => "a number"; serialize_u8(u8) => "a number"; serialize_u16(u16) => "a number";
-        serialize_u32(u32) => "a number"; serialize_u64(u64) => "a number"; serialize_f32(f32) => "a number";
-        serialize_f64(f64) => "a number"; serialize_char(char) => "a character"; serialize_str(&str) => "a string";
-        serialize_bytes(&[u8]) => "bytes"; serialize_none() => "null"; serialize_unit() => "unit";
-        serialize_unit_struct(&'static str) => "a unit struct";
-        serialize_unit_variant(&'static str, u32, &'static str) => "an enum variant";
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> std::result::Result<(), EncErr> {
-        v.serialize(self)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        v: &T,
-    ) -> std::result::Result<(), EncErr> {
-        v.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> std::result::Result<(), EncErr> {
-        not_a_record("an enum variant")
-    }
-    fn serialize_seq(self, _: Option<usize>) -> std::result::Result<Self::SerializeSeq, EncErr> {
-        not_a_record("a sequence")
-    }
-    fn serialize_tuple(self, _: usize) -> std::result::Result<Self::SerializeTuple, EncErr> {
-        not_a_record("a tuple")
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeTupleStruct, EncErr> {
-        not_a_record("a tuple struct")
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeTupleVariant, EncErr> {
-        not_a_record("an enum variant")
-    }
-    fn serialize_map(self, _: Option<usize>) -> std::result::Result<Self::SerializeMap, EncErr> {
-        Ok(self)
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> std::result::Result<Self::SerializeStruct, EncErr> {
-        Ok(self)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> std::result::Result<Self::SerializeStructVariant, EncErr> {
-        not_a_record("an enum variant")
-    }
-}
-
-impl ser::SerializeStruct for &mut Capture<'_> {
-    type Ok = ();
-    type Error = EncErr;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        name: &'static str,
-        value: &T,
-    ) -> std::result::Result<(), EncErr> {
+    #[inline]
+    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> std::result::Result<(), EncErr> {
         self.enc.field(self.text, name, value, self.strict)
     }
-    fn end(self) -> std::result::Result<(), EncErr> {
-        Ok(())
-    }
-}
-
-impl ser::SerializeMap for &mut Capture<'_> {
-    type Ok = ();
-    type Error = EncErr;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> std::result::Result<(), EncErr> {
-        match serde_json::to_value(key) {
-            Ok(serde_json::Value::String(s)) => {
-                self.key = Some(s);
-                Ok(())
-            }
-            _ => not_a_record("a map with non-string keys"),
-        }
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> std::result::Result<(), EncErr> {
-        let key = self.key.take().unwrap_or_default();
-        self.enc.field(self.text, &key, value, self.strict)
-    }
-    fn end(self) -> std::result::Result<(), EncErr> {
-        Ok(())
+    fn not_a_row(&self, shape: Shape) -> EncErr {
+        EncErr(format!(
+            "a row serializes as {}, not as a struct or map, so it has no named columns for a table",
+            shape.describe()
+        ))
     }
 }
 
@@ -717,6 +552,15 @@ mod tests {
         assert_eq!(utc_datetime("2024-01-01T00:00:00.5Z").unwrap(), "2024-01-01 00:00:00.5");
         assert_eq!(utc_datetime("2024-01-01 00:00:00").unwrap(), "2024-01-01 00:00:00");
         assert_eq!(utc_datetime("2024-01-01T00:00:00-0130").unwrap(), "2024-01-01 01:30:00");
+    }
+
+    #[test]
+    fn base64_in_either_alphabet() {
+        assert_eq!(base64_decode("+/8=").unwrap(), [0xfb, 0xff]);
+        assert_eq!(base64_decode("-_8").unwrap(), [0xfb, 0xff]);
+        assert_eq!(base64_decode("AQ\r\nI=").unwrap(), [1, 2]);
+        assert_eq!(base64_decode("AQ=I"), base64_decode("AQI"));
+        assert!(base64_decode("A*").is_none() && base64_decode("é").is_none());
     }
 
     #[test]

@@ -156,9 +156,6 @@ mod session;
 mod table;
 mod writer;
 
-/// [`encode`] names the table description by the module's former name.
-use table as catalog;
-
 pub use batch::{Batch, PendingRow, RowOp};
 pub use config::{redact_url, Dialect, JdbcConfig, PgUpsertMethod, Secret, TlsMode};
 pub use encoder::JdbcEncoder;

@@ -126,11 +126,11 @@
 //!
 //! With `encode = avro`, values (and primary-key columns, unless `key.encode = text`) are Avro in
 //! the Confluent wire format: byte 0, the big-endian u32 schema id, the datum. Schemas are derived
-//! from the sink's [`Schema`](crate::Schema) (see [`avro`] for the type mapping) and registered
+//! from the sink's [`Schema`](crate::Schema) (see [`avro`](crate::encode::avro) for the type mapping) and registered
 //! under `<topic>-value` and `<topic>-key` when the writer opens. The encoder is hand-rolled: it
-//! streams the envelope's JSON text into Avro by the schema ([`avro::AvroType::encode_json`]),
+//! streams the envelope's JSON text into Avro by the schema ([`AvroType::encode_json`](crate::encode::avro::AvroType::encode_json)),
 //! ~310–470 ns per ~100-byte row in release here, against ~1130 ns for apache-avro 0.22's
-//! `to_value` and `to_avro_datum` from the Rust struct under the same load (see [`avro`]); its
+//! `to_value` and `to_avro_datum` from the Rust struct under the same load (see [`avro`](crate::encode::avro)); its
 //! bytes are checked against apache-avro's.
 //!
 //! No Schema Registry server can be installed here, so the registry client is tested against a
@@ -177,7 +177,11 @@
 //! The common options (`type`, `primary_key`, `force_append_only`, `key.encode`, …) are in
 //! [`crate::config`].
 
-pub mod avro;
+#[deprecated(note = "moved to crate::encode::avro")]
+pub mod avro {
+    //! Moved to [`crate::encode::avro`].
+    pub use crate::encode::avro::*;
+}
 mod config;
 pub mod registry;
 mod writer;

@@ -8,6 +8,7 @@
 
 use super::config::RegistryConfig;
 use crate::error::{Error, ErrorKind, Result};
+use base64::Engine as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -155,16 +156,7 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn base64(b: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in b.chunks(3) {
-        let v =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            s.push(if i <= c.len() { T[((v >> (18 - 6 * i)) & 63) as usize] as char } else { '=' });
-        }
-    }
-    s
+    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 #[cfg(test)]

@@ -2,12 +2,12 @@
 //! bytes, progress records, resume and fencing. The protocol is described in the
 //! [module docs](super).
 
-use super::avro::{self, AvroType};
 use super::config::{Delivery, Encode, KafkaConfig, TopicCreate};
 use super::registry::Registry;
 use crate::connectors::RecordWriter;
 use crate::delivery::retry::retry_blocking;
 use crate::delivery::RetryPolicy;
+use crate::encode::avro::{self, AvroType};
 use crate::envelope::Format;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::KeyEncoding;

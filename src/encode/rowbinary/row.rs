@@ -1,0 +1,181 @@
+//! Rows into a `RowBinary` block: the [`RowBinaryEncoder`] takes a row's fields in the block's
+//! column order straight into the block, or reorders them through per-column slots, or reports
+//! that the row has another set of columns.
+
+use super::types::ChType;
+use super::value::{Column, EncodeError, ValueSer};
+use crate::encode::fields::{visit_fields, FieldVisitor, Shape};
+use serde::Serialize;
+
+/// What [`RowBinaryEncoder::encode`] did with a row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Encoded {
+    /// The row was appended.
+    Written,
+    /// The row's fields (column indices, in the row's order) differ from the block's columns; nothing
+    /// was appended. Start a block with these columns and encode the row again.
+    Columns(Vec<usize>),
+}
+
+/// Appends rows as `RowBinary`, column types from the table.
+#[derive(Clone, Debug)]
+pub struct RowBinaryEncoder {
+    columns: Vec<Column>,
+    /// The block's columns (indices into `columns`), in the order rows write them.
+    list: Vec<usize>,
+    /// Where each column sits in `list`, or `usize::MAX` if it is not in it.
+    position: Vec<usize>,
+    scratch: Vec<u8>,
+    slots: Vec<Option<(usize, usize)>>,
+    order: Vec<usize>,
+}
+
+impl RowBinaryEncoder {
+    /// An encoder for rows whose fields are some of `columns` (`(name, type)` as in
+    /// `system.columns`, without the columns the sink fills itself). Returns the `(name, type)` of
+    /// each column whose type it cannot write if there are any.
+    pub fn new<'a>(
+        columns: impl IntoIterator<Item = (&'a str, &'a str)>,
+        server_tz: &str,
+    ) -> Result<Self, Vec<(String, String)>> {
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        for (name, ty) in columns {
+            match ChType::parse(ty, server_tz) {
+                Ok(t) => ok.push(Column { name: name.to_string(), ty: t }),
+                Err(inner) => bad.push((name.to_string(), if inner == ty { inner } else { format!("{ty} ({inner})") })),
+            }
+        }
+        if !bad.is_empty() {
+            return Err(bad);
+        }
+        let n = ok.len();
+        Ok(RowBinaryEncoder {
+            columns: ok,
+            list: Vec::new(),
+            position: vec![usize::MAX; n],
+            scratch: Vec::new(),
+            slots: vec![None; n],
+            order: Vec::new(),
+        })
+    }
+
+    /// The name of column `i`.
+    pub fn name(&self, i: usize) -> &str {
+        &self.columns[i].name
+    }
+
+    /// The block's columns, in the order rows are written.
+    pub fn columns(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.list.iter().map(|&i| self.columns[i].name.as_str())
+    }
+
+    /// Sets the block's columns (as [`Encoded::Columns`] returned them).
+    pub fn set_columns(&mut self, list: Vec<usize>) {
+        self.position.iter_mut().for_each(|p| *p = usize::MAX);
+        for (p, &i) in list.iter().enumerate() {
+            self.position[i] = p;
+        }
+        self.list = list;
+    }
+
+    /// Appends `row` to `out` in the block's columns, or says which columns it has instead. On an
+    /// error nothing is appended.
+    pub fn encode<R: Serialize + ?Sized>(&mut self, row: &R, out: &mut Vec<u8>) -> Result<Encoded, EncodeError> {
+        let start = out.len();
+        if !self.list.is_empty() {
+            let r = visit_fields(row, &mut DirectFields { enc: self, out: &mut *out, next: 0 });
+            match r {
+                Ok(()) => return Ok(Encoded::Written),
+                Err(EncodeError::Mismatch) => out.truncate(start),
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        // The slow way: each field into its slot, then the slots in the block's order.
+        self.scratch.clear();
+        self.order.clear();
+        self.slots.iter_mut().for_each(|s| *s = None);
+        visit_fields(row, &mut SlotFields { enc: self })?;
+        let same = self.order.len() == self.list.len() && self.order.iter().all(|&i| self.position[i] != usize::MAX);
+        if !same {
+            return Ok(Encoded::Columns(self.order.clone()));
+        }
+        for &i in &self.list {
+            let (a, b) = self.slots[i].expect("every column of the block is in the row");
+            out.extend_from_slice(&self.scratch[a..b]);
+        }
+        Ok(Encoded::Written)
+    }
+
+    fn lookup(&self, name: &str) -> Result<usize, EncodeError> {
+        self.columns.iter().position(|c| c.name == name).ok_or_else(|| EncodeError::UnknownColumn(name.to_string()))
+    }
+}
+
+/// A row's fields written straight into the block (fields must come in the block's order).
+struct DirectFields<'a> {
+    enc: &'a RowBinaryEncoder,
+    out: &'a mut Vec<u8>,
+    next: usize,
+}
+
+impl FieldVisitor for DirectFields<'_> {
+    type Error = EncodeError;
+    #[inline]
+    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), EncodeError> {
+        let Some(&i) = self.enc.list.get(self.next) else { return Err(EncodeError::Mismatch) };
+        let col = &self.enc.columns[i];
+        if col.name != name {
+            return Err(EncodeError::Mismatch);
+        }
+        self.next += 1;
+        value.serialize(ValueSer { col, ty: &col.ty, out: self.out })
+    }
+    fn not_a_row(&self, shape: Shape) -> EncodeError {
+        not_a_row(shape)
+    }
+    fn end(&mut self) -> Result<(), EncodeError> {
+        if self.next == self.enc.list.len() {
+            Ok(())
+        } else {
+            Err(EncodeError::Mismatch)
+        }
+    }
+}
+
+/// A row's fields each into its slot.
+struct SlotFields<'a> {
+    enc: &'a mut RowBinaryEncoder,
+}
+
+impl FieldVisitor for SlotFields<'_> {
+    type Error = EncodeError;
+    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), EncodeError> {
+        let i = self.enc.lookup(name)?;
+        if self.enc.slots[i].is_some() {
+            return Err(EncodeError::Row(format!("the row has field `{name}` twice")));
+        }
+        let a = self.enc.scratch.len();
+        let col = &self.enc.columns[i];
+        value.serialize(ValueSer { col, ty: &col.ty, out: &mut self.enc.scratch })?;
+        self.enc.slots[i] = Some((a, self.enc.scratch.len()));
+        self.enc.order.push(i);
+        Ok(())
+    }
+    fn not_a_row(&self, shape: Shape) -> EncodeError {
+        not_a_row(shape)
+    }
+}
+
+fn not_a_row(shape: Shape) -> EncodeError {
+    let what = match shape {
+        Shape::NonStringKey => return EncodeError::Row("a row's field names must be strings".into()),
+        Shape::Char | Shape::UnitVariant => "a string",
+        Shape::Unit | Shape::UnitStruct => "null",
+        Shape::TupleStruct => "a tuple",
+        other => other.describe(),
+    };
+    EncodeError::Row(format!("rows for ClickHouse must serialize as structs or maps (JSON objects), not {what}"))
+}
