@@ -300,24 +300,6 @@ impl KafkaConfig {
         Ok(c)
     }
 
-    /// Checks the connector's settings against the whole sink spec, at creation.
-    pub(crate) fn check_sink(&self, spec: &crate::settings::SinkSettings) -> Result<()> {
-        self.check()?;
-        if self.encode == Encode::Avro {
-            if spec.schema().is_none() {
-                return Err(Error::config(
-                    "option `encode = avro` needs the row schema: declare it (SinkSpecBuilder::schema, or dsink --schema)",
-                ));
-            }
-            if spec.connect_schema {
-                return Err(Error::config(
-                    "option `schemas.enable` is the JSON form of a schema: remove it with `encode = avro`",
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// Checks the settings that need no broker.
     pub(crate) fn check(&self) -> Result<()> {
         if self.topic.is_empty() || self.topic.contains(char::is_whitespace) {
