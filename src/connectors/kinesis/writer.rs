@@ -6,6 +6,7 @@ use crate::delivery::{AsyncRecordWriter, Backoff, Bridge, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::KeyEncoding;
 use crate::record::RecordBatch;
+use crate::secret::Secret;
 use crate::settings::SinkSettings;
 use crate::stable_hash::fnv64;
 use base64::Engine as _;
@@ -65,9 +66,11 @@ impl KinesisClient {
             None => {
                 let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
                 match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-                    (Some(access_key_id), Some(secret_access_key)) => {
-                        AwsCredentials { access_key_id, secret_access_key, session_token: var("AWS_SESSION_TOKEN") }
-                    }
+                    (Some(access_key_id), Some(secret_access_key)) => AwsCredentials {
+                        access_key_id: Secret::new(access_key_id),
+                        secret_access_key: Secret::new(secret_access_key),
+                        session_token: var("AWS_SESSION_TOKEN").map(Secret::new),
+                    },
                     _ => {
                         return Err(Error::config(
                             "Kinesis: no credentials: set `aws.credentials.access_key_id` and \
@@ -78,9 +81,9 @@ impl KinesisClient {
             }
         };
         let identity = aws_credential_types::Credentials::new(
-            creds.access_key_id,
-            creds.secret_access_key,
-            creds.session_token,
+            creds.access_key_id.expose(),
+            creds.secret_access_key.expose(),
+            creds.session_token.as_ref().map(|t| t.expose().to_string()),
             None,
             "differential-sinks",
         )

@@ -176,14 +176,14 @@ impl NatsWriter {
         opts = match &c.connect_mode {
             ConnectMode::Plain => opts,
             ConnectMode::UserAndPassword { username, password } => {
-                opts.user_and_password(username.clone(), password.clone())
+                opts.user_and_password(username.clone(), password.expose().to_string())
             }
             ConnectMode::Credential { jwt, nkey } => {
                 let kp = Arc::new(
-                    nkeys::KeyPair::from_seed(nkey)
+                    nkeys::KeyPair::from_seed(nkey.expose())
                         .map_err(|e| Error::config(format!("option `nkey` is not an nkey seed: {e}")))?,
                 );
-                opts.jwt(jwt.clone(), move |nonce| {
+                opts.jwt(jwt.expose().to_string(), move |nonce| {
                     let kp = Arc::clone(&kp);
                     async move { kp.sign(&nonce).map_err(async_nats::AuthError::new) }
                 })
