@@ -168,8 +168,8 @@ impl NatsConfig {
         if let Some(ms) = opts.take_parsed::<u64>("stream.duplicate_window.ms", "milliseconds")? {
             c.duplicate_window = Duration::from_millis(ms);
         }
-        let bucket = opts.take("progress.stream");
-        c.progress = match (opts.take("progress").as_deref(), bucket, &c.stream) {
+        let progress_stream = opts.take("progress.stream");
+        c.progress = match (opts.take("progress").as_deref(), progress_stream, &c.stream) {
             (Some("none"), None, _) => ProgressStore::None,
             (Some("none"), Some(_), _) => {
                 return Err(Error::config("`progress = none` and `progress.stream` contradict: remove one"))
@@ -191,13 +191,6 @@ impl NatsConfig {
         }
         c.check()?;
         Ok(c)
-    }
-
-    pub(crate) fn check_sink(&self, spec: &crate::settings::SinkSettings) -> Result<()> {
-        if self.key_suffix && spec.primary_key().is_none() && !spec.key_by_function {
-            return Err(Error::config("option `subject.key_suffix = true` needs a key: set `primary_key`"));
-        }
-        self.check()
     }
 
     pub(crate) fn check(&self) -> Result<()> {
