@@ -238,7 +238,8 @@ impl KafkaWriter {
             run: self.run.clone(),
             txn: if self.eos() { self.seq } else { self.seq + 1 },
         };
-        let value = serde_json::to_vec(&rec).expect("progress record encodes");
+        let value = serde_json::to_vec(&rec)
+            .map_err(|e| Error::new(ErrorKind::Fatal, self.what(&format!("encoding a progress record: {e}"))))?;
         let progress_topic = self.progress_topic.clone();
         self.send_one(&progress_topic, Some(rec.key().as_bytes()), Some(&value), OwnedHeaders::new())?;
         if !self.eos() {
