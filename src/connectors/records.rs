@@ -11,6 +11,7 @@ use crate::record::RecordBatch;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{Change, Frontier, SinkMetrics, SinkTime, SinkWriter, WorkerContext};
 use serde::Serialize;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// A target that receives encoded records. See [`differential_sinks_operators::writer`] for the
@@ -55,22 +56,32 @@ impl RecordWriter for Box<dyn RecordWriter> {
     }
 }
 
-/// Turns per-key changes into encoded records for a [`RecordWriter`].
-pub struct EnvelopeWriter<W, V> {
+/// Turns per-key changes into encoded records for a [`RecordWriter`], with the sink's
+/// [`RecordEncoder`] or a target's own encoder of records (`E`).
+pub struct EnvelopeWriter<W, V, E = RecordEncoder<V>> {
     inner: W,
-    encoder: RecordEncoder<V>,
+    encoder: E,
     batch: RecordBatch,
     metrics: Arc<SinkMetrics>,
+    _row: PhantomData<fn(&V)>,
 }
 
 impl<W: RecordWriter, V: Serialize + 'static> EnvelopeWriter<W, V> {
     /// Wraps `inner` with `sink`'s format and encoding.
     pub fn new(sink: &SinkSettings, inner: W) -> Self {
+        Self::with_encoder(sink, inner, RecordEncoder::new(sink))
+    }
+}
+
+impl<W: RecordWriter, V, E: ChangeEncoder<V, Output = RecordBatch>> EnvelopeWriter<W, V, E> {
+    /// Wraps `inner` with `encoder`, a target's own encoder of records.
+    pub fn with_encoder(sink: &SinkSettings, inner: W, encoder: E) -> Self {
         EnvelopeWriter {
             inner,
-            encoder: RecordEncoder::new(sink),
+            encoder,
             batch: RecordBatch::default(),
             metrics: Arc::clone(&sink.metrics),
+            _row: PhantomData,
         }
     }
 
@@ -82,7 +93,9 @@ impl<W: RecordWriter, V: Serialize + 'static> EnvelopeWriter<W, V> {
     }
 }
 
-impl<W: RecordWriter, V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for EnvelopeWriter<W, V> {
+impl<W: RecordWriter, V: 'static, E: ChangeEncoder<V, Output = RecordBatch>, T: SinkTime> SinkWriter<Key, V, T>
+    for EnvelopeWriter<W, V, E>
+{
     type Error = Error;
 
     fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<T>> {

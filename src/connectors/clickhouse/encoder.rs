@@ -14,10 +14,10 @@
 //! is an error naming the column, its type and the row's key.
 
 use super::config::ClickHouseConfig;
-use crate::encode::rowbinary::{EncodeError, Encoded, RowBinaryEncoder};
 use super::sql::ident;
 use super::table::{check_field, check_fields, check_row, Mode, TableInfo, TablePlan};
 use crate::encode::json::encode_json;
+use crate::encode::rowbinary::{EncodeError, Encoded, RowBinaryEncoder};
 use crate::encode::ChangeEncoder;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};

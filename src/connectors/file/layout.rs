@@ -1,28 +1,15 @@
-//! Where a file sink's files live, and the reader of committed output.
+//! Where a file sink's files live: its directory under `path` (or, for output of earlier
+//! versions, `path` itself) and the names of its data files.
 //!
 //! Every name here is derived from the sink's name, the worker, the generation and a sequence
 //! number, and parsed back strictly: a sink never takes another sink's file for its own.
 
+use super::progress::read_manifests;
 use crate::error::{Error, ErrorKind, Result};
-use differential_sinks_operators::WorkerProgress;
-use serde::{Deserialize, Serialize};
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-/// A worker's commit record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// The sink's name.
-    pub sink: String,
-    /// Progress: worker, peers, generation, base and committed frontier.
-    pub progress: WorkerProgress<u64>,
-    /// Data files `1..=last_seq` of this worker and generation are committed.
-    pub last_seq: u64,
-}
-
 /// The directory under `<path>` that holds one directory per sink.
-const SINKS: &str = "sinks";
+pub(super) const SINKS: &str = "sinks";
 
 /// The longest directory name a sink may have (file systems allow 255 bytes).
 const MAX_DIR_NAME: usize = 200;
@@ -54,10 +41,6 @@ pub(super) fn sink_dir(root: &Path, sink: &str) -> Result<PathBuf> {
     Ok(root.join(SINKS).join(name))
 }
 
-pub(super) fn manifest_name(worker: usize, generation: u64) -> String {
-    format!("manifest-w{worker}-g{generation}.json")
-}
-
 pub(super) fn data_name(worker: usize, generation: u64, seq: u64) -> String {
     format!("w{worker}-g{generation}-{seq:010}.jsonl")
 }
@@ -74,104 +57,6 @@ pub(super) fn parse_data_name(name: &str, worker: usize, generation: u64) -> Opt
         return None;
     }
     Some((digits.parse().ok()?, tmp))
-}
-
-/// Every manifest directly in `dir` (none if `dir` does not exist), by generation and worker.
-pub(super) fn read_manifests(dir: &Path) -> Result<Vec<Manifest>> {
-    let mut out = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("manifest-") && name.ends_with(".json") {
-            let path = entry.path();
-            let bytes = fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::new(
-                    ErrorKind::Resume,
-                    format!("manifest {} is damaged: {e}; restore it or write to a fresh directory", path.display()),
-                )
-            })?;
-            out.push(m);
-        }
-    }
-    out.sort_by_key(|m| (m.progress.generation, m.progress.worker));
-    Ok(out)
-}
-
-/// `sink`'s manifests in `root` with the directory each one's `data/` is in: its own directory
-/// and, for output written by earlier versions (one sink per directory, at the top), `root`.
-fn manifests_of(root: &Path, sink: &str) -> Result<Vec<(PathBuf, Manifest)>> {
-    let mut out: Vec<(PathBuf, Manifest)> =
-        read_manifests(root)?.into_iter().filter(|m| m.sink == sink).map(|m| (root.to_path_buf(), m)).collect();
-    let own = sink_dir(root, sink)?;
-    out.extend(read_manifests(&own)?.into_iter().filter(|m| m.sink == sink).map(|m| (own.clone(), m)));
-    Ok(out)
-}
-
-/// The names of the sinks with committed output in a file sink directory, sorted.
-pub fn sinks(dir: impl AsRef<Path>) -> Result<Vec<String>> {
-    let root = dir.as_ref();
-    let mut names: Vec<String> = read_manifests(root)?.into_iter().map(|m| m.sink).collect();
-    let all = root.join(SINKS);
-    match fs::read_dir(&all) {
-        Ok(entries) => {
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::io(format!("listing {}", all.display()), e))?;
-                names.extend(read_manifests(&entry.path())?.into_iter().map(|m| m.sink));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("listing {}", all.display()), e)),
-    }
-    names.sort();
-    names.dedup();
-    Ok(names)
-}
-
-/// The committed lines of the one sink in a file sink directory (none if it holds no output);
-/// see [`read_committed_sink`]. A directory holding several sinks' output is refused: read each
-/// with [`read_committed_sink`].
-pub fn read_committed(dir: impl AsRef<Path>) -> Result<Vec<serde_json::Value>> {
-    let root = dir.as_ref();
-    match sinks(root)?.as_slice() {
-        [] => Ok(Vec::new()),
-        [one] => read_committed_sink(root, one),
-        several => Err(Error::config(format!(
-            "{} holds the output of {} sinks ({}): read one with read_committed_sink(dir, name)",
-            root.display(),
-            several.len(),
-            several.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
-        ))),
-    }
-}
-
-/// The committed lines of sink `sink` in a file sink directory, in an order that keeps each key's
-/// changes in time order (generation, then worker, then commit). Files its manifests do not name
-/// (a crash's leftovers, a commit under way) are not read.
-pub fn read_committed_sink(dir: impl AsRef<Path>, sink: &str) -> Result<Vec<serde_json::Value>> {
-    let mut manifests = manifests_of(dir.as_ref(), sink)?;
-    manifests.sort_by_key(|(_, m)| (m.progress.generation, m.progress.worker));
-    let mut out = Vec::new();
-    for (base, m) in manifests {
-        for seq in 1..=m.last_seq {
-            let path = base.join("data").join(data_name(m.progress.worker, m.progress.generation, seq));
-            let f =
-                File::open(&path).map_err(|e| Error::io(format!("opening committed file {}", path.display()), e))?;
-            for line in BufReader::new(f).lines() {
-                let line = line.map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                out.push(
-                    serde_json::from_str(&line)
-                        .map_err(|e| Error::encode(format!("{}: bad line: {e}", path.display())))?,
-                );
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Where `sink` keeps its manifests and `data/` in `root`: its own directory, or `root` itself if

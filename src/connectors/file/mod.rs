@@ -49,6 +49,12 @@
 //! runs of this library, not other programs writing into the directory, and need a file system
 //! that implements them (one that refuses them is reported as an I/O error).
 //!
+//! # Files
+//!
+//! `config.rs` (options), `layout.rs` (the sink's directory and data file names), `progress.rs`
+//! (manifests), `lock.rs` (the run lock), `writer.rs` (data files and the commit protocol),
+//! `read.rs` (readers of committed output).
+//!
 //! # Options
 //!
 //! | option | meaning |
@@ -59,10 +65,13 @@
 mod config;
 mod layout;
 mod lock;
+mod progress;
+mod read;
 mod writer;
 
 pub use config::FileConfig;
-pub use layout::{read_committed, read_committed_sink, sinks, Manifest};
+pub use progress::Manifest;
+pub use read::{read_committed, read_committed_sink, sinks};
 pub use writer::FileWriter;
 
 use crate::connectors::{Connector, EnvelopeWriter, Writers};

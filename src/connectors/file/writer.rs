@@ -1,7 +1,8 @@
 //! The file connector's writer: one per worker, committing on its own.
 
-use super::layout::{base_of, data_name, manifest_name, parse_data_name, read_manifests, sink_dir, Manifest};
+use super::layout::{base_of, data_name, parse_data_name, sink_dir};
 use super::lock::Fence;
+use super::progress::{manifest_name, read_manifests, Manifest};
 use super::FileConfig;
 use crate::connectors::RecordWriter;
 use crate::error::{Error, Result};
@@ -166,7 +167,8 @@ impl RecordWriter for FileWriter {
             Manifest { sink: self.sink.clone(), progress: point.record(ctx, upper), last_seq: self.last_seq };
         let name = manifest_name(ctx.index, point.generation);
         let tmp = self.base.join(format!(".{name}.tmp"));
-        let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest encodes");
+        let bytes = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| Error::new(crate::error::ErrorKind::Fatal, format!("encoding the manifest: {e}")))?;
         let mut f = File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         f.write_all(&bytes).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
         if self.fsync {

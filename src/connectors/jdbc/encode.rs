@@ -17,8 +17,8 @@
 //! | string | anything else | the string |
 //! | array / object | json, text | its JSON text |
 
-use super::table::{ColKind, TableColumn};
 use super::config::Dialect;
+use super::table::{ColKind, TableColumn};
 use crate::encode::civil::{self, civil_from_days};
 use crate::encode::fields::{visit_fields, FieldVisitor, Shape};
 use crate::error::{Error, Result};

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::options::{is_secret_key, Options};
+use crate::secret::Secret;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -39,24 +40,14 @@ pub enum Encode {
 }
 
 /// Where the Avro schemas are registered.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistryConfig {
     /// The registry's base URL, `http://host:port[/path]`.
     pub url: String,
     /// Basic-auth user.
     pub username: Option<String>,
     /// Basic-auth password (never printed).
-    pub password: Option<String>,
-}
-
-impl fmt::Debug for RegistryConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistryConfig")
-            .field("url", &self.url)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub password: Option<Secret>,
 }
 
 /// How to create the topic when it is missing (`topic.create = true`).
@@ -248,7 +239,7 @@ impl KafkaConfig {
                 c.registry = Some(RegistryConfig {
                     url,
                     username,
-                    password,
+                    password: password.map(Secret::new),
                 })
             }
             (Encode::Avro, None) => {
@@ -298,24 +289,6 @@ impl KafkaConfig {
         c.properties = opts.take_prefixed("properties.");
         c.check()?;
         Ok(c)
-    }
-
-    /// Checks the connector's settings against the whole sink spec, at creation.
-    pub(crate) fn check_sink(&self, spec: &crate::settings::SinkSettings) -> Result<()> {
-        self.check()?;
-        if self.encode == Encode::Avro {
-            if spec.schema().is_none() {
-                return Err(Error::config(
-                    "option `encode = avro` needs the row schema: declare it (SinkSpecBuilder::schema, or dsink --schema)",
-                ));
-            }
-            if spec.connect_schema {
-                return Err(Error::config(
-                    "option `schemas.enable` is the JSON form of a schema: remove it with `encode = avro`",
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// Checks the settings that need no broker.

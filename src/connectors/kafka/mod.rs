@@ -2,14 +2,21 @@
 //! JSON or Avro, exactly-once from every worker, on the `rdkafka` crate with a bundled librdkafka.
 //!
 //! ```text
-//!  sink operator (worker i) ── per-key changes of time t ──► EnvelopeWriter (format, JSON)
-//!                                                                │ RecordBatch(t): key, value|tombstone
-//!                                                                ▼
-//!  KafkaWriter (worker i): [Avro: JSON → Confluent-framed Avro]  producer "<prefix>-w<i>"
+//!  sink operator (worker i) ── per-key changes of time t ──► KafkaEncoder (envelope; JSON, or
+//!                                                              │ Confluent-framed Avro by KafkaTable's schemas)
+//!                                                              │ RecordBatch(t): key, value|tombstone
+//!                                                              ▼
+//!  KafkaWriter (worker i)                                     producer "<prefix>-w<i>"
 //!     begin txn ─► data records ──► <topic>           (partition = murmur2(key), header dsink.time = t)
 //!               └► progress record ─► <topic>.__progress  (key "<sink>/g<gen>/w<i>", compacted)
 //!     commit txn  (or: commit early when the transaction holds transaction.max.records / .bytes)
 //! ```
+//!
+//! Files: `config.rs` (options), `table.rs` (topic checks and creation, creation-time checks,
+//! registered Avro schemas), `encoder.rs` (the pure encoder), `writer.rs` (the producer and the
+//! commit protocol), `progress.rs` (progress records and reading them back), `client.rs`
+//! (librdkafka settings, delivery reports, error classification), `registry.rs` (the Schema
+//! Registry client), `avro.rs` (schemas and the Avro encoding).
 //!
 //! # Records
 //!
@@ -19,8 +26,8 @@
 //! key stays on one partition; since one worker owns each key (the operator routes by key) and
 //! writes its changes in time order, a key's records are in time order in its partition. Every
 //! data record carries the header `dsink.time` (the logical time, decimal text); in exactly-once
-//! mode also `dsink.txn` = `<run>.<n>`, naming the transaction that wrote it. Formats come from
-//! [`EnvelopeWriter`](crate::connectors::EnvelopeWriter): upsert writes the row (or a tombstone,
+//! mode also `dsink.txn` = `<run>.<n>`, naming the transaction that wrote it. Formats come from the
+//! envelope ([`KafkaEncoder`], on the message family's JSON records): upsert writes the row (or a tombstone,
 //! a null value, on delete), Debezium writes `{before, after, op, ts_ms, source}` (and a tombstone
 //! after a delete with `debezium.tombstone = true`), append-only writes inserts.
 //!
@@ -82,33 +89,12 @@
 //! cannot commit is aborted and the sink stops with a message saying a restart resumes from the
 //! last committed progress. Dropping the writer aborts an open transaction.
 //!
-//! ## What is verified, and how
+//! ## Restart
 //!
-//! Integration tests (`tests/kafka.rs`) run against a real broker, tansu 0.6.0 (built by
-//! `scripts/services.d/kafka.sh` with a patch: the release routes no EndTxn request; its EndTxn
-//! also committed other transactions it "overlapped", which raced with their own commit markers and
-//! left a partition's last stable offset stuck for ever; and it answered "earliest" / "latest"
-//! offset queries by the order batches were stored in rather than by offset, so a reader from the
-//! beginning of a partition two producers wrote could skip a batch for good — a few percent of the
-//! multi-worker tests read back fewer records than the sink wrote until the broker's storage log
-//! showed this), with a plain rdkafka consumer. tansu, like librdkafka's `MockCluster`, keeps
-//! records of aborted transactions visible to read_committed consumers (checked: after
-//! `abort_transaction`, a read_committed
-//! consumer still reads them). So the exactly-once tests read **everything** on the broker
-//! (read_uncommitted) and decide what was committed from the progress topic: a data record
-//! counts only if its `dsink.txn` header names a transaction `<run>.<n>` for which a progress
-//! record of the same run with `txn ≥ n` is visible (a run commits its transactions in order,
-//! a progress record is its transaction's last write, and a run stops at its first failed
-//! commit). Records of transactions aborted on drop, left open by a `SIGKILL`ed `dsink` or of a
-//! fenced zombie are on the broker and are excluded by that rule, exactly as a read_committed
-//! consumer of Apache Kafka excludes them; the tests assert that such records exist, and that
-//! every change is among the counted records exactly once. Resume itself reads progress with
-//! read_committed. On brokers that implement it (Apache Kafka, Redpanda) an aborted progress
-//! record is never seen. tansu shows aborted records to read_committed readers, so a process
-//! killed between writing a progress record and its transaction's commit leaves a record that a
-//! resume trusts, and the transaction's records count as delivered. They are all on the broker:
-//! the writer waits until every record of a transaction is acknowledged before it produces the
-//! transaction's progress record.
+//! A restarted worker fences its predecessor, reads the progress topic back and resumes from
+//! its committed frontier (skipping the records of a partially committed time that are already
+//! in the topic); the operator re-delivers every change after that frontier. Nothing committed
+//! is written twice, nothing uncommitted is visible to `read_committed` consumers.
 //!
 //! # At-least-once (`sink.delivery = at-least-once`)
 //!
@@ -127,31 +113,15 @@
 //! With `encode = avro`, values (and primary-key columns, unless `key.encode = text`) are Avro in
 //! the Confluent wire format: byte 0, the big-endian u32 schema id, the datum. Schemas are derived
 //! from the sink's [`Schema`](crate::Schema) (see [`avro`](crate::encode::avro) for the type mapping) and registered
-//! under `<topic>-value` and `<topic>-key` when the writer opens. The encoder is hand-rolled: it
-//! streams the envelope's JSON text into Avro by the schema ([`AvroType::encode_json`](crate::encode::avro::AvroType::encode_json)),
-//! ~310–470 ns per ~100-byte row in release here, against ~1130 ns for apache-avro 0.22's
-//! `to_value` and `to_avro_datum` from the Rust struct under the same load (see [`avro`](crate::encode::avro)); its
-//! bytes are checked against apache-avro's.
+//! under `<topic>-value` and `<topic>-key` when the sink opens; their ids are the connector's
+//! [`KafkaTable`]. The [`KafkaEncoder`] turns the envelope's JSON records into the final bytes:
+//! it streams the JSON text into Avro by the schema ([`AvroType::encode_json`](crate::encode::avro::AvroType::encode_json)) and frames
+//! it; the writer sends what the encoder made. Its bytes are checked against apache-avro's (see
+//! [`avro`](crate::encode::avro)).
 //!
-//! No Schema Registry server can be installed here, so the registry client is tested against a
-//! small faithful double in the tests (`POST /subjects/{subject}/versions` → `{"id": N}`, the same
-//! id for the same schema, and `GET /schemas/ids/{id}`), while the Avro records themselves go
-//! through the real broker and are decoded by the schema fetched back from the double.
-//!
-//! # Throughput
-//!
-//! `examples/kafka_bench.rs` sends 1M upserts of ~100-byte JSON rows over 100 times through the
-//! sink and, for comparison, through a raw rdkafka producer with the same bytes and the same
-//! commit points, to the local tansu broker (2 cores shared by the broker, the client and the
-//! dataflow). Measured in release with one worker, 5 runs: at-least-once 0.73–0.98× raw, median
-//! 0.86× (~300–400k messages/s; 0.62× before commits were pipelined, when every commit waited for
-//! the last acknowledgements while the worker idled); exactly-once 0.85–0.90×, median 0.88×
-//! (~75–78k messages/s, bound by one `commit_transaction` per time). The writer's own per-record
-//! work is the raw producer's (one `send` with the time header); the remaining gap is the
-//! dataflow's routing, consolidation, key extraction and JSON encoding on the worker thread. With
-//! two workers exactly-once reaches ~220k/s (two transactional producers in parallel, 2.57× the
-//! single raw producer); at-least-once 0.67× (two workers, librdkafka's threads and the broker
-//! share 2 cores).
+//! The registry client ([`Registry`]) speaks the two calls the sink needs:
+//! `POST /subjects/{subject}/versions` → `{"id": N}` (the same id for the same schema) and, for
+//! readers, `GET /schemas/ids/{id}`.
 //!
 //! # Options
 //!
@@ -182,16 +152,22 @@ pub mod avro {
     //! Moved to [`crate::encode::avro`].
     pub use crate::encode::avro::*;
 }
+mod client;
 mod config;
+mod encoder;
+mod progress;
 pub mod registry;
+mod table;
 mod writer;
 
 pub use config::{Delivery, Encode, KafkaConfig, RegistryConfig, TopicCreate};
+pub use encoder::KafkaEncoder;
+pub use progress::{read_progress, ProgressRecord};
 pub use registry::Registry;
-pub use writer::{read_progress, KafkaWriter, ProgressRecord, TIME_HEADER, TXN_HEADER};
+pub use table::{AvroSchemas, KafkaTable};
+pub use writer::{KafkaWriter, TIME_HEADER, TXN_HEADER};
 
 use crate::connectors::{Connector, EnvelopeWriter, Writers};
-use crate::encode::RecordEncoder;
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -200,8 +176,8 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for KafkaConfig {
     const NAME: &'static str = "kafka";
-    type Table = ();
-    type Encoder<V: Row> = RecordEncoder<V>;
+    type Table = KafkaTable;
+    type Encoder<V: Row> = KafkaEncoder<V>;
 
     fn from_options(opts: &mut Options) -> Result<Self> {
         KafkaConfig::parse(opts)
@@ -211,12 +187,14 @@ impl Connector for KafkaConfig {
         self.check_sink(sink)
     }
 
-    fn encoder<V: Row>(&self, sink: &SinkSettings, _table: &()) -> Result<RecordEncoder<V>> {
-        Ok(RecordEncoder::new(sink))
+    fn encoder<V: Row>(&self, sink: &SinkSettings, table: &KafkaTable) -> Result<KafkaEncoder<V>> {
+        Ok(KafkaEncoder::new(sink, table))
     }
 
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
-        let _ = ctx;
-        Ok(Writers::independent(EnvelopeWriter::new(sink, KafkaWriter::open(self, sink, ctx)?)))
+        let writer = KafkaWriter::open(self, sink, ctx)?;
+        let table = KafkaTable::register(self, sink)?;
+        let encoder = self.encoder(sink, &table)?;
+        Ok(Writers::independent(EnvelopeWriter::with_encoder(sink, writer, encoder)))
     }
 }

@@ -8,6 +8,7 @@
 
 use super::config::RegistryConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::secret::Secret;
 use base64::Engine as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,7 +19,8 @@ use std::time::Duration;
 pub struct Registry {
     host_port: String,
     base_path: String,
-    auth: Option<String>,
+    /// The `Authorization` header value (Basic credentials; never printed).
+    auth: Option<Secret>,
     timeout: Duration,
 }
 
@@ -37,8 +39,8 @@ impl Registry {
         }
         let host_port = if host_port.contains(':') { host_port.to_string() } else { format!("{host_port}:80") };
         let auth = config.username.as_ref().map(|u| {
-            let pair = format!("{u}:{}", config.password.as_deref().unwrap_or(""));
-            format!("Basic {}", base64(pair.as_bytes()))
+            let pair = format!("{u}:{}", config.password.as_ref().map_or("", Secret::expose));
+            Secret::new(format!("Basic {}", base64(pair.as_bytes())))
         });
         Ok(Registry { host_port, base_path: path.to_string(), auth, timeout })
     }
@@ -82,7 +84,7 @@ impl Registry {
             self.base_path, self.host_port
         );
         if let Some(a) = &self.auth {
-            req.push_str(&format!("Authorization: {a}\r\n"));
+            req.push_str(&format!("Authorization: {}\r\n", a.expose()));
         }
         if method == "POST" {
             req.push_str(&format!(

@@ -2,411 +2,30 @@
 //! bytes, progress records, resume and fencing. The protocol is described in the
 //! [module docs](super).
 
-use super::config::{Delivery, Encode, KafkaConfig, TopicCreate};
-use super::registry::Registry;
+use super::client::{base_config, classify, classify_code, client_error, DeliveryState, SinkContext, EPOCH_SLOTS};
+use super::config::{Delivery, KafkaConfig, TopicCreate};
+use super::progress::{latest_records, read_progress_settled, ProgressRecord};
+use super::table::ensure_topic;
 use crate::connectors::RecordWriter;
 use crate::delivery::retry::retry_blocking;
 use crate::delivery::RetryPolicy;
-use crate::encode::avro::{self, AvroType};
-use crate::envelope::Format;
 use crate::error::{Error, ErrorKind, Result};
-use crate::key::KeyEncoding;
 use crate::record::RecordBatch;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The header carrying a record's logical time (decimal text).
 pub const TIME_HEADER: &str = "dsink.time";
 /// The header naming the transaction a record was written in (`<run>.<seq>`, exactly-once only).
 pub const TXN_HEADER: &str = "dsink.txn";
-
-/// What a worker records in the progress topic with each commit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProgressRecord {
-    /// The sink's name.
-    pub sink: String,
-    /// The data topic.
-    pub topic: String,
-    /// Worker, peers, generation, base and the committed frontier.
-    pub progress: WorkerProgress<u64>,
-    /// Records of the time at the frontier already committed (a transaction split a long time).
-    pub partial: u64,
-    /// The writer instance that committed (random per start), and its transaction number: data
-    /// records carry the same pair in their `dsink.txn` header.
-    pub run: String,
-    /// The transaction's number within the run, from 1.
-    pub txn: u64,
-}
-
-impl ProgressRecord {
-    /// The record's key in the progress topic: one per sink, generation and worker, so a
-    /// compacted topic keeps each worker's latest commit.
-    pub fn key(&self) -> String {
-        format!("{}/g{}/w{}", self.sink, self.progress.generation, self.progress.worker)
-    }
-}
-
-/// Slots of the delivery-report counters; more than the commits that can be open at once.
-const EPOCH_SLOTS: usize = 16;
-
-#[derive(Default)]
-struct DeliveryState {
-    failed: Mutex<Option<(RDKafkaErrorCode, String)>>,
-    /// Delivery reports received per commit epoch (slot = epoch % EPOCH_SLOTS), success or not:
-    /// an epoch is acknowledged when this reaches the number of records sent in it.
-    reported: [AtomicU64; EPOCH_SLOTS],
-}
-
-/// Collects delivery failures reported by librdkafka's background thread.
-pub struct SinkContext {
-    state: Arc<DeliveryState>,
-}
-
-impl ClientContext for SinkContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if let Some(code) = error.rdkafka_error_code() {
-            if is_fatal_code(code) {
-                let mut f = self.state.failed.lock().expect("delivery state");
-                if f.is_none() {
-                    *f = Some((code, reason.to_string()));
-                }
-                return;
-            }
-        }
-        tracing::warn!(error = %error, reason, "kafka client error (librdkafka retries it)");
-    }
-}
-
-impl ProducerContext for SinkContext {
-    type DeliveryOpaque = usize;
-    fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
-        if let Err((e, _)) = result {
-            let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
-            let mut f = self.state.failed.lock().expect("delivery state");
-            if f.is_none() {
-                *f = Some((code, e.to_string()));
-            }
-        }
-        // After the failure is recorded: whoever sees the count complete also sees the failure.
-        self.state.reported[slot % EPOCH_SLOTS].fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-fn is_fatal_code(code: RDKafkaErrorCode) -> bool {
-    use RDKafkaErrorCode::*;
-    matches!(
-        code,
-        Fenced
-            | ProducerFenced
-            | InvalidProducerEpoch
-            | TransactionCoordinatorFenced
-            | TopicAuthorizationFailed
-            | ClusterAuthorizationFailed
-            | TransactionalIdAuthorizationFailed
-            | SaslAuthenticationFailed
-            | Authentication
-            | Fatal
-    )
-}
-
-/// Maps a librdkafka error code to an error kind and what to do about it.
-fn classify_code(code: RDKafkaErrorCode, retriable_hint: bool) -> (ErrorKind, &'static str) {
-    use RDKafkaErrorCode::*;
-    match code {
-        Fenced | ProducerFenced | InvalidProducerEpoch | TransactionCoordinatorFenced => (
-            ErrorKind::Fenced,
-            "another producer with the same transactional id took over (a newer run of this sink, or another sink \
-             with the same `transactional.id.prefix`); stop this instance: the newer one continues from the committed progress",
-        ),
-        TopicAuthorizationFailed
-        | ClusterAuthorizationFailed
-        | TransactionalIdAuthorizationFailed
-        | GroupAuthorizationFailed
-        | SaslAuthenticationFailed
-        | Authentication => (
-            ErrorKind::Fatal,
-            "grant the sink's principal WRITE and DESCRIBE on the topic and the progress topic (and on its transactional \
-             ids for exactly-once), and check the `properties.security.protocol` / `properties.sasl.*` / `properties.ssl.*` settings",
-        ),
-        MessageSizeTooLarge | InvalidMessageSize => (
-            ErrorKind::Fatal,
-            "a record is larger than the broker accepts: raise `properties.message.max.bytes` and the topic's \
-             `max.message.bytes` (`topic.config.max.message.bytes` when the sink creates it), or make rows smaller",
-        ),
-        UnknownTopicOrPartition | UnknownTopic | UnknownPartition => (
-            ErrorKind::Fatal,
-            "the topic does not exist (or was deleted): create it, or set `topic.create = true`",
-        ),
-        OperationTimedOut | RequestTimedOut | MessageTimedOut | AllBrokersDown
-        | BrokerTransportFailure | NetworkException | NotEnoughReplicas
-        | NotEnoughReplicasAfterAppend | LeaderNotAvailable | NotLeaderForPartition
-        | CoordinatorLoadInProgress | CoordinatorNotAvailable | NotCoordinator
-        | ConcurrentTransactions | QueueFull | TimedOutQueue => (ErrorKind::Retriable, ""),
-        _ if retriable_hint => (ErrorKind::Retriable, ""),
-        _ => (ErrorKind::Fatal, ""),
-    }
-}
-
-fn classify(e: &KafkaError, what: &str) -> Error {
-    let (code, retriable) = match e {
-        KafkaError::Transaction(rd) => (rd.code(), rd.is_retriable()),
-        other => (other.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail), false),
-    };
-    let (kind, hint) = classify_code(code, retriable);
-    let msg = if hint.is_empty() { format!("{what}: {e}") } else { format!("{what}: {e}; {hint}") };
-    Error::new(kind, msg).with_source(e.clone())
-}
-
-/// The librdkafka settings shared by every client of a sink.
-fn base_config(cfg: &KafkaConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.bootstrap);
-    c.set("allow.auto.create.topics", "false");
-    for (k, v) in &cfg.properties {
-        c.set(k, v);
-    }
-    c
-}
-
-fn client_error(e: KafkaError, what: &str) -> Error {
-    match e {
-        KafkaError::ClientConfig(_, ref desc, ref key, _) => {
-            Error::config(format!("{what}: librdkafka refused `properties.{key}`: {desc}"))
-        }
-        other => Error::config(format!("{what}: {other}")),
-    }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting a runtime for Kafka admin calls", e))?;
-    Ok(rt.block_on(f))
-}
-
-/// Partitions of `topic`, or `None` if the brokers do not know it.
-fn topic_partitions<C: ClientContext>(
-    client: &rdkafka::client::Client<C>,
-    topic: &str,
-    timeout: Duration,
-) -> Result<Option<Vec<i32>>> {
-    let md = client
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| classify(&e, &format!("reading metadata of topic `{topic}`")))?;
-    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-        return Ok(None);
-    };
-    match t.error() {
-        None if !t.partitions().is_empty() => Ok(Some(t.partitions().iter().map(|p| p.id()).collect())),
-        None => Ok(None),
-        Some(e) => {
-            let code = RDKafkaErrorCode::from(e);
-            if matches!(code, RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) {
-                Ok(None)
-            } else {
-                let (kind, hint) = classify_code(code, false);
-                Err(Error::new(kind, format!("reading metadata of topic `{topic}`: {code:?} {hint}")))
-            }
-        }
-    }
-}
-
-/// Makes sure `topic` exists, creating it when `create` says how.
-fn ensure_topic(cfg: &KafkaConfig, topic: &str, create: Option<&TopicCreate>, missing_hint: &str) -> Result<Vec<i32>> {
-    let admin: AdminClient<DefaultClientContext> =
-        base_config(cfg).create().map_err(|e| client_error(e, "creating the Kafka admin client"))?;
-    let policy = RetryPolicy { deadline: cfg.retry_deadline, ..RetryPolicy::default() };
-    if let Some(p) =
-        retry_blocking(&policy, "reading Kafka metadata", || topic_partitions(admin.inner(), topic, cfg.timeout))?
-    {
-        return Ok(p);
-    }
-    let Some(TopicCreate { partitions, replication_factor: replication, config }) = create else {
-        return Err(Error::config(format!(
-            "the Kafka topic `{topic}` does not exist on {}: {missing_hint}",
-            cfg.bootstrap
-        )));
-    };
-    let (partitions, replication) = (*partitions, *replication);
-    let mut nt = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
-    for (k, v) in config {
-        nt = nt.set(k, v);
-    }
-    let opts = AdminOptions::new().operation_timeout(Some(cfg.timeout));
-    let results =
-        block_on(admin.create_topics([&nt], &opts))?.map_err(|e| classify(&e, &format!("creating topic `{topic}`")))?;
-    for r in results {
-        if let Err((_, code)) = r {
-            if code != RDKafkaErrorCode::TopicAlreadyExists {
-                let (kind, hint) = classify_code(code, false);
-                return Err(Error::new(
-                    if kind == ErrorKind::Retriable { kind } else { ErrorKind::Config },
-                    format!("creating topic `{topic}` ({partitions} partitions, replication factor {replication}): {code:?} {hint}"),
-                ));
-            }
-        }
-    }
-    // Wait until the brokers' metadata shows it.
-    let deadline = Instant::now() + cfg.timeout;
-    loop {
-        if let Some(p) = topic_partitions(admin.inner(), topic, cfg.timeout)? {
-            return Ok(p);
-        }
-        if Instant::now() > deadline {
-            return Err(Error::new(
-                ErrorKind::Retriable,
-                format!("topic `{topic}` was created but its metadata did not appear within {:?}", cfg.timeout),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Every progress record in `progress_topic` (read committed), in log order per key.
-///
-/// A read_committed consumer stops at the *last stable offset*: the first record of the oldest
-/// transaction still open on the partition. Commits made after that transaction began are
-/// invisible until it ends, so reading "to the end" could return a stale prefix — for instance
-/// while a crashed worker's transaction waits to be aborted by its successor. With `settle`, the
-/// reader first waits until the last stable offset has reached the high watermark seen when it
-/// started (every transaction open at that moment has ended), up to `kafka.timeout.ms`.
-pub fn read_progress(cfg: &KafkaConfig, progress_topic: &str) -> Result<Vec<ProgressRecord>> {
-    read_progress_settled(cfg, progress_topic, true)
-}
-
-fn reader(cfg: &KafkaConfig, isolation: &str) -> Result<BaseConsumer> {
-    let mut c = base_config(cfg);
-    c.set("group.id", "dsink-progress-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
-    c.create().map_err(|e| client_error(e, "creating the progress reader"))
-}
-
-fn read_progress_settled(cfg: &KafkaConfig, progress_topic: &str, settle: bool) -> Result<Vec<ProgressRecord>> {
-    let consumer = reader(cfg, "read_committed")?;
-    let policy = RetryPolicy { deadline: cfg.retry_deadline, ..RetryPolicy::default() };
-    let Some(partitions) = retry_blocking(&policy, "reading Kafka metadata", || {
-        topic_partitions(consumer.client(), progress_topic, cfg.timeout)
-    })?
-    else {
-        return Ok(Vec::new());
-    };
-    let deadline = Instant::now() + cfg.timeout.max(Duration::from_secs(10));
-    let stuck = || {
-        Error::new(
-            ErrorKind::Retriable,
-            format!(
-                "reading the progress topic `{progress_topic}`: a transaction stayed open for {:?} \
-                 (a crashed worker whose successor has not started yet?); start every worker of the sink, \
-                 or wait for the broker's transaction.timeout to abort it",
-                cfg.timeout.max(Duration::from_secs(10))
-            ),
-        )
-    };
-    if settle {
-        // The high watermark (read_uncommitted), then wait for the last stable offset
-        // (read_committed: librdkafka's watermark query uses the client's isolation level).
-        let raw = reader(cfg, "read_uncommitted")?;
-        for p in &partitions {
-            let (_, high) = raw
-                .fetch_watermarks(progress_topic, *p, cfg.timeout)
-                .map_err(|e| classify(&e, &format!("reading offsets of `{progress_topic}`")))?;
-            loop {
-                let (_, stable) = consumer
-                    .fetch_watermarks(progress_topic, *p, cfg.timeout)
-                    .map_err(|e| classify(&e, &format!("reading offsets of `{progress_topic}`")))?;
-                if stable >= high {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(stuck());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-    let mut tpl = TopicPartitionList::new();
-    let mut pending = std::collections::BTreeSet::new();
-    for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(progress_topic, p, cfg.timeout)
-            .map_err(|e| classify(&e, &format!("reading offsets of `{progress_topic}`")))?;
-        if high > low {
-            tpl.add_partition_offset(progress_topic, p, Offset::Beginning)
-                .map_err(|e| classify(&e, "assigning the progress topic"))?;
-            pending.insert(p);
-        }
-    }
-    let mut out = Vec::new();
-    if pending.is_empty() {
-        return Ok(out);
-    }
-    consumer.assign(&tpl).map_err(|e| classify(&e, "assigning the progress topic"))?;
-    while !pending.is_empty() {
-        if Instant::now() > deadline {
-            return Err(stuck());
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                pending.remove(&p);
-            }
-            Some(Err(e)) => {
-                let err = classify(&e, &format!("reading the progress topic `{progress_topic}`"));
-                if !err.is_retriable() {
-                    return Err(err);
-                }
-            }
-            Some(Ok(m)) => {
-                if let Some(v) = m.payload() {
-                    match serde_json::from_slice::<ProgressRecord>(v) {
-                        Ok(r) => out.push(r),
-                        Err(e) => tracing::warn!(
-                            topic = progress_topic,
-                            offset = m.offset(),
-                            "ignoring a record that is not a progress record: {e}"
-                        ),
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The latest record per (sink, generation, worker) of `sink` writing `topic`.
-fn latest_records(all: Vec<ProgressRecord>, sink: &str, topic: &str) -> Vec<ProgressRecord> {
-    let mut latest: BTreeMap<(u64, usize), ProgressRecord> = BTreeMap::new();
-    for r in all {
-        if r.sink == sink && r.topic == topic {
-            latest.insert((r.progress.generation, r.progress.worker), r);
-        }
-    }
-    latest.into_values().collect()
-}
-
-struct AvroCodec {
-    key: Option<(u32, AvroType)>,
-    value: (u32, AvroType),
-}
 
 /// One worker's Kafka writer. See the [module docs](super) for the protocol.
 pub struct KafkaWriter {
@@ -433,21 +52,20 @@ pub struct KafkaWriter {
     last: Option<(Frontier<u64>, u64)>,
     run: String,
     seq: u64,
-    avro: Option<AvroCodec>,
     /// Commit epochs (at-least-once): records sent per epoch slot, and the commits started and
     /// not yet acknowledged, oldest first, as (epoch, frontier).
     epoch: u64,
     sent: [Cell<u64>; EPOCH_SLOTS],
     open: VecDeque<(u64, Frontier<u64>)>,
-    key_buf: Vec<u8>,
-    value_buf: Vec<u8>,
     time_text: String,
     txn_text: String,
 }
 
 impl KafkaWriter {
-    /// Checks the topics (creating them where asked), registers Avro schemas, and creates this
-    /// worker's producer. Transactions are initialised (and zombies fenced) in `resume`.
+    /// Checks the topics (creating them where asked) and creates this worker's producer. It sends
+    /// each record's key and value bytes as they are: the encoding (JSON, or Confluent-framed
+    /// Avro) is the [`KafkaEncoder`](super::KafkaEncoder)'s. Transactions are initialised (and
+    /// zombies fenced) in `resume`.
     pub fn open(cfg: &KafkaConfig, spec: &SinkSettings, ctx: WorkerContext) -> Result<Self> {
         cfg.check()?;
         let sink = spec.name().to_string();
@@ -464,10 +82,6 @@ impl KafkaWriter {
             config: [("cleanup.policy".to_string(), "compact".to_string())].into(),
         };
         ensure_topic(cfg, &progress_topic, Some(&progress), "")?;
-        let avro = match cfg.encode {
-            Encode::Json => None,
-            Encode::Avro => Some(Self::register(cfg, spec)?),
-        };
         let state = Arc::new(DeliveryState::default());
         let mut pc = base_config(cfg);
         if !cfg.properties.contains_key("partitioner") {
@@ -505,48 +119,12 @@ impl KafkaWriter {
             last: None,
             run,
             seq: 0,
-            avro,
             epoch: 0,
             sent: Default::default(),
             open: VecDeque::new(),
-            key_buf: Vec::with_capacity(64),
-            value_buf: Vec::with_capacity(256),
             time_text: String::new(),
             txn_text: String::new(),
         })
-    }
-
-    fn register(cfg: &KafkaConfig, spec: &SinkSettings) -> Result<AvroCodec> {
-        let schema = spec.schema().ok_or_else(|| {
-            Error::config(
-                "`encode = avro` needs the row schema: declare it (SinkSpecBuilder::schema, or dsink --schema)",
-            )
-        })?;
-        let registry = Registry::new(
-            cfg.registry.as_ref().ok_or_else(|| Error::config("`encode = avro` needs `schema.registry`"))?,
-            cfg.timeout,
-        )?;
-        let base = avro::avro_name(&cfg.topic);
-        let row = avro::row_schema(&format!("{base}_value"), schema);
-        let value = match spec.format() {
-            Format::Debezium { .. } => avro::debezium_schema(&base, row),
-            _ => row,
-        };
-        let policy = RetryPolicy { deadline: cfg.retry_deadline, ..RetryPolicy::default() };
-        let value_id = retry_blocking(&policy, "registering the value schema", || {
-            registry.register(&format!("{}-value", cfg.topic), &value.to_json())
-        })?;
-        let key = match (spec.primary_key(), spec.key_encoding()) {
-            (Some(cols), KeyEncoding::Json) => {
-                let k = avro::key_schema(&format!("{base}_key"), schema, cols)?;
-                let id = retry_blocking(&policy, "registering the key schema", || {
-                    registry.register(&format!("{}-key", cfg.topic), &k.to_json())
-                })?;
-                Some((id, k))
-            }
-            _ => None,
-        };
-        Ok(AvroCodec { key, value: (value_id, value) })
     }
 
     fn what(&self, action: &str) -> String {
@@ -660,7 +238,8 @@ impl KafkaWriter {
             run: self.run.clone(),
             txn: if self.eos() { self.seq } else { self.seq + 1 },
         };
-        let value = serde_json::to_vec(&rec).expect("progress record encodes");
+        let value = serde_json::to_vec(&rec)
+            .map_err(|e| Error::new(ErrorKind::Fatal, self.what(&format!("encoding a progress record: {e}"))))?;
         let progress_topic = self.progress_topic.clone();
         self.send_one(&progress_topic, Some(rec.key().as_bytes()), Some(&value), OwnedHeaders::new())?;
         if !self.eos() {
@@ -839,27 +418,10 @@ impl RecordWriter for KafkaWriter {
             }
             self.begin()?;
             let headers = self.headers();
-            let key: Option<&[u8]> = match (&self.avro, self.keyed) {
-                (_, false) => None,
-                (Some(AvroCodec { key: Some((id, schema)), .. }), true) => {
-                    let v: serde_json::Value =
-                        serde_json::from_slice(r.key).map_err(|e| Error::encode(format!("key is not JSON: {e}")))?;
-                    self.key_buf.clear();
-                    avro::wire_header(*id, &mut self.key_buf);
-                    schema.encode(&v, &mut self.key_buf)?;
-                    Some(&self.key_buf)
-                }
-                _ => Some(r.key),
-            };
-            let value: Option<&[u8]> = match (&self.avro, r.value) {
-                (Some(codec), Some(json)) => {
-                    self.value_buf.clear();
-                    avro::wire_header(codec.value.0, &mut self.value_buf);
-                    codec.value.1.encode_json(json, &mut self.value_buf)?;
-                    Some(&self.value_buf)
-                }
-                (_, v) => v,
-            };
+            // The records are in their final form (JSON, or Confluent-framed Avro: the encoder's
+            // work); an unkeyed sink sends no message key.
+            let key = if self.keyed { Some(r.key) } else { None };
+            let value = r.value;
             self.txn_bytes += (key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len)) as u64;
             self.send_one(&topic, key, value, headers)?;
             self.txn_records += 1;

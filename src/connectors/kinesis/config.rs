@@ -2,28 +2,18 @@
 
 use crate::error::{Error, Result};
 use crate::options::Options;
-use std::fmt;
+use crate::secret::Secret;
 use std::path::PathBuf;
 
 /// AWS credentials (never printed).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AwsCredentials {
     /// The access key id.
-    pub access_key_id: String,
+    pub access_key_id: Secret,
     /// The secret access key.
-    pub secret_access_key: String,
+    pub secret_access_key: Secret,
     /// A session token for temporary credentials.
-    pub session_token: Option<String>,
-}
-
-impl fmt::Debug for AwsCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwsCredentials")
-            .field("access_key_id", &"<redacted>")
-            .field("secret_access_key", &"<redacted>")
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub session_token: Option<Secret>,
 }
 
 /// Where and how the Kinesis connector writes.
@@ -72,8 +62,8 @@ impl KinesisConfig {
     /// Uses these credentials.
     pub fn credentials(mut self, access_key_id: &str, secret_access_key: &str) -> Self {
         self.credentials = Some(AwsCredentials {
-            access_key_id: access_key_id.into(),
-            secret_access_key: secret_access_key.into(),
+            access_key_id: Secret::new(access_key_id),
+            secret_access_key: Secret::new(secret_access_key),
             session_token: None,
         });
         self
@@ -94,9 +84,11 @@ impl KinesisConfig {
         let secret = opts.take("aws.credentials.secret_access_key");
         let token = opts.take("aws.credentials.session_token");
         c.credentials = match (id, secret) {
-            (Some(access_key_id), Some(secret_access_key)) => {
-                Some(AwsCredentials { access_key_id, secret_access_key, session_token: token })
-            }
+            (Some(access_key_id), Some(secret_access_key)) => Some(AwsCredentials {
+                access_key_id: Secret::new(access_key_id),
+                secret_access_key: Secret::new(secret_access_key),
+                session_token: token.map(Secret::new),
+            }),
             (None, None) if token.is_none() => None,
             _ => {
                 return Err(Error::config(

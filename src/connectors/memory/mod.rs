@@ -14,12 +14,31 @@
 //!
 //! Targets are found by name (`memory.name`), so an options map or `dsink` can reach one that a
 //! test created.
+//!
+//! ```text
+//!  worker w ── EnvelopeWriter (JSON records) ──► MemoryWriter: staged records
+//!                                                  │ commit: records + progress record, at once
+//!                                                  ▼
+//!                                   MemoryTarget (records, progress per sink; faults)
+//! ```
+//!
+//! Guarantee: exactly-once — a commit stores records and frontier together, and a restart
+//! (a new writer on the same target) resumes from the sink's progress records.
+//!
+//! | option | meaning |
+//! |---|---|
+//! | `memory.name` | the target's name (default `default`) |
+//!
+//! Files: `config.rs` (options), `fault.rs` (injected failures), `writer.rs` (the target, which
+//! also keeps the progress records, and its writers).
 
 mod config;
+mod fault;
 mod writer;
 
 pub use config::MemoryConfig;
-pub use writer::{Fault, FaultPoint, MemoryTarget, MemoryWriter, StoredRecord};
+pub use fault::{Fault, FaultPoint};
+pub use writer::{MemoryTarget, MemoryWriter, StoredRecord};
 
 use crate::connectors::{Connector, EnvelopeWriter, Writers};
 use crate::encode::RecordEncoder;

@@ -2,11 +2,12 @@
 
 use crate::error::{Error, Result};
 use crate::options::Options;
+use crate::secret::Secret;
 use std::fmt;
 use std::time::Duration;
 
 /// How the connection authenticates (`connect_mode`).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnectMode {
     /// No authentication (`plain`).
     Plain,
@@ -15,29 +16,15 @@ pub enum ConnectMode {
         /// The user name.
         username: String,
         /// The password (never printed).
-        password: String,
+        password: Secret,
     },
     /// A user JWT signed with an nkey seed (`credential`).
     Credential {
-        /// The user JWT.
-        jwt: String,
+        /// The user JWT (never printed).
+        jwt: Secret,
         /// The nkey seed that signs the server's nonce (never printed).
-        nkey: String,
+        nkey: Secret,
     },
-}
-
-impl fmt::Debug for ConnectMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectMode::Plain => f.write_str("Plain"),
-            ConnectMode::UserAndPassword { username, .. } => {
-                f.debug_struct("UserAndPassword").field("username", username).field("password", &"<redacted>").finish()
-            }
-            ConnectMode::Credential { .. } => {
-                f.debug_struct("Credential").field("jwt", &"<redacted>").field("nkey", &"<redacted>").finish()
-            }
-        }
-    }
 }
 
 /// Where progress records are kept.
@@ -157,7 +144,9 @@ impl NatsConfig {
                 ConnectMode::Plain
             }
             "user_and_password" => match (user, pass) {
-                (Some(username), Some(password)) => ConnectMode::UserAndPassword { username, password },
+                (Some(username), Some(password)) => {
+                    ConnectMode::UserAndPassword { username, password: Secret::new(password) }
+                }
                 _ => {
                     return Err(Error::config(
                         "`connect_mode = user_and_password` needs both `username` and `password`",
@@ -165,7 +154,7 @@ impl NatsConfig {
                 }
             },
             "credential" => match (jwt, nkey) {
-                (Some(jwt), Some(nkey)) => ConnectMode::Credential { jwt, nkey },
+                (Some(jwt), Some(nkey)) => ConnectMode::Credential { jwt: Secret::new(jwt), nkey: Secret::new(nkey) },
                 _ => return Err(Error::config("`connect_mode = credential` needs both `jwt` and `nkey` (the seed)")),
             },
             other => {
@@ -179,8 +168,8 @@ impl NatsConfig {
         if let Some(ms) = opts.take_parsed::<u64>("stream.duplicate_window.ms", "milliseconds")? {
             c.duplicate_window = Duration::from_millis(ms);
         }
-        let bucket = opts.take("progress.stream");
-        c.progress = match (opts.take("progress").as_deref(), bucket, &c.stream) {
+        let progress_stream = opts.take("progress.stream");
+        c.progress = match (opts.take("progress").as_deref(), progress_stream, &c.stream) {
             (Some("none"), None, _) => ProgressStore::None,
             (Some("none"), Some(_), _) => {
                 return Err(Error::config("`progress = none` and `progress.stream` contradict: remove one"))
@@ -202,13 +191,6 @@ impl NatsConfig {
         }
         c.check()?;
         Ok(c)
-    }
-
-    pub(crate) fn check_sink(&self, spec: &crate::settings::SinkSettings) -> Result<()> {
-        if self.key_suffix && spec.primary_key().is_none() && !spec.key_by_function {
-            return Err(Error::config("option `subject.key_suffix = true` needs a key: set `primary_key`"));
-        }
-        self.check()
     }
 
     pub(crate) fn check(&self) -> Result<()> {

@@ -8,6 +8,9 @@
 //!                                       stream `S` (duplicate window)    stream `dsink_progress`
 //! ```
 //!
+//! Files: `config.rs` (options), `table.rs` (creation-time checks), `writer.rs` (publishing,
+//! acks, retries, message ids), `progress.rs` (the progress stream).
+//!
 //! # Messages
 //!
 //! Each record is one message on `subject`, or on `subject.<key token>` with
@@ -59,6 +62,10 @@
 //! the record with the highest `Dsink-Time` (a key has one change per time) ends in the
 //! collection's state whatever the order.
 //!
+//! **Restart.** A worker reads its sink's records back from the progress stream (the last
+//! message of each of its subjects) and resumes from the committed frontier; the changes after
+//! it are published again, with the same message ids.
+//!
 //! **Core NATS (no `stream`): at-most-once.** Messages are flushed at commit but core NATS has
 //! no acknowledgements or storage: a subscriber that is not connected misses them. Without
 //! `progress.stream` a restart starts from the beginning of the collection.
@@ -82,6 +89,8 @@
 //! | `request.timeout.ms` | connect, request and ack timeout (default 10000) |
 
 mod config;
+mod progress;
+mod table;
 mod writer;
 
 pub use config::{ConnectMode, NatsConfig, ProgressStore, DEFAULT_PROGRESS_STREAM};

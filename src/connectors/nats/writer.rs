@@ -1,7 +1,8 @@
-//! The NATS connector's writer: publishes records on core NATS or JetStream, awaits acks at
-//! commit and keeps progress records in a JetStream progress stream.
+//! The NATS connector's writer: publishes records on core NATS or JetStream, awaits their acks
+//! at commit, then records the committed frontier in the progress stream ([`super::progress`]).
 
 use super::config::{ConnectMode, NatsConfig, ProgressStore};
+use super::progress::ProgressStream;
 use crate::delivery::{retry::retry, AsyncRecordWriter, Bridge, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{Record, RecordBatch};
@@ -12,8 +13,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine as _;
 use bytes::Bytes;
-use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
-use futures::StreamExt;
+use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,8 +58,8 @@ pub fn open(config: &NatsConfig, spec: &SinkSettings, stats: Arc<NatsStats>) -> 
 struct Conn {
     client: async_nats::Client,
     js: Option<jetstream::Context>,
-    /// The progress stream and its subject prefix.
-    progress: Option<(stream::Stream, String)>,
+    /// The progress stream, with this sink's subjects in it.
+    progress: Option<ProgressStream>,
 }
 
 /// One worker's asynchronous NATS writer.
@@ -106,19 +106,6 @@ fn publish_error(e: async_nats::jetstream::context::PublishError, key: &[u8]) ->
     }
 }
 
-/// Escapes a sink name into one subject token (`[-_=a-zA-Z0-9]`).
-fn kv_token(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("={b:02x}"));
-        }
-    }
-    out
-}
-
 /// The subject token for a key: the key itself when it is made of `[A-Za-z0-9_-]` (and does not
 /// start with `~`), otherwise `~` followed by its URL-safe base64.
 pub fn subject_token(key: &[u8]) -> String {
@@ -154,14 +141,6 @@ pub fn unkeyed_message_id(out: &mut String, sink: &str, subject: &str, time: u64
     let _ = write!(out, "{sink}|{subject}|{time}|w{}of{}|{pos}", ctx.index, ctx.peers);
 }
 
-/// The subject prefix of one sink's progress records in the progress stream `stream`:
-/// `<stream>.<sink>.<target>`, the target being the data stream and subject, so that two sinks
-/// of one name that publish elsewhere never read each other's progress.
-fn progress_prefix(stream: &str, sink: &str, config: &NatsConfig) -> String {
-    let target = format!("{}/{}", config.stream.as_deref().unwrap_or(""), config.subject);
-    format!("{stream}.{}.{}", kv_token(sink), kv_token(&target))
-}
-
 impl NatsWriter {
     fn conn(&self) -> Result<&Conn> {
         self.conn.as_ref().ok_or_else(|| Error::config("NATS writer used before resume"))
@@ -176,14 +155,14 @@ impl NatsWriter {
         opts = match &c.connect_mode {
             ConnectMode::Plain => opts,
             ConnectMode::UserAndPassword { username, password } => {
-                opts.user_and_password(username.clone(), password.clone())
+                opts.user_and_password(username.clone(), password.expose().to_string())
             }
             ConnectMode::Credential { jwt, nkey } => {
                 let kp = Arc::new(
-                    nkeys::KeyPair::from_seed(nkey)
+                    nkeys::KeyPair::from_seed(nkey.expose())
                         .map_err(|e| Error::config(format!("option `nkey` is not an nkey seed: {e}")))?,
                 );
-                opts.jwt(jwt.clone(), move |nonce| {
+                opts.jwt(jwt.expose().to_string(), move |nonce| {
                     let kp = Arc::clone(&kp);
                     async move { kp.sign(&nonce).map_err(async_nats::AuthError::new) }
                 })
@@ -211,7 +190,7 @@ impl NatsWriter {
         }
         let progress = match (&js, &c.progress) {
             (Some(js), ProgressStore::Stream(name)) => {
-                Some((open_progress(js, name).await?, progress_prefix(name, &self.sink, &self.config)))
+                Some(ProgressStream::open(js, name, &self.sink, &self.config).await?)
             }
             _ => None,
         };
@@ -252,35 +231,6 @@ impl NatsWriter {
             )));
         }
         Ok(())
-    }
-
-    async fn read_progress(&self) -> Result<Vec<WorkerProgress<u64>>> {
-        let Some((stream, prefix)) = &self.conn()?.progress else {
-            return Ok(Vec::new());
-        };
-        let mut subjects = stream
-            .info_with_subjects(format!("{prefix}.>"))
-            .await
-            .map_err(|e| transport("listing progress records", e, true))?;
-        let mut names = Vec::new();
-        while let Some(s) = subjects.next().await {
-            names.push(s.map_err(|e| transport("listing progress records", e, true))?.0);
-        }
-        let mut records = Vec::new();
-        for subject in names {
-            let m = stream
-                .get_last_raw_message_by_subject(&subject)
-                .await
-                .map_err(|e| transport("reading progress", e, true))?;
-            let rec: WorkerProgress<u64> = serde_json::from_slice(&m.payload).map_err(|e| {
-                Error::new(
-                    ErrorKind::Resume,
-                    format!("NATS: progress record `{subject}` is damaged ({e}); purge that subject to start over"),
-                )
-            })?;
-            records.push(rec);
-        }
-        Ok(records)
     }
 
     /// Publishes record `idx` of `batch` (again, if it was sent before: the message id is the same).
@@ -424,25 +374,16 @@ fn nth_of(batch: &RecordBatch, idx: usize) -> u32 {
     (0..idx).rev().take_while(|&i| batch.get(i).is_some_and(|r| r.key == key)).count() as u32
 }
 
-/// Opens (creating if needed) the stream of progress records: subjects `<name>.>`, the last
-/// message of each subject kept.
-async fn open_progress(js: &jetstream::Context, name: &str) -> Result<stream::Stream> {
-    let cfg = stream::Config {
-        name: name.to_string(),
-        subjects: vec![format!("{name}.>")],
-        max_messages_per_subject: 1,
-        ..Default::default()
-    };
-    js.get_or_create_stream(cfg).await.map_err(|e| transport(&format!("opening progress stream `{name}`"), e, true))
-}
-
 impl AsyncRecordWriter for NatsWriter {
     async fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>> {
         let policy = RetryPolicy::default();
         let conn = retry(&policy, "NATS connect", || self.connect(ctx)).await?;
         self.conn = Some(conn);
         self.ctx = Some(ctx);
-        let records = retry(&policy, "reading NATS progress records", || self.read_progress()).await?;
+        let records = match &self.conn()?.progress {
+            Some(p) => retry(&policy, "reading NATS progress records", || p.read()).await?,
+            None => Vec::new(),
+        };
         let point = resolve_resume(&records, ctx)?;
         let f = point.frontier;
         self.point = Some(point);
@@ -481,22 +422,11 @@ impl AsyncRecordWriter for NatsWriter {
         if conn.js.is_none() || self.config.stream.is_none() {
             conn.client.flush().await.map_err(|e| transport("flushing", e, true))?;
         }
-        if let (Some((_, prefix)), Some(js)) = (&conn.progress, &conn.js) {
-            let (ctx, point) = (self.ctx.expect("resumed"), self.point.as_ref().expect("resumed"));
-            let rec = point.record(ctx, upper);
-            let subject = format!("{prefix}.g{}.w{}", rec.generation, rec.worker);
-            let bytes = Bytes::from(serde_json::to_vec(&rec).expect("progress encodes"));
-            retry(&RetryPolicy::default(), "NATS progress record", || {
-                let (subject, bytes) = (subject.clone(), bytes.clone());
-                async move {
-                    js.publish(subject, bytes)
-                        .await
-                        .map_err(|e| transport("recording progress", e, true))?
-                        .await
-                        .map_err(|e| transport("recording progress", e, true))
-                }
-            })
-            .await?;
+        if let (Some(progress), Some(js)) = (&conn.progress, &conn.js) {
+            let (Some(ctx), Some(point)) = (self.ctx, self.point.as_ref()) else {
+                return Err(Error::config("NATS writer committed before resume"));
+            };
+            progress.record(js, &point.record(ctx, upper)).await?;
         }
         Ok(())
     }
@@ -519,7 +449,6 @@ mod tests {
         assert!(s.starts_with("orders|o.all|7|1|#") && s.len() < 70, "{s}");
         unkeyed_message_id(&mut s, "orders", "o.all", 7, WorkerContext { index: 1, peers: 2 }, 70_000);
         assert_eq!(s, "orders|o.all|7|w1of2|70000");
-        assert_eq!(kv_token("a.b c"), "a=2eb=20c");
     }
 
     #[test]

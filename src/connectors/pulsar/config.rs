@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::options::Options;
-use std::fmt;
+use crate::secret::Secret;
 use std::path::PathBuf;
 
 /// Compression of message batches (`compression`).
@@ -19,14 +19,14 @@ pub enum PulsarCompression {
 }
 
 /// Where and how the Pulsar connector produces.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PulsarConfig {
     /// The service URL (`service.url`), e.g. `pulsar://127.0.0.1:6650`.
     pub service_url: String,
     /// The topic (`topic`).
     pub topic: String,
     /// A JWT for token authentication (`auth.token`); never printed.
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
     /// Messages per batch (`batch.size`); `None` or 1 disables batching.
     pub batch_size: Option<u32>,
     /// Bytes per batch (`batch.byte.size`).
@@ -35,20 +35,6 @@ pub struct PulsarConfig {
     pub compression: PulsarCompression,
     /// A directory for per-worker committed frontiers (`progress.dir`).
     pub progress_dir: Option<PathBuf>,
-}
-
-impl fmt::Debug for PulsarConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PulsarConfig")
-            .field("service_url", &self.service_url)
-            .field("topic", &self.topic)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
-            .field("batch_size", &self.batch_size)
-            .field("batch_byte_size", &self.batch_byte_size)
-            .field("compression", &self.compression)
-            .field("progress_dir", &self.progress_dir)
-            .finish()
-    }
 }
 
 impl PulsarConfig {
@@ -88,7 +74,7 @@ impl PulsarConfig {
         let url = opts.require("service.url", "the broker, e.g. service.url=pulsar://127.0.0.1:6650")?;
         let topic = opts.require("topic", "the topic, e.g. topic=persistent://public/default/orders")?;
         let mut c = PulsarConfig::new(url, topic);
-        c.auth_token = opts.take("auth.token").filter(|t| !t.is_empty());
+        c.auth_token = opts.take("auth.token").filter(|t| !t.is_empty()).map(Secret::new);
         c.batch_size = opts.take_parsed("batch.size", "a count of messages")?;
         c.batch_byte_size = opts.take_parsed("batch.byte.size", "a byte count")?;
         c.compression = match opts.take("compression").as_deref().map(str::to_ascii_lowercase).as_deref() {

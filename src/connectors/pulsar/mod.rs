@@ -33,9 +33,12 @@
 //! identifies each record uniquely so that readers can drop them (keep the highest
 //! `(time, seq)` applied per key).
 //!
-//! The broker used for the integration tests, pulsar-lite 0.2, does not deduplicate either: a
-//! producer re-created under the same name is told `last_sequence_id = -1`, and messages sent
-//! again with sequence ids it had already stored are stored a second time.
+//! **Restart.** A worker reads its committed frontier back from `progress.dir`
+//! ([`LocalProgress`](crate::connectors::local_progress::LocalProgress)) and the operator
+//! delivers the changes after it again; without `progress.dir` it starts from the beginning.
+//!
+//! Files: `config.rs` (options), `writer.rs` (the producer, receipts, progress after each
+//! commit).
 //!
 //! # Options
 //!

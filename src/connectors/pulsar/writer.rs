@@ -57,7 +57,7 @@ impl PulsarWriter {
         let c = &self.config;
         let mut b = Pulsar::builder(c.service_url.clone(), TokioExecutor);
         if let Some(t) = &c.auth_token {
-            b = b.with_auth(pulsar::Authentication { name: "token".into(), data: t.clone().into_bytes() });
+            b = b.with_auth(pulsar::Authentication { name: "token".into(), data: t.expose().as_bytes().to_vec() });
         }
         let client = b.build().await.map_err(|e| transport(&format!("connecting to {}", c.service_url), e))?;
         let compression = match c.compression {
