@@ -5,6 +5,13 @@
 //! promises: random histories end in the collection's final state, restarts and replays change
 //! nothing stored, an older write cannot resurrect a deleted row, and mismatched tables are
 //! refused at creation through `system_schema`.
+//!
+//! No CQL server can be installed here: the sink runs through the real `scylla` driver against
+//! `tests/cql_double`, a CQL native protocol v4 double with Cassandra's per-cell last-write-wins
+//! and row tombstones. It cannot show what only a real cluster does: consistency levels and
+//! replication, repair, tombstone purging after `gc_grace_seconds` (past which a replay of an old
+//! write could resurrect a deleted row), compaction, paging of large results, token-aware routing
+//! and ScyllaDB shard awareness.
 
 mod common;
 mod cql_double;

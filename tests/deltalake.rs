@@ -5,6 +5,9 @@
 //!
 //! Needs `DSINK_PYTHON` (the tests that read a table back); the tests on S3 also need moto
 //! (`DSINK_MOTO_URL`, `scripts/services start moto`).
+//!
+//! Storage notes: on S3 the sink commits with conditional `PutObject` (AWS S3 since August 2024,
+//! MinIO, Cloudflare R2, moto here), without the DynamoDB lock older delta-rs versions needed.
 
 mod common;
 mod drive;

@@ -3,6 +3,10 @@
 //! `PUT /api/{db}/{table}/_stream_load` with 307 to a backend, and a backend that checks
 //! credentials and headers, keeps labels and a unique-key table, applies `__DORIS_DELETE_SIGN__`,
 //! and answers with the status JSON.
+//!
+//! No Doris server can be installed here, so the connector is tested against this double of the
+//! documented Stream Load protocol. Behaviour of real servers beyond it (two-phase commit,
+//! sequence columns, group commit) is not verified.
 
 mod common;
 mod doris_double;

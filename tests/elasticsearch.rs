@@ -2,6 +2,10 @@
 //! `scripts/services start osmem`): random histories end in the collection's final state, a
 //! restart or a full replay changes nothing visible (external versions), and documents the
 //! server refuses are reported with their ids.
+//!
+//! Server notes: `osmem-server` is an in-memory OpenSearch-compatible server with the same
+//! `_bulk` item semantics (external versions, 409s, 404s, mapping errors); requests go as
+//! `application/x-ndjson`, which Elasticsearch 7/8 and OpenSearch all accept.
 
 mod common;
 mod drive;

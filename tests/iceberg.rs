@@ -5,6 +5,11 @@
 //!
 //! Needs `DSINK_PYTHON` (the tests that read a table back); the tests on S3 also need moto
 //! (`DSINK_MOTO_URL`, `scripts/services start moto`).
+//!
+//! Library notes (iceberg-rust 0.10): its transactions only fast-append data files — there is
+//! no row-delta commit, so the sink writes position-delete files and swaps the metadata itself
+//! through the catalog (`FencedCatalog`); `from_table_properties` does not map the compression
+//! codec, so the sink sets Parquet's codec from the table's properties itself.
 
 mod common;
 mod drive;

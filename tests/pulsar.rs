@@ -2,6 +2,11 @@
 //! `scripts/services start pulsar`). Messages are read back with Python's `pulsar-client` (the
 //! Rust crate's consumer cannot decode pulsar-lite 0.2's message frames) and compared with the
 //! reference model of `common`.
+//!
+//! Server notes: pulsar-lite 0.2 does not deduplicate: a producer re-created under the same name
+//! is told `last_sequence_id = -1`, and messages sent again with sequence ids it had already
+//! stored are stored a second time (hence the sink's local progress store and at-least-once
+//! guarantee here).
 
 mod common;
 mod drive;
