@@ -21,7 +21,8 @@ pub enum FaultPoint {
     AmbiguousCommit,
 }
 
-/// A failure for a [`MemoryTarget`] to inject ([`MemoryTarget::inject`]).
+/// A failure for a [`MemoryTarget`](super::MemoryTarget) to inject
+/// ([`MemoryTarget::inject`](super::MemoryTarget::inject)).
 ///
 /// A fault counts the calls it matches — its [`point`](Self::point), made by its
 /// [`sink`](Self::sink) (any sink if `None`) on its [`worker`](Self::worker) (any worker if
