@@ -372,6 +372,31 @@ mod tests {
         assert_eq!(b.data, [row(1, 2, 0), row(3, 4, 1)].concat());
     }
 
+    /// A block's deduplication token names the times of its rows: a block cut off inside a time
+    /// (the writer ships full blocks mid-write) and the block after it each carry their own
+    /// times, never a placeholder range that two commits could share.
+    #[test]
+    fn blocks_cut_inside_a_time_carry_the_times_of_their_own_rows() {
+        let cfg = ClickHouseConfig::new("http://x", "db", "t").delete_column("del");
+        let sink = SinkSettings::for_test(Format::Upsert, &["k"], None);
+        let t = table(
+            "ReplacingMergeTree(ver) ORDER BY k",
+            &[("k", "UInt32", true), ("v", "UInt32", false), ("ver", "UInt64", false), ("del", "UInt8", false)],
+        );
+        let mode = plan(&sink, &cfg, &t).unwrap();
+        let mut enc = ClickHouseEncoder::<R>::new(&sink, &cfg, &TablePlan { table: t, mode, timezone: "UTC".into() });
+        let mut out = enc.output();
+        enc.encode(5, &[change(None, Some(R { k: 1, v: 1 }))], &mut out).unwrap();
+        let first = out.take_current(1 << 10);
+        enc.encode(5, &[change(None, Some(R { k: 2, v: 2 }))], &mut out).unwrap();
+        enc.encode(6, &[change(None, Some(R { k: 3, v: 3 }))], &mut out).unwrap();
+        let second = out.take_current(1 << 10);
+        enc.encode(9, &[change(None, Some(R { k: 4, v: 4 }))], &mut out).unwrap();
+        assert_eq!((first.rows, first.times), (1, Some((5, 5))));
+        assert_eq!((second.rows, second.times), (2, Some((5, 6))));
+        assert_eq!((out.current.rows, out.current.times), (1, Some((9, 9))));
+    }
+
     #[test]
     fn collapsing_updates_cancel_then_add_and_unknown_types_fall_back_to_json() {
         let cfg = ClickHouseConfig::new("http://x", "db", "t");
