@@ -17,6 +17,8 @@
 //! | `commit.max_changes` | integer | commit as soon as this many changes wait |
 //! | `sink.name` | text | the sink's name (default `sink`); it names progress records |
 //! | `write.chunk_changes` | integer ≥ 1 | hand the connector at most about this many changes per write call (default 16384); a larger time is written in several calls |
+//! | `buffer.max.bytes` | bytes ≥ 1, or with a `KiB`/`MiB`/`GiB` suffix | what each worker holds in memory for times not yet delivered (default 256 MiB); past it, updates are sorted into runs and spilled to `buffer.spill.dir` |
+//! | `buffer.spill.dir` | path | where spill files go (default `<temp dir>/differential-sinks-spill`); checked to be writable when the sink is created |
 //!
 //! Every remaining key belongs to the connector; a key no layer takes is refused.
 
@@ -126,6 +128,8 @@ impl SinkSpec {
         }
         commit.max_changes = opts.take_parsed::<u64>("commit.max_changes", "a count of changes")?;
         let write_chunk = opts.take_parsed::<usize>("write.chunk_changes", "a count of changes")?;
+        let buffer_max = opts.take("buffer.max.bytes").map(|v| parse_bytes("buffer.max.bytes", &v)).transpose()?;
+        let spill_dir = opts.take("buffer.spill.dir");
         let connector = ConnectorConfig::from_options(&connector_name, &mut opts)?;
         opts.finish(&connector_name)?;
         let mut b = SinkSpec::builder(name, connector).format(format).key_encoding(key_encoding);
@@ -138,6 +142,12 @@ impl SinkSpec {
         b.spec.commit = commit;
         if let Some(n) = write_chunk {
             b = b.write_chunk(n);
+        }
+        if let Some(n) = buffer_max {
+            b = b.buffer_max_bytes(n);
+        }
+        if let Some(dir) = spill_dir {
+            b = b.spill_dir(dir);
         }
         b.build()
     }
@@ -224,6 +234,19 @@ impl SinkSpecBuilder {
         self.spec.write_chunk = changes;
         self
     }
+    /// What each worker holds in memory for times not yet delivered, in bytes (default 256 MiB);
+    /// past it, updates are sorted into runs and spilled to [`spill_dir`](Self::spill_dir). See
+    /// [`BufferConfig`](differential_sinks_operators::BufferConfig) for what is counted.
+    pub fn buffer_max_bytes(mut self, bytes: usize) -> Self {
+        self.spec.buffer.max_bytes = bytes;
+        self
+    }
+    /// Where spill files go (default `<temp dir>/differential-sinks-spill`); each sink and worker
+    /// gets a subdirectory, removed when it stops (or, after a crash, when the sink starts again).
+    pub fn spill_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.spec.buffer.spill_dir = dir.into();
+        self
+    }
     /// Share counters with other sinks or a progress display.
     pub fn metrics(mut self, metrics: Arc<SinkMetrics>) -> Self {
         self.spec.metrics = metrics;
@@ -239,6 +262,12 @@ impl SinkSpecBuilder {
         if s.write_chunk == 0 {
             return Err(Error::config("option `write.chunk_changes` is 0: give at least 1 change per write"));
         }
+        if s.buffer.max_bytes == 0 {
+            return Err(Error::config(
+                "option `buffer.max.bytes` is 0: give the buffer at least 1 byte (default 256 MiB)",
+            ));
+        }
+        check_spill_dir(&s.buffer.spill_dir)?;
         if let Some(pk) = &s.primary_key {
             crate::key::KeyColumns::new(pk.clone(), s.key_encoding.clone())?;
             if let Some(schema) = &s.schema {
@@ -285,6 +314,82 @@ impl SinkSpecBuilder {
     }
 }
 
+/// Parses a byte count: digits, optionally followed by `KiB`, `MiB` or `GiB` (or `k`, `m`, `g`).
+fn parse_bytes(option: &str, value: &str) -> Result<usize> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        _ => 64,
+    };
+    digits.parse::<usize>().ok().filter(|_| shift < 64).and_then(|n| n.checked_mul(1usize << shift.min(63))).ok_or_else(
+        || Error::config(format!("option `{option}` = `{value}`: give a number of bytes, like 268435456 or 256MiB")),
+    )
+}
+
+/// Refuses a spill directory that cannot be created or written, at sink creation.
+fn check_spill_dir(dir: &std::path::Path) -> Result<()> {
+    let refuse = |e: std::io::Error| {
+        Error::config(format!(
+            "option `buffer.spill.dir` = `{}`: the sink cannot write spill files there ({e}); point it at a writable \
+             directory",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(refuse)?;
+    let probe = dir.join(format!(".dsink-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(refuse)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 pub(crate) fn split_columns(s: &str) -> Vec<String> {
     s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+}
+
+#[cfg(all(test, feature = "file"))]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &[&str]) -> Result<SinkSpec> {
+        let dir = std::env::temp_dir().join("dsink-config-test-out");
+        let mut pairs =
+            vec!["connector=file".to_string(), format!("path={}", dir.display()), "type=append-only".into()];
+        pairs.extend(extra.iter().map(|s| s.to_string()));
+        SinkSpec::from_options(Options::parse_pairs(pairs).unwrap())
+    }
+
+    #[test]
+    fn buffer_options_parse_with_units() {
+        assert_eq!(spec(&[]).unwrap().buffer().max_bytes, differential_sinks_operators::DEFAULT_BUFFER_MAX_BYTES);
+        assert_eq!(spec(&["buffer.max.bytes=1000"]).unwrap().buffer().max_bytes, 1000);
+        assert_eq!(spec(&["buffer.max.bytes=64MiB"]).unwrap().buffer().max_bytes, 64 << 20);
+        assert_eq!(spec(&["buffer.max.bytes=2g"]).unwrap().buffer().max_bytes, 2 << 30);
+        let dir = std::env::temp_dir().join("dsink-config-test-spill");
+        let s = spec(&[&format!("buffer.spill.dir={}", dir.display())]).unwrap();
+        assert_eq!(s.buffer().spill_dir, dir);
+        assert!(dir.is_dir(), "the spill directory is created when the sink is");
+    }
+
+    #[test]
+    fn bad_buffer_options_are_refused_naming_the_option() {
+        for bad in ["buffer.max.bytes=0", "buffer.max.bytes=lots", "buffer.max.bytes=12TiB", "buffer.max.bytes=-1"] {
+            let e = spec(&[bad]).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Config, "{bad}");
+            assert!(e.to_string().contains("buffer.max.bytes"), "{bad}: {e}");
+        }
+        let file = std::env::temp_dir().join(format!("dsink-config-test-file-{}", std::process::id()));
+        std::fs::write(&file, b"a file").unwrap();
+        let e = spec(&[&format!("buffer.spill.dir={}", file.display())]).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert!(
+            e.to_string().contains("buffer.spill.dir") && e.to_string().contains(&file.display().to_string()),
+            "{e}"
+        );
+        let _ = std::fs::remove_file(&file);
+    }
 }

@@ -113,6 +113,8 @@ impl From<OperatorError> for Error {
         let kind = match &e {
             OperatorError::KeyViolation { .. } => ErrorKind::KeyViolation,
             OperatorError::ResumeGap { .. } | OperatorError::ResumeConflict { .. } => ErrorKind::Resume,
+            // The spill directory (`buffer.spill.dir`) could not be written or read back.
+            OperatorError::Spill { .. } => ErrorKind::Io,
             // The failing worker reports its own error and kind; here the sink only stopped.
             OperatorError::PeerFailed { .. } => ErrorKind::Fatal,
         };

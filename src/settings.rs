@@ -8,7 +8,7 @@
 use crate::envelope::Format;
 use crate::key::KeyEncoding;
 use crate::schema::Schema;
-use differential_sinks_operators::{CommitPolicy, SinkMetrics, ViolationPolicy};
+use differential_sinks_operators::{BufferConfig, CommitPolicy, SinkMetrics, ViolationPolicy};
 use std::sync::Arc;
 
 /// The common settings of a sink, validated with its [`SinkSpec`](crate::SinkSpec).
@@ -26,6 +26,7 @@ pub struct SinkSettings {
     pub(crate) metrics: Arc<SinkMetrics>,
     pub(crate) input_starts_at: Option<u64>,
     pub(crate) write_chunk: usize,
+    pub(crate) buffer: BufferConfig,
 }
 
 impl SinkSettings {
@@ -45,6 +46,7 @@ impl SinkSettings {
             metrics: Arc::new(SinkMetrics::default()),
             input_starts_at: None,
             write_chunk: differential_sinks_operators::DEFAULT_WRITE_CHUNK,
+            buffer: BufferConfig::default(),
         }
     }
 
@@ -75,6 +77,10 @@ impl SinkSettings {
     /// The key encoding.
     pub fn key_encoding(&self) -> &KeyEncoding {
         &self.key_encoding
+    }
+    /// The memory budget for undelivered times, and where updates over it are spilled.
+    pub fn buffer(&self) -> &BufferConfig {
+        &self.buffer
     }
     /// The commit cadence.
     pub fn commit_policy(&self) -> &CommitPolicy {

@@ -67,6 +67,7 @@ fn operator_config(spec: &SinkSpec, keyed: bool) -> SinkConfig {
         keyed,
         input_starts_at: spec.input_starts_at,
         write_chunk: spec.write_chunk,
+        buffer: spec.buffer.clone(),
         metrics: std::sync::Arc::clone(&spec.metrics),
     }
 }

@@ -528,3 +528,87 @@ fn a_line_whose_time_goes_back_stops_dsink_before_its_time_and_a_corrected_rerun
     stop_then_rerun("2", &bad, at, &error, &good, None);
     stop_then_rerun("1", &bad, at, &error, &good, Some(9));
 }
+
+/// The peak resident memory of process `pid` so far (`VmHWM`), in bytes; 0 once it has exited.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Replays `log` into sink `orders` under `out` on 2 workers with the extra options `with`;
+/// returns dsink's JSON summary and the largest peak RSS read from `/proc` while it ran (read
+/// every 10 ms: `VmHWM` is a high-water mark, so only the last moments before exit can escape).
+fn replay_measured(log: &Path, out: &Path, with: &[String]) -> (serde_json::Value, u64) {
+    let stderr = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = dsink();
+    cmd.arg("--input").arg(log).args(sink_opts(out, "orders")).args([
+        "--workers",
+        "2",
+        "--progress",
+        "never",
+        "--json",
+    ]);
+    for w in with {
+        cmd.args(["--with", w]);
+    }
+    let stdout = tempfile::NamedTempFile::new().unwrap();
+    let mut child =
+        cmd.stdout(stdout.reopen().unwrap()).stderr(stderr.reopen().unwrap()).spawn().expect("starting dsink");
+    let mut peak = 0;
+    let status = loop {
+        peak = peak.max(peak_rss(child.id()));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let err = std::fs::read_to_string(stderr.path()).unwrap();
+    assert!(status.success(), "dsink failed: {err}");
+    let summary = serde_json::from_str(std::fs::read_to_string(stdout.path()).unwrap().trim()).unwrap();
+    (summary, peak)
+}
+
+/// Memory is bounded by `buffer.max.bytes`, not by the size of a time: a single-time snapshot
+/// several times the budget goes through `dsink` on 2 workers with its updates spilled to disk
+/// and merged back, and the committed output equals the snapshot (each key once, with its row).
+/// Peak RSS is compared with the same snapshot held in memory (a budget that never spills): the
+/// spilling run must stay well under it, under a generous absolute bound too.
+#[test]
+fn a_snapshot_many_times_the_buffer_is_spilled_and_delivered_exactly_in_bounded_memory() {
+    const ROWS: u32 = 200_000;
+    let history: Vec<(Row, u64, isize)> =
+        (0..ROWS).map(|k| (Row { k, v: k.wrapping_mul(2_654_435_761), s: format!("{k:0>300}") }, 0, 1)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("snapshot.jsonl");
+    write_log(&log, &history);
+    let spill = dir.path().join("spill");
+
+    let held = dir.path().join("held");
+    let (_, held_peak) = replay_measured(&log, &held, &["buffer.max.bytes=4GiB".to_string()]);
+    let out = dir.path().join("out");
+    let budget = 4u64 << 20;
+    let (summary, peak) = replay_measured(
+        &log,
+        &out,
+        &[format!("buffer.max.bytes={budget}"), format!("buffer.spill.dir={}", spill.display())],
+    );
+    eprintln!("peak RSS: {} MB spilling, {} MB held in memory; {summary}", peak >> 20, held_peak >> 20);
+    // Most of the snapshot went through disk (the last batches of each worker may stay in memory).
+    assert!(summary["spilled_updates"].as_u64().unwrap() >= u64::from(ROWS) / 2, "{summary}");
+    check_exactly_once(&out, &history);
+    assert!(
+        peak < held_peak * 6 / 10,
+        "spilling peaked at {} MB, holding the snapshot at {} MB",
+        peak >> 20,
+        held_peak >> 20
+    );
+    assert!(peak < 160 << 20, "spilling peaked at {} MB", peak >> 20);
+    assert!(std::fs::read_dir(&spill)
+        .unwrap()
+        .flatten()
+        .all(|d| std::fs::read_dir(d.path()).unwrap().next().is_none()));
+}

@@ -12,7 +12,9 @@
 //!
 //! **Runs** feed a history on 1, 2 or 4 workers, each worker its share of each time, and at
 //! random times step a little or wait until every worker committed; commit cadences and
-//! pipelined commits vary too.
+//! pipelined commits vary too. About a third of the runs give the sink a one-byte memory budget
+//! (`buffer.max.bytes`), so every input batch is spilled as a sorted run and every time is
+//! merged back from disk: the same checks hold.
 //!
 //! **Checks** compare the target with the reference computed from the input history alone
 //! ([`gen::state_at`], [`gen::changes_of`], [`gen::bag_at`]), never with what the sink did: the
@@ -77,11 +79,14 @@ struct Drive {
     max_changes: Option<u64>,
     /// Pipelined commits: each becomes durable this many polls after it started.
     pipeline: Option<u32>,
+    /// A one-byte memory budget: every input batch is sorted into a run and spilled to disk, and
+    /// every time is merged back from its runs.
+    spill: bool,
 }
 
 impl Drive {
     fn on(peers: usize) -> Self {
-        Drive { peers, pattern: Vec::new(), max_changes: None, pipeline: None }
+        Drive { peers, pattern: Vec::new(), max_changes: None, pipeline: None, spill: false }
     }
     /// Waits for the commit of every time.
     fn synced(peers: usize) -> Self {
@@ -105,8 +110,15 @@ fn drive_strategy() -> impl Strategy<Value = Drive> {
         prop::collection::vec(0u8..3, 0..12),
         prop::option::of(1u64..8),
         prop::option::of(0u32..4),
+        prop::bool::weighted(0.3),
     )
-        .prop_map(|(peers, pattern, max_changes, pipeline)| Drive { peers, pattern, max_changes, pipeline })
+        .prop_map(|(peers, pattern, max_changes, pipeline, spill)| Drive {
+            peers,
+            pattern,
+            max_changes,
+            pipeline,
+            spill,
+        })
 }
 
 type History<R> = Vec<(R, u64, isize)>;
@@ -253,6 +265,9 @@ fn spec(name: &str, target: &Arc<MemoryTarget>, format: Format, pk: bool, drive:
     let mut b = SinkSpec::builder(name, Arc::clone(target)).format(format);
     if pk {
         b = b.primary_key(["k"]);
+    }
+    if drive.spill {
+        b = b.buffer_max_bytes(1).spill_dir(std::env::temp_dir().join("dsink-properties-spill"));
     }
     b.commit(CommitPolicy { max_changes: drive.max_changes, interval: Duration::ZERO }).build().unwrap()
 }
@@ -915,9 +930,10 @@ fn a_large_time_is_delivered_in_chunks_exactly() {
             history.push((Row { k, v: 1, s: "y".into() }, 1, 1));
         }
     }
-    for format in [Format::Upsert, Format::Debezium { tombstone_after_delete: false }] {
+    let formats = [Format::Upsert, Format::Debezium { tombstone_after_delete: false }];
+    for (format, spill) in formats.iter().flat_map(|f| [(f.clone(), false), (f.clone(), true)]) {
         let target = MemoryTarget::new();
-        let drive = Drive { pattern: vec![2, 2], ..Drive::on(2) };
+        let drive = Drive { pattern: vec![2, 2], spill, ..Drive::on(2) };
         let out = run(&history, &spec(SINK, &target, format.clone(), true, &drive), &drive, None);
         assert!(out.failures.is_empty(), "{:?}", out.failures);
         let records = target.records();

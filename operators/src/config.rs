@@ -2,6 +2,7 @@
 
 use crate::change::ViolationPolicy;
 use crate::metrics::SinkMetrics;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,41 @@ pub struct SinkConfig {
     /// At most about this many changes are handed to the writer in one `write` call; a larger
     /// time is delivered in several calls (chunks in key order). Default [`DEFAULT_WRITE_CHUNK`].
     pub write_chunk: usize,
+    /// How much a worker holds in memory for times not yet delivered, and where the rest goes.
+    pub buffer: BufferConfig,
+}
+
+/// The operator's memory budget for undelivered times.
+///
+/// Each worker counts the updates it holds for times the input frontier has not passed yet (and
+/// the time it is delivering): their inline size, their vector's spare capacity, and their
+/// encoded (bincode) size as the estimate of what they own on the heap, sampled once per input
+/// batch. Past `max_bytes`, the largest times are sorted into runs and spilled to files under
+/// `spill_dir` until half the budget is free; a time is merged back from its runs, chunk by chunk,
+/// when the frontier passes it. The estimate counts what a spilled run would hold: rows that
+/// own much more heap than they encode to (say, JSON trees of small maps) take correspondingly
+/// more memory than the budget says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferConfig {
+    /// The budget per worker, in bytes. Default [`DEFAULT_BUFFER_MAX_BYTES`].
+    pub max_bytes: usize,
+    /// Where spill files go (a subdirectory per sink and worker is made). Default
+    /// `<system temp dir>/differential-sinks-spill`.
+    pub spill_dir: PathBuf,
+}
+
+/// The default [`BufferConfig::max_bytes`]: 256 MiB per worker.
+pub const DEFAULT_BUFFER_MAX_BYTES: usize = 256 << 20;
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig { max_bytes: DEFAULT_BUFFER_MAX_BYTES, spill_dir: default_spill_dir() }
+    }
+}
+
+/// The default [`BufferConfig::spill_dir`].
+pub fn default_spill_dir() -> PathBuf {
+    std::env::temp_dir().join("differential-sinks-spill")
 }
 
 /// The default [`SinkConfig::write_chunk`].
@@ -61,6 +97,7 @@ impl SinkConfig {
             keyed: true,
             input_starts_at: None,
             write_chunk: DEFAULT_WRITE_CHUNK,
+            buffer: BufferConfig::default(),
             metrics: Arc::new(SinkMetrics::default()),
         }
     }

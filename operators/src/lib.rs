@@ -5,7 +5,9 @@
 //! must cover all workers), takes a collection of `(V, T, ±1)` updates and
 //!
 //! * routes each update to the worker that owns its primary key ([`route_hash`]);
-//! * buffers updates by time and, once the input frontier passes a time, consolidates them into
+//! * buffers updates by time within a memory budget ([`BufferConfig`]; past it, sorted runs are
+//!   spilled to local files — [`spill`] — and merged back), and, once the input frontier passes a
+//!   time, consolidates them into
 //!   one [`Change`] per key (`before`, `after`) — or a [`Violation`] of the key, handled by the
 //!   [`ViolationPolicy`] — and hands them to a [`SinkWriter`] in time order;
 //! * commits on a cadence ([`CommitPolicy`]), telling the writer which frontier becomes durable;
@@ -17,14 +19,17 @@
 
 #![warn(missing_docs)]
 
+mod buffer;
 pub mod change;
 pub mod config;
 mod coordinate;
 pub mod crash;
 pub mod handle;
+mod merge;
 pub mod metrics;
 pub mod route;
 pub mod sink;
+pub mod spill;
 pub mod time;
 pub mod writer;
 
@@ -32,7 +37,9 @@ pub use change::{
     changes_from_ordered, changes_from_unkeyed_updates, changes_from_updates, chunk_start, consolidate_by_key,
     order_by_key, unkeyed_chunk, Change, ChangeKind, Violation, ViolationPolicy,
 };
-pub use config::{CommitPolicy, SinkConfig, DEFAULT_WRITE_CHUNK};
+pub use config::{
+    default_spill_dir, BufferConfig, CommitPolicy, SinkConfig, DEFAULT_BUFFER_MAX_BYTES, DEFAULT_WRITE_CHUNK,
+};
 pub use crash::crash_point;
 pub use handle::{Committed, SinkHandle};
 pub use metrics::{MetricsSnapshot, SinkMetrics};
@@ -71,6 +78,13 @@ pub enum OperatorError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// Updates over the memory budget could not be spilled to disk, or read back.
+    Spill {
+        /// The sink.
+        sink: String,
+        /// What failed, with the path and the option to change.
+        message: String,
+    },
     /// Another worker (or the committer) of a coordinated sink failed, which stops the sink on
     /// every worker; this worker's own writer did nothing wrong.
     PeerFailed {
@@ -98,6 +112,7 @@ impl std::fmt::Display for OperatorError {
                  from a time at or before {committed}, or write to a fresh target"
             ),
             OperatorError::ResumeConflict { message } => write!(f, "cannot resume: {message}"),
+            OperatorError::Spill { sink, message } => write!(f, "sink `{sink}`: {message}"),
             OperatorError::PeerFailed { sink, source, message } => {
                 write!(f, "sink `{sink}`: {source} failed, which stops the coordinated sink on every worker: {message}")
             }

@@ -33,6 +33,11 @@ pub struct SinkMetrics {
     pub violations_dead_lettered: AtomicU64,
     /// Workers that stopped with an error.
     pub errors: AtomicU64,
+    /// Updates written to spill files because the buffer was over `buffer.max.bytes` (an update
+    /// merged again into a larger run counts again).
+    pub spilled_updates: AtomicU64,
+    /// Bytes written to spill files.
+    pub spilled_bytes: AtomicU64,
 }
 
 /// A plain copy of [`SinkMetrics`] at one moment.
@@ -62,6 +67,10 @@ pub struct MetricsSnapshot {
     pub violations_dead_lettered: u64,
     /// See [`SinkMetrics::errors`].
     pub errors: u64,
+    /// See [`SinkMetrics::spilled_updates`].
+    pub spilled_updates: u64,
+    /// See [`SinkMetrics::spilled_bytes`].
+    pub spilled_bytes: u64,
 }
 
 impl SinkMetrics {
@@ -88,6 +97,8 @@ impl SinkMetrics {
             violations_skipped: r(&self.violations_skipped),
             violations_dead_lettered: r(&self.violations_dead_lettered),
             errors: r(&self.errors),
+            spilled_updates: r(&self.spilled_updates),
+            spilled_bytes: r(&self.spilled_bytes),
         }
     }
 }

@@ -8,9 +8,13 @@
 //!        ▼
 //!  ┌────────────────────── Sink operator (every worker) ───────────────────────┐
 //!  │ drop updates at times < resume frontier (read once from the writer)       │
-//!  │ buffer by time; when the input frontier passes t:                         │
-//!  │   consolidate t's updates, group by key → changes / key violations        │
-//!  │   writer.write(t, changes)          (times in order, chunks in key order) │
+//!  │ buffer by time within buffer.max_bytes; past it, the largest times are    │
+//!  │   sorted into runs and spilled to disk (spill.rs, buffer.rs)              │
+//!  │ when the input frontier passes t: merge t's memory part and runs,         │
+//!  │   consolidated, largest keys first (merge.rs); cut a chunk, group by key  │
+//!  │   → changes / key violations                                              │
+//!  │   writer.write(t, changes)          (times in order, chunks in key order; │
+//!  │                                      ~20 ms of chunks per activation)     │
 //!  │ commit cadence (changes / elapsed time / input end):                      │
 //!  │   independent:  writer.commit(upper)  → emit Committed, downgrade cap     │
 //!  │     pipelined:  commit only starts it; later times are written while      │
@@ -43,8 +47,17 @@
 //!   (and the number of workers), never on how many raw updates produced them or in which order
 //!   they arrived. A replay that consolidates to the same changes presents them identically, so a
 //!   writer that commits inside a time may resume it by skipping the first n changes it made
-//!   durable. (Within a call, changes come in the order of their keys; calls are cut from the
-//!   end of that order, so the last keys come first.)
+//!   durable. Whether the time was held in memory or spilled to disk (and in how many runs)
+//!   changes nothing of this. (Within a call, changes come in the order of their keys; calls are
+//!   cut from the end of that order, so the last keys come first.)
+//! * **Memory.** What a worker holds for undelivered times is bounded by its
+//!   [`BufferConfig`](crate::BufferConfig) budget (as that budget counts it), whatever the size
+//!   of a time: the rest is on disk in sorted runs, merged back with one buffered reader per run
+//!   (at most 16: a time's runs are merged into one before a 17th), and a time is delivered a chunk at a time.
+//!   A spill that fails stops the sink with [`OperatorError::Spill`] before the time is written.
+//! * **Progress while a large time is delivered.** Delivery takes about 20 ms of chunks per
+//!   activation and then yields, so other operators on the worker run in between; the time's
+//!   input keeps arriving (and spilling) meanwhile.
 //! * **Failures, coordinated mode.** A failure of any worker — its writer's `resume`, `write` or
 //!   `prepare`, a key violation under [`ViolationPolicy::Fail`], or the committer's `resume` or
 //!   `commit` — stops the sink on every worker: the failure travels along the dataflow's edges to
@@ -60,20 +73,21 @@
 //!   probes then stop waiting for it — their `step_until_committed` returns `Ok` for what *they*
 //!   committed. A caller must check every worker's handle.
 
-use crate::change::{
-    changes_from_ordered, chunk_start, consolidate_by_key, unkeyed_chunk, Change, Violation, ViolationPolicy,
-};
+use crate::buffer::{Complete, TimeBuffers};
+use crate::change::{changes_from_ordered, Change, Violation, ViolationPolicy};
 use crate::config::SinkConfig;
 use crate::coordinate::{committer_operator, notice_operator, Round};
 use crate::handle::{Committed, SinkHandle};
+use crate::merge::{self, Update};
 use crate::metrics::SinkMetrics;
 use crate::route::route_hash;
+use crate::spill::SpillError;
 use crate::time::{Frontier, SinkTime};
 use crate::writer::{Committer, CoordinatedWriter, Prepared, SinkWriter, WorkerContext};
 use crate::OperatorError;
 use differential_dataflow::collection::AsCollection;
 use differential_dataflow::VecCollection;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -308,8 +322,13 @@ const MAX_COMMITS_IN_FLIGHT: usize = 4;
 /// How often the operator asks a pipelined writer about its open commits.
 const POLL_IN_FLIGHT: Duration = Duration::from_millis(1);
 
-/// One time's buffered updates, keyed.
-type Updates<K, V> = Vec<((K, V), isize)>;
+/// At most about this much time goes into delivering complete times in one activation.
+const DELIVERY_SLICE: Duration = Duration::from_millis(20);
+
+/// The operator's error for a failed spill.
+fn spill_error(sink: &str, e: SpillError) -> OperatorError {
+    OperatorError::Spill { sink: sink.to_string(), message: e.to_string() }
+}
 
 /// The worker operator's progress output (committed or prepared rounds).
 type ProgressOutput<T, O> = OutputBuilder<T, CapacityContainerBuilder<Vec<O>>>;
@@ -322,8 +341,12 @@ struct WorkerState<K, V, T, O> {
     resume: Frontier<T>,
     /// Updates before this time contradict the declared start of the input.
     input_start: Option<T>,
-    /// Updates of times not yet complete, by time.
-    pending: BTreeMap<T, Updates<K, V>>,
+    /// Updates of times not yet delivered, by time, within the memory budget.
+    buffers: TimeBuffers<K, V, T>,
+    /// The complete time being delivered, across activations.
+    delivering: Option<Complete<K, V, T>>,
+    /// The updates of the chunk being cut.
+    chunk: Vec<Update<K, V>>,
     /// Every time before this has been written.
     written: Frontier<T>,
     /// Every time before this is finished (committed or prepared; for a pipelined writer,
@@ -376,13 +399,16 @@ where
     let write_chunk = config.write_chunk.max(1);
     let input_starts_at = config.input_starts_at.and_then(T::from_u64);
     let name = config.name.clone();
+    let buffer = config.buffer.clone();
 
     builder.build(move |caps| {
         let mut caps = Caps::new(caps);
         let mut st = WorkerState {
             resume: Frontier::minimum(),
             input_start: None,
-            pending: BTreeMap::new(),
+            buffers: TimeBuffers::new(buffer.max_bytes, &buffer.spill_dir, &name, ctx.index),
+            delivering: None,
+            chunk: Vec::new(),
             written: Frontier::minimum(),
             finished: Frontier::minimum(),
             in_flight: VecDeque::new(),
@@ -396,7 +422,9 @@ where
         // A failure elsewhere (coordinated: another worker's, reported by the committer) stops
         // this operator too.
         handle.wake_on_failure(activator.clone());
-        let resumed = writer.resume(ctx).and_then(|f| match input_starts_at {
+        // Spill files a crashed run of this sink left behind go first.
+        let cleaned = st.buffers.clean_stale().map_err(|e| spill_error(&name, e).into());
+        let resumed = cleaned.and_then(|()| writer.resume(ctx)).and_then(|f| match input_starts_at {
             // An input restored from a snapshot at time s folds every change before s into s:
             // if s lies beyond the committed frontier, delivered and undelivered changes mix.
             Some(s) if f > Frontier::minimum() && Frontier::at(s) > f => Err(OperatorError::ResumeGap {
@@ -437,7 +465,8 @@ where
                 out0.activate().session(cap).give(report);
             }
             st.failed = true;
-            st.pending.clear();
+            st.buffers.clear();
+            st.delivering = None;
             st.in_flight.clear();
             caps.clear();
         };
@@ -467,36 +496,17 @@ where
             // Stash input by time, dropping what an earlier run committed.
             let (mut received, mut dropped) = (0u64, 0u64);
             let mut early = None;
+            let (input_start, resume) = (st.input_start, st.resume);
             input.for_each(|_cap, data| {
                 received += data.len() as u64;
-                // Updates come in runs of one time: keep that time's buffer out of the map while
-                // filling it, instead of a map lookup per update.
-                let mut current: Option<(T, Updates<K, V>)> = None;
-                let hint = data.len();
-                for (kv, t, r) in data.drain(..) {
-                    if st.input_start.is_some_and(|s| t < s) {
-                        early = Some(t);
+                st.buffers.absorb(data.drain(..).filter(|(_, t, _)| {
+                    if input_start.is_some_and(|s| *t < s) {
+                        early = Some(*t);
                     }
-                    if st.resume.is_beyond(&t) {
-                        dropped += 1;
-                        continue;
-                    }
-                    match &mut current {
-                        Some((ct, buffer)) if *ct == t => buffer.push((kv, r)),
-                        _ => {
-                            if let Some((ct, buffer)) = current.take() {
-                                st.pending.insert(ct, buffer);
-                            }
-                            let mut buffer = st.pending.remove(&t).unwrap_or_default();
-                            buffer.reserve(hint);
-                            buffer.push((kv, r));
-                            current = Some((t, buffer));
-                        }
-                    }
-                }
-                if let Some((ct, buffer)) = current {
-                    st.pending.insert(ct, buffer);
-                }
+                    let committed = resume.is_beyond(t);
+                    dropped += u64::from(committed);
+                    !committed
+                }));
             });
             if let (Some(t), Some(s)) = (early, st.input_start) {
                 let e = OperatorError::ResumeConflict {
@@ -507,82 +517,118 @@ where
             }
             SinkMetrics::add(&metrics.updates_in, received);
             SinkMetrics::add(&metrics.updates_already_committed, dropped);
-
-            // Write every complete time, in order.
-            while let Some(entry) = st.pending.first_entry() {
-                let t = *entry.key();
-                if !frontier.is_beyond(&t) {
-                    break;
-                }
-                let mut updates = entry.remove();
-                // Consolidate first: the chunks below, and so the order in which the writer
-                // receives the time's changes, must depend on the time's changes alone and not on
-                // how many raw updates (say, pairs that cancel) produced them. A writer that
-                // commits inside a time resumes by skipping that time's first n changes.
-                if keyed {
-                    consolidate_by_key(&mut updates);
-                } else {
-                    differential_dataflow::consolidation::consolidate(&mut updates);
-                }
-                // Deliver a large time in chunks taken from the end, so neither the changes nor
-                // a writer's encoded batch ever hold the whole time at once.
-                while !updates.is_empty() {
-                    if keyed {
-                        let from = chunk_start(&updates, write_chunk);
-                        changes_from_ordered(&mut updates, from, &mut st.changes, &mut st.violations);
-                    } else {
-                        unkeyed_chunk(&mut updates, write_chunk, &mut st.changes);
+            if st.buffers.over_budget() {
+                match st.buffers.spill() {
+                    Ok(spilled) => {
+                        SinkMetrics::add(&metrics.spilled_updates, spilled.updates);
+                        SinkMetrics::add(&metrics.spilled_bytes, spilled.bytes);
                     }
-                    if !st.violations.is_empty() {
-                        let n = st.violations.len() as u64;
-                        match violations_policy {
-                            ViolationPolicy::Fail => {
-                                SinkMetrics::add(&metrics.violations_failed, n);
-                                let v = &st.violations[0];
-                                let e = OperatorError::KeyViolation {
-                                    sink: name.clone(),
-                                    time: format!("{t:?}"),
-                                    detail: v.to_string(),
-                                };
-                                fail(&mut st, &mut caps, &mut out0, e.into());
-                                return;
-                            }
-                            ViolationPolicy::Skip => {
-                                SinkMetrics::add(&metrics.violations_skipped, n);
-                                for v in st.violations.drain(..) {
-                                    tracing::warn!(sink = %name, time = ?t, "skipped: {v}");
-                                }
-                            }
-                            ViolationPolicy::DeadLetter => {
-                                SinkMetrics::add(&metrics.violations_dead_lettered, n);
-                                let cap =
-                                    caps.dead.as_ref().expect("dead-letter capability held while running").delayed(&t);
-                                let mut out = out1.activate();
-                                let mut session = out.session(&cap);
-                                for v in st.violations.drain(..) {
-                                    for (value, diff) in v.updates {
-                                        session.give((value, t, diff));
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    let n = st.changes.len() as u64;
-                    if n > 0 {
-                        crate::crash_point("write");
-                        if let Err(e) = writer.write(&t, &mut st.changes) {
-                            fail(&mut st, &mut caps, &mut out0, e);
-                            return;
-                        }
-                        st.changes.clear();
-                        SinkMetrics::add(&metrics.changes_out, n);
-                        st.changes_since_finish += n;
+                    Err(e) => {
+                        fail(&mut st, &mut caps, &mut out0, spill_error(&name, e).into());
+                        return;
                     }
                 }
             }
-            if frontier > st.written {
-                st.written = frontier;
-                caps.downgrade_dead(&frontier);
+
+            // Write every complete time, in order, a chunk at a time; a large time is spread over
+            // several activations, so that other operators (and this worker's progress) move on.
+            let slice = Instant::now();
+            loop {
+                if st.delivering.is_none() {
+                    match st.buffers.take_complete(&frontier) {
+                        Ok(Some(complete)) => st.delivering = Some(complete),
+                        Ok(None) => break,
+                        Err(e) => {
+                            fail(&mut st, &mut caps, &mut out0, spill_error(&name, e).into());
+                            return;
+                        }
+                    }
+                }
+                let Some(d) = st.delivering.as_mut() else { break };
+                let t = d.time;
+                // Chunks are taken from the end of the time's consolidated updates, so neither
+                // the changes nor a writer's encoded batch ever hold the whole time at once.
+                let cut = if keyed {
+                    merge::keyed_chunk(&mut d.merge, write_chunk, &mut st.chunk).map(|()| {
+                        changes_from_ordered(&mut st.chunk, 0, &mut st.changes, &mut st.violations);
+                    })
+                } else {
+                    merge::unkeyed_chunk(&mut d.merge, write_chunk, &mut st.chunk, &mut st.changes)
+                };
+                let done = cut.and_then(|()| d.merge.is_done());
+                let done = match done {
+                    Ok(done) => done,
+                    Err(e) => {
+                        fail(&mut st, &mut caps, &mut out0, spill_error(&name, e).into());
+                        return;
+                    }
+                };
+                if !st.violations.is_empty() {
+                    let n = st.violations.len() as u64;
+                    match violations_policy {
+                        ViolationPolicy::Fail => {
+                            SinkMetrics::add(&metrics.violations_failed, n);
+                            let v = &st.violations[0];
+                            let e = OperatorError::KeyViolation {
+                                sink: name.clone(),
+                                time: format!("{t:?}"),
+                                detail: v.to_string(),
+                            };
+                            fail(&mut st, &mut caps, &mut out0, e.into());
+                            return;
+                        }
+                        ViolationPolicy::Skip => {
+                            SinkMetrics::add(&metrics.violations_skipped, n);
+                            for v in st.violations.drain(..) {
+                                tracing::warn!(sink = %name, time = ?t, "skipped: {v}");
+                            }
+                        }
+                        ViolationPolicy::DeadLetter => {
+                            SinkMetrics::add(&metrics.violations_dead_lettered, n);
+                            let cap =
+                                caps.dead.as_ref().expect("dead-letter capability held while running").delayed(&t);
+                            let mut out = out1.activate();
+                            let mut session = out.session(&cap);
+                            for v in st.violations.drain(..) {
+                                for (value, diff) in v.updates {
+                                    session.give((value, t, diff));
+                                }
+                            }
+                        }
+                    }
+                }
+                let n = st.changes.len() as u64;
+                if n > 0 {
+                    crate::crash_point("write");
+                    if let Err(e) = writer.write(&t, &mut st.changes) {
+                        fail(&mut st, &mut caps, &mut out0, e);
+                        return;
+                    }
+                    st.changes.clear();
+                    SinkMetrics::add(&metrics.changes_out, n);
+                    st.changes_since_finish += n;
+                }
+                if done {
+                    if let Some(d) = st.delivering.take() {
+                        st.buffers.release(d.bytes);
+                    }
+                }
+                if slice.elapsed() >= DELIVERY_SLICE {
+                    // More later: let the rest of the dataflow run.
+                    activator.activate();
+                    break;
+                }
+            }
+            // Every time before the one being delivered (or the first complete one left) is
+            // written.
+            let written = match (&st.delivering, st.buffers.first_complete(&frontier)) {
+                (Some(d), _) => Frontier::at(d.time),
+                (None, Some(t)) => Frontier::at(t),
+                (None, None) => frontier,
+            };
+            if written > st.written {
+                st.written = written;
+                caps.downgrade_dead(&written);
             }
 
             // Commit (or prepare) per the cadence.
@@ -653,7 +699,8 @@ where
                     activator.activate_after(POLL_IN_FLIGHT);
                 }
             }
-            if frontier.is_complete() && st.written == st.finished && st.in_flight.is_empty() {
+            // Done once everything is written (none of it still being delivered) and finished.
+            if st.written.is_complete() && st.written == st.finished && st.in_flight.is_empty() {
                 caps.clear();
             }
         }

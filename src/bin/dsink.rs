@@ -199,6 +199,7 @@ fn run(args: RunArgs) -> Result<(), String> {
                 "seconds": secs, "rows_per_second": rate,
                 "updates_already_committed": m.updates_already_committed,
                 "violations_skipped": m.violations_skipped, "violations_dead_lettered": m.violations_dead_lettered,
+                "spilled_updates": m.spilled_updates, "spilled_bytes": m.spilled_bytes,
                 "errors": errors,
             })
         );
@@ -209,6 +210,9 @@ fn run(args: RunArgs) -> Result<(), String> {
         }
         if m.files_committed > 0 {
             extra += &format!(", {} data files committed ({} small)", m.files_committed, m.small_files);
+        }
+        if m.spilled_updates > 0 {
+            extra += &format!(", {} updates spilled ({:.1} MB)", m.spilled_updates, m.spilled_bytes as f64 / 1e6);
         }
         eprintln!(
             "dsink: {rows} rows in, {} changes, {} records out ({:.1} MB), {} commits, {secs:.2} s, {rate:.0} rows/s{extra}",

@@ -1,0 +1,188 @@
+//! A worker's updates for times not yet delivered, held within a memory budget.
+//!
+//! Updates are kept by time. The buffer estimates the bytes it holds (see
+//! [`BufferConfig`](crate::BufferConfig)); once over the budget it sorts the largest times'
+//! updates into runs and spills them ([`crate::spill`]) until half the budget is free. A time with
+//! too many runs has them merged into one, so a time never needs more than [`MAX_RUNS`] open
+//! files to be read back. When the frontier passes a time, [`TimeBuffers::take_complete`] hands
+//! it over as a [`Merge`] of its memory part and its runs. The time being delivered stays counted
+//! until [`TimeBuffers::release`], so what the worker holds stays within about the budget.
+
+use crate::change::consolidate_by_key;
+use crate::merge::{Merge, Update};
+use crate::spill::{Run, SpillDir, SpillError};
+use crate::time::Frontier;
+use crate::SinkTime;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A time with more runs than this has them merged into one before another is added.
+pub const MAX_RUNS: usize = 16;
+
+/// One time's updates: those in memory, and those spilled.
+struct Pending<K, V> {
+    memory: Vec<Update<K, V>>,
+    /// The estimated heap bytes of `memory`'s updates.
+    heap: usize,
+    runs: Vec<Run>,
+}
+
+impl<K, V> Pending<K, V> {
+    fn bytes(&self) -> usize {
+        self.memory.capacity() * std::mem::size_of::<Update<K, V>>() + self.heap
+    }
+}
+
+/// What spilling wrote, for the counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Spilled {
+    /// Updates written.
+    pub updates: u64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// A time handed over for delivery.
+pub struct Complete<K, V, T> {
+    /// The time.
+    pub time: T,
+    /// Its consolidated updates, largest first.
+    pub merge: Merge<K, V>,
+    /// What it holds in memory, to [`TimeBuffers::release`] once delivered.
+    pub bytes: usize,
+}
+
+/// A worker's undelivered updates by time, within a memory budget.
+pub struct TimeBuffers<K, V, T> {
+    pending: BTreeMap<T, Pending<K, V>>,
+    /// Estimated bytes held: every pending time's, plus the time being delivered.
+    bytes: usize,
+    max_bytes: usize,
+    spill: SpillDir,
+}
+
+impl<K, V, T> TimeBuffers<K, V, T>
+where
+    K: Ord + Serialize + DeserializeOwned,
+    V: Ord + Serialize + DeserializeOwned,
+    T: SinkTime,
+{
+    /// An empty buffer of `max_bytes`, spilling under `spill_dir`.
+    pub fn new(max_bytes: usize, spill_dir: &Path, sink: &str, worker: usize) -> Self {
+        TimeBuffers { pending: BTreeMap::new(), bytes: 0, max_bytes, spill: SpillDir::new(spill_dir, sink, worker) }
+    }
+
+    /// Removes what crashed runs of this sink left in the spill directory.
+    pub fn clean_stale(&self) -> Result<(), SpillError> {
+        self.spill.clean_stale()
+    }
+
+    /// Adds one input batch's updates.
+    pub fn absorb(&mut self, updates: impl Iterator<Item = ((K, V), T, isize)>) {
+        // The heap estimate of every update of the batch: its first update's encoded size.
+        let mut per_update = None;
+        // Updates come in runs of one time: keep that time's buffer out of the map while filling
+        // it, instead of a map lookup per update.
+        let mut current: Option<(T, Pending<K, V>, usize)> = None;
+        for (kv, t, r) in updates {
+            let heap = *per_update.get_or_insert_with(|| bincode::serialized_size(&kv).unwrap_or(0) as usize);
+            match &mut current {
+                Some((ct, p, _)) if *ct == t => {
+                    p.memory.push((kv, r));
+                    p.heap += heap;
+                }
+                _ => {
+                    if let Some((ct, p, before)) = current.take() {
+                        self.put_back(ct, p, before);
+                    }
+                    let p = self.pending.remove(&t).unwrap_or_else(|| Pending {
+                        memory: Vec::new(),
+                        heap: 0,
+                        runs: Vec::new(),
+                    });
+                    let before = p.bytes();
+                    let mut p = p;
+                    p.memory.push((kv, r));
+                    p.heap += heap;
+                    current = Some((t, p, before));
+                }
+            }
+        }
+        if let Some((ct, p, before)) = current {
+            self.put_back(ct, p, before);
+        }
+    }
+
+    fn put_back(&mut self, t: T, p: Pending<K, V>, before: usize) {
+        self.bytes = (self.bytes + p.bytes()).saturating_sub(before);
+        self.pending.insert(t, p);
+    }
+
+    /// True when the buffer holds more than its budget.
+    pub fn over_budget(&self) -> bool {
+        self.bytes > self.max_bytes
+    }
+
+    /// Spills the largest times' memory parts until at most half the budget is held (or nothing
+    /// pending is left in memory).
+    pub fn spill(&mut self) -> Result<Spilled, SpillError> {
+        let mut spilled = Spilled::default();
+        while self.bytes > self.max_bytes / 2 {
+            let Some((&t, _)) =
+                self.pending.iter().filter(|(_, p)| !p.memory.is_empty()).max_by_key(|(_, p)| p.bytes())
+            else {
+                break;
+            };
+            let p = self.pending.get_mut(&t).expect("found above");
+            let held = p.bytes();
+            let mut memory = std::mem::take(&mut p.memory);
+            p.heap = 0;
+            self.bytes = self.bytes.saturating_sub(held);
+            consolidate_by_key(&mut memory);
+            spilled.updates += memory.len() as u64;
+            let run = self.spill.write_run(memory.into_iter().rev().map(Ok))?;
+            spilled.bytes += run.bytes();
+            p.runs.push(run);
+            if p.runs.len() > MAX_RUNS {
+                // Merge the time's runs into one, so reading it back needs one open file.
+                let mut merge = Merge::<K, V>::new(Vec::new(), std::mem::take(&mut p.runs))?;
+                let run = self.spill.write_run(std::iter::from_fn(|| merge.next().transpose()))?;
+                spilled.updates += run.len();
+                spilled.bytes += run.bytes();
+                p.runs.push(run);
+            }
+        }
+        Ok(spilled)
+    }
+
+    /// The first pending time, if the frontier has passed it.
+    pub fn first_complete(&self, frontier: &Frontier<T>) -> Option<T> {
+        self.pending.keys().next().filter(|t| frontier.is_beyond(t)).copied()
+    }
+
+    /// Takes the first pending time if the frontier has passed it: its updates consolidated and
+    /// merged, largest first. Its memory stays counted until [`Self::release`].
+    pub fn take_complete(&mut self, frontier: &Frontier<T>) -> Result<Option<Complete<K, V, T>>, SpillError> {
+        let Some(t) = self.first_complete(frontier) else { return Ok(None) };
+        let Some(mut p) = self.pending.remove(&t) else { return Ok(None) };
+        let bytes = p.bytes();
+        // Consolidate first: the chunks, and so the order in which the writer receives the
+        // time's changes, must depend on the time's changes alone and not on how many raw
+        // updates (say, pairs that cancel) produced them.
+        consolidate_by_key(&mut p.memory);
+        Ok(Some(Complete { time: t, merge: Merge::new(p.memory, p.runs)?, bytes }))
+    }
+
+    /// Stops counting a delivered time's memory.
+    pub fn release(&mut self, bytes: usize) {
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+
+    /// Drops everything (the sink stopped); spill files go with their runs.
+    pub fn clear(&mut self) {
+        self.pending.clear();
+        self.bytes = 0;
+    }
+}
