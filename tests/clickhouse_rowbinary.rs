@@ -348,7 +348,7 @@ fn map_rows_with_other_fields_start_a_block_with_their_columns() {
             _ => serde_json::json!({"b": "ü", "a": k * 2, "k": k}),
         })
         .collect();
-    let history: Vec<(JsonRow, u64, isize)> = rows.iter().map(|r| (JsonRow(r.clone()), 0, 1)).collect();
+    let history: Vec<(JsonRow, u64, isize)> = rows.iter().map(|r| (JsonRow::from(r), 0, 1)).collect();
     let c = ClickHouseConfig::new(url(), "default", &table);
     let s = SinkSpec::builder(format!("{table}_{}", std::process::id()), c).build().unwrap();
     assert_eq!(run(&history, &s, 1, None), None);
@@ -387,10 +387,10 @@ fn values_that_do_not_fit_stop_the_sink_with_column_type_and_key() {
             && e.contains("default.rb_narrow"),
         "{e}"
     );
-    let history = vec![(JsonRow(serde_json::json!({"k": 9, "v": null, "s": "x"})), 0, 1)];
+    let history = vec![(JsonRow::from(serde_json::json!({"k": 9, "v": null, "s": "x"})), 0, 1)];
     let e = run(&history, &spec("null"), 1, None).expect("refused");
     assert!(e.contains("column `v` (UInt8)") && e.contains("NULL") && e.contains(r#"{"k":9}"#), "{e}");
-    let history = vec![(JsonRow(serde_json::json!({"k": 1, "v": 1, "s": 2.5})), 0, 1)];
+    let history = vec![(JsonRow::from(serde_json::json!({"k": 1, "v": 1, "s": 2.5})), 0, 1)];
     let e = run(&history, &spec("type"), 1, None).expect("refused");
     assert!(e.contains("column `s` (String)") && e.contains("the number 2.5 cannot be written"), "{e}");
     assert_eq!(q(&format!("SELECT count() FROM default.{table}")).trim(), "0", "nothing was inserted");

@@ -180,7 +180,8 @@ fn index_and_routing_columns_and_composite_ids() {
     let c = ElasticsearchConfig::new(url(), "unused").index_column("idx").routing_column("r");
     let s =
         SinkSpec::builder(format!("cols-{}", std::process::id()), c).upsert().primary_key(["id", "r"]).build().unwrap();
-    let row = |id: u32, idx: &str, r: &str, n: u32| JsonRow(serde_json::json!({"id": id, "idx": idx, "r": r, "n": n}));
+    let row =
+        |id: u32, idx: &str, r: &str, n: u32| JsonRow::from(serde_json::json!({"id": id, "idx": idx, "r": r, "n": n}));
     let history = vec![
         (row(1, "by-col-a", "x", 1), 0, 1),
         (row(2, "by-col-b", "y", 1), 0, 1),

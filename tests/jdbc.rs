@@ -393,7 +393,7 @@ fn mysql_primary_key_rules() {
 /// Runs JSON rows (a map per row, as `dsink` reads them) into `spec` on one worker, all at time 0
 /// unless the row says `"@time"`.
 fn run_json(rows: Vec<(serde_json::Value, u64, isize)>, spec: &SinkSpec) -> Option<differential_sinks::Error> {
-    let rows: Vec<(JsonRow, u64, isize)> = rows.into_iter().map(|(r, t, d)| (JsonRow(r), t, d)).collect();
+    let rows: Vec<(JsonRow, u64, isize)> = rows.into_iter().map(|(r, t, d)| (JsonRow::from(r), t, d)).collect();
     Drive::new(1).pace(Pace::Unflushed).run(&rows, spec).first()
 }
 

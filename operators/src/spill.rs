@@ -185,6 +185,10 @@ impl Run {
     pub fn len(&self) -> u64 {
         self.len
     }
+    /// True when the run holds no update.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
     /// The size of its file.
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -217,6 +221,7 @@ pub struct RunReader<D> {
 
 impl<D: DeserializeOwned> RunReader<D> {
     /// The next update, or `None` at the end of the run.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<D>, SpillError> {
         if self.left == 0 {
             return Ok(None);
