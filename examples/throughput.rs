@@ -3,7 +3,7 @@
 //! encoding done straight, without a dataflow, as a ratio.
 //!
 //! ```text
-//! cargo run --release --example throughput -- [--updates N] [--times T] [--workers W,...] [--writer null|memory] [--snapshot]
+//! cargo run --release --features test-utils --example throughput -- [--updates N] [--times T] [--workers W,...] [--writer null|memory] [--snapshot]
 //! ```
 //!
 //! What is compared, for each worker count W of `--workers`:
