@@ -20,23 +20,26 @@ fn test(label: &'static str, dir: &Path, format: &[&str], seed: u64) -> CrashTes
     CrashTest { label, args, workers: 2, points: INDEPENDENT, guarantee: Guarantee::ExactlyOnce, seed, env: vec![] }
 }
 
+/// The upsert records committed under `dir`, as the crash harness reads a change log.
+fn upsert_log(dir: &Path) -> Readback {
+    Readback::Log(
+        committed_lines(dir, "sink")
+            .iter()
+            .map(|l| Delivered {
+                time: l["time"].as_u64().unwrap(),
+                key: l["key"]["k"].as_u64().unwrap() as u32,
+                after: serde_json::from_value(l["value"].clone()).unwrap(),
+            })
+            .collect(),
+    )
+}
+
 #[test]
 fn upsert_killed_at_every_crash_point_delivers_each_change_once() {
     let dir = crash::scratch("file-upsert");
     let history = crash::history(1);
     let t = test("file upsert", &dir, &["type=upsert", "primary_key=k"], 1);
-    let read = || {
-        Readback::Log(
-            committed_lines(&dir, "sink")
-                .iter()
-                .map(|l| Delivered {
-                    time: l["time"].as_u64().unwrap(),
-                    key: l["key"]["k"].as_u64().unwrap() as u32,
-                    after: serde_json::from_value(l["value"].clone()).unwrap(),
-                })
-                .collect(),
-        )
-    };
+    let read = || upsert_log(&dir);
     let report = crash::run(&t, &history, &read);
     assert_eq!(report.crashes.len(), INDEPENDENT.len());
     let _ = std::fs::remove_dir_all(&dir);
@@ -67,18 +70,7 @@ fn upsert_spilling_every_batch_killed_at_every_crash_point_delivers_each_change_
     let history = crash::history(3);
     let spill_arg = format!("buffer.spill.dir={}", spill.display());
     let t = test("file upsert spilling", &dir, &["type=upsert", "primary_key=k", "buffer.max.bytes=1", &spill_arg], 3);
-    let read = || {
-        Readback::Log(
-            committed_lines(&dir, "sink")
-                .iter()
-                .map(|l| Delivered {
-                    time: l["time"].as_u64().unwrap(),
-                    key: l["key"]["k"].as_u64().unwrap() as u32,
-                    after: serde_json::from_value(l["value"].clone()).unwrap(),
-                })
-                .collect(),
-        )
-    };
+    let read = || upsert_log(&dir);
     let report = crash::run(&t, &history, &read);
     assert_eq!(report.crashes.len(), INDEPENDENT.len());
     let left: Vec<_> = walkdir(&spill);
