@@ -482,8 +482,9 @@ impl Drop for Progress {
 type Chunk = Result<Vec<(usize, String)>, String>;
 
 /// Reads `path` (or stdin, on worker 0 only) on a thread, keeping every `peers`-th line from
-/// `index` of a file, and sends them in chunks; the channel is bounded, so reading waits for the
-/// dataflow.
+/// `index` of a file, and sends them in chunks of at most 1024 lines or about 1 MiB; the channel
+/// holds 16 chunks, so reading waits for the dataflow and holds at most about 16 MiB ahead of it
+/// however long the lines are.
 fn spawn_reader(path: &str, index: usize, peers: usize) -> Result<crossbeam_channel::Receiver<Chunk>, String> {
     let (tx, rx) = crossbeam_channel::bounded::<Chunk>(16);
     let stride = if path == "-" { 1 } else { peers };
@@ -511,6 +512,7 @@ fn read_lines<R: std::io::Read>(
     tx: crossbeam_channel::Sender<Chunk>,
 ) {
     let mut chunk = Vec::with_capacity(1024);
+    let mut chunk_bytes = 0usize;
     let mut line = String::new();
     let mut n = 0usize;
     loop {
@@ -524,13 +526,18 @@ fn read_lines<R: std::io::Read>(
             }
         }
         if n % stride == keep && !line.trim().is_empty() {
+            chunk_bytes += line.len();
             chunk.push((n, line.trim_end().to_string()));
         }
         n += 1;
         // Hand over full chunks, and partial ones whenever the next read may wait (a slow pipe).
-        let hand_over = chunk.len() >= 1024 || (!chunk.is_empty() && reader.buffer().is_empty());
-        if hand_over && tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
-            return;
+        let full = chunk.len() >= 1024 || chunk_bytes >= 1 << 20;
+        let hand_over = full || (!chunk.is_empty() && reader.buffer().is_empty());
+        if hand_over {
+            chunk_bytes = 0;
+            if tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
+                return;
+            }
         }
     }
     if !chunk.is_empty() {

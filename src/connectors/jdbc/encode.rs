@@ -152,7 +152,8 @@ impl RowEncoder {
         self.slots[i] = match r {
             Ok(true) => (start as u32, text.len() as u32),
             Ok(false) => NULL,
-            Err(e) if e.0 == COMPOUND => {
+            // (A value encoded from JSON text reports it with the text position appended.)
+            Err(e) if e.0.starts_with(COMPOUND) => {
                 text.truncate(start);
                 let v = serde_json::to_value(value).map_err(|e| EncErr(e.to_string()))?;
                 match (kind, &v) {
