@@ -3,8 +3,8 @@
 //! Updates are kept by time. The buffer estimates the bytes it holds (see
 //! [`BufferConfig`](crate::BufferConfig)); once over the budget it sorts the largest times'
 //! updates into runs and spills them ([`crate::spill`]) until half the budget is free. A time with
-//! too many runs has them merged into one, so a time never needs more than [`MAX_RUNS`] open
-//! files to be read back. When the frontier passes a time, [`TimeBuffers::take_complete`] hands
+//! too many runs has its smallest half merged into one, so a time never needs more than
+//! [`MAX_RUNS`] + 1 open files to be read back, and runs stay in tiers of similar size. When the frontier passes a time, [`TimeBuffers::take_complete`] hands
 //! it over as a [`Merge`] of its memory part and its runs. The time being delivered stays counted
 //! until [`TimeBuffers::release`], so what the worker holds stays within about the budget.
 
@@ -18,7 +18,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// A time with more runs than this has them merged into one before another is added.
+/// A time with more runs than this has its smallest half merged into one.
 pub const MAX_RUNS: usize = 16;
 
 /// One time's updates: those in memory, and those spilled.
@@ -146,8 +146,13 @@ where
             spilled.bytes += run.bytes();
             p.runs.push(run);
             if p.runs.len() > MAX_RUNS {
-                // Merge the time's runs into one, so reading it back needs one open file.
-                let mut merge = Merge::<K, V>::new(Vec::new(), std::mem::take(&mut p.runs))?;
+                // Merge the time's smallest half of runs into one, so reading the time back
+                // never needs more than `MAX_RUNS` + 1 open files; merging the smallest keeps
+                // the runs in tiers of similar size, so each update is rewritten a logarithmic
+                // number of times, not once per merge.
+                p.runs.sort_by_key(Run::bytes);
+                let smallest: Vec<Run> = p.runs.drain(..MAX_RUNS / 2 + 1).collect();
+                let mut merge = Merge::<K, V>::new(Vec::new(), smallest)?;
                 let run = self.spill.write_run(std::iter::from_fn(|| merge.next().transpose()))?;
                 spilled.updates += run.len();
                 spilled.bytes += run.bytes();

@@ -53,7 +53,8 @@
 //! * **Memory.** What a worker holds for undelivered times is bounded by its
 //!   [`BufferConfig`](crate::BufferConfig) budget (as that budget counts it), whatever the size
 //!   of a time: the rest is on disk in sorted runs, merged back with one buffered reader per run
-//!   (at most 16: a time's runs are merged into one before a 17th), and a time is delivered a chunk at a time.
+//!   (at most 16 runs and the memory part: past 16, a time's smallest runs are merged into one),
+//!   and a time is delivered a chunk at a time.
 //!   A spill that fails stops the sink with [`OperatorError::Spill`] before the time is written.
 //! * **Progress while a large time is delivered.** Delivery takes about 20 ms of chunks per
 //!   activation and then yields, so other operators on the worker run in between; the time's
