@@ -24,6 +24,7 @@ pub mod change;
 pub mod config;
 mod coordinate;
 pub mod crash;
+mod finish;
 pub mod handle;
 mod merge;
 pub mod metrics;

@@ -77,14 +77,15 @@
 use crate::buffer::{Complete, TimeBuffers};
 use crate::change::{changes_from_ordered, Change, Violation, ViolationPolicy};
 use crate::config::SinkConfig;
-use crate::coordinate::{committer_operator, notice_operator, Round};
+use crate::coordinate::{committer_operator, notice_operator};
+use crate::finish::{Coordinated, Finish, Independent};
 use crate::handle::{Committed, SinkHandle};
 use crate::merge::{self, Update};
 use crate::metrics::SinkMetrics;
 use crate::route::route_hash;
 use crate::spill::SpillError;
 use crate::time::{Frontier, SinkTime};
-use crate::writer::{Committer, CoordinatedWriter, Prepared, SinkWriter, WorkerContext};
+use crate::writer::{Committer, CoordinatedWriter, SinkWriter, WorkerContext};
 use crate::OperatorError;
 use differential_dataflow::collection::AsCollection;
 use differential_dataflow::VecCollection;
@@ -177,74 +178,6 @@ pub trait SinkExt<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> {
         W: CoordinatedWriter<K, V, T>,
         C: Committer<W::Prepared, T, Error = W::Error>,
         MC: FnOnce() -> Result<C, W::Error> + 'static;
-}
-
-/// How a worker finishes a round: commit itself, or prepare for the coordinator.
-trait Finish<K, V, T, W: SinkWriter<K, V, T>> {
-    type Out: ExchangeData + Clone;
-    fn finish(
-        &mut self,
-        writer: &mut W,
-        upper: &Frontier<T>,
-        changes: u64,
-        worker: usize,
-    ) -> Result<Self::Out, W::Error>;
-    /// True when finishing makes the data durable (the handle's committed frontier moves).
-    const DURABLE: bool;
-    /// True when a finished round becomes durable later, as `durable` reports.
-    fn pipelined(&self, _writer: &W) -> bool {
-        false
-    }
-    /// The latest finished frontier that is durable by now (pipelined only).
-    fn durable(&mut self, _writer: &mut W, _wait: bool) -> Result<Option<Frontier<T>>, W::Error> {
-        Ok(None)
-    }
-    /// What a worker whose sink stopped with `message` sends downstream, if anything.
-    fn failed(_worker: usize, _message: String) -> Option<Self::Out> {
-        None
-    }
-}
-
-struct Independent;
-impl<K, V, T: SinkTime, W: SinkWriter<K, V, T>> Finish<K, V, T, W> for Independent {
-    type Out = Committed<T>;
-    const DURABLE: bool = true;
-    fn finish(
-        &mut self,
-        writer: &mut W,
-        upper: &Frontier<T>,
-        changes: u64,
-        worker: usize,
-    ) -> Result<Committed<T>, W::Error> {
-        writer.commit(upper)?;
-        Ok(Committed { worker, upper: *upper, changes })
-    }
-    fn pipelined(&self, writer: &W) -> bool {
-        writer.pipelined()
-    }
-    fn durable(&mut self, writer: &mut W, wait: bool) -> Result<Option<Frontier<T>>, W::Error> {
-        writer.durable(wait)
-    }
-}
-
-struct Coordinated;
-impl<K, V, T: SinkTime, W: CoordinatedWriter<K, V, T>> Finish<K, V, T, W> for Coordinated {
-    type Out = Round<W::Prepared, T>;
-    const DURABLE: bool = false;
-    fn finish(
-        &mut self,
-        writer: &mut W,
-        upper: &Frontier<T>,
-        changes: u64,
-        worker: usize,
-    ) -> Result<Self::Out, W::Error> {
-        let token = writer.prepare(upper)?;
-        Ok(Round::Prepared { prepared: Prepared { worker, upper: *upper, token }, changes })
-    }
-    /// The coordinator must hear of the failure: it fails the sink on every worker.
-    fn failed(worker: usize, message: String) -> Option<Self::Out> {
-        Some(Round::Failed { worker, message })
-    }
 }
 
 impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> for VecCollection<'scope, T, V, isize> {
