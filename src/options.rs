@@ -31,6 +31,7 @@ pub fn is_secret_key(key: &str) -> bool {
         "access.key",
         "nkey",
         "jwt",
+        "oauthbearer.config",
     ]
     .iter()
     .any(|s| k.contains(s))

@@ -27,6 +27,21 @@
 #   allocated before its batch is stored, so a reader that went past a batch still being stored by
 #   another producer would never see it.
 # The build takes 10-15 minutes on 2 cores, once: the binary is cached under $DSINK_CACHE_DIR.
+#
+# Secured listeners. tansu 0.6.0 cannot serve TLS itself (`--cert` and `--key` conflict, and with
+# `--cert` alone it still speaks plaintext), so Debian's stunnel terminates TLS in front of three
+# more in-memory brokers, each advertising the TLS port, so that clients make every connection
+# (bootstrap and partition leaders) through it. Certificates are those of `tls_certs`:
+#   $DSINK_KAFKA_TLS_BOOTSTRAP    TLS, server certificate only (`security.protocol = SSL`);
+#   $DSINK_KAFKA_MTLS_BOOTSTRAP   TLS that requires a client certificate signed by the test CA;
+#   $DSINK_KAFKA_SASL_BOOTSTRAP   TLS in front of a broker run with `--authentication`
+#                                 (`security.protocol = SASL_SSL`).
+# tansu's `--authentication` offers SCRAM-SHA-256 and SCRAM-SHA-512 only (PLAIN is refused at the
+# handshake), and its in-memory and S3 storage keep no SCRAM credentials (`tansu user create`
+# succeeds, and the broker answers every login with `unknown-user`; only its PostgreSQL and SlateDB
+# storage, not in the build here, keep users). So a successful SASL login cannot be had here: the
+# SASL listener verifies that the client negotiates SCRAM over TLS and that a refused login stops
+# the sink with a clear authentication error.
 # $DSINK_KAFKA_ADVERTISED_PORT (default: the same) is the port the broker tells clients to use,
 # e.g. a fault test's proxy in front of a private broker.
 KAFKA_PORT="${DSINK_KAFKA_PORT:-59092}"
@@ -72,7 +87,9 @@ TOML
 }
 
 kafka_install() {
-  apt_install cmake libcurl4-openssl-dev patch python3
+  # libssl-dev and pkg-config: librdkafka is built with OpenSSL (TLS, SASL SCRAM); libsasl2-dev:
+  # the `kafka-gssapi` feature links Cyrus SASL; stunnel4: the TLS listeners.
+  apt_install cmake libcurl4-openssl-dev patch python3 libssl-dev pkg-config libsasl2-dev stunnel4
   [[ -x "$(kafka_tansu)" ]] || kafka_build_tansu
 }
 
@@ -85,8 +102,46 @@ kafka_start() {
     --advertised-listener-url "tcp://127.0.0.1:${DSINK_KAFKA_ADVERTISED_PORT:-$KAFKA_PORT}" \
     --storage-engine memory://tansu/)
   wait_port 127.0.0.1 "$KAFKA_PORT" 20 kafka "$pid"
+  kafka_start_secured "$bin"
+}
+
+# kafka_start_secured TANSU: the three brokers behind stunnel (see the file's header).
+kafka_start_secured() {
+  local bin=$1 tls="$DSINK_SERVICES_DIR/tls" conf="$DSINK_SERVICES_DIR/kafka-stunnel.conf" name port pid extra
+  tls_certs
+  for name in tls mtls sasl; do
+    port=$(kafka_secured_port "$name")
+    extra=()
+    [[ $name == sasl ]] && extra=(--authentication)
+    pid=$(RUST_LOG="${DSINK_KAFKA_LOG:-warn}" run_bg "kafka-$name" "$bin" broker \
+      --listener-url "tcp://127.0.0.1:$((port - 1))" \
+      --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --storage-engine memory://tansu/ "${extra[@]}")
+    wait_port 127.0.0.1 "$((port - 1))" 20 "kafka-$name" "$pid"
+  done
+  {
+    printf 'foreground = yes\npid =\n'
+    for name in tls mtls sasl; do
+      port=$(kafka_secured_port "$name")
+      printf '[kafka-%s]\naccept = 127.0.0.1:%s\nconnect = 127.0.0.1:%s\ncert = %s\nkey = %s\n' \
+        "$name" "$port" "$((port - 1))" "$tls/server.pem" "$tls/server.key"
+      [[ $name == mtls ]] && printf 'CAfile = %s\nverifyChain = yes\n' "$tls/ca.pem"
+    done
+  } >"$conf"
+  pid=$(run_bg kafka-stunnel stunnel4 "$conf")
+  for name in tls mtls sasl; do
+    wait_port 127.0.0.1 "$(kafka_secured_port "$name")" 20 kafka-stunnel "$pid"
+  done
+}
+
+# The TLS port of a secured broker (the broker itself listens on the port below it).
+kafka_secured_port() {
+  case $1 in tls) echo 59194 ;; mtls) echo 59196 ;; sasl) echo 59198 ;; esac
 }
 
 kafka_env() {
   echo "DSINK_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
+  echo "DSINK_KAFKA_TLS_BOOTSTRAP=127.0.0.1:$(kafka_secured_port tls)"
+  echo "DSINK_KAFKA_MTLS_BOOTSTRAP=127.0.0.1:$(kafka_secured_port mtls)"
+  echo "DSINK_KAFKA_SASL_BOOTSTRAP=127.0.0.1:$(kafka_secured_port sasl)"
 }

@@ -13,14 +13,22 @@ use std::time::{Duration, Instant};
 /// `isolation` (`read_committed` or `read_uncommitted`) and reports the end of each partition,
 /// as [`read_to_end`] needs.
 pub fn reader(bootstrap: &str, group: &str, isolation: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    secured_reader(bootstrap, group, isolation, &[])
+}
+
+/// A [`reader`] with more librdkafka settings (`security.protocol`, `ssl.*`, `sasl.*`).
+#[allow(dead_code)] // used by tests/kafka_security.rs only
+pub fn secured_reader(bootstrap: &str, group: &str, isolation: &str, settings: &[(&str, &str)]) -> BaseConsumer {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("a consumer")
+        .set("enable.partition.eof", "true");
+    for (k, v) in settings {
+        c.set(*k, *v);
+    }
+    c.create().expect("a consumer")
 }
 
 /// The partitions of `topic`; panics if it has none.

@@ -4,6 +4,7 @@
 
 use super::config::KafkaConfig;
 use crate::error::{Error, ErrorKind};
+use crate::options::is_secret_key;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -135,9 +136,69 @@ pub(super) fn base_config(cfg: &KafkaConfig) -> ClientConfig {
 
 pub(super) fn client_error(e: KafkaError, what: &str) -> Error {
     match e {
-        KafkaError::ClientConfig(_, ref desc, ref key, _) => {
-            Error::config(format!("{what}: librdkafka refused `properties.{key}`: {desc}"))
+        KafkaError::ClientConfig(_, ref desc, ref key, ref value) => {
+            // librdkafka quotes the refused value in its description: never a secret's.
+            let desc = if is_secret_key(key) && !value.is_empty() {
+                desc.replace(value.as_str(), "<redacted>")
+            } else {
+                desc.clone()
+            };
+            let hint = if desc.contains("GSSAPI") || desc.contains("libsasl2") {
+                "; SASL/GSSAPI (Kerberos) needs the `kafka-gssapi` cargo feature"
+            } else {
+                ""
+            };
+            Error::config(format!("{what}: librdkafka refused `properties.{key}`: {desc}{hint}"))
         }
         other => Error::config(format!("{what}: {other}")),
+    }
+}
+
+/// The context of the clients a sink uses while it is created (metadata, topic creation): it
+/// keeps the last connection failure librdkafka reports, so that a sink that cannot reach or log
+/// in to the brokers is refused with the reason (a certificate not trusted, a login refused)
+/// instead of a bare timeout.
+#[derive(Default)]
+pub(super) struct ProbeContext {
+    last: Mutex<Option<(RDKafkaErrorCode, String)>>,
+}
+
+impl ClientContext for ProbeContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+        tracing::debug!(error = %error, reason, "kafka client error while creating the sink");
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((code, reason.to_string()));
+        }
+    }
+}
+
+impl ProducerContext for ProbeContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+impl ProbeContext {
+    /// The last failure, if it cannot pass by retrying: TLS verification or a refused login.
+    pub(super) fn permanent_failure(&self, what: &str) -> Option<Error> {
+        let last = self.last.lock().ok()?;
+        let (code, reason) = last.as_ref()?;
+        let tls = *code == RDKafkaErrorCode::SSL || reason.contains("certificate");
+        let login = matches!(code, RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed);
+        let hint = if tls {
+            "check `properties.security.protocol` (SSL or SASL_SSL), `properties.ssl.ca.location` (the CA that signed \
+             the brokers' certificates), the host names in `properties.bootstrap.server` against the certificates, and \
+             `properties.ssl.certificate.location` / `properties.ssl.key.location` when the brokers require a client certificate"
+        } else if login {
+            "check `properties.sasl.mechanism` and `properties.sasl.username` / `properties.sasl.password`"
+        } else {
+            return None;
+        };
+        Some(Error::new(ErrorKind::Config, format!("{what}: {reason}; {hint}")))
+    }
+
+    /// The last failure, whatever it was, to say why a call timed out.
+    pub(super) fn last_failure(&self) -> Option<String> {
+        self.last.lock().ok()?.as_ref().map(|(_, reason)| reason.clone())
     }
 }

@@ -310,6 +310,14 @@ impl KafkaConfig {
                 "option `properties.acks` must be `all` with `sink.delivery = exactly-once` (transactions need the idempotent producer)",
             ));
         }
+        let mechanism = self.properties.get("sasl.mechanism").or_else(|| self.properties.get("sasl.mechanisms"));
+        if !cfg!(feature = "kafka-gssapi") && mechanism.is_some_and(|m| m.eq_ignore_ascii_case("GSSAPI")) {
+            return Err(Error::config(
+                "option `properties.sasl.mechanism` = `GSSAPI` needs Kerberos support, which this build lacks: enable the \
+                 `kafka-gssapi` cargo feature (it links the system's Cyrus SASL, Debian's `libsasl2-dev`), or use \
+                 PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER",
+            ));
+        }
         if let Some(r) = &self.registry {
             if !r.url.starts_with("http://") {
                 return Err(Error::config(format!(
@@ -373,5 +381,40 @@ mod tests {
         assert!(e.to_string().contains("topic.create"), "{e}");
         let e = parse(&["topic=t", "properties.bootstrap.server=h:1", "properties.acks=1"]).unwrap_err();
         assert!(e.to_string().contains("acks"), "{e}");
+    }
+
+    #[test]
+    fn risingwave_security_options_pass_through_and_secrets_stay_hidden() {
+        let c = parse(&[
+            "topic=t",
+            "properties.bootstrap.server=h:1",
+            "properties.security.protocol=SASL_SSL",
+            "properties.sasl.mechanism=SCRAM-SHA-512",
+            "properties.sasl.username=u",
+            "properties.sasl.password=pw-secret-1",
+            "properties.ssl.ca.location=/ca.pem",
+            "properties.ssl.certificate.location=/c.pem",
+            "properties.ssl.key.location=/c.key",
+            "properties.ssl.key.password=pw-secret-2",
+            "properties.sasl.oauthbearer.config=principal=p token=pw-secret-3",
+            "properties.compression.type=zstd",
+        ])
+        .unwrap();
+        assert_eq!(c.properties["security.protocol"], "SASL_SSL");
+        assert_eq!(c.properties["sasl.mechanism"], "SCRAM-SHA-512");
+        assert_eq!(c.properties["ssl.key.location"], "/c.key");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("pw-secret"), "{shown}");
+    }
+
+    #[test]
+    fn gssapi_follows_the_cargo_feature() {
+        let r = parse(&["topic=t", "properties.bootstrap.server=h:1", "properties.sasl.mechanism=GSSAPI"]);
+        if cfg!(feature = "kafka-gssapi") {
+            assert!(r.is_ok(), "{r:?}");
+        } else {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("kafka-gssapi") && e.contains("properties.sasl.mechanism"), "{e}");
+        }
     }
 }

@@ -144,6 +144,27 @@
 //! | `retry.deadline.ms` | how long retriable failures are retried (default 120000) |
 //! | `properties.*` | any librdkafka setting, passed through: `compression.type`, `linger.ms`, `batch.size`, `acks`, `security.protocol`, `sasl.*`, `ssl.*`, … (secrets are redacted in `Debug` and logs; `transactional.id` and `enable.idempotence` are the sink's own) |
 //!
+//! # Security and compression
+//!
+//! librdkafka is built here with OpenSSL and zstd, so the settings of managed services (Confluent
+//! Cloud, MSK, Aiven, Redpanda Cloud, Event Hubs) work under the names RisingWave gives them:
+//!
+//! | option | |
+//! |---|---|
+//! | `properties.security.protocol` | `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` |
+//! | `properties.ssl.ca.location` | the CA file (PEM) the brokers' certificates must chain to (default: the system's roots); host names are checked against the certificates |
+//! | `properties.ssl.certificate.location`, `properties.ssl.key.location`, `properties.ssl.key.password` | a client certificate, for brokers that require one (mutual TLS) |
+//! | `properties.sasl.mechanism` | `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`; `GSSAPI` (Kerberos, `properties.sasl.kerberos.*`) with the `kafka-gssapi` cargo feature, which links the system's Cyrus SASL |
+//! | `properties.sasl.username`, `properties.sasl.password` | the login of PLAIN and SCRAM |
+//! | `properties.compression.type` | `none`, `gzip`, `snappy`, `lz4` or `zstd` |
+//!
+//! A broker certificate the CA did not sign, a host name its certificate does not name, a client
+//! certificate the broker requires but was not given and a refused login stop the sink's creation
+//! with [`ErrorKind::Config`](crate::ErrorKind::Config) as soon as librdkafka reports them, with
+//! its reason and the options to check, instead of retrying until a timeout. Values of secret
+//! settings (`sasl.password`, `ssl.key.password`, `ssl.key.pem`, `sasl.oauthbearer.config`, …)
+//! appear in no `Debug` output, log line or error, also when librdkafka refuses one.
+//!
 //! The common options (`type`, `primary_key`, `force_append_only`, `key.encode`, …) are in
 //! [`crate::config`].
 

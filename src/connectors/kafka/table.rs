@@ -3,7 +3,7 @@
 //! missing topic when asked), and the Avro schemas registered for the topic, whose ids the
 //! encoder frames every record with ([`KafkaTable`]).
 
-use super::client::{base_config, classify, classify_code, client_error};
+use super::client::{base_config, classify, classify_code, client_error, ProbeContext};
 use super::config::{Encode, KafkaConfig, TopicCreate};
 use super::registry::Registry;
 use crate::delivery::retry::retry_blocking;
@@ -16,6 +16,7 @@ use crate::settings::SinkSettings;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{BaseProducer, Producer};
 use std::time::{Duration, Instant};
 
 /// Partitions of `topic`, or `None` if the brokers do not know it.
@@ -52,12 +53,11 @@ pub(super) fn ensure_topic(
     create: Option<&TopicCreate>,
     missing_hint: &str,
 ) -> Result<Vec<i32>> {
-    let admin: AdminClient<DefaultClientContext> =
-        base_config(cfg).create().map_err(|e| client_error(e, "creating the Kafka admin client"))?;
+    let probe: BaseProducer<ProbeContext> = base_config(cfg)
+        .create_with_context(ProbeContext::default())
+        .map_err(|e| client_error(e, "creating the Kafka client"))?;
     let policy = RetryPolicy { deadline: cfg.retry_deadline, ..RetryPolicy::default() };
-    if let Some(p) =
-        retry_blocking(&policy, "reading Kafka metadata", || topic_partitions(admin.inner(), topic, cfg.timeout))?
-    {
+    if let Some(p) = retry_blocking(&policy, "reading Kafka metadata", || first_metadata(&probe, cfg, topic))? {
         return Ok(p);
     }
     let Some(TopicCreate { partitions, replication_factor: replication, config }) = create else {
@@ -66,6 +66,8 @@ pub(super) fn ensure_topic(
             cfg.bootstrap
         )));
     };
+    let admin: AdminClient<DefaultClientContext> =
+        base_config(cfg).create().map_err(|e| client_error(e, "creating the Kafka admin client"))?;
     let (partitions, replication) = (*partitions, *replication);
     let mut nt = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     for (k, v) in config {
@@ -99,6 +101,38 @@ pub(super) fn ensure_topic(
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Partitions of `topic`, asked in short rounds until `cfg.timeout`, so that a failure that
+/// retrying cannot cure (a certificate not trusted, a login refused) stops the sink's creation as
+/// soon as librdkafka reports it, naming the options to check; a timeout says what failed last.
+fn first_metadata(probe: &BaseProducer<ProbeContext>, cfg: &KafkaConfig, topic: &str) -> Result<Option<Vec<i32>>> {
+    let what = format!("connecting to the Kafka brokers {}", cfg.bootstrap);
+    let deadline = Instant::now() + cfg.timeout;
+    loop {
+        let round = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(500));
+        let started = Instant::now();
+        match topic_partitions(probe.client(), topic, round) {
+            Err(e) if e.kind() == ErrorKind::Retriable => {
+                // An answer that came back at once (say, no leader yet) is asked again a little later.
+                std::thread::sleep(round.saturating_sub(started.elapsed()).min(Duration::from_millis(100)));
+                // Serves librdkafka's error callbacks, which report why connections fail.
+                probe.poll(Duration::ZERO);
+                if let Some(failure) = probe.context().permanent_failure(&what) {
+                    return Err(failure);
+                }
+                if Instant::now() >= deadline {
+                    return Err(match probe.context().last_failure() {
+                        Some(reason) => {
+                            Error::new(ErrorKind::Retriable, format!("{e}; the last connection error: {reason}"))
+                        }
+                        None => e,
+                    });
+                }
+            }
+            other => return other,
+        }
     }
 }
 
