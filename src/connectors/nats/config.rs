@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::secret::Secret;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How the connection authenticates (`connect_mode`).
@@ -25,6 +26,18 @@ pub enum ConnectMode {
         /// The nkey seed that signs the server's nonce (never printed).
         nkey: Secret,
     },
+}
+
+/// TLS settings (`ssl.*`). A `tls://` server URL, or any of these, makes TLS required; the
+/// server's certificate must chain to `root_cert` (or the system's roots) and name its host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatsTls {
+    /// PEM file of the CA the server's certificate must chain to (`ssl.root.cert`).
+    pub root_cert: Option<PathBuf>,
+    /// A client certificate and its key, PEM (`ssl.cert`, `ssl.key`), for servers that verify clients.
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// Refuse a connection without TLS (`ssl.required`; on when any other `ssl.*` option is set).
+    pub required: bool,
 }
 
 /// Where progress records are kept.
@@ -49,6 +62,8 @@ pub struct NatsConfig {
     pub key_suffix: bool,
     /// Authentication.
     pub connect_mode: ConnectMode,
+    /// TLS.
+    pub tls: NatsTls,
     /// The JetStream stream to publish into (`stream`); `None` publishes on core NATS.
     pub stream: Option<String>,
     /// Create the stream if it does not exist (`stream.create`).
@@ -70,6 +85,7 @@ impl fmt::Debug for NatsConfig {
             .field("subject", &self.subject)
             .field("key_suffix", &self.key_suffix)
             .field("connect_mode", &self.connect_mode)
+            .field("tls", &self.tls)
             .field("stream", &self.stream)
             .field("create_stream", &self.create_stream)
             .field("duplicate_window", &self.duplicate_window)
@@ -88,6 +104,7 @@ impl NatsConfig {
             subject: subject.into(),
             key_suffix: false,
             connect_mode: ConnectMode::Plain,
+            tls: NatsTls::default(),
             stream: None,
             create_stream: false,
             duplicate_window: Duration::from_secs(120),
@@ -117,6 +134,12 @@ impl NatsConfig {
     /// Appends the record's key to the subject.
     pub fn key_suffix(mut self, on: bool) -> Self {
         self.key_suffix = on;
+        self
+    }
+
+    /// TLS settings.
+    pub fn tls(mut self, tls: NatsTls) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -163,6 +186,18 @@ impl NatsConfig {
                 )))
             }
         };
+        let root_cert = opts.take("ssl.root.cert");
+        let client = match (opts.take("ssl.cert"), opts.take("ssl.key")) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            _ => return Err(Error::config("options `ssl.cert` and `ssl.key` go together: give both or neither")),
+        };
+        let required = opts.take_bool("ssl.required")?;
+        c.tls = NatsTls {
+            required: required.unwrap_or(root_cert.is_some() || client.is_some()),
+            root_cert: root_cert.map(PathBuf::from),
+            client,
+        };
         c.stream = opts.take("stream").filter(|s| !s.is_empty());
         c.create_stream = opts.take_bool("stream.create")?.unwrap_or(false);
         if let Some(ms) = opts.take_parsed::<u64>("stream.duplicate_window.ms", "milliseconds")? {
@@ -193,7 +228,34 @@ impl NatsConfig {
         Ok(c)
     }
 
+    /// The user name and password in the first server URL that has them (`nats://user:pw@host`),
+    /// percent-decoded: the NATS client ignores a URL's credentials, so the sink logs in with them.
+    pub(crate) fn url_credentials(&self) -> Option<(String, Secret)> {
+        self.server_url.split(',').find_map(|u| {
+            let rest = u.trim().split_once("://")?.1;
+            let authority = rest.split('/').next()?;
+            let (userinfo, _) = authority.rsplit_once('@')?;
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            Some((percent_decode(user), Secret::new(percent_decode(password))))
+        })
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
+        if self.url_credentials().is_some() && self.connect_mode != ConnectMode::Plain {
+            return Err(Error::config(
+                "option `server_url` carries a user and password and `connect_mode` names other credentials: \
+                 remove one of them",
+            ));
+        }
+        for (option, path) in [("ssl.root.cert", self.tls.root_cert.as_ref())]
+            .into_iter()
+            .chain(self.tls.client.iter().flat_map(|(c, k)| [("ssl.cert", Some(c)), ("ssl.key", Some(k))]))
+        {
+            if let Some(p) = path {
+                std::fs::metadata(p)
+                    .map_err(|e| Error::config(format!("option `{option}` = `{}` cannot be read: {e}", p.display())))?;
+            }
+        }
         if self.subject.is_empty()
             || self.subject.split('.').any(|t| t.is_empty() || t.contains(|c: char| c.is_whitespace()))
             || self.subject.contains(['*', '>'])
@@ -222,6 +284,26 @@ impl NatsConfig {
         }
         Ok(())
     }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The JetStream stream that holds progress records unless `progress.stream` names another.

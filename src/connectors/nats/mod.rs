@@ -74,12 +74,15 @@
 //!
 //! | option | meaning |
 //! |---|---|
-//! | `server_url` | server URL(s), comma separated — required |
+//! | `server_url` | server URL(s), comma separated — required; `tls://…` requires TLS; a `user:password@` in a URL logs in as that user (the NATS client itself ignores it) |
 //! | `subject` | the subject (the prefix with `subject.key_suffix`) — required |
 //! | `subject.key_suffix` | `true` to append the key as the last subject token |
 //! | `connect_mode` | `plain` (default), `user_and_password`, `credential` |
 //! | `username`, `password` | for `user_and_password` |
 //! | `jwt`, `nkey` | for `credential`: the user JWT and the nkey seed that signs the nonce |
+//! | `ssl.root.cert` | PEM file of the CA the server's certificate must chain to (default: the system's roots); the host in `server_url` must be named by the certificate |
+//! | `ssl.cert`, `ssl.key` | a client certificate and its key (PEM), for servers that verify clients |
+//! | `ssl.required` | refuse a connection without TLS (default: on when `ssl.root.cert` or `ssl.cert` is set) |
 //! | `stream` | the JetStream stream; publishes are acknowledged and deduplicated |
 //! | `stream.create` | `true` to create the stream if missing (subject, or `subject.>` with key suffixes) |
 //! | `stream.duplicate_window.ms` | the duplicate window of a stream the sink creates (default 120000) |
@@ -87,13 +90,17 @@
 //! | `progress.stream` | the JetStream stream of progress records (default `dsink_progress`) |
 //! | `jetstream.max_inflight` | publishes awaiting an ack at most (default 8192) |
 //! | `request.timeout.ms` | connect, request and ack timeout (default 10000) |
+//!
+//! A refused login, a server certificate the CA did not sign, a host name the certificate does not
+//! name and unreadable `ssl.*` files stop the sink with [`ErrorKind::Config`](crate::ErrorKind::Config)
+//! naming the options to check; passwords, JWTs and nkey seeds never appear in `Debug` or errors.
 
 mod config;
 mod progress;
 mod table;
 mod writer;
 
-pub use config::{ConnectMode, NatsConfig, ProgressStore, DEFAULT_PROGRESS_STREAM};
+pub use config::{ConnectMode, NatsConfig, NatsTls, ProgressStore, DEFAULT_PROGRESS_STREAM};
 pub use writer::{
     message_id, open, subject_token, unkeyed_message_id, NatsStats, KEY_HEADER, MSG_ID_HEADER, OP_HEADER, TIME_HEADER,
 };

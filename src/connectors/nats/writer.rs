@@ -86,6 +86,27 @@ fn transport(what: &str, e: impl std::fmt::Display, retriable: bool) -> Error {
     Error::new(kind, format!("NATS: {what}: {e}"))
 }
 
+/// A failed connection: a refused login or a TLS failure stops the sink (retrying cannot cure it)
+/// with the options to check; anything else is retried.
+fn connect_error(server_url: &str, e: async_nats::ConnectError) -> Error {
+    use async_nats::ConnectErrorKind as K;
+    let what = format!("NATS: connecting to {}", crate::secret::redact_url(server_url));
+    let text = e.to_string();
+    match e.kind() {
+        K::Authentication | K::AuthorizationViolation => Error::new(
+            ErrorKind::Config,
+            format!("{what}: {text}; check `connect_mode` and `username` / `password` (or the URL's user and password), or `jwt` / `nkey`"),
+        ),
+        K::Tls => Error::new(ErrorKind::Config, format!("{what}: {text}; {TLS_HINT}")),
+        _ if text.to_ascii_lowercase().contains("certificate") => Error::new(ErrorKind::Config, format!("{what}: {text}; {TLS_HINT}")),
+        K::ServerParse => transport("connecting", e, false),
+        _ => Error::new(ErrorKind::Retriable, format!("{what}: {text}")),
+    }
+}
+
+const TLS_HINT: &str = "check `ssl.root.cert` (the CA that signed the server's certificate), the host in `server_url` \
+    against the certificate, and `ssl.cert` / `ssl.key` when the server verifies clients";
+
 fn publish_error(e: async_nats::jetstream::context::PublishError, key: &[u8]) -> Error {
     match e.kind() {
         PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
@@ -152,8 +173,20 @@ impl NatsWriter {
             .name(format!("dsink-{}-w{}", self.sink, ctx.index))
             .connection_timeout(c.timeout)
             .request_timeout(Some(c.timeout));
+        if c.tls.required || c.server_url.split(',').any(|u| u.trim().starts_with("tls://")) {
+            opts = opts.require_tls(true);
+        }
+        if let Some(ca) = &c.tls.root_cert {
+            opts = opts.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &c.tls.client {
+            opts = opts.add_client_certificate(cert.clone(), key.clone());
+        }
         opts = match &c.connect_mode {
-            ConnectMode::Plain => opts,
+            ConnectMode::Plain => match c.url_credentials() {
+                Some((user, password)) => opts.user_and_password(user, password.expose().to_string()),
+                None => opts,
+            },
             ConnectMode::UserAndPassword { username, password } => {
                 opts.user_and_password(username.clone(), password.expose().to_string())
             }
@@ -168,15 +201,7 @@ impl NatsWriter {
                 })
             }
         };
-        let client = opts.connect(c.server_url.as_str()).await.map_err(|e| {
-            let retriable = !matches!(
-                e.kind(),
-                async_nats::ConnectErrorKind::Authentication
-                    | async_nats::ConnectErrorKind::AuthorizationViolation
-                    | async_nats::ConnectErrorKind::ServerParse
-            );
-            transport(&format!("connecting to {}", crate::secret::redact_url(&c.server_url)), e, retriable)
-        })?;
+        let client = opts.connect(c.server_url.as_str()).await.map_err(|e| connect_error(&c.server_url, e))?;
         let needs_js = c.stream.is_some() || matches!(c.progress, ProgressStore::Stream(_));
         let js = needs_js.then(|| {
             jetstream::context::ContextBuilder::new()
