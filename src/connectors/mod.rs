@@ -180,7 +180,7 @@ registry! {
     /// Kafka topics (`connector = kafka`).
     #[cfg(feature = "kafka")] Kafka(Box<kafka::KafkaConfig>),
     /// NATS subjects and JetStream streams (`connector = nats`).
-    #[cfg(feature = "nats")] Nats(nats::NatsConfig),
+    #[cfg(feature = "nats")] Nats(Box<nats::NatsConfig>),
     /// Amazon Kinesis data streams (`connector = kinesis`).
     #[cfg(feature = "kinesis")] Kinesis(kinesis::KinesisConfig),
     /// Pulsar topics (`connector = pulsar`).

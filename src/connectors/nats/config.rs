@@ -306,6 +306,12 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+impl From<NatsConfig> for crate::connectors::ConnectorConfig {
+    fn from(c: NatsConfig) -> Self {
+        crate::connectors::ConnectorConfig::Nats(Box::new(c))
+    }
+}
+
 /// The JetStream stream that holds progress records unless `progress.stream` names another.
 pub const DEFAULT_PROGRESS_STREAM: &str = "dsink_progress";
 
