@@ -81,7 +81,7 @@
 //! | `username`, `password` | for `user_and_password` |
 //! | `jwt`, `nkey` | for `credential`: the user JWT and the nkey seed that signs the nonce |
 //! | `stream` | the JetStream stream; publishes are acknowledged and deduplicated |
-//! | `stream.create` | `true` to create the stream if missing (subject, or `subject.>` with key suffixes) |
+//! | `stream.create` (RisingWave: `allow_create_stream`) | `true` to create the stream if missing (subject, or `subject.>` with key suffixes) |
 //! | `stream.duplicate_window.ms` | the duplicate window of a stream the sink creates (default 120000) |
 //! | `progress` | `stream` (default with `stream`) or `none` |
 //! | `progress.stream` | the JetStream stream of progress records (default `dsink_progress`) |
