@@ -142,7 +142,8 @@
 //!
 //! # Files
 //!
-//! `config.rs` the options; `table.rs` the table's description and the creation-time rules;
+//! `config.rs` the options; `url_params.rs` the Java driver URL parameters ignored with a
+//! warning; `table.rs` the table's description and the creation-time rules;
 //! `encoder.rs` and `batch.rs` the pure encoding into a commit's rows; `session/` the database
 //! sessions of both dialects (and TLS); `progress.rs` the progress table's records;
 //! `writer.rs` the [`SinkWriter`](differential_sinks_operators::SinkWriter).

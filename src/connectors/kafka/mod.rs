@@ -16,7 +16,7 @@
 //! registered Avro schemas), `encoder.rs` (the pure encoder), `writer.rs` (the producer and the
 //! commit protocol), `progress.rs` (progress records and reading them back), `client.rs`
 //! (librdkafka settings, delivery reports, error classification), `registry.rs` (the Schema
-//! Registry client), `avro.rs` (schemas and the Avro encoding).
+//! Registry client), `registry_tls.rs` (its HTTPS: roots and certificate checks), `avro.rs` (schemas and the Avro encoding).
 //!
 //! # Records
 //!
