@@ -3,6 +3,12 @@
 //! Each layer takes the keys it understands ([`Options::take`]); whatever is left when the sink is
 //! created is refused by [`Options::finish`], naming the key and suggesting the closest known
 //! one. Keys that carry secrets are redacted in `Debug` output.
+//!
+//! Where RisingWave names an option differently from ours, a connector declares the pair as an
+//! [`Alias`] and calls [`Options::resolve_aliases`] before it takes its keys: RisingWave's key is
+//! rewritten to ours (its value converted when the units differ), so a `CREATE SINK … WITH (…)`
+//! carries over unchanged. Giving both names with different values is refused naming both; a
+//! value refused later names the key as it was given.
 
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -14,6 +20,39 @@ use std::str::FromStr;
 pub struct Options {
     map: BTreeMap<String, String>,
     known: Vec<String>,
+    /// Our key → the alias it was given as.
+    given_as: BTreeMap<String, String>,
+}
+
+/// RisingWave's name for one of our options, and how its value reads as ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alias {
+    /// Our option.
+    pub ours: &'static str,
+    /// RisingWave's name for it.
+    pub theirs: &'static str,
+    /// How `theirs`' value becomes `ours`'.
+    pub value: AliasValue,
+}
+
+/// How an alias's value becomes our option's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AliasValue {
+    /// The same value.
+    Same,
+    /// The alias is in whole seconds, our option in milliseconds.
+    SecondsAsMillis,
+}
+
+impl Alias {
+    /// `theirs` is `ours` under another name, with the same values.
+    pub const fn same(ours: &'static str, theirs: &'static str) -> Alias {
+        Alias { ours, theirs, value: AliasValue::Same }
+    }
+    /// `theirs` (seconds) is `ours` (milliseconds).
+    pub const fn seconds_as_millis(ours: &'static str, theirs: &'static str) -> Alias {
+        Alias { ours, theirs, value: AliasValue::SecondsAsMillis }
+    }
 }
 
 /// True for option keys whose values must never be printed.
@@ -54,7 +93,7 @@ impl fmt::Debug for Options {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Options {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Options { map: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), known: Vec::new() }
+        Options { map: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), ..Options::default() }
     }
 }
 
@@ -110,20 +149,84 @@ impl Options {
 
     /// Consumes a required key.
     pub fn require(&mut self, key: &str, what: &str) -> Result<String> {
+        let shown = self.shown(key);
         self.take(key)
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| Error::config(format!("option `{key}` is required: {what}")))
+            .ok_or_else(|| Error::config(format!("option {shown} is required: {what}")))
     }
 
     /// Consumes and parses a key.
     pub fn take_parsed<T: FromStr>(&mut self, key: &str, expected: &str) -> Result<Option<T>> {
+        let shown = self.shown(key);
         match self.take(key) {
             None => Ok(None),
             Some(v) => v
                 .parse()
                 .map(Some)
-                .map_err(|_| Error::config(format!("option `{key}` = `{v}` is not valid: expected {expected}"))),
+                .map_err(|_| Error::config(format!("option {shown} = `{v}` is not valid: expected {expected}"))),
         }
+    }
+
+    /// `key` quoted for a message, with the alias it was given as, if any.
+    pub fn shown(&self, key: &str) -> String {
+        match self.given_as.get(key) {
+            Some(alias) => format!("`{key}` (given as `{alias}`)"),
+            None => format!("`{key}`"),
+        }
+    }
+
+    /// Rewrites every alias present to our key, converting its value. Refuses an alias value
+    /// that cannot be converted, and an alias given together with our key at a different value
+    /// (naming both keys, never the values, which may be secrets).
+    ///
+    /// ```
+    /// use differential_sinks::options::{Alias, Options};
+    /// let mut o = Options::parse_pairs(["doris.username=ann", "jdbc.query.timeout=60"]).unwrap();
+    /// o.resolve_aliases(&[
+    ///     Alias::same("doris.user", "doris.username"),
+    ///     Alias::seconds_as_millis("jdbc.transaction.timeout.ms", "jdbc.query.timeout"),
+    /// ])
+    /// .unwrap();
+    /// assert_eq!(o.take("doris.user").as_deref(), Some("ann"));
+    /// assert_eq!(o.take("jdbc.transaction.timeout.ms").as_deref(), Some("60000"));
+    /// ```
+    pub fn resolve_aliases(&mut self, aliases: &[Alias]) -> Result<()> {
+        for a in aliases {
+            self.known.push(a.theirs.to_string());
+            let Some(v) = self.map.remove(a.theirs) else { continue };
+            let (ours, theirs) = (a.ours, a.theirs);
+            let converted = match a.value {
+                AliasValue::Same => v,
+                AliasValue::SecondsAsMillis => {
+                    v.trim().parse::<u64>().ok().and_then(|s| s.checked_mul(1000)).map(|ms| ms.to_string()).ok_or_else(
+                        || Error::config(format!("option `{theirs}` = `{v}` is not valid: expected whole seconds")),
+                    )?
+                }
+            };
+            match self.map.get(ours) {
+                Some(given) => {
+                    let agree = match a.value {
+                        AliasValue::Same => *given == converted,
+                        AliasValue::SecondsAsMillis => given.trim().parse::<u64>().ok() == converted.parse().ok(),
+                    };
+                    if !agree {
+                        let unit = match a.value {
+                            AliasValue::Same => "",
+                            AliasValue::SecondsAsMillis => " (in seconds; ours in milliseconds)",
+                        };
+                        return Err(Error::config(format!(
+                            "options `{ours}` and `{theirs}` are one setting (`{theirs}` is RisingWave's name{unit}) \
+                             but are given different values: remove one of them"
+                        )));
+                    }
+                }
+                None => {
+                    self.map.insert(ours.to_string(), converted);
+                    self.given_as.insert(ours.to_string(), theirs.to_string());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Consumes a boolean key (`true`/`false`).
@@ -189,6 +292,40 @@ mod tests {
         let _ = o.take("primary_key");
         let e = o.finish("file").unwrap_err();
         assert!(e.to_string().contains("did you mean `primary_key`"), "{e}");
+    }
+
+    #[test]
+    fn aliases_become_our_keys_and_conflicts_name_both() {
+        let aliases = [Alias::same("doris.user", "doris.username"), Alias::seconds_as_millis("t.ms", "t.s")];
+        let mut o = Options::parse_pairs(["doris.username=ann", "t.s=2"]).unwrap();
+        o.resolve_aliases(&aliases).unwrap();
+        assert_eq!(o.take("doris.user").as_deref(), Some("ann"));
+        assert_eq!(o.take_parsed::<u64>("t.ms", "ms").unwrap(), Some(2000));
+        o.finish("x").unwrap();
+
+        // Both names, one value: accepted.
+        let mut o = Options::parse_pairs(["doris.username=ann", "doris.user=ann", "t.s=2", "t.ms=2000"]).unwrap();
+        o.resolve_aliases(&aliases).unwrap();
+        assert_eq!(o.take("doris.user").as_deref(), Some("ann"));
+        assert_eq!(o.take("t.ms").as_deref(), Some("2000"));
+
+        // Both names, two values: refused naming both, without the values.
+        for pairs in [["doris.username=ann", "doris.user=bob-secret"], ["t.s=2", "t.ms=2001"]] {
+            let mut o = Options::parse_pairs(pairs).unwrap();
+            let e = o.resolve_aliases(&aliases).unwrap_err().to_string();
+            let (ours, theirs) =
+                if pairs[0].starts_with('d') { ("doris.user", "doris.username") } else { ("t.ms", "t.s") };
+            assert!(e.contains(&format!("`{ours}`")) && e.contains(&format!("`{theirs}`")), "{e}");
+            assert!(!e.contains("bob-secret") && !e.contains("2001"), "{e}");
+        }
+
+        // A bad value names the key as given.
+        let mut o = Options::parse_pairs(["t.s=soon"]).unwrap();
+        assert!(o.resolve_aliases(&aliases).unwrap_err().to_string().contains("`t.s` = `soon`"));
+        let mut o = Options::parse_pairs(["doris.username=ann"]).unwrap();
+        o.resolve_aliases(&aliases).unwrap();
+        let e = o.take_parsed::<u64>("doris.user", "a number").unwrap_err().to_string();
+        assert!(e.contains("`doris.user` (given as `doris.username`) = `ann`"), "{e}");
     }
 
     #[test]

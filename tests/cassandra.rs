@@ -547,3 +547,46 @@ fn a_negative_progress_value_is_refused() {
     let e = run(&keyed_history(5, 5, 3, 4), &spec(&d, "neg", 9), 1, None).expect("the sink must stop");
     assert!(e.contains("negative") && e.contains("dsink_progress"), "{e}");
 }
+
+/// RisingWave's option names carry over: `cassandra.username` is the user the server checks, and
+/// `cassandra.datacenter` naming the double's datacenter routes every request to it.
+#[test]
+fn risingwave_option_names_carry_over() {
+    let d = CqlDouble::start_with(Some(("dsink", "s3cret")));
+    d.exec("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
+    d.exec(TABLE);
+    let spec = |extra: &[&str]| {
+        let mut pairs = vec![
+            "connector=cassandra".to_string(),
+            format!("cassandra.url={}", d.url()),
+            "cassandra.keyspace=ks".into(),
+            "cassandra.table=t".into(),
+            "cassandra.password=s3cret".into(),
+            "type=upsert".into(),
+            "primary_key=k".into(),
+        ];
+        pairs.extend(extra.iter().map(|s| s.to_string()));
+        SinkSpec::from_options(Options::parse_pairs(pairs).unwrap())
+    };
+    let history = keyed_history(17, 10, 4, 5);
+    let s = spec(&["cassandra.username=dsink", "cassandra.datacenter=datacenter1"]).unwrap();
+    assert_eq!(run(&history, &s, 1, None), None);
+    assert_eq!(table(&d), state_before(&history, u64::MAX));
+    assert_eq!(sent_writes(&d), expected_writes(&history));
+
+    let e = spec(&["cassandra.username=dsink", "cassandra.user=other"]).unwrap_err().to_string();
+    assert!(e.contains("`cassandra.user`") && e.contains("`cassandra.username`"), "{e}");
+}
+
+/// A datacenter the cluster does not have is refused when the sink is created, naming the option
+/// and the datacenters there are, instead of every request later finding no node.
+#[test]
+fn an_unknown_datacenter_is_refused_at_creation() {
+    let d = double(&[TABLE]);
+    let mut c = CassandraConfig::new(&d.url(), "ks", "t");
+    c.datacenter = Some("dc-elsewhere".into());
+    let e = SinkSpec::builder("dc", c).upsert().primary_key(["k"]).build().unwrap_err();
+    assert_eq!(e.kind(), differential_sinks::ErrorKind::Config, "{e}");
+    let m = e.to_string();
+    assert!(m.contains("`cassandra.datacenter` = `dc-elsewhere`") && m.contains("datacenter1"), "{m}");
+}

@@ -146,3 +146,55 @@ fn url_credentials_are_hidden_and_redirects_keep_the_scheme() {
     let e = run(&history, &s, 1, None).expect("a redirect to another scheme stops the sink");
     assert!(e.contains("redirects only") && !e.contains("secret"), "{e}");
 }
+
+/// RisingWave's option names carry over: `doris.username` is the user the backend checks, and
+/// `doris.partial_column = true` puts `partial_columns: true` on every Stream Load the double
+/// sees (none without it).
+#[test]
+fn risingwave_option_names_reach_the_stream_load() {
+    let d = DorisDouble::start(&["k", "v", "s"]);
+    let history = keyed_history(13, 12, 4, 6);
+    let spec = |table: &str, extra: &[&str]| {
+        let mut pairs = vec![
+            "connector=doris".to_string(),
+            format!("doris.url={}", d.fe),
+            "doris.database=demo".into(),
+            format!("doris.table={table}"),
+            "doris.username=root".into(),
+            "doris.password=secret".into(),
+            "type=upsert".into(),
+            "primary_key=k".into(),
+        ];
+        pairs.extend(extra.iter().map(|s| s.to_string()));
+        SinkSpec::from_options(Options::parse_pairs(pairs).unwrap()).unwrap()
+    };
+    assert_eq!(run(&history, &spec("partial", &["doris.partial_column=true"]), 1, None), None);
+    assert_eq!(d.table("partial"), state_before(&history, u64::MAX));
+    let seen = std::mem::take(&mut d.state.lock().unwrap().partial_columns);
+    assert!(!seen.is_empty() && seen.iter().all(|h| h.as_deref() == Some("true")), "{seen:?}");
+
+    assert_eq!(run(&history, &spec("whole", &[]), 1, None), None);
+    assert_eq!(d.table("whole"), state_before(&history, u64::MAX));
+    let seen = std::mem::take(&mut d.state.lock().unwrap().partial_columns);
+    assert!(!seen.is_empty() && seen.iter().all(Option::is_none), "{seen:?}");
+
+    let pairs = ["doris.partial_column=true", "doris.partial_update=false"];
+    let e = SinkSpec::from_options(
+        Options::parse_pairs(
+            [
+                "connector=doris",
+                "doris.url=http://x",
+                "doris.database=d",
+                "doris.table=t",
+                "type=upsert",
+                "primary_key=k",
+            ]
+            .into_iter()
+            .chain(pairs),
+        )
+        .unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`doris.partial_update`") && e.contains("`doris.partial_column`"), "{e}");
+}

@@ -775,6 +775,45 @@ fn mysql_options_and_redaction() {
     options_and_redaction(Db::My);
 }
 
+/// A RisingWave `WITH (…)` carries over: a `jdbc:` URL with Java driver parameters (ignored with
+/// a warning) and `jdbc.query.timeout` build a sink that writes the table.
+fn risingwave_options_carry_over(db: Db) {
+    let mut sql = Sql::connect(db);
+    let table = table_name("rw");
+    create_row_table(&mut sql, db, &table, true);
+    let params = match db {
+        Db::Pg => "reWriteBatchedInserts=true&stringtype=unspecified",
+        Db::My => "nullCatalogMeansCurrent=true&useUnicode=true&characterEncoding=UTF-8",
+    };
+    let url = db.url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let spec = SinkSpec::from_options(
+        Options::parse_pairs([
+            "connector=jdbc".to_string(),
+            format!("jdbc.url=jdbc:{url}{sep}{params}"),
+            format!("table.name={table}"),
+            "type=upsert".into(),
+            "primary_key=k".into(),
+            "jdbc.query.timeout=30".into(),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let history = keyed_history(23, 20, 5, 8);
+    assert!(run(&history, &[spec], 2).is_none());
+    assert_eq!(read_rows(&mut sql, &table), state_before(&history, u64::MAX));
+}
+
+#[test]
+fn postgres_risingwave_options_carry_over() {
+    risingwave_options_carry_over(Db::Pg);
+}
+
+#[test]
+fn mysql_risingwave_options_carry_over() {
+    risingwave_options_carry_over(Db::My);
+}
+
 /// `dsink` reaches the connector through its options: a generated change log replayed into a
 /// table equals the state the log describes.
 fn dsink_replays_into(db: Db) {

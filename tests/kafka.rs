@@ -51,6 +51,8 @@ mod common;
 mod drive;
 #[path = "support/kafka_read.rs"]
 mod kafka_read;
+#[path = "support/registry_double.rs"]
+mod registry_double;
 
 use common::{expected_changes, key_of, keyed_history, row_of, state_before, Rng, Row};
 use differential_dataflow::input::Input;
@@ -67,9 +69,9 @@ use drive::{Drive, Pace};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
+use registry_double::{start_registry, Pki, RegistryState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -644,84 +646,6 @@ fn resume_with_another_worker_count() {
 // ---------------------------------------------------------------------------------------------
 // Avro, against an in-test Schema Registry double.
 
-#[derive(Default)]
-struct RegistryState {
-    schemas: Vec<String>,
-    subjects: BTreeMap<String, Vec<u32>>,
-}
-
-/// A small Schema Registry: `POST /subjects/{s}/versions` registers (the same schema gets the same
-/// id), `GET /schemas/ids/{id}` returns it. Answers the way Confluent's registry does.
-fn start_registry() -> (String, Arc<Mutex<RegistryState>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let state = Arc::new(Mutex::new(RegistryState::default()));
-    let st = state.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                if h == "\r\n" || h.is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            let parts: Vec<&str> = request_line.split_whitespace().collect();
-            let (method, path) = (parts[0], parts[1]);
-            let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-            let mut s = st.lock().unwrap();
-            let (status, reply) = match (method, segs.as_slice()) {
-                ("POST", ["subjects", subject, "versions"]) => {
-                    let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    let text = req["schema"].as_str().unwrap().to_string();
-                    let canonical: serde_json::Value = serde_json::from_str(&text).unwrap();
-                    let id = match s
-                        .schemas
-                        .iter()
-                        .position(|x| serde_json::from_str::<serde_json::Value>(x).unwrap() == canonical)
-                    {
-                        Some(i) => i as u32 + 1,
-                        None => {
-                            s.schemas.push(text);
-                            s.schemas.len() as u32
-                        }
-                    };
-                    let versions = s.subjects.entry(subject.to_string()).or_default();
-                    if !versions.contains(&id) {
-                        versions.push(id);
-                    }
-                    (200, serde_json::json!({ "id": id }))
-                }
-                ("GET", ["schemas", "ids", id]) => {
-                    match id.parse::<usize>().ok().and_then(|i| s.schemas.get(i.wrapping_sub(1))) {
-                        Some(text) => (200, serde_json::json!({ "schema": text })),
-                        None => (404, serde_json::json!({"error_code": 40403, "message": "Schema not found"})),
-                    }
-                }
-                _ => (404, serde_json::json!({"error_code": 404, "message": "HTTP 404 Not Found"})),
-            };
-            drop(s);
-            let body = reply.to_string();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, state)
-}
-
 /// Named types of a schema (a record is defined once and referred to by name after).
 fn names(schema: &serde_json::Value, named: &mut HashMap<String, serde_json::Value>) {
     match schema {
@@ -798,16 +722,22 @@ fn decode(
 
 #[test]
 fn avro_upsert_and_debezium_in_the_confluent_wire_format() {
-    let (url, registry_state) = start_registry();
+    let (url, registry_state) = start_registry(None, None);
+    avro_delivery_is_framed_by_the_registered_ids(&RegistryConfig::new(url), &registry_state);
+}
+
+/// The sink registers through `registry` (a double whose state is `registry_state`) and every
+/// record on the broker carries the ids the double handed out, decoding (by the schemas fetched
+/// back from the double) to the reference state.
+fn avro_delivery_is_framed_by_the_registered_ids(registry_cfg: &RegistryConfig, registry_state: &Mutex<RegistryState>) {
     let schema: Schema = "k:int64!,v:int64!,s:string!".parse().unwrap();
     let history = keyed_history(41, 25, 6, 15);
-    let registry =
-        Registry::new(&RegistryConfig { url: url.clone(), username: None, password: None }, Duration::from_secs(5))
-            .unwrap();
+    let registry = Registry::new(registry_cfg, Duration::from_secs(5)).unwrap();
     for debezium in [false, true] {
         let topic = unique(if debezium { "avro-dbz" } else { "avro" });
-        let mut b =
-            SinkSpec::builder("avro", kafka(&topic).avro(url.clone())).primary_key(["k"]).schema(schema.clone());
+        let mut cfg = kafka(&topic).avro(registry_cfg.url.clone());
+        cfg.registry = Some(registry_cfg.clone());
+        let mut b = SinkSpec::builder("avro", cfg).primary_key(["k"]).schema(schema.clone());
         b = if debezium { b.debezium() } else { b.upsert() };
         assert!(run(&history, &b.build().unwrap(), 2).is_none());
         let subjects = registry_state.lock().unwrap().subjects.clone();
@@ -847,6 +777,39 @@ fn avro_upsert_and_debezium_in_the_confluent_wire_format() {
         }
         assert_eq!(state, state_before(&history, u64::MAX), "debezium: {debezium}");
     }
+}
+
+/// The same Avro delivery with the registry behind HTTPS (a throwaway CA given by
+/// `schema.registry.ssl.root.cert`, a certificate for 127.0.0.1) and basic auth: every request
+/// carried the credentials, and the records carry the ids registered over TLS.
+#[test]
+fn avro_through_an_https_registry_with_basic_auth() {
+    let pki = Pki::new("registry test CA");
+    let dir = tempfile::tempdir().unwrap();
+    // "Basic " + base64("ann:s3cret pw"), written out.
+    let expected_auth = "Basic YW5uOnMzY3JldCBwdw==";
+    let (url, registry_state) = start_registry(Some(pki.server(&["127.0.0.1"])), Some(expected_auth.into()));
+    assert!(url.starts_with("https://"));
+    let mut opts = differential_sinks::Options::parse_pairs([
+        "topic=t".to_string(),
+        format!("properties.bootstrap.server={}", bootstrap()),
+        "encode=avro".into(),
+        format!("schema.registry={url}"),
+        "schema.registry.username=ann".into(),
+        "schema.registry.password=s3cret pw".into(),
+        format!("schema.registry.ssl.root.cert={}", pki.ca_file(dir.path(), "ca.pem").display()),
+    ])
+    .unwrap();
+    let differential_sinks::connectors::ConnectorConfig::Kafka(parsed) =
+        differential_sinks::connectors::ConnectorConfig::from_options("kafka", &mut opts).unwrap()
+    else {
+        panic!("a kafka config")
+    };
+    let registry_cfg = parsed.registry.clone().unwrap();
+    avro_delivery_is_framed_by_the_registered_ids(&registry_cfg, &registry_state);
+    let seen = registry_state.lock().unwrap().auth_seen.clone();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|a| a.as_deref() == Some(expected_auth)), "{seen:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

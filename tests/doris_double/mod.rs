@@ -12,7 +12,8 @@
 //! `__DORIS_DELETE_SIGN__ = 1` deletes its key, any other replaces it. Every answer is the status
 //! JSON of Stream Load (`Label`, `Status`, `Message`, `NumberTotalRows`, …). Tables need no
 //! creation: each name gets one when first loaded into; every table has the columns given to
-//! [`DorisDouble::start`]. Not imitated: other formats, partial updates, sequence columns,
+//! [`DorisDouble::start`]. Not imitated: other formats, partial updates (the `partial_columns`
+//! header of each load is recorded, not applied), sequence columns,
 //! transactions of more than one request, group commit.
 //!
 //! **Checks beyond Doris.** The double counts the frontend's and the backend's requests, records
@@ -49,6 +50,8 @@ pub struct State {
     pub tables: BTreeMap<String, BTreeMap<u32, serde_json::Value>>,
     /// (label, answer status) of every load the backend answered, in order.
     pub loads: Vec<(String, String)>,
+    /// The `partial_columns` header of every load past the credential check, in order.
+    pub partial_columns: Vec<Option<String>>,
     pub frontend_hits: usize,
     pub backend_hits: usize,
     /// Columns every table has (besides the hidden delete sign).
@@ -92,6 +95,7 @@ impl DorisDouble {
             if req.headers.get("authorization").map(String::as_str) != Some(AUTH) {
                 return respond(s, "401 Unauthorized", &[], "{\"status\":\"FAILED\",\"msg\":\"Access denied\"}");
             }
+            st.partial_columns.push(req.headers.get("partial_columns").cloned());
             let label = req.headers.get("label").cloned().unwrap_or_default();
             // /api/{db}/{table}/_stream_load
             let parts: Vec<&str> = req.path.split('/').collect();

@@ -2,9 +2,14 @@
 //! timeouts, the write-timestamp offset and credentials, parsed and checked on their own.
 
 use crate::error::{Error, Result};
-use crate::options::Options;
+use crate::options::{Alias, Options};
 use crate::secret::Secret;
 use std::time::Duration;
+
+/// RisingWave's names for the options named otherwise here (`cassandra.url`,
+/// `cassandra.keyspace`, `cassandra.table`, `cassandra.password`, `cassandra.datacenter`,
+/// `cassandra.max_batch_rows` and `cassandra.request_timeout_ms` are the same in both).
+pub(crate) const RISINGWAVE_ALIASES: &[Alias] = &[Alias::same("cassandra.user", "cassandra.username")];
 
 /// Where and how the Cassandra connector writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +33,10 @@ pub struct CassandraConfig {
     pub progress_table: String,
     /// User and password (the password is never printed).
     pub credentials: Option<(String, Secret)>,
+    /// The local datacenter (`cassandra.datacenter`): requests go only to its nodes (the driver's
+    /// default policy with this preferred datacenter and no failover to others), and a cluster
+    /// without a node in it is refused at creation. `None`: every node is local.
+    pub datacenter: Option<String>,
 }
 
 impl CassandraConfig {
@@ -43,10 +52,12 @@ impl CassandraConfig {
             timestamp_offset: 0,
             progress_table: "dsink_progress".into(),
             credentials: None,
+            datacenter: None,
         }
     }
 
     pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
+        opts.resolve_aliases(RISINGWAVE_ALIASES)?;
         let url = opts.require("cassandra.url", "contact points, e.g. cassandra.url=127.0.0.1:9042")?;
         let keyspace = opts.require("cassandra.keyspace", "the keyspace, e.g. cassandra.keyspace=demo")?;
         let table = opts.require("cassandra.table", "the table, e.g. cassandra.table=orders")?;
@@ -66,6 +77,12 @@ impl CassandraConfig {
         if let Some(p) = opts.take("cassandra.progress_table") {
             c.progress_table = p;
         }
+        c.datacenter = opts.take("cassandra.datacenter");
+        if c.datacenter.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            return Err(Error::config(
+                "option `cassandra.datacenter` is empty: name the local datacenter (e.g. datacenter1) or remove it",
+            ));
+        }
         if let Some(user) = opts.take("cassandra.user") {
             c.credentials = Some((user, Secret::new(opts.take("cassandra.password").unwrap_or_default())));
         }
@@ -79,5 +96,32 @@ impl CassandraConfig {
             }
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<CassandraConfig> {
+        let base = ["cassandra.url=h:9042", "cassandra.keyspace=ks", "cassandra.table=t"];
+        let mut o = Options::parse_pairs([&base[..], extra].concat()).unwrap();
+        let c = CassandraConfig::parse(&mut o)?;
+        o.finish("cassandra")?;
+        Ok(c)
+    }
+
+    #[test]
+    fn risingwave_names_are_ours() {
+        let theirs = parse(&["cassandra.username=ann", "cassandra.password=pw", "cassandra.datacenter=dc1"]).unwrap();
+        let ours = parse(&["cassandra.user=ann", "cassandra.password=pw", "cassandra.datacenter=dc1"]).unwrap();
+        assert_eq!(theirs, ours);
+        assert_eq!(theirs.credentials.as_ref().map(|(u, p)| (u.as_str(), p.expose())), Some(("ann", "pw")));
+        assert_eq!(theirs.datacenter.as_deref(), Some("dc1"));
+        assert_eq!(parse(&[]).unwrap().datacenter, None);
+        let e = parse(&["cassandra.username=ann", "cassandra.user=bob"]).unwrap_err().to_string();
+        assert!(e.contains("`cassandra.user`") && e.contains("`cassandra.username`"), "{e}");
+        let e = parse(&["cassandra.datacenter= "]).unwrap_err().to_string();
+        assert!(e.contains("`cassandra.datacenter`"), "{e}");
     }
 }

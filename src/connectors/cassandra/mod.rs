@@ -55,7 +55,8 @@
 //! |---|---|
 //! | `cassandra.url` | contact points `host:port[,host:port]` — required |
 //! | `cassandra.keyspace`, `cassandra.table` | the target — required |
-//! | `cassandra.user`, `cassandra.password` | credentials (the password is never printed) |
+//! | `cassandra.user` (RisingWave: `cassandra.username`), `cassandra.password` | credentials (the password is never printed) |
+//! | `cassandra.datacenter` | the local datacenter: requests go only to its nodes (the driver's default policy preferring it, without failover to other datacenters); a cluster with no node in it is refused at creation, naming the datacenters it has. Unset: every node is local |
 //! | `cassandra.max_batch_rows` | statements per unlogged batch (default 100) |
 //! | `cassandra.max_batch_bytes` | estimated data bytes per unlogged batch (default 32 768; Cassandra refuses multi-partition batches over `batch_size_fail_threshold_in_kb`, 50 KiB by default) |
 //! | `cassandra.request_timeout_ms` | timeout of connecting and of every request (default 30 000); a timed-out batch is retried |

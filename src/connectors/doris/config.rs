@@ -3,9 +3,14 @@
 
 use crate::connectors::http::{base_url, Secret};
 use crate::error::Result;
-use crate::options::Options;
+use crate::options::{Alias, Options};
 use crate::secret::split_userinfo;
 use std::time::Duration;
+
+/// RisingWave's names for the options named otherwise here (`doris.url`, `doris.password`,
+/// `doris.database` and `doris.table` are the same in both).
+pub(crate) const RISINGWAVE_ALIASES: &[Alias] =
+    &[Alias::same("doris.user", "doris.username"), Alias::same("doris.partial_update", "doris.partial_column")];
 
 /// Where and how the Doris connector loads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +55,7 @@ impl DorisConfig {
     }
 
     pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
+        opts.resolve_aliases(RISINGWAVE_ALIASES)?;
         let url = opts.require("doris.url", "the frontend's HTTP address, e.g. doris.url=http://127.0.0.1:8030")?;
         let database = opts.require("doris.database", "the database, e.g. doris.database=demo")?;
         let table = opts.require("doris.table", "the table, e.g. doris.table=orders")?;
@@ -65,5 +71,31 @@ impl DorisConfig {
             c.timeout = Duration::from_millis(ms.max(1));
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<DorisConfig> {
+        let base = ["doris.url=http://fe:8030", "doris.database=d", "doris.table=t"];
+        let mut o = Options::parse_pairs([&base[..], extra].concat()).unwrap();
+        let c = DorisConfig::parse(&mut o)?;
+        o.finish("doris")?;
+        Ok(c)
+    }
+
+    #[test]
+    fn risingwave_names_are_ours() {
+        let theirs = parse(&["doris.username=ann", "doris.password=pw", "doris.partial_column=true"]).unwrap();
+        let ours = parse(&["doris.user=ann", "doris.password=pw", "doris.partial_update=true"]).unwrap();
+        assert_eq!(theirs, ours);
+        assert_eq!((theirs.user.as_str(), theirs.partial_update), ("ann", true));
+        assert!(!parse(&["doris.partial_column=false"]).unwrap().partial_update);
+        let e = parse(&["doris.partial_column=true", "doris.partial_update=false"]).unwrap_err().to_string();
+        assert!(e.contains("`doris.partial_update`") && e.contains("`doris.partial_column`"), "{e}");
+        let e = parse(&["doris.username=ann", "doris.user=bob"]).unwrap_err().to_string();
+        assert!(e.contains("`doris.user`") && e.contains("`doris.username`"), "{e}");
     }
 }

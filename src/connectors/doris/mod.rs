@@ -47,12 +47,15 @@
 //!
 //! # Options
 //!
+//! RisingWave's option names are accepted too (shown in parentheses); giving both names with
+//! different values is refused.
+//!
 //! | option | meaning |
 //! |---|---|
 //! | `doris.url` | the frontend's HTTP address, e.g. `http://127.0.0.1:8030` — required |
 //! | `doris.database`, `doris.table` | the target — required |
-//! | `doris.user`, `doris.password` | credentials (default user `root`; the password is never logged) |
-//! | `doris.partial_update` | `true` to update only the columns the rows have |
+//! | `doris.user` (RisingWave: `doris.username`), `doris.password` | credentials (default user `root`; the password is never logged) |
+//! | `doris.partial_update` (RisingWave: `doris.partial_column`) | `true` to update only the columns the rows have (`partial_columns: true` on every Stream Load) |
 //! | `doris.timeout.ms` | per-request timeout (default 600 000) |
 
 mod config;

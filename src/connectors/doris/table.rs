@@ -21,7 +21,7 @@ pub(crate) fn check(cfg: &DorisConfig, spec: &SinkSettings) -> Result<()> {
         ));
     }
     if cfg.partial_update && !spec.format().is_keyed() {
-        return Err(Error::config("option `doris.partial_update` needs `type = upsert` onto a unique-key table"));
+        return Err(Error::config("option `doris.partial_update` (RisingWave: `doris.partial_column`) needs `type = upsert` onto a unique-key table"));
     }
     Ok(())
 }

@@ -3,10 +3,17 @@
 
 use crate::delivery::RetryPolicy;
 use crate::error::{Error, Result};
-use crate::options::Options;
+use crate::options::{Alias, Options};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// RisingWave's names for the options named otherwise here (`jdbc.url`, `user`, `password`,
+/// `table.name` and `schema.name` are the same in both). RisingWave's `jdbc.query.timeout`
+/// (seconds) bounds each statement; here it bounds one commit attempt, which holds all of that
+/// commit's statements (`jdbc.transaction.timeout.ms`).
+pub(crate) const RISINGWAVE_ALIASES: &[Alias] =
+    &[Alias::seconds_as_millis("jdbc.transaction.timeout.ms", "jdbc.query.timeout")];
 
 /// Which wire protocol and SQL dialect the URL selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -282,18 +289,34 @@ impl JdbcConfig {
                 "sslrootcert" => self.tls_root_cert = Some(v.into()),
                 "sslcert" => self.tls_client_cert = Some(v.into()),
                 "sslkey" => self.tls_client_key = Some(v.into()),
+                // MySQL Connector/J's `connectTimeout` is in milliseconds; libpq's `connect_timeout`
+                // and pgjdbc's `connectTimeout` in seconds.
                 "connect_timeout" | "connectTimeout" => {
-                    let secs: u64 =
-                        v.parse().map_err(|_| bad(&format!("has connect_timeout `{v}`, not a number of seconds")))?;
-                    self.connect_timeout = Duration::from_secs(secs);
+                    let ms = k == "connectTimeout" && self.dialect == Dialect::Mysql;
+                    let unit = if ms { "milliseconds" } else { "seconds" };
+                    let n: u64 = v.parse().map_err(|_| bad(&format!("has {k} `{v}`, not a number of {unit}")))?;
+                    self.connect_timeout = if ms { Duration::from_millis(n) } else { Duration::from_secs(n) };
                 }
                 "currentSchema" | "search_path" => self.schema = Some(v),
-                other => {
+                other if super::url_params::is_tls_switch(other) => {
                     return Err(bad(&format!(
-                        "has parameter `{other}`, which is not supported (supported: user, password, sslmode, \
-                         sslrootcert, sslcert, sslkey, connect_timeout, currentSchema)"
+                        "has the Java driver's TLS switch `{other}`: use `sslmode` instead (disable, prefer, \
+                         require, verify-ca or verify-full), or `jdbc.ssl.mode`"
                     )))
                 }
+                other => match super::url_params::ignored(other) {
+                    Some(why) => tracing::warn!(
+                        parameter = other,
+                        "option `jdbc.url`: ignoring the Java driver parameter `{other}`: {why}"
+                    ),
+                    None => {
+                        return Err(bad(&format!(
+                            "has parameter `{other}`, which is not supported (supported: user, password, sslmode, \
+                             sslrootcert, sslcert, sslkey, connect_timeout, currentSchema; Java driver settings \
+                             such as nullCatalogMeansCurrent are ignored with a warning)"
+                        )))
+                    }
+                },
             }
         }
         if self.user.is_empty() {
@@ -388,6 +411,7 @@ impl JdbcConfig {
     }
 
     pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
+        opts.resolve_aliases(RISINGWAVE_ALIASES)?;
         let url = opts.require(
             "jdbc.url",
             "the database URL, e.g. jdbc.url=postgres://user@host:5432/db or mysql://user@host:3306/db",
@@ -486,6 +510,28 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn risingwave_query_timeout_is_the_transaction_timeout() {
+        let parse = |extra: &[&str]| {
+            let mut pairs = vec!["jdbc.url=postgres://h/db", "table.name=t"];
+            pairs.extend_from_slice(extra);
+            let mut o = Options::parse_pairs(pairs).unwrap();
+            let c = JdbcConfig::parse(&mut o)?;
+            o.finish("jdbc").map(|()| c)
+        };
+        let theirs = parse(&["jdbc.query.timeout=45"]).unwrap();
+        let ours = parse(&["jdbc.transaction.timeout.ms=45000"]).unwrap();
+        assert_eq!(theirs.transaction_timeout, Duration::from_secs(45));
+        // No `PartialEq` (secrets): every field is in `Debug`.
+        assert_eq!(format!("{theirs:?}"), format!("{ours:?}"));
+        let both = parse(&["jdbc.query.timeout=45", "jdbc.transaction.timeout.ms=45000"]).unwrap();
+        assert_eq!(format!("{both:?}"), format!("{ours:?}"));
+        let e = parse(&["jdbc.query.timeout=45", "jdbc.transaction.timeout.ms=1000"]).unwrap_err().to_string();
+        assert!(e.contains("`jdbc.transaction.timeout.ms`") && e.contains("`jdbc.query.timeout`"), "{e}");
+        let e = parse(&["jdbc.query.timeout=1.5"]).unwrap_err().to_string();
+        assert!(e.contains("`jdbc.query.timeout` = `1.5`"), "{e}");
+    }
 
     #[test]
     fn urls() {

@@ -93,7 +93,7 @@
 //!
 //! | option | meaning |
 //! |---|---|
-//! | `jdbc.url` | `postgres://user:password@host:port/database` or `mysql://…` (also `postgresql://`, `mariadb://`, `jdbc:postgresql://`, `jdbc:mysql://`); query parameters `user`, `password`, `sslmode` (also `ssl-mode`), `sslrootcert`, `sslcert`, `sslkey`, `connect_timeout` (s), `currentSchema` — required |
+//! | `jdbc.url` | `postgres://user:password@host:port/database` or `mysql://…` (also `postgresql://`, `mariadb://`, `jdbc:postgresql://`, `jdbc:mysql://`); query parameters `user`, `password`, `sslmode` (also `ssl-mode`), `sslrootcert`, `sslcert`, `sslkey`, `connect_timeout` (s; also `connectTimeout`: s for PostgreSQL as pgjdbc, ms for MySQL as Connector/J), `currentSchema`. Java driver settings with no effect here (`nullCatalogMeansCurrent`, `useUnicode`, `characterEncoding`, `rewriteBatchedStatements`, `reWriteBatchedInserts`, `stringtype`, … listed in `url_params.rs`) are ignored with a warning; their TLS switches (`useSSL`, `requireSSL`, `verifyServerCertificate`, `ssl`, `sslfactory`) are refused, naming `sslmode`; any other parameter is refused — required |
 //! | `user`, `password` | override the URL's (the password is never printed: `Debug`, logs and errors show `<redacted>`) |
 //! | `table.name` | the target table — required |
 //! | `schema.name` | PostgreSQL schema (default `public`) or MySQL database (default: the URL's) |
@@ -102,7 +102,7 @@
 //! | `jdbc.postgres.upsert` | `unnest` (default) or `copy`: how updates reach PostgreSQL |
 //! | `jdbc.progress.table` | the progress table's name (default `dsink_progress`) |
 //! | `jdbc.connect.timeout.ms` | connection timeout (default 10 000) |
-//! | `jdbc.transaction.timeout.ms` | one commit attempt's limit (default 300 000) |
+//! | `jdbc.transaction.timeout.ms` (RisingWave: `jdbc.query.timeout`, in seconds) | one commit attempt's limit (default 300 000). RisingWave bounds each statement; here the bound holds for all of a commit's statements together |
 //! | `jdbc.retry.initial.ms`, `jdbc.retry.max.ms`, `jdbc.retry.deadline.ms` | backoff (defaults 50, 5 000, 120 000) |
 //! | `jdbc.ssl.mode` (or `sslmode` / `ssl-mode` in the URL) | `disable` (default), `prefer`, `require`, `verify-ca` or `verify-full`; MySQL's `DISABLED`, `PREFERRED`, `REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY` are accepted too. See [TLS](#tls) |
 //! | `jdbc.ssl.root.cert` (or `sslrootcert`) | PEM file of the CA(s) the `verify-*` modes trust (default: the system's store) |
@@ -142,7 +142,8 @@
 //!
 //! # Files
 //!
-//! `config.rs` the options; `table.rs` the table's description and the creation-time rules;
+//! `config.rs` the options; `url_params.rs` the Java driver URL parameters ignored with a
+//! warning; `table.rs` the table's description and the creation-time rules;
 //! `encoder.rs` and `batch.rs` the pure encoding into a commit's rows; `session/` the database
 //! sessions of both dialects (and TLS); `progress.rs` the progress table's records;
 //! `writer.rs` the [`SinkWriter`](differential_sinks_operators::SinkWriter).
@@ -154,6 +155,7 @@ mod encoder;
 mod progress;
 mod session;
 mod table;
+mod url_params;
 mod writer;
 
 pub use batch::{Batch, PendingRow, RowOp};

@@ -3,9 +3,10 @@
 
 use crate::error::{Error, Result};
 use crate::options::{is_secret_key, Options};
-use crate::secret::Secret;
+use crate::secret::{redact_url, Secret};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The delivery guarantee (`sink.delivery`).
@@ -39,15 +40,38 @@ pub enum Encode {
     Avro,
 }
 
-/// Where the Avro schemas are registered.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where the Avro schemas are registered. `Debug` hides the password and a URL's
+/// `user:password@`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RegistryConfig {
-    /// The registry's base URL, `http://host:port[/path]`.
+    /// The registry's base URL, `http://host[:port][/path]` or `https://…` (may carry
+    /// `user:password@`, used as basic auth).
     pub url: String,
     /// Basic-auth user.
     pub username: Option<String>,
     /// Basic-auth password (never printed).
     pub password: Option<Secret>,
+    /// PEM file of the CA(s) an `https://` registry's certificate must lead to
+    /// (`schema.registry.ssl.root.cert`); the system's store when `None`.
+    pub ca: Option<PathBuf>,
+}
+
+impl RegistryConfig {
+    /// The registry at `url`, without credentials, trusting the system's roots for `https://`.
+    pub fn new(url: impl Into<String>) -> Self {
+        RegistryConfig { url: url.into(), username: None, password: None, ca: None }
+    }
+}
+
+impl fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("ca", &self.ca)
+            .finish()
+    }
 }
 
 /// How to create the topic when it is missing (`topic.create = true`).
@@ -169,7 +193,7 @@ impl KafkaConfig {
     /// Avro values (and column keys), registered at `registry_url`.
     pub fn avro(mut self, registry_url: impl Into<String>) -> Self {
         self.encode = Encode::Avro;
-        self.registry = Some(RegistryConfig { url: registry_url.into(), username: None, password: None });
+        self.registry = Some(RegistryConfig::new(registry_url));
         self
     }
     /// Create the topic with `partitions` and `replication_factor` if it is missing.
@@ -234,12 +258,14 @@ impl KafkaConfig {
         let registry = opts.take("schema.registry");
         let username = opts.take("schema.registry.username");
         let password = opts.take("schema.registry.password");
+        let ca = opts.take(super::registry_tls::CA_OPTION);
         match (c.encode, registry) {
             (Encode::Avro, Some(url)) => {
                 c.registry = Some(RegistryConfig {
                     url,
                     username,
                     password: password.map(Secret::new),
+                    ca: ca.map(PathBuf::from),
                 })
             }
             (Encode::Avro, None) => {
@@ -252,7 +278,20 @@ impl KafkaConfig {
                     "option `schema.registry` is only used with `encode = avro`: remove it or set encode=avro",
                 ))
             }
-            (Encode::Json, None) => {}
+            (Encode::Json, None) => {
+                if let Some(key) = [
+                    ("schema.registry.username", username.is_some()),
+                    ("schema.registry.password", password.is_some()),
+                    (super::registry_tls::CA_OPTION, ca.is_some()),
+                ]
+                .iter()
+                .find_map(|(k, set)| set.then_some(*k))
+                {
+                    return Err(Error::config(format!(
+                        "option `{key}` is only used with `encode = avro` and `schema.registry`: remove it"
+                    )));
+                }
+            }
         }
         let create = opts.take_bool("topic.create")?.unwrap_or(false);
         let partitions = opts.take_parsed::<i32>("topic.partitions", "a partition count")?;
@@ -319,12 +358,8 @@ impl KafkaConfig {
             ));
         }
         if let Some(r) = &self.registry {
-            if !r.url.starts_with("http://") {
-                return Err(Error::config(format!(
-                    "option `schema.registry` = `{}`: only http:// registry URLs are supported",
-                    r.url
-                )));
-            }
+            // Builds the client once to refuse a URL it cannot use or a CA file it cannot read.
+            super::Registry::new(r, self.timeout)?;
         }
         Ok(())
     }
@@ -381,6 +416,37 @@ mod tests {
         assert!(e.to_string().contains("topic.create"), "{e}");
         let e = parse(&["topic=t", "properties.bootstrap.server=h:1", "properties.acks=1"]).unwrap_err();
         assert!(e.to_string().contains("acks"), "{e}");
+        let e = parse(&["topic=t", "properties.bootstrap.server=h:1", "schema.registry.ssl.root.cert=/ca.pem"])
+            .unwrap_err();
+        assert!(e.to_string().contains("`schema.registry.ssl.root.cert`"), "{e}");
+    }
+
+    #[test]
+    fn registry_over_https_with_a_ca_file() {
+        let avro = ["topic=t", "properties.bootstrap.server=h:1", "encode=avro"];
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let mut pairs = avro.map(String::from).to_vec();
+        pairs.push("schema.registry=https://ann:pw-secret@reg:8081".into());
+        pairs.push(format!("schema.registry.ssl.root.cert={}", missing.display()));
+        let mut o = Options::parse_pairs(&pairs).unwrap();
+        let e = KafkaConfig::parse(&mut o).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Config);
+        let m = e.to_string();
+        assert!(m.contains("`schema.registry.ssl.root.cert`") && m.contains("missing.pem"), "{m}");
+
+        // A readable CA file: accepted, kept, and the URL's password is hidden in Debug.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+        pairs.pop();
+        pairs.push(format!("schema.registry.ssl.root.cert={}", ca.display()));
+        let c = parse(&pairs.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        assert_eq!(c.registry.as_ref().unwrap().ca.as_deref(), Some(ca.as_path()));
+        let shown = format!("{c:?}");
+        assert!(shown.contains("https://***@reg:8081") && !shown.contains("pw-secret"), "{shown}");
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! registered Avro schemas), `encoder.rs` (the pure encoder), `writer.rs` (the producer and the
 //! commit protocol), `progress.rs` (progress records and reading them back), `client.rs`
 //! (librdkafka settings, delivery reports, error classification), `registry.rs` (the Schema
-//! Registry client), `avro.rs` (schemas and the Avro encoding).
+//! Registry client), `registry_tls.rs` (its HTTPS: roots and certificate checks), `avro.rs` (schemas and the Avro encoding).
 //!
 //! # Records
 //!
@@ -121,7 +121,9 @@
 //!
 //! The registry client ([`Registry`]) speaks the two calls the sink needs:
 //! `POST /subjects/{subject}/versions` → `{"id": N}` (the same id for the same schema) and, for
-//! readers, `GET /schemas/ids/{id}`.
+//! readers, `GET /schemas/ids/{id}`, over `http://` or over `https://` with rustls (chain and host
+//! name always checked; a refused certificate stops the sink with a `Config` error naming
+//! `schema.registry.ssl.root.cert` or the host).
 //!
 //! # Options
 //!
@@ -131,8 +133,9 @@
 //! | `properties.bootstrap.server` | the brokers, `host:port,…` — required |
 //! | `sink.delivery` | `exactly-once` (default) or `at-least-once` |
 //! | `encode` | `json` (default) or `avro` |
-//! | `schema.registry` | the Schema Registry URL (`http://…`), required with `encode = avro` |
-//! | `schema.registry.username`, `schema.registry.password` | basic auth for the registry (the password is never printed) |
+//! | `schema.registry` | the Schema Registry URL (`http://…` or `https://…`), required with `encode = avro`; a `user:password@` in it is basic auth (never printed) |
+//! | `schema.registry.username`, `schema.registry.password` | basic auth for the registry (the password is never printed); not together with credentials in the URL |
+//! | `schema.registry.ssl.root.cert` | PEM file of the CA(s) an `https://` registry's certificate must lead to (default: the system's store); the certificate must also name the URL's host. Refused with `http://`, and when it cannot be read or holds no certificate |
 //! | `topic.create` | `true` to create the topic when it is missing (default: refuse, naming this option) |
 //! | `topic.partitions`, `topic.replication.factor` | for a created topic (default 1, 1) |
 //! | `topic.config.*` | topic configs for a created topic, e.g. `topic.config.cleanup.policy=compact` |
@@ -178,6 +181,7 @@ mod config;
 mod encoder;
 mod progress;
 pub mod registry;
+mod registry_tls;
 mod table;
 mod writer;
 

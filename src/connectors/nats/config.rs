@@ -1,11 +1,15 @@
 //! Options of the NATS connector (names follow RisingWave's NATS sink where it has them).
 
 use crate::error::{Error, Result};
-use crate::options::Options;
+use crate::options::{Alias, Options};
 use crate::secret::Secret;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// RisingWave's names for the options named otherwise here (`server_url`, `subject`,
+/// `connect_mode`, `username`, `password`, `jwt`, `nkey` and `stream` are the same in both).
+pub(crate) const RISINGWAVE_ALIASES: &[Alias] = &[Alias::same("stream.create", "allow_create_stream")];
 
 /// How the connection authenticates (`connect_mode`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +154,7 @@ impl NatsConfig {
     }
 
     pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
+        opts.resolve_aliases(RISINGWAVE_ALIASES)?;
         let server_url = opts.require("server_url", "the NATS server, e.g. server_url=nats://127.0.0.1:4222")?;
         let subject = opts.require("subject", "the subject to publish to, e.g. subject=orders")?;
         let mut c = NatsConfig::new(server_url, subject);
@@ -351,5 +356,20 @@ mod tests {
         assert_eq!(c.progress, ProgressStore::None);
         assert!(parse(&["server_url=nats://h:1", "subject=a.*"]).is_err());
         assert!(parse(&["server_url=nats://h:1", "subject=a", "stream.create=true"]).is_err());
+    }
+
+    #[test]
+    fn risingwave_allow_create_stream_is_stream_create() {
+        let base = ["server_url=nats://h:1", "subject=a", "stream=S"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        let theirs = with(&["allow_create_stream=true"]).unwrap();
+        assert!(theirs.create_stream);
+        assert_eq!(theirs, with(&["stream.create=true"]).unwrap());
+        assert!(!with(&["allow_create_stream=false"]).unwrap().create_stream);
+        assert_eq!(with(&["allow_create_stream=true", "stream.create=true"]).unwrap(), theirs);
+        let e = with(&["allow_create_stream=true", "stream.create=false"]).unwrap_err().to_string();
+        assert!(e.contains("`stream.create`") && e.contains("`allow_create_stream`"), "{e}");
+        let e = with(&["allow_create_stream=yes"]).unwrap_err().to_string();
+        assert!(e.contains("(given as `allow_create_stream`) = `yes`"), "{e}");
     }
 }

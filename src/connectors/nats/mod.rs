@@ -84,7 +84,7 @@
 //! | `ssl.cert`, `ssl.key` | a client certificate and its key (PEM), for servers that verify clients |
 //! | `ssl.required` | refuse a connection without TLS (default: on when `ssl.root.cert` or `ssl.cert` is set) |
 //! | `stream` | the JetStream stream; publishes are acknowledged and deduplicated |
-//! | `stream.create` | `true` to create the stream if missing (subject, or `subject.>` with key suffixes) |
+//! | `stream.create` (RisingWave: `allow_create_stream`) | `true` to create the stream if missing (subject, or `subject.>` with key suffixes) |
 //! | `stream.duplicate_window.ms` | the duplicate window of a stream the sink creates (default 120000) |
 //! | `progress` | `stream` (default with `stream`) or `none` |
 //! | `progress.stream` | the JetStream stream of progress records (default `dsink_progress`) |
