@@ -6,6 +6,7 @@
 //! [`split_userinfo`] takes them out of a URL so that a connector stores the URL without them
 //! and sends them the way its protocol wants (headers, Basic auth).
 
+use crate::options::is_secret_key;
 use std::fmt;
 
 /// A secret option value: kept out of `Debug` output, logs and error messages.
@@ -47,15 +48,44 @@ fn userinfo_at(url: &str) -> Option<(usize, usize)> {
 /// assert_eq!(redact_url("http://u:p%40ss@h:8123/x"), "http://***@h:8123/x");
 /// assert_eq!(redact_url("nats://a:b@h1:4222,nats://h2:4222"), "nats://***@h1:4222,nats://h2:4222");
 /// assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
+/// // Query parameters that carry secrets (`password`, `token`, …) are hidden too.
+/// assert_eq!(redact_url("postgres://h/db?user=u&password=pw&sslmode=require"), "postgres://h/db?user=u&password=***&sslmode=require");
 /// ```
 pub fn redact_url(url: &str) -> String {
     url.split(',')
-        .map(|one| match userinfo_at(one) {
-            Some((start, at)) => format!("{}***{}", &one[..start], &one[at..]),
-            None => one.to_string(),
+        .map(|one| {
+            let one = match userinfo_at(one) {
+                Some((start, at)) => format!("{}***{}", &one[..start], &one[at..]),
+                None => one.to_string(),
+            };
+            redact_query(&one)
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// `url` with the values of its secret query parameters (see [`is_secret_key`]) replaced by `***`.
+fn redact_query(url: &str) -> String {
+    let Some((head, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    let mut out = format!("{head}?{}", pairs.join("&"));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
 }
 
 /// Decodes `%XX` escapes (as userinfo in URLs is written); invalid escapes stay as they are.
