@@ -16,10 +16,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext,
+    resolve_resume, Change, Frontier, ResumePoint, WorkerMetrics, SinkTime, SinkWriter, WorkerContext,
 };
 use serde::Serialize;
-use std::sync::Arc;
 
 /// One worker's writer into a database table. See the [module docs](super).
 pub struct JdbcWriter<V> {
@@ -33,7 +32,7 @@ pub struct JdbcWriter<V> {
     ctx: Option<WorkerContext>,
     point: Option<ResumePoint<u64>>,
     stored: Stored,
-    metrics: Arc<SinkMetrics>,
+    metrics: WorkerMetrics,
 }
 
 impl<V> Drop for JdbcWriter<V> {
@@ -63,7 +62,7 @@ impl<V: Serialize> JdbcWriter<V> {
             ctx: None,
             point: None,
             stored: Stored::Absent,
-            metrics: Arc::clone(spec.metrics()),
+            metrics: spec.worker_metrics(),
         })
     }
 
@@ -239,7 +238,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for JdbcWriter<V
         let staged = encoder.encode(time.to_u64(), changes, &mut self.batch);
         changes.clear();
         staged?;
-        SinkMetrics::add(&self.metrics.records_out, self.batch.rows.len().saturating_sub(before) as u64);
+        self.metrics.records_out(self.batch.rows.len().saturating_sub(before) as u64);
         Ok(())
     }
 
