@@ -8,7 +8,9 @@
 use crate::envelope::Format;
 use crate::key::KeyEncoding;
 use crate::schema::Schema;
-use differential_sinks_operators::{BufferConfig, CommitPolicy, SinkMetrics, ViolationPolicy, WorkerContext, WorkerMetrics};
+use differential_sinks_operators::{
+    BufferConfig, CommitPolicy, SinkMetrics, ViolationPolicy, WorkerContext, WorkerMetrics,
+};
 use std::sync::Arc;
 
 /// The common settings of a sink, validated with its [`SinkSpec`](crate::SinkSpec).

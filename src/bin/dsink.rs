@@ -244,7 +244,8 @@ fn run(args: RunArgs) -> Result<(), String> {
 
 /// Commit latency buckets, in seconds, for `dsink_commit_seconds`.
 #[cfg(feature = "prometheus")]
-const COMMIT_BUCKETS: [f64; 15] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const COMMIT_BUCKETS: [f64; 15] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 /// Installs the Prometheus recorder and its HTTP listener on `addr` (a background thread).
 #[cfg(feature = "prometheus")]

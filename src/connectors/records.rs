@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::record::RecordBatch;
 use crate::settings::SinkSettings;
-use differential_sinks_operators::{Change, Frontier, WorkerMetrics, SinkTime, SinkWriter, WorkerContext};
+use differential_sinks_operators::{Change, Frontier, SinkTime, SinkWriter, WorkerContext, WorkerMetrics};
 use serde::Serialize;
 use std::marker::PhantomData;
 

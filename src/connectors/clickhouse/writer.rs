@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Change, Frontier, ResumePoint, WorkerMetrics, SinkTime, SinkWriter, WorkerContext,
+    resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
 };
 use serde::Serialize;
 use std::collections::VecDeque;

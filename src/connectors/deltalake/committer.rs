@@ -18,7 +18,7 @@ use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::DeltaTable;
 use differential_sinks_operators::{
-    resolve_resume, Committer, Frontier, Prepared, WorkerMetrics, SinkTime, WorkerContext,
+    resolve_resume, Committer, Frontier, Prepared, SinkTime, WorkerContext, WorkerMetrics,
 };
 use tokio::runtime::Runtime;
 

@@ -16,7 +16,7 @@ use arrow_array::RecordBatch;
 use deltalake::kernel::Add;
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use differential_sinks_operators::{
-    resolve_resume, Change, CoordinatedWriter, Frontier, WorkerMetrics, SinkTime, SinkWriter, WorkerContext,
+    resolve_resume, Change, CoordinatedWriter, Frontier, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

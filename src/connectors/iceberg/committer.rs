@@ -14,7 +14,7 @@ use crate::encode::arrow::{upsert_keys, KeyEncoder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Committer, Frontier, Prepared, WorkerMetrics, SinkTime, WorkerContext,
+    resolve_resume, Committer, Frontier, Prepared, SinkTime, WorkerContext, WorkerMetrics,
 };
 use iceberg::spec::{deserialize_data_file_from_json, DataFile, Struct};
 use iceberg::table::Table;

@@ -15,7 +15,7 @@ use crate::key::Key;
 use crate::settings::SinkSettings;
 use arrow_array::RecordBatch;
 use differential_sinks_operators::{
-    resolve_resume, Change, CoordinatedWriter, Frontier, WorkerMetrics, SinkTime, SinkWriter, WorkerContext,
+    resolve_resume, Change, CoordinatedWriter, Frontier, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
     WorkerProgress,
 };
 use iceberg::arrow::RecordBatchPartitionSplitter;
