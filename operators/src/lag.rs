@@ -10,6 +10,7 @@
 
 use crate::time::{Frontier, SinkTime};
 use crate::worker_metrics::WorkerMetrics;
+use metrics::Gauge;
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -17,12 +18,15 @@ use std::rc::Rc;
 #[derive(Clone)]
 pub(crate) struct FrontierLag {
     frontiers: Rc<Cell<(Option<u64>, Option<u64>)>>,
-    metrics: WorkerMetrics,
+    gauge: Gauge,
 }
 
 impl FrontierLag {
-    pub(crate) fn new(metrics: WorkerMetrics) -> Self {
-        FrontierLag { frontiers: Rc::new(Cell::new((Some(0), Some(0)))), metrics }
+    /// Registers the gauge of `metrics`' sink and worker (only where the lag is tracked).
+    pub(crate) fn new(metrics: &WorkerMetrics) -> Self {
+        let labels = [("sink", metrics.sink.to_string()), ("worker", metrics.worker().to_string())];
+        let gauge = metrics::gauge!(crate::worker_metrics::FRONTIER_LAG, &labels);
+        FrontierLag { frontiers: Rc::new(Cell::new((Some(0), Some(0)))), gauge }
     }
 
     /// The sink's input frontier moved (or may have).
@@ -40,8 +44,8 @@ impl FrontierLag {
     fn publish(&self, frontiers: (Option<u64>, Option<u64>)) {
         self.frontiers.set(frontiers);
         match frontiers {
-            (Some(input), Some(committed)) => self.metrics.frontier_lag(input.saturating_sub(committed)),
-            (_, None) => self.metrics.frontier_lag(0),
+            (Some(input), Some(committed)) => self.gauge.set(input.saturating_sub(committed) as f64),
+            (_, None) => self.gauge.set(0.0),
             (None, Some(_)) => {}
         }
     }
@@ -56,7 +60,7 @@ mod tests {
     #[test]
     fn lag_follows_both_frontiers() {
         // No recorder installed: the gauge is a no-op, the state is what is checked.
-        let lag = FrontierLag::new(Arc::new(SinkMetrics::default()).for_worker("s", 0));
+        let lag = FrontierLag::new(&Arc::new(SinkMetrics::default()).for_worker("s", 0));
         lag.input(&Frontier::at(7u64));
         assert_eq!(lag.frontiers.get(), (Some(7), Some(0)));
         lag.committed(&Frontier::at(5u64));

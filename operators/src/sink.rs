@@ -189,7 +189,7 @@ impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> f
     {
         let handle = SinkHandle::new();
         let metrics = config.metrics.for_worker(&config.name, self.inner.scope().index());
-        let lag = Some(FrontierLag::new(metrics.clone()));
+        let lag = Some(FrontierLag::new(&metrics));
         let (committed, dead_letters) =
             worker_operator(self, &config, key_fn, writer, Independent, handle.clone(), metrics, lag);
         SinkOutput { committed, dead_letters, handle }
@@ -213,7 +213,7 @@ impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> f
         let index = self.inner.scope().index();
         let metrics = config.metrics.for_worker(&config.name, index);
         // The committer on worker 0 moves the committed frontier: only worker 0 has the lag.
-        let lag = (index == 0).then(|| FrontierLag::new(metrics.clone()));
+        let lag = (index == 0).then(|| FrontierLag::new(&metrics));
         let (prepared, dead_letters) =
             worker_operator(self, &config, key_fn, writer, Coordinated, handle.clone(), metrics.clone(), lag.clone());
         let notices = committer_operator(prepared, &config.name, metrics, lag, make_committer, handle.clone());

@@ -28,7 +28,7 @@
 //! | `dsink_spilled_bytes_total` | counter | `sink`, `worker` | bytes written to spill files |
 
 use crate::metrics::SinkMetrics;
-use metrics::{Counter, Gauge, Histogram, Unit};
+use metrics::{Counter, Histogram, Unit};
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -91,7 +91,7 @@ pub fn describe_metrics() {
 #[derive(Clone)]
 pub struct WorkerMetrics {
     shared: Arc<SinkMetrics>,
-    sink: Arc<str>,
+    pub(crate) sink: Arc<str>,
     worker: usize,
     updates_in: Counter,
     updates_already_committed: Counter,
@@ -100,7 +100,6 @@ pub struct WorkerMetrics {
     bytes_out: Counter,
     commits: Counter,
     commit_seconds: Histogram,
-    frontier_lag: Gauge,
     files_committed: Counter,
     small_files: Counter,
     violations_failed: Counter,
@@ -136,7 +135,6 @@ impl SinkMetrics {
             bytes_out: counter(RECORDS_OUT_BYTES),
             commits: counter(COMMITS),
             commit_seconds: metrics::histogram!(COMMIT_SECONDS, &labels),
-            frontier_lag: metrics::gauge!(FRONTIER_LAG, &labels),
             files_committed: counter(FILES_COMMITTED),
             small_files: counter(SMALL_FILES_COMMITTED),
             violations_failed: violations("fail"),
@@ -193,10 +191,6 @@ impl WorkerMetrics {
     /// Records one commit's latency.
     pub fn commit_took(&self, latency: Duration) {
         self.commit_seconds.record(latency.as_secs_f64());
-    }
-    /// Sets the frontier lag gauge.
-    pub fn frontier_lag(&self, lag: u64) {
-        self.frontier_lag.set(lag as f64);
     }
     /// Adds `n` data files committed.
     pub fn files_committed(&self, n: u64) {

@@ -68,7 +68,7 @@ impl<V> ClickHouseWriter<V> {
     pub fn open(cfg: &ClickHouseConfig, spec: &SinkSettings, _ctx: WorkerContext) -> Result<Self> {
         Ok(ClickHouseWriter {
             rt: runtime(1, spec.name())?,
-            ch: ClickHouse::new(cfg)?,
+            ch: ClickHouse::new(cfg)?.counting_retries(spec.worker_metrics()),
             sink: spec.name().to_string(),
             spec: spec.clone(),
             mode: Mode::Plain,

@@ -7,7 +7,7 @@ use super::load::{interpret, stream_load};
 use super::progress::label;
 use crate::connectors::http::{client, runtime};
 use crate::connectors::resumed_frontier;
-use crate::delivery::retry::retry;
+use crate::delivery::retry::retry_counted;
 use crate::delivery::RetryPolicy;
 use crate::encode::ChangeEncoder;
 use crate::error::{Error, Result};
@@ -85,8 +85,10 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for DorisWriter<
             self.metrics.records_out(full.rows);
             self.metrics.bytes_out(body.len() as u64);
             let (http, cfg, upsert) = (self.http.clone(), Arc::clone(&self.cfg), self.encoder.upsert());
+            let metrics = &self.metrics;
             self.rt.block_on(async move {
-                retry(&RetryPolicy::default(), &format!("Doris load `{label}`"), || async {
+                let what = format!("Doris load `{label}`");
+                retry_counted(&RetryPolicy::default(), &what, Some(metrics), || async {
                     let status = stream_load(&http, &cfg, &label, upsert, body.clone()).await?;
                     interpret(&status, &label)
                 })

@@ -43,7 +43,7 @@ impl<V> ElasticsearchWriter<V> {
     pub fn open(cfg: &ElasticsearchConfig, spec: &SinkSettings, _ctx: WorkerContext) -> Result<Self> {
         Ok(ElasticsearchWriter {
             rt: runtime(cfg.concurrent_requests.min(2), spec.name())?,
-            bulk: Bulk::new(cfg)?,
+            bulk: Bulk { metrics: Some(spec.worker_metrics()), ..Bulk::new(cfg)? },
             cfg: cfg.clone(),
             sink: spec.name().to_string(),
             encoder: BulkEncoder::new(cfg, spec)?,

@@ -68,10 +68,10 @@ impl<V: Serialize> JdbcWriter<V> {
 
     /// Connects (retrying retriable failures), describes the table and checks the rules.
     fn setup(&mut self) -> Result<()> {
-        let (config, spec) = (&self.config, &self.spec);
+        let (config, spec, metrics) = (&self.config, &self.spec, &self.metrics);
         let schema = config.schema_name()?;
         let (session, info) = self.rt.block_on(async {
-            let mut backoff = Backoff::new(config.retry.clone());
+            let mut backoff = Backoff::new(config.retry.clone()).counting(Some(metrics));
             loop {
                 let r = async {
                     let mut c = Session::connect(config, spec.name()).await?;
@@ -130,9 +130,10 @@ impl<V: Serialize> JdbcWriter<V> {
         };
         let target = self.target()?.clone();
         let (config, batch, slot, expected) = (&self.config, &self.batch, &mut self.session, &self.stored);
+        let metrics = &self.metrics;
         let sink = self.spec.name().to_string();
         let applied = self.rt.block_on(async {
-            let mut backoff = Backoff::new(config.retry.clone());
+            let mut backoff = Backoff::new(config.retry.clone()).counting(Some(metrics));
             loop {
                 let attempt = async {
                     let session = match slot.take().filter(|s| !s.is_closed()) {
