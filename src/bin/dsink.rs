@@ -214,7 +214,7 @@ fn run(args: RunArgs) -> Result<(), String> {
                 "updates_already_committed": m.updates_already_committed,
                 "violations_skipped": m.violations_skipped, "violations_dead_lettered": m.violations_dead_lettered,
                 "spilled_updates": m.spilled_updates, "spilled_bytes": m.spilled_bytes,
-                "errors": errors,
+                "retries": m.retries, "errors": errors,
             })
         );
     } else {
@@ -224,6 +224,9 @@ fn run(args: RunArgs) -> Result<(), String> {
         }
         if m.files_committed > 0 {
             extra += &format!(", {} data files committed ({} small)", m.files_committed, m.small_files);
+        }
+        if m.retries > 0 {
+            extra += &format!(", {} retries", m.retries);
         }
         if m.spilled_updates > 0 {
             extra += &format!(", {} updates spilled ({:.1} MB)", m.spilled_updates, m.spilled_bytes as f64 / 1e6);
