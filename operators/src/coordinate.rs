@@ -157,6 +157,7 @@ where
                         "commit",
                         sink = %name,
                         worker = index,
+                        upper = ?next.iter().min(),
                         prepared = batch.len(),
                         changes = pending_changes
                     );
