@@ -68,6 +68,6 @@ pub use sink::{Row, SinkCollection};
 /// The dataflow side, re-exported.
 pub use differential_sinks_operators as operators;
 pub use differential_sinks_operators::{
-    Change, CommitPolicy, Committed, Frontier, MetricsSnapshot, SinkHandle, SinkMetrics, SinkOutput, SinkTime,
-    ViolationPolicy,
+    describe_metrics, Change, CommitPolicy, Committed, Frontier, MetricsSnapshot, SinkHandle, SinkMetrics, SinkOutput,
+    SinkTime, ViolationPolicy, WorkerMetrics,
 };

@@ -123,7 +123,9 @@ fn deliver<'scope, T: SinkTime, V: Row>(
     let scope = collection.inner.scope();
     let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
     let config = operator_config(spec, keyed);
-    Ok(match spec.connector.open::<V, T>(&spec.settings, ctx)? {
+    // The connector counts its records under this worker's labels.
+    let settings = spec.settings.for_worker(ctx);
+    Ok(match spec.connector.open::<V, T>(&settings, ctx)? {
         Writers::Independent(writer) => collection.sink_with(config, key_of, writer),
         Writers::Coordinated(writer, make_committer) => {
             collection.sink_coordinated(config, key_of, writer, make_committer)

@@ -8,12 +8,13 @@
 //! the workers in one process or in several.
 
 use crate::handle::{Committed, SinkHandle};
-use crate::metrics::SinkMetrics;
+use crate::lag::FrontierLag;
 use crate::time::{Frontier, SinkTime};
+use crate::worker_metrics::WorkerMetrics;
 use crate::writer::{Committer, Prepared};
 use crate::OperatorError;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::time::Instant;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
@@ -55,7 +56,8 @@ fn stopped_by(sink: &str, source: &str, message: &str) -> OperatorError {
 pub(crate) fn committer_operator<'scope, T, P, C, MC, E>(
     prepared: Stream<'scope, T, Vec<Round<P, T>>>,
     name: &str,
-    metrics: &Arc<SinkMetrics>,
+    metrics: WorkerMetrics,
+    lag: Option<FrontierLag>,
     make_committer: MC,
     handle: SinkHandle<T, E>,
 ) -> Stream<'scope, T, Vec<(usize, Notice<T>)>>
@@ -73,7 +75,6 @@ where
     let (out, stream) = builder.new_output::<Vec<(usize, Notice<T>)>>();
     let mut out = OutputBuilder::from(out);
     let activator = scope.activator_for(builder.operator_info().address);
-    let metrics = Arc::clone(metrics);
     let name = name.to_string();
 
     builder.build(move |caps| {
@@ -83,10 +84,10 @@ where
         // A failure to announce to every worker: who failed, and its error.
         let mut failure: Option<(String, String)> = None;
         let fail = {
-            let (name, metrics) = (name.clone(), Arc::clone(&metrics));
+            let (name, metrics) = (name.clone(), metrics.clone());
             move |handle: &SinkHandle<T, E>, e: E| {
                 tracing::error!(sink = %name, error = %e, "sink coordinator stopped");
-                SinkMetrics::add(&metrics.errors, 1);
+                metrics.error();
                 let message = e.to_string();
                 handle.fail(e);
                 ("the committer on worker 0".to_string(), message)
@@ -103,6 +104,9 @@ where
                     }
                     let min = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
                     handle.set_committed(min);
+                    if let Some(lag) = &lag {
+                        lag.committed(&min);
+                    }
                     match min.time() {
                         Some(t) => cap.as_mut().expect("fresh").downgrade(t),
                         None => cap = None,
@@ -149,17 +153,33 @@ where
                         next[p.worker] = next[p.worker].max(p.upper);
                     }
                     let batch = std::mem::take(&mut pending);
-                    crate::crash_point("round.begin");
-                    let committed = c.commit(batch, &next);
-                    if committed.is_ok() {
-                        crate::crash_point("round.end");
-                    }
+                    let span = tracing::info_span!(
+                        "commit",
+                        sink = %name,
+                        worker = index,
+                        upper = ?next.iter().min(),
+                        prepared = batch.len(),
+                        changes = pending_changes
+                    );
+                    let started = Instant::now();
+                    let committed = span.in_scope(|| {
+                        crate::crash_point("round.begin");
+                        let committed = c.commit(batch, &next);
+                        if committed.is_ok() {
+                            crate::crash_point("round.end");
+                        }
+                        committed
+                    });
                     match committed {
                         Ok(()) => {
                             frontiers = next;
-                            SinkMetrics::add(&metrics.commits, 1);
+                            metrics.commit_took(started.elapsed());
+                            metrics.commits(1);
                             let min = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
                             handle.set_committed(min);
+                            if let Some(lag) = &lag {
+                                lag.committed(&min);
+                            }
                             if let Some(cap_ref) = cap.as_mut() {
                                 let record = Committed { worker: 0, upper: min, changes: pending_changes };
                                 out.activate().session(&*cap_ref).give((0, Notice::Committed(record)));

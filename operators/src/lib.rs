@@ -13,7 +13,9 @@
 //! * commits on a cadence ([`CommitPolicy`]), telling the writer which frontier becomes durable;
 //! * on start, asks the writer which frontier an earlier run committed and drops updates before
 //!   it, so a restarted dataflow delivers each change once;
-//! * returns a stream whose frontier is the committed frontier, to `probe()`.
+//! * returns a stream whose frontier is the committed frontier, to `probe()`;
+//! * counts what it does in [`SinkMetrics`] and, labelled by sink and worker, in the `metrics`
+//!   facade ([`worker_metrics`] lists the names), and wraps each commit in a `tracing` span.
 //!
 //! The writer contract is in [`writer`]; the pure consolidation step is [`changes_from_updates`].
 
@@ -26,12 +28,14 @@ mod coordinate;
 pub mod crash;
 mod finish;
 pub mod handle;
+mod lag;
 mod merge;
 pub mod metrics;
 pub mod route;
 pub mod sink;
 pub mod spill;
 pub mod time;
+pub mod worker_metrics;
 pub mod writer;
 
 pub use change::{
@@ -47,6 +51,7 @@ pub use metrics::{MetricsSnapshot, SinkMetrics};
 pub use route::{route_hash, Fnv64, StableHasher};
 pub use sink::{SinkExt, SinkOutput};
 pub use time::{Frontier, SinkTime};
+pub use worker_metrics::{describe_metrics, WorkerMetrics};
 pub use writer::{
     resolve_resume, Committer, CoordinatedWriter, Prepared, ResumePoint, SinkWriter, WorkerContext, WorkerProgress,
 };

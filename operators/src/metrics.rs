@@ -3,7 +3,13 @@
 //! Every update the operator receives is accounted for: delivered as part of a change, dropped
 //! because an earlier run already committed its time, cancelled by consolidation, or caught as a
 //! key violation (failed, skipped or dead-lettered). Nothing is dropped without a count.
+//!
+//! The atomics are the source of truth; workers add to them through a [`WorkerMetrics`]
+//! ([`SinkMetrics::for_worker`]), which also records each count to the `metrics` facade with
+//! `sink` and `worker` labels (names in [`crate::worker_metrics`]).
 
+#[cfg(doc)]
+use crate::worker_metrics::WorkerMetrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters for one sink; clone the `Arc` into every worker to aggregate a process.
@@ -38,6 +44,8 @@ pub struct SinkMetrics {
     pub spilled_updates: AtomicU64,
     /// Bytes written to spill files.
     pub spilled_bytes: AtomicU64,
+    /// Attempts at the target retried after a retriable failure.
+    pub retries: AtomicU64,
 }
 
 /// A plain copy of [`SinkMetrics`] at one moment.
@@ -71,6 +79,8 @@ pub struct MetricsSnapshot {
     pub spilled_updates: u64,
     /// See [`SinkMetrics::spilled_bytes`].
     pub spilled_bytes: u64,
+    /// See [`SinkMetrics::retries`].
+    pub retries: u64,
 }
 
 impl SinkMetrics {
@@ -99,6 +109,7 @@ impl SinkMetrics {
             errors: r(&self.errors),
             spilled_updates: r(&self.spilled_updates),
             spilled_bytes: r(&self.spilled_bytes),
+            retries: r(&self.retries),
         }
     }
 }

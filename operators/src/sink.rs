@@ -80,11 +80,12 @@ use crate::config::SinkConfig;
 use crate::coordinate::{committer_operator, notice_operator};
 use crate::finish::{Coordinated, Finish, Independent};
 use crate::handle::{Committed, SinkHandle};
+use crate::lag::FrontierLag;
 use crate::merge::{self, Update};
-use crate::metrics::SinkMetrics;
 use crate::route::route_hash;
 use crate::spill::SpillError;
 use crate::time::{Frontier, SinkTime};
+use crate::worker_metrics::WorkerMetrics;
 use crate::writer::{Committer, CoordinatedWriter, SinkWriter, WorkerContext};
 use crate::OperatorError;
 use differential_dataflow::collection::AsCollection;
@@ -92,7 +93,6 @@ use differential_dataflow::VecCollection;
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -188,7 +188,10 @@ impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> f
         W: SinkWriter<K, V, T>,
     {
         let handle = SinkHandle::new();
-        let (committed, dead_letters) = worker_operator(self, &config, key_fn, writer, Independent, handle.clone());
+        let metrics = config.metrics.for_worker(&config.name, self.inner.scope().index());
+        let lag = Some(FrontierLag::new(&metrics));
+        let (committed, dead_letters) =
+            worker_operator(self, &config, key_fn, writer, Independent, handle.clone(), metrics, lag);
         SinkOutput { committed, dead_letters, handle }
     }
 
@@ -207,8 +210,13 @@ impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> f
         MC: FnOnce() -> Result<C, W::Error> + 'static,
     {
         let handle = SinkHandle::new();
-        let (prepared, dead_letters) = worker_operator(self, &config, key_fn, writer, Coordinated, handle.clone());
-        let notices = committer_operator(prepared, &config.name, &config.metrics, make_committer, handle.clone());
+        let index = self.inner.scope().index();
+        let metrics = config.metrics.for_worker(&config.name, index);
+        // The committer on worker 0 moves the committed frontier: only worker 0 has the lag.
+        let lag = (index == 0).then(|| FrontierLag::new(&metrics));
+        let (prepared, dead_letters) =
+            worker_operator(self, &config, key_fn, writer, Coordinated, handle.clone(), metrics.clone(), lag.clone());
+        let notices = committer_operator(prepared, &config.name, metrics, lag, make_committer, handle.clone());
         let committed = notice_operator(notices, &config.name, handle.clone());
         SinkOutput { committed, dead_letters, handle }
     }
@@ -286,8 +294,9 @@ struct WorkerState<K, V, T, O> {
     /// Every time before this is finished (committed or prepared; for a pipelined writer,
     /// committed means started).
     finished: Frontier<T>,
-    /// Commits a pipelined writer started and has not yet reported durable, oldest first.
-    in_flight: VecDeque<(Frontier<T>, O)>,
+    /// Commits a pipelined writer started and has not yet reported durable, oldest first, with
+    /// when each started.
+    in_flight: VecDeque<(Frontier<T>, O, Instant)>,
     changes_since_finish: u64,
     last_finish: Instant,
     changes: Vec<Change<K, V>>,
@@ -297,6 +306,7 @@ struct WorkerState<K, V, T, O> {
     report: Option<O>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn worker_operator<'scope, T, V, K, KF, W, F>(
     collection: VecCollection<'scope, T, V, isize>,
     config: &SinkConfig,
@@ -304,6 +314,8 @@ fn worker_operator<'scope, T, V, K, KF, W, F>(
     mut writer: W,
     mut finisher: F,
     handle: SinkHandle<T, W::Error>,
+    metrics: WorkerMetrics,
+    lag: Option<FrontierLag>,
 ) -> WorkerStreams<'scope, T, F::Out, V>
 where
     T: SinkTime,
@@ -325,7 +337,6 @@ where
     let mut out1 = OutputBuilder::from(out1);
     let activator = scope.activator_for(builder.operator_info().address);
 
-    let metrics = Arc::clone(&config.metrics);
     let policy = config.commit.clone();
     let pipelined = F::DURABLE && finisher.pipelined(&writer);
     let violations_policy = config.violations;
@@ -377,6 +388,9 @@ where
                 st.finished = f;
                 if F::DURABLE {
                     handle.set_committed(f);
+                    if let Some(lag) = &lag {
+                        lag.committed(&f);
+                    }
                 }
                 caps.downgrade(&f);
             }
@@ -387,7 +401,7 @@ where
                 // activation has reported the failure.
                 st.report = F::failed(ctx.index, e.to_string());
                 handle.fail(e);
-                SinkMetrics::add(&metrics.errors, 1);
+                metrics.error();
                 activator.activate();
             }
         }
@@ -423,7 +437,7 @@ where
                 tracing::error!(sink = %name, worker = ctx.index, error = %e, "sink stopped");
                 st.report = F::failed(ctx.index, e.to_string());
                 handle.fail(e);
-                SinkMetrics::add(&metrics.errors, 1);
+                metrics.error();
                 stop(st, caps, out0);
             };
 
@@ -449,13 +463,13 @@ where
                 fail(&mut st, &mut caps, &mut out0, e.into());
                 return;
             }
-            SinkMetrics::add(&metrics.updates_in, received);
-            SinkMetrics::add(&metrics.updates_already_committed, dropped);
+            metrics.updates_in(received);
+            metrics.updates_already_committed(dropped);
             if st.buffers.over_budget() {
                 match st.buffers.spill() {
                     Ok(spilled) => {
-                        SinkMetrics::add(&metrics.spilled_updates, spilled.updates);
-                        SinkMetrics::add(&metrics.spilled_bytes, spilled.bytes);
+                        metrics.spilled_updates(spilled.updates);
+                        metrics.spilled_bytes(spilled.bytes);
                     }
                     Err(e) => {
                         fail(&mut st, &mut caps, &mut out0, spill_error(&name, e).into());
@@ -501,7 +515,7 @@ where
                     let n = st.violations.len() as u64;
                     match violations_policy {
                         ViolationPolicy::Fail => {
-                            SinkMetrics::add(&metrics.violations_failed, n);
+                            metrics.violations_failed(n);
                             let v = &st.violations[0];
                             let e = OperatorError::KeyViolation {
                                 sink: name.clone(),
@@ -512,13 +526,13 @@ where
                             return;
                         }
                         ViolationPolicy::Skip => {
-                            SinkMetrics::add(&metrics.violations_skipped, n);
+                            metrics.violations_skipped(n);
                             for v in st.violations.drain(..) {
                                 tracing::warn!(sink = %name, time = ?t, "skipped: {v}");
                             }
                         }
                         ViolationPolicy::DeadLetter => {
-                            SinkMetrics::add(&metrics.violations_dead_lettered, n);
+                            metrics.violations_dead_lettered(n);
                             let cap =
                                 caps.dead.as_ref().expect("dead-letter capability held while running").delayed(&t);
                             let mut out = out1.activate();
@@ -539,7 +553,7 @@ where
                         return;
                     }
                     st.changes.clear();
-                    SinkMetrics::add(&metrics.changes_out, n);
+                    metrics.changes_out(n);
                     st.changes_since_finish += n;
                 }
                 if done {
@@ -572,20 +586,34 @@ where
                     || st.last_finish.elapsed() >= policy.interval;
                 if due {
                     let upper = st.written;
-                    crate::crash_point("commit.begin");
-                    let finished = finisher.finish(&mut writer, &upper, st.changes_since_finish, ctx.index);
-                    if finished.is_ok() {
-                        crate::crash_point("commit.end");
-                    }
+                    let changes = st.changes_since_finish;
+                    let span = if F::DURABLE {
+                        tracing::info_span!("commit", sink = %name, worker = ctx.index, upper = ?upper, changes)
+                    } else {
+                        tracing::info_span!("prepare", sink = %name, worker = ctx.index, upper = ?upper, changes)
+                    };
+                    let started = Instant::now();
+                    let finished = span.in_scope(|| {
+                        crate::crash_point("commit.begin");
+                        let finished = finisher.finish(&mut writer, &upper, changes, ctx.index);
+                        if finished.is_ok() {
+                            crate::crash_point("commit.end");
+                        }
+                        finished
+                    });
                     match finished {
-                        Ok(out) if pipelined => st.in_flight.push_back((upper, out)),
+                        Ok(out) if pipelined => st.in_flight.push_back((upper, out, started)),
                         Ok(out) => {
                             let mut o = out0.activate();
                             o.session(caps.progress.as_ref().expect("progress capability held while running")).give(out);
                             drop(o);
                             if F::DURABLE {
-                                SinkMetrics::add(&metrics.commits, 1);
+                                metrics.commit_took(started.elapsed());
+                                metrics.commits(1);
                                 handle.set_committed(upper);
+                                if let Some(lag) = &lag {
+                                    lag.committed(&upper);
+                                }
                             }
                             caps.downgrade_progress(&upper);
                         }
@@ -612,15 +640,20 @@ where
                         let mut session =
                             o.session(caps.progress.as_ref().expect("progress capability held while running"));
                         let mut commits = 0;
-                        while st.in_flight.front().is_some_and(|(upper, _)| *upper <= durable) {
-                            let (_, out) = st.in_flight.pop_front().expect("checked");
+                        while st.in_flight.front().is_some_and(|(upper, _, _)| *upper <= durable) {
+                            let (upper, out, started) = st.in_flight.pop_front().expect("checked");
+                            tracing::debug!(sink = %name, worker = ctx.index, upper = ?upper, "commit durable");
+                            metrics.commit_took(started.elapsed());
                             session.give(out);
                             commits += 1;
                         }
                         drop(session);
                         drop(o);
-                        SinkMetrics::add(&metrics.commits, commits);
+                        metrics.commits(commits);
                         handle.set_committed(durable);
+                        if let Some(lag) = &lag {
+                            lag.committed(&durable);
+                        }
                         caps.downgrade_progress(&durable);
                     }
                     Ok(None) => {}
@@ -632,6 +665,9 @@ where
                 if !st.in_flight.is_empty() {
                     activator.activate_after(POLL_IN_FLIGHT);
                 }
+            }
+            if let Some(lag) = &lag {
+                lag.input(&frontier);
             }
             // Done once everything is written (none of it still being delivered) and finished.
             if st.written.is_complete() && st.written == st.finished && st.in_flight.is_empty() {

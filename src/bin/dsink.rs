@@ -15,6 +15,10 @@
 //! error naming the line, and nothing at or after the time of the line before it is committed:
 //! the committed frontier stays at or before that time, so a rerun on the corrected input
 //! delivers the rest exactly once. The same holds when the sink cannot be created on a worker.
+//!
+//! `--metrics ADDR` serves the sink's metrics (the `dsink_*` names of
+//! [`differential_sinks::operators::worker_metrics`], labelled by sink and worker) at
+//! `http://ADDR/metrics` in Prometheus text format while the run lasts (feature `prometheus`).
 
 use clap::{Args, Parser, Subcommand};
 use differential_dataflow::input::Input;
@@ -87,6 +91,10 @@ struct RunArgs {
     /// time, as from a live source (slower than letting commits cover many times).
     #[arg(long)]
     commit_each_time: bool,
+    /// Serve the sink's metrics at http://ADDR/metrics in Prometheus text format while the run
+    /// lasts, e.g. `--metrics 127.0.0.1:9464`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// How the input is paced against the dataflow.
@@ -162,6 +170,10 @@ fn run(args: RunArgs) -> Result<(), String> {
             hostfile,
         ]);
     }
+    if let Some(addr) = args.metrics {
+        // Before the workers start: they register their counters with the recorder installed now.
+        serve_metrics(addr)?;
+    }
     let show_progress = match args.progress.as_str() {
         "always" => true,
         "never" => false,
@@ -202,7 +214,7 @@ fn run(args: RunArgs) -> Result<(), String> {
                 "updates_already_committed": m.updates_already_committed,
                 "violations_skipped": m.violations_skipped, "violations_dead_lettered": m.violations_dead_lettered,
                 "spilled_updates": m.spilled_updates, "spilled_bytes": m.spilled_bytes,
-                "errors": errors,
+                "retries": m.retries, "errors": errors,
             })
         );
     } else {
@@ -212,6 +224,9 @@ fn run(args: RunArgs) -> Result<(), String> {
         }
         if m.files_committed > 0 {
             extra += &format!(", {} data files committed ({} small)", m.files_committed, m.small_files);
+        }
+        if m.retries > 0 {
+            extra += &format!(", {} retries", m.retries);
         }
         if m.spilled_updates > 0 {
             extra += &format!(", {} updates spilled ({:.1} MB)", m.spilled_updates, m.spilled_bytes as f64 / 1e6);
@@ -228,6 +243,33 @@ fn run(args: RunArgs) -> Result<(), String> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Commit latency buckets, in seconds, for `dsink_commit_seconds`.
+#[cfg(feature = "prometheus")]
+const COMMIT_BUCKETS: [f64; 15] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Installs the Prometheus recorder and its HTTP listener on `addr` (a background thread).
+#[cfg(feature = "prometheus")]
+fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), String> {
+    use differential_sinks::operators::worker_metrics::COMMIT_SECONDS;
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.to_string()), &COMMIT_BUCKETS)
+        .and_then(PrometheusBuilder::install)
+        .map_err(|e| format!("--metrics {addr}: {e}"))?;
+    differential_sinks::describe_metrics();
+    Ok(())
+}
+
+/// Without the exporter, `--metrics` is refused.
+#[cfg(not(feature = "prometheus"))]
+fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), String> {
+    Err(format!(
+        "--metrics {addr}: this dsink was built without the `prometheus` feature; rebuild it with `--features prometheus`"
+    ))
 }
 
 /// How a worker's reading of its input ended.

@@ -9,10 +9,9 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::record::RecordBatch;
 use crate::settings::SinkSettings;
-use differential_sinks_operators::{Change, Frontier, SinkMetrics, SinkTime, SinkWriter, WorkerContext};
+use differential_sinks_operators::{Change, Frontier, SinkTime, SinkWriter, WorkerContext, WorkerMetrics};
 use serde::Serialize;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 /// A target that receives encoded records. See [`differential_sinks_operators::writer`] for the
 /// call order and what `commit` must guarantee.
@@ -62,7 +61,7 @@ pub struct EnvelopeWriter<W, V, E = RecordEncoder<V>> {
     inner: W,
     encoder: E,
     batch: RecordBatch,
-    metrics: Arc<SinkMetrics>,
+    metrics: WorkerMetrics,
     _row: PhantomData<fn(&V)>,
 }
 
@@ -80,7 +79,7 @@ impl<W: RecordWriter, V, E: ChangeEncoder<V, Output = RecordBatch>> EnvelopeWrit
             inner,
             encoder,
             batch: RecordBatch::default(),
-            metrics: Arc::clone(&sink.metrics),
+            metrics: sink.worker_metrics(),
             _row: PhantomData,
         }
     }
@@ -106,8 +105,8 @@ impl<W: RecordWriter, V: 'static, E: ChangeEncoder<V, Output = RecordBatch>, T: 
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
         self.encoder.encode(time.to_u64(), changes, &mut self.batch)?;
         self.inner.write(&self.batch)?;
-        SinkMetrics::add(&self.metrics.records_out, self.batch.len() as u64);
-        SinkMetrics::add(&self.metrics.bytes_out, self.batch.bytes() as u64);
+        self.metrics.records_out(self.batch.len() as u64);
+        self.metrics.bytes_out(self.batch.bytes() as u64);
         Ok(())
     }
 

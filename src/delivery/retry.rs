@@ -1,6 +1,11 @@
 //! Retries with capped exponential backoff.
+//!
+//! A sequence made with a worker's counters ([`Backoff::counting`], [`retry_counted`],
+//! [`retry_blocking_counted`]) adds every retried attempt to `SinkMetrics::retries` and the
+//! `dsink_retries_total` counter of that sink and worker.
 
 use crate::error::{Error, Result};
+use differential_sinks_operators::WorkerMetrics;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -33,13 +38,20 @@ pub struct Backoff {
     started: Instant,
     attempts: u32,
     seed: u64,
+    counter: Option<WorkerMetrics>,
 }
 
 impl Backoff {
     /// Starts a sequence.
     pub fn new(policy: RetryPolicy) -> Self {
         let seed = Instant::now().elapsed().as_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15;
-        Backoff { next: policy.initial, policy, started: Instant::now(), attempts: 0, seed }
+        Backoff { next: policy.initial, policy, started: Instant::now(), attempts: 0, seed, counter: None }
+    }
+
+    /// Counts each retry this sequence allows in `metrics` (none: counts nothing).
+    pub fn counting(mut self, metrics: Option<&WorkerMetrics>) -> Self {
+        self.counter = metrics.cloned();
+        self
     }
 
     /// The delay before the next attempt, or `None` once the deadline has passed.
@@ -57,6 +69,9 @@ impl Backoff {
             return None;
         }
         self.attempts += 1;
+        if let Some(m) = &self.counter {
+            m.retries(1);
+        }
         // Jitter: between half and all of the current step.
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
@@ -76,8 +91,18 @@ impl Backoff {
 
 /// Runs `op` until it succeeds, fails with a non-retriable error, or the policy's deadline
 /// passes (then the last error is returned, saying how often it was tried).
-pub fn retry_blocking<T>(policy: &RetryPolicy, what: &str, mut op: impl FnMut() -> Result<T>) -> Result<T> {
-    let mut backoff = Backoff::new(policy.clone());
+pub fn retry_blocking<T>(policy: &RetryPolicy, what: &str, op: impl FnMut() -> Result<T>) -> Result<T> {
+    retry_blocking_counted(policy, what, None, op)
+}
+
+/// [`retry_blocking`], counting each retry in `metrics`.
+pub fn retry_blocking_counted<T>(
+    policy: &RetryPolicy,
+    what: &str,
+    metrics: Option<&WorkerMetrics>,
+    mut op: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    let mut backoff = Backoff::new(policy.clone()).counting(metrics);
     loop {
         match op() {
             Ok(v) => return Ok(v),
@@ -94,12 +119,26 @@ pub fn retry_blocking<T>(policy: &RetryPolicy, what: &str, mut op: impl FnMut() 
 }
 
 /// The asynchronous form of [`retry_blocking`].
-pub async fn retry<T, F, Fut>(policy: &RetryPolicy, what: &str, mut op: F) -> Result<T>
+pub async fn retry<T, F, Fut>(policy: &RetryPolicy, what: &str, op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let mut backoff = Backoff::new(policy.clone());
+    retry_counted(policy, what, None, op).await
+}
+
+/// [`retry`], counting each retry in `metrics`.
+pub async fn retry_counted<T, F, Fut>(
+    policy: &RetryPolicy,
+    what: &str,
+    metrics: Option<&WorkerMetrics>,
+    mut op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut backoff = Backoff::new(policy.clone()).counting(metrics);
     loop {
         match op().await {
             Ok(v) => return Ok(v),
@@ -149,6 +188,29 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!((m, e.kind()), (1, ErrorKind::Fatal));
+    }
+
+    #[test]
+    fn counts_each_retry_in_the_worker_metrics() {
+        let p = RetryPolicy {
+            initial: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            deadline: Duration::from_secs(5),
+        };
+        let shared = std::sync::Arc::new(differential_sinks_operators::SinkMetrics::default());
+        let metrics = shared.for_worker("s", 0);
+        let mut n = 0;
+        retry_blocking_counted(&p, "op", Some(&metrics), || {
+            n += 1;
+            if n < 4 {
+                Err(Error::new(ErrorKind::Retriable, "busy"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+        // Four attempts: the first and three retries.
+        assert_eq!((n, shared.snapshot().retries), (4, 3));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext,
+    resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
 };
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
@@ -34,6 +34,7 @@ pub struct CassandraWriter<V> {
     pending: Vec<BoundStatement>,
     ctx: Option<WorkerContext>,
     resume: Option<ResumePoint<u64>>,
+    metrics: WorkerMetrics,
 }
 
 impl<V> CassandraWriter<V> {
@@ -51,6 +52,7 @@ impl<V> CassandraWriter<V> {
             pending: Vec::new(),
             ctx: None,
             resume: None,
+            metrics: spec.worker_metrics(),
         })
     }
 
@@ -71,7 +73,8 @@ impl<V> CassandraWriter<V> {
                     batch.append_statement(if st.insert { ins.clone() } else { del.clone() });
                     values.push(st.values.clone());
                 }
-                crate::delivery::retry::retry(&Default::default(), "Cassandra batch", || async {
+                let metrics = Some(&self.metrics);
+                crate::delivery::retry::retry_counted(&Default::default(), "Cassandra batch", metrics, || async {
                     s.batch(&batch, &values).await.map(|_| ()).map_err(|e| exec_err(&what, e))
                 })
                 .await?;

@@ -3,9 +3,10 @@
 
 use super::config::ClickHouseConfig;
 use crate::connectors::http::{client, excerpt, transport};
-use crate::delivery::retry::retry;
+use crate::delivery::retry::retry_counted;
 use crate::delivery::RetryPolicy;
 use crate::error::{Error, ErrorKind, Result};
+use differential_sinks_operators::WorkerMetrics;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -83,13 +84,21 @@ pub struct ClickHouse {
     pub(crate) cfg: Arc<ClickHouseConfig>,
     /// `cfg.url` with a trailing slash, parsed once.
     base: reqwest::Url,
+    /// Where retries are counted (a writer's client).
+    metrics: Option<WorkerMetrics>,
 }
 
 impl ClickHouse {
     /// A client for `cfg`'s server.
     pub fn new(cfg: &ClickHouseConfig) -> Result<Self> {
         let base = crate::connectors::http::parse_url("clickhouse.url", &format!("{}/", cfg.url))?;
-        Ok(ClickHouse { http: client(cfg.timeout)?, cfg: Arc::new(cfg.clone()), base })
+        Ok(ClickHouse { http: client(cfg.timeout)?, cfg: Arc::new(cfg.clone()), base, metrics: None })
+    }
+
+    /// This client, counting its retries in `metrics`.
+    pub(crate) fn counting_retries(mut self, metrics: WorkerMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// A request whose SQL is `query` in the URL (for inserts, whose body is data) or, when
@@ -138,7 +147,7 @@ impl ClickHouse {
         // dropped at that moment, and older servers then fail the whole read with code 60
         // (unknown table): a race with someone else's DDL, so worth another try.
         let system = sql.contains("FROM system.");
-        retry(&RetryPolicy::default(), &what, || async {
+        retry_counted(&RetryPolicy::default(), &what, self.metrics.as_ref(), || async {
             match self.send(&what, self.request(None, &[]).body(sql.to_string())).await {
                 Err(e) if system && e.kind() == ErrorKind::Fatal && e.to_string().contains("Code: 60,") => {
                     Err(Error::new(ErrorKind::Retriable, e.to_string()))
@@ -156,9 +165,8 @@ impl ClickHouse {
         if let Some(t) = token {
             extra.push(("insert_deduplication_token", t));
         }
-        retry(&RetryPolicy::default(), &what, || self.send(&what, self.request(Some(sql), &extra).body(body.clone())))
-            .await
-            .map(|_| ())
+        let send = || self.send(&what, self.request(Some(sql), &extra).body(body.clone()));
+        retry_counted(&RetryPolicy::default(), &what, self.metrics.as_ref(), send).await.map(|_| ())
     }
 
     /// One attempt at an insert whose body arrives as the block is encoded.

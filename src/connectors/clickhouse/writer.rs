@@ -15,11 +15,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext,
+    resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
 };
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -60,7 +60,7 @@ pub struct ClickHouseWriter<V> {
     stream: Option<Stream>,
     batch_rows: usize,
     batch_bytes: usize,
-    metrics: Arc<SinkMetrics>,
+    metrics: WorkerMetrics,
 }
 
 impl<V> ClickHouseWriter<V> {
@@ -68,7 +68,7 @@ impl<V> ClickHouseWriter<V> {
     pub fn open(cfg: &ClickHouseConfig, spec: &SinkSettings, _ctx: WorkerContext) -> Result<Self> {
         Ok(ClickHouseWriter {
             rt: runtime(1, spec.name())?,
-            ch: ClickHouse::new(cfg)?,
+            ch: ClickHouse::new(cfg)?.counting_retries(spec.worker_metrics()),
             sink: spec.name().to_string(),
             spec: spec.clone(),
             mode: Mode::Plain,
@@ -86,7 +86,7 @@ impl<V> ClickHouseWriter<V> {
             stream: None,
             batch_rows: cfg.batch_rows,
             batch_bytes: cfg.batch_bytes,
-            metrics: Arc::clone(spec.metrics()),
+            metrics: spec.worker_metrics(),
         })
     }
 
@@ -124,8 +124,8 @@ impl<V> ClickHouseWriter<V> {
             let generation = self.resume.as_ref().map_or(0, |r| r.generation);
             format!("{}-w{}-g{generation}-t{lo}-{hi}-b{}", self.sink, ctx.index, self.blocks_in_commit)
         });
-        SinkMetrics::add(&self.metrics.records_out, block.rows as u64);
-        SinkMetrics::add(&self.metrics.bytes_out, body.len() as u64);
+        self.metrics.records_out(block.rows as u64);
+        self.metrics.bytes_out(body.len() as u64);
         let (ch, sql) = (self.ch.clone(), block.sql);
         let Some(stream) = self.stream.take() else {
             self.inflight = Some(self.rt.spawn(async move { ch.insert(&sql, body, token.as_deref()).await }));

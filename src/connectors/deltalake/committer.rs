@@ -18,9 +18,8 @@ use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::DeltaTable;
 use differential_sinks_operators::{
-    resolve_resume, Committer, Frontier, Prepared, SinkMetrics, SinkTime, WorkerContext,
+    resolve_resume, Committer, Frontier, Prepared, SinkTime, WorkerContext, WorkerMetrics,
 };
-use std::sync::Arc;
 use tokio::runtime::Runtime;
 
 /// The committer on worker 0: one Delta commit per round, holding every worker's data files, the
@@ -38,7 +37,7 @@ pub struct DeltaLakeCommitter {
     /// Upserts: the primary key's encoder, and where each key's row is (read at resume).
     keys: Option<KeyEncoder>,
     index: Option<KeyIndex<()>>,
-    metrics: Arc<SinkMetrics>,
+    metrics: WorkerMetrics,
 }
 
 impl DeltaLakeCommitter {
@@ -47,7 +46,7 @@ impl DeltaLakeCommitter {
         Ok(DeltaLakeCommitter {
             keys,
             index: None,
-            metrics: Arc::clone(spec.metrics()),
+            metrics: spec.worker_metrics(),
             runtime: crate::delivery::runtime::current_thread("the Delta Lake sink")?,
             config: config.clone(),
             sink: spec.name().to_string(),
@@ -184,8 +183,8 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
                 .map_err(|e| storage_error(config, delta_error("committing", &location, e)))
         })?;
         table.state = Some(finalized.snapshot());
-        SinkMetrics::add(&self.metrics.files_committed, data_files as u64);
-        SinkMetrics::add(&self.metrics.small_files, small);
+        self.metrics.files_committed(data_files as u64);
+        self.metrics.small_files(small);
         if let (Some(index), Some(plan)) = (self.index.as_mut(), plan) {
             index.apply(plan);
         }

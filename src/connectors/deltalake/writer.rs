@@ -16,7 +16,7 @@ use arrow_array::RecordBatch;
 use deltalake::kernel::Add;
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use differential_sinks_operators::{
-    resolve_resume, Change, CoordinatedWriter, Frontier, SinkMetrics, SinkTime, SinkWriter, WorkerContext,
+    resolve_resume, Change, CoordinatedWriter, Frontier, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -88,7 +88,7 @@ pub struct DeltaLakeWriter<V> {
     /// point at the next entry of `files`).
     changes: Vec<RowChange>,
     open_rows: u64,
-    metrics: Arc<SinkMetrics>,
+    metrics: WorkerMetrics,
 }
 
 impl<V: Serialize + 'static> DeltaLakeWriter<V> {
@@ -110,7 +110,7 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
             writer: None,
             files: Vec::new(),
             rows: 0,
-            metrics: Arc::clone(spec.metrics()),
+            metrics: spec.worker_metrics(),
         })
     }
 
@@ -152,7 +152,7 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
     /// appends; every key's change is kept, with its row's place, for the committer to turn into
     /// deletion vectors.
     fn write_encoded(&mut self, out: ArrowChanges) -> Result<()> {
-        SinkMetrics::add(&self.metrics.records_out, out.deleted.len() as u64);
+        self.metrics.records_out(out.deleted.len() as u64);
         self.changes.extend(out.deleted.into_iter().map(|key| RowChange::Delete { key }));
         for batch in out.batches {
             let n = batch.num_rows() as u64;
@@ -165,7 +165,7 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
             }
             self.write_batch(batch)?;
             self.rows += n;
-            SinkMetrics::add(&self.metrics.records_out, n);
+            self.metrics.records_out(n);
         }
         Ok(())
     }
@@ -190,7 +190,7 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
         }
         self.open_rows = 0;
         let bytes: i64 = adds.iter().map(|a| a.size).sum();
-        SinkMetrics::add(&self.metrics.bytes_out, bytes.max(0) as u64);
+        self.metrics.bytes_out(bytes.max(0) as u64);
         self.files.extend(adds.into_iter().map(DataFile::from_add));
         Ok(())
     }

@@ -7,14 +7,14 @@ use super::load::{interpret, stream_load};
 use super::progress::label;
 use crate::connectors::http::{client, runtime};
 use crate::connectors::resumed_frontier;
-use crate::delivery::retry::retry;
+use crate::delivery::retry::retry_counted;
 use crate::delivery::RetryPolicy;
 use crate::encode::ChangeEncoder;
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext,
+    resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ pub struct DorisWriter<V> {
     lo: Frontier<u64>,
     ctx: Option<WorkerContext>,
     resume: Option<ResumePoint<u64>>,
-    metrics: Arc<SinkMetrics>,
+    metrics: WorkerMetrics,
 }
 
 impl<V> DorisWriter<V> {
@@ -46,7 +46,7 @@ impl<V> DorisWriter<V> {
             lo: Frontier::minimum(),
             ctx: None,
             resume: None,
-            metrics: Arc::clone(spec.metrics()),
+            metrics: spec.worker_metrics(),
         })
     }
 }
@@ -82,11 +82,13 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for DorisWriter<
             let label = label(&self.sink, &table, point.generation, ctx.index, &self.lo, &hi);
             let full = std::mem::replace(&mut self.body, LoadBody { data: Vec::with_capacity(1 << 20), rows: 0 });
             let body = bytes::Bytes::from(full.data);
-            SinkMetrics::add(&self.metrics.records_out, full.rows);
-            SinkMetrics::add(&self.metrics.bytes_out, body.len() as u64);
+            self.metrics.records_out(full.rows);
+            self.metrics.bytes_out(body.len() as u64);
             let (http, cfg, upsert) = (self.http.clone(), Arc::clone(&self.cfg), self.encoder.upsert());
+            let metrics = &self.metrics;
             self.rt.block_on(async move {
-                retry(&RetryPolicy::default(), &format!("Doris load `{label}`"), || async {
+                let what = format!("Doris load `{label}`");
+                retry_counted(&RetryPolicy::default(), &what, Some(metrics), || async {
                     let status = stream_load(&http, &cfg, &label, upsert, body.clone()).await?;
                     interpret(&status, &label)
                 })

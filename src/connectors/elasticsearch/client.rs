@@ -7,6 +7,7 @@ use super::encoder::Item;
 use crate::connectors::http::{client, excerpt, status_kind, transport, Secret};
 use crate::delivery::{Backoff, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
+use differential_sinks_operators::WorkerMetrics;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -19,6 +20,8 @@ pub(crate) struct Bulk {
     pub(crate) auth: Option<(String, Option<Secret>)>,
     pub(crate) versioning: Versioning,
     pub(crate) policy: RetryPolicy,
+    /// Where retries are counted (a writer's client).
+    pub(crate) metrics: Option<WorkerMetrics>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +72,7 @@ impl Bulk {
             auth: cfg.username.clone().map(|u| (u, cfg.password.clone())),
             versioning: cfg.versioning,
             policy: RetryPolicy::default(),
+            metrics: None,
         })
     }
 
@@ -85,7 +89,7 @@ impl Bulk {
     /// errors and 429/5xx, and only the 429/5xx items otherwise. Items refused for good (4xx)
     /// fail the request with their document ids.
     pub(crate) async fn send(&self, mut body: Vec<u8>, mut items: Vec<Item>) -> Result<()> {
-        let mut backoff = Backoff::new(self.policy.clone());
+        let mut backoff = Backoff::new(self.policy.clone()).counting(self.metrics.as_ref());
         loop {
             let what = format!("`_bulk` request of {} actions", items.len());
             let attempt = self

@@ -110,7 +110,7 @@ pub(crate) async fn write(
     let body =
         serde_json::to_vec(&doc).map_err(|e| Error::encode(format!("cannot encode a progress document: {e}")))?;
     let what = "writing the sink's progress document";
-    crate::delivery::retry::retry(&bulk.policy, what, || async {
+    crate::delivery::retry::retry_counted(&bulk.policy, what, bulk.metrics.as_ref(), || async {
         let r =
             bulk.http.put(format!("{}{path}", bulk.url)).header("Content-Type", "application/json").body(body.clone());
         let r = match &bulk.auth {

@@ -13,10 +13,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext,
+    resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
 };
 use serde::Serialize;
-use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 /// One lane's pending request.
@@ -36,7 +35,7 @@ pub struct ElasticsearchWriter<V> {
     lanes: Vec<Lane>,
     ctx: Option<WorkerContext>,
     resume: Option<ResumePoint<u64>>,
-    metrics: Arc<SinkMetrics>,
+    metrics: WorkerMetrics,
 }
 
 impl<V> ElasticsearchWriter<V> {
@@ -44,14 +43,14 @@ impl<V> ElasticsearchWriter<V> {
     pub fn open(cfg: &ElasticsearchConfig, spec: &SinkSettings, _ctx: WorkerContext) -> Result<Self> {
         Ok(ElasticsearchWriter {
             rt: runtime(cfg.concurrent_requests.min(2), spec.name())?,
-            bulk: Bulk::new(cfg)?,
+            bulk: Bulk { metrics: Some(spec.worker_metrics()), ..Bulk::new(cfg)? },
             cfg: cfg.clone(),
             sink: spec.name().to_string(),
             encoder: BulkEncoder::new(cfg, spec)?,
             lanes: (0..cfg.concurrent_requests.max(1)).map(|_| Lane::default()).collect(),
             ctx: None,
             resume: None,
-            metrics: Arc::clone(spec.metrics()),
+            metrics: spec.worker_metrics(),
         })
     }
 
@@ -63,8 +62,8 @@ impl<V> ElasticsearchWriter<V> {
         }
         let body = std::mem::replace(&mut l.pending.body, Vec::with_capacity(1 << 16));
         let items = std::mem::take(&mut l.pending.items);
-        SinkMetrics::add(&self.metrics.records_out, items.len() as u64);
-        SinkMetrics::add(&self.metrics.bytes_out, body.len() as u64);
+        self.metrics.records_out(items.len() as u64);
+        self.metrics.bytes_out(body.len() as u64);
         let bulk = self.bulk.clone();
         l.inflight = Some(self.rt.spawn(async move { bulk.send(body, items).await }));
         Ok(())

@@ -14,7 +14,7 @@ use crate::encode::arrow::{upsert_keys, KeyEncoder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Committer, Frontier, Prepared, SinkMetrics, SinkTime, WorkerContext,
+    resolve_resume, Committer, Frontier, Prepared, SinkTime, WorkerContext, WorkerMetrics,
 };
 use iceberg::spec::{deserialize_data_file_from_json, DataFile, Struct};
 use iceberg::table::Table;
@@ -22,7 +22,7 @@ use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::SqlCatalog;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// The committer on worker 0: one fast-append snapshot per round, holding every worker's data
 /// files, its summary recording every worker's frontier.
@@ -40,7 +40,7 @@ pub struct IcebergCommitter {
     /// Upserts: the primary key's encoder, and where each key's row is (read at resume).
     keys: Option<KeyEncoder>,
     index: Option<KeyIndex<Struct>>,
-    metrics: Arc<SinkMetrics>,
+    metrics: WorkerMetrics,
 }
 
 impl IcebergCommitter {
@@ -58,7 +58,7 @@ impl IcebergCommitter {
             last: None,
             keys,
             index: None,
-            metrics: Arc::clone(spec.metrics()),
+            metrics: spec.worker_metrics(),
         })
     }
 
@@ -101,8 +101,8 @@ impl IcebergCommitter {
         tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, deletes = plan.delete_count(), "committed upserts to Iceberg");
         self.index.as_mut().expect("upsert mode").apply(plan);
         self.last = Some(id);
-        SinkMetrics::add(&self.metrics.files_committed, record.files as u64);
-        SinkMetrics::add(&self.metrics.small_files, record.small_files);
+        self.metrics.files_committed(record.files as u64);
+        self.metrics.small_files(record.small_files);
         self.committed = upper;
         Ok(())
     }
@@ -228,8 +228,8 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         })?;
         tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, "committed to Iceberg");
         self.last = Some(id);
-        SinkMetrics::add(&self.metrics.files_committed, committed_files);
-        SinkMetrics::add(&self.metrics.small_files, committed_small);
+        self.metrics.files_committed(committed_files);
+        self.metrics.small_files(committed_small);
         self.committed = upper;
         Ok(())
     }

@@ -15,7 +15,7 @@ use crate::key::Key;
 use crate::settings::SinkSettings;
 use arrow_array::RecordBatch;
 use differential_sinks_operators::{
-    resolve_resume, Change, CoordinatedWriter, Frontier, SinkMetrics, SinkTime, SinkWriter, WorkerContext,
+    resolve_resume, Change, CoordinatedWriter, Frontier, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
     WorkerProgress,
 };
 use iceberg::arrow::RecordBatchPartitionSplitter;
@@ -65,7 +65,7 @@ pub struct IcebergWriter<V> {
     /// Upserts: the data files the changes' rows are in, and the changes since the last prepare.
     paths: Vec<String>,
     changes: Vec<RowChange>,
-    metrics: Arc<SinkMetrics>,
+    metrics: WorkerMetrics,
 }
 
 impl<V: Serialize + 'static> IcebergWriter<V> {
@@ -117,7 +117,7 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
             rows: 0,
             paths: Vec::new(),
             changes: Vec::new(),
-            metrics: Arc::clone(spec.metrics()),
+            metrics: spec.worker_metrics(),
             plan,
         })
     }
@@ -160,7 +160,7 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
     /// appends; every key's change is kept, with its row's place, for the committer to turn into
     /// position deletes.
     fn write_encoded(&mut self, out: ArrowChanges) -> Result<()> {
-        SinkMetrics::add(&self.metrics.records_out, out.deleted.len() as u64);
+        self.metrics.records_out(out.deleted.len() as u64);
         self.changes.extend(out.deleted.into_iter().map(|key| RowChange::Delete { key }));
         for batch in out.batches {
             let n = batch.num_rows() as u64;
@@ -179,7 +179,7 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
                 }
             }
             self.rows += n;
-            SinkMetrics::add(&self.metrics.records_out, n);
+            self.metrics.records_out(n);
         }
         Ok(())
     }
@@ -193,7 +193,7 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
             );
         }
         for f in files {
-            SinkMetrics::add(&self.metrics.bytes_out, f.file_size_in_bytes());
+            self.metrics.bytes_out(f.file_size_in_bytes());
             let json = serialize_data_file_to_json(f, &self.plan.partition_type, self.plan.format_version)
                 .map_err(|e| iceberg_error("recording a data file", &self.name, e))?;
             self.files.push(json);

@@ -16,10 +16,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Change, Frontier, ResumePoint, SinkMetrics, SinkTime, SinkWriter, WorkerContext,
+    resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
 };
 use serde::Serialize;
-use std::sync::Arc;
 
 /// One worker's writer into a database table. See the [module docs](super).
 pub struct JdbcWriter<V> {
@@ -33,7 +32,7 @@ pub struct JdbcWriter<V> {
     ctx: Option<WorkerContext>,
     point: Option<ResumePoint<u64>>,
     stored: Stored,
-    metrics: Arc<SinkMetrics>,
+    metrics: WorkerMetrics,
 }
 
 impl<V> Drop for JdbcWriter<V> {
@@ -63,16 +62,16 @@ impl<V: Serialize> JdbcWriter<V> {
             ctx: None,
             point: None,
             stored: Stored::Absent,
-            metrics: Arc::clone(spec.metrics()),
+            metrics: spec.worker_metrics(),
         })
     }
 
     /// Connects (retrying retriable failures), describes the table and checks the rules.
     fn setup(&mut self) -> Result<()> {
-        let (config, spec) = (&self.config, &self.spec);
+        let (config, spec, metrics) = (&self.config, &self.spec, &self.metrics);
         let schema = config.schema_name()?;
         let (session, info) = self.rt.block_on(async {
-            let mut backoff = Backoff::new(config.retry.clone());
+            let mut backoff = Backoff::new(config.retry.clone()).counting(Some(metrics));
             loop {
                 let r = async {
                     let mut c = Session::connect(config, spec.name()).await?;
@@ -131,9 +130,10 @@ impl<V: Serialize> JdbcWriter<V> {
         };
         let target = self.target()?.clone();
         let (config, batch, slot, expected) = (&self.config, &self.batch, &mut self.session, &self.stored);
+        let metrics = &self.metrics;
         let sink = self.spec.name().to_string();
         let applied = self.rt.block_on(async {
-            let mut backoff = Backoff::new(config.retry.clone());
+            let mut backoff = Backoff::new(config.retry.clone()).counting(Some(metrics));
             loop {
                 let attempt = async {
                     let session = match slot.take().filter(|s| !s.is_closed()) {
@@ -239,7 +239,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for JdbcWriter<V
         let staged = encoder.encode(time.to_u64(), changes, &mut self.batch);
         changes.clear();
         staged?;
-        SinkMetrics::add(&self.metrics.records_out, self.batch.rows.len().saturating_sub(before) as u64);
+        self.metrics.records_out(self.batch.rows.len().saturating_sub(before) as u64);
         Ok(())
     }
 

@@ -7,12 +7,14 @@ use super::config::{Delivery, KafkaConfig, TopicCreate};
 use super::progress::{latest_records, read_progress_settled, ProgressRecord};
 use super::table::ensure_topic;
 use crate::connectors::RecordWriter;
-use crate::delivery::retry::retry_blocking;
+use crate::delivery::retry::retry_blocking_counted;
 use crate::delivery::RetryPolicy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::RecordBatch;
 use crate::settings::SinkSettings;
-use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerProgress};
+use differential_sinks_operators::{
+    resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerMetrics, WorkerProgress,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -36,6 +38,8 @@ pub struct KafkaWriter {
     state: Arc<DeliveryState>,
     keyed: bool,
     policy: RetryPolicy,
+    /// Where retries are counted.
+    metrics: WorkerMetrics,
     ctx: Option<WorkerContext>,
     point: Option<ResumePoint<u64>>,
     /// `(time, n)`: the first `n` records of `time` were committed by an earlier run.
@@ -100,6 +104,7 @@ impl KafkaWriter {
         let run = format!("{:x}", nanos ^ (u64::from(std::process::id()) << 40) ^ (ctx.index as u64).rotate_left(20));
         Ok(KafkaWriter {
             policy: RetryPolicy { deadline: cfg.retry_deadline, ..RetryPolicy::default() },
+            metrics: spec.worker_metrics(),
             cfg: cfg.clone(),
             sink,
             progress_topic,
@@ -156,7 +161,7 @@ impl KafkaWriter {
     /// Runs a transactional call with retries, mapping a fatal producer state to its cause.
     fn txn_call(&self, action: &str, f: impl Fn() -> std::result::Result<(), KafkaError>) -> Result<()> {
         let what = self.what(action);
-        retry_blocking(&self.policy, &what, || {
+        retry_blocking_counted(&self.policy, &what, Some(&self.metrics), || {
             f().map_err(|e| {
                 let mut err = classify(&e, &what);
                 if let KafkaError::Transaction(rd) = &e {
@@ -292,7 +297,7 @@ impl KafkaWriter {
     fn flush(&self, action: &str) -> Result<()> {
         let timeout = self.cfg.timeout;
         let what = self.what(action);
-        retry_blocking(&self.policy, &what, || {
+        retry_blocking_counted(&self.policy, &what, Some(&self.metrics), || {
             let deadline = Instant::now() + timeout;
             while self.producer.in_flight_count() > 0 {
                 self.check_delivery()?;
@@ -319,7 +324,8 @@ impl KafkaWriter {
             let p: rdkafka::producer::BaseProducer =
                 pc.create().map_err(|e| client_error(e, "creating a producer to fence an earlier worker"))?;
             let timeout = self.cfg.timeout;
-            retry_blocking(&self.policy, &self.what(&format!("fencing the earlier worker {j}")), || {
+            let what = self.what(&format!("fencing the earlier worker {j}"));
+            retry_blocking_counted(&self.policy, &what, Some(&self.metrics), || {
                 p.init_transactions(timeout).map_err(|e| classify(&e, "fencing"))
             })?;
             fenced = true;

@@ -12,7 +12,7 @@ use crate::record::RecordBatch;
 use crate::settings::SinkSettings;
 use crate::stable_hash::fnv64;
 use base64::Engine as _;
-use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext};
+use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerMetrics};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,6 +53,7 @@ pub fn open_with_stats(
         keyed: spec.primary_key().is_some() || spec.key_by_function,
         text_keys: matches!(spec.key_encoding(), KeyEncoding::Text { .. }),
         stats,
+        metrics: spec.worker_metrics(),
         ctx: None,
         point: None,
         entries: Vec::new(),
@@ -70,6 +71,8 @@ struct KinesisWriter {
     keyed: bool,
     text_keys: bool,
     stats: Arc<KinesisStats>,
+    /// Where retries are counted.
+    metrics: WorkerMetrics,
     ctx: Option<WorkerContext>,
     point: Option<ResumePoint<u64>>,
     entries: Vec<Entry>,
@@ -95,7 +98,7 @@ impl KinesisWriter {
         let mut pending: Vec<Entry> = std::mem::take(&mut self.entries);
         self.bytes = 0;
         self.keys.clear();
-        let mut backoff = Backoff::new(RetryPolicy::default());
+        let mut backoff = Backoff::new(RetryPolicy::default()).counting(Some(&self.metrics));
         while !pending.is_empty() {
             self.body.clear();
             self.body.extend_from_slice(b"{\"StreamName\":");

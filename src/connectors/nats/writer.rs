@@ -13,7 +13,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine as _;
 use bytes::Bytes;
-use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext};
+use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerMetrics};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,6 +43,7 @@ pub fn open(config: &NatsConfig, spec: &SinkSettings, stats: Arc<NatsStats>) -> 
         sink: spec.name().to_string(),
         keyed: spec.primary_key().is_some() || spec.key_by_function,
         stats,
+        metrics: spec.worker_metrics(),
         conn: None,
         ctx: None,
         point: None,
@@ -68,6 +69,8 @@ struct NatsWriter {
     sink: String,
     keyed: bool,
     stats: Arc<NatsStats>,
+    /// Where retries are counted.
+    metrics: WorkerMetrics,
     conn: Option<Conn>,
     ctx: Option<WorkerContext>,
     point: Option<ResumePoint<u64>>,
@@ -307,7 +310,10 @@ impl NatsWriter {
 
     /// The delay before the next retry after `err`, or the error once the retry policy gives up.
     fn next_delay(&mut self, err: Error) -> Result<std::time::Duration> {
-        let backoff = self.backoff.get_or_insert_with(|| crate::delivery::Backoff::new(RetryPolicy::default()));
+        let metrics = &self.metrics;
+        let backoff = self
+            .backoff
+            .get_or_insert_with(|| crate::delivery::Backoff::new(RetryPolicy::default()).counting(Some(metrics)));
         match backoff.next_delay() {
             Some(delay) => {
                 tracing::warn!(error = %err, delay_ms = delay.as_millis() as u64, "NATS publish: retrying");

@@ -2,11 +2,11 @@
 
 use super::config::{PulsarCompression, PulsarConfig};
 use crate::connectors::local_progress::LocalProgress;
-use crate::delivery::{retry::retry, AsyncRecordWriter, Bridge, RetryPolicy};
+use crate::delivery::{retry::retry_counted, AsyncRecordWriter, Bridge, RetryPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::RecordBatch;
 use crate::settings::SinkSettings;
-use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext};
+use differential_sinks_operators::{resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerMetrics};
 use pulsar::compression::{Compression, CompressionLz4, CompressionSnappy, CompressionZlib};
 use pulsar::producer::{Message, SendFuture};
 use pulsar::{Producer, ProducerOptions, Pulsar, TokioExecutor};
@@ -29,6 +29,7 @@ pub fn open(config: &PulsarConfig, spec: &SinkSettings, _ctx: WorkerContext) -> 
         sink: spec.name().to_string(),
         keyed: spec.primary_key().is_some() || spec.key_by_function,
         producer: None,
+        metrics: spec.worker_metrics(),
         ctx: None,
         point: None,
         pending: VecDeque::new(),
@@ -41,6 +42,8 @@ struct PulsarWriter {
     sink: String,
     keyed: bool,
     producer: Option<Producer<TokioExecutor>>,
+    /// Where retries are counted.
+    metrics: WorkerMetrics,
     ctx: Option<WorkerContext>,
     point: Option<ResumePoint<u64>>,
     pending: VecDeque<SendFuture>,
@@ -100,7 +103,8 @@ impl PulsarWriter {
 
 impl AsyncRecordWriter for PulsarWriter {
     async fn resume(&mut self, ctx: WorkerContext) -> Result<Frontier<u64>> {
-        let producer = retry(&RetryPolicy::default(), "Pulsar connect", || self.connect()).await?;
+        let producer =
+            retry_counted(&RetryPolicy::default(), "Pulsar connect", Some(&self.metrics), || self.connect()).await?;
         self.producer = Some(producer);
         self.ctx = Some(ctx);
         let records = match &self.config.progress_dir {
