@@ -53,6 +53,24 @@ fn transport(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Retriable, format!("Pulsar: {what}: {e}"))
 }
 
+/// A failed connection: a refused token or certificate stops the sink (retrying cannot cure it),
+/// naming the options to check; anything else is retried.
+fn connect_error(service_url: &str, e: impl std::fmt::Display) -> Error {
+    let what = format!("connecting to {}", crate::secret::redact_url(service_url));
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("authentication") || lower.contains("authoriz") || lower.contains("unauthorized") {
+        Error::new(ErrorKind::Config, format!("Pulsar: {what}: {text}; check `auth.token`"))
+    } else if lower.contains("certificate") || lower.contains("tls") {
+        Error::new(
+            ErrorKind::Config,
+            format!("Pulsar: {what}: {text}; check the `pulsar+ssl://` host against the broker's certificate"),
+        )
+    } else {
+        transport(&what, text)
+    }
+}
+
 const MAX_PENDING: usize = 16_384;
 
 impl PulsarWriter {
@@ -62,7 +80,7 @@ impl PulsarWriter {
         if let Some(t) = &c.auth_token {
             b = b.with_auth(pulsar::Authentication { name: "token".into(), data: t.expose().as_bytes().to_vec() });
         }
-        let client = b.build().await.map_err(|e| transport(&format!("connecting to {}", c.service_url), e))?;
+        let client = b.build().await.map_err(|e| connect_error(&c.service_url, e))?;
         let compression = match c.compression {
             PulsarCompression::None => None,
             PulsarCompression::Lz4 => Some(Compression::Lz4(CompressionLz4::default())),
@@ -163,5 +181,21 @@ impl AsyncRecordWriter for PulsarWriter {
             LocalProgress::new(dir, "pulsar", &self.sink, &self.config.topic).write(&point.record(ctx, upper))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_logins_and_certificates_stop_other_failures_retry() {
+        let e = connect_error("pulsar+ssl://u:pw@h:6651", "Connection error: Server error (Some(AuthenticationError))");
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("auth.token") && !e.to_string().contains("pw@"), "{e}");
+        let e = connect_error("pulsar+ssl://h:6651", "tls handshake: invalid peer certificate: UnknownIssuer");
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let e = connect_error("pulsar://h:6650", "Connection error: Connection refused (os error 111)");
+        assert_eq!(e.kind(), ErrorKind::Retriable);
     }
 }
