@@ -1,16 +1,18 @@
-//! The Iceberg connector's catalog: a SQL catalog in SQLite (Iceberg's JDBC catalog tables),
-//! opened on a runtime of its own, and the compare-and-swap of a table's metadata pointer that
-//! every commit ends with.
+//! The Iceberg connector's catalog: a SQL catalog in SQLite (Iceberg's JDBC catalog tables) or a
+//! REST catalog server (see `rest`), opened on a runtime of its own, and the compare-and-swap of
+//! a table's metadata pointer that every commit ends with (the SQL catalog's conditional
+//! `UPDATE`, or the REST commit's requirements).
 //!
 //! Workers of one process open the table one at a time ([`CATALOG_SETUP`]) so that one creates
 //! it and the others load it. The handle closes its connection pool inside its own runtime when
 //! dropped.
 
-use super::config::{CatalogKind, IcebergConfig};
+use super::config::{CatalogKind, IcebergConfig, RestOptions};
 use crate::error::{Error, ErrorKind, Result};
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableIdent};
-use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
+use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg_catalog_sql::SqlCatalogBuilder;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::runtime::Runtime;
@@ -33,10 +35,10 @@ pub(crate) static CATALOG_SETUP: Mutex<()> = Mutex::new(());
 /// A catalog and the runtime its connection pool lives on; the pool is closed inside that
 /// runtime when this is dropped.
 pub(crate) struct CatalogHandle {
-    catalog: Option<SqlCatalog>,
-    /// The catalog's database, for the swaps of the upserts' own commits (see `upsert`).
-    uri: String,
-    catalog_name: String,
+    catalog: Option<Box<dyn Catalog>>,
+    /// The SQL catalog's database URL and catalog name, for the swaps of the upserts' own
+    /// commits (see `position_deletes`); `None` for a REST catalog.
+    sql_row: Option<(String, String)>,
     sql: std::sync::OnceLock<sqlx::SqlitePool>,
     runtime: Runtime,
 }
@@ -44,7 +46,10 @@ pub(crate) struct CatalogHandle {
 impl CatalogHandle {
     /// Opens the catalog; `None` when its database does not exist and may not be created.
     pub(crate) fn open(config: &IcebergConfig, create: bool) -> Result<Option<Self>> {
-        let CatalogKind::Sql { uri } = &config.catalog;
+        let uri = match &config.catalog {
+            CatalogKind::Sql { uri } => uri,
+            CatalogKind::Rest(rest) => return Self::open_rest(config, rest).map(Some),
+        };
         let path = sqlite_path(uri);
         if !create && !path.as_ref().is_some_and(|p| std::path::Path::new(p).exists()) {
             return Ok(None);
@@ -74,12 +79,28 @@ impl CatalogHandle {
             )
             .map_err(|e| iceberg_error("opening the SQL catalog", &config.qualified(), e))?;
         Ok(Some(CatalogHandle {
-            catalog: Some(catalog),
-            uri,
-            catalog_name: config.catalog_name.clone(),
+            catalog: Some(Box::new(catalog)),
+            sql_row: Some((uri, config.catalog_name.clone())),
             sql: std::sync::OnceLock::new(),
             runtime,
         }))
+    }
+
+    /// Opens a REST catalog and asks it whether the table's namespace exists, so that an
+    /// unreachable server or a refused credential is an error now, naming the options.
+    fn open_rest(config: &IcebergConfig, rest: &RestOptions) -> Result<Self> {
+        let name = config.qualified();
+        let runtime = crate::delivery::runtime::current_thread("the Iceberg sink")?;
+        let mut props = rest.props(config.warehouse_url()?);
+        props.extend(super::storage::props(config));
+        let builder = RestCatalogBuilder::default().with_storage_factory(super::storage::factory(config)?);
+        // Inside the runtime: the client takes the current runtime's handle when built.
+        let catalog = runtime
+            .block_on(async { builder.load(&config.catalog_name, props).await })
+            .map_err(|e| rest.explain(&name, e))?;
+        let ns = ident(config)?.namespace().clone();
+        runtime.block_on(catalog.namespace_exists(&ns)).map_err(|e| rest.explain(&name, e))?;
+        Ok(CatalogHandle { catalog: Some(Box::new(catalog)), sql_row: None, sql: std::sync::OnceLock::new(), runtime })
     }
 
     /// Loads the table.
@@ -94,12 +115,18 @@ impl CatalogHandle {
         // Manifests and the metadata file written, the pointer not yet swapped.
         crate::operators::crash_point("commit.mid");
         let name = format!("{}.{}", id.namespace().join("."), id.name());
+        let Some((uri, catalog_name)) = &self.sql_row else {
+            return Err(Error::config(format!(
+                "Iceberg table `{name}`: upserts commit through the SQL catalog only; use `catalog.type = sql`, or \
+                 `type = append-only` with a REST catalog"
+            )));
+        };
         let sql_error =
             |e: sqlx::Error| Error::new(ErrorKind::Retriable, format!("Iceberg table `{name}`: the catalog: {e}"));
         let pool = match self.sql.get() {
             Some(p) => p,
             None => {
-                let p = self.block_on(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&self.uri));
+                let p = self.block_on(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(uri));
                 let _ = self.sql.set(p.map_err(sql_error)?);
                 self.sql.get().expect("set above")
             }
@@ -113,7 +140,7 @@ impl CatalogHandle {
                 )
                 .bind(staged)
                 .bind(current)
-                .bind(&self.catalog_name)
+                .bind(catalog_name)
                 .bind(id.name())
                 .bind(id.namespace().join("."))
                 .bind(current)
@@ -123,8 +150,8 @@ impl CatalogHandle {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) fn catalog(&self) -> &SqlCatalog {
-        self.catalog.as_ref().expect("present until dropped")
+    pub(crate) fn catalog(&self) -> &dyn Catalog {
+        self.catalog.as_deref().expect("present until dropped")
     }
 
     pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {

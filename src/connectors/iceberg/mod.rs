@@ -171,13 +171,16 @@ mod committer;
 mod config;
 mod position_deletes;
 mod progress;
+mod rest;
 mod schema;
 mod storage;
 mod table;
 mod writer;
 
 pub use committer::IcebergCommitter;
-pub use config::{CatalogKind, IcebergConfig, DEFAULT_CATALOG_NAME, DEFAULT_TARGET_FILE_SIZE, EMBEDDED_CATALOG_FILE};
+pub use config::{
+    CatalogKind, IcebergConfig, RestOptions, DEFAULT_CATALOG_NAME, DEFAULT_TARGET_FILE_SIZE, EMBEDDED_CATALOG_FILE,
+};
 pub use position_deletes::{FILE_PATH_FIELD_ID, POS_FIELD_ID};
 pub use progress::{frontier_text, parse_frontier, progress_property, CommitRecord, SUMMARY_PREFIX};
 pub use schema::{check_table_schema, iceberg_schema, iceberg_type, schema_from_iceberg};
@@ -204,6 +207,13 @@ impl Connector for IcebergConfig {
     /// Checks at creation: the format, and the table against the row schema.
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
         crate::connectors::lakehouse::check_format(sink, "iceberg")?;
+        if matches!(self.catalog, CatalogKind::Rest(_)) && matches!(sink.format(), crate::envelope::Format::Upsert) {
+            return Err(crate::error::Error::config(
+                "option `type` = `upsert`: the iceberg sink's upserts (position deletes) commit through the SQL \
+                 catalog only; use `catalog.type = sql`, or `type = append-only` (or `force_append_only`) with \
+                 `catalog.type = rest`",
+            ));
+        }
         table::check_table(self, sink).map_err(|e| storage::explain(self, e))
     }
 
