@@ -28,7 +28,7 @@ pub enum CatalogKind {
         uri: String,
     },
     /// An Iceberg REST catalog server (`catalog.type = rest`): `catalog.uri` and its credentials.
-    Rest(RestOptions),
+    Rest(Box<RestOptions>),
 }
 
 /// Where and how the Iceberg connector writes.
@@ -199,7 +199,7 @@ impl IcebergConfig {
     /// An Iceberg REST catalog instead of the SQL one; the warehouse is sent to it as the
     /// catalog's `warehouse` and decides where data files go (a directory, or S3).
     pub fn rest_catalog(mut self, rest: RestOptions) -> Self {
-        self.catalog = CatalogKind::Rest(rest);
+        self.catalog = CatalogKind::Rest(Box::new(rest));
         self
     }
 
@@ -231,7 +231,7 @@ impl IcebergConfig {
             ("iceberg-s3", cfg!(feature = "iceberg-s3")),
         )?;
         let catalog = if rest {
-            CatalogKind::Rest(RestOptions::parse(opts)?)
+            CatalogKind::Rest(Box::new(RestOptions::parse(opts)?))
         } else {
             CatalogKind::Sql { uri: Self::parse_sql_uri(opts, &warehouse)? }
         };

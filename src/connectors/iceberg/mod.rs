@@ -126,8 +126,11 @@
 //! | `warehouse.path` | the warehouse: a local path, a `file://` URL, or `s3://bucket/prefix` (feature `iceberg-s3`) — required |
 //! | `database.name` | the namespace (dot-separated for nested ones) — required |
 //! | `table.name` | the table — required |
-//! | `catalog.type` | `sql` (the default; SQLite through sqlx). `rest`, `glue`, `hive`, `storage`, `memory` are refused: this build has no client for them, and an in-memory catalog forgets the table and the sink's progress |
-//! | `catalog.uri` | the SQL catalog's database, `sqlite:/path/catalog.db` (default `<warehouse.path>/catalog.db`; required with an `s3://` warehouse) |
+//! | `catalog.type` | `sql` (the default; SQLite through sqlx) or `rest` (an Iceberg REST catalog server, append-only; see [REST catalog](#rest-catalog)). `glue`, `hive`, `storage`, `memory` are refused: this build has no client for them, and an in-memory catalog forgets the table and the sink's progress |
+//! | `catalog.uri` | the SQL catalog's database, `sqlite:/path/catalog.db` (default `<warehouse.path>/catalog.db`; required with an `s3://` warehouse); for `rest`, the server's base URL (required) |
+//! | `catalog.credential` | `rest`: OAuth2 client credentials `client_id:client_secret`, exchanged for a token; never printed |
+//! | `catalog.token` | `rest`: a bearer token sent as it is; never printed |
+//! | `catalog.oauth2_server_uri`, `catalog.scope` | `rest`: the token endpoint (default `<catalog.uri>/v1/oauth/tokens`) and scope (default `catalog`) of the credential's exchange |
 //! | `s3.region` | the bucket's region — required with `s3://` (any value for S3-compatible stores, e.g. `us-east-1`) |
 //! | `s3.endpoint` | the S3 API's URL of an S3-compatible store (MinIO, moto, …); default AWS. An `http://` endpoint allows plain HTTP |
 //! | `s3.access.key`, `s3.secret.key` | static credentials, both or neither (neither: the AWS default chain — environment, profile, instance role); never printed |
@@ -165,6 +168,19 @@
 //!
 //! The SQL catalog's tables are those of Iceberg's JDBC catalog, so pyiceberg's `SqlCatalog`
 //! (and Java's `JdbcCatalog`) open the same database and read the table.
+//!
+//! # REST catalog
+//!
+//! With `catalog.type = rest` the table's metadata pointer lives in an Iceberg REST catalog
+//! server (iceberg-rust's REST client); `warehouse.path` is sent as the catalog's `warehouse`
+//! and picks the storage the data files are written through. The committer's fencing is the
+//! same: every load a commit attempt starts from checks the sink's latest snapshot, and the
+//! commit's requirements (`assert-table-uuid`, `assert-ref-snapshot-id`) make the server refuse
+//! it (`409`) if anything committed since that load — the compare-and-swap. After a `409` the
+//! transaction loads the table again: a snapshot of this sink that this run did not make stops
+//! it as `Fenced`, any other writer's is committed on top of. Upserts are refused at creation:
+//! their row-delta commit is built by the sink and swapped in through the SQL catalog's row, and
+//! iceberg-rust 0.10 keeps the way to send such a commit through another catalog private.
 
 mod catalog;
 mod committer;
