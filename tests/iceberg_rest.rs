@@ -12,8 +12,10 @@
 
 mod common;
 
-use common::lakehouse::{expected_inserts, insert_history, run, run_until, table_multiset, try_run, ROW_SCHEMA};
-use common::Row;
+use common::lakehouse::{
+    expected_inserts, final_state, insert_history, run, run_until, table_multiset, try_run, ROW_SCHEMA,
+};
+use common::{keyed_history, Row};
 use differential_sinks::connectors::iceberg::{IcebergConfig, RestOptions};
 use differential_sinks::{ErrorKind, Options, SinkSpec};
 use serde_json::{json, Value};
@@ -235,17 +237,78 @@ fn a_static_token_is_accepted_and_wrong_credentials_are_refused_naming_the_optio
     assert_eq!(table_multiset(&server.read("opts")), expected_inserts(&history, u64::MAX));
 }
 
+fn upsert_spec(name: &str, config: IcebergConfig) -> SinkSpec {
+    SinkSpec::builder(name, config).upsert().primary_key(["k"]).schema(ROW_SCHEMA.parse().unwrap()).build().unwrap()
+}
+
+/// The position deletes the sink's snapshots added, checking that they chain from 0 to the end.
+fn position_deletes(table: &Value, sink: &str) -> u64 {
+    commit_chain(table, sink, "complete");
+    sink_snapshots(table, sink)
+        .iter()
+        .map(|s| s["summary"].get("added-position-deletes").map_or(0, |v| v.as_str().unwrap().parse::<u64>().unwrap()))
+        .sum()
+}
+
+/// The `dsink.*` summary of the sink's latest snapshot: what a second run's snapshot carries.
+fn latest_record(table: &Value, sink: &str) -> serde_json::Map<String, Value> {
+    sink_snapshots(table, sink).last().unwrap()["summary"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("dsink."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 #[test]
-fn upserts_through_a_rest_catalog_are_refused_at_build() {
+fn upserts_through_a_rest_catalog_end_in_the_final_state_across_a_restart() {
     let server = RestCatalog::start();
-    let e = SinkSpec::builder("up", server.config("up", server.with_credential()))
-        .upsert()
-        .primary_key(["k"])
-        .schema(ROW_SCHEMA.parse().unwrap())
-        .build()
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
-    assert!(e.to_string().contains("`catalog.type = sql`"), "{e}");
+    for (table, peers) in [("kv1", 1usize), ("kv2", 2)] {
+        let history = keyed_history(80 + peers as u64, 30, 12, 20);
+        let spec = upsert_spec(table, server.config(table, server.with_credential()));
+        run_until(&history, &spec, peers, 6);
+        assert_eq!(table_multiset(&server.read(table)), final_state(&history, 6), "{peers} workers, at 6");
+        // The restart reads the keys' places back through the catalog and replaces those rows.
+        run(&history, &spec, peers);
+        let all = server.read(table);
+        assert_eq!(table_multiset(&all), final_state(&history, u64::MAX), "{peers} workers");
+        let retractions = history.iter().filter(|h| h.2 < 0).count() as u64;
+        assert!(retractions > 0);
+        assert_eq!(position_deletes(&all, table), retractions, "one position delete per retraction");
+    }
+    assert_eq!(server.stats()["unauthorized"], 0);
+}
+
+/// An upsert commit the server refuses with 409 because another writer's snapshot came first
+/// is staged again on that snapshot; a snapshot of the same sink fences the run instead.
+#[test]
+fn an_upsert_commit_refused_with_409_is_retried_after_another_writer_and_fenced_after_the_same_sink() {
+    let server = RestCatalog::start();
+    let history = keyed_history(90, 20, 6, 15);
+    let spec = upsert_spec("up", server.config("up", server.with_credential()));
+    run_until(&history, &spec, 1, 2);
+    let other = Row { k: 1_000_003, v: 3, s: "other writer".into() };
+    server.hook("POST", "/test/interfere", Some(&json!({ "table": "db.up", "rows": [other] })));
+    run_until(&history, &spec, 1, 4);
+    assert!(server.stats()["conflicts"].as_u64().unwrap() >= 1);
+    let mut expected = final_state(&history, 4);
+    *expected.entry(other.clone()).or_default() += 1;
+    let table = server.read("up");
+    assert_eq!(table_multiset(&table), expected);
+    commit_chain(&table, "up", "4");
+
+    // The same sink's snapshot between this run's load and its commit: fenced, nothing added.
+    let twin = Row { k: 1_000_004, v: 4, s: "second run".into() };
+    let summary = latest_record(&table, "up");
+    server.hook("POST", "/test/interfere", Some(&json!({ "table": "db.up", "rows": [twin], "summary": summary })));
+    let conflicts = server.stats()["conflicts"].as_u64().unwrap();
+    let errors = try_run(&history, &spec, 1);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("another run of sink `up`"), "{errors:?}");
+    assert!(server.stats()["conflicts"].as_u64().unwrap() > conflicts);
+    *expected.entry(twin).or_default() += 1;
+    assert_eq!(table_multiset(&server.read("up")), expected, "the fenced run added nothing");
 }
 
 /// A commit the server refuses with 409 because another writer's snapshot came first is tried
@@ -282,13 +345,7 @@ fn a_commit_refused_with_409_after_a_snapshot_of_the_same_sink_is_fenced() {
     run_until(&history, &spec, 1, 2);
     let before = server.read("twin");
     // Another run's snapshot: the same sink's progress record, and a row of its own.
-    let summary: serde_json::Map<String, Value> = sink_snapshots(&before, "twin").last().unwrap()["summary"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| k.starts_with("dsink."))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let summary = latest_record(&before, "twin");
     let twin = Row { k: 1_000_002, v: 2, s: "second run".into() };
     server.hook(
         "POST",

@@ -8,12 +8,15 @@
 //! dropped.
 
 use super::config::{CatalogKind, IcebergConfig, RestOptions};
+use super::rest_commit::RestCommits;
 use crate::error::{Error, ErrorKind, Result};
+use iceberg::spec::{TableMetadataBuildResult, MAIN_BRANCH};
 use iceberg::table::Table;
-use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableIdent};
+use iceberg::{Catalog, CatalogBuilder, MetadataLocation, NamespaceIdent, TableIdent, TableRequirement};
 use iceberg_catalog_rest::RestCatalogBuilder;
 use iceberg_catalog_sql::SqlCatalogBuilder;
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Mutex;
 use tokio::runtime::Runtime;
 
@@ -39,6 +42,8 @@ pub(crate) struct CatalogHandle {
     /// The SQL catalog's database URL and catalog name, for the swaps of the upserts' own
     /// commits (see `position_deletes`); `None` for a REST catalog.
     sql_row: Option<(String, String)>,
+    /// A REST catalog's commits of the upserts' row deltas.
+    rest: Option<RestCommits>,
     sql: std::sync::OnceLock<sqlx::SqlitePool>,
     runtime: Runtime,
 }
@@ -81,6 +86,7 @@ impl CatalogHandle {
         Ok(Some(CatalogHandle {
             catalog: Some(Box::new(catalog)),
             sql_row: Some((uri, config.catalog_name.clone())),
+            rest: None,
             sql: std::sync::OnceLock::new(),
             runtime,
         }))
@@ -91,7 +97,8 @@ impl CatalogHandle {
     fn open_rest(config: &IcebergConfig, rest: &RestOptions) -> Result<Self> {
         let name = config.qualified();
         let runtime = crate::delivery::runtime::current_thread("the Iceberg sink")?;
-        let mut props = rest.props(config.warehouse_url()?);
+        let warehouse = config.warehouse_url()?;
+        let mut props = rest.props(warehouse.clone());
         props.extend(super::storage::props(config));
         let builder = RestCatalogBuilder::default().with_storage_factory(super::storage::factory(config)?);
         // Inside the runtime: the client takes the current runtime's handle when built.
@@ -100,7 +107,13 @@ impl CatalogHandle {
             .map_err(|e| rest.explain(&name, e))?;
         let ns = ident(config)?.namespace().clone();
         runtime.block_on(catalog.namespace_exists(&ns)).map_err(|e| rest.explain(&name, e))?;
-        Ok(CatalogHandle { catalog: Some(Box::new(catalog)), sql_row: None, sql: std::sync::OnceLock::new(), runtime })
+        Ok(CatalogHandle {
+            catalog: Some(Box::new(catalog)),
+            sql_row: None,
+            rest: Some(RestCommits::new(rest, warehouse)),
+            sql: std::sync::OnceLock::new(),
+            runtime,
+        })
     }
 
     /// Loads the table.
@@ -108,10 +121,43 @@ impl CatalogHandle {
         self.block_on(self.catalog().load_table(id)).map_err(|e| iceberg_error("loading", name, e))
     }
 
+    /// Commits `staged`, built on `table` as loaded, if the table is still as loaded; false when
+    /// another commit came first. On a SQL catalog: writes the new metadata file and swaps the
+    /// table's row to it; on a REST catalog: sends the changes with the table's UUID and `main`'s
+    /// snapshot as requirements.
+    pub(crate) fn commit_staged(
+        &self,
+        id: &TableIdent,
+        table: &Table,
+        staged: TableMetadataBuildResult,
+        name: &str,
+    ) -> Result<bool> {
+        let meta = table.metadata();
+        if let Some(rest) = &self.rest {
+            crate::operators::crash_point("commit.mid");
+            let requirements = vec![
+                TableRequirement::UuidMatch { uuid: meta.uuid() },
+                TableRequirement::RefSnapshotIdMatch {
+                    r#ref: MAIN_BRANCH.to_string(),
+                    snapshot_id: meta.current_snapshot_id(),
+                },
+            ];
+            return self.block_on(rest.commit(id, requirements, staged.changes, name));
+        }
+        let err = |what: &'static str| move |e: iceberg::Error| iceberg_error(what, name, e);
+        let current = table.metadata_location_result().map_err(err("locating the metadata"))?.to_string();
+        let location = MetadataLocation::from_str(&current)
+            .map_err(err("reading the metadata location"))?
+            .with_next_version()
+            .with_new_metadata(&staged.metadata);
+        self.block_on(staged.metadata.write_to(table.file_io(), &location)).map_err(err("writing the new metadata"))?;
+        self.swap_metadata(id, &current, &location.to_string())
+    }
+
     /// Points the table at the metadata file `staged` if it still points at `current`, as the
     /// SQL catalog's own commits do (the JDBC catalog's row, compare-and-swap in one `UPDATE`);
     /// false when another commit came first.
-    pub(crate) fn swap_metadata(&self, id: &TableIdent, current: &str, staged: &str) -> Result<bool> {
+    fn swap_metadata(&self, id: &TableIdent, current: &str, staged: &str) -> Result<bool> {
         // Manifests and the metadata file written, the pointer not yet swapped.
         crate::operators::crash_point("commit.mid");
         let name = format!("{}.{}", id.namespace().join("."), id.name());

@@ -188,6 +188,7 @@ mod config;
 mod position_deletes;
 mod progress;
 mod rest;
+mod rest_commit;
 mod schema;
 mod storage;
 mod table;
@@ -223,13 +224,6 @@ impl Connector for IcebergConfig {
     /// Checks at creation: the format, and the table against the row schema.
     fn validate(&self, sink: &SinkSettings) -> Result<()> {
         crate::connectors::lakehouse::check_format(sink, "iceberg")?;
-        if matches!(self.catalog, CatalogKind::Rest(_)) && matches!(sink.format(), crate::envelope::Format::Upsert) {
-            return Err(crate::error::Error::config(
-                "option `type` = `upsert`: the iceberg sink's upserts (position deletes) commit through the SQL \
-                 catalog only; use `catalog.type = sql`, or `type = append-only` (or `force_append_only`) with \
-                 `catalog.type = rest`",
-            ));
-        }
         table::check_table(self, sink).map_err(|e| storage::explain(self, e))
     }
 
