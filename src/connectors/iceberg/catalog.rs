@@ -110,7 +110,7 @@ impl CatalogHandle {
         Ok(CatalogHandle {
             catalog: Some(Box::new(catalog)),
             sql_row: None,
-            rest: Some(RestCommits::new(rest, warehouse)),
+            rest: Some(RestCommits::new(rest, warehouse)?),
             sql: std::sync::OnceLock::new(),
             runtime,
         })
@@ -162,10 +162,10 @@ impl CatalogHandle {
         crate::operators::crash_point("commit.mid");
         let name = format!("{}.{}", id.namespace().join("."), id.name());
         let Some((uri, catalog_name)) = &self.sql_row else {
-            return Err(Error::config(format!(
-                "Iceberg table `{name}`: upserts commit through the SQL catalog only; use `catalog.type = sql`, or \
-                 `type = append-only` with a REST catalog"
-            )));
+            return Err(Error::new(
+                ErrorKind::Fatal,
+                format!("Iceberg table `{name}`: a metadata swap was asked of a catalog without a SQL database"),
+            ));
         };
         let sql_error =
             |e: sqlx::Error| Error::new(ErrorKind::Retriable, format!("Iceberg table `{name}`: the catalog: {e}"));

@@ -126,7 +126,7 @@
 //! | `warehouse.path` | the warehouse: a local path, a `file://` URL, or `s3://bucket/prefix` (feature `iceberg-s3`) — required |
 //! | `database.name` | the namespace (dot-separated for nested ones) — required |
 //! | `table.name` | the table — required |
-//! | `catalog.type` | `sql` (the default; SQLite through sqlx) or `rest` (an Iceberg REST catalog server, append-only; see [REST catalog](#rest-catalog)). `glue`, `hive`, `storage`, `memory` are refused: this build has no client for them, and an in-memory catalog forgets the table and the sink's progress |
+//! | `catalog.type` | `sql` (the default; SQLite through sqlx) or `rest` (an Iceberg REST catalog server; see [REST catalog](#rest-catalog)). `glue`, `hive`, `storage`, `memory` are refused: this build has no client for them, and an in-memory catalog forgets the table and the sink's progress |
 //! | `catalog.uri` | the SQL catalog's database, `sqlite:/path/catalog.db` (default `<warehouse.path>/catalog.db`; required with an `s3://` warehouse); for `rest`, the server's base URL (required) |
 //! | `catalog.credential` | `rest`: OAuth2 client credentials `client_id:client_secret`, exchanged for a token; never printed |
 //! | `catalog.token` | `rest`: a bearer token sent as it is; never printed |
@@ -178,9 +178,9 @@
 //! commit's requirements (`assert-table-uuid`, `assert-ref-snapshot-id`) make the server refuse
 //! it (`409`) if anything committed since that load — the compare-and-swap. After a `409` the
 //! transaction loads the table again: a snapshot of this sink that this run did not make stops
-//! it as `Fenced`, any other writer's is committed on top of. Upserts are refused at creation:
-//! their row-delta commit is built by the sink and swapped in through the SQL catalog's row, and
-//! iceberg-rust 0.10 keeps the way to send such a commit through another catalog private.
+//! it as `Fenced`, any other writer's is committed on top of. Upserts' row deltas, which the
+//! sink builds itself, are sent the same way (`rest_commit`): their metadata changes
+//! (`add-snapshot`, `set-snapshot-ref`, `set-properties`) with those two requirements.
 
 mod catalog;
 mod committer;

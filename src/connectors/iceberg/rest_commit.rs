@@ -39,8 +39,11 @@ struct Session {
 }
 
 impl RestCommits {
-    pub(crate) fn new(rest: &RestOptions, warehouse: String) -> Self {
-        RestCommits { client: Client::new(), rest: rest.clone(), warehouse, session: Mutex::new(None) }
+    pub(crate) fn new(rest: &RestOptions, warehouse: String) -> Result<Self> {
+        let client = Client::builder().build().map_err(|e| {
+            Error::new(ErrorKind::Fatal, format!("starting the HTTP client of the REST catalog: {}", e.without_url()))
+        })?;
+        Ok(RestCommits { client, rest: rest.clone(), warehouse, session: Mutex::new(None) })
     }
 
     /// Applies `updates` to the table if `requirements` hold; false when the server refused them
