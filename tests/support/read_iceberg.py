@@ -4,6 +4,8 @@ usage: read_iceberg.py CATALOG_DB WAREHOUSE NAMESPACE.TABLE [CATALOG_NAME [ROW_F
 
 WAREHOUSE is a directory or an `s3://bucket/prefix` URL; for the latter, the environment variable
 DSINK_STORAGE_OPTIONS holds the catalog's S3 properties as a JSON object (s3.endpoint, ...).
+A CATALOG_DB that is an `http://` URL names a REST catalog instead, read with pyiceberg's
+RestCatalog; DSINK_STORAGE_OPTIONS then holds its properties too (credential or token).
 
 Output: {"schema": [[name, type, nullable]], "rows": [...], "snapshots": [{"id", "parent",
 "operation", "summary"}] in commit order along the current branch, "data_files": [paths],
@@ -20,6 +22,7 @@ import json
 import os
 import sys
 
+from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.catalog.sql import SqlCatalog
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -46,7 +49,10 @@ def main():
     if "://" not in warehouse:
         warehouse = f"file://{warehouse}"
     options = json.loads(os.environ.get("DSINK_STORAGE_OPTIONS") or "{}")
-    catalog = SqlCatalog(catalog_name, uri=f"sqlite:///{db}", warehouse=warehouse, **options)
+    if db.startswith("http://") or db.startswith("https://"):
+        catalog = RestCatalog(catalog_name, uri=db, warehouse=warehouse, **options)
+    else:
+        catalog = SqlCatalog(catalog_name, uri=f"sqlite:///{db}", warehouse=warehouse, **options)
     table = catalog.load_table(name)
     rows = [{k: plain(v) for k, v in r.items()} for r in table.scan().to_arrow().to_pylist()]
     schema = [[f.name, str(f.field_type), not f.required] for f in table.schema().fields]

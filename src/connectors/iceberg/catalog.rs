@@ -1,17 +1,22 @@
-//! The Iceberg connector's catalog: a SQL catalog in SQLite (Iceberg's JDBC catalog tables),
-//! opened on a runtime of its own, and the compare-and-swap of a table's metadata pointer that
-//! every commit ends with.
+//! The Iceberg connector's catalog: a SQL catalog in SQLite (Iceberg's JDBC catalog tables) or a
+//! REST catalog server (see `rest`), opened on a runtime of its own, and the compare-and-swap of
+//! a table's metadata pointer that every commit ends with (the SQL catalog's conditional
+//! `UPDATE`, or the REST commit's requirements).
 //!
 //! Workers of one process open the table one at a time ([`CATALOG_SETUP`]) so that one creates
 //! it and the others load it. The handle closes its connection pool inside its own runtime when
 //! dropped.
 
-use super::config::{CatalogKind, IcebergConfig};
+use super::config::{CatalogKind, IcebergConfig, RestOptions};
+use super::rest_commit::RestCommits;
 use crate::error::{Error, ErrorKind, Result};
+use iceberg::spec::{TableMetadataBuildResult, MAIN_BRANCH};
 use iceberg::table::Table;
-use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableIdent};
-use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
+use iceberg::{Catalog, CatalogBuilder, MetadataLocation, NamespaceIdent, TableIdent, TableRequirement};
+use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg_catalog_sql::SqlCatalogBuilder;
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Mutex;
 use tokio::runtime::Runtime;
 
@@ -33,10 +38,12 @@ pub(crate) static CATALOG_SETUP: Mutex<()> = Mutex::new(());
 /// A catalog and the runtime its connection pool lives on; the pool is closed inside that
 /// runtime when this is dropped.
 pub(crate) struct CatalogHandle {
-    catalog: Option<SqlCatalog>,
-    /// The catalog's database, for the swaps of the upserts' own commits (see `upsert`).
-    uri: String,
-    catalog_name: String,
+    catalog: Option<Box<dyn Catalog>>,
+    /// The SQL catalog's database URL and catalog name, for the swaps of the upserts' own
+    /// commits (see `position_deletes`); `None` for a REST catalog.
+    sql_row: Option<(String, String)>,
+    /// A REST catalog's commits of the upserts' row deltas.
+    rest: Option<RestCommits>,
     sql: std::sync::OnceLock<sqlx::SqlitePool>,
     runtime: Runtime,
 }
@@ -44,7 +51,10 @@ pub(crate) struct CatalogHandle {
 impl CatalogHandle {
     /// Opens the catalog; `None` when its database does not exist and may not be created.
     pub(crate) fn open(config: &IcebergConfig, create: bool) -> Result<Option<Self>> {
-        let CatalogKind::Sql { uri } = &config.catalog;
+        let uri = match &config.catalog {
+            CatalogKind::Sql { uri } => uri,
+            CatalogKind::Rest(rest) => return Self::open_rest(config, rest).map(Some),
+        };
         let path = sqlite_path(uri);
         if !create && !path.as_ref().is_some_and(|p| std::path::Path::new(p).exists()) {
             return Ok(None);
@@ -74,12 +84,36 @@ impl CatalogHandle {
             )
             .map_err(|e| iceberg_error("opening the SQL catalog", &config.qualified(), e))?;
         Ok(Some(CatalogHandle {
-            catalog: Some(catalog),
-            uri,
-            catalog_name: config.catalog_name.clone(),
+            catalog: Some(Box::new(catalog)),
+            sql_row: Some((uri, config.catalog_name.clone())),
+            rest: None,
             sql: std::sync::OnceLock::new(),
             runtime,
         }))
+    }
+
+    /// Opens a REST catalog and asks it whether the table's namespace exists, so that an
+    /// unreachable server or a refused credential is an error now, naming the options.
+    fn open_rest(config: &IcebergConfig, rest: &RestOptions) -> Result<Self> {
+        let name = config.qualified();
+        let runtime = crate::delivery::runtime::current_thread("the Iceberg sink")?;
+        let warehouse = config.warehouse_url()?;
+        let mut props = rest.props(warehouse.clone());
+        props.extend(super::storage::props(config));
+        let builder = RestCatalogBuilder::default().with_storage_factory(super::storage::factory(config)?);
+        // Inside the runtime: the client takes the current runtime's handle when built.
+        let catalog = runtime
+            .block_on(async { builder.load(&config.catalog_name, props).await })
+            .map_err(|e| rest.explain(&name, e))?;
+        let ns = ident(config)?.namespace().clone();
+        runtime.block_on(catalog.namespace_exists(&ns)).map_err(|e| rest.explain(&name, e))?;
+        Ok(CatalogHandle {
+            catalog: Some(Box::new(catalog)),
+            sql_row: None,
+            rest: Some(RestCommits::new(rest, warehouse)?),
+            sql: std::sync::OnceLock::new(),
+            runtime,
+        })
     }
 
     /// Loads the table.
@@ -87,19 +121,58 @@ impl CatalogHandle {
         self.block_on(self.catalog().load_table(id)).map_err(|e| iceberg_error("loading", name, e))
     }
 
+    /// Commits `staged`, built on `table` as loaded, if the table is still as loaded; false when
+    /// another commit came first. On a SQL catalog: writes the new metadata file and swaps the
+    /// table's row to it; on a REST catalog: sends the changes with the table's UUID and `main`'s
+    /// snapshot as requirements.
+    pub(crate) fn commit_staged(
+        &self,
+        id: &TableIdent,
+        table: &Table,
+        staged: TableMetadataBuildResult,
+        name: &str,
+    ) -> Result<bool> {
+        let meta = table.metadata();
+        if let Some(rest) = &self.rest {
+            crate::operators::crash_point("commit.mid");
+            let requirements = vec![
+                TableRequirement::UuidMatch { uuid: meta.uuid() },
+                TableRequirement::RefSnapshotIdMatch {
+                    r#ref: MAIN_BRANCH.to_string(),
+                    snapshot_id: meta.current_snapshot_id(),
+                },
+            ];
+            return self.block_on(rest.commit(id, requirements, staged.changes, name));
+        }
+        let err = |what: &'static str| move |e: iceberg::Error| iceberg_error(what, name, e);
+        let current = table.metadata_location_result().map_err(err("locating the metadata"))?.to_string();
+        let location = MetadataLocation::from_str(&current)
+            .map_err(err("reading the metadata location"))?
+            .with_next_version()
+            .with_new_metadata(&staged.metadata);
+        self.block_on(staged.metadata.write_to(table.file_io(), &location)).map_err(err("writing the new metadata"))?;
+        self.swap_metadata(id, &current, &location.to_string())
+    }
+
     /// Points the table at the metadata file `staged` if it still points at `current`, as the
     /// SQL catalog's own commits do (the JDBC catalog's row, compare-and-swap in one `UPDATE`);
     /// false when another commit came first.
-    pub(crate) fn swap_metadata(&self, id: &TableIdent, current: &str, staged: &str) -> Result<bool> {
+    fn swap_metadata(&self, id: &TableIdent, current: &str, staged: &str) -> Result<bool> {
         // Manifests and the metadata file written, the pointer not yet swapped.
         crate::operators::crash_point("commit.mid");
         let name = format!("{}.{}", id.namespace().join("."), id.name());
+        let Some((uri, catalog_name)) = &self.sql_row else {
+            return Err(Error::new(
+                ErrorKind::Fatal,
+                format!("Iceberg table `{name}`: a metadata swap was asked of a catalog without a SQL database"),
+            ));
+        };
         let sql_error =
             |e: sqlx::Error| Error::new(ErrorKind::Retriable, format!("Iceberg table `{name}`: the catalog: {e}"));
         let pool = match self.sql.get() {
             Some(p) => p,
             None => {
-                let p = self.block_on(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&self.uri));
+                let p = self.block_on(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(uri));
                 let _ = self.sql.set(p.map_err(sql_error)?);
                 self.sql.get().expect("set above")
             }
@@ -113,7 +186,7 @@ impl CatalogHandle {
                 )
                 .bind(staged)
                 .bind(current)
-                .bind(&self.catalog_name)
+                .bind(catalog_name)
                 .bind(id.name())
                 .bind(id.namespace().join("."))
                 .bind(current)
@@ -123,8 +196,8 @@ impl CatalogHandle {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) fn catalog(&self) -> &SqlCatalog {
-        self.catalog.as_ref().expect("present until dropped")
+    pub(crate) fn catalog(&self) -> &dyn Catalog {
+        self.catalog.as_deref().expect("present until dropped")
     }
 
     pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {

@@ -20,7 +20,6 @@ use iceberg::spec::{deserialize_data_file_from_json, DataFile, Struct};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
-use iceberg_catalog_sql::SqlCatalog;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -242,7 +241,7 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
 /// run of the sink can never append the same times again.
 #[derive(Debug)]
 struct FencedCatalog<'a> {
-    inner: &'a SqlCatalog,
+    inner: &'a dyn Catalog,
     sink: &'a str,
     expected: Option<i64>,
     /// The sink's snapshot found instead of the expected one.

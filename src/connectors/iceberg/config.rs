@@ -5,6 +5,8 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use std::path::Path;
 
+pub use super::rest::RestOptions;
+
 /// The default size at which a worker closes a Parquet data file and starts the next one.
 pub const DEFAULT_TARGET_FILE_SIZE: usize = 128 << 20;
 
@@ -25,6 +27,8 @@ pub enum CatalogKind {
         /// for a warehouse on S3 (refused at creation).
         uri: String,
     },
+    /// An Iceberg REST catalog server (`catalog.type = rest`): `catalog.uri` and its credentials.
+    Rest(Box<RestOptions>),
 }
 
 /// Where and how the Iceberg connector writes.
@@ -192,25 +196,31 @@ impl IcebergConfig {
         self.catalog = CatalogKind::Sql { uri: uri.into() };
         self
     }
+    /// An Iceberg REST catalog instead of the SQL one; the warehouse is sent to it as the
+    /// catalog's `warehouse` and decides where data files go (a directory, or S3).
+    pub fn rest_catalog(mut self, rest: RestOptions) -> Self {
+        self.catalog = CatalogKind::Rest(Box::new(rest));
+        self
+    }
 
     pub(crate) fn parse(opts: &mut Options) -> Result<Self> {
         let kind = opts.take("catalog.type").unwrap_or_else(|| "sql".to_string());
-        match kind.as_str() {
-            "sql" | "jdbc" => {}
-            "rest" | "glue" | "hive" | "storage" | "memory" => {
+        let rest = match kind.as_str() {
+            "sql" | "jdbc" => false,
+            "rest" => true,
+            "glue" | "hive" | "storage" | "memory" => {
                 return Err(Error::config(format!(
                     "option `catalog.type` = `{kind}` is not supported by this build: the iceberg connector \
                      commits through the SQL catalog (`catalog.type = sql`, a SQLite database; by default \
-                     `<warehouse.path>/{EMBEDDED_CATALOG_FILE}`), the only catalog here that persists the table \
-                     and that the tests read back independently"
+                     `<warehouse.path>/{EMBEDDED_CATALOG_FILE}`) or a REST catalog (`catalog.type = rest`)"
                 )))
             }
             other => {
                 return Err(Error::config(format!(
-                    "option `catalog.type` = `{other}` is not a catalog type: use `sql`"
+                    "option `catalog.type` = `{other}` is not a catalog type: use `sql` or `rest`"
                 )))
             }
-        }
+        };
         let warehouse =
             opts.require("warehouse.path", "the warehouse directory, e.g. warehouse.path=/data/warehouse")?;
         let warehouse = take_location(
@@ -220,18 +230,10 @@ impl IcebergConfig {
             "the warehouse directory",
             ("iceberg-s3", cfg!(feature = "iceberg-s3")),
         )?;
-        let uri = match opts.take("catalog.uri") {
-            None => match warehouse.local() {
-                Some(dir) => embedded_uri(dir),
-                None => return Err(no_catalog_uri(&warehouse)),
-            },
-            Some(u) if u.starts_with("sqlite:") => u,
-            Some(u) => {
-                return Err(Error::config(format!(
-                    "option `catalog.uri` = `{u}`: the SQL catalog of this build speaks SQLite only; use a \
-                     `sqlite:/path/catalog.db` URL, or leave `catalog.uri` out for `<warehouse.path>/{EMBEDDED_CATALOG_FILE}`"
-                )))
-            }
+        let catalog = if rest {
+            CatalogKind::Rest(Box::new(RestOptions::parse(opts)?))
+        } else {
+            CatalogKind::Sql { uri: Self::parse_sql_uri(opts, &warehouse)? }
         };
         let catalog_name = opts.take("catalog.name").unwrap_or_else(|| DEFAULT_CATALOG_NAME.to_string());
         if catalog_name.trim().is_empty() {
@@ -268,7 +270,7 @@ impl IcebergConfig {
             }
         }
         Ok(IcebergConfig {
-            catalog: CatalogKind::Sql { uri },
+            catalog,
             catalog_name,
             warehouse,
             database,
@@ -279,14 +281,30 @@ impl IcebergConfig {
         })
     }
 
+    /// The SQL catalog's database: `catalog.uri`, or the embedded file of a local warehouse.
+    fn parse_sql_uri(opts: &mut Options, warehouse: &StorageLocation) -> Result<String> {
+        match opts.take("catalog.uri") {
+            None => match warehouse.local() {
+                Some(dir) => Ok(embedded_uri(dir)),
+                None => Err(no_catalog_uri(warehouse)),
+            },
+            Some(u) if u.starts_with("sqlite:") => Ok(u),
+            Some(u) => Err(Error::config(format!(
+                "option `catalog.uri` = `{}`: the SQL catalog of this build speaks SQLite only; use a \
+                 `sqlite:/path/catalog.db` URL, or leave `catalog.uri` out for `<warehouse.path>/{EMBEDDED_CATALOG_FILE}`; \
+                 for a REST catalog set `catalog.type = rest`",
+                crate::secret::redact_url(&u)
+            ))),
+        }
+    }
+
     /// The warehouse as a URL: an absolute `file://` URL (the directory need not exist yet), or
     /// the `s3://` one. Refuses a warehouse on S3 without a `catalog.uri`.
     pub(crate) fn warehouse_url(&self) -> Result<String> {
         let dir = match &self.warehouse {
             StorageLocation::Local(dir) => dir,
             StorageLocation::S3 { url, .. } => {
-                let CatalogKind::Sql { uri } = &self.catalog;
-                if uri.is_empty() {
+                if matches!(&self.catalog, CatalogKind::Sql { uri } if uri.is_empty()) {
                     return Err(no_catalog_uri(&self.warehouse));
                 }
                 return Ok(url.clone());
@@ -399,7 +417,8 @@ mod tests {
             (&["warehouse.path=s3://b/w", "database.name=a", "table.name=t"], s3_refusal()),
             (&["warehouse.path=gs://b/w", "database.name=a", "table.name=t"], "`warehouse.path`"),
             (&["warehouse.path=/w", "s3.region=r", "database.name=a", "table.name=t"], "`s3.region`"),
-            (&["catalog.type=rest", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.type`"),
+            (&["catalog.type=rest", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.uri`"),
+            (&["catalog.type=glue", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.type`"),
             (&["catalog.type=nope", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.type`"),
             (&["catalog.uri=postgres://x", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.uri`"),
             (&["file.target.size=0", "warehouse.path=/w", "database.name=a", "table.name=t"], "`file.target.size`"),

@@ -126,8 +126,11 @@
 //! | `warehouse.path` | the warehouse: a local path, a `file://` URL, or `s3://bucket/prefix` (feature `iceberg-s3`) — required |
 //! | `database.name` | the namespace (dot-separated for nested ones) — required |
 //! | `table.name` | the table — required |
-//! | `catalog.type` | `sql` (the default; SQLite through sqlx). `rest`, `glue`, `hive`, `storage`, `memory` are refused: this build has no client for them, and an in-memory catalog forgets the table and the sink's progress |
-//! | `catalog.uri` | the SQL catalog's database, `sqlite:/path/catalog.db` (default `<warehouse.path>/catalog.db`; required with an `s3://` warehouse) |
+//! | `catalog.type` | `sql` (the default; SQLite through sqlx) or `rest` (an Iceberg REST catalog server; see [REST catalog](#rest-catalog)). `glue`, `hive`, `storage`, `memory` are refused: this build has no client for them, and an in-memory catalog forgets the table and the sink's progress |
+//! | `catalog.uri` | the SQL catalog's database, `sqlite:/path/catalog.db` (default `<warehouse.path>/catalog.db`; required with an `s3://` warehouse); for `rest`, the server's base URL (required) |
+//! | `catalog.credential` | `rest`: OAuth2 client credentials `client_id:client_secret`, exchanged for a token; never printed |
+//! | `catalog.token` | `rest`: a bearer token sent as it is; never printed |
+//! | `catalog.oauth2_server_uri`, `catalog.scope` | `rest`: the token endpoint (default `<catalog.uri>/v1/oauth/tokens`) and scope (default `catalog`) of the credential's exchange |
 //! | `s3.region` | the bucket's region — required with `s3://` (any value for S3-compatible stores, e.g. `us-east-1`) |
 //! | `s3.endpoint` | the S3 API's URL of an S3-compatible store (MinIO, moto, …); default AWS. An `http://` endpoint allows plain HTTP |
 //! | `s3.access.key`, `s3.secret.key` | static credentials, both or neither (neither: the AWS default chain — environment, profile, instance role); never printed |
@@ -165,19 +168,36 @@
 //!
 //! The SQL catalog's tables are those of Iceberg's JDBC catalog, so pyiceberg's `SqlCatalog`
 //! (and Java's `JdbcCatalog`) open the same database and read the table.
+//!
+//! # REST catalog
+//!
+//! With `catalog.type = rest` the table's metadata pointer lives in an Iceberg REST catalog
+//! server (iceberg-rust's REST client); `warehouse.path` is sent as the catalog's `warehouse`
+//! and picks the storage the data files are written through. The committer's fencing is the
+//! same: every load a commit attempt starts from checks the sink's latest snapshot, and the
+//! commit's requirements (`assert-table-uuid`, `assert-ref-snapshot-id`) make the server refuse
+//! it (`409`) if anything committed since that load — the compare-and-swap. After a `409` the
+//! transaction loads the table again: a snapshot of this sink that this run did not make stops
+//! it as `Fenced`, any other writer's is committed on top of. Upserts' row deltas, which the
+//! sink builds itself, are sent the same way (`rest_commit`): their metadata changes
+//! (`add-snapshot`, `set-snapshot-ref`, `set-properties`) with those two requirements.
 
 mod catalog;
 mod committer;
 mod config;
 mod position_deletes;
 mod progress;
+mod rest;
+mod rest_commit;
 mod schema;
 mod storage;
 mod table;
 mod writer;
 
 pub use committer::IcebergCommitter;
-pub use config::{CatalogKind, IcebergConfig, DEFAULT_CATALOG_NAME, DEFAULT_TARGET_FILE_SIZE, EMBEDDED_CATALOG_FILE};
+pub use config::{
+    CatalogKind, IcebergConfig, RestOptions, DEFAULT_CATALOG_NAME, DEFAULT_TARGET_FILE_SIZE, EMBEDDED_CATALOG_FILE,
+};
 pub use position_deletes::{FILE_PATH_FIELD_ID, POS_FIELD_ID};
 pub use progress::{frontier_text, parse_frontier, progress_property, CommitRecord, SUMMARY_PREFIX};
 pub use schema::{check_table_schema, iceberg_schema, iceberg_type, schema_from_iceberg};

@@ -26,14 +26,12 @@ use arrow_array::{Int64Array, RecordBatch, StringArray};
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, FormatVersion, ManifestFile, ManifestWriterBuilder, NestedField,
     Operation, PrimitiveType, Snapshot, SnapshotReference, SnapshotRetention, SnapshotSummaryCollector, Struct,
-    Summary, Type, MAIN_BRANCH,
+    Summary, TableMetadataBuildResult, Type, MAIN_BRANCH,
 };
 use iceberg::table::Table;
 use iceberg::writer::file_writer::{FileWriter as _, FileWriterBuilder as _, ParquetWriterBuilder};
-use iceberg::MetadataLocation;
 use parquet::file::properties::WriterProperties;
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 use std::sync::Arc;
 
 /// The field id Iceberg reserves for a position delete's data file path.
@@ -204,8 +202,8 @@ impl RowDelta {
                     table.metadata().format_version()
                 )));
             }
-            let (current, staged) = h.block_on(self.stage(&table, name))?;
-            if h.swap_metadata(ident, &current, &staged)? {
+            let staged = h.block_on(self.stage(&table, name))?;
+            if h.commit_staged(ident, &table, staged, name)? {
                 return h.load(ident, name);
             }
             table = h.load(ident, name)?;
@@ -216,9 +214,9 @@ impl RowDelta {
         ))
     }
 
-    /// Writes the manifests, manifest list and metadata of the new snapshot on top of `table`;
-    /// returns the current and the new metadata location.
-    async fn stage(&self, table: &Table, name: &str) -> Result<(String, String)> {
+    /// Writes the manifests and manifest list of the new snapshot on top of `table`; returns the
+    /// new metadata and the changes that lead to it (the catalog commits either).
+    async fn stage(&self, table: &Table, name: &str) -> Result<TableMetadataBuildResult> {
         let err = |what: &'static str| move |e: iceberg::Error| iceberg_error(what, name, e);
         let meta = table.metadata();
         let io = table.file_io();
@@ -284,23 +282,15 @@ impl RowDelta {
             .with_schema_id(meta.current_schema_id())
             .build();
         let current = table.metadata_location_result().map_err(err("locating the metadata"))?.to_string();
-        let staged = meta
-            .clone()
-            .into_builder(Some(current.clone()))
+        meta.clone()
+            .into_builder(Some(current))
             .add_snapshot(snapshot)
             .and_then(|b| {
                 b.set_ref(MAIN_BRANCH, SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)))
             })
             .and_then(|b| b.set_properties(self.properties.clone()))
             .and_then(|b| b.build())
-            .map_err(err("building the new metadata"))?
-            .metadata;
-        let location = MetadataLocation::from_str(&current)
-            .map_err(err("reading the metadata location"))?
-            .with_next_version()
-            .with_new_metadata(&staged);
-        staged.write_to(io, &location).await.map_err(err("writing the new metadata"))?;
-        Ok((current, location.to_string()))
+            .map_err(err("building the new metadata"))
     }
 }
 

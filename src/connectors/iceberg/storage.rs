@@ -1,5 +1,6 @@
 //! Where the Iceberg connector's files go: the local file system, or S3 through iceberg-rust's
-//! OpenDAL storage (feature `iceberg-s3`). The catalog stays a SQLite file either way.
+//! OpenDAL storage (feature `iceberg-s3`). The catalog, a SQLite file or a REST catalog server, is
+//! the same either way; `warehouse.path` picks the storage every table's `FileIO` gets.
 
 use super::config::IcebergConfig;
 use crate::connectors::lakehouse::s3::StorageLocation;

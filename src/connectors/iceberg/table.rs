@@ -12,7 +12,7 @@ use iceberg::spec::{
     FormatVersion, PartitionSpecRef, SchemaRef as IcebergSchemaRef, StructType, TableMetadata, UnboundPartitionSpec,
 };
 use iceberg::table::Table;
-use iceberg::{Catalog, TableCreation};
+use iceberg::TableCreation;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use std::collections::HashMap;
