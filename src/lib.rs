@@ -53,6 +53,8 @@ pub mod secret;
 pub mod settings;
 pub mod sink;
 pub mod stable_hash;
+#[cfg(any(feature = "kafka", feature = "nats"))]
+pub(crate) mod tls;
 
 pub use config::{SinkSpec, SinkSpecBuilder};
 pub use connectors::{Connector, ConnectorConfig, RecordWriter};

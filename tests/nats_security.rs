@@ -56,6 +56,9 @@ fn round_trip(url: &str, options: &[(&str, &str)], client: async_nats::ConnectOp
     if let Some(e) = Drive::new(2).run(&history, &spec(url, &stream, options)).first() {
         panic!("the sink failed: {e}");
     }
+    // The reader's client would otherwise ask rustls for a process-wide provider, and a build
+    // with every feature has two.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let want = expected_changes(&history);
     let msgs = rt.block_on(async {

@@ -10,9 +10,7 @@
 //! client refuses becomes a `Config` error that says which check failed and what to change.
 
 use crate::error::{Error, ErrorKind, Result};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
-use rustls::{CertificateError, ClientConfig, RootCertStore};
+use rustls::{CertificateError, ClientConfig};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,59 +20,14 @@ pub const CA_OPTION: &str = "schema.registry.ssl.root.cert";
 /// The rustls client configuration for `https://` registries: roots from `ca` when given, else
 /// from the system's store.
 pub(crate) fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>> {
-    let roots = match ca {
-        Some(path) => roots_from_file(path)?,
-        None => system_roots()?,
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::config(format!("schema registry TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-fn roots_from_file(path: &Path) -> Result<RootCertStore> {
-    let pem = std::fs::read(path).map_err(|e| {
-        Error::config(format!(
-            "option `{CA_OPTION}`: cannot read the CA certificate file {}: {e}; point it at a readable PEM file",
-            path.display()
-        ))
-    })?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::config(format!("option `{CA_OPTION}`: {} is not valid PEM: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(Error::config(format!(
-            "option `{CA_OPTION}`: {} holds no `BEGIN CERTIFICATE` block; give the PEM file of the CA that signed \
-             the registry's certificate",
-            path.display()
-        )));
-    }
-    let mut store = RootCertStore::empty();
-    for cert in certs {
-        store.add(cert).map_err(|e| {
-            Error::config(format!("option `{CA_OPTION}`: a certificate in {} cannot be a root: {e}", path.display()))
-        })?;
-    }
-    Ok(store)
-}
-
-fn system_roots() -> Result<RootCertStore> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut store = RootCertStore::empty();
-    store.add_parsable_certificates(found.certs);
-    if store.is_empty() {
-        for e in &found.errors {
-            tracing::warn!(error = %e, "reading the system's root certificates");
-        }
-        return Err(Error::config(format!(
-            "option `schema.registry` is an https:// URL, but the system's certificate store is empty: set \
-             `{CA_OPTION}` to the PEM file of the CA that signed the registry's certificate"
-        )));
-    }
-    Ok(store)
+    crate::tls::client_config(
+        ca.map(|path| crate::tls::Named { path, option: CA_OPTION }),
+        None,
+        &format!(
+            "option `schema.registry` is an https:// URL: set `{CA_OPTION}` to the PEM file of the CA that signed \
+             the registry's certificate"
+        ),
+    )
 }
 
 /// The error for a failed TLS handshake with `host`: a refused certificate is a `Config` error

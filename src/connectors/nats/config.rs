@@ -245,6 +245,20 @@ impl NatsConfig {
         })
     }
 
+    /// The rustls configuration of the connection: roots from `ssl.root.cert` or the system's
+    /// store, and the client certificate of `ssl.cert` / `ssl.key`.
+    pub(crate) fn tls_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+        use crate::tls::Named;
+        crate::tls::client_config(
+            self.tls.root_cert.as_deref().map(|path| Named { path, option: "ssl.root.cert" }),
+            self.tls
+                .client
+                .as_ref()
+                .map(|(cert, key)| (Named { path: cert, option: "ssl.cert" }, Named { path: key, option: "ssl.key" })),
+            "set `ssl.root.cert` to the PEM file of the CA that signed the NATS server's certificate",
+        )
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         if self.url_credentials().is_some() && self.connect_mode != ConnectMode::Plain {
             return Err(Error::config(
@@ -252,14 +266,8 @@ impl NatsConfig {
                  remove one of them",
             ));
         }
-        for (option, path) in [("ssl.root.cert", self.tls.root_cert.as_ref())]
-            .into_iter()
-            .chain(self.tls.client.iter().flat_map(|(c, k)| [("ssl.cert", Some(c)), ("ssl.key", Some(k))]))
-        {
-            if let Some(p) = path {
-                std::fs::metadata(p)
-                    .map_err(|e| Error::config(format!("option `{option}` = `{}` cannot be read: {e}", p.display())))?;
-            }
+        if self.tls.root_cert.is_some() || self.tls.client.is_some() {
+            self.tls_config()?;
         }
         if self.subject.is_empty()
             || self.subject.split('.').any(|t| t.is_empty() || t.contains(|c: char| c.is_whitespace()))

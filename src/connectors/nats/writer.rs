@@ -176,14 +176,16 @@ impl NatsWriter {
             .name(format!("dsink-{}-w{}", self.sink, ctx.index))
             .connection_timeout(c.timeout)
             .request_timeout(Some(c.timeout));
-        if c.tls.required || c.server_url.split(',').any(|u| u.trim().starts_with("tls://")) {
+        let wants_tls = c.tls.required || c.server_url.split(',').any(|u| u.trim().starts_with("tls://"));
+        if wants_tls {
             opts = opts.require_tls(true);
         }
-        if let Some(ca) = &c.tls.root_cert {
-            opts = opts.add_root_certificates(ca.clone());
-        }
-        if let Some((cert, key)) = &c.tls.client {
-            opts = opts.add_client_certificate(cert.clone(), key.clone());
+        // Always our own rustls configuration (the `ring` provider): left to itself, the client
+        // would ask rustls for a process-wide provider, which panics when a build enables two.
+        match c.tls_config() {
+            Ok(config) => opts = opts.tls_client_config((*config).clone()),
+            Err(e) if wants_tls || c.tls.root_cert.is_some() || c.tls.client.is_some() => return Err(e),
+            Err(_) => {} // no system roots, and TLS not asked for
         }
         opts = match &c.connect_mode {
             ConnectMode::Plain => match c.url_credentials() {
