@@ -4,12 +4,11 @@
 //! because an earlier run already committed its time, cancelled by consolidation, or caught as a
 //! key violation (failed, skipped or dead-lettered). Nothing is dropped without a count.
 //!
-//! The atomics are the source of truth; workers add to them through a [`WorkerMetrics`]
-//! ([`SinkMetrics::for_worker`]), which also records each count to the `metrics` facade with
-//! `sink` and `worker` labels (names in [`crate::worker_metrics`]).
+//! The atomics are the source of truth; workers add to them through a
+//! [`WorkerMetrics`](crate::worker_metrics::WorkerMetrics) ([`SinkMetrics::for_worker`]), which
+//! also records each count to the `metrics` facade with `sink` and `worker` labels (names in
+//! [`crate::worker_metrics`]).
 
-#[cfg(doc)]
-use crate::worker_metrics::WorkerMetrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters for one sink; clone the `Arc` into every worker to aggregate a process.

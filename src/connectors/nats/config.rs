@@ -237,11 +237,8 @@ impl NatsConfig {
     /// percent-decoded: the NATS client ignores a URL's credentials, so the sink logs in with them.
     pub(crate) fn url_credentials(&self) -> Option<(String, Secret)> {
         self.server_url.split(',').find_map(|u| {
-            let rest = u.trim().split_once("://")?.1;
-            let authority = rest.split('/').next()?;
-            let (userinfo, _) = authority.rsplit_once('@')?;
-            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            Some((percent_decode(user), Secret::new(percent_decode(password))))
+            let (_, credentials) = crate::secret::split_userinfo(u.trim());
+            credentials.map(|(user, password)| (user, password.unwrap_or_else(|| Secret::new(""))))
         })
     }
 
@@ -297,26 +294,6 @@ impl NatsConfig {
         }
         Ok(())
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl From<NatsConfig> for crate::connectors::ConnectorConfig {
