@@ -113,9 +113,12 @@ impl SpillDir {
             };
             if stale {
                 let dir = self.root.join(&stem);
-                if dir.exists() {
-                    fs::remove_dir_all(&dir).map_err(|e| io_error("cannot remove stale spill files", &dir, e))?;
-                    tracing::info!(path = %dir.display(), "removed the spill files of a run that crashed");
+                // Every worker of a starting sink cleans, so another may remove the same directory
+                // at the same moment: a directory that is already gone is what was wanted.
+                match fs::remove_dir_all(&dir) {
+                    Ok(()) => tracing::info!(path = %dir.display(), "removed the spill files of a run that crashed"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error("cannot remove stale spill files", &dir, e)),
                 }
                 let _ = fs::remove_file(&lock);
             }
@@ -284,6 +287,36 @@ mod tests {
         assert!(!sink_root.join("w1-2-0").exists());
         assert!(sink_root.join("w0-3-0").exists(), "a held lock keeps its directory");
         drop(held);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn workers_cleaning_the_same_stale_directory_at_once_both_succeed() {
+        // Every worker of a starting sink cleans the sink's spill root: two removing one crashed
+        // run's directory at the same moment each find files the other already removed.
+        let root = scratch("race");
+        let sink_root = root.join(sink_dir_name("s"));
+        for round in 0..400 {
+            let stale = sink_root.join(format!("w0-1-{round}"));
+            fs::create_dir_all(&stale).unwrap();
+            for i in 0..2 {
+                fs::write(stale.join(format!("run-{i}.bin")), b"x").unwrap();
+            }
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let workers: Vec<_> = (0..2)
+                .map(|w| {
+                    let (root, barrier) = (root.clone(), std::sync::Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        SpillDir::new(&root, "s", w).clean_stale()
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+            assert!(!stale.exists(), "round {round}: the stale directory is gone");
+        }
         let _ = fs::remove_dir_all(&root);
     }
 
