@@ -132,7 +132,7 @@ fn run_raw(n: u64, times: u64, threads: usize) -> (f64, u64) {
             std::thread::spawn(move || {
                 let keys = KeyColumns::new(vec!["id".into()], Default::default()).unwrap();
                 let mut w = EnvelopeWriter::new(&spec(&MemoryTarget::new()), NullWriter(checksum));
-                SinkWriter::<Key, Row, u64>::resume(&mut w, WorkerContext { index, peers: threads }).unwrap();
+                SinkWriter::<Key, Row, u64>::resume(&mut w, WorkerContext::new(index, threads)).unwrap();
                 let mine = share(n, times, index, threads);
                 let mut changes = Vec::with_capacity(DEFAULT_WRITE_CHUNK);
                 barrier.wait();

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::key::{encode_key_value, Key, KeyColumns, KeyEncoding};
 pub use crate::row::Row;
 use differential_dataflow::VecCollection;
-use differential_sinks_operators::{SinkConfig, SinkExt, SinkOutput, SinkTime, WorkerContext};
+use differential_sinks_operators::{routing_fingerprint, Layout, SinkConfig, SinkExt, SinkOutput, SinkTime, WorkerContext};
 use serde::Serialize;
 
 /// Sinks on differential collections.
@@ -59,7 +59,7 @@ pub trait SinkCollection<'scope, T: SinkTime, V: Row> {
         F: Fn(&V) -> K + 'static;
 }
 
-fn operator_config(spec: &SinkSpec, keyed: bool) -> SinkConfig {
+fn operator_config(spec: &SinkSpec, keyed: bool, layout: Layout) -> SinkConfig {
     SinkConfig {
         name: spec.name.clone(),
         commit: spec.commit.clone(),
@@ -69,7 +69,15 @@ fn operator_config(spec: &SinkSpec, keyed: bool) -> SinkConfig {
         write_chunk: spec.write_chunk,
         buffer: spec.buffer.clone(),
         metrics: std::sync::Arc::clone(&spec.metrics),
+        layout,
     }
+}
+
+/// What this sink's routed key is made of, for its [`Layout::routing`] fingerprint: a restart
+/// whose key differs (other columns, another key encoding, rows instead of keys) routes keys to
+/// other workers, which the connectors' resume refuses or turns into a new generation.
+fn routing_of(spec: &SinkSpec, key: &str) -> u64 {
+    routing_fingerprint(&format!("{key};key.encode={:?}", spec.key_encoding))
 }
 
 impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection<'scope, T, V, isize> {
@@ -82,15 +90,18 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
         }
         match &spec.primary_key {
             Some(columns) => {
+                let routing = routing_of(spec, &format!("columns={columns:?}"));
                 let columns = KeyColumns::new(columns.clone(), spec.key_encoding.clone())?;
-                deliver(self, spec, true, move |row: &V| columns.extract(row))
+                deliver(self, spec, true, routing, move |row: &V| columns.extract(row))
             }
             // No key, into a table that takes the rows themselves: only route and order them.
-            None if spec.connector.takes_rows() => deliver(self, spec, false, |row: &V| Key::row_identity(row)),
+            None if spec.connector.takes_rows() => {
+                deliver(self, spec, false, routing_of(spec, "row-identity"), |row: &V| Key::row_identity(row))
+            }
             None => {
                 // No key: the row's JSON identifies it (and is reused as the encoded value).
                 let key_of = |row: &V| encode_key_value(row, &KeyEncoding::Json);
-                deliver(self, spec, false, key_of)
+                deliver(self, spec, false, routing_of(spec, "row-json"), key_of)
             }
         }
     }
@@ -108,7 +119,7 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
         }
         let encoding = spec.key_encoding.clone();
         let key_of = move |row: &V| -> Key { encode_key_value(&key_fn(row), &encoding) };
-        deliver(self, spec, true, key_of)
+        deliver(self, spec, true, routing_of(spec, "function"), key_of)
     }
 }
 
@@ -118,11 +129,13 @@ fn deliver<'scope, T: SinkTime, V: Row>(
     collection: VecCollection<'scope, T, V, isize>,
     spec: &SinkSpec,
     keyed: bool,
+    routing: u64,
     key_of: impl Fn(&V) -> Key + 'static,
 ) -> Result<SinkOutput<'scope, T, V, Error>> {
     let scope = collection.inner.scope();
-    let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
-    let config = operator_config(spec, keyed);
+    let layout = Layout { routing, format: spec.connector.format_version() };
+    let ctx = WorkerContext { index: scope.index(), peers: scope.peers(), layout };
+    let config = operator_config(spec, keyed, layout);
     // The connector counts its records under this worker's labels.
     let settings = spec.settings.for_worker(ctx);
     Ok(match spec.connector.open::<V, T>(&settings, ctx)? {

@@ -116,7 +116,7 @@ impl Committer<Vec<(u32, Option<Row>)>, u64> for TableCommitter {
             let message = "injected committer resume failure on worker 0".to_string();
             return Err(OperatorError::ResumeConflict { message });
         }
-        (0..peers).map(|index| Ok(resolve_resume(&t.progress, WorkerContext { index, peers })?.frontier)).collect()
+        (0..peers).map(|index| Ok(resolve_resume(&t.progress, WorkerContext::new(index, peers))?.frontier)).collect()
     }
     fn commit(
         &mut self,
@@ -141,7 +141,7 @@ impl Committer<Vec<(u32, Option<Row>)>, u64> for TableCommitter {
         t.progress = frontiers
             .iter()
             .enumerate()
-            .map(|(worker, f)| WorkerProgress { worker, peers, generation: 0, base: Frontier::minimum(), frontier: *f })
+            .map(|(worker, f)| WorkerProgress { worker, peers, generation: 0, base: Frontier::minimum(), frontier: *f, layout: Default::default() })
             .collect();
         t.commits.push(files);
         Ok(())

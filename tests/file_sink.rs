@@ -17,7 +17,7 @@ fn spec(dir: &Path, sink: &str) -> SinkSpec {
 }
 
 fn ctx(index: usize, peers: usize) -> WorkerContext {
-    WorkerContext { index, peers }
+    WorkerContext::new(index, peers)
 }
 
 fn writer(dir: &Path, sink: &str, index: usize, peers: usize) -> FileWriter {

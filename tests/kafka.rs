@@ -376,7 +376,7 @@ fn a_missing_topic_is_refused_naming_the_option() {
     let topic = unique("missing");
     let spec =
         SinkSpec::builder("m", KafkaConfig::new(bootstrap(), &topic)).upsert().primary_key(["k"]).build().unwrap();
-    let ctx = WorkerContext { index: 0, peers: 1 };
+    let ctx = WorkerContext::new(0, 1);
     let cfg = KafkaConfig::new(bootstrap(), &topic);
     let err = KafkaWriter::open(&cfg, &spec, ctx).err().expect("refused");
     assert_eq!(err.kind(), ErrorKind::Config);
@@ -410,7 +410,7 @@ fn a_zombie_is_fenced() {
     let topic = unique("zombie");
     let cfg = kafka(&topic);
     let spec = SinkSpec::builder("zombie", cfg.clone()).upsert().primary_key(["k"]).build().unwrap();
-    let ctx = WorkerContext { index: 0, peers: 1 };
+    let ctx = WorkerContext::new(0, 1);
     let mut old = KafkaWriter::open(&cfg, &spec, ctx).unwrap();
     assert_eq!(old.resume(ctx).unwrap(), Frontier::at(0));
     old.write(&batch(0, 0..3)).unwrap();
@@ -445,7 +445,7 @@ fn a_time_split_over_batches_and_transactions_resumes_exactly() {
     let topic = unique("split");
     let cfg = kafka(&topic).max_transaction(4, 1 << 20);
     let spec = SinkSpec::builder("split", cfg.clone()).upsert().primary_key(["k"]).build().unwrap();
-    let ctx = WorkerContext { index: 0, peers: 1 };
+    let ctx = WorkerContext::new(0, 1);
     // Time 0 arrives in three batches (13 records): early commits after records 4, 8 and 12.
     let chunks = [batch(0, 0..5), batch(0, 5..10), batch(0, 10..13)];
     let mut first = KafkaWriter::open(&cfg, &spec, ctx).unwrap();

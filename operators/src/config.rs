@@ -49,6 +49,9 @@ pub struct SinkConfig {
     pub write_chunk: usize,
     /// How much a worker holds in memory for times not yet delivered, and where the rest goes.
     pub buffer: BufferConfig,
+    /// How keys are routed and the target written, passed to the writers in their
+    /// [`WorkerContext`](crate::WorkerContext) (default: routing not recorded, format 1).
+    pub layout: crate::Layout,
 }
 
 /// The operator's memory budget for undelivered times.
@@ -99,6 +102,7 @@ impl SinkConfig {
             write_chunk: DEFAULT_WRITE_CHUNK,
             buffer: BufferConfig::default(),
             metrics: Arc::new(SinkMetrics::default()),
+            layout: crate::Layout::default(),
         }
     }
 }

@@ -48,12 +48,13 @@ pub use config::{
 pub use crash::crash_point;
 pub use handle::{Committed, SinkHandle};
 pub use metrics::{MetricsSnapshot, SinkMetrics};
-pub use route::{route_hash, Fnv64, StableHasher};
+pub use route::{route_hash, routing_fingerprint, Fnv64, StableHasher, ROUTING_HASH_VERSION};
 pub use sink::{SinkExt, SinkOutput};
 pub use time::{Frontier, SinkTime};
 pub use worker_metrics::{describe_metrics, WorkerMetrics};
 pub use writer::{
-    resolve_resume, Committer, CoordinatedWriter, Prepared, ResumePoint, SinkWriter, WorkerContext, WorkerProgress,
+    resolve_resume, Committer, CoordinatedWriter, Layout, Prepared, ResumePoint, SinkWriter, WorkerContext,
+    WorkerProgress,
 };
 
 /// Failures the operator itself detects; writers' error types convert from it.

@@ -8,6 +8,22 @@
 
 use std::hash::{Hash, Hasher};
 
+/// The version of the routing hash ([`route_hash`]). It goes into every
+/// [`routing_fingerprint`], so a change of the hash makes a restart over earlier progress
+/// start a new generation or be refused instead of re-routing keys silently.
+pub const ROUTING_HASH_VERSION: u32 = 1;
+
+/// The [`Layout::routing`](crate::Layout) of a run whose keys are `key`: a description of what
+/// the routed key is made of (say, its columns and encoding), hashed with the routing hash's
+/// version. Never 0 (which means *not recorded*), and below 2⁶³, so that targets that keep only
+/// signed 64-bit integers store it as it is.
+pub fn routing_fingerprint(key: &str) -> u64 {
+    let mut h = Fnv64::default();
+    h.update(&ROUTING_HASH_VERSION.to_le_bytes());
+    h.update(key.as_bytes());
+    (h.finish() >> 1).max(1)
+}
+
 /// 64-bit FNV-1a: the one stable hash of the library (routing here; message ids, partition keys
 /// and file names in the connectors), usable as an [`std::io::Write`] target to hash an encoding
 /// as it is written. Stable across processes, platforms and compiler versions.

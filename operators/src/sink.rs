@@ -326,7 +326,7 @@ where
     F: Finish<K, V, T, W> + 'static,
 {
     let scope = collection.inner.scope();
-    let ctx = WorkerContext { index: scope.index(), peers: scope.peers() };
+    let ctx = WorkerContext { index: scope.index(), peers: scope.peers(), layout: config.layout };
     let keyed = collection.map(move |v| (key_fn(&v), v));
 
     let mut builder = OperatorBuilder::new(format!("Sink({})", config.name), scope);

@@ -39,13 +39,49 @@ use crate::time::Frontier;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::fmt;
 
-/// Where a writer runs: its worker index and the number of workers.
+/// Where a writer runs: its worker index, the number of workers, and the run's [`Layout`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WorkerContext {
     /// This worker's index, `0..peers`.
     pub index: usize,
     /// The number of workers in the dataflow.
     pub peers: usize,
+    /// How this run routes keys and writes its target; recorded with every commit.
+    pub layout: Layout,
+}
+
+impl WorkerContext {
+    /// Worker `index` of `peers`, with the default [`Layout`].
+    pub fn new(index: usize, peers: usize) -> Self {
+        WorkerContext { index, peers, layout: Layout::default() }
+    }
+}
+
+/// What a progress record must agree on with the current run for the run to resume from it
+/// exactly: how keys were routed to workers and which version of the connector's on-target format
+/// (record shapes, labels, file names) was written.
+///
+/// * `routing` is a fingerprint of the routing hash's version and of what a key is made of (its
+///   columns and encoding, or the row itself). A run whose routing differs from the records'
+///   sends some keys to other workers than before, so it is treated like a change of worker
+///   count (see [`resolve_resume`]). `0` means *not recorded*: records written before layouts
+///   were recorded are taken as routed like the current run, which they were, unless the
+///   sink's key was changed since.
+/// * `format` is the connector's format version. A record written with another format is
+///   refused: the connector could not tell which of its records are already on the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Layout {
+    /// The routing fingerprint; `0` when not recorded.
+    pub routing: u64,
+    /// The connector's on-target format version.
+    pub format: u32,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout { routing: 0, format: 1 }
+    }
 }
 
 /// Delivers one worker's changes to a target system. See the [module docs](self).
@@ -166,6 +202,10 @@ pub struct WorkerProgress<T> {
     pub base: Frontier<T>,
     /// The frontier this worker committed.
     pub frontier: Frontier<T>,
+    /// How the run that wrote this record routed keys and wrote its target (the default when
+    /// read from a record written before layouts were recorded).
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 /// Where a worker resumes, and what it must record with its commits.
@@ -177,6 +217,10 @@ pub struct ResumePoint<T> {
     pub generation: u64,
     /// The frontier this generation started from.
     pub base: Frontier<T>,
+    /// True when this run starts a new generation because keys move between workers (another
+    /// worker count or another routing): a writer that made part of a time durable must then
+    /// refuse to resume, since the time's changes are now spread differently.
+    pub rerouted: bool,
 }
 
 impl<T: timely::progress::Timestamp + Ord + Clone> ResumePoint<T> {
@@ -188,6 +232,7 @@ impl<T: timely::progress::Timestamp + Ord + Clone> ResumePoint<T> {
             generation: self.generation,
             base: self.base.clone(),
             frontier,
+            layout: ctx.layout,
         }
     }
 }
@@ -195,19 +240,25 @@ impl<T: timely::progress::Timestamp + Ord + Clone> ResumePoint<T> {
 /// The shared rule for where a worker resumes, given the progress records a target holds.
 ///
 /// * Nothing recorded: start from the beginning, generation 0.
-/// * The latest generation had as many workers as now: keys are routed as before, so each worker
-///   resumes from its own record (or the generation's base, if it never committed).
-/// * A different number: keys move between workers, which is only safe if every worker of the
-///   latest generation reached the same frontier; the new generation starts there. Otherwise the
-///   restart is refused, since any choice would duplicate or lose some key's changes.
+/// * A record of the latest generation written with another on-target format
+///   ([`Layout::format`]): refused, naming both versions.
+/// * The latest generation had as many workers as now and routed keys the same way
+///   ([`Layout::routing`]): each worker resumes from its own record (or the generation's base, if
+///   it never committed).
+/// * A different number of workers, or another routing: keys move between workers, which is only
+///   safe if every worker of the latest generation reached the same frontier; the new generation
+///   starts there ([`ResumePoint::rerouted`]). Otherwise the restart is refused, since any choice
+///   would duplicate or lose some key's changes.
 ///
 /// ```
-/// use differential_sinks_operators::{resolve_resume, Frontier, WorkerContext, WorkerProgress};
-/// let rec = |worker, f| WorkerProgress { worker, peers: 2, generation: 0, base: Frontier::minimum(), frontier: Frontier::at(f) };
-/// let ctx = |index, peers| WorkerContext { index, peers };
+/// use differential_sinks_operators::{resolve_resume, Frontier, Layout, WorkerContext, WorkerProgress};
+/// let rec = |worker, f| WorkerProgress {
+///     worker, peers: 2, generation: 0, base: Frontier::minimum(), frontier: Frontier::at(f), layout: Layout::default(),
+/// };
+/// let ctx = WorkerContext::new;
 /// assert_eq!(resolve_resume::<u64>(&[rec(0, 5), rec(1, 7)], ctx(1, 2)).unwrap().frontier, Frontier::at(7));
 /// let grown = resolve_resume::<u64>(&[rec(0, 7), rec(1, 7)], ctx(0, 4)).unwrap();
-/// assert_eq!((grown.frontier, grown.generation), (Frontier::at(7), 1));
+/// assert_eq!((grown.frontier, grown.generation, grown.rerouted), (Frontier::at(7), 1, true));
 /// assert!(resolve_resume::<u64>(&[rec(0, 5), rec(1, 7)], ctx(0, 4)).is_err());
 /// ```
 pub fn resolve_resume<T: timely::progress::Timestamp + Ord + Clone>(
@@ -215,7 +266,7 @@ pub fn resolve_resume<T: timely::progress::Timestamp + Ord + Clone>(
     ctx: WorkerContext,
 ) -> Result<ResumePoint<T>, crate::OperatorError> {
     let Some(generation) = records.iter().map(|r| r.generation).max() else {
-        return Ok(ResumePoint { frontier: Frontier::minimum(), generation: 0, base: Frontier::minimum() });
+        return Ok(ResumePoint { frontier: Frontier::minimum(), generation: 0, base: Frontier::minimum(), rerouted: false });
     };
     let latest: Vec<&WorkerProgress<T>> = records.iter().filter(|r| r.generation == generation).collect();
     let (old_peers, base) = (latest[0].peers, latest[0].base.clone());
@@ -226,26 +277,50 @@ pub fn resolve_resume<T: timely::progress::Timestamp + Ord + Clone>(
             ),
         });
     }
+    if let Some(r) = latest.iter().find(|r| r.layout.format != ctx.layout.format) {
+        let (theirs, ours) = (r.layout.format, ctx.layout.format);
+        let what = if theirs > ours { "a newer" } else { "an older" };
+        return Err(crate::OperatorError::ResumeConflict {
+            message: format!(
+                "worker {} committed with on-target format {theirs}, written by {what} version of the sink; this version \
+                 writes format {ours} and cannot tell which of those records are already on the target: finish the input \
+                 with the version that wrote them, or write to a fresh target",
+                r.worker
+            ),
+        });
+    }
+    let routed_alike = |r: &&WorkerProgress<T>| {
+        r.layout.routing == 0 || ctx.layout.routing == 0 || r.layout.routing == ctx.layout.routing
+    };
     let of =
         |w: usize| latest.iter().find(|r| r.worker == w).map(|r| r.frontier.clone()).unwrap_or_else(|| base.clone());
-    if old_peers == ctx.peers {
-        return Ok(ResumePoint { frontier: of(ctx.index), generation, base });
+    let rerouted_by = latest.iter().find(|r| !routed_alike(r));
+    if old_peers == ctx.peers && rerouted_by.is_none() {
+        return Ok(ResumePoint { frontier: of(ctx.index), generation, base, rerouted: false });
     }
     let mut frontiers: Vec<Frontier<T>> = (0..old_peers).map(of).collect();
     frontiers.sort();
     frontiers.dedup();
     if frontiers.len() == 1 {
         let f = frontiers.pop().expect("one");
-        Ok(ResumePoint { frontier: f.clone(), generation: generation + 1, base: f })
-    } else {
-        Err(crate::OperatorError::ResumeConflict {
-            message: format!(
-                "the sink was committed by {old_peers} workers at different frontiers ({}) and is now run with {}; \
-                 restart it with {old_peers} workers until they reach a common frontier (for example after the input ends), \
-                 or write to a fresh target",
-                frontiers.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", "),
-                ctx.peers
-            ),
-        })
+        return Ok(ResumePoint { frontier: f.clone(), generation: generation + 1, base: f, rerouted: true });
     }
+    let listed = frontiers.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ");
+    let message = match rerouted_by {
+        Some(r) if old_peers == ctx.peers => format!(
+            "the sink's workers committed at different frontiers ({listed}) with another routing of keys to workers \
+             (routing {:016x}, now {:016x}: the key's columns or encoding, or the routing hash, changed), so this run \
+             would send some keys to other workers than the ones that delivered them; restart it with the earlier \
+             key settings (or the version that wrote them) until the workers reach a common frontier (for example \
+             after the input ends), or write to a fresh target",
+            r.layout.routing, ctx.layout.routing
+        ),
+        _ => format!(
+            "the sink was committed by {old_peers} workers at different frontiers ({listed}) and is now run with {}; \
+             restart it with {old_peers} workers until they reach a common frontier (for example after the input ends), \
+             or write to a fresh target",
+            ctx.peers
+        ),
+    };
+    Err(crate::OperatorError::ResumeConflict { message })
 }

@@ -46,6 +46,12 @@ pub trait Connector: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// True if the target builds its records from the rows themselves (Arrow columns), so an
     /// unkeyed sink routes rows by their identity instead of encoding each row's JSON as its key.
     const TAKES_ROWS: bool = false;
+    /// The version of what the connector writes on its target that a resume depends on (record
+    /// shapes and counts, labels, file names, the progress record itself). It is recorded with
+    /// every commit ([`Layout::format`](differential_sinks_operators::Layout)); a change that
+    /// would make a resumed run misjudge what an earlier version already wrote must raise it, so
+    /// such a resume is refused instead of duplicating or losing records.
+    const FORMAT: u32 = 1;
 
     /// What the target says about its table that the encoder needs (column types); `()` where
     /// the encoding needs nothing from the target.
@@ -74,6 +80,7 @@ impl<C: Connector> Connector for Box<C> {
     const ALIASES: &'static [&'static str] = C::ALIASES;
     const OWN_KEYS: bool = C::OWN_KEYS;
     const TAKES_ROWS: bool = C::TAKES_ROWS;
+    const FORMAT: u32 = C::FORMAT;
     type Table = C::Table;
     type Encoder<V: Row> = C::Encoder<V>;
 

@@ -143,6 +143,14 @@ macro_rules! registry {
                 }
             }
 
+            /// The version of the connector's on-target format (see [`Connector::FORMAT`]).
+            pub fn format_version(&self) -> u32 {
+                match self {
+                    $( #[cfg($cfg)] ConnectorConfig::$variant(_) => <$ty as Connector>::FORMAT, )*
+                    ConnectorConfig::Custom(_) => 1,
+                }
+            }
+
             /// Connector-specific checks of the sink, at creation.
             pub(crate) fn validate(&self, sink: &SinkSettings) -> Result<()> {
                 match self {

@@ -192,7 +192,7 @@ mod tests {
         let seen = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let mut bridge = Bridge::spawn("t", 2, Slow { seen: seen.clone(), gate: gate.clone(), fail_at: None }).unwrap();
-        bridge.resume(WorkerContext { index: 0, peers: 1 }).unwrap();
+        bridge.resume(WorkerContext::new(0, 1)).unwrap();
         let (done_tx, done_rx) = bounded(16);
         let b = batch();
         let h = std::thread::spawn(move || {
@@ -219,7 +219,7 @@ mod tests {
         let gate = Arc::new(tokio::sync::Semaphore::new(100));
         let mut bridge =
             Bridge::spawn("t", 4, Slow { seen: Arc::new(AtomicUsize::new(0)), gate, fail_at: Some(2) }).unwrap();
-        bridge.resume(WorkerContext { index: 0, peers: 1 }).unwrap();
+        bridge.resume(WorkerContext::new(0, 1)).unwrap();
         let b = batch();
         for _ in 0..3 {
             let _ = bridge.write(&b);

@@ -6,8 +6,9 @@
 use super::config::CassandraConfig;
 use super::session::cql_err;
 use super::statements::qualified;
+use super::table::columns_of;
 use crate::error::{Error, ErrorKind, Result};
-use differential_sinks_operators::{Frontier, WorkerProgress};
+use differential_sinks_operators::{Frontier, Layout, WorkerProgress};
 use scylla::client::session::Session;
 
 /// What the progress table's `sink` column holds for a sink: its name and its table
@@ -23,16 +24,31 @@ pub(crate) async fn read(s: &Session, cfg: &CassandraConfig, sink_name: &str) ->
     s.query_unpaged(
         format!(
             "CREATE TABLE IF NOT EXISTS {p} (sink text, generation bigint, worker int, peers int, base bigint, \
-             base_complete boolean, frontier bigint, complete boolean, PRIMARY KEY ((sink), generation, worker))"
+             base_complete boolean, frontier bigint, complete boolean, layout_routing bigint, layout_format int, \
+             PRIMARY KEY ((sink), generation, worker))"
         ),
         (),
     )
     .await
     .map_err(|e| cql_err("creating the progress table", e))?;
+    // A table made by an earlier version lacks the layout columns: add them; its rows read them
+    // as null (routing not recorded, format 1).
+    let have = columns_of(s, &cfg.keyspace, &cfg.progress_table).await?;
+    for (name, ty) in [("layout_routing", "bigint"), ("layout_format", "int")] {
+        if !have.iter().any(|c| c.name == name) {
+            if let Err(e) = s.query_unpaged(format!("ALTER TABLE {p} ADD {name} {ty}"), ()).await {
+                // Another worker may have added it first.
+                if !columns_of(s, &cfg.keyspace, &cfg.progress_table).await?.iter().any(|c| c.name == name) {
+                    return Err(cql_err("adding a layout column to the progress table", e));
+                }
+            }
+        }
+    }
     let r = s
         .query_unpaged(
             format!(
-                "SELECT worker, peers, generation, base, base_complete, frontier, complete FROM {p} WHERE sink = ?"
+                "SELECT worker, peers, generation, base, base_complete, frontier, complete, layout_routing, layout_format \
+                 FROM {p} WHERE sink = ?"
             ),
             (&sink,),
         )
@@ -40,11 +56,17 @@ pub(crate) async fn read(s: &Session, cfg: &CassandraConfig, sink_name: &str) ->
         .map_err(|e| cql_err("reading progress", e))?;
     let rows = r.into_rows_result().map_err(|e| cql_err("reading progress", e))?;
     let mut records = Vec::new();
-    for row in rows.rows::<(i32, i32, i64, i64, bool, i64, bool)>().map_err(|e| cql_err("reading progress", e))? {
-        let (w, peers, g, b, bc, f, fc) = row.map_err(|e| cql_err("reading progress", e))?;
-        let (Ok(worker), Ok(peers), Ok(generation), Ok(b), Ok(f)) =
-            (usize::try_from(w), usize::try_from(peers), u64::try_from(g), u64::try_from(b), u64::try_from(f))
-        else {
+    type Row = (i32, i32, i64, i64, bool, i64, bool, Option<i64>, Option<i32>);
+    for row in rows.rows::<Row>().map_err(|e| cql_err("reading progress", e))? {
+        let (w, peers, g, b, bc, f, fc, routing, format) = row.map_err(|e| cql_err("reading progress", e))?;
+        let (Ok(worker), Ok(peers), Ok(generation), Ok(b), Ok(f), Ok(format)) = (
+            usize::try_from(w),
+            usize::try_from(peers),
+            u64::try_from(g),
+            u64::try_from(b),
+            u64::try_from(f),
+            u32::try_from(format.unwrap_or(1)),
+        ) else {
             return Err(Error::new(
                 ErrorKind::Resume,
                 format!(
@@ -54,7 +76,9 @@ pub(crate) async fn read(s: &Session, cfg: &CassandraConfig, sink_name: &str) ->
             ));
         };
         let fr = |v: u64, c: bool| if c { Frontier::complete() } else { Frontier::at(v) };
-        records.push(WorkerProgress { worker, peers, generation, base: fr(b, bc), frontier: fr(f, fc) });
+        // The routing fingerprint is stored as its bits in a signed column.
+        let layout = Layout { routing: routing.unwrap_or(0) as u64, format };
+        records.push(WorkerProgress { worker, peers, generation, base: fr(b, bc), frontier: fr(f, fc), layout });
     }
     Ok(records)
 }
@@ -69,10 +93,21 @@ pub(crate) async fn write(
     let split = |f: &Frontier<u64>| (f.to_u64().unwrap_or(0) as i64, f.is_complete());
     let ((b, bc), (f, fc)) = (split(&rec.base), split(&rec.frontier));
     let cql = format!(
-        "INSERT INTO {} (sink, generation, worker, peers, base, base_complete, frontier, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO {} (sink, generation, worker, peers, base, base_complete, frontier, complete, layout_routing, \
+         layout_format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         qualified(&cfg.keyspace, &cfg.progress_table)
     );
-    let values =
-        (progress_id(sink_name, cfg), rec.generation as i64, rec.worker as i32, rec.peers as i32, b, bc, f, fc);
+    let values = (
+        progress_id(sink_name, cfg),
+        rec.generation as i64,
+        rec.worker as i32,
+        rec.peers as i32,
+        b,
+        bc,
+        f,
+        fc,
+        rec.layout.routing as i64,
+        rec.layout.format as i32,
+    );
     s.query_unpaged(cql, values).await.map(|_| ()).map_err(|e| cql_err("recording progress", e))
 }

@@ -74,10 +74,15 @@ pub fn check_table(spec: &SinkSettings, keyspace: &str, table: &str, columns: &[
 
 /// Reads the table's columns from `system_schema.columns` (none if the table does not exist).
 pub(crate) async fn table_columns(s: &Session, cfg: &CassandraConfig) -> Result<Vec<CqlColumn>> {
+    columns_of(s, &cfg.keyspace, &cfg.table).await
+}
+
+/// Reads the columns of `keyspace.table` from `system_schema.columns` (none if it does not exist).
+pub(crate) async fn columns_of(s: &Session, keyspace: &str, table: &str) -> Result<Vec<CqlColumn>> {
     let r = s
         .query_unpaged(
             "SELECT column_name, kind, position, type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?",
-            (&cfg.keyspace, &cfg.table),
+            (keyspace, table),
         )
         .await
         .map_err(|e| cql_err("reading system_schema.columns", e))?;

@@ -120,7 +120,7 @@ impl<V> ClickHouseWriter<V> {
         let (lo, hi) = block.times.unwrap_or((0, 0));
         self.blocks_in_commit += 1;
         let token = self.tokens.then(|| {
-            let ctx = self.ctx.unwrap_or(WorkerContext { index: 0, peers: 1 });
+            let ctx = self.ctx.unwrap_or(WorkerContext::new(0, 1));
             let generation = self.resume.as_ref().map_or(0, |r| r.generation);
             format!("{}-w{}-g{generation}-t{lo}-{hi}-b{}", self.sink, ctx.index, self.blocks_in_commit)
         });

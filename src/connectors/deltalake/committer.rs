@@ -3,7 +3,7 @@
 //! describing the commit.
 
 use super::deletion_vectors::{apply_deletes, deletion_vectors_enabled, load_index};
-use super::progress::{app_ids, frontier_version, read_progress, COMMIT_INFO_KEY};
+use super::progress::{app_ids, frontier_version, layout_ids, read_progress, COMMIT_INFO_KEY};
 use super::schema::arrow_schema;
 use super::table::{delta_error, open_or_create, storage_error, TablePlan};
 use super::writer::{DataFile, DeltaFiles};
@@ -18,7 +18,7 @@ use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::DeltaTable;
 use differential_sinks_operators::{
-    resolve_resume, Committer, Frontier, Prepared, SinkTime, WorkerContext, WorkerMetrics,
+    resolve_resume, Committer, Frontier, Layout, Prepared, SinkTime, WorkerContext, WorkerMetrics,
 };
 use tokio::runtime::Runtime;
 
@@ -31,6 +31,8 @@ pub struct DeltaLakeCommitter {
     plan: TablePlan,
     table: Option<DeltaTable>,
     peers: usize,
+    /// How this run routes keys and writes the table, recorded with every commit.
+    layout: Layout,
     generation: u64,
     base: Frontier<u64>,
     committed: Frontier<u64>,
@@ -41,7 +43,7 @@ pub struct DeltaLakeCommitter {
 }
 
 impl DeltaLakeCommitter {
-    pub(crate) fn open(config: &DeltaLakeConfig, spec: &SinkSettings, plan: TablePlan) -> Result<Self> {
+    pub(crate) fn open(config: &DeltaLakeConfig, spec: &SinkSettings, plan: TablePlan, layout: Layout) -> Result<Self> {
         let keys = upsert_keys(spec, &arrow_schema(&plan.delta)?, &config.location.display().to_string())?;
         Ok(DeltaLakeCommitter {
             keys,
@@ -53,6 +55,7 @@ impl DeltaLakeCommitter {
             plan,
             table: None,
             peers: 0,
+            layout,
             generation: 0,
             base: Frontier::minimum(),
             committed: Frontier::minimum(),
@@ -84,7 +87,7 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
         }
         self.table = Some(table);
         self.peers = peers;
-        let point = resolve_resume(&progress.records, WorkerContext { index: 0, peers })?;
+        let point = resolve_resume(&progress.records, WorkerContext { index: 0, peers, layout: self.layout })?;
         self.generation = point.generation;
         self.base = point.base;
         if progress.records.is_empty() {
@@ -140,6 +143,8 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
             txn(peers_id, self.peers as i64),
             txn(gen_id, self.generation as i64),
             txn(base_id, frontier_version(&self.base)?),
+            txn(layout_ids(&self.sink).0, self.layout.routing as i64),
+            txn(layout_ids(&self.sink).1, i64::from(self.layout.format)),
         ];
         for (app, f) in workers.into_iter().zip(&frontiers) {
             txns.push(txn(app, frontier_version(f)?));

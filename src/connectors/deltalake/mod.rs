@@ -178,11 +178,12 @@ impl Connector for DeltaLakeConfig {
 
     /// Opens this worker's writer (creating the table if asked and missing) and, for worker 0,
     /// the way to make the committer.
-    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, _ctx: WorkerContext) -> Result<Writers<V, T>> {
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
         let plan = current_thread("the Delta Lake sink")?.block_on(table::plan_table(self, sink))?;
         let encoder = self.encoder(sink, &plan.arrow_table(self)?)?;
         let w = DeltaLakeWriter::open(self, sink, &plan, encoder)?;
         let (config, sink) = (self.clone(), sink.clone());
-        Ok(Writers::coordinated(w, move || DeltaLakeCommitter::open(&config, &sink, plan)))
+        let layout = ctx.layout;
+        Ok(Writers::coordinated(w, move || DeltaLakeCommitter::open(&config, &sink, plan, layout)))
     }
 }

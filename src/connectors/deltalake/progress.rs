@@ -5,7 +5,7 @@
 use super::table::delta_error;
 use crate::error::{Error, ErrorKind, Result};
 use deltalake::DeltaTable;
-use differential_sinks_operators::{Frontier, WorkerProgress};
+use differential_sinks_operators::{Frontier, Layout, WorkerProgress};
 use std::sync::Arc;
 
 /// The commit-info key under which each commit describes itself (see the module docs).
@@ -28,6 +28,13 @@ pub(crate) fn app_ids(sink: &str, peers: usize) -> (String, String, String, Stri
         format!("{sink}.base"),
         (0..peers).map(|w| format!("{sink}.w{w}")).collect(),
     )
+}
+
+/// The app ids of `sink`'s `txn` actions recording its [`Layout`]: the routing fingerprint and
+/// the format version (absent in tables written by earlier versions: routing not recorded,
+/// format 1).
+pub(crate) fn layout_ids(sink: &str) -> (String, String) {
+    (format!("{sink}.routing"), format!("{sink}.format"))
 }
 
 /// A frontier as a `txn` version: its time, or `i64::MAX` once the input has ended.
@@ -82,13 +89,18 @@ pub(crate) async fn read_progress(table: &DeltaTable, sink: &str) -> Result<Tabl
     let generation = get(gen_id).await?.ok_or_else(|| bad("the sink's generation is missing"))? as u64;
     let base = version_frontier(get(base_id).await?.ok_or_else(|| bad("the sink's base frontier is missing"))?)?;
     let (.., workers) = app_ids(sink, peers);
+    let (routing_id, format_id) = layout_ids(sink);
+    let layout = Layout {
+        routing: get(routing_id).await?.map_or(Ok(0), |v| u64::try_from(v).map_err(|_| bad("the routing is negative")))?,
+        format: get(format_id).await?.map_or(Ok(1), |v| u32::try_from(v).map_err(|_| bad("the format is out of range")))?,
+    };
     let mut records = Vec::with_capacity(peers);
     for (worker, app) in workers.into_iter().enumerate() {
         let frontier = match get(app).await? {
             Some(v) => version_frontier(v)?,
             None => base,
         };
-        records.push(WorkerProgress { worker, peers, generation, base, frontier });
+        records.push(WorkerProgress { worker, peers, generation, base, frontier, layout });
     }
     Ok(TableProgress { records })
 }

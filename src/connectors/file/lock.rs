@@ -112,7 +112,7 @@ mod tests {
     fn one_run_holds_a_sink_directory() {
         let dir = tempfile::tempdir().unwrap();
         let (root, sink_dir) = (dir.path(), dir.path().join("sinks").join("s"));
-        let ctx = |index, peers| WorkerContext { index, peers };
+        let ctx = |index, peers| WorkerContext::new(index, peers);
         // The workers of one run do not fence each other.
         let run: Vec<Fence> = (0..3).map(|i| Fence::acquire(root, &sink_dir, "s", ctx(i, 3)).unwrap()).collect();
         // A second run, on as many or on another number of workers, is refused on every worker.

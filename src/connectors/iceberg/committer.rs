@@ -14,7 +14,7 @@ use crate::encode::arrow::{upsert_keys, KeyEncoder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Committer, Frontier, Prepared, SinkTime, WorkerContext, WorkerMetrics,
+    resolve_resume, Committer, Frontier, Layout, Prepared, SinkTime, WorkerContext, WorkerMetrics,
 };
 use iceberg::spec::{deserialize_data_file_from_json, DataFile, Struct};
 use iceberg::table::Table;
@@ -31,6 +31,8 @@ pub struct IcebergCommitter {
     plan: TablePlan,
     catalog: Option<CatalogHandle>,
     peers: usize,
+    /// How this run routes keys and writes the table, recorded with every commit.
+    layout: Layout,
     generation: u64,
     base: Frontier<u64>,
     committed: Frontier<u64>,
@@ -43,7 +45,7 @@ pub struct IcebergCommitter {
 }
 
 impl IcebergCommitter {
-    pub(crate) fn open(config: &IcebergConfig, spec: &SinkSettings, plan: TablePlan) -> Result<Self> {
+    pub(crate) fn open(config: &IcebergConfig, spec: &SinkSettings, plan: TablePlan, layout: Layout) -> Result<Self> {
         let keys = upsert_keys(spec, &plan.arrow, &config.qualified())?;
         Ok(IcebergCommitter {
             config: config.clone(),
@@ -51,6 +53,7 @@ impl IcebergCommitter {
             plan,
             catalog: None,
             peers: 0,
+            layout,
             generation: 0,
             base: Frontier::minimum(),
             committed: Frontier::minimum(),
@@ -137,7 +140,7 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         self.peers = peers;
         let records = latest.as_ref().map(|(_, r)| r.progress()).unwrap_or_default();
         self.last = latest.as_ref().map(|(id, _)| *id);
-        let point = resolve_resume(&records, WorkerContext { index: 0, peers })?;
+        let point = resolve_resume(&records, WorkerContext { index: 0, peers, layout: self.layout })?;
         self.generation = point.generation;
         self.base = point.base;
         let Some((_, record)) = latest else { return Ok(Vec::new()) };
@@ -187,6 +190,7 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
             files: files.len(),
             rows,
             small_files: small_files(files.iter().map(|f| f.file_size_in_bytes()), self.config.target_file_size),
+            layout: self.layout,
         };
         let (committed_files, committed_small) = (record.files as u64, record.small_files);
         if let Some(plan) = plan {

@@ -234,11 +234,12 @@ impl Connector for IcebergConfig {
 
     /// Opens this worker's writer (creating the table if asked and missing) and, for worker 0,
     /// the way to make the committer.
-    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, _ctx: WorkerContext) -> Result<Writers<V, T>> {
+    fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
         let plan = table::open_table(self, sink).map_err(|e| storage::explain(self, e))?;
         let encoder = self.encoder(sink, &plan.arrow_table(self))?;
         let w = IcebergWriter::open(self, sink, plan.clone(), encoder).map_err(|e| storage::explain(self, e))?;
         let (config, sink) = (self.clone(), sink.clone());
-        Ok(Writers::coordinated(w, move || IcebergCommitter::open(&config, &sink, plan)))
+        let layout = ctx.layout;
+        Ok(Writers::coordinated(w, move || IcebergCommitter::open(&config, &sink, plan, layout)))
     }
 }

@@ -4,7 +4,7 @@
 //! back ([`latest_commit`]).
 
 use crate::error::{Error, ErrorKind, Result};
-use differential_sinks_operators::{Frontier, WorkerProgress};
+use differential_sinks_operators::{Frontier, Layout, WorkerProgress};
 use iceberg::spec::{Snapshot, TableMetadata};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +36,9 @@ pub struct CommitRecord {
     /// Data files added below the small-file size (`dsink.small-files`; absent in snapshots of
     /// older versions: 0).
     pub small_files: u64,
+    /// How the run routed keys and wrote the table (`dsink.routing`, `dsink.format`; absent in
+    /// snapshots of older versions: routing not recorded, format 1).
+    pub layout: Layout,
 }
 
 /// A frontier as summary text: the time, or `complete` once the input has ended.
@@ -71,6 +74,8 @@ impl CommitRecord {
             (p("files"), self.files.to_string()),
             (p("rows"), self.rows.to_string()),
             (p("small-files"), self.small_files.to_string()),
+            (p("routing"), self.layout.routing.to_string()),
+            (p("format"), self.layout.format.to_string()),
         ])
     }
 
@@ -112,6 +117,15 @@ impl CommitRecord {
             } else {
                 0
             },
+            layout: Layout {
+                routing: if props.contains_key(&format!("{SUMMARY_PREFIX}routing")) { num("routing")? } else { 0 },
+                format: match props.contains_key(&format!("{SUMMARY_PREFIX}format")) {
+                    true => u32::try_from(num("format")?).map_err(|_| {
+                        Error::new(ErrorKind::Resume, format!("a snapshot of sink `{sink}` has a bad `{SUMMARY_PREFIX}format`"))
+                    })?,
+                    false => 1,
+                },
+            },
         }))
     }
 
@@ -124,6 +138,7 @@ impl CommitRecord {
                 generation: self.generation,
                 base: self.base,
                 frontier: *f,
+                layout: self.layout,
             })
             .collect()
     }
@@ -180,6 +195,7 @@ mod tests {
             files: 4,
             rows: 10,
             small_files: 1,
+            layout: Layout { routing: 77, format: 1 },
         }
     }
 
@@ -203,6 +219,10 @@ mod tests {
             let e = CommitRecord::parse(&props, "s").unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Resume, "{key}: {e}");
         }
+        let mut old = record().properties();
+        old.remove("dsink.routing");
+        old.remove("dsink.format");
+        assert_eq!(CommitRecord::parse(&old, "s").unwrap().unwrap().layout, Layout::default());
         let mut props = record().properties();
         props.remove("dsink.base");
         assert!(CommitRecord::parse(&props, "s").unwrap_err().to_string().contains("dsink.base"));

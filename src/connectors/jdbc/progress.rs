@@ -188,6 +188,7 @@ pub fn progress_from(
         generation,
         base: f(parse_frontier(base)?),
         frontier: f(parse_frontier(frontier)?),
+        layout: Default::default(),
     })
 }
 

@@ -357,26 +357,23 @@ impl RecordWriter for KafkaWriter {
         }
         let records =
             latest_records(read_progress_settled(&self.cfg, &self.progress_topic, true)?, &self.sink, &self.cfg.topic);
-        let latest_gen = records.iter().map(|r| r.progress.generation).max();
-        let latest: Vec<&ProgressRecord> =
-            records.iter().filter(|r| Some(r.progress.generation) == latest_gen).collect();
-        if let Some(first) = latest.first() {
-            if first.progress.peers != ctx.peers {
-                if let Some(r) = latest.iter().find(|r| r.partial > 0) {
-                    return Err(Error::new(
-                        ErrorKind::Resume,
-                        format!(
-                            "sink `{}`: worker {} of the earlier run committed part of time {:?} (a transaction bound split it), \
-                             and keys of a time are spread over workers by worker count; restart it with {} workers until they \
-                             commit a whole time, or write to a fresh topic",
-                            self.sink, r.progress.worker, r.progress.frontier, first.progress.peers
-                        ),
-                    ));
-                }
-            }
-        }
         let progress: Vec<WorkerProgress<u64>> = records.iter().map(|r| r.progress.clone()).collect();
         let point = resolve_resume(&progress, ctx)?;
+        if point.rerouted {
+            let latest_gen = records.iter().map(|r| r.progress.generation).max();
+            if let Some(r) = records.iter().find(|r| Some(r.progress.generation) == latest_gen && r.partial > 0) {
+                return Err(Error::new(
+                    ErrorKind::Resume,
+                    format!(
+                        "sink `{}`: worker {} of the earlier run committed part of time {:?} (a transaction bound split it), \
+                         and this run routes keys to workers differently (another worker count, or another key); restart \
+                         it with the earlier {} workers and key settings until they commit a whole time, or write to a \
+                         fresh topic",
+                        self.sink, r.progress.worker, r.progress.frontier, r.progress.peers
+                    ),
+                ));
+            }
+        }
         let own = records.iter().find(|r| r.progress.generation == point.generation && r.progress.worker == ctx.index);
         let partial = own.filter(|r| r.progress.frontier == point.frontier).map_or(0, |r| r.partial);
         self.skip = match point.frontier.time() {

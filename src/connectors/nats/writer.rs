@@ -480,7 +480,7 @@ mod tests {
         assert_eq!(s, r#"orders|o.all|7|0|{"k":1}"#);
         message_id(&mut s, "orders", "o.all", 7, 1, &[b'x'; 200]);
         assert!(s.starts_with("orders|o.all|7|1|#") && s.len() < 70, "{s}");
-        unkeyed_message_id(&mut s, "orders", "o.all", 7, WorkerContext { index: 1, peers: 2 }, 70_000);
+        unkeyed_message_id(&mut s, "orders", "o.all", 7, WorkerContext::new(1, 2), 70_000);
         assert_eq!(s, "orders|o.all|7|w1of2|70000");
     }
 
