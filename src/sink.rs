@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::key::{encode_key_value, Key, KeyColumns, KeyEncoding};
 pub use crate::row::Row;
 use differential_dataflow::VecCollection;
-use differential_sinks_operators::{routing_fingerprint, Layout, SinkConfig, SinkExt, SinkOutput, SinkTime, WorkerContext};
+use differential_sinks_operators::{
+    routing_fingerprint, Layout, SinkConfig, SinkExt, SinkOutput, SinkTime, WorkerContext,
+};
 use serde::Serialize;
 
 /// Sinks on differential collections.

@@ -548,6 +548,33 @@ fn a_negative_progress_value_is_refused() {
     assert!(e.contains("negative") && e.contains("dsink_progress"), "{e}");
 }
 
+/// A progress table of an earlier version, without the layout columns, gains them on resume;
+/// its rows read them as null (routing not recorded, format 1), so the sink resumes from them
+/// and records its layout from then on.
+#[test]
+fn an_earlier_progress_table_gains_the_layout_columns_and_resumes() {
+    let d = double(&[TABLE]);
+    d.exec(
+        "CREATE TABLE ks.dsink_progress (sink text, generation bigint, worker int, peers int, base bigint, \
+         base_complete boolean, frontier bigint, complete boolean, PRIMARY KEY ((sink), generation, worker))",
+    );
+    let history = keyed_history(7, 8, 4, 6);
+    // As if an earlier version had committed times before 3 (the rows before 3 are in place).
+    d.exec(
+        "INSERT INTO ks.dsink_progress (sink, generation, worker, peers, base, base_complete, frontier, complete) \
+         VALUES ('old@ks.t', 0, 0, 1, 0, false, 3, false)",
+    );
+    assert_eq!(run(&history, &spec(&d, "old", 9), 1, None), None);
+    let rows = d.rows("ks", "dsink_progress");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["complete"], true, "{rows:?}");
+    assert_eq!(rows[0]["layout_format"], 1, "{rows:?}");
+    assert!(rows[0]["layout_routing"].as_i64().is_some_and(|r| r > 0), "{rows:?}");
+    // The rows before frontier 3 were not written again: only the times from 3 on reached the table.
+    let from_3 = expected_changes(&history).keys().filter(|(t, _)| *t >= 3).count();
+    assert_eq!(d.writes("ks", "t").len(), from_3, "only the changes at times from 3 on are written");
+}
+
 /// RisingWave's option names carry over: `cassandra.username` is the user the server checks, and
 /// `cassandra.datacenter` naming the double's datacenter routes every request to it.
 #[test]

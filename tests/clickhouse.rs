@@ -171,6 +171,9 @@ fn old_and_unreadable_progress_tables() {
     assert_eq!(replacing_state(&table), state_before(&history, u64::MAX));
     let targets = q(&format!("SELECT DISTINCT target FROM default.{progress} FORMAT TSV"));
     assert_eq!(targets.trim(), format!("default.{table}"));
+    // The layout columns were added too, and every row records the run's layout.
+    let layouts = q(&format!("SELECT DISTINCT layout_format, layout_routing > 0 FROM default.{progress} FORMAT TSV"));
+    assert_eq!(layouts.trim(), "1\t1");
 
     let bad = fresh(
         "bad_progress",

@@ -141,7 +141,14 @@ impl Committer<Vec<(u32, Option<Row>)>, u64> for TableCommitter {
         t.progress = frontiers
             .iter()
             .enumerate()
-            .map(|(worker, f)| WorkerProgress { worker, peers, generation: 0, base: Frontier::minimum(), frontier: *f, layout: Default::default() })
+            .map(|(worker, f)| WorkerProgress {
+                worker,
+                peers,
+                generation: 0,
+                base: Frontier::minimum(),
+                frontier: *f,
+                layout: Default::default(),
+            })
             .collect();
         t.commits.push(files);
         Ok(())

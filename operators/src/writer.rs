@@ -266,7 +266,12 @@ pub fn resolve_resume<T: timely::progress::Timestamp + Ord + Clone>(
     ctx: WorkerContext,
 ) -> Result<ResumePoint<T>, crate::OperatorError> {
     let Some(generation) = records.iter().map(|r| r.generation).max() else {
-        return Ok(ResumePoint { frontier: Frontier::minimum(), generation: 0, base: Frontier::minimum(), rerouted: false });
+        return Ok(ResumePoint {
+            frontier: Frontier::minimum(),
+            generation: 0,
+            base: Frontier::minimum(),
+            rerouted: false,
+        });
     };
     let latest: Vec<&WorkerProgress<T>> = records.iter().filter(|r| r.generation == generation).collect();
     let (old_peers, base) = (latest[0].peers, latest[0].base.clone());

@@ -9,7 +9,14 @@ use differential_sinks_operators::{
 };
 
 fn rec(worker: usize, frontier: u64, layout: Layout) -> WorkerProgress<u64> {
-    WorkerProgress { worker, peers: 2, generation: 0, base: Frontier::minimum(), frontier: Frontier::at(frontier), layout }
+    WorkerProgress {
+        worker,
+        peers: 2,
+        generation: 0,
+        base: Frontier::minimum(),
+        frontier: Frontier::at(frontier),
+        layout,
+    }
 }
 
 fn ctx(index: usize, peers: usize, layout: Layout) -> WorkerContext {

@@ -89,7 +89,14 @@ mod tests {
     use differential_sinks_operators::Frontier;
 
     fn rec(worker: usize, f: u64) -> WorkerProgress<u64> {
-        WorkerProgress { worker, peers: 2, generation: 0, base: Frontier::minimum(), frontier: Frontier::at(f), layout: Default::default() }
+        WorkerProgress {
+            worker,
+            peers: 2,
+            generation: 0,
+            base: Frontier::minimum(),
+            frontier: Frontier::at(f),
+            layout: Default::default(),
+        }
     }
 
     #[test]

@@ -273,7 +273,7 @@ impl Db {
                 }
                 (ks, table)
             }
-            Stmt::CreateTable { .. } | Stmt::CreateKeyspace { .. } | Stmt::Use(_) => {
+            Stmt::CreateTable { .. } | Stmt::CreateKeyspace { .. } | Stmt::AlterAdd { .. } | Stmt::Use(_) => {
                 return Ok((String::new(), String::new(), Vec::new(), Vec::new()));
             }
         };
@@ -481,6 +481,18 @@ impl Db {
                 self.keyspaces.insert(ks.clone(), (replication.clone(), BTreeMap::new()));
                 self.schema_version += 1;
                 Ok(Outcome::SchemaChange { target: "KEYSPACE", ks: ks.clone(), table: None })
+            }
+            Stmt::AlterAdd { ks, table, column } => {
+                let t = self.table_mut(ks, table)?;
+                if t.columns.iter().any(|c| c.name == column.name) {
+                    return Err(invalid(format!(
+                        "Invalid column name {} because it conflicts with an existing column",
+                        column.name
+                    )));
+                }
+                t.columns.push(column.clone());
+                self.schema_version += 1;
+                Ok(Outcome::SchemaChange { target: "TABLE", ks: ks.clone(), table: Some(table.clone()) })
             }
             Stmt::CreateTable { if_not_exists, ks, table, columns } => {
                 let (_, tables) =

@@ -19,6 +19,7 @@
 //! * `INSERT INTO ks.t (c, …) VALUES (term, …) [USING TIMESTAMP term]`;
 //! * `DELETE FROM ks.t [USING TIMESTAMP term] WHERE c = term|fromJson(term) AND …` (whole rows);
 //! * `CREATE TABLE [IF NOT EXISTS] ks.t (…, PRIMARY KEY ((p, …), c, …))`, `CREATE KEYSPACE`;
+//! * `ALTER TABLE ks.t ADD c type` (a regular column; existing rows read it as null);
 //! * `USE ks` (per connection; a prepared statement keeps the keyspace it was prepared in).
 //!
 //! `system.local`, `system.peers` and `system_schema.{keyspaces,tables,columns,types,views}` are

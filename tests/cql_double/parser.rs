@@ -21,6 +21,7 @@ pub(crate) enum Stmt {
     Delete { ks: String, table: String, ts: Option<Term>, rels: Vec<Rel> },
     CreateTable { if_not_exists: bool, ks: String, table: String, columns: Vec<Column> },
     CreateKeyspace { if_not_exists: bool, ks: String, replication: BTreeMap<String, String> },
+    AlterAdd { ks: String, table: String, column: Column },
     Use(String),
 }
 
@@ -185,8 +186,15 @@ pub(crate) fn parse(src: &str, keyspace: Option<&str>) -> R<(Stmt, usize)> {
             }
             Stmt::CreateTable { if_not_exists, ks, table, columns }
         }
+    } else if p.kw("alter") {
+        p.expect_kw("table")?;
+        let (ks, table) = p.qualified()?;
+        p.expect_kw("add")?;
+        let name = p.ident()?;
+        let ty = Ty::parse(&mut p)?;
+        Stmt::AlterAdd { ks, table, column: Column { name, ty, kind: Kind::Regular, position: -1 } }
     } else {
-        return p.unexpected("USE, SELECT, INSERT, DELETE or CREATE");
+        return p.unexpected("USE, SELECT, INSERT, DELETE, CREATE or ALTER");
     };
     p.end()?;
     Ok((s, p.markers))

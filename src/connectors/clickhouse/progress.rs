@@ -18,7 +18,14 @@ pub(crate) fn progress_table(cfg: &ClickHouseConfig) -> String {
 /// version. Rows written before it read the default: an empty `target` is not read (such a sink
 /// starts again, a replay that ReplacingMergeTree tables absorb); `layout_routing` 0 means *not
 /// recorded* and `layout_format` 1 is the format those versions wrote.
-async fn ensure_column(ch: &ClickHouse, database: &str, table: &str, progress: &str, name: &str, ty: &str) -> Result<()> {
+async fn ensure_column(
+    ch: &ClickHouse,
+    database: &str,
+    table: &str,
+    progress: &str,
+    name: &str,
+    ty: &str,
+) -> Result<()> {
     let has = |ch: &ClickHouse| {
         let sql = format!(
             "SELECT count() FROM system.columns WHERE database = {} AND table = {} AND name = {} FORMAT TSVRaw",
@@ -53,7 +60,9 @@ pub(crate) async fn read(ch: &ClickHouse, sink: &str, target: &str) -> Result<Ve
          ENGINE = MergeTree ORDER BY (sink, generation, worker)"
     ))
     .await?;
-    for (name, ty) in [("target", "String"), ("layout_routing", "UInt64 DEFAULT 0"), ("layout_format", "UInt32 DEFAULT 1")] {
+    for (name, ty) in
+        [("target", "String"), ("layout_routing", "UInt64 DEFAULT 0"), ("layout_format", "UInt32 DEFAULT 1")]
+    {
         ensure_column(ch, &cfg.database, &cfg.progress_table, &progress, name, ty).await?;
     }
     let records = ch

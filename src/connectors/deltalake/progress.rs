@@ -91,8 +91,12 @@ pub(crate) async fn read_progress(table: &DeltaTable, sink: &str) -> Result<Tabl
     let (.., workers) = app_ids(sink, peers);
     let (routing_id, format_id) = layout_ids(sink);
     let layout = Layout {
-        routing: get(routing_id).await?.map_or(Ok(0), |v| u64::try_from(v).map_err(|_| bad("the routing is negative")))?,
-        format: get(format_id).await?.map_or(Ok(1), |v| u32::try_from(v).map_err(|_| bad("the format is out of range")))?,
+        routing: get(routing_id)
+            .await?
+            .map_or(Ok(0), |v| u64::try_from(v).map_err(|_| bad("the routing is negative")))?,
+        format: get(format_id)
+            .await?
+            .map_or(Ok(1), |v| u32::try_from(v).map_err(|_| bad("the format is out of range")))?,
     };
     let mut records = Vec::with_capacity(peers);
     for (worker, app) in workers.into_iter().enumerate() {

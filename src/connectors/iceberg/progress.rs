@@ -121,7 +121,10 @@ impl CommitRecord {
                 routing: if props.contains_key(&format!("{SUMMARY_PREFIX}routing")) { num("routing")? } else { 0 },
                 format: match props.contains_key(&format!("{SUMMARY_PREFIX}format")) {
                     true => u32::try_from(num("format")?).map_err(|_| {
-                        Error::new(ErrorKind::Resume, format!("a snapshot of sink `{sink}` has a bad `{SUMMARY_PREFIX}format`"))
+                        Error::new(
+                            ErrorKind::Resume,
+                            format!("a snapshot of sink `{sink}` has a bad `{SUMMARY_PREFIX}format`"),
+                        )
                     })?,
                     false => 1,
                 },
