@@ -97,13 +97,14 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
                 deliver(self, spec, true, routing, move |row: &V| columns.extract(row))
             }
             // No key, into a table that takes the rows themselves: only route and order them.
+            // Both route by the stable hash of the row's JSON: one routing.
             None if spec.connector.takes_rows() => {
-                deliver(self, spec, false, routing_of(spec, "row-identity"), |row: &V| Key::row_identity(row))
+                deliver(self, spec, false, routing_fingerprint("row-json"), |row: &V| Key::row_identity(row))
             }
             None => {
                 // No key: the row's JSON identifies it (and is reused as the encoded value).
                 let key_of = |row: &V| encode_key_value(row, &KeyEncoding::Json);
-                deliver(self, spec, false, routing_of(spec, "row-json"), key_of)
+                deliver(self, spec, false, routing_fingerprint("row-json"), key_of)
             }
         }
     }
