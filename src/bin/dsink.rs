@@ -22,8 +22,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use differential_dataflow::input::Input;
+use differential_sinks::change_log::ChangeLine;
 use differential_sinks::{JsonRow, Options, Schema, SinkCollection, SinkSpec};
-use serde::Deserialize;
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::rc::Rc;
@@ -124,15 +124,6 @@ struct GenArgs {
     /// Write a snapshot instead: `--updates` inserts of distinct keys, all at time 0.
     #[arg(long)]
     snapshot: bool,
-}
-
-#[derive(Deserialize)]
-struct Line<'a> {
-    time: u64,
-    diff: isize,
-    /// Left as text: it becomes the row's canonical text without a `Value` tree in between.
-    #[serde(borrow)]
-    row: &'a serde_json::value::RawValue,
 }
 
 fn main() {
@@ -432,7 +423,7 @@ fn feed(
             }
         };
         for (n, line) in chunk? {
-            let l: Line = serde_json::from_str(&line).map_err(|e| {
+            let l = ChangeLine::parse(&line).map_err(|e| {
                 format!("{path}:{}: not a change-log line ({{\"time\":…,\"diff\":…,\"row\":{{…}}}}): {e}", n + 1)
             })?;
             if l.time < last_time {
@@ -444,13 +435,13 @@ fn feed(
             }
             let row = match schema {
                 Some(s) => {
-                    let value: serde_json::Value = serde_json::from_str(l.row.get())
+                    let value: serde_json::Value = serde_json::from_str(l.row_text())
                         .map_err(|e| format!("{path}:{}: the row is not JSON: {e}", n + 1))?;
                     s.check_json(&value).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
                     JsonRow::new(&value)
                 }
-                // Checked by the line's parse: canonicalized by a scan.
-                None => JsonRow::from_raw(l.row),
+                // Checked by the line's parse: copied, or canonicalized by a scan.
+                None => l.row().map_err(|e| format!("{path}:{}: the row is not JSON: {e}", n + 1))?,
             };
             if *input.time() < l.time {
                 input.advance_to(l.time);
