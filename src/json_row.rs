@@ -87,6 +87,13 @@ impl JsonRow {
         Ok(JsonRow(out.into_boxed_str()))
     }
 
+    /// The members of an object row — names (unescaped) and canonical value texts — in name
+    /// order; `None` if the row is not an object. An item is `None` (and the last) if the text
+    /// is not canonical after all.
+    pub(crate) fn members(&self) -> Option<impl Iterator<Item = Option<(Cow<'_, str>, &str)>>> {
+        self.0.starts_with('{').then(|| Members::of(&self.0))
+    }
+
     /// The canonical text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -321,7 +328,17 @@ impl Serialize for JsonRow {
 
 /// Canonical JSON text that serializes as the value it holds: common scalars directly, the rest
 /// token by token through `serde_json`'s parser (with the same calls that parser makes).
-struct Text<'a>(&'a str);
+pub(crate) struct Text<'a>(pub(crate) &'a str);
+
+/// Whether `serde_json` writes canonical value text `t` (through [`Text`]) as `t` itself, which a
+/// caller may then copy: a string without escapes, a plain integer, `null`, `true` or `false`.
+pub(crate) fn writes_as_itself(t: &str) -> bool {
+    match t.as_bytes().first() {
+        Some(b'"') => t.len() >= 2 && !t[1..t.len() - 1].contains('\\'),
+        Some(b'-' | b'0'..=b'9') => plain_integer(t),
+        _ => matches!(t, "null" | "true" | "false"),
+    }
+}
 
 impl Serialize for Text<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -83,7 +83,12 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
         match &spec.primary_key {
             Some(columns) => {
                 let columns = KeyColumns::new(columns.clone(), spec.key_encoding.clone())?;
-                deliver(self, spec, true, move |row: &V| columns.extract(row))
+                // A `JsonRow` (dsink's rows) is read from its text, without serializing it.
+                let key_of = move |row: &V| match (row as &dyn std::any::Any).downcast_ref::<crate::JsonRow>() {
+                    Some(row) => columns.extract_json_row(row),
+                    None => columns.extract(row),
+                };
+                deliver(self, spec, true, key_of)
             }
             // No key, into a table that takes the rows themselves: only route and order them.
             None if spec.connector.takes_rows() => deliver(self, spec, false, |row: &V| Key::row_identity(row)),
