@@ -422,8 +422,10 @@ fn feed(
                 }
             }
         };
-        for (n, line) in chunk? {
-            let l = ChangeLine::parse(&line).map_err(|e| {
+        let chunk = chunk?;
+        for &(n, from, to) in &chunk.lines {
+            let line = chunk.text.get(from..to).unwrap_or_default();
+            let l = ChangeLine::parse(line).map_err(|e| {
                 format!("{path}:{}: not a change-log line ({{\"time\":…,\"diff\":…,\"row\":{{…}}}}): {e}", n + 1)
             })?;
             if l.time < last_time {
@@ -512,7 +514,15 @@ impl Drop for Progress {
     }
 }
 
-type Chunk = Result<Vec<(usize, String)>, String>;
+type Chunk = Result<Lines, String>;
+
+/// Lines in one buffer (one allocation per chunk, not per line): each line's number and its
+/// byte range in `text`.
+#[derive(Default)]
+struct Lines {
+    text: String,
+    lines: Vec<(usize, usize, usize)>,
+}
 
 /// Reads `path` (or stdin, on worker 0 only) on a thread, keeping every `peers`-th line from
 /// `index` of a file, and sends them in chunks of at most 1024 lines or about 1 MiB; the channel
@@ -544,8 +554,7 @@ fn read_lines<R: std::io::Read>(
     stride: usize,
     tx: crossbeam_channel::Sender<Chunk>,
 ) {
-    let mut chunk = Vec::with_capacity(1024);
-    let mut chunk_bytes = 0usize;
+    let mut chunk = Lines::default();
     let mut line = String::new();
     let mut n = 0usize;
     loop {
@@ -559,21 +568,21 @@ fn read_lines<R: std::io::Read>(
             }
         }
         if n % stride == keep && !line.trim().is_empty() {
-            chunk_bytes += line.len();
-            chunk.push((n, line.trim_end().to_string()));
+            let from = chunk.text.len();
+            chunk.text.push_str(line.trim_end());
+            chunk.lines.push((n, from, chunk.text.len()));
         }
         n += 1;
         // Hand over full chunks, and partial ones whenever the next read may wait (a slow pipe).
-        let full = chunk.len() >= 1024 || chunk_bytes >= 1 << 20;
-        let hand_over = full || (!chunk.is_empty() && reader.buffer().is_empty());
+        let full = chunk.lines.len() >= 1024 || chunk.text.len() >= 1 << 20;
+        let hand_over = full || (!chunk.lines.is_empty() && reader.buffer().is_empty());
         if hand_over {
-            chunk_bytes = 0;
             if tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
                 return;
             }
         }
     }
-    if !chunk.is_empty() {
+    if !chunk.lines.is_empty() {
         let _ = tx.send(Ok(chunk));
     }
 }
