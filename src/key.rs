@@ -195,6 +195,11 @@ impl KeyColumns {
             if let Err(e) = stored {
                 return Key::invalid(e.0);
             }
+            // Canonical text names each member once: with every column found, the rest of the
+            // row cannot change the key.
+            if cap.next == self.columns.len() {
+                break;
+            }
         }
         self.finish(cap)
     }

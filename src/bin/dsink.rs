@@ -576,10 +576,8 @@ fn read_lines<R: std::io::Read>(
         // Hand over full chunks, and partial ones whenever the next read may wait (a slow pipe).
         let full = chunk.lines.len() >= 1024 || chunk.text.len() >= 1 << 20;
         let hand_over = full || (!chunk.lines.is_empty() && reader.buffer().is_empty());
-        if hand_over {
-            if tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
-                return;
-            }
+        if hand_over && tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
+            return;
         }
     }
     if !chunk.lines.is_empty() {
