@@ -16,7 +16,7 @@
 //! encoding from its own text, so a serializer may skip fields it does not need. Between processes and in spill files it travels as
 //! its text.
 //!
-//! Parsing first tries the [`fast`] scan, which recognises text that already is canonical (the
+//! Parsing first tries a fast scan (module `fast`), which recognises text that already is canonical (the
 //! common case of rows written from a fixed struct) and validates it in the same pass; such text
 //! is copied once. Other text is canonicalized by splitting and sorting its members.
 
