@@ -15,6 +15,10 @@
 //! the value itself, without building a tree. An object's members are split first, each value
 //! encoding from its own text, so a serializer may skip fields it does not need. Between processes and in spill files it travels as
 //! its text.
+//!
+//! Parsing first tries a fast scan (module `fast`), which recognises text that already is canonical (the
+//! common case of rows written from a fixed struct) and validates it in the same pass; such text
+//! is copied once. Other text is canonicalized by splitting and sorting its members.
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -22,6 +26,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt::Write as _;
+
+pub(crate) mod fast;
 
 /// A JSON value usable as a dataflow record and a sink row, stored as canonical JSON text.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -44,21 +50,48 @@ impl JsonRow {
     /// assert_eq!(a, JsonRow::parse(r#"{"a":"x","b":[1,2.5]}"#).unwrap());
     /// ```
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        if fast::canonical_end(text.as_bytes(), 0) == Some(text.len()) {
+            return Ok(JsonRow(text.into()));
+        }
         let raw: &RawValue = serde_json::from_str(text)?;
-        Ok(JsonRow::from_raw(raw))
+        JsonRow::from_valid(raw.get())
+    }
+
+    /// The row of `text`, which [`fast::canonical_end`] accepted whole: valid and canonical.
+    pub(crate) fn from_canonical(text: &str) -> Self {
+        JsonRow(text.into())
     }
 
     /// The row of JSON text already checked by `serde_json` (say, a field of a larger document
     /// parsed as `&RawValue`): canonicalized by a scan, without parsing it again.
+    ///
+    /// A `&RawValue` may nest deeper than the 128 levels `serde_json` reads into a value; such
+    /// text gives the `null` row ([`JsonRow::parse`] reports it as an error instead).
     pub fn from_raw(raw: &RawValue) -> Self {
-        let text = raw.get();
-        let mut out = String::with_capacity(text.len());
-        if canonical_valid(text.as_bytes(), text, &mut out).is_none() {
-            // Unreachable for valid JSON; kept total: canonicalize through a tree instead.
-            out.clear();
-            canonical(&serde_json::from_str::<Value>(text).unwrap_or(Value::Null), &mut out);
+        JsonRow::from_valid(raw.get()).unwrap_or_else(|_| JsonRow("null".into()))
+    }
+
+    /// The row of `text`, valid JSON (checked by `serde_json`), or `serde_json`'s error for text
+    /// nested deeper than it reads.
+    pub(crate) fn from_valid(text: &str) -> Result<Self, serde_json::Error> {
+        if fast::canonical_end(text.as_bytes(), 0) == Some(text.len()) {
+            return Ok(JsonRow(text.into()));
         }
-        JsonRow(out.into_boxed_str())
+        let mut out = String::with_capacity(text.len());
+        if canonical_valid(text.as_bytes(), text, &mut out, 0).is_none() {
+            // Text nested too deep (or, never for valid JSON, not JSON): through a tree, which
+            // refuses such text with serde_json's error.
+            out.clear();
+            canonical(&serde_json::from_str::<Value>(text)?, &mut out);
+        }
+        Ok(JsonRow(out.into_boxed_str()))
+    }
+
+    /// The members of an object row — names (unescaped) and canonical value texts — in name
+    /// order; `None` if the row is not an object. An item is `None` (and the last) if the text
+    /// is not canonical after all.
+    pub(crate) fn members(&self) -> Option<impl Iterator<Item = Option<(Cow<'_, str>, &str)>>> {
+        self.0.starts_with('{').then(|| Members::of(&self.0))
     }
 
     /// The canonical text.
@@ -127,8 +160,12 @@ fn canonical(v: &Value, out: &mut String) {
 /// an object's members are found by a scan (whitespace allowed), sorted by name and written
 /// recursively; integers written plainly and strings without escapes are copied; other numbers
 /// and strings are read and written back as `serde_json` writes them. `None` if the text turns
-/// out not to be valid JSON after all.
-fn canonical_valid(b: &[u8], text: &str, out: &mut String) -> Option<()> {
+/// out not to be valid JSON after all, or nests deeper than `serde_json` reads (`depth` is the
+/// nesting of the value in its document).
+fn canonical_valid(b: &[u8], text: &str, out: &mut String, depth: u32) -> Option<()> {
+    if depth >= MAX_NESTING {
+        return None;
+    }
     let (start, end) = trim(b, 0, b.len());
     let t = text.get(start..end)?;
     match b.get(start)? {
@@ -178,7 +215,7 @@ fn canonical_valid(b: &[u8], text: &str, out: &mut String) -> Option<()> {
                     Cow::Owned(unescaped) => string(unescaped, out),
                 }
                 out.push(':');
-                canonical_valid(b.get(*from..*to)?, text.get(*from..*to)?, out)?;
+                canonical_valid(b.get(*from..*to)?, text.get(*from..*to)?, out, depth + 1)?;
             }
             out.push('}');
         }
@@ -191,7 +228,7 @@ fn canonical_valid(b: &[u8], text: &str, out: &mut String) -> Option<()> {
                     out.push(',');
                 }
                 let value_end = skip_value(b, i)?;
-                canonical_valid(b.get(i..value_end)?, text.get(i..value_end)?, out)?;
+                canonical_valid(b.get(i..value_end)?, text.get(i..value_end)?, out, depth + 1)?;
                 n += 1;
                 i = skip_ws(b, value_end);
                 match b.get(i)? {
@@ -212,6 +249,9 @@ fn canonical_valid(b: &[u8], text: &str, out: &mut String) -> Option<()> {
     }
     Some(())
 }
+
+/// Nesting levels `serde_json` reads into a value: its recursion limit.
+const MAX_NESTING: u32 = 128;
 
 /// The string at `text[from..to]` (quotes included), unescaped.
 fn name(text: &str, from: usize, to: usize) -> Option<Cow<'_, str>> {
@@ -244,7 +284,7 @@ fn trim(b: &[u8], mut from: usize, mut to: usize) -> (usize, usize) {
 
 /// An integer serde_json reads as an `i64` or `u64` and writes back unchanged: an optional
 /// minus, no leading zero, at most 18 digits (so it fits either way; `-0` is refused).
-fn plain_integer(t: &str) -> bool {
+pub(crate) fn plain_integer(t: &str) -> bool {
     let digits = t.strip_prefix('-').unwrap_or(t);
     !digits.is_empty()
         && digits.len() <= 18
@@ -288,7 +328,17 @@ impl Serialize for JsonRow {
 
 /// Canonical JSON text that serializes as the value it holds: common scalars directly, the rest
 /// token by token through `serde_json`'s parser (with the same calls that parser makes).
-struct Text<'a>(&'a str);
+pub(crate) struct Text<'a>(pub(crate) &'a str);
+
+/// Whether `serde_json` writes canonical value text `t` (through [`Text`]) as `t` itself, which a
+/// caller may then copy: a string without escapes, a plain integer, `null`, `true` or `false`.
+pub(crate) fn writes_as_itself(t: &str) -> bool {
+    match t.as_bytes().first() {
+        Some(b'"') => t.len() >= 2 && !t[1..t.len() - 1].contains('\\'),
+        Some(b'-' | b'0'..=b'9') => plain_integer(t),
+        _ => matches!(t, "null" | "true" | "false"),
+    }
+}
 
 impl Serialize for Text<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -9,9 +9,12 @@
 //!
 //! Column extraction runs the row's `serde::Serialize` implementation through a serializer that
 //! records only the named top-level fields, so any struct or map row works without extra traits.
+//! A [`JsonRow`] is read from its canonical text instead ([`KeyColumns::extract_json_row`]),
+//! member by member, giving the same key.
 
 use crate::encode::fields::{visit_fields, FieldVisitor, Shape};
 use crate::error::{Error, Result};
+use crate::json_row::{writes_as_itself, JsonRow, Text};
 use crate::stable_hash::fnv64 as stable_hash;
 use serde::ser::{self, Serialize};
 use std::fmt;
@@ -157,6 +160,11 @@ impl KeyColumns {
         if let Err(e) = visit_fields(row, &mut cap) {
             return Key::invalid(e.0);
         }
+        self.finish(cap)
+    }
+
+    /// The key once every field was seen.
+    fn finish(&self, cap: Capture<'_>) -> Key {
         if cap.next < self.columns.len() {
             return Key::invalid(format!(
                 "the row has no primary key column `{}`; check `primary_key` against the row's fields",
@@ -168,6 +176,32 @@ impl KeyColumns {
             out.push(b'}');
         }
         Key::from_small(out)
+    }
+
+    /// Extracts the key of a [`JsonRow`]: the same key as [`extract`](Self::extract), read from
+    /// the row's canonical text without serializing the row (no allocation per field; values
+    /// `serde_json` would write as their own text are copied).
+    pub fn extract_json_row(&self, row: &JsonRow) -> Key {
+        let Some(members) = row.members() else { return self.extract(row) };
+        let mut cap = Capture { keys: self, next: 0, out: KeyBytes::new(), pending: Vec::new() };
+        for member in members {
+            // Text that is not canonical: the general path reports it.
+            let Some((name, value)) = member else { return self.extract(row) };
+            let stored = if writes_as_itself(value) {
+                cap.store(&name, Raw(value.as_bytes()))
+            } else {
+                cap.store(&name, Ser(&Text(value)))
+            };
+            if let Err(e) = stored {
+                return Key::invalid(e.0);
+            }
+            // Canonical text names each member once: with every column found, the rest of the
+            // row cannot change the key.
+            if cap.next == self.columns.len() {
+                break;
+            }
+        }
+        self.finish(cap)
     }
 
     /// Appends column `i`'s JSON-encoded value to `out` in the key encoding.
@@ -242,21 +276,44 @@ struct Capture<'a> {
     pending: Vec<(usize, Vec<u8>)>,
 }
 
+/// A field's value as the key capture writes it: its JSON encoding.
+trait FieldValue {
+    fn write_json<W: std::io::Write>(&self, w: W) -> serde_json::Result<()>;
+}
+
+/// A value serialized by `serde_json`.
+struct Ser<'a, T: ?Sized>(&'a T);
+
+impl<T: Serialize + ?Sized> FieldValue for Ser<'_, T> {
+    fn write_json<W: std::io::Write>(&self, w: W) -> serde_json::Result<()> {
+        serde_json::to_writer(w, self.0)
+    }
+}
+
+/// A value's JSON text exactly as `serde_json` would write it.
+struct Raw<'a>(&'a [u8]);
+
+impl FieldValue for Raw<'_> {
+    fn write_json<W: std::io::Write>(&self, mut w: W) -> serde_json::Result<()> {
+        w.write_all(self.0).map_err(serde_json::Error::io)
+    }
+}
+
 impl Capture<'_> {
-    fn store<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> std::result::Result<(), CaptureError> {
+    fn store(&mut self, name: &str, value: impl FieldValue) -> std::result::Result<(), CaptureError> {
         let Some(i) = self.keys.columns.iter().position(|c| c == name) else { return Ok(()) };
         let enc_err = |e: serde_json::Error| CaptureError(format!("key column `{name}`: {e}"));
         if i == self.next && self.keys.encoding == KeyEncoding::Json {
             let p = &self.keys.json_prefixes[i];
             self.out.extend_from_slice(p);
             let start = self.out.len();
-            serde_json::to_writer(&mut self.out, value).map_err(enc_err)?;
+            value.write_json(&mut self.out).map_err(enc_err)?;
             if &self.out[start..] == b"null" {
                 return Err(CaptureError(format!("primary key column `{name}` is null")));
             }
         } else if i >= self.next {
             let mut buf = Vec::with_capacity(16);
-            serde_json::to_writer(&mut buf, value).map_err(enc_err)?;
+            value.write_json(&mut buf).map_err(enc_err)?;
             if i != self.next {
                 self.pending.push((i, buf));
                 return Ok(());
@@ -279,7 +336,7 @@ impl FieldVisitor for Capture<'_> {
     type Error = CaptureError;
     #[inline]
     fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> std::result::Result<(), CaptureError> {
-        self.store(name, value)
+        self.store(name, Ser(value))
     }
     fn not_a_row(&self, shape: Shape) -> CaptureError {
         CaptureError(not_a_record(shape.describe()))
@@ -321,6 +378,46 @@ mod tests {
         let null = k.extract(&json!({"a": 1, "b": null}));
         assert!(null.bytes().unwrap_err().to_string().contains("is null"));
         assert!(k.extract(&(1, 2)).bytes().is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// Reading a `JsonRow`'s key from its text gives the key its serialization gives, in
+        /// both encodings, for present, missing, null, nested and escaped columns.
+        #[test]
+        fn a_json_rows_key_from_its_text_is_its_serialized_key(
+            row in crate::json_row::fast::tests::value(),
+            columns in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "id", "é", "q\"uote", "back\\slash", "nl\n", "", "x"]), 1..3),
+            text in proptest::prelude::any::<bool>(),
+        ) {
+            let row = match row {
+                serde_json::Value::Object(_) => JsonRow::new(&row),
+                // Mostly objects, some not (which have no columns).
+                other => JsonRow::new(&json!({"a": other.clone(), "id": other, "b": [1]})),
+            };
+            let encoding = if text { KeyEncoding::Text { delimiter: "|".into() } } else { KeyEncoding::Json };
+            let mut columns: Vec<String> = columns.into_iter().map(String::from).collect();
+            columns.dedup();
+            let Ok(k) = KeyColumns::new(columns, encoding) else { return Ok(()) };
+            proptest::prop_assert_eq!(format!("{:?}", k.extract_json_row(&row)), format!("{:?}", k.extract(&row)));
+        }
+    }
+
+    #[test]
+    fn a_json_row_that_is_not_an_object_has_the_same_error() {
+        let k = KeyColumns::new(vec!["id".into()], KeyEncoding::Json).unwrap();
+        for v in [
+            json!([1]),
+            json!(3),
+            json!(null),
+            json!({"id": null}),
+            json!({"x": 1}),
+            json!({"id": {"b": 1.5, "a": "\u{1}"}}),
+        ] {
+            let row = JsonRow::new(&v);
+            assert_eq!(format!("{:?}", k.extract_json_row(&row)), format!("{:?}", k.extract(&row)), "{v}");
+        }
     }
 
     #[test]

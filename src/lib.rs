@@ -29,6 +29,7 @@
 pub mod arrow_rows {
     pub use crate::encode::arrow::*;
 }
+pub mod change_log;
 pub mod config;
 pub mod connectors;
 pub mod delivery;

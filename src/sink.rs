@@ -94,7 +94,12 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
             Some(columns) => {
                 let routing = routing_of(spec, &format!("columns={columns:?}"));
                 let columns = KeyColumns::new(columns.clone(), spec.key_encoding.clone())?;
-                deliver(self, spec, true, routing, move |row: &V| columns.extract(row))
+                // A `JsonRow` (dsink's rows) is read from its text, without serializing it.
+                let key_of = move |row: &V| match (row as &dyn std::any::Any).downcast_ref::<crate::JsonRow>() {
+                    Some(row) => columns.extract_json_row(row),
+                    None => columns.extract(row),
+                };
+                deliver(self, spec, true, routing, key_of)
             }
             // No key, into a table that takes the rows themselves: only route and order them.
             // Both route by the stable hash of the row's JSON: one routing.

@@ -252,6 +252,10 @@ fn bad_options_and_input_are_refused_clearly() {
     assert!(e.contains(":2: time 1 goes back"), "{e}");
     let e = run_expect_error(&ok, "{\"time\":0,\"diff\":1,\"row\":{\"k\":1}}\nnot json\n");
     assert!(e.contains(":2: not a change-log line"), "{e}");
+    // A row nested deeper than serde_json reads: an error naming the line, not a stack overflow.
+    let deep = format!("{{\"time\":0,\"diff\":1,\"row\":{}{}}}\n", "[".repeat(200_000), "]".repeat(200_000));
+    let e = run_expect_error(&ok, &deep);
+    assert!(e.contains(":1: the row is not JSON: recursion limit exceeded"), "{e}");
     let mut typed = ok.to_vec();
     typed.extend(["--schema", "k:int64!,name:string"]);
     let e = run_expect_error(&typed, "{\"time\":0,\"diff\":1,\"row\":{\"k\":\"x\"}}\n");

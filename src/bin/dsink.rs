@@ -22,8 +22,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use differential_dataflow::input::Input;
+use differential_sinks::change_log::ChangeLine;
 use differential_sinks::{JsonRow, Options, Schema, SinkCollection, SinkSpec};
-use serde::Deserialize;
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::rc::Rc;
@@ -124,15 +124,6 @@ struct GenArgs {
     /// Write a snapshot instead: `--updates` inserts of distinct keys, all at time 0.
     #[arg(long)]
     snapshot: bool,
-}
-
-#[derive(Deserialize)]
-struct Line<'a> {
-    time: u64,
-    diff: isize,
-    /// Left as text: it becomes the row's canonical text without a `Value` tree in between.
-    #[serde(borrow)]
-    row: &'a serde_json::value::RawValue,
 }
 
 fn main() {
@@ -431,8 +422,10 @@ fn feed(
                 }
             }
         };
-        for (n, line) in chunk? {
-            let l: Line = serde_json::from_str(&line).map_err(|e| {
+        let chunk = chunk?;
+        for &(n, from, to) in &chunk.lines {
+            let line = chunk.text.get(from..to).unwrap_or_default();
+            let l = ChangeLine::parse(line).map_err(|e| {
                 format!("{path}:{}: not a change-log line ({{\"time\":…,\"diff\":…,\"row\":{{…}}}}): {e}", n + 1)
             })?;
             if l.time < last_time {
@@ -444,13 +437,13 @@ fn feed(
             }
             let row = match schema {
                 Some(s) => {
-                    let value: serde_json::Value = serde_json::from_str(l.row.get())
+                    let value: serde_json::Value = serde_json::from_str(l.row_text())
                         .map_err(|e| format!("{path}:{}: the row is not JSON: {e}", n + 1))?;
                     s.check_json(&value).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
                     JsonRow::new(&value)
                 }
-                // Checked by the line's parse: canonicalized by a scan.
-                None => JsonRow::from_raw(l.row),
+                // Checked by the line's parse: copied, or canonicalized by a scan.
+                None => l.row().map_err(|e| format!("{path}:{}: the row is not JSON: {e}", n + 1))?,
             };
             if *input.time() < l.time {
                 input.advance_to(l.time);
@@ -521,7 +514,15 @@ impl Drop for Progress {
     }
 }
 
-type Chunk = Result<Vec<(usize, String)>, String>;
+type Chunk = Result<Lines, String>;
+
+/// Lines in one buffer (one allocation per chunk, not per line): each line's number and its
+/// byte range in `text`.
+#[derive(Default)]
+struct Lines {
+    text: String,
+    lines: Vec<(usize, usize, usize)>,
+}
 
 /// Reads `path` (or stdin, on worker 0 only) on a thread, keeping every `peers`-th line from
 /// `index` of a file, and sends them in chunks of at most 1024 lines or about 1 MiB; the channel
@@ -553,8 +554,7 @@ fn read_lines<R: std::io::Read>(
     stride: usize,
     tx: crossbeam_channel::Sender<Chunk>,
 ) {
-    let mut chunk = Vec::with_capacity(1024);
-    let mut chunk_bytes = 0usize;
+    let mut chunk = Lines::default();
     let mut line = String::new();
     let mut n = 0usize;
     loop {
@@ -568,21 +568,19 @@ fn read_lines<R: std::io::Read>(
             }
         }
         if n % stride == keep && !line.trim().is_empty() {
-            chunk_bytes += line.len();
-            chunk.push((n, line.trim_end().to_string()));
+            let from = chunk.text.len();
+            chunk.text.push_str(line.trim_end());
+            chunk.lines.push((n, from, chunk.text.len()));
         }
         n += 1;
         // Hand over full chunks, and partial ones whenever the next read may wait (a slow pipe).
-        let full = chunk.len() >= 1024 || chunk_bytes >= 1 << 20;
-        let hand_over = full || (!chunk.is_empty() && reader.buffer().is_empty());
-        if hand_over {
-            chunk_bytes = 0;
-            if tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
-                return;
-            }
+        let full = chunk.lines.len() >= 1024 || chunk.text.len() >= 1 << 20;
+        let hand_over = full || (!chunk.lines.is_empty() && reader.buffer().is_empty());
+        if hand_over && tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
+            return;
         }
     }
-    if !chunk.is_empty() {
+    if !chunk.lines.is_empty() {
         let _ = tx.send(Ok(chunk));
     }
 }
