@@ -128,7 +128,8 @@ impl SinkSpec {
         }
         commit.max_changes = opts.take_parsed::<u64>("commit.max_changes", "a count of changes")?;
         let write_chunk = opts.take_parsed::<usize>("write.chunk_changes", "a count of changes")?;
-        let buffer_max = opts.take("buffer.max.bytes").map(|v| crate::options::parse_bytes("buffer.max.bytes", &v)).transpose()?;
+        let buffer_max =
+            opts.take("buffer.max.bytes").map(|v| crate::options::parse_bytes("buffer.max.bytes", &v)).transpose()?;
         let spill_dir = opts.take("buffer.spill.dir");
         let connector = ConnectorConfig::from_options(&connector_name, &mut opts)?;
         opts.finish(&connector_name)?;

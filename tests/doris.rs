@@ -77,6 +77,49 @@ fn labels_are_deterministic_and_a_replay_is_a_no_op() {
     assert_eq!(d.table("orders"), table);
 }
 
+/// `start_end` of a label (`…_w<worker>_<start>_<end>`).
+fn places(label: &str) -> (String, String) {
+    let tail = &label[label.find("_w0_").expect("worker 0") + 4..];
+    let (a, b) = tail.split_once('_').expect("two places");
+    (a.to_string(), b.to_string())
+}
+
+/// A commit larger than `doris.load.max.bytes` is loaded in parts as the changes arrive: each
+/// body at most the bound, several parts with places inside a time (`<t>p<n>`), every part
+/// starting where the one before ended. A replay of the same commits repeats every label and
+/// loads nothing again, and the table equals the reference throughout.
+#[test]
+fn a_large_commit_is_loaded_in_bounded_parts_and_replays_load_nothing_twice() {
+    let d = DorisDouble::start(&["k", "v", "s"]);
+    let history = keyed_history(21, 400, 3, 300);
+    let bound = 2_000;
+    let c = DorisConfig::new(&d.fe, "demo", "big").credentials("root", "secret").load_max_bytes(bound);
+    let s = SinkSpec::builder("big", c).upsert().primary_key(["k"]).build().unwrap();
+    assert_eq!(run(&history, &s, 1, None), None);
+    assert_eq!(d.table("big"), state_before(&history, u64::MAX));
+    let (labels, sizes): (Vec<String>, Vec<usize>) = d.state.lock().unwrap().bodies.iter().cloned().unzip();
+    assert!(sizes.iter().all(|n| *n as u64 <= bound), "every body within the bound: {sizes:?}");
+    let cut: Vec<&String> = labels.iter().filter(|l| places(l).1.contains('p')).collect();
+    assert!(cut.len() >= 10, "commits split into many parts: {labels:?}");
+    for pair in labels.windows(2) {
+        assert_eq!(places(&pair[0]).1, places(&pair[1]).0, "each part starts where the last ended: {pair:?}");
+    }
+    {
+        let st = d.state.lock().unwrap();
+        assert!(st.loads.iter().all(|(_, s)| s == "Success"), "{:?}", st.loads);
+        assert!(st.stale.is_empty(), "{:?}", st.stale);
+    }
+    let table = d.table("big");
+    assert_eq!(run(&history, &s, 1, None), None);
+    let st = d.state.lock().unwrap();
+    let again: Vec<&(String, String)> = st.loads[labels.len()..].iter().collect();
+    assert_eq!(again.iter().map(|l| l.0.clone()).collect::<Vec<_>>(), labels, "the same parts, the same labels");
+    assert!(again.iter().all(|l| l.1 == "Label Already Exists"), "{again:?}");
+    assert!(st.stale.is_empty(), "{:?}", st.stale);
+    drop(st);
+    assert_eq!(d.table("big"), table);
+}
+
 #[test]
 fn a_failed_load_reports_its_message() {
     let d = DorisDouble::start(&["k", "v"]); // the table lacks column `s`

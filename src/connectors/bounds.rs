@@ -71,8 +71,12 @@ mod tests {
         let b = parse(&["transaction.max.records=3", "transaction.max.bytes=2MiB"]).unwrap();
         assert_eq!(b, TxnBounds { max_records: 3, max_bytes: 2 << 20 });
         assert!(b.reached(3, 0) && b.reached(0, 2 << 20) && !b.reached(2, 10));
-        for bad in ["transaction.max.records=0", "transaction.max.records=x", "transaction.max.bytes=0", "transaction.max.bytes=lots"]
-        {
+        for bad in [
+            "transaction.max.records=0",
+            "transaction.max.records=x",
+            "transaction.max.bytes=0",
+            "transaction.max.bytes=lots",
+        ] {
             let e = parse(&[bad]).unwrap_err();
             let option = bad.split('=').next().unwrap_or_default();
             assert!(e.to_string().contains(option), "{bad}: {e}");

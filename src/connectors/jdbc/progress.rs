@@ -272,10 +272,7 @@ mod tests {
     fn an_expected_row_goes_ahead_a_done_commit_is_skipped_and_another_writer_is_fenced() {
         let t = table();
         assert_eq!(check_stored(&t, &row(Some(5)), &Stored::Absent, &Stored::Absent).unwrap(), None);
-        assert_eq!(
-            check_stored(&t, &row(Some(5)), &Stored::At(Some(3), 0), &Stored::At(Some(3), 0)).unwrap(),
-            None
-        );
+        assert_eq!(check_stored(&t, &row(Some(5)), &Stored::At(Some(3), 0), &Stored::At(Some(3), 0)).unwrap(), None);
         assert_eq!(
             check_stored(&t, &row(Some(5)), &Stored::At(Some(3), 0), &Stored::At(Some(5), 0)).unwrap(),
             Some(false)

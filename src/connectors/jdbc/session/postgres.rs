@@ -214,7 +214,8 @@ impl PgConn {
         match self.client.batch_execute(&sql).await {
             Ok(()) => {}
             // Two workers creating it at once: one wins, the other sees a duplicate type.
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || e.code() == Some(&SqlState::DUPLICATE_TABLE) => {}
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || e.code() == Some(&SqlState::DUPLICATE_TABLE) => {
+            }
             Err(e) => return Err(classify(e, &what())),
         }
         let has = self
@@ -321,8 +322,9 @@ impl PgConn {
             .query(&lock, &[&t.progress.sink, &t.progress.target, &gen, &worker])
             .await
             .map_err(|e| classify(e, "locking the progress row"))?;
-        let unreadable =
-            |e: tokio_postgres::Error| Error::new(ErrorKind::Resume, format!("reading {}.{}: {e}", t.schema, t.progress.table));
+        let unreadable = |e: tokio_postgres::Error| {
+            Error::new(ErrorKind::Resume, format!("reading {}.{}: {e}", t.schema, t.progress.table))
+        };
         let stored = match rows.first() {
             None => Stored::Absent,
             Some(r) => Stored::At(
@@ -339,7 +341,10 @@ impl PgConn {
             (progress.peers as i32, progress.base.map(|v| v.to_string()), progress.frontier.map(|v| v.to_string()));
         let partial = i64::try_from(progress.partial).unwrap_or(i64::MAX);
         self.client
-            .execute(&upsert, &[&t.progress.sink, &t.progress.target, &gen, &worker, &peers, &base, &frontier, &partial])
+            .execute(
+                &upsert,
+                &[&t.progress.sink, &t.progress.target, &gen, &worker, &peers, &base, &frontier, &partial],
+            )
             .await
             .map_err(|e| classify(e, "recording the sink's progress"))?;
         Ok(true)
