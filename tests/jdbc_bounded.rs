@@ -284,7 +284,7 @@ fn crash_inside_a_time(db: Db, append: bool) {
     let p = progress(db, &table);
     let partial = p[0].2;
     assert_eq!(p[0].1, Some(1), "{p:?}");
-    assert!(partial >= 100 && partial < 200, "several early commits inside time 1: {p:?}");
+    assert!((100..200).contains(&partial), "several early commits inside time 1: {p:?}");
     // What the table holds: time 0, then the first `partial` changes of time 1.
     let mut state: BTreeMap<u32, Row> = state_before(&history, 1);
     let mut appended: Vec<Row> = state.values().cloned().collect();
