@@ -338,11 +338,9 @@ fn mysql_crash_inside_a_time_resumes_exactly() {
     crash_inside_a_time(Db::My, true);
 }
 
-/// A progress table made before the `partial` column existed (with a row of this sink) is
-/// taken over: the column is added, the old row reads as a whole time, and commits go on.
-fn old_progress_table_is_migrated(db: Db) {
-    let table = create_table(db, "bt_mig", true);
-    let old = match db {
+/// The progress table `<table>_p` as versions before the `partial` column made it.
+fn create_old_progress_table(db: Db, table: &str) {
+    db.exec(&match db {
         Db::Pg => format!(
             "CREATE TABLE {table}_p (sink_name text NOT NULL, target text NOT NULL, generation bigint NOT NULL, \
              worker integer NOT NULL, peers integer NOT NULL, base numeric(20,0), frontier numeric(20,0), \
@@ -354,8 +352,14 @@ fn old_progress_table_is_migrated(db: Db) {
              frontier DECIMAL(20,0) NULL, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
              PRIMARY KEY (sink_name, target, generation, worker)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
         ),
-    };
-    db.exec(&old);
+    });
+}
+
+/// A progress table made before the `partial` column existed (with a row of this sink) is
+/// taken over: the column is added, the old row reads as a whole time, and commits go on.
+fn old_progress_table_is_migrated(db: Db) {
+    let table = create_table(db, "bt_mig", true);
+    create_old_progress_table(db, &table);
     // The target is recorded as `schema.table`: PostgreSQL's `public`, MySQL's database.
     let target = match db {
         Db::Pg => format!("'public.{table}'"),
@@ -444,10 +448,33 @@ fn mysql_worker_count_change_waits_for_whole_times() {
     worker_count_change_waits_for_whole_times(Db::My);
 }
 
-/// Through the sink operator on 2 workers, with large times and a bound of 8 rows: the upsert
-/// table equals the reference.
+/// Through the sink operator on 2 workers, with large times and a bound of 8 rows, into a
+/// progress table of the earlier format (both workers add the column at once): the upsert table
+/// equals the reference, and a trigger's log of the progress-row writes shows one frontier
+/// written several times by a worker — commits inside a time.
 fn operator_with_tiny_bound_equals_the_reference(db: Db) {
     let table = create_table(db, "bt_op", false);
+    create_old_progress_table(db, &table);
+    db.exec(&format!("CREATE TABLE {table}_log (worker integer, frontier bigint)"));
+    match db {
+        Db::Pg => {
+            db.exec(&format!(
+                "CREATE FUNCTION {table}_f() RETURNS trigger AS $$ BEGIN \
+                 INSERT INTO {table}_log VALUES (NEW.worker, NEW.frontier); RETURN NEW; END $$ LANGUAGE plpgsql"
+            ));
+            db.exec(&format!(
+                "CREATE TRIGGER {table}_t AFTER INSERT OR UPDATE ON {table}_p FOR EACH ROW EXECUTE FUNCTION {table}_f()"
+            ));
+        }
+        Db::My => {
+            for (name, event) in [("ti", "INSERT"), ("tu", "UPDATE")] {
+                db.exec(&format!(
+                    "CREATE TRIGGER {table}_{name} AFTER {event} ON {table}_p FOR EACH ROW \
+                     INSERT INTO {table}_log VALUES (NEW.worker, NEW.frontier)"
+                ));
+            }
+        }
+    }
     let history = keyed_history(41, 400, 4, 300);
     let (_, spec) = spec(db, &table, false, 8);
     let err = drive::Drive::new(2).run_many(&history, &[spec]).first();
@@ -455,8 +482,20 @@ fn operator_with_tiny_bound_equals_the_reference(db: Db) {
     let want: Vec<Row> = state_before(&history, u64::MAX).into_values().collect();
     assert_eq!(db.rows(&table), want);
     assert!(progress(db, &table).iter().all(|r| r.1.is_none() && r.2 == 0), "{:?}", progress(db, &table));
+    let writes = db.ints(&format!(
+        "SELECT worker, frontier, count(*) FROM {table}_log WHERE frontier IS NOT NULL GROUP BY worker, frontier"
+    ));
+    assert!(
+        writes.iter().any(|r| r[2].unwrap() >= 3),
+        "some time committed in several transactions by one worker: (worker, frontier, writes) {writes:?}"
+    );
+    if db == Db::Pg {
+        db.exec(&format!("DROP TABLE {table}_p; DROP FUNCTION {table}_f()"));
+    } else {
+        db.exec(&format!("DROP TABLE {table}_p"));
+    }
     db.exec(&format!("DROP TABLE {table}"));
-    db.exec(&format!("DROP TABLE {table}_p"));
+    db.exec(&format!("DROP TABLE {table}_log"));
 }
 
 #[test]
