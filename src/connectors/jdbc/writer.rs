@@ -253,18 +253,23 @@ impl<V: Serialize + 'static> JdbcWriter<V> {
         let skipped = usize::try_from(self.skip_left).unwrap_or(usize::MAX).min(changes.len());
         self.skip_left -= skipped as u64;
         self.cur_count += skipped as u64;
-        for i in skipped..changes.len() {
-            if self.full() {
-                // Every earlier time, and `cur_count` changes of this one, are staged or in.
-                self.commit_u64(Some(time), self.cur_count)?;
+        let mut staged = 0;
+        let r = (|| {
+            for i in skipped..changes.len() {
+                if self.full() {
+                    // Every earlier time, and `cur_count` changes of this one, are staged or in.
+                    self.commit_u64(Some(time), self.cur_count)?;
+                }
+                let encoder = self.encoder.as_mut().ok_or_else(before_resume)?;
+                let before = self.batch.rows.len();
+                encoder.encode(time, &changes[i..=i], &mut self.batch)?;
+                self.cur_count += 1;
+                staged += self.batch.rows.len().saturating_sub(before) as u64;
             }
-            let encoder = self.encoder.as_mut().ok_or_else(before_resume)?;
-            let before = self.batch.rows.len();
-            encoder.encode(time, &changes[i..=i], &mut self.batch)?;
-            self.cur_count += 1;
-            self.metrics.records_out(self.batch.rows.len().saturating_sub(before) as u64);
-        }
-        Ok(())
+            Ok(())
+        })();
+        self.metrics.records_out(staged);
+        r
     }
 }
 
