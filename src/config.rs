@@ -128,7 +128,8 @@ impl SinkSpec {
         }
         commit.max_changes = opts.take_parsed::<u64>("commit.max_changes", "a count of changes")?;
         let write_chunk = opts.take_parsed::<usize>("write.chunk_changes", "a count of changes")?;
-        let buffer_max = opts.take("buffer.max.bytes").map(|v| parse_bytes("buffer.max.bytes", &v)).transpose()?;
+        let buffer_max =
+            opts.take("buffer.max.bytes").map(|v| crate::options::parse_bytes("buffer.max.bytes", &v)).transpose()?;
         let spill_dir = opts.take("buffer.spill.dir");
         let connector = ConnectorConfig::from_options(&connector_name, &mut opts)?;
         opts.finish(&connector_name)?;
@@ -312,23 +313,6 @@ impl SinkSpecBuilder {
         s.connector.validate(&s.settings)?;
         Ok(s)
     }
-}
-
-/// Parses a byte count: digits, optionally followed by `KiB`, `MiB` or `GiB` (or `k`, `m`, `g`).
-fn parse_bytes(option: &str, value: &str) -> Result<usize> {
-    let v = value.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, unit) = v.split_at(split);
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" | "kb" => 10,
-        "m" | "mib" | "mb" => 20,
-        "g" | "gib" | "gb" => 30,
-        _ => 64,
-    };
-    digits.parse::<usize>().ok().filter(|_| shift < 64).and_then(|n| n.checked_mul(1usize << shift.min(63))).ok_or_else(
-        || Error::config(format!("option `{option}` = `{value}`: give a number of bytes, like 268435456 or 256MiB")),
-    )
 }
 
 /// Refuses a spill directory that cannot be created or written, at sink creation.

@@ -282,6 +282,23 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Parses a byte count: digits, optionally followed by `KiB`, `MiB` or `GiB` (or `k`, `m`, `g`).
+pub fn parse_bytes(option: &str, value: &str) -> Result<usize> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        _ => 64,
+    };
+    digits.parse::<usize>().ok().filter(|_| shift < 64).and_then(|n| n.checked_mul(1usize << shift.min(63))).ok_or_else(
+        || Error::config(format!("option `{option}` = `{value}`: give a number of bytes, like 268435456 or 256MiB")),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

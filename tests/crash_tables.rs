@@ -9,7 +9,8 @@
 //! sub-multiset of the inserts, and every insert once at the end.
 //!
 //! Targets: PostgreSQL and MariaDB through `jdbc` (upsert and append-only, one transaction per
-//! commit holding the rows and the progress row: exactly-once), ClickHouse (upsert onto a
+//! commit holding the rows and the progress row: exactly-once; and with transactions bounded at
+//! 20 rows, so the large first time is committed in parts and restarts resume inside it), ClickHouse (upsert onto a
 //! ReplacingMergeTree read with `FINAL`: exactly-once in effect), Elasticsearch / OpenSearch
 //! (upsert with external versions: idempotent), Cassandra (the CQL protocol double of
 //! `tests/cql_double`, in this process, reached by the child over TCP on 127.0.0.1; write
@@ -186,6 +187,10 @@ impl Db {
 }
 
 fn jdbc(db: Db, name: &str, append: bool, seed: u64) {
+    jdbc_with(db, name, append, seed, &[]);
+}
+
+fn jdbc_with(db: Db, name: &str, append: bool, seed: u64, extra: &[&str]) {
     let table = unique_name(name, '_');
     let key = if append { "NOT NULL" } else { "PRIMARY KEY" };
     db.exec(&format!("CREATE TABLE {table} (k integer {key}, v integer NOT NULL, s {} NOT NULL)", db.text()));
@@ -200,6 +205,7 @@ fn jdbc(db: Db, name: &str, append: bool, seed: u64) {
     } else {
         opts.extend(["type=upsert".into(), "primary_key=k".into()]);
     }
+    opts.extend(extra.iter().map(|o| o.to_string()));
     let read = || {
         let rows = db.rows(&table);
         if append {
@@ -230,6 +236,30 @@ fn mariadb_upsert_killed_at_every_crash_point_ends_exact() {
 #[test]
 fn mariadb_append_only_killed_at_every_crash_point_writes_each_row_once() {
     jdbc(Db::My, "crash_my_append", true, 14);
+}
+
+/// Transactions bounded at 20 rows: the large first time is committed in parts, and a crash
+/// inside it (at `write` or inside an early commit) resumes from a partial commit.
+const BOUNDED: &[&str] = &["transaction.max.records=20"];
+
+#[test]
+fn postgres_bounded_upsert_killed_at_every_crash_point_ends_exact() {
+    jdbc_with(Db::Pg, "crash_pg_bupsert", false, 15, BOUNDED);
+}
+
+#[test]
+fn postgres_bounded_append_only_killed_at_every_crash_point_writes_each_row_once() {
+    jdbc_with(Db::Pg, "crash_pg_bappend", true, 16, BOUNDED);
+}
+
+#[test]
+fn mariadb_bounded_upsert_killed_at_every_crash_point_ends_exact() {
+    jdbc_with(Db::My, "crash_my_bupsert", false, 17, BOUNDED);
+}
+
+#[test]
+fn mariadb_bounded_append_only_killed_at_every_crash_point_writes_each_row_once() {
+    jdbc_with(Db::My, "crash_my_bappend", true, 18, BOUNDED);
 }
 
 // ---------------------------------------------------------------------------------------------

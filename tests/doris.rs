@@ -14,13 +14,14 @@ mod drive;
 
 use common::{keyed_history, state_before, Row};
 use differential_sinks::connectors::doris::DorisConfig;
-use differential_sinks::{Options, SinkSpec};
+use differential_sinks::{CommitPolicy, Options, SinkSpec};
 use doris_double::http_server::{respond, serve};
 use doris_double::DorisDouble;
-use drive::run;
+use drive::{run, Drive, Pace};
 use std::net::TcpListener;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn spec(d: &DorisDouble, sink: &str) -> SinkSpec {
     spec_into(d, sink, "orders")
@@ -75,6 +76,56 @@ fn labels_are_deterministic_and_a_replay_is_a_no_op() {
     assert!(second.iter().all(|l| l.1 == "Label Already Exists"), "{second:?}");
     drop(st);
     assert_eq!(d.table("orders"), table);
+}
+
+/// `start_end` of a label (`…_w<worker>_<start>_<end>`).
+fn places(label: &str) -> (String, String) {
+    let tail = &label[label.find("_w0_").expect("worker 0") + 4..];
+    let (a, b) = tail.split_once('_').expect("two places");
+    (a.to_string(), b.to_string())
+}
+
+/// A commit larger than `doris.load.max.bytes` is loaded in parts as the changes arrive: each
+/// body at most the bound, several parts with places inside a time (`<t>p<n>`), every part
+/// starting where the one before ended. A replay of the same commits repeats every label and
+/// loads nothing again, and the table equals the reference throughout.
+#[test]
+fn a_large_commit_is_loaded_in_bounded_parts_and_replays_load_nothing_twice() {
+    let d = DorisDouble::start(&["k", "v", "s"]);
+    let history = keyed_history(21, 400, 3, 300);
+    let bound = 2_000;
+    let c = DorisConfig::new(&d.fe, "demo", "big").credentials("root", "secret").load_max_bytes(bound);
+    let s = SinkSpec::builder("big", c)
+        .upsert()
+        .primary_key(["k"])
+        .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
+        .build()
+        .unwrap();
+    // Each time committed on its own, so the replay commits at the same frontiers.
+    let run = |h: &[(Row, u64, isize)], s: &SinkSpec| Drive::new(1).pace(Pace::Commit(1)).run(h, s).first_message();
+    assert_eq!(run(&history, &s), None);
+    assert_eq!(d.table("big"), state_before(&history, u64::MAX));
+    let (labels, sizes): (Vec<String>, Vec<usize>) = d.state.lock().unwrap().bodies.iter().cloned().unzip();
+    assert!(sizes.iter().all(|n| *n as u64 <= bound), "every body within the bound: {sizes:?}");
+    let cut: Vec<&String> = labels.iter().filter(|l| places(l).1.contains('p')).collect();
+    assert!(cut.len() >= 10, "commits split into many parts: {labels:?}");
+    for pair in labels.windows(2) {
+        assert_eq!(places(&pair[0]).1, places(&pair[1]).0, "each part starts where the last ended: {pair:?}");
+    }
+    {
+        let st = d.state.lock().unwrap();
+        assert!(st.loads.iter().all(|(_, s)| s == "Success"), "{:?}", st.loads);
+        assert!(st.stale.is_empty(), "{:?}", st.stale);
+    }
+    let table = d.table("big");
+    assert_eq!(run(&history, &s), None);
+    let st = d.state.lock().unwrap();
+    let again: Vec<&(String, String)> = st.loads[labels.len()..].iter().collect();
+    assert_eq!(again.iter().map(|l| l.0.clone()).collect::<Vec<_>>(), labels, "the same parts, the same labels");
+    assert!(again.iter().all(|l| l.1 == "Label Already Exists"), "{again:?}");
+    assert!(st.stale.is_empty(), "{:?}", st.stale);
+    drop(st);
+    assert_eq!(d.table("big"), table);
 }
 
 #[test]

@@ -33,6 +33,8 @@ use crate::row::Row;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{SinkTime, WorkerContext};
 
+#[cfg(any(feature = "kafka", feature = "jdbc"))]
+pub mod bounds;
 #[cfg(feature = "cassandra")]
 pub mod cassandra;
 #[cfg(feature = "clickhouse")]

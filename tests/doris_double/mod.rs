@@ -17,7 +17,7 @@
 //! transactions of more than one request, group commit.
 //!
 //! **Checks beyond Doris.** The double counts the frontend's and the backend's requests, records
-//! `(label, status)` of every load, and checks every load it applies: rows carry a column `v`
+//! `(label, status)` and `(label, body size)` of every load, and checks every load it applies: rows carry a column `v`
 //! that grows through a key's history (as in `common::keyed_history` and `common::crash::history`),
 //! so a row or delete taking a key back to an older `v` than one applied before (a replayed load
 //! applied again instead of refused by its label) is recorded in [`State::stale`], even when a
@@ -50,6 +50,8 @@ pub struct State {
     pub tables: BTreeMap<String, BTreeMap<u32, serde_json::Value>>,
     /// (label, answer status) of every load the backend answered, in order.
     pub loads: Vec<(String, String)>,
+    /// (label, body bytes) of every load past the credential check, in order.
+    pub bodies: Vec<(String, usize)>,
     /// The `partial_columns` header of every load past the credential check, in order.
     pub partial_columns: Vec<Option<String>>,
     pub frontend_hits: usize,
@@ -97,6 +99,7 @@ impl DorisDouble {
             }
             st.partial_columns.push(req.headers.get("partial_columns").cloned());
             let label = req.headers.get("label").cloned().unwrap_or_default();
+            st.bodies.push((label.clone(), req.body.len()));
             // /api/{db}/{table}/_stream_load
             let parts: Vec<&str> = req.path.split('/').collect();
             let (db, table) = (parts[2].to_string(), parts[3].to_string());

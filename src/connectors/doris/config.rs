@@ -2,7 +2,7 @@
 //! timeouts, parsed and checked on their own (the checks against the sink are in `table.rs`).
 
 use crate::connectors::http::{base_url, Secret};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::options::{Alias, Options};
 use crate::secret::split_userinfo;
 use std::time::Duration;
@@ -29,7 +29,12 @@ pub struct DorisConfig {
     pub partial_update: bool,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// The largest Stream Load body: a commit's body past it is sent in parts.
+    pub load_max_bytes: u64,
 }
+
+/// The default of `doris.load.max.bytes`: 64 MiB.
+pub const DEFAULT_LOAD_MAX_BYTES: u64 = 64 << 20;
 
 impl DorisConfig {
     /// Loads into `database.table` through the frontend at `url`. Credentials in the URL
@@ -45,7 +50,13 @@ impl DorisConfig {
             table: table.into(),
             partial_update: false,
             timeout: Duration::from_secs(600),
+            load_max_bytes: DEFAULT_LOAD_MAX_BYTES,
         }
+    }
+    /// The largest Stream Load body (at least 1 byte): a commit's body past it is sent in parts.
+    pub fn load_max_bytes(mut self, bytes: u64) -> Self {
+        self.load_max_bytes = bytes.max(1);
+        self
     }
     /// Credentials.
     pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
@@ -69,6 +80,16 @@ impl DorisConfig {
         c.partial_update = opts.take_bool("doris.partial_update")?.unwrap_or(false);
         if let Some(ms) = opts.take_parsed::<u64>("doris.timeout.ms", "milliseconds")? {
             c.timeout = Duration::from_millis(ms.max(1));
+        }
+        if let Some(v) = opts.take("doris.load.max.bytes") {
+            let n = crate::options::parse_bytes("doris.load.max.bytes", &v)? as u64;
+            if n == 0 {
+                return Err(Error::config(
+                    "option `doris.load.max.bytes` = 0: a load needs room for at least one row; give a positive \
+                     size such as 64MiB (the default)",
+                ));
+            }
+            c.load_max_bytes = n;
         }
         Ok(c)
     }
@@ -97,5 +118,16 @@ mod tests {
         assert!(e.contains("`doris.partial_update`") && e.contains("`doris.partial_column`"), "{e}");
         let e = parse(&["doris.username=ann", "doris.user=bob"]).unwrap_err().to_string();
         assert!(e.contains("`doris.user`") && e.contains("`doris.username`"), "{e}");
+    }
+
+    #[test]
+    fn load_size_is_bounded_by_a_positive_size() {
+        assert_eq!(parse(&[]).unwrap().load_max_bytes, DEFAULT_LOAD_MAX_BYTES);
+        assert_eq!(parse(&["doris.load.max.bytes=16MiB"]).unwrap().load_max_bytes, 16 << 20);
+        assert_eq!(parse(&["doris.load.max.bytes=1000"]).unwrap().load_max_bytes, 1000);
+        for bad in ["doris.load.max.bytes=0", "doris.load.max.bytes=big", "doris.load.max.bytes=-5"] {
+            let e = parse(&[bad]).unwrap_err().to_string();
+            assert!(e.contains("doris.load.max.bytes"), "{bad}: {e}");
+        }
     }
 }

@@ -3,15 +3,29 @@
 //! ```text
 //!  changes of the times in [lo, upper) ──► JSON lines; on unique-key tables each line carries
 //!        │                                 "__DORIS_DELETE_SIGN__": 0 (upsert) or 1 (delete)
-//!        ▼ commit(upper)
-//!  PUT <fe>/api/<db>/<table>/_stream_load      label: dsink_<sink>_<scope>_g<generation>_w<worker>_<lo>_<upper>
+//!        ▼ commit(upper), or from write when the body would pass doris.load.max.bytes
+//!  PUT <fe>/api/<db>/<table>/_stream_load      label: dsink_<sink>_<scope>_g<generation>_w<worker>_<start>_<end>
 //!        │  307 Temporary Redirect → PUT <be>/… again, with the same credentials, headers and body
 //!        ▼
 //!  {"Status": "Success" | "Publish Timeout" | "Label Already Exists" | "Fail", "Message": …,
 //!   "NumberLoadedRows": …, "ErrorURL": …}
 //! ```
 //!
-//! One load per commit and worker: a load is atomic in Doris, so a commit is all or nothing.
+//! One load per commit and worker while the commit's body fits `doris.load.max.bytes` (default
+//! 64 MiB): a load is atomic in Doris, so such a commit is all or nothing. A larger commit is
+//! split, so that no body holds a whole commit (or a whole time) in memory: the writer encodes
+//! each change as it arrives, and when a change would take the body past the bound, the body
+//! before it is loaded at once (from `write`) and the change starts the next part; the last part
+//! is loaded at `commit`. A part is larger than the bound only when one row alone is. **A split
+//! commit is not atomic in Doris**: its parts become visible one by one, and readers can see a
+//! commit half applied until its last part is in.
+//!
+//! Each load's label names where its changes start and end: `<lo>_<upper>` (the commit's
+//! frontiers) for a whole commit, the label it always had; a place inside a time `t` is written
+//! `<t>p<n>` (after the first `n` changes of `t`, whose order is deterministic), so the parts of
+//! the commit `[5, 9)` split twice are `…_5_7p120`, `…_7p120_8p40`, `…_8p40_9`. Labels stay within
+//! Doris's 128 characters: when the places are too long to spell out, a 64-bit digest of them
+//! stands in.
 //! Upserts need a unique-key table (`UNIQUE KEY` = the sink's `primary_key`); the sink sends the
 //! hidden column `__DORIS_DELETE_SIGN__` (header `hidden_columns`) to delete. With
 //! `doris.partial_update = true` it sends `partial_columns: true`, so a row updates only the
@@ -19,8 +33,8 @@
 //!
 //! # Delivery guarantee
 //!
-//! Each load's label is derived from (sink, target table, generation, worker, the frontier it
-//! starts at, the frontier it commits), so the same commit always carries the same label, and
+//! Each load's label is derived from (sink, target table, generation, worker, the place it
+//! starts at, the place it ends at), so the same commit (or part) always carries the same label, and
 //! two sinks of one name into two tables of one database (Doris keeps labels per database)
 //! never share one. Doris keeps labels
 //! (for `label_keep_max_second`, three days by default) and refuses a second load under one as
@@ -37,7 +51,11 @@
 //! # Restarts
 //!
 //! A restarted worker starts from the beginning of its input (there is no progress record to read
-//! back); the loads it repeats are refused by their labels, as above.
+//! back); the loads it repeats are refused by their labels, as above. This holds for the parts
+//! of a split commit too: a replay with the same commit frontiers cuts the same parts (the same
+//! changes in the same order, encoded to the same bytes), so every part loaded before the crash
+//! is refused by its label and the parts after it are loaded. A commit cut off by a crash after
+//! some of its parts were loaded shows those parts until the replay loads the rest.
 //!
 //! # Files
 //!
@@ -57,6 +75,7 @@
 //! | `doris.user` (RisingWave: `doris.username`), `doris.password` | credentials (default user `root`; the password is never logged) |
 //! | `doris.partial_update` (RisingWave: `doris.partial_column`) | `true` to update only the columns the rows have (`partial_columns: true` on every Stream Load) |
 //! | `doris.timeout.ms` | per-request timeout (default 600 000) |
+//! | `doris.load.max.bytes` | the largest Stream Load body, bytes or with a `KiB`/`MiB`/`GiB` suffix (default 64 MiB); a larger commit is loaded in parts (see above). 0 is refused |
 
 mod config;
 mod encoder;
@@ -68,7 +87,7 @@ mod writer;
 pub use config::DorisConfig;
 pub use encoder::{DorisEncoder, LoadBody};
 pub use load::{interpret, LoadStatus};
-pub use progress::label;
+pub use progress::{label, part_label, Position};
 pub use table::DELETE_SIGN;
 pub use writer::DorisWriter;
 

@@ -1,7 +1,7 @@
 //! The rows a JDBC writer holds until its commit: text cells per written column, and per row
 //! what to do with it. An upsert sink keeps only each key's last change of the commit; the
 //! commit applies deletes first, then updates of keys the table held, then inserts of keys new
-//! to the collection.
+//! to the collection. [`Batch::staged_bytes`] is what the writer's transaction bound counts.
 
 use super::encode::Cells;
 use crate::key::Key;
@@ -41,6 +41,8 @@ pub struct Batch {
     /// Rows in arrival order (a key's later change replaces its earlier one in place).
     pub rows: Vec<PendingRow>,
     index: HashMap<Key, usize>,
+    /// Bytes of the keys held (rows and index).
+    key_bytes: usize,
 }
 
 impl Batch {
@@ -48,7 +50,9 @@ impl Batch {
     /// replaces the key's earlier change in place, keeping whether the key was `fresh` as its
     /// first change in the commit said.
     pub fn record(&mut self, key: &Key, op: RowOp, first: u32, fresh: bool) {
+        let key_len = key.bytes().map_or(0, <[u8]>::len);
         if op == RowOp::Append {
+            self.key_bytes += key_len;
             self.rows.push(PendingRow { op, key: key.clone(), first, fresh: false });
             return;
         }
@@ -58,10 +62,22 @@ impl Batch {
                 self.rows[i].first = first;
             }
             None => {
+                self.key_bytes += 2 * key_len;
                 self.index.insert(key.clone(), self.rows.len());
                 self.rows.push(PendingRow { op, key: key.clone(), first, fresh });
             }
         }
+    }
+
+    /// About how many bytes the batch holds: cell text and ranges, rows, keys and the key
+    /// index. A replaced change's cells stay until the commit, so they count too.
+    pub fn staged_bytes(&self) -> u64 {
+        let index = self.index.len() * (std::mem::size_of::<Key>() + std::mem::size_of::<usize>());
+        (self.cells.text.len()
+            + self.cells.ranges.len() * std::mem::size_of::<(u32, u32)>()
+            + self.rows.len() * std::mem::size_of::<PendingRow>()
+            + index
+            + self.key_bytes) as u64
     }
 
     /// The index its next row's first cell will have.
@@ -96,6 +112,7 @@ impl Batch {
         self.cells.clear();
         self.rows.clear();
         self.index.clear();
+        self.key_bytes = 0;
     }
 
     /// A batch of the single row `i` of `self`, for the row-by-row search.

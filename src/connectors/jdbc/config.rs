@@ -1,6 +1,7 @@
 //! Options of the database connector: the connection URL (password kept out of every printout),
 //! the target table, batching, timeouts, retries and TLS.
 
+use crate::connectors::bounds::TxnBounds;
 use crate::delivery::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::options::{Alias, Options};
@@ -114,6 +115,9 @@ pub struct JdbcConfig {
     pub transaction_timeout: Duration,
     /// Retries of connection losses, deadlocks and serialization failures.
     pub retry: RetryPolicy,
+    /// When a transaction is committed early, inside a time (`transaction.max.records`,
+    /// `transaction.max.bytes`: staged rows and their staged bytes).
+    pub transaction: TxnBounds,
     /// PostgreSQL upsert path.
     pub pg_upsert: PgUpsertMethod,
     /// TLS.
@@ -127,6 +131,9 @@ pub struct JdbcConfig {
     pub tls_client_key: Option<PathBuf>,
 }
 
+/// The default bounds of one transaction: a million staged rows or 64 MiB of staged bytes.
+pub const DEFAULT_TRANSACTION: TxnBounds = TxnBounds { max_records: 1_000_000, max_bytes: 64 << 20 };
+
 impl fmt::Debug for JdbcConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JdbcConfig")
@@ -138,6 +145,7 @@ impl fmt::Debug for JdbcConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("transaction_timeout", &self.transaction_timeout)
             .field("retry", &self.retry)
+            .field("transaction", &self.transaction)
             .field("pg_upsert", &self.pg_upsert)
             .field("tls", &self.tls)
             .field("tls_root_cert", &self.tls_root_cert)
@@ -208,6 +216,7 @@ impl JdbcConfig {
             connect_timeout: Duration::from_secs(10),
             transaction_timeout: Duration::from_secs(300),
             retry: RetryPolicy::default(),
+            transaction: DEFAULT_TRANSACTION,
             pg_upsert: PgUpsertMethod::Unnest,
             tls: TlsMode::Disable,
             tls_root_cert: None,
@@ -379,6 +388,13 @@ impl JdbcConfig {
         self
     }
 
+    /// Sets the bounds of one transaction: it is committed early, inside a time, once it holds
+    /// `rows` staged rows or `bytes` staged bytes (each at least 1).
+    pub fn max_transaction(mut self, rows: u64, bytes: u64) -> Self {
+        self.transaction = TxnBounds { max_records: rows.max(1), max_bytes: bytes.max(1) };
+        self
+    }
+
     /// Sets the retry policy.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -449,6 +465,7 @@ impl JdbcConfig {
         if let Some(v) = ms(opts, "jdbc.retry.deadline.ms")? {
             c.retry.deadline = Duration::from_millis(v);
         }
+        c.transaction = TxnBounds::parse(opts, c.transaction)?;
         if let Some(m) = opts.take("jdbc.ssl.mode") {
             c.tls = parse_tls(&m, "jdbc.ssl.mode")?;
         }

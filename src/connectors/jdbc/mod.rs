@@ -10,11 +10,12 @@
 //!     │ write(t, changes)      JdbcEncoder: rows → text cells; upsert: keep the last change per key
 //!     ▼
 //!  batch of the commit  ──commit(upper)──►  BEGIN
-//!                                           SELECT progress row FOR UPDATE   (fencing check)
-//!                                           DELETE the deleted keys
-//!                                           upsert / append the rows
-//!                                           upsert the progress row (sink, table, generation, worker → upper)
-//!                                           COMMIT
+//!     │                                     SELECT progress row FOR UPDATE   (fencing check)
+//!     │                                     DELETE the deleted keys
+//!     │                                     upsert / append the rows
+//!     │                                     upsert the progress row (sink, table, generation, worker → upper, partial 0)
+//!     │                                     COMMIT
+//!     └─ full (transaction.max.records / .bytes) inside time t ──► the same transaction, recording (t, partial = n)
 //! ```
 //!
 //! # Creation: the table and RisingWave's primary-key rules
@@ -64,14 +65,38 @@
 //!
 //! Each worker's commit is one database transaction that holds its rows and its progress row in
 //! the progress table (`jdbc.progress.table`, default `dsink_progress`, created in the target's
-//! schema): `(sink_name, target, generation, worker) → (peers, base, frontier)`, a
-//! [`WorkerProgress`](differential_sinks_operators::WorkerProgress). On start, every record of the
-//! sink and table is read back and
+//! schema): `(sink_name, target, generation, worker) → (peers, base, frontier, partial)`, a
+//! [`WorkerProgress`](differential_sinks_operators::WorkerProgress) and a count. On start, every
+//! record of the sink and table is read back and
 //! [`resolve_resume`](differential_sinks_operators::resolve_resume) says where this worker
 //! resumes (including restarts with another worker count); the operator drops every update before
 //! that frontier. Rows written but not committed were never sent (a batch waits in memory until
-//! its commit), and a transaction cut off by a crash is rolled back by the server, so each change
-//! is applied once.
+//! its transaction), and a transaction cut off by a crash is rolled back by the server, so each
+//! change is applied once.
+//!
+//! ## Bounded transactions
+//!
+//! A commit may hold a time of millions of changes (a snapshot). So that neither the writer's
+//! memory nor a transaction grows with it, the staged batch is committed early once it holds
+//! `transaction.max.records` rows or `transaction.max.bytes` bytes of staged cells, rows and keys
+//! ([`Batch::staged_bytes`]; defaults 1 000 000 rows, 64 MiB). An early commit inside time `t` is
+//! an ordinary transaction — the rows so far and the progress row — recording frontier `t`
+//! (every earlier time is complete) with `partial = n`, the number of `t`'s changes handed to the
+//! writer so far, counted across the `write` calls of the time. A commit split this way is no
+//! longer one transaction: readers of the table see its parts as they are committed.
+//!
+//! The operator hands a time's changes over in a deterministic order (sorted by encoded key, cut
+//! into the same chunks whether spilled or not). So a restart from a record `(t, n)` gets all of
+//! `t` again, and the writer skips its first `n` changes before staging the rest: each change is
+//! still applied once, appends included. Keys move between workers when the worker count
+//! changes, so a restart with another count is refused (error kind `Resume`, saying to restart
+//! with the earlier count until the workers commit a whole time) while any worker's record of
+//! the latest generation has `partial > 0`.
+//!
+//! The progress table of an earlier version has no `partial` column: on start the writer adds it
+//! (`ALTER TABLE … ADD COLUMN partial … NOT NULL DEFAULT 0`, on PostgreSQL and MySQL alike; a
+//! second worker adding it at the same moment is fine), and the existing rows read as whole
+//! times.
 //!
 //! The commit locks the worker's progress row first (`SELECT … FOR UPDATE`) and compares it with
 //! what this writer last committed: if it holds the very frontier being committed, an earlier
@@ -83,7 +108,8 @@
 //! # Failures
 //!
 //! Connection losses, deadlocks, serialization failures, lock timeouts and transactions that
-//! exceed `jdbc.transaction.timeout.ms` are retried — the whole transaction, on a new session —
+//! exceed `jdbc.transaction.timeout.ms` are retried — the whole transaction (at most the
+//! transaction bounds' rows, which stay staged until it is in), on a new session —
 //! with capped exponential backoff and jitter until `jdbc.retry.deadline.ms`. A constraint
 //! violation or a value the column refuses stops the sink: the connector replays the commit's
 //! rows one by one in a transaction it rolls back, and reports the first refused row's key with
@@ -101,6 +127,8 @@
 //! | `jdbc.batch.size` | rows per statement |
 //! | `jdbc.postgres.upsert` | `unnest` (default) or `copy`: how updates reach PostgreSQL |
 //! | `jdbc.progress.table` | the progress table's name (default `dsink_progress`) |
+//! | `transaction.max.records` | commit early, inside a time, once this many rows are staged (default 1 000 000); see [Bounded transactions](#bounded-transactions) |
+//! | `transaction.max.bytes` | … or once the staged rows take this many bytes (default 64 MiB; a `KiB`/`MiB`/`GiB` suffix is accepted). Both bounds are positive: 0 is refused |
 //! | `jdbc.connect.timeout.ms` | connection timeout (default 10 000) |
 //! | `jdbc.transaction.timeout.ms` (RisingWave: `jdbc.query.timeout`, in seconds) | one commit attempt's limit (default 300 000). RisingWave bounds each statement; here the bound holds for all of a commit's statements together |
 //! | `jdbc.retry.initial.ms`, `jdbc.retry.max.ms`, `jdbc.retry.deadline.ms` | backoff (defaults 50, 5 000, 120 000) |

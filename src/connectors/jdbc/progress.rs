@@ -2,11 +2,14 @@
 //! in the progress table (`jdbc.progress.table`, in the target's schema), written in the same
 //! transaction as the rows it covers.
 //!
-//! A row holds `(peers, base, frontier)`, a [`WorkerProgress`]; `NULL` is the complete frontier.
-//! On resume every row of the sink and table is read back; on commit the worker's own row is
-//! locked and compared with what this writer last committed ([`check_stored`]), which tells a
-//! commit whose acknowledgement was lost from a second run of the same sink. The statements of
-//! both dialects are here; the sessions run them.
+//! A row holds `(peers, base, frontier, partial)`: a [`WorkerProgress`] (`NULL` is the complete
+//! frontier) and how many changes of the time at `frontier` are committed too (0 unless a
+//! transaction bound split that time). On resume every row of the sink and table is read back; on
+//! commit the worker's own row is locked and compared with what this writer last committed
+//! ([`check_stored`]), which tells a commit whose acknowledgement was lost from a second run of
+//! the same sink. A progress table made before `partial` existed gains the column on start
+//! ([`ProgressTable::partial_column_sql`]). The statements of both dialects are here; the
+//! sessions run them.
 
 use super::config::Dialect;
 use super::table::quote;
@@ -32,14 +35,14 @@ impl ProgressTable {
     }
 
     /// The statement that creates the table if it is missing: `(sink_name, target, generation,
-    /// worker)` → `(peers, base, frontier, updated_at)`.
+    /// worker)` → `(peers, base, frontier, partial, updated_at)`.
     pub fn create_sql(&self, dialect: Dialect) -> String {
         let (s, t) = self.quoted(dialect);
         match dialect {
             Dialect::Postgres => format!(
                 "CREATE TABLE IF NOT EXISTS {s}.{t} (\
                  sink_name text NOT NULL, target text NOT NULL, generation bigint NOT NULL, worker integer NOT NULL, \
-                 peers integer NOT NULL, base numeric(20,0), frontier numeric(20,0), \
+                 peers integer NOT NULL, base numeric(20,0), frontier numeric(20,0), partial bigint NOT NULL DEFAULT 0, \
                  updated_at timestamptz NOT NULL DEFAULT now(), \
                  PRIMARY KEY (sink_name, target, generation, worker))"
             ),
@@ -47,9 +50,35 @@ impl ProgressTable {
                 "CREATE TABLE IF NOT EXISTS {s}.{t} (\
                  sink_name VARCHAR(191) NOT NULL, target VARCHAR(191) NOT NULL, generation BIGINT NOT NULL, \
                  worker INT NOT NULL, peers INT NOT NULL, base DECIMAL(20,0) NULL, frontier DECIMAL(20,0) NULL, \
-                 updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+                 partial BIGINT NOT NULL DEFAULT 0, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
                  PRIMARY KEY (sink_name, target, generation, worker)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
             ),
+        }
+    }
+
+    /// The statement that tells whether the table has the `partial` column (parameters:
+    /// schema, table): a table made before the column existed lacks it.
+    pub fn has_partial_sql(&self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Postgres => {
+                "SELECT count(*) FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = $2 AND column_name = 'partial'"
+            }
+            Dialect::Mysql => {
+                "SELECT count(*) FROM information_schema.columns \
+                 WHERE table_schema = ? AND table_name = ? AND column_name = 'partial'"
+            }
+        }
+    }
+
+    /// The statement that adds the `partial` column to a table made before it existed; its
+    /// rows read 0 (no time split). Two workers adding it at once: the second fails with a
+    /// duplicate column, which the sessions take as done.
+    pub fn partial_column_sql(&self, dialect: Dialect) -> String {
+        let (s, t) = self.quoted(dialect);
+        match dialect {
+            Dialect::Postgres => format!("ALTER TABLE {s}.{t} ADD COLUMN partial bigint NOT NULL DEFAULT 0"),
+            Dialect::Mysql => format!("ALTER TABLE {s}.{t} ADD COLUMN partial BIGINT NOT NULL DEFAULT 0"),
         }
     }
 
@@ -59,44 +88,46 @@ impl ProgressTable {
         let (s, t) = self.quoted(dialect);
         match dialect {
             Dialect::Postgres => format!(
-                "SELECT generation, worker, peers, base::text, frontier::text FROM {s}.{t} WHERE sink_name = $1 AND target = $2"
+                "SELECT generation, worker, peers, base::text, frontier::text, partial FROM {s}.{t} WHERE sink_name = $1 AND target = $2"
             ),
             Dialect::Mysql => format!(
-                "SELECT generation, worker, peers, CAST(base AS CHAR), CAST(frontier AS CHAR) FROM {s}.{t} \
+                "SELECT generation, worker, peers, CAST(base AS CHAR), CAST(frontier AS CHAR), partial FROM {s}.{t} \
                  WHERE sink_name = ? AND target = ?"
             ),
         }
     }
 
     /// The statement that locks this worker's record of a generation for the commit and reads
-    /// its frontier (parameters: sink, target, generation, worker).
+    /// its frontier and partial count (parameters: sink, target, generation, worker).
     pub fn lock_sql(&self, dialect: Dialect) -> String {
         let (s, t) = self.quoted(dialect);
         match dialect {
             Dialect::Postgres => format!(
-                "SELECT frontier::text FROM {s}.{t} WHERE sink_name = $1 AND target = $2 AND generation = $3 AND worker = $4 FOR UPDATE"
+                "SELECT frontier::text, partial FROM {s}.{t} WHERE sink_name = $1 AND target = $2 AND generation = $3 AND worker = $4 FOR UPDATE"
             ),
             Dialect::Mysql => format!(
-                "SELECT CAST(frontier AS CHAR) FROM {s}.{t} WHERE sink_name = ? AND target = ? AND generation = ? AND worker = ? FOR UPDATE"
+                "SELECT CAST(frontier AS CHAR), partial FROM {s}.{t} WHERE sink_name = ? AND target = ? AND generation = ? AND worker = ? FOR UPDATE"
             ),
         }
     }
 
     /// The statement that inserts or replaces this worker's record (parameters: sink, target,
-    /// generation, worker, peers, base, frontier).
+    /// generation, worker, peers, base, frontier, partial).
     pub fn record_sql(&self, dialect: Dialect) -> String {
         let (s, t) = self.quoted(dialect);
         match dialect {
             Dialect::Postgres => format!(
-                "INSERT INTO {s}.{t} (sink_name, target, generation, worker, peers, base, frontier, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, ($6::text)::numeric, ($7::text)::numeric, now()) \
+                "INSERT INTO {s}.{t} (sink_name, target, generation, worker, peers, base, frontier, partial, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, ($6::text)::numeric, ($7::text)::numeric, $8, now()) \
                  ON CONFLICT (sink_name, target, generation, worker) DO UPDATE SET peers = EXCLUDED.peers, \
-                 base = EXCLUDED.base, frontier = EXCLUDED.frontier, updated_at = EXCLUDED.updated_at"
+                 base = EXCLUDED.base, frontier = EXCLUDED.frontier, partial = EXCLUDED.partial, \
+                 updated_at = EXCLUDED.updated_at"
             ),
             Dialect::Mysql => format!(
-                "INSERT INTO {s}.{t} (sink_name, target, generation, worker, peers, base, frontier, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE peers = VALUES(peers), \
-                 base = VALUES(base), frontier = VALUES(frontier), updated_at = VALUES(updated_at)"
+                "INSERT INTO {s}.{t} (sink_name, target, generation, worker, peers, base, frontier, partial, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE peers = VALUES(peers), \
+                 base = VALUES(base), frontier = VALUES(frontier), partial = VALUES(partial), \
+                 updated_at = VALUES(updated_at)"
             ),
         }
     }
@@ -115,6 +146,17 @@ pub struct ProgressRow {
     pub base: Option<u64>,
     /// The committed frontier (`None`: complete).
     pub frontier: Option<u64>,
+    /// How many changes of the time at `frontier` are committed too (0: none).
+    pub partial: u64,
+}
+
+/// One record read back: the worker's progress and its `partial` count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The progress.
+    pub progress: WorkerProgress<u64>,
+    /// Changes of the time at the frontier committed too.
+    pub partial: u64,
 }
 
 /// What the progress table holds for this worker and generation.
@@ -122,8 +164,8 @@ pub struct ProgressRow {
 pub enum Stored {
     /// No row yet.
     Absent,
-    /// The row's frontier (`None`: complete).
-    Frontier(Option<u64>),
+    /// The row's frontier (`None`: complete) and partial count.
+    At(Option<u64>, u64),
 }
 
 /// Compares the locked progress row with what this writer last committed. `Some(false)`: the
@@ -135,7 +177,7 @@ pub fn check_stored(
     expected: &Stored,
     stored: &Stored,
 ) -> Result<Option<bool>> {
-    if *stored == Stored::Frontier(progress.frontier) && stored != expected {
+    if *stored == Stored::At(progress.frontier, progress.partial) && stored != expected {
         return Ok(Some(false));
     }
     if stored != expected {
@@ -160,6 +202,25 @@ pub fn parse_frontier(v: Option<String>) -> Result<Option<u64>> {
         })
     })
     .transpose()
+}
+
+/// A `partial` count as recorded.
+pub fn parse_partial(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| {
+        Error::new(ErrorKind::Resume, format!("the progress table holds partial count {v}, which is negative"))
+    })
+}
+
+/// One record read back from its columns.
+pub fn record_from(
+    generation: i64,
+    worker: i64,
+    peers: i64,
+    base: Option<String>,
+    frontier: Option<String>,
+    partial: i64,
+) -> Result<Record> {
+    Ok(Record { progress: progress_from(generation, worker, peers, base, frontier)?, partial: parse_partial(partial)? })
 }
 
 /// One progress record from its columns.
@@ -205,22 +266,25 @@ mod tests {
         }
     }
     fn row(frontier: Option<u64>) -> ProgressRow {
-        ProgressRow { generation: 0, worker: 1, peers: 2, base: Some(0), frontier }
+        ProgressRow { generation: 0, worker: 1, peers: 2, base: Some(0), frontier, partial: 0 }
     }
 
     #[test]
     fn an_expected_row_goes_ahead_a_done_commit_is_skipped_and_another_writer_is_fenced() {
         let t = table();
         assert_eq!(check_stored(&t, &row(Some(5)), &Stored::Absent, &Stored::Absent).unwrap(), None);
+        assert_eq!(check_stored(&t, &row(Some(5)), &Stored::At(Some(3), 0), &Stored::At(Some(3), 0)).unwrap(), None);
         assert_eq!(
-            check_stored(&t, &row(Some(5)), &Stored::Frontier(Some(3)), &Stored::Frontier(Some(3))).unwrap(),
-            None
-        );
-        assert_eq!(
-            check_stored(&t, &row(Some(5)), &Stored::Frontier(Some(3)), &Stored::Frontier(Some(5))).unwrap(),
+            check_stored(&t, &row(Some(5)), &Stored::At(Some(3), 0), &Stored::At(Some(5), 0)).unwrap(),
             Some(false)
         );
-        let e = check_stored(&t, &row(Some(5)), &Stored::Frontier(Some(3)), &Stored::Frontier(Some(4))).unwrap_err();
+        let e = check_stored(&t, &row(Some(5)), &Stored::At(Some(3), 0), &Stored::At(Some(4), 0)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Fenced);
+        // Early commits inside time 5: the count tells a lost acknowledgement from another writer.
+        let part = |n| ProgressRow { partial: n, ..row(Some(5)) };
+        assert_eq!(check_stored(&t, &part(7), &Stored::At(Some(5), 3), &Stored::At(Some(5), 3)).unwrap(), None);
+        assert_eq!(check_stored(&t, &part(7), &Stored::At(Some(5), 3), &Stored::At(Some(5), 7)).unwrap(), Some(false));
+        let e = check_stored(&t, &part(7), &Stored::At(Some(5), 3), &Stored::At(Some(5), 4)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Fenced);
     }
 
@@ -230,8 +294,13 @@ mod tests {
         for sql in [t.create_sql(Dialect::Postgres), t.select_sql(Dialect::Postgres), t.lock_sql(Dialect::Postgres)] {
             assert!(sql.contains("\"public\".\"dsink_progress\""), "{sql}");
         }
-        for sql in [t.create_sql(Dialect::Mysql), t.record_sql(Dialect::Mysql)] {
+        for sql in [t.create_sql(Dialect::Mysql), t.record_sql(Dialect::Mysql), t.partial_column_sql(Dialect::Mysql)] {
             assert!(sql.contains("`public`.`dsink_progress`"), "{sql}");
+        }
+        for d in [Dialect::Postgres, Dialect::Mysql] {
+            for sql in [t.create_sql(d), t.select_sql(d), t.lock_sql(d), t.record_sql(d), t.partial_column_sql(d)] {
+                assert!(sql.contains("partial"), "{sql}");
+            }
         }
     }
 
@@ -245,5 +314,7 @@ mod tests {
         assert_eq!(p.base, Frontier::at(3));
         assert_eq!(p.frontier, Frontier::complete());
         assert_eq!(progress_from(1, -1, 2, None, None).unwrap_err().kind(), ErrorKind::Resume);
+        assert_eq!(record_from(1, 0, 2, None, Some("4".into()), 9).unwrap().partial, 9);
+        assert_eq!(record_from(1, 0, 2, None, None, -1).unwrap_err().kind(), ErrorKind::Resume);
     }
 }

@@ -1,12 +1,15 @@
 //! The JDBC writer: one worker's [`SinkWriter`] into a database table. It stages each commit's
 //! rows through the [`JdbcEncoder`], then applies them with the progress row in one transaction
 //! of a [`Session`], retrying the whole transaction on a new session when the failure is
-//! retriable, and looking for the row the database refused when it is not.
+//! retriable, and looking for the row the database refused when it is not. When the staged rows
+//! reach the transaction bounds inside a time, it commits them early with a progress row saying
+//! how many of the time's changes are in (`partial`), and on restart skips that many of the
+//! re-delivered time (see the [module docs](super)).
 
 use super::batch::Batch;
 use super::config::JdbcConfig;
 use super::encoder::{JdbcEncoder, Mode};
-use super::progress::{ProgressRow, ProgressTable, Stored};
+use super::progress::{ProgressRow, ProgressTable, Record, Stored};
 use super::session::{Session, Target};
 use super::table;
 use crate::connectors::resumed_frontier;
@@ -33,6 +36,13 @@ pub struct JdbcWriter<V> {
     point: Option<ResumePoint<u64>>,
     stored: Stored,
     metrics: WorkerMetrics,
+    /// `(time, n)`: the first `n` changes of `time` were committed by an earlier run.
+    skip: Option<(u64, u64)>,
+    /// The time being written and how many of its changes were handed over so far (skipped ones
+    /// included: a time may come in several `write` calls), and how many more to skip.
+    cur_time: Option<u64>,
+    cur_count: u64,
+    skip_left: u64,
 }
 
 impl<V> Drop for JdbcWriter<V> {
@@ -63,6 +73,10 @@ impl<V: Serialize> JdbcWriter<V> {
             point: None,
             stored: Stored::Absent,
             metrics: spec.worker_metrics(),
+            skip: None,
+            cur_time: None,
+            cur_count: 0,
+            skip_left: 0,
         })
     }
 
@@ -117,7 +131,15 @@ impl<V: Serialize> JdbcWriter<V> {
         self.target.as_ref().ok_or_else(before_resume)
     }
 
-    fn commit_u64(&mut self, upper: Option<u64>) -> Result<()> {
+    /// Whether the staged rows fill a transaction.
+    fn full(&self) -> bool {
+        !self.batch.rows.is_empty()
+            && self.config.transaction.reached(self.batch.rows.len() as u64, self.batch.staged_bytes())
+    }
+
+    /// Commits the staged rows with the progress `(upper, partial)`: every time before `upper`,
+    /// and the first `partial` changes of the time at `upper`, are in.
+    fn commit_u64(&mut self, upper: Option<u64>, partial: u64) -> Result<()> {
         let (Some(ctx), Some(point)) = (self.ctx, self.point.as_ref()) else {
             return Err(Error::config("commit before resume"));
         };
@@ -127,6 +149,7 @@ impl<V: Serialize> JdbcWriter<V> {
             peers: ctx.peers,
             base: point.base.to_u64(),
             frontier: upper,
+            partial,
         };
         let target = self.target()?.clone();
         let (config, batch, slot, expected) = (&self.config, &self.batch, &mut self.session, &self.stored);
@@ -187,7 +210,7 @@ impl<V: Serialize> JdbcWriter<V> {
                                     ErrorKind::Fatal,
                                     format!(
                                         "sink `{sink}`: table {} refused the row with key {key:?}: {}; fix the row \
-                                         or the table, then restart (nothing of this commit was applied)",
+                                         or the table, then restart (nothing of this transaction was applied)",
                                         target.qualified,
                                         row_err.message()
                                     ),
@@ -196,7 +219,7 @@ impl<V: Serialize> JdbcWriter<V> {
                         }
                         return Err(Error::new(
                             e.kind(),
-                            format!("sink `{sink}`: {e}; nothing of this commit was applied"),
+                            format!("sink `{sink}`: {e}; nothing of this transaction was applied"),
                         ));
                     }
                 }
@@ -205,9 +228,73 @@ impl<V: Serialize> JdbcWriter<V> {
         if !applied {
             tracing::info!(sink = %self.spec.name(), "an earlier attempt of this commit had gone through");
         }
-        self.stored = Stored::Frontier(upper);
+        self.stored = Stored::At(upper, partial);
         self.batch.clear();
         Ok(())
+    }
+}
+
+impl<V: Serialize + 'static> JdbcWriter<V> {
+    /// Stages the changes of `time` (a time may come in several calls, in a deterministic
+    /// order), skipping those an earlier run committed, and commits early whenever the staged
+    /// rows fill a transaction.
+    fn write_u64(&mut self, time: u64, changes: &[Change<Key, V>]) -> Result<()> {
+        if self.cur_time != Some(time) {
+            self.cur_time = Some(time);
+            self.cur_count = 0;
+            self.skip_left = match self.skip {
+                Some((t, n)) if t == time => n,
+                _ => 0,
+            };
+            if self.skip.is_some_and(|(t, _)| time >= t) {
+                self.skip = None;
+            }
+        }
+        let skipped = usize::try_from(self.skip_left).unwrap_or(usize::MAX).min(changes.len());
+        self.skip_left -= skipped as u64;
+        self.cur_count += skipped as u64;
+        let mut staged = 0;
+        let r = (|| {
+            for i in skipped..changes.len() {
+                if self.full() {
+                    // Every earlier time, and `cur_count` changes of this one, are staged or in.
+                    self.commit_u64(Some(time), self.cur_count)?;
+                }
+                let encoder = self.encoder.as_mut().ok_or_else(before_resume)?;
+                let before = self.batch.rows.len();
+                encoder.encode(time, &changes[i..=i], &mut self.batch)?;
+                self.cur_count += 1;
+                staged += self.batch.rows.len().saturating_sub(before) as u64;
+            }
+            Ok(())
+        })();
+        self.metrics.records_out(staged);
+        r
+    }
+}
+
+/// Refuses a restart with another worker count while a worker of the latest generation
+/// committed part of a time: keys move between workers with the count, so the new workers could
+/// not tell which of the time's changes are in.
+fn refuse_split_regrouping(sink: &str, records: &[Record], ctx: WorkerContext) -> Result<()> {
+    let latest = records.iter().map(|r| r.progress.generation).max();
+    let latest: Vec<&Record> = records.iter().filter(|r| Some(r.progress.generation) == latest).collect();
+    let Some(first) = latest.first() else { return Ok(()) };
+    if first.progress.peers == ctx.peers {
+        return Ok(());
+    }
+    match latest.iter().find(|r| r.partial > 0) {
+        None => Ok(()),
+        Some(r) => Err(Error::new(
+            ErrorKind::Resume,
+            format!(
+                "sink `{sink}`: worker {} of the earlier run committed {} changes of time {:?} but not all of it (a \
+                 transaction bound, `transaction.max.records` / `transaction.max.bytes`, split it), and the keys of \
+                 a time are spread over workers by worker count; restart it with {} workers until they commit a \
+                 whole time, then change the count",
+                r.progress.worker, r.partial, r.progress.frontier, first.progress.peers
+            ),
+        )),
     }
 }
 
@@ -222,11 +309,16 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for JdbcWriter<V
             session.ensure_progress(&target).await?;
             session.read_progress(&target).await
         })?;
-        let point = resolve_resume(&records, ctx)?;
-        self.stored = records
-            .iter()
-            .find(|r| r.generation == point.generation && r.worker == ctx.index)
-            .map_or(Stored::Absent, |r| Stored::Frontier(r.frontier.to_u64()));
+        refuse_split_regrouping(self.spec.name(), &records, ctx)?;
+        let progress: Vec<_> = records.iter().map(|r| r.progress.clone()).collect();
+        let point = resolve_resume(&progress, ctx)?;
+        let own = records.iter().find(|r| r.progress.generation == point.generation && r.progress.worker == ctx.index);
+        self.stored = own.map_or(Stored::Absent, |r| Stored::At(r.progress.frontier.to_u64(), r.partial));
+        let partial = own.filter(|r| r.progress.frontier == point.frontier).map_or(0, |r| r.partial);
+        self.skip = match point.frontier.time() {
+            Some(t) if partial > 0 => Some((*t, partial)),
+            _ => None,
+        };
         let f = point.frontier;
         self.ctx = Some(ctx);
         self.point = Some(point);
@@ -234,16 +326,12 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for JdbcWriter<V
     }
 
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
-        let encoder = self.encoder.as_mut().ok_or_else(before_resume)?;
-        let before = self.batch.rows.len();
-        let staged = encoder.encode(time.to_u64(), changes, &mut self.batch);
+        let r = self.write_u64(time.to_u64(), changes);
         changes.clear();
-        staged?;
-        self.metrics.records_out(self.batch.rows.len().saturating_sub(before) as u64);
-        Ok(())
+        r
     }
 
     fn commit(&mut self, upper: &Frontier<T>) -> Result<()> {
-        self.commit_u64(upper.to_u64())
+        self.commit_u64(upper.to_u64(), 0)
     }
 }

@@ -1,6 +1,7 @@
 //! Options of the Kafka connector, parsed from the options map (see the table in the
 //! [module docs](super)) or built in code, and checked when the sink is created.
 
+use crate::connectors::bounds::TxnBounds;
 use crate::error::{Error, Result};
 use crate::options::{is_secret_key, Options};
 use crate::secret::{redact_url, Secret};
@@ -313,12 +314,11 @@ impl KafkaConfig {
         }
         c.progress_topic = opts.take("progress.topic");
         c.transactional_id_prefix = opts.take("transactional.id.prefix");
-        if let Some(n) = opts.take_parsed::<u64>("transaction.max.records", "a positive record count")? {
-            c.max_transaction_records = n.max(1);
-        }
-        if let Some(n) = opts.take_parsed::<u64>("transaction.max.bytes", "a positive byte count")? {
-            c.max_transaction_bytes = n.max(1);
-        }
+        let bounds = TxnBounds::parse(
+            opts,
+            TxnBounds { max_records: c.max_transaction_records, max_bytes: c.max_transaction_bytes },
+        )?;
+        (c.max_transaction_records, c.max_transaction_bytes) = (bounds.max_records, bounds.max_bytes);
         if let Some(ms) = opts.take_parsed::<u64>("kafka.timeout.ms", "milliseconds")? {
             c.timeout = Duration::from_millis(ms.max(1));
         }

@@ -142,7 +142,7 @@
 //! | `progress.topic` | the progress topic (default `<topic>.__progress`) |
 //! | `transactional.id.prefix` | prefix of the workers' transactional ids (default `dsink-<sink>-<topic>`) |
 //! | `transaction.max.records` | commit a transaction early at this many records (default 100000) |
-//! | `transaction.max.bytes` | … or at this many bytes of keys and values (default 64 MiB) |
+//! | `transaction.max.bytes` | … or at this many bytes of keys and values (default 64 MiB; a `KiB`/`MiB`/`GiB` suffix is accepted). Both bounds are positive: 0 is refused |
 //! | `kafka.timeout.ms` | timeout of one blocking client call (default 30000) |
 //! | `retry.deadline.ms` | how long retriable failures are retried (default 120000) |
 //! | `properties.*` | any librdkafka setting, passed through: `compression.type`, `linger.ms`, `batch.size`, `acks`, `security.protocol`, `sasl.*`, `ssl.*`, … (secrets are redacted in `Debug` and logs; `transactional.id` and `enable.idempotence` are the sink's own) |

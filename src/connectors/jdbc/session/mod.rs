@@ -19,12 +19,11 @@ use self::mysql::MyConn;
 use self::postgres::PgConn;
 use super::batch::{Batch, RowOp};
 use super::config::{Dialect, JdbcConfig, PgUpsertMethod};
-use super::progress::{ProgressRow, ProgressTable, Stored};
+use super::progress::{ProgressRow, ProgressTable, Record, Stored};
 use super::table::{TableColumn, TableInfo};
 use crate::delivery::runtime;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
-use differential_sinks_operators::WorkerProgress;
 
 /// The fixed facts of one writer's target, as its statements need them.
 #[derive(Clone, Debug)]
@@ -88,7 +87,7 @@ impl Session {
     }
 
     /// Every progress record of the sink and table.
-    pub async fn read_progress(&mut self, t: &Target) -> Result<Vec<WorkerProgress<u64>>> {
+    pub async fn read_progress(&mut self, t: &Target) -> Result<Vec<Record>> {
         match self {
             Session::Pg(c) => c.read_progress(t).await,
             Session::My(c) => c.read_progress(t).await,

@@ -6,10 +6,11 @@ use super::tls::{self, TlsMaterial};
 use super::Target;
 use crate::connectors::jdbc::batch::{Batch, RowOp};
 use crate::connectors::jdbc::config::{Dialect, JdbcConfig, TlsMode};
-use crate::connectors::jdbc::progress::{check_stored, parse_frontier, progress_from, ProgressRow, Stored};
+use crate::connectors::jdbc::progress::{
+    check_stored, parse_frontier, parse_partial, record_from, ProgressRow, Record, Stored,
+};
 use crate::connectors::jdbc::table::{mysql_kind, quote, ColKind, TableColumn, TableInfo};
 use crate::error::{Error, ErrorKind, Result};
-use differential_sinks_operators::WorkerProgress;
 use mysql_async::prelude::Queryable;
 use mysql_async::{ClientIdentity, Conn, DriverError, OptsBuilder, Params, SslOpts, Value};
 
@@ -235,25 +236,44 @@ impl MyConn {
         Ok(info)
     }
 
-    /// Creates the progress table if it is missing.
+    /// Creates the progress table if it is missing, and adds the `partial` column to one made
+    /// before it existed.
     pub async fn ensure_progress(&mut self, t: &Target) -> Result<()> {
         let sql = t.progress.create_sql(Dialect::Mysql);
-        self.c()
-            .query_drop(sql)
+        let what = || format!("creating the progress table {}.{}", t.schema, t.progress.table);
+        self.c().query_drop(sql).await.map_err(|e| classify(e, &what()))?;
+        let has: Option<i64> = self
+            .c()
+            .exec_first(t.progress.has_partial_sql(Dialect::Mysql), (t.schema.as_str(), t.progress.table.as_str()))
             .await
-            .map_err(|e| classify(e, &format!("creating the progress table {}.{}", t.schema, t.progress.table)))
+            .map_err(|e| classify(e, &what()))?;
+        if has.unwrap_or(0) > 0 {
+            return Ok(());
+        }
+        match self.c().query_drop(t.progress.partial_column_sql(Dialect::Mysql)).await {
+            Ok(()) => {
+                tracing::info!(table = %t.progress.table, "added the column `partial` to the progress table");
+                Ok(())
+            }
+            // ER_DUP_FIELDNAME: another worker added it first.
+            Err(mysql_async::Error::Server(e)) if e.code == 1060 => Ok(()),
+            Err(e) => Err(classify(
+                e,
+                &format!("adding the column `partial` to the progress table {}.{}", t.schema, t.progress.table),
+            )),
+        }
     }
 
     /// Every progress record of this sink and table.
-    pub async fn read_progress(&mut self, t: &Target) -> Result<Vec<WorkerProgress<u64>>> {
+    pub async fn read_progress(&mut self, t: &Target) -> Result<Vec<Record>> {
         let sql = t.progress.select_sql(Dialect::Mysql);
-        type P = (i64, i64, i64, Option<String>, Option<String>);
+        type P = (i64, i64, i64, Option<String>, Option<String>, i64);
         let rows: Vec<P> = self
             .c()
             .exec(sql, (t.progress.sink.as_str(), t.progress.target.as_str()))
             .await
             .map_err(|e| classify(e, "reading the sink's progress"))?;
-        rows.into_iter().map(|(g, w, p, b, f)| progress_from(g, w, p, b, f)).collect()
+        rows.into_iter().map(|(g, w, p, b, f, n)| record_from(g, w, p, b, f, n)).collect()
     }
 
     /// Begins a transaction.
@@ -303,11 +323,11 @@ impl MyConn {
         let lock = t.progress.lock_sql(Dialect::Mysql);
         let key =
             (t.progress.sink.as_str(), t.progress.target.as_str(), progress.generation as i64, progress.worker as i64);
-        let rows: Vec<Option<String>> =
+        let rows: Vec<(Option<String>, i64)> =
             self.c().exec(lock, key).await.map_err(|e| classify(e, "locking the progress row"))?;
         let stored = match rows.into_iter().next() {
             None => Stored::Absent,
-            Some(v) => Stored::Frontier(parse_frontier(v)?),
+            Some((f, n)) => Stored::At(parse_frontier(f)?, parse_partial(n)?),
         };
         if let Some(done) = check_stored(&t.progress, progress, expected, &stored)? {
             return Ok(done);
@@ -322,6 +342,7 @@ impl MyConn {
             (progress.peers as i64).into(),
             progress.base.map(|v| v.to_string()).into(),
             progress.frontier.map(|v| v.to_string()).into(),
+            i64::try_from(progress.partial).unwrap_or(i64::MAX).into(),
         ];
         self.c()
             .exec_drop(sql, Params::Positional(params))

@@ -8,11 +8,12 @@ use super::Target;
 use crate::connectors::jdbc::batch::{Batch, RowOp};
 use crate::connectors::jdbc::config::{Dialect, JdbcConfig, PgUpsertMethod, TlsMode};
 use crate::connectors::jdbc::encode::copy_escape;
-use crate::connectors::jdbc::progress::{check_stored, parse_frontier, progress_from, ProgressRow, Stored};
+use crate::connectors::jdbc::progress::{
+    check_stored, parse_frontier, parse_partial, record_from, ProgressRow, Record, Stored,
+};
 use crate::connectors::jdbc::table::{pg_kind, quote, TableColumn, TableInfo};
 use crate::error::{Error, ErrorKind, Result};
 use bytes::Bytes;
-use differential_sinks_operators::WorkerProgress;
 use futures_util::SinkExt;
 use std::collections::HashMap;
 use tokio_postgres::config::SslMode;
@@ -205,21 +206,42 @@ impl PgConn {
         Ok(info)
     }
 
-    /// Creates the progress table if it is missing (concurrent creators are fine).
+    /// Creates the progress table if it is missing, and adds the `partial` column to one made
+    /// before it existed (concurrent creators are fine).
     pub async fn ensure_progress(&self, t: &Target) -> Result<()> {
         let sql = t.progress.create_sql(Dialect::Postgres);
+        let what = || format!("creating the progress table {}.{}", t.schema, t.progress.table);
         match self.client.batch_execute(&sql).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             // Two workers creating it at once: one wins, the other sees a duplicate type.
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || e.code() == Some(&SqlState::DUPLICATE_TABLE) => {
+            }
+            Err(e) => return Err(classify(e, &what())),
+        }
+        let has = self
+            .client
+            .query_one(t.progress.has_partial_sql(Dialect::Postgres), &[&t.schema, &t.progress.table])
+            .await
+            .map_err(|e| classify(e, &what()))?;
+        if has.try_get::<_, i64>(0).unwrap_or(0) > 0 {
+            return Ok(());
+        }
+        let add = t.progress.partial_column_sql(Dialect::Postgres);
+        match self.client.batch_execute(&add).await {
+            Ok(()) => {
+                tracing::info!(table = %t.progress.table, "added the column `partial` to the progress table");
                 Ok(())
             }
-            Err(e) => Err(classify(e, &format!("creating the progress table {}.{}", t.schema, t.progress.table))),
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_COLUMN) => Ok(()),
+            Err(e) => Err(classify(
+                e,
+                &format!("adding the column `partial` to the progress table {}.{}", t.schema, t.progress.table),
+            )),
         }
     }
 
     /// Every progress record of this sink and table.
-    pub async fn read_progress(&self, t: &Target) -> Result<Vec<WorkerProgress<u64>>> {
+    pub async fn read_progress(&self, t: &Target) -> Result<Vec<Record>> {
         let sql = t.progress.select_sql(Dialect::Postgres);
         let rows = self
             .client
@@ -240,12 +262,13 @@ impl PgConn {
         };
         rows.iter()
             .map(|r| {
-                progress_from(
+                record_from(
                     r.try_get::<_, i64>(0).map_err(unreadable)?,
                     i64::from(r.try_get::<_, i32>(1).map_err(unreadable)?),
                     i64::from(r.try_get::<_, i32>(2).map_err(unreadable)?),
                     r.try_get::<_, Option<String>>(3).map_err(unreadable)?,
                     r.try_get::<_, Option<String>>(4).map_err(unreadable)?,
+                    r.try_get::<_, i64>(5).map_err(unreadable)?,
                 )
             })
             .collect()
@@ -299,11 +322,15 @@ impl PgConn {
             .query(&lock, &[&t.progress.sink, &t.progress.target, &gen, &worker])
             .await
             .map_err(|e| classify(e, "locking the progress row"))?;
+        let unreadable = |e: tokio_postgres::Error| {
+            Error::new(ErrorKind::Resume, format!("reading {}.{}: {e}", t.schema, t.progress.table))
+        };
         let stored = match rows.first() {
             None => Stored::Absent,
-            Some(r) => Stored::Frontier(parse_frontier(r.try_get::<_, Option<String>>(0).map_err(|e| {
-                Error::new(ErrorKind::Resume, format!("reading {}.{}: {e}", t.schema, t.progress.table))
-            })?)?),
+            Some(r) => Stored::At(
+                parse_frontier(r.try_get::<_, Option<String>>(0).map_err(unreadable)?)?,
+                parse_partial(r.try_get::<_, i64>(1).map_err(unreadable)?)?,
+            ),
         };
         if let Some(done) = check_stored(&t.progress, progress, expected, &stored)? {
             return Ok(done);
@@ -312,8 +339,12 @@ impl PgConn {
         let upsert = t.progress.record_sql(Dialect::Postgres);
         let (peers, base, frontier) =
             (progress.peers as i32, progress.base.map(|v| v.to_string()), progress.frontier.map(|v| v.to_string()));
+        let partial = i64::try_from(progress.partial).unwrap_or(i64::MAX);
         self.client
-            .execute(&upsert, &[&t.progress.sink, &t.progress.target, &gen, &worker, &peers, &base, &frontier])
+            .execute(
+                &upsert,
+                &[&t.progress.sink, &t.progress.target, &gen, &worker, &peers, &base, &frontier, &partial],
+            )
             .await
             .map_err(|e| classify(e, "recording the sink's progress"))?;
         Ok(true)
