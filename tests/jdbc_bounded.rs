@@ -164,7 +164,7 @@ fn writer(db: Db, table: &str, append: bool, bound: u64) -> JdbcWriter<Row> {
 }
 
 fn resume(w: &mut JdbcWriter<Row>, index: usize, peers: usize) -> differential_sinks::Result<Frontier<u64>> {
-    SinkWriter::<Key, Row, u64>::resume(w, WorkerContext { index, peers })
+    SinkWriter::<Key, Row, u64>::resume(w, WorkerContext::new(index, peers))
 }
 
 /// `(worker, frontier, partial)` of every progress row of `table`'s sink.
@@ -377,6 +377,10 @@ fn old_progress_table_is_migrated(db: Db) {
     assert_eq!(progress(db, &table), vec![(0, Some(5), 30)], "early commits record partial counts");
     commit(&mut w, 6);
     assert_eq!(progress(db, &table), vec![(0, Some(6), 0)]);
+    // The layout columns were added too: the old row read routing 0 (not recorded), and the
+    // writer's commits record its layout (the default context's: routing 0, format 1).
+    let layout = db.ints(&format!("SELECT layout_routing, layout_format FROM {table}_p"));
+    assert_eq!(layout, vec![vec![Some(0), Some(1)]]);
     assert_eq!(db.rows(&table), (0..35).map(|k| row(k, 5)).collect::<Vec<_>>());
     // A second writer finds the column there and changes nothing.
     let mut again = writer(db, &table, true, 10);

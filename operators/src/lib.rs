@@ -53,7 +53,7 @@ pub use sink::{SinkExt, SinkOutput};
 pub use time::{Frontier, SinkTime};
 pub use worker_metrics::{describe_metrics, WorkerMetrics};
 pub use writer::{
-    resolve_resume, Committer, CoordinatedWriter, Layout, Prepared, ResumePoint, SinkWriter, WorkerContext,
+    reroutes, resolve_resume, Committer, CoordinatedWriter, Layout, Prepared, ResumePoint, SinkWriter, WorkerContext,
     WorkerProgress,
 };
 

@@ -237,6 +237,23 @@ impl<T: timely::progress::Timestamp + Ord + Clone> ResumePoint<T> {
     }
 }
 
+/// True if a record of layout `theirs` routed keys as a run of layout `ours` does (`0`: not
+/// recorded, taken as the same).
+fn routed_alike(theirs: &Layout, ours: &Layout) -> bool {
+    theirs.routing == 0 || ours.routing == 0 || theirs.routing == ours.routing
+}
+
+/// True if a run as `ctx` says would route keys to other workers than the latest generation of
+/// `records` did (another worker count or another routing). A writer that made part of a time
+/// durable refuses such a restart before [`resolve_resume`], naming the split time.
+pub fn reroutes<T>(records: &[WorkerProgress<T>], ctx: WorkerContext) -> bool {
+    let Some(generation) = records.iter().map(|r| r.generation).max() else { return false };
+    records
+        .iter()
+        .filter(|r| r.generation == generation)
+        .any(|r| r.peers != ctx.peers || !routed_alike(&r.layout, &ctx.layout))
+}
+
 /// The shared rule for where a worker resumes, given the progress records a target holds.
 ///
 /// * Nothing recorded: start from the beginning, generation 0.
@@ -294,9 +311,7 @@ pub fn resolve_resume<T: timely::progress::Timestamp + Ord + Clone>(
             ),
         });
     }
-    let routed_alike = |r: &&WorkerProgress<T>| {
-        r.layout.routing == 0 || ctx.layout.routing == 0 || r.layout.routing == ctx.layout.routing
-    };
+    let routed_alike = |r: &&WorkerProgress<T>| routed_alike(&r.layout, &ctx.layout);
     let of =
         |w: usize| latest.iter().find(|r| r.worker == w).map(|r| r.frontier.clone()).unwrap_or_else(|| base.clone());
     let rerouted_by = latest.iter().find(|r| !routed_alike(r));

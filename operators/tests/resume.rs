@@ -102,3 +102,15 @@ fn the_routing_fingerprint_is_stable_and_fits_a_signed_column() {
         assert!(r > 0 && r <= i64::MAX as u64, "{key}: {r}");
     }
 }
+
+#[test]
+fn reroutes_names_a_new_count_or_a_new_routing_and_nothing_else() {
+    use differential_sinks_operators::reroutes;
+    let l = layout("k");
+    let records = [rec(0, 4, l), rec(1, 6, l)];
+    assert!(!reroutes::<u64>(&[], ctx(0, 3, l)), "nothing recorded: nothing moves");
+    assert!(!reroutes(&records, ctx(0, 2, l)));
+    assert!(!reroutes(&records, ctx(0, 2, Layout::default())), "a run without a routing moves nothing");
+    assert!(reroutes(&records, ctx(0, 3, l)));
+    assert!(reroutes(&records, ctx(0, 2, layout("other"))));
+}

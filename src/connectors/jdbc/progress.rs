@@ -8,13 +8,13 @@
 //! commit the worker's own row is locked and compared with what this writer last committed
 //! ([`check_stored`]), which tells a commit whose acknowledgement was lost from a second run of
 //! the same sink. A progress table made before `partial` existed gains the column on start
-//! ([`ProgressTable::partial_column_sql`]). The statements of both dialects are here; the
+//! and the layout columns ([`ADDED_COLUMNS`]). The statements of both dialects are here; the
 //! sessions run them.
 
 use super::config::Dialect;
 use super::table::quote;
 use crate::error::{Error, ErrorKind, Result};
-use differential_sinks_operators::{Frontier, WorkerProgress};
+use differential_sinks_operators::{Frontier, Layout, WorkerProgress};
 
 /// The progress table and the key of this sink's rows in it.
 #[derive(Clone, Debug)]
@@ -28,6 +28,37 @@ pub struct ProgressTable {
     /// The target table, `schema.table` (`target` column).
     pub target: String,
 }
+
+/// A column added to the progress table after its first version, with its type and default in
+/// each dialect.
+#[derive(Clone, Copy, Debug)]
+pub struct AddedColumn {
+    /// The column's name.
+    pub name: &'static str,
+    /// Its PostgreSQL type and default.
+    pub postgres: &'static str,
+    /// Its MySQL type and default.
+    pub mysql: &'static str,
+}
+
+impl AddedColumn {
+    /// Its type and default in `dialect`.
+    pub fn ty(&self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Postgres => self.postgres,
+            Dialect::Mysql => self.mysql,
+        }
+    }
+}
+
+/// The columns a progress table of an earlier version may lack, added on start: `partial`
+/// (0: no time split) and the run's [`Layout`](differential_sinks_operators::Layout) (routing 0:
+/// not recorded; format 1).
+pub const ADDED_COLUMNS: [AddedColumn; 3] = [
+    AddedColumn { name: "partial", postgres: "bigint NOT NULL DEFAULT 0", mysql: "BIGINT NOT NULL DEFAULT 0" },
+    AddedColumn { name: "layout_routing", postgres: "bigint NOT NULL DEFAULT 0", mysql: "BIGINT NOT NULL DEFAULT 0" },
+    AddedColumn { name: "layout_format", postgres: "integer NOT NULL DEFAULT 1", mysql: "INT NOT NULL DEFAULT 1" },
+];
 
 impl ProgressTable {
     fn quoted(&self, dialect: Dialect) -> (String, String) {
@@ -43,6 +74,7 @@ impl ProgressTable {
                 "CREATE TABLE IF NOT EXISTS {s}.{t} (\
                  sink_name text NOT NULL, target text NOT NULL, generation bigint NOT NULL, worker integer NOT NULL, \
                  peers integer NOT NULL, base numeric(20,0), frontier numeric(20,0), partial bigint NOT NULL DEFAULT 0, \
+                 layout_routing bigint NOT NULL DEFAULT 0, layout_format integer NOT NULL DEFAULT 1, \
                  updated_at timestamptz NOT NULL DEFAULT now(), \
                  PRIMARY KEY (sink_name, target, generation, worker))"
             ),
@@ -50,36 +82,42 @@ impl ProgressTable {
                 "CREATE TABLE IF NOT EXISTS {s}.{t} (\
                  sink_name VARCHAR(191) NOT NULL, target VARCHAR(191) NOT NULL, generation BIGINT NOT NULL, \
                  worker INT NOT NULL, peers INT NOT NULL, base DECIMAL(20,0) NULL, frontier DECIMAL(20,0) NULL, \
-                 partial BIGINT NOT NULL DEFAULT 0, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+                 partial BIGINT NOT NULL DEFAULT 0, layout_routing BIGINT NOT NULL DEFAULT 0, \
+                 layout_format INT NOT NULL DEFAULT 1, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
                  PRIMARY KEY (sink_name, target, generation, worker)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
             ),
         }
     }
 
-    /// The statement that tells whether the table has the `partial` column (parameters:
-    /// schema, table): a table made before the column existed lacks it.
-    pub fn has_partial_sql(&self, dialect: Dialect) -> &'static str {
+    /// A statement that fails (undefined column) exactly when the table lacks one of
+    /// [`ADDED_COLUMNS`]: the cheap check made on every start, before looking for which one.
+    pub fn probe_added_columns_sql(&self, dialect: Dialect) -> String {
+        let (s, t) = self.quoted(dialect);
+        let names: Vec<&str> = ADDED_COLUMNS.iter().map(|c| c.name).collect();
+        format!("SELECT {} FROM {s}.{t} WHERE 1 = 0", names.join(", "))
+    }
+
+    /// The statement that tells whether the table has a column (parameters: schema, table,
+    /// column): a table made by an earlier version lacks those of [`ADDED_COLUMNS`].
+    pub fn has_column_sql(&self, dialect: Dialect) -> &'static str {
         match dialect {
             Dialect::Postgres => {
                 "SELECT count(*) FROM information_schema.columns \
-                 WHERE table_schema = $1 AND table_name = $2 AND column_name = 'partial'"
+                 WHERE table_schema = $1 AND table_name = $2 AND column_name = $3"
             }
             Dialect::Mysql => {
                 "SELECT count(*) FROM information_schema.columns \
-                 WHERE table_schema = ? AND table_name = ? AND column_name = 'partial'"
+                 WHERE table_schema = ? AND table_name = ? AND column_name = ?"
             }
         }
     }
 
-    /// The statement that adds the `partial` column to a table made before it existed; its
-    /// rows read 0 (no time split). Two workers adding it at once: the second fails with a
-    /// duplicate column, which the sessions take as done.
-    pub fn partial_column_sql(&self, dialect: Dialect) -> String {
+    /// The statement that adds `column` (one of [`ADDED_COLUMNS`]) to a table made before it
+    /// existed; its rows read the column's default. Two workers adding it at once: the second
+    /// fails with a duplicate column, which the sessions take as done.
+    pub fn add_column_sql(&self, dialect: Dialect, column: &AddedColumn) -> String {
         let (s, t) = self.quoted(dialect);
-        match dialect {
-            Dialect::Postgres => format!("ALTER TABLE {s}.{t} ADD COLUMN partial bigint NOT NULL DEFAULT 0"),
-            Dialect::Mysql => format!("ALTER TABLE {s}.{t} ADD COLUMN partial BIGINT NOT NULL DEFAULT 0"),
-        }
+        format!("ALTER TABLE {s}.{t} ADD COLUMN {} {}", column.name, column.ty(dialect))
     }
 
     /// The statement that reads every record of the sink and table (parameters: sink, target),
@@ -88,11 +126,12 @@ impl ProgressTable {
         let (s, t) = self.quoted(dialect);
         match dialect {
             Dialect::Postgres => format!(
-                "SELECT generation, worker, peers, base::text, frontier::text, partial FROM {s}.{t} WHERE sink_name = $1 AND target = $2"
+                "SELECT generation, worker, peers, base::text, frontier::text, partial, layout_routing, layout_format \
+                 FROM {s}.{t} WHERE sink_name = $1 AND target = $2"
             ),
             Dialect::Mysql => format!(
-                "SELECT generation, worker, peers, CAST(base AS CHAR), CAST(frontier AS CHAR), partial FROM {s}.{t} \
-                 WHERE sink_name = ? AND target = ?"
+                "SELECT generation, worker, peers, CAST(base AS CHAR), CAST(frontier AS CHAR), partial, layout_routing, \
+                 layout_format FROM {s}.{t} WHERE sink_name = ? AND target = ?"
             ),
         }
     }
@@ -117,16 +156,20 @@ impl ProgressTable {
         let (s, t) = self.quoted(dialect);
         match dialect {
             Dialect::Postgres => format!(
-                "INSERT INTO {s}.{t} (sink_name, target, generation, worker, peers, base, frontier, partial, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, ($6::text)::numeric, ($7::text)::numeric, $8, now()) \
+                "INSERT INTO {s}.{t} (sink_name, target, generation, worker, peers, base, frontier, partial, \
+                 layout_routing, layout_format, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, ($6::text)::numeric, ($7::text)::numeric, $8, $9, $10, now()) \
                  ON CONFLICT (sink_name, target, generation, worker) DO UPDATE SET peers = EXCLUDED.peers, \
                  base = EXCLUDED.base, frontier = EXCLUDED.frontier, partial = EXCLUDED.partial, \
+                 layout_routing = EXCLUDED.layout_routing, layout_format = EXCLUDED.layout_format, \
                  updated_at = EXCLUDED.updated_at"
             ),
             Dialect::Mysql => format!(
-                "INSERT INTO {s}.{t} (sink_name, target, generation, worker, peers, base, frontier, partial, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE peers = VALUES(peers), \
+                "INSERT INTO {s}.{t} (sink_name, target, generation, worker, peers, base, frontier, partial, \
+                 layout_routing, layout_format, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE peers = VALUES(peers), \
                  base = VALUES(base), frontier = VALUES(frontier), partial = VALUES(partial), \
+                 layout_routing = VALUES(layout_routing), layout_format = VALUES(layout_format), \
                  updated_at = VALUES(updated_at)"
             ),
         }
@@ -148,6 +191,8 @@ pub struct ProgressRow {
     pub frontier: Option<u64>,
     /// How many changes of the time at `frontier` are committed too (0: none).
     pub partial: u64,
+    /// How the run routes keys and writes the table.
+    pub layout: Layout,
 }
 
 /// One record read back: the worker's progress and its `partial` count.
@@ -219,8 +264,17 @@ pub fn record_from(
     base: Option<String>,
     frontier: Option<String>,
     partial: i64,
+    (routing, format): (i64, i64),
 ) -> Result<Record> {
-    Ok(Record { progress: progress_from(generation, worker, peers, base, frontier)?, partial: parse_partial(partial)? })
+    let mut progress = progress_from(generation, worker, peers, base, frontier)?;
+    let (Ok(routing), Ok(format)) = (u64::try_from(routing), u32::try_from(format)) else {
+        return Err(Error::new(
+            ErrorKind::Resume,
+            format!("a progress row holds an impossible layout (routing {routing}, format {format})"),
+        ));
+    };
+    progress.layout = Layout { routing, format };
+    Ok(Record { progress, partial: parse_partial(partial)? })
 }
 
 /// One progress record from its columns.
@@ -266,7 +320,15 @@ mod tests {
         }
     }
     fn row(frontier: Option<u64>) -> ProgressRow {
-        ProgressRow { generation: 0, worker: 1, peers: 2, base: Some(0), frontier, partial: 0 }
+        ProgressRow {
+            generation: 0,
+            worker: 1,
+            peers: 2,
+            base: Some(0),
+            frontier,
+            partial: 0,
+            layout: Layout::default(),
+        }
     }
 
     #[test]
@@ -294,12 +356,23 @@ mod tests {
         for sql in [t.create_sql(Dialect::Postgres), t.select_sql(Dialect::Postgres), t.lock_sql(Dialect::Postgres)] {
             assert!(sql.contains("\"public\".\"dsink_progress\""), "{sql}");
         }
-        for sql in [t.create_sql(Dialect::Mysql), t.record_sql(Dialect::Mysql), t.partial_column_sql(Dialect::Mysql)] {
+        for sql in [
+            t.create_sql(Dialect::Mysql),
+            t.record_sql(Dialect::Mysql),
+            t.add_column_sql(Dialect::Mysql, &ADDED_COLUMNS[0]),
+        ] {
             assert!(sql.contains("`public`.`dsink_progress`"), "{sql}");
         }
         for d in [Dialect::Postgres, Dialect::Mysql] {
-            for sql in [t.create_sql(d), t.select_sql(d), t.lock_sql(d), t.record_sql(d), t.partial_column_sql(d)] {
+            for sql in [t.create_sql(d), t.select_sql(d), t.lock_sql(d), t.record_sql(d)] {
                 assert!(sql.contains("partial"), "{sql}");
+            }
+            // Every column a table of an earlier version may lack is created, read and written.
+            for c in &ADDED_COLUMNS {
+                for sql in [t.create_sql(d), t.select_sql(d), t.record_sql(d)] {
+                    assert!(sql.contains(c.name), "{}: {sql}", c.name);
+                }
+                assert!(t.add_column_sql(d, c).ends_with(&format!("ADD COLUMN {} {}", c.name, c.ty(d))));
             }
         }
     }
@@ -314,7 +387,9 @@ mod tests {
         assert_eq!(p.base, Frontier::at(3));
         assert_eq!(p.frontier, Frontier::complete());
         assert_eq!(progress_from(1, -1, 2, None, None).unwrap_err().kind(), ErrorKind::Resume);
-        assert_eq!(record_from(1, 0, 2, None, Some("4".into()), 9).unwrap().partial, 9);
-        assert_eq!(record_from(1, 0, 2, None, None, -1).unwrap_err().kind(), ErrorKind::Resume);
+        let r = record_from(1, 0, 2, None, Some("4".into()), 9, (77, 1)).unwrap();
+        assert_eq!((r.partial, r.progress.layout), (9, Layout { routing: 77, format: 1 }));
+        assert_eq!(record_from(1, 0, 2, None, None, -1, (0, 1)).unwrap_err().kind(), ErrorKind::Resume);
+        assert_eq!(record_from(1, 0, 2, None, None, 0, (-3, 1)).unwrap_err().kind(), ErrorKind::Resume);
     }
 }

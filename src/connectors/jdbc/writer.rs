@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
+    reroutes, resolve_resume, Change, Frontier, ResumePoint, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
 };
 use serde::Serialize;
 
@@ -150,6 +150,7 @@ impl<V: Serialize> JdbcWriter<V> {
             base: point.base.to_u64(),
             frontier: upper,
             partial,
+            layout: ctx.layout,
         };
         let target = self.target()?.clone();
         let (config, batch, slot, expected) = (&self.config, &self.batch, &mut self.session, &self.stored);
@@ -273,26 +274,25 @@ impl<V: Serialize + 'static> JdbcWriter<V> {
     }
 }
 
-/// Refuses a restart with another worker count while a worker of the latest generation
-/// committed part of a time: keys move between workers with the count, so the new workers could
-/// not tell which of the time's changes are in.
+/// Refuses a restart that routes keys to other workers (another worker count, another key)
+/// while a worker of the latest generation committed part of a time: the new workers could not
+/// tell which of the time's changes are in.
 fn refuse_split_regrouping(sink: &str, records: &[Record], ctx: WorkerContext) -> Result<()> {
-    let latest = records.iter().map(|r| r.progress.generation).max();
-    let latest: Vec<&Record> = records.iter().filter(|r| Some(r.progress.generation) == latest).collect();
-    let Some(first) = latest.first() else { return Ok(()) };
-    if first.progress.peers == ctx.peers {
+    let progress: Vec<_> = records.iter().map(|r| r.progress.clone()).collect();
+    if !reroutes(&progress, ctx) {
         return Ok(());
     }
-    match latest.iter().find(|r| r.partial > 0) {
+    let latest = records.iter().map(|r| r.progress.generation).max();
+    match records.iter().find(|r| Some(r.progress.generation) == latest && r.partial > 0) {
         None => Ok(()),
         Some(r) => Err(Error::new(
             ErrorKind::Resume,
             format!(
                 "sink `{sink}`: worker {} of the earlier run committed {} changes of time {:?} but not all of it (a \
-                 transaction bound, `transaction.max.records` / `transaction.max.bytes`, split it), and the keys of \
-                 a time are spread over workers by worker count; restart it with {} workers until they commit a \
-                 whole time, then change the count",
-                r.progress.worker, r.partial, r.progress.frontier, first.progress.peers
+                 transaction bound, `transaction.max.records` / `transaction.max.bytes`, split it), and this run \
+                 routes keys to workers differently (another worker count, or another key); restart it with the \
+                 earlier {} workers and key settings until they commit a whole time, then change them",
+                r.progress.worker, r.partial, r.progress.frontier, r.progress.peers
             ),
         )),
     }

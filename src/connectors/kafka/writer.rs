@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::record::RecordBatch;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
-    resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerMetrics, WorkerProgress,
+    reroutes, resolve_resume, Frontier, ResumePoint, WorkerContext, WorkerMetrics, WorkerProgress,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -358,8 +358,7 @@ impl RecordWriter for KafkaWriter {
         let records =
             latest_records(read_progress_settled(&self.cfg, &self.progress_topic, true)?, &self.sink, &self.cfg.topic);
         let progress: Vec<WorkerProgress<u64>> = records.iter().map(|r| r.progress.clone()).collect();
-        let point = resolve_resume(&progress, ctx)?;
-        if point.rerouted {
+        if reroutes(&progress, ctx) {
             let latest_gen = records.iter().map(|r| r.progress.generation).max();
             if let Some(r) = records.iter().find(|r| Some(r.progress.generation) == latest_gen && r.partial > 0) {
                 return Err(Error::new(
@@ -374,6 +373,7 @@ impl RecordWriter for KafkaWriter {
                 ));
             }
         }
+        let point = resolve_resume(&progress, ctx)?;
         let own = records.iter().find(|r| r.progress.generation == point.generation && r.progress.worker == ctx.index);
         let partial = own.filter(|r| r.progress.frontier == point.frontier).map_or(0, |r| r.partial);
         self.skip = match point.frontier.time() {

@@ -7,7 +7,7 @@ use super::Target;
 use crate::connectors::jdbc::batch::{Batch, RowOp};
 use crate::connectors::jdbc::config::{Dialect, JdbcConfig, TlsMode};
 use crate::connectors::jdbc::progress::{
-    check_stored, parse_frontier, parse_partial, record_from, ProgressRow, Record, Stored,
+    check_stored, parse_frontier, parse_partial, record_from, ProgressRow, Record, Stored, ADDED_COLUMNS,
 };
 use crate::connectors::jdbc::table::{mysql_kind, quote, ColKind, TableColumn, TableInfo};
 use crate::error::{Error, ErrorKind, Result};
@@ -236,44 +236,60 @@ impl MyConn {
         Ok(info)
     }
 
-    /// Creates the progress table if it is missing, and adds the `partial` column to one made
-    /// before it existed.
+    /// Creates the progress table if it is missing, and adds the columns of [`ADDED_COLUMNS`] to one made
+    /// before they existed (found by a probe that fails only then).
     pub async fn ensure_progress(&mut self, t: &Target) -> Result<()> {
         let sql = t.progress.create_sql(Dialect::Mysql);
         let what = || format!("creating the progress table {}.{}", t.schema, t.progress.table);
         self.c().query_drop(sql).await.map_err(|e| classify(e, &what()))?;
-        let has: Option<i64> = self
-            .c()
-            .exec_first(t.progress.has_partial_sql(Dialect::Mysql), (t.schema.as_str(), t.progress.table.as_str()))
-            .await
-            .map_err(|e| classify(e, &what()))?;
-        if has.unwrap_or(0) > 0 {
-            return Ok(());
+        match self.c().query_drop(t.progress.probe_added_columns_sql(Dialect::Mysql)).await {
+            Ok(()) => return Ok(()),
+            // ER_BAD_FIELD_ERROR: a table of an earlier version.
+            Err(mysql_async::Error::Server(e)) if e.code == 1054 => {}
+            Err(e) => return Err(classify(e, &what())),
         }
-        match self.c().query_drop(t.progress.partial_column_sql(Dialect::Mysql)).await {
-            Ok(()) => {
-                tracing::info!(table = %t.progress.table, "added the column `partial` to the progress table");
-                Ok(())
+        for column in &ADDED_COLUMNS {
+            let has: Option<i64> = self
+                .c()
+                .exec_first(
+                    t.progress.has_column_sql(Dialect::Mysql),
+                    (t.schema.as_str(), t.progress.table.as_str(), column.name),
+                )
+                .await
+                .map_err(|e| classify(e, &what()))?;
+            if has.unwrap_or(0) > 0 {
+                continue;
             }
-            // ER_DUP_FIELDNAME: another worker added it first.
-            Err(mysql_async::Error::Server(e)) if e.code == 1060 => Ok(()),
-            Err(e) => Err(classify(
-                e,
-                &format!("adding the column `partial` to the progress table {}.{}", t.schema, t.progress.table),
-            )),
+            match self.c().query_drop(t.progress.add_column_sql(Dialect::Mysql, column)).await {
+                Ok(()) => {
+                    tracing::info!(table = %t.progress.table, column = column.name, "added a column to the progress table")
+                }
+                // ER_DUP_FIELDNAME: another worker added it first.
+                Err(mysql_async::Error::Server(e)) if e.code == 1060 => {}
+                Err(e) => {
+                    return Err(classify(
+                        e,
+                        &format!(
+                            "adding the column `{}` to the progress table {}.{}",
+                            column.name, t.schema, t.progress.table
+                        ),
+                    ))
+                }
+            }
         }
+        Ok(())
     }
 
     /// Every progress record of this sink and table.
     pub async fn read_progress(&mut self, t: &Target) -> Result<Vec<Record>> {
         let sql = t.progress.select_sql(Dialect::Mysql);
-        type P = (i64, i64, i64, Option<String>, Option<String>, i64);
+        type P = (i64, i64, i64, Option<String>, Option<String>, i64, i64, i64);
         let rows: Vec<P> = self
             .c()
             .exec(sql, (t.progress.sink.as_str(), t.progress.target.as_str()))
             .await
             .map_err(|e| classify(e, "reading the sink's progress"))?;
-        rows.into_iter().map(|(g, w, p, b, f, n)| record_from(g, w, p, b, f, n)).collect()
+        rows.into_iter().map(|(g, w, p, b, f, n, r, v)| record_from(g, w, p, b, f, n, (r, v))).collect()
     }
 
     /// Begins a transaction.
@@ -343,6 +359,9 @@ impl MyConn {
             progress.base.map(|v| v.to_string()).into(),
             progress.frontier.map(|v| v.to_string()).into(),
             i64::try_from(progress.partial).unwrap_or(i64::MAX).into(),
+            // The routing fingerprint is below 2^63 (see `routing_fingerprint`).
+            (progress.layout.routing as i64).into(),
+            i64::from(progress.layout.format).into(),
         ];
         self.c()
             .exec_drop(sql, Params::Positional(params))

@@ -9,7 +9,7 @@ use crate::connectors::jdbc::batch::{Batch, RowOp};
 use crate::connectors::jdbc::config::{Dialect, JdbcConfig, PgUpsertMethod, TlsMode};
 use crate::connectors::jdbc::encode::copy_escape;
 use crate::connectors::jdbc::progress::{
-    check_stored, parse_frontier, parse_partial, record_from, ProgressRow, Record, Stored,
+    check_stored, parse_frontier, parse_partial, record_from, ProgressRow, Record, Stored, ADDED_COLUMNS,
 };
 use crate::connectors::jdbc::table::{pg_kind, quote, TableColumn, TableInfo};
 use crate::error::{Error, ErrorKind, Result};
@@ -206,8 +206,8 @@ impl PgConn {
         Ok(info)
     }
 
-    /// Creates the progress table if it is missing, and adds the `partial` column to one made
-    /// before it existed (concurrent creators are fine).
+    /// Creates the progress table if it is missing, and adds the columns of [`ADDED_COLUMNS`] to one made
+    /// before they existed, found by a probe that fails only then (concurrent creators are fine).
     pub async fn ensure_progress(&self, t: &Target) -> Result<()> {
         let sql = t.progress.create_sql(Dialect::Postgres);
         let what = || format!("creating the progress table {}.{}", t.schema, t.progress.table);
@@ -218,26 +218,37 @@ impl PgConn {
             }
             Err(e) => return Err(classify(e, &what())),
         }
-        let has = self
-            .client
-            .query_one(t.progress.has_partial_sql(Dialect::Postgres), &[&t.schema, &t.progress.table])
-            .await
-            .map_err(|e| classify(e, &what()))?;
-        if has.try_get::<_, i64>(0).unwrap_or(0) > 0 {
-            return Ok(());
+        match self.client.batch_execute(&t.progress.probe_added_columns_sql(Dialect::Postgres)).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_COLUMN) => {}
+            Err(e) => return Err(classify(e, &what())),
         }
-        let add = t.progress.partial_column_sql(Dialect::Postgres);
-        match self.client.batch_execute(&add).await {
-            Ok(()) => {
-                tracing::info!(table = %t.progress.table, "added the column `partial` to the progress table");
-                Ok(())
+        for column in &ADDED_COLUMNS {
+            let has = self
+                .client
+                .query_one(t.progress.has_column_sql(Dialect::Postgres), &[&t.schema, &t.progress.table, &column.name])
+                .await
+                .map_err(|e| classify(e, &what()))?;
+            if has.try_get::<_, i64>(0).unwrap_or(0) > 0 {
+                continue;
             }
-            Err(e) if e.code() == Some(&SqlState::DUPLICATE_COLUMN) => Ok(()),
-            Err(e) => Err(classify(
-                e,
-                &format!("adding the column `partial` to the progress table {}.{}", t.schema, t.progress.table),
-            )),
+            match self.client.batch_execute(&t.progress.add_column_sql(Dialect::Postgres, column)).await {
+                Ok(()) => {
+                    tracing::info!(table = %t.progress.table, column = column.name, "added a column to the progress table")
+                }
+                Err(e) if e.code() == Some(&SqlState::DUPLICATE_COLUMN) => {}
+                Err(e) => {
+                    return Err(classify(
+                        e,
+                        &format!(
+                            "adding the column `{}` to the progress table {}.{}",
+                            column.name, t.schema, t.progress.table
+                        ),
+                    ))
+                }
+            }
         }
+        Ok(())
     }
 
     /// Every progress record of this sink and table.
@@ -269,6 +280,10 @@ impl PgConn {
                     r.try_get::<_, Option<String>>(3).map_err(unreadable)?,
                     r.try_get::<_, Option<String>>(4).map_err(unreadable)?,
                     r.try_get::<_, i64>(5).map_err(unreadable)?,
+                    (
+                        r.try_get::<_, i64>(6).map_err(unreadable)?,
+                        i64::from(r.try_get::<_, i32>(7).map_err(unreadable)?),
+                    ),
                 )
             })
             .collect()
@@ -340,10 +355,23 @@ impl PgConn {
         let (peers, base, frontier) =
             (progress.peers as i32, progress.base.map(|v| v.to_string()), progress.frontier.map(|v| v.to_string()));
         let partial = i64::try_from(progress.partial).unwrap_or(i64::MAX);
+        // The routing fingerprint is below 2^63 (see `routing_fingerprint`); formats are small.
+        let (routing, format) = (progress.layout.routing as i64, progress.layout.format as i32);
         self.client
             .execute(
                 &upsert,
-                &[&t.progress.sink, &t.progress.target, &gen, &worker, &peers, &base, &frontier, &partial],
+                &[
+                    &t.progress.sink,
+                    &t.progress.target,
+                    &gen,
+                    &worker,
+                    &peers,
+                    &base,
+                    &frontier,
+                    &partial,
+                    &routing,
+                    &format,
+                ],
             )
             .await
             .map_err(|e| classify(e, "recording the sink's progress"))?;
