@@ -83,6 +83,9 @@ impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.invalid {
             write!(f, "<invalid key: {}>", String::from_utf8_lossy(&self.bytes))
+        } else if self.bytes.is_empty() && self.hash != stable_hash(b"") {
+            // A row identity: only the hash of the row's JSON.
+            write!(f, "<row without a key, JSON hash {:016x}>", self.hash)
         } else {
             write!(f, "{}", String::from_utf8_lossy(&self.bytes))
         }
@@ -366,6 +369,9 @@ mod tests {
         // The same hash the row's JSON key carries, so both place a row on the same worker.
         assert_eq!(ia.stable_hash(), encode_key_value(&a, &KeyEncoding::Json).stable_hash());
         assert!(ia.bytes().unwrap().is_empty());
+        // Messages name it as a row, not as an empty key.
+        assert!(format!("{ia:?}").starts_with("<row without a key, JSON hash "), "{ia:?}");
+        assert_eq!(format!("{:?}", Key::from_bytes(Vec::new())), "");
     }
 
     #[test]

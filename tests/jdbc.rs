@@ -1440,7 +1440,9 @@ fn server_crash_and_restart_mid_stream(db: Db) {
     });
     let spec = SinkSpec::builder(format!("crash-{table}"), cfg)
         .append_only(false)
-        .commit(CommitPolicy { max_changes: Some(2_000), interval: Duration::ZERO })
+        // Small commits (each a durable transaction) keep the run long enough for the crash to
+        // come in its middle, however fast the rows themselves go.
+        .commit(CommitPolicy { max_changes: Some(300), interval: Duration::ZERO })
         .build()
         .unwrap();
     let (h2, s2) = (history.clone(), spec.clone());

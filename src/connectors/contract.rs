@@ -43,8 +43,9 @@ pub trait Connector: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// True if the target defines keys itself (a table's primary key), so a keyed format may
     /// take them from there instead of a declared `primary_key`.
     const OWN_KEYS: bool = false;
-    /// True if the target builds its records from the rows themselves (Arrow columns), so an
-    /// unkeyed sink routes rows by their identity instead of encoding each row's JSON as its key.
+    /// True if the target builds its records from the rows themselves (Arrow columns, SQL cells),
+    /// so an unkeyed sink routes rows by their identity (the same hash as their JSON, without
+    /// keeping the JSON) instead of encoding each row's JSON as its key.
     const TAKES_ROWS: bool = false;
     /// The version of what the connector writes on its target that a resume depends on (record
     /// shapes and counts, labels, file names, the progress record itself). It is recorded with

@@ -203,6 +203,8 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 impl Connector for JdbcConfig {
     const NAME: &'static str = "jdbc";
     const OWN_KEYS: bool = true;
+    /// Rows become cells, never their JSON: an unkeyed sink routes them by identity.
+    const TAKES_ROWS: bool = true;
     type Table = TableInfo;
     type Encoder<V: Row> = JdbcEncoder<V>;
 
