@@ -12,6 +12,7 @@ use super::encoder::{JdbcEncoder, Mode};
 use super::progress::{ProgressRow, ProgressTable, Record, Stored};
 use super::session::{Session, Target};
 use super::table;
+use crate::connectors::bounds::PartialTime;
 use crate::connectors::resumed_frontier;
 use crate::delivery::{runtime, Backoff};
 use crate::encode::ChangeEncoder;
@@ -36,13 +37,10 @@ pub struct JdbcWriter<V> {
     point: Option<ResumePoint<u64>>,
     stored: Stored,
     metrics: WorkerMetrics,
-    /// `(time, n)`: the first `n` changes of `time` were committed by an earlier run.
-    skip: Option<(u64, u64)>,
-    /// The time being written and how many of its changes were handed over so far (skipped ones
-    /// included: a time may come in several `write` calls), and how many more to skip.
-    cur_time: Option<u64>,
-    cur_count: u64,
-    skip_left: u64,
+    /// The time being written: how many of its changes were handed over so far (skipped ones
+    /// included: a time may come in several `write` calls), and how many an earlier run
+    /// committed.
+    partial: PartialTime,
 }
 
 impl<V> Drop for JdbcWriter<V> {
@@ -73,10 +71,7 @@ impl<V: Serialize> JdbcWriter<V> {
             point: None,
             stored: Stored::Absent,
             metrics: spec.worker_metrics(),
-            skip: None,
-            cur_time: None,
-            cur_count: 0,
-            skip_left: 0,
+            partial: PartialTime::default(),
         })
     }
 
@@ -240,31 +235,19 @@ impl<V: Serialize + 'static> JdbcWriter<V> {
     /// order), skipping those an earlier run committed, and commits early whenever the staged
     /// rows fill a transaction.
     fn write_u64(&mut self, time: u64, changes: &[Change<Key, V>]) -> Result<()> {
-        if self.cur_time != Some(time) {
-            self.cur_time = Some(time);
-            self.cur_count = 0;
-            self.skip_left = match self.skip {
-                Some((t, n)) if t == time => n,
-                _ => 0,
-            };
-            if self.skip.is_some_and(|(t, _)| time >= t) {
-                self.skip = None;
-            }
-        }
-        let skipped = usize::try_from(self.skip_left).unwrap_or(usize::MAX).min(changes.len());
-        self.skip_left -= skipped as u64;
-        self.cur_count += skipped as u64;
+        self.partial.enter(time);
+        let skipped = self.partial.skip_committed(changes.len());
         let mut staged = 0;
         let r = (|| {
             for i in skipped..changes.len() {
                 if self.full() {
-                    // Every earlier time, and `cur_count` changes of this one, are staged or in.
-                    self.commit_u64(Some(time), self.cur_count)?;
+                    // Every earlier time, and `count` changes of this one, are staged or in.
+                    self.commit_u64(Some(time), self.partial.count())?;
                 }
                 let encoder = self.encoder.as_mut().ok_or_else(before_resume)?;
                 let before = self.batch.rows.len();
                 encoder.encode(time, &changes[i..=i], &mut self.batch)?;
-                self.cur_count += 1;
+                self.partial.advance();
                 staged += self.batch.rows.len().saturating_sub(before) as u64;
             }
             Ok(())
@@ -315,10 +298,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for JdbcWriter<V
         let own = records.iter().find(|r| r.progress.generation == point.generation && r.progress.worker == ctx.index);
         self.stored = own.map_or(Stored::Absent, |r| Stored::At(r.progress.frontier.to_u64(), r.partial));
         let partial = own.filter(|r| r.progress.frontier == point.frontier).map_or(0, |r| r.partial);
-        self.skip = match point.frontier.time() {
-            Some(t) if partial > 0 => Some((*t, partial)),
-            _ => None,
-        };
+        self.partial = PartialTime::resumed(point.frontier.to_u64(), partial);
         let f = point.frontier;
         self.ctx = Some(ctx);
         self.point = Some(point);

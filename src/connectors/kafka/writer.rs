@@ -6,6 +6,7 @@ use super::client::{base_config, classify, classify_code, client_error, Delivery
 use super::config::{Delivery, KafkaConfig, TopicCreate};
 use super::progress::{latest_records, read_progress_settled, ProgressRecord};
 use super::table::ensure_topic;
+use crate::connectors::bounds::PartialTime;
 use crate::connectors::RecordWriter;
 use crate::delivery::retry::retry_blocking_counted;
 use crate::delivery::RetryPolicy;
@@ -42,13 +43,9 @@ pub struct KafkaWriter {
     metrics: WorkerMetrics,
     ctx: Option<WorkerContext>,
     point: Option<ResumePoint<u64>>,
-    /// `(time, n)`: the first `n` records of `time` were committed by an earlier run.
-    skip: Option<(u64, u64)>,
-    /// The time being written, how many of its records were handed over so far (skipped ones
-    /// included: a time may come in several batches), and how many more to skip.
-    cur_time: Option<u64>,
-    cur_count: u64,
-    skip_left: u64,
+    /// The time being written: how many of its records were handed over so far (skipped ones
+    /// included: a time may come in several batches), and how many an earlier run committed.
+    partial: PartialTime,
     txn_open: bool,
     txn_records: u64,
     txn_bytes: u64,
@@ -113,10 +110,7 @@ impl KafkaWriter {
             keyed: spec.primary_key().is_some() || spec.format().is_keyed(),
             ctx: None,
             point: None,
-            skip: None,
-            cur_time: None,
-            cur_count: 0,
-            skip_left: 0,
+            partial: PartialTime::default(),
             txn_open: false,
             txn_records: 0,
             txn_bytes: 0,
@@ -376,10 +370,7 @@ impl RecordWriter for KafkaWriter {
         let point = resolve_resume(&progress, ctx)?;
         let own = records.iter().find(|r| r.progress.generation == point.generation && r.progress.worker == ctx.index);
         let partial = own.filter(|r| r.progress.frontier == point.frontier).map_or(0, |r| r.partial);
-        self.skip = match point.frontier.time() {
-            Some(t) if partial > 0 => Some((*t, partial)),
-            _ => None,
-        };
+        self.partial = PartialTime::resumed(point.frontier.to_u64(), partial);
         self.last = Some((point.frontier, partial));
         let frontier = point.frontier;
         tracing::info!(sink = %self.sink, worker = ctx.index, generation = point.generation, frontier = ?frontier, partial, "resuming");
@@ -393,32 +384,22 @@ impl RecordWriter for KafkaWriter {
             return Ok(());
         }
         let time = batch.time;
-        if self.cur_time != Some(time) {
+        if self.partial.enter(time) {
             // A new time (a time's records may come in several consecutive batches).
-            self.cur_time = Some(time);
-            self.cur_count = 0;
-            self.skip_left = match self.skip {
-                Some((t, n)) if t == time => n,
-                _ => 0,
-            };
-            if self.skip.is_some_and(|(t, _)| time >= t) {
-                self.skip = None;
-            }
             self.time_text.clear();
             self.time_text.push_str(&time.to_string());
         }
         if self.eos() && self.over_bound() {
-            // Everything of earlier times, and `cur_count` records of this one, are written.
-            self.commit_progress(Frontier::at(time), self.cur_count)?;
+            // Everything of earlier times, and `count` records of this one, are written.
+            self.commit_progress(Frontier::at(time), self.partial.count())?;
         }
         let n = batch.len();
         let topic = self.cfg.topic.clone();
         for (i, r) in batch.iter().enumerate() {
-            self.cur_count += 1;
-            if self.skip_left > 0 {
-                self.skip_left -= 1;
+            if self.partial.skip_committed(1) == 1 {
                 continue;
             }
+            self.partial.advance();
             self.begin()?;
             let headers = self.headers();
             // The records are in their final form (JSON, or Confluent-framed Avro: the encoder's
@@ -430,7 +411,7 @@ impl RecordWriter for KafkaWriter {
             self.txn_records += 1;
             self.dirty = true;
             if self.eos() && self.over_bound() && i + 1 < n {
-                self.commit_progress(Frontier::at(time), self.cur_count)?;
+                self.commit_progress(Frontier::at(time), self.partial.count())?;
             }
         }
         Ok(())
