@@ -145,7 +145,7 @@ impl RowEncoder {
         let start = text.len();
         if start > u32::MAX as usize - (1 << 24) {
             return Err(EncErr(
-                "a commit holds more than 4 GB of cell text: commit more often (commit.max_changes)".into(),
+                "a transaction holds more than 4 GB of cell text: bound it lower (transaction.max.bytes)".into(),
             ));
         }
         let r = value.serialize(ValueSer { text, kind, dialect: self.dialect });
