@@ -34,6 +34,7 @@ pub mod config;
 pub mod connectors;
 pub mod delivery;
 pub mod encode;
+pub mod encoded_row;
 pub mod envelope;
 pub mod error;
 pub mod json_row;
@@ -59,6 +60,7 @@ pub(crate) mod tls;
 
 pub use config::{SinkSpec, SinkSpecBuilder};
 pub use connectors::{Connector, ConnectorConfig, RecordWriter};
+pub use encoded_row::EncodedRow;
 pub use envelope::Format;
 pub use error::{Error, ErrorKind, Result};
 pub use json_row::JsonRow;

@@ -8,12 +8,14 @@
 
 use crate::config::SinkSpec;
 use crate::connectors::Writers;
+use crate::encoded_row::EncodedRow;
 use crate::error::{Error, Result};
 use crate::key::{encode_key_value, Key, KeyColumns, KeyEncoding};
 pub use crate::row::Row;
 use differential_dataflow::VecCollection;
 use differential_sinks_operators::{
-    routing_fingerprint, Layout, SinkConfig, SinkExt, SinkOutput, SinkTime, WorkerContext,
+    routing_fingerprint, KeyedSinkExt, Layout, SinkConfig, SinkExt, SinkOutput, SinkTime, ViolationPolicy,
+    WorkerContext,
 };
 use serde::Serialize;
 
@@ -133,6 +135,13 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
 
 /// Builds the sink operator for `spec`'s connector: one writer per worker committing itself, or,
 /// for targets whose commits cover every worker (lakehouse tables), writers and one committer.
+///
+/// A target that needs only a row's JSON ([`ConnectorConfig::json_rows`]) gets each row encoded
+/// once, on the worker that produced it, in the same pass as its key ([`EncodedRow`]): what is
+/// exchanged, buffered, spilled and consolidated is then the key and the row's bytes. Under the
+/// dead-letter policy rows stay typed, since the dead letters are the rows themselves.
+///
+/// [`ConnectorConfig::json_rows`]: crate::ConnectorConfig::json_rows
 fn deliver<'scope, T: SinkTime, V: Row>(
     collection: VecCollection<'scope, T, V, isize>,
     spec: &SinkSpec,
@@ -146,6 +155,18 @@ fn deliver<'scope, T: SinkTime, V: Row>(
     let config = operator_config(spec, keyed, layout);
     // The connector counts its records under this worker's labels.
     let settings = spec.settings.for_worker(ctx);
+    if spec.connector.json_rows() && spec.violations != ViolationPolicy::DeadLetter {
+        let encoded = collection.map(move |row| (key_of(&row), EncodedRow::encode(&row)));
+        let out = match spec.connector.open::<EncodedRow, T>(&settings, ctx)? {
+            Writers::Independent(writer) => encoded.sink_keyed(config, writer),
+            Writers::Coordinated(writer, make_committer) => {
+                encoded.sink_keyed_coordinated(config, writer, make_committer)
+            }
+        };
+        // No policy but dead letters routes rows aside: the typed collection stays empty.
+        let dead_letters = out.dead_letters.flat_map(|_| None::<V>);
+        return Ok(SinkOutput { committed: out.committed, dead_letters, handle: out.handle });
+    }
     Ok(match spec.connector.open::<V, T>(&settings, ctx)? {
         Writers::Independent(writer) => collection.sink_with(config, key_of, writer),
         Writers::Coordinated(writer, make_committer) => {

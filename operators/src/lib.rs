@@ -49,7 +49,7 @@ pub use crash::crash_point;
 pub use handle::{Committed, SinkHandle};
 pub use metrics::{MetricsSnapshot, SinkMetrics};
 pub use route::{route_hash, routing_fingerprint, Fnv64, StableHasher, ROUTING_HASH_VERSION};
-pub use sink::{SinkExt, SinkOutput};
+pub use sink::{KeyedSinkExt, SinkExt, SinkOutput};
 pub use time::{Frontier, SinkTime};
 pub use worker_metrics::{describe_metrics, WorkerMetrics};
 pub use writer::{

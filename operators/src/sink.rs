@@ -187,12 +187,7 @@ impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> f
         KF: Fn(&V) -> K + 'static,
         W: SinkWriter<K, V, T>,
     {
-        let handle = SinkHandle::new();
-        let metrics = config.metrics.for_worker(&config.name, self.inner.scope().index());
-        let lag = Some(FrontierLag::new(&metrics));
-        let (committed, dead_letters) =
-            worker_operator(self, &config, key_fn, writer, Independent, handle.clone(), metrics, lag);
-        SinkOutput { committed, dead_letters, handle }
+        self.map(move |v| (key_fn(&v), v)).sink_keyed(config, writer)
     }
 
     fn sink_coordinated<K, KF, W, C, MC>(
@@ -209,13 +204,69 @@ impl<'scope, T: SinkTime, V: ExchangeData + Ord + Clone> SinkExt<'scope, T, V> f
         C: Committer<W::Prepared, T, Error = W::Error>,
         MC: FnOnce() -> Result<C, W::Error> + 'static,
     {
+        self.map(move |v| (key_fn(&v), v)).sink_keyed_coordinated(config, writer, make_committer)
+    }
+}
+
+/// Sink operators on collections already keyed where they were produced: `(key, value)` pairs,
+/// whose value may be the row in an encoded form (the key and the encoding computed in one pass
+/// over the row, before the exchange). [`SinkExt`]'s methods are these, after `map`ping each row
+/// to its key.
+pub trait KeyedSinkExt<'scope, T: SinkTime, K, V: ExchangeData + Ord + Clone> {
+    /// [`SinkExt::sink_with`] for pairs of a key and its value.
+    fn sink_keyed<W>(self, config: SinkConfig, writer: W) -> SinkOutput<'scope, T, V, W::Error>
+    where
+        W: SinkWriter<K, V, T>;
+
+    /// [`SinkExt::sink_coordinated`] for pairs of a key and its value.
+    fn sink_keyed_coordinated<W, C, MC>(
+        self,
+        config: SinkConfig,
+        writer: W,
+        make_committer: MC,
+    ) -> SinkOutput<'scope, T, V, W::Error>
+    where
+        W: CoordinatedWriter<K, V, T>,
+        C: Committer<W::Prepared, T, Error = W::Error>,
+        MC: FnOnce() -> Result<C, W::Error> + 'static;
+}
+
+impl<'scope, T, K, V> KeyedSinkExt<'scope, T, K, V> for VecCollection<'scope, T, (K, V), isize>
+where
+    T: SinkTime,
+    K: ExchangeData + Ord + Hash + Clone + Debug,
+    V: ExchangeData + Ord + Clone,
+{
+    fn sink_keyed<W>(self, config: SinkConfig, writer: W) -> SinkOutput<'scope, T, V, W::Error>
+    where
+        W: SinkWriter<K, V, T>,
+    {
+        let handle = SinkHandle::new();
+        let metrics = config.metrics.for_worker(&config.name, self.inner.scope().index());
+        let lag = Some(FrontierLag::new(&metrics));
+        let (committed, dead_letters) =
+            worker_operator(self, &config, writer, Independent, handle.clone(), metrics, lag);
+        SinkOutput { committed, dead_letters, handle }
+    }
+
+    fn sink_keyed_coordinated<W, C, MC>(
+        self,
+        config: SinkConfig,
+        writer: W,
+        make_committer: MC,
+    ) -> SinkOutput<'scope, T, V, W::Error>
+    where
+        W: CoordinatedWriter<K, V, T>,
+        C: Committer<W::Prepared, T, Error = W::Error>,
+        MC: FnOnce() -> Result<C, W::Error> + 'static,
+    {
         let handle = SinkHandle::new();
         let index = self.inner.scope().index();
         let metrics = config.metrics.for_worker(&config.name, index);
         // The committer on worker 0 moves the committed frontier: only worker 0 has the lag.
         let lag = (index == 0).then(|| FrontierLag::new(&metrics));
         let (prepared, dead_letters) =
-            worker_operator(self, &config, key_fn, writer, Coordinated, handle.clone(), metrics.clone(), lag.clone());
+            worker_operator(self, &config, writer, Coordinated, handle.clone(), metrics.clone(), lag.clone());
         let notices = committer_operator(prepared, &config.name, metrics, lag, make_committer, handle.clone());
         let committed = notice_operator(notices, &config.name, handle.clone());
         SinkOutput { committed, dead_letters, handle }
@@ -307,10 +358,9 @@ struct WorkerState<K, V, T, O> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn worker_operator<'scope, T, V, K, KF, W, F>(
-    collection: VecCollection<'scope, T, V, isize>,
+fn worker_operator<'scope, T, V, K, W, F>(
+    keyed: VecCollection<'scope, T, (K, V), isize>,
     config: &SinkConfig,
-    key_fn: KF,
     mut writer: W,
     mut finisher: F,
     handle: SinkHandle<T, W::Error>,
@@ -321,13 +371,11 @@ where
     T: SinkTime,
     V: ExchangeData + Ord + Clone,
     K: ExchangeData + Ord + Hash + Clone + Debug,
-    KF: Fn(&V) -> K + 'static,
     W: SinkWriter<K, V, T>,
     F: Finish<K, V, T, W> + 'static,
 {
-    let scope = collection.inner.scope();
+    let scope = keyed.inner.scope();
     let ctx = WorkerContext { index: scope.index(), peers: scope.peers(), layout: config.layout };
-    let keyed = collection.map(move |v| (key_fn(&v), v));
 
     let mut builder = OperatorBuilder::new(format!("Sink({})", config.name), scope);
     let mut input = builder.new_input(keyed.inner, Exchange::new(|u: &((K, V), T, isize)| route_hash(&u.0 .0)));

@@ -47,6 +47,13 @@ pub trait Connector: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// so an unkeyed sink routes rows by their identity (the same hash as their JSON, without
     /// keeping the JSON) instead of encoding each row's JSON as its key.
     const TAKES_ROWS: bool = false;
+    /// True if the connector's encoder needs nothing of a row but its JSON, which it writes with
+    /// [`encode_row`](crate::encode::json::encode_row) (the message targets' records, a document,
+    /// a load line). The sink then encodes each row once, on the worker that produced it, and
+    /// moves and consolidates the encoded bytes ([`EncodedRow`](crate::EncodedRow)): the writer
+    /// is opened for rows of type `EncodedRow`, whose `Serialize` still presents the row's value
+    /// to anything else the encoder reads of it.
+    const JSON_ROWS: bool = false;
     /// The version of what the connector writes on its target that a resume depends on (record
     /// shapes and counts, labels, file names, the progress record itself). It is recorded with
     /// every commit ([`Layout::format`](differential_sinks_operators::Layout)); a change that
@@ -81,6 +88,7 @@ impl<C: Connector> Connector for Box<C> {
     const ALIASES: &'static [&'static str] = C::ALIASES;
     const OWN_KEYS: bool = C::OWN_KEYS;
     const TAKES_ROWS: bool = C::TAKES_ROWS;
+    const JSON_ROWS: bool = C::JSON_ROWS;
     const FORMAT: u32 = C::FORMAT;
     type Table = C::Table;
     type Encoder<V: Row> = C::Encoder<V>;

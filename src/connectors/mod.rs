@@ -145,6 +145,15 @@ macro_rules! registry {
                 }
             }
 
+            /// True if the target's encoder needs nothing of a row but its JSON (see
+            /// [`Connector::JSON_ROWS`]); a custom target's records are the envelope's JSON.
+            pub fn json_rows(&self) -> bool {
+                match self {
+                    $( #[cfg($cfg)] ConnectorConfig::$variant(_) => <$ty as Connector>::JSON_ROWS, )*
+                    ConnectorConfig::Custom(_) => true,
+                }
+            }
+
             /// The version of the connector's on-target format (see [`Connector::FORMAT`]).
             pub fn format_version(&self) -> u32 {
                 match self {

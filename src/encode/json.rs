@@ -5,8 +5,10 @@
 //! `{"before":…,"after":…,"op":"c|u|d","ts_ms":…,"source":{"connector":"differential-sinks","name":<sink>,"ts":<logical time>}}`.
 //! The constant parts are encoded once, when the encoder is built.
 
+use crate::encoded_row::EncodedRow;
 use crate::envelope::{Emission, Op};
 use crate::error::{Error, Result};
+use crate::json_row::JsonRow;
 use crate::schema::{ColumnType, Schema};
 use serde::Serialize;
 
@@ -35,15 +37,15 @@ impl JsonEncoder {
         JsonEncoder { source_prefix, connect_prefix }
     }
 
-    /// Writes `row` as JSON.
+    /// Writes `row` as JSON ([`encode_row`]).
     #[inline]
-    pub fn row<V: Serialize + ?Sized>(&self, row: &V, out: &mut Vec<u8>) -> Result<()> {
-        encode_json(row, out)
+    pub fn row<V: Serialize + 'static>(&self, row: &V, out: &mut Vec<u8>) -> Result<()> {
+        encode_row(row, out)
     }
 
     /// Writes the value of `emission` (which must not be a tombstone).
     #[inline]
-    pub fn emission<V: Serialize>(
+    pub fn emission<V: Serialize + 'static>(
         &self,
         emission: &Emission<'_, V>,
         time: u64,
@@ -70,7 +72,7 @@ impl JsonEncoder {
     /// assert_eq!(v["before"]["n"], 2);
     /// assert_eq!(v["source"]["ts"], 7);
     /// ```
-    pub fn debezium<V: Serialize>(
+    pub fn debezium<V: Serialize + 'static>(
         &self,
         op: Op,
         before: Option<&V>,
@@ -117,6 +119,22 @@ fn itoa(v: u64) -> String {
 #[inline]
 pub fn encode_json<V: Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -> Result<()> {
     sonic_rs::to_writer(out, value).map_err(|e| Error::encode(format!("a row cannot be encoded as JSON: {e}")))
+}
+
+/// Appends a row's JSON to `out`: an [`EncodedRow`]'s bytes (encoded where the row was produced)
+/// and a [`JsonRow`]'s text as they are, any other row through [`encode_json`] — the same bytes
+/// either way.
+#[inline]
+pub fn encode_row<V: Serialize + 'static>(row: &V, out: &mut Vec<u8>) -> Result<()> {
+    let any = row as &dyn std::any::Any;
+    if let Some(encoded) = any.downcast_ref::<EncodedRow>() {
+        out.extend_from_slice(encoded.json()?);
+    } else if let Some(json) = any.downcast_ref::<JsonRow>() {
+        out.extend_from_slice(json.as_str().as_bytes());
+    } else {
+        encode_json(row, out)?;
+    }
+    Ok(())
 }
 
 fn connect_fields(schema: &Schema) -> serde_json::Value {
@@ -192,6 +210,21 @@ mod tests {
             prop_assert_eq!(a, b);
             prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
         }
+    }
+
+    #[test]
+    fn rows_already_encoded_are_copied_as_the_rows_json() {
+        let value =
+            serde_json::json!({"b": [1, 2.5, -0.0, 1e300], "a": "zoë \"\n\u{1}", "c": null, "d": {"y": true, "x": -7}});
+        let row = JsonRow::new(&value);
+        let (mut copied, mut walked) = (Vec::new(), Vec::new());
+        encode_row(&row, &mut copied).unwrap();
+        encode_json(&row, &mut walked).unwrap();
+        assert_eq!(String::from_utf8(copied).unwrap(), String::from_utf8(walked).unwrap());
+        let (mut copied, mut walked) = (Vec::new(), Vec::new());
+        encode_row(&EncodedRow::encode(&value), &mut copied).unwrap();
+        encode_json(&value, &mut walked).unwrap();
+        assert_eq!(copied, walked);
     }
 
     #[test]

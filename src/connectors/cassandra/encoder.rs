@@ -8,7 +8,7 @@
 //! append-only sinks an insert per row.
 
 use super::statements::{insert_json, write_timestamp};
-use crate::encode::json::encode_json;
+use crate::encode::json::encode_row;
 use crate::encode::ChangeEncoder;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, Result};
@@ -74,14 +74,14 @@ impl<V: Serialize + 'static> ChangeEncoder<V> for CassandraEncoder<V> {
                     })?;
                     for r in rows {
                         json.clear();
-                        encode_json(r, json)?;
+                        encode_row(r, json)?;
                         out.push(insert(json)?);
                     }
                     continue;
                 }
             };
             json.clear();
-            encode_json(row, json)?;
+            encode_row(row, json)?;
             let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| Error::encode(e.to_string()))?;
             if is_insert {
                 out.push(insert(json)?);

@@ -16,7 +16,7 @@
 use super::config::ClickHouseConfig;
 use super::sql::ident;
 use super::table::{check_field, check_fields, check_row, Mode, TableInfo, TablePlan};
-use crate::encode::json::encode_json;
+use crate::encode::json::encode_row;
 use crate::encode::rowbinary::{EncodeError, Encoded, RowBinaryEncoder};
 use crate::encode::ChangeEncoder;
 use crate::envelope::{Emission, Format};
@@ -180,7 +180,7 @@ impl<V> ClickHouseEncoder<V> {
     }
 
     /// Appends one row, as `insert` (true) or as the row that cancels / deletes it.
-    fn push<R: Serialize + ?Sized>(&mut self, key: &Key, row: &R, insert: bool, out: &mut Blocks) -> Result<()> {
+    fn push<R: Serialize + 'static>(&mut self, key: &Key, row: &R, insert: bool, out: &mut Blocks) -> Result<()> {
         if self.rowbinary.is_some() {
             self.push_rowbinary(key, row, insert, out)?;
         } else {
@@ -250,10 +250,10 @@ impl<V> ClickHouseEncoder<V> {
     }
 
     /// Appends one row as a JSONEachRow line.
-    fn push_json<R: Serialize + ?Sized>(&mut self, row: &R, insert: bool, block: &mut Block) -> Result<()> {
+    fn push_json<R: Serialize + 'static>(&mut self, row: &R, insert: bool, block: &mut Block) -> Result<()> {
         let data = &mut block.data;
         let start = data.len();
-        encode_json(row, data)?;
+        encode_row(row, data)?;
         if !self.checked {
             let v: serde_json::Value = serde_json::from_slice(&data[start..])
                 .map_err(|e| Error::encode(format!("a row's JSON does not parse back: {e}")))?;

@@ -5,7 +5,7 @@
 //! row a key now has, 1 on the row a deleted key had. Append-only rows go as they are.
 
 use super::table::DELETE_SIGN;
-use crate::encode::json::encode_json;
+use crate::encode::json::encode_row;
 use crate::encode::ChangeEncoder;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, Result};
@@ -43,10 +43,10 @@ impl<V> DorisEncoder<V> {
 }
 
 /// Appends `row` as one line, with the delete sign `delete` when given.
-fn push<R: Serialize + ?Sized>(out: &mut LoadBody, row: &R, delete: Option<bool>) -> Result<()> {
+fn push<R: Serialize + 'static>(out: &mut LoadBody, row: &R, delete: Option<bool>) -> Result<()> {
     let body = &mut out.data;
     let start = body.len();
-    encode_json(row, body)?;
+    encode_row(row, body)?;
     if let Some(d) = delete {
         if body.last() != Some(&b'}') {
             body.truncate(start);

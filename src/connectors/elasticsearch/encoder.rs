@@ -8,7 +8,7 @@
 //! text (columns joined by `delimiter`); without a key the server chooses ids.
 
 use super::config::{ElasticsearchConfig, Versioning};
-use crate::encode::json::encode_json;
+use crate::encode::json::encode_row;
 use crate::encode::ChangeEncoder;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, Result};
@@ -103,7 +103,7 @@ impl<V: Serialize + 'static> BulkEncoder<V> {
     fn push(&mut self, key: &Key, time: u64, row: &V, delete: bool, out: &mut BulkBody) -> Result<()> {
         // The row's JSON first (the index / routing columns may need it).
         self.scratch.clear();
-        encode_json(row, &mut self.scratch)?;
+        encode_row(row, &mut self.scratch)?;
         let parsed = if self.index_column.is_some() || self.routing_column.is_some() {
             Some(serde_json::from_slice::<serde_json::Value>(&self.scratch).map_err(|e| Error::encode(e.to_string()))?)
         } else {
