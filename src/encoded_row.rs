@@ -4,10 +4,12 @@
 //! A target whose records carry a row as its JSON (the message targets, Elasticsearch, Doris,
 //! Cassandra; see [`Connector::JSON_ROWS`](crate::Connector::JSON_ROWS)) needs nothing else of a
 //! row. For such a sink, each row is encoded into an [`EncodedRow`] on the worker that produced
-//! it, right after its key is extracted: the exchange then moves the row's bytes (one allocation,
-//! instead of the row with its own), consolidation orders and compares bytes, and the target's
-//! encoder copies them into its records ([`crate::encode::json::encode_row`]) — no serde walk of
-//! the row after the exchange.
+//! it, right after its key is extracted: the rows of one time in one input batch go one after the
+//! other into one buffer ([`EncodedRows`]), each row a slice of it, so the exchange moves slices of
+//! shared buffers instead of rows with allocations of their own, consolidation orders and compares
+//! bytes, and the target's encoder copies them into its records
+//! ([`crate::encode::json::encode_row`]) — no serde walk of the row after the exchange. Between
+//! processes and in spill files a row travels as its bytes and comes back as a buffer of its own.
 //!
 //! The bytes are exactly what [`encode_json`](crate::encode::json::encode_json) writes for the row, so records are byte for byte
 //! what they were when rows were encoded at the target. Two rows are the same row to the sink
@@ -21,52 +23,37 @@
 //! reported the row's own encoding error.
 
 use crate::error::{Error, Result};
-use crate::json_row::JsonRow;
-use serde::de::{Deserialize, Deserializer};
+use crate::json_row::{serialize_compact, JsonRow};
+use bytes::Bytes;
+use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 use std::any::Any;
 use std::fmt;
 
 /// A row's JSON, encoded where the row was produced (see the [module docs](self)).
+///
+/// The bytes are a slice of a shared buffer ([`Bytes`]): the rows of one time in one input
+/// batch are encoded one after the other into one buffer ([`EncodedRows`]), so a row costs no
+/// allocation of its own; the buffer is freed when the last of its rows is.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EncodedRow {
     /// The JSON text, or (when `invalid`) why the row has none.
-    bytes: Box<[u8]>,
+    bytes: Bytes,
     invalid: bool,
 }
 
 impl EncodedRow {
-    /// Encodes `row` as [`encode_json`](crate::encode::json::encode_json) does (a [`JsonRow`]'s text is copied: it is what
-    /// `encode_json` writes for it); a row that cannot be encoded keeps the reason.
+    /// Encodes `row` as [`encode_json`](crate::encode::json::encode_json) does, into a buffer of
+    /// its own (a [`JsonRow`]'s text is copied: it is what `encode_json` writes for it); a row
+    /// that cannot be encoded keeps the reason.
     pub fn encode<V: Serialize + 'static>(row: &V) -> Self {
-        let any = row as &dyn Any;
-        if let Some(encoded) = any.downcast_ref::<EncodedRow>() {
-            return encoded.clone();
-        }
-        if let Some(json) = any.downcast_ref::<JsonRow>() {
-            return EncodedRow { bytes: json.as_str().as_bytes().into(), invalid: false };
-        }
-        // Encoded into a reused buffer, then copied into an allocation of its exact size (one
-        // allocation per row, not a growing buffer shrunk afterwards).
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        let encode = |out: &mut Vec<u8>| {
-            out.clear();
-            sonic_rs::to_writer(&mut *out, row).map(|()| Box::<[u8]>::from(&out[..]))
-        };
-        // (A row whose `Serialize` encodes another row meanwhile gets a buffer of its own.)
-        let encoded = SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut out) => encode(&mut out),
-            Err(_) => encode(&mut Vec::new()),
-        });
-        match encoded {
-            Ok(bytes) => EncodedRow { bytes, invalid: false },
-            Err(e) => EncodedRow {
-                bytes: format!("a row cannot be encoded as JSON: {e}").into_bytes().into_boxed_slice(),
-                invalid: true,
-            },
-        }
+        let mut rows = EncodedRows::default();
+        let range = rows.push(row);
+        rows.finish().take(range)
+    }
+
+    fn invalid(reason: String) -> Self {
+        EncodedRow { bytes: Bytes::from(reason.into_bytes()), invalid: true }
     }
 
     /// The row's JSON text, or the error its encoding met.
@@ -75,6 +62,95 @@ impl EncodedRow {
             Err(Error::encode(String::from_utf8_lossy(&self.bytes).into_owned()))
         } else {
             Ok(&self.bytes)
+        }
+    }
+}
+
+/// Rows encoded one after the other into one buffer: [`push`](Self::push) each row, then
+/// [`finish`](Self::finish) and [`take`](EncodedBuffer::take) each row's [`EncodedRow`], a slice
+/// of the shared buffer.
+#[derive(Default)]
+pub struct EncodedRows {
+    buf: Vec<u8>,
+}
+
+/// Where a pushed row's bytes are, or why it has none.
+pub enum Encoded {
+    /// The row's JSON: this range of the buffer.
+    Json(std::ops::Range<usize>),
+    /// The row could not be encoded, for this reason.
+    Invalid(String),
+}
+
+impl EncodedRows {
+    /// A buffer for rows of about `bytes` bytes in all.
+    pub fn with_capacity(bytes: usize) -> Self {
+        EncodedRows { buf: Vec::with_capacity(bytes) }
+    }
+
+    /// Appends `row`'s JSON.
+    pub fn push<V: Serialize + 'static>(&mut self, row: &V) -> Encoded {
+        let start = self.buf.len();
+        let done = match (row as &dyn Any).downcast_ref::<JsonRow>() {
+            Some(json) => {
+                self.buf.extend_from_slice(json.as_str().as_bytes());
+                Ok(())
+            }
+            None => match (row as &dyn Any).downcast_ref::<EncodedRow>() {
+                Some(encoded) => match encoded.json() {
+                    Ok(json) => {
+                        self.buf.extend_from_slice(json);
+                        Ok(())
+                    }
+                    Err(e) => return Encoded::Invalid(e.message().to_string()),
+                },
+                None => sonic_rs::to_writer(&mut self.buf, row).map_err(|e| e.to_string()),
+            },
+        };
+        match done {
+            Ok(()) => Encoded::Json(start..self.buf.len()),
+            Err(e) => {
+                self.buf.truncate(start);
+                Encoded::Invalid(format!("a row cannot be encoded as JSON: {e}"))
+            }
+        }
+    }
+
+    /// Makes room for `bytes` more bytes.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.buf.reserve(bytes);
+    }
+
+    /// The bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True if nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The shared buffer the pushed rows are taken from.
+    pub fn finish(mut self) -> EncodedBuffer {
+        // A buffer reserved for more than it got gives the rest back: what a time's rows hold
+        // is what the memory budget counts of them.
+        if self.buf.capacity() > self.buf.len() + self.buf.len() / 4 {
+            self.buf.shrink_to_fit();
+        }
+        EncodedBuffer(Bytes::from(self.buf))
+    }
+}
+
+/// The shared buffer of [`EncodedRows`], from which each row is taken.
+pub struct EncodedBuffer(Bytes);
+
+impl EncodedBuffer {
+    /// The row [`EncodedRows::push`] placed at `at`.
+    pub fn take(&self, at: Encoded) -> EncodedRow {
+        match at {
+            Encoded::Json(range) => EncodedRow { bytes: self.0.slice(range), invalid: false },
+            Encoded::Invalid(reason) => EncodedRow::invalid(reason),
         }
     }
 }
@@ -95,24 +171,63 @@ impl fmt::Debug for EncodedRow {
 impl Serialize for EncodedRow {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         if !s.is_human_readable() {
-            return (self.invalid, &*self.bytes).serialize(s);
+            return (self.invalid, RawBytes(&self.bytes)).serialize(s);
         }
-        let json = self.json().map_err(|e| serde::ser::Error::custom(e.to_string()))?;
-        let mut de = serde_json::Deserializer::from_slice(json);
-        serde_transcode::transcode(&mut de, s)
+        let json = self.json().map_err(|e| serde::ser::Error::custom(e.message()))?;
+        let text = std::str::from_utf8(json).map_err(|e| serde::ser::Error::custom(e.to_string()))?;
+        serialize_compact(text, s)
     }
 }
 
 impl<'de> Deserialize<'de> for EncodedRow {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         if !d.is_human_readable() {
-            let (invalid, bytes) = <(bool, Vec<u8>)>::deserialize(d)?;
-            return Ok(EncodedRow { bytes: bytes.into_boxed_slice(), invalid });
+            let (invalid, OwnedBytes(bytes)) = <(bool, OwnedBytes)>::deserialize(d)?;
+            return Ok(EncodedRow { bytes: Bytes::from(bytes), invalid });
         }
         // A human-readable form (a row read back from JSON) is the JSON value itself, read
         // through a `serde_json` value (so an object's members come back in name order).
         let value = serde_json::Value::deserialize(d)?;
         Ok(EncodedRow::encode(&value))
+    }
+}
+
+/// Bytes serialized as bytes (one length and the bytes to `bincode`), not as a sequence of
+/// numbers.
+struct RawBytes<'a>(&'a [u8]);
+
+impl Serialize for RawBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// What [`RawBytes`] serialized.
+struct OwnedBytes(Vec<u8>);
+
+impl<'de> Deserialize<'de> for OwnedBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OwnedBytes;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> std::result::Result<OwnedBytes, E> {
+                Ok(OwnedBytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> std::result::Result<OwnedBytes, E> {
+                Ok(OwnedBytes(v))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<OwnedBytes, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(OwnedBytes(out))
+            }
+        }
+        d.deserialize_byte_buf(V)
     }
 }
 
@@ -158,6 +273,41 @@ mod tests {
         // Read back from a human-readable form, it is the same value (its members in name order).
         let back: EncodedRow = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
         assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(row()).unwrap());
+    }
+
+    #[test]
+    fn rows_encoded_into_one_buffer_are_each_their_own_json() {
+        let mut bad = std::collections::BTreeMap::new();
+        bad.insert((1, 2), "x");
+        let mut rows = EncodedRows::default();
+        let a = rows.push(&row());
+        // A row that fails half way leaves nothing of itself in the buffer.
+        let b = rows.push(&(1u8, bad.clone()));
+        let c = rows.push(&vec![serde_json::json!({"k": 1}), serde_json::Value::Null]);
+        let d = rows.push(&JsonRow::parse(r#"{"b":1,"a":[true]}"#).unwrap());
+        let buffer = rows.finish();
+        let (a, b, c, d) = (buffer.take(a), buffer.take(b), buffer.take(c), buffer.take(d));
+        assert_eq!(a, EncodedRow::encode(&row()));
+        assert!(b.json().is_err());
+        assert_eq!(c.json().unwrap(), br#"[{"k":1},null]"#);
+        assert_eq!(d.json().unwrap(), br#"{"a":[true],"b":1}"#);
+        drop(buffer);
+        assert_eq!(
+            serde_json::from_slice::<Row>(a.json().unwrap()).unwrap(),
+            row(),
+            "a row outlives the buffer's handle"
+        );
+    }
+
+    #[test]
+    fn a_reader_of_some_fields_reads_them_as_from_the_row() {
+        use crate::key::{KeyColumns, KeyEncoding};
+        let row = row();
+        let e = EncodedRow::encode(&row);
+        for columns in [vec!["id"], vec!["name", "id"], vec!["tags", "amount"], vec!["note"]] {
+            let cols = KeyColumns::new(columns.iter().map(|c| c.to_string()).collect(), KeyEncoding::Json).unwrap();
+            assert_eq!(cols.extract(&e), cols.extract(&row), "{columns:?}");
+        }
     }
 
     #[test]

@@ -309,21 +309,27 @@ impl Serialize for JsonRow {
         if !s.is_human_readable() {
             return s.serialize_str(&self.0);
         }
-        // An object (the usual row) is split into its members first, and each member's value
-        // encodes from its own text: a serializer that looks at some fields only (key
-        // extraction) may leave the others unread. The text is canonical (no whitespace, valid),
-        // so a plain scan finds the members.
-        if !self.0.starts_with('{') {
-            return Text(&self.0).serialize(s);
-        }
-        let mut map = s.serialize_map(None)?;
-        for member in Members::of(&self.0) {
-            let (name, value) =
-                member.ok_or_else(|| serde::ser::Error::custom("a JSON row's text is not canonical JSON"))?;
-            map.serialize_entry(name.as_ref(), &Text(value))?;
-        }
-        map.end()
+        serialize_compact(&self.0, s)
     }
+}
+
+/// Serializes valid JSON text without whitespace (a canonical row's, or `serde_json`'s output
+/// for any value) as the value it holds.
+///
+/// An object (the usual row) is split into its members first, and each member's value encodes
+/// from its own text: a serializer that looks at some fields only (key extraction) may leave the
+/// others unread. The text has no whitespace, so a plain scan finds the members, in the order
+/// they are written.
+pub(crate) fn serialize_compact<S: Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    if !text.starts_with('{') {
+        return Text(text).serialize(s);
+    }
+    let mut map = s.serialize_map(None)?;
+    for member in Members::of(text) {
+        let (name, value) = member.ok_or_else(|| serde::ser::Error::custom("a JSON row's text is not compact JSON"))?;
+        map.serialize_entry(name.as_ref(), &Text(value))?;
+    }
+    map.end()
 }
 
 /// Canonical JSON text that serializes as the value it holds: common scalars directly, the rest

@@ -40,6 +40,7 @@ pub mod error;
 pub mod json_row;
 pub mod key;
 pub mod options;
+mod producer;
 pub mod record;
 pub mod row;
 /// Moved to [`connectors::lakehouse`] (the key index) and [`encode::arrow`] (the key encoder).

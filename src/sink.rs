@@ -11,6 +11,7 @@ use crate::connectors::Writers;
 use crate::encoded_row::EncodedRow;
 use crate::error::{Error, Result};
 use crate::key::{encode_key_value, Key, KeyColumns, KeyEncoding};
+use crate::producer::key_and_encode;
 pub use crate::row::Row;
 use differential_dataflow::VecCollection;
 use differential_sinks_operators::{
@@ -156,7 +157,7 @@ fn deliver<'scope, T: SinkTime, V: Row>(
     // The connector counts its records under this worker's labels.
     let settings = spec.settings.for_worker(ctx);
     if spec.connector.json_rows() && spec.violations != ViolationPolicy::DeadLetter {
-        let encoded = collection.map(move |row| (key_of(&row), EncodedRow::encode(&row)));
+        let encoded = key_and_encode(collection, &spec.name, key_of);
         let out = match spec.connector.open::<EncodedRow, T>(&settings, ctx)? {
             Writers::Independent(writer) => encoded.sink_keyed(config, writer),
             Writers::Coordinated(writer, make_committer) => {

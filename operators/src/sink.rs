@@ -3,7 +3,9 @@
 //!
 //! ```text
 //!  collection (V, T, ±1)
-//!        │  map: key = key_fn(&V)                      (on the producing worker)
+//!        │  map: key = key_fn(&V)                      (on the producing worker; or a
+//!        │                                              collection keyed there, KeyedSinkExt,
+//!        │                                              its values perhaps encoded rows)
 //!        │  exchange by route_hash(key)                (one worker owns each key)
 //!        ▼
 //!  ┌────────────────────── Sink operator (every worker) ───────────────────────┐
