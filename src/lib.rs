@@ -5,7 +5,9 @@
 //! key, committed as the dataflow's frontier advances — exactly once wherever the target allows.
 //!
 //! ```text
-//!  Collection<(V, T, ±1)> ──► operators: route by key, consolidate per time, commit cadence
+//!  Collection<(V, T, ±1)> ──► on the producing worker: the key (and, for a JSON target, the
+//!                             row's JSON, encoded once: encoded_row)
+//!                         ──► operators: route by key, consolidate per time, commit cadence
 //!                                │ per-key changes {key, before, after}
 //!                                ▼
 //!                        envelope (append-only / upsert / Debezium) ──► encode (JSON, …)

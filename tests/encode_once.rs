@@ -45,8 +45,11 @@ impl Serialize for Tracked {
     }
 }
 
+/// The latest value (`None`: a tombstone) per key of the records received.
+type State = BTreeMap<String, Option<String>>;
+
 /// Keeps the latest value per key of every record it receives.
-struct Latest(Arc<Mutex<BTreeMap<String, Option<String>>>>);
+struct Latest(Arc<Mutex<State>>);
 
 impl RecordWriter for Latest {
     fn resume(&mut self, _: WorkerContext) -> differential_sinks::Result<Frontier<u64>> {
@@ -69,7 +72,7 @@ impl RecordWriter for Latest {
 /// below 40 to version r, retracting version r − 1 (inserted by the same worker). Every id is
 /// inserted on one worker and, routed by its key, owned by either. Returns the target's state and
 /// the serializations seen.
-fn run(policy: ViolationPolicy, rounds: u64) -> (BTreeMap<String, Option<String>>, Vec<(String, usize)>) {
+fn run(policy: ViolationPolicy, rounds: u64) -> (State, Vec<(String, usize)>) {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let seen: Seen = Arc::default();
     *SEEN.lock().unwrap() = Some(seen.clone());
@@ -104,7 +107,7 @@ fn run(policy: ViolationPolicy, rounds: u64) -> (BTreeMap<String, Option<String>
 }
 
 /// The target's state after `rounds` rounds, computed from the input alone.
-fn reference(rounds: u64) -> BTreeMap<String, Option<String>> {
+fn reference(rounds: u64) -> State {
     (0..40u64)
         .map(|id| {
             let origin = (id % 2) as usize;

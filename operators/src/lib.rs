@@ -2,7 +2,9 @@
 //!
 //! This crate knows timely and differential dataflow and nothing about any target system. Its one
 //! operator, [`SinkExt::sink_with`] (and [`SinkExt::sink_coordinated`] for targets where one commit
-//! must cover all workers), takes a collection of `(V, T, ±1)` updates and
+//! must cover all workers), takes a collection of `(V, T, ±1)` updates — or, through
+//! [`KeyedSinkExt`], of `(key, value)` pairs keyed where they were produced, the value perhaps the
+//! row already encoded — and
 //!
 //! * routes each update to the worker that owns its primary key ([`route_hash`]);
 //! * buffers updates by time within a memory budget ([`BufferConfig`]; past it, sorted runs are
