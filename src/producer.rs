@@ -2,21 +2,29 @@
 //! encoded on the worker that produced it, before the exchange.
 //!
 //! One operator, pipelined with the collection's producer, takes each batch of updates and writes
-//! the JSON of its rows one after the other into one buffer per time of the batch
-//! ([`EncodedRows`]); each update leaves as its key and an [`EncodedRow`], a slice of that buffer.
-//! A row so costs its encoding and no allocation of its own, and the rows of a buffer are of one
-//! time, so a buffer lives at most until that time is delivered (or, for a row spilled to disk,
-//! read back on its own).
+//! the JSON of its rows one after the other into buffers of one time and one worker the rows are
+//! routed to, of at most about 64 KiB each ([`EncodedRows`]); each update leaves as its key and
+//! an [`EncodedRow`], a slice of a buffer. A row so costs its encoding and no allocation of its own. The rows of a
+//! buffer are of one time and go to one worker, which buffers, spills and delivers them together:
+//! a buffer is freed when that worker has spilled or delivered them, and no row keeps a buffer
+//! of rows gone elsewhere alive. (The worker is computed as timely's exchange computes it, from
+//! the key's [`route_hash`]; were they ever to differ, rows would still be delivered right, only
+//! buffers would be shared between workers.)
 
 use crate::encoded_row::{Encoded, EncodedRow, EncodedRows};
 use crate::key::Key;
 use crate::row::Row;
 use differential_dataflow::collection::AsCollection;
 use differential_dataflow::VecCollection;
-use differential_sinks_operators::SinkTime;
+use differential_sinks_operators::{route_hash, SinkTime};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
+
+/// A buffer takes rows until it holds this many bytes: large enough that its allocation is
+/// nothing next to encoding its rows, small enough that a buffer kept alive by one row wastes
+/// little, and that filling one reuses the memory the batch's freed rows gave back.
+const BUFFER_BYTES: usize = 64 << 10;
 
 /// The collection's rows as `(key, encoded row)` pairs, keyed by `key_of`.
 pub(crate) fn key_and_encode<'scope, T: SinkTime, V: Row>(
@@ -24,38 +32,51 @@ pub(crate) fn key_and_encode<'scope, T: SinkTime, V: Row>(
     sink: &str,
     key_of: impl Fn(&V) -> Key + 'static,
 ) -> VecCollection<'scope, T, (Key, EncodedRow), isize> {
+    let collection_peers = collection.inner.scope().peers().max(1) as u64;
     let mut builder = OperatorBuilder::new(format!("SinkEncode({sink})"), collection.inner.scope());
     let mut input = builder.new_input(collection.inner, Pipeline);
     let (out, stream) = builder.new_output::<Vec<((Key, EncodedRow), T, isize)>>();
     let mut out = OutputBuilder::from(out);
+    let peers = collection_peers;
     builder.build(move |caps| {
         drop(caps);
         // Per update of a batch: its key, where its row is (buffer, place) and its time and diff.
         let mut placed: Vec<(Key, usize, Encoded, T, isize)> = Vec::new();
         move |_frontiers| {
             input.for_each(|cap, data| {
-                // One buffer per time of the batch (almost always one).
-                let mut buffers: Vec<(T, EncodedRows)> = Vec::new();
+                // Buffers of at most about `BUFFER_BYTES`, each of one time and one worker the
+                // rows go to; `open` has the one being filled per (time, worker) — almost always
+                // one time.
+                let mut buffers: Vec<EncodedRows> = Vec::new();
+                let mut open: Vec<(T, usize, usize)> = Vec::new();
                 let total = data.len();
                 for (i, (row, t, r)) in data.drain(..).enumerate() {
                     let key = key_of(&row);
-                    let b = match buffers.iter().rposition(|(bt, _)| *bt == t) {
-                        Some(b) => b,
-                        None => {
-                            buffers.push((t, EncodedRows::default()));
-                            buffers.len() - 1
+                    let worker = (route_hash(&key) % peers) as usize;
+                    let b = match open.iter().position(|(ot, ow, _)| *ot == t && *ow == worker) {
+                        Some(o) if buffers[open[o].2].len() < BUFFER_BYTES => open[o].2,
+                        found => {
+                            buffers.push(EncodedRows::default());
+                            let b = buffers.len() - 1;
+                            match found {
+                                Some(o) => open[o].2 = b,
+                                None => open.push((t, worker, b)),
+                            }
+                            b
                         }
                     };
-                    let rows = &mut buffers[b].1;
+                    let rows = &mut buffers[b];
                     let first = rows.is_empty();
                     let at = rows.push(&row);
                     if first {
-                        // Room for the rest of the batch at this row's size: one growth at most.
-                        rows.reserve(rows.len() * (total - i));
+                        // Room for this worker's share of the rest of the batch at this row's
+                        // size, up to a buffer's size.
+                        let share = rows.len() * (total - i) / peers as usize;
+                        rows.reserve(share.min(BUFFER_BYTES));
                     }
                     placed.push((key, b, at, t, r));
                 }
-                let buffers: Vec<_> = buffers.into_iter().map(|(_, rows)| rows.finish()).collect();
+                let buffers: Vec<_> = buffers.into_iter().map(EncodedRows::finish).collect();
                 let mut o = out.activate();
                 let mut session = o.session(&cap);
                 for (key, b, at, t, r) in placed.drain(..) {
