@@ -24,23 +24,27 @@
 
 use crate::error::{Error, Result};
 use crate::json_row::{serialize_compact, JsonRow};
-use bytes::Bytes;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 /// A row's JSON, encoded where the row was produced (see the [module docs](self)).
 ///
-/// The bytes are a slice of a shared buffer ([`Bytes`]): the rows of one time in one input
-/// batch are encoded one after the other into one buffer ([`EncodedRows`]), so a row costs no
-/// allocation of its own; the buffer is freed when the last of its rows is.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The bytes are a slice of a shared buffer: the rows of one time in one input batch are encoded
+/// one after the other into buffers ([`EncodedRows`]), so a row costs no allocation of its own,
+/// and a buffer is freed when the last of its rows is. A row is 24 bytes besides its bytes.
+#[derive(Clone)]
 pub struct EncodedRow {
-    /// The JSON text, or (when `invalid`) why the row has none.
-    bytes: Bytes,
-    invalid: bool,
+    buf: Arc<[u8]>,
+    start: u32,
+    /// The length of the row's bytes, with [`INVALID`] set when they are the reason it has none.
+    len: u32,
 }
+
+/// The bit of [`EncodedRow::len`] that marks a row that could not be encoded.
+const INVALID: u32 = 1 << 31;
 
 impl EncodedRow {
     /// Encodes `row` as [`encode_json`](crate::encode::json::encode_json) does, into a buffer of
@@ -52,17 +56,70 @@ impl EncodedRow {
         rows.finish().take(range)
     }
 
-    fn invalid(reason: String) -> Self {
-        EncodedRow { bytes: Bytes::from(reason.into_bytes()), invalid: true }
+    /// The row at `range` of `buf`; a row too large for the 31 bits of its length is invalid.
+    fn slice(buf: &Arc<[u8]>, range: std::ops::Range<usize>) -> Self {
+        match (u32::try_from(range.start), u32::try_from(range.len())) {
+            (Ok(start), Ok(len)) if len < INVALID => EncodedRow { buf: Arc::clone(buf), start, len },
+            _ => EncodedRow::invalid(format!(
+                "a row's JSON of {} bytes is larger than the 2 GiB a sink row may be",
+                range.len()
+            )),
+        }
+    }
+
+    fn invalid(mut reason: String) -> Self {
+        if reason.len() >= INVALID as usize {
+            reason = "a row cannot be encoded, and the reason is too long to keep".into();
+        }
+        let len = reason.len() as u32 | INVALID;
+        EncodedRow { buf: Arc::from(reason.into_bytes()), start: 0, len }
+    }
+
+    fn is_invalid(&self) -> bool {
+        self.len & INVALID != 0
+    }
+
+    /// The row's bytes: its JSON, or the reason it has none.
+    fn bytes(&self) -> &[u8] {
+        let start = self.start as usize;
+        &self.buf[start..start + (self.len & !INVALID) as usize]
     }
 
     /// The row's JSON text, or the error its encoding met.
     pub fn json(&self) -> Result<&[u8]> {
-        if self.invalid {
-            Err(Error::encode(String::from_utf8_lossy(&self.bytes).into_owned()))
+        if self.is_invalid() {
+            Err(Error::encode(String::from_utf8_lossy(self.bytes()).into_owned()))
         } else {
-            Ok(&self.bytes)
+            Ok(self.bytes())
         }
+    }
+}
+
+impl PartialEq for EncodedRow {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for EncodedRow {}
+
+impl PartialOrd for EncodedRow {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// By bytes, then valid rows before invalid ones; the buffer a row is in plays no part.
+impl Ord for EncodedRow {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes().cmp(other.bytes()).then(self.is_invalid().cmp(&other.is_invalid()))
+    }
+}
+
+impl std::hash::Hash for EncodedRow {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
+        self.is_invalid().hash(state);
     }
 }
 
@@ -132,24 +189,21 @@ impl EncodedRows {
     }
 
     /// The shared buffer the pushed rows are taken from.
-    pub fn finish(mut self) -> EncodedBuffer {
-        // A buffer reserved for more than it got gives the rest back: what a time's rows hold
-        // is what the memory budget counts of them.
-        if self.buf.capacity() > self.buf.len() + self.buf.len() / 4 {
-            self.buf.shrink_to_fit();
-        }
-        EncodedBuffer(Bytes::from(self.buf))
+    pub fn finish(self) -> EncodedBuffer {
+        // Copied into an allocation of its exact size (with the reference counts): what a time's
+        // rows hold is what the memory budget counts of them.
+        EncodedBuffer(Arc::from(self.buf))
     }
 }
 
 /// The shared buffer of [`EncodedRows`], from which each row is taken.
-pub struct EncodedBuffer(Bytes);
+pub struct EncodedBuffer(Arc<[u8]>);
 
 impl EncodedBuffer {
     /// The row [`EncodedRows::push`] placed at `at`.
     pub fn take(&self, at: Encoded) -> EncodedRow {
         match at {
-            Encoded::Json(range) => EncodedRow { bytes: self.0.slice(range), invalid: false },
+            Encoded::Json(range) => EncodedRow::slice(&self.0, range),
             Encoded::Invalid(reason) => EncodedRow::invalid(reason),
         }
     }
@@ -157,10 +211,10 @@ impl EncodedBuffer {
 
 impl fmt::Debug for EncodedRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.invalid {
-            write!(f, "<row that cannot be encoded: {}>", String::from_utf8_lossy(&self.bytes))
+        if self.is_invalid() {
+            write!(f, "<row that cannot be encoded: {}>", String::from_utf8_lossy(self.bytes()))
         } else {
-            write!(f, "{}", String::from_utf8_lossy(&self.bytes))
+            write!(f, "{}", String::from_utf8_lossy(self.bytes()))
         }
     }
 }
@@ -171,7 +225,7 @@ impl fmt::Debug for EncodedRow {
 impl Serialize for EncodedRow {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         if !s.is_human_readable() {
-            return (self.invalid, RawBytes(&self.bytes)).serialize(s);
+            return (self.is_invalid(), RawBytes(self.bytes())).serialize(s);
         }
         let json = self.json().map_err(|e| serde::ser::Error::custom(e.message()))?;
         let text = std::str::from_utf8(json).map_err(|e| serde::ser::Error::custom(e.to_string()))?;
@@ -183,7 +237,12 @@ impl<'de> Deserialize<'de> for EncodedRow {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         if !d.is_human_readable() {
             let (invalid, OwnedBytes(bytes)) = <(bool, OwnedBytes)>::deserialize(d)?;
-            return Ok(EncodedRow { bytes: Bytes::from(bytes), invalid });
+            return Ok(if invalid {
+                EncodedRow::invalid(String::from_utf8_lossy(&bytes).into_owned())
+            } else {
+                let len = bytes.len();
+                EncodedRow::slice(&Arc::from(bytes), 0..len)
+            });
         }
         // A human-readable form (a row read back from JSON) is the JSON value itself, read
         // through a `serde_json` value (so an object's members come back in name order).
@@ -297,6 +356,11 @@ mod tests {
             row(),
             "a row outlives the buffer's handle"
         );
+    }
+
+    #[test]
+    fn a_row_is_24_bytes_besides_its_bytes() {
+        assert_eq!(std::mem::size_of::<EncodedRow>(), 24);
     }
 
     #[test]
