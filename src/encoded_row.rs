@@ -140,11 +140,6 @@ pub enum Encoded {
 }
 
 impl EncodedRows {
-    /// A buffer for rows of about `bytes` bytes in all.
-    pub fn with_capacity(bytes: usize) -> Self {
-        EncodedRows { buf: Vec::with_capacity(bytes) }
-    }
-
     /// Appends `row`'s JSON.
     pub fn push<V: Serialize + 'static>(&mut self, row: &V) -> Encoded {
         let start = self.buf.len();

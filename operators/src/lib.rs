@@ -35,6 +35,7 @@ mod merge;
 pub mod metrics;
 pub mod route;
 pub mod sink;
+mod sink_ext;
 pub mod spill;
 pub mod time;
 pub mod worker_metrics;
@@ -51,7 +52,7 @@ pub use crash::crash_point;
 pub use handle::{Committed, SinkHandle};
 pub use metrics::{MetricsSnapshot, SinkMetrics};
 pub use route::{route_hash, routing_fingerprint, Fnv64, StableHasher, ROUTING_HASH_VERSION};
-pub use sink::{KeyedSinkExt, SinkExt, SinkOutput};
+pub use sink_ext::{KeyedSinkExt, SinkExt, SinkOutput};
 pub use time::{Frontier, SinkTime};
 pub use worker_metrics::{describe_metrics, WorkerMetrics};
 pub use writer::{
