@@ -1,17 +1,20 @@
 //! Throughput of the ClickHouse sink against a raw RowBinary insert of the same rows.
 //!
 //! ```text
-//! DSINK_CLICKHOUSE_URL=http://127.0.0.1:58123 cargo run --release --features clickhouse --example clickhouse_bench -- [ROWS] [TIMES]
+//! DSINK_CLICKHOUSE_URL=http://127.0.0.1:58123 cargo run --release --features clickhouse --example clickhouse_bench -- [ROWS] [TIMES] [WORKERS]
 //! ```
 //!
 //! Both write the same rows `(k, v, s)` plus the version and delete columns into a fresh
 //! `ReplacingMergeTree(ver)` table: the baseline as hand-encoded RowBinary in blocks of the sink's
-//! default size (500 000 rows), the sink as an upsert of a collection that inserts every key once,
-//! over `TIMES` logical times, on one worker — dataflow, consolidation, encoding and commit
-//! included. Prints rows/s of each and the ratio.
+//! default size (500 000 rows), one request at a time, the sink as an upsert of a collection that
+//! inserts every key once, over `TIMES` logical times, on `WORKERS` workers (default 1) —
+//! dataflow, consolidation, encoding and commit included. The sink runs twice: as it is (rows
+//! encoded as RowBinary where they are produced), and with typed rows encoded by the writer (the
+//! dead-letter policy keeps rows typed, since dead letters are the rows themselves). Prints rows/s
+//! of each and their ratios to the baseline.
 
 use differential_sinks::connectors::clickhouse::ClickHouseConfig;
-use differential_sinks::SinkSpec;
+use differential_sinks::{SinkSpec, ViolationPolicy};
 use std::time::Instant;
 
 #[path = "common/bench.rs"]
@@ -49,10 +52,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rows: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let times: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10).max(1);
+    let workers: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let http = reqwest::Client::new();
     let ddl = "(k UInt64, v UInt64, s String, ver UInt64, del UInt8) ENGINE = ReplacingMergeTree(ver) ORDER BY k";
-    for t in ["bench_raw", "bench_sink"] {
+    for t in ["bench_raw", "bench_sink", "bench_typed"] {
         query(&rt, &http, &url, &format!("DROP TABLE IF EXISTS default.{t}"), vec![]);
         query(&rt, &http, &url, &format!("CREATE TABLE default.{t} {ddl}"), vec![]);
     }
@@ -86,29 +90,38 @@ fn main() {
     }
     let raw_secs = started.elapsed().as_secs_f64();
 
-    // The sink.
-    let spec = SinkSpec::builder(
-        format!("bench-{}-{}", std::process::id(), started_nanos()),
-        ClickHouseConfig::new(&url, "default", "bench_sink").delete_column("del"),
-    )
-    .upsert()
-    .primary_key(["k"])
-    .build()
-    .unwrap();
-    let sink_secs = bench::time_sink(spec, rows, times, row);
+    // The sink, with rows encoded where they are produced, then with typed rows.
+    let sink = |table: &str, policy: ViolationPolicy| {
+        let spec = SinkSpec::builder(
+            format!("bench-{}-{}", std::process::id(), started_nanos()),
+            ClickHouseConfig::new(&url, "default", table).delete_column("del"),
+        )
+        .upsert()
+        .primary_key(["k"])
+        .violations(policy)
+        .build()
+        .unwrap();
+        bench::time_sink_on(spec, rows, times, row, workers)
+    };
+    let sink_secs = sink("bench_sink", ViolationPolicy::Fail);
+    let typed_secs = sink("bench_typed", ViolationPolicy::DeadLetter);
     let count = |t: &str| {
         rt.block_on(async {
             let sql = format!("SELECT count() FROM default.{t}");
             http.post(format!("{url}/")).body(sql).send().await.unwrap().text().await.unwrap().trim().to_string()
         })
     };
-    assert_eq!(count("bench_raw"), rows.to_string());
-    assert_eq!(count("bench_sink"), rows.to_string());
-    let (raw, sink) = (rows as f64 / raw_secs, rows as f64 / sink_secs);
-    println!("rows: {rows}, times: {times}");
+    for t in ["bench_raw", "bench_sink", "bench_typed"] {
+        assert_eq!(count(t), rows.to_string(), "rows in {t}");
+    }
+    let rate = |secs: f64| rows as f64 / secs;
+    let raw = rate(raw_secs);
+    println!("rows: {rows}, times: {times}, workers: {workers}");
     println!("raw RowBinary insert : {raw_secs:8.3} s  {raw:12.0} rows/s");
-    println!("clickhouse sink      : {sink_secs:8.3} s  {sink:12.0} rows/s");
-    println!("ratio sink / raw     : {:.2}", sink / raw);
+    println!("clickhouse sink      : {sink_secs:8.3} s  {:12.0} rows/s", rate(sink_secs));
+    println!("  typed rows         : {typed_secs:8.3} s  {:12.0} rows/s", rate(typed_secs));
+    println!("ratio sink / raw     : {:.2}", rate(sink_secs) / raw);
+    println!("ratio typed / raw    : {:.2}", rate(typed_secs) / raw);
 }
 
 /// A fresh sink name per run: the progress table remembers earlier runs of a sink.

@@ -1,26 +1,30 @@
-//! Rows encoded once, where they are produced: the form in which a JSON target's rows travel
-//! through the sink.
+//! Rows encoded once, where they are produced: the form in which a sink's rows travel through
+//! it when its target takes rows encoded ([`Connector::ENCODED_ROWS`](crate::Connector::ENCODED_ROWS)).
 //!
-//! A target whose records carry a row as its JSON (the message targets, Elasticsearch, Doris,
-//! Cassandra; see [`Connector::JSON_ROWS`](crate::Connector::JSON_ROWS)) needs nothing else of a
-//! row. For such a sink, each row is encoded into an [`EncodedRow`] on the worker that produced
-//! it, right after its key is extracted: the rows of one time in one input batch go one after the
-//! other into one buffer ([`EncodedRows`]), each row a slice of it, so the exchange moves slices of
-//! shared buffers instead of rows with allocations of their own, consolidation orders and compares
-//! bytes, and the target's encoder copies them into its records
-//! ([`crate::encode::json::encode_row`]) — no serde walk of the row after the exchange. Between
-//! processes and in spill files a row travels as its bytes and comes back as a buffer of its own.
+//! Most such targets (the message targets, Elasticsearch, Doris, Cassandra) carry a row as its
+//! JSON and need nothing else of it; ClickHouse takes `RowBinary` rows that name their columns
+//! ([`crate::encode::rowbinary`]'s described rows). The target says which ([`RowEncoding`]). Each
+//! row is encoded into an [`EncodedRow`] on the worker that produced it, right after its key is
+//! extracted: the rows of one time in one input batch go one after the other into one buffer
+//! ([`EncodedRows`]), each row a slice of it, so the exchange moves slices of shared buffers
+//! instead of rows with allocations of their own, consolidation orders and compares bytes, and the
+//! target's encoder copies them into its records ([`crate::encode::json::encode_row`]) — no serde
+//! walk of the row after the exchange. Between processes and in spill files a row travels as its
+//! bytes and comes back as a buffer of its own.
 //!
-//! The bytes are exactly what [`encode_json`](crate::encode::json::encode_json) writes for the row, so records are byte for byte
-//! what they were when rows were encoded at the target. Two rows are the same row to the sink
-//! when their JSON is the same: an update and its retraction cancel when the row serializes the
-//! same way twice, which holds for every `Serialize` that does not depend on anything but the
-//! value (it does not hold for a `HashMap` field, whose order varies between maps: use a
-//! `BTreeMap`).
+//! JSON bytes are exactly what [`encode_json`](crate::encode::json::encode_json) writes for the
+//! row, so records are byte for byte what they were when rows were encoded at the target. Two
+//! rows are the same row to the sink when their encodings are the same: an update and its
+//! retraction cancel when the row serializes the same way twice, which holds for every
+//! `Serialize` that does not depend on anything but the value (it does not hold for a JSON row
+//! with a `HashMap` field, whose order varies between maps: use a `BTreeMap`; described
+//! `RowBinary` rows are in the table's column order whatever the field order). Two rows that
+//! differ only where the target cannot tell them apart (a `Float32` column's rounding) are the
+//! same row there too, so they cancel as they would on the target.
 //!
-//! A row that cannot be encoded (say, a map with non-string keys) becomes an encoded row holding
-//! the reason; the target's encoder reports it, naming the key, when it meets it, as it would have
-//! reported the row's own encoding error.
+//! A row that cannot be encoded (say, a map with non-string keys, or a value out of its column's
+//! range) becomes an encoded row holding the reason; the target's encoder reports it, naming the
+//! key, when it meets it, as it would have reported the row's own encoding error.
 
 use crate::error::{Error, Result};
 use crate::json_row::{serialize_compact, JsonRow};
@@ -30,7 +34,8 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-/// A row's JSON, encoded where the row was produced (see the [module docs](self)).
+/// A row encoded where it was produced, as its JSON or in its target's [`RowEncoding`] (see the
+/// [module docs](self)).
 ///
 /// The bytes are a slice of a shared buffer: the rows of one time in one input batch are encoded
 /// one after the other into buffers ([`EncodedRows`]), so a row costs no allocation of its own,
@@ -85,8 +90,14 @@ impl EncodedRow {
         &self.buf[start..start + (self.len & !INVALID) as usize]
     }
 
-    /// The row's JSON text, or the error its encoding met.
+    /// The row's JSON text, or the error its encoding met (for rows encoded as JSON, the
+    /// default [`RowEncoding`]).
     pub fn json(&self) -> Result<&[u8]> {
+        self.encoded()
+    }
+
+    /// The row's encoding, or the error its encoding met.
+    pub fn encoded(&self) -> Result<&[u8]> {
         if self.is_invalid() {
             Err(Error::encode(String::from_utf8_lossy(self.bytes()).into_owned()))
         } else {
@@ -133,8 +144,8 @@ pub struct EncodedRows {
 
 /// Where a pushed row's bytes are, or why it has none.
 pub enum Encoded {
-    /// The row's JSON: this range of the buffer.
-    Json(std::ops::Range<usize>),
+    /// The row's encoding: this range of the buffer.
+    At(std::ops::Range<usize>),
     /// The row could not be encoded, for this reason.
     Invalid(String),
 }
@@ -142,30 +153,41 @@ pub enum Encoded {
 impl EncodedRows {
     /// Appends `row`'s JSON.
     pub fn push<V: Serialize + 'static>(&mut self, row: &V) -> Encoded {
+        self.push_with(|buf| Self::write_json(row, buf))
+    }
+
+    /// Appends what `encode` writes; if it fails, nothing is kept and the row is invalid with its
+    /// reason.
+    pub fn push_with(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), String>) -> Encoded {
         let start = self.buf.len();
+        match encode(&mut self.buf) {
+            Ok(()) => Encoded::At(start..self.buf.len()),
+            Err(e) => {
+                self.buf.truncate(start);
+                Encoded::Invalid(e)
+            }
+        }
+    }
+
+    /// `row`'s JSON (a [`JsonRow`]'s text, an [`EncodedRow`]'s bytes, or `sonic_rs`'s encoding).
+    fn write_json<V: Serialize + 'static>(row: &V, buf: &mut Vec<u8>) -> std::result::Result<(), String> {
         let done = match (row as &dyn Any).downcast_ref::<JsonRow>() {
             Some(json) => {
-                self.buf.extend_from_slice(json.as_str().as_bytes());
+                buf.extend_from_slice(json.as_str().as_bytes());
                 Ok(())
             }
             None => match (row as &dyn Any).downcast_ref::<EncodedRow>() {
                 Some(encoded) => match encoded.json() {
                     Ok(json) => {
-                        self.buf.extend_from_slice(json);
+                        buf.extend_from_slice(json);
                         Ok(())
                     }
-                    Err(e) => return Encoded::Invalid(e.message().to_string()),
+                    Err(e) => return Err(e.message().to_string()),
                 },
-                None => sonic_rs::to_writer(&mut self.buf, row).map_err(|e| e.to_string()),
+                None => sonic_rs::to_writer(&mut *buf, row).map_err(|e| e.to_string()),
             },
         };
-        match done {
-            Ok(()) => Encoded::Json(start..self.buf.len()),
-            Err(e) => {
-                self.buf.truncate(start);
-                Encoded::Invalid(format!("a row cannot be encoded as JSON: {e}"))
-            }
-        }
+        done.map_err(|e| format!("a row cannot be encoded as JSON: {e}"))
     }
 
     /// Makes room for `bytes` more bytes.
@@ -198,8 +220,33 @@ impl EncodedBuffer {
     /// The row [`EncodedRows::push`] placed at `at`.
     pub fn take(&self, at: Encoded) -> EncodedRow {
         match at {
-            Encoded::Json(range) => EncodedRow::slice(&self.0, range),
+            Encoded::At(range) => EncodedRow::slice(&self.0, range),
             Encoded::Invalid(reason) => EncodedRow::invalid(reason),
+        }
+    }
+}
+
+/// What a target's rows are encoded into where they are produced (see the [module docs](self)).
+#[derive(Clone, Debug, Default)]
+pub enum RowEncoding {
+    /// The row's JSON, as [`encode_json`](crate::encode::json::encode_json) writes it.
+    #[default]
+    Json,
+    /// A `RowBinary` row naming its columns, for this encoder's table
+    /// ([`RowBinaryEncoder::encode_described`](crate::encode::rowbinary::RowBinaryEncoder::encode_described)).
+    #[cfg(feature = "clickhouse")]
+    RowBinary(crate::encode::rowbinary::RowBinaryEncoder),
+}
+
+impl RowEncoding {
+    /// Appends `row` in this encoding to `rows`.
+    pub fn push<V: Serialize + 'static>(&mut self, rows: &mut EncodedRows, row: &V) -> Encoded {
+        match self {
+            RowEncoding::Json => rows.push(row),
+            #[cfg(feature = "clickhouse")]
+            RowEncoding::RowBinary(enc) => {
+                rows.push_with(|buf| enc.encode_described(row, buf).map_err(|e| e.to_string()))
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
-//! The producing side of a sink into a target that needs only a row's JSON: each row is keyed and
-//! encoded on the worker that produced it, before the exchange.
+//! The producing side of a sink into a target that takes rows encoded: each row is keyed and
+//! encoded (its JSON, or the target's [`RowEncoding`]) on the worker that produced it, before the
+//! exchange.
 //!
 //! One operator, pipelined with the collection's producer, takes each batch of updates and writes
-//! the JSON of its rows one after the other into buffers of one time and one worker the rows are
+//! its encoded rows one after the other into buffers of one time and one worker the rows are
 //! routed to, of at most about 64 KiB each ([`EncodedRows`]); each update leaves as its key and
 //! an [`EncodedRow`], a slice of a buffer. A row so costs its encoding and no allocation of its own. The rows of a
 //! buffer are of one time and go to one worker, which buffers, spills and delivers them together:
@@ -11,7 +12,7 @@
 //! the key's [`route_hash`]; were they ever to differ, rows would still be delivered right, only
 //! buffers would be shared between workers.)
 
-use crate::encoded_row::{Encoded, EncodedRow, EncodedRows};
+use crate::encoded_row::{Encoded, EncodedRow, EncodedRows, RowEncoding};
 use crate::key::Key;
 use crate::row::Row;
 use differential_dataflow::collection::AsCollection;
@@ -26,11 +27,12 @@ use timely::dataflow::operators::generic::OutputBuilder;
 /// little, and that filling one reuses the memory the batch's freed rows gave back.
 const BUFFER_BYTES: usize = 64 << 10;
 
-/// The collection's rows as `(key, encoded row)` pairs, keyed by `key_of`.
+/// The collection's rows as `(key, encoded row)` pairs, keyed by `key_of`, encoded by `encoding`.
 pub(crate) fn key_and_encode<'scope, T: SinkTime, V: Row>(
     collection: VecCollection<'scope, T, V, isize>,
     sink: &str,
     key_of: impl Fn(&V) -> Key + 'static,
+    mut encoding: RowEncoding,
 ) -> VecCollection<'scope, T, (Key, EncodedRow), isize> {
     let collection_peers = collection.inner.scope().peers().max(1) as u64;
     let mut builder = OperatorBuilder::new(format!("SinkEncode({sink})"), collection.inner.scope());
@@ -67,7 +69,7 @@ pub(crate) fn key_and_encode<'scope, T: SinkTime, V: Row>(
                     };
                     let rows = &mut buffers[b];
                     let first = rows.is_empty();
-                    let at = rows.push(&row);
+                    let at = encoding.push(rows, &row);
                     if first {
                         // Room for this worker's share of the rest of the batch at this row's
                         // size, up to a buffer's size.

@@ -137,12 +137,13 @@ impl<'scope, T: SinkTime, V: Row> SinkCollection<'scope, T, V> for VecCollection
 /// Builds the sink operator for `spec`'s connector: one writer per worker committing itself, or,
 /// for targets whose commits cover every worker (lakehouse tables), writers and one committer.
 ///
-/// A target that needs only a row's JSON ([`ConnectorConfig::json_rows`]) gets each row encoded
-/// once, on the worker that produced it, in the same pass as its key ([`EncodedRow`]): what is
-/// exchanged, buffered, spilled and consolidated is then the key and the row's bytes. Under the
-/// dead-letter policy rows stay typed, since the dead letters are the rows themselves.
+/// A target that takes rows encoded ([`ConnectorConfig::encoded_rows`]) gets each row encoded
+/// once, on the worker that produced it, in the same pass as its key and in the form the target
+/// names (its JSON, or ClickHouse's `RowBinary`; [`EncodedRow`]): what is exchanged, buffered,
+/// spilled and consolidated is then the key and the row's bytes. Under the dead-letter policy
+/// rows stay typed, since the dead letters are the rows themselves.
 ///
-/// [`ConnectorConfig::json_rows`]: crate::ConnectorConfig::json_rows
+/// [`ConnectorConfig::encoded_rows`]: crate::ConnectorConfig::encoded_rows
 fn deliver<'scope, T: SinkTime, V: Row>(
     collection: VecCollection<'scope, T, V, isize>,
     spec: &SinkSpec,
@@ -156,8 +157,9 @@ fn deliver<'scope, T: SinkTime, V: Row>(
     let config = operator_config(spec, keyed, layout);
     // The connector counts its records under this worker's labels.
     let settings = spec.settings.for_worker(ctx);
-    if spec.connector.json_rows() && spec.violations != ViolationPolicy::DeadLetter {
-        let encoded = key_and_encode(collection, &spec.name, key_of);
+    if spec.connector.encoded_rows() && spec.violations != ViolationPolicy::DeadLetter {
+        let encoding = spec.connector.row_encoding(&settings)?;
+        let encoded = key_and_encode(collection, &spec.name, key_of, encoding);
         let out = match spec.connector.open::<EncodedRow, T>(&settings, ctx)? {
             Writers::Independent(writer) => encoded.sink_keyed(config, writer),
             Writers::Coordinated(writer, make_committer) => {

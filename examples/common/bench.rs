@@ -52,14 +52,26 @@ pub fn time_upsert_sink(connector: impl Into<ConnectorConfig>, n: u64, times: u6
 /// delivered through `spec` on one worker (dataflow, consolidation, encoding and commits all
 /// timed); returns the seconds until every time is committed. Panics if the sink fails.
 pub fn time_sink<R: SinkRow + std::fmt::Debug>(spec: SinkSpec, n: u64, times: u64, make: fn(u64) -> R) -> f64 {
+    time_sink_on(spec, n, times, make, 1)
+}
+
+/// [`time_sink`] on `workers` workers, worker `w` inserting the rows `i` with `i % workers == w`.
+pub fn time_sink_on<R: SinkRow + std::fmt::Debug>(
+    spec: SinkSpec,
+    n: u64,
+    times: u64,
+    make: fn(u64) -> R,
+    workers: usize,
+) -> f64 {
     let start = Instant::now();
-    timely::execute(timely::Config::process(1), move |worker| {
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let (index, peers) = (worker.index() as u64, worker.peers() as u64);
         let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, rows) = scope.new_collection::<R, isize>();
             let out = rows.sink(&spec).unwrap();
             (input, out.committed.probe().0, out.handle)
         });
-        for i in 0..n {
+        for i in (index..n).step_by(peers as usize) {
             let t = time_of(i, n, times);
             if t > *input.time() {
                 input.advance_to(t);

@@ -22,6 +22,7 @@
 //! ([`crate::sink`]) only ever sees [`Writers`].
 
 use crate::encode::ChangeEncoder;
+use crate::encoded_row::RowEncoding;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::options::Options;
@@ -47,13 +48,14 @@ pub trait Connector: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// so an unkeyed sink routes rows by their identity (the same hash as their JSON, without
     /// keeping the JSON) instead of encoding each row's JSON as its key.
     const TAKES_ROWS: bool = false;
-    /// True if the connector's encoder needs nothing of a row but its JSON, which it writes with
-    /// [`encode_row`](crate::encode::json::encode_row) (the message targets' records, a document,
-    /// a load line). The sink then encodes each row once, on the worker that produced it, and
-    /// moves and consolidates the encoded bytes ([`EncodedRow`](crate::EncodedRow)): the writer
-    /// is opened for rows of type `EncodedRow`, whose `Serialize` still presents the row's value
-    /// to anything else the encoder reads of it.
-    const JSON_ROWS: bool = false;
+    /// True if the connector's writer takes rows encoded where they are produced, in the form
+    /// [`row_encoding`](Self::row_encoding) names: by default a row's JSON, which the encoder
+    /// writes with [`encode_row`](crate::encode::json::encode_row) (the message targets' records,
+    /// a document, a load line). The sink then encodes each row once, on the worker that produced
+    /// it, and moves and consolidates the encoded bytes ([`EncodedRow`](crate::EncodedRow)): the
+    /// writer is opened for rows of type `EncodedRow`, whose `Serialize` presents a JSON row's
+    /// value to anything else the encoder reads of it.
+    const ENCODED_ROWS: bool = false;
     /// The version of what the connector writes on its target that a resume depends on (record
     /// shapes and counts, labels, file names, the progress record itself). It is recorded with
     /// every commit ([`Layout::format`](differential_sinks_operators::Layout)); a change that
@@ -81,6 +83,14 @@ pub trait Connector: Clone + std::fmt::Debug + Send + Sync + 'static {
 
     /// Opens this worker's writer (and, for a coordinated target, the way to make the committer).
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>>;
+
+    /// What the rows of an [`ENCODED_ROWS`](Self::ENCODED_ROWS) target are encoded into where
+    /// they are produced (asked once per worker as the dataflow is built): JSON unless the target
+    /// has its own row form (ClickHouse's `RowBinary`, which follows the table's column types).
+    fn row_encoding(&self, sink: &SinkSettings) -> Result<RowEncoding> {
+        let _ = sink;
+        Ok(RowEncoding::Json)
+    }
 }
 
 impl<C: Connector> Connector for Box<C> {
@@ -88,7 +98,7 @@ impl<C: Connector> Connector for Box<C> {
     const ALIASES: &'static [&'static str] = C::ALIASES;
     const OWN_KEYS: bool = C::OWN_KEYS;
     const TAKES_ROWS: bool = C::TAKES_ROWS;
-    const JSON_ROWS: bool = C::JSON_ROWS;
+    const ENCODED_ROWS: bool = C::ENCODED_ROWS;
     const FORMAT: u32 = C::FORMAT;
     type Table = C::Table;
     type Encoder<V: Row> = C::Encoder<V>;
@@ -104,6 +114,9 @@ impl<C: Connector> Connector for Box<C> {
     }
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
         (**self).open(sink, ctx)
+    }
+    fn row_encoding(&self, sink: &SinkSettings) -> Result<RowEncoding> {
+        (**self).row_encoding(sink)
     }
 }
 

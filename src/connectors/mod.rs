@@ -145,11 +145,11 @@ macro_rules! registry {
                 }
             }
 
-            /// True if the target's encoder needs nothing of a row but its JSON (see
-            /// [`Connector::JSON_ROWS`]); a custom target's records are the envelope's JSON.
-            pub fn json_rows(&self) -> bool {
+            /// True if the target's writer takes rows encoded where they are produced (see
+            /// [`Connector::ENCODED_ROWS`]); a custom target's records are the envelope's JSON.
+            pub fn encoded_rows(&self) -> bool {
                 match self {
-                    $( #[cfg($cfg)] ConnectorConfig::$variant(_) => <$ty as Connector>::JSON_ROWS, )*
+                    $( #[cfg($cfg)] ConnectorConfig::$variant(_) => <$ty as Connector>::ENCODED_ROWS, )*
                     ConnectorConfig::Custom(_) => true,
                 }
             }
@@ -167,6 +167,15 @@ macro_rules! registry {
                 match self {
                     $( #[cfg($cfg)] ConnectorConfig::$variant(c) => c.validate(sink), )*
                     ConnectorConfig::Custom(_) => { let _ = sink; Ok(()) }
+                }
+            }
+
+            /// What an encoded-rows target's rows are encoded into (see
+            /// [`Connector::row_encoding`]).
+            pub(crate) fn row_encoding(&self, sink: &SinkSettings) -> Result<crate::encoded_row::RowEncoding> {
+                match self {
+                    $( #[cfg($cfg)] ConnectorConfig::$variant(c) => c.row_encoding(sink), )*
+                    ConnectorConfig::Custom(_) => { let _ = sink; Ok(crate::encoded_row::RowEncoding::Json) }
                 }
             }
 

@@ -87,7 +87,7 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for CassandraConfig {
     const NAME: &'static str = "cassandra";
-    const JSON_ROWS: bool = true;
+    const ENCODED_ROWS: bool = true;
     const ALIASES: &'static [&'static str] = &["scylladb"];
     type Table = ();
     type Encoder<V: Row> = CassandraEncoder<V>;

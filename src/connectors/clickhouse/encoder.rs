@@ -19,12 +19,14 @@ use super::table::{check_field, check_fields, check_row, Mode, TableInfo, TableP
 use crate::encode::json::encode_row;
 use crate::encode::rowbinary::{EncodeError, Encoded, RowBinaryEncoder};
 use crate::encode::ChangeEncoder;
+use crate::encoded_row::EncodedRow;
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::Change;
 use serde::Serialize;
+use std::any::Any;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 
@@ -71,6 +73,8 @@ pub struct ClickHouseEncoder<V> {
     checked: bool,
     /// The RowBinary encoder, or `None` when the table is written as JSONEachRow.
     rowbinary: Option<RowBinaryEncoder>,
+    /// Rows encoded where they were produced: the bitmap of the columns of the block being filled.
+    described: Option<Vec<u8>>,
     /// The time `suffix` is for.
     time: Option<u64>,
     /// What the sink appends to each row for the current time, as (insert, delete): the
@@ -83,9 +87,7 @@ pub struct ClickHouseEncoder<V> {
 impl<V> ClickHouseEncoder<V> {
     /// The encoder of `sink`'s rows into `cfg`'s table as `plan` says.
     pub fn new(sink: &SinkSettings, cfg: &ClickHouseConfig, plan: &TablePlan) -> Self {
-        let managed = plan.mode.managed();
-        let columns = plan.table.columns.iter().filter(|c| !managed.contains(&c.name.as_str()));
-        let rowbinary = match RowBinaryEncoder::new(columns.map(|c| (c.name.as_str(), c.ty.as_str())), &plan.timezone) {
+        let rowbinary = match plan.rowbinary() {
             Ok(enc) => Some(enc),
             Err(unsupported) => {
                 let list: Vec<String> = unsupported.iter().map(|(c, t)| format!("`{c}` {t}")).collect();
@@ -107,6 +109,7 @@ impl<V> ClickHouseEncoder<V> {
             target: format!("{}.{}", ident(&cfg.database), ident(&cfg.table)),
             checked: sink.schema().is_some(),
             rowbinary,
+            described: None,
             time: None,
             suffix: (Vec::new(), Vec::new()),
             _row: PhantomData,
@@ -182,7 +185,10 @@ impl<V> ClickHouseEncoder<V> {
     /// Appends one row, as `insert` (true) or as the row that cancels / deletes it.
     fn push<R: Serialize + 'static>(&mut self, key: &Key, row: &R, insert: bool, out: &mut Blocks) -> Result<()> {
         if self.rowbinary.is_some() {
-            self.push_rowbinary(key, row, insert, out)?;
+            match (row as &dyn Any).downcast_ref::<EncodedRow>() {
+                Some(encoded) => self.push_described(key, encoded, insert, out)?,
+                None => self.push_rowbinary(key, row, insert, out)?,
+            }
         } else {
             self.push_json(row, insert, &mut out.current)?;
         }
@@ -233,6 +239,37 @@ impl<V> ClickHouseEncoder<V> {
         Err(Error::new(ErrorKind::Fatal, "a row's columns changed while it was encoded"))
     }
 
+    /// Appends one row encoded where it was produced (a described RowBinary row): its values are
+    /// copied, after closing the block if the row fills other columns than the block's.
+    fn push_described(&mut self, key: &Key, row: &EncodedRow, insert: bool, out: &mut Blocks) -> Result<()> {
+        let Some(enc) = self.rowbinary.as_ref() else {
+            return Err(Error::new(ErrorKind::Fatal, "no RowBinary encoder"));
+        };
+        let bytes = row.encoded().map_err(|e| self.row_error(key, EncodeError::from_reason(e.message())))?;
+        let (bitmap, values) = enc.described(bytes).map_err(|e| self.row_error(key, e))?;
+        if self.described.as_deref() != Some(bitmap) {
+            let columns: Vec<&str> = enc.columns_of(bitmap).into_iter().map(|i| enc.name(i)).collect();
+            if !self.checked {
+                check_fields(&self.table, &self.mode, &columns)?;
+            }
+            let list: Vec<String> = columns.into_iter().chain(self.mode.managed()).map(ident).collect();
+            let sql = format!("INSERT INTO {} ({}) FORMAT RowBinary", self.target, list.join(", "));
+            self.checked = true;
+            self.described = Some(bitmap.to_vec());
+            if out.current.rows > 0 {
+                let capacity = out.current.data.len().max(1 << 20);
+                let closed = out.take_current(capacity);
+                out.done.push_back(closed);
+            }
+            out.current.sql = sql;
+        }
+        let block = &mut out.current;
+        block.data.extend_from_slice(values);
+        block.data.extend_from_slice(if insert { &self.suffix.0 } else { &self.suffix.1 });
+        block.rows += 1;
+        Ok(())
+    }
+
     fn row_error(&self, key: &Key, e: EncodeError) -> Error {
         if let EncodeError::UnknownColumn(c) = &e {
             if let Err(e) = check_field(&self.table, &self.mode, c) {
@@ -251,6 +288,17 @@ impl<V> ClickHouseEncoder<V> {
 
     /// Appends one row as a JSONEachRow line.
     fn push_json<R: Serialize + 'static>(&mut self, row: &R, insert: bool, block: &mut Block) -> Result<()> {
+        if let Some(encoded) = (row as &dyn Any).downcast_ref::<EncodedRow>() {
+            // Encoded where it was produced: JSON unless the table read then had only types the
+            // RowBinary encoder writes (it was altered since).
+            if encoded.encoded().is_ok_and(|b| b.first().is_some_and(|c| *c >= 0x80)) {
+                return Err(Error::encode(format!(
+                    "sink `{}`: rows were encoded as RowBinary for ClickHouse table `{}`, whose columns have changed \
+                     since (was the table altered while the sink started?); restart the sink",
+                    self.sink, self.table.name
+                )));
+            }
+        }
         let data = &mut block.data;
         let start = data.len();
         encode_row(row, data)?;
@@ -414,5 +462,80 @@ mod tests {
             String::from_utf8(out.current.data.clone()).unwrap(),
             "{\"k\":1,\"v\":1,\"sign\":-1}\n{\"k\":1,\"v\":2,\"sign\":1}\n"
         );
+    }
+
+    /// Rows encoded where they were produced (described RowBinary rows) make the blocks typed rows
+    /// make: the same values and suffixes, the columns named in table order, and a row with
+    /// another set of columns starts a block of its own.
+    #[test]
+    fn rows_encoded_at_the_producer_make_the_blocks_typed_rows_make() {
+        use crate::encoded_row::{EncodedRows, RowEncoding};
+        let cfg = ClickHouseConfig::new("http://x", "db", "t").delete_column("del");
+        let sink = SinkSettings::for_test(Format::Upsert, &["k"], None);
+        let t = table(
+            "ReplacingMergeTree(ver) ORDER BY k",
+            &[("k", "UInt32", true), ("v", "UInt32", false), ("ver", "UInt64", false), ("del", "UInt8", false)],
+        );
+        let mode = plan(&sink, &cfg, &t).unwrap();
+        let plan = TablePlan { table: t, mode, timezone: "UTC".into() };
+        let mut producer = RowEncoding::RowBinary(plan.rowbinary().unwrap());
+        let encode = |producer: &mut RowEncoding, row: &dyn erased::Row| -> EncodedRow {
+            let mut rows = EncodedRows::default();
+            let at = row.push(producer, &mut rows);
+            rows.finish().take(at)
+        };
+        let typed = [change(None, Some(R { k: 1, v: 2 })), change(Some(R { k: 3, v: 4 }), None)];
+        let encoded: Vec<Change<Key, EncodedRow>> = typed
+            .iter()
+            .map(|c| Change {
+                key: c.key.clone(),
+                before: c.before.as_ref().map(|r| encode(&mut producer, r)),
+                after: c.after.as_ref().map(|r| encode(&mut producer, r)),
+            })
+            .collect();
+        let mut by_type = ClickHouseEncoder::<R>::new(&sink, &cfg, &plan);
+        let mut by_bytes = ClickHouseEncoder::<EncodedRow>::new(&sink, &cfg, &plan);
+        let (mut a, mut b) = (by_type.output(), by_bytes.output());
+        by_type.encode(7, &typed, &mut a).unwrap();
+        by_bytes.encode(7, &encoded, &mut b).unwrap();
+        assert_eq!(b.current, a.current);
+
+        // A map row without `v`: a block of its own, naming `k` and the sink's columns.
+        let partial = encode(&mut producer, &std::collections::BTreeMap::from([("k", 5u32)]));
+        let c = Change { key: Key::from_bytes(b"5".to_vec()), before: None, after: Some(partial) };
+        by_bytes.encode(8, &[c], &mut b).unwrap();
+        assert_eq!(b.done.len(), 1);
+        assert_eq!(b.current.sql, "INSERT INTO `db`.`t` (`k`, `ver`, `del`) FORMAT RowBinary");
+        assert_eq!(b.current.data, [&5u32.to_le_bytes()[..], &8u64.to_le_bytes(), &[0]].concat());
+
+        // A row that did not fit its column at the producer is reported with its key.
+        let bad = encode(&mut producer, &std::collections::BTreeMap::from([("k", -1i64)]));
+        let c = Change { key: Key::from_bytes(b"9".to_vec()), before: None, after: Some(bad) };
+        let e = by_bytes.encode(9, &[c], &mut b).unwrap_err().to_string();
+        assert!(e.contains("with key") && e.contains("column `k` (UInt32): -1 is out of range"), "{e}");
+
+        // A JSON-mode encoder (the table was altered since the rows were encoded) refuses them.
+        let json_plan = TablePlan {
+            table: table("MergeTree ORDER BY k", &[("k", "UInt32", true), ("v", "Map(String, UInt32)", false)]),
+            mode: Mode::Plain,
+            timezone: "UTC".into(),
+        };
+        let mut json = ClickHouseEncoder::<EncodedRow>::new(&sink, &cfg, &json_plan);
+        let mut out = json.output();
+        let e = json.encode(1, &encoded[..1], &mut out).unwrap_err().to_string();
+        assert!(e.contains("columns have changed"), "{e}");
+    }
+
+    /// Rows of different types behind one reference, for the test above.
+    mod erased {
+        use crate::encoded_row::{Encoded, EncodedRows, RowEncoding};
+        pub trait Row {
+            fn push(&self, producer: &mut RowEncoding, rows: &mut EncodedRows) -> Encoded;
+        }
+        impl<T: serde::Serialize + 'static> Row for T {
+            fn push(&self, producer: &mut RowEncoding, rows: &mut EncodedRows) -> Encoded {
+                producer.push(rows, self)
+            }
+        }
     }
 }

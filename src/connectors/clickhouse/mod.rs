@@ -120,6 +120,7 @@ pub use table::{compatible, engine_params, plan, Mode, TableColumn, TableInfo, T
 pub use writer::ClickHouseWriter;
 
 use crate::connectors::{Connector, Writers};
+use crate::encoded_row::RowEncoding;
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -128,6 +129,7 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for ClickHouseConfig {
     const NAME: &'static str = "clickhouse";
+    const ENCODED_ROWS: bool = true;
     type Table = TablePlan;
     type Encoder<V: Row> = ClickHouseEncoder<V>;
 
@@ -145,5 +147,9 @@ impl Connector for ClickHouseConfig {
 
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
         Ok(Writers::independent(ClickHouseWriter::<V>::open(self, sink, ctx)?))
+    }
+
+    fn row_encoding(&self, sink: &SinkSettings) -> Result<RowEncoding> {
+        table::row_encoding(self, sink)
     }
 }

@@ -5,6 +5,8 @@ use super::client::ClickHouse;
 use super::config::ClickHouseConfig;
 use super::sql::literal;
 use crate::delivery::runtime;
+use crate::encode::rowbinary::RowBinaryEncoder;
+use crate::encoded_row::RowEncoding;
 use crate::envelope::Format;
 use crate::error::{Error, Result};
 use crate::schema::ColumnType;
@@ -80,6 +82,16 @@ pub struct TablePlan {
     pub timezone: String,
 }
 
+impl TablePlan {
+    /// The `RowBinary` encoder of the columns rows fill (all but those the sink fills itself), or
+    /// the `(name, type)` of each column whose type it cannot write.
+    pub fn rowbinary(&self) -> std::result::Result<RowBinaryEncoder, Vec<(String, String)>> {
+        let managed = self.mode.managed();
+        let columns = self.table.columns.iter().filter(|c| !managed.contains(&c.name.as_str()));
+        RowBinaryEncoder::new(columns.map(|c| (c.name.as_str(), c.ty.as_str())), &self.timezone)
+    }
+}
+
 impl ClickHouse {
     /// Reads the target table's engine and columns.
     pub async fn table(&self) -> Result<TableInfo> {
@@ -129,6 +141,22 @@ pub(crate) fn validate(cfg: &ClickHouseConfig, spec: &SinkSettings) -> Result<()
     let ch = ClickHouse::new(cfg)?;
     let table = rt.block_on(ch.table())?;
     plan(spec, cfg, &table).map(|_| ())
+}
+
+/// What the sink's rows are encoded into where they are produced: described `RowBinary` rows for
+/// the table's columns, or their JSON when the table has a column type the `RowBinary` encoder
+/// lacks (the insert is then `JSONEachRow`). The table is read as the dataflow is built; a writer
+/// that reads other columns when it starts refuses the rows (see
+/// [`crate::encode::rowbinary`]'s described rows).
+pub(crate) fn row_encoding(cfg: &ClickHouseConfig, spec: &SinkSettings) -> Result<RowEncoding> {
+    let rt = runtime::current_thread("reading the ClickHouse table")?;
+    let ch = ClickHouse::new(cfg)?;
+    let (table, timezone) = rt.block_on(async { Ok::<_, Error>((ch.table().await?, ch.timezone().await?)) })?;
+    let mode = plan(spec, cfg, &table)?;
+    Ok(match (TablePlan { table, mode, timezone }).rowbinary() {
+        Ok(enc) => RowEncoding::RowBinary(enc),
+        Err(_) => RowEncoding::Json,
+    })
 }
 
 /// The engine's parameters: `ReplacingMergeTree(ver)` → `["ver"]`.

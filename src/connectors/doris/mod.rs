@@ -100,7 +100,7 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for DorisConfig {
     const NAME: &'static str = "doris";
-    const JSON_ROWS: bool = true;
+    const ENCODED_ROWS: bool = true;
     type Table = ();
     type Encoder<V: Row> = DorisEncoder<V>;
 

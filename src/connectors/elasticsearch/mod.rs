@@ -82,7 +82,7 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for ElasticsearchConfig {
     const NAME: &'static str = "elasticsearch";
-    const JSON_ROWS: bool = true;
+    const ENCODED_ROWS: bool = true;
     const ALIASES: &'static [&'static str] = &["opensearch"];
     type Table = ();
     type Encoder<V: Row> = BulkEncoder<V>;

@@ -84,7 +84,7 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for FileConfig {
     const NAME: &'static str = "file";
-    const JSON_ROWS: bool = true;
+    const ENCODED_ROWS: bool = true;
     type Table = ();
     type Encoder<V: Row> = RecordEncoder<V>;
 

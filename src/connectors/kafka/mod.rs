@@ -201,7 +201,7 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for KafkaConfig {
     const NAME: &'static str = "kafka";
-    const JSON_ROWS: bool = true;
+    const ENCODED_ROWS: bool = true;
     type Table = KafkaTable;
     type Encoder<V: Row> = KafkaEncoder<V>;
 

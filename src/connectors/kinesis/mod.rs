@@ -85,7 +85,7 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for KinesisConfig {
     const NAME: &'static str = "kinesis";
-    const JSON_ROWS: bool = true;
+    const ENCODED_ROWS: bool = true;
     type Table = ();
     type Encoder<V: Row> = RecordEncoder<V>;
 

@@ -50,7 +50,7 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for MemoryConfig {
     const NAME: &'static str = "memory";
-    const JSON_ROWS: bool = true;
+    const ENCODED_ROWS: bool = true;
     type Table = ();
     type Encoder<V: Row> = RecordEncoder<V>;
 

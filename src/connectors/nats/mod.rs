@@ -115,7 +115,7 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for NatsConfig {
     const NAME: &'static str = "nats";
-    const JSON_ROWS: bool = true;
+    const ENCODED_ROWS: bool = true;
     type Table = ();
     type Encoder<V: Row> = RecordEncoder<V>;
 

@@ -68,7 +68,7 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for PulsarConfig {
     const NAME: &'static str = "pulsar";
-    const JSON_ROWS: bool = true;
+    const ENCODED_ROWS: bool = true;
     type Table = ();
     type Encoder<V: Row> = RecordEncoder<V>;
 

@@ -43,8 +43,10 @@
 //! the server's default, as they would in `JSONEachRow`.
 //!
 //! The module's parts: `types` (the ClickHouse type grammar), `value` (one value into one
-//! column), `row` (rows into a block's columns).
+//! column), `row` (rows into a block's columns), `described` (rows that carry which columns they
+//! fill, encoded where they are produced and inserted by another worker).
 
+mod described;
 mod row;
 mod types;
 mod value;

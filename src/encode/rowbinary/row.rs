@@ -28,6 +28,10 @@ pub struct RowBinaryEncoder {
     scratch: Vec<u8>,
     slots: Vec<Option<(usize, usize)>>,
     order: Vec<usize>,
+    /// Identifies the columns (names, types, the server's time zone) for described rows.
+    fingerprint: u32,
+    /// Rows come with their fields in another order than the block's: go to the slots directly.
+    reorder: bool,
 }
 
 impl RowBinaryEncoder {
@@ -39,7 +43,13 @@ impl RowBinaryEncoder {
         server_tz: &str,
     ) -> Result<Self, Vec<(String, String)>> {
         let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        let mut hash = crate::stable_hash::Fnv64::default();
+        hash.update(server_tz.as_bytes());
         for (name, ty) in columns {
+            for part in [name, ty] {
+                hash.update(&(part.len() as u64).to_le_bytes());
+                hash.update(part.as_bytes());
+            }
             match ChType::parse(ty, server_tz) {
                 Ok(t) => ok.push(Column { name: name.to_string(), ty: t }),
                 Err(inner) => bad.push((name.to_string(), if inner == ty { inner } else { format!("{ty} ({inner})") })),
@@ -56,12 +66,34 @@ impl RowBinaryEncoder {
             scratch: Vec::new(),
             slots: vec![None; n],
             order: Vec::new(),
+            // Its first byte as written (little-endian) has the top bit set, which the first byte of
+            // JSON text never has: a described row is never taken for a row's JSON.
+            reorder: false,
+            fingerprint: {
+                let h = hash.finish();
+                (h ^ (h >> 32)) as u32 | 0x80
+            },
         })
     }
 
     /// The name of column `i`.
     pub fn name(&self, i: usize) -> &str {
         &self.columns[i].name
+    }
+
+    /// How many columns the encoder may write.
+    pub fn column_count(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// The block's columns (indices), in the order rows are written.
+    pub fn list(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        self.list.iter().copied()
+    }
+
+    /// Identifies the encoder's columns: their names and types, and the server's time zone.
+    pub fn fingerprint(&self) -> u32 {
+        self.fingerprint
     }
 
     /// The block's columns, in the order rows are written.
@@ -75,6 +107,9 @@ impl RowBinaryEncoder {
         for (p, &i) in list.iter().enumerate() {
             self.position[i] = p;
         }
+        // The last row met had its fields in `order`: if the block's are in another, rows like it
+        // go to the slots without trying the direct way first.
+        self.reorder = !self.order.is_empty() && self.order != list;
         self.list = list;
     }
 
@@ -82,7 +117,7 @@ impl RowBinaryEncoder {
     /// error nothing is appended.
     pub fn encode<R: Serialize + ?Sized>(&mut self, row: &R, out: &mut Vec<u8>) -> Result<Encoded, EncodeError> {
         let start = out.len();
-        if !self.list.is_empty() {
+        if !self.list.is_empty() && !self.reorder {
             let r = visit_fields(row, &mut DirectFields { enc: self, out: &mut *out, next: 0 });
             match r {
                 Ok(()) => return Ok(Encoded::Written),
@@ -102,11 +137,20 @@ impl RowBinaryEncoder {
         if !same {
             return Ok(Encoded::Columns(self.order.clone()));
         }
-        for &i in &self.list {
-            let (a, b) = self.slots[i].expect("every column of the block is in the row");
-            out.extend_from_slice(&self.scratch[a..b]);
-        }
+        // Fields in another order than the block's: the next rows likely are too.
+        self.reorder = self.order != self.list;
+        self.write_slots(out);
         Ok(Encoded::Written)
+    }
+
+    /// Writes the row the slots hold (the last one [`encode`](Self::encode) met, if it returned
+    /// [`Encoded::Columns`] and the columns were set to those since) in the block's order.
+    pub(super) fn write_slots(&self, out: &mut Vec<u8>) {
+        for &i in &self.list {
+            if let Some((a, b)) = self.slots[i] {
+                out.extend_from_slice(&self.scratch[a..b]);
+            }
+        }
     }
 
     fn lookup(&self, name: &str) -> Result<usize, EncodeError> {

@@ -31,6 +31,7 @@ impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EncodeError::Value { column, ty, reason } => write!(f, "column `{column}` ({ty}): {reason}"),
+            // `from_reason` reads this text back.
             EncodeError::UnknownColumn(c) => write!(f, "the row has field `{c}`, which is not a column of the table"),
             EncodeError::Row(m) => f.write_str(m),
             EncodeError::Mismatch => f.write_str("the row's fields differ from the block's columns"),
@@ -39,6 +40,21 @@ impl fmt::Display for EncodeError {
 }
 
 impl std::error::Error for EncodeError {}
+
+impl EncodeError {
+    /// The error whose text is `reason` (a row encoded on another worker keeps only the text):
+    /// an unknown column comes back as such, so the inserting worker can say what to do about
+    /// it; anything else as [`EncodeError::Row`].
+    pub fn from_reason(reason: &str) -> EncodeError {
+        let unknown = reason
+            .strip_prefix("the row has field `")
+            .and_then(|r| r.strip_suffix("`, which is not a column of the table"));
+        match unknown {
+            Some(c) => EncodeError::UnknownColumn(c.to_string()),
+            None => EncodeError::Row(reason.to_string()),
+        }
+    }
+}
 
 impl ser::Error for EncodeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
