@@ -3,7 +3,7 @@
 //!
 //! Most such targets (the message targets, Elasticsearch, Doris, Cassandra) carry a row as its
 //! JSON and need nothing else of it; ClickHouse takes `RowBinary` rows that name their columns
-//! ([`crate::encode::rowbinary`]'s described rows). The target says which ([`RowEncoding`]). Each
+//! ([`crate::encode::rowbinary`]'s described rows). The target says which (a [`RowEncoder`]). Each
 //! row is encoded into an [`EncodedRow`] on the worker that produced it, right after its key is
 //! extracted: the rows of one time in one input batch go one after the other into one buffer
 //! ([`EncodedRows`]), each row a slice of it, so the exchange moves slices of shared buffers
@@ -34,7 +34,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-/// A row encoded where it was produced, as its JSON or in its target's [`RowEncoding`] (see the
+/// A row encoded where it was produced, as its JSON or in its target's own form (see the
 /// [module docs](self)).
 ///
 /// The bytes are a slice of a shared buffer: the rows of one time in one input batch are encoded
@@ -91,7 +91,7 @@ impl EncodedRow {
     }
 
     /// The row's JSON text, or the error its encoding met (for rows encoded as JSON, the
-    /// default [`RowEncoding`]).
+    /// default [`json_encoder`]).
     pub fn json(&self) -> Result<&[u8]> {
         self.encoded()
     }
@@ -226,29 +226,15 @@ impl EncodedBuffer {
     }
 }
 
-/// What a target's rows are encoded into where they are produced (see the [module docs](self)).
-#[derive(Clone, Debug, Default)]
-pub enum RowEncoding {
-    /// The row's JSON, as [`encode_json`](crate::encode::json::encode_json) writes it.
-    #[default]
-    Json,
-    /// A `RowBinary` row naming its columns, for this encoder's table
-    /// ([`RowBinaryEncoder::encode_described`](crate::encode::rowbinary::RowBinaryEncoder::encode_described)).
-    #[cfg(feature = "clickhouse")]
-    RowBinary(crate::encode::rowbinary::RowBinaryEncoder),
-}
+/// Encodes a row of type `V` where it is produced, into the form its target takes (see the
+/// [module docs](self)): appends the row's bytes, or says why it cannot be encoded. A connector
+/// names its own ([`Connector::row_encoder`](crate::Connector::row_encoder)); [`json_encoder`]
+/// is the default.
+pub type RowEncoder<V> = Box<dyn FnMut(&V, &mut Vec<u8>) -> std::result::Result<(), String>>;
 
-impl RowEncoding {
-    /// Appends `row` in this encoding to `rows`.
-    pub fn push<V: Serialize + 'static>(&mut self, rows: &mut EncodedRows, row: &V) -> Encoded {
-        match self {
-            RowEncoding::Json => rows.push(row),
-            #[cfg(feature = "clickhouse")]
-            RowEncoding::RowBinary(enc) => {
-                rows.push_with(|buf| enc.encode_described(row, buf).map_err(|e| e.to_string()))
-            }
-        }
-    }
+/// The row's JSON, as [`encode_json`](crate::encode::json::encode_json) writes it.
+pub fn json_encoder<V: Serialize + 'static>() -> RowEncoder<V> {
+    Box::new(|row: &V, buf: &mut Vec<u8>| EncodedRows::write_json(row, buf))
 }
 
 impl fmt::Debug for EncodedRow {

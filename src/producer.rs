@@ -1,5 +1,5 @@
 //! The producing side of a sink into a target that takes rows encoded: each row is keyed and
-//! encoded (its JSON, or the target's [`RowEncoding`]) on the worker that produced it, before the
+//! encoded (its JSON, or the target's own form: a [`RowEncoder`]) on the worker that produced it, before the
 //! exchange.
 //!
 //! One operator, pipelined with the collection's producer, takes each batch of updates and writes
@@ -12,7 +12,7 @@
 //! the key's [`route_hash`]; were they ever to differ, rows would still be delivered right, only
 //! buffers would be shared between workers.)
 
-use crate::encoded_row::{Encoded, EncodedRow, EncodedRows, RowEncoding};
+use crate::encoded_row::{Encoded, EncodedRow, EncodedRows, RowEncoder};
 use crate::key::Key;
 use crate::row::Row;
 use differential_dataflow::collection::AsCollection;
@@ -27,12 +27,12 @@ use timely::dataflow::operators::generic::OutputBuilder;
 /// little, and that filling one reuses the memory the batch's freed rows gave back.
 const BUFFER_BYTES: usize = 64 << 10;
 
-/// The collection's rows as `(key, encoded row)` pairs, keyed by `key_of`, encoded by `encoding`.
+/// The collection's rows as `(key, encoded row)` pairs, keyed by `key_of`, encoded by `encode`.
 pub(crate) fn key_and_encode<'scope, T: SinkTime, V: Row>(
     collection: VecCollection<'scope, T, V, isize>,
     sink: &str,
     key_of: impl Fn(&V) -> Key + 'static,
-    mut encoding: RowEncoding,
+    mut encode: RowEncoder<V>,
 ) -> VecCollection<'scope, T, (Key, EncodedRow), isize> {
     let collection_peers = collection.inner.scope().peers().max(1) as u64;
     let mut builder = OperatorBuilder::new(format!("SinkEncode({sink})"), collection.inner.scope());
@@ -69,7 +69,7 @@ pub(crate) fn key_and_encode<'scope, T: SinkTime, V: Row>(
                     };
                     let rows = &mut buffers[b];
                     let first = rows.is_empty();
-                    let at = encoding.push(rows, &row);
+                    let at = rows.push_with(|buf| encode(&row, buf));
                     if first {
                         // Room for this worker's share of the rest of the batch at this row's
                         // size, up to a buffer's size.

@@ -158,8 +158,8 @@ fn deliver<'scope, T: SinkTime, V: Row>(
     // The connector counts its records under this worker's labels.
     let settings = spec.settings.for_worker(ctx);
     if spec.connector.encoded_rows() && spec.violations != ViolationPolicy::DeadLetter {
-        let encoding = spec.connector.row_encoding(&settings)?;
-        let encoded = key_and_encode(collection, &spec.name, key_of, encoding);
+        let encode = spec.connector.row_encoder::<V>(&settings)?;
+        let encoded = key_and_encode(collection, &spec.name, key_of, encode);
         let out = match spec.connector.open::<EncodedRow, T>(&settings, ctx)? {
             Writers::Independent(writer) => encoded.sink_keyed(config, writer),
             Writers::Coordinated(writer, make_committer) => {

@@ -22,7 +22,7 @@
 //! ([`crate::sink`]) only ever sees [`Writers`].
 
 use crate::encode::ChangeEncoder;
-use crate::encoded_row::RowEncoding;
+use crate::encoded_row::{json_encoder, RowEncoder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::options::Options;
@@ -49,7 +49,7 @@ pub trait Connector: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// keeping the JSON) instead of encoding each row's JSON as its key.
     const TAKES_ROWS: bool = false;
     /// True if the connector's writer takes rows encoded where they are produced, in the form
-    /// [`row_encoding`](Self::row_encoding) names: by default a row's JSON, which the encoder
+    /// [`row_encoder`](Self::row_encoder) names: by default a row's JSON, which the encoder
     /// writes with [`encode_row`](crate::encode::json::encode_row) (the message targets' records,
     /// a document, a load line). The sink then encodes each row once, on the worker that produced
     /// it, and moves and consolidates the encoded bytes ([`EncodedRow`](crate::EncodedRow)): the
@@ -87,9 +87,9 @@ pub trait Connector: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// What the rows of an [`ENCODED_ROWS`](Self::ENCODED_ROWS) target are encoded into where
     /// they are produced (asked once per worker as the dataflow is built): JSON unless the target
     /// has its own row form (ClickHouse's `RowBinary`, which follows the table's column types).
-    fn row_encoding(&self, sink: &SinkSettings) -> Result<RowEncoding> {
+    fn row_encoder<V: Row>(&self, sink: &SinkSettings) -> Result<RowEncoder<V>> {
         let _ = sink;
-        Ok(RowEncoding::Json)
+        Ok(json_encoder())
     }
 }
 
@@ -115,8 +115,8 @@ impl<C: Connector> Connector for Box<C> {
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
         (**self).open(sink, ctx)
     }
-    fn row_encoding(&self, sink: &SinkSettings) -> Result<RowEncoding> {
-        (**self).row_encoding(sink)
+    fn row_encoder<V: Row>(&self, sink: &SinkSettings) -> Result<RowEncoder<V>> {
+        (**self).row_encoder(sink)
     }
 }
 

@@ -171,11 +171,11 @@ macro_rules! registry {
             }
 
             /// What an encoded-rows target's rows are encoded into (see
-            /// [`Connector::row_encoding`]).
-            pub(crate) fn row_encoding(&self, sink: &SinkSettings) -> Result<crate::encoded_row::RowEncoding> {
+            /// [`Connector::row_encoder`]).
+            pub(crate) fn row_encoder<V: Row>(&self, sink: &SinkSettings) -> Result<crate::encoded_row::RowEncoder<V>> {
                 match self {
-                    $( #[cfg($cfg)] ConnectorConfig::$variant(c) => c.row_encoding(sink), )*
-                    ConnectorConfig::Custom(_) => { let _ = sink; Ok(crate::encoded_row::RowEncoding::Json) }
+                    $( #[cfg($cfg)] ConnectorConfig::$variant(c) => c.row_encoder(sink), )*
+                    ConnectorConfig::Custom(_) => { let _ = sink; Ok(crate::encoded_row::json_encoder()) }
                 }
             }
 

@@ -469,7 +469,7 @@ mod tests {
     /// another set of columns starts a block of its own.
     #[test]
     fn rows_encoded_at_the_producer_make_the_blocks_typed_rows_make() {
-        use crate::encoded_row::{EncodedRows, RowEncoding};
+        use crate::encoded_row::EncodedRows;
         let cfg = ClickHouseConfig::new("http://x", "db", "t").delete_column("del");
         let sink = SinkSettings::for_test(Format::Upsert, &["k"], None);
         let t = table(
@@ -478,8 +478,8 @@ mod tests {
         );
         let mode = plan(&sink, &cfg, &t).unwrap();
         let plan = TablePlan { table: t, mode, timezone: "UTC".into() };
-        let mut producer = RowEncoding::RowBinary(plan.rowbinary().unwrap());
-        let encode = |producer: &mut RowEncoding, row: &dyn erased::Row| -> EncodedRow {
+        let mut producer = plan.rowbinary().unwrap();
+        let encode = |producer: &mut RowBinaryEncoder, row: &dyn erased::Row| -> EncodedRow {
             let mut rows = EncodedRows::default();
             let at = row.push(producer, &mut rows);
             rows.finish().take(at)
@@ -528,13 +528,14 @@ mod tests {
 
     /// Rows of different types behind one reference, for the test above.
     mod erased {
-        use crate::encoded_row::{Encoded, EncodedRows, RowEncoding};
+        use crate::encode::rowbinary::RowBinaryEncoder;
+        use crate::encoded_row::{Encoded, EncodedRows};
         pub trait Row {
-            fn push(&self, producer: &mut RowEncoding, rows: &mut EncodedRows) -> Encoded;
+            fn push(&self, producer: &mut RowBinaryEncoder, rows: &mut EncodedRows) -> Encoded;
         }
-        impl<T: serde::Serialize + 'static> Row for T {
-            fn push(&self, producer: &mut RowEncoding, rows: &mut EncodedRows) -> Encoded {
-                producer.push(rows, self)
+        impl<T: serde::Serialize> Row for T {
+            fn push(&self, producer: &mut RowBinaryEncoder, rows: &mut EncodedRows) -> Encoded {
+                rows.push_with(|buf| producer.encode_described(self, buf).map_err(|e| e.to_string()))
             }
         }
     }

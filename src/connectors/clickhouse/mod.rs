@@ -120,7 +120,7 @@ pub use table::{compatible, engine_params, plan, Mode, TableColumn, TableInfo, T
 pub use writer::ClickHouseWriter;
 
 use crate::connectors::{Connector, Writers};
-use crate::encoded_row::RowEncoding;
+use crate::encoded_row::RowEncoder;
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -149,7 +149,7 @@ impl Connector for ClickHouseConfig {
         Ok(Writers::independent(ClickHouseWriter::<V>::open(self, sink, ctx)?))
     }
 
-    fn row_encoding(&self, sink: &SinkSettings) -> Result<RowEncoding> {
-        table::row_encoding(self, sink)
+    fn row_encoder<V: Row>(&self, sink: &SinkSettings) -> Result<RowEncoder<V>> {
+        table::row_encoder(self, sink)
     }
 }

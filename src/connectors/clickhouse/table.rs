@@ -6,9 +6,10 @@ use super::config::ClickHouseConfig;
 use super::sql::literal;
 use crate::delivery::runtime;
 use crate::encode::rowbinary::RowBinaryEncoder;
-use crate::encoded_row::RowEncoding;
+use crate::encoded_row::{json_encoder, RowEncoder};
 use crate::envelope::Format;
 use crate::error::{Error, Result};
+use crate::row::Row;
 use crate::schema::ColumnType;
 use crate::settings::SinkSettings;
 
@@ -148,14 +149,16 @@ pub(crate) fn validate(cfg: &ClickHouseConfig, spec: &SinkSettings) -> Result<()
 /// lacks (the insert is then `JSONEachRow`). The table is read as the dataflow is built; a writer
 /// that reads other columns when it starts refuses the rows (see
 /// [`crate::encode::rowbinary`]'s described rows).
-pub(crate) fn row_encoding(cfg: &ClickHouseConfig, spec: &SinkSettings) -> Result<RowEncoding> {
+pub(crate) fn row_encoder<V: Row>(cfg: &ClickHouseConfig, spec: &SinkSettings) -> Result<RowEncoder<V>> {
     let rt = runtime::current_thread("reading the ClickHouse table")?;
     let ch = ClickHouse::new(cfg)?;
     let (table, timezone) = rt.block_on(async { Ok::<_, Error>((ch.table().await?, ch.timezone().await?)) })?;
     let mode = plan(spec, cfg, &table)?;
     Ok(match (TablePlan { table, mode, timezone }).rowbinary() {
-        Ok(enc) => RowEncoding::RowBinary(enc),
-        Err(_) => RowEncoding::Json,
+        Ok(mut enc) => {
+            Box::new(move |row: &V, buf: &mut Vec<u8>| enc.encode_described(row, buf).map_err(|e| e.to_string()))
+        }
+        Err(_) => json_encoder(),
     })
 }
 
