@@ -7,7 +7,7 @@
 mod common;
 mod drive;
 
-use common::{expected_changes, keyed_history, Row};
+use common::{expected_changes, keyed_history, tracked, Row};
 use differential_sinks::connectors::clickhouse::ClickHouseConfig;
 use differential_sinks::encode::rowbinary::{Encoded, RowBinaryEncoder};
 use differential_sinks::{JsonRow, SinkSpec};
@@ -444,33 +444,6 @@ fn a_bad_row_late_in_a_streamed_block_inserts_nothing() {
     assert_eq!(q(&format!("SELECT count() FROM default.{table}")).trim(), "0", "part of the block was inserted");
 }
 
-/// `(serializing thread, worker that inserted the row)` of every serialization of a [`Backwards`]
-/// row, while a test records them.
-static SEEN: std::sync::Mutex<Option<Vec<(String, usize)>>> = std::sync::Mutex::new(None);
-
-/// A row of the `(k, v, s)` table with its fields in the opposite order, recording in its
-/// `Serialize` which thread serializes it. `v` is `2 × round + the worker that inserted it`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
-struct Backwards {
-    s: String,
-    v: u32,
-    k: u32,
-}
-
-impl Serialize for Backwards {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        if let Some(seen) = SEEN.lock().unwrap().as_mut() {
-            seen.push((std::thread::current().name().unwrap_or("?").to_string(), (self.v % 2) as usize));
-        }
-        let mut st = s.serialize_struct("Backwards", 3)?;
-        st.serialize_field("s", &self.s)?;
-        st.serialize_field("v", &self.v)?;
-        st.serialize_field("k", &self.k)?;
-        st.end()
-    }
-}
-
 /// Rows are encoded once, as RowBinary naming their columns, on the worker that produced them:
 /// their `Serialize` runs there only, once for the key and once for the row, never after the
 /// exchange. The rows' fields come in another order than the table's columns, and every round
@@ -478,9 +451,6 @@ impl Serialize for Backwards {
 /// ends in the state computed from the input.
 #[test]
 fn rows_are_encoded_once_on_the_worker_that_produced_them() {
-    use differential_dataflow::input::Input;
-    use differential_sinks::SinkCollection;
-    use timely::dataflow::operators::probe::Probe;
     let table = fresh(
         "rb_encode_once",
         "(k UInt32, v UInt32, s String, ver UInt64, del UInt8) ENGINE = ReplacingMergeTree(ver) ORDER BY k",
@@ -488,42 +458,12 @@ fn rows_are_encoded_once_on_the_worker_that_produced_them() {
     let sink = format!("{table}_{}", std::process::id());
     let cfg = ClickHouseConfig::new(url(), "default", &table).delete_column("del");
     let spec = SinkSpec::builder(sink, cfg).upsert().primary_key(["k"]).build().unwrap();
-    let rounds = 3u32;
-    *SEEN.lock().unwrap() = Some(Vec::new());
-    timely::execute(timely::Config::process(2), move |worker| {
-        let index = worker.index() as u32;
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Backwards, isize>();
-            let out = rows.sink(&spec).unwrap();
-            (input, out.committed.probe().0, out.handle)
-        });
-        let row = |k: u32, r: u32| Backwards { s: format!("round {r}"), v: 2 * r + index, k };
-        for r in 1..=rounds {
-            for k in (index..40).step_by(2) {
-                if r > 1 {
-                    input.remove(row(k, r - 1));
-                }
-                input.insert(row(k, r));
-            }
-            input.advance_to(r as u64);
-            input.flush();
-            handle.step_until_committed(worker, &probe, &(r as u64)).unwrap();
-        }
-    })
-    .unwrap();
-    let seen = SEEN.lock().unwrap().take().unwrap();
-    let elsewhere: Vec<_> = seen.iter().filter(|(thread, origin)| *thread != format!("timely:work-{origin}")).collect();
-    assert!(elsewhere.is_empty(), "rows serialized away from the worker that produced them: {elsewhere:?}");
-    assert_eq!(seen.len(), 2 * (40 + 2 * 2 * 40), "a key and a row per update: 40 inserts, then 2 rounds of 80");
-    let state: Vec<(u32, u32, String)> =
-        q(&format!("SELECT k, v, s FROM default.{table} FINAL WHERE del = 0 ORDER BY k FORMAT TSV"))
+    let seen = tracked::run(spec, 3);
+    tracked::assert_encoded_once(&seen, 3);
+    let state: Vec<Row> =
+        q(&format!("SELECT k, v, s FROM default.{table} FINAL WHERE del = 0 ORDER BY k FORMAT JSONEachRow"))
             .lines()
-            .map(|l| {
-                let f: Vec<&str> = l.split('\t').collect();
-                (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].to_string())
-            })
+            .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-    let reference: Vec<(u32, u32, String)> =
-        (0..40).map(|k| (k, 2 * rounds + k % 2, format!("round {rounds}"))).collect();
-    assert_eq!(state, reference);
+    assert_eq!(state, tracked::reference(3));
 }

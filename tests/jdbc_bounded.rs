@@ -12,7 +12,7 @@
 mod common;
 mod drive;
 
-use common::{expected_changes, keyed_history, service_env, state_before, unique_name, Row};
+use common::{expected_changes, keyed_history, service_env, state_before, tracked, unique_name, Row};
 use differential_sinks::connectors::jdbc::{JdbcConfig, JdbcWriter};
 use differential_sinks::delivery::RetryPolicy;
 use differential_sinks::key::Key;
@@ -510,4 +510,25 @@ fn postgres_operator_with_tiny_bound_equals_the_reference() {
 #[test]
 fn mysql_operator_with_tiny_bound_equals_the_reference() {
     operator_with_tiny_bound_equals_the_reference(Db::My);
+}
+
+/// Rows are encoded once, into their cells, on the worker that produced them: their `Serialize`
+/// runs there only (once for the key, once for the cells), never after the exchange, and the
+/// table ends in the state computed from the input.
+fn rows_are_encoded_once_on_the_worker_that_produced_them(db: Db) {
+    let table = create_table(db, "encode_once", false);
+    let (_, spec) = spec(db, &table, false, 1 << 20);
+    let seen = tracked::run(spec, 3);
+    tracked::assert_encoded_once(&seen, 3);
+    assert_eq!(db.rows(&table), tracked::reference(3));
+}
+
+#[test]
+fn postgres_rows_are_encoded_once_on_the_worker_that_produced_them() {
+    rows_are_encoded_once_on_the_worker_that_produced_them(Db::Pg);
+}
+
+#[test]
+fn mysql_rows_are_encoded_once_on_the_worker_that_produced_them() {
+    rows_are_encoded_once_on_the_worker_that_produced_them(Db::My);
 }

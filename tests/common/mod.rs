@@ -11,6 +11,7 @@ pub mod lakehouse;
 pub mod proxy;
 pub mod s3;
 pub mod service;
+pub mod tracked;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

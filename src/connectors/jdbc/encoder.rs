@@ -9,15 +9,17 @@
 
 use super::batch::{Batch, RowOp};
 use super::config::Dialect;
-use super::encode::RowEncoder;
+use super::encode::{Cells, RowEncoder};
 use super::table::{written_columns, TableColumn, TableInfo};
 use crate::encode::ChangeEncoder;
+use crate::encoded_row::EncodedRow;
 use crate::envelope::Format;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use differential_sinks_operators::Change;
 use serde::Serialize;
+use std::any::Any;
 use std::marker::PhantomData;
 
 /// Upsert or append, as the sink's format says.
@@ -96,7 +98,7 @@ impl<V> JdbcEncoder<V> {
     }
 }
 
-impl<V: Serialize> JdbcEncoder<V> {
+impl<V: Serialize + 'static> JdbcEncoder<V> {
     /// Stages one change into `batch`.
     fn stage(&mut self, change: &Change<Key, V>, batch: &mut Batch) -> Result<()> {
         let key = &change.key;
@@ -109,11 +111,11 @@ impl<V: Serialize> JdbcEncoder<V> {
                 let first = batch.next_cell();
                 let op = match (&change.after, &change.before) {
                     (Some(row), _) => {
-                        self.rows.encode(row, None, true, &mut batch.cells).map_err(with_key)?;
+                        cells(&mut self.rows, row, None, true, &mut batch.cells).map_err(with_key)?;
                         RowOp::Upsert
                     }
                     (None, Some(before)) => {
-                        self.rows.encode(before, Some(&self.pk), false, &mut batch.cells).map_err(with_key)?;
+                        cells(&mut self.rows, before, Some(&self.pk), false, &mut batch.cells).map_err(with_key)?;
                         RowOp::Delete
                     }
                     // A change of neither side carries nothing to write.
@@ -134,12 +136,30 @@ impl<V: Serialize> JdbcEncoder<V> {
                 }
                 if let Some(row) = &change.after {
                     let first = batch.next_cell();
-                    self.rows.encode(row, None, true, &mut batch.cells).map_err(with_key)?;
+                    cells(&mut self.rows, row, None, true, &mut batch.cells).map_err(with_key)?;
                     batch.record(key, RowOp::Append, first, false);
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Appends the cells of `row` for `pick` (see [`RowEncoder::encode`]); a row encoded where it was
+/// produced has its cells copied ([`RowEncoder::decode_described`]).
+fn cells<V: Serialize + 'static>(
+    rows: &mut RowEncoder,
+    row: &V,
+    pick: Option<&[usize]>,
+    strict: bool,
+    out: &mut Cells,
+) -> Result<()> {
+    match (row as &dyn Any).downcast_ref::<EncodedRow>() {
+        Some(encoded) => match encoded.encoded() {
+            Ok(bytes) => rows.decode_described(bytes, pick, strict, out),
+            Err(e) => Err(Error::schema(e.message().to_string())),
+        },
+        None => rows.encode(row, pick, strict, out),
     }
 }
 
@@ -262,5 +282,93 @@ mod tests {
 
         let debezium = SinkSettings::for_test(Format::Debezium { tombstone_after_delete: false }, &["id"], None);
         assert!(JdbcEncoder::<Item>::new(Dialect::Postgres, &debezium, &table()).is_err());
+    }
+
+    /// Rows encoded where they were produced (described cells) stage the cells typed rows stage;
+    /// a field naming no column refuses an upsert, as for a typed row, but not a delete (which
+    /// takes the key's cells); cells rendered for other columns are refused.
+    #[test]
+    fn described_rows_stage_the_cells_typed_rows_stage() {
+        use crate::encoded_row::EncodedRows;
+        #[derive(Serialize)]
+        struct Extra {
+            id: i64,
+            name: &'static str,
+            color: &'static str,
+        }
+        let sink = SinkSettings::for_test(Format::Upsert, &["id"], None);
+        let mut producer = RowEncoder::new(Dialect::Postgres, "public.items", &table().columns);
+        let mut described = |row: &dyn erased::Row| -> EncodedRow {
+            let mut rows = EncodedRows::default();
+            let at = rows.push_with(|buf| row.encode(&mut producer, buf).map_err(|e| e.message().to_string()));
+            rows.finish().take(at)
+        };
+        let typed = [change(1, None, Some("a")), change(2, Some("b"), None), change(1, Some("a"), Some("c\td"))];
+        let encoded: Vec<Change<Key, EncodedRow>> = typed
+            .iter()
+            .map(|c| Change {
+                key: c.key.clone(),
+                before: c.before.as_ref().map(|r| described(r)),
+                after: c.after.as_ref().map(|r| described(r)),
+            })
+            .collect();
+        let mut by_type = JdbcEncoder::<Item>::new(Dialect::Postgres, &sink, &table()).unwrap();
+        let mut by_bytes = JdbcEncoder::<EncodedRow>::new(Dialect::Postgres, &sink, &table()).unwrap();
+        let (mut a, mut b) = (Batch::default(), Batch::default());
+        by_type.encode(1, &typed, &mut a).unwrap();
+        by_bytes.encode(1, &encoded, &mut b).unwrap();
+        // The same rows and cells (a typed delete leaves its other fields' text unused in the
+        // batch; a described one copies the key's cells only).
+        let staged = |b: &Batch| {
+            (0..b.rows.len())
+                .map(|i| {
+                    let r = &b.rows[i];
+                    let width = if r.op == RowOp::Delete { 1 } else { 2 };
+                    (
+                        r.key.clone(),
+                        r.op,
+                        r.fresh,
+                        cells(b, i, width).into_iter().map(|c| c.map(str::to_string)).collect(),
+                    )
+                })
+                .collect::<Vec<(Key, RowOp, bool, Vec<Option<String>>)>>()
+        };
+        assert_eq!(staged(&b), staged(&a));
+        // A NULL stays NULL.
+        let null = described(&Item { id: 4, name: None });
+        by_bytes.encode(2, &[Change { key: key(4), before: None, after: Some(null) }], &mut b).unwrap();
+        assert_eq!(cells(&b, 2, 2), vec![Some("4"), None]);
+
+        // A field naming no column: the upsert is refused naming it, the delete goes ahead.
+        let extra = described(&Extra { id: 5, name: "n", color: "red" });
+        let insert = Change { key: key(5), before: None, after: Some(extra.clone()) };
+        let e = by_bytes.encode(3, &[insert], &mut b).unwrap_err();
+        assert!(e.message().contains("key") && e.message().contains("`color`"), "{e}");
+        let typed_e = by_type
+            .encode(3, &[Change { key: key(5), before: None, after: Some(Item { id: 5, name: None }) }], &mut a)
+            .map(|_| ());
+        assert!(typed_e.is_ok());
+        by_bytes.encode(4, &[Change { key: key(5), before: Some(extra), after: None }], &mut b).unwrap();
+        assert_eq!(b.rows.last().map(|r| r.op), Some(RowOp::Delete));
+
+        // Cells rendered for other columns (the table was altered since) are refused.
+        let mut altered = table();
+        altered.columns[1].kind = ColKind::Json;
+        let mut other = JdbcEncoder::<EncodedRow>::new(Dialect::Postgres, &sink, &altered).unwrap();
+        let e = other.encode(5, &encoded[..1], &mut Batch::default()).unwrap_err();
+        assert!(e.message().contains("altered"), "{e}");
+    }
+
+    /// Rows of different types behind one reference, for the test above.
+    mod erased {
+        use crate::connectors::jdbc::encode::RowEncoder;
+        pub trait Row {
+            fn encode(&self, producer: &mut RowEncoder, out: &mut Vec<u8>) -> crate::error::Result<()>;
+        }
+        impl<T: serde::Serialize> Row for T {
+            fn encode(&self, producer: &mut RowEncoder, out: &mut Vec<u8>) -> crate::error::Result<()> {
+                producer.encode_described(self, out)
+            }
+        }
     }
 }

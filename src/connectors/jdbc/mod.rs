@@ -205,6 +205,8 @@ impl Connector for JdbcConfig {
     const OWN_KEYS: bool = true;
     /// Rows become cells, never their JSON: an unkeyed sink routes them by identity.
     const TAKES_ROWS: bool = true;
+    /// Rows become their cells where they are produced ([`RowEncoder::encode_described`]).
+    const ENCODED_ROWS: bool = true;
     type Table = TableInfo;
     type Encoder<V: Row> = JdbcEncoder<V>;
 
@@ -227,6 +229,16 @@ impl Connector for JdbcConfig {
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
         let _ = ctx;
         Ok(Writers::independent(JdbcWriter::<V>::open(self, sink)?))
+    }
+
+    /// Reads the table (as each writer does when it connects) and renders each row's cells for
+    /// its written columns where the row is produced.
+    fn row_encoder<V: Row>(&self, sink: &SinkSettings) -> Result<crate::encoded_row::RowEncoder<V>> {
+        let info = session::describe(self, sink.name(), false)?;
+        let mut cells = encode::RowEncoder::new(self.dialect, &info.qualified, &table::written_columns(sink, &info));
+        Ok(Box::new(move |row: &V, buf: &mut Vec<u8>| {
+            cells.encode_described(row, buf).map_err(|e| e.message().to_string())
+        }))
     }
 }
 
