@@ -6,8 +6,9 @@
 //! both, since they share everything but the SQL.
 //!
 //! ```text
-//!  sink operator (one writer per worker, keys routed by hash)
-//!     │ write(t, changes)      JdbcEncoder: rows → text cells; upsert: keep the last change per key
+//!  producing worker: row → its text cells (described rows, encode.rs), then keys routed by hash
+//!  sink operator (one writer per worker)
+//!     │ write(t, changes)      JdbcEncoder: cells copied into the commit; upsert: keep the last change per key
 //!     ▼
 //!  batch of the commit  ──commit(upper)──►  BEGIN
 //!     │                                     SELECT progress row FOR UPDATE   (fencing check)
@@ -42,7 +43,11 @@
 //! Rows may be any `Serialize` type that is a struct or a map (so [`JsonRow`](crate::JsonRow)
 //! works). Values travel as text and the server parses them into the column types; see
 //! [`encode`] for the rendering rules (NULLs, numerics of any size, timestamps, JSON, bytes).
-//! [`JdbcEncoder`] turns each time's changes into the commit's [`Batch`] without I/O.
+//! Each row is rendered into its cells once, on the worker that produced it, for the columns the
+//! table had when the dataflow was built ([`encode::RowEncoder::encode_described`]); what crosses
+//! the exchange, is buffered and consolidated is those cells, and [`JdbcEncoder`] copies them into
+//! the commit's [`Batch`] without I/O. A writer that reads other columns when it connects (the
+//! table was altered in between) refuses the rows rather than write cells into the wrong columns.
 //!
 //! A commit may span several times. An upsert sink keeps, per key, only the key's last change in
 //! the commit: a delete, or the final row. The commit's deletes run first, then the updates of
