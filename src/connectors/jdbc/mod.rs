@@ -239,7 +239,7 @@ impl Connector for JdbcConfig {
     /// Reads the table (as each writer does when it connects) and renders each row's cells for
     /// its written columns where the row is produced.
     fn row_encoder<V: Row>(&self, sink: &SinkSettings) -> Result<crate::encoded_row::RowEncoder<V>> {
-        let info = session::describe(self, sink.name(), false)?;
+        let info = session::describe_retrying(self, sink.name())?;
         let mut cells = encode::RowEncoder::new(self.dialect, &info.qualified, &table::written_columns(sink, &info));
         Ok(Box::new(move |row: &V, buf: &mut Vec<u8>| {
             cells.encode_described(row, buf).map_err(|e| e.message().to_string())

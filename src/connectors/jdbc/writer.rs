@@ -10,7 +10,7 @@ use super::batch::Batch;
 use super::config::JdbcConfig;
 use super::encoder::{JdbcEncoder, Mode};
 use super::progress::{ProgressRow, ProgressTable, Record, Stored};
-use super::session::{Session, Target};
+use super::session::{self, Session, Target};
 use super::table;
 use crate::connectors::bounds::PartialTime;
 use crate::connectors::resumed_frontier;
@@ -79,27 +79,8 @@ impl<V: Serialize> JdbcWriter<V> {
     fn setup(&mut self) -> Result<()> {
         let (config, spec, metrics) = (&self.config, &self.spec, &self.metrics);
         let schema = config.schema_name()?;
-        let (session, info) = self.rt.block_on(async {
-            let mut backoff = Backoff::new(config.retry.clone()).counting(Some(metrics));
-            loop {
-                let r = async {
-                    let mut c = Session::connect(config, spec.name()).await?;
-                    let info = c.table_info(&schema, &config.table).await?;
-                    Ok::<_, Error>((c, info))
-                }
-                .await;
-                match r {
-                    Err(e) if e.is_retriable() => match backoff.next_delay() {
-                        Some(d) => {
-                            tracing::warn!(sink = %spec.name(), error = %e, "connecting: retrying");
-                            tokio::time::sleep(d).await;
-                        }
-                        None => return Err(e),
-                    },
-                    other => return other,
-                }
-            }
-        })?;
+        let (session, info) =
+            self.rt.block_on(session::connect_described(config, spec.name(), &schema, Some(metrics)))?;
         table::check(config, spec, &info)?;
         let encoder = JdbcEncoder::new(config.dialect, spec, &info)?;
         self.target = Some(Target {

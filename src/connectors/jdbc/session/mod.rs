@@ -21,9 +21,10 @@ use super::batch::{Batch, RowOp};
 use super::config::{Dialect, JdbcConfig, PgUpsertMethod};
 use super::progress::{ProgressRow, ProgressTable, Record, Stored};
 use super::table::{TableColumn, TableInfo};
-use crate::delivery::runtime;
+use crate::delivery::{runtime, Backoff};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
+use differential_sinks_operators::WorkerMetrics;
 
 /// The fixed facts of one writer's target, as its statements need them.
 #[derive(Clone, Debug)]
@@ -179,6 +180,46 @@ pub(crate) fn describe(config: &JdbcConfig, sink: &str, check_tls: bool) -> Resu
         let info = conn.table_info(&schema, &config.table).await;
         conn.close().await;
         info
+    })?
+}
+
+/// Opens a session and reads the description of `config`'s table (schema `schema`), retrying
+/// retriable failures under `config`'s retry policy (counted in `metrics`).
+pub(crate) async fn connect_described(
+    config: &JdbcConfig,
+    sink: &str,
+    schema: &str,
+    metrics: Option<&WorkerMetrics>,
+) -> Result<(Session, TableInfo)> {
+    let mut backoff = Backoff::new(config.retry.clone()).counting(metrics);
+    loop {
+        let r = async {
+            let mut c = Session::connect(config, sink).await?;
+            let info = c.table_info(schema, &config.table).await?;
+            Ok::<_, Error>((c, info))
+        }
+        .await;
+        match r {
+            Err(e) if e.is_retriable() => match backoff.next_delay() {
+                Some(d) => {
+                    tracing::warn!(sink = %sink, error = %e, "connecting: retrying");
+                    tokio::time::sleep(d).await;
+                }
+                None => return Err(e),
+            },
+            other => return other,
+        }
+    }
+}
+
+/// Reads the description of `config`'s table as [`connect_described`] does, on a runtime of its
+/// own, closing the session.
+pub(crate) fn describe_retrying(config: &JdbcConfig, sink: &str) -> Result<TableInfo> {
+    let schema = config.schema_name()?;
+    block_on_fresh(async {
+        let (conn, info) = connect_described(config, sink, &schema, None).await?;
+        conn.close().await;
+        Ok(info)
     })?
 }
 
