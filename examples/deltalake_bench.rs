@@ -21,7 +21,8 @@ use differential_sinks::connectors::deltalake::DeltaLakeConfig;
 use differential_sinks::encode::arrow::RowBatcher;
 use differential_sinks::{CommitPolicy, Schema, SinkSpec};
 use lakehouse::{
-    baseline, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts, upsert_history, SCHEMA,
+    baseline, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts, upsert_history, Timing,
+    SCHEMA,
 };
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -33,13 +34,13 @@ fn batcher() -> RowBatcher {
     RowBatcher::new(arrow_schema(&delta_schema(&schema).unwrap()).unwrap()).unwrap()
 }
 
-/// Seconds for the sink to write and commit `n` rows over `times` times (appends, or upserts over
-/// `upsert_keys` keys), and its commits.
-fn sink(n: u64, times: u64, peers: usize, dir: &Path, upsert_keys: Option<u64>) -> (f64, usize) {
+/// The timing of the sink writing and committing `n` rows over `times` times (appends, or upserts
+/// over `upsert_keys` keys), and its commits.
+fn sink(n: u64, times: u64, peers: usize, dir: &Path, upsert_keys: Option<u64>) -> (Timing, usize) {
     let builder = SinkSpec::builder("bench", DeltaLakeConfig::new(dir).create_table_if_not_exists(true))
         .schema(SCHEMA.parse().unwrap())
         .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO });
-    let secs = match upsert_keys {
+    let timing = match upsert_keys {
         // The same number of new rows, each replacing its key's previous one by deletion vector.
         Some(keys) => {
             time_upserts(builder.upsert().primary_key(["id"]).build().unwrap(), upsert_history(n, times, peers, keys))
@@ -51,7 +52,7 @@ fn sink(n: u64, times: u64, peers: usize, dir: &Path, upsert_keys: Option<u64>) 
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
         .count();
-    (secs, versions - 1)
+    (timing, versions - 1)
 }
 
 fn main() {
@@ -70,8 +71,8 @@ fn main() {
         let base = baseline(n, peers as u64, base_dir.path(), batcher, props);
         let base_mb = dir_bytes(base_dir.path()) as f64 / 1e6;
         let sink_dir = tempfile::tempdir().unwrap();
-        let (secs, commits) = sink(n, times, peers, sink_dir.path(), upsert_keys);
+        let (timing, commits) = sink(n, times, peers, sink_dir.path(), upsert_keys);
         let sink_mb = dir_bytes(sink_dir.path()) as f64 / 1e6;
-        print_pair(peers, n, (base, base_mb), (&format!("deltalake sink ({commits} commits)"), secs, sink_mb));
+        print_pair(peers, n, (base, base_mb), (&format!("deltalake sink ({commits} commits)"), timing, sink_mb));
     }
 }

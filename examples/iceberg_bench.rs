@@ -54,7 +54,7 @@ fn main() {
         let builder = SinkSpec::builder("bench", config)
             .schema(SCHEMA.parse().unwrap())
             .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO });
-        let secs = match upsert_keys {
+        let timing = match upsert_keys {
             // The same number of new rows, each replacing its key's previous one by position.
             Some(keys) => time_upserts(
                 builder.upsert().primary_key(["id"]).build().unwrap(),
@@ -68,6 +68,6 @@ fn main() {
             .unwrap()
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("snap-"))
             .count();
-        print_pair(peers, n, (base, base_mb), (&format!("iceberg sink ({commits} commits)"), secs, sink_mb));
+        print_pair(peers, n, (base, base_mb), (&format!("iceberg sink ({commits} commits)"), timing, sink_mb));
     }
 }

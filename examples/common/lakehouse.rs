@@ -64,35 +64,76 @@ pub fn baseline(n: u64, peers: u64, dir: &Path, batcher: impl Fn() -> RowBatcher
     start.elapsed().as_secs_f64()
 }
 
-/// Seconds for the sink of `spec` to write and commit `n` rows over `times` times on `peers`
-/// workers. The rows are made before the clock starts, as the baseline's batches are.
-pub fn time_sink(spec: SinkSpec, n: u64, times: u64, peers: usize) -> f64 {
-    let rows: Vec<Vec<(u64, Row)>> = (0..peers as u64)
-        .map(|w| (w..n).step_by(peers).map(|i| (time_of(i, n, times), super::bench::row(i))).collect())
+/// What one timed sink run took.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Seconds from the moment every worker had built its dataflow (the catalog read, the table
+    /// loaded or created, the writers opened, the rows built) until the last worker saw every
+    /// time committed, before the dataflow is torn down.
+    pub secs: f64,
+    /// Seconds of that setup, outside the clock.
+    pub setup: f64,
+    /// Seconds the writers spent preparing their shares of commits (closing data files), summed
+    /// over workers, and the committer spent committing (manifests, log entries, the catalog).
+    pub prepare: f64,
+    /// See `prepare`.
+    pub commit: f64,
+}
+
+/// Runs the sink of `spec` for `n` appended rows over `times` times on `peers` workers.
+pub fn time_sink(spec: SinkSpec, n: u64, times: u64, peers: usize) -> Timing {
+    let updates = (0..peers as u64)
+        .map(|w| (w..n).step_by(peers).map(|i| (time_of(i, n, times), super::bench::row(i), 1)).collect())
         .collect();
-    let rows = std::sync::Arc::new(std::sync::Mutex::new(rows));
-    let start = Instant::now();
+    time_upserts(spec, updates)
+}
+
+/// Runs the sink of `spec` over `updates`, one list per worker. Each worker builds its dataflow
+/// and takes its updates (built before, owned, as a dataflow input takes them); the clock starts
+/// once every worker has, and stops when the last worker has seen every time committed.
+pub fn time_upserts(spec: SinkSpec, updates: Vec<Vec<(u64, Row, isize)>>) -> Timing {
+    let peers = updates.len();
+    let metrics = std::sync::Arc::clone(spec.settings().metrics());
+    let before = metrics.snapshot();
+    let updates = std::sync::Arc::new(std::sync::Mutex::new(updates));
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(peers));
+    let ends = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (b2, e2) = (barrier.clone(), ends.clone());
+    let launched = Instant::now();
+    let start = std::sync::Arc::new(std::sync::OnceLock::new());
+    let s2 = start.clone();
     timely::execute(timely::Config::process(peers), move |worker| {
-        let mine = std::mem::take(&mut rows.lock().unwrap()[worker.index()]);
+        let mine = std::mem::take(&mut updates.lock().unwrap()[worker.index()]);
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (input, rows) = scope.new_collection::<Row, isize>();
             (input, rows.sink(&spec).unwrap().committed.probe().0)
         });
-        for (t, row) in mine {
+        b2.wait();
+        s2.get_or_init(Instant::now);
+        for (t, row, d) in mine {
             if t > *input.time() {
                 input.advance_to(t);
                 input.flush();
                 worker.step();
             }
-            input.insert(row);
+            input.update(row, d);
         }
         input.close();
         while !probe.done() {
             worker.step();
         }
+        e2.lock().unwrap().push(Instant::now());
     })
     .unwrap();
-    start.elapsed().as_secs_f64()
+    let start = *start.get().expect("every worker started");
+    let end = ends.lock().unwrap().iter().max().copied().expect("every worker ended");
+    let after = metrics.snapshot();
+    Timing {
+        secs: (end - start).as_secs_f64(),
+        setup: (start - launched).as_secs_f64(),
+        prepare: (after.prepare_micros - before.prepare_micros) as f64 / 1e6,
+        commit: (after.commit_micros - before.commit_micros) as f64 / 1e6,
+    }
 }
 
 /// The update history of an upsert run: `n` new rows over `times` times, row `i` the new value
@@ -113,34 +154,6 @@ pub fn upsert_history(n: u64, times: u64, peers: usize, keys: u64) -> Vec<Vec<(u
     out
 }
 
-/// Seconds for the sink of `spec` (an upsert sink keyed by `id`) to apply and commit `updates`.
-pub fn time_upserts(spec: SinkSpec, updates: Vec<Vec<(u64, Row, isize)>>) -> f64 {
-    let peers = updates.len();
-    let updates = std::sync::Arc::new(std::sync::Mutex::new(updates));
-    let start = Instant::now();
-    timely::execute(timely::Config::process(peers), move |worker| {
-        let mine = std::mem::take(&mut updates.lock().unwrap()[worker.index()]);
-        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            (input, rows.sink(&spec).unwrap().committed.probe().0)
-        });
-        for (t, row, d) in mine {
-            if t > *input.time() {
-                input.advance_to(t);
-                input.flush();
-                worker.step();
-            }
-            input.update(row, d);
-        }
-        input.close();
-        while !probe.done() {
-            worker.step();
-        }
-    })
-    .unwrap();
-    start.elapsed().as_secs_f64()
-}
-
 /// Times the row → Arrow conversion alone and prints it.
 pub fn print_conversion(mut b: RowBatcher, n: u64) {
     let rows: Vec<Row> = (0..n.min(200_000)).map(super::bench::row).collect();
@@ -156,13 +169,18 @@ pub fn print_conversion(mut b: RowBatcher, n: u64) {
 /// Prints the table header.
 pub fn print_header(n: u64, times: u64) {
     println!("{n} rows over {times} times");
-    println!("{:<8} {:<26} {:>12} {:>10} {:>10} {:>9}", "workers", "writer", "rows/s", "MB/s", "seconds", "ratio");
+    println!(
+        "{:<8} {:<26} {:>12} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9}",
+        "workers", "writer", "rows/s", "MB/s", "seconds", "ratio", "prepare s", "commit s", "setup s"
+    );
 }
 
-/// Prints the baseline's line and the sink's, with the sink's ratio to the baseline.
-pub fn print_pair(peers: usize, n: u64, base: (f64, f64), sink: (&str, f64, f64)) {
+/// Prints the baseline's line and the sink's, with the sink's ratio to the baseline and where its
+/// fixed costs went: the writers' prepares (summed over workers), the committer's commits, and the
+/// setup outside the clock.
+pub fn print_pair(peers: usize, n: u64, base: (f64, f64), sink: (&str, Timing, f64)) {
     let (base_secs, base_mb) = base;
-    let (name, secs, mb) = sink;
+    let (name, t, mb) = sink;
     println!(
         "{:<8} {:<26} {:>12.0} {:>10.1} {:>10.3} {:>9}",
         peers,
@@ -173,12 +191,15 @@ pub fn print_pair(peers: usize, n: u64, base: (f64, f64), sink: (&str, f64, f64)
         "1.00"
     );
     println!(
-        "{:<8} {:<26} {:>12.0} {:>10.1} {:>10.3} {:>9.2}",
+        "{:<8} {:<26} {:>12.0} {:>10.1} {:>10.3} {:>9.2} {:>10.3} {:>10.3} {:>9.3}",
         peers,
         name,
-        n as f64 / secs,
-        mb / secs,
-        secs,
-        base_secs / secs
+        n as f64 / t.secs,
+        mb / t.secs,
+        t.secs,
+        base_secs / t.secs,
+        t.prepare,
+        t.commit,
+        t.setup
     );
 }

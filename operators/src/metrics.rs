@@ -45,6 +45,13 @@ pub struct SinkMetrics {
     pub spilled_bytes: AtomicU64,
     /// Attempts at the target retried after a retriable failure.
     pub retries: AtomicU64,
+    /// Microseconds from the start of each commit until it was durable, summed: writers'
+    /// commits, or the committer's (coordinated sinks). Pipelined commits overlap the writing of
+    /// later times, so their sum may exceed the time the sink ran.
+    pub commit_micros: AtomicU64,
+    /// Microseconds coordinated writers spent preparing their share of a commit (closing data
+    /// files), summed over workers.
+    pub prepare_micros: AtomicU64,
 }
 
 /// A plain copy of [`SinkMetrics`] at one moment.
@@ -80,6 +87,10 @@ pub struct MetricsSnapshot {
     pub spilled_bytes: u64,
     /// See [`SinkMetrics::retries`].
     pub retries: u64,
+    /// See [`SinkMetrics::commit_micros`].
+    pub commit_micros: u64,
+    /// See [`SinkMetrics::prepare_micros`].
+    pub prepare_micros: u64,
 }
 
 impl SinkMetrics {
@@ -109,6 +120,8 @@ impl SinkMetrics {
             spilled_updates: r(&self.spilled_updates),
             spilled_bytes: r(&self.spilled_bytes),
             retries: r(&self.retries),
+            commit_micros: r(&self.commit_micros),
+            prepare_micros: r(&self.prepare_micros),
         }
     }
 }

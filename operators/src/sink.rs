@@ -485,6 +485,9 @@ where
                             let mut o = out0.activate();
                             o.session(caps.progress.as_ref().expect("progress capability held while running")).give(out);
                             drop(o);
+                            if !F::DURABLE {
+                                metrics.prepare_took(started.elapsed());
+                            }
                             if F::DURABLE {
                                 metrics.commit_took(started.elapsed());
                                 metrics.commits(1);

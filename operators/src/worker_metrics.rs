@@ -18,6 +18,7 @@
 //! | `dsink_records_out_bytes_total` | counter | `sink`, `worker` | encoded bytes of those records |
 //! | `dsink_commits_total` | counter | `sink`, `worker` | commits made (coordinated: by the committer, `worker="0"`) |
 //! | `dsink_commit_seconds` | histogram | `sink`, `worker` | commit latency: `commit` (pipelined: until durable), or the committer's commit |
+//! | `dsink_prepare_seconds` | histogram | `sink`, `worker` | coordinated writers: time to prepare a share of a commit (closing data files) |
 //! | `dsink_frontier_lag` | gauge | `sink`, `worker` | input frontier minus committed frontier, in logical time (coordinated: worker 0 only) |
 //! | `dsink_files_committed_total` | counter | `sink`, `worker` | data files committed (lakehouse tables) |
 //! | `dsink_small_files_committed_total` | counter | `sink`, `worker` | of those, files below the connector's small-file size |
@@ -48,6 +49,8 @@ pub const RECORDS_OUT_BYTES: &str = "dsink_records_out_bytes_total";
 pub const COMMITS: &str = "dsink_commits_total";
 /// The histogram of commit latency, in seconds.
 pub const COMMIT_SECONDS: &str = "dsink_commit_seconds";
+/// The histogram of coordinated writers' time to prepare a share of a commit, in seconds.
+pub const PREPARE_SECONDS: &str = "dsink_prepare_seconds";
 /// The gauge of the input frontier minus the committed frontier, in logical time.
 pub const FRONTIER_LAG: &str = "dsink_frontier_lag";
 /// The facade name of [`SinkMetrics::files_committed`].
@@ -76,6 +79,11 @@ pub fn describe_metrics() {
     describe_counter!(RECORDS_OUT_BYTES, Unit::Bytes, "Encoded bytes of the records handed to the target");
     describe_counter!(COMMITS, "Commits made (coordinated sinks: by the committer on worker 0)");
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Commit latency");
+    describe_histogram!(
+        PREPARE_SECONDS,
+        Unit::Seconds,
+        "Time a coordinated writer took to prepare its share of a commit"
+    );
     describe_gauge!(FRONTIER_LAG, "Input frontier minus committed frontier, in logical time");
     describe_counter!(FILES_COMMITTED, "Data files committed");
     describe_counter!(SMALL_FILES_COMMITTED, "Data files committed below the connector's small-file size");
@@ -100,6 +108,7 @@ pub struct WorkerMetrics {
     bytes_out: Counter,
     commits: Counter,
     commit_seconds: Histogram,
+    prepare_seconds: Histogram,
     files_committed: Counter,
     small_files: Counter,
     violations_failed: Counter,
@@ -135,6 +144,7 @@ impl SinkMetrics {
             bytes_out: counter(RECORDS_OUT_BYTES),
             commits: counter(COMMITS),
             commit_seconds: metrics::histogram!(COMMIT_SECONDS, &labels),
+            prepare_seconds: metrics::histogram!(PREPARE_SECONDS, &labels),
             files_committed: counter(FILES_COMMITTED),
             small_files: counter(SMALL_FILES_COMMITTED),
             violations_failed: violations("fail"),
@@ -191,6 +201,12 @@ impl WorkerMetrics {
     /// Records one commit's latency.
     pub fn commit_took(&self, latency: Duration) {
         self.commit_seconds.record(latency.as_secs_f64());
+        SinkMetrics::add(&self.shared.commit_micros, latency.as_micros() as u64);
+    }
+    /// Records the time a coordinated writer took to prepare its share of one commit.
+    pub fn prepare_took(&self, took: Duration) {
+        self.prepare_seconds.record(took.as_secs_f64());
+        SinkMetrics::add(&self.shared.prepare_micros, took.as_micros() as u64);
     }
     /// Adds `n` data files committed.
     pub fn files_committed(&self, n: u64) {
