@@ -395,12 +395,8 @@ mod tests {
         }
     }
 
-    fn change(before: Option<R>, after: Option<R>) -> Change<Key, R> {
-        Change { key: Key::from_bytes(b"1".to_vec()), before, after }
-    }
-
-    #[test]
-    fn replacing_upserts_are_rowbinary_with_version_and_delete_marker() {
+    /// An upsert sink keyed by `k` into a ReplacingMergeTree `(k, v, ver, del)` with a delete column.
+    fn replacing() -> (ClickHouseConfig, SinkSettings, TablePlan) {
         let cfg = ClickHouseConfig::new("http://x", "db", "t").delete_column("del");
         let sink = SinkSettings::for_test(Format::Upsert, &["k"], None);
         let t = table(
@@ -408,7 +404,17 @@ mod tests {
             &[("k", "UInt32", true), ("v", "UInt32", false), ("ver", "UInt64", false), ("del", "UInt8", false)],
         );
         let mode = plan(&sink, &cfg, &t).unwrap();
-        let mut enc = ClickHouseEncoder::<R>::new(&sink, &cfg, &TablePlan { table: t, mode, timezone: "UTC".into() });
+        (cfg, sink, TablePlan { table: t, mode, timezone: "UTC".into() })
+    }
+
+    fn change(before: Option<R>, after: Option<R>) -> Change<Key, R> {
+        Change { key: Key::from_bytes(b"1".to_vec()), before, after }
+    }
+
+    #[test]
+    fn replacing_upserts_are_rowbinary_with_version_and_delete_marker() {
+        let (cfg, sink, plan) = replacing();
+        let mut enc = ClickHouseEncoder::<R>::new(&sink, &cfg, &plan);
         let mut out = enc.output();
         enc.encode(7, &[change(None, Some(R { k: 1, v: 2 })), change(Some(R { k: 3, v: 4 }), None)], &mut out).unwrap();
         assert!(out.done.is_empty());
@@ -425,14 +431,8 @@ mod tests {
     /// times, never a placeholder range that two commits could share.
     #[test]
     fn blocks_cut_inside_a_time_carry_the_times_of_their_own_rows() {
-        let cfg = ClickHouseConfig::new("http://x", "db", "t").delete_column("del");
-        let sink = SinkSettings::for_test(Format::Upsert, &["k"], None);
-        let t = table(
-            "ReplacingMergeTree(ver) ORDER BY k",
-            &[("k", "UInt32", true), ("v", "UInt32", false), ("ver", "UInt64", false), ("del", "UInt8", false)],
-        );
-        let mode = plan(&sink, &cfg, &t).unwrap();
-        let mut enc = ClickHouseEncoder::<R>::new(&sink, &cfg, &TablePlan { table: t, mode, timezone: "UTC".into() });
+        let (cfg, sink, plan) = replacing();
+        let mut enc = ClickHouseEncoder::<R>::new(&sink, &cfg, &plan);
         let mut out = enc.output();
         enc.encode(5, &[change(None, Some(R { k: 1, v: 1 }))], &mut out).unwrap();
         let first = out.take_current(1 << 10);
@@ -470,14 +470,7 @@ mod tests {
     #[test]
     fn rows_encoded_at_the_producer_make_the_blocks_typed_rows_make() {
         use crate::encoded_row::EncodedRows;
-        let cfg = ClickHouseConfig::new("http://x", "db", "t").delete_column("del");
-        let sink = SinkSettings::for_test(Format::Upsert, &["k"], None);
-        let t = table(
-            "ReplacingMergeTree(ver) ORDER BY k",
-            &[("k", "UInt32", true), ("v", "UInt32", false), ("ver", "UInt64", false), ("del", "UInt8", false)],
-        );
-        let mode = plan(&sink, &cfg, &t).unwrap();
-        let plan = TablePlan { table: t, mode, timezone: "UTC".into() };
+        let (cfg, sink, plan) = replacing();
         let mut producer = plan.rowbinary().unwrap();
         let encode = |producer: &mut RowBinaryEncoder, row: &dyn erased::Row| -> EncodedRow {
             let mut rows = EncodedRows::default();

@@ -177,12 +177,14 @@
 //!
 //! `config.rs` the options; `url_params.rs` the Java driver URL parameters ignored with a
 //! warning; `table.rs` the table's description and the creation-time rules;
-//! `encoder.rs` and `batch.rs` the pure encoding into a commit's rows; `session/` the database
+//! `encoder.rs` and `batch.rs` the pure encoding into a commit's rows; `described.rs` rows
+//! rendered into cells where they are produced; `session/` the database
 //! sessions of both dialects (and TLS); `progress.rs` the progress table's records;
 //! `writer.rs` the [`SinkWriter`](differential_sinks_operators::SinkWriter).
 
 mod batch;
 mod config;
+mod described;
 pub mod encode;
 mod encoder;
 mod progress;
@@ -210,7 +212,7 @@ impl Connector for JdbcConfig {
     const OWN_KEYS: bool = true;
     /// Rows become cells, never their JSON: an unkeyed sink routes them by identity.
     const TAKES_ROWS: bool = true;
-    /// Rows become their cells where they are produced ([`RowEncoder::encode_described`]).
+    /// Rows become their cells where they are produced ([`encode::RowEncoder::encode_described`]).
     const ENCODED_ROWS: bool = true;
     type Table = TableInfo;
     type Encoder<V: Row> = JdbcEncoder<V>;

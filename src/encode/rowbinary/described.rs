@@ -34,8 +34,8 @@ impl RowBinaryEncoder {
         FINGERPRINT + self.column_count().div_ceil(8)
     }
 
-    /// Appends `row` as a described row (see the [module docs](self)). On an error nothing is
-    /// appended.
+    /// Appends `row` as a described row: a fingerprint of the encoder's columns, a bitmap of the
+    /// columns the row fills, and its values in table order. On an error nothing is appended.
     pub fn encode_described<R: Serialize + ?Sized>(&mut self, row: &R, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let start = out.len();
         let header = self.header_len();
