@@ -120,8 +120,11 @@ impl<C: Connector> Connector for Box<C> {
     }
 }
 
-/// A coordinated writer's prepared work, serialized (JSON) so that every target's tokens have one
-/// type on the way to the committer.
+/// A coordinated writer's prepared work, serialized so that every target's tokens have one type on
+/// the way to the committer. The form is `bincode`'s: compact (a key's bytes are its bytes, not a
+/// JSON array of numbers), and not self-describing, so a token type must not need a
+/// self-describing format (no `serde_json::Value`, untagged enums or flattened fields); the
+/// tokens never leave the dataflow, so the form may change between versions.
 pub type PreparedBytes = Vec<u8>;
 
 /// Makes the committer of a coordinated sink (called on worker 0 only).
@@ -183,7 +186,7 @@ impl<V, T, W: CoordinatedWriter<Key, V, T, Error = Error>> CoordinatedWriter<Key
     type Prepared = PreparedBytes;
     fn prepare(&mut self, upper: &Frontier<T>) -> Result<PreparedBytes> {
         let token = self.0.prepare(upper)?;
-        serde_json::to_vec(&token)
+        bincode::serialize(&token)
             .map_err(|e| Error::new(ErrorKind::Encode, format!("cannot serialize a prepared commit: {e}")))
     }
 }
@@ -205,7 +208,7 @@ impl<P: DeserializeOwned + 'static, T: SinkTime, C: Committer<P, T, Error = Erro
         let decoded = prepared
             .into_iter()
             .map(|p| {
-                let token = serde_json::from_slice(&p.token).map_err(|e| {
+                let token = bincode::deserialize(&p.token).map_err(|e| {
                     Error::new(ErrorKind::Encode, format!("cannot read worker {}'s prepared commit: {e}", p.worker))
                 })?;
                 Ok(Prepared { worker: p.worker, upper: p.upper, token })
