@@ -129,6 +129,9 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 
 impl Connector for ClickHouseConfig {
     const NAME: &'static str = "clickhouse";
+    /// Rows become RowBinary (or JSONEachRow lines) of their own: an unkeyed sink routes them by
+    /// identity, without keeping each row's JSON as its key.
+    const TAKES_ROWS: bool = true;
     const ENCODED_ROWS: bool = true;
     type Table = TablePlan;
     type Encoder<V: Row> = ClickHouseEncoder<V>;
