@@ -532,3 +532,39 @@ fn postgres_rows_are_encoded_once_on_the_worker_that_produced_them() {
 fn mysql_rows_are_encoded_once_on_the_worker_that_produced_them() {
     rows_are_encoded_once_on_the_worker_that_produced_them(Db::My);
 }
+
+/// Workers starting together on a database without the progress table all create it (or find it
+/// created): none stops on the other's creation. PostgreSQL's `CREATE TABLE IF NOT EXISTS` may
+/// still fail when another session creates the table at the same moment — on the table's name
+/// or its row type's — which the sink must take as "it exists".
+fn workers_creating_the_progress_table_at_once_all_start(db: Db) {
+    const WORKERS: usize = 6;
+    for round in 0..40 {
+        let table = create_table(db, "create_race", false);
+        let barrier = std::sync::Barrier::new(WORKERS);
+        let results: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..WORKERS)
+                .map(|w| {
+                    let (table, barrier) = (&table, &barrier);
+                    s.spawn(move || {
+                        let mut writer = writer(db, table, false, 1 << 20);
+                        barrier.wait();
+                        resume(&mut writer, w, WORKERS).map(|_| ()).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().unwrap().err()).collect()
+        });
+        assert!(results.is_empty(), "round {round}: workers stopped creating the progress table: {results:?}");
+    }
+}
+
+#[test]
+fn postgres_workers_creating_the_progress_table_at_once_all_start() {
+    workers_creating_the_progress_table_at_once_all_start(Db::Pg);
+}
+
+#[test]
+fn mysql_workers_creating_the_progress_table_at_once_all_start() {
+    workers_creating_the_progress_table_at_once_all_start(Db::My);
+}

@@ -213,9 +213,12 @@ impl PgConn {
         let what = || format!("creating the progress table {}.{}", t.schema, t.progress.table);
         match self.client.batch_execute(&sql).await {
             Ok(()) => {}
-            // Two workers creating it at once: one wins, the other sees a duplicate type.
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || e.code() == Some(&SqlState::DUPLICATE_TABLE) => {
-            }
+            // Two workers creating it at once: one wins, the other sees a duplicate table or
+            // row type (42P07, 42710) or the unique index of the type names (23505).
+            Err(e)
+                if [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT]
+                    .iter()
+                    .any(|c| e.code() == Some(c)) => {}
             Err(e) => return Err(classify(e, &what())),
         }
         match self.client.batch_execute(&t.progress.probe_added_columns_sql(Dialect::Postgres)).await {
