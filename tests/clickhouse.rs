@@ -393,3 +393,37 @@ fn a_server_killed_and_restarted_mid_stream_changes_nothing_visible() {
     let rows = query("SELECT k, v, s FROM default.crash FINAL WHERE del = 0 ORDER BY k FORMAT JSONEachRow").unwrap();
     assert_eq!(rows_of(&rows), state_before(&history, u64::MAX));
 }
+
+/// Workers starting together on a server without the progress table all create it (or find it
+/// created): none stops on another's creation.
+#[test]
+fn workers_creating_the_progress_table_at_once_all_start() {
+    use differential_sinks::connectors::clickhouse::ClickHouseWriter;
+    use differential_sinks::key::Key;
+    use differential_sinks::operators::{SinkWriter, WorkerContext};
+    const WORKERS: usize = 6;
+    let table = fresh("create_race", REPLACING);
+    for round in 0..20 {
+        let progress = format!("create_race_p_{}_{round}", std::process::id());
+        q(&format!("DROP TABLE IF EXISTS default.{progress}"));
+        let cfg = ClickHouseConfig::new(url(), "default", &table).delete_column("del").progress_table(&progress);
+        let s = SinkSpec::builder(format!("race_{round}"), cfg.clone()).upsert().primary_key(["k"]).build().unwrap();
+        let barrier = std::sync::Barrier::new(WORKERS);
+        let errors: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..WORKERS)
+                .map(|w| {
+                    let (cfg, s, barrier) = (&cfg, &s, &barrier);
+                    scope.spawn(move || {
+                        let ctx = WorkerContext::new(w, WORKERS);
+                        let mut writer = ClickHouseWriter::<Row>::open(cfg, s.settings(), ctx).unwrap();
+                        barrier.wait();
+                        SinkWriter::<Key, Row, u64>::resume(&mut writer, ctx).map(|_| ()).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().unwrap().err()).collect()
+        });
+        assert!(errors.is_empty(), "round {round}: workers stopped creating the progress table: {errors:?}");
+        q(&format!("DROP TABLE IF EXISTS default.{progress}"));
+    }
+}
