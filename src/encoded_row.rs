@@ -249,7 +249,8 @@ impl fmt::Debug for EncodedRow {
 
 /// Between processes and in spill files (binary serializers) an encoded row travels as its bytes;
 /// to a human-readable serializer (a target's own, say a key extractor reading its fields) it is
-/// the value its JSON holds.
+/// the value its JSON holds. A row in a target's own form (ClickHouse's RowBinary, JDBC cells)
+/// holds no JSON: only its target's encoder reads it, and serializing it so is an error.
 impl Serialize for EncodedRow {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         if !s.is_human_readable() {
