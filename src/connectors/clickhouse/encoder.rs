@@ -472,11 +472,11 @@ mod tests {
         use crate::encoded_row::EncodedRows;
         let (cfg, sink, plan) = replacing();
         let mut producer = plan.rowbinary().unwrap();
-        let encode = |producer: &mut RowBinaryEncoder, row: &dyn erased::Row| -> EncodedRow {
+        fn encode<T: Serialize>(producer: &mut RowBinaryEncoder, row: &T) -> EncodedRow {
             let mut rows = EncodedRows::default();
-            let at = row.push(producer, &mut rows);
+            let at = rows.push_with(|buf| producer.encode_described(row, buf).map_err(|e| e.to_string()));
             rows.finish().take(at)
-        };
+        }
         let typed = [change(None, Some(R { k: 1, v: 2 })), change(Some(R { k: 3, v: 4 }), None)];
         let encoded: Vec<Change<Key, EncodedRow>> = typed
             .iter()
@@ -517,19 +517,5 @@ mod tests {
         let mut out = json.output();
         let e = json.encode(1, &encoded[..1], &mut out).unwrap_err().to_string();
         assert!(e.contains("columns have changed"), "{e}");
-    }
-
-    /// Rows of different types behind one reference, for the test above.
-    mod erased {
-        use crate::encode::rowbinary::RowBinaryEncoder;
-        use crate::encoded_row::{Encoded, EncodedRows};
-        pub trait Row {
-            fn push(&self, producer: &mut RowBinaryEncoder, rows: &mut EncodedRows) -> Encoded;
-        }
-        impl<T: serde::Serialize> Row for T {
-            fn push(&self, producer: &mut RowBinaryEncoder, rows: &mut EncodedRows) -> Encoded {
-                rows.push_with(|buf| producer.encode_described(self, buf).map_err(|e| e.to_string()))
-            }
-        }
     }
 }

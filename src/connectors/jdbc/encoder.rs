@@ -298,18 +298,18 @@ mod tests {
         }
         let sink = SinkSettings::for_test(Format::Upsert, &["id"], None);
         let mut producer = RowEncoder::new(Dialect::Postgres, "public.items", &table().columns);
-        let mut described = |row: &dyn erased::Row| -> EncodedRow {
+        fn described<T: Serialize>(producer: &mut RowEncoder, row: &T) -> EncodedRow {
             let mut rows = EncodedRows::default();
-            let at = rows.push_with(|buf| row.encode(&mut producer, buf).map_err(|e| e.message().to_string()));
+            let at = rows.push_with(|buf| producer.encode_described(row, buf).map_err(|e| e.message().to_string()));
             rows.finish().take(at)
-        };
+        }
         let typed = [change(1, None, Some("a")), change(2, Some("b"), None), change(1, Some("a"), Some("c\td"))];
         let encoded: Vec<Change<Key, EncodedRow>> = typed
             .iter()
             .map(|c| Change {
                 key: c.key.clone(),
-                before: c.before.as_ref().map(|r| described(r)),
-                after: c.after.as_ref().map(|r| described(r)),
+                before: c.before.as_ref().map(|r| described(&mut producer, r)),
+                after: c.after.as_ref().map(|r| described(&mut producer, r)),
             })
             .collect();
         let mut by_type = JdbcEncoder::<Item>::new(Dialect::Postgres, &sink, &table()).unwrap();
@@ -335,12 +335,12 @@ mod tests {
         };
         assert_eq!(staged(&b), staged(&a));
         // A NULL stays NULL.
-        let null = described(&Item { id: 4, name: None });
+        let null = described(&mut producer, &Item { id: 4, name: None });
         by_bytes.encode(2, &[Change { key: key(4), before: None, after: Some(null) }], &mut b).unwrap();
         assert_eq!(cells(&b, 2, 2), vec![Some("4"), None]);
 
         // A field naming no column: the upsert is refused naming it, the delete goes ahead.
-        let extra = described(&Extra { id: 5, name: "n", color: "red" });
+        let extra = described(&mut producer, &Extra { id: 5, name: "n", color: "red" });
         let insert = Change { key: key(5), before: None, after: Some(extra.clone()) };
         let e = by_bytes.encode(3, &[insert], &mut b).unwrap_err();
         assert!(e.message().contains("key") && e.message().contains("`color`"), "{e}");
@@ -357,18 +357,5 @@ mod tests {
         let mut other = JdbcEncoder::<EncodedRow>::new(Dialect::Postgres, &sink, &altered).unwrap();
         let e = other.encode(5, &encoded[..1], &mut Batch::default()).unwrap_err();
         assert!(e.message().contains("altered"), "{e}");
-    }
-
-    /// Rows of different types behind one reference, for the test above.
-    mod erased {
-        use crate::connectors::jdbc::encode::RowEncoder;
-        pub trait Row {
-            fn encode(&self, producer: &mut RowEncoder, out: &mut Vec<u8>) -> crate::error::Result<()>;
-        }
-        impl<T: serde::Serialize> Row for T {
-            fn encode(&self, producer: &mut RowEncoder, out: &mut Vec<u8>) -> crate::error::Result<()> {
-                producer.encode_described(self, out)
-            }
-        }
     }
 }
