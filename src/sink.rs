@@ -158,9 +158,12 @@ fn deliver<'scope, T: SinkTime, V: Row>(
     // The connector counts its records under this worker's labels.
     let settings = spec.settings.for_worker(ctx);
     if spec.connector.encoded_rows() && spec.violations != ViolationPolicy::DeadLetter {
+        // The writer first: opening it creates a table that is to be created, whose columns
+        // the row encoder may read.
+        let writers = spec.connector.open::<EncodedRow, T>(&settings, ctx)?;
         let encode = spec.connector.row_encoder::<V>(&settings)?;
         let encoded = key_and_encode(collection, &spec.name, key_of, encode);
-        let out = match spec.connector.open::<EncodedRow, T>(&settings, ctx)? {
+        let out = match writers {
             Writers::Independent(writer) => encoded.sink_keyed(config, writer),
             Writers::Coordinated(writer, make_committer) => {
                 encoded.sink_keyed_coordinated(config, writer, make_committer)

@@ -18,7 +18,9 @@
 //!
 //! * [`civil`] — dates, date-times and exact decimals read from text (one calendar for all);
 //! * [`fields`] — the serde serializer that hands a struct or map row's named fields to a visitor
-//!   (key columns, RowBinary columns, JDBC cells).
+//!   (key columns, RowBinary columns, JDBC cells);
+//! * [`scalar`] — the serde serializer that reduces one field's value to a scalar (null, boolean,
+//!   number, text, bytes), for encoders that convert it to a column's type themselves.
 //!
 //! `benches/encode.rs` runs each encoder alone on the same generated rows
 //! (`cargo bench --bench encode --all-features`).
@@ -34,6 +36,7 @@ pub mod json;
 pub mod records;
 #[cfg(feature = "clickhouse")]
 pub mod rowbinary;
+pub mod scalar;
 
 pub use encoder::ChangeEncoder;
 pub use json::JsonEncoder;

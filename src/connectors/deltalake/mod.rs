@@ -149,6 +149,7 @@ pub use writer::{DataFile, DeltaFiles, DeltaLakeWriter};
 use crate::connectors::{Connector, Writers};
 use crate::delivery::runtime::current_thread;
 use crate::encode::arrow::{ArrowEncoder, ArrowTable};
+use crate::encoded_row::RowEncoder;
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -158,6 +159,8 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 impl Connector for DeltaLakeConfig {
     const NAME: &'static str = "deltalake";
     const TAKES_ROWS: bool = true;
+    /// Rows are packed for the table's Arrow columns where they are produced.
+    const ENCODED_ROWS: bool = true;
     type Table = ArrowTable;
     type Encoder<V: Row> = ArrowEncoder<V>;
 
@@ -185,5 +188,11 @@ impl Connector for DeltaLakeConfig {
         let (config, sink) = (self.clone(), sink.clone());
         let layout = ctx.layout;
         Ok(Writers::coordinated(w, move || DeltaLakeCommitter::open(&config, &sink, plan, layout)))
+    }
+
+    /// Rows packed for the table's columns ([`ArrowTable::row_encoder`]).
+    fn row_encoder<V: Row>(&self, sink: &SinkSettings) -> Result<RowEncoder<V>> {
+        let plan = current_thread("the Delta Lake sink")?.block_on(table::plan_table(self, sink))?;
+        Ok(plan.arrow_table(self)?.row_encoder())
     }
 }

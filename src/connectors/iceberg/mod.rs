@@ -205,6 +205,7 @@ pub use writer::{IcebergFiles, IcebergWriter};
 
 use crate::connectors::{Connector, Writers};
 use crate::encode::arrow::{ArrowEncoder, ArrowTable};
+use crate::encoded_row::RowEncoder;
 use crate::error::Result;
 use crate::options::Options;
 use crate::row::Row;
@@ -214,6 +215,8 @@ use differential_sinks_operators::{SinkTime, WorkerContext};
 impl Connector for IcebergConfig {
     const NAME: &'static str = "iceberg";
     const TAKES_ROWS: bool = true;
+    /// Rows are packed for the table's Arrow columns where they are produced.
+    const ENCODED_ROWS: bool = true;
     type Table = ArrowTable;
     type Encoder<V: Row> = ArrowEncoder<V>;
 
@@ -241,5 +244,11 @@ impl Connector for IcebergConfig {
         let (config, sink) = (self.clone(), sink.clone());
         let layout = ctx.layout;
         Ok(Writers::coordinated(w, move || IcebergCommitter::open(&config, &sink, plan, layout)))
+    }
+
+    /// Rows packed for the table's columns ([`ArrowTable::row_encoder`]).
+    fn row_encoder<V: Row>(&self, sink: &SinkSettings) -> Result<RowEncoder<V>> {
+        let plan = table::open_table(self, sink).map_err(|e| storage::explain(self, e))?;
+        Ok(plan.arrow_table(self).row_encoder())
     }
 }

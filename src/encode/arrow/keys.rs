@@ -76,6 +76,11 @@ impl KeyEncoder {
         Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
     }
 
+    /// The key columns' positions in the table's schema, in key order.
+    pub fn indices(&self) -> &[usize] {
+        &self.indices
+    }
+
     /// The key columns' names.
     pub fn names(&self) -> &[String] {
         &self.names

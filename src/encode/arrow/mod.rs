@@ -3,18 +3,27 @@
 //! the Delta Lake and Iceberg writers ship its batches as Parquet data files.
 //!
 //! ```text
-//!   changes of a time ── append-only: the envelope's rows ──► RowBatcher ──► RecordBatch
-//!                      └─ upsert: new rows ──────────────────► RowBatcher ──► RecordBatch
-//!                                 deleted keys' last rows ───► KeyEncoder ──► deleted keys
+//!   where rows are produced:  row ──► PackedEncoder ──► packed row (the table's columns, in order)
+//!                                                          │ exchanged, buffered, consolidated
+//!   the writer's encoder:     append-only: the envelope's rows ─┐
+//!                             upsert: new rows ─────────────────┴► PackedColumns ──► RecordBatch
+//!                                     deleted keys' last rows ───► key columns only ─► KeyEncoder
 //! ```
 //!
-//! * [`rows`] — [`RowBatcher`]: rows into batches of one Arrow schema (the forms a column's value
-//!   may take are listed there).
-//! * [`keys`] — [`KeyEncoder`]: primary keys as comparable bytes, for the upserts' key index.
+//! * [`packed`] — [`PackedEncoder`]: a row's values converted to its table's Arrow column types
+//!   and packed in column order (the forms a column's value may take are listed there);
+//!   [`ArrowTable::row_encoder`] is the sink's encoder where rows are produced.
+//! * [`columns`] — [`PackedColumns`]: packed rows appended to typed Arrow builders, all columns
+//!   or only the key columns.
+//! * [`keys`] — [`KeyEncoder`]: primary keys as comparable bytes, read from key columns' arrays.
+//! * [`rows`] — [`RowBatcher`]: rows through `arrow-json`, for a table with a column of a type
+//!   rows cannot be packed for (nested types); the sink then moves rows as JSON.
 //!
-//! An upsert sink's writer learns where each new row lands (data file and position) only when it
-//! writes the batch; it takes the keys of the rows it wrote from [`ArrowEncoder::keys`], the same
-//! encoder that encoded the deleted keys.
+//! A typed row (the dead-letter policy keeps rows typed) is packed on the writer's worker by the
+//! same encoder, so both ways give the same arrays. An upsert sink's writer learns where each new
+//! row lands (data file and position) only when it writes the batch; it takes the keys of the
+//! rows it wrote from the written arrays through [`ArrowEncoder::keys`], the same encoder that
+//! encoded the deleted keys.
 //!
 //! ```
 //! use arrow_schema::{DataType, Field, Schema};
@@ -33,21 +42,27 @@
 //! assert_eq!(out.rows(), 1);
 //! ```
 
+pub mod columns;
 pub mod keys;
+pub mod packed;
 pub mod rows;
 
+pub use columns::PackedColumns;
 pub use keys::{upsert_keys, KeyEncoder};
+pub use packed::{PackedEncoder, PackedLayout};
 pub use rows::RowBatcher;
 
 use crate::encode::ChangeEncoder;
+use crate::encoded_row::{json_encoder, EncodedRow, RowEncoder};
 use crate::envelope::{Emission, Format};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use differential_sinks_operators::Change;
 use serde::Serialize;
+use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -59,6 +74,22 @@ pub struct ArrowTable {
     pub schema: SchemaRef,
     /// The table, as messages name it (a location, `namespace.table`).
     pub name: String,
+}
+
+impl ArrowTable {
+    /// What the table's rows are encoded into where they are produced: packed for its columns
+    /// ([`packed`]) when every column's type can be packed, else JSON. [`ArrowEncoder::new`]
+    /// decides the same way for the same schema, and a packed row says which columns it was
+    /// packed for, so a row packed for other columns is refused rather than misread.
+    pub fn row_encoder<V: Serialize + 'static>(&self) -> RowEncoder<V> {
+        match PackedLayout::new(&self.schema) {
+            Some(layout) => {
+                let mut encoder = PackedEncoder::new(Arc::new(layout));
+                Box::new(move |row: &V, out: &mut Vec<u8>| encoder.encode(row, out))
+            }
+            None => json_encoder(),
+        }
+    }
 }
 
 /// One time's changes, encoded: the rows to write, and the keys an upsert deletes.
@@ -81,27 +112,59 @@ impl ArrowChanges {
 /// Encodes a lakehouse sink's changes as Arrow (see the [module docs](self)).
 pub struct ArrowEncoder<V> {
     format: Format,
-    batcher: RowBatcher,
+    schema: SchemaRef,
+    rows: Rows,
     /// Upserts: the primary key's encoder; `None` for append-only.
     keys: Option<KeyEncoder>,
     _row: PhantomData<fn(&V)>,
+}
+
+/// How rows become arrays.
+enum Rows {
+    /// Packed rows into typed builders (every column's type can be packed).
+    Packed(Box<Packed>),
+    /// Rows through `arrow-json` (a column of a type rows cannot be packed for).
+    Json(RowBatcher),
+}
+
+struct Packed {
+    encoder: PackedEncoder,
+    columns: PackedColumns,
+    /// Upserts: the key columns of deleted rows.
+    key_columns: Option<PackedColumns>,
+    /// A typed row's packed bytes.
+    scratch: Vec<u8>,
 }
 
 impl<V> ArrowEncoder<V> {
     /// The encoder of `sink`'s format for batches of `table`'s schema; an upsert sink's primary
     /// key must name columns of the table.
     pub fn new(sink: &SinkSettings, table: &ArrowTable) -> Result<Self> {
+        let keys = upsert_keys(sink, &table.schema, &table.name)?;
+        let rows = match PackedLayout::new(&table.schema) {
+            Some(layout) => {
+                let layout = Arc::new(layout);
+                Rows::Packed(Box::new(Packed {
+                    encoder: PackedEncoder::new(Arc::clone(&layout)),
+                    columns: PackedColumns::all(Arc::clone(&layout)),
+                    key_columns: keys.as_ref().map(|k| PackedColumns::select(Arc::clone(&layout), k.indices())),
+                    scratch: Vec::new(),
+                }))
+            }
+            None => Rows::Json(RowBatcher::new(Arc::clone(&table.schema))?),
+        };
         Ok(ArrowEncoder {
             format: sink.format().clone(),
-            batcher: RowBatcher::new(Arc::clone(&table.schema))?,
-            keys: upsert_keys(sink, &table.schema, &table.name)?,
+            schema: Arc::clone(&table.schema),
+            rows,
+            keys,
             _row: PhantomData,
         })
     }
 
     /// The Arrow schema of the batches.
     pub fn schema(&self) -> &SchemaRef {
-        self.batcher.schema()
+        &self.schema
     }
 
     /// Upserts: the primary key's encoder (`None` for append-only), for the keys of written rows.
@@ -115,13 +178,9 @@ impl<V: Serialize + 'static> ChangeEncoder<V> for ArrowEncoder<V> {
 
     /// Appends one batch of new rows (if any) and, for upserts, the deleted keys.
     fn encode(&mut self, _time: u64, changes: &[Change<Key, V>], out: &mut ArrowChanges) -> Result<()> {
-        let ArrowEncoder { format, batcher, keys, .. } = self;
-        let rows = match keys {
-            Some(keys) => {
-                let (rows, gone) = split_changes(changes);
-                out.deleted.extend(keys.keys_of_rows(batcher, &gone)?);
-                rows
-            }
+        let ArrowEncoder { format, schema, rows: how, keys, .. } = self;
+        let (rows, gone) = match keys {
+            Some(_) => split_changes(changes),
             None => {
                 let mut rows: Vec<&V> = Vec::with_capacity(changes.len());
                 for change in changes {
@@ -131,12 +190,61 @@ impl<V: Serialize + 'static> ChangeEncoder<V> for ArrowEncoder<V> {
                         }
                     })?;
                 }
-                rows
+                (rows, Vec::new())
             }
         };
-        out.batches.extend(batcher.batch(&rows)?);
+        match how {
+            Rows::Json(batcher) => {
+                if let Some(keys) = keys {
+                    out.deleted.extend(keys.keys_of_rows(batcher, &gone)?);
+                }
+                out.batches.extend(batcher.batch(&rows)?);
+            }
+            Rows::Packed(p) => {
+                if let (Some(keys), Some(key_columns)) = (keys.as_ref(), p.key_columns.as_mut()) {
+                    if !gone.is_empty() {
+                        for row in gone {
+                            key_columns.push(body_of(row, &mut p.encoder, &mut p.scratch)?)?;
+                        }
+                        out.deleted.extend(keys.encode(key_columns.finish()?)?);
+                    }
+                }
+                if !rows.is_empty() {
+                    for row in rows {
+                        p.columns.push(body_of(row, &mut p.encoder, &mut p.scratch)?)?;
+                    }
+                    let arrays = p.columns.finish()?;
+                    let batch = RecordBatch::try_new(Arc::clone(schema), arrays)
+                        .map_err(|e| Error::encode(format!("a batch does not fit the table's schema: {e}")))?;
+                    out.batches.push(batch);
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// A row's packed values: an encoded row's own (checked against the layout), or a typed row's,
+/// packed into `scratch`.
+#[inline]
+fn body_of<'a, V: Serialize + 'static>(
+    row: &'a V,
+    encoder: &mut PackedEncoder,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8]> {
+    let bytes: &[u8] = match (row as &dyn Any).downcast_ref::<EncodedRow>() {
+        Some(encoded) => encoded.encoded().map_err(|e| does_not_fit(e.message()))?,
+        None => {
+            scratch.clear();
+            encoder.encode(row, scratch).map_err(does_not_fit)?;
+            scratch
+        }
+    };
+    encoder.layout().body(bytes)
+}
+
+fn does_not_fit(reason: impl std::fmt::Display) -> Error {
+    Error::encode(format!("a row does not fit the table's schema: {reason}"))
 }
 
 /// What one time's changes of an upsert sink write: the new rows (inserts, and the new values of

@@ -4,6 +4,7 @@
 
 use super::types::ChType;
 use crate::encode::civil;
+use crate::encode::scalar::Num;
 use serde::ser::{self, Impossible, Serialize};
 use std::fmt;
 
@@ -88,50 +89,6 @@ pub(super) struct ValueSer<'a> {
     pub(super) col: &'a Column,
     pub(super) ty: &'a ChType,
     pub(super) out: &'a mut Vec<u8>,
-}
-
-/// A number as the serializer received it.
-#[derive(Clone, Copy, Debug)]
-enum Num {
-    I(i64),
-    U(u64),
-    I128(i128),
-    F(f64),
-    F32(f32),
-}
-
-impl fmt::Display for Num {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Num::I(v) => write!(f, "{v}"),
-            Num::U(v) => write!(f, "{v}"),
-            Num::I128(v) => write!(f, "{v}"),
-            Num::F(v) => write!(f, "{v:?}"),
-            Num::F32(v) => write!(f, "{v:?}"),
-        }
-    }
-}
-
-impl Num {
-    /// The exact integer value, if the number is one.
-    fn integer(self) -> Option<i128> {
-        match self {
-            Num::I(v) => Some(i128::from(v)),
-            Num::U(v) => Some(i128::from(v)),
-            Num::I128(v) => Some(v),
-            Num::F(v) => (v.fract() == 0.0 && v.abs() < 1.7e38).then_some(v as i128),
-            Num::F32(v) => (v.fract() == 0.0 && v.abs() < 1.7e38).then_some(v as i128),
-        }
-    }
-    fn float(self) -> f64 {
-        match self {
-            Num::I(v) => v as f64,
-            Num::U(v) => v as f64,
-            Num::I128(v) => v as f64,
-            Num::F(v) => v,
-            Num::F32(v) => f64::from(v),
-        }
-    }
 }
 
 /// `YYYY-MM-DD` as days since the epoch.

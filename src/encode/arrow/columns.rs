@@ -1,0 +1,323 @@
+//! Packed rows into Arrow arrays: one typed builder per column, each row's values appended
+//! column by column straight from its bytes (no per-row allocation, no field names, no parsing).
+//! Pure, no I/O.
+//!
+//! A [`PackedColumns`] builds all of a layout's columns ([`PackedColumns::all`]) — a batch of
+//! rows to write — or only some ([`PackedColumns::select`]) — the primary-key columns of deleted
+//! rows, skipping every other value. Text columns are built as bytes and checked as UTF-8 once
+//! per array. A packed row that does not match its layout (truncated or overlong) is an error,
+//! and the rows pushed since the last [`finish`](PackedColumns::finish) are dropped with it.
+
+use super::packed::{Kind, PackedColumn, PackedLayout};
+use crate::error::{Error, Result};
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int16Builder,
+    Int32Builder, Int64Builder, Int8Builder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{Array, ArrayRef, StringArray};
+use arrow_schema::{DataType, TimeUnit};
+use std::sync::Arc;
+
+/// One column's builder.
+enum Builder {
+    Bool(BooleanBuilder),
+    Int8(Int8Builder),
+    Int16(Int16Builder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Float32(Float32Builder),
+    Float64(Float64Builder),
+    Decimal(Decimal128Builder),
+    Text(BinaryBuilder),
+    Date32(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+}
+
+/// Reads a packed row's values in order.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.bytes.len()).ok_or_else(malformed)?;
+        let b = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(b)
+    }
+
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let b = self.take(N)?;
+        let mut a = [0; N];
+        a.copy_from_slice(b);
+        Ok(a)
+    }
+
+    #[inline]
+    fn text(&mut self) -> Result<&'a [u8]> {
+        let n = u32::from_le_bytes(self.array()?) as usize;
+        self.take(n)
+    }
+
+    /// Skips a value of `kind`.
+    #[inline]
+    fn skip(&mut self, kind: Kind) -> Result<()> {
+        match kind.width() {
+            Some(n) => self.take(n).map(drop),
+            None => self.text().map(drop),
+        }
+    }
+}
+
+fn malformed() -> Error {
+    Error::encode("a packed row does not match the table's columns (it is truncated or too long)")
+}
+
+impl Builder {
+    fn new(column: &PackedColumn) -> Builder {
+        match column.kind {
+            Kind::Bool => Builder::Bool(BooleanBuilder::new()),
+            Kind::Int8 => Builder::Int8(Int8Builder::new()),
+            Kind::Int16 => Builder::Int16(Int16Builder::new()),
+            Kind::Int32 => Builder::Int32(Int32Builder::new()),
+            Kind::Int64 => Builder::Int64(Int64Builder::new()),
+            Kind::Float32 => Builder::Float32(Float32Builder::new()),
+            Kind::Float64 => Builder::Float64(Float64Builder::new()),
+            Kind::Decimal { .. } => Builder::Decimal(Decimal128Builder::new()),
+            Kind::Utf8 => Builder::Text(BinaryBuilder::new()),
+            Kind::Date32 => Builder::Date32(Date32Builder::new()),
+            Kind::TimestampMicros => Builder::Timestamp(TimestampMicrosecondBuilder::new()),
+        }
+    }
+
+    #[inline]
+    fn append(&mut self, r: &mut Reader<'_>) -> Result<()> {
+        match self {
+            Builder::Bool(b) => b.append_value(r.array::<1>()?[0] != 0),
+            Builder::Int8(b) => b.append_value(i8::from_le_bytes(r.array()?)),
+            Builder::Int16(b) => b.append_value(i16::from_le_bytes(r.array()?)),
+            Builder::Int32(b) => b.append_value(i32::from_le_bytes(r.array()?)),
+            Builder::Int64(b) => b.append_value(i64::from_le_bytes(r.array()?)),
+            Builder::Float32(b) => b.append_value(f32::from_le_bytes(r.array()?)),
+            Builder::Float64(b) => b.append_value(f64::from_le_bytes(r.array()?)),
+            Builder::Decimal(b) => b.append_value(i128::from_le_bytes(r.array()?)),
+            Builder::Text(b) => b.append_value(r.text()?),
+            Builder::Date32(b) => b.append_value(i32::from_le_bytes(r.array()?)),
+            Builder::Timestamp(b) => b.append_value(i64::from_le_bytes(r.array()?)),
+        }
+        Ok(())
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Builder::Bool(b) => b.append_null(),
+            Builder::Int8(b) => b.append_null(),
+            Builder::Int16(b) => b.append_null(),
+            Builder::Int32(b) => b.append_null(),
+            Builder::Int64(b) => b.append_null(),
+            Builder::Float32(b) => b.append_null(),
+            Builder::Float64(b) => b.append_null(),
+            Builder::Decimal(b) => b.append_null(),
+            Builder::Text(b) => b.append_null(),
+            Builder::Date32(b) => b.append_null(),
+            Builder::Timestamp(b) => b.append_null(),
+        }
+    }
+
+    /// The array built so far, of exactly the column's Arrow type; the builder starts over.
+    fn finish(&mut self, column: &PackedColumn) -> Result<ArrayRef> {
+        let bad = |e: arrow_schema::ArrowError| Error::encode(format!("column `{}`: {e}", column.name));
+        Ok(match (self, &column.data_type) {
+            (Builder::Bool(b), _) => Arc::new(b.finish()),
+            (Builder::Int8(b), _) => Arc::new(b.finish()),
+            (Builder::Int16(b), _) => Arc::new(b.finish()),
+            (Builder::Int32(b), _) => Arc::new(b.finish()),
+            (Builder::Int64(b), _) => Arc::new(b.finish()),
+            (Builder::Float32(b), _) => Arc::new(b.finish()),
+            (Builder::Float64(b), _) => Arc::new(b.finish()),
+            (Builder::Decimal(b), DataType::Decimal128(p, s)) => {
+                Arc::new(b.finish().with_precision_and_scale(*p, *s).map_err(bad)?)
+            }
+            (Builder::Text(b), _) => Arc::new(StringArray::try_from_binary(b.finish()).map_err(bad)?),
+            (Builder::Date32(b), _) => Arc::new(b.finish()),
+            (Builder::Timestamp(b), DataType::Timestamp(TimeUnit::Microsecond, tz)) => {
+                Arc::new(b.finish().with_timezone_opt(tz.clone()))
+            }
+            (_, ty) => return Err(Error::encode(format!("column `{}`: no builder for {ty}", column.name))),
+        })
+    }
+}
+
+/// Builds Arrow arrays of packed rows' columns (see the [module docs](self)).
+pub struct PackedColumns {
+    layout: Arc<PackedLayout>,
+    /// A builder for each column built; `None` for a column skipped.
+    builders: Vec<Option<Builder>>,
+    /// The columns built, in the order [`finish`](Self::finish) returns them.
+    selected: Vec<usize>,
+    rows: usize,
+}
+
+impl PackedColumns {
+    /// Builds every column of `layout`, in the table's order.
+    pub fn all(layout: Arc<PackedLayout>) -> PackedColumns {
+        let selected: Vec<usize> = (0..layout.columns().len()).collect();
+        PackedColumns::select(layout, &selected)
+    }
+
+    /// Builds the columns at `selected` (indices into the layout's columns), in that order.
+    pub fn select(layout: Arc<PackedLayout>, selected: &[usize]) -> PackedColumns {
+        let mut builders: Vec<Option<Builder>> = layout.columns().iter().map(|_| None).collect();
+        for &i in selected {
+            if let (Some(slot), Some(c)) = (builders.get_mut(i), layout.columns().get(i)) {
+                *slot = Some(Builder::new(c));
+            }
+        }
+        let selected = selected.iter().copied().filter(|i| *i < builders.len()).collect();
+        PackedColumns { layout, builders, selected, rows: 0 }
+    }
+
+    /// Rows pushed since the last [`finish`](Self::finish).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends one row's values (a packed row's [`body`](PackedLayout::body)).
+    #[inline]
+    pub fn push(&mut self, body: &[u8]) -> Result<()> {
+        let r = self.push_values(body);
+        if r.is_err() {
+            // A malformed row may have filled some columns and not others.
+            self.reset();
+        } else {
+            self.rows += 1;
+        }
+        r
+    }
+
+    fn push_values(&mut self, body: &[u8]) -> Result<()> {
+        let mut r = Reader { bytes: body, at: 0 };
+        for (c, b) in self.layout.columns().iter().zip(self.builders.iter_mut()) {
+            let present = !c.nullable || r.array::<1>()?[0] != 0;
+            match (b, present) {
+                (Some(b), true) => b.append(&mut r)?,
+                (Some(b), false) => b.append_null(),
+                (None, true) => r.skip(c.kind)?,
+                (None, false) => {}
+            }
+        }
+        if r.at != body.len() {
+            return Err(malformed());
+        }
+        Ok(())
+    }
+
+    /// The arrays of the selected columns, holding the rows pushed since the last call; the
+    /// builders start over.
+    pub fn finish(&mut self) -> Result<Vec<ArrayRef>> {
+        self.rows = 0;
+        let columns = self.layout.columns();
+        let mut out = Vec::with_capacity(self.selected.len());
+        for &i in &self.selected {
+            if let Some(b) = self.builders[i].as_mut() {
+                let array = b.finish(&columns[i])?;
+                if !columns[i].nullable && array.null_count() > 0 {
+                    return Err(Error::encode(format!("column `{}` is not nullable", columns[i].name)));
+                }
+                out.push(array);
+            }
+        }
+        Ok(out)
+    }
+
+    fn reset(&mut self) {
+        let columns = self.layout.columns();
+        for (c, b) in columns.iter().zip(self.builders.iter_mut()) {
+            if let Some(b) = b {
+                *b = Builder::new(c);
+            }
+        }
+        self.rows = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::packed::PackedEncoder;
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+    use arrow_schema::{Field, Schema};
+    use serde_json::json;
+
+    fn layout() -> Arc<PackedLayout> {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("n", DataType::Utf8, true),
+            Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())), true),
+        ]);
+        Arc::new(PackedLayout::new(&schema).unwrap())
+    }
+
+    fn packed(rows: &[serde_json::Value]) -> Vec<Vec<u8>> {
+        let mut e = PackedEncoder::new(layout());
+        rows.iter()
+            .map(|r| {
+                let mut out = Vec::new();
+                e.encode(r, &mut out).unwrap();
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn all_columns_of_exactly_the_tables_types() {
+        let l = layout();
+        let rows = packed(&[json!({"id": 1, "n": "é", "t": 5}), json!({"id": 2})]);
+        let mut c = PackedColumns::all(Arc::clone(&l));
+        for r in &rows {
+            c.push(l.body(r).unwrap()).unwrap();
+        }
+        assert_eq!(c.rows(), 2);
+        let arrays = c.finish().unwrap();
+        assert_eq!(arrays[0].as_primitive::<Int64Type>().values().to_vec(), vec![1, 2]);
+        assert_eq!(arrays[1].as_string::<i32>().value(0), "é");
+        assert!(arrays[1].is_null(1));
+        assert_eq!(arrays[2].data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())));
+        assert_eq!(arrays[2].as_primitive::<TimestampMicrosecondType>().value(0), 5);
+        assert_eq!(c.rows(), 0);
+        assert_eq!(c.finish().unwrap()[0].len(), 0);
+    }
+
+    #[test]
+    fn selected_columns_skip_the_others() {
+        let l = layout();
+        let rows = packed(&[json!({"id": 1, "n": "abc", "t": 5}), json!({"id": 2, "t": 6})]);
+        let mut c = PackedColumns::select(Arc::clone(&l), &[2, 0]);
+        for r in &rows {
+            c.push(l.body(r).unwrap()).unwrap();
+        }
+        let arrays = c.finish().unwrap();
+        assert_eq!(arrays.len(), 2);
+        assert_eq!(arrays[0].as_primitive::<TimestampMicrosecondType>().values().to_vec(), vec![5, 6]);
+        assert_eq!(arrays[1].as_primitive::<Int64Type>().values().to_vec(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_malformed_row_is_an_error_and_drops_the_partial_rows() {
+        let l = layout();
+        let rows = packed(&[json!({"id": 1, "n": "abc"})]);
+        let body = l.body(&rows[0]).unwrap();
+        let mut c = PackedColumns::all(Arc::clone(&l));
+        c.push(body).unwrap();
+        for bad in [&body[..body.len() - 1], &[body, &[0]].concat()[..], &[][..]] {
+            assert_eq!(c.push(bad).unwrap_err().kind(), crate::ErrorKind::Encode);
+            assert_eq!(c.rows(), 0);
+        }
+        c.push(body).unwrap();
+        assert_eq!(c.finish().unwrap()[0].len(), 1);
+    }
+}
