@@ -25,8 +25,8 @@ use differential_sinks::connectors::deltalake::DeltaLakeConfig;
 use differential_sinks::encode::arrow::RowBatcher;
 use differential_sinks::{CommitPolicy, Schema, SinkSpec};
 use lakehouse::{
-    baseline, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts, upsert_history, Timing,
-    SCHEMA,
+    baseline, conversion, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts,
+    upsert_history, Timing, SCHEMA,
 };
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -67,7 +67,7 @@ fn main() {
     let upsert_keys: Option<u64> =
         args.iter().any(|a| a == "--upsert-keys").then(|| arg(&args, "--upsert-keys", 100_000));
 
-    print_conversion(batcher(), n);
+    let conversion_rates = conversion(batcher(), n);
     print_header(n, times);
     for peers in [1usize, 2] {
         let base_dir = tempfile::tempdir().unwrap();
@@ -78,5 +78,6 @@ fn main() {
         let (timing, commits) = sink(n, times, peers, sink_dir.path(), upsert_keys);
         let sink_mb = dir_bytes(sink_dir.path()) as f64 / 1e6;
         print_pair(peers, n, (base, base_mb), (&format!("deltalake sink ({commits} commits)"), timing, sink_mb));
+        print_conversion(peers, n, base, conversion_rates);
     }
 }

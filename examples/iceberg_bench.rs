@@ -25,7 +25,8 @@ use differential_sinks::connectors::iceberg::{iceberg_schema, IcebergConfig};
 use differential_sinks::encode::arrow::RowBatcher;
 use differential_sinks::{CommitPolicy, Schema, SinkSpec};
 use lakehouse::{
-    baseline, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts, upsert_history, SCHEMA,
+    baseline, conversion, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts,
+    upsert_history, SCHEMA,
 };
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -46,7 +47,7 @@ fn main() {
     let upsert_keys: Option<u64> =
         args.iter().any(|a| a == "--upsert-keys").then(|| arg(&args, "--upsert-keys", 100_000));
 
-    print_conversion(batcher(), n);
+    let conversion_rates = conversion(batcher(), n);
     print_header(n, times);
     for peers in [1usize, 2] {
         let base_dir = tempfile::tempdir().unwrap();
@@ -73,5 +74,6 @@ fn main() {
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("snap-"))
             .count();
         print_pair(peers, n, (base, base_mb), (&format!("iceberg sink ({commits} commits)"), timing, sink_mb));
+        print_conversion(peers, n, base, conversion_rates);
     }
 }

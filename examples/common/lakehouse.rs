@@ -6,10 +6,11 @@
 
 use super::bench::{time_of, Row};
 use differential_dataflow::input::Input;
-use differential_sinks::encode::arrow::RowBatcher;
+use differential_sinks::encode::arrow::{PackedColumns, PackedEncoder, PackedLayout, RowBatcher};
 use differential_sinks::{SinkCollection, SinkSpec};
 use parquet::file::properties::WriterProperties;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 use timely::dataflow::operators::probe::Probe;
 
@@ -154,16 +155,51 @@ pub fn upsert_history(n: u64, times: u64, peers: usize, keys: u64) -> Vec<Vec<(u
     out
 }
 
-/// Times the row → Arrow conversion alone and prints it.
-pub fn print_conversion(mut b: RowBatcher, n: u64) {
+/// Rows per second of the row → Arrow conversion alone, on one thread, the sink's way and
+/// `arrow-json`'s: rows packed for the table's columns (as where the sink's rows are produced)
+/// then appended to Arrow builders (as its writers do), and rows through [`RowBatcher`] (the
+/// baseline's batches; the sink's way before rows were packed).
+pub fn conversion(mut b: RowBatcher, n: u64) -> (f64, f64) {
     let rows: Vec<Row> = (0..n.min(200_000)).map(super::bench::row).collect();
+    let layout = Arc::new(PackedLayout::new(b.schema()).expect("the bench schema packs"));
+    let mut encoder = PackedEncoder::new(Arc::clone(&layout));
+    let mut columns = PackedColumns::all(Arc::clone(&layout));
+    let mut packed = Vec::new();
+    let start = Instant::now();
+    for c in rows.chunks(CHUNK as usize) {
+        for r in c {
+            packed.clear();
+            encoder.encode(r, &mut packed).unwrap();
+            columns.push(layout.body(&packed).unwrap()).unwrap();
+        }
+        let arrays = columns.finish().unwrap();
+        std::hint::black_box(arrow_array::RecordBatch::try_new(Arc::clone(b.schema()), arrays).unwrap());
+    }
+    let packed_rate = rows.len() as f64 / start.elapsed().as_secs_f64();
     let start = Instant::now();
     for c in rows.chunks(CHUNK as usize) {
         b.push(c).unwrap();
         std::hint::black_box(b.finish().unwrap());
     }
-    let conv = rows.len() as f64 / start.elapsed().as_secs_f64();
-    println!("rows → Arrow (RowBatcher): {:.2} M rows/s ({} rows of 4 columns)", conv / 1e6, rows.len());
+    (packed_rate, rows.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Prints the conversion's line for `peers` workers (one conversion thread per worker, as the
+/// sink converts on every worker), with its ratio to the baseline's write rate.
+pub fn print_conversion(peers: usize, n: u64, base_secs: f64, rates: (f64, f64)) {
+    let (packed, json) = rates;
+    for (name, rate) in [("rows→Arrow, packed", packed), ("rows→Arrow, arrow-json", json)] {
+        let rate = rate * peers as f64;
+        println!(
+            "{:<8} {:<26} {:>12.0} {:>10} {:>10.3} {:>9.2}",
+            peers,
+            name,
+            rate,
+            "",
+            n as f64 / rate,
+            rate * base_secs / n as f64
+        );
+    }
 }
 
 /// Prints the table header.
