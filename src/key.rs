@@ -65,6 +65,12 @@ impl Key {
             Err(e) => Key::invalid(format!("the row cannot be encoded: {e}")),
         }
     }
+    /// An identity for a row without a primary key, from the row's encoding in its target's
+    /// form (a lakehouse table's packed row): the stable hash of those bytes, with no bytes of
+    /// its own. Equal rows have equal encodings, so they route and order together.
+    pub fn encoded_identity(encoded: &[u8]) -> Self {
+        Key { hash: crate::stable_hash::fnv64(encoded), bytes: KeyBytes::new(), invalid: false }
+    }
     /// The key's stable hash.
     pub fn stable_hash(&self) -> u64 {
         self.hash

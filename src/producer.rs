@@ -27,12 +27,15 @@ use timely::dataflow::operators::generic::OutputBuilder;
 /// little, and that filling one reuses the memory the batch's freed rows gave back.
 const BUFFER_BYTES: usize = 64 << 10;
 
-/// The collection's rows as `(key, encoded row)` pairs, keyed by `key_of`, encoded by `encode`.
+/// The collection's rows as `(key, encoded row)` pairs, keyed by `key_of`, encoded by `encode`;
+/// with `by_encoding`, a row that encodes is keyed by its encoding's identity instead
+/// ([`Key::encoded_identity`]; `key_of` keys only the rows that do not encode).
 pub(crate) fn key_and_encode<'scope, T: SinkTime, V: Row>(
     collection: VecCollection<'scope, T, V, isize>,
     sink: &str,
     key_of: impl Fn(&V) -> Key + 'static,
     mut encode: RowEncoder<V>,
+    by_encoding: bool,
 ) -> VecCollection<'scope, T, (Key, EncodedRow), isize> {
     let collection_peers = collection.inner.scope().peers().max(1) as u64;
     let mut builder = OperatorBuilder::new(format!("SinkEncode({sink})"), collection.inner.scope());
@@ -44,6 +47,8 @@ pub(crate) fn key_and_encode<'scope, T: SinkTime, V: Row>(
         drop(caps);
         // Per update of a batch: its key, where its row is (buffer, place) and its time and diff.
         let mut placed: Vec<(Key, usize, Encoded, T, isize)> = Vec::new();
+        // With `by_encoding`: the row's encoding, made before its key (and so its buffer) is known.
+        let mut scratch: Vec<u8> = Vec::new();
         move |_frontiers| {
             input.for_each(|cap, data| {
                 // Buffers of at most about `BUFFER_BYTES`, each of one time and one worker the
@@ -53,7 +58,14 @@ pub(crate) fn key_and_encode<'scope, T: SinkTime, V: Row>(
                 let mut open: Vec<(T, usize, usize)> = Vec::new();
                 let total = data.len();
                 for (i, (row, t, r)) in data.drain(..).enumerate() {
-                    let key = key_of(&row);
+                    let early = by_encoding.then(|| {
+                        scratch.clear();
+                        encode(&row, &mut scratch)
+                    });
+                    let key = match &early {
+                        Some(Ok(())) => Key::encoded_identity(&scratch),
+                        _ => key_of(&row),
+                    };
                     let worker = (route_hash(&key) % peers) as usize;
                     let b = match open.iter().position(|(ot, ow, _)| *ot == t && *ow == worker) {
                         Some(o) if buffers[open[o].2].len() < BUFFER_BYTES => open[o].2,
@@ -69,7 +81,14 @@ pub(crate) fn key_and_encode<'scope, T: SinkTime, V: Row>(
                     };
                     let rows = &mut buffers[b];
                     let first = rows.is_empty();
-                    let at = rows.push_with(|buf| encode(&row, buf));
+                    let at = match early {
+                        Some(Ok(())) => rows.push_with(|buf| {
+                            buf.extend_from_slice(&scratch);
+                            Ok(())
+                        }),
+                        Some(Err(reason)) => rows.push_with(|_| Err(reason)),
+                        None => rows.push_with(|buf| encode(&row, buf)),
+                    };
                     if first {
                         // Room for this worker's share of the rest of the batch at this row's
                         // size, up to a buffer's size.

@@ -152,22 +152,26 @@ fn deliver<'scope, T: SinkTime, V: Row>(
     key_of: impl Fn(&V) -> Key + 'static,
 ) -> Result<SinkOutput<'scope, T, V, Error>> {
     let scope = collection.inner.scope();
+    let encoded = spec.connector.encoded_rows() && spec.violations != ViolationPolicy::DeadLetter;
+    // Unkeyed rows into a table whose commits cover every worker are routed by the hash of their
+    // encoding instead of their JSON's: no JSON is written for them, and a restart never depends
+    // on the routing there.
+    let by_encoding = encoded && !keyed && spec.connector.takes_rows() && spec.connector.commits_all_workers();
+    let routing = if by_encoding { routing_fingerprint("row-encoded") } else { routing };
     let layout = Layout { routing, format: spec.connector.format_version() };
     let ctx = WorkerContext { index: scope.index(), peers: scope.peers(), layout };
     let config = operator_config(spec, keyed, layout);
     // The connector counts its records under this worker's labels.
     let settings = spec.settings.for_worker(ctx);
-    if spec.connector.encoded_rows() && spec.violations != ViolationPolicy::DeadLetter {
+    if encoded {
         // The writer first: opening it creates a table that is to be created, whose columns
         // the row encoder may read.
         let writers = spec.connector.open::<EncodedRow, T>(&settings, ctx)?;
         let encode = spec.connector.row_encoder::<V>(&settings)?;
-        let encoded = key_and_encode(collection, &spec.name, key_of, encode);
+        let rows = key_and_encode(collection, &spec.name, key_of, encode, by_encoding);
         let out = match writers {
-            Writers::Independent(writer) => encoded.sink_keyed(config, writer),
-            Writers::Coordinated(writer, make_committer) => {
-                encoded.sink_keyed_coordinated(config, writer, make_committer)
-            }
+            Writers::Independent(writer) => rows.sink_keyed(config, writer),
+            Writers::Coordinated(writer, make_committer) => rows.sink_keyed_coordinated(config, writer, make_committer),
         };
         // No policy but dead letters routes rows aside: the typed collection stays empty.
         let dead_letters = out.dead_letters.flat_map(|_| None::<V>);

@@ -3,13 +3,15 @@
 //! deltalake`, interpreter from `DSINK_PYTHON`), which share no code with pyiceberg, delta-rs or
 //! the sink. Each test writes a table with the sink and compares what DuckDB reads with a
 //! reference computed from the input: an upsert history's final state (position deletes and
-//! deletion vectors applied by DuckDB), and rows of every column type the sinks write.
+//! deletion vectors applied by DuckDB), rows of every column type the sinks write, rows packed
+//! once on the worker that produced them, and unkeyed rows (routed by their packed bytes) that
+//! meet their retractions from another worker.
 
 mod common;
 mod drive;
 
-use common::keyed_history;
-use common::lakehouse::{final_state, run, table_multiset, ROW_SCHEMA};
+use common::lakehouse::{final_state, row_multiset, run, table_multiset, try_run, ROW_SCHEMA};
+use common::{keyed_history, tracked, Row};
 use differential_sinks::connectors::deltalake::DeltaLakeConfig;
 use differential_sinks::connectors::iceberg::IcebergConfig;
 use differential_sinks::{Schema, SinkSpec};
@@ -162,4 +164,47 @@ fn duckdb_reads_every_column_type_as_written() {
     let spec = SinkSpec::builder("typed", delta(dir.path())).append_only(false).schema(schema);
     assert!(Drive::new(2).pace(Pace::Unflushed).run(&input, &spec.build().unwrap()).errors.is_empty());
     assert_eq!(by_id(&delta_rows(dir.path())), typed_expected(), "delta");
+}
+
+#[test]
+fn lakehouse_rows_are_packed_once_on_the_worker_that_produced_them() {
+    // Tracked rows serialize their fields in another order than the table's columns.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("kv", iceberg(dir.path(), "kv")).upsert().primary_key(["k"]);
+    let seen = tracked::run(spec.schema(ROW_SCHEMA.parse().unwrap()).build().unwrap(), 3);
+    tracked::assert_encoded_once(&seen, 3);
+    assert_eq!(table_multiset(&iceberg_rows(dir.path(), "kv")), row_multiset(&tracked::reference(3)), "iceberg");
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("kv", delta(dir.path())).upsert().primary_key(["k"]);
+    let seen = tracked::run(spec.schema(ROW_SCHEMA.parse().unwrap()).build().unwrap(), 3);
+    tracked::assert_encoded_once(&seen, 3);
+    assert_eq!(table_multiset(&delta_rows(dir.path())), row_multiset(&tracked::reference(3)), "delta");
+}
+
+#[test]
+fn unkeyed_rows_meet_their_retractions_from_other_workers() {
+    // Each row is inserted twice on one worker and retracted once on the other, at the same
+    // time: only if both workers route it alike does the sink see one insert (append-only
+    // refuses a retraction it cannot cancel).
+    let mut history = Vec::new();
+    for i in 0..60u32 {
+        let row = Row { k: i, v: i * 7, s: format!("r{i}") };
+        let (first, second) = if i % 2 == 0 { (2, -1) } else { (-1, 2) };
+        history.push((row.clone(), 0, first));
+        history.push((row, 0, second));
+    }
+    let expected = row_multiset(history.iter().filter(|h| h.2 > 0).map(|h| &h.0));
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("rows", iceberg(dir.path(), "rows")).append_only(false);
+    let errors = try_run(&history, &spec.schema(ROW_SCHEMA.parse().unwrap()).build().unwrap(), 2);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(table_multiset(&iceberg_rows(dir.path(), "rows")), expected, "iceberg");
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SinkSpec::builder("rows", delta(dir.path())).append_only(false);
+    let errors = try_run(&history, &spec.schema(ROW_SCHEMA.parse().unwrap()).build().unwrap(), 2);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(table_multiset(&delta_rows(dir.path())), expected, "delta");
 }

@@ -56,6 +56,11 @@ pub trait Connector: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// writer is opened for rows of type `EncodedRow`, whose `Serialize` presents a JSON row's
     /// value to anything else the encoder reads of it.
     const ENCODED_ROWS: bool = false;
+    /// True if one commit covers every worker's writes (the lakehouse tables' coordinated
+    /// commits), so where a row was written never decides where a restart resumes: the sink may
+    /// then route an unkeyed sink's rows by the hash of their encoding (cheaper than their
+    /// JSON's), a routing that changes with the encoding but never makes a restart refused.
+    const COMMITS_ALL_WORKERS: bool = false;
     /// The version of what the connector writes on its target that a resume depends on (record
     /// shapes and counts, labels, file names, the progress record itself). It is recorded with
     /// every commit ([`Layout::format`](differential_sinks_operators::Layout)); a change that
@@ -99,6 +104,7 @@ impl<C: Connector> Connector for Box<C> {
     const OWN_KEYS: bool = C::OWN_KEYS;
     const TAKES_ROWS: bool = C::TAKES_ROWS;
     const ENCODED_ROWS: bool = C::ENCODED_ROWS;
+    const COMMITS_ALL_WORKERS: bool = C::COMMITS_ALL_WORKERS;
     const FORMAT: u32 = C::FORMAT;
     type Table = C::Table;
     type Encoder<V: Row> = C::Encoder<V>;

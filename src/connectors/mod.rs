@@ -154,6 +154,15 @@ macro_rules! registry {
                 }
             }
 
+            /// True if one commit covers every worker's writes (see
+            /// [`Connector::COMMITS_ALL_WORKERS`]).
+            pub fn commits_all_workers(&self) -> bool {
+                match self {
+                    $( #[cfg($cfg)] ConnectorConfig::$variant(_) => <$ty as Connector>::COMMITS_ALL_WORKERS, )*
+                    ConnectorConfig::Custom(_) => false,
+                }
+            }
+
             /// The version of the connector's on-target format (see [`Connector::FORMAT`]).
             pub fn format_version(&self) -> u32 {
                 match self {

@@ -161,6 +161,8 @@ impl Connector for DeltaLakeConfig {
     const TAKES_ROWS: bool = true;
     /// Rows are packed for the table's Arrow columns where they are produced.
     const ENCODED_ROWS: bool = true;
+    /// Worker 0 commits every worker's files in one snapshot / version.
+    const COMMITS_ALL_WORKERS: bool = true;
     type Table = ArrowTable;
     type Encoder<V: Row> = ArrowEncoder<V>;
 
