@@ -66,10 +66,10 @@ impl Key {
         }
     }
     /// An identity for a row without a primary key, from the row's encoding in its target's
-    /// form (a lakehouse table's packed row): the stable hash of those bytes, with no bytes of
+    /// form (a lakehouse table's packed row): the stable hash of those bytes ([`words64`](crate::stable_hash::words64)), with no bytes of
     /// its own. Equal rows have equal encodings, so they route and order together.
     pub fn encoded_identity(encoded: &[u8]) -> Self {
-        Key { hash: crate::stable_hash::fnv64(encoded), bytes: KeyBytes::new(), invalid: false }
+        Key { hash: crate::stable_hash::words64(encoded), bytes: KeyBytes::new(), invalid: false }
     }
     /// The key's stable hash.
     pub fn stable_hash(&self) -> u64 {

@@ -25,6 +25,39 @@ pub fn fnv64(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// A 64-bit hash of `bytes` read eight bytes at a time (FxHash's step over little-endian words,
+/// seeded with the length, then MurmurHash3's 64-bit finalizer), for hashing whole encoded rows
+/// where FNV-1a's byte-at-a-time chain would cost more than the encoding: several times faster
+/// on rows of tens of bytes. Stable across versions like the others (it routes the lakehouse
+/// sinks' unkeyed rows).
+///
+/// ```
+/// use differential_sinks::stable_hash::words64;
+/// assert_eq!(words64(b"abcdefghi"), words64(b"abcdefghi"));
+/// assert_ne!(words64(b"ab"), words64(b"ab\0"));
+/// ```
+pub fn words64(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let mut h = bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for c in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = step(h, u64::from_le_bytes(w));
+    }
+    let rest = words.remainder();
+    let mut w = [0u8; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    h = step(h, u64::from_le_bytes(w));
+    // MurmurHash3's fmix64: every input bit reaches every output bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
 /// A 128-bit digest of `bytes`: FNV-1a twice, with different offsets and a rotation in the
 /// second, for ids that must not collide by chance.
 pub fn digest128(bytes: &[u8]) -> u128 {
@@ -58,6 +91,18 @@ pub fn scope_id(sink: &str, target: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn words64_is_pinned_and_spreads_small_changes() {
+        // Pinned: the value routes rows that a restarted sink must route alike.
+        assert_eq!(words64(b""), 0);
+        assert_eq!(words64(b"hello, world"), 0xca95_f4f5_235c_e39c);
+        let a = words64(b"row 1 of the table");
+        let b = words64(b"row 2 of the table");
+        assert!((a ^ b).count_ones() > 16, "{a:x} {b:x}");
+        let buckets: std::collections::BTreeSet<u64> = (0u64..64).map(|i| words64(&i.to_le_bytes()) % 8).collect();
+        assert_eq!(buckets.len(), 8);
+    }
     use super::*;
 
     /// Golden values: these identities are stored by targets and must never change.
