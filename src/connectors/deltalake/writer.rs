@@ -1,18 +1,21 @@
 //! One worker's Delta Lake writer: the [`ArrowEncoder`]'s batches into Parquet data files in the
 //! table directory (delta-rs' `RecordBatchWriter`), handed to the committer at each prepare
-//! ([`DeltaFiles`]); nothing reaches the log until the committer commits them.
+//! ([`DeltaFiles`]); nothing reaches the log until the committer commits them. The worker encodes;
+//! the files are written on their own thread ([`FileThread`]).
 
 use super::progress::{read_progress, TableProgress};
 use super::table::{delta_error, load_table, storage_error, TablePlan};
 use super::DeltaLakeConfig;
+use crate::connectors::lakehouse::file_thread::{DataFiles, FileThread};
 use crate::connectors::lakehouse::RowChange;
 use crate::connectors::resumed_frontier;
-use crate::encode::arrow::{ArrowChanges, ArrowEncoder};
+use crate::encode::arrow::{upsert_keys, ArrowChanges, ArrowEncoder, KeyEncoder};
 use crate::encode::ChangeEncoder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::settings::SinkSettings;
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use deltalake::kernel::Add;
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use differential_sinks_operators::{
@@ -73,13 +76,24 @@ pub struct DeltaFiles {
     pub changes: Vec<RowChange>,
 }
 
-/// One worker's writer: rows to Arrow batches to Parquet files in the table directory.
+/// One worker's writer: rows to Arrow batches (on the worker) to Parquet files in the table
+/// directory (on the writer's file thread).
 pub struct DeltaLakeWriter<V> {
     runtime: Runtime,
     config: DeltaLakeConfig,
     sink: String,
     /// Changes to Arrow batches (and, for upserts, deleted keys).
     encoder: ArrowEncoder<V>,
+    files: FileThread<DeltaDataFiles>,
+}
+
+/// A worker's data files, on the file thread.
+struct DeltaDataFiles {
+    runtime: Runtime,
+    config: DeltaLakeConfig,
+    schema: SchemaRef,
+    /// Upserts: the keys of written rows.
+    keys: Option<KeyEncoder>,
     partition_columns: Vec<String>,
     writer: Option<RecordBatchWriter>,
     files: Vec<DataFile>,
@@ -99,21 +113,31 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
         plan: &TablePlan,
         encoder: ArrowEncoder<V>,
     ) -> Result<Self> {
-        Ok(DeltaLakeWriter {
-            changes: Vec::new(),
-            open_rows: 0,
+        let location = config.location.display();
+        let files = DeltaDataFiles {
             runtime: crate::delivery::runtime::current_thread("the Delta Lake sink")?,
             config: config.clone(),
-            sink: spec.name().to_string(),
-            encoder,
+            schema: Arc::clone(encoder.schema()),
+            keys: upsert_keys(spec, encoder.schema(), &location)?,
             partition_columns: plan.partition_columns.clone(),
             writer: None,
             files: Vec::new(),
             rows: 0,
+            changes: Vec::new(),
+            open_rows: 0,
             metrics: spec.worker_metrics(),
+        };
+        Ok(DeltaLakeWriter {
+            runtime: crate::delivery::runtime::current_thread("the Delta Lake sink")?,
+            config: config.clone(),
+            sink: spec.name().to_string(),
+            encoder,
+            files: FileThread::spawn("dsink:deltalake".into(), files)?,
         })
     }
+}
 
+impl DeltaDataFiles {
     fn location(&self) -> String {
         self.config.location.display()
     }
@@ -121,7 +145,7 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
     fn file_writer(&mut self) -> Result<&mut RecordBatchWriter> {
         if self.writer.is_none() {
             let url = self.config.table_url()?;
-            let schema = Arc::clone(self.encoder.schema());
+            let schema = Arc::clone(&self.schema);
             let parts = (!self.partition_columns.is_empty()).then(|| self.partition_columns.clone());
             let _guard = self.runtime.enter();
             let options = self.config.storage_options();
@@ -156,7 +180,7 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
         self.changes.extend(out.deleted.into_iter().map(|key| RowChange::Delete { key }));
         for batch in out.batches {
             let n = batch.num_rows() as u64;
-            if let Some(keys) = self.encoder.keys() {
+            if let Some(keys) = self.keys.as_ref() {
                 // The rows go into the open file, which becomes the next of `files` when it is closed.
                 let (file, first) = (self.files.len() as u32, self.open_rows);
                 for (i, key) in keys.encode_batch(&batch)?.into_iter().enumerate() {
@@ -181,7 +205,7 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
             .runtime
             .block_on(w.flush())
             .map_err(|e| storage_error(&self.config, delta_error("writing a data file", &location, e)))?;
-        if self.encoder.keys().is_some() && adds.len() != 1 {
+        if self.keys.is_some() && adds.len() != 1 {
             // An unpartitioned writer makes one file per flush; the changes point at it.
             return Err(Error::new(
                 ErrorKind::Fatal,
@@ -211,7 +235,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for DeltaLakeWri
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
         let mut out = ArrowChanges::default();
         self.encoder.encode(time.to_u64(), changes, &mut out)?;
-        self.write_encoded(out)
+        self.files.write(out)
     }
 
     fn commit(&mut self, _upper: &Frontier<T>) -> Result<()> {
@@ -223,6 +247,18 @@ impl<V: Serialize + 'static, T: SinkTime> CoordinatedWriter<Key, V, T> for Delta
     type Prepared = DeltaFiles;
 
     fn prepare(&mut self, _upper: &Frontier<T>) -> Result<DeltaFiles> {
+        self.files.prepare()
+    }
+}
+
+impl DataFiles for DeltaDataFiles {
+    type Prepared = DeltaFiles;
+
+    fn write(&mut self, changes: ArrowChanges) -> Result<()> {
+        self.write_encoded(changes)
+    }
+
+    fn prepare(&mut self) -> Result<DeltaFiles> {
         self.close_files()?;
         Ok(DeltaFiles {
             files: std::mem::take(&mut self.files),

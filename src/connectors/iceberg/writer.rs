@@ -1,14 +1,16 @@
 //! One worker's Iceberg writer: the [`ArrowEncoder`]'s batches into Parquet data files under the
 //! table's `data/`, one open file per partition, handed to the committer at each prepare
-//! ([`IcebergFiles`]).
+//! ([`IcebergFiles`]). The worker encodes; the files are written on their own thread
+//! ([`FileThread`]).
 
 use super::catalog::iceberg_error;
 use super::config::IcebergConfig;
 use super::progress::latest_commit;
 use super::table::{parquet_properties, TablePlan, COMPRESSION_PROPERTY};
+use crate::connectors::lakehouse::file_thread::{DataFiles, FileThread};
 use crate::connectors::lakehouse::RowChange;
 use crate::connectors::resumed_frontier;
-use crate::encode::arrow::{ArrowChanges, ArrowEncoder};
+use crate::encode::arrow::{upsert_keys, ArrowChanges, ArrowEncoder, KeyEncoder};
 use crate::encode::ChangeEncoder;
 use crate::error::{Error, Result};
 use crate::key::Key;
@@ -47,19 +49,27 @@ type FileWriter = DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator,
 type FileWriterBuilder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
-/// One worker's writer: rows to Arrow batches to Parquet data files under the table's `data/`.
+/// One worker's writer: rows to Arrow batches (on the worker) to Parquet data files under the
+/// table's `data/` (on the writer's file thread).
 pub struct IcebergWriter<V> {
-    runtime: Runtime,
-    name: String,
     /// Changes to Arrow batches (and, for upserts, deleted keys).
     encoder: ArrowEncoder<V>,
+    progress: Vec<WorkerProgress<u64>>,
+    files: FileThread<IcebergDataFiles>,
+}
+
+/// A worker's data files, on the file thread.
+struct IcebergDataFiles {
+    runtime: Runtime,
+    name: String,
     plan: TablePlan,
     builder: FileWriterBuilder,
     /// The open data file writer of each partition (`Struct::empty()` when unpartitioned).
     writers: HashMap<Struct, FileWriter>,
     /// Splits batches by partition (`None` when the table is unpartitioned).
     splitter: Option<RecordBatchPartitionSplitter>,
-    progress: Vec<WorkerProgress<u64>>,
+    /// Upserts: the keys of written rows.
+    keys: Option<KeyEncoder>,
     files: Vec<String>,
     rows: u64,
     /// Upserts: the data files the changes' rows are in, and the changes since the last prepare.
@@ -105,23 +115,25 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
                 .map_err(|e| iceberg_error("partitioning rows", &name, e))?,
             )
         };
-        Ok(IcebergWriter {
+        let files = IcebergDataFiles {
             runtime: crate::delivery::runtime::current_thread("the Iceberg sink")?,
+            keys: upsert_keys(spec, encoder.schema(), &name)?,
             name,
-            encoder,
             builder: DataFileWriterBuilder::new(rolling),
             writers: HashMap::new(),
             splitter,
-            progress,
             files: Vec::new(),
             rows: 0,
             paths: Vec::new(),
             changes: Vec::new(),
             metrics: spec.worker_metrics(),
             plan,
-        })
+        };
+        Ok(IcebergWriter { encoder, progress, files: FileThread::spawn("dsink:iceberg".into(), files)? })
     }
+}
 
+impl IcebergDataFiles {
     /// Writes a batch into its partitions' current data files (opening them as needed); returns
     /// each partition's part of the batch, with its file's path and the part's first row
     /// position in it.
@@ -165,7 +177,7 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
         for batch in out.batches {
             let n = batch.num_rows() as u64;
             for (part, path, first) in self.write_batch(batch)? {
-                let Some(keys) = self.encoder.keys() else { continue };
+                let Some(keys) = self.keys.as_ref() else { continue };
                 let encoded = keys.encode_batch(&part)?;
                 let file = match self.paths.iter().rposition(|p| *p == path) {
                     Some(i) => i,
@@ -213,7 +225,7 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for IcebergWrite
     fn write(&mut self, time: &T, changes: &mut Vec<Change<Key, V>>) -> Result<()> {
         let mut out = ArrowChanges::default();
         self.encoder.encode(time.to_u64(), changes, &mut out)?;
-        self.write_encoded(out)
+        self.files.write(out)
     }
 
     fn commit(&mut self, _upper: &Frontier<T>) -> Result<()> {
@@ -225,6 +237,18 @@ impl<V: Serialize + 'static, T: SinkTime> CoordinatedWriter<Key, V, T> for Icebe
     type Prepared = IcebergFiles;
 
     fn prepare(&mut self, _upper: &Frontier<T>) -> Result<IcebergFiles> {
+        self.files.prepare()
+    }
+}
+
+impl DataFiles for IcebergDataFiles {
+    type Prepared = IcebergFiles;
+
+    fn write(&mut self, changes: ArrowChanges) -> Result<()> {
+        self.write_encoded(changes)
+    }
+
+    fn prepare(&mut self) -> Result<IcebergFiles> {
         self.close_files()?;
         Ok(IcebergFiles {
             files: std::mem::take(&mut self.files),

@@ -1,7 +1,8 @@
 //! What the lakehouse tables (Delta Lake, Iceberg) share: where a table lives on S3
 //! ([`s3`]), the index of primary keys their upserts delete rows by ([`key_index`]), reading key
-//! columns back from Parquet data files ([`parquet`]), the format check at creation and the
-//! accounting of small data files.
+//! columns back from Parquet data files ([`parquet`]), the thread a worker's data files are
+//! written on (`file_thread`), the format check at creation and the accounting of small data
+//! files.
 //!
 //! ```text
 //!   worker 0..n: changes ─► encode::arrow (Arrow batches, deleted keys) ─► Parquet data files
@@ -15,6 +16,7 @@
 //! them all with the sink's progress in one table commit, so a change is in exactly one
 //! committed table version.
 
+pub(crate) mod file_thread;
 pub mod key_index;
 pub mod parquet;
 pub mod s3;
