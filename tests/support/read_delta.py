@@ -60,3 +60,8 @@ def main():
 
 
 main()
+# deltalake 1.6 with pyarrow 26 sometimes aborts while the interpreter shuts down ("terminate
+# called without an active exception", about one run in twenty, more under load), after the
+# output is complete: leave without the shutdown.
+sys.stdout.flush()
+os._exit(0)
