@@ -10,8 +10,13 @@
 //!
 //! ```
 //! use differential_sinks::encode::scalar::{with_scalar, Num, Scalar};
-//! let n = with_scalar(&Some(7u8), |s| Ok(matches!(s, Scalar::Num(Num::U(7))))).unwrap();
-//! assert!(n);
+//! let mut seen = None;
+//! with_scalar(&Some(7u8), |s| {
+//!     seen = Some(matches!(s, Scalar::Num(Num::U(7))));
+//!     Ok(())
+//! })
+//! .unwrap();
+//! assert_eq!(seen, Some(true));
 //! let err = with_scalar(&vec![1], |_| Ok(())).unwrap_err();
 //! assert_eq!(err, "a sequence cannot be written to a column of scalars");
 //! ```
