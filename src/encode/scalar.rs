@@ -101,21 +101,22 @@ where
     value.serialize(ScalarSer(f)).map_err(|e| e.0)
 }
 
-/// The error of [`ScalarSer`]: the reason as text.
+/// A serializer's error that is its reason as text (the scalar serializer's, and the visitors'
+/// of the encoders built on it).
 #[derive(Debug)]
-struct ScalarError(String);
+pub(crate) struct TextError(pub(crate) String);
 
-impl fmt::Display for ScalarError {
+impl fmt::Display for TextError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for ScalarError {}
+impl std::error::Error for TextError {}
 
-impl ser::Error for ScalarError {
+impl ser::Error for TextError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        ScalarError(msg.to_string())
+        TextError(msg.to_string())
     }
 }
 
@@ -123,98 +124,98 @@ struct ScalarSer<F>(F);
 
 impl<F: FnOnce(Scalar<'_>) -> Result<(), String>> ScalarSer<F> {
     #[inline]
-    fn give(self, s: Scalar<'_>) -> Result<(), ScalarError> {
-        (self.0)(s).map_err(ScalarError)
+    fn give(self, s: Scalar<'_>) -> Result<(), TextError> {
+        (self.0)(s).map_err(TextError)
     }
 }
 
-fn refuse(what: &str) -> ScalarError {
-    ScalarError(format!("{what} cannot be written to a column of scalars"))
+fn refuse(what: &str) -> TextError {
+    TextError(format!("{what} cannot be written to a column of scalars"))
 }
 
 impl<F: FnOnce(Scalar<'_>) -> Result<(), String>> ser::Serializer for ScalarSer<F> {
     type Ok = ();
-    type Error = ScalarError;
-    type SerializeSeq = Impossible<(), ScalarError>;
-    type SerializeTuple = Impossible<(), ScalarError>;
-    type SerializeTupleStruct = Impossible<(), ScalarError>;
-    type SerializeTupleVariant = Impossible<(), ScalarError>;
-    type SerializeMap = Impossible<(), ScalarError>;
-    type SerializeStruct = Impossible<(), ScalarError>;
-    type SerializeStructVariant = Impossible<(), ScalarError>;
+    type Error = TextError;
+    type SerializeSeq = Impossible<(), TextError>;
+    type SerializeTuple = Impossible<(), TextError>;
+    type SerializeTupleStruct = Impossible<(), TextError>;
+    type SerializeTupleVariant = Impossible<(), TextError>;
+    type SerializeMap = Impossible<(), TextError>;
+    type SerializeStruct = Impossible<(), TextError>;
+    type SerializeStructVariant = Impossible<(), TextError>;
 
-    fn serialize_bool(self, v: bool) -> Result<(), ScalarError> {
+    fn serialize_bool(self, v: bool) -> Result<(), TextError> {
         self.give(Scalar::Bool(v))
     }
-    fn serialize_i8(self, v: i8) -> Result<(), ScalarError> {
+    fn serialize_i8(self, v: i8) -> Result<(), TextError> {
         self.give(Scalar::Num(Num::I(v.into())))
     }
-    fn serialize_i16(self, v: i16) -> Result<(), ScalarError> {
+    fn serialize_i16(self, v: i16) -> Result<(), TextError> {
         self.give(Scalar::Num(Num::I(v.into())))
     }
-    fn serialize_i32(self, v: i32) -> Result<(), ScalarError> {
+    fn serialize_i32(self, v: i32) -> Result<(), TextError> {
         self.give(Scalar::Num(Num::I(v.into())))
     }
     #[inline]
-    fn serialize_i64(self, v: i64) -> Result<(), ScalarError> {
+    fn serialize_i64(self, v: i64) -> Result<(), TextError> {
         self.give(Scalar::Num(Num::I(v)))
     }
-    fn serialize_i128(self, v: i128) -> Result<(), ScalarError> {
+    fn serialize_i128(self, v: i128) -> Result<(), TextError> {
         self.give(Scalar::Num(Num::I128(v)))
     }
-    fn serialize_u8(self, v: u8) -> Result<(), ScalarError> {
+    fn serialize_u8(self, v: u8) -> Result<(), TextError> {
         self.give(Scalar::Num(Num::U(v.into())))
     }
-    fn serialize_u16(self, v: u16) -> Result<(), ScalarError> {
+    fn serialize_u16(self, v: u16) -> Result<(), TextError> {
         self.give(Scalar::Num(Num::U(v.into())))
     }
-    fn serialize_u32(self, v: u32) -> Result<(), ScalarError> {
+    fn serialize_u32(self, v: u32) -> Result<(), TextError> {
         self.give(Scalar::Num(Num::U(v.into())))
     }
     #[inline]
-    fn serialize_u64(self, v: u64) -> Result<(), ScalarError> {
+    fn serialize_u64(self, v: u64) -> Result<(), TextError> {
         self.give(Scalar::Num(Num::U(v)))
     }
-    fn serialize_u128(self, v: u128) -> Result<(), ScalarError> {
+    fn serialize_u128(self, v: u128) -> Result<(), TextError> {
         match i128::try_from(v) {
             Ok(v) => self.give(Scalar::Num(Num::I128(v))),
-            Err(_) => Err(ScalarError(format!("{v} is out of range"))),
+            Err(_) => Err(TextError(format!("{v} is out of range"))),
         }
     }
-    fn serialize_f32(self, v: f32) -> Result<(), ScalarError> {
+    fn serialize_f32(self, v: f32) -> Result<(), TextError> {
         self.give(Scalar::Num(Num::F32(v)))
     }
     #[inline]
-    fn serialize_f64(self, v: f64) -> Result<(), ScalarError> {
+    fn serialize_f64(self, v: f64) -> Result<(), TextError> {
         self.give(Scalar::Num(Num::F(v)))
     }
-    fn serialize_char(self, v: char) -> Result<(), ScalarError> {
+    fn serialize_char(self, v: char) -> Result<(), TextError> {
         self.give(Scalar::Str(v.encode_utf8(&mut [0; 4])))
     }
     #[inline]
-    fn serialize_str(self, v: &str) -> Result<(), ScalarError> {
+    fn serialize_str(self, v: &str) -> Result<(), TextError> {
         self.give(Scalar::Str(v))
     }
-    fn serialize_bytes(self, v: &[u8]) -> Result<(), ScalarError> {
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), TextError> {
         self.give(Scalar::Bytes(v))
     }
-    fn serialize_none(self) -> Result<(), ScalarError> {
+    fn serialize_none(self) -> Result<(), TextError> {
         self.give(Scalar::Null)
     }
     #[inline]
-    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), ScalarError> {
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), TextError> {
         v.serialize(self)
     }
-    fn serialize_unit(self) -> Result<(), ScalarError> {
+    fn serialize_unit(self) -> Result<(), TextError> {
         self.give(Scalar::Null)
     }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), ScalarError> {
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), TextError> {
         self.give(Scalar::Null)
     }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<(), ScalarError> {
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<(), TextError> {
         self.give(Scalar::Str(variant))
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<(), ScalarError> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<(), TextError> {
         v.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -223,16 +224,16 @@ impl<F: FnOnce(Scalar<'_>) -> Result<(), String>> ser::Serializer for ScalarSer<
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<(), ScalarError> {
+    ) -> Result<(), TextError> {
         Err(refuse("an enum variant with a value"))
     }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, ScalarError> {
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, TextError> {
         Err(refuse("a sequence"))
     }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, ScalarError> {
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, TextError> {
         Err(refuse("a tuple"))
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, ScalarError> {
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, TextError> {
         Err(refuse("a tuple struct"))
     }
     fn serialize_tuple_variant(
@@ -241,13 +242,13 @@ impl<F: FnOnce(Scalar<'_>) -> Result<(), String>> ser::Serializer for ScalarSer<
         _: u32,
         _: &'static str,
         _: usize,
-    ) -> Result<Self::SerializeTupleVariant, ScalarError> {
+    ) -> Result<Self::SerializeTupleVariant, TextError> {
         Err(refuse("an enum variant with values"))
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, ScalarError> {
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, TextError> {
         Err(refuse("a map"))
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, ScalarError> {
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, TextError> {
         Err(refuse("a struct"))
     }
     fn serialize_struct_variant(
@@ -256,7 +257,7 @@ impl<F: FnOnce(Scalar<'_>) -> Result<(), String>> ser::Serializer for ScalarSer<
         _: u32,
         _: &'static str,
         _: usize,
-    ) -> Result<Self::SerializeStructVariant, ScalarError> {
+    ) -> Result<Self::SerializeStructVariant, TextError> {
         Err(refuse("an enum variant with fields"))
     }
 }

@@ -16,8 +16,6 @@ into the wrong partition would be missing from it.
 Timestamps become microseconds since the epoch (naive ones read as UTC), dates ISO text,
 decimals text, so the Rust side compares exact values.
 """
-import datetime
-import decimal
 import json
 import os
 import sys
@@ -25,22 +23,7 @@ import sys
 from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.catalog.sql import SqlCatalog
 
-EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-
-
-def plain(v):
-    if isinstance(v, datetime.datetime):
-        if v.tzinfo is None:
-            v = v.replace(tzinfo=datetime.timezone.utc)
-        d = v - EPOCH
-        return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
-    if isinstance(v, datetime.date):
-        return v.isoformat()
-    if isinstance(v, decimal.Decimal):
-        return str(v)
-    if isinstance(v, bytes):
-        return v.hex()
-    return v
+from plain import plain  # tests/support/plain.py: the script's own directory is on sys.path
 
 
 def main():

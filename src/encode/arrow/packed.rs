@@ -37,13 +37,11 @@
 
 use crate::encode::civil;
 use crate::encode::fields::{visit_fields, FieldVisitor, Shape};
-use crate::encode::scalar::{with_scalar, Num, Scalar};
+use crate::encode::scalar::{with_scalar, Num, Scalar, TextError};
 use crate::error::{Error, Result};
 use arrow_schema::{DataType, Schema, TimeUnit};
-use serde::ser;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 /// The Arrow types a packed column may have (any other makes a schema unpackable).
@@ -237,24 +235,6 @@ impl PackedEncoder {
     }
 }
 
-/// The error of a packing visit: the reason as text.
-#[derive(Debug)]
-struct PackError(String);
-
-impl fmt::Display for PackError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for PackError {}
-
-impl ser::Error for PackError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        PackError(msg.to_string())
-    }
-}
-
 /// Packs one row's fields as they come.
 struct Packer<'a> {
     layout: &'a PackedLayout,
@@ -267,10 +247,10 @@ struct Packer<'a> {
 }
 
 impl FieldVisitor for Packer<'_> {
-    type Error = PackError;
+    type Error = TextError;
 
     #[inline]
-    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> std::result::Result<(), PackError> {
+    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> std::result::Result<(), TextError> {
         let columns = &self.layout.columns;
         let i = match columns.get(self.next) {
             Some(c) if c.name == name => self.next,
@@ -280,27 +260,27 @@ impl FieldVisitor for Packer<'_> {
                     i
                 }
                 None => {
-                    return Err(PackError(format!("the row has field `{name}`, which is not a column of the table")))
+                    return Err(TextError(format!("the row has field `{name}`, which is not a column of the table")))
                 }
             },
         };
         if self.slots[i] != EMPTY {
-            return Err(PackError(format!("the row has field `{name}` twice")));
+            return Err(TextError(format!("the row has field `{name}` twice")));
         }
         let col = &columns[i];
         let start = self.out.len();
         with_scalar(value, |s| put(col, s, self.out))
-            .map_err(|reason| PackError(format!("column `{}` ({}): {reason}", col.name, col.data_type)))?;
+            .map_err(|reason| TextError(format!("column `{}` ({}): {reason}", col.name, col.data_type)))?;
         if self.out.len() > u32::MAX as usize {
-            return Err(PackError("a row's values are larger than the 4 GiB a packed row may be".into()));
+            return Err(TextError("a row's values are larger than the 4 GiB a packed row may be".into()));
         }
         self.slots[i] = (start as u32, self.out.len() as u32);
         self.next = i + 1;
         Ok(())
     }
 
-    fn not_a_row(&self, shape: Shape) -> PackError {
-        PackError(format!("a row must be a struct or a map of its columns, not {}", shape.describe()))
+    fn not_a_row(&self, shape: Shape) -> TextError {
+        TextError(format!("a row must be a struct or a map of its columns, not {}", shape.describe()))
     }
 }
 
