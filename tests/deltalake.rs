@@ -399,6 +399,21 @@ fn refused_configurations_name_the_option() {
     assert!(e.to_string().contains(s3_refusal), "{e}");
     let e = from(&["connector=deltalake", &format!("location={loc}"), "type=append-only", "s3.region=r"]).unwrap_err();
     assert!(e.to_string().contains("`s3.region` applies to `s3://` locations only"), "{e}");
+    // A key column the table does not have is named, as a Delta table's.
+    let e = from(&[
+        "connector=deltalake",
+        &format!("location={loc}"),
+        "type=upsert",
+        "primary_key=nope",
+        "create_table_if_not_exists=true",
+    ])
+    .and_then(|spec| {
+        let history = keyed_history(3, 4, 2, 3);
+        let errors = common::lakehouse::try_run(&history, &spec, 1);
+        Err::<(), _>(differential_sinks::Error::config(errors.join("; ")))
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("`nope`") && !e.to_string().contains("Iceberg"), "{e}");
 
     // Create the table, then declare a different schema for it.
     let ok = [

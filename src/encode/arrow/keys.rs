@@ -28,7 +28,7 @@ impl KeyEncoder {
     pub fn new(schema: &SchemaRef, key: &[String], table: &str) -> Result<Self> {
         if key.is_empty() {
             return Err(Error::config(
-                "option `type` = `upsert`: the iceberg sink needs the primary key's columns — declare them with \
+                "option `type` = `upsert`: the sink finds a key's row by the primary key's columns — declare them with \
                  `primary_key` (a key function names no columns the table could be searched by)",
             ));
         }
@@ -36,7 +36,7 @@ impl KeyEncoder {
         for name in key {
             let Ok(i) = schema.index_of(name) else {
                 return Err(Error::schema(format!(
-                    "primary key column `{name}` is not a column of the Iceberg table `{table}`; its columns are {}",
+                    "option `primary_key`: column `{name}` is not a column of the table `{table}`; its columns are {}",
                     schema.fields().iter().map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ")
                 )));
             };
