@@ -1,7 +1,9 @@
 //! The Iceberg sink against a baseline in the same process: the same rows, already converted to
 //! Arrow batches, written with `parquet`'s `ArrowWriter` straight to files (one file per worker,
-//! no dataflow, no manifests or catalog), with the sink's compression (zstd, Iceberg's default).
-//! Also times the row → Arrow conversion alone.
+//! no dataflow, no manifests or catalog), with the sink's compression (zstd, Iceberg's default);
+//! for upserts, the baseline then also writes the position deletes the sink writes (one Parquet
+//! file of `(file_path, pos)` per thread, the positions known in advance). Also times the row →
+//! Arrow conversion alone, as lines of the table.
 //!
 //! ```text
 //! cargo run --release --features iceberg,test-utils --example iceberg_bench -- --rows 1000000 --times 10
@@ -25,8 +27,8 @@ use differential_sinks::connectors::iceberg::{iceberg_schema, IcebergConfig};
 use differential_sinks::encode::arrow::RowBatcher;
 use differential_sinks::{CommitPolicy, Schema, SinkSpec};
 use lakehouse::{
-    baseline, conversion, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts,
-    upsert_history, SCHEMA,
+    baseline, baseline_deletes, conversion, dir_bytes, print_conversion, print_header, print_pair, time_sink,
+    time_upserts, upsert_history, SCHEMA,
 };
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -48,11 +50,18 @@ fn main() {
         args.iter().any(|a| a == "--upsert-keys").then(|| arg(&args, "--upsert-keys", 100_000));
 
     let conversion_rates = conversion(batcher(), n);
+    if upsert_keys.is_some() {
+        println!("baseline: the data files, then one position-delete file per thread of the rows replaced");
+    }
     print_header(n, times);
     for peers in [1usize, 2] {
         let base_dir = tempfile::tempdir().unwrap();
         let props = WriterProperties::builder().set_compression(Compression::ZSTD(Default::default())).build();
-        let base = baseline(n, peers as u64, base_dir.path(), batcher, props);
+        let mut base = baseline(n, peers as u64, base_dir.path(), batcher, props.clone());
+        if let Some(keys) = upsert_keys {
+            // Upserts: the baseline also writes the position deletes the sink writes.
+            base += baseline_deletes(n, keys, peers as u64, base_dir.path(), props);
+        }
         let base_mb = dir_bytes(base_dir.path()) as f64 / 1e6;
         let sink_dir = tempfile::tempdir().unwrap();
         let config = IcebergConfig::new(sink_dir.path(), "bench", "rows").create_table_if_not_exists(true);

@@ -65,6 +65,46 @@ pub fn baseline(n: u64, peers: u64, dir: &Path, batcher: impl Fn() -> RowBatcher
     start.elapsed().as_secs_f64()
 }
 
+/// Seconds to write, as the baseline writes its data, the position deletes of an upsert run over
+/// `keys` keys: one Parquet file per worker thread of Iceberg's position-delete columns
+/// `(file_path, pos)`, sorted, listing the rows that worker's new rows replace. Row `i ≥ keys`
+/// replaces row `i − keys`, which the baseline wrote as row `(i − keys) / peers` of
+/// `w{(i − keys) % peers}.parquet`. The lists are built before the clock starts, as the data
+/// batches are; the sink has to find the same positions through its key index.
+pub fn baseline_deletes(n: u64, keys: u64, peers: u64, dir: &Path, props: WriterProperties) -> f64 {
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    let per_worker: Vec<RecordBatch> = (0..peers)
+        .map(|w| {
+            let mut gone: Vec<(u64, u64)> =
+                (keys..n).filter(|i| i % peers == w).map(|i| ((i - keys) % peers, (i - keys) / peers)).collect();
+            gone.sort_unstable();
+            let paths =
+                StringArray::from_iter_values(gone.iter().map(|(f, _)| format!("{}/w{f}.parquet", dir.display())));
+            let pos = Int64Array::from_iter_values(gone.iter().map(|(_, p)| *p as i64));
+            RecordBatch::try_from_iter([("file_path", Arc::new(paths) as ArrayRef), ("pos", Arc::new(pos) as ArrayRef)])
+                .unwrap()
+        })
+        .collect();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for (w, batch) in per_worker.iter().enumerate() {
+            let props = props.clone();
+            s.spawn(move || {
+                let f = std::fs::File::create(dir.join(format!("d{w}.parquet"))).unwrap();
+                let mut writer = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), Some(props)).unwrap();
+                let mut at = 0;
+                while at < batch.num_rows() {
+                    let len = (CHUNK as usize).min(batch.num_rows() - at);
+                    writer.write(&batch.slice(at, len)).unwrap();
+                    at += len;
+                }
+                writer.close().unwrap();
+            });
+        }
+    });
+    start.elapsed().as_secs_f64()
+}
+
 /// What one timed sink run took.
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
