@@ -143,9 +143,12 @@ impl<P: Clone + Eq + Hash> KeyIndex<P> {
         workers: impl IntoIterator<Item = (&'a [String], &'a [RowChange])>,
         partition_of: impl Fn(&str) -> P,
     ) -> RoundPlan<P> {
+        let workers: Vec<(&'a [String], &'a [RowChange])> = workers.into_iter().collect();
+        let changes: usize = workers.iter().map(|(_, c)| c.len()).sum();
         let mut new_files: Vec<String> = Vec::new();
-        let mut latest: HashMap<&'a [u8], Option<Loc>> = HashMap::default();
-        let mut deletes: Vec<Loc> = Vec::new();
+        // Sized for every change up front: growing it rehashes every key seen so far.
+        let mut latest: HashMap<&'a [u8], Option<Loc>> = HashMap::with_capacity_and_hasher(changes, Default::default());
+        let mut deletes: Vec<Loc> = Vec::with_capacity(changes);
         for (paths, changes) in workers {
             let base = (self.files.len() + new_files.len()) as u32;
             new_files.extend(paths.iter().cloned());
@@ -196,9 +199,16 @@ impl<P: Clone + Eq + Hash> KeyIndex<P> {
         self.partitions.extend(plan.new_partitions);
         for (key, now) in plan.updates {
             match now {
-                Some(at) => {
-                    self.rows.insert(key.into_boxed_slice(), SmallVec::from_elem(at, 1));
-                }
+                // A live key's places are replaced where they are, without hashing a new key in.
+                Some(at) => match self.rows.get_mut(key.as_slice()) {
+                    Some(places) => {
+                        places.clear();
+                        places.push(at);
+                    }
+                    None => {
+                        self.rows.insert(key.into_boxed_slice(), SmallVec::from_elem(at, 1));
+                    }
+                },
                 None => {
                     self.rows.remove(key.as_slice());
                 }
