@@ -7,8 +7,9 @@
 //! replace: in older files, or in files of the same round when a key changed twice before the
 //! commit ([`KeyIndex::plan`]), and follows the round once it is committed
 //! ([`KeyIndex::apply`]). Keys are compared in Arrow's row format of the key columns
-//! ([`KeyEncoder`]), computed from the very arrays written, so keys read back from Parquet at
-//! start ([`read_columns`](super::read_columns)) equal the keys workers send. The index holds the
+//! ([`KeyEncoder`](crate::encode::arrow::KeyEncoder)), computed from the very arrays written, so
+//! keys read back from Parquet at start ([`read_columns`](super::read_columns)) equal the keys
+//! workers send. The index holds the
 //! key's bytes and a few words per live row, on the committing worker only.
 //!
 //! ```
@@ -33,8 +34,6 @@
 //! assert_eq!(index.len(), 2);
 //! ```
 
-use crate::encode::arrow::{KeyEncoder, RowBatcher};
-use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::hash::Hash;
@@ -61,12 +60,6 @@ pub enum RowChange {
         /// The key in Arrow's row format.
         key: Vec<u8>,
     },
-}
-
-/// The deletes of `gone` (deleted keys' last rows): each key encoded from the row's key columns
-/// as a written row's key is, through the same batcher.
-pub fn deletes<V: Serialize>(batcher: &mut RowBatcher, keys: &KeyEncoder, gone: &[&V]) -> Result<Vec<RowChange>> {
-    Ok(keys.keys_of_rows(batcher, gone)?.into_iter().map(|key| RowChange::Delete { key }).collect())
 }
 
 /// A row's place: a data file (an index into [`KeyIndex`]'s files) and position.

@@ -21,7 +21,7 @@ pub mod key_index;
 pub mod parquet;
 pub mod s3;
 
-pub use key_index::{deletes, FileDeletes, KeyIndex, RoundPlan, RowChange};
+pub use key_index::{FileDeletes, KeyIndex, RoundPlan, RowChange};
 pub use parquet::read_columns;
 pub use s3::{S3Credentials, S3Options, StorageLocation};
 
