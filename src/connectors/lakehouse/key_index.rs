@@ -9,8 +9,8 @@
 //! ([`KeyIndex::apply`]). Keys are compared in Arrow's row format of the key columns
 //! ([`KeyEncoder`](crate::encode::arrow::KeyEncoder)), computed from the very arrays written, so
 //! keys read back from Parquet at start ([`read_columns`](super::read_columns)) equal the keys
-//! workers send. The index holds the
-//! key's bytes and a few words per live row, on the committing worker only.
+//! workers send. The index holds the key's bytes and a few words per live row, on the committing
+//! worker only.
 //!
 //! ```
 //! use arrow_array::{ArrayRef, Int64Array, RecordBatch};
