@@ -51,7 +51,13 @@ impl Key {
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
         Key { hash: stable_hash(&bytes), bytes: smallvec::SmallVec::from_vec(bytes), invalid: false }
     }
-    fn invalid(reason: String) -> Self {
+    /// A key from already encoded bytes, kept inline when short.
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        Key::from_small(KeyBytes::from_slice(bytes))
+    }
+    /// A key that could not be extracted, carrying the reason ([`bytes`](Self::bytes) returns it
+    /// as an error).
+    pub(crate) fn invalid(reason: String) -> Self {
         Key { hash: 0, bytes: smallvec::SmallVec::from_vec(reason.into_bytes()), invalid: true }
     }
     /// An identity for a row without a primary key, for targets that take the row itself

@@ -157,7 +157,16 @@ fn deliver<'scope, T: SinkTime, V: Row>(
     // encoding instead of their JSON's: no JSON is written for them, and a restart never depends
     // on the routing there.
     let by_encoding = encoded && !keyed && spec.connector.takes_rows() && spec.connector.commits_all_workers();
-    let routing = if by_encoding { routing_fingerprint("row-encoded") } else { routing };
+    // Upserts into a table that keys rows its own way are keyed (and routed) by that key, which
+    // each worker can compute from the table's stored rows to tell the keys it owns.
+    let table_keyed = keyed && spec.connector.table_keys() && matches!(spec.format, crate::envelope::Format::Upsert);
+    let routing = if by_encoding {
+        routing_fingerprint("row-encoded")
+    } else if table_keyed {
+        routing_fingerprint(&format!("table-key;{routing:016x}"))
+    } else {
+        routing
+    };
     let layout = Layout { routing, format: spec.connector.format_version() };
     let ctx = WorkerContext { index: scope.index(), peers: scope.peers(), layout };
     let config = operator_config(spec, keyed, layout);
@@ -168,6 +177,7 @@ fn deliver<'scope, T: SinkTime, V: Row>(
         // the row encoder may read.
         let writers = spec.connector.open::<EncodedRow, T>(&settings, ctx)?;
         let encode = spec.connector.row_encoder::<V>(&settings)?;
+        let key_of = table_key(spec, &settings, table_keyed, key_of)?;
         let rows = key_and_encode(collection, &spec.name, key_of, encode, by_encoding);
         let out = match writers {
             Writers::Independent(writer) => rows.sink_keyed(config, writer),
@@ -177,10 +187,38 @@ fn deliver<'scope, T: SinkTime, V: Row>(
         let dead_letters = out.dead_letters.flat_map(|_| None::<V>);
         return Ok(SinkOutput { committed: out.committed, dead_letters, handle: out.handle });
     }
-    Ok(match spec.connector.open::<V, T>(&settings, ctx)? {
+    let writers = spec.connector.open::<V, T>(&settings, ctx)?;
+    let key_of = table_key(spec, &settings, table_keyed, key_of)?;
+    Ok(match writers {
         Writers::Independent(writer) => collection.sink_with(config, key_of, writer),
         Writers::Coordinated(writer, make_committer) => {
             collection.sink_coordinated(config, key_of, writer, make_committer)
         }
     })
+}
+
+/// How a sink keys its rows.
+type KeyOf<V> = Box<dyn Fn(&V) -> Key>;
+
+/// The key rows are keyed by: the target's own form of the key where it has one (a table-keyed
+/// upsert, see [`Connector::TABLE_KEYS`](crate::connectors::Connector::TABLE_KEYS)), else
+/// `key_of`'s. A row whose key does not fit the target's key columns gets an invalid key naming
+/// why, which stops the sink when the row reaches the writer.
+fn table_key<V: Row>(
+    spec: &SinkSpec,
+    settings: &crate::settings::SinkSettings,
+    table_keyed: bool,
+    key_of: impl Fn(&V) -> Key + 'static,
+) -> Result<KeyOf<V>> {
+    let encoder = if table_keyed { spec.connector.table_key::<V>(settings)? } else { None };
+    let Some(encoder) = encoder else { return Ok(Box::new(key_of)) };
+    let encoder = std::cell::RefCell::new((encoder, Vec::new()));
+    Ok(Box::new(move |row: &V| {
+        let (encode, buf) = &mut *encoder.borrow_mut();
+        buf.clear();
+        match encode(row, buf) {
+            Ok(()) => Key::from_slice(buf),
+            Err(reason) => Key::invalid(format!("the row's primary key does not fit the table: {reason}")),
+        }
+    }))
 }

@@ -510,6 +510,46 @@ fn upsert_histories_end_in_the_collections_final_state() {
 }
 
 #[test]
+fn upserts_replace_rows_another_writer_or_an_append_only_run_left() {
+    // Another sink leaves rows (two of them for some keys) in one data file, holding keys of both
+    // workers of the upsert run that follows: both delete rows of that file in the same commit,
+    // and the file's one deletion vector must hold both workers' positions.
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = Vec::new();
+    for k in 0..10u32 {
+        for copy in 0..(1 + k % 2) {
+            old.push((Row { k, v: 1000 + copy, s: "old".into() }, 0u64, 1isize));
+        }
+    }
+    // An upsert sink without rows creates the table with deletion vectors.
+    run(&[], &upsert_spec(dir.path(), None), 1);
+    let append = SinkSpec::builder("loader", delta(dir.path()))
+        .append_only(false)
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap();
+    run(&old, &append, 1);
+    assert_eq!(committed_files(&read_table(dir.path(), &["loader"])), 1, "the old rows are in one file");
+    // The upsert sink's collection starts from the same rows deduplicated, then changes them.
+    let mut history: Vec<(Row, u64, isize)> =
+        (0..10u32).map(|k| (Row { k, v: 1000, s: "old".into() }, 0u64, 1isize)).collect();
+    for k in 0..10u32 {
+        match k % 3 {
+            0 => history.push((Row { k, v: 1000, s: "old".into() }, 1, -1)),
+            1 => {
+                history.push((Row { k, v: 1000, s: "old".into() }, 1, -1));
+                history.push((Row { k, v: 2000 + k, s: "new".into() }, 1, 1));
+            }
+            _ => {}
+        }
+    }
+    // The upsert sink's first time re-inserts the existing rows (it never delivered them).
+    run(&history, &upsert_spec(dir.path(), None), 2);
+    let table = read_table(dir.path(), &["kv"]);
+    assert_eq!(table_multiset(&table), final_state(&history, u64::MAX));
+}
+
+#[test]
 fn upserts_are_exactly_once_across_a_stop_and_a_restart_on_another_worker_count() {
     for (seed, first, second) in [(60u64, 1usize, 1usize), (61, 2, 1), (62, 1, 2)] {
         let dir = tempfile::tempdir().unwrap();

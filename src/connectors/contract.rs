@@ -61,6 +61,12 @@ pub trait Connector: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// then route an unkeyed sink's rows by the hash of their encoding (cheaper than their
     /// JSON's), a routing that changes with the encoding but never makes a restart refused.
     const COMMITS_ALL_WORKERS: bool = false;
+    /// True if an upsert sink's rows are keyed by the target's own form of their key
+    /// ([`table_key`](Self::table_key)) instead of the declared columns' JSON: the key then
+    /// routes, groups and deletes rows as the target compares them, and the target can compute
+    /// it from what it stored (a lakehouse table's key columns), so a worker can tell the keys
+    /// it owns.
+    const TABLE_KEYS: bool = false;
     /// The version of what the connector writes on its target that a resume depends on (record
     /// shapes and counts, labels, file names, the progress record itself). It is recorded with
     /// every commit ([`Layout::format`](differential_sinks_operators::Layout)); a change that
@@ -96,6 +102,14 @@ pub trait Connector: Clone + std::fmt::Debug + Send + Sync + 'static {
         let _ = sink;
         Ok(json_encoder())
     }
+
+    /// For a [`TABLE_KEYS`](Self::TABLE_KEYS) target's upsert sink: what a row's key is encoded
+    /// into where it is produced (asked once per worker, after [`open`](Self::open)); `None`
+    /// keys rows by the declared columns' JSON.
+    fn table_key<V: Row>(&self, sink: &SinkSettings) -> Result<Option<RowEncoder<V>>> {
+        let _ = sink;
+        Ok(None)
+    }
 }
 
 impl<C: Connector> Connector for Box<C> {
@@ -105,6 +119,7 @@ impl<C: Connector> Connector for Box<C> {
     const TAKES_ROWS: bool = C::TAKES_ROWS;
     const ENCODED_ROWS: bool = C::ENCODED_ROWS;
     const COMMITS_ALL_WORKERS: bool = C::COMMITS_ALL_WORKERS;
+    const TABLE_KEYS: bool = C::TABLE_KEYS;
     const FORMAT: u32 = C::FORMAT;
     type Table = C::Table;
     type Encoder<V: Row> = C::Encoder<V>;
@@ -123,6 +138,9 @@ impl<C: Connector> Connector for Box<C> {
     }
     fn row_encoder<V: Row>(&self, sink: &SinkSettings) -> Result<RowEncoder<V>> {
         (**self).row_encoder(sink)
+    }
+    fn table_key<V: Row>(&self, sink: &SinkSettings) -> Result<Option<RowEncoder<V>>> {
+        (**self).table_key(sink)
     }
 }
 

@@ -163,6 +163,15 @@ macro_rules! registry {
                 }
             }
 
+            /// True if an upsert sink's rows are keyed by the target's form of their key (see
+            /// [`Connector::TABLE_KEYS`]).
+            pub fn table_keys(&self) -> bool {
+                match self {
+                    $( #[cfg($cfg)] ConnectorConfig::$variant(_) => <$ty as Connector>::TABLE_KEYS, )*
+                    ConnectorConfig::Custom(_) => false,
+                }
+            }
+
             /// The version of the connector's on-target format (see [`Connector::FORMAT`]).
             pub fn format_version(&self) -> u32 {
                 match self {
@@ -185,6 +194,14 @@ macro_rules! registry {
                 match self {
                     $( #[cfg($cfg)] ConnectorConfig::$variant(c) => c.row_encoder(sink), )*
                     ConnectorConfig::Custom(_) => { let _ = sink; Ok(crate::encoded_row::json_encoder()) }
+                }
+            }
+
+            /// A table-keyed target's key encoder (see [`Connector::table_key`]).
+            pub(crate) fn table_key<V: Row>(&self, sink: &SinkSettings) -> Result<Option<crate::encoded_row::RowEncoder<V>>> {
+                match self {
+                    $( #[cfg($cfg)] ConnectorConfig::$variant(c) => c.table_key(sink), )*
+                    ConnectorConfig::Custom(_) => { let _ = sink; Ok(None) }
                 }
             }
 

@@ -1,16 +1,15 @@
 //! The Delta Lake committer on worker 0: one Delta commit per round, holding every worker's data
-//! files, the upserts' deletion vectors, the sink's `txn` actions and a commit-info entry
+//! files, the deletion vectors of the positions the workers' upserts deleted, the sink's `txn` actions and a commit-info entry
 //! describing the commit.
 
-use super::deletion_vectors::{apply_deletes, deletion_vectors_enabled, load_index};
+use super::deletion_vectors::{apply_deletes, deletion_vectors_enabled};
 use super::progress::{app_ids, frontier_version, layout_ids, read_progress, COMMIT_INFO_KEY};
-use super::schema::arrow_schema;
 use super::table::{delta_error, open_or_create, storage_error, TablePlan};
 use super::writer::{DataFile, DeltaFiles};
 use super::DeltaLakeConfig;
-use crate::connectors::lakehouse::{small_files, KeyIndex};
+use crate::connectors::lakehouse::small_files;
 use crate::connectors::resumed_frontier;
-use crate::encode::arrow::{upsert_keys, KeyEncoder};
+use crate::envelope::Format;
 use crate::error::{Error, Result};
 use crate::settings::SinkSettings;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -36,18 +35,15 @@ pub struct DeltaLakeCommitter {
     generation: u64,
     base: Frontier<u64>,
     committed: Frontier<u64>,
-    /// Upserts: the primary key's encoder, and where each key's row is (read at resume).
-    keys: Option<KeyEncoder>,
-    index: Option<KeyIndex<()>>,
+    /// Upserts: the workers' deleted positions become deletion vectors.
+    upserts: bool,
     metrics: WorkerMetrics,
 }
 
 impl DeltaLakeCommitter {
     pub(crate) fn open(config: &DeltaLakeConfig, spec: &SinkSettings, plan: TablePlan, layout: Layout) -> Result<Self> {
-        let keys = upsert_keys(spec, &arrow_schema(&plan.delta)?, &config.location.display().to_string())?;
         Ok(DeltaLakeCommitter {
-            keys,
-            index: None,
+            upserts: matches!(spec.format(), Format::Upsert),
             metrics: spec.worker_metrics(),
             runtime: crate::delivery::runtime::current_thread("the Delta Lake sink")?,
             config: config.clone(),
@@ -73,7 +69,7 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
     fn resume(&mut self, peers: usize) -> Result<Vec<Frontier<T>>> {
         let table = self.runtime.block_on(open_or_create(&self.config, &self.plan, &self.sink))?;
         let progress = self.runtime.block_on(read_progress(&table, &self.sink))?;
-        if let Some(keys) = &self.keys {
+        if self.upserts {
             let location = self.location();
             if !deletion_vectors_enabled(&table) {
                 return Err(Error::config(format!(
@@ -83,7 +79,6 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
                      let the sink create a new table"
                 )));
             }
-            self.index = Some(self.runtime.block_on(load_index(&table, keys, &location))?);
         }
         self.table = Some(table);
         self.peers = peers;
@@ -103,23 +98,17 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
         frontiers.into_iter().map(resumed_frontier).collect()
     }
 
-    fn commit(&mut self, prepared: Vec<Prepared<DeltaFiles, T>>, frontiers: &[Frontier<T>]) -> Result<()> {
+    fn commit(&mut self, mut prepared: Vec<Prepared<DeltaFiles, T>>, frontiers: &[Frontier<T>]) -> Result<()> {
         let frontiers: Vec<Frontier<u64>> = frontiers.iter().map(Frontier::to_u64_frontier).collect();
         let upper = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
         let rows: u64 = prepared.iter().map(|p| p.token.rows).sum();
         let location = self.location();
-        let plan = self.index.as_ref().map(|index| {
-            let paths: Vec<Vec<String>> =
-                prepared.iter().map(|p| p.token.files.iter().map(|f| f.path.clone()).collect()).collect();
-            index.plan(
-                paths.iter().zip(&prepared).map(|(paths, p)| (paths.as_slice(), p.token.changes.as_slice())),
-                |_| (),
-            )
-        });
+        let deletes: Vec<(String, Vec<u64>)> =
+            prepared.iter_mut().flat_map(|p| std::mem::take(&mut p.token.deletes)).collect();
+        let deleted: usize = deletes.iter().map(|(_, positions)| positions.len()).sum();
         let mut adds: Vec<Add> = prepared.into_iter().flat_map(|p| p.token.files).map(DataFile::into_add).collect();
         let mut files: Vec<Action> = Vec::new();
-        if let Some(plan) = &plan {
-            let deletes: Vec<(String, Vec<u64>)> = plan.deletes.iter().flat_map(|(_, d)| d.iter().cloned()).collect();
+        if !deletes.is_empty() {
             let table = self.table.as_ref().ok_or_else(|| Error::config("commit before resume"))?;
             files = self.runtime.block_on(apply_deletes(table, deletes, &mut adds, &location))?;
         }
@@ -159,14 +148,14 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
             "files": data_files,
             "small_files": small,
             "rows": rows,
-            "deleted": plan.as_ref().map_or(0, |p| p.delete_count()),
+            "deleted": deleted,
         });
         let props = CommitProperties::default()
             .with_application_transactions(txns)
             .with_metadata([(COMMIT_INFO_KEY.to_string(), info)]);
         let table = self.table.as_mut().ok_or_else(|| Error::config("commit before resume"))?;
         let partition_by = (!self.plan.partition_columns.is_empty()).then(|| self.plan.partition_columns.clone());
-        let operation = if plan.is_some() {
+        let operation = if self.upserts {
             // What streaming engines record for an update-mode micro-batch.
             DeltaOperation::StreamingUpdate {
                 output_mode: OutputMode::Update,
@@ -190,9 +179,6 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
         table.state = Some(finalized.snapshot());
         self.metrics.files_committed(data_files as u64);
         self.metrics.small_files(small);
-        if let (Some(index), Some(plan)) = (self.index.as_mut(), plan) {
-            index.apply(plan);
-        }
         tracing::debug!(sink = %self.sink, version = finalized.version(), upper = ?upper, "committed to Delta");
         self.committed = upper;
         Ok(())

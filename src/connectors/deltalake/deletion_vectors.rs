@@ -2,9 +2,13 @@
 //! ([`KeyIndex`]) back from a table, and turning a round's deleted positions into deletion
 //! vectors on the data files they hit.
 //!
+//! Each worker finds the positions its keys' changes delete in its own index of the keys it owns
+//! (see the writer); the committer turns every worker's positions into vectors.
+//!
 //! A deletion vector marks rows of a data file as deleted without rewriting it (Delta's
 //! `deletionVectors` table feature: reader version 3, writer version 7). For each file a round
-//! deletes rows of, the committer unions the positions with the file's current vector, writes the
+//! deletes rows of, the committer unions the positions (of every worker) with the file's current
+//! vector, writes the
 //! new vectors of the round into one `deletion_vector_<uuid>.bin` file at the table root (the
 //! protocol's format, through delta-kernel's writer) and commits, with the round's data files,
 //! a `remove` of each file as it was and an `add` of the same file carrying its new vector — the
@@ -59,9 +63,14 @@ fn read_vector(table: &DeltaTable, d: &DeletionVectorDescriptor, location: &str)
     Ok(rows.iter().collect())
 }
 
-/// Reads the index from the table's current snapshot: every data file's key columns, minus the
-/// rows its deletion vector deletes.
-pub async fn load_index(table: &DeltaTable, keys: &KeyEncoder, location: &str) -> Result<KeyIndex<()>> {
+/// Reads a worker's index from the table's current snapshot: every data file's key columns,
+/// minus the rows its deletion vector deletes, keeping the keys `owns`.
+pub async fn load_index(
+    table: &DeltaTable,
+    keys: &KeyEncoder,
+    location: &str,
+    owns: impl Fn(&[u8]) -> bool,
+) -> Result<KeyIndex<()>> {
     let mut index = KeyIndex::default();
     let snapshot = table.snapshot().map_err(|e| failed(location, "reading the snapshot", e))?;
     let store = table.log_store().object_store(None);
@@ -86,7 +95,10 @@ pub async fn load_index(table: &DeltaTable, keys: &KeyEncoder, location: &str) -
         for batch in read_columns(bytes, &names, &format!("`{path}` of Delta table `{location}`"))? {
             rows.extend(keys.encode(batch.columns().to_vec())?);
         }
-        let live = rows.into_iter().enumerate().map(|(pos, key)| (!deleted.contains(&(pos as u64))).then_some(key));
+        let live = rows
+            .into_iter()
+            .enumerate()
+            .map(|(pos, key)| (!deleted.contains(&(pos as u64)) && owns(&key)).then_some(key));
         index.add_file(path, (), live);
     }
     Ok(index)
@@ -105,9 +117,10 @@ fn loose_stats(stats: Option<String>) -> Option<String> {
     }
 }
 
-/// Turns a round's deleted positions (by data file path) into deletion vectors: new files of
-/// the round (in `adds`) get theirs directly; each older file is removed as it is and added
-/// again with the union of its vector and the new positions. Returns the actions for the older
+/// Turns a round's deleted positions (by data file path, a file perhaps several times: from
+/// several workers) into deletion vectors: new files of the round (in `adds`) get theirs
+/// directly; each older file is removed as it is and added again with the union of its vector
+/// and the new positions. Returns the actions for the older
 /// files; the vectors are written into one file at the table root first.
 pub async fn apply_deletes(
     table: &DeltaTable,
@@ -115,7 +128,10 @@ pub async fn apply_deletes(
     adds: &mut [Add],
     location: &str,
 ) -> Result<Vec<Action>> {
-    let by_file: HashMap<String, Vec<u64>> = deletes.into_iter().collect();
+    let mut by_file: HashMap<String, Vec<u64>> = HashMap::new();
+    for (path, positions) in deletes {
+        by_file.entry(path).or_default().extend(positions);
+    }
     if by_file.is_empty() {
         return Ok(Vec::new());
     }

@@ -148,7 +148,7 @@ pub use writer::{DataFile, DeltaFiles, DeltaLakeWriter};
 
 use crate::connectors::{Connector, Writers};
 use crate::delivery::runtime::current_thread;
-use crate::encode::arrow::{ArrowEncoder, ArrowTable};
+use crate::encode::arrow::{upsert_keys, ArrowEncoder, ArrowTable};
 use crate::encoded_row::RowEncoder;
 use crate::error::Result;
 use crate::options::Options;
@@ -163,6 +163,7 @@ impl Connector for DeltaLakeConfig {
     const ENCODED_ROWS: bool = true;
     /// Worker 0 commits every worker's files in one snapshot / version.
     const COMMITS_ALL_WORKERS: bool = true;
+    const TABLE_KEYS: bool = true;
     type Table = ArrowTable;
     type Encoder<V: Row> = ArrowEncoder<V>;
 
@@ -186,7 +187,7 @@ impl Connector for DeltaLakeConfig {
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
         let plan = current_thread("the Delta Lake sink")?.block_on(table::plan_table(self, sink))?;
         let encoder = self.encoder(sink, &plan.arrow_table(self)?)?;
-        let w = DeltaLakeWriter::open(self, sink, &plan, encoder)?;
+        let w = DeltaLakeWriter::open(self, sink, &plan, encoder, ctx)?;
         let (config, sink) = (self.clone(), sink.clone());
         let layout = ctx.layout;
         Ok(Writers::coordinated(w, move || DeltaLakeCommitter::open(&config, &sink, plan, layout)))
@@ -196,5 +197,13 @@ impl Connector for DeltaLakeConfig {
     fn row_encoder<V: Row>(&self, sink: &SinkSettings) -> Result<RowEncoder<V>> {
         let plan = current_thread("the Delta Lake sink")?.block_on(table::plan_table(self, sink))?;
         Ok(plan.arrow_table(self)?.row_encoder())
+    }
+
+    /// Upserts: the key columns packed ([`KeyEncoder::row_key`](crate::encode::arrow::KeyEncoder::row_key)), which a worker's index of the
+    /// table's keys is read back as.
+    fn table_key<V: Row>(&self, sink: &SinkSettings) -> Result<Option<RowEncoder<V>>> {
+        let plan = current_thread("the Delta Lake sink")?.block_on(table::plan_table(self, sink))?;
+        let table = plan.arrow_table(self)?;
+        Ok(upsert_keys(sink, &table.schema, &table.name)?.map(|k| k.row_key()))
     }
 }

@@ -2,12 +2,19 @@
 //! table directory (delta-rs' `RecordBatchWriter`), handed to the committer at each prepare
 //! ([`DeltaFiles`]); nothing reaches the log until the committer commits them. The worker encodes;
 //! the files are written on their own thread ([`FileThread`]).
+//!
+//! Upserts: the file thread keeps the index of the keys this worker owns ([`KeyIndex`], read
+//! from the table at start), follows every written row and deleted key in it, and hands the
+//! round's deleted positions to the committer, which merges every worker's into the files'
+//! deletion vectors (a data file has one vector, and a file written before a change of the worker
+//! count or by another writer may hold rows of several workers' keys).
 
+use super::deletion_vectors::load_index;
 use super::progress::{read_progress, TableProgress};
 use super::table::{delta_error, load_table, storage_error, TablePlan};
 use super::DeltaLakeConfig;
 use crate::connectors::lakehouse::file_thread::{DataFiles, FileThread};
-use crate::connectors::lakehouse::RowChange;
+use crate::connectors::lakehouse::{owned_by, FileDeletes, KeyIndex};
 use crate::connectors::resumed_frontier;
 use crate::encode::arrow::{upsert_keys, ArrowChanges, ArrowEncoder, KeyEncoder};
 use crate::encode::ChangeEncoder;
@@ -72,8 +79,9 @@ pub struct DeltaFiles {
     pub files: Vec<DataFile>,
     /// Rows in them.
     pub rows: u64,
-    /// Upserts: every key's change, in the order the worker wrote them; `file` indexes `files`.
-    pub changes: Vec<RowChange>,
+    /// Upserts: the rows the worker's changes replaced or deleted, by data file (any file of the
+    /// table, or one of `files`), positions ascending.
+    pub deletes: Vec<FileDeletes>,
 }
 
 /// One worker's writer: rows to Arrow batches (on the worker) to Parquet files in the table
@@ -98,9 +106,11 @@ struct DeltaDataFiles {
     writer: Option<RecordBatchWriter>,
     files: Vec<DataFile>,
     rows: u64,
-    /// Upserts: the changes since the last prepare, and the rows in the open file (whose changes
-    /// point at the next entry of `files`).
-    changes: Vec<RowChange>,
+    /// Upserts: where each key this worker owns has its row, and the open file's id there (its
+    /// path is known once it is closed).
+    index: KeyIndex<()>,
+    open_file: Option<u32>,
+    /// Rows in the open file.
     open_rows: u64,
     metrics: WorkerMetrics,
 }
@@ -112,18 +122,26 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
         spec: &SinkSettings,
         plan: &TablePlan,
         encoder: ArrowEncoder<V>,
+        ctx: WorkerContext,
     ) -> Result<Self> {
         let location = config.location.display();
+        let runtime = crate::delivery::runtime::current_thread("the Delta Lake sink")?;
+        let keys = upsert_keys(spec, encoder.schema(), &location)?;
+        let index = match (&keys, runtime.block_on(load_table(config))?) {
+            (Some(keys), Some(table)) => runtime.block_on(load_index(&table, keys, &location, owned_by(ctx)))?,
+            _ => KeyIndex::default(),
+        };
         let files = DeltaDataFiles {
-            runtime: crate::delivery::runtime::current_thread("the Delta Lake sink")?,
+            runtime,
             config: config.clone(),
             schema: Arc::clone(encoder.schema()),
-            keys: upsert_keys(spec, encoder.schema(), &location)?,
+            keys,
+            index,
+            open_file: None,
             partition_columns: plan.partition_columns.clone(),
             writer: None,
             files: Vec::new(),
             rows: 0,
-            changes: Vec::new(),
             open_rows: 0,
             metrics: spec.worker_metrics(),
         };
@@ -173,18 +191,21 @@ impl DeltaDataFiles {
     }
 
     /// Writes one time's encoded changes. Upserts: the new rows go into the data files like
-    /// appends; every key's change is kept, with its row's place, for the committer to turn into
-    /// deletion vectors.
+    /// appends, and every key's change moves its place in the index.
     fn write_encoded(&mut self, out: ArrowChanges) -> Result<()> {
         self.metrics.records_out(out.deleted.len() as u64);
-        self.changes.extend(out.deleted.into_iter().map(|key| RowChange::Delete { key }));
+        for key in &out.deleted {
+            self.index.delete(key);
+        }
         for batch in out.batches {
             let n = batch.num_rows() as u64;
             if let Some(keys) = self.keys.as_ref() {
-                // The rows go into the open file, which becomes the next of `files` when it is closed.
-                let (file, first) = (self.files.len() as u32, self.open_rows);
-                for (i, key) in keys.encode_batch(&batch)?.into_iter().enumerate() {
-                    self.changes.push(RowChange::Upsert { key, file, pos: first + i as u64 });
+                // The rows go into the open file, named once it is closed.
+                let index = &mut self.index;
+                let file = *self.open_file.get_or_insert_with(|| index.file(String::new(), ()));
+                let first = self.open_rows;
+                for (i, key) in keys.encode_batch(&batch)?.iter().enumerate() {
+                    index.upsert(key, file, first + i as u64);
                 }
             }
             self.write_batch(batch)?;
@@ -213,6 +234,9 @@ impl DeltaDataFiles {
             ));
         }
         self.open_rows = 0;
+        if let (Some(file), Some(add)) = (self.open_file.take(), adds.first()) {
+            self.index.set_path(file, add.path.clone());
+        }
         let bytes: i64 = adds.iter().map(|a| a.size).sum();
         self.metrics.bytes_out(bytes.max(0) as u64);
         self.files.extend(adds.into_iter().map(DataFile::from_add));
@@ -260,10 +284,7 @@ impl DataFiles for DeltaDataFiles {
 
     fn prepare(&mut self) -> Result<DeltaFiles> {
         self.close_files()?;
-        Ok(DeltaFiles {
-            files: std::mem::take(&mut self.files),
-            rows: std::mem::take(&mut self.rows),
-            changes: std::mem::take(&mut self.changes),
-        })
+        let deletes = self.index.take_deletes().into_iter().flat_map(|(_, files)| files).collect();
+        Ok(DeltaFiles { files: std::mem::take(&mut self.files), rows: std::mem::take(&mut self.rows), deletes })
     }
 }

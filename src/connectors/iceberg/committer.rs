@@ -1,22 +1,23 @@
 //! The Iceberg committer on worker 0: one snapshot per commit round with every worker's data
-//! files (a fast append, or a row delta with position deletes for upserts), its summary
-//! recording every worker's frontier, fenced against a second run of the same sink.
+//! files (a fast append, or, for upserts, a row delta with the position-delete files the workers
+//! wrote), its summary recording every worker's frontier, fenced against a second run of the
+//! same sink.
 
 use super::catalog::{iceberg_error, ident, CatalogHandle};
 use super::config::IcebergConfig;
-use super::position_deletes::{load_index, write_position_deletes, RowDelta};
+use super::position_deletes::RowDelta;
 use super::progress::{frontier_text, latest_commit, progress_property, CommitRecord};
-use super::table::{parquet_properties, TablePlan, COMPRESSION_PROPERTY};
+use super::table::TablePlan;
 use super::writer::IcebergFiles;
-use crate::connectors::lakehouse::{small_files, KeyIndex, RoundPlan};
+use crate::connectors::lakehouse::small_files;
 use crate::connectors::resumed_frontier;
-use crate::encode::arrow::{upsert_keys, KeyEncoder};
+use crate::envelope::Format;
 use crate::error::{Error, ErrorKind, Result};
 use crate::settings::SinkSettings;
 use differential_sinks_operators::{
     resolve_resume, Committer, Frontier, Layout, Prepared, SinkTime, WorkerContext, WorkerMetrics,
 };
-use iceberg::spec::{deserialize_data_file_from_json, DataFile, Struct};
+use iceberg::spec::{deserialize_data_file_from_json, DataFile};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
@@ -38,15 +39,13 @@ pub struct IcebergCommitter {
     committed: Frontier<u64>,
     /// The snapshot of this sink's latest commit, as this committer knows it.
     last: Option<i64>,
-    /// Upserts: the primary key's encoder, and where each key's row is (read at resume).
-    keys: Option<KeyEncoder>,
-    index: Option<KeyIndex<Struct>>,
+    /// Upserts: every commit is a row delta, with the workers' position-delete files.
+    upserts: bool,
     metrics: WorkerMetrics,
 }
 
 impl IcebergCommitter {
     pub(crate) fn open(config: &IcebergConfig, spec: &SinkSettings, plan: TablePlan, layout: Layout) -> Result<Self> {
-        let keys = upsert_keys(spec, &plan.arrow, &config.qualified())?;
         Ok(IcebergCommitter {
             config: config.clone(),
             sink: spec.name().to_string(),
@@ -58,25 +57,22 @@ impl IcebergCommitter {
             base: Frontier::minimum(),
             committed: Frontier::minimum(),
             last: None,
-            keys,
-            index: None,
+            upserts: matches!(spec.format(), Format::Upsert),
             metrics: spec.worker_metrics(),
         })
     }
 
-    /// Upserts: one snapshot with every worker's data files and a position-delete file for
-    /// the rows the round's changes replace or delete; the index follows once it is committed.
-    fn commit_row_delta(&mut self, data: Vec<DataFile>, plan: RoundPlan<Struct>, record: CommitRecord) -> Result<()> {
+    /// Upserts: one snapshot with every worker's data files and position-delete files.
+    fn commit_row_delta(
+        &mut self,
+        data: Vec<DataFile>,
+        deletes: Vec<DataFile>,
+        deleted: u64,
+        record: CommitRecord,
+    ) -> Result<()> {
         let name = self.name();
         let upper = record.to;
         let h = self.handle()?;
-        let table = h.load(&ident(&self.config)?, &name)?;
-        let mut deletes = Vec::new();
-        let codec = table.metadata().properties().get(COMPRESSION_PROPERTY).map(String::as_str).unwrap_or("zstd");
-        for (partition, positions) in &plan.deletes {
-            let props = parquet_properties(codec, &name)?;
-            deletes.push(h.block_on(write_position_deletes(&table, partition, positions, props, &name))?);
-        }
         let delta = RowDelta {
             data,
             deletes,
@@ -100,8 +96,7 @@ impl IcebergCommitter {
         let (id, _) = latest_commit(committed.metadata(), &self.sink)?.ok_or_else(|| {
             Error::new(ErrorKind::Fatal, format!("Iceberg table `{}`: the commit left no snapshot", self.name()))
         })?;
-        tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, deletes = plan.delete_count(), "committed upserts to Iceberg");
-        self.index.as_mut().expect("upsert mode").apply(plan);
+        tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, deletes = deleted, "committed upserts to Iceberg");
         self.last = Some(id);
         self.metrics.files_committed(record.files as u64);
         self.metrics.small_files(record.small_files);
@@ -133,10 +128,6 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         self.catalog = Some(h);
         let table = self.load()?;
         let latest = latest_commit(table.metadata(), &self.sink)?;
-        if let Some(keys) = &self.keys {
-            let h = self.handle()?;
-            self.index = Some(h.block_on(load_index(&table, keys, &self.name()))?);
-        }
         self.peers = peers;
         let records = latest.as_ref().map(|(_, r)| r.progress()).unwrap_or_default();
         self.last = latest.as_ref().map(|(id, _)| *id);
@@ -158,23 +149,15 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         let upper = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
         let rows: u64 = prepared.iter().map(|p| p.token.rows).sum();
         let name = self.name();
-        let files = prepared
-            .iter()
-            .flat_map(|p| &p.token.files)
-            .map(|json| {
-                deserialize_data_file_from_json(json, self.plan.spec_id, &self.plan.partition_type, &self.plan.schema)
-                    .map_err(|e| iceberg_error("reading a worker's data file record", &name, e))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let plan = self.index.as_ref().map(|index| {
-            let partitions: HashMap<&str, &Struct> = files.iter().map(|f| (f.file_path(), f.partition())).collect();
-            index.plan(prepared.iter().map(|p| (p.token.paths.as_slice(), p.token.changes.as_slice())), |path| {
-                partitions.get(path).map_or_else(Struct::empty, |s| (*s).clone())
-            })
-        });
+        let read = |json: &String| {
+            deserialize_data_file_from_json(json, self.plan.spec_id, &self.plan.partition_type, &self.plan.schema)
+                .map_err(|e| iceberg_error("reading a worker's data file record", &name, e))
+        };
+        let files = prepared.iter().flat_map(|p| &p.token.files).map(read).collect::<Result<Vec<_>>>()?;
+        let deletes = prepared.iter().flat_map(|p| &p.token.deletes).map(read).collect::<Result<Vec<_>>>()?;
+        let deleted: u64 = prepared.iter().map(|p| p.token.deleted).sum();
         drop(prepared);
-        let deletes = plan.as_ref().map_or(0, |p| p.delete_count());
-        if files.is_empty() && deletes == 0 {
+        if files.is_empty() && deletes.is_empty() {
             // Nothing to add: the rounds had no rows. A snapshot per frontier advance would only
             // grow the metadata; a restart replays these times and writes nothing for them.
             return Ok(());
@@ -193,8 +176,8 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
             layout: self.layout,
         };
         let (committed_files, committed_small) = (record.files as u64, record.small_files);
-        if let Some(plan) = plan {
-            return self.commit_row_delta(files, plan, record);
+        if self.upserts {
+            return self.commit_row_delta(files, deletes, deleted, record);
         }
         let table = self.load()?;
         let tx = Transaction::new(&table);

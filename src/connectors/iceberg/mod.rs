@@ -204,7 +204,7 @@ pub use schema::{check_table_schema, iceberg_schema, iceberg_type, schema_from_i
 pub use writer::{IcebergFiles, IcebergWriter};
 
 use crate::connectors::{Connector, Writers};
-use crate::encode::arrow::{ArrowEncoder, ArrowTable};
+use crate::encode::arrow::{upsert_keys, ArrowEncoder, ArrowTable};
 use crate::encoded_row::RowEncoder;
 use crate::error::Result;
 use crate::options::Options;
@@ -219,6 +219,7 @@ impl Connector for IcebergConfig {
     const ENCODED_ROWS: bool = true;
     /// Worker 0 commits every worker's files in one snapshot / version.
     const COMMITS_ALL_WORKERS: bool = true;
+    const TABLE_KEYS: bool = true;
     type Table = ArrowTable;
     type Encoder<V: Row> = ArrowEncoder<V>;
 
@@ -242,7 +243,7 @@ impl Connector for IcebergConfig {
     fn open<V: Row, T: SinkTime>(&self, sink: &SinkSettings, ctx: WorkerContext) -> Result<Writers<V, T>> {
         let plan = table::open_table(self, sink).map_err(|e| storage::explain(self, e))?;
         let encoder = self.encoder(sink, &plan.arrow_table(self))?;
-        let w = IcebergWriter::open(self, sink, plan.clone(), encoder).map_err(|e| storage::explain(self, e))?;
+        let w = IcebergWriter::open(self, sink, plan.clone(), encoder, ctx).map_err(|e| storage::explain(self, e))?;
         let (config, sink) = (self.clone(), sink.clone());
         let layout = ctx.layout;
         Ok(Writers::coordinated(w, move || IcebergCommitter::open(&config, &sink, plan, layout)))
@@ -252,5 +253,13 @@ impl Connector for IcebergConfig {
     fn row_encoder<V: Row>(&self, sink: &SinkSettings) -> Result<RowEncoder<V>> {
         let plan = table::open_table(self, sink).map_err(|e| storage::explain(self, e))?;
         Ok(plan.arrow_table(self).row_encoder())
+    }
+
+    /// Upserts: the key columns packed ([`KeyEncoder::row_key`](crate::encode::arrow::KeyEncoder::row_key)), which a worker's index of the
+    /// table's keys is read back as.
+    fn table_key<V: Row>(&self, sink: &SinkSettings) -> Result<Option<RowEncoder<V>>> {
+        let plan = table::open_table(self, sink).map_err(|e| storage::explain(self, e))?;
+        let table = plan.arrow_table(self);
+        Ok(upsert_keys(sink, &table.schema, &table.name)?.map(|k| k.row_key()))
     }
 }

@@ -2,21 +2,22 @@
 //! ([`KeyIndex`]) back from a table, the position-delete files, and the row-delta commit
 //! iceberg-rust does not offer (its transactions only fast-append data files).
 //!
-//! Every worker writes its keys' new rows into data files as in append-only mode and reports, in
-//! the order it wrote them, a [`RowChange`](crate::connectors::lakehouse::RowChange) per key: the row's data file and position, or a
-//! delete. The committer keeps a [`KeyIndex`] — each live key's data file and row position —
-//! built at start from the table (its data files' key columns minus its position deletes) and
-//! kept up to date by its own commits. For a round it turns the workers' changes into the
-//! positions to delete (a key's previous row, in an older file or in a file of the same round
-//! when the key changed twice before the commit), writes them into one position-delete file,
-//! and commits data and delete files in one snapshot. Keys are compared in Arrow's row format
-//! of the key columns, computed from the same Arrow arrays that are written, so a key read back
-//! from Parquet at start equals the key a worker sends.
+//! Every worker writes its keys' new rows into data files as in append-only mode and keeps a
+//! [`KeyIndex`] of the keys it owns — each live key's data file and row position — read at start
+//! from the table (its data files' key columns minus its position deletes; every worker reads
+//! every file and keeps its own keys) and following its own changes. At each prepare it writes
+//! the positions its round's changes replace or delete (a key's previous row, in an older file or
+//! in a file of the same round when the key changed twice) into a position-delete file per
+//! partition; the committer commits every worker's data and delete files in one snapshot. A data
+//! file written before a change of the worker count, or by another writer, may so get delete
+//! files from several workers in one snapshot, which Iceberg allows. Keys are the key columns
+//! packed ([`KeyEncoder`]), the same bytes from a row where it is produced and from the columns
+//! read back.
 //!
 //! Position deletes rather than the equality deletes RisingWave writes: readers apply them by
 //! position alone (pyiceberg, which the tests read with, rejects equality deletes), and scans do
-//! not have to compare every row with every delete; the price is the index (the key's Arrow
-//! row bytes and a few words per live row), held by worker 0.
+//! not have to compare every row with every delete; the price is the index (the key's packed
+//! bytes and a few words per live row), split among the workers by key.
 
 use super::catalog::{iceberg_error, CatalogHandle};
 use crate::connectors::lakehouse::{read_columns, KeyIndex};
@@ -39,11 +40,16 @@ pub const FILE_PATH_FIELD_ID: i32 = 2_147_483_546;
 /// The field id Iceberg reserves for a position delete's row position.
 pub const POS_FIELD_ID: i32 = 2_147_483_545;
 
-/// Reads the index from the table's current snapshot: every live data file's key columns,
-/// minus the rows its position-delete files delete. A table with equality deletes (written by
+/// Reads a worker's index from the table's current snapshot: every live data file's key columns,
+/// minus the rows its position-delete files delete, keeping the keys `owns`. A table with equality deletes (written by
 /// another engine) is refused: which rows they leave cannot be known without applying them to
 /// every row.
-pub async fn load_index(table: &Table, keys: &KeyEncoder, name: &str) -> Result<KeyIndex<Struct>> {
+pub async fn load_index(
+    table: &Table,
+    keys: &KeyEncoder,
+    name: &str,
+    owns: impl Fn(&[u8]) -> bool,
+) -> Result<KeyIndex<Struct>> {
     let mut index = KeyIndex::default();
     let Some(snapshot) = table.metadata().current_snapshot() else { return Ok(index) };
     let io = table.file_io();
@@ -99,8 +105,10 @@ pub async fn load_index(table: &Table, keys: &KeyEncoder, name: &str) -> Result<
         for batch in read_file(table, &path, &names, name).await? {
             rows.extend(keys.encode(batch.columns().to_vec())?);
         }
-        let live =
-            rows.into_iter().enumerate().map(|(pos, key)| (!deleted.contains(&(id as u32, pos as u64))).then_some(key));
+        let live = rows
+            .into_iter()
+            .enumerate()
+            .map(|(pos, key)| (!deleted.contains(&(id as u32, pos as u64)) && owns(&key)).then_some(key));
         index.add_file(path, partition, live);
     }
     Ok(index)

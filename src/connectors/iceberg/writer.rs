@@ -2,13 +2,19 @@
 //! table's `data/`, one open file per partition, handed to the committer at each prepare
 //! ([`IcebergFiles`]). The worker encodes; the files are written on their own thread
 //! ([`FileThread`]).
+//!
+//! Upserts: the file thread keeps the index of the keys this worker owns ([`KeyIndex`], read
+//! from the table at start), follows every written row and deleted key in it, and at each
+//! prepare writes the round's position deletes into one delete file per partition, which go to
+//! the committer with the data files.
 
 use super::catalog::iceberg_error;
 use super::config::IcebergConfig;
+use super::position_deletes::{load_index, write_position_deletes};
 use super::progress::latest_commit;
 use super::table::{parquet_properties, TablePlan, COMPRESSION_PROPERTY};
 use crate::connectors::lakehouse::file_thread::{DataFiles, FileThread};
-use crate::connectors::lakehouse::RowChange;
+use crate::connectors::lakehouse::{owned_by, KeyIndex};
 use crate::connectors::resumed_frontier;
 use crate::encode::arrow::{upsert_keys, ArrowChanges, ArrowEncoder, KeyEncoder};
 use crate::encode::ChangeEncoder;
@@ -39,10 +45,11 @@ pub struct IcebergFiles {
     pub files: Vec<String>,
     /// Rows in them.
     pub rows: u64,
-    /// Upserts: the paths of the data files the changes' rows are in.
-    pub paths: Vec<String>,
-    /// Upserts: every key's change, in the order the worker wrote them.
-    pub changes: Vec<RowChange>,
+    /// Upserts: the position-delete files of the rows the worker's changes replaced or deleted,
+    /// in the same JSON form.
+    pub deletes: Vec<String>,
+    /// Rows they delete.
+    pub deleted: u64,
 }
 
 type FileWriter = DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
@@ -68,13 +75,13 @@ struct IcebergDataFiles {
     writers: HashMap<Struct, FileWriter>,
     /// Splits batches by partition (`None` when the table is unpartitioned).
     splitter: Option<RecordBatchPartitionSplitter>,
-    /// Upserts: the keys of written rows.
+    /// Upserts: the keys of written rows, and where each key this worker owns has its row.
     keys: Option<KeyEncoder>,
+    index: KeyIndex<Struct>,
+    /// Upserts: the open data files' ids in the index.
+    open_ids: HashMap<String, u32>,
     files: Vec<String>,
     rows: u64,
-    /// Upserts: the data files the changes' rows are in, and the changes since the last prepare.
-    paths: Vec<String>,
-    changes: Vec<RowChange>,
     metrics: WorkerMetrics,
 }
 
@@ -86,6 +93,7 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
         spec: &SinkSettings,
         plan: TablePlan,
         encoder: ArrowEncoder<V>,
+        ctx: WorkerContext,
     ) -> Result<Self> {
         let progress =
             latest_commit(plan.table.metadata(), spec.name())?.map(|(_, r)| r.progress()).unwrap_or_default();
@@ -115,17 +123,23 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
                 .map_err(|e| iceberg_error("partitioning rows", &name, e))?,
             )
         };
+        let runtime = crate::delivery::runtime::current_thread("the Iceberg sink")?;
+        let keys = upsert_keys(spec, encoder.schema(), &name)?;
+        let index = match &keys {
+            Some(keys) => runtime.block_on(load_index(&plan.table, keys, &name, owned_by(ctx)))?,
+            None => KeyIndex::default(),
+        };
         let files = IcebergDataFiles {
-            runtime: crate::delivery::runtime::current_thread("the Iceberg sink")?,
-            keys: upsert_keys(spec, encoder.schema(), &name)?,
+            runtime,
+            keys,
+            index,
+            open_ids: HashMap::new(),
             name,
             builder: DataFileWriterBuilder::new(rolling),
             writers: HashMap::new(),
             splitter,
             files: Vec::new(),
             rows: 0,
-            paths: Vec::new(),
-            changes: Vec::new(),
             metrics: spec.worker_metrics(),
             plan,
         };
@@ -135,9 +149,9 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
 
 impl IcebergDataFiles {
     /// Writes a batch into its partitions' current data files (opening them as needed); returns
-    /// each partition's part of the batch, with its file's path and the part's first row
-    /// position in it.
-    fn write_batch(&mut self, batch: RecordBatch) -> Result<Vec<(RecordBatch, String, u64)>> {
+    /// each partition's part of the batch, with its partition, its file's path and the part's
+    /// first row position in it.
+    fn write_batch(&mut self, batch: RecordBatch) -> Result<Vec<(RecordBatch, Struct, String, u64)>> {
         let parts: Vec<(Option<PartitionKey>, RecordBatch)> = match &self.splitter {
             None => vec![(None, batch)],
             Some(splitter) => splitter
@@ -150,7 +164,7 @@ impl IcebergDataFiles {
         let mut out = Vec::with_capacity(parts.len());
         for (key, part) in parts {
             let data = key.as_ref().map_or_else(Struct::empty, |k| k.data().clone());
-            let w = match self.writers.entry(data) {
+            let w = match self.writers.entry(data.clone()) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => e.insert(
                     self.runtime
@@ -163,37 +177,60 @@ impl IcebergDataFiles {
                 .block_on(w.write(part.clone()))
                 .map_err(|e| iceberg_error("encoding Parquet", &self.name, e))?;
             // The rolling writer writes a batch whole into one file, after rolling if it had to.
-            out.push((part, w.current_file_path(), w.current_row_num() as u64 - n));
+            out.push((part, data, w.current_file_path(), w.current_row_num() as u64 - n));
         }
         Ok(out)
     }
 
     /// Writes one time's encoded changes. Upserts: the new rows go into the data files like
-    /// appends; every key's change is kept, with its row's place, for the committer to turn into
-    /// position deletes.
+    /// appends, and every key's change moves its place in the index.
     fn write_encoded(&mut self, out: ArrowChanges) -> Result<()> {
         self.metrics.records_out(out.deleted.len() as u64);
-        self.changes.extend(out.deleted.into_iter().map(|key| RowChange::Delete { key }));
+        for key in &out.deleted {
+            self.index.delete(key);
+        }
         for batch in out.batches {
             let n = batch.num_rows() as u64;
-            for (part, path, first) in self.write_batch(batch)? {
+            for (part, partition, path, first) in self.write_batch(batch)? {
                 let Some(keys) = self.keys.as_ref() else { continue };
                 let encoded = keys.encode_batch(&part)?;
-                let file = match self.paths.iter().rposition(|p| *p == path) {
-                    Some(i) => i,
-                    None => {
-                        self.paths.push(path);
-                        self.paths.len() - 1
-                    }
-                } as u32;
-                for (i, key) in encoded.into_iter().enumerate() {
-                    self.changes.push(RowChange::Upsert { key, file, pos: first + i as u64 });
+                let index = &mut self.index;
+                let file = *self.open_ids.entry(path).or_insert_with_key(|path| index.file(path.clone(), partition));
+                for (i, key) in encoded.iter().enumerate() {
+                    index.upsert(key, file, first + i as u64);
                 }
             }
             self.rows += n;
             self.metrics.records_out(n);
         }
         Ok(())
+    }
+
+    /// Writes the round's position deletes, one file per partition, serialised for the committer.
+    fn write_deletes(&mut self) -> Result<(Vec<String>, u64)> {
+        let deleted = self.index.pending_deletes() as u64;
+        if deleted == 0 {
+            return Ok((Vec::new(), 0));
+        }
+        let codec =
+            self.plan.table.metadata().properties().get(COMPRESSION_PROPERTY).map(String::as_str).unwrap_or("zstd");
+        let mut out = Vec::new();
+        for (partition, positions) in self.index.take_deletes() {
+            let props = parquet_properties(codec, &self.name)?;
+            let file = self.runtime.block_on(write_position_deletes(
+                &self.plan.table,
+                &partition,
+                &positions,
+                props,
+                &self.name,
+            ))?;
+            self.metrics.bytes_out(file.file_size_in_bytes());
+            out.push(
+                serialize_data_file_to_json(file, &self.plan.partition_type, self.plan.format_version)
+                    .map_err(|e| iceberg_error("recording a delete file", &self.name, e))?,
+            );
+        }
+        Ok((out, deleted))
     }
 
     /// Closes the open data files and keeps them, serialised, for the next prepare.
@@ -250,11 +287,13 @@ impl DataFiles for IcebergDataFiles {
 
     fn prepare(&mut self) -> Result<IcebergFiles> {
         self.close_files()?;
+        self.open_ids.clear();
+        let (deletes, deleted) = self.write_deletes()?;
         Ok(IcebergFiles {
             files: std::mem::take(&mut self.files),
             rows: std::mem::take(&mut self.rows),
-            paths: std::mem::take(&mut self.paths),
-            changes: std::mem::take(&mut self.changes),
+            deletes,
+            deleted,
         })
     }
 }

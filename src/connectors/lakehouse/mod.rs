@@ -6,9 +6,10 @@
 //!
 //! ```text
 //!   worker 0..n: changes ─► encode::arrow (Arrow batches, deleted keys) ─► Parquet data files
-//!                                                      │ prepared: files + RowChanges
+//!                upserts: KeyIndex (the keys this worker owns) ─► its delete files
+//!                                                      │ prepared: data (and delete) files
 //!                                                      ▼
-//!   worker 0:    committer ─ KeyIndex::plan ─► rows to delete ─► one table commit ─► KeyIndex::apply
+//!   worker 0:    committer ─► one table commit
 //! ```
 //!
 //! Rows become Arrow batches in [`crate::encode::arrow`], a pure encoder both connectors' writers
@@ -21,13 +22,15 @@ pub mod key_index;
 pub mod parquet;
 pub mod s3;
 
-pub use key_index::{FileDeletes, KeyIndex, RoundPlan, RowChange};
+pub use key_index::{FileDeletes, KeyIndex};
 pub use parquet::read_columns;
 pub use s3::{S3Credentials, S3Options, StorageLocation};
 
 use crate::envelope::Format;
 use crate::error::{Error, Result};
+use crate::key::Key;
 use crate::settings::SinkSettings;
+use differential_sinks_operators::{route_hash, WorkerContext};
 
 /// Checks a lakehouse sink's format at creation: append-only, or upsert by declared key columns
 /// (`target` names the connector in messages); Debezium is refused, since a table holds rows.
@@ -44,6 +47,14 @@ pub fn check_format(spec: &SinkSettings, target: &str) -> Result<()> {
              table holds each key's latest row) or `type = append-only`"
         ))),
     }
+}
+
+/// Whether the sink routes a key (a table's key columns packed, as the index holds them) to
+/// this worker: the test each worker reads its part of the table's keys with, the same the sink's
+/// exchange makes of the key.
+pub(crate) fn owned_by(ctx: WorkerContext) -> impl Fn(&[u8]) -> bool {
+    let peers = ctx.peers.max(1) as u64;
+    move |key: &[u8]| (route_hash(&Key::from_slice(key)) % peers) as usize == ctx.index
 }
 
 /// How many of a lakehouse commit's data files (by size) are small: below three quarters of the

@@ -1,30 +1,39 @@
-//! Primary keys of Arrow rows as comparable bytes: Arrow's row format of the key columns, cast
-//! to the table's types. Pure, no I/O.
+//! Primary keys of a lakehouse table's rows as bytes: the key columns' values packed as
+//! [`packed`](super::packed) packs them (in the declared key order, without a fingerprint).
+//! Pure, no I/O.
 //!
-//! A key computed from the arrays a writer wrote equals the key computed from the same columns
-//! read back from Parquet, so an index of keys read from a table at start matches the keys of
-//! later changes.
+//! The same bytes come out of two places: where a row is produced, its key is packed from the
+//! row's fields ([`KeyEncoder::row_key`]) — that is the key the sink routes, groups and
+//! deletes by — and in the writer and at start, keys are packed from the key columns' arrays
+//! ([`KeyEncoder::encode`]), of the batches a writer wrote or of Parquet files read back. So an
+//! index of the keys read from a table matches the keys of later changes, and a key read back
+//! from a data file routes to the worker its changes go to.
 
-use super::RowBatcher;
+use super::packed::{Kind, PackedEncoder, PackedLayout};
+use crate::encoded_row::RowEncoder;
 use crate::envelope::Format;
 use crate::error::{Error, Result};
 use crate::settings::SinkSettings;
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_row::{RowConverter, SortField};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
+    TimestampMicrosecondType,
+};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
 use serde::Serialize;
 use std::sync::Arc;
 
-/// The primary-key columns of Arrow batches as comparable bytes (Arrow's row format).
+/// The primary-key columns of a table's rows as bytes (see the [module docs](self)).
 pub struct KeyEncoder {
     names: Vec<String>,
     indices: Vec<usize>,
     types: Vec<DataType>,
-    converter: RowConverter,
+    layout: Arc<PackedLayout>,
 }
 
 impl KeyEncoder {
-    /// An encoder for `key` columns of batches of `schema`.
+    /// An encoder for `key` columns of rows of `schema`.
     pub fn new(schema: &SchemaRef, key: &[String], table: &str) -> Result<Self> {
         if key.is_empty() {
             return Err(Error::config(
@@ -43,9 +52,8 @@ impl KeyEncoder {
             indices.push(i);
         }
         let types: Vec<DataType> = indices.iter().map(|i| schema.field(*i).data_type().clone()).collect();
-        let converter = RowConverter::new(types.iter().cloned().map(SortField::new).collect())
-            .map_err(|e| Error::schema(format!("the primary key of `{table}` cannot be compared: {e}")))?;
-        Ok(KeyEncoder { names: key.to_vec(), indices, types, converter })
+        let layout = Arc::new(PackedLayout::of_key(schema, key)?);
+        Ok(KeyEncoder { names: key.to_vec(), indices, types, layout })
     }
 
     /// The key of every row of `batch`, a batch of the table's schema.
@@ -58,22 +66,21 @@ impl KeyEncoder {
     /// types first (a Parquet file may store a column in a narrower or differently labelled
     /// type than the table's Arrow schema).
     pub fn encode(&self, columns: Vec<ArrayRef>) -> Result<Vec<Vec<u8>>> {
-        let columns = columns
-            .into_iter()
-            .zip(&self.types)
-            .map(|(c, t)| {
-                if c.data_type() == t {
-                    Ok(c)
-                } else {
-                    arrow_cast::cast(&c, t).map_err(|e| Error::schema(format!("a key column cannot be read: {e}")))
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let rows = self
-            .converter
-            .convert_columns(&columns)
-            .map_err(|e| Error::encode(format!("a key cannot be encoded: {e}")))?;
-        Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
+        let rows = columns.first().map_or(0, |c| c.len());
+        let mut keys: Vec<Vec<u8>> = vec![Vec::new(); rows];
+        for ((column, ty), c) in columns.into_iter().zip(&self.types).zip(self.layout.columns()) {
+            let column = if column.data_type() == ty {
+                column
+            } else {
+                arrow_cast::cast(&column, ty).map_err(|e| Error::schema(format!("a key column cannot be read: {e}")))?
+            };
+            if column.len() != rows {
+                return Err(Error::schema("the key columns have different lengths"));
+            }
+            pack_column(&column, c.kind, c.nullable, &mut keys)
+                .map_err(|e| Error::schema(format!("key column `{}`: {e}", c.name)))?;
+        }
+        Ok(keys)
     }
 
     /// The key columns' positions in the table's schema, in key order.
@@ -86,14 +93,76 @@ impl KeyEncoder {
         &self.names
     }
 
-    /// The keys of `rows` (the table's rows, e.g. deleted keys' last values), each encoded from
-    /// the row's key columns through `batcher` exactly as a written row's key is.
-    pub fn keys_of_rows<V: Serialize>(&self, batcher: &mut RowBatcher, rows: &[&V]) -> Result<Vec<Vec<u8>>> {
-        match batcher.batch(rows)? {
-            Some(batch) => self.encode_batch(&batch),
-            None => Ok(Vec::new()),
+    /// Packs a row's key from its fields, as [`encode`](Self::encode) packs it from arrays: what
+    /// the sink keys a table's rows by where they are produced.
+    pub fn row_key<V: Serialize + 'static>(&self) -> RowEncoder<V> {
+        let mut encoder = PackedEncoder::new(Arc::clone(&self.layout));
+        Box::new(move |row: &V, out: &mut Vec<u8>| encoder.encode_values(row, out))
+    }
+}
+
+/// Appends each row's value of `column` to its key.
+fn pack_column(
+    column: &dyn Array,
+    kind: Kind,
+    nullable: bool,
+    keys: &mut [Vec<u8>],
+) -> std::result::Result<(), String> {
+    macro_rules! each {
+        ($array:expr, |$v:ident| $bytes:expr) => {{
+            let array = $array;
+            for (i, key) in keys.iter_mut().enumerate() {
+                if array.is_null(i) {
+                    if !nullable {
+                        return Err("a null in a column that is not nullable".into());
+                    }
+                    key.push(0);
+                    continue;
+                }
+                if nullable {
+                    key.push(1);
+                }
+                let $v = array.value(i);
+                key.extend_from_slice($bytes);
+            }
+        }};
+    }
+    let wrong = || format!("the array is {}, not the column's type", column.data_type());
+    match kind {
+        Kind::Bool => each!(column.as_boolean_opt().ok_or_else(wrong)?, |v| &[u8::from(v)]),
+        Kind::Int8 => each!(column.as_primitive_opt::<Int8Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
+        Kind::Int16 => each!(column.as_primitive_opt::<Int16Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
+        Kind::Int32 => each!(column.as_primitive_opt::<Int32Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
+        Kind::Int64 => each!(column.as_primitive_opt::<Int64Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
+        Kind::Float32 => each!(column.as_primitive_opt::<Float32Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
+        Kind::Float64 => each!(column.as_primitive_opt::<Float64Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
+        Kind::Decimal { .. } => {
+            each!(column.as_primitive_opt::<Decimal128Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes())
+        }
+        Kind::Date32 => each!(column.as_primitive_opt::<Date32Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
+        Kind::TimestampMicros => {
+            each!(column.as_primitive_opt::<TimestampMicrosecondType>().ok_or_else(wrong)?, |v| &v.to_le_bytes())
+        }
+        Kind::Utf8 => {
+            let array = column.as_string_opt::<i32>().ok_or_else(wrong)?;
+            for (i, key) in keys.iter_mut().enumerate() {
+                if array.is_null(i) {
+                    if !nullable {
+                        return Err("a null in a column that is not nullable".into());
+                    }
+                    key.push(0);
+                    continue;
+                }
+                if nullable {
+                    key.push(1);
+                }
+                let v = array.value(i).as_bytes();
+                key.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                key.extend_from_slice(v);
+            }
         }
     }
+    Ok(())
 }
 
 /// The key encoder of an upsert sink (`None` for append-only) over the table's Arrow schema.
@@ -102,4 +171,88 @@ pub fn upsert_keys(spec: &SinkSettings, schema: &SchemaRef, table: &str) -> Resu
         return Ok(None);
     }
     KeyEncoder::new(schema, spec.primary_key().unwrap_or_default(), table).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::arrow::{PackedColumns, PackedEncoder};
+    use arrow_schema::{Field, Schema};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Utf8, true),
+            Field::new("id", DataType::Int64, false),
+            Field::new("region", DataType::Utf8, true),
+            Field::new("day", DataType::Date32, false),
+            Field::new("amount", DataType::Decimal128(12, 2), true),
+            Field::new("at", DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new("ok", DataType::Boolean, false),
+            Field::new("small", DataType::Int16, true),
+        ]))
+    }
+
+    const KEY: [&str; 7] = ["region", "id", "day", "amount", "at", "ok", "small"];
+
+    fn row() -> impl Strategy<Value = serde_json::Value> {
+        (
+            any::<i64>(),
+            proptest::option::of("\\PC{0,6}"),
+            -100_000i64..100_000,
+            proptest::option::of(-99_999_999_999i64..99_999_999_999),
+            -1i64 << 50..1i64 << 50,
+            any::<bool>(),
+            proptest::option::of(any::<i16>()),
+        )
+            .prop_map(|(id, region, day, cents, at, ok, small)| {
+                let amount = cents.map(|c| {
+                    format!("{}{}.{:02}", if c < 0 { "-" } else { "" }, c.unsigned_abs() / 100, c.unsigned_abs() % 100)
+                });
+                // Fields out of the table's order, and a field that is not a key column.
+                json!({"small": small, "ok": ok, "at": at, "amount": amount, "day": day, "region": region, "id": id, "v": "x"})
+            })
+    }
+
+    proptest! {
+        /// A key packed from a row's fields equals the key packed from the arrays the row
+        /// became, whatever the field order, nulls and text.
+        #[test]
+        fn row_keys_equal_array_keys(rows in proptest::collection::vec(row(), 1..40)) {
+            let schema = schema();
+            let key: Vec<String> = KEY.iter().map(|s| s.to_string()).collect();
+            let keys = KeyEncoder::new(&schema, &key, "t").unwrap();
+            let layout = Arc::new(PackedLayout::new(&schema).unwrap());
+            let mut encoder = PackedEncoder::new(Arc::clone(&layout));
+            let mut columns = PackedColumns::all(Arc::clone(&layout));
+            let mut row_key = keys.row_key::<serde_json::Value>();
+            let mut from_rows = Vec::new();
+            for row in &rows {
+                let mut k = Vec::new();
+                row_key(row, &mut k).unwrap();
+                let mut packed = Vec::new();
+                encoder.encode(row, &mut packed).unwrap();
+                columns.push(layout.body(&packed).unwrap()).unwrap();
+                from_rows.push(k);
+            }
+            let batch = RecordBatch::try_new(Arc::clone(&schema), columns.finish().unwrap()).unwrap();
+            prop_assert_eq!(from_rows, keys.encode_batch(&batch).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_key_column_of_an_unpackable_type_is_refused() {
+        let schema = Arc::new(Schema::new(vec![Field::new("b", DataType::Binary, false)]));
+        let err = KeyEncoder::new(&schema, &["b".to_string()], "t").err().unwrap();
+        assert!(err.to_string().contains("primary_key"), "{err}");
+    }
+
+    #[test]
+    fn a_row_without_a_key_value_has_no_key() {
+        let keys = KeyEncoder::new(&schema(), &["id".to_string()], "t").unwrap();
+        let mut row_key = keys.row_key::<serde_json::Value>();
+        let err = row_key(&json!({"v": "x"}), &mut Vec::new()).unwrap_err();
+        assert!(err.contains("`id`"), "{err}");
+    }
 }

@@ -4,10 +4,11 @@
 //!
 //! ```text
 //!   where rows are produced:  row ──► PackedEncoder ──► packed row (the table's columns, in order)
+//!                      (upserts) └──► KeyEncoder::row_key ──► key (the key columns, packed)
 //!                                                          │ exchanged, buffered, consolidated
 //!   the writer's encoder:     append-only: the envelope's rows ─┐
 //!                             upsert: new rows ─────────────────┴► PackedColumns ──► RecordBatch
-//!                                     deleted keys' last rows ───► key columns only ─► KeyEncoder
+//!                                     deleted rows ──────────────► their keys
 //! ```
 //!
 //! * [`packed`] — [`PackedEncoder`]: a row's values converted to its table's Arrow column types
@@ -15,15 +16,17 @@
 //!   [`ArrowTable::row_encoder`] is the sink's encoder where rows are produced.
 //! * [`columns`] — [`PackedColumns`]: packed rows appended to typed Arrow builders, all columns
 //!   or only the key columns.
-//! * [`keys`] — [`KeyEncoder`]: primary keys as comparable bytes, read from key columns' arrays.
+//! * [`keys`] — [`KeyEncoder`]: primary keys as bytes, packed from a row's fields where it is
+//!   produced, or from key columns' arrays (written batches, Parquet files read back).
 //! * [`rows`] — [`RowBatcher`]: rows through `arrow-json`, for a table with a column of a type
 //!   rows cannot be packed for (nested types); the sink then moves rows as JSON.
 //!
 //! A typed row (the dead-letter policy keeps rows typed) is packed on the writer's worker by the
-//! same encoder, so both ways give the same arrays. An upsert sink's writer learns where each new
-//! row lands (data file and position) only when it writes the batch; it takes the keys of the
-//! rows it wrote from the written arrays through [`ArrowEncoder::keys`], the same encoder that
-//! encoded the deleted keys.
+//! same encoder, so both ways give the same arrays. An upsert sink keys every row by its key
+//! columns packed where the row is produced ([`KeyEncoder::row_key`]); its writer learns where
+//! each new row lands (data file and position) only when it writes the batch, and takes the keys
+//! of the rows it wrote from the written arrays through [`ArrowEncoder::keys`], which packs them
+//! to the same bytes.
 //!
 //! ```
 //! use arrow_schema::{DataType, Field, Schema};
@@ -98,7 +101,7 @@ pub struct ArrowChanges {
     /// The rows to write (append-only: the envelope's rows; upsert: every key's new row), one
     /// batch per encoded chunk.
     pub batches: Vec<RecordBatch>,
-    /// Upserts: the keys (see [`KeyEncoder`]) whose rows are deleted.
+    /// Upserts: the keys (packed, see [`KeyEncoder`]) whose rows are deleted.
     pub deleted: Vec<Vec<u8>>,
 }
 
@@ -130,8 +133,6 @@ enum Rows {
 struct Packed {
     encoder: PackedEncoder,
     columns: PackedColumns,
-    /// Upserts: the key columns of deleted rows.
-    key_columns: Option<PackedColumns>,
     /// A typed row's packed bytes.
     scratch: Vec<u8>,
 }
@@ -147,7 +148,6 @@ impl<V> ArrowEncoder<V> {
                 Rows::Packed(Box::new(Packed {
                     encoder: PackedEncoder::new(Arc::clone(&layout)),
                     columns: PackedColumns::all(Arc::clone(&layout)),
-                    key_columns: keys.as_ref().map(|k| PackedColumns::select(Arc::clone(&layout), k.indices())),
                     scratch: Vec::new(),
                 }))
             }
@@ -179,10 +179,28 @@ impl<V: Serialize + 'static> ChangeEncoder<V> for ArrowEncoder<V> {
     /// Appends one batch of new rows (if any) and, for upserts, the deleted keys.
     fn encode(&mut self, _time: u64, changes: &[Change<Key, V>], out: &mut ArrowChanges) -> Result<()> {
         let ArrowEncoder { format, schema, rows: how, keys, .. } = self;
-        let (rows, gone) = match keys {
-            Some(_) => split_changes(changes),
+        let mut rows: Vec<&V> = Vec::with_capacity(changes.len());
+        match keys {
+            Some(_) => {
+                // Every key, the deleted ones' included, must be the table's key packed from
+                // the row ([`KeyEncoder::row_key`]): a key that could not be packed names why.
+                let deleted = out.deleted.len();
+                for change in changes {
+                    let key = change.key.bytes();
+                    match (&change.before, &change.after) {
+                        (_, Some(after)) => {
+                            key?;
+                            rows.push(after)
+                        }
+                        (Some(_), None) => out.deleted.push(key?.to_vec()),
+                        (None, None) => {}
+                    }
+                }
+                if rows.is_empty() && out.deleted.len() == deleted {
+                    return Ok(());
+                }
+            }
             None => {
-                let mut rows: Vec<&V> = Vec::with_capacity(changes.len());
                 for change in changes {
                     format.emit(change, |e| {
                         if let Emission::Row { row, .. } = e {
@@ -190,34 +208,21 @@ impl<V: Serialize + 'static> ChangeEncoder<V> for ArrowEncoder<V> {
                         }
                     })?;
                 }
-                (rows, Vec::new())
             }
-        };
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
         match how {
-            Rows::Json(batcher) => {
-                if let Some(keys) = keys {
-                    out.deleted.extend(keys.keys_of_rows(batcher, &gone)?);
-                }
-                out.batches.extend(batcher.batch(&rows)?);
-            }
+            Rows::Json(batcher) => out.batches.extend(batcher.batch(&rows)?),
             Rows::Packed(p) => {
-                if let (Some(keys), Some(key_columns)) = (keys.as_ref(), p.key_columns.as_mut()) {
-                    if !gone.is_empty() {
-                        for row in gone {
-                            key_columns.push(body_of(row, &mut p.encoder, &mut p.scratch)?)?;
-                        }
-                        out.deleted.extend(keys.encode(key_columns.finish()?)?);
-                    }
+                for row in rows {
+                    p.columns.push(body_of(row, &mut p.encoder, &mut p.scratch)?)?;
                 }
-                if !rows.is_empty() {
-                    for row in rows {
-                        p.columns.push(body_of(row, &mut p.encoder, &mut p.scratch)?)?;
-                    }
-                    let arrays = p.columns.finish()?;
-                    let batch = RecordBatch::try_new(Arc::clone(schema), arrays)
-                        .map_err(|e| Error::encode(format!("a batch does not fit the table's schema: {e}")))?;
-                    out.batches.push(batch);
-                }
+                let arrays = p.columns.finish()?;
+                let batch = RecordBatch::try_new(Arc::clone(schema), arrays)
+                    .map_err(|e| Error::encode(format!("a batch does not fit the table's schema: {e}")))?;
+                out.batches.push(batch);
             }
         }
         Ok(())
@@ -304,13 +309,8 @@ mod tests {
         let changes = [change(1, None, Some("a")), change(2, Some("b"), Some("c")), change(3, Some("d"), None)];
         e.encode(1, &changes, &mut out).unwrap();
         assert_eq!(ids(&out), vec![1, 2]);
-        let keys = e.keys().unwrap();
-        let written = keys.encode_batch(&out.batches[0]).unwrap();
-        let deleted_row = json!({"id": 3, "n": null});
-        let mut batcher = RowBatcher::new(Arc::clone(e.schema())).unwrap();
-        assert_eq!(out.deleted, keys.keys_of_rows(&mut batcher, &[&deleted_row]).unwrap());
-        assert_ne!(out.deleted[0], written[0]);
-        assert_ne!(out.deleted[0], written[1]);
+        // A deleted key is the change's key, as the sink keyed the row where it was produced.
+        assert_eq!(out.deleted, vec![b"3".to_vec()]);
     }
 
     #[test]

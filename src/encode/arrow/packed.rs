@@ -127,14 +127,39 @@ pub struct PackedLayout {
     columns: Vec<PackedColumn>,
     index: HashMap<String, usize>,
     fingerprint: [u8; 4],
+    /// A layout of some columns only ([`of_key`](Self::of_key)): a row's other fields are
+    /// passed over instead of refused.
+    partial: bool,
 }
 
 impl PackedLayout {
     /// The layout of `schema`'s columns; `None` if a column's type cannot be packed (the rows
     /// then take the JSON way).
     pub fn new(schema: &Schema) -> Option<PackedLayout> {
-        let columns = schema
-            .fields()
+        let columns = schema.fields().iter().map(|f| f.as_ref()).collect::<Vec<_>>();
+        Self::of_fields(&columns, false)
+    }
+
+    /// The layout of a primary key: the columns `key` names, in that order; a row's other
+    /// fields are passed over. A packed key is what [`KeyEncoder`](super::KeyEncoder) computes
+    /// from the same columns' arrays (without the fingerprint). Refused when a key column is not
+    /// a column of `schema` or of a type that cannot be packed.
+    pub fn of_key(schema: &Schema, key: &[String]) -> Result<PackedLayout> {
+        let fields = key
+            .iter()
+            .map(|name| schema.field_with_name(name).map_err(|_| Error::schema(format!("`{name}` is not a column"))))
+            .collect::<Result<Vec<_>>>()?;
+        Self::of_fields(&fields, true).ok_or_else(|| {
+            Error::schema(format!(
+                "option `primary_key`: a key column's type cannot be a key ({}); key columns are booleans, \
+                 integers, floats, decimals, text, dates or timestamps",
+                fields.iter().map(|f| format!("`{}` {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    fn of_fields(fields: &[&arrow_schema::Field], partial: bool) -> Option<PackedLayout> {
+        let columns = fields
             .iter()
             .map(|f| {
                 let kind = Kind::of(f.data_type())?;
@@ -147,6 +172,9 @@ impl PackedLayout {
             })
             .collect::<Option<Vec<_>>>()?;
         let mut h = crate::stable_hash::Fnv64::default();
+        if partial {
+            h.update(b"key\0");
+        }
         for c in &columns {
             h.update(c.name.as_bytes());
             h.update(format!("\0{:?}\0{}\0", c.kind, c.nullable).as_bytes());
@@ -154,7 +182,7 @@ impl PackedLayout {
         let mut fingerprint = (h.finish() as u32).to_le_bytes();
         fingerprint[0] |= 0x80;
         let index = columns.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
-        Some(PackedLayout { columns, index, fingerprint })
+        Some(PackedLayout { columns, index, fingerprint, partial })
     }
 
     /// The columns, in the table's order.
@@ -196,6 +224,19 @@ impl PackedEncoder {
     /// The layout rows are packed for.
     pub fn layout(&self) -> &Arc<PackedLayout> {
         &self.layout
+    }
+
+    /// Appends `row`'s values packed to `out`, without the layout's fingerprint (a primary
+    /// key's bytes); on an error `out` is as it was.
+    pub fn encode_values<V: Serialize + ?Sized>(
+        &mut self,
+        row: &V,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), String> {
+        let start = out.len();
+        self.encode(row, out)?;
+        out.drain(start..start + 4);
+        Ok(())
     }
 
     /// Appends `row` packed to `out`; on an error `out` is as it was.
@@ -259,6 +300,7 @@ impl FieldVisitor for Packer<'_> {
                     self.in_order = false;
                     i
                 }
+                None if self.layout.partial => return Ok(()),
                 None => {
                     return Err(TextError(format!("the row has field `{name}`, which is not a column of the table")))
                 }
