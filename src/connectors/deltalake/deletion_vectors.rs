@@ -17,7 +17,7 @@
 //! statistics of a file with a vector are marked `tightBounds: false`, as the protocol asks.
 
 use crate::connectors::lakehouse::{read_columns, KeyIndex};
-use crate::encode::arrow::KeyEncoder;
+use crate::encode::arrow::{KeyEncoder, PackedKeys};
 use crate::error::{Error, ErrorKind, Result};
 use buoyant_kernel::actions::deletion_vector::{
     DeletionVectorDescriptor as KernelDescriptor, DeletionVectorStorageType as KernelStorage,
@@ -91,14 +91,12 @@ pub async fn load_index(
             .map_err(|e| {
                 Error::new(ErrorKind::Retriable, format!("Delta table `{location}`: reading `{path}`: {e}"))
             })?;
-        let mut rows = Vec::new();
+        let mut rows = PackedKeys::default();
         for batch in read_columns(bytes, &names, &format!("`{path}` of Delta table `{location}`"))? {
-            rows.extend(keys.encode(batch.columns().to_vec())?);
+            rows.append(&keys.encode(batch.columns().to_vec())?);
         }
-        let live = rows
-            .into_iter()
-            .enumerate()
-            .map(|(pos, key)| (!deleted.contains(&(pos as u64)) && owns(&key)).then_some(key));
+        let live =
+            rows.iter().enumerate().map(|(pos, key)| (!deleted.contains(&(pos as u64)) && owns(key)).then_some(key));
         index.add_file(path, (), live);
     }
     Ok(index)

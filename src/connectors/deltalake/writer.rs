@@ -194,7 +194,7 @@ impl DeltaDataFiles {
     /// appends, and every key's change moves its place in the index.
     fn write_encoded(&mut self, out: ArrowChanges) -> Result<()> {
         self.metrics.records_out(out.deleted.len() as u64);
-        for key in &out.deleted {
+        for key in out.deleted.iter() {
             self.index.delete(key);
         }
         for batch in out.batches {

@@ -21,7 +21,7 @@
 
 use super::catalog::{iceberg_error, CatalogHandle};
 use crate::connectors::lakehouse::{read_columns, KeyIndex};
-use crate::encode::arrow::KeyEncoder;
+use crate::encode::arrow::{KeyEncoder, PackedKeys};
 use crate::error::{Error, ErrorKind, Result};
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use iceberg::spec::{
@@ -101,14 +101,14 @@ pub async fn load_index(
     }
     let names: Vec<&str> = keys.names().iter().map(String::as_str).collect();
     for (id, (path, partition)) in data.into_iter().zip(partitions).enumerate() {
-        let mut rows = Vec::new();
+        let mut rows = PackedKeys::default();
         for batch in read_file(table, &path, &names, name).await? {
-            rows.extend(keys.encode(batch.columns().to_vec())?);
+            rows.append(&keys.encode(batch.columns().to_vec())?);
         }
         let live = rows
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(pos, key)| (!deleted.contains(&(id as u32, pos as u64)) && owns(&key)).then_some(key));
+            .map(|(pos, key)| (!deleted.contains(&(id as u32, pos as u64)) && owns(key)).then_some(key));
         index.add_file(path, partition, live);
     }
     Ok(index)

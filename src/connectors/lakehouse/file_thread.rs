@@ -145,7 +145,9 @@ mod tests {
 
     fn batch(rows: i64) -> ArrowChanges {
         let b = RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from_iter_values(0..rows)) as _)]).unwrap();
-        ArrowChanges { batches: vec![b], deleted: vec![vec![1]] }
+        let mut deleted = crate::encode::arrow::PackedKeys::default();
+        deleted.push(&[1]);
+        ArrowChanges { batches: vec![b], deleted }
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //!
 //! let mut index: KeyIndex<()> = KeyIndex::default();
 //! // At start: a.parquet's rows are keys 7 and 8 (8's row was deleted before).
-//! index.add_file("a.parquet".into(), (), [Some(b"7".to_vec()), None]);
+//! index.add_file("a.parquet".into(), (), [Some(b"7".as_slice()), None]);
 //! // Key 7 gets a new row, row 0 of b.parquet: row 0 of a.parquet is to be deleted.
 //! let b = index.file("b.parquet".into(), ());
 //! index.upsert(b"7", b, 0);
@@ -68,11 +68,16 @@ impl<P> Default for KeyIndex<P> {
 impl<P: Clone + Eq + Hash> KeyIndex<P> {
     /// Adds a data file of the table as read at start: its partition, and the key of each of its
     /// rows in position order, `None` for a row already deleted or whose key another worker owns.
-    pub fn add_file(&mut self, path: String, partition: P, keys: impl IntoIterator<Item = Option<Vec<u8>>>) {
+    pub fn add_file<'k>(&mut self, path: String, partition: P, keys: impl IntoIterator<Item = Option<&'k [u8]>>) {
         let id = self.file(path, partition);
         for (pos, key) in keys.into_iter().enumerate() {
             if let Some(key) = key {
-                self.rows.entry(key.into_boxed_slice()).or_default().push((id, pos as u64));
+                match self.rows.get_mut(key) {
+                    Some(places) => places.push((id, pos as u64)),
+                    None => {
+                        self.rows.insert(key.into(), SmallVec::from_elem((id, pos as u64), 1));
+                    }
+                }
             }
         }
     }
@@ -159,8 +164,8 @@ mod tests {
     #[test]
     fn duplicates_left_before_the_start_are_all_deleted() {
         let mut index: KeyIndex<u8> = KeyIndex::default();
-        index.add_file("a".into(), 1, [Some(b"k".to_vec()), Some(b"k".to_vec())]);
-        index.add_file("b".into(), 2, [None, Some(b"k".to_vec())]);
+        index.add_file("a".into(), 1, [Some(b"k".as_slice()), Some(b"k".as_slice())]);
+        index.add_file("b".into(), 2, [None, Some(b"k".as_slice())]);
         let c = index.file("c".into(), 1);
         index.upsert(b"k", c, 0);
         let deletes = index.take_deletes();

@@ -57,7 +57,7 @@ impl KeyEncoder {
     }
 
     /// The key of every row of `batch`, a batch of the table's schema.
-    pub fn encode_batch(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    pub fn encode_batch(&self, batch: &RecordBatch) -> Result<PackedKeys> {
         let columns: Vec<ArrayRef> = self.indices.iter().map(|i| Arc::clone(batch.column(*i))).collect();
         self.encode(columns)
     }
@@ -65,10 +65,10 @@ impl KeyEncoder {
     /// The keys of rows given as the key columns, in key order; they are cast to the table's
     /// types first (a Parquet file may store a column in a narrower or differently labelled
     /// type than the table's Arrow schema).
-    pub fn encode(&self, columns: Vec<ArrayRef>) -> Result<Vec<Vec<u8>>> {
+    pub fn encode(&self, columns: Vec<ArrayRef>) -> Result<PackedKeys> {
         let rows = columns.first().map_or(0, |c| c.len());
-        let mut keys: Vec<Vec<u8>> = vec![Vec::new(); rows];
-        for ((column, ty), c) in columns.into_iter().zip(&self.types).zip(self.layout.columns()) {
+        let mut cast = Vec::with_capacity(columns.len());
+        for (column, ty) in columns.into_iter().zip(&self.types) {
             let column = if column.data_type() == ty {
                 column
             } else {
@@ -77,10 +77,29 @@ impl KeyEncoder {
             if column.len() != rows {
                 return Err(Error::schema("the key columns have different lengths"));
             }
-            pack_column(&column, c.kind, c.nullable, &mut keys)
+            cast.push(column);
+        }
+        // Each key's length first, so that the keys are packed into one buffer, column by column.
+        let mut at = vec![0usize; rows];
+        for (column, c) in cast.iter().zip(self.layout.columns()) {
+            add_lengths(column, c.kind, c.nullable, &mut at)
                 .map_err(|e| Error::schema(format!("key column `{}`: {e}", c.name)))?;
         }
-        Ok(keys)
+        let mut ends = Vec::with_capacity(rows);
+        let mut total = 0usize;
+        for len in at.iter_mut() {
+            let start = total;
+            total += *len;
+            ends.push(total);
+            *len = start;
+        }
+        let mut bytes = vec![0u8; total];
+        for (column, c) in cast.iter().zip(self.layout.columns()) {
+            let mut out = Cursor { bytes: &mut bytes, at: &mut at };
+            pack_column(column, c.kind, c.nullable, &mut out)
+                .map_err(|e| Error::schema(format!("key column `{}`: {e}", c.name)))?;
+        }
+        Ok(PackedKeys { bytes, ends })
     }
 
     /// The key columns' positions in the table's schema, in key order.
@@ -101,64 +120,157 @@ impl KeyEncoder {
     }
 }
 
-/// Appends each row's value of `column` to its key.
+/// Keys packed one after the other in one buffer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PackedKeys {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl PackedKeys {
+    /// Appends a key.
+    pub fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Appends `other`'s keys.
+    pub fn append(&mut self, other: &PackedKeys) {
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.ends.extend(other.ends.iter().map(|e| base + e));
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The keys, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(s, e)| &self.bytes[s..*e])
+    }
+}
+
+/// Where each row's key is being written in a [`PackedKeys`] buffer.
+struct Cursor<'a> {
+    bytes: &'a mut [u8],
+    at: &'a mut [usize],
+}
+
+impl Cursor<'_> {
+    #[inline]
+    fn put(&mut self, row: usize, value: &[u8]) {
+        let at = self.at[row];
+        self.bytes[at..at + value.len()].copy_from_slice(value);
+        self.at[row] = at + value.len();
+    }
+}
+
+/// Adds each row's length of `column`'s value (and null byte) to `lengths`.
+fn add_lengths(
+    column: &dyn Array,
+    kind: Kind,
+    nullable: bool,
+    lengths: &mut [usize],
+) -> std::result::Result<(), String> {
+    let null_byte = usize::from(nullable);
+    match kind.width() {
+        Some(width) => {
+            for (i, len) in lengths.iter_mut().enumerate() {
+                *len += null_byte + if column.is_null(i) { 0 } else { width };
+            }
+        }
+        None => {
+            let array = column.as_string_opt::<i32>().ok_or_else(|| wrong(column))?;
+            for (i, len) in lengths.iter_mut().enumerate() {
+                *len += null_byte + if array.is_null(i) { 0 } else { 4 + array.value(i).len() };
+            }
+        }
+    }
+    Ok(())
+}
+
+fn wrong(column: &dyn Array) -> String {
+    format!("the array is {}, not the column's type", column.data_type())
+}
+
+/// Writes each row's value of `column` into its key.
 fn pack_column(
     column: &dyn Array,
     kind: Kind,
     nullable: bool,
-    keys: &mut [Vec<u8>],
+    out: &mut Cursor<'_>,
 ) -> std::result::Result<(), String> {
     macro_rules! each {
         ($array:expr, |$v:ident| $bytes:expr) => {{
             let array = $array;
-            for (i, key) in keys.iter_mut().enumerate() {
+            for i in 0..array.len() {
                 if array.is_null(i) {
                     if !nullable {
                         return Err("a null in a column that is not nullable".into());
                     }
-                    key.push(0);
+                    out.put(i, &[0]);
                     continue;
                 }
                 if nullable {
-                    key.push(1);
+                    out.put(i, &[1]);
                 }
                 let $v = array.value(i);
-                key.extend_from_slice($bytes);
+                out.put(i, $bytes);
             }
         }};
     }
-    let wrong = || format!("the array is {}, not the column's type", column.data_type());
     match kind {
-        Kind::Bool => each!(column.as_boolean_opt().ok_or_else(wrong)?, |v| &[u8::from(v)]),
-        Kind::Int8 => each!(column.as_primitive_opt::<Int8Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
-        Kind::Int16 => each!(column.as_primitive_opt::<Int16Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
-        Kind::Int32 => each!(column.as_primitive_opt::<Int32Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
-        Kind::Int64 => each!(column.as_primitive_opt::<Int64Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
-        Kind::Float32 => each!(column.as_primitive_opt::<Float32Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
-        Kind::Float64 => each!(column.as_primitive_opt::<Float64Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
-        Kind::Decimal { .. } => {
-            each!(column.as_primitive_opt::<Decimal128Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes())
+        Kind::Bool => each!(column.as_boolean_opt().ok_or_else(|| wrong(column))?, |v| &[u8::from(v)]),
+        Kind::Int8 => each!(column.as_primitive_opt::<Int8Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes()),
+        Kind::Int16 => {
+            each!(column.as_primitive_opt::<Int16Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
         }
-        Kind::Date32 => each!(column.as_primitive_opt::<Date32Type>().ok_or_else(wrong)?, |v| &v.to_le_bytes()),
+        Kind::Int32 => {
+            each!(column.as_primitive_opt::<Int32Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
+        }
+        Kind::Int64 => {
+            each!(column.as_primitive_opt::<Int64Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
+        }
+        Kind::Float32 => {
+            each!(column.as_primitive_opt::<Float32Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
+        }
+        Kind::Float64 => {
+            each!(column.as_primitive_opt::<Float64Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
+        }
+        Kind::Decimal { .. } => {
+            each!(column.as_primitive_opt::<Decimal128Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
+        }
+        Kind::Date32 => {
+            each!(column.as_primitive_opt::<Date32Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
+        }
         Kind::TimestampMicros => {
-            each!(column.as_primitive_opt::<TimestampMicrosecondType>().ok_or_else(wrong)?, |v| &v.to_le_bytes())
+            each!(column.as_primitive_opt::<TimestampMicrosecondType>().ok_or_else(|| wrong(column))?, |v| &v
+                .to_le_bytes())
         }
         Kind::Utf8 => {
-            let array = column.as_string_opt::<i32>().ok_or_else(wrong)?;
-            for (i, key) in keys.iter_mut().enumerate() {
+            let array = column.as_string_opt::<i32>().ok_or_else(|| wrong(column))?;
+            for i in 0..array.len() {
                 if array.is_null(i) {
                     if !nullable {
                         return Err("a null in a column that is not nullable".into());
                     }
-                    key.push(0);
+                    out.put(i, &[0]);
                     continue;
                 }
                 if nullable {
-                    key.push(1);
+                    out.put(i, &[1]);
                 }
                 let v = array.value(i).as_bytes();
-                key.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                key.extend_from_slice(v);
+                out.put(i, &(v.len() as u32).to_le_bytes());
+                out.put(i, v);
             }
         }
     }
@@ -237,7 +349,8 @@ mod tests {
                 from_rows.push(k);
             }
             let batch = RecordBatch::try_new(Arc::clone(&schema), columns.finish().unwrap()).unwrap();
-            prop_assert_eq!(from_rows, keys.encode_batch(&batch).unwrap());
+            let from_arrays: Vec<Vec<u8>> = keys.encode_batch(&batch).unwrap().iter().map(<[u8]>::to_vec).collect();
+            prop_assert_eq!(from_rows, from_arrays);
         }
     }
 

@@ -51,7 +51,7 @@ pub mod packed;
 pub mod rows;
 
 pub use columns::PackedColumns;
-pub use keys::{upsert_keys, KeyEncoder};
+pub use keys::{upsert_keys, KeyEncoder, PackedKeys};
 pub use packed::{PackedEncoder, PackedLayout};
 pub use rows::RowBatcher;
 
@@ -102,7 +102,7 @@ pub struct ArrowChanges {
     /// batch per encoded chunk.
     pub batches: Vec<RecordBatch>,
     /// Upserts: the keys (packed, see [`KeyEncoder`]) whose rows are deleted.
-    pub deleted: Vec<Vec<u8>>,
+    pub deleted: PackedKeys,
 }
 
 impl ArrowChanges {
@@ -192,7 +192,7 @@ impl<V: Serialize + 'static> ChangeEncoder<V> for ArrowEncoder<V> {
                             key?;
                             rows.push(after)
                         }
-                        (Some(_), None) => out.deleted.push(key?.to_vec()),
+                        (Some(_), None) => out.deleted.push(key?),
                         (None, None) => {}
                     }
                 }
@@ -310,7 +310,7 @@ mod tests {
         e.encode(1, &changes, &mut out).unwrap();
         assert_eq!(ids(&out), vec![1, 2]);
         // A deleted key is the change's key, as the sink keyed the row where it was produced.
-        assert_eq!(out.deleted, vec![b"3".to_vec()]);
+        assert_eq!(out.deleted.iter().collect::<Vec<_>>(), vec![b"3".as_slice()]);
     }
 
     #[test]
