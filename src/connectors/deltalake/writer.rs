@@ -3,6 +3,13 @@
 //! ([`DeltaFiles`]); nothing reaches the log until the committer commits them. The worker encodes;
 //! the files are written on their own thread ([`FileThread`]).
 //!
+//! A data file is one Parquet row group, closed when the file reaches `target_file_size`
+//! ([`writer_properties`]): `RecordBatchWriter` copies the finished row groups of its in-memory
+//! file on every write (to restore them if the write fails), which grows with the file once it
+//! passes a row group; with one row group per file there is never one to copy, and the file is
+//! copied once, when it is stored. (delta-rs' streaming writer, which uploads row groups as they
+//! fill, comes only with its DataFusion feature.)
+//!
 //! Upserts: the file thread keeps the index of the keys this worker owns ([`KeyIndex`], read
 //! from the table at start), follows every written row and deleted key in it, and hands the
 //! round's deleted positions to the committer, which merges every worker's into the files'
@@ -28,9 +35,22 @@ use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use differential_sinks_operators::{
     resolve_resume, Change, CoordinatedWriter, Frontier, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
 };
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::runtime::Runtime;
+
+/// How data files are encoded: Snappy, as delta-rs writes them, and one row group per file (no
+/// row-count or byte limit: the writer closes the file at the target size instead).
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_created_by(format!("differential-sinks {}", env!("CARGO_PKG_VERSION")))
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(None)
+        .set_max_row_group_bytes(None)
+        .build()
+}
 
 /// One Parquet data file a worker wrote and the committer adds to the table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,7 +189,8 @@ impl DeltaDataFiles {
             let options = self.config.storage_options();
             let options = (!options.is_empty()).then_some(options);
             let w = RecordBatchWriter::try_new(url.as_str(), schema, parts, options)
-                .map_err(|e| delta_error("opening a data file writer", &self.location(), e))?;
+                .map_err(|e| delta_error("opening a data file writer", &self.location(), e))?
+                .with_writer_properties(writer_properties());
             self.writer = Some(w);
         }
         Ok(self.writer.as_mut().expect("set above"))
