@@ -1,6 +1,8 @@
 //! The Delta Lake sink against a baseline in the same process: the same rows, already converted to
 //! Arrow batches, written with `parquet`'s `ArrowWriter` straight to files (one file per worker,
-//! no dataflow, no Delta log). Also times the row → Arrow conversion alone.
+//! no dataflow, no Delta log); for upserts, the baseline then also writes the deletion vectors
+//! the sink writes (one file per thread in Delta's deletion-vector format, the positions known in
+//! advance). Also times the row → Arrow conversion alone.
 //!
 //! ```text
 //! cargo run --release --features deltalake,test-utils --example deltalake_bench -- --rows 1000000 --times 10
@@ -59,6 +61,42 @@ fn sink(n: u64, times: u64, peers: usize, dir: &Path, upsert_keys: Option<u64>) 
     (timing, versions - 1)
 }
 
+/// Seconds to write, as the baseline writes its data, the deletion vectors of an upsert run over
+/// `keys` keys: per worker thread one file in Delta's deletion-vector format holding, for each
+/// data file, the rows that worker's new rows replace (row `i ≥ keys` replaces row `i − keys`,
+/// which the baseline wrote as row `(i − keys) / peers` of `w{(i − keys) % peers}.parquet`). The
+/// positions are listed before the clock starts, as the data batches are built; the sink has to
+/// find the same positions through its key index, and unions them with the files' vectors.
+fn baseline_vectors(n: u64, keys: u64, peers: u64, dir: &Path) -> f64 {
+    use buoyant_kernel::actions::deletion_vector_writer::{KernelDeletionVector, StreamingDeletionVectorWriter};
+    let per_worker: Vec<Vec<Vec<u64>>> = (0..peers)
+        .map(|w| {
+            let mut files = vec![Vec::new(); peers as usize];
+            for i in (keys..n).filter(|i| i % peers == w) {
+                files[((i - keys) % peers) as usize].push((i - keys) / peers);
+            }
+            files
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for (w, files) in per_worker.iter().enumerate() {
+            s.spawn(move || {
+                let mut bytes = Vec::new();
+                let mut writer = StreamingDeletionVectorWriter::new(&mut bytes);
+                for positions in files.iter().filter(|p| !p.is_empty()) {
+                    let mut dv = KernelDeletionVector::new();
+                    dv.add_deleted_row_indexes(positions.iter().copied());
+                    writer.write_deletion_vector(dv).unwrap();
+                }
+                writer.finalize().unwrap();
+                std::fs::write(dir.join(format!("dv{w}.bin")), bytes).unwrap();
+            });
+        }
+    });
+    start.elapsed().as_secs_f64()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: u64 = arg(&args, "--rows", 1_000_000);
@@ -68,11 +106,18 @@ fn main() {
         args.iter().any(|a| a == "--upsert-keys").then(|| arg(&args, "--upsert-keys", 100_000));
 
     let conversion_rates = conversion(batcher(), n);
+    if upsert_keys.is_some() {
+        println!("baseline: the data files, then one deletion-vector file per thread of the rows replaced");
+    }
     print_header(n, times);
     for peers in [1usize, 2] {
         let base_dir = tempfile::tempdir().unwrap();
         let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-        let base = baseline(n, peers as u64, base_dir.path(), batcher, props);
+        let mut base = baseline(n, peers as u64, base_dir.path(), batcher, props);
+        if let Some(keys) = upsert_keys {
+            // Upserts: the baseline also writes the deletion vectors the sink writes.
+            base += baseline_vectors(n, keys, peers as u64, base_dir.path());
+        }
         let base_mb = dir_bytes(base_dir.path()) as f64 / 1e6;
         let sink_dir = tempfile::tempdir().unwrap();
         let (timing, commits) = sink(n, times, peers, sink_dir.path(), upsert_keys);
