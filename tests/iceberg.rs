@@ -804,10 +804,12 @@ fn partitioned_appends_land_in_their_partitions() {
 fn partitioned_upserts_follow_rows_that_move_between_partitions() {
     // `v` changes with every update, so updated rows move to another bucket of `v` and their
     // previous rows are deleted in the partition they were in.
-    for (seed, peers) in [(72u64, 1usize), (73, 2)] {
+    // The last case keeps one data file open at a time: a worker closes a partition's file
+    // whenever it writes another partition.
+    for (seed, peers, open) in [(72u64, 1usize, 32usize), (73, 2, 32), (74, 2, 1)] {
         let dir = tempfile::tempdir().unwrap();
         let history = keyed_history(seed, 30, 10, 20);
-        let cfg = iceberg(dir.path(), "moving").partition_by("bucket(3, v)").unwrap();
+        let cfg = iceberg(dir.path(), "moving").partition_by("bucket(3, v)").unwrap().max_open_files(open);
         let spec = SinkSpec::builder("moving", cfg)
             .upsert()
             .primary_key(["k"])
@@ -831,6 +833,31 @@ fn partitioned_upserts_follow_rows_that_move_between_partitions() {
         assert_eq!(check_upsert_chain(&table, "moving"), all.iter().filter(|h| h.2 < 0).count() as u64);
         check_pruned_scans(dir.path(), "moving", &expected);
     }
+}
+
+#[test]
+fn a_worker_keeps_at_most_file_max_open_data_files_open() {
+    // One commit for the whole input, rows of 4 buckets interleaved in every time: with one open
+    // file at a time, each switch of bucket closes a file, so there are more files than buckets;
+    // the table still holds exactly the inserted rows.
+    let dir = tempfile::tempdir().unwrap();
+    let history = insert_history(76, 8, 40);
+    let whole = CommitPolicy { max_changes: None, interval: Duration::from_secs(3600) };
+    let files_with = |open: usize, table: &str| {
+        let cfg = iceberg(dir.path(), table).partition_by("bucket(4, k)").unwrap().max_open_files(open);
+        let spec = SinkSpec::builder(table, cfg)
+            .append_only(false)
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .commit(whole.clone())
+            .build()
+            .unwrap();
+        run(&history, &spec, 1);
+        let read = read_table(dir.path(), table);
+        assert_eq!(table_multiset(&read), expected_inserts(&history, u64::MAX), "file.max.open = {open}");
+        read["data_files"].as_array().unwrap().len()
+    };
+    assert_eq!(files_with(32, "many"), 4, "one file per bucket");
+    assert!(files_with(1, "one") > 4, "files closed early to keep one open");
 }
 
 #[test]

@@ -9,6 +9,8 @@ pub use super::rest::RestOptions;
 
 /// The default size at which a worker closes a Parquet data file and starts the next one.
 pub const DEFAULT_TARGET_FILE_SIZE: usize = 128 << 20;
+/// Data files a worker keeps open at once, by default (`file.max.open`).
+pub const DEFAULT_MAX_OPEN_FILES: usize = 32;
 
 /// The catalog name recorded in the SQL catalog's rows when `catalog.name` is not given.
 pub const DEFAULT_CATALOG_NAME: &str = "default";
@@ -51,6 +53,11 @@ pub struct IcebergConfig {
     /// Close a data file once its Parquet encoding reaches this many bytes (`file.target.size`);
     /// a commit also closes the files it covers.
     pub target_file_size: usize,
+    /// The most data files a worker keeps open at once (`file.max.open`), one per partition it is
+    /// writing: past it, the file written least recently is closed (a partition written again
+    /// gets a new file). Each open file holds a row group in memory, so this bounds a worker's
+    /// memory whatever the number of partitions a commit touches.
+    pub max_open_files: usize,
     /// The partition spec of a table the sink creates, and the one an existing table must have
     /// (`partition_by`); empty: unpartitioned when created, any spec when the table exists.
     pub partition_by: Vec<PartitionTerm>,
@@ -172,6 +179,7 @@ impl IcebergConfig {
             table: table.into(),
             create_table_if_not_exists: false,
             target_file_size: DEFAULT_TARGET_FILE_SIZE,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
             partition_by: Vec::new(),
         }
     }
@@ -189,6 +197,11 @@ impl IcebergConfig {
     /// The size at which a data file is closed (default 128 MiB).
     pub fn target_file_size(mut self, bytes: usize) -> Self {
         self.target_file_size = bytes.max(1);
+        self
+    }
+    /// The most data files a worker keeps open at once (default 32, at least 1).
+    pub fn max_open_files(mut self, files: usize) -> Self {
+        self.max_open_files = files.max(1);
         self
     }
     /// Another SQL catalog database than the embedded one (a sqlx SQLite URL).
@@ -261,6 +274,12 @@ impl IcebergConfig {
         if size == Some(0) {
             return Err(Error::config("option `file.target.size` must be at least 1 byte"));
         }
+        let open = opts.take_parsed::<usize>("file.max.open", "a number of files")?;
+        if open == Some(0) {
+            return Err(Error::config(
+                "option `file.max.open` must be at least 1 (a worker writes into at least one open data file)",
+            ));
+        }
         if let Some(dir) = warehouse.local() {
             if dir.exists() && !dir.is_dir() {
                 return Err(Error::config(format!(
@@ -277,6 +296,7 @@ impl IcebergConfig {
             table,
             create_table_if_not_exists: create,
             target_file_size: size.unwrap_or(DEFAULT_TARGET_FILE_SIZE),
+            max_open_files: open.unwrap_or(DEFAULT_MAX_OPEN_FILES),
             partition_by,
         })
     }
@@ -422,6 +442,7 @@ mod tests {
             (&["catalog.type=nope", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.type`"),
             (&["catalog.uri=postgres://x", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.uri`"),
             (&["file.target.size=0", "warehouse.path=/w", "database.name=a", "table.name=t"], "`file.target.size`"),
+            (&["file.max.open=0", "warehouse.path=/w", "database.name=a", "table.name=t"], "`file.max.open`"),
         ] {
             let e = parse(pairs).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::Config);

@@ -1,5 +1,6 @@
 //! One worker's Iceberg writer: the [`ArrowEncoder`]'s batches into Parquet data files under the
-//! table's `data/`, one open file per partition, handed to the committer at each prepare
+//! table's `data/`, one open file per partition (at most `file.max.open` of them: past it the file
+//! written least recently is closed), handed to the committer at each prepare
 //! ([`IcebergFiles`]). The worker encodes; the files are written on their own thread
 //! ([`FileThread`]).
 //!
@@ -71,8 +72,11 @@ struct IcebergDataFiles {
     name: String,
     plan: TablePlan,
     builder: FileWriterBuilder,
-    /// The open data file writer of each partition (`Struct::empty()` when unpartitioned).
-    writers: HashMap<Struct, FileWriter>,
+    /// The open data file writer of each partition (`Struct::empty()` when unpartitioned), and
+    /// when it was last written (a count of writes): at most `max_open` of them.
+    writers: HashMap<Struct, (FileWriter, u64)>,
+    max_open: usize,
+    writes: u64,
     /// Splits batches by partition (`None` when the table is unpartitioned).
     splitter: Option<RecordBatchPartitionSplitter>,
     /// Upserts: the keys of written rows, and where each key this worker owns has its row.
@@ -137,6 +141,8 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
             name,
             builder: DataFileWriterBuilder::new(rolling),
             writers: HashMap::new(),
+            max_open: config.max_open_files.max(1),
+            writes: 0,
             splitter,
             files: Vec::new(),
             rows: 0,
@@ -164,14 +170,21 @@ impl IcebergDataFiles {
         let mut out = Vec::with_capacity(parts.len());
         for (key, part) in parts {
             let data = key.as_ref().map_or_else(Struct::empty, |k| k.data().clone());
+            if !self.writers.contains_key(&data) && self.writers.len() >= self.max_open {
+                self.close_least_recent()?;
+            }
+            self.writes += 1;
             let w = match self.writers.entry(data.clone()) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                std::collections::hash_map::Entry::Vacant(e) => e.insert((
                     self.runtime
                         .block_on(self.builder.build(key))
                         .map_err(|e| iceberg_error("opening a data file writer", &self.name, e))?,
-                ),
+                    0,
+                )),
             };
+            w.1 = self.writes;
+            let w = &mut w.0;
             let n = part.num_rows() as u64;
             self.runtime
                 .block_on(w.write(part.clone()))
@@ -235,12 +248,26 @@ impl IcebergDataFiles {
 
     /// Closes the open data files and keeps them, serialised, for the next prepare.
     fn close_files(&mut self) -> Result<()> {
-        let mut files = Vec::new();
-        for (_, mut w) in self.writers.drain() {
-            files.extend(
-                self.runtime.block_on(w.close()).map_err(|e| iceberg_error("writing a data file", &self.name, e))?,
-            );
+        let writers: Vec<FileWriter> = self.writers.drain().map(|(_, (w, _))| w).collect();
+        for w in writers {
+            self.close(w)?;
         }
+        Ok(())
+    }
+
+    /// Closes the data file of the partition written least recently, to open another.
+    fn close_least_recent(&mut self) -> Result<()> {
+        let oldest = self.writers.iter().min_by_key(|(_, (_, at))| *at).map(|(p, _)| p.clone());
+        match oldest.and_then(|p| self.writers.remove(&p)) {
+            Some((w, _)) => self.close(w),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes one partition's data file writer (its files: it may have rolled) and keeps them.
+    fn close(&mut self, mut w: FileWriter) -> Result<()> {
+        let files =
+            self.runtime.block_on(w.close()).map_err(|e| iceberg_error("writing a data file", &self.name, e))?;
         for f in files {
             self.metrics.bytes_out(f.file_size_in_bytes());
             let json = serialize_data_file_to_json(f, &self.plan.partition_type, self.plan.format_version)
