@@ -5,9 +5,10 @@
 //! ([`FileThread`]).
 //!
 //! Upserts: the file thread keeps the index of the keys this worker owns ([`KeyIndex`], read
-//! from the table at start), follows every written row and deleted key in it, and at each
-//! prepare writes the round's position deletes into one delete file per partition, which go to
-//! the committer with the data files.
+//! from the table at start), follows every written row and deleted key in it, and writes the
+//! positions to delete into a delete file per partition at each prepare, and before it whenever
+//! they take `file.target.size` (16 bytes each), so a commit's deletes are never held whole; the
+//! delete files go to the committer with the data files.
 
 use super::catalog::iceberg_error;
 use super::config::IcebergConfig;
@@ -53,6 +54,9 @@ pub struct IcebergFiles {
     pub deleted: u64,
 }
 
+/// What a position to delete takes while it waits to be written (a file id and a position).
+const BYTES_PER_DELETE: usize = 16;
+
 type FileWriter = DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 type FileWriterBuilder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
@@ -86,6 +90,11 @@ struct IcebergDataFiles {
     open_ids: HashMap<String, u32>,
     files: Vec<String>,
     rows: u64,
+    /// Upserts: position-delete files written since the last prepare, and the rows they delete.
+    deletes: Vec<String>,
+    deleted: u64,
+    /// `file.target.size`: also the bytes of positions held before they are written out.
+    target: usize,
     metrics: WorkerMetrics,
 }
 
@@ -146,6 +155,9 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
             splitter,
             files: Vec::new(),
             rows: 0,
+            deletes: Vec::new(),
+            deleted: 0,
+            target: config.target_file_size,
             metrics: spec.worker_metrics(),
             plan,
         };
@@ -216,14 +228,19 @@ impl IcebergDataFiles {
             self.rows += n;
             self.metrics.records_out(n);
         }
+        // The positions found so far go out as delete files once they take `file.target.size`.
+        if self.index.pending_deletes().saturating_mul(BYTES_PER_DELETE) >= self.target {
+            self.write_deletes()?;
+        }
         Ok(())
     }
 
-    /// Writes the round's position deletes, one file per partition, serialised for the committer.
-    fn write_deletes(&mut self) -> Result<(Vec<String>, u64)> {
+    /// Writes the positions to delete found since the last time, one file per partition,
+    /// serialised for the committer.
+    fn write_deletes(&mut self) -> Result<()> {
         let deleted = self.index.pending_deletes() as u64;
         if deleted == 0 {
-            return Ok((Vec::new(), 0));
+            return Ok(());
         }
         let codec =
             self.plan.table.metadata().properties().get(COMPRESSION_PROPERTY).map(String::as_str).unwrap_or("zstd");
@@ -243,7 +260,9 @@ impl IcebergDataFiles {
                     .map_err(|e| iceberg_error("recording a delete file", &self.name, e))?,
             );
         }
-        Ok((out, deleted))
+        self.deletes.extend(out);
+        self.deleted += deleted;
+        Ok(())
     }
 
     /// Closes the open data files and keeps them, serialised, for the next prepare.
@@ -315,12 +334,12 @@ impl DataFiles for IcebergDataFiles {
     fn prepare(&mut self) -> Result<IcebergFiles> {
         self.close_files()?;
         self.open_ids.clear();
-        let (deletes, deleted) = self.write_deletes()?;
+        self.write_deletes()?;
         Ok(IcebergFiles {
             files: std::mem::take(&mut self.files),
             rows: std::mem::take(&mut self.rows),
-            deletes,
-            deleted,
+            deletes: std::mem::take(&mut self.deletes),
+            deleted: std::mem::take(&mut self.deleted),
         })
     }
 }
