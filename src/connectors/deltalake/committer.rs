@@ -5,7 +5,7 @@
 use super::deletion_vectors::{apply_deletes, deletion_vectors_enabled};
 use super::progress::{app_ids, frontier_version, layout_ids, read_progress, COMMIT_INFO_KEY};
 use super::table::{delta_error, open_or_create, storage_error, TablePlan};
-use super::writer::{DataFile, DeltaFiles};
+use super::writer::{DataFile, DeltaFiles, OwnVector};
 use super::DeltaLakeConfig;
 use crate::connectors::lakehouse::small_files;
 use crate::connectors::resumed_frontier;
@@ -103,14 +103,19 @@ impl<T: SinkTime> Committer<DeltaFiles, T> for DeltaLakeCommitter {
         let upper = frontiers.iter().min().copied().unwrap_or_else(Frontier::minimum);
         let rows: u64 = prepared.iter().map(|p| p.token.rows).sum();
         let location = self.location();
+        let deleted: u64 = prepared.iter().map(|p| p.token.deleted).sum();
         let deletes: Vec<(String, Vec<u64>)> =
             prepared.iter_mut().flat_map(|p| std::mem::take(&mut p.token.deletes)).collect();
-        let deleted: usize = deletes.iter().map(|(_, positions)| positions.len()).sum();
+        let vectors: Vec<_> = prepared
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.token.vectors))
+            .map(OwnVector::into_descriptor)
+            .collect();
         let mut adds: Vec<Add> = prepared.into_iter().flat_map(|p| p.token.files).map(DataFile::into_add).collect();
         let mut files: Vec<Action> = Vec::new();
-        if !deletes.is_empty() {
+        if !deletes.is_empty() || !vectors.is_empty() {
             let table = self.table.as_ref().ok_or_else(|| Error::config("commit before resume"))?;
-            files = self.runtime.block_on(apply_deletes(table, deletes, &mut adds, &location))?;
+            files = self.runtime.block_on(apply_deletes(table, deletes, vectors, &mut adds, &location))?;
         }
         let data_files = adds.len();
         let small = small_files(adds.iter().map(|a| a.size.max(0) as u64), self.config.target_file_size);

@@ -11,14 +11,16 @@
 //! fill, comes only with its DataFusion feature.)
 //!
 //! Upserts: the file thread keeps the index of the keys this worker owns ([`KeyIndex`], read
-//! from the table at start), follows every written row and deleted key in it, and hands the
-//! round's deleted positions to the committer, which merges every worker's into the files'
-//! deletion vectors (a data file has one vector, and a file written before a change of the worker
-//! count or by another writer may hold rows of several workers' keys).
+//! from the table at start) and follows every written row and deleted key in it. At each prepare
+//! it writes the deletion vectors of the data files it wrote in this run (only it deletes rows of
+//! those) into one vector file, each vector holding every row of its file deleted so far, and
+//! hands the committer those and the positions it deletes in older files — a file written before
+//! a change of the worker count or by another writer may hold rows of several workers' keys, and
+//! a data file has one vector, so the committer merges every worker's positions there.
 
-use super::deletion_vectors::load_index;
+use super::deletion_vectors::{load_index, OwnVectors};
 use super::progress::{read_progress, TableProgress};
-use super::table::{delta_error, load_table, storage_error, TablePlan};
+use super::table::{delta_error, load_table, storage_error, table_builder, TablePlan};
 use super::DeltaLakeConfig;
 use crate::connectors::lakehouse::file_thread::{DataFiles, FileThread};
 use crate::connectors::lakehouse::{owned_by, FileDeletes, KeyIndex};
@@ -30,7 +32,7 @@ use crate::key::Key;
 use crate::settings::SinkSettings;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use deltalake::kernel::Add;
+use deltalake::kernel::{Add, DeletionVectorDescriptor, StorageType};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use differential_sinks_operators::{
     resolve_resume, Change, CoordinatedWriter, Frontier, SinkTime, SinkWriter, WorkerContext, WorkerMetrics,
@@ -38,6 +40,7 @@ use differential_sinks_operators::{
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::runtime::Runtime;
 
@@ -99,9 +102,54 @@ pub struct DeltaFiles {
     pub files: Vec<DataFile>,
     /// Rows in them.
     pub rows: u64,
-    /// Upserts: the rows the worker's changes replaced or deleted, by data file (any file of the
-    /// table, or one of `files`), positions ascending.
+    /// Upserts: the rows the worker's changes replaced or deleted in files older than the run,
+    /// by data file, positions ascending (other workers may delete rows of the same files).
     pub deletes: Vec<FileDeletes>,
+    /// Upserts: the deletion vectors of files this worker wrote (in this round or before), each
+    /// holding every row of the file deleted so far.
+    pub vectors: Vec<OwnVector>,
+    /// Upserts: the rows this round deletes, in all.
+    pub deleted: u64,
+}
+
+/// A deletion vector a worker wrote for one of its own data files (stored relative to the table
+/// root, in the file the UUID names).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnVector {
+    /// The data file.
+    pub path: String,
+    /// The vector file's z85-encoded UUID.
+    pub uuid: String,
+    /// Where the vector starts in that file.
+    pub offset: Option<i32>,
+    /// Its size in bytes.
+    pub size: i32,
+    /// The rows it deletes.
+    pub cardinality: i64,
+}
+
+impl OwnVector {
+    fn new(path: String, d: DeletionVectorDescriptor) -> Self {
+        OwnVector {
+            path,
+            uuid: d.path_or_inline_dv,
+            offset: d.offset,
+            size: d.size_in_bytes,
+            cardinality: d.cardinality,
+        }
+    }
+
+    /// The data file's path and its vector's descriptor.
+    pub fn into_descriptor(self) -> (String, DeletionVectorDescriptor) {
+        let d = DeletionVectorDescriptor {
+            storage_type: StorageType::UuidRelativePath,
+            path_or_inline_dv: self.uuid,
+            offset: self.offset,
+            size_in_bytes: self.size,
+            cardinality: self.cardinality,
+        };
+        (self.path, d)
+    }
 }
 
 /// One worker's writer: rows to Arrow batches (on the worker) to Parquet files in the table
@@ -130,6 +178,9 @@ struct DeltaDataFiles {
     /// path is known once it is closed).
     index: KeyIndex<()>,
     open_file: Option<u32>,
+    /// Upserts: the data files this worker wrote in this run, and their deletion vectors.
+    own: HashSet<String>,
+    vectors: Option<OwnVectors>,
     /// Rows in the open file.
     open_rows: u64,
     metrics: WorkerMetrics,
@@ -151,7 +202,19 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
             (Some(keys), Some(table)) => runtime.block_on(load_index(&table, keys, &location, owned_by(ctx)))?,
             _ => KeyIndex::default(),
         };
+        let vectors = match &keys {
+            Some(_) => {
+                let _guard = runtime.enter();
+                let store = table_builder(config)?
+                    .build_storage()
+                    .map_err(|e| delta_error("opening the storage", &location, e))?;
+                Some(OwnVectors::new(store, config.table_url()?, location.clone()))
+            }
+            None => None,
+        };
         let files = DeltaDataFiles {
+            own: HashSet::new(),
+            vectors,
             runtime,
             config: config.clone(),
             schema: Arc::clone(encoder.schema()),
@@ -257,6 +320,7 @@ impl DeltaDataFiles {
         self.open_rows = 0;
         if let (Some(file), Some(add)) = (self.open_file.take(), adds.first()) {
             self.index.set_path(file, add.path.clone());
+            self.own.insert(add.path.clone());
         }
         let bytes: i64 = adds.iter().map(|a| a.size).sum();
         self.metrics.bytes_out(bytes.max(0) as u64);
@@ -305,7 +369,22 @@ impl DataFiles for DeltaDataFiles {
 
     fn prepare(&mut self) -> Result<DeltaFiles> {
         self.close_files()?;
-        let deletes = self.index.take_deletes().into_iter().flat_map(|(_, files)| files).collect();
-        Ok(DeltaFiles { files: std::mem::take(&mut self.files), rows: std::mem::take(&mut self.rows), deletes })
+        let deleted = self.index.pending_deletes() as u64;
+        // Rows of this worker's own files get their vectors here; rows of older files, which other
+        // workers may delete rows of too, go to the committer to be merged.
+        let (own, deletes): (Vec<FileDeletes>, Vec<FileDeletes>) =
+            self.index.take_deletes().into_iter().flat_map(|(_, files)| files).partition(|(p, _)| self.own.contains(p));
+        let vectors = match (&mut self.vectors, own.is_empty()) {
+            (Some(v), false) => self.runtime.block_on(v.write(own))?,
+            _ => Vec::new(),
+        };
+        let vectors = vectors.into_iter().map(|(path, d)| OwnVector::new(path, d)).collect();
+        Ok(DeltaFiles {
+            files: std::mem::take(&mut self.files),
+            rows: std::mem::take(&mut self.rows),
+            deletes,
+            vectors,
+            deleted,
+        })
     }
 }
