@@ -13,8 +13,8 @@ mod common;
 mod drive;
 
 use common::lakehouse::{
-    expected_inserts, final_state, insert_history, row_multiset, run, run_and_drop, run_until, table_multiset, try_run,
-    ROW_SCHEMA,
+    expected_inserts, final_state, insert_history, row_multiset, rows_another_writer_left, run, run_and_drop,
+    run_until, table_multiset, try_run, ROW_SCHEMA,
 };
 use common::{expected_changes, keyed_history, Row};
 use differential_dataflow::input::Input;
@@ -515,12 +515,7 @@ fn upserts_replace_rows_another_writer_or_an_append_only_run_left() {
     // workers of the upsert run that follows: both delete rows of that file in the same commit,
     // and the file's one deletion vector must hold both workers' positions.
     let dir = tempfile::tempdir().unwrap();
-    let mut old = Vec::new();
-    for k in 0..10u32 {
-        for copy in 0..(1 + k % 2) {
-            old.push((Row { k, v: 1000 + copy, s: "old".into() }, 0u64, 1isize));
-        }
-    }
+    let (old, history) = rows_another_writer_left();
     // An upsert sink without rows creates the table with deletion vectors.
     run(&[], &upsert_spec(dir.path(), None), 1);
     let append = SinkSpec::builder("loader", delta(dir.path()))
@@ -530,19 +525,6 @@ fn upserts_replace_rows_another_writer_or_an_append_only_run_left() {
         .unwrap();
     run(&old, &append, 1);
     assert_eq!(committed_files(&read_table(dir.path(), &["loader"])), 1, "the old rows are in one file");
-    // The upsert sink's collection starts from the same rows deduplicated, then changes them.
-    let mut history: Vec<(Row, u64, isize)> =
-        (0..10u32).map(|k| (Row { k, v: 1000, s: "old".into() }, 0u64, 1isize)).collect();
-    for k in 0..10u32 {
-        match k % 3 {
-            0 => history.push((Row { k, v: 1000, s: "old".into() }, 1, -1)),
-            1 => {
-                history.push((Row { k, v: 1000, s: "old".into() }, 1, -1));
-                history.push((Row { k, v: 2000 + k, s: "new".into() }, 1, 1));
-            }
-            _ => {}
-        }
-    }
     // The upsert sink's first time re-inserts the existing rows (it never delivered them).
     run(&history, &upsert_spec(dir.path(), None), 2);
     let table = read_table(dir.path(), &["kv"]);

@@ -15,8 +15,8 @@ mod common;
 mod drive;
 
 use common::lakehouse::{
-    expected_inserts, final_state, insert_history, row_multiset, run, run_and_drop, run_until, table_multiset, try_run,
-    ROW_SCHEMA,
+    expected_inserts, final_state, insert_history, row_multiset, rows_another_writer_left, run, run_and_drop,
+    run_until, table_multiset, try_run, ROW_SCHEMA,
 };
 use common::{expected_changes, keyed_history, Row};
 use differential_dataflow::input::Input;
@@ -714,31 +714,13 @@ fn upserts_replace_rows_another_writer_or_an_append_only_run_left() {
     // An append-only run of another sink leaves rows (two of them for some keys); the upsert
     // sink's first changes of those keys replace every one of them.
     let dir = tempfile::tempdir().unwrap();
-    let mut old = Vec::new();
-    for k in 0..10u32 {
-        for copy in 0..(1 + k % 2) {
-            old.push((Row { k, v: 1000 + copy, s: "old".into() }, 0u64, 1isize));
-        }
-    }
+    let (old, history) = rows_another_writer_left();
     let append = SinkSpec::builder("loader", iceberg(dir.path(), "mixed"))
         .append_only(false)
         .schema(ROW_SCHEMA.parse().unwrap())
         .build()
         .unwrap();
     run(&old, &append, 1);
-    // The upsert sink's collection starts from the same rows deduplicated, then changes them.
-    let mut history: Vec<(Row, u64, isize)> =
-        (0..10u32).map(|k| (Row { k, v: 1000, s: "old".into() }, 0u64, 1isize)).collect();
-    for k in 0..10u32 {
-        match k % 3 {
-            0 => history.push((Row { k, v: 1000, s: "old".into() }, 1, -1)),
-            1 => {
-                history.push((Row { k, v: 1000, s: "old".into() }, 1, -1));
-                history.push((Row { k, v: 2000 + k, s: "new".into() }, 1, 1));
-            }
-            _ => {}
-        }
-    }
     // The upsert sink's first time re-inserts the existing rows (it never delivered them).
     run(&history, &upsert_spec(dir.path(), "mixed", None), 2);
     let table = read_table(dir.path(), "mixed");

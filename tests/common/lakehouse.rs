@@ -30,6 +30,30 @@ pub fn table_multiset(table: &Value) -> BTreeMap<Row, usize> {
     row_multiset(&rows)
 }
 
+/// Rows with their times and diffs.
+pub type History = Vec<(Row, u64, isize)>;
+
+/// Rows another writer left in a table (keys 0..10, two rows for the odd ones), and the history
+/// of an upsert sink over the same keys: it starts from those rows deduplicated (its first time
+/// re-inserts them: it never delivered them), then deletes a third of the keys and updates a
+/// third. Its first changes of those keys must replace every row the other writer left.
+pub fn rows_another_writer_left() -> (History, History) {
+    let old_row = |k: u32, copy: u32| Row { k, v: 1000 + copy, s: "old".into() };
+    let old = (0..10u32).flat_map(|k| (0..(1 + k % 2)).map(move |copy| (old_row(k, copy), 0u64, 1isize)));
+    let mut history: History = (0..10u32).map(|k| (old_row(k, 0), 0u64, 1isize)).collect();
+    for k in 0..10u32 {
+        match k % 3 {
+            0 => history.push((old_row(k, 0), 1, -1)),
+            1 => {
+                history.push((old_row(k, 0), 1, -1));
+                history.push((Row { k, v: 2000 + k, s: "new".into() }, 1, 1));
+            }
+            _ => {}
+        }
+    }
+    (old.collect(), history)
+}
+
 /// An insert-only history: new rows at each time, some of them twice (a multiplicity the sink
 /// must write as two rows).
 pub fn insert_history(seed: u64, times: u64, per_time: u64) -> Vec<(Row, u64, isize)> {

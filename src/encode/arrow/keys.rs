@@ -208,71 +208,46 @@ fn pack_column(
     nullable: bool,
     out: &mut Cursor<'_>,
 ) -> std::result::Result<(), String> {
+    // Each row: its null byte (nullable columns), then `$put` of its value.
     macro_rules! each {
-        ($array:expr, |$v:ident| $bytes:expr) => {{
+        ($array:expr, |$i:ident, $v:ident| $put:expr) => {{
             let array = $array;
-            for i in 0..array.len() {
-                if array.is_null(i) {
+            for $i in 0..array.len() {
+                if array.is_null($i) {
                     if !nullable {
                         return Err("a null in a column that is not nullable".into());
                     }
-                    out.put(i, &[0]);
+                    out.put($i, &[0]);
                     continue;
                 }
                 if nullable {
-                    out.put(i, &[1]);
+                    out.put($i, &[1]);
                 }
-                let $v = array.value(i);
-                out.put(i, $bytes);
+                let $v = array.value($i);
+                $put;
             }
         }};
     }
+    macro_rules! le {
+        ($ty:ty) => {
+            each!(column.as_primitive_opt::<$ty>().ok_or_else(|| wrong(column))?, |i, v| out.put(i, &v.to_le_bytes()))
+        };
+    }
     match kind {
-        Kind::Bool => each!(column.as_boolean_opt().ok_or_else(|| wrong(column))?, |v| &[u8::from(v)]),
-        Kind::Int8 => each!(column.as_primitive_opt::<Int8Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes()),
-        Kind::Int16 => {
-            each!(column.as_primitive_opt::<Int16Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
-        }
-        Kind::Int32 => {
-            each!(column.as_primitive_opt::<Int32Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
-        }
-        Kind::Int64 => {
-            each!(column.as_primitive_opt::<Int64Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
-        }
-        Kind::Float32 => {
-            each!(column.as_primitive_opt::<Float32Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
-        }
-        Kind::Float64 => {
-            each!(column.as_primitive_opt::<Float64Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
-        }
-        Kind::Decimal { .. } => {
-            each!(column.as_primitive_opt::<Decimal128Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
-        }
-        Kind::Date32 => {
-            each!(column.as_primitive_opt::<Date32Type>().ok_or_else(|| wrong(column))?, |v| &v.to_le_bytes())
-        }
-        Kind::TimestampMicros => {
-            each!(column.as_primitive_opt::<TimestampMicrosecondType>().ok_or_else(|| wrong(column))?, |v| &v
-                .to_le_bytes())
-        }
-        Kind::Utf8 => {
-            let array = column.as_string_opt::<i32>().ok_or_else(|| wrong(column))?;
-            for i in 0..array.len() {
-                if array.is_null(i) {
-                    if !nullable {
-                        return Err("a null in a column that is not nullable".into());
-                    }
-                    out.put(i, &[0]);
-                    continue;
-                }
-                if nullable {
-                    out.put(i, &[1]);
-                }
-                let v = array.value(i).as_bytes();
-                out.put(i, &(v.len() as u32).to_le_bytes());
-                out.put(i, v);
-            }
-        }
+        Kind::Bool => each!(column.as_boolean_opt().ok_or_else(|| wrong(column))?, |i, v| out.put(i, &[u8::from(v)])),
+        Kind::Int8 => le!(Int8Type),
+        Kind::Int16 => le!(Int16Type),
+        Kind::Int32 => le!(Int32Type),
+        Kind::Int64 => le!(Int64Type),
+        Kind::Float32 => le!(Float32Type),
+        Kind::Float64 => le!(Float64Type),
+        Kind::Decimal { .. } => le!(Decimal128Type),
+        Kind::Date32 => le!(Date32Type),
+        Kind::TimestampMicros => le!(TimestampMicrosecondType),
+        Kind::Utf8 => each!(column.as_string_opt::<i32>().ok_or_else(|| wrong(column))?, |i, v| {
+            out.put(i, &(v.len() as u32).to_le_bytes());
+            out.put(i, v.as_bytes())
+        }),
     }
     Ok(())
 }
