@@ -12,7 +12,8 @@
 //!
 //! Upserts: the file thread keeps the index of the keys this worker owns ([`KeyIndex`], read
 //! from the table at start) and follows every written row and deleted key in it. At each prepare
-//! it writes the deletion vectors of the data files it wrote in this run (only it deletes rows of
+//! — and before it, when a file closes and the positions found take `file.target.size` — it
+//! writes the deletion vectors of the data files it wrote in this run (only it deletes rows of
 //! those) into one vector file, each vector holding every row of its file deleted so far, and
 //! hands the committer those and the positions it deletes in older files — a file written before
 //! a change of the worker count or by another writer may hold rows of several workers' keys, and
@@ -54,6 +55,9 @@ fn writer_properties() -> WriterProperties {
         .set_max_row_group_bytes(None)
         .build()
 }
+
+/// What a position to delete takes while it waits (a file id and a position).
+const BYTES_PER_DELETE: usize = 16;
 
 /// One Parquet data file a worker wrote and the committer adds to the table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +185,11 @@ struct DeltaDataFiles {
     /// Upserts: the data files this worker wrote in this run, and their deletion vectors.
     own: HashSet<String>,
     vectors: Option<OwnVectors>,
+    /// Upserts, since the last prepare: the vectors written of own files, the positions to
+    /// delete in older files, and the rows deleted in all.
+    own_vectors: Vec<OwnVector>,
+    older_deletes: Vec<FileDeletes>,
+    deleted: u64,
     /// Rows in the open file.
     open_rows: u64,
     metrics: WorkerMetrics,
@@ -215,6 +224,9 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
         let files = DeltaDataFiles {
             own: HashSet::new(),
             vectors,
+            own_vectors: Vec::new(),
+            older_deletes: Vec::new(),
+            deleted: 0,
             runtime,
             config: config.clone(),
             schema: Arc::clone(encoder.schema()),
@@ -325,6 +337,27 @@ impl DeltaDataFiles {
         let bytes: i64 = adds.iter().map(|a| a.size).sum();
         self.metrics.bytes_out(bytes.max(0) as u64);
         self.files.extend(adds.into_iter().map(DataFile::from_add));
+        // With no file open, every position found so far is in a named file: once they take
+        // `file.target.size`, they go out before the prepare.
+        if self.index.pending_deletes().saturating_mul(BYTES_PER_DELETE) >= self.config.target_file_size {
+            self.take_deletes()?;
+        }
+        Ok(())
+    }
+
+    /// Takes the positions to delete found since the last time: the rows of this worker's own
+    /// files get their vectors here (a later vector of a file in the same round holds the earlier
+    /// one's rows); rows of older files, which other workers may delete rows of too, are kept for
+    /// the committer to merge. Called only while no file is open (the open file has no path yet).
+    fn take_deletes(&mut self) -> Result<()> {
+        self.deleted += self.index.pending_deletes() as u64;
+        let (own, older): (Vec<FileDeletes>, Vec<FileDeletes>) =
+            self.index.take_deletes().into_iter().flat_map(|(_, files)| files).partition(|(p, _)| self.own.contains(p));
+        self.older_deletes.extend(older);
+        if let (Some(v), false) = (&mut self.vectors, own.is_empty()) {
+            let written = self.runtime.block_on(v.write(own))?;
+            self.own_vectors.extend(written.into_iter().map(|(path, d)| OwnVector::new(path, d)));
+        }
         Ok(())
     }
 }
@@ -369,22 +402,13 @@ impl DataFiles for DeltaDataFiles {
 
     fn prepare(&mut self) -> Result<DeltaFiles> {
         self.close_files()?;
-        let deleted = self.index.pending_deletes() as u64;
-        // Rows of this worker's own files get their vectors here; rows of older files, which other
-        // workers may delete rows of too, go to the committer to be merged.
-        let (own, deletes): (Vec<FileDeletes>, Vec<FileDeletes>) =
-            self.index.take_deletes().into_iter().flat_map(|(_, files)| files).partition(|(p, _)| self.own.contains(p));
-        let vectors = match (&mut self.vectors, own.is_empty()) {
-            (Some(v), false) => self.runtime.block_on(v.write(own))?,
-            _ => Vec::new(),
-        };
-        let vectors = vectors.into_iter().map(|(path, d)| OwnVector::new(path, d)).collect();
+        self.take_deletes()?;
         Ok(DeltaFiles {
             files: std::mem::take(&mut self.files),
             rows: std::mem::take(&mut self.rows),
-            deletes,
-            vectors,
-            deleted,
+            deletes: std::mem::take(&mut self.older_deletes),
+            vectors: std::mem::take(&mut self.own_vectors),
+            deleted: std::mem::take(&mut self.deleted),
         })
     }
 }
