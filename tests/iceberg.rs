@@ -493,16 +493,7 @@ fn a_restart_after_its_snapshots_were_expired_is_refused_not_replayed() {
     run_until(&history, &spec, 1, 3);
     // Another writer appends, and the table's maintenance expires every older snapshot: the
     // sink's own snapshots are gone from the branch.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/iceberg_other_writer.py");
-    let out = std::process::Command::new(python())
-        .arg(script)
-        .arg(dir.path().join("catalog.db"))
-        .arg(dir.path())
-        .arg("db.gone")
-        .output()
-        .expect("the Python writer runs");
-    assert!(out.status.success(), "the Python writer failed: {}", String::from_utf8_lossy(&out.stderr));
-    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let done = other_writer(dir.path(), "gone", "expire");
     assert!(!done["expired"].as_array().unwrap().is_empty(), "{done}");
     let before = read_table(dir.path(), "gone");
     assert!(sink_snapshots(&before, "gone").is_empty());
@@ -514,6 +505,62 @@ fn a_restart_after_its_snapshots_were_expired_is_refused_not_replayed() {
     assert!(e.to_string().contains("dsink.progress.gone") && e.to_string().contains("`3`"), "{e}");
     // Nothing was written by the refused run.
     assert_eq!(table_multiset(&read_table(dir.path(), "gone")), rows_before);
+}
+
+/// Runs tests/support/iceberg_other_writer.py on table `db.<table>` of the warehouse `dir` in
+/// `mode`, and returns what it printed.
+fn other_writer(dir: &Path, table: &str, mode: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/iceberg_other_writer.py");
+    let out = std::process::Command::new(python())
+        .arg(script)
+        .arg(dir.join("catalog.db"))
+        .arg(dir)
+        .arg(format!("db.{table}"))
+        .arg(mode)
+        .output()
+        .expect("the Python writer runs");
+    assert!(out.status.success(), "the Python writer failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn an_upsert_run_refuses_to_commit_after_another_writer_rewrote_the_table() {
+    // The workers read where each key's row is when the dataflow is built; another engine then
+    // rewrites the table (a compaction: new data files, the old ones removed). Deleting rows by
+    // their old positions would leave the rewritten rows in place, so the commit is refused and
+    // nothing is written; a restart reads the keys again and ends in the final state.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = upsert_spec(dir.path(), "compacted", None);
+    let history = keyed_history(64, 20, 8, 12);
+    run_until(&history, &spec, 2, 4);
+    let before = final_state(&history, 4);
+    assert_eq!(table_multiset(&read_table(dir.path(), "compacted")), before);
+
+    let (spec_a, input_a, path) = (spec.clone(), history.clone(), dir.path().to_path_buf());
+    let rows: usize = before.values().sum();
+    let error = timely::execute_directly(move |worker| {
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec_a).expect("sink builds");
+            (input, out.committed.probe().0, out.handle)
+        });
+        let done = other_writer(&path, "compacted", "rewrite");
+        assert_eq!(done["rows"], rows, "{done}");
+        for (row, t, d) in &input_a {
+            input.update_at(row.clone(), *t, *d);
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        handle.take_error()
+    });
+    let error = error.expect("the run is refused at its first commit");
+    assert_eq!(error.kind(), ErrorKind::Retriable, "{error}");
+    assert!(error.to_string().contains("another writer rewrote rows"), "{error}");
+    assert_eq!(table_multiset(&read_table(dir.path(), "compacted")), before, "nothing was committed");
+    run(&history, &spec, 2);
+    assert_eq!(table_multiset(&read_table(dir.path(), "compacted")), final_state(&history, u64::MAX));
 }
 
 #[test]

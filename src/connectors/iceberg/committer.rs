@@ -6,7 +6,7 @@
 use super::catalog::{iceberg_error, ident, CatalogHandle};
 use super::config::IcebergConfig;
 use super::position_deletes::RowDelta;
-use super::progress::{frontier_text, latest_commit, progress_property, CommitRecord};
+use super::progress::{frontier_text, latest_commit, progress_property, CommitRecord, SUMMARY_PREFIX};
 use super::table::TablePlan;
 use super::writer::IcebergFiles;
 use crate::connectors::lakehouse::small_files;
@@ -17,7 +17,7 @@ use crate::settings::SinkSettings;
 use differential_sinks_operators::{
     resolve_resume, Committer, Frontier, Layout, Prepared, SinkTime, WorkerContext, WorkerMetrics,
 };
-use iceberg::spec::{deserialize_data_file_from_json, DataFile};
+use iceberg::spec::{deserialize_data_file_from_json, DataFile, Operation};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
@@ -41,6 +41,8 @@ pub struct IcebergCommitter {
     last: Option<i64>,
     /// Upserts: every commit is a row delta, with the workers' position-delete files.
     upserts: bool,
+    /// Upserts: the latest snapshot known to leave the workers' indexes right (this run's last).
+    verified: Option<i64>,
     metrics: WorkerMetrics,
 }
 
@@ -58,6 +60,7 @@ impl IcebergCommitter {
             committed: Frontier::minimum(),
             last: None,
             upserts: matches!(spec.format(), Format::Upsert),
+            verified: None,
             metrics: spec.worker_metrics(),
         })
     }
@@ -68,10 +71,17 @@ impl IcebergCommitter {
         data: Vec<DataFile>,
         deletes: Vec<DataFile>,
         deleted: u64,
+        read_at: Vec<Option<i64>>,
         record: CommitRecord,
     ) -> Result<()> {
         let name = self.name();
         let upper = record.to;
+        // Snapshots already checked: up to this run's last commit, or else those the workers'
+        // indexes were read at.
+        let known: Vec<Option<i64>> = match self.verified {
+            Some(id) => vec![Some(id)],
+            None => read_at,
+        };
         let h = self.handle()?;
         let delta = RowDelta {
             data,
@@ -91,13 +101,14 @@ impl IcebergCommitter {
                     ),
                 ));
             }
-            Ok(())
+            no_files_rewritten(t, &sink, &known, &name)
         })?;
         let (id, _) = latest_commit(committed.metadata(), &self.sink)?.ok_or_else(|| {
             Error::new(ErrorKind::Fatal, format!("Iceberg table `{}`: the commit left no snapshot", self.name()))
         })?;
         tracing::debug!(sink = %self.sink, snapshot = id, upper = ?upper, deletes = deleted, "committed upserts to Iceberg");
         self.last = Some(id);
+        self.verified = Some(id);
         self.metrics.files_committed(record.files as u64);
         self.metrics.small_files(record.small_files);
         self.committed = upper;
@@ -156,6 +167,7 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         let files = prepared.iter().flat_map(|p| &p.token.files).map(read).collect::<Result<Vec<_>>>()?;
         let deletes = prepared.iter().flat_map(|p| &p.token.deletes).map(read).collect::<Result<Vec<_>>>()?;
         let deleted: u64 = prepared.iter().map(|p| p.token.deleted).sum();
+        let read_at: Vec<Option<i64>> = prepared.iter().map(|p| p.token.read_at).collect();
         drop(prepared);
         if files.is_empty() && deletes.is_empty() {
             // Nothing to add: the rounds had no rows. A snapshot per frontier advance would only
@@ -177,7 +189,7 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         };
         let (committed_files, committed_small) = (record.files as u64, record.small_files);
         if self.upserts {
-            return self.commit_row_delta(files, deletes, deleted, record);
+            return self.commit_row_delta(files, deletes, deleted, read_at, record);
         }
         let table = self.load()?;
         let tx = Transaction::new(&table);
@@ -219,6 +231,44 @@ impl<T: SinkTime> Committer<IcebergFiles, T> for IcebergCommitter {
         self.committed = upper;
         Ok(())
     }
+}
+
+/// Refuses an upsert commit onto `table` if another writer replaced, overwrote or deleted rows
+/// since the snapshots in `known` (walking the current branch back until every one is passed;
+/// `None` in `known`: a worker read an empty table, so back to the first snapshot). The workers'
+/// indexes place keys in data files as they were then: a compaction or overwrite by another
+/// engine removes those files, and deleting positions of removed files would leave the rewritten
+/// rows in place, duplicating keys. Appends by others and this sink's own snapshots are fine.
+fn no_files_rewritten(table: &Table, sink: &str, known: &[Option<i64>], name: &str) -> Result<()> {
+    let meta = table.metadata();
+    let mut waiting: std::collections::HashSet<i64> = known.iter().flatten().copied().collect();
+    let to_root = known.iter().any(Option::is_none);
+    let mut at = meta.current_snapshot();
+    while let Some(s) = at {
+        if waiting.remove(&s.snapshot_id()) {
+            if waiting.is_empty() && !to_root {
+                return Ok(());
+            }
+        } else {
+            let summary = s.summary();
+            let ours =
+                summary.additional_properties.get(&format!("{SUMMARY_PREFIX}sink")).map(String::as_str) == Some(sink);
+            if !ours && summary.operation != Operation::Append {
+                return Err(Error::new(
+                    ErrorKind::Retriable,
+                    format!(
+                        "Iceberg table `{name}`: another writer rewrote rows of the table (snapshot {}, operation \
+                         `{}`) while sink `{sink}` was upserting into it, so the rows its keys were read at may be \
+                         gone; nothing was committed — restart the sink to read the table's keys again",
+                        s.snapshot_id(),
+                        summary.operation.as_str()
+                    ),
+                ));
+            }
+        }
+        at = s.parent_snapshot_id().and_then(|p| meta.snapshot_by_id(p));
+    }
+    Ok(())
 }
 
 /// The catalog as the committer's transaction sees it: every load of the table — the one a

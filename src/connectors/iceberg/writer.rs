@@ -52,6 +52,8 @@ pub struct IcebergFiles {
     pub deletes: Vec<String>,
     /// Rows they delete.
     pub deleted: u64,
+    /// Upserts: the snapshot the worker's index of keys was read at (`None`: the table had none).
+    pub read_at: Option<i64>,
 }
 
 /// What a position to delete takes while it waits to be written (a file id and a position).
@@ -86,6 +88,8 @@ struct IcebergDataFiles {
     /// Upserts: the keys of written rows, and where each key this worker owns has its row.
     keys: Option<KeyEncoder>,
     index: KeyIndex<Struct>,
+    /// Upserts: the snapshot the index was read at.
+    read_at: Option<i64>,
     /// Upserts: the open data files' ids in the index.
     open_ids: HashMap<String, u32>,
     files: Vec<String>,
@@ -143,6 +147,7 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
             None => KeyIndex::default(),
         };
         let files = IcebergDataFiles {
+            read_at: plan.table.metadata().current_snapshot_id(),
             runtime,
             keys,
             index,
@@ -340,6 +345,7 @@ impl DataFiles for IcebergDataFiles {
             rows: std::mem::take(&mut self.rows),
             deletes: std::mem::take(&mut self.deletes),
             deleted: std::mem::take(&mut self.deleted),
+            read_at: self.read_at,
         })
     }
 }
