@@ -14,7 +14,7 @@ mod drive;
 
 use common::lakehouse::{
     expected_inserts, final_state, insert_history, row_multiset, rows_another_writer_left, run, run_and_drop,
-    run_until, table_multiset, try_run, ROW_SCHEMA,
+    run_until, run_with_meanwhile, table_multiset, try_run, ROW_SCHEMA,
 };
 use common::{expected_changes, keyed_history, Row};
 use differential_dataflow::input::Input;
@@ -24,7 +24,6 @@ use drive::{Drive, Pace};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
-use timely::dataflow::operators::probe::Probe;
 
 fn python() -> String {
     std::env::var("DSINK_PYTHON").unwrap_or_else(|_| {
@@ -720,26 +719,10 @@ mod s3 {
         let bucket = create_bucket("delta-fence");
         let spec = spec("fence", s3_table(&bucket, "fence"), None);
         let history = insert_history(130, 4, 10);
-        let (spec_a, spec_b, input_a) = (spec.clone(), spec.clone(), history.clone());
-        // A loop of its own: run B delivers between the building of A's dataflow and A's first step.
-        let error = timely::execute_directly(move |worker| {
-            let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-                let (input, rows) = scope.new_collection::<Row, isize>();
-                let out = rows.sink(&spec_a).expect("sink builds");
-                (input, out.committed.probe().0, out.handle)
-            });
-            // A's committer loaded the table (creating it) when its dataflow was built; another
-            // run of the same sink now delivers the whole history before A commits anything.
-            run(&input_a, &spec_b, 1);
-            for (row, t, d) in &input_a {
-                input.update_at(row.clone(), *t, *d);
-            }
-            input.close();
-            while !probe.done() && !handle.is_failed() {
-                worker.step();
-            }
-            handle.take_error()
-        });
+        // A's committer loaded the table (creating it) when its dataflow was built; another run
+        // of the same sink then delivers the whole history before A commits anything.
+        let (spec_b, input_b) = (spec.clone(), history.clone());
+        let error = run_with_meanwhile(&history, &spec, move || run(&input_b, &spec_b, 1));
         let error = error.expect("run A is refused at its first commit");
         assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
         assert!(error.to_string().contains("committing"), "{error}");

@@ -16,17 +16,15 @@ mod drive;
 
 use common::lakehouse::{
     expected_inserts, final_state, insert_history, row_multiset, rows_another_writer_left, run, run_and_drop,
-    run_until, table_multiset, try_run, ROW_SCHEMA,
+    run_until, run_with_meanwhile, table_multiset, try_run, ROW_SCHEMA,
 };
 use common::{expected_changes, keyed_history, Row};
-use differential_dataflow::input::Input;
 use differential_sinks::connectors::iceberg::IcebergConfig;
-use differential_sinks::{CommitPolicy, ErrorKind, Options, Schema, SinkCollection, SinkSpec};
+use differential_sinks::{CommitPolicy, ErrorKind, Options, Schema, SinkSpec};
 use drive::{Drive, Pace};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
-use timely::dataflow::operators::probe::Probe;
 
 fn python() -> String {
     std::env::var("DSINK_PYTHON").unwrap_or_else(|_| {
@@ -427,24 +425,9 @@ fn two_sinks_share_a_table_and_each_resumes_from_its_own_snapshots() {
 /// same sink delivers the whole `history`; returns A's error, which it must meet at its first
 /// commit.
 fn second_run_error(spec: &SinkSpec, history: &[(Row, u64, isize)]) -> differential_sinks::Error {
-    let (spec_a, spec_b, input_a) = (spec.clone(), spec.clone(), history.to_vec());
-    // A loop of its own: run B delivers between the building of A's dataflow and A's first step.
-    let error = timely::execute_directly(move |worker| {
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&spec_a).expect("sink builds");
-            (input, out.committed.probe().0, out.handle)
-        });
-        run(&input_a, &spec_b, 1);
-        for (row, t, d) in &input_a {
-            input.update_at(row.clone(), *t, *d);
-        }
-        input.close();
-        while !probe.done() && !handle.is_failed() {
-            worker.step();
-        }
-        handle.take_error()
-    });
+    // Run B delivers between the building of A's dataflow and A's first step.
+    let (spec_b, input_b) = (spec.clone(), history.to_vec());
+    let error = run_with_meanwhile(history, spec, move || run(&input_b, &spec_b, 1));
     error.expect("run A is refused at its first commit")
 }
 
@@ -536,24 +519,10 @@ fn an_upsert_run_refuses_to_commit_after_another_writer_rewrote_the_table() {
     let before = final_state(&history, 4);
     assert_eq!(table_multiset(&read_table(dir.path(), "compacted")), before);
 
-    let (spec_a, input_a, path) = (spec.clone(), history.clone(), dir.path().to_path_buf());
-    let rows: usize = before.values().sum();
-    let error = timely::execute_directly(move |worker| {
-        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, rows) = scope.new_collection::<Row, isize>();
-            let out = rows.sink(&spec_a).expect("sink builds");
-            (input, out.committed.probe().0, out.handle)
-        });
+    let (path, rows): (std::path::PathBuf, usize) = (dir.path().to_path_buf(), before.values().sum());
+    let error = run_with_meanwhile(&history, &spec, move || {
         let done = other_writer(&path, "compacted", "rewrite");
         assert_eq!(done["rows"], rows, "{done}");
-        for (row, t, d) in &input_a {
-            input.update_at(row.clone(), *t, *d);
-        }
-        input.close();
-        while !probe.done() && !handle.is_failed() {
-            worker.step();
-        }
-        handle.take_error()
     });
     let error = error.expect("the run is refused at its first commit");
     assert_eq!(error.kind(), ErrorKind::Retriable, "{error}");

@@ -30,6 +30,33 @@ pub fn table_multiset(table: &Value) -> BTreeMap<Row, usize> {
     row_multiset(&rows)
 }
 
+/// Runs `history` through the sink of `spec` on one worker, with `meanwhile` run after the sink's
+/// dataflow is built (its writers and committer have read the table) and before its first step;
+/// returns the error the sink stopped with, if any.
+pub fn run_with_meanwhile(
+    history: &[(Row, u64, isize)],
+    spec: &SinkSpec,
+    meanwhile: impl FnOnce() + Send + Sync + 'static,
+) -> Option<differential_sinks::Error> {
+    let (spec, history) = (spec.clone(), history.to_vec());
+    timely::execute_directly(move |worker| {
+        let (mut input, probe, handle) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, rows) = scope.new_collection::<Row, isize>();
+            let out = rows.sink(&spec).expect("sink builds");
+            (input, out.committed.probe().0, out.handle)
+        });
+        meanwhile();
+        for (row, t, d) in &history {
+            input.update_at(row.clone(), *t, *d);
+        }
+        input.close();
+        while !probe.done() && !handle.is_failed() {
+            worker.step();
+        }
+        handle.take_error()
+    })
+}
+
 /// Rows with their times and diffs.
 pub type History = Vec<(Row, u64, isize)>;
 
