@@ -26,7 +26,7 @@ use super::DeltaLakeConfig;
 use crate::connectors::lakehouse::file_thread::{DataFiles, FileThread};
 use crate::connectors::lakehouse::{owned_by, FileDeletes, KeyIndex};
 use crate::connectors::resumed_frontier;
-use crate::encode::arrow::{upsert_keys, ArrowChanges, ArrowEncoder, KeyEncoder};
+use crate::encode::arrow::{ArrowChanges, ArrowEncoder, KeyEncoder};
 use crate::encode::ChangeEncoder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
@@ -206,7 +206,7 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
     ) -> Result<Self> {
         let location = config.location.display();
         let runtime = crate::delivery::runtime::current_thread("the Delta Lake sink")?;
-        let keys = upsert_keys(spec, encoder.schema(), &location)?;
+        let keys = encoder.keys().cloned();
         let index = match (&keys, runtime.block_on(load_table(config))?) {
             (Some(keys), Some(table)) => runtime.block_on(load_index(&table, keys, &location, owned_by(ctx)))?,
             _ => KeyIndex::default(),

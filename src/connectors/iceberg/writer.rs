@@ -18,7 +18,7 @@ use super::table::{parquet_properties, TablePlan, COMPRESSION_PROPERTY};
 use crate::connectors::lakehouse::file_thread::{DataFiles, FileThread};
 use crate::connectors::lakehouse::{owned_by, KeyIndex};
 use crate::connectors::resumed_frontier;
-use crate::encode::arrow::{upsert_keys, ArrowChanges, ArrowEncoder, KeyEncoder};
+use crate::encode::arrow::{ArrowChanges, ArrowEncoder, KeyEncoder};
 use crate::encode::ChangeEncoder;
 use crate::error::{Error, Result};
 use crate::key::Key;
@@ -141,7 +141,7 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
             )
         };
         let runtime = crate::delivery::runtime::current_thread("the Iceberg sink")?;
-        let keys = upsert_keys(spec, encoder.schema(), &name)?;
+        let keys = encoder.keys().cloned();
         let index = match &keys {
             Some(keys) => runtime.block_on(load_index(&plan.table, keys, &name, owned_by(ctx)))?,
             None => KeyIndex::default(),

@@ -3,8 +3,7 @@
 //! Pure, no I/O.
 //!
 //! A [`PackedColumns`] builds all of a layout's columns ([`PackedColumns::all`]) — a batch of
-//! rows to write — or only some ([`PackedColumns::select`]) — the primary-key columns of deleted
-//! rows, skipping every other value. Text columns are built as bytes and checked as UTF-8 once
+//! rows to write — or only some ([`PackedColumns::select`]), skipping every other value. Text columns are built as bytes and checked as UTF-8 once
 //! per array. A packed row that does not match its layout (truncated or overlong) is an error,
 //! and the rows pushed since the last [`finish`](PackedColumns::finish) are dropped with it.
 

@@ -25,6 +25,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 /// The primary-key columns of a table's rows as bytes (see the [module docs](self)).
+#[derive(Clone)]
 pub struct KeyEncoder {
     names: Vec<String>,
     indices: Vec<usize>,
