@@ -14,7 +14,7 @@ mod drive;
 
 use common::lakehouse::{
     expected_inserts, final_state, insert_history, row_multiset, rows_another_writer_left, run, run_and_drop,
-    run_until, run_with_meanwhile, table_multiset, try_run, ROW_SCHEMA,
+    run_dsink, run_until, run_with_meanwhile, table_multiset, try_run, ROW_SCHEMA,
 };
 use common::{expected_changes, keyed_history, Row};
 use differential_dataflow::input::Input;
@@ -443,19 +443,9 @@ fn dsink_writes_a_change_log_to_a_delta_table() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("table");
     let history = insert_history(11, 8, 30);
-    let log = dir.path().join("changes.jsonl");
-    let lines: Vec<String> =
-        history.iter().map(|(row, t, d)| serde_json::json!({"time": t, "diff": d, "row": row}).to_string()).collect();
-    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
-        .args(["--input", log.to_str().unwrap(), "--workers", "2", "--schema", ROW_SCHEMA])
-        .args(["--with", "connector=deltalake", "--with", "type=append-only", "--with", "sink.name=log"])
-        .args(["--with", "create_table_if_not_exists=true"])
-        .arg("--with")
-        .arg(format!("location={}", table.display()))
-        .output()
-        .expect("dsink runs");
-    assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
+    let with = ["connector=deltalake", "type=append-only", "sink.name=log", "create_table_if_not_exists=true"];
+    let location = format!("location={}", table.display());
+    run_dsink(dir.path(), &history, &with.iter().map(|w| w.to_string()).chain([location]).collect::<Vec<_>>());
     let read = read_table(&table, &["log"]);
     assert_eq!(table_multiset(&read), expected_inserts(&history, u64::MAX));
     assert_eq!(read["txn"]["log"], i64::MAX);

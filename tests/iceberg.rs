@@ -16,7 +16,7 @@ mod drive;
 
 use common::lakehouse::{
     expected_inserts, final_state, insert_history, row_multiset, rows_another_writer_left, run, run_and_drop,
-    run_until, run_with_meanwhile, table_multiset, try_run, ROW_SCHEMA,
+    run_dsink, run_until, run_with_meanwhile, table_multiset, try_run, ROW_SCHEMA,
 };
 use common::{expected_changes, keyed_history, Row};
 use differential_sinks::connectors::iceberg::IcebergConfig;
@@ -585,24 +585,19 @@ fn refused_configurations_name_the_option() {
     assert_eq!(table_multiset(&read_table(dir.path(), "t")), expected);
 }
 
+/// `dsink`'s options naming table `db.<table>` of the warehouse `wh`.
+fn dsink_table(wh: &Path, table: &str) -> [String; 3] {
+    ["database.name=db".to_string(), format!("table.name={table}"), format!("warehouse.path={}", wh.display())]
+}
+
 #[test]
 fn dsink_writes_a_change_log_to_an_iceberg_table() {
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path().join("warehouse");
     let history = insert_history(11, 8, 30);
-    let log = dir.path().join("changes.jsonl");
-    let lines: Vec<String> =
-        history.iter().map(|(row, t, d)| serde_json::json!({"time": t, "diff": d, "row": row}).to_string()).collect();
-    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
-        .args(["--input", log.to_str().unwrap(), "--workers", "2", "--schema", ROW_SCHEMA])
-        .args(["--with", "connector=iceberg", "--with", "type=append-only", "--with", "sink.name=log"])
-        .args(["--with", "create_table_if_not_exists=true", "--with", "database.name=db", "--with", "table.name=log"])
-        .arg("--with")
-        .arg(format!("warehouse.path={}", wh.display()))
-        .output()
-        .expect("dsink runs");
-    assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
+    let with = ["connector=iceberg", "type=append-only", "sink.name=log", "create_table_if_not_exists=true"];
+    let with = with.iter().map(|w| w.to_string()).chain(dsink_table(&wh, "log")).collect::<Vec<_>>();
+    run_dsink(dir.path(), &history, &with);
     let read = read_table(&wh, "log");
     assert_eq!(table_multiset(&read), expected_inserts(&history, u64::MAX));
     assert_eq!(committed_to(&read, "log").as_deref(), Some("complete"));
@@ -616,22 +611,9 @@ fn dsink_upserts_a_change_log_into_an_iceberg_table() {
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path().join("warehouse");
     let history = keyed_history(12, 20, 8, 12);
-    let log = dir.path().join("changes.jsonl");
-    let mut ordered = history.clone();
-    ordered.sort_by_key(|(_, t, _)| *t);
-    let lines: Vec<String> =
-        ordered.iter().map(|(row, t, d)| serde_json::json!({"time": t, "diff": d, "row": row}).to_string()).collect();
-    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"))
-        .args(["--input", log.to_str().unwrap(), "--workers", "2", "--schema", ROW_SCHEMA])
-        .args(["--with", "connector=iceberg", "--with", "type=upsert", "--with", "primary_key=k"])
-        .args(["--with", "sink.name=kv", "--with", "create_table_if_not_exists=true"])
-        .args(["--with", "database.name=db", "--with", "table.name=kv"])
-        .arg("--with")
-        .arg(format!("warehouse.path={}", wh.display()))
-        .output()
-        .expect("dsink runs");
-    assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
+    let with = ["connector=iceberg", "type=upsert", "primary_key=k", "sink.name=kv", "create_table_if_not_exists=true"];
+    let with = with.iter().map(|w| w.to_string()).chain(dsink_table(&wh, "kv")).collect::<Vec<_>>();
+    run_dsink(dir.path(), &history, &with);
     let read = read_table(&wh, "kv");
     assert_eq!(table_multiset(&read), final_state(&history, u64::MAX));
     assert_eq!(check_upsert_chain(&read, "kv"), history.iter().filter(|h| h.2 < 0).count() as u64);

@@ -57,6 +57,24 @@ pub fn run_with_meanwhile(
     })
 }
 
+/// Writes `history` as a change log into `dir` (in time order) and replays it with `dsink` on 2
+/// workers, with `ROW_SCHEMA` and the sink options `with`; fails the test if `dsink` fails.
+pub fn run_dsink(dir: &std::path::Path, history: &[(Row, u64, isize)], with: &[String]) {
+    let log = dir.join("changes.jsonl");
+    let mut ordered = history.to_vec();
+    ordered.sort_by_key(|(_, t, _)| *t);
+    let lines: Vec<String> =
+        ordered.iter().map(|(row, t, d)| serde_json::json!({"time": t, "diff": d, "row": row}).to_string()).collect();
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dsink"));
+    cmd.args(["--input", log.to_str().unwrap(), "--workers", "2", "--schema", ROW_SCHEMA]);
+    for w in with {
+        cmd.args(["--with", w]);
+    }
+    let out = cmd.output().expect("dsink runs");
+    assert!(out.status.success(), "dsink failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Rows with their times and diffs.
 pub type History = Vec<(Row, u64, isize)>;
 
