@@ -8,6 +8,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use differential_sinks::config::SinkSpec;
 use differential_sinks::connectors::memory::MemoryTarget;
 use differential_sinks::connectors::{EnvelopeWriter, RecordWriter};
+use differential_sinks::encoded_row::EncodedRow;
 use differential_sinks::envelope::{Emission, Format};
 use differential_sinks::key::{Key, KeyColumns, KeyEncoding};
 use differential_sinks::operators::{changes_from_updates, Change, Frontier, WorkerContext};
@@ -85,6 +86,21 @@ fn bench(c: &mut Criterion) {
     g.bench_function("consolidate_into_changes", |b| {
         b.iter_batched(
             || keyed.clone(),
+            |mut updates| {
+                let (mut changes, mut violations) = (Vec::with_capacity(N), Vec::new());
+                changes_from_updates(&mut updates, &mut changes, &mut violations);
+                black_box(changes.len())
+            },
+            BatchSize::LargeInput,
+        )
+    });
+
+    // The sink's own path: rows encoded where they are produced, compared as bytes.
+    let encoded: Vec<((Key, EncodedRow), isize)> =
+        rows.iter().map(|r| ((keys.extract(r), EncodedRow::encode(r)), 1)).collect();
+    g.bench_function("consolidate_encoded_into_changes", |b| {
+        b.iter_batched(
+            || encoded.clone(),
             |mut updates| {
                 let (mut changes, mut violations) = (Vec::with_capacity(N), Vec::new());
                 changes_from_updates(&mut updates, &mut changes, &mut violations);
