@@ -79,40 +79,38 @@ where
         self.spill.clean_stale()
     }
 
-    /// Adds one input batch's updates.
-    pub fn absorb(&mut self, updates: impl Iterator<Item = ((K, V), T, isize)>) {
+    /// Adds one input batch's updates, leaving `batch` empty (its allocation kept). The updates
+    /// of a time `keep` refuses are dropped instead; returns how many were.
+    pub fn absorb(&mut self, batch: &mut Vec<((K, V), T, isize)>, mut keep: impl FnMut(&T) -> bool) -> u64 {
         // The heap estimate of every update of the batch: its first update's encoded size.
-        let mut per_update = None;
-        // Updates come in runs of one time: keep that time's buffer out of the map while filling
-        // it, instead of a map lookup per update.
-        let mut current: Option<(T, Pending<K, V>, usize)> = None;
-        for (kv, t, r) in updates {
-            let heap = *per_update.get_or_insert_with(|| bincode::serialized_size(&kv).unwrap_or(0) as usize);
-            match &mut current {
-                Some((ct, p, _)) if *ct == t => {
-                    p.memory.push((kv, r));
-                    p.heap += heap;
-                }
-                _ => {
-                    if let Some((ct, p, before)) = current.take() {
-                        self.put_back(ct, p, before);
-                    }
-                    let p = self.pending.remove(&t).unwrap_or_else(|| Pending {
-                        memory: Vec::new(),
-                        heap: 0,
-                        runs: Vec::new(),
-                    });
-                    let before = p.bytes();
-                    let mut p = p;
-                    p.memory.push((kv, r));
-                    p.heap += heap;
-                    current = Some((t, p, before));
-                }
+        let per_update = batch.first().map_or(0, |(kv, _, _)| bincode::serialized_size(kv).unwrap_or(0) as usize);
+        // A batch is almost always one time: find its runs of one time by reference, then move
+        // each run into its time's buffer in one go, with one map lookup per run.
+        let mut runs: Vec<(T, usize)> = Vec::new();
+        for (_, t, _) in batch.iter() {
+            match runs.last_mut() {
+                Some((rt, n)) if rt == t => *n += 1,
+                _ => runs.push((*t, 1)),
             }
         }
-        if let Some((ct, p, before)) = current {
-            self.put_back(ct, p, before);
+        let mut dropped = 0;
+        let mut updates = batch.drain(..);
+        for (t, n) in runs {
+            let run = updates.by_ref().take(n);
+            if !keep(&t) {
+                dropped += n as u64;
+                run.for_each(drop);
+                continue;
+            }
+            let mut p =
+                self.pending.remove(&t).unwrap_or_else(|| Pending { memory: Vec::new(), heap: 0, runs: Vec::new() });
+            let before = p.bytes();
+            p.memory.reserve(n);
+            p.memory.extend(run.map(|(kv, _, r)| (kv, r)));
+            p.heap += per_update * n;
+            self.put_back(t, p, before);
         }
+        dropped
     }
 
     fn put_back(&mut self, t: T, p: Pending<K, V>, before: usize) {

@@ -132,6 +132,16 @@ impl<K: Ord + DeserializeOwned, V: Ord + DeserializeOwned> Merge<K, V> {
         }
     }
 
+    /// With the whole time in memory (no runs): its updates left, ascending, so that a chunk is
+    /// cut from their end in one move rather than update by update. An update peeked is put
+    /// back first.
+    fn memory_only(&mut self) -> Option<&mut Vec<Update<K, V>>> {
+        let [Source::Memory(updates)] = self.sources.as_mut_slice() else { return None };
+        // The peeked update was popped from the end, and goes back there.
+        updates.extend(self.peeked.take());
+        Some(updates)
+    }
+
     /// True when every update was taken.
     pub fn is_done(&mut self) -> Result<bool, SpillError> {
         Ok(self.peek_mut()?.is_none())
@@ -147,6 +157,11 @@ where
     V: Ord + DeserializeOwned,
 {
     let max = max.max(1);
+    if let Some(updates) = merge.memory_only() {
+        let from = crate::change::chunk_start(updates, max);
+        chunk.extend(updates.drain(from..));
+        return Ok(());
+    }
     while chunk.len() < max {
         match merge.next()? {
             Some(u) => chunk.push(u),
@@ -181,6 +196,10 @@ where
     K: Ord + Clone + DeserializeOwned,
     V: Ord + Clone + DeserializeOwned,
 {
+    if let Some(updates) = merge.memory_only() {
+        crate::change::unkeyed_chunk(updates, max, changes);
+        return Ok(());
+    }
     let max = max.max(1);
     let mut budget = max;
     while let Some(u) = merge.peek_mut()? {
@@ -259,6 +278,23 @@ mod tests {
                     unkeyed_reference.push(c);
                 }
             }
+            // Wholly in memory: chunks cut from the end of the memory part in one move.
+            let mut merge = Merge::new(whole.clone(), Vec::new()).unwrap();
+            let mut chunks = Vec::new();
+            while !merge.is_done().unwrap() {
+                let mut c = Vec::new();
+                keyed_chunk(&mut merge, max, &mut c).unwrap();
+                chunks.push(c);
+            }
+            assert_eq!(chunks, reference, "case {case}, in memory");
+            let mut merge = Merge::new(whole.clone(), Vec::new()).unwrap();
+            let mut chunks = Vec::new();
+            while !merge.is_done().unwrap() {
+                let (mut taken, mut c) = (Vec::new(), Vec::new());
+                unkeyed_chunk(&mut merge, max, &mut taken, &mut c).unwrap();
+                chunks.push(c);
+            }
+            assert_eq!(chunks, unkeyed_reference, "case {case}, in memory");
             // Spilled in random pieces, the last piece kept in memory.
             let split = |seed: &mut u64, dir: &mut SpillDir| {
                 let mut runs = Vec::new();

@@ -325,14 +325,12 @@ where
             let (input_start, resume) = (st.input_start, st.resume);
             input.for_each(|_cap, data| {
                 received += data.len() as u64;
-                st.buffers.absorb(data.drain(..).filter(|(_, t, _)| {
+                dropped += st.buffers.absorb(data, |t| {
                     if input_start.is_some_and(|s| *t < s) {
                         early = Some(*t);
                     }
-                    let committed = resume.is_beyond(t);
-                    dropped += u64::from(committed);
-                    !committed
-                }));
+                    !resume.is_beyond(t)
+                });
             });
             if let (Some(t), Some(s)) = (early, st.input_start) {
                 let e = OperatorError::ResumeConflict {
