@@ -244,6 +244,28 @@ mod tests {
         *seed
     }
 
+    /// Every keyed chunk of `merge`, in order.
+    fn keyed_chunks(mut merge: Merge<u8, u8>, max: usize) -> Vec<Vec<Update<u8, u8>>> {
+        let mut chunks = Vec::new();
+        while !merge.is_done().unwrap() {
+            let mut c = Vec::new();
+            keyed_chunk(&mut merge, max, &mut c).unwrap();
+            chunks.push(c);
+        }
+        chunks
+    }
+
+    /// Every unkeyed chunk of `merge`, as changes, in order.
+    fn unkeyed_chunks(mut merge: Merge<u8, u8>, max: usize) -> Vec<Vec<Change<u8, u8>>> {
+        let mut chunks = Vec::new();
+        while !merge.is_done().unwrap() {
+            let (mut taken, mut c) = (Vec::new(), Vec::new());
+            unkeyed_chunk(&mut merge, max, &mut taken, &mut c).unwrap();
+            chunks.push(c);
+        }
+        chunks
+    }
+
     /// Merging runs spilled at arbitrary points yields the same chunks as ordering the whole time
     /// in memory, keyed and unkeyed.
     #[test]
@@ -279,22 +301,9 @@ mod tests {
                 }
             }
             // Wholly in memory: chunks cut from the end of the memory part in one move.
-            let mut merge = Merge::new(whole.clone(), Vec::new()).unwrap();
-            let mut chunks = Vec::new();
-            while !merge.is_done().unwrap() {
-                let mut c = Vec::new();
-                keyed_chunk(&mut merge, max, &mut c).unwrap();
-                chunks.push(c);
-            }
-            assert_eq!(chunks, reference, "case {case}, in memory");
-            let mut merge = Merge::new(whole.clone(), Vec::new()).unwrap();
-            let mut chunks = Vec::new();
-            while !merge.is_done().unwrap() {
-                let (mut taken, mut c) = (Vec::new(), Vec::new());
-                unkeyed_chunk(&mut merge, max, &mut taken, &mut c).unwrap();
-                chunks.push(c);
-            }
-            assert_eq!(chunks, unkeyed_reference, "case {case}, in memory");
+            let merge = || Merge::new(whole.clone(), Vec::new()).unwrap();
+            assert_eq!(keyed_chunks(merge(), max), reference, "case {case}, in memory");
+            assert_eq!(unkeyed_chunks(merge(), max), unkeyed_reference, "case {case}, in memory");
             // Spilled in random pieces, the last piece kept in memory.
             let split = |seed: &mut u64, dir: &mut SpillDir| {
                 let mut runs = Vec::new();
@@ -312,23 +321,9 @@ mod tests {
                 (Vec::new(), runs)
             };
             let (memory, runs) = split(&mut seed, &mut dir);
-            let mut merge = Merge::new(memory, runs).unwrap();
-            let mut chunks = Vec::new();
-            while !merge.is_done().unwrap() {
-                let mut c = Vec::new();
-                keyed_chunk(&mut merge, max, &mut c).unwrap();
-                chunks.push(c);
-            }
-            assert_eq!(chunks, reference, "case {case}");
+            assert_eq!(keyed_chunks(Merge::new(memory, runs).unwrap(), max), reference, "case {case}");
             let (memory, runs) = split(&mut seed, &mut dir);
-            let mut merge = Merge::new(memory, runs).unwrap();
-            let mut chunks = Vec::new();
-            while !merge.is_done().unwrap() {
-                let (mut taken, mut c) = (Vec::new(), Vec::new());
-                unkeyed_chunk(&mut merge, max, &mut taken, &mut c).unwrap();
-                chunks.push(c);
-            }
-            assert_eq!(chunks, unkeyed_reference, "case {case}");
+            assert_eq!(unkeyed_chunks(Merge::new(memory, runs).unwrap(), max), unkeyed_reference, "case {case}");
         }
         drop(dir);
         let _ = std::fs::remove_dir_all(&root);
