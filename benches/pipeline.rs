@@ -26,8 +26,8 @@ struct Row {
 
 const N: usize = 10_000;
 
-fn rows() -> Vec<Row> {
-    (0..N as u64)
+fn make_rows(n: usize) -> Vec<Row> {
+    (0..n as u64)
         .map(|i| Row {
             id: i,
             name: format!("customer-{i:08}"),
@@ -51,7 +51,7 @@ impl RecordWriter for Discard {
 }
 
 fn bench(c: &mut Criterion) {
-    let rows = rows();
+    let rows = make_rows(N);
     let keys = KeyColumns::new(vec!["id".into()], KeyEncoding::Json).unwrap();
     let mut g = c.benchmark_group("per_row");
     g.throughput(Throughput::Elements(N as u64));
@@ -115,6 +115,16 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // One large time, as a table's snapshot or a backlog delivers: its updates no longer fit in
+    // the core's cache.
+    let large = 200_000;
+    let mut g = c.benchmark_group("per_row_large_time");
+    g.throughput(Throughput::Elements(large as u64)).sample_size(20);
+    let encoded: Vec<((Key, EncodedRow), isize)> =
+        make_rows(large).iter().map(|r| ((keys.extract(r), EncodedRow::encode(r)), 1)).collect();
+    consolidate(&mut g, "consolidate_encoded_into_changes", &encoded);
+    g.finish();
 }
 
 /// Per-time consolidation of `updates` into changes, each iteration on a fresh copy.
@@ -127,7 +137,7 @@ fn consolidate<V: Ord + Clone>(
         b.iter_batched(
             || updates.to_vec(),
             |mut updates| {
-                let (mut changes, mut violations) = (Vec::with_capacity(N), Vec::new());
+                let (mut changes, mut violations) = (Vec::with_capacity(updates.len()), Vec::new());
                 changes_from_updates(&mut updates, &mut changes, &mut violations);
                 black_box(changes.len())
             },

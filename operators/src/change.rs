@@ -87,37 +87,7 @@ pub enum ViolationPolicy {
 /// executes fewer instructions, but its random swaps over a multi-megabyte time miss the cache
 /// and measured about 15% slower end to end.)
 pub fn order_by_key<K: Ord, V: Ord>(updates: &mut [((K, V), isize)]) {
-    let n = updates.len();
-    if n <= INDIRECT_FROM || u32::try_from(n).is_err() {
-        updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        return;
-    }
-    // Sort places, not updates: an update is tens of bytes (a key, a row, a diff) and a sort
-    // moves each one many times, while a place is 4 bytes. The updates are then put in order
-    // once, following the permutation's cycles.
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.sort_unstable_by(|&a, &b| updates[a as usize].0.cmp(&updates[b as usize].0));
-    permute(updates, &mut order);
-}
-
-/// Below this many updates a time is sorted in place: the places' own sort and the permutation
-/// cost more than they save.
-const INDIRECT_FROM: usize = 64;
-
-/// Puts `items` in the order `order` names (`items[i]` becomes the old `items[order[i]]`), by
-/// following each cycle of the permutation with swaps; `order` is left as the identity.
-fn permute<T>(items: &mut [T], order: &mut [u32]) {
-    for start in 0..items.len() {
-        let mut at = start;
-        // Each swap puts one item in its final place; a place once done points at itself.
-        while order[at] as usize != start {
-            let from = order[at] as usize;
-            items.swap(at, from);
-            order[at] = at as u32;
-            at = from;
-        }
-        order[at] = at as u32;
-    }
+    updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 }
 
 /// Orders one time's updates by `(key, value)` ([`order_by_key`]), adds up the diffs of equal
@@ -352,36 +322,6 @@ mod tests {
         c.sort_by_key(|c| c.key);
         v.sort_by_key(|v| v.key);
         (c, v)
-    }
-
-    /// Sorting places and then permuting (past `INDIRECT_FROM` updates) orders a time exactly as
-    /// sorting the updates themselves does, and keeps every update.
-    #[test]
-    fn ordering_by_places_orders_as_sorting_the_updates() {
-        let mut seed = 7u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for n in [0, 1, 2, INDIRECT_FROM, INDIRECT_FROM + 1, 100, 1000, 5000] {
-            let updates: Vec<((u32, String), isize)> = (0..n)
-                .map(|_| {
-                    let r = next();
-                    (((r % 97) as u32, format!("v{}", (r >> 8) % 5)), [1, -1, 2][(r >> 16) as usize % 3])
-                })
-                .collect();
-            let mut ordered = updates.clone();
-            order_by_key(&mut ordered);
-            let mut reference = updates.clone();
-            reference.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let pairs = |u: &[((u32, String), isize)]| u.iter().map(|(kv, _)| kv.clone()).collect::<Vec<_>>();
-            assert_eq!(pairs(&ordered), pairs(&reference), "{n} updates");
-            ordered.sort();
-            reference.sort();
-            assert_eq!(ordered, reference, "{n} updates: the same updates");
-        }
     }
 
     #[test]
