@@ -189,3 +189,43 @@ where
         self.bytes = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every time's consolidated updates, descending, as the buffer hands them over.
+    fn drain(buffers: &mut TimeBuffers<u32, u32, u64>) -> Vec<(u64, Vec<Update<u32, u32>>)> {
+        let mut out = Vec::new();
+        while let Some(mut c) = buffers.take_complete(&Frontier::at(u64::MAX)).unwrap() {
+            let mut updates = Vec::new();
+            while let Some(u) = c.merge.next().unwrap() {
+                updates.push(u);
+            }
+            buffers.release(c.bytes);
+            out.push((c.time, updates));
+        }
+        out
+    }
+
+    /// A batch's runs of one time go to their times, however the times interleave, and the
+    /// updates of times `keep` refuses are dropped and counted; the held bytes go back to zero.
+    #[test]
+    fn a_batch_goes_to_its_times_and_refused_times_are_dropped() {
+        let dir = std::env::temp_dir().join(format!("dsink-buffer-test-{}", std::process::id()));
+        let mut buffers = TimeBuffers::<u32, u32, u64>::new(1 << 30, &dir, "buffer", 0);
+        let mut batch = vec![((1, 10), 1, 1), ((2, 20), 1, 1), ((3, 30), 2, 1), ((4, 40), 3, 1), ((1, 10), 1, 1)];
+        assert_eq!(buffers.absorb(&mut batch, |t| *t != 3), 1);
+        assert!(batch.is_empty());
+        let mut batch = vec![((5, 50), 2, 1), ((2, 20), 1, -1), ((6, 60), 3, 1)];
+        assert_eq!(buffers.absorb(&mut batch, |t| *t != 3), 1);
+        assert_eq!(
+            drain(&mut buffers),
+            vec![(1, vec![((1, 10), 2)]), (2, vec![((5, 50), 1), ((3, 30), 1)])],
+            "time 1's updates of key 2 cancel; time 3 was refused"
+        );
+        assert!(!buffers.over_budget());
+        assert_eq!(buffers.bytes, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
