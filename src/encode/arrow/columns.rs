@@ -2,9 +2,8 @@
 //! column by column straight from its bytes (no per-row allocation, no field names, no parsing).
 //! Pure, no I/O.
 //!
-//! A [`PackedColumns`] builds all of a layout's columns ([`PackedColumns::all`]) — a batch of
-//! rows to write — or only some ([`PackedColumns::select`]), skipping every other value. Text columns are built as bytes and checked as UTF-8 once
-//! per array. A packed row that does not match its layout (truncated or overlong) is an error,
+//! A [`PackedColumns`] builds all of a layout's columns ([`PackedColumns::all`]): a batch of rows
+//! to write. Text columns are built as bytes and checked as UTF-8 once per array. A packed row that does not match its layout (truncated or overlong) is an error,
 //! and the rows pushed since the last [`finish`](PackedColumns::finish) are dropped with it.
 
 use super::packed::{Kind, PackedColumn, PackedLayout};
@@ -59,15 +58,6 @@ impl<'a> Reader<'a> {
     fn text(&mut self) -> Result<&'a [u8]> {
         let n = u32::from_le_bytes(self.array()?) as usize;
         self.take(n)
-    }
-
-    /// Skips a value of `kind`.
-    #[inline]
-    fn skip(&mut self, kind: Kind) -> Result<()> {
-        match kind.width() {
-            Some(n) => self.take(n).map(drop),
-            None => self.text().map(drop),
-        }
     }
 }
 
@@ -153,30 +143,16 @@ impl Builder {
 /// Builds Arrow arrays of packed rows' columns (see the [module docs](self)).
 pub struct PackedColumns {
     layout: Arc<PackedLayout>,
-    /// A builder for each column built; `None` for a column skipped.
-    builders: Vec<Option<Builder>>,
-    /// The columns built, in the order [`finish`](Self::finish) returns them.
-    selected: Vec<usize>,
+    /// A builder for each column, in the table's order.
+    builders: Vec<Builder>,
     rows: usize,
 }
 
 impl PackedColumns {
     /// Builds every column of `layout`, in the table's order.
     pub fn all(layout: Arc<PackedLayout>) -> PackedColumns {
-        let selected: Vec<usize> = (0..layout.columns().len()).collect();
-        PackedColumns::select(layout, &selected)
-    }
-
-    /// Builds the columns at `selected` (indices into the layout's columns), in that order.
-    pub fn select(layout: Arc<PackedLayout>, selected: &[usize]) -> PackedColumns {
-        let mut builders: Vec<Option<Builder>> = layout.columns().iter().map(|_| None).collect();
-        for &i in selected {
-            if let (Some(slot), Some(c)) = (builders.get_mut(i), layout.columns().get(i)) {
-                *slot = Some(Builder::new(c));
-            }
-        }
-        let selected = selected.iter().copied().filter(|i| *i < builders.len()).collect();
-        PackedColumns { layout, builders, selected, rows: 0 }
+        let builders = layout.columns().iter().map(Builder::new).collect();
+        PackedColumns { layout, builders, rows: 0 }
     }
 
     /// Rows pushed since the last [`finish`](Self::finish).
@@ -201,11 +177,10 @@ impl PackedColumns {
         let mut r = Reader { bytes: body, at: 0 };
         for (c, b) in self.layout.columns().iter().zip(self.builders.iter_mut()) {
             let present = !c.nullable || r.array::<1>()?[0] != 0;
-            match (b, present) {
-                (Some(b), true) => b.append(&mut r)?,
-                (Some(b), false) => b.append_null(),
-                (None, true) => r.skip(c.kind)?,
-                (None, false) => {}
+            if present {
+                b.append(&mut r)?;
+            } else {
+                b.append_null();
             }
         }
         if r.at != body.len() {
@@ -214,20 +189,18 @@ impl PackedColumns {
         Ok(())
     }
 
-    /// The arrays of the selected columns, holding the rows pushed since the last call; the
-    /// builders start over.
+    /// The arrays of the columns, holding the rows pushed since the last call; the builders
+    /// start over.
     pub fn finish(&mut self) -> Result<Vec<ArrayRef>> {
         self.rows = 0;
         let columns = self.layout.columns();
-        let mut out = Vec::with_capacity(self.selected.len());
-        for &i in &self.selected {
-            if let Some(b) = self.builders[i].as_mut() {
-                let array = b.finish(&columns[i])?;
-                if !columns[i].nullable && array.null_count() > 0 {
-                    return Err(Error::encode(format!("column `{}` is not nullable", columns[i].name)));
-                }
-                out.push(array);
+        let mut out = Vec::with_capacity(columns.len());
+        for (c, b) in columns.iter().zip(self.builders.iter_mut()) {
+            let array = b.finish(c)?;
+            if !c.nullable && array.null_count() > 0 {
+                return Err(Error::encode(format!("column `{}` is not nullable", c.name)));
             }
+            out.push(array);
         }
         Ok(out)
     }
@@ -235,9 +208,7 @@ impl PackedColumns {
     fn reset(&mut self) {
         let columns = self.layout.columns();
         for (c, b) in columns.iter().zip(self.builders.iter_mut()) {
-            if let Some(b) = b {
-                *b = Builder::new(c);
-            }
+            *b = Builder::new(c);
         }
         self.rows = 0;
     }
@@ -289,20 +260,6 @@ mod tests {
         assert_eq!(arrays[2].as_primitive::<TimestampMicrosecondType>().value(0), 5);
         assert_eq!(c.rows(), 0);
         assert_eq!(c.finish().unwrap()[0].len(), 0);
-    }
-
-    #[test]
-    fn selected_columns_skip_the_others() {
-        let l = layout();
-        let rows = packed(&[json!({"id": 1, "n": "abc", "t": 5}), json!({"id": 2, "t": 6})]);
-        let mut c = PackedColumns::select(Arc::clone(&l), &[2, 0]);
-        for r in &rows {
-            c.push(l.body(r).unwrap()).unwrap();
-        }
-        let arrays = c.finish().unwrap();
-        assert_eq!(arrays.len(), 2);
-        assert_eq!(arrays[0].as_primitive::<TimestampMicrosecondType>().values().to_vec(), vec![5, 6]);
-        assert_eq!(arrays[1].as_primitive::<Int64Type>().values().to_vec(), vec![1, 2]);
     }
 
     #[test]
