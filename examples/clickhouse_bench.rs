@@ -16,6 +16,7 @@
 //! the baselines.
 
 use differential_sinks::connectors::clickhouse::ClickHouseConfig;
+use differential_sinks::encode::rowbinary::put_leb128;
 use differential_sinks::{SinkSpec, ViolationPolicy};
 use std::time::Instant;
 
@@ -134,16 +135,7 @@ fn raw_insert(
             let r = row(j);
             body.extend_from_slice(&r.k.to_le_bytes());
             body.extend_from_slice(&r.v.to_le_bytes());
-            let mut n = r.s.len();
-            loop {
-                let b = (n & 0x7f) as u8;
-                n >>= 7;
-                if n == 0 {
-                    body.push(b);
-                    break;
-                }
-                body.push(b | 0x80);
-            }
+            put_leb128(&mut body, r.s.len() as u64);
             body.extend_from_slice(r.s.as_bytes());
             body.extend_from_slice(&(j * times / rows).to_le_bytes());
             body.push(0);
