@@ -2,19 +2,24 @@
 //! Arrow batches, written with `parquet`'s `ArrowWriter` straight to files (one file per worker,
 //! no dataflow, no Delta log); for upserts, the baseline then also writes the deletion vectors
 //! the sink writes (one file per thread in Delta's deletion-vector format, the positions known in
-//! advance). Also times the row → Arrow conversion alone.
+//! advance). Also times the row → Arrow conversion alone, and, for appends, the baseline writing
+//! the rows in the order the sink writes them (scattered by their hash, which compresses less than
+//! id order) with the sink's ratio to it.
 //!
 //! ```text
 //! cargo run --release --features deltalake,test-utils --example deltalake_bench -- --rows 1000000 --times 10
 //! cargo run --release --features deltalake,test-utils --example deltalake_bench -- --upsert-keys 100000
+//! cargo run --release --features deltalake,test-utils --example deltalake_bench -- --workers 1 --buffer-bytes 2GiB
 //! ```
 //!
-//! Prints rows/s and MB/s (of Parquet written) for 1 and 2 workers, and the sink's ratio to the
+//! Prints rows/s and MB/s (of Parquet written) for 1 and 2 workers (`--workers`), and the sink's ratio to the
 //! baseline. The sink's clock starts once every worker has built its dataflow (the table and the
 //! writers exist, the rows are built) and stops when every time is committed; its line also shows
 //! the writers' prepare time (closing data files, summed over workers), the committer's commit
 //! time and the setup outside the clock, so fixed costs are seen apart from the per-row cost.
-//! Run with `--rows 10000000` or more for figures where the fixed costs are small.
+//! Run with `--rows 10000000` or more for figures where the fixed costs are small. The harness
+//! feeds times faster than the writers drain them, so under the default `buffer.max.bytes` the
+//! sink spills; `--buffer-bytes` sets the budget, to measure the rows' path without spilling.
 
 #[path = "common/bench.rs"]
 mod bench;
@@ -27,8 +32,8 @@ use differential_sinks::connectors::deltalake::DeltaLakeConfig;
 use differential_sinks::encode::arrow::RowBatcher;
 use differential_sinks::{CommitPolicy, Schema, SinkSpec};
 use lakehouse::{
-    baseline, conversion, dir_bytes, print_conversion, print_header, print_pair, time_sink, time_upserts,
-    upsert_history, Timing, SCHEMA,
+    baseline, baseline_in_sink_order, conversion, dir_bytes, print_conversion, print_header, print_pair,
+    print_sink_order, time_sink, time_upserts, upsert_history, with_buffer, worker_counts, Timing, SCHEMA,
 };
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -42,10 +47,11 @@ fn batcher() -> RowBatcher {
 
 /// The timing of the sink writing and committing `n` rows over `times` times (appends, or upserts
 /// over `upsert_keys` keys), and its commits.
-fn sink(n: u64, times: u64, peers: usize, dir: &Path, upsert_keys: Option<u64>) -> (Timing, usize) {
-    let builder = SinkSpec::builder("bench", DeltaLakeConfig::new(dir).create_table_if_not_exists(true))
-        .schema(SCHEMA.parse().unwrap())
-        .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO });
+fn sink(args: &[String], n: u64, times: u64, peers: usize, dir: &Path, upsert_keys: Option<u64>) -> (Timing, usize) {
+    let builder =
+        with_buffer(args, SinkSpec::builder("bench", DeltaLakeConfig::new(dir).create_table_if_not_exists(true)))
+            .schema(SCHEMA.parse().unwrap())
+            .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO });
     let timing = match upsert_keys {
         // The same number of new rows, each replacing its key's previous one by deletion vector.
         Some(keys) => {
@@ -110,7 +116,7 @@ fn main() {
         println!("baseline: the data files, then one deletion-vector file per thread of the rows replaced");
     }
     print_header(n, times);
-    for peers in [1usize, 2] {
+    for peers in worker_counts(&args) {
         let base_dir = tempfile::tempdir().unwrap();
         let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
         let mut base = baseline(n, peers as u64, base_dir.path(), batcher, props);
@@ -120,9 +126,13 @@ fn main() {
         }
         let base_mb = dir_bytes(base_dir.path()) as f64 / 1e6;
         let sink_dir = tempfile::tempdir().unwrap();
-        let (timing, commits) = sink(n, times, peers, sink_dir.path(), upsert_keys);
+        let (timing, commits) = sink(&args, n, times, peers, sink_dir.path(), upsert_keys);
         let sink_mb = dir_bytes(sink_dir.path()) as f64 / 1e6;
         print_pair(peers, n, (base, base_mb), (&format!("deltalake sink ({commits} commits)"), timing, sink_mb));
+        if upsert_keys.is_none() {
+            let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+            print_sink_order(peers, n, baseline_in_sink_order(n, times, peers as u64, batcher, props), timing.secs);
+        }
         print_conversion(peers, n, base, conversion_rates);
     }
 }

@@ -3,19 +3,24 @@
 //! no dataflow, no manifests or catalog), with the sink's compression (zstd, Iceberg's default);
 //! for upserts, the baseline then also writes the position deletes the sink writes (one Parquet
 //! file of `(file_path, pos)` per thread, the positions known in advance). Also times the row →
-//! Arrow conversion alone, as lines of the table.
+//! Arrow conversion alone, as lines of the table, and, for appends, the baseline writing the rows
+//! in the order the sink writes them (scattered by their hash, which compresses less than id order)
+//! with the sink's ratio to it.
 //!
 //! ```text
 //! cargo run --release --features iceberg,test-utils --example iceberg_bench -- --rows 1000000 --times 10
 //! cargo run --release --features iceberg,test-utils --example iceberg_bench -- --upsert-keys 100000
+//! cargo run --release --features iceberg,test-utils --example iceberg_bench -- --workers 1 --buffer-bytes 2GiB
 //! ```
 //!
-//! Prints rows/s and MB/s (of Parquet written) for 1 and 2 workers, and the sink's ratio to the
+//! Prints rows/s and MB/s (of Parquet written) for 1 and 2 workers (`--workers`), and the sink's ratio to the
 //! baseline. The sink's clock starts once every worker has built its dataflow (the table and the
 //! writers exist, the rows are built) and stops when every time is committed; its line also shows
 //! the writers' prepare time (closing data files, summed over workers), the committer's commit
 //! time and the setup outside the clock, so fixed costs are seen apart from the per-row cost.
-//! Run with `--rows 10000000` or more for figures where the fixed costs are small.
+//! Run with `--rows 10000000` or more for figures where the fixed costs are small. The harness
+//! feeds times faster than the writers drain them, so under the default `buffer.max.bytes` the
+//! sink spills; `--buffer-bytes` sets the budget, to measure the rows' path without spilling.
 
 #[path = "common/bench.rs"]
 mod bench;
@@ -27,8 +32,8 @@ use differential_sinks::connectors::iceberg::{iceberg_schema, IcebergConfig};
 use differential_sinks::encode::arrow::RowBatcher;
 use differential_sinks::{CommitPolicy, Schema, SinkSpec};
 use lakehouse::{
-    baseline, baseline_deletes, conversion, dir_bytes, print_conversion, print_header, print_pair, time_sink,
-    time_upserts, upsert_history, SCHEMA,
+    baseline, baseline_deletes, baseline_in_sink_order, conversion, dir_bytes, print_conversion, print_header,
+    print_pair, print_sink_order, time_sink, time_upserts, upsert_history, with_buffer, worker_counts, SCHEMA,
 };
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -54,7 +59,7 @@ fn main() {
         println!("baseline: the data files, then one position-delete file per thread of the rows replaced");
     }
     print_header(n, times);
-    for peers in [1usize, 2] {
+    for peers in worker_counts(&args) {
         let base_dir = tempfile::tempdir().unwrap();
         let props = WriterProperties::builder().set_compression(Compression::ZSTD(Default::default())).build();
         let mut base = baseline(n, peers as u64, base_dir.path(), batcher, props.clone());
@@ -65,7 +70,7 @@ fn main() {
         let base_mb = dir_bytes(base_dir.path()) as f64 / 1e6;
         let sink_dir = tempfile::tempdir().unwrap();
         let config = IcebergConfig::new(sink_dir.path(), "bench", "rows").create_table_if_not_exists(true);
-        let builder = SinkSpec::builder("bench", config)
+        let builder = with_buffer(&args, SinkSpec::builder("bench", config))
             .schema(SCHEMA.parse().unwrap())
             .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO });
         let timing = match upsert_keys {
@@ -83,6 +88,10 @@ fn main() {
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("snap-"))
             .count();
         print_pair(peers, n, (base, base_mb), (&format!("iceberg sink ({commits} commits)"), timing, sink_mb));
+        if upsert_keys.is_none() {
+            let props = WriterProperties::builder().set_compression(Compression::ZSTD(Default::default())).build();
+            print_sink_order(peers, n, baseline_in_sink_order(n, times, peers as u64, batcher, props), timing.secs);
+        }
         print_conversion(peers, n, base, conversion_rates);
     }
 }

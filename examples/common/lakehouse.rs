@@ -19,6 +19,24 @@ pub const SCHEMA: &str = "id:int64!,name:string!,amount:int64!,note:string!";
 /// Rows per Arrow batch in the baseline and the conversion measurement.
 pub const CHUNK: u64 = 4096;
 
+/// The worker counts of `--workers W,...` (default `1,2`).
+pub fn worker_counts(args: &[String]) -> Vec<usize> {
+    super::bench::arg(args, "--workers", "1,2".to_string()).split(',').filter_map(|w| w.parse().ok()).collect()
+}
+
+/// `builder` with `--buffer-bytes B` (bytes, or with a `KiB`/`MiB`/`GiB` suffix) as its `buffer.max.bytes`, if given: a budget large enough
+/// to hold every time the harness feeds ahead of the writer measures the rows' path without
+/// spilling; the default budget spills in these runs (the harness outruns the writer).
+pub fn with_buffer(
+    args: &[String],
+    builder: differential_sinks::SinkSpecBuilder,
+) -> differential_sinks::SinkSpecBuilder {
+    match args.iter().position(|a| a == "--buffer-bytes").and_then(|i| args.get(i + 1)) {
+        Some(v) => builder.buffer_max_bytes(differential_sinks::options::parse_bytes("--buffer-bytes", v).unwrap()),
+        None => builder,
+    }
+}
+
 /// Bytes of Parquet files under `dir`, recursively.
 pub fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;
@@ -43,6 +61,63 @@ pub fn batches(mut b: RowBatcher, n: u64, w: u64, peers: u64) -> Vec<arrow_array
             b.finish().unwrap().unwrap()
         })
         .collect()
+}
+
+/// The rows of worker `w` of `peers` as Arrow batches of `CHUNK` rows, in the order the sink
+/// writes an append-only table's rows: time by time, and in a time by the stable hash of the
+/// row's packed encoding (an unkeyed row's key) rather than by id.
+fn batches_in_sink_order(mut b: RowBatcher, n: u64, times: u64, w: u64, peers: u64) -> Vec<arrow_array::RecordBatch> {
+    let layout = Arc::new(PackedLayout::new(b.schema()).expect("the bench schema packs"));
+    let mut encoder = PackedEncoder::new(layout);
+    let mut packed = Vec::new();
+    let mut rows: Vec<(u64, u64, Row)> = (0..n)
+        .filter(|i| i % peers == w)
+        .map(|i| {
+            let row = super::bench::row(i);
+            packed.clear();
+            encoder.encode(&row, &mut packed).unwrap();
+            (time_of(i, n, times), differential_sinks::stable_hash::words64(&packed), row)
+        })
+        .collect();
+    rows.sort_unstable_by_key(|(t, hash, _)| (*t, *hash));
+    let rows: Vec<Row> = rows.into_iter().map(|(_, _, row)| row).collect();
+    rows.chunks(CHUNK as usize)
+        .map(|c| {
+            b.push(c).unwrap();
+            b.finish().unwrap().unwrap()
+        })
+        .collect()
+}
+
+/// Seconds and megabytes of Parquet of the baseline writing the same rows in the order the sink
+/// writes them ([`batches_in_sink_order`]). Scattered rows compress less (the sink's files are
+/// larger than the id-ordered baseline's), and Parquet's encoding and compression then take
+/// longer: the sink's ratio to this baseline is what it costs besides its rows' order.
+pub fn baseline_in_sink_order(
+    n: u64,
+    times: u64,
+    peers: u64,
+    batcher: impl Fn() -> RowBatcher,
+    props: WriterProperties,
+) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let per_worker: Vec<_> = (0..peers).map(|w| batches_in_sink_order(batcher(), n, times, w, peers)).collect();
+    let secs = write_per_thread(dir.path(), "w", &per_worker, props);
+    (secs, dir_bytes(dir.path()) as f64 / 1e6)
+}
+
+/// Prints the line of the baseline in the sink's order and the sink's ratio to it.
+pub fn print_sink_order(peers: usize, n: u64, base: (f64, f64), sink_secs: f64) {
+    let (secs, mb) = base;
+    println!(
+        "{:<8} {:<26} {:>12.0} {:>10.1} {:>10.3} {:>9.2}   (the sink's ratio to ArrowWriter writing its order)",
+        peers,
+        "ArrowWriter, sink's order",
+        n as f64 / secs,
+        mb / secs,
+        secs,
+        secs / sink_secs
+    );
 }
 
 /// Seconds to write pre-built batches with `ArrowWriter`, one file per worker thread.
