@@ -66,19 +66,28 @@ fn malformed() -> Error {
 }
 
 impl Builder {
-    fn new(column: &PackedColumn) -> Builder {
+    /// An empty builder with room for `rows` values and, for text, `bytes` bytes of them.
+    fn with_capacity(column: &PackedColumn, rows: usize, bytes: usize) -> Builder {
         match column.kind {
-            Kind::Bool => Builder::Bool(BooleanBuilder::new()),
-            Kind::Int8 => Builder::Int8(Int8Builder::new()),
-            Kind::Int16 => Builder::Int16(Int16Builder::new()),
-            Kind::Int32 => Builder::Int32(Int32Builder::new()),
-            Kind::Int64 => Builder::Int64(Int64Builder::new()),
-            Kind::Float32 => Builder::Float32(Float32Builder::new()),
-            Kind::Float64 => Builder::Float64(Float64Builder::new()),
-            Kind::Decimal { .. } => Builder::Decimal(Decimal128Builder::new()),
-            Kind::Utf8 => Builder::Text(BinaryBuilder::new()),
-            Kind::Date32 => Builder::Date32(Date32Builder::new()),
-            Kind::TimestampMicros => Builder::Timestamp(TimestampMicrosecondBuilder::new()),
+            Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(rows)),
+            Kind::Int8 => Builder::Int8(Int8Builder::with_capacity(rows)),
+            Kind::Int16 => Builder::Int16(Int16Builder::with_capacity(rows)),
+            Kind::Int32 => Builder::Int32(Int32Builder::with_capacity(rows)),
+            Kind::Int64 => Builder::Int64(Int64Builder::with_capacity(rows)),
+            Kind::Float32 => Builder::Float32(Float32Builder::with_capacity(rows)),
+            Kind::Float64 => Builder::Float64(Float64Builder::with_capacity(rows)),
+            Kind::Decimal { .. } => Builder::Decimal(Decimal128Builder::with_capacity(rows)),
+            Kind::Utf8 => Builder::Text(BinaryBuilder::with_capacity(rows, bytes)),
+            Kind::Date32 => Builder::Date32(Date32Builder::with_capacity(rows)),
+            Kind::TimestampMicros => Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows)),
+        }
+    }
+
+    /// Bytes of text values appended since the last finish (0 for other columns).
+    fn text_bytes(&self) -> usize {
+        match self {
+            Builder::Text(b) => b.values_slice().len(),
+            _ => 0,
         }
     }
 
@@ -151,7 +160,7 @@ pub struct PackedColumns {
 impl PackedColumns {
     /// Builds every column of `layout`, in the table's order.
     pub fn all(layout: Arc<PackedLayout>) -> PackedColumns {
-        let builders = layout.columns().iter().map(Builder::new).collect();
+        let builders = layout.columns().iter().map(|c| Builder::with_capacity(c, 0, 0)).collect();
         PackedColumns { layout, builders, rows: 0 }
     }
 
@@ -192,11 +201,14 @@ impl PackedColumns {
     /// The arrays of the columns, holding the rows pushed since the last call; the builders
     /// start over.
     pub fn finish(&mut self) -> Result<Vec<ArrayRef>> {
-        self.rows = 0;
+        let rows = std::mem::take(&mut self.rows);
         let columns = self.layout.columns();
         let mut out = Vec::with_capacity(columns.len());
         for (c, b) in columns.iter().zip(self.builders.iter_mut()) {
-            let array = b.finish(c)?;
+            // The next batch is most likely sized like this one: its builder starts with this
+            // one's room, instead of growing (and copying) its buffers from nothing.
+            let next = Builder::with_capacity(c, rows, b.text_bytes());
+            let array = std::mem::replace(b, next).finish(c)?;
             if !c.nullable && array.null_count() > 0 {
                 return Err(Error::encode(format!("column `{}` is not nullable", c.name)));
             }
@@ -208,7 +220,7 @@ impl PackedColumns {
     fn reset(&mut self) {
         let columns = self.layout.columns();
         for (c, b) in columns.iter().zip(self.builders.iter_mut()) {
-            *b = Builder::new(c);
+            *b = Builder::with_capacity(c, 0, 0);
         }
         self.rows = 0;
     }
