@@ -142,6 +142,18 @@ impl<K: Ord + DeserializeOwned, V: Ord + DeserializeOwned> Merge<K, V> {
         Some(updates)
     }
 
+    /// The vector the time's memory part was held in (emptied), to hold another time's updates
+    /// without growing a new one from nothing; `None` if the time had no memory part.
+    pub fn into_memory(self) -> Option<Vec<Update<K, V>>> {
+        self.sources.into_iter().find_map(|s| match s {
+            Source::Memory(mut v) => {
+                v.clear();
+                Some(v)
+            }
+            Source::Disk(_) => None,
+        })
+    }
+
     /// True when every update was taken.
     pub fn is_done(&mut self) -> Result<bool, SpillError> {
         Ok(self.peek_mut()?.is_none())

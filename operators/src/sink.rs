@@ -434,7 +434,7 @@ where
                 }
                 if done {
                     if let Some(d) = st.delivering.take() {
-                        st.buffers.release(d.bytes);
+                        st.buffers.release(d);
                     }
                 }
                 if slice.elapsed() >= DELIVERY_SLICE {
