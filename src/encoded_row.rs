@@ -126,6 +126,19 @@ impl EncodedRow {
     }
 }
 
+/// How many rows ahead of the one being read a writer prefetches ([`prefetch`]): a time's rows
+/// are read in key order, scattered over the buffers they were encoded into.
+pub(crate) const PREFETCH_AHEAD: usize = 8;
+
+/// Prefetches `row`'s bytes if it is an [`EncodedRow`] ([`EncodedRow::prefetch`]); nothing for
+/// a typed row or none.
+#[inline]
+pub(crate) fn prefetch<V: 'static>(row: Option<&V>) {
+    if let Some(encoded) = row.and_then(|r| (r as &dyn std::any::Any).downcast_ref::<EncodedRow>()) {
+        encoded.prefetch();
+    }
+}
+
 impl PartialEq for EncodedRow {
     fn eq(&self, other: &Self) -> bool {
         self.len == other.len && self.bytes() == other.bytes()

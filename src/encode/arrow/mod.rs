@@ -56,7 +56,7 @@ pub use packed::{PackedEncoder, PackedLayout};
 pub use rows::RowBatcher;
 
 use crate::encode::ChangeEncoder;
-use crate::encoded_row::{json_encoder, EncodedRow, RowEncoder};
+use crate::encoded_row::{json_encoder, prefetch, EncodedRow, RowEncoder, PREFETCH_AHEAD};
 use crate::envelope::{Emission, Format};
 use crate::error::{Error, Result};
 use crate::key::Key;
@@ -227,18 +227,6 @@ impl<V: Serialize + 'static> ChangeEncoder<V> for ArrowEncoder<V> {
             }
         }
         Ok(())
-    }
-}
-
-/// How many rows ahead of the one being read an encoded row's bytes are fetched into the cache:
-/// a time's rows are read in key order, scattered over the buffers they were encoded into.
-const PREFETCH_AHEAD: usize = 8;
-
-/// Prefetches an encoded row's bytes ([`EncodedRow::prefetch`]); nothing for a typed row.
-#[inline]
-fn prefetch<V: 'static>(row: Option<&V>) {
-    if let Some(encoded) = row.and_then(|r| (r as &dyn Any).downcast_ref::<EncodedRow>()) {
-        encoded.prefetch();
     }
 }
 
