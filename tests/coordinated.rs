@@ -22,6 +22,9 @@ use std::time::Duration;
 /// A run that takes longer than this has hung (a normal run takes well under a second).
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// A data file: each change's key and new row (`None`: deleted).
+type File = Vec<(u32, Option<Row>)>;
+
 /// A table that, like a lakehouse catalog, only changes by whole commits of prepared files.
 #[derive(Default)]
 struct Table {
@@ -35,6 +38,8 @@ struct Table {
     fail_writer: Option<WriterFailure>,
     /// How many commits the table held when the writer failure was injected.
     commits_at_failure: Option<usize>,
+    /// Writes made while a prepare was begun and not yet finished (the next round's).
+    overlapped_writes: usize,
 }
 
 /// Which call of which worker's writer (or of the committer) fails.
@@ -52,16 +57,19 @@ enum WriterFailure {
 
 /// Per-worker writer: "files" are the changes written since the last prepare.
 struct FileWriter {
-    file: Vec<(u32, Option<Row>)>,
+    file: File,
     table: Arc<Mutex<Table>>,
     worker: usize,
     writes: usize,
     prepares: usize,
+    /// A prepare begun (`begin_prepare`): its frontier and the writes it covers, as a file
+    /// thread would have them; later writes are the next prepare's.
+    begun: Option<(Frontier<u64>, File)>,
 }
 
 impl FileWriter {
     fn new(table: Arc<Mutex<Table>>) -> Self {
-        FileWriter { file: Vec::new(), table, worker: 0, writes: 0, prepares: 0 }
+        FileWriter { file: Vec::new(), table, worker: 0, writes: 0, prepares: 0, begun: None }
     }
     /// Fails if `matches` picks this call for the injected failure.
     fn inject(&self, call: &str, matches: impl Fn(WriterFailure) -> bool) -> Result<(), OperatorError> {
@@ -83,10 +91,18 @@ impl SinkWriter<u32, Row, u64> for FileWriter {
         self.inject("resume", |f| matches!(f, WriterFailure::Resume { w } if w == worker))?;
         Ok(resolve_resume(&self.table.lock().unwrap().progress, ctx)?.frontier)
     }
-    fn write(&mut self, _t: &u64, changes: &mut Vec<Change<u32, Row>>) -> Result<(), OperatorError> {
+    fn write(&mut self, t: &u64, changes: &mut Vec<Change<u32, Row>>) -> Result<(), OperatorError> {
         let (worker, n) = (self.worker, self.writes);
         self.writes += 1;
         self.inject("write", |f| matches!(f, WriterFailure::Write { w, n: m } if w == worker && m == n))?;
+        // After a prepare was begun, only the next round's times may be written.
+        if let Some((upper, _)) = &self.begun {
+            if upper.is_beyond(t) {
+                let message = format!("worker {worker} wrote time {t} into a prepare begun to {upper:?}");
+                return Err(OperatorError::ResumeConflict { message });
+            }
+            self.table.lock().unwrap().overlapped_writes += 1;
+        }
         self.file.extend(changes.drain(..).map(|c| (c.key, c.after)));
         Ok(())
     }
@@ -96,18 +112,30 @@ impl SinkWriter<u32, Row, u64> for FileWriter {
 }
 
 impl CoordinatedWriter<u32, Row, u64> for FileWriter {
-    type Prepared = Vec<(u32, Option<Row>)>;
-    fn prepare(&mut self, _upper: &Frontier<u64>) -> Result<Self::Prepared, OperatorError> {
+    type Prepared = File;
+    fn begin_prepare(&mut self, upper: &Frontier<u64>) -> Result<(), OperatorError> {
+        if self.begun.is_none() {
+            self.begun = Some((*upper, std::mem::take(&mut self.file)));
+        }
+        Ok(())
+    }
+    fn prepare(&mut self, upper: &Frontier<u64>) -> Result<Self::Prepared, OperatorError> {
         let (worker, n) = (self.worker, self.prepares);
         self.prepares += 1;
         self.inject("prepare", |f| matches!(f, WriterFailure::Prepare { w, n: m } if w == worker && m == n))?;
-        Ok(std::mem::take(&mut self.file))
+        match self.begun.take() {
+            Some((begun, file)) if begun == *upper => Ok(file),
+            Some((begun, _)) => Err(OperatorError::ResumeConflict {
+                message: format!("worker {worker} began a prepare to {begun:?} and finished one to {upper:?}"),
+            }),
+            None => Ok(std::mem::take(&mut self.file)),
+        }
     }
 }
 
 struct TableCommitter(Arc<Mutex<Table>>);
 
-impl Committer<Vec<(u32, Option<Row>)>, u64> for TableCommitter {
+impl Committer<File, u64> for TableCommitter {
     type Error = OperatorError;
     fn resume(&mut self, peers: usize) -> Result<Vec<Frontier<u64>>, OperatorError> {
         let mut t = self.0.lock().unwrap();
@@ -118,11 +146,7 @@ impl Committer<Vec<(u32, Option<Row>)>, u64> for TableCommitter {
         }
         (0..peers).map(|index| Ok(resolve_resume(&t.progress, WorkerContext::new(index, peers))?.frontier)).collect()
     }
-    fn commit(
-        &mut self,
-        prepared: Vec<Prepared<Vec<(u32, Option<Row>)>, u64>>,
-        frontiers: &[Frontier<u64>],
-    ) -> Result<(), OperatorError> {
+    fn commit(&mut self, prepared: Vec<Prepared<File, u64>>, frontiers: &[Frontier<u64>]) -> Result<(), OperatorError> {
         let mut t = self.0.lock().unwrap();
         if t.fail_commit == Some(t.commits.len()) {
             return Err(OperatorError::ResumeConflict { message: "injected commit failure".into() });
@@ -198,6 +222,32 @@ fn one_commit_covers_all_workers() {
         assert!(t.progress.iter().all(|p| p.frontier.is_complete()), "{:?}", t.progress);
         // Coordinated commits gather several workers' files: fewer commits than worker-rounds.
         assert!(t.commits.iter().any(|files| *files >= peers.min(2)), "{:?}", t.commits);
+    }
+}
+
+/// A worker hands its writer a prepare and finishes it an activation later, having written the
+/// next times meanwhile: those writes are the next round's, and every row lands exactly once.
+#[test]
+fn writes_while_a_prepare_is_begun_go_to_the_next_round() {
+    for peers in [1, 2] {
+        let history = keyed_history(7 + peers as u64, 30, 12, 10);
+        let table = Arc::new(Mutex::new(Table::default()));
+        let t = table.clone();
+        let report = Drive::new(peers).pace(Pace::Step(1)).deadline(DEADLINE).run_with(
+            &history,
+            move |rows: VecCollection<'_, u64, Row, isize>| {
+                let mut config = SinkConfig::new("coordinated");
+                config.commit = CommitPolicy { max_changes: None, interval: Duration::ZERO };
+                let (writer, t2) = (FileWriter::new(t.clone()), t.clone());
+                vec![rows.sink_coordinated(config, |r: &Row| r.k, writer, move || Ok(TableCommitter(t2)))]
+            },
+        );
+        assert!(report.errors.is_empty(), "{:?}", report.errors.iter().map(|e| e.1.to_string()).collect::<Vec<_>>());
+        let t = table.lock().unwrap();
+        assert_eq!(t.rows, state_before(&history, u64::MAX));
+        assert!(t.progress.iter().all(|p| p.frontier.is_complete()), "{:?}", t.progress);
+        assert!(t.overlapped_writes > 0, "no write overlapped a begun prepare: the test tests nothing");
+        assert!(t.commits.len() > 1, "{:?}", t.commits);
     }
 }
 

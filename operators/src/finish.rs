@@ -11,6 +11,11 @@ use timely::ExchangeData;
 /// How a worker finishes a round: commit itself, or prepare for the coordinator.
 pub(crate) trait Finish<K, V, T, W: SinkWriter<K, V, T>> {
     type Out: ExchangeData + Clone;
+    /// Starts finishing the round up to `upper` without waiting, where the writer can
+    /// ([`CoordinatedWriter::begin_prepare`]); [`finish`](Self::finish) follows.
+    fn begin(&mut self, _writer: &mut W, _upper: &Frontier<T>) -> Result<(), W::Error> {
+        Ok(())
+    }
     fn finish(
         &mut self,
         writer: &mut W,
@@ -60,6 +65,9 @@ pub(crate) struct Coordinated;
 impl<K, V, T: SinkTime, W: CoordinatedWriter<K, V, T>> Finish<K, V, T, W> for Coordinated {
     type Out = Round<W::Prepared, T>;
     const DURABLE: bool = false;
+    fn begin(&mut self, writer: &mut W, upper: &Frontier<T>) -> Result<(), W::Error> {
+        writer.begin_prepare(upper)
+    }
     fn finish(
         &mut self,
         writer: &mut W,

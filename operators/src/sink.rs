@@ -21,7 +21,8 @@
 //!  │   independent:  writer.commit(upper)  → emit Committed, downgrade cap     │
 //!  │     pipelined:  commit only starts it; later times are written while      │
 //!  │                 writer.durable() → emit Committed, downgrade cap          │
-//!  │   coordinated:  writer.prepare(upper) → emit Prepared to worker 0         │
+//!  │   coordinated:  writer.begin_prepare(upper); the next activation writes   │
+//!  │                 on, then writer.prepare(upper) → emit Prepared to worker 0│
 //!  │                 (on failure: emit Failed to worker 0, then stop)          │
 //!  └───────────────┬───────────────────────────────────────┬───────────────────┘
 //!                  │ committed / prepared                   │ dead letters (V, T, ±n)
@@ -178,6 +179,10 @@ struct WorkerState<K, V, T, O> {
     /// Commits a pipelined writer started and has not yet reported durable, oldest first, with
     /// when each started.
     in_flight: VecDeque<(Frontier<T>, O, Instant)>,
+    /// A coordinated worker's prepare handed to its writer ([`Finish::begin`]) and finished in
+    /// the next activation, after that activation's delivery: its frontier, its changes, and
+    /// the time its start took.
+    preparing: Option<(Frontier<T>, u64, Duration)>,
     changes_since_finish: u64,
     last_finish: Instant,
     changes: Vec<Change<K, V>>,
@@ -235,6 +240,7 @@ where
             written: Frontier::minimum(),
             finished: Frontier::minimum(),
             in_flight: VecDeque::new(),
+            preparing: None,
             changes_since_finish: 0,
             last_finish: Instant::now(),
             changes: Vec::new(),
@@ -455,6 +461,34 @@ where
                 caps.downgrade_dead(&written);
             }
 
+            // Finish the prepare begun in the previous activation: the files closed while this
+            // activation delivered the next round's changes.
+            if let Some((upper, changes, began)) = st.preparing.take() {
+                let span = tracing::info_span!("prepare", sink = %name, worker = ctx.index, upper = ?upper, changes);
+                let started = Instant::now();
+                let finished = span.in_scope(|| {
+                    crate::crash_point("commit.begin");
+                    let finished = finisher.finish(&mut writer, &upper, changes, ctx.index);
+                    if finished.is_ok() {
+                        crate::crash_point("commit.end");
+                    }
+                    finished
+                });
+                match finished {
+                    Ok(out) => {
+                        let mut o = out0.activate();
+                        o.session(caps.progress.as_ref().expect("progress capability held while running")).give(out);
+                        drop(o);
+                        metrics.prepare_took(began + started.elapsed());
+                        caps.downgrade_progress(&upper);
+                    }
+                    Err(e) => {
+                        fail(&mut st, &mut caps, &mut out0, e);
+                        return;
+                    }
+                }
+            }
+
             // Commit (or prepare) per the cadence.
             if st.written > st.finished {
                 let due = st.written.is_complete()
@@ -469,6 +503,20 @@ where
                         tracing::info_span!("prepare", sink = %name, worker = ctx.index, upper = ?upper, changes)
                     };
                     let started = Instant::now();
+                    if !F::DURABLE {
+                        // A coordinated worker hands its writer the prepare and finishes it in
+                        // the next activation, so that its files close while it delivers on.
+                        if let Err(e) = span.in_scope(|| finisher.begin(&mut writer, &upper)) {
+                            fail(&mut st, &mut caps, &mut out0, e);
+                            return;
+                        }
+                        st.preparing = Some((upper, changes, started.elapsed()));
+                        st.finished = upper;
+                        st.changes_since_finish = 0;
+                        st.last_finish = Instant::now();
+                        activator.activate();
+                        return;
+                    }
                     let finished = span.in_scope(|| {
                         crate::crash_point("commit.begin");
                         let finished = finisher.finish(&mut writer, &upper, changes, ctx.index);
@@ -483,16 +531,11 @@ where
                             let mut o = out0.activate();
                             o.session(caps.progress.as_ref().expect("progress capability held while running")).give(out);
                             drop(o);
-                            if !F::DURABLE {
-                                metrics.prepare_took(started.elapsed());
-                            }
-                            if F::DURABLE {
-                                metrics.commit_took(started.elapsed());
-                                metrics.commits(1);
-                                handle.set_committed(upper);
-                                if let Some(lag) = &lag {
-                                    lag.committed(&upper);
-                                }
+                            metrics.commit_took(started.elapsed());
+                            metrics.commits(1);
+                            handle.set_committed(upper);
+                            if let Some(lag) = &lag {
+                                lag.committed(&upper);
                             }
                             caps.downgrade_progress(&upper);
                         }
@@ -549,7 +592,8 @@ where
                 lag.input(&frontier);
             }
             // Done once everything is written (none of it still being delivered) and finished.
-            if st.written.is_complete() && st.written == st.finished && st.in_flight.is_empty() {
+            if st.written.is_complete() && st.written == st.finished && st.in_flight.is_empty() && st.preparing.is_none()
+            {
                 caps.clear();
             }
         }

@@ -139,6 +139,16 @@ pub trait CoordinatedWriter<K, V, T>: SinkWriter<K, V, T> {
     /// What this worker hands the committer for one frontier (e.g. the data files it wrote).
     type Prepared: Serialize + DeserializeOwned + Clone + Send + 'static;
 
+    /// Starts preparing everything written so far, without waiting: a writer whose files are
+    /// written by a thread of its own hands that thread the prepare here, and
+    /// [`prepare`](Self::prepare), called next with the same `upper`, waits for its answer.
+    /// Between the two the operator may write changes of times at or after `upper`: they belong
+    /// to the next prepare, and writing them overlaps the files' closing. The default does
+    /// nothing, and `prepare` then covers what was written before it, as always.
+    fn begin_prepare(&mut self, _upper: &Frontier<T>) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     /// Finishes everything written so far into a token that the committer will make durable.
     /// Unlike `commit`, nothing becomes visible here.
     fn prepare(&mut self, upper: &Frontier<T>) -> Result<Self::Prepared, Self::Error>;
@@ -146,6 +156,9 @@ pub trait CoordinatedWriter<K, V, T>: SinkWriter<K, V, T> {
 
 impl<K, V, T, W: CoordinatedWriter<K, V, T> + ?Sized> CoordinatedWriter<K, V, T> for Box<W> {
     type Prepared = W::Prepared;
+    fn begin_prepare(&mut self, upper: &Frontier<T>) -> Result<(), Self::Error> {
+        (**self).begin_prepare(upper)
+    }
     fn prepare(&mut self, upper: &Frontier<T>) -> Result<Self::Prepared, Self::Error> {
         (**self).prepare(upper)
     }

@@ -208,6 +208,9 @@ impl<V, T, W: CoordinatedWriter<Key, V, T, Error = Error>> SinkWriter<Key, V, T>
 
 impl<V, T, W: CoordinatedWriter<Key, V, T, Error = Error>> CoordinatedWriter<Key, V, T> for BytesWriter<W> {
     type Prepared = PreparedBytes;
+    fn begin_prepare(&mut self, upper: &Frontier<T>) -> Result<()> {
+        self.0.begin_prepare(upper)
+    }
     fn prepare(&mut self, upper: &Frontier<T>) -> Result<PreparedBytes> {
         let token = self.0.prepare(upper)?;
         bincode::serialize(&token)

@@ -388,6 +388,10 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for DeltaLakeWri
 impl<V: Serialize + 'static, T: SinkTime> CoordinatedWriter<Key, V, T> for DeltaLakeWriter<V> {
     type Prepared = DeltaFiles;
 
+    fn begin_prepare(&mut self, _upper: &Frontier<T>) -> Result<()> {
+        self.files.begin_prepare()
+    }
+
     fn prepare(&mut self, _upper: &Frontier<T>) -> Result<DeltaFiles> {
         self.files.prepare()
     }

@@ -324,6 +324,10 @@ impl<V: Serialize + 'static, T: SinkTime> SinkWriter<Key, V, T> for IcebergWrite
 impl<V: Serialize + 'static, T: SinkTime> CoordinatedWriter<Key, V, T> for IcebergWriter<V> {
     type Prepared = IcebergFiles;
 
+    fn begin_prepare(&mut self, _upper: &Frontier<T>) -> Result<()> {
+        self.files.begin_prepare()
+    }
+
     fn prepare(&mut self, _upper: &Frontier<T>) -> Result<IcebergFiles> {
         self.files.prepare()
     }

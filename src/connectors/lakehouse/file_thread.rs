@@ -6,7 +6,8 @@
 //! writes: a worker that runs ahead of its files waits for room, so what is in flight is bounded
 //! by a few of the sink's write chunks (`write.chunk_changes`), never by a time or a commit. A
 //! prepare waits until every write before it is in the files, then takes what the files report
-//! for the committer. An error of the thread is the error of the worker's next write or prepare;
+//! for the committer; it can be handed over first ([`FileThread::begin_prepare`]) and waited for
+//! later, so that the worker's own work overlaps the files' closing. An error of the thread is the error of the worker's next write or prepare;
 //! the thread stops at it, and nothing it wrote is committed. Dropping the writer lets the thread
 //! finish the queued writes and joins it.
 
@@ -38,6 +39,8 @@ enum Job<P> {
 pub(crate) struct FileThread<F: DataFiles> {
     jobs: Option<SyncSender<Job<F::Prepared>>>,
     thread: Option<JoinHandle<Result<()>>>,
+    /// The answer of a prepare handed over and not yet waited for.
+    preparing: Option<Receiver<Result<F::Prepared>>>,
 }
 
 impl<F: DataFiles> FileThread<F> {
@@ -48,7 +51,7 @@ impl<F: DataFiles> FileThread<F> {
             .name(name)
             .spawn(move || run(files, queue))
             .map_err(|e| Error::new(ErrorKind::Fatal, format!("cannot start the data file thread: {e}")))?;
-        Ok(FileThread { jobs: Some(jobs), thread: Some(thread) })
+        Ok(FileThread { jobs: Some(jobs), thread: Some(thread), preparing: None })
     }
 
     /// Hands one chunk's encoded changes to the thread (waiting while the queue is full).
@@ -59,13 +62,25 @@ impl<F: DataFiles> FileThread<F> {
         self.send(Job::Write(changes))
     }
 
-    /// Waits for every write handed over so far, then prepares the files.
+    /// Hands the thread a prepare of everything written so far, without waiting for it;
+    /// [`prepare`](Self::prepare) takes its answer. What is written in between is the next
+    /// prepare's. A prepare handed over already stands.
+    pub(crate) fn begin_prepare(&mut self) -> Result<()> {
+        if self.preparing.is_none() {
+            let (reply, answer) = sync_channel(1);
+            self.send(Job::Prepare(reply))?;
+            self.preparing = Some(answer);
+        }
+        Ok(())
+    }
+
+    /// Waits for every write handed over so far, then prepares the files (or takes the answer
+    /// of the prepare [`begin_prepare`](Self::begin_prepare) handed over).
     pub(crate) fn prepare(&mut self) -> Result<F::Prepared> {
-        let (reply, answer) = sync_channel(1);
-        self.send(Job::Prepare(reply))?;
-        match answer.recv() {
-            Ok(prepared) => prepared,
-            Err(_) => Err(self.failure()),
+        self.begin_prepare()?;
+        match self.preparing.take().map(|answer| answer.recv()) {
+            Some(Ok(prepared)) => prepared,
+            _ => Err(self.failure()),
         }
     }
 
@@ -160,6 +175,25 @@ mod tests {
         t.write(ArrowChanges::default()).unwrap();
         let done = t.prepare().unwrap();
         assert_eq!(done, (1..=20).map(|n| format!("write {n} deleting 1")).collect::<Vec<_>>());
+        assert!(t.prepare().unwrap().is_empty());
+    }
+
+    /// A prepare handed over first covers the writes before it, and only those (a write after
+    /// it is the next round's); handing it over twice is one prepare.
+    #[test]
+    fn a_prepare_handed_over_first_is_the_one_taken() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut t = FileThread::spawn("files".into(), Recorded { log, fail_at: usize::MAX }).unwrap();
+        t.write(batch(1)).unwrap();
+        t.write(batch(2)).unwrap();
+        t.begin_prepare().unwrap();
+        t.begin_prepare().unwrap();
+        // Written after the prepare was handed over: the next round's.
+        t.write(batch(3)).unwrap();
+        assert_eq!(t.prepare().unwrap(), vec!["write 1 deleting 1", "write 2 deleting 1"]);
+        t.write(batch(4)).unwrap();
+        t.begin_prepare().unwrap();
+        assert_eq!(t.prepare().unwrap(), vec!["write 3 deleting 1", "write 4 deleting 1"]);
         assert!(t.prepare().unwrap().is_empty());
     }
 
