@@ -674,6 +674,41 @@ fn upsert_histories_end_in_the_collections_final_state() {
     }
 }
 
+/// A worker's key index past `upsert.index.max.bytes` stops the sink with an error naming the
+/// option, leaving the table at a state the collection had; a restart with a larger budget
+/// resumes from there to the final state.
+#[test]
+fn an_upsert_index_past_its_budget_stops_the_sink_naming_the_option_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = keyed_history(70, 30, 12, 20);
+    let spec = |budget: usize| {
+        SinkSpec::builder("budget", iceberg(dir.path(), "budget").index_max_bytes(budget))
+            .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
+            .upsert()
+            .primary_key(["k"])
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap()
+    };
+    // Room for about 25 keys of the 30: the sink stops at the time the index passes that.
+    // Stepped time by time, so that the times before the failure are committed.
+    let report = Drive::new(1).pace(Pace::Step(1)).run(&history, &spec(25 * 72));
+    let errors: Vec<String> = report.errors.iter().map(|e| e.1.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("`upsert.index.max.bytes`"), "{errors:?}");
+    let stopped = read_table(dir.path(), "budget");
+    let at = match committed_to(&stopped, "budget") {
+        Some(to) => to.parse::<u64>().expect("stopped before the end of the input"),
+        None => 0,
+    };
+    assert!(at > 0, "the sink committed the times before the one that passed the budget");
+    assert_eq!(table_multiset(&stopped), final_state(&history, at), "the table is the state before {at}");
+    run(&history, &spec(1 << 20), 1);
+    let table = read_table(dir.path(), "budget");
+    assert_eq!(table_multiset(&table), final_state(&history, u64::MAX));
+    assert_eq!(committed_to(&table, "budget").as_deref(), Some("complete"));
+}
+
 #[test]
 fn upserts_are_exactly_once_across_a_stop_and_a_restart_on_another_worker_count() {
     for (seed, first, second) in [(60u64, 1usize, 1usize), (61, 2, 1), (62, 1, 2)] {

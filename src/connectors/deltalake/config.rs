@@ -1,6 +1,7 @@
 //! Options of the Delta Lake connector (names follow RisingWave's Delta Lake sink).
 
 use crate::connectors::lakehouse::s3::{take_location, StorageLocation};
+use crate::connectors::lakehouse::{take_index_max_bytes, DEFAULT_INDEX_MAX_BYTES};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use std::collections::HashMap;
@@ -19,6 +20,10 @@ pub struct DeltaLakeConfig {
     /// Close a data file once its Parquet encoding reaches this many bytes (`file.target.size`);
     /// a commit also closes the files it covers, so files are never larger than one commit.
     pub target_file_size: usize,
+    /// Upserts: the bytes each worker's index of the keys it owns may take
+    /// (`upsert.index.max.bytes`, default 4 GiB; see
+    /// [`KeyIndex`](crate::connectors::lakehouse::KeyIndex)); past it the sink stops, naming it.
+    pub index_max_bytes: usize,
 }
 
 impl DeltaLakeConfig {
@@ -29,6 +34,7 @@ impl DeltaLakeConfig {
             location: location.into(),
             create_table_if_not_exists: false,
             target_file_size: DEFAULT_TARGET_FILE_SIZE,
+            index_max_bytes: DEFAULT_INDEX_MAX_BYTES,
         }
     }
     /// Whether to create the table from the row schema when it does not exist (default false).
@@ -39,6 +45,12 @@ impl DeltaLakeConfig {
     /// The size at which a data file is closed (default 128 MiB).
     pub fn target_file_size(mut self, bytes: usize) -> Self {
         self.target_file_size = bytes.max(1);
+        self
+    }
+
+    /// The bytes each worker's upsert key index may take (default 4 GiB).
+    pub fn index_max_bytes(mut self, bytes: usize) -> Self {
+        self.index_max_bytes = bytes.max(1);
         self
     }
 
@@ -56,6 +68,7 @@ impl DeltaLakeConfig {
         if size == Some(0) {
             return Err(Error::config("option `file.target.size` must be at least 1 byte"));
         }
+        let index_max_bytes = take_index_max_bytes(opts)?;
         if let Some(dir) = location.local() {
             if dir.exists() && !dir.is_dir() {
                 return Err(Error::config(format!(
@@ -68,6 +81,7 @@ impl DeltaLakeConfig {
             location,
             create_table_if_not_exists: create,
             target_file_size: size.unwrap_or(DEFAULT_TARGET_FILE_SIZE),
+            index_max_bytes,
         })
     }
 
@@ -114,5 +128,26 @@ impl DeltaLakeConfig {
             m.insert("aws_secret_access_key".into(), c.secret_key.clone());
         }
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[&str]) -> Result<DeltaLakeConfig> {
+        let mut o = Options::parse_pairs(pairs.iter().copied()).unwrap();
+        DeltaLakeConfig::parse(&mut o)
+    }
+
+    #[test]
+    fn the_key_index_budget_is_an_option_with_a_default_and_zero_is_refused() {
+        assert_eq!(parse(&["location=/d"]).unwrap().index_max_bytes, DEFAULT_INDEX_MAX_BYTES);
+        assert_eq!(parse(&["location=/d", "upsert.index.max.bytes=1GiB"]).unwrap().index_max_bytes, 1 << 30);
+        for bad in ["upsert.index.max.bytes=0", "upsert.index.max.bytes=much"] {
+            let e = parse(&["location=/d", bad]).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Config);
+            assert!(e.to_string().contains("`upsert.index.max.bytes`"), "{bad}: {e}");
+        }
     }
 }

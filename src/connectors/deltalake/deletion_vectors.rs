@@ -151,14 +151,16 @@ impl OwnVectors {
 }
 
 /// Reads a worker's index from the table's current snapshot: every data file's key columns,
-/// minus the rows its deletion vector deletes, keeping the keys `owns`.
+/// minus the rows its deletion vector deletes, keeping the keys `owns`, within `max_bytes`
+/// (`upsert.index.max.bytes`).
 pub async fn load_index(
     table: &DeltaTable,
     keys: &KeyEncoder,
     location: &str,
     owns: impl Fn(&[u8]) -> bool,
+    max_bytes: usize,
 ) -> Result<KeyIndex<()>> {
-    let mut index = KeyIndex::default();
+    let mut index = KeyIndex::with_budget(max_bytes);
     let snapshot = table.snapshot().map_err(|e| failed(location, "reading the snapshot", e))?;
     let store = table.log_store().object_store(None);
     let names: Vec<&str> = keys.names().iter().map(String::as_str).collect();
@@ -184,7 +186,7 @@ pub async fn load_index(
         }
         let live =
             rows.iter().enumerate().map(|(pos, key)| (!deleted.contains(&(pos as u64)) && owns(key)).then_some(key));
-        index.add_file(path, (), live);
+        index.add_file(path, (), live)?;
     }
     Ok(index)
 }

@@ -115,6 +115,7 @@
 //! | `s3.path.style.access` | `true` for path-style requests; default `true` with `s3.endpoint`, `false` without |
 //! | `create_table_if_not_exists` | `true` to create a missing table from the row schema (default `false`) |
 //! | `file.target.size` | close a data file at this many bytes of Parquet (default 128 MiB) |
+//! | `upsert.index.max.bytes` | upserts: what each worker's index of the keys it owns may take (bytes, or with a `KiB`/`MiB`/`GiB` suffix; default 4 GiB, about 64 bytes besides each key's own); past it the sink stops, naming the option |
 //! | `commit.interval.ms`, `commit.max_changes` | the common commit cadence: fewer, larger Delta versions |
 //!
 //! Each commit's `dsink` commit info counts its data files below ¾ of `file.target.size`

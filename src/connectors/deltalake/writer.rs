@@ -208,8 +208,10 @@ impl<V: Serialize + 'static> DeltaLakeWriter<V> {
         let runtime = crate::delivery::runtime::current_thread("the Delta Lake sink")?;
         let keys = encoder.keys().cloned();
         let index = match (&keys, runtime.block_on(load_table(config))?) {
-            (Some(keys), Some(table)) => runtime.block_on(load_index(&table, keys, &location, owned_by(ctx)))?,
-            _ => KeyIndex::default(),
+            (Some(keys), Some(table)) => {
+                runtime.block_on(load_index(&table, keys, &location, owned_by(ctx), config.index_max_bytes))?
+            }
+            _ => KeyIndex::with_budget(config.index_max_bytes),
         };
         let vectors = match &keys {
             Some(_) => {
@@ -301,7 +303,7 @@ impl DeltaDataFiles {
                 let file = *self.open_file.get_or_insert_with(|| index.file(String::new(), ()));
                 let first = self.open_rows;
                 for (i, key) in keys.encode_batch(&batch)?.iter().enumerate() {
-                    index.upsert(key, file, first + i as u64);
+                    index.upsert(key, file, first + i as u64)?;
                 }
             }
             self.write_batch(batch)?;

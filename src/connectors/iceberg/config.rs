@@ -1,6 +1,7 @@
 //! Options of the Iceberg connector (names follow RisingWave's Iceberg sink).
 
 use crate::connectors::lakehouse::s3::{take_location, StorageLocation};
+use crate::connectors::lakehouse::{take_index_max_bytes, DEFAULT_INDEX_MAX_BYTES};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use std::path::Path;
@@ -61,6 +62,10 @@ pub struct IcebergConfig {
     /// The partition spec of a table the sink creates, and the one an existing table must have
     /// (`partition_by`); empty: unpartitioned when created, any spec when the table exists.
     pub partition_by: Vec<PartitionTerm>,
+    /// Upserts: the bytes each worker's index of the keys it owns may take
+    /// (`upsert.index.max.bytes`, default 4 GiB; see
+    /// [`KeyIndex`](crate::connectors::lakehouse::KeyIndex)); past it the sink stops, naming it.
+    pub index_max_bytes: usize,
 }
 
 /// One term of `partition_by`: a column and the transform that partitions by it.
@@ -181,7 +186,13 @@ impl IcebergConfig {
             target_file_size: DEFAULT_TARGET_FILE_SIZE,
             max_open_files: DEFAULT_MAX_OPEN_FILES,
             partition_by: Vec::new(),
+            index_max_bytes: DEFAULT_INDEX_MAX_BYTES,
         }
+    }
+    /// The bytes each worker's upsert key index may take (default 4 GiB).
+    pub fn index_max_bytes(mut self, bytes: usize) -> Self {
+        self.index_max_bytes = bytes.max(1);
+        self
     }
     /// The partition spec (`partition_by` syntax, e.g. `"bucket(16, id), day(ts)"`) of a table
     /// the sink creates, which an existing table must have too.
@@ -280,6 +291,7 @@ impl IcebergConfig {
                 "option `file.max.open` must be at least 1 (a worker writes into at least one open data file)",
             ));
         }
+        let index_max_bytes = take_index_max_bytes(opts)?;
         if let Some(dir) = warehouse.local() {
             if dir.exists() && !dir.is_dir() {
                 return Err(Error::config(format!(
@@ -298,6 +310,7 @@ impl IcebergConfig {
             target_file_size: size.unwrap_or(DEFAULT_TARGET_FILE_SIZE),
             max_open_files: open.unwrap_or(DEFAULT_MAX_OPEN_FILES),
             partition_by,
+            index_max_bytes,
         })
     }
 
@@ -427,6 +440,15 @@ mod tests {
     }
 
     #[test]
+    fn the_key_index_budget_is_an_option_with_a_default() {
+        let c = parse(&["warehouse.path=/w", "database.name=a", "table.name=t"]).unwrap();
+        assert_eq!(c.index_max_bytes, DEFAULT_INDEX_MAX_BYTES);
+        let c =
+            parse(&["warehouse.path=/w", "database.name=a", "table.name=t", "upsert.index.max.bytes=64MiB"]).unwrap();
+        assert_eq!(c.index_max_bytes, 64 << 20);
+    }
+
+    #[test]
     fn bad_options_name_the_option() {
         for (pairs, option) in [
             (&["database.name=a", "table.name=t"][..], "`warehouse.path`"),
@@ -443,6 +465,14 @@ mod tests {
             (&["catalog.uri=postgres://x", "warehouse.path=/w", "database.name=a", "table.name=t"], "`catalog.uri`"),
             (&["file.target.size=0", "warehouse.path=/w", "database.name=a", "table.name=t"], "`file.target.size`"),
             (&["file.max.open=0", "warehouse.path=/w", "database.name=a", "table.name=t"], "`file.max.open`"),
+            (
+                &["upsert.index.max.bytes=0", "warehouse.path=/w", "database.name=a", "table.name=t"],
+                "`upsert.index.max.bytes`",
+            ),
+            (
+                &["upsert.index.max.bytes=lots", "warehouse.path=/w", "database.name=a", "table.name=t"],
+                "`upsert.index.max.bytes`",
+            ),
         ] {
             let e = parse(pairs).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::Config);

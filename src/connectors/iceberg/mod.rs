@@ -139,6 +139,7 @@
 //! | `create_table_if_not_exists` | `true` to create a missing namespace and table from the row schema (default `false`) |
 //! | `partition_by` | the partition spec of a table the sink creates (see [Partitioning](#partitioning)) |
 //! | `file.target.size` | roll to a new data file at this many bytes of Parquet (default 128 MiB) |
+//! | `upsert.index.max.bytes` | upserts: what each worker's index of the keys it owns may take (bytes, or with a `KiB`/`MiB`/`GiB` suffix; default 4 GiB, about 64 bytes besides each key's own); past it the sink stops, naming the option |
 //! | `commit.interval.ms`, `commit.max_changes` | the common commit cadence: fewer, larger snapshots |
 //!
 //! Every worker writes its data files under the table's location itself and opens the catalog:

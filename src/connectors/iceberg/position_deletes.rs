@@ -41,7 +41,8 @@ pub const FILE_PATH_FIELD_ID: i32 = 2_147_483_546;
 pub const POS_FIELD_ID: i32 = 2_147_483_545;
 
 /// Reads a worker's index from the table's current snapshot: every live data file's key columns,
-/// minus the rows its position-delete files delete, keeping the keys `owns`. A table with equality deletes (written by
+/// minus the rows its position-delete files delete, keeping the keys `owns`, within `max_bytes`
+/// (`upsert.index.max.bytes`). A table with equality deletes (written by
 /// another engine) is refused: which rows they leave cannot be known without applying them to
 /// every row.
 pub async fn load_index(
@@ -49,8 +50,9 @@ pub async fn load_index(
     keys: &KeyEncoder,
     name: &str,
     owns: impl Fn(&[u8]) -> bool,
+    max_bytes: usize,
 ) -> Result<KeyIndex<Struct>> {
-    let mut index = KeyIndex::default();
+    let mut index = KeyIndex::with_budget(max_bytes);
     let Some(snapshot) = table.metadata().current_snapshot() else { return Ok(index) };
     let io = table.file_io();
     let list = table
@@ -109,7 +111,7 @@ pub async fn load_index(
             .iter()
             .enumerate()
             .map(|(pos, key)| (!deleted.contains(&(id as u32, pos as u64)) && owns(key)).then_some(key));
-        index.add_file(path, partition, live);
+        index.add_file(path, partition, live)?;
     }
     Ok(index)
 }

@@ -143,8 +143,10 @@ impl<V: Serialize + 'static> IcebergWriter<V> {
         let runtime = crate::delivery::runtime::current_thread("the Iceberg sink")?;
         let keys = encoder.keys().cloned();
         let index = match &keys {
-            Some(keys) => runtime.block_on(load_index(&plan.table, keys, &name, owned_by(ctx)))?,
-            None => KeyIndex::default(),
+            Some(keys) => {
+                runtime.block_on(load_index(&plan.table, keys, &name, owned_by(ctx), config.index_max_bytes))?
+            }
+            None => KeyIndex::with_budget(config.index_max_bytes),
         };
         let files = IcebergDataFiles {
             read_at: plan.table.metadata().current_snapshot_id(),
@@ -227,7 +229,7 @@ impl IcebergDataFiles {
                 let index = &mut self.index;
                 let file = *self.open_ids.entry(path).or_insert_with_key(|path| index.file(path.clone(), partition));
                 for (i, key) in encoded.iter().enumerate() {
-                    index.upsert(key, file, first + i as u64);
+                    index.upsert(key, file, first + i as u64)?;
                 }
             }
             self.rows += n;

@@ -17,24 +17,69 @@
 //! owned key's bytes and a few words per live row; a round's deletes hold two words each until
 //! the prepare.
 //!
+//! The index grows with the table, so it has a budget (`upsert.index.max.bytes`, per worker,
+//! counting [`KEY_OVERHEAD`] bytes besides each live key's own): a key that would take it past
+//! is refused ([`IndexFull`]), and the sink stops naming the option, rather than the worker's
+//! memory growing until the system ends it.
+//!
 //! ```
 //! use differential_sinks::connectors::lakehouse::KeyIndex;
 //!
 //! let mut index: KeyIndex<()> = KeyIndex::default();
 //! // At start: a.parquet's rows are keys 7 and 8 (8's row was deleted before).
-//! index.add_file("a.parquet".into(), (), [Some(b"7".as_slice()), None]);
+//! index.add_file("a.parquet".into(), (), [Some(b"7".as_slice()), None]).unwrap();
 //! // Key 7 gets a new row, row 0 of b.parquet: row 0 of a.parquet is to be deleted.
 //! let b = index.file("b.parquet".into(), ());
-//! index.upsert(b"7", b, 0);
+//! index.upsert(b"7", b, 0).unwrap();
 //! // Key 9 is new; key 7 is deleted again: row 0 of b.parquet goes too.
-//! index.upsert(b"9", b, 1);
+//! index.upsert(b"9", b, 1).unwrap();
 //! index.delete(b"7");
 //! assert_eq!(index.take_deletes(), vec![((), vec![("a.parquet".to_string(), vec![0]), ("b.parquet".to_string(), vec![0])])]);
 //! assert_eq!(index.len(), 1);
 //! ```
 
 use smallvec::SmallVec;
+use std::fmt;
 use std::hash::Hash;
+
+/// About what a live key costs the index besides its bytes: its slot in the map (the boxed
+/// key's pointer and length, one place, the table's control byte and spare room) and its
+/// allocation's overhead.
+pub const KEY_OVERHEAD: usize = 64;
+
+/// The default budget of a worker's index (`upsert.index.max.bytes`): some 40 million keys of
+/// tens of bytes.
+pub const DEFAULT_INDEX_MAX_BYTES: usize = 4 << 30;
+
+/// A key refused because the index would pass its budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexFull {
+    /// Live keys held.
+    pub keys: usize,
+    /// Their estimated bytes.
+    pub bytes: usize,
+    /// The budget.
+    pub max_bytes: usize,
+}
+
+impl From<IndexFull> for crate::error::Error {
+    /// The sink stops: the index cannot take the table's keys within its budget.
+    fn from(full: IndexFull) -> Self {
+        crate::error::Error::new(crate::error::ErrorKind::Fatal, full.to_string())
+    }
+}
+
+impl fmt::Display for IndexFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the upsert key index of this worker holds {} keys (about {} bytes) and the next would pass \
+             `upsert.index.max.bytes` = {}: raise the option, or run more workers (each indexes only the keys \
+             it owns)",
+            self.keys, self.bytes, self.max_bytes
+        )
+    }
+}
 
 /// The index's maps: keys are hashed with foldhash (seeded per process), several times faster
 /// than the standard library's SipHash on keys of a few to tens of bytes.
@@ -54,32 +99,71 @@ pub struct KeyIndex<P> {
     rows: HashMap<Box<[u8]>, SmallVec<[Loc; 1]>>,
     /// The places of rows to delete since the last [`take_deletes`](Self::take_deletes).
     deletes: Vec<Loc>,
+    /// The estimated bytes of the live keys: [`KEY_OVERHEAD`] and its length each.
+    bytes: usize,
+    max_bytes: usize,
 }
 
 /// A data file's path and the ascending positions of its rows to delete.
 pub type FileDeletes = (String, Vec<u64>);
 
 impl<P> Default for KeyIndex<P> {
+    /// An empty index of the default budget ([`DEFAULT_INDEX_MAX_BYTES`]).
     fn default() -> Self {
-        KeyIndex { files: Vec::new(), partitions: Vec::new(), rows: HashMap::default(), deletes: Vec::new() }
+        KeyIndex::with_budget(DEFAULT_INDEX_MAX_BYTES)
+    }
+}
+
+impl<P> KeyIndex<P> {
+    /// An empty index that refuses a key past `max_bytes` (estimated as the module docs say).
+    pub fn with_budget(max_bytes: usize) -> Self {
+        KeyIndex {
+            files: Vec::new(),
+            partitions: Vec::new(),
+            rows: HashMap::default(),
+            deletes: Vec::new(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    /// The estimated bytes of the live keys.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
 impl<P: Clone + Eq + Hash> KeyIndex<P> {
     /// Adds a data file of the table as read at start: its partition, and the key of each of its
     /// rows in position order, `None` for a row already deleted or whose key another worker owns.
-    pub fn add_file<'k>(&mut self, path: String, partition: P, keys: impl IntoIterator<Item = Option<&'k [u8]>>) {
+    /// A key past the budget is refused, and the rest of the file with it.
+    pub fn add_file<'k>(
+        &mut self,
+        path: String,
+        partition: P,
+        keys: impl IntoIterator<Item = Option<&'k [u8]>>,
+    ) -> Result<(), IndexFull> {
         let id = self.file(path, partition);
         for (pos, key) in keys.into_iter().enumerate() {
             if let Some(key) = key {
                 match self.rows.get_mut(key) {
                     Some(places) => places.push((id, pos as u64)),
-                    None => {
-                        self.rows.insert(key.into(), SmallVec::from_elem((id, pos as u64), 1));
-                    }
+                    None => self.insert(key, (id, pos as u64))?,
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Adds a new live key, within the budget.
+    fn insert(&mut self, key: &[u8], at: Loc) -> Result<(), IndexFull> {
+        let bytes = self.bytes + KEY_OVERHEAD + key.len();
+        if bytes > self.max_bytes {
+            return Err(IndexFull { keys: self.rows.len(), bytes: self.bytes, max_bytes: self.max_bytes });
+        }
+        self.rows.insert(key.into(), SmallVec::from_elem(at, 1));
+        self.bytes = bytes;
+        Ok(())
     }
 
     /// Registers a data file this worker writes, returning its id for [`upsert`](Self::upsert).
@@ -95,17 +179,17 @@ impl<P: Clone + Eq + Hash> KeyIndex<P> {
         self.files[file as usize] = path;
     }
 
-    /// `key`'s row is now row `pos` of file `file`: its earlier rows are to be deleted.
-    pub fn upsert(&mut self, key: &[u8], file: u32, pos: u64) {
+    /// `key`'s row is now row `pos` of file `file`: its earlier rows are to be deleted. A new
+    /// key past the budget is refused.
+    pub fn upsert(&mut self, key: &[u8], file: u32, pos: u64) -> Result<(), IndexFull> {
         match self.rows.get_mut(key) {
             Some(places) => {
                 self.deletes.extend(places.iter().copied());
                 places.clear();
                 places.push((file, pos));
+                Ok(())
             }
-            None => {
-                self.rows.insert(key.into(), SmallVec::from_elem((file, pos), 1));
-            }
+            None => self.insert(key, (file, pos)),
         }
     }
 
@@ -113,6 +197,7 @@ impl<P: Clone + Eq + Hash> KeyIndex<P> {
     pub fn delete(&mut self, key: &[u8]) {
         if let Some(places) = self.rows.remove(key) {
             self.deletes.extend(places);
+            self.bytes = self.bytes.saturating_sub(KEY_OVERHEAD + key.len());
         }
     }
 
@@ -159,21 +244,45 @@ impl<P: Clone + Eq + Hash> KeyIndex<P> {
 
 #[cfg(test)]
 mod tests {
-    use super::KeyIndex;
+    use super::{IndexFull, KeyIndex, KEY_OVERHEAD};
 
     #[test]
     fn duplicates_left_before_the_start_are_all_deleted() {
         let mut index: KeyIndex<u8> = KeyIndex::default();
-        index.add_file("a".into(), 1, [Some(b"k".as_slice()), Some(b"k".as_slice())]);
-        index.add_file("b".into(), 2, [None, Some(b"k".as_slice())]);
+        index.add_file("a".into(), 1, [Some(b"k".as_slice()), Some(b"k".as_slice())]).unwrap();
+        index.add_file("b".into(), 2, [None, Some(b"k".as_slice())]).unwrap();
         let c = index.file("c".into(), 1);
-        index.upsert(b"k", c, 0);
+        index.upsert(b"k", c, 0).unwrap();
         let deletes = index.take_deletes();
         assert_eq!(deletes, vec![(1, vec![("a".to_string(), vec![0, 1])]), (2, vec![("b".to_string(), vec![1])])]);
         // The next round deletes only the row the key has now.
-        index.upsert(b"k", c, 1);
+        index.upsert(b"k", c, 1).unwrap();
         assert_eq!(index.take_deletes(), vec![(1, vec![("c".to_string(), vec![0])])]);
         assert_eq!(index.len(), 1);
+    }
+
+    /// Live keys count against the budget, read at start or written; a key past it is refused
+    /// (saying how many keys and bytes the index holds), a replaced key costs nothing more, and
+    /// a deleted key gives its bytes back.
+    #[test]
+    fn a_key_past_the_budget_is_refused_and_deleted_keys_make_room() {
+        let per_key = KEY_OVERHEAD + 2;
+        let mut index: KeyIndex<()> = KeyIndex::with_budget(3 * per_key);
+        index.add_file("a".into(), (), [Some(b"k1".as_slice()), None, Some(b"k2".as_slice())]).unwrap();
+        let b = index.file("b".into(), ());
+        index.upsert(b"k3", b, 0).unwrap();
+        index.upsert(b"k1", b, 1).unwrap();
+        assert_eq!(index.bytes(), 3 * per_key);
+        let full = IndexFull { keys: 3, bytes: 3 * per_key, max_bytes: 3 * per_key };
+        assert_eq!(index.upsert(b"k4", b, 2), Err(full));
+        assert!(full.to_string().contains("`upsert.index.max.bytes`"), "{full}");
+        assert_eq!(index.add_file("c".into(), (), [Some(b"k5".as_slice())]), Err(full));
+        index.delete(b"k2");
+        index.upsert(b"k4", b, 2).unwrap();
+        assert_eq!((index.len(), index.bytes()), (3, 3 * per_key));
+        // What was refused was never indexed: k4 replaced nothing, k5 is not there to delete.
+        index.delete(b"k5");
+        assert_eq!(index.take_deletes(), vec![((), vec![("a".to_string(), vec![0, 2])])]);
     }
 
     #[test]

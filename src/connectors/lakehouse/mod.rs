@@ -22,7 +22,7 @@ pub mod key_index;
 pub mod parquet;
 pub mod s3;
 
-pub use key_index::{FileDeletes, KeyIndex};
+pub use key_index::{FileDeletes, IndexFull, KeyIndex, DEFAULT_INDEX_MAX_BYTES};
 pub use parquet::read_columns;
 pub use s3::{S3Credentials, S3Options, StorageLocation};
 
@@ -46,6 +46,18 @@ pub fn check_format(spec: &SinkSettings, target: &str) -> Result<()> {
             "option `type` = `debezium`: a table holds rows, not change events; use `type = upsert` (the {target} \
              table holds each key's latest row) or `type = append-only`"
         ))),
+    }
+}
+
+/// Takes `upsert.index.max.bytes` (bytes, or with a `KiB`/`MiB`/`GiB` suffix; at least 1), the
+/// budget of each worker's upsert key index, or the default.
+pub(crate) fn take_index_max_bytes(opts: &mut crate::options::Options) -> Result<usize> {
+    let Some(value) = opts.take("upsert.index.max.bytes") else { return Ok(DEFAULT_INDEX_MAX_BYTES) };
+    match crate::options::parse_bytes("upsert.index.max.bytes", &value)? {
+        0 => Err(Error::config(
+            "option `upsert.index.max.bytes` is 0: give each worker's key index room for its keys (default 4 GiB)",
+        )),
+        bytes => Ok(bytes),
     }
 }
 
