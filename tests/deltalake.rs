@@ -478,6 +478,38 @@ fn check_upsert_chain(table: &Value) -> u64 {
     deleted
 }
 
+/// A worker's key index past `upsert.index.max.bytes` stops the sink with an error naming the
+/// option, leaving the table at a state the collection had; a restart with a larger budget
+/// resumes from there to the final state.
+#[test]
+fn an_upsert_index_past_its_budget_stops_the_sink_naming_the_option_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = keyed_history(71, 30, 12, 20);
+    let spec = |budget: usize| {
+        SinkSpec::builder("kv", delta(dir.path()).index_max_bytes(budget))
+            .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
+            .upsert()
+            .primary_key(["k"])
+            .schema(ROW_SCHEMA.parse().unwrap())
+            .build()
+            .unwrap()
+    };
+    // Room for about 25 keys of the 30, stepped time by time so that the times before the
+    // failure are committed.
+    let report = Drive::new(1).pace(Pace::Step(1)).run(&history, &spec(25 * 72));
+    let errors: Vec<String> = report.errors.iter().map(|e| e.1.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("`upsert.index.max.bytes`"), "{errors:?}");
+    let stopped = read_table(dir.path(), &["kv"]);
+    let at = stopped["txn"]["kv"].as_i64().expect("the sink committed the times before the failure");
+    assert!(at > 0 && at < i64::MAX, "stopped at {at}");
+    assert_eq!(table_multiset(&stopped), final_state(&history, at as u64), "the table is the state before {at}");
+    run(&history, &spec(1 << 20), 1);
+    let table = read_table(dir.path(), &["kv"]);
+    assert_eq!(table_multiset(&table), final_state(&history, u64::MAX));
+    assert_eq!(table["txn"]["kv"], i64::MAX);
+}
+
 #[test]
 fn upsert_histories_end_in_the_collections_final_state() {
     // Per-time commits, and one commit for the whole input, in which keys change many times
