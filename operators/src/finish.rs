@@ -23,6 +23,21 @@ pub(crate) trait Finish<K, V, T, W: SinkWriter<K, V, T>> {
         changes: u64,
         worker: usize,
     ) -> Result<Self::Out, W::Error>;
+    /// [`finish`](Self::finish) between the `commit.begin` and `commit.end` crash points.
+    fn finish_round(
+        &mut self,
+        writer: &mut W,
+        upper: &Frontier<T>,
+        changes: u64,
+        worker: usize,
+    ) -> Result<Self::Out, W::Error> {
+        crate::crash_point("commit.begin");
+        let finished = self.finish(writer, upper, changes, worker);
+        if finished.is_ok() {
+            crate::crash_point("commit.end");
+        }
+        finished
+    }
     /// True when finishing makes the data durable (the handle's committed frontier moves).
     const DURABLE: bool;
     /// True when a finished round becomes durable later, as `durable` reports.

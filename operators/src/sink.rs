@@ -466,14 +466,7 @@ where
             if let Some((upper, changes, began)) = st.preparing.take() {
                 let span = tracing::info_span!("prepare", sink = %name, worker = ctx.index, upper = ?upper, changes);
                 let started = Instant::now();
-                let finished = span.in_scope(|| {
-                    crate::crash_point("commit.begin");
-                    let finished = finisher.finish(&mut writer, &upper, changes, ctx.index);
-                    if finished.is_ok() {
-                        crate::crash_point("commit.end");
-                    }
-                    finished
-                });
+                let finished = span.in_scope(|| finisher.finish_round(&mut writer, &upper, changes, ctx.index));
                 match finished {
                     Ok(out) => {
                         let mut o = out0.activate();
@@ -517,14 +510,7 @@ where
                         activator.activate();
                         return;
                     }
-                    let finished = span.in_scope(|| {
-                        crate::crash_point("commit.begin");
-                        let finished = finisher.finish(&mut writer, &upper, changes, ctx.index);
-                        if finished.is_ok() {
-                            crate::crash_point("commit.end");
-                        }
-                        finished
-                    });
+                    let finished = span.in_scope(|| finisher.finish_round(&mut writer, &upper, changes, ctx.index));
                     match finished {
                         Ok(out) if pipelined => st.in_flight.push_back((upper, out, started)),
                         Ok(out) => {
