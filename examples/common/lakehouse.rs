@@ -53,8 +53,13 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// The rows of worker `w` of `peers`, as Arrow batches of `CHUNK` rows.
-pub fn batches(mut b: RowBatcher, n: u64, w: u64, peers: u64) -> Vec<arrow_array::RecordBatch> {
+pub fn batches(b: RowBatcher, n: u64, w: u64, peers: u64) -> Vec<arrow_array::RecordBatch> {
     let rows: Vec<Row> = (0..n).filter(|i| i % peers == w).map(super::bench::row).collect();
+    into_batches(b, &rows)
+}
+
+/// `rows` as Arrow batches of `CHUNK` rows, in order.
+fn into_batches(mut b: RowBatcher, rows: &[Row]) -> Vec<arrow_array::RecordBatch> {
     rows.chunks(CHUNK as usize)
         .map(|c| {
             b.push(c).unwrap();
@@ -66,7 +71,7 @@ pub fn batches(mut b: RowBatcher, n: u64, w: u64, peers: u64) -> Vec<arrow_array
 /// The rows of worker `w` of `peers` as Arrow batches of `CHUNK` rows, in the order the sink
 /// writes an append-only table's rows: time by time, and in a time by the stable hash of the
 /// row's packed encoding (an unkeyed row's key) rather than by id.
-fn batches_in_sink_order(mut b: RowBatcher, n: u64, times: u64, w: u64, peers: u64) -> Vec<arrow_array::RecordBatch> {
+fn batches_in_sink_order(b: RowBatcher, n: u64, times: u64, w: u64, peers: u64) -> Vec<arrow_array::RecordBatch> {
     let layout = Arc::new(PackedLayout::new(b.schema()).expect("the bench schema packs"));
     let mut encoder = PackedEncoder::new(layout);
     let mut packed = Vec::new();
@@ -81,12 +86,7 @@ fn batches_in_sink_order(mut b: RowBatcher, n: u64, times: u64, w: u64, peers: u
         .collect();
     rows.sort_unstable_by_key(|(t, hash, _)| (*t, *hash));
     let rows: Vec<Row> = rows.into_iter().map(|(_, _, row)| row).collect();
-    rows.chunks(CHUNK as usize)
-        .map(|c| {
-            b.push(c).unwrap();
-            b.finish().unwrap().unwrap()
-        })
-        .collect()
+    into_batches(b, &rows)
 }
 
 /// Seconds and megabytes of Parquet of the baseline writing the same rows in the order the sink

@@ -7,7 +7,8 @@
 //! by a few of the sink's write chunks (`write.chunk_changes`), never by a time or a commit. A
 //! prepare waits until every write before it is in the files, then takes what the files report
 //! for the committer; it can be handed over first ([`FileThread::begin_prepare`]) and waited for
-//! later, so that the worker's own work overlaps the files' closing. An error of the thread is the error of the worker's next write or prepare;
+//! later, so that the worker's own work overlaps the files' closing. An error of the thread is
+//! the error of the worker's next write or prepare;
 //! the thread stops at it, and nothing it wrote is committed. Dropping the writer lets the thread
 //! finish the queued writes and joins it.
 

@@ -3,8 +3,10 @@
 //! Pure, no I/O.
 //!
 //! A [`PackedColumns`] builds all of a layout's columns ([`PackedColumns::all`]): a batch of rows
-//! to write. Text columns are built as bytes and checked as UTF-8 once per array. A packed row that does not match its layout (truncated or overlong) is an error,
-//! and the rows pushed since the last [`finish`](PackedColumns::finish) are dropped with it.
+//! to write. Text columns are built as bytes and checked as UTF-8 once per array. A packed row
+//! that does not match its layout (truncated or overlong) is an error, and the rows pushed since
+//! the last [`finish`](PackedColumns::finish) are dropped with it. Each batch's builders start
+//! with the previous batch's room.
 
 use super::packed::{Kind, PackedColumn, PackedLayout};
 use crate::error::{Error, Result};
