@@ -2,6 +2,7 @@
 //! Debezium) into keyed JSON records ([`RecordBatch`]).
 
 use crate::encode::{now_millis, ChangeEncoder, JsonEncoder};
+use crate::encoded_row::{prefetch, PREFETCH_AHEAD};
 use crate::envelope::{Emission, Format, Op};
 use crate::error::Result;
 use crate::key::Key;
@@ -42,7 +43,12 @@ impl<V: Serialize + 'static> ChangeEncoder<V> for RecordEncoder<V> {
         batch.continue_time(time);
         let ts_ms = now_millis();
         let (format, encoder, keyed) = (&self.format, &self.json, self.keyed);
-        for change in changes {
+        for (i, change) in changes.iter().enumerate() {
+            // A time's rows come in key order, scattered over the buffers they were encoded into.
+            if let Some(ahead) = changes.get(i + PREFETCH_AHEAD) {
+                prefetch(ahead.after.as_ref());
+                prefetch(ahead.before.as_ref());
+            }
             let key = change.key.bytes()?;
             let mut failed = None;
             format.emit(change, |emission| {
