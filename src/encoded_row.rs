@@ -26,9 +26,10 @@
 //! range) becomes an encoded row holding the reason; the target's encoder reports it, naming the
 //! key, when it meets it, as it would have reported the row's own encoding error.
 
+use crate::byte_string::{deserialize_bytes, RawBytes};
 use crate::error::{Error, Result};
 use crate::json_row::{serialize_compact, JsonRow};
-use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::de::{Deserialize, Deserializer};
 use serde::ser::{Serialize, Serializer};
 use std::any::Any;
 use std::fmt;
@@ -298,12 +299,12 @@ impl Serialize for EncodedRow {
 impl<'de> Deserialize<'de> for EncodedRow {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         if !d.is_human_readable() {
-            let (invalid, OwnedBytes(bytes)) = <(bool, OwnedBytes)>::deserialize(d)?;
+            let (invalid, SharedBytes(bytes)) = <(bool, SharedBytes)>::deserialize(d)?;
             return Ok(if invalid {
                 EncodedRow::invalid(String::from_utf8_lossy(&bytes).into_owned())
             } else {
                 let len = bytes.len();
-                EncodedRow::slice(&Arc::from(bytes), 0..len)
+                EncodedRow::slice(&bytes, 0..len)
             });
         }
         // A human-readable form (a row read back from JSON) is the JSON value itself, read
@@ -313,42 +314,12 @@ impl<'de> Deserialize<'de> for EncodedRow {
     }
 }
 
-/// Bytes serialized as bytes (one length and the bytes to `bincode`), not as a sequence of
-/// numbers.
-struct RawBytes<'a>(&'a [u8]);
+/// A row's bytes read back, in a buffer of their own.
+struct SharedBytes(Arc<[u8]>);
 
-impl Serialize for RawBytes<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
-    }
-}
-
-/// What [`RawBytes`] serialized.
-struct OwnedBytes(Vec<u8>);
-
-impl<'de> Deserialize<'de> for OwnedBytes {
+impl<'de> Deserialize<'de> for SharedBytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = OwnedBytes;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> std::result::Result<OwnedBytes, E> {
-                Ok(OwnedBytes(v.to_vec()))
-            }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> std::result::Result<OwnedBytes, E> {
-                Ok(OwnedBytes(v))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<OwnedBytes, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(b) = seq.next_element()? {
-                    out.push(b);
-                }
-                Ok(OwnedBytes(out))
-            }
-        }
-        d.deserialize_byte_buf(V)
+        deserialize_bytes(d, |b| SharedBytes(Arc::from(b)))
     }
 }
 

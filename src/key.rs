@@ -12,6 +12,7 @@
 //! A [`JsonRow`] is read from its canonical text instead ([`KeyColumns::extract_json_row`]),
 //! member by member, giving the same key.
 
+use crate::byte_string::{deserialize_bytes, RawBytes};
 use crate::encode::fields::{visit_fields, FieldVisitor, Shape};
 use crate::error::{Error, Result};
 use crate::json_row::{writes_as_itself, JsonRow, Text};
@@ -27,7 +28,7 @@ use std::fmt;
 /// A key carries a stable 64-bit hash of its bytes, computed once: it routes the key to its
 /// worker (via `Hash`, which feeds only this value) and orders keys cheaply (`Ord` compares the
 /// hash first, then the bytes), which is all consolidation needs.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Key {
     hash: u64,
     /// Short keys (the common case) live inline, without an allocation per update.
@@ -40,6 +41,48 @@ type KeyBytes = smallvec::SmallVec<[u8; 24]>;
 impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
+    }
+}
+
+/// The key's fields as serde's derive wrote them: what a human-readable format gets.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename = "Key")]
+struct KeyFields<B> {
+    hash: u64,
+    bytes: B,
+    invalid: bool,
+}
+
+/// A key's bytes read back, inline when short.
+struct InlineBytes(KeyBytes);
+
+impl<'de> serde::Deserialize<'de> for InlineBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        deserialize_bytes(d, |b| InlineBytes(KeyBytes::from_slice(b)))
+    }
+}
+
+/// Binary formats (spill files, the exchange between processes) get the bytes in one piece
+/// ([`RawBytes`]: the same bytes `bincode` wrote for the derived sequence); human-readable ones
+/// the derived struct.
+impl Serialize for Key {
+    fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            KeyFields { hash: self.hash, bytes: &self.bytes[..], invalid: self.invalid }.serialize(s)
+        } else {
+            (self.hash, RawBytes(&self.bytes), self.invalid).serialize(s)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let f = KeyFields::<Vec<u8>>::deserialize(d)?;
+            return Ok(Key { hash: f.hash, bytes: KeyBytes::from_vec(f.bytes), invalid: f.invalid });
+        }
+        let (hash, InlineBytes(bytes), invalid) = <(u64, InlineBytes, bool)>::deserialize(d)?;
+        Ok(Key { hash, bytes, invalid })
     }
 }
 
@@ -360,6 +403,37 @@ impl FieldVisitor for Capture<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// A key read back from `bincode` (spill files, the exchange) or from JSON is the key
+    /// written: short and long, valid and invalid, a row identity; `bincode` gets the bytes the
+    /// derived implementation wrote, and JSON the derived struct.
+    #[test]
+    fn keys_travel_through_binary_and_text_serializers() {
+        use super::{Key, KeyBytes};
+        let keys = [
+            Key::from_slice(br#"{"id":7}"#),
+            Key::from_slice(&[b'x'; 100]),
+            Key::from_slice(b""),
+            Key::invalid("no column `id`".into()),
+            Key::encoded_identity(b"a packed row"),
+        ];
+        #[derive(serde::Serialize)]
+        struct Derived<'a> {
+            hash: u64,
+            bytes: &'a KeyBytes,
+            invalid: bool,
+        }
+        for key in keys {
+            let derived = Derived { hash: key.hash, bytes: &key.bytes, invalid: key.invalid };
+            let binary = bincode::serialize(&key).unwrap();
+            assert_eq!(binary, bincode::serialize(&derived).unwrap());
+            let back: Key = bincode::deserialize(&binary).unwrap();
+            assert!(back == key && back.invalid == key.invalid && back.hash == key.hash, "{key:?}");
+            let text = serde_json::to_string(&key).unwrap();
+            assert_eq!(text, serde_json::to_string(&derived).unwrap());
+            assert!(serde_json::from_str::<Key>(&text).unwrap() == key);
+        }
+    }
+
     /// Golden values of the routing hash of encoded keys, computed independently (see the
     /// operators crate's `routing_is_pinned`): a key must route to the same worker in every build.
     #[test]

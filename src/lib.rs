@@ -31,6 +31,7 @@
 pub mod arrow_rows {
     pub use crate::encode::arrow::*;
 }
+mod byte_string;
 pub mod change_log;
 pub mod config;
 pub mod connectors;

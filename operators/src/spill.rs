@@ -20,6 +20,9 @@
 //! * Spill files are scratch space: they are not synced, and a restart never reads them (it
 //!   replays the input after the committed frontier instead).
 
+use bincode::config::{AllowTrailing, FixintEncoding, WithOtherIntEncoding, WithOtherTrailing};
+use bincode::de::read::IoReader;
+use bincode::{DefaultOptions, Options as _};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
@@ -30,6 +33,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Buffer size of a run's reader and writer.
 const IO_BUFFER: usize = 256 * 1024;
+
+/// `bincode::serialize_into`'s and `deserialize_from`'s encoding (integers at their full width),
+/// as one encoder and one decoder per run instead of one per update.
+type Options = WithOtherTrailing<WithOtherIntEncoding<DefaultOptions, FixintEncoding>, AllowTrailing>;
+
+fn options() -> Options {
+    DefaultOptions::new().with_fixint_encoding().allow_trailing_bytes()
+}
 
 /// A spill directory could not be created, written or read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,9 +164,9 @@ impl SpillDir {
         let file = File::create(&path).map_err(|e| io_error("cannot create a spill file", &path, e))?;
         let mut run = Run { path, len: 0, bytes: 0 };
         let mut out = BufWriter::with_capacity(IO_BUFFER, file);
+        let mut encoder = bincode::Serializer::new(&mut out, options());
         for u in updates {
-            let u = u?;
-            bincode::serialize_into(&mut out, &u).map_err(|e| SpillError {
+            u?.serialize(&mut encoder).map_err(|e| SpillError {
                 message: format!("cannot write spill file `{}`: {e}", run.path.display()),
             })?;
             run.len += 1;
@@ -200,7 +211,7 @@ impl Run {
     pub fn open<D: DeserializeOwned>(self) -> Result<RunReader<D>, SpillError> {
         let file = File::open(&self.path).map_err(|e| io_error("cannot open spill file", &self.path, e))?;
         Ok(RunReader {
-            input: BufReader::with_capacity(IO_BUFFER, file),
+            input: bincode::Deserializer::with_reader(BufReader::with_capacity(IO_BUFFER, file), options()),
             left: self.len,
             run: self,
             _d: Default::default(),
@@ -216,7 +227,8 @@ impl Drop for Run {
 
 /// Reads a run's updates back in the order they were written.
 pub struct RunReader<D> {
-    input: BufReader<File>,
+    /// One decoder for the whole run, so that its scratch buffer is reused from update to update.
+    input: bincode::Deserializer<IoReader<BufReader<File>>, Options>,
     left: u64,
     run: Run,
     _d: std::marker::PhantomData<D>,
@@ -230,7 +242,7 @@ impl<D: DeserializeOwned> RunReader<D> {
             return Ok(None);
         }
         self.left -= 1;
-        bincode::deserialize_from(&mut self.input).map(Some).map_err(|e| SpillError {
+        D::deserialize(&mut self.input).map(Some).map_err(|e| SpillError {
             message: format!("cannot read spill file `{}` back: {e}", self.run.path.display()),
         })
     }
