@@ -4,7 +4,8 @@
 //!
 //! The thread takes each write whole, in the order given, from a queue of at most [`QUEUE`]
 //! writes: a worker that runs ahead of its files waits for room, so what is in flight is bounded
-//! by a few of the sink's write chunks (`write.chunk_changes`), never by a time or a commit. A
+//! by `QUEUE + 1` of the sink's write chunks (`write.chunk_changes`, 16 384 changes by default:
+//! some 15 MB of Arrow arrays for rows of 100 bytes), never by a time or a commit. A
 //! prepare waits until every write before it is in the files, then takes what the files report
 //! for the committer; it can be handed over first ([`FileThread::begin_prepare`]) and waited for
 //! later, so that the worker's own work overlaps the files' closing. An error of the thread is
@@ -17,8 +18,10 @@ use crate::error::{Error, ErrorKind, Result};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-/// Writes queued to the thread at most (besides the one it is writing).
-pub const QUEUE: usize = 2;
+/// Writes queued to the thread at most (besides the one it is writing). Deep enough that the
+/// thread has work while the worker consolidates its next time, during which it hands over
+/// nothing: with a queue of two, the worker and the thread mostly took turns.
+pub const QUEUE: usize = 8;
 
 /// A worker's data files: what the thread owns and drives.
 pub(crate) trait DataFiles: Send + 'static {
