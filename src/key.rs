@@ -62,8 +62,8 @@ impl<'de> serde::Deserialize<'de> for InlineBytes {
     }
 }
 
-/// Binary formats (spill files, the exchange between processes) get the bytes in one piece
-/// ([`RawBytes`]: the same bytes `bincode` wrote for the derived sequence); human-readable ones
+/// Binary formats (spill files, the exchange between processes) get the bytes in one piece (the
+/// same bytes `bincode` wrote for serde's derived sequence, written at once); human-readable ones
 /// the derived struct.
 impl Serialize for Key {
     fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
