@@ -13,8 +13,9 @@ mod common;
 mod drive;
 
 use common::lakehouse::{
-    expected_inserts, final_state, insert_history, row_multiset, rows_another_writer_left, run, run_and_drop,
-    run_dsink, run_until, run_with_meanwhile, table_multiset, try_run, ROW_SCHEMA,
+    assert_stopped_by_the_index_budget, expected_inserts, final_state, insert_history, row_multiset,
+    rows_another_writer_left, run, run_and_drop, run_dsink, run_until, run_with_meanwhile, table_multiset, try_run,
+    upsert_each_time, ROW_SCHEMA,
 };
 use common::{expected_changes, keyed_history, Row};
 use differential_dataflow::input::Input;
@@ -485,21 +486,10 @@ fn check_upsert_chain(table: &Value) -> u64 {
 fn an_upsert_index_past_its_budget_stops_the_sink_naming_the_option_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let history = keyed_history(71, 30, 12, 20);
-    let spec = |budget: usize| {
-        SinkSpec::builder("kv", delta(dir.path()).index_max_bytes(budget))
-            .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
-            .upsert()
-            .primary_key(["k"])
-            .schema(ROW_SCHEMA.parse().unwrap())
-            .build()
-            .unwrap()
-    };
-    // Room for about 25 keys of the 30, stepped time by time so that the times before the
-    // failure are committed.
+    let spec = |budget: usize| upsert_each_time("kv", delta(dir.path()).index_max_bytes(budget));
+    // Room for about 25 keys of the 30.
     let report = Drive::new(1).pace(Pace::Step(1)).run(&history, &spec(25 * 72));
-    let errors: Vec<String> = report.errors.iter().map(|e| e.1.to_string()).collect();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("`upsert.index.max.bytes`"), "{errors:?}");
+    assert_stopped_by_the_index_budget(&report.errors.iter().map(|e| e.1.to_string()).collect::<Vec<_>>());
     let stopped = read_table(dir.path(), &["kv"]);
     let at = stopped["txn"]["kv"].as_i64().expect("the sink committed the times before the failure");
     assert!(at > 0 && at < i64::MAX, "stopped at {at}");

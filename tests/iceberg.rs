@@ -15,8 +15,9 @@ mod common;
 mod drive;
 
 use common::lakehouse::{
-    expected_inserts, final_state, insert_history, row_multiset, rows_another_writer_left, run, run_and_drop,
-    run_dsink, run_until, run_with_meanwhile, table_multiset, try_run, ROW_SCHEMA,
+    assert_stopped_by_the_index_budget, expected_inserts, final_state, insert_history, row_multiset,
+    rows_another_writer_left, run, run_and_drop, run_dsink, run_until, run_with_meanwhile, table_multiset, try_run,
+    upsert_each_time, ROW_SCHEMA,
 };
 use common::{expected_changes, keyed_history, Row};
 use differential_sinks::connectors::iceberg::IcebergConfig;
@@ -681,21 +682,10 @@ fn upsert_histories_end_in_the_collections_final_state() {
 fn an_upsert_index_past_its_budget_stops_the_sink_naming_the_option_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let history = keyed_history(70, 30, 12, 20);
-    let spec = |budget: usize| {
-        SinkSpec::builder("budget", iceberg(dir.path(), "budget").index_max_bytes(budget))
-            .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
-            .upsert()
-            .primary_key(["k"])
-            .schema(ROW_SCHEMA.parse().unwrap())
-            .build()
-            .unwrap()
-    };
+    let spec = |budget: usize| upsert_each_time("budget", iceberg(dir.path(), "budget").index_max_bytes(budget));
     // Room for about 25 keys of the 30: the sink stops at the time the index passes that.
-    // Stepped time by time, so that the times before the failure are committed.
     let report = Drive::new(1).pace(Pace::Step(1)).run(&history, &spec(25 * 72));
-    let errors: Vec<String> = report.errors.iter().map(|e| e.1.to_string()).collect();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("`upsert.index.max.bytes`"), "{errors:?}");
+    assert_stopped_by_the_index_budget(&report.errors.iter().map(|e| e.1.to_string()).collect::<Vec<_>>());
     let stopped = read_table(dir.path(), "budget");
     let at = match committed_to(&stopped, "budget") {
         Some(to) => to.parse::<u64>().expect("stopped before the end of the input"),

@@ -5,7 +5,7 @@
 use super::Rng;
 use super::Row;
 use differential_dataflow::input::Input;
-use differential_sinks::{SinkCollection, SinkSpec};
+use differential_sinks::{CommitPolicy, ConnectorConfig, SinkCollection, SinkSpec};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -140,6 +140,24 @@ pub fn expected_records(history: &[(Row, u64, isize)], upto: u64) -> u64 {
     } else {
         super::expected_changes(history).keys().filter(|(t, _)| *t < upto).count() as u64
     }
+}
+
+/// An upsert sink on `k` over `connector`, committing every time: what the key index budget
+/// tests run, stepped time by time, so that the times before a failure are committed.
+pub fn upsert_each_time(name: &str, connector: impl Into<ConnectorConfig>) -> SinkSpec {
+    SinkSpec::builder(name, connector)
+        .commit(CommitPolicy { max_changes: None, interval: Duration::ZERO })
+        .upsert()
+        .primary_key(["k"])
+        .schema(ROW_SCHEMA.parse().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Asserts that a run stopped on a worker's key index budget: one error, naming the option.
+pub fn assert_stopped_by_the_index_budget(errors: &[String]) {
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("`upsert.index.max.bytes`"), "{errors:?}");
 }
 
 /// Runs the whole history through a sink with `peers` workers, to the end of the input.
