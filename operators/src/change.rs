@@ -80,17 +80,34 @@ pub enum ViolationPolicy {
 }
 
 /// Orders one time's updates so that equal `(key, value)` pairs are adjacent and a key's pairs
-/// form one run.
+/// form one run: the order of `(key, value)`.
 ///
-/// A plain unstable sort by `(key, value)`: keys of the sink compare their stored hash first, so
-/// comparisons are cheap. (Sorting `(hash, index)` pairs and permuting the updates in place
-/// executes fewer instructions, but its random swaps over a multi-megabyte time miss the cache
-/// and measured about 15% slower end to end. A sample sort — up to 255 splitters from a sorted
-/// sample, a byte per update naming its bucket, updates swapped into their buckets in place,
-/// each bucket sorted on its own — measured a third slower on 200 000 updates:
-/// `benches/pipeline.rs`, `per_row_large_time`.)
+/// An unstable sort by key alone (keys of the sink compare their stored hash first, so
+/// comparisons are cheap), then each run of a key's updates by value. Values are compared only
+/// within their key's run, once each pair, rather than whenever the sort happens to meet two
+/// updates of one key: a value is often a row elsewhere in memory, read for the first time.
+/// (Sorting `(hash, index)` pairs and permuting the updates in place executes fewer
+/// instructions, but its random swaps over a multi-megabyte time miss the cache and measured
+/// about 15% slower end to end. A sample sort — up to 255 splitters from a sorted sample, a byte
+/// per update naming its bucket, updates swapped into their buckets in place, each bucket sorted
+/// on its own — measured a third slower on 200 000 updates: `benches/pipeline.rs`,
+/// `per_row_large_time`.)
 pub fn order_by_key<K: Ord, V: Ord>(updates: &mut [((K, V), isize)]) {
-    updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    updates.sort_unstable_by(|a, b| a.0 .0.cmp(&b.0 .0));
+    let mut start = 0;
+    while start < updates.len() {
+        let end = key_run_end(updates, start);
+        if end - start > 1 {
+            updates[start..end].sort_unstable_by(|a, b| a.0 .1.cmp(&b.0 .1));
+        }
+        start = end;
+    }
+}
+
+/// The end of the run of `start`'s key in `updates`, ordered by key.
+fn key_run_end<K: Eq, V>(updates: &[((K, V), isize)], start: usize) -> usize {
+    let key = &updates[start].0 .0;
+    start + 1 + updates[start + 1..].iter().take_while(|u| u.0 .0 == *key).count()
 }
 
 /// Orders one time's updates by `(key, value)` ([`order_by_key`]), adds up the diffs of equal
@@ -104,23 +121,30 @@ pub fn order_by_key<K: Ord, V: Ord>(updates: &mut [((K, V), isize)]) {
 /// assert_eq!(updates, vec![((1, "a"), 2), ((1, "b"), -1)]);
 /// ```
 pub fn consolidate_by_key<K: Ord, V: Ord>(updates: &mut Vec<((K, V), isize)>) {
-    order_by_key(updates);
-    // One pass over the sorted runs, compacting in place (a no-op move when nothing merges).
+    updates.sort_unstable_by(|a, b| a.0 .0.cmp(&b.0 .0));
+    // One pass over the keys' runs: a key with one update is kept unless its diff is zero; a
+    // key with several has them ordered by value, and equal pairs added up, in place.
     let n = updates.len();
     let (mut write, mut read) = (0, 0);
     while read < n {
-        let mut diff = updates[read].1;
-        let mut next = read + 1;
-        while next < n && updates[next].0 == updates[read].0 {
-            diff += updates[next].1;
-            next += 1;
+        let end = key_run_end(updates, read);
+        if end - read > 1 {
+            updates[read..end].sort_unstable_by(|a, b| a.0 .1.cmp(&b.0 .1));
         }
-        if diff != 0 {
-            updates.swap(write, read);
-            updates[write].1 = diff;
-            write += 1;
+        while read < end {
+            let mut diff = updates[read].1;
+            let mut next = read + 1;
+            while next < end && updates[next].0 .1 == updates[read].0 .1 {
+                diff += updates[next].1;
+                next += 1;
+            }
+            if diff != 0 {
+                updates.swap(write, read);
+                updates[write].1 = diff;
+                write += 1;
+            }
+            read = next;
         }
-        read = next;
     }
     updates.truncate(write);
 }
@@ -394,8 +418,8 @@ mod tests {
         assert_eq!(whole_v, parts_v);
     }
 
-    /// The hash-ordered grouping agrees with a plain sort-based consolidation on random input,
-    /// including colliding and interleaved keys.
+    /// The grouping by key, then by value within a key, agrees with a plain sort-based
+    /// consolidation on random input, including colliding and interleaved keys.
     #[test]
     fn agrees_with_sorting() {
         let mut seed = 12345u64;
@@ -414,6 +438,12 @@ mod tests {
             let mut ours = updates.clone();
             consolidate_by_key(&mut ours);
             assert_eq!(ours, reference);
+            // Ordering alone (by key, then each key's run by value) is the order of the pairs.
+            let (mut ordered, mut sorted) = (updates.clone(), updates.clone());
+            order_by_key(&mut ordered);
+            sorted.sort_by_key(|a| a.0);
+            let pairs = |u: &[((u8, u8), isize)]| u.iter().map(|(kv, _)| *kv).collect::<Vec<_>>();
+            assert_eq!(pairs(&ordered), pairs(&sorted));
             let (mut c, mut v) = (Vec::new(), Vec::new());
             changes_from_updates(&mut updates.clone(), &mut c, &mut v);
             // Rebuild the consolidated updates from changes and violations and compare.
