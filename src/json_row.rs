@@ -194,7 +194,15 @@ fn canonical_valid(b: &[u8], text: &str, out: &mut String, depth: u32) -> Option
             }
             if !members.is_sorted_by(|a, b| a.0 < b.0) {
                 members.sort_by(|a, b| a.0.cmp(&b.0));
-                // Duplicate names: the last one wins, as in a `serde_json::Value`.
+                // Duplicate names: the last one wins, as in a `serde_json::Value`. The ones it
+                // replaces must still be values serde_json reads (the scan that found them does
+                // not check that a number is in range): each is canonicalized and thrown away.
+                let mut replaced = String::new();
+                for pair in members.windows(2).filter(|pair| pair[0].0 == pair[1].0) {
+                    let (from, to) = (pair[0].1, pair[0].2);
+                    replaced.clear();
+                    canonical_valid(b.get(from..to)?, text.get(from..to)?, &mut replaced, depth + 1)?;
+                }
                 members.reverse();
                 members.dedup_by(|a, b| a.0 == b.0);
                 members.reverse();
@@ -544,7 +552,18 @@ mod tests {
                 Err(_) => assert!(JsonRow::parse(t).is_err(), "{t} is not JSON"),
             }
         }
-        for bad in ["{", r#"{"a":}"#, "[1,]", "nul", r#"{"a":1} x"#, ""] {
+        // A member a later one of the same name replaces must still be JSON serde_json reads:
+        // a number out of `f64`'s range refuses the whole text, as it does a `Value`.
+        for bad in [
+            "{",
+            r#"{"a":}"#,
+            "[1,]",
+            "nul",
+            r#"{"a":1} x"#,
+            "",
+            r#"{"a":1e999,"a":1}"#,
+            r#"{"b":{"a":-1e400,"a":{}},"a":0}"#,
+        ] {
             assert!(JsonRow::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
