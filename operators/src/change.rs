@@ -186,10 +186,14 @@ pub fn chunk_start<K: Eq, V>(updates: &[((K, V), isize)], max: usize) -> usize {
     start
 }
 
-/// Turns `updates[from..]`, ordered by [`order_by_key`] (and normally consolidated by
-/// [`consolidate_by_key`]) and starting at a key boundary, into changes and violations, removing
+/// Turns `updates[from..]`, consolidated ([`consolidate_by_key`], or a merge of consolidated
+/// parts) and starting at a key boundary, into changes and violations, removing
 /// them from `updates`. Taking chunks from the end (see [`chunk_start`]) lets a large time be
 /// delivered piecewise without moving the rest. Changes come out in the order of their keys.
+///
+/// A key's values are taken as distinct and their diffs as non-zero, as consolidation leaves
+/// them: they are not compared again (a value is often a row elsewhere in memory, long out of
+/// the cache by the time its chunk is cut).
 pub fn changes_from_ordered<K: Eq, V: Eq>(
     updates: &mut Vec<((K, V), isize)>,
     from: usize,
@@ -222,17 +226,14 @@ pub fn changes_from_ordered<K: Eq, V: Eq>(
             }
             continue;
         }
-        // Several updates of one key, ordered by value: merge equal values, drop cancelled ones.
+        // Several updates of one key, each of another value (consolidated).
         let mut key = None;
         let mut group: Vec<(V, isize)> = Vec::with_capacity(len);
         for ((k, v), d) in drain.by_ref().take(len) {
             key.get_or_insert(k);
-            match group.last_mut() {
-                Some((last, total)) if *last == v => *total += d,
-                _ => group.push((v, d)),
-            }
+            debug_assert!(d != 0 && group.last().is_none_or(|(last, _)| *last != v), "not consolidated");
+            group.push((v, d));
         }
-        group.retain(|(_, d)| *d != 0);
         let key = key.expect("a run has a key");
         match group.len() {
             0 => {}
