@@ -84,8 +84,9 @@ pub enum ViolationPolicy {
 ///
 /// An unstable sort by key alone (keys of the sink compare their stored hash first, so
 /// comparisons are cheap), then each run of a key's updates by value. Values are compared only
-/// within their key's run, once each pair, rather than whenever the sort happens to meet two
-/// updates of one key: a value is often a row elsewhere in memory, read for the first time.
+/// within their key's run (a key's two updates once), rather than whenever the sort happens to
+/// meet two updates of one key: a value is often a row elsewhere in memory, read for the first
+/// time.
 /// (Sorting `(hash, index)` pairs and permuting the updates in place executes fewer
 /// instructions, but its random swaps over a multi-megabyte time miss the cache and measured
 /// about 15% slower end to end. A sample sort — up to 255 splitters from a sorted sample, a byte
@@ -235,16 +236,9 @@ pub fn changes_from_ordered<K: Eq, V: Eq>(
             group.push((v, d));
         }
         let key = key.expect("a run has a key");
+        // Two or more distinct values: a retraction and an insertion are an update; anything
+        // else breaks the key.
         match group.len() {
-            0 => {}
-            1 if group[0].1 == 1 || group[0].1 == -1 => {
-                let (value, diff) = group.pop().expect("one");
-                changes.push(if diff == 1 {
-                    Change { key, before: None, after: Some(value) }
-                } else {
-                    Change { key, before: Some(value), after: None }
-                });
-            }
             2 if group[0].1 * group[1].1 == -1 => {
                 let mut g = group.into_iter();
                 let (first, second) = (g.next().expect("two"), g.next().expect("two"));
